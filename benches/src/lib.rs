@@ -1,0 +1,15 @@
+//! Shared helpers for lode's criterion benchmarks (the benches themselves live in `benches/benches/`).
+
+/// Deterministic pseudo-random bytes for benchmark inputs (xorshift64*; fast, not cryptographic).
+pub fn bench_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

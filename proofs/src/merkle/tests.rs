@@ -1,0 +1,154 @@
+//! Property tests shared by both hashers: every index proves, every change to a proof fails.
+
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::node::{Node, trunc254};
+
+fn leaves(n: u64, seed: u64) -> Vec<Node> {
+    (0..n)
+        .map(|i| {
+            trunc254(*blake3::hash(&[i.to_le_bytes(), seed.to_le_bytes()].concat()).as_bytes())
+        })
+        .collect()
+}
+
+/// Builds a tree, then for every leaf checks that its proof verifies, survives the codec, and that any
+/// flipped bit of the proof bytes, another index, another leaf or another root is rejected.
+fn check_all<H: TreeHasher>(shape: &TreeShape, discard_rows: usize, seed: u64, flip: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let l = leaves(shape.leaves(), seed);
+    let t = DiskTree::<H>::build(
+        shape,
+        &l,
+        &dir.path().join("tree"),
+        TreeConfig { discard_rows },
+    )
+    .unwrap();
+    let root = t.root();
+    let other_root = Node([root.0[0] ^ 1; 32]);
+    for i in 0..shape.leaves() {
+        let p = t.prove(i).unwrap();
+        p.verify_leaf::<H>(shape, &root, i, &l[i as usize]).unwrap();
+        let bytes = p.to_bytes();
+        assert_eq!(MerkleProof::from_bytes(&bytes).unwrap(), p);
+
+        // One flipped bit anywhere in the encoding.
+        let bit = (flip.wrapping_mul(7919).wrapping_add(i as usize * 31)) % (bytes.len() * 8);
+        let mut bad = bytes.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        if let Ok(q) = MerkleProof::from_bytes(&bad) {
+            assert!(
+                q.verify::<H>(shape, &root).is_err(),
+                "flipped bit {bit} of proof {i} still verifies"
+            );
+        }
+        // Truncated or extended encodings are refused.
+        assert!(MerkleProof::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+        assert!(MerkleProof::from_bytes(&[&bytes[..], &[0]].concat()).is_err());
+
+        assert!(p.verify::<H>(shape, &other_root).is_err());
+        let mut moved = p.clone();
+        moved.index = (i + 1) % shape.leaves();
+        if shape.leaves() > 1 {
+            assert!(moved.verify::<H>(shape, &root).is_err());
+        }
+        let mut other_leaf = p.clone();
+        other_leaf.leaf = l[((i + 1) % shape.leaves()) as usize];
+        if shape.leaves() > 1 {
+            assert!(other_leaf.verify::<H>(shape, &root).is_err());
+        }
+        assert!(p.verify_leaf::<H>(shape, &root, i, &other_root).is_err());
+    }
+    // A proof from a tree over other leaves of the same shape fails here.
+    let l2 = leaves(shape.leaves(), seed + 1);
+    let t2 =
+        DiskTree::<H>::build(shape, &l2, &dir.path().join("other"), TreeConfig::default()).unwrap();
+    assert!(t2.prove(0).unwrap().verify::<H>(shape, &root).is_err());
+    assert!(t.prove(shape.leaves()).is_err());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn binary_blake3_trees(k in 0u32..8, discard in 0usize..4, seed in any::<u64>(), flip in any::<usize>()) {
+        check_all::<Blake3TreeD>(&TreeShape::binary(1 << k).unwrap(), discard, seed, flip);
+    }
+
+    #[test]
+    fn octal_poseidon_trees(k in 1u32..8, discard in 0usize..3, seed in any::<u64>(), flip in any::<usize>()) {
+        // 8, 16, 32, 64, 128, 256, 512 leaves: pure arity 8 and arity 8 with a top of 2 or 4.
+        check_all::<PoseidonTree>(&TreeShape::octal(1 << (k + 2)).unwrap(), discard, seed, flip);
+    }
+}
+
+#[test]
+fn poseidon_tree_levels_are_poseidon_of_children() {
+    let l = leaves(64, 9);
+    let shape = TreeShape::octal(64).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t =
+        DiskTree::<PoseidonTree>::build(&shape, &l, &dir.path().join("r"), TreeConfig::default())
+            .unwrap();
+    let frs: Vec<_> = l.iter().map(|n| n.to_fr().unwrap()).collect();
+    let level1: Vec<_> = frs
+        .chunks(8)
+        .map(|c| crate::poseidon::hash(c).unwrap())
+        .collect();
+    let root = crate::poseidon::hash(&level1).unwrap();
+    assert_eq!(t.root(), Node::from_fr(&root));
+    t.check().unwrap();
+}
+
+#[test]
+fn non_canonical_leaves_are_an_error_not_a_panic() {
+    let mut l = leaves(8, 1);
+    l[3] = Node([0xFF; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let r = DiskTree::<PoseidonTree>::build(
+        &TreeShape::octal(8).unwrap(),
+        &l,
+        &dir.path().join("r"),
+        TreeConfig::default(),
+    );
+    assert!(matches!(r, Err(TreeError::NonCanonicalNode)));
+    assert!(matches!(
+        DiskTree::<PoseidonTree>::build(
+            &TreeShape::binary(8).unwrap(),
+            &leaves(8, 1),
+            &dir.path().join("b"),
+            TreeConfig::default()
+        ),
+        Ok(_)
+    ));
+    // BLAKE3 trees are binary only.
+    assert!(matches!(
+        DiskTree::<Blake3TreeD>::build(
+            &TreeShape::octal(8).unwrap(),
+            &leaves(8, 1),
+            &dir.path().join("o"),
+            TreeConfig::default()
+        ),
+        Err(TreeError::UnsupportedArity { .. })
+    ));
+}
+
+#[test]
+fn a_tree_is_not_opened_with_another_hasher() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("d");
+    DiskTree::<Blake3TreeD>::build(
+        &TreeShape::binary(8).unwrap(),
+        &leaves(8, 1),
+        &path,
+        TreeConfig::default(),
+    )
+    .unwrap();
+    assert!(matches!(
+        DiskTree::<PoseidonTree>::open(&path, None),
+        Err(TreeError::WrongHasher { .. })
+    ));
+}

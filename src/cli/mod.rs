@@ -1,0 +1,50 @@
+//! Command-line definitions and dispatch.
+
+mod piece;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+/// lode — a decentralized storage provider with proof-of-spacetime.
+///
+/// Clients prepare data with `lode piece`: compute the piece commitment (CommP) and piece CID that a
+/// storage deal names, and convert between raw bytes and the fr32-padded form that sectors hold.
+#[derive(Debug, Parser)]
+#[command(name = "lode", version, about, long_about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// More log output on stderr (-v: debug, -vv: trace). `LODE_LOG` takes a tracing filter instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Prepare client data: piece commitments, piece CIDs, fr32 padding.
+    #[command(subcommand)]
+    Piece(piece::PieceCommand),
+}
+
+/// Runs the parsed command.
+pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Piece(cmd) => piece::run(cmd),
+    }
+}
+
+/// Logs go to stderr so that stdout stays clean for results and `--json`.
+pub(crate) fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("LODE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,195 @@
+//! End-to-end tests of the `lode` binary: what a client sees on the command line.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lode(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The payload pattern of `fixtures/vectors/tree_d.json`: byte i = (i*7+3) mod 256.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 7 + 3) % 256) as u8).collect()
+}
+
+#[derive(serde::Deserialize)]
+struct Vectors {
+    commp_payloads: Vec<Payload>,
+}
+
+#[derive(serde::Deserialize)]
+struct Payload {
+    comm_p: String,
+    padded_size: u64,
+    payload_len: usize,
+    piece_cid: String,
+}
+
+#[test]
+fn commp_json_matches_the_vectors() {
+    let v: Vectors = serde_json::from_str(include_str!("../fixtures/vectors/tree_d.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for p in v.commp_payloads {
+        let file = dir.path().join(format!("payload-{}", p.payload_len));
+        std::fs::write(&file, pattern(p.payload_len)).unwrap();
+        let out = lode(&["piece", "commp", file.to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!(json["piece_cid"], p.piece_cid);
+        assert_eq!(json["comm_p"], p.comm_p);
+        assert_eq!(json["padded_size"], p.padded_size);
+        assert_eq!(json["payload_size"], p.payload_len as u64);
+        assert_eq!(json.as_object().unwrap().len(), 4);
+
+        let text = lode(&["piece", "commp", file.to_str().unwrap()]);
+        assert!(stdout(&text).contains(&p.piece_cid));
+    }
+}
+
+#[test]
+fn commp_reads_standard_input() {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(["piece", "commp", "-", "--json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&pattern(127))
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        json["comm_p"],
+        "abf27b402d51d09e51c65a3ad7c2f60adf7f9ff31fc8697c920bcec52ad41a2f"
+    );
+}
+
+#[test]
+fn missing_files_and_directories_are_clear_errors() {
+    let out = lode(&["piece", "commp", "/definitely/not/here.bin"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot open /definitely/not/here.bin"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = lode(&["piece", "commp", dir.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+}
+
+#[test]
+fn pad_then_unpad_round_trips_and_matches_commp() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw_path = dir.path().join("raw");
+    let padded_path = dir.path().join("padded");
+    let back_path = dir.path().join("back");
+    let raw = pattern(5000);
+    std::fs::write(&raw_path, &raw).unwrap();
+    let p = |x: &Path| x.to_str().unwrap().to_owned();
+
+    let out = lode(&[
+        "piece",
+        "pad",
+        &p(&raw_path),
+        &p(&padded_path),
+        "--piece",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["input_bytes"], 5000);
+    assert_eq!(report["output_bytes"], 8192);
+    let padded = std::fs::read(&padded_path).unwrap();
+    assert_eq!(padded.len(), 8192);
+    assert_eq!(&padded[..5120], &lode_proofs::fr32::pad(&raw)[..]);
+
+    // CommP of the payload is the tree D root of the padded piece.
+    let commp = lode(&["piece", "commp", &p(&raw_path), "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&commp)).unwrap();
+    let nodes = lode_proofs::node::nodes_from_bytes(&padded).unwrap();
+    assert_eq!(
+        json["comm_p"],
+        lode_proofs::piece::tree_d_root(nodes).to_hex()
+    );
+
+    let out = lode(&[
+        "piece",
+        "unpad",
+        &p(&padded_path),
+        &p(&back_path),
+        "--payload-len",
+        "5000",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&back_path).unwrap(), raw);
+
+    // Without a length, the zero fill comes back too.
+    let out = lode(&["piece", "unpad", &p(&padded_path), &p(&back_path)]);
+    assert!(out.status.success());
+    let all = std::fs::read(&back_path).unwrap();
+    assert_eq!(all.len(), 8192 / 128 * 127);
+    assert_eq!(&all[..5000], &raw[..]);
+    assert!(all[5000..].iter().all(|&b| b == 0));
+}
+
+#[test]
+fn unpad_refuses_data_that_was_never_padded() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad");
+    std::fs::write(&bad, [0xFFu8; 256]).unwrap();
+    let out = lode(&[
+        "piece",
+        "unpad",
+        bad.to_str().unwrap(),
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not fr32-padded"), "{}", stderr(&out));
+
+    let odd = dir.path().join("odd");
+    std::fs::write(&odd, [0u8; 100]).unwrap();
+    let out = lode(&[
+        "piece",
+        "unpad",
+        odd.to_str().unwrap(),
+        dir.path().join("o").to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("128-byte blocks"), "{}", stderr(&out));
+
+    let out = lode(&["piece", "pad", odd.to_str().unwrap(), odd.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is the input file"));
+}
+
+#[test]
+fn help_teaches() {
+    let out = lode(&["piece", "commp", "--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    assert!(help.contains("Example: lode piece commp"));
+    assert!(help.contains("--json"));
+}
