@@ -13,3 +13,15 @@ pub fn bench_bytes(len: usize, seed: u64) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// `n` random field nodes (trunc254 of pseudo-random bytes), valid leaves for any tree.
+pub fn field_leaves(n: usize, seed: u64) -> Vec<lode_proofs::node::Node> {
+    bench_bytes(n * 32, seed)
+        .chunks_exact(32)
+        .map(|c| {
+            let mut b = [0u8; 32];
+            b.copy_from_slice(c);
+            lode_proofs::node::trunc254(b)
+        })
+        .collect()
+}

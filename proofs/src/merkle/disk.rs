@@ -205,7 +205,7 @@ impl<H: TreeHasher> DiskTree<H> {
             1 => true,
             _ => return Err(not_tree("bad leaves flag")),
         };
-        if height > MAX_LEVELS || first_stored > height.max(1) {
+        if height > MAX_LEVELS || first_stored == 0 || first_stored > height.max(1) {
             return Err(not_tree("bad level counts"));
         }
         let arities = header[36..36 + height]
@@ -572,6 +572,17 @@ mod tests {
         ));
         bytes[20] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            DiskTree::<Blake3TreeD>::open(&path, Some(&leaves_path)),
+            Err(TreeError::NotATreeFile { .. })
+        ));
+        // A header with a valid checksum but impossible level numbers.
+        let mut crafted = std::fs::read(&path).unwrap();
+        crafted[20] ^= 1;
+        crafted[28..32].copy_from_slice(&0u32.to_le_bytes());
+        let sum = blake3::hash(&crafted[..CHECKSUM_AT]);
+        crafted[CHECKSUM_AT..HEADER_LEN].copy_from_slice(sum.as_bytes());
+        std::fs::write(&path, &crafted).unwrap();
         assert!(matches!(
             DiskTree::<Blake3TreeD>::open(&path, Some(&leaves_path)),
             Err(TreeError::NotATreeFile { .. })

@@ -151,3 +151,29 @@ fn a_tree_is_not_opened_with_another_hasher() {
         Err(TreeError::WrongHasher { .. })
     ));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A tree file is input from disk: any header, even one with a valid checksum, gives an error or a
+    /// usable tree, never a panic.
+    #[test]
+    fn crafted_headers_never_panic(edits in proptest::collection::vec((0usize..224, any::<u8>()), 1..6)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        DiskTree::<Blake3TreeD>::build(&TreeShape::binary(16).unwrap(), &leaves(16, 4), &path, TreeConfig { discard_rows: 1 }).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        for (at, v) in edits {
+            bytes[at] = v;
+        }
+        let sum = blake3::hash(&bytes[..224]);
+        bytes[224..256].copy_from_slice(sum.as_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        if let Ok(t) = DiskTree::<Blake3TreeD>::open(&path, None) {
+            for i in 0..t.shape().leaves().min(20) {
+                let _ = t.prove(i);
+            }
+            let _ = t.check();
+        }
+    }
+}
