@@ -178,14 +178,41 @@ pub(crate) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> 
     Ok(filled)
 }
 
+/// Converted bytes waiting to be read out of an adapter.
+#[derive(Default)]
+struct Pending {
+    bytes: Vec<u8>,
+    pos: usize,
+}
+
+impl Pending {
+    fn is_drained(&self) -> bool {
+        self.pos == self.bytes.len()
+    }
+
+    /// Copies as much as fits into `buf`.
+    fn drain_into(&mut self, buf: &mut [u8]) -> usize {
+        let n = buf.len().min(self.bytes.len() - self.pos);
+        buf[..n].copy_from_slice(&self.bytes[self.pos..self.pos + n]);
+        self.pos += n;
+        n
+    }
+
+    /// Resizes the buffer for `len` new bytes and returns it for filling.
+    fn refill(&mut self, len: usize) -> &mut Vec<u8> {
+        self.bytes.resize(len, 0);
+        self.pos = 0;
+        &mut self.bytes
+    }
+}
+
 /// A `Read` adapter that yields the fr32 padding of the wrapped raw stream.
 ///
 /// The raw stream is zero-extended to a whole 127-byte block at its end; an empty stream yields nothing.
 pub struct PadReader<R> {
     inner: R,
     raw: Vec<u8>,
-    out: Vec<u8>,
-    pos: usize,
+    out: Pending,
     done: bool,
 }
 
@@ -195,8 +222,7 @@ impl<R: Read> PadReader<R> {
         PadReader {
             inner,
             raw: vec![0; BLOCKS_PER_BUF * RAW_BLOCK],
-            out: Vec::new(),
-            pos: 0,
+            out: Pending::default(),
             done: false,
         }
     }
@@ -211,26 +237,21 @@ impl<R: Read> PadReader<R> {
         if n < self.raw.len() {
             self.done = true;
         }
-        let blocks = n.div_ceil(RAW_BLOCK);
-        self.out.resize(blocks * PADDED_BLOCK, 0);
-        pad_into(&self.raw[..n], &mut self.out);
-        self.pos = 0;
+        let out = self.out.refill(n.div_ceil(RAW_BLOCK) * PADDED_BLOCK);
+        pad_into(&self.raw[..n], out);
         Ok(())
     }
 }
 
 impl<R: Read> Read for PadReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.out.len() {
+        if self.out.is_drained() {
             if self.done {
                 return Ok(0);
             }
             self.refill()?;
         }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(self.out.drain_into(buf))
     }
 }
 
@@ -242,8 +263,7 @@ impl<R: Read> Read for PadReader<R> {
 pub struct UnpadReader<R> {
     inner: R,
     padded: Vec<u8>,
-    out: Vec<u8>,
-    pos: usize,
+    out: Pending,
     offset: u64,
     remaining: Option<u64>,
     done: bool,
@@ -255,8 +275,7 @@ impl<R: Read> UnpadReader<R> {
         UnpadReader {
             inner,
             padded: vec![0; BLOCKS_PER_BUF * PADDED_BLOCK],
-            out: Vec::new(),
-            pos: 0,
+            out: Pending::default(),
             offset: 0,
             remaining: None,
             done: false,
@@ -283,34 +302,30 @@ impl<R: Read> UnpadReader<R> {
         if rem != 0 && ((whole / PADDED_BLOCK * RAW_BLOCK) as u64) < needed {
             return Err(Fr32Error::PartialBlock(rem));
         }
-        self.out.resize(whole / PADDED_BLOCK * RAW_BLOCK, 0);
-        unpad_into(&self.padded[..whole], &mut self.out, self.offset)?;
+        let out = self.out.refill(whole / PADDED_BLOCK * RAW_BLOCK);
+        unpad_into(&self.padded[..whole], out, self.offset)?;
         self.offset += whole as u64;
         if let Some(r) = self.remaining {
-            let keep = (self.out.len() as u64).min(r);
-            self.out.truncate(keep as usize);
+            let keep = (out.len() as u64).min(r);
+            out.truncate(keep as usize);
             self.remaining = Some(r - keep);
             if r == keep {
                 self.done = true;
             }
         }
-        self.pos = 0;
         Ok(())
     }
 }
 
 impl<R: Read> Read for UnpadReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.out.len() {
+        while self.out.is_drained() {
             if self.done {
                 return Ok(0);
             }
             self.refill()?;
         }
-        let n = buf.len().min(self.out.len() - self.pos);
-        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
+        Ok(self.out.drain_into(buf))
     }
 }
 

@@ -113,6 +113,16 @@ fn create_output(input: &Path, output: &Path) -> anyhow::Result<BufWriter<File>>
     Ok(BufWriter::with_capacity(1 << 20, file))
 }
 
+/// Flushes and fsyncs an output file, so that a reported success means the bytes are on disk.
+fn finish_output(output: BufWriter<File>, path: &Path) -> anyhow::Result<()> {
+    let file = output
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot sync {}", path.display()))
+}
+
 fn same_file(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
@@ -234,13 +244,7 @@ fn pad(args: PadArgs) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write {}", args.output.display()))?;
     }
     let output_bytes = counting.count;
-    let file = counting
-        .inner
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
-    file.sync_all()
-        .with_context(|| format!("cannot sync {}", args.output.display()))?;
+    finish_output(counting.inner, &args.output)?;
     print_convert(
         &ConvertReport {
             input_bytes: raw,
@@ -270,12 +274,7 @@ fn unpad(args: UnpadArgs) -> anyhow::Result<()> {
     };
     let written = io::copy(&mut unpadder, &mut output)
         .with_context(|| format!("cannot unpad {}", args.input.display()))?;
-    let file = output
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
-    file.sync_all()
-        .with_context(|| format!("cannot sync {}", args.output.display()))?;
+    finish_output(output, &args.output)?;
     print_convert(
         &ConvertReport {
             input_bytes: len.unwrap_or(0),
