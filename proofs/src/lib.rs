@@ -21,3 +21,4 @@ pub mod merkle;
 pub mod node;
 pub mod piece;
 pub mod poseidon;
+pub mod sector;
