@@ -16,9 +16,12 @@
 
 pub mod cid;
 pub mod fr32;
+pub mod graph;
 pub mod hash;
 pub mod merkle;
 pub mod node;
 pub mod piece;
+pub mod porep;
 pub mod poseidon;
+pub mod sdr;
 pub mod sector;

@@ -1,7 +1,18 @@
 //! `lode-sealing`: the replication engine and sector storage on disk.
 //!
-//! This crate will own everything a storage miner runs to turn client data into a sealed replica: the
-//! stacked-DRG labeller (SIMD across sectors, GPU), tree building for trees C and R, the sector phases
-//! (AddPiece, PreCommit1/2, Commit1, Finalize), unsealing, and the on-disk layout of a sector. The
-//! definitions it computes (labels, trees, commitments) live in `lode-proofs`; this crate only makes
-//! them fast and durable.
+//! This crate runs what `lode-proofs` defines, over whole sectors and as fast as the machine allows: the
+//! parent cache ([`parent_cache`]), layer labelling behind the [`labels::Labeller`] seam, and the sector
+//! phases a miner schedules ([`seal`]): AddPiece → PreCommit1 → PreCommit2 → Commit1 → Finalize, plus
+//! unsealing. Every phase reads and writes files in one sector directory ([`sector_dir`]), written
+//! atomically, so a phase can run in another process or resume after a crash.
+//!
+//! It never touches the network and never redefines a protocol function: labels, columns, encodings,
+//! commitments and proofs all come from `lode-proofs`.
+
+pub mod error;
+pub mod labels;
+pub mod parent_cache;
+pub mod seal;
+pub mod sector_dir;
+
+pub use error::{SealError, SealResult};

@@ -2,6 +2,7 @@
 
 mod piece;
 mod progress;
+mod seal;
 
 use clap::{Parser, Subcommand};
 
@@ -9,6 +10,7 @@ use clap::{Parser, Subcommand};
 ///
 /// Clients prepare data with `lode piece`: compute the piece commitment (CommP) and piece CID that a
 /// storage deal names, and convert between raw bytes and the fr32-padded form that sectors hold.
+/// Storage miners seal sectors with `lode seal`, phase by phase or end to end, and unseal them.
 #[derive(Debug, Parser)]
 #[command(name = "lode", version, about, long_about, propagate_version = true)]
 pub(crate) struct Cli {
@@ -25,12 +27,16 @@ enum Command {
     /// Prepare client data: piece commitments, piece CIDs, fr32 padding.
     #[command(subcommand)]
     Piece(piece::PieceCommand),
+    /// Seal sectors: AddPiece, PreCommit1/2, Commit1, Finalize, unsealing, proof checks.
+    #[command(subcommand)]
+    Seal(seal::SealCommand),
 }
 
 /// Runs the parsed command.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Piece(cmd) => piece::run(cmd),
+        Command::Seal(cmd) => seal::run(cmd),
     }
 }
 

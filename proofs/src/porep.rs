@@ -1,0 +1,426 @@
+//! The vanilla PoRep proof (SPEC §5.1–§5.2): what Commit1 produces and what anyone can check natively.
+//!
+//! For every challenged node `c` the proof opens tree D at `c`, the columns of `c` and of its 14
+//! parents in tree C, and tree R at `c`. The verifier recomputes every label of `c` from the parents'
+//! columns, checks the encoding, and checks `comm_r = Poseidon_2(comm_c, comm_r_last)`. It trusts only
+//! the public inputs: the sector's size, the prover, sector number, ticket, seed, `comm_d` and `comm_r`.
+//! The challenges and the parents are re-derived, never taken from the proof.
+
+use crate::graph::{BASE_DEGREE, EXP_DEGREE, Graph};
+use crate::merkle::{Blake3TreeD, MerkleProof, PoseidonTree, TreeError};
+use crate::node::{NODE_SIZE, Node};
+use crate::sdr::{self, SdrError};
+use crate::sector::{SectorSize, prover_id};
+
+/// Format byte that opens an encoded proof.
+const FORMAT: u8 = 1;
+
+/// Why a vanilla PoRep proof is rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum PorepError {
+    /// `comm_r` is not `Poseidon_2(comm_c, comm_r_last)`.
+    #[error("comm_r does not commit to the proof's comm_c and comm_r_last")]
+    CommR,
+    /// The proof has the wrong number of partitions or challenges.
+    #[error("the proof has {found} {what}, expected {expected}")]
+    Count {
+        /// What was counted.
+        what: &'static str,
+        /// Expected count.
+        expected: usize,
+        /// Found.
+        found: usize,
+    },
+    /// A challenge differs from the one derived from the seed.
+    #[error("challenge {index} is {found}, but the seed gives {expected}")]
+    Challenge {
+        /// Challenge number within the sector.
+        index: usize,
+        /// What the seed gives.
+        expected: u64,
+        /// What the proof says.
+        found: u64,
+    },
+    /// An opening is at the wrong node (another challenge or parent).
+    #[error("challenge {challenge}: the {what} opening is for node {found}, expected {expected}")]
+    WrongNode {
+        /// The challenged node.
+        challenge: u64,
+        /// Which opening.
+        what: &'static str,
+        /// The node it should open.
+        expected: u64,
+        /// The node it opens.
+        found: u64,
+    },
+    /// A Merkle opening fails.
+    #[error("challenge {challenge}: the {what} opening does not verify: {source}")]
+    Opening {
+        /// The challenged node.
+        challenge: u64,
+        /// Which opening.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: TreeError,
+    },
+    /// A column whose labels do not hash to the opened leaf.
+    #[error("challenge {challenge}: a column's labels do not hash to its tree C leaf")]
+    Column {
+        /// The challenged node.
+        challenge: u64,
+    },
+    /// A recomputed label differs from the one in the column.
+    #[error("challenge {challenge}: label of layer {layer} does not follow from its parents")]
+    Label {
+        /// The challenged node.
+        challenge: u64,
+        /// The layer.
+        layer: usize,
+    },
+    /// `replica[c] ≠ data[c] + label(L, c)`.
+    #[error("challenge {challenge}: the replica node is not the encoding of the data node")]
+    Encoding {
+        /// The challenged node.
+        challenge: u64,
+    },
+    /// A node that must be a field element is not.
+    #[error(transparent)]
+    Field(#[from] SdrError),
+    /// Bytes that do not decode as a proof.
+    #[error("malformed proof bytes: {0}")]
+    Malformed(&'static str),
+}
+
+/// What the verifier knows: everything public about the sector and its commitment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PorepPublic {
+    /// The sector size (and so every protocol parameter).
+    pub size: SectorSize,
+    /// The miner (prover) id.
+    pub miner_id: u64,
+    /// The sector number.
+    pub sector_number: u64,
+    /// The ticket (chain randomness at pre-commit, trunc254).
+    pub ticket: Node,
+    /// The seed (chain randomness after the delay, trunc254).
+    pub seed: Node,
+    /// The data commitment.
+    pub comm_d: Node,
+    /// The replica commitment.
+    pub comm_r: Node,
+}
+
+impl PorepPublic {
+    /// The replica id these inputs define.
+    pub fn replica_id(&self) -> Node {
+        sdr::replica_id(
+            &prover_id(self.miner_id),
+            self.sector_number,
+            &self.ticket,
+            &self.comm_d,
+            &self.size.porep_id(),
+        )
+    }
+}
+
+/// A column (the labels of one node in every layer) with its tree C opening.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnOpening {
+    /// `label(1, v) … label(L, v)`.
+    pub labels: Vec<Node>,
+    /// Tree C opening of `column_hash(labels)` at `v`.
+    pub proof: MerkleProof,
+}
+
+/// Everything opened for one challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChallengeProof {
+    /// Tree D opening of `data[c]`.
+    pub data: MerkleProof,
+    /// The column of `c`.
+    pub column: ColumnOpening,
+    /// The columns of the six base parents, in parent order.
+    pub base: Vec<ColumnOpening>,
+    /// The columns of the eight expander parents, in parent order.
+    pub exp: Vec<ColumnOpening>,
+    /// Tree R opening of `replica[c]`.
+    pub replica: MerkleProof,
+}
+
+/// A vanilla PoRep proof: the private commitments and, per partition, one [`ChallengeProof`] per challenge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PorepProof {
+    /// Root of tree C.
+    pub comm_c: Node,
+    /// Root of tree R.
+    pub comm_r_last: Node,
+    /// Per partition, per challenge.
+    pub partitions: Vec<Vec<ChallengeProof>>,
+}
+
+fn check_column(
+    c: u64,
+    what: &'static str,
+    node: u64,
+    col: &ColumnOpening,
+    size: SectorSize,
+    comm_c: &Node,
+) -> Result<(), PorepError> {
+    if col.labels.len() != size.layers() {
+        return Err(PorepError::Count {
+            what: "labels in a column",
+            expected: size.layers(),
+            found: col.labels.len(),
+        });
+    }
+    if col.proof.index != node {
+        return Err(PorepError::WrongNode {
+            challenge: c,
+            what,
+            expected: node,
+            found: col.proof.index,
+        });
+    }
+    if sdr::column_hash(&col.labels)? != col.proof.leaf {
+        return Err(PorepError::Column { challenge: c });
+    }
+    col.proof
+        .verify::<PoseidonTree>(&size.tree_shape(), comm_c)
+        .map_err(|source| PorepError::Opening {
+            challenge: c,
+            what,
+            source,
+        })
+}
+
+/// Checks a vanilla proof against the public inputs.
+pub fn verify(public: &PorepPublic, proof: &PorepProof) -> Result<(), PorepError> {
+    let size = public.size;
+    if sdr::comm_r(&proof.comm_c, &proof.comm_r_last)? != public.comm_r {
+        return Err(PorepError::CommR);
+    }
+    if proof.partitions.len() != size.porep_partitions() {
+        return Err(PorepError::Count {
+            what: "partitions",
+            expected: size.porep_partitions(),
+            found: proof.partitions.len(),
+        });
+    }
+    let replica_id = public.replica_id();
+    let graph = Graph::new(size);
+    let layers = size.layers();
+    for (k, partition) in proof.partitions.iter().enumerate() {
+        let challenges = sdr::porep_partition_challenges(size, &replica_id, &public.seed, k);
+        if partition.len() != challenges.len() {
+            return Err(PorepError::Count {
+                what: "challenges",
+                expected: challenges.len(),
+                found: partition.len(),
+            });
+        }
+        for (i, (p, &c)) in partition.iter().zip(&challenges).enumerate() {
+            if p.data.index != c {
+                return Err(PorepError::Challenge {
+                    index: k * challenges.len() + i,
+                    expected: c,
+                    found: p.data.index,
+                });
+            }
+            p.data
+                .verify::<Blake3TreeD>(&size.tree_d_shape(), &public.comm_d)
+                .map_err(|source| PorepError::Opening {
+                    challenge: c,
+                    what: "tree D",
+                    source,
+                })?;
+            check_column(c, "challenge column", c, &p.column, size, &proof.comm_c)?;
+            if p.base.len() != BASE_DEGREE || p.exp.len() != EXP_DEGREE {
+                return Err(PorepError::Count {
+                    what: "parent columns",
+                    expected: BASE_DEGREE + EXP_DEGREE,
+                    found: p.base.len() + p.exp.len(),
+                });
+            }
+            for (col, &parent) in p.base.iter().zip(&graph.base_parents(c)) {
+                check_column(
+                    c,
+                    "base parent column",
+                    u64::from(parent),
+                    col,
+                    size,
+                    &proof.comm_c,
+                )?;
+            }
+            for (col, &parent) in p.exp.iter().zip(&graph.exp_parents(c)) {
+                check_column(
+                    c,
+                    "expander parent column",
+                    u64::from(parent),
+                    col,
+                    size,
+                    &proof.comm_c,
+                )?;
+            }
+            for layer in 1..=layers {
+                let base: [Node; BASE_DEGREE] =
+                    std::array::from_fn(|j| p.base[j].labels[layer - 1]);
+                let exp: [Node; EXP_DEGREE] = std::array::from_fn(|j| {
+                    if layer > 1 {
+                        p.exp[j].labels[layer - 2]
+                    } else {
+                        Node::ZERO
+                    }
+                });
+                if sdr::label(&replica_id, layer as u32, c, &base, &exp)
+                    != p.column.labels[layer - 1]
+                {
+                    return Err(PorepError::Label {
+                        challenge: c,
+                        layer,
+                    });
+                }
+            }
+            if p.replica.index != c {
+                return Err(PorepError::WrongNode {
+                    challenge: c,
+                    what: "tree R",
+                    expected: c,
+                    found: p.replica.index,
+                });
+            }
+            if sdr::encode(&p.data.leaf, &p.column.labels[layers - 1])? != p.replica.leaf {
+                return Err(PorepError::Encoding { challenge: c });
+            }
+            p.replica
+                .verify::<PoseidonTree>(&size.tree_shape(), &proof.comm_r_last)
+                .map_err(|source| PorepError::Opening {
+                    challenge: c,
+                    what: "tree R",
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
+
+impl PorepProof {
+    /// Binary encoding: format byte, `comm_c`, `comm_r_last`, then counts and length-prefixed openings.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Vec::new();
+        w.push(FORMAT);
+        w.extend_from_slice(&self.comm_c.0);
+        w.extend_from_slice(&self.comm_r_last.0);
+        put_u32(&mut w, self.partitions.len());
+        for partition in &self.partitions {
+            put_u32(&mut w, partition.len());
+            for p in partition {
+                put_merkle(&mut w, &p.data);
+                put_column(&mut w, &p.column);
+                put_u32(&mut w, p.base.len());
+                p.base.iter().for_each(|c| put_column(&mut w, c));
+                put_u32(&mut w, p.exp.len());
+                p.exp.iter().for_each(|c| put_column(&mut w, c));
+                put_merkle(&mut w, &p.replica);
+            }
+        }
+        w
+    }
+
+    /// Decodes [`PorepProof::to_bytes`]; malformed input is an error, never a panic.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PorepError> {
+        let mut r = Reader(bytes);
+        if r.take(1)?[0] != FORMAT {
+            return Err(PorepError::Malformed("unknown format byte"));
+        }
+        let comm_c = r.node()?;
+        let comm_r_last = r.node()?;
+        let partitions = (0..r.count(1024)?)
+            .map(|_| {
+                (0..r.count(4096)?)
+                    .map(|_| {
+                        Ok(ChallengeProof {
+                            data: r.merkle()?,
+                            column: r.column()?,
+                            base: (0..r.count(64)?)
+                                .map(|_| r.column())
+                                .collect::<Result<_, _>>()?,
+                            exp: (0..r.count(64)?)
+                                .map(|_| r.column())
+                                .collect::<Result<_, _>>()?,
+                            replica: r.merkle()?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, PorepError>>()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !r.0.is_empty() {
+            return Err(PorepError::Malformed("trailing bytes"));
+        }
+        Ok(PorepProof {
+            comm_c,
+            comm_r_last,
+            partitions,
+        })
+    }
+}
+
+fn put_u32(w: &mut Vec<u8>, n: usize) {
+    w.extend_from_slice(&(n as u32).to_le_bytes());
+}
+
+fn put_merkle(w: &mut Vec<u8>, p: &MerkleProof) {
+    let b = p.to_bytes();
+    put_u32(w, b.len());
+    w.extend_from_slice(&b);
+}
+
+fn put_column(w: &mut Vec<u8>, c: &ColumnOpening) {
+    put_u32(w, c.labels.len());
+    c.labels.iter().for_each(|l| w.extend_from_slice(&l.0));
+    put_merkle(w, &c.proof);
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PorepError> {
+        if self.0.len() < n {
+            return Err(PorepError::Malformed("truncated"));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+
+    fn count(&mut self, max: usize) -> Result<usize, PorepError> {
+        let b = self.take(4)?;
+        let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if n > max {
+            return Err(PorepError::Malformed("count too large"));
+        }
+        Ok(n)
+    }
+
+    fn node(&mut self) -> Result<Node, PorepError> {
+        let mut n = [0u8; NODE_SIZE];
+        n.copy_from_slice(self.take(NODE_SIZE)?);
+        Ok(Node(n))
+    }
+
+    fn merkle(&mut self) -> Result<MerkleProof, PorepError> {
+        let len = self.count(1 << 20)?;
+        MerkleProof::from_bytes(self.take(len)?)
+            .map_err(|_| PorepError::Malformed("bad Merkle proof"))
+    }
+
+    fn column(&mut self) -> Result<ColumnOpening, PorepError> {
+        let labels = (0..self.count(64)?)
+            .map(|_| self.node())
+            .collect::<Result<_, _>>()?;
+        Ok(ColumnOpening {
+            labels,
+            proof: self.merkle()?,
+        })
+    }
+}

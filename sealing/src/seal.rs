@@ -1,0 +1,820 @@
+//! The sector phases a miner schedules: AddPiece → PreCommit1 → PreCommit2 → Commit1 → Finalize, and
+//! unsealing. Each phase reads the previous phases' files from the sector directory (see
+//! [`crate::sector_dir`]) and records its own, so each can run in another process, later, or again after
+//! a crash. PreCommit1 resumes from the last complete layer.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::time::Instant;
+
+use lode_proofs::fr32::{PADDED_BLOCK, PadWriter, RAW_BLOCK, UnpadWriter};
+use lode_proofs::graph::Graph;
+use lode_proofs::merkle::{Blake3TreeD, DiskTree, PoseidonTree, TreeConfig};
+use lode_proofs::node::{
+    NODE_SIZE, Node, nodes_as_bytes, nodes_as_bytes_mut, nodes_from_bytes, nodes_from_bytes_mut,
+};
+use lode_proofs::piece::{CommPHasher, PaddedPieceSize, PieceInfo, comm_d, piece_offsets};
+use lode_proofs::porep::{self, ChallengeProof, ColumnOpening, PorepProof, PorepPublic};
+use lode_proofs::sdr;
+use lode_proofs::sector::{SectorSize, prover_id};
+use memmap2::{Mmap, MmapMut};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{SealError, SealResult, io_at};
+use crate::labels::{CpuLabeller, Labeller};
+use crate::parent_cache::ParentCache;
+use crate::sector_dir::{
+    HexNode, SectorDir, commit_tmp, read_json, tmp_path, write_atomic, write_json,
+};
+
+/// Rows of tree R above the leaves that are not stored (recomputed from the replica when proving).
+pub const TREE_R_DISCARD_ROWS: usize = 2;
+
+/// Which sector: its size, owner and number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SectorId {
+    /// Sector size.
+    pub size: SectorSize,
+    /// The miner that seals it.
+    pub miner_id: u64,
+    /// Its number within the miner.
+    pub sector_number: u64,
+}
+
+impl std::fmt::Display for SectorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sector {} of miner {} ({})",
+            self.sector_number, self.miner_id, self.size
+        )
+    }
+}
+
+/// A piece placed in the sector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PieceRecord {
+    /// Its commitment.
+    pub comm_p: HexNode,
+    /// Its padded size.
+    pub padded_size: u64,
+    /// Payload bytes it holds (the rest of its capacity is zero fill).
+    pub payload_len: u64,
+    /// Padded byte offset in the sector.
+    pub offset: u64,
+}
+
+/// `sector.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SectorMeta {
+    /// Sector size name.
+    pub size: String,
+    /// Miner id.
+    pub miner_id: u64,
+    /// Sector number.
+    pub sector_number: u64,
+    /// Pieces in order.
+    pub pieces: Vec<PieceRecord>,
+}
+
+/// `pc1.json`: what PreCommit1 produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreCommit1Output {
+    /// The ticket used.
+    pub ticket: HexNode,
+    /// The data commitment.
+    pub comm_d: HexNode,
+    /// The replica id.
+    pub replica_id: HexNode,
+    /// BLAKE3 of each layer file, layer 1 first.
+    pub layer_checksums: Vec<HexNode>,
+}
+
+/// `pc2.json`: what PreCommit2 produced.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreCommit2Output {
+    /// Root of tree C.
+    pub comm_c: HexNode,
+    /// Root of tree R.
+    pub comm_r_last: HexNode,
+    /// `Poseidon_2(comm_c, comm_r_last)`.
+    pub comm_r: HexNode,
+}
+
+/// Progress of a running phase, for progress bars and cancellation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Labelling `layer` of `layers`: `done` of `nodes` nodes.
+    Layer {
+        /// Layer being labelled (1-based).
+        layer: usize,
+        /// Layers in all.
+        layers: usize,
+        /// Nodes done.
+        done: u64,
+        /// Nodes in the layer.
+        nodes: u64,
+    },
+    /// A layer found complete on disk and not recomputed.
+    LayerResumed {
+        /// The layer.
+        layer: usize,
+    },
+    /// A named step started (`tree D`, `columns`, `tree C`, `encoding`, `tree R`, …).
+    Step(&'static str),
+}
+
+/// A progress callback: return `ControlFlow::Break(())` to cancel.
+pub type ProgressFn<'a> = &'a mut dyn FnMut(Progress) -> ControlFlow<()>;
+
+/// A progress callback that ignores progress and never cancels.
+pub fn no_progress(_: Progress) -> ControlFlow<()> {
+    ControlFlow::Continue(())
+}
+
+fn load_meta(dir: &SectorDir, id: &SectorId, phase: &'static str) -> SealResult<SectorMeta> {
+    let meta: SectorMeta = match read_json(&dir.sector_meta(), phase, "AddPiece") {
+        Ok(m) => m,
+        // A sector without pieces is committed capacity: all zeros.
+        Err(SealError::MissingPhase { .. }) => SectorMeta {
+            size: id.size.name().into(),
+            miner_id: id.miner_id,
+            sector_number: id.sector_number,
+            pieces: Vec::new(),
+        },
+        Err(e) => return Err(e),
+    };
+    if meta.size != id.size.name()
+        || meta.miner_id != id.miner_id
+        || meta.sector_number != id.sector_number
+    {
+        return Err(SealError::WrongSector {
+            expected: id.to_string(),
+            found: format!(
+                "sector {} of miner {} ({})",
+                meta.sector_number, meta.miner_id, meta.size
+            ),
+        });
+    }
+    Ok(meta)
+}
+
+fn piece_infos(meta: &SectorMeta) -> SealResult<Vec<PieceInfo>> {
+    meta.pieces
+        .iter()
+        .map(|p| {
+            Ok(PieceInfo {
+                comm_p: p.comm_p.0,
+                size: PaddedPieceSize::new(p.padded_size)?,
+            })
+        })
+        .collect()
+}
+
+/// Passes bytes on to a writer and to a CommP hasher.
+struct Tee<'a, W> {
+    out: W,
+    commp: &'a mut CommPHasher,
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.commp.write_all(&buf[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// AddPiece: appends a piece of `payload_len` bytes read from `payload` to the sector's unsealed file —
+/// aligned to its own size, fr32-padded, zero-filled to its padded size — and records it. Returns the
+/// piece with its CommP. On any error the sector's record is unchanged.
+pub fn add_piece(
+    dir: &SectorDir,
+    id: &SectorId,
+    payload: impl Read,
+    payload_len: u64,
+) -> SealResult<PieceRecord> {
+    let mut meta = load_meta(dir, id, "AddPiece")?;
+    let size = PaddedPieceSize::for_payload(payload_len)?;
+    let mut sizes = piece_infos(&meta)?
+        .iter()
+        .map(|p| p.size)
+        .collect::<Vec<_>>();
+    sizes.push(size);
+    let offsets = piece_offsets(&sizes);
+    let offset = offsets[offsets.len() - 2];
+    if offsets[offsets.len() - 1] > id.size.bytes() {
+        return Err(SealError::PieceDoesNotFit {
+            needed: size.bytes(),
+            offset,
+            sector_size: id.size.bytes(),
+        });
+    }
+
+    let path = dir.unsealed();
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    // Bytes past the recorded pieces are leftovers of an interrupted AddPiece: overwrite them.
+    file.set_len(offset).map_err(io_at(&path))?;
+    file.seek(SeekFrom::Start(offset)).map_err(io_at(&path))?;
+    let mut commp = CommPHasher::new();
+    // Raw bytes go both to CommP and, padded, to the file.
+    let copied = {
+        let padder = PadWriter::new(io::BufWriter::with_capacity(1 << 20, &mut file));
+        let mut tee = Tee {
+            out: padder,
+            commp: &mut commp,
+        };
+        let copied = io::copy(&mut payload.take(payload_len), &mut tee).map_err(io_at(&path))?;
+        let Tee { out, .. } = tee;
+        out.finish()
+            .and_then(|mut w| w.flush())
+            .map_err(io_at(&path))?;
+        copied
+    };
+    if copied != payload_len {
+        return Err(SealError::WrongFileSize {
+            path: path.clone(),
+            expected: payload_len,
+            found: copied,
+        });
+    }
+    file.set_len(offset + size.bytes()).map_err(io_at(&path))?;
+    file.sync_all().map_err(io_at(&path))?;
+    let c = commp.finish()?;
+    let record = PieceRecord {
+        comm_p: HexNode(c.comm_p),
+        padded_size: size.bytes(),
+        payload_len,
+        offset,
+    };
+    meta.pieces.push(record.clone());
+    write_json(&dir.sector_meta(), &meta)?;
+    tracing::info!(%id, offset, padded = size.bytes(), comm_p = %c.comm_p, "piece added");
+    Ok(record)
+}
+
+/// Maps a file read-only, checking its length.
+fn map_file(path: &Path, expected: u64) -> SealResult<Mmap> {
+    let file = File::open(path).map_err(io_at(path))?;
+    let found = file.metadata().map_err(io_at(path))?.len();
+    if found != expected {
+        return Err(SealError::WrongFileSize {
+            path: path.to_path_buf(),
+            expected,
+            found,
+        });
+    }
+    // SAFETY: sector files are written once under a temporary name and renamed; nothing writes them
+    // while a phase has them mapped.
+    unsafe { Mmap::map(&file) }.map_err(io_at(path))
+}
+
+fn as_nodes(map: &Mmap) -> &[Node] {
+    nodes_from_bytes(map).unwrap_or_default()
+}
+
+/// Creates `path.tmp` of `len` bytes, lets `fill` write it through a map, then fsyncs and renames it.
+fn write_mapped(
+    path: &Path,
+    len: u64,
+    fill: impl FnOnce(&mut [Node]) -> SealResult<()>,
+) -> SealResult<()> {
+    let tmp = tmp_path(path);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io_at(&tmp))?;
+    file.set_len(len).map_err(io_at(&tmp))?;
+    // SAFETY: the temporary file was just created and nothing else opens it.
+    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io_at(&tmp))?;
+    fill(nodes_from_bytes_mut(&mut map).unwrap_or_default())?;
+    map.flush().map_err(io_at(&tmp))?;
+    drop(map);
+    file.sync_all().map_err(io_at(&tmp))?;
+    commit_tmp(&tmp, path)
+}
+
+/// Zero-fills the unsealed file to the sector size (committed capacity after the last piece).
+fn complete_unsealed(dir: &SectorDir, id: &SectorId, meta: &SectorMeta) -> SealResult<()> {
+    let path = dir.unsealed();
+    let end = meta.pieces.last().map_or(0, |p| p.offset + p.padded_size);
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_at(&path))?;
+    let len = file.metadata().map_err(io_at(&path))?.len();
+    if len != id.size.bytes() {
+        file.set_len(end).map_err(io_at(&path))?;
+        file.set_len(id.size.bytes()).map_err(io_at(&path))?;
+        file.sync_all().map_err(io_at(&path))?;
+    }
+    Ok(())
+}
+
+fn layer_checksum(nodes: &[Node]) -> Node {
+    Node(*blake3::hash(nodes_as_bytes(nodes)).as_bytes())
+}
+
+/// Reads a complete layer file back, checking it against its recorded checksum.
+fn read_layer(
+    dir: &SectorDir,
+    id: &SectorId,
+    layer: usize,
+    checksum: &Node,
+    out: &mut [Node],
+) -> SealResult<()> {
+    let path = dir.layer(layer);
+    let mut f = File::open(&path).map_err(io_at(&path))?;
+    let found = f.metadata().map_err(io_at(&path))?.len();
+    if found != id.size.bytes() {
+        return Err(SealError::WrongFileSize {
+            path,
+            expected: id.size.bytes(),
+            found,
+        });
+    }
+    f.read_exact(nodes_as_bytes_mut(out))
+        .map_err(io_at(&path))?;
+    if layer_checksum(out) != *checksum {
+        return Err(SealError::CorruptedLayer { path, layer });
+    }
+    Ok(())
+}
+
+/// PreCommit1: CommD, tree D and every SDR layer for `ticket`. Labels are computed by `labeller`
+/// (the CPU labeller over the parent cache in `cache_dir` when `None`). Layers already on disk for the
+/// same ticket, with matching checksums, are not recomputed.
+pub fn pre_commit1(
+    dir: &SectorDir,
+    id: &SectorId,
+    ticket: Node,
+    cache_dir: &Path,
+    labeller: Option<&dyn Labeller>,
+    progress: ProgressFn<'_>,
+) -> SealResult<PreCommit1Output> {
+    let meta = load_meta(dir, id, "PreCommit1")?;
+    let pieces = piece_infos(&meta)?;
+    let sector = PaddedPieceSize::new(id.size.bytes())?;
+    let comm_d = comm_d(sector, &pieces)?;
+    let replica_id = sdr::replica_id(
+        &prover_id(id.miner_id),
+        id.sector_number,
+        &ticket,
+        &comm_d,
+        &id.size.porep_id(),
+    );
+    let ticket = lode_proofs::node::trunc254(ticket.0);
+
+    // Resume: the record of the layers done so far for this replica id.
+    let progress_path = dir.root().join("pc1-progress.json");
+    let mut done: PreCommit1Output =
+        match read_json::<PreCommit1Output>(&progress_path, "PreCommit1", "PreCommit1") {
+            Ok(p) if p.replica_id.0 == replica_id => p,
+            _ => PreCommit1Output {
+                ticket: HexNode(ticket),
+                comm_d: HexNode(comm_d),
+                replica_id: HexNode(replica_id),
+                layer_checksums: Vec::new(),
+            },
+        };
+    complete_unsealed(dir, id, &meta)?;
+
+    let cache = ParentCache::open_or_build(cache_dir, id.size)?;
+    let cpu = CpuLabeller::new(&cache);
+    let labeller = labeller.unwrap_or(&cpu);
+    let layers = id.size.layers();
+    let n = id.size.nodes() as usize;
+
+    std::thread::scope(|s| -> SealResult<()> {
+        // Tree D needs only the data: build it on the other core while the layers are labelled.
+        let tree_d = s.spawn(|| -> SealResult<Node> {
+            let tree = DiskTree::<Blake3TreeD>::build_over_file(
+                &id.size.tree_d_shape(),
+                &dir.unsealed(),
+                &dir.tree_d(),
+                TreeConfig::default(),
+            )?;
+            Ok(tree.root())
+        });
+
+        let mut prev = vec![Node::ZERO; n];
+        let mut cur = vec![Node::ZERO; n];
+        let mut first = 1;
+        // Keep the complete layers whose files still match; the last of them seeds the next layer.
+        let recorded = done.layer_checksums.clone();
+        for (i, sum) in recorded.iter().enumerate() {
+            match read_layer(dir, id, i + 1, &sum.0, &mut cur) {
+                Ok(()) => {
+                    std::mem::swap(&mut prev, &mut cur);
+                    first = i + 2;
+                    if progress(Progress::LayerResumed { layer: i + 1 }).is_break() {
+                        return Err(SealError::Cancelled);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(layer = i + 1, error = %e, "recomputing from this layer");
+                    done.layer_checksums.truncate(i);
+                    break;
+                }
+            }
+        }
+        for layer in first..=layers {
+            let started = Instant::now();
+            let mut report = |d: u64| {
+                progress(Progress::Layer {
+                    layer,
+                    layers,
+                    done: d,
+                    nodes: n as u64,
+                })
+            };
+            let prev_layer = (layer > 1).then_some(&prev[..]);
+            labeller.label_layer(&replica_id, layer as u32, prev_layer, &mut cur, &mut report)?;
+            write_atomic(&dir.layer(layer), nodes_as_bytes(&cur))?;
+            done.layer_checksums.push(HexNode(layer_checksum(&cur)));
+            write_json(&progress_path, &done)?;
+            tracing::info!(
+                layer,
+                seconds = started.elapsed().as_secs_f64(),
+                "layer labelled"
+            );
+            std::mem::swap(&mut prev, &mut cur);
+        }
+        let root = match tree_d.join() {
+            Ok(r) => r?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        if root != comm_d {
+            return Err(SealError::Inconsistent(
+                "tree D over the unsealed file differs from CommD of the pieces",
+            ));
+        }
+        Ok(())
+    })?;
+    write_json(&dir.pc1(), &done)?;
+    Ok(done)
+}
+
+/// PreCommit2: columns and tree C, the replica and tree R, and `comm_r`.
+pub fn pre_commit2(
+    dir: &SectorDir,
+    id: &SectorId,
+    progress: ProgressFn<'_>,
+) -> SealResult<PreCommit2Output> {
+    let pc1: PreCommit1Output = read_json(&dir.pc1(), "PreCommit2", "PreCommit1")?;
+    let layers = id.size.layers();
+    if pc1.layer_checksums.len() != layers {
+        return Err(SealError::Inconsistent(
+            "pc1.json does not record every layer",
+        ));
+    }
+    let bytes = id.size.bytes();
+    let maps = (1..=layers)
+        .map(|l| map_file(&dir.layer(l), bytes))
+        .collect::<SealResult<Vec<_>>>()?;
+    let layer_nodes: Vec<&[Node]> = maps.iter().map(as_nodes).collect();
+    for (l, (nodes, sum)) in layer_nodes.iter().zip(&pc1.layer_checksums).enumerate() {
+        if layer_checksum(nodes) != sum.0 {
+            return Err(SealError::CorruptedLayer {
+                path: dir.layer(l + 1),
+                layer: l + 1,
+            });
+        }
+    }
+    let shape = id.size.tree_shape();
+
+    let mut step = |s| {
+        if progress(Progress::Step(s)).is_break() {
+            Err(SealError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
+    step("columns")?;
+    write_mapped(&dir.columns(), bytes, |cols| {
+        cols.par_chunks_mut(4096)
+            .enumerate()
+            .try_for_each(|(chunk, out)| {
+                let mut labels = vec![Node::ZERO; layers];
+                for (i, c) in out.iter_mut().enumerate() {
+                    let v = chunk * 4096 + i;
+                    for (l, layer) in labels.iter_mut().zip(&layer_nodes) {
+                        *l = layer[v];
+                    }
+                    *c = sdr::column_hash(&labels)?;
+                }
+                Ok(())
+            })
+    })?;
+    step("tree C")?;
+    let tree_c = DiskTree::<PoseidonTree>::build_over_file(
+        &shape,
+        &dir.columns(),
+        &dir.tree_c(),
+        TreeConfig::default(),
+    )?;
+
+    step("encoding")?;
+    let data_map = map_file(&dir.unsealed(), bytes)?;
+    let data = as_nodes(&data_map);
+    let key = layer_nodes[layers - 1];
+    write_mapped(&dir.sealed(), bytes, |replica| {
+        replica
+            .par_chunks_mut(1 << 14)
+            .zip(data.par_chunks(1 << 14))
+            .zip(key.par_chunks(1 << 14))
+            .try_for_each(|((r, d), k)| {
+                for ((r, d), k) in r.iter_mut().zip(d).zip(k) {
+                    *r = sdr::encode(d, k)?;
+                }
+                Ok(())
+            })
+    })?;
+    step("tree R")?;
+    let tree_r = DiskTree::<PoseidonTree>::build_over_file(
+        &shape,
+        &dir.sealed(),
+        &dir.tree_r(),
+        TreeConfig {
+            discard_rows: TREE_R_DISCARD_ROWS,
+        },
+    )?;
+    let comm_r = sdr::comm_r(&tree_c.root(), &tree_r.root())?;
+    let out = PreCommit2Output {
+        comm_c: HexNode(tree_c.root()),
+        comm_r_last: HexNode(tree_r.root()),
+        comm_r: HexNode(comm_r),
+    };
+    write_json(&dir.pc2(), &out)?;
+    Ok(out)
+}
+
+/// The public inputs of this sector's PoRep for `seed`, from its records.
+pub fn porep_public(dir: &SectorDir, id: &SectorId, seed: Node) -> SealResult<PorepPublic> {
+    let pc1: PreCommit1Output = read_json(&dir.pc1(), "Commit1", "PreCommit1")?;
+    let pc2: PreCommit2Output = read_json(&dir.pc2(), "Commit1", "PreCommit2")?;
+    Ok(PorepPublic {
+        size: id.size,
+        miner_id: id.miner_id,
+        sector_number: id.sector_number,
+        ticket: pc1.ticket.0,
+        seed: lode_proofs::node::trunc254(seed.0),
+        comm_d: pc1.comm_d.0,
+        comm_r: pc2.comm_r.0,
+    })
+}
+
+/// Commit1: the vanilla PoRep proof for `seed`, checked natively before it is returned and stored in
+/// `commit1.bin`.
+pub fn commit1(
+    dir: &SectorDir,
+    id: &SectorId,
+    seed: Node,
+) -> SealResult<(PorepPublic, PorepProof)> {
+    let public = porep_public(dir, id, seed)?;
+    let pc2: PreCommit2Output = read_json(&dir.pc2(), "Commit1", "PreCommit2")?;
+    let bytes = id.size.bytes();
+    let layers = id.size.layers();
+    let maps = (1..=layers)
+        .map(|l| map_file(&dir.layer(l), bytes))
+        .collect::<SealResult<Vec<_>>>()?;
+    let layer_nodes: Vec<&[Node]> = maps.iter().map(as_nodes).collect();
+    let tree_d = DiskTree::<Blake3TreeD>::open(&dir.tree_d(), Some(&dir.unsealed()))?;
+    let tree_c = DiskTree::<PoseidonTree>::open(&dir.tree_c(), Some(&dir.columns()))?;
+    let tree_r = DiskTree::<PoseidonTree>::open(&dir.tree_r(), Some(&dir.sealed()))?;
+    if tree_d.root() != public.comm_d
+        || tree_c.root() != pc2.comm_c.0
+        || tree_r.root() != pc2.comm_r_last.0
+    {
+        return Err(SealError::Inconsistent(
+            "a tree on disk differs from the recorded commitment",
+        ));
+    }
+    let graph = Graph::new(id.size);
+    let column = |v: u64| -> SealResult<ColumnOpening> {
+        Ok(ColumnOpening {
+            labels: layer_nodes.iter().map(|l| l[v as usize]).collect(),
+            proof: tree_c.prove(v)?,
+        })
+    };
+    let replica_id = public.replica_id();
+    let partitions = (0..id.size.porep_partitions())
+        .map(|k| {
+            sdr::porep_partition_challenges(id.size, &replica_id, &public.seed, k)
+                .into_iter()
+                .map(|c| {
+                    Ok(ChallengeProof {
+                        data: tree_d.prove(c)?,
+                        column: column(c)?,
+                        base: graph
+                            .base_parents(c)
+                            .iter()
+                            .map(|&p| column(u64::from(p)))
+                            .collect::<SealResult<_>>()?,
+                        exp: graph
+                            .exp_parents(c)
+                            .iter()
+                            .map(|&p| column(u64::from(p)))
+                            .collect::<SealResult<_>>()?,
+                        replica: tree_r.prove(c)?,
+                    })
+                })
+                .collect::<SealResult<Vec<_>>>()
+        })
+        .collect::<SealResult<Vec<_>>>()?;
+    let proof = PorepProof {
+        comm_c: pc2.comm_c.0,
+        comm_r_last: pc2.comm_r_last.0,
+        partitions,
+    };
+    porep::verify(&public, &proof)
+        .map_err(|_| SealError::Inconsistent("the sector's own proof does not verify"))?;
+    write_atomic(&dir.commit1(), &proof.to_bytes())?;
+    Ok((public, proof))
+}
+
+/// Finalize: deletes what Window PoSt and unsealing do not need — layers, columns, trees C and D, the
+/// Commit1 output, and the unsealed copy unless `keep_unsealed`. Returns the bytes freed.
+pub fn finalize(dir: &SectorDir, id: &SectorId, keep_unsealed: bool) -> SealResult<u64> {
+    let _: PreCommit2Output = read_json(&dir.pc2(), "Finalize", "PreCommit2")?;
+    let mut paths: Vec<_> = (1..=id.size.layers()).map(|l| dir.layer(l)).collect();
+    paths.extend([
+        dir.columns(),
+        dir.tree_c(),
+        dir.tree_d(),
+        dir.commit1(),
+        dir.root().join("pc1-progress.json"),
+    ]);
+    if !keep_unsealed {
+        paths.push(dir.unsealed());
+    }
+    let mut freed = 0;
+    for p in paths {
+        match std::fs::metadata(&p) {
+            Ok(m) => {
+                std::fs::remove_file(&p).map_err(io_at(&p))?;
+                freed += m.len();
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(SealError::Io { path: p, source: e }),
+        }
+    }
+    Ok(freed)
+}
+
+/// Regenerates the last layer's labels (the encoding key) of a sealed sector.
+fn regenerate_key(
+    dir: &SectorDir,
+    id: &SectorId,
+    cache_dir: &Path,
+    progress: ProgressFn<'_>,
+) -> SealResult<Vec<Node>> {
+    let pc1: PreCommit1Output = read_json(&dir.pc1(), "Unseal", "PreCommit1")?;
+    let cache = ParentCache::open_or_build(cache_dir, id.size)?;
+    let labeller = CpuLabeller::new(&cache);
+    let n = id.size.nodes() as usize;
+    let layers = id.size.layers();
+    let mut prev = vec![Node::ZERO; n];
+    let mut cur = vec![Node::ZERO; n];
+    for layer in 1..=layers {
+        let mut report = |d: u64| {
+            progress(Progress::Layer {
+                layer,
+                layers,
+                done: d,
+                nodes: n as u64,
+            })
+        };
+        labeller.label_layer(
+            &pc1.replica_id.0,
+            layer as u32,
+            (layer > 1).then_some(&prev[..]),
+            &mut cur,
+            &mut report,
+        )?;
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    Ok(prev)
+}
+
+/// Unsealing: writes `len` payload bytes starting at unpadded byte `offset` of the sector, recovered
+/// from the replica (labels are regenerated from the replica id; nothing but `sealed`, `pc1.json` and
+/// the parent cache is needed).
+pub fn unseal_range(
+    dir: &SectorDir,
+    id: &SectorId,
+    cache_dir: &Path,
+    offset: u64,
+    len: u64,
+    out: &mut dyn Write,
+    progress: ProgressFn<'_>,
+) -> SealResult<()> {
+    let capacity = id.size.bytes() / PADDED_BLOCK as u64 * RAW_BLOCK as u64;
+    if offset.checked_add(len).is_none_or(|end| end > capacity) {
+        return Err(SealError::RangeOutOfSector {
+            offset,
+            len,
+            capacity,
+        });
+    }
+    let replica_map = map_file(&dir.sealed(), id.size.bytes())?;
+    let replica = as_nodes(&replica_map);
+    let key = regenerate_key(dir, id, cache_dir, progress)?;
+    // Whole fr32 blocks covering the range, decoded block by block and unpadded into `out`.
+    let first_block = offset / RAW_BLOCK as u64;
+    let skip = offset - first_block * RAW_BLOCK as u64;
+    let nodes_per_block = PADDED_BLOCK / NODE_SIZE;
+    let mut unpadder = UnpadWriter::with_limit(SkipWriter { inner: out, skip }, skip + len);
+    let end_block = (offset + len).div_ceil(RAW_BLOCK as u64) as usize;
+    let mut block = [Node::ZERO; 4];
+    for b in first_block as usize..end_block {
+        for (i, slot) in block.iter_mut().enumerate() {
+            let v = b * nodes_per_block + i;
+            *slot = sdr::decode(&replica[v], &key[v])?;
+        }
+        unpadder
+            .write_all(nodes_as_bytes(&block))
+            .map_err(io_at(&dir.sealed()))?;
+    }
+    unpadder.finish().map_err(|e| SealError::Io {
+        path: dir.sealed(),
+        source: e.into(),
+    })?;
+    Ok(())
+}
+
+/// Unseals piece `index` of the sector into `out` — exactly its payload bytes — and checks that they
+/// hash to the piece's recorded CommP.
+pub fn unseal_piece(
+    dir: &SectorDir,
+    id: &SectorId,
+    cache_dir: &Path,
+    index: usize,
+    out: &mut dyn Write,
+    progress: ProgressFn<'_>,
+) -> SealResult<PieceRecord> {
+    let meta = load_meta(dir, id, "Unseal")?;
+    let Some(piece) = meta.pieces.get(index).cloned() else {
+        return Err(SealError::RangeOutOfSector {
+            offset: index as u64,
+            len: 0,
+            capacity: meta.pieces.len() as u64,
+        });
+    };
+    let mut commp = CommPHasher::new();
+    let mut tee = Tee {
+        out,
+        commp: &mut commp,
+    };
+    let offset = piece.offset / PADDED_BLOCK as u64 * RAW_BLOCK as u64;
+    unseal_range(
+        dir,
+        id,
+        cache_dir,
+        offset,
+        piece.payload_len,
+        &mut tee,
+        progress,
+    )?;
+    if commp.finish()?.comm_p != piece.comm_p.0 {
+        return Err(SealError::Inconsistent(
+            "the unsealed piece does not hash to its CommP",
+        ));
+    }
+    Ok(piece)
+}
+
+/// Drops the first `skip` bytes written to it.
+struct SkipWriter<'a> {
+    inner: &'a mut dyn Write,
+    skip: u64,
+}
+
+impl Write for SkipWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let drop = (self.skip.min(buf.len() as u64)) as usize;
+        self.skip -= drop as u64;
+        self.inner.write_all(&buf[drop..])?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

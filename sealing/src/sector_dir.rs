@@ -1,0 +1,188 @@
+//! The on-disk layout of one sector and the metadata each phase records.
+//!
+//! One directory per sector:
+//!
+//! | file | written by | kept after Finalize | content |
+//! |---|---|---|---|
+//! | `sector.json` | AddPiece | yes | size, miner id, sector number, the pieces and their offsets |
+//! | `unsealed` | AddPiece, PreCommit1 | with `keep_unsealed` | the fr32-padded data, zero-filled to the sector size |
+//! | `layer-1` … `layer-L` | PreCommit1 | no | the labels of each layer (32 bytes per node) |
+//! | `tree-d` | PreCommit1 | no | tree D over `unsealed` (leaves stay in `unsealed`) |
+//! | `pc1.json` | PreCommit1 | yes | ticket, `comm_d`, `replica_id`, a BLAKE3 checksum per layer |
+//! | `columns` | PreCommit2 | no | the column hash of every node (the leaves of tree C) |
+//! | `tree-c` | PreCommit2 | no | tree C over `columns` |
+//! | `sealed` | PreCommit2 | yes | the replica |
+//! | `tree-r` | PreCommit2 | yes | tree R over `sealed`, without the two rows above the leaves |
+//! | `pc2.json` | PreCommit2 | yes | `comm_c`, `comm_r_last`, `comm_r` |
+//! | `commit1.bin` | Commit1 | no | the vanilla PoRep proof for the seed |
+//!
+//! Every file is written under a temporary name, fsynced and renamed, so a file that exists under its
+//! real name is complete. The JSON files are the record of what has run.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use lode_proofs::node::Node;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{SealError, SealResult, io_at};
+
+/// Paths of one sector's files.
+#[derive(Clone, Debug)]
+pub struct SectorDir {
+    root: PathBuf,
+}
+
+impl SectorDir {
+    /// The sector directory at `root`, created if missing.
+    pub fn create(root: &Path) -> SealResult<Self> {
+        std::fs::create_dir_all(root).map_err(io_at(root))?;
+        Ok(SectorDir {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `sector.json`.
+    pub fn sector_meta(&self) -> PathBuf {
+        self.root.join("sector.json")
+    }
+    /// `unsealed`.
+    pub fn unsealed(&self) -> PathBuf {
+        self.root.join("unsealed")
+    }
+    /// `layer-<l>` (1-based).
+    pub fn layer(&self, layer: usize) -> PathBuf {
+        self.root.join(format!("layer-{layer}"))
+    }
+    /// `tree-d`.
+    pub fn tree_d(&self) -> PathBuf {
+        self.root.join("tree-d")
+    }
+    /// `pc1.json`.
+    pub fn pc1(&self) -> PathBuf {
+        self.root.join("pc1.json")
+    }
+    /// `columns`.
+    pub fn columns(&self) -> PathBuf {
+        self.root.join("columns")
+    }
+    /// `tree-c`.
+    pub fn tree_c(&self) -> PathBuf {
+        self.root.join("tree-c")
+    }
+    /// `sealed`.
+    pub fn sealed(&self) -> PathBuf {
+        self.root.join("sealed")
+    }
+    /// `tree-r`.
+    pub fn tree_r(&self) -> PathBuf {
+        self.root.join("tree-r")
+    }
+    /// `pc2.json`.
+    pub fn pc2(&self) -> PathBuf {
+        self.root.join("pc2.json")
+    }
+    /// `commit1.bin`.
+    pub fn commit1(&self) -> PathBuf {
+        self.root.join("commit1.bin")
+    }
+}
+
+/// A node as lower-case hex in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HexNode(pub Node);
+
+impl TryFrom<String> for HexNode {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        Node::from_hex(&s)
+            .map(HexNode)
+            .ok_or_else(|| format!("not 64 hex digits: {s:?}"))
+    }
+}
+
+impl From<HexNode> for String {
+    fn from(h: HexNode) -> String {
+        h.0.to_hex()
+    }
+}
+
+/// `path.tmp`, beside `path`.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+/// Fsyncs `path`'s directory so that a rename into it is durable.
+pub(crate) fn sync_dir(path: &Path) -> SealResult<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_at(dir))?;
+    }
+    Ok(())
+}
+
+/// Renames a finished temporary file into place durably.
+pub(crate) fn commit_tmp(tmp: &Path, path: &Path) -> SealResult<()> {
+    std::fs::rename(tmp, path).map_err(io_at(path))?;
+    sync_dir(path)
+}
+
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> SealResult<()> {
+    let tmp = tmp_path(path);
+    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
+    f.write_all(bytes).map_err(io_at(&tmp))?;
+    f.sync_all().map_err(io_at(&tmp))?;
+    commit_tmp(&tmp, path)
+}
+
+/// Writes a JSON record atomically.
+pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> SealResult<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|source| SealError::Metadata {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a JSON record; a missing file means `phase` needs `missing` to run first.
+pub(crate) fn read_json<T: DeserializeOwned>(
+    path: &Path,
+    phase: &'static str,
+    missing: &'static str,
+) -> SealResult<T> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SealError::MissingPhase {
+                phase,
+                missing,
+                path: path.to_path_buf(),
+            });
+        }
+        Err(e) => {
+            return Err(SealError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            });
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|source| SealError::Metadata {
+        path: path.to_path_buf(),
+        source,
+    })
+}

@@ -1,0 +1,406 @@
+//! Whole-sector scenarios of the sealing engine: the 2 KiB known answers, round trips through
+//! unsealing, resuming an interrupted PreCommit1, and vanilla proofs that fail on any change.
+
+#![allow(clippy::unwrap_used)]
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use lode_proofs::node::{Node, nodes_from_bytes, trunc254};
+use lode_proofs::porep::{self, PorepProof};
+use lode_proofs::sector::SectorSize;
+use lode_sealing::SealError;
+use lode_sealing::seal::{self, Progress, SectorId, no_progress};
+use lode_sealing::sector_dir::SectorDir;
+
+#[derive(serde::Deserialize)]
+struct SealVector {
+    inputs: Inputs,
+    piece: PieceV,
+    comm_d: String,
+    replica_id: String,
+    labels: Vec<LayerV>,
+    columns: Vec<String>,
+    comm_c: String,
+    comm_r_last: String,
+    comm_r: String,
+    replica: String,
+    porep: PorepV,
+}
+#[derive(serde::Deserialize)]
+struct Inputs {
+    miner_id: u64,
+    sector_number: u64,
+    ticket: String,
+    raw_len: usize,
+}
+#[derive(serde::Deserialize)]
+struct PieceV {
+    comm_p: String,
+}
+#[derive(serde::Deserialize)]
+struct LayerV {
+    layer: usize,
+    labels: Vec<String>,
+}
+#[derive(serde::Deserialize)]
+struct PorepV {
+    seed: String,
+    challenges: Vec<ChallengeV>,
+}
+#[derive(serde::Deserialize)]
+struct ChallengeV {
+    c: u64,
+}
+
+fn node(h: &str) -> Node {
+    Node::from_hex(h).unwrap()
+}
+
+fn file_nodes(path: &Path) -> Vec<Node> {
+    nodes_from_bytes(&std::fs::read(path).unwrap())
+        .unwrap()
+        .to_vec()
+}
+
+/// Seals `data` (one piece) through every phase and returns the sector id and directory.
+fn seal_all(
+    root: &Path,
+    cache: &Path,
+    size: SectorSize,
+    data: &[u8],
+    ticket: Node,
+) -> (SectorId, SectorDir) {
+    let id = SectorId {
+        size,
+        miner_id: 1000,
+        sector_number: 7,
+    };
+    let dir = SectorDir::create(root).unwrap();
+    seal::add_piece(&dir, &id, data, data.len() as u64).unwrap();
+    seal::pre_commit1(&dir, &id, ticket, cache, None, &mut no_progress).unwrap();
+    seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+    (id, dir)
+}
+
+#[test]
+fn seal_2kib_known_answers() {
+    let v: SealVector =
+        serde_json::from_str(include_str!("../../fixtures/vectors/seal_2kib.json")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let raw: Vec<u8> = (0..v.inputs.raw_len)
+        .map(|i| ((i * 13 + 5) % 256) as u8)
+        .collect();
+    let id = SectorId {
+        size: SectorSize::S2KiB,
+        miner_id: v.inputs.miner_id,
+        sector_number: v.inputs.sector_number,
+    };
+    let dir = SectorDir::create(&tmp.path().join("s")).unwrap();
+    let piece = seal::add_piece(&dir, &id, &raw[..], raw.len() as u64).unwrap();
+    assert_eq!(piece.comm_p.0, node(&v.piece.comm_p));
+
+    let pc1 = seal::pre_commit1(
+        &dir,
+        &id,
+        node(&v.inputs.ticket),
+        &tmp.path().join("cache"),
+        None,
+        &mut no_progress,
+    )
+    .unwrap();
+    assert_eq!(pc1.comm_d.0, node(&v.comm_d));
+    assert_eq!(pc1.replica_id.0, node(&v.replica_id));
+    for layer in &v.labels {
+        let labels = file_nodes(&dir.layer(layer.layer));
+        let expected: Vec<Node> = layer.labels.iter().map(|h| node(h)).collect();
+        assert_eq!(labels, expected, "layer {}", layer.layer);
+    }
+
+    let pc2 = seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+    let columns: Vec<Node> = v.columns.iter().map(|h| node(h)).collect();
+    assert_eq!(file_nodes(&dir.columns()), columns);
+    assert_eq!(pc2.comm_c.0, node(&v.comm_c));
+    assert_eq!(pc2.comm_r_last.0, node(&v.comm_r_last));
+    assert_eq!(pc2.comm_r.0, node(&v.comm_r));
+    assert_eq!(hex::encode(std::fs::read(dir.sealed()).unwrap()), v.replica);
+
+    let (public, proof) = seal::commit1(&dir, &id, node(&v.porep.seed)).unwrap();
+    let challenges: Vec<u64> = proof.partitions[0].iter().map(|p| p.data.index).collect();
+    assert_eq!(
+        challenges,
+        v.porep.challenges.iter().map(|c| c.c).collect::<Vec<_>>()
+    );
+    porep::verify(&public, &proof).unwrap();
+    assert_eq!(
+        PorepProof::from_bytes(&std::fs::read(dir.commit1()).unwrap()).unwrap(),
+        proof
+    );
+}
+
+fn random_bytes(len: usize, seed: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 32);
+    let mut h = blake3::Hasher::new();
+    h.update(&[seed]);
+    let mut xof = h.finalize_xof();
+    out.resize(len, 0);
+    xof.fill(&mut out);
+    out
+}
+
+#[test]
+fn round_trip_2kib_and_8mib_with_several_pieces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    for size in [SectorSize::S2KiB, SectorSize::S8MiB] {
+        let id = SectorId {
+            size,
+            miner_id: 42,
+            sector_number: 3,
+        };
+        let dir = SectorDir::create(&tmp.path().join(size.name())).unwrap();
+        let quarter = (size.bytes() / 4 / 128 * 127) as usize;
+        let pieces = [
+            random_bytes(100, 1),
+            random_bytes(quarter, 2),
+            random_bytes(quarter - 5, 3),
+        ];
+        for p in &pieces {
+            seal::add_piece(&dir, &id, &p[..], p.len() as u64).unwrap();
+        }
+        seal::pre_commit1(&dir, &id, trunc254([9; 32]), &cache, None, &mut no_progress).unwrap();
+        seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+        let (public, proof) = seal::commit1(&dir, &id, trunc254([5; 32])).unwrap();
+        porep::verify(&public, &proof).unwrap();
+
+        // Unsealing needs only the replica: finalize first, dropping the unsealed copy.
+        seal::finalize(&dir, &id, false).unwrap();
+        assert!(!dir.unsealed().exists() && !dir.layer(1).exists() && dir.sealed().exists());
+        for (i, p) in pieces.iter().enumerate() {
+            let mut out = Vec::new();
+            seal::unseal_piece(&dir, &id, &cache, i, &mut out, &mut no_progress).unwrap();
+            assert_eq!(&out, p, "{size} piece {i}");
+        }
+        // A byte range across the gap between pieces 0 and 1: piece 0's bytes then zeros then piece 1's.
+        let meta: seal::SectorMeta =
+            serde_json::from_slice(&std::fs::read(dir.sector_meta()).unwrap()).unwrap();
+        let start1 = meta.pieces[1].offset / 128 * 127;
+        let mut out = Vec::new();
+        seal::unseal_range(
+            &dir,
+            &id,
+            &cache,
+            50,
+            start1 + 20 - 50,
+            &mut out,
+            &mut no_progress,
+        )
+        .unwrap();
+        assert_eq!(&out[..50], &pieces[0][50..]);
+        assert!(out[50..(start1 - 50) as usize].iter().all(|&b| b == 0));
+        assert_eq!(&out[(start1 - 50) as usize..], &pieces[1][..20]);
+    }
+}
+
+#[test]
+fn interrupted_pre_commit1_resumes_from_the_last_complete_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let data = random_bytes(1 << 20, 7);
+    let ticket = trunc254([1; 32]);
+    let (_, reference) = seal_all(
+        &tmp.path().join("ref"),
+        &cache,
+        SectorSize::S8MiB,
+        &data,
+        ticket,
+    );
+    let expected: seal::PreCommit2Output =
+        serde_json::from_slice(&std::fs::read(reference.pc2()).unwrap()).unwrap();
+
+    let id = SectorId {
+        size: SectorSize::S8MiB,
+        miner_id: 1000,
+        sector_number: 7,
+    };
+    let dir = SectorDir::create(&tmp.path().join("resumed")).unwrap();
+    seal::add_piece(&dir, &id, &data[..], data.len() as u64).unwrap();
+    // Stop in the middle of layer 2.
+    let mut stop = |p: Progress| match p {
+        Progress::Layer {
+            layer: 2,
+            done,
+            nodes,
+            ..
+        } if done >= nodes / 2 => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    };
+    let r = seal::pre_commit1(&dir, &id, ticket, &cache, None, &mut stop);
+    assert!(matches!(r, Err(SealError::Cancelled)), "{r:?}");
+    assert!(dir.layer(1).exists() && !dir.layer(2).exists() && !dir.pc1().exists());
+
+    let mut events = Vec::new();
+    let mut record = |p: Progress| {
+        events.push(p);
+        ControlFlow::Continue(())
+    };
+    seal::pre_commit1(&dir, &id, ticket, &cache, None, &mut record).unwrap();
+    assert!(events.contains(&Progress::LayerResumed { layer: 1 }));
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Progress::Layer { layer: 1, .. })),
+        "layer 1 was recomputed"
+    );
+    let pc2 = seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+    assert_eq!(pc2, expected);
+
+    // A damaged layer is found by PreCommit2, and PreCommit1 recomputes it.
+    let mut layer = std::fs::read(dir.layer(2)).unwrap();
+    layer[12345] ^= 1;
+    std::fs::write(dir.layer(2), &layer).unwrap();
+    assert!(matches!(
+        seal::pre_commit2(&dir, &id, &mut no_progress),
+        Err(SealError::CorruptedLayer { layer: 2, .. })
+    ));
+    seal::pre_commit1(&dir, &id, ticket, &cache, None, &mut no_progress).unwrap();
+    assert_eq!(
+        seal::pre_commit2(&dir, &id, &mut no_progress).unwrap(),
+        expected
+    );
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = SectorId {
+        size: SectorSize::S2KiB,
+        miner_id: 1,
+        sector_number: 1,
+    };
+    let dir = SectorDir::create(&tmp.path().join("s")).unwrap();
+    // A piece larger than the sector.
+    let big = vec![0u8; 2100];
+    assert!(matches!(
+        seal::add_piece(&dir, &id, &big[..], 2100),
+        Err(SealError::PieceDoesNotFit { .. })
+    ));
+    // A payload shorter than announced.
+    assert!(matches!(
+        seal::add_piece(&dir, &id, &[1u8; 10][..], 20),
+        Err(SealError::WrongFileSize { .. })
+    ));
+    // Pieces that fill the sector, then one more.
+    seal::add_piece(&dir, &id, &[1u8; 1016][..], 1016).unwrap();
+    seal::add_piece(&dir, &id, &[2u8; 1016][..], 1016).unwrap();
+    assert!(matches!(
+        seal::add_piece(&dir, &id, &[3u8; 1][..], 1),
+        Err(SealError::PieceDoesNotFit { .. })
+    ));
+    // Phases out of order.
+    assert!(matches!(
+        seal::pre_commit2(&dir, &id, &mut no_progress),
+        Err(SealError::MissingPhase { .. })
+    ));
+    assert!(matches!(
+        seal::commit1(&dir, &id, Node::ZERO),
+        Err(SealError::MissingPhase { .. })
+    ));
+    // Another sector's directory.
+    let other = SectorId {
+        sector_number: 2,
+        ..id
+    };
+    assert!(matches!(
+        seal::add_piece(&dir, &other, &[0u8; 1][..], 1),
+        Err(SealError::WrongSector { .. })
+    ));
+}
+
+#[test]
+fn vanilla_proofs_fail_on_any_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let data = random_bytes(2032, 11);
+    let (id, dir) = seal_all(
+        &tmp.path().join("s"),
+        &cache,
+        SectorSize::S2KiB,
+        &data,
+        trunc254([4; 32]),
+    );
+    let (public, proof) = seal::commit1(&dir, &id, trunc254([8; 32])).unwrap();
+    porep::verify(&public, &proof).unwrap();
+
+    // Public inputs.
+    let flip = |n: Node| Node::from_fr(&(n.to_fr().unwrap() + bls12_381::Scalar::one()));
+    for bad in [
+        porep::PorepPublic {
+            comm_r: flip(public.comm_r),
+            ..public
+        },
+        porep::PorepPublic {
+            comm_d: flip(public.comm_d),
+            ..public
+        },
+        porep::PorepPublic {
+            seed: flip(public.seed),
+            ..public
+        },
+        porep::PorepPublic {
+            ticket: flip(public.ticket),
+            ..public
+        },
+        porep::PorepPublic {
+            sector_number: public.sector_number + 1,
+            ..public
+        },
+        porep::PorepPublic {
+            miner_id: public.miner_id + 1,
+            ..public
+        },
+        porep::PorepPublic {
+            size: SectorSize::S8MiB,
+            ..public
+        },
+    ] {
+        assert!(porep::verify(&bad, &proof).is_err(), "{bad:?}");
+    }
+
+    // Every byte class of the proof: flip one bit at spread-out positions; decoding or verifying fails.
+    let bytes = proof.to_bytes();
+    let step = (bytes.len() / 400).max(1);
+    let mut checked = 0;
+    for at in (0..bytes.len()).step_by(step).chain([bytes.len() - 1]) {
+        let mut bad = bytes.clone();
+        bad[at] ^= 1 << (at % 8);
+        if let Ok(p) = PorepProof::from_bytes(&bad) {
+            assert!(
+                porep::verify(&public, &p).is_err(),
+                "flipped byte {at} of {} still verifies",
+                bytes.len()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 400);
+
+    // Structural edits: a column swapped between parents, a challenge's openings from another challenge.
+    let mut swapped = proof.clone();
+    swapped.partitions[0][0].base.swap(1, 2);
+    if swapped != proof {
+        assert!(porep::verify(&public, &swapped).is_err());
+    }
+    let mut moved = proof.clone();
+    moved.partitions[0][0] = proof.partitions[0][1].clone();
+    if proof.partitions[0][0].data.index != proof.partitions[0][1].data.index {
+        assert!(porep::verify(&public, &moved).is_err());
+    }
+    let mut fewer = proof.clone();
+    fewer.partitions[0].pop();
+    assert!(porep::verify(&public, &fewer).is_err());
+    // Truncated bytes never panic.
+    for cut in [0, 1, 33, bytes.len() / 2, bytes.len() - 1] {
+        assert!(PorepProof::from_bytes(&bytes[..cut]).is_err());
+    }
+}
