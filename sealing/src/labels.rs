@@ -15,6 +15,41 @@ use lode_proofs::sdr::LabelInput;
 use crate::error::{SealError, SealResult};
 use crate::parent_cache::ParentCache;
 
+/// A layer's labels in memory: an anonymous map asking for transparent huge pages, so that the labeller's
+/// random reads across a layer of hundreds of MiB do not miss the TLB on every parent.
+pub struct LayerBuf {
+    map: memmap2::MmapMut,
+}
+
+impl LayerBuf {
+    /// A zeroed buffer of `nodes` labels.
+    pub fn new(nodes: usize) -> SealResult<Self> {
+        let bytes = nodes.max(1) * lode_proofs::node::NODE_SIZE;
+        let map = memmap2::MmapOptions::new()
+            .len(bytes)
+            .map_anon()
+            .map_err(|source| SealError::Io {
+                path: "anonymous layer buffer".into(),
+                source,
+            })?;
+        #[cfg(target_os = "linux")]
+        if let Err(e) = map.advise(memmap2::Advice::HugePage) {
+            tracing::debug!(error = %e, "no transparent huge pages for the layer buffer");
+        }
+        Ok(LayerBuf { map })
+    }
+
+    /// The labels.
+    pub fn nodes(&self) -> &[Node] {
+        lode_proofs::node::nodes_from_bytes(&self.map).unwrap_or_default()
+    }
+
+    /// The labels, mutably.
+    pub fn nodes_mut(&mut self) -> &mut [Node] {
+        lode_proofs::node::nodes_from_bytes_mut(&mut self.map).unwrap_or_default()
+    }
+}
+
 /// How far ahead of the node being hashed parents are prefetched.
 const AHEAD: usize = 32;
 /// Nodes between two progress reports (and cancellation checks).
@@ -91,9 +126,13 @@ impl Labeller for CpuLabeller<'_> {
                 ));
             }
         };
-        if n == 0 {
-            return Ok(());
+        if !n.is_power_of_two() {
+            return Err(SealError::Inconsistent(
+                "sector node counts are powers of two",
+            ));
         }
+        // Parents are < n by construction; masking (not `%`, a division) keeps a damaged cache in bounds.
+        let mask = n - 1;
         let mut input = LabelInput::new(replica_id, layer, 0);
         out[0] = input.hash();
 
@@ -102,6 +141,7 @@ impl Labeller for CpuLabeller<'_> {
         for v in 1..n.min(AHEAD + 1) {
             ring[v % AHEAD] = self.cache.parents(v as u64);
         }
+        let mut released = 0u64;
         for v in 1..n {
             let parents = ring[v % AHEAD];
             let ahead = v + AHEAD;
@@ -109,28 +149,31 @@ impl Labeller for CpuLabeller<'_> {
                 let next = self.cache.parents(ahead as u64);
                 if let Some(p) = prev {
                     for &e in &next[BASE_DEGREE..] {
-                        prefetch(&p[e as usize % n]);
+                        prefetch(&p[e as usize & mask]);
                     }
                 }
                 for &b in &next[1..BASE_DEGREE] {
-                    prefetch(&out[b as usize % n]);
+                    prefetch(&out[b as usize & mask]);
                 }
                 ring[ahead % AHEAD] = next;
             }
             input.set_node(v as u64);
             for (k, &b) in parents[..BASE_DEGREE].iter().enumerate() {
-                // Base parents precede v (the graph guarantees it; the modulo only keeps a damaged
-                // cache from indexing out of bounds).
-                input.set_parent(k, &out[b as usize % n]);
+                input.set_parent(k, &out[b as usize & mask]);
             }
             if let Some(p) = prev {
                 for (k, &e) in parents[BASE_DEGREE..].iter().enumerate() {
-                    input.set_parent(BASE_DEGREE + k, &p[e as usize % n]);
+                    input.set_parent(BASE_DEGREE + k, &p[e as usize & mask]);
                 }
             }
             out[v] = input.hash();
-            if (v as u64 + 1).is_multiple_of(PROGRESS_EVERY) && progress(v as u64 + 1).is_break() {
-                return Err(SealError::Cancelled);
+            if (v as u64 + 1).is_multiple_of(PROGRESS_EVERY) {
+                // Parents up to here have been read (the ring holds the next AHEAD).
+                self.cache.release(released, (v + 1) as u64);
+                released = (v + 1) as u64;
+                if progress(v as u64 + 1).is_break() {
+                    return Err(SealError::Cancelled);
+                }
             }
         }
         if progress(n as u64).is_break() {

@@ -287,12 +287,40 @@ impl ParentCache {
                 return Err(corrupted(&path, CacheDefect::Checksum));
             }
         }
-        Ok(ParentCache {
+        let cache = ParentCache {
             path,
             size,
             nodes,
             map,
-        })
+        };
+        // Verifying touched every page; the labeller streams through the file, so let them go.
+        cache.release(0, nodes);
+        Ok(cache)
+    }
+
+    /// Drops the memory-mapped pages holding the parents of nodes `start..end` from this process's
+    /// resident memory (they stay in the page cache and fault back in if read again). The labeller calls
+    /// it behind itself, so a sector's parent cache never adds its size to the sealer's peak RSS.
+    pub fn release(&self, start: u64, end: u64) {
+        const PAGE: usize = 4096;
+        let to_byte = |v: u64| HEADER_LEN + v.min(self.nodes) as usize * NODE_BYTES;
+        // Whole pages inside the range only.
+        let (from, to) = (
+            to_byte(start).div_ceil(PAGE) * PAGE,
+            to_byte(end) / PAGE * PAGE,
+        );
+        if to > from {
+            // SAFETY: the map is a read-only shared file mapping: MADV_DONTNEED only unmaps its pages
+            // from this process; later reads fault the unchanged file content back in. No reference into
+            // the map outlives a call of `parents`, which copies the values out.
+            let r = unsafe {
+                self.map
+                    .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, from, to - from)
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "could not release parent-cache pages");
+            }
+        }
     }
 
     /// The 14 parents of node `v`: the 6 base parents, then the 8 expander parents.

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{SealError, SealResult, io_at};
-use crate::labels::{CpuLabeller, Labeller};
+use crate::labels::{CpuLabeller, Labeller, LayerBuf};
 use crate::parent_cache::ParentCache;
 use crate::sector_dir::{
     HexNode, SectorDir, commit_tmp, read_json, tmp_path, write_atomic, write_json,
@@ -414,13 +414,13 @@ pub fn pre_commit1(
             Ok(tree.root())
         });
 
-        let mut prev = vec![Node::ZERO; n];
-        let mut cur = vec![Node::ZERO; n];
+        let mut prev = LayerBuf::new(n)?;
+        let mut cur = LayerBuf::new(n)?;
         let mut first = 1;
         // Keep the complete layers whose files still match; the last of them seeds the next layer.
         let recorded = done.layer_checksums.clone();
         for (i, sum) in recorded.iter().enumerate() {
-            match read_layer(dir, id, i + 1, &sum.0, &mut cur) {
+            match read_layer(dir, id, i + 1, &sum.0, cur.nodes_mut()) {
                 Ok(()) => {
                     std::mem::swap(&mut prev, &mut cur);
                     first = i + 2;
@@ -445,10 +445,17 @@ pub fn pre_commit1(
                     nodes: n as u64,
                 })
             };
-            let prev_layer = (layer > 1).then_some(&prev[..]);
-            labeller.label_layer(&replica_id, layer as u32, prev_layer, &mut cur, &mut report)?;
-            write_atomic(&dir.layer(layer), nodes_as_bytes(&cur))?;
-            done.layer_checksums.push(HexNode(layer_checksum(&cur)));
+            let prev_layer = (layer > 1).then_some(prev.nodes());
+            labeller.label_layer(
+                &replica_id,
+                layer as u32,
+                prev_layer,
+                cur.nodes_mut(),
+                &mut report,
+            )?;
+            write_atomic(&dir.layer(layer), nodes_as_bytes(cur.nodes()))?;
+            done.layer_checksums
+                .push(HexNode(layer_checksum(cur.nodes())));
             write_json(&progress_path, &done)?;
             tracing::info!(
                 layer,
@@ -685,14 +692,14 @@ fn regenerate_key(
     id: &SectorId,
     cache_dir: &Path,
     progress: ProgressFn<'_>,
-) -> SealResult<Vec<Node>> {
+) -> SealResult<LayerBuf> {
     let pc1: PreCommit1Output = read_json(&dir.pc1(), "Unseal", "PreCommit1")?;
     let cache = ParentCache::open_or_build(cache_dir, id.size)?;
     let labeller = CpuLabeller::new(&cache);
     let n = id.size.nodes() as usize;
     let layers = id.size.layers();
-    let mut prev = vec![Node::ZERO; n];
-    let mut cur = vec![Node::ZERO; n];
+    let mut prev = LayerBuf::new(n)?;
+    let mut cur = LayerBuf::new(n)?;
     for layer in 1..=layers {
         let mut report = |d: u64| {
             progress(Progress::Layer {
@@ -702,11 +709,12 @@ fn regenerate_key(
                 nodes: n as u64,
             })
         };
+        let below = (layer > 1).then_some(prev.nodes());
         labeller.label_layer(
             &pc1.replica_id.0,
             layer as u32,
-            (layer > 1).then_some(&prev[..]),
-            &mut cur,
+            below,
+            cur.nodes_mut(),
             &mut report,
         )?;
         std::mem::swap(&mut prev, &mut cur);
@@ -736,7 +744,8 @@ pub fn unseal_range(
     }
     let replica_map = map_file(&dir.sealed(), id.size.bytes())?;
     let replica = as_nodes(&replica_map);
-    let key = regenerate_key(dir, id, cache_dir, progress)?;
+    let key_buf = regenerate_key(dir, id, cache_dir, progress)?;
+    let key = key_buf.nodes();
     // Whole fr32 blocks covering the range, decoded block by block and unpadded into `out`.
     let first_block = offset / RAW_BLOCK as u64;
     let skip = offset - first_block * RAW_BLOCK as u64;
