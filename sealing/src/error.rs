@@ -71,7 +71,7 @@ pub enum SealError {
     },
     /// A piece that does not fit in what is left of the sector.
     #[error(
-        "the piece needs {needed} padded bytes at offset {offset}, but the sector has {sector_size}"
+        "the piece does not fit: it needs {needed} padded bytes at offset {offset}, but the sector has {sector_size}"
     )]
     PieceDoesNotFit {
         /// The piece's padded size.

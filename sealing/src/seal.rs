@@ -373,6 +373,8 @@ pub fn pre_commit1(
     let pieces = piece_infos(&meta)?;
     let sector = PaddedPieceSize::new(id.size.bytes())?;
     let comm_d = comm_d(sector, &pieces)?;
+    // Tickets are chain randomness made into a node (SPEC §4.4) before anything uses them.
+    let ticket = lode_proofs::node::trunc254(ticket.0);
     let replica_id = sdr::replica_id(
         &prover_id(id.miner_id),
         id.sector_number,
@@ -380,7 +382,6 @@ pub fn pre_commit1(
         &comm_d,
         &id.size.porep_id(),
     );
-    let ticket = lode_proofs::node::trunc254(ticket.0);
 
     // Resume: the record of the layers done so far for this replica id.
     let progress_path = dir.root().join("pc1-progress.json");

@@ -404,3 +404,16 @@ fn vanilla_proofs_fail_on_any_change() {
         assert!(PorepProof::from_bytes(&bytes[..cut]).is_err());
     }
 }
+
+#[test]
+fn tickets_are_truncated_before_they_make_the_replica_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let id = SectorId { size: SectorSize::S2KiB, miner_id: 1, sector_number: 1 };
+    let raw = SectorDir::create(&tmp.path().join("raw")).unwrap();
+    let cut = SectorDir::create(&tmp.path().join("cut")).unwrap();
+    let a = seal::pre_commit1(&raw, &id, Node([0xFF; 32]), &cache, None, &mut no_progress).unwrap();
+    let b = seal::pre_commit1(&cut, &id, trunc254([0xFF; 32]), &cache, None, &mut no_progress).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.ticket.0, trunc254([0xFF; 32]));
+}
