@@ -15,6 +15,7 @@
 //! ```
 
 pub mod cid;
+pub mod circuit;
 pub mod fr32;
 pub mod graph;
 pub mod hash;
