@@ -24,5 +24,6 @@ pub mod node;
 pub mod piece;
 pub mod porep;
 pub mod poseidon;
+pub mod post;
 pub mod sdr;
 pub mod sector;

@@ -12,6 +12,7 @@
 pub mod error;
 pub mod labels;
 pub mod parent_cache;
+pub mod post;
 pub mod seal;
 pub mod sector_dir;
 

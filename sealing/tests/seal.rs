@@ -409,11 +409,102 @@ fn vanilla_proofs_fail_on_any_change() {
 fn tickets_are_truncated_before_they_make_the_replica_id() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
-    let id = SectorId { size: SectorSize::S2KiB, miner_id: 1, sector_number: 1 };
+    let id = SectorId {
+        size: SectorSize::S2KiB,
+        miner_id: 1,
+        sector_number: 1,
+    };
     let raw = SectorDir::create(&tmp.path().join("raw")).unwrap();
     let cut = SectorDir::create(&tmp.path().join("cut")).unwrap();
     let a = seal::pre_commit1(&raw, &id, Node([0xFF; 32]), &cache, None, &mut no_progress).unwrap();
-    let b = seal::pre_commit1(&cut, &id, trunc254([0xFF; 32]), &cache, None, &mut no_progress).unwrap();
+    let b = seal::pre_commit1(
+        &cut,
+        &id,
+        trunc254([0xFF; 32]),
+        &cache,
+        None,
+        &mut no_progress,
+    )
+    .unwrap();
     assert_eq!(a, b);
     assert_eq!(a.ticket.0, trunc254([0xFF; 32]));
+}
+
+#[test]
+fn window_and_winning_post_with_a_faulty_sector() {
+    use lode_proofs::post::{self, PublicSector};
+    use lode_sealing::post::{SealedSector, prove_window, prove_winning};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let size = SectorSize::S2KiB;
+    let mut sectors = Vec::new();
+    for number in [3u64, 7, 12] {
+        let id = SectorId {
+            size,
+            miner_id: 1000,
+            sector_number: number,
+        };
+        let dir = SectorDir::create(&tmp.path().join(format!("s{number}"))).unwrap();
+        let data = random_bytes(2032, number as u8);
+        seal::add_piece(&dir, &id, &data[..], data.len() as u64).unwrap();
+        seal::pre_commit1(
+            &dir,
+            &id,
+            trunc254([number as u8; 32]),
+            &cache,
+            None,
+            &mut no_progress,
+        )
+        .unwrap();
+        seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+        seal::finalize(&dir, &id, false).unwrap();
+        sectors.push(SealedSector { id, dir });
+    }
+    let publics: Vec<PublicSector> = sectors.iter().map(|s| s.public().unwrap()).collect();
+    let randomness = trunc254([0x41; 32]);
+
+    // All good: one proof per sector; the partitions (padded) verify.
+    let out = prove_window(&sectors, &randomness);
+    assert!(out.faulty.is_empty());
+    let parts = post::window_partitions(size, &publics);
+    let proof_parts = post::window_partitions(size, &out.proofs);
+    for (p, q) in parts.iter().zip(&proof_parts) {
+        post::verify_window_partition(size, &randomness, p, q).unwrap();
+    }
+    // A proof does not pass for another sector, other randomness, or with a flipped byte.
+    let other = trunc254([0x42; 32]);
+    assert!(post::verify_sector(size, &other, &publics[0], 10, &out.proofs[0]).is_err());
+    assert!(post::verify_sector(size, &randomness, &publics[1], 10, &out.proofs[0]).is_err());
+    let bytes = out.proofs[0].to_bytes();
+    for at in (0..bytes.len()).step_by(37) {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x04;
+        if let Ok(p) = post::SectorProof::from_bytes(&bad) {
+            assert!(
+                post::verify_sector(size, &randomness, &publics[0], 10, &p).is_err(),
+                "byte {at}"
+            );
+        }
+    }
+
+    // Corrupt sector 7's replica at its first challenged leaf: exactly sector 7 is reported faulty.
+    let leaf = post::leaf_challenge(size, &randomness, 7, 0);
+    let sealed = sectors[1].dir.sealed();
+    let mut replica = std::fs::read(&sealed).unwrap();
+    replica[leaf as usize * 32] ^= 1;
+    std::fs::write(&sealed, &replica).unwrap();
+    // And remove sector 12's tree R.
+    std::fs::remove_file(sectors[2].dir.tree_r()).unwrap();
+    let out = prove_window(&sectors, &randomness);
+    let faulty: Vec<u64> = out.faulty.iter().map(|f| f.sector_number).collect();
+    assert_eq!(faulty, [7, 12]);
+    assert_eq!(out.proofs.len(), 1);
+    post::verify_sector(size, &randomness, &publics[0], 10, &out.proofs[0]).unwrap();
+
+    // Winning PoSt picks one sector from the randomness; it verifies when that sector is healthy.
+    let healthy = &sectors[..1];
+    let proof = prove_winning(healthy, 1000, &randomness).unwrap();
+    post::verify_winning(size, 1000, &randomness, &publics[..1], &proof).unwrap();
+    assert!(post::verify_winning(size, 1001, &other, &publics, &proof).is_err());
 }
