@@ -21,6 +21,7 @@ pub mod graph;
 pub mod hash;
 pub mod merkle;
 pub mod node;
+pub mod params;
 pub mod piece;
 pub mod porep;
 pub mod poseidon;
