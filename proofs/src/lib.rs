@@ -28,3 +28,4 @@ pub mod poseidon;
 pub mod post;
 pub mod sdr;
 pub mod sector;
+pub mod snark;
