@@ -3,5 +3,6 @@
 //! Each gadget mirrors a native function of this crate and is tested against it on random inputs; the
 //! native code stays the definition, the gadget only enforces it.
 pub mod blake3;
+pub mod porep;
 pub mod poseidon;
 pub mod post;
