@@ -23,6 +23,24 @@ pub struct SealedSector {
 }
 
 impl SealedSector {
+    /// Opens a sealed sector's directory, reading which sector it holds from its record.
+    pub fn open(root: &std::path::Path) -> SealResult<Self> {
+        let dir = SectorDir::create(root)?;
+        let meta: crate::seal::SectorMeta = read_json(&dir.sector_meta(), "PoSt", "AddPiece")?;
+        let size = meta
+            .size
+            .parse()
+            .map_err(|_| SealError::Inconsistent("sector.json names an unknown sector size"))?;
+        Ok(SealedSector {
+            id: SectorId {
+                size,
+                miner_id: meta.miner_id,
+                sector_number: meta.sector_number,
+            },
+            dir,
+        })
+    }
+
     /// The sector as the chain knows it (number and `comm_r`), from its PreCommit2 record.
     pub fn public(&self) -> SealResult<PublicSector> {
         let pc2: PreCommit2Output = read_json(&self.dir.pc2(), "PoSt", "PreCommit2")?;

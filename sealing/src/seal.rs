@@ -396,6 +396,9 @@ pub fn pre_commit1(
             },
         };
     complete_unsealed(dir, id, &meta)?;
+    if !dir.sector_meta().exists() {
+        write_json(&dir.sector_meta(), &meta)?;
+    }
 
     let cache = ParentCache::open_or_build(cache_dir, id.size)?;
     let cpu = CpuLabeller::new(&cache);

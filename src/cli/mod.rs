@@ -3,6 +3,7 @@
 mod piece;
 mod progress;
 mod seal;
+mod snark;
 
 use clap::{Parser, Subcommand};
 
@@ -30,6 +31,17 @@ enum Command {
     /// Seal sectors: AddPiece, PreCommit1/2, Commit1, Finalize, unsealing, proof checks.
     #[command(subcommand)]
     Seal(seal::SealCommand),
+    /// Prove Proof-of-Spacetime over sealed sectors: Winning PoSt (block production) or Window PoSt.
+    #[command(subcommand)]
+    Post(snark::PostCommand),
+    /// Verify PoRep and PoSt proofs from public data only (what an auditor or a chain node runs).
+    #[command(subcommand)]
+    Verify(snark::VerifyCommand),
+    /// Groth16 parameters: generate insecure test parameters, check files, export verifying keys.
+    #[command(subcommand)]
+    Params(snark::ParamsCommand),
+    /// Constraints and public inputs of every circuit, per sector size.
+    CircuitInfo(snark::CircuitInfoArgs),
 }
 
 /// Runs the parsed command.
@@ -37,6 +49,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Piece(cmd) => piece::run(cmd),
         Command::Seal(cmd) => seal::run(cmd),
+        Command::Post(cmd) => snark::post(cmd),
+        Command::Verify(cmd) => snark::verify(cmd),
+        Command::Params(cmd) => snark::params(cmd),
+        Command::CircuitInfo(a) => snark::circuit_info_cmd(a),
     }
 }
 

@@ -30,6 +30,8 @@ pub(crate) enum SealCommand {
     Pc2(SectorArgs),
     /// Commit1: the vanilla PoRep proof for a seed (written to commit1.bin, public inputs to commit1.json).
     Commit1(Commit1Args),
+    /// Commit2: the Groth16 PoRep proof (192 bytes per partition) from the Commit1 output (commit2.bin).
+    Commit2(Commit2Args),
     /// Finalize: delete what Window PoSt and unsealing do not need.
     Finalize(FinalizeArgs),
     /// Check a vanilla PoRep proof from its public inputs only. Exit 0 and "valid", or exit 1 and the reason.
@@ -109,6 +111,18 @@ pub(crate) struct Commit1Args {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct Commit2Args {
+    /// The sector's directory (holding commit1.json and commit1.bin).
+    #[arg(long)]
+    sector_dir: PathBuf,
+    #[command(flatten)]
+    params: super::snark::ParamsDir,
+    /// Print a JSON report instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct FinalizeArgs {
     #[command(flatten)]
     sector: SectorArgs,
@@ -148,12 +162,12 @@ pub(crate) struct UnsealArgs {
     len: Option<u64>,
 }
 
-fn parse_size(s: &str) -> Result<SectorSize, String> {
+pub(crate) fn parse_size(s: &str) -> Result<SectorSize, String> {
     s.parse()
         .map_err(|e: lode_proofs::sector::UnsupportedSectorSize| e.to_string())
 }
 
-fn parse_node(s: &str) -> Result<Node, String> {
+pub(crate) fn parse_node(s: &str) -> Result<Node, String> {
     let s = s.strip_prefix("0x").unwrap_or(s);
     Node::from_hex(s)
         .map(|n| lode_proofs::node::trunc254(n.0))
@@ -184,7 +198,7 @@ impl SectorArgs {
 }
 
 /// `$XDG_CACHE_HOME/lode`, `$HOME/.cache/lode`, or `.lode-cache` in the working directory.
-fn default_cache_dir() -> PathBuf {
+pub(crate) fn default_cache_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x).join("lode");
     }
@@ -423,7 +437,7 @@ fn run_pc2(sector: &SectorArgs, dir: &SectorDir, report: &mut SealReport) -> any
 
 /// The public inputs of a PoRep as JSON (commit1.json).
 #[derive(Serialize, Deserialize)]
-struct PublicJson {
+pub(crate) struct PublicJson {
     sector_size: String,
     miner_id: u64,
     sector_number: u64,
@@ -446,7 +460,7 @@ impl PublicJson {
         }
     }
 
-    fn to_public(&self) -> anyhow::Result<PorepPublic> {
+    pub(crate) fn to_public(&self) -> anyhow::Result<PorepPublic> {
         Ok(PorepPublic {
             size: parse_size(&self.sector_size).map_err(anyhow::Error::msg)?,
             miner_id: self.miner_id,
@@ -545,6 +559,7 @@ pub(crate) fn run(cmd: SealCommand) -> anyhow::Result<()> {
             run_commit1(&a.sector, &dir, a.seed.unwrap_or(Node::ZERO), &mut report)?;
             report.print(a.sector.json)
         }
+        SealCommand::Commit2(a) => super::snark::commit2(&a.sector_dir, &a.params, a.json),
         SealCommand::Finalize(a) => {
             let dir = a.sector.dir()?;
             let mut report = SealReport::new(&a.sector.id());
