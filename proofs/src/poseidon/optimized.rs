@@ -24,28 +24,64 @@
 //!   the partial round `k` of `R` (1-based) ends with
 //!   `S_k = [[m00, v^T M̂^-(R-k+1)], [M̂^(R-k) w, I]]`, and the last full
 //!   round before the partial rounds uses `diag(1, M̂^R) M` in place of `M`.
+//!
+//! The hashing routine works on [`Fe`], the limb-level Montgomery type whose
+//! dot products reduce once per output cell; the constants are derived with
+//! `Scalar`, then converted, and the state is converted in and out once per
+//! hash.
+//!
+//! Partial rounds are further batched in blocks of `B` rounds to save
+//! reductions. Within a block, cells 1.. only ever receive `col_j[i] x_j`
+//! (`x_j` being the S-box output of round `j`), so they are left stale and
+//! brought up to date once at the end of the block, with one `B`-term dot
+//! product per cell instead of `B` separately reduced products. Cell 0 of
+//! round `j` needs the up-to-date cells, which the stale ones `s_i` plus the
+//! pending terms give:
+//! `row_j[0] x_j + sum_(i>=1) row_j[i] (s_i + sum_(l<j) col_l[i] x_l)`
+//! `= row_j[0] x_j + sum_(i>=1) row_j[i] s_i + sum_(l<j) e_jl x_l`
+//! with `e_jl = sum_(i>=1) row_j[i] col_l[i]` precomputed: one dot product
+//! of `t + j` terms.
 
 use bls12_381::Scalar;
 use ff::Field;
 
+use super::field::{Coeff, Fe, Wide, dot};
 use super::matrix::{self, Matrix};
 
 /// Precomputed data for the fast permutation, flattened so that the hashing
 /// routine can view it as arrays of the (const generic) width.
 #[derive(Clone, Debug)]
 pub(super) struct FastConstants {
+    /// The domain tag, the initial value of cell 0.
+    tag: Fe,
     /// Constants of the full rounds, `width` per round, in order; the first
     /// full round after the partial rounds includes the carried constants.
-    full_constants: Vec<Scalar>,
+    full_constants: Vec<Fe>,
     /// One cell-0 constant per partial round.
-    partial_constants: Vec<Scalar>,
+    partial_constants: Vec<Fe>,
     /// The MDS matrix, row-major.
-    mds: Vec<Scalar>,
+    mds: Vec<Coeff>,
     /// Linear layer of the last full round before the partial rounds.
-    pre_sparse: Vec<Scalar>,
-    /// Per partial round, `2 * width` scalars: the first row of the sparse
-    /// matrix, then its first column (entry 0 unused and zero).
-    sparse: Vec<Scalar>,
+    pre_sparse: Vec<Coeff>,
+    /// Partial rounds per block.
+    block: usize,
+    /// Per partial round, the first row of its sparse matrix followed by
+    /// `e_jl` for the earlier rounds `l` of its block (see the module docs).
+    block_rows: Vec<Coeff>,
+    /// Per block, for each cell `i` in `1..width`, `col_l[i]` for the rounds
+    /// `l` of the block.
+    block_cols: Vec<Coeff>,
+}
+
+/// The largest value [`block_size`] returns.
+const MAX_BLOCK: usize = 4;
+
+/// Partial rounds per block, by width. Longer blocks save more reductions
+/// at the end of a block but lengthen the cell-0 dot products; on the
+/// development machine (x86-64) 3 was best for width 3 and 4 for the rest,
+/// with 3 to 8 all within a few percent for the wider states.
+fn block_size(width: usize) -> usize {
+    if width <= 3 { 3 } else { MAX_BLOCK }
 }
 
 impl FastConstants {
@@ -56,6 +92,7 @@ impl FastConstants {
         partial_rounds: usize,
         round_constants: &[Scalar],
         mds: &Matrix,
+        tag: Scalar,
     ) -> Self {
         let t = width;
         let half = full_rounds / 2;
@@ -108,10 +145,22 @@ impl FastConstants {
             power = matrix::mul(&power, &minor);
             inv_power = matrix::mul(&inv_power, &minor_inv);
         }
-        let mut sparse = Vec::with_capacity(partial_rounds * 2 * t);
-        for (row, col) in sparse_rev.into_iter().rev() {
-            sparse.extend(row);
-            sparse.extend(col);
+        let sparse: Vec<(Vec<Scalar>, Vec<Scalar>)> = sparse_rev.into_iter().rev().collect();
+
+        // Blocks of partial rounds (see the module docs).
+        let block = block_size(t);
+        let mut block_rows = Vec::new();
+        let mut block_cols = Vec::new();
+        for rounds in sparse.chunks(block) {
+            for (j, (row, _)) in rounds.iter().enumerate() {
+                block_rows.extend_from_slice(row);
+                for (_, col) in &rounds[..j] {
+                    block_rows.push(row[1..].iter().zip(&col[1..]).map(|(a, b)| a * b).sum());
+                }
+            }
+            for i in 1..t {
+                block_cols.extend(rounds.iter().map(|(_, col)| col[i]));
+            }
         }
 
         // diag(1, M̂^R) M: row 0 stays, the other rows are mixed by M̂^R.
@@ -123,27 +172,37 @@ impl FastConstants {
             }
         }
 
+        let fe = |v: &[Scalar]| v.iter().map(Fe::from_scalar).collect::<Vec<Fe>>();
+        let coeff = |v: &[Scalar]| {
+            v.iter()
+                .map(|x| Coeff::new(Fe::from_scalar(x)))
+                .collect::<Vec<Coeff>>()
+        };
+        let mds: Vec<Scalar> = mds.iter().flatten().copied().collect();
         FastConstants {
-            full_constants,
-            partial_constants,
-            mds: mds.iter().flatten().copied().collect(),
-            pre_sparse,
-            sparse,
+            tag: Fe::from_scalar(&tag),
+            full_constants: fe(&full_constants),
+            partial_constants: fe(&partial_constants),
+            mds: coeff(&mds),
+            pre_sparse: coeff(&pre_sparse),
+            block,
+            block_rows: coeff(&block_rows),
+            block_cols: coeff(&block_cols),
         }
     }
 
     /// Hashes `inputs` (already checked to hold `T - 1` elements) with the
     /// domain tag in cell 0, returning cell 1 of the permuted state.
     #[inline]
-    pub(super) fn hash<const T: usize>(&self, tag: Scalar, inputs: &[Scalar]) -> Scalar {
-        let mut s = [Scalar::ZERO; T];
-        s[0] = tag;
-        s[1..].copy_from_slice(inputs);
+    pub(super) fn hash<const T: usize>(&self, inputs: &[Scalar]) -> Scalar {
+        let mut s = [self.tag; T];
+        for (x, input) in s[1..].iter_mut().zip(inputs) {
+            *x = Fe::from_scalar(input);
+        }
 
         let (full, _) = self.full_constants.as_chunks::<T>();
         let (mds, _) = self.mds.as_chunks::<T>();
         let (pre_sparse, _) = self.pre_sparse.as_chunks::<T>();
-        let (sparse, _) = self.sparse.as_chunks::<T>();
         let (first_half, second_half) = full.split_at(full.len() / 2);
 
         for (r, c) in first_half.iter().enumerate() {
@@ -156,65 +215,78 @@ impl FastConstants {
             };
             s = dense(m, &s);
         }
-        for (c, sp) in self.partial_constants.iter().zip(sparse.chunks_exact(2)) {
-            s[0] = quintic(s[0] + c);
-            sparse_mul(&mut s, &sp[0], &sp[1]);
+        // `new` lays out `block_rows` and `block_cols` in exactly the order
+        // this loop consumes them.
+        let mut rows = self.block_rows.as_slice();
+        let mut cols = self.block_cols.as_slice();
+        let mut xs = [Fe::default(); MAX_BLOCK];
+        for constants in self.partial_constants.chunks(self.block) {
+            let n = constants.len();
+            for (j, c) in constants.iter().enumerate() {
+                let x = quintic_fe(s[0] + *c);
+                xs[j] = x;
+                s[0] = x;
+                let (row, rest) = rows.split_at(T + j);
+                rows = rest;
+                let (row, pending) = row.split_at(T);
+                let mut acc = Wide::default();
+                acc.add_dot(row, &s);
+                acc.add_dot(pending, &xs[..j]);
+                s[0] = acc.reduce();
+            }
+            for x in &mut s[1..] {
+                let (col, rest) = cols.split_at(n);
+                cols = rest;
+                *x = *x + dot(col, &xs[..n]);
+            }
         }
-        for c in second_half {
+        for (r, c) in second_half.iter().enumerate() {
             add_all(&mut s, c);
             sbox_all(&mut s);
-            s = dense(mds, &s);
+            // The digest is cell 1 of the last linear layer: skip the rest.
+            if r + 1 < second_half.len() {
+                s = dense(mds, &s);
+            }
         }
-        s[1]
+        dot(&mds[1], &s).to_scalar()
     }
 }
 
-/// The S-box `x^5`, in three multiplications.
+/// The S-box `x^5` on `Scalar`, in three multiplications (used by the
+/// reference permutation).
 #[inline(always)]
 pub(super) fn quintic(x: Scalar) -> Scalar {
     let x2 = x.square();
     x2.square() * x
 }
 
+/// The S-box `x^5`, in three multiplications.
 #[inline(always)]
-fn add_all<const T: usize>(s: &mut [Scalar; T], c: &[Scalar; T]) {
+fn quintic_fe(x: Fe) -> Fe {
+    let x2 = x.square();
+    x2.square() * x
+}
+
+#[inline(always)]
+fn add_all<const T: usize>(s: &mut [Fe; T], c: &[Fe; T]) {
     for (x, c) in s.iter_mut().zip(c) {
-        *x += c;
+        *x = *x + *c;
     }
 }
 
 #[inline(always)]
-fn sbox_all<const T: usize>(s: &mut [Scalar; T]) {
+fn sbox_all<const T: usize>(s: &mut [Fe; T]) {
     for x in s.iter_mut() {
-        *x = quintic(*x);
+        *x = quintic_fe(*x);
     }
 }
 
-/// `out[i] = sum_j m[i][j] * s[j]`.
+/// `out[i] = sum_j m[i][j] * s[j]`, one reduction per cell.
 #[inline(always)]
-fn dense<const T: usize>(m: &[[Scalar; T]], s: &[Scalar; T]) -> [Scalar; T] {
-    let mut out = [Scalar::ZERO; T];
+fn dense<const T: usize>(m: &[[Coeff; T]], s: &[Fe; T]) -> [Fe; T] {
+    let mut out = [Fe::default(); T];
     for (o, row) in out.iter_mut().zip(m) {
-        let mut acc = row[0] * s[0];
-        for (a, b) in row[1..].iter().zip(&s[1..]) {
-            acc += a * b;
-        }
-        *o = acc;
+        *o = dot(row, s);
     }
     out
-}
-
-/// Multiplies by `[[row[0], row[1..]], [col[1..], I]]` in `2T - 1`
-/// multiplications.
-#[inline(always)]
-fn sparse_mul<const T: usize>(s: &mut [Scalar; T], row: &[Scalar; T], col: &[Scalar; T]) {
-    let s0 = s[0];
-    let mut first = row[0] * s0;
-    for (a, b) in row[1..].iter().zip(&s[1..]) {
-        first += a * b;
-    }
-    for (x, c) in s[1..].iter_mut().zip(&col[1..]) {
-        *x += c * s0;
-    }
-    s[0] = first;
 }
