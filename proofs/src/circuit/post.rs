@@ -359,5 +359,25 @@ mod tests {
             );
         }
         assert!(verify(&pvk, PostKind::Window, size, &r, &[s1, s2], &proof[..191]).is_err());
+        // The same circuit with parameters from another setup (another identifier, so other toxic
+        // waste): its verifying key rejects a proof made with ours.
+        let other_id = ParamsId::new(
+            "window-post-other-setup",
+            &[("sector_size", size.bytes().to_string())],
+        );
+        let other = crate::params::generate_insecure(
+            &other_id,
+            PostCircuit {
+                kind: PostKind::Window,
+                size,
+                witness: None,
+            },
+        )
+        .unwrap();
+        let other_pvk = groth16::prepare_verifying_key(&other.vk);
+        assert!(verify(&other_pvk, PostKind::Window, size, &r, &[s1, s2], &proof).is_err());
+        let theirs = prove(&other, PostKind::Window, size, &proofs, &mut rng).unwrap();
+        verify(&other_pvk, PostKind::Window, size, &r, &[s1, s2], &theirs).unwrap();
+        assert!(verify(&pvk, PostKind::Window, size, &r, &[s1, s2], &theirs).is_err());
     }
 }
