@@ -23,7 +23,7 @@ pub struct CircuitInfo {
 
 /// A constraint system that only counts, never asking for values: blank circuits synthesize in it.
 #[derive(Default)]
-struct Counter(CircuitInfo);
+pub(crate) struct Counter(pub(crate) CircuitInfo);
 
 impl ConstraintSystem<Scalar> for Counter {
     type Root = Self;
