@@ -41,12 +41,6 @@ fn slot_weight(j: usize) -> Scalar {
 
 /// The identifier of the PoRep parameters of `size` (one circuit per partition; all partitions share it).
 pub fn params_id(size: SectorSize) -> ParamsId {
-    let arities: Vec<String> = size
-        .tree_shape()
-        .arities()
-        .iter()
-        .map(usize::to_string)
-        .collect();
     ParamsId::new(
         "porep",
         &[
@@ -61,7 +55,7 @@ pub fn params_id(size: SectorSize) -> ParamsId {
                 size.porep_challenges_per_partition().to_string(),
             ),
             ("degree", format!("{BASE_DEGREE}+{EXP_DEGREE}")),
-            ("tree_cr_arities", arities.join(",")),
+            ("tree_cr_arities", size.tree_shape().arities_csv()),
             ("hashes", "blake3-keyed,poseidon-bls12-381".into()),
         ],
     )

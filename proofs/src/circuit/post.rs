@@ -54,19 +54,13 @@ impl PostKind {
 
     /// The identifier of this circuit's parameters for `size`.
     pub fn params_id(self, size: SectorSize) -> ParamsId {
-        let arities: Vec<String> = size
-            .tree_shape()
-            .arities()
-            .iter()
-            .map(usize::to_string)
-            .collect();
         ParamsId::new(
             self.name(),
             &[
                 ("sector_size", size.bytes().to_string()),
                 ("sectors", self.sectors(size).to_string()),
                 ("challenges", self.challenges().to_string()),
-                ("tree_r_arities", arities.join(",")),
+                ("tree_r_arities", size.tree_shape().arities_csv()),
                 ("hash", "poseidon-bls12-381".into()),
             ],
         )

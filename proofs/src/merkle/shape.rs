@@ -67,6 +67,15 @@ impl TreeShape {
         &self.arities
     }
 
+    /// The arities as a comma-separated list, bottom first (`8,8`): how parameter identifiers name a shape.
+    pub fn arities_csv(&self) -> String {
+        self.arities
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Number of levels above the leaves (the root is at level `height()`).
     pub fn height(&self) -> usize {
         self.arities.len()
