@@ -1,5 +1,38 @@
-//! `lode-chain`: lode's deterministic state machine and consensus.
+//! `lode-chain`: lode's deterministic state machine — everything a block applies.
 //!
-//! This crate will own the chain rules of the protocol: accounts, signed messages, the miner, power,
-//! market, verified-registry and reward actors, deadlines, faults and slashing, the state root, and
-//! Expected Consensus. Only this crate decides consensus.
+//! - [`types`] and [`policy`]: addresses, atto-unit token amounts, epochs, power, and every rule
+//!   constant ([`policy::Policy::mainnet`], [`policy::Policy::devnet`]).
+//! - [`crypto`]: BLS signatures (keys in G1, signatures in G2, hash-to-curve).
+//! - [`message`]: signed messages, methods, gas and receipts.
+//! - [`store`], [`smt`] and [`keys`]: the state as a key–value map in sled, its authenticated root
+//!   (a sparse Merkle tree), atomic flushed commits per epoch.
+//! - [`actors`]: accounts, miner, power, market, verified registry, reward, and the compute slot.
+//! - [`monies`], [`minting`], [`smooth`], [`fixed`], [`math`]: the economics in integers.
+//! - [`block`]: block headers, election proofs and win counts (Expected Consensus).
+//! - [`chain`]: genesis and the epoch executor; [`invariants`]: the state checks.
+//!
+//! Only this crate decides consensus. It verifies proofs through
+//! [`lode_proofs::verifier::ProofVerifier`] and knows nothing of networking.
+
+pub mod actors;
+pub mod block;
+pub mod chain;
+pub mod crypto;
+pub mod error;
+pub mod fixed;
+pub mod invariants;
+pub mod keys;
+pub mod math;
+pub mod message;
+pub mod minting;
+pub mod monies;
+pub mod policy;
+pub mod runtime;
+pub mod smooth;
+pub mod smt;
+pub mod store;
+pub mod types;
+
+pub use chain::{Chain, EpochInput, Genesis, TipsetOutcome};
+pub use error::{ActorError, ChainError, ExitCode};
+pub use policy::Policy;

@@ -29,3 +29,4 @@ pub mod post;
 pub mod sdr;
 pub mod sector;
 pub mod snark;
+pub mod verifier;

@@ -10,7 +10,9 @@ use crate::merkle::TreeShape;
 use crate::node::{NODE_SIZE, Node};
 
 /// A supported sector size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum SectorSize {
     /// 2 KiB (test size).
     S2KiB,

@@ -1,0 +1,546 @@
+//! The executor: genesis, and applying one epoch (a tipset) to the state.
+//!
+//! Order of one epoch `e` (all of it in one overlay, committed atomically at the end):
+//!
+//! 1. record the beacon as the randomness of `e`;
+//! 2. validate every block against the state of `e − 1`: parent root, one block per miner, the
+//!    miner is eligible (power, no fee debt, no consensus-fault ban), election proof, win count,
+//!    Winning PoSt, header signature, messages root — any failure rejects the whole tipset;
+//! 3. apply the blocks' messages in order (a message in two blocks runs once);
+//! 4. pay each block's reward (`R(e) × win_count / 5`, 75% vesting);
+//! 5. cron: miner deadline ends scheduled at `e` (by miner id), market deal timeouts, the power
+//!    actor's smoothed QA estimate, the reward actor's smoothed reward and minting step;
+//! 6. forget randomness older than any proof can ask for;
+//! 7. commit: writes and the new head go to the backend in one atomic, flushed batch.
+
+use std::collections::BTreeSet;
+
+use lode_proofs::verifier::{ProofVerifier, WinningPostStatement};
+use serde::{Deserialize, Serialize};
+
+use crate::actors::{
+    self, Actor, ActorKind, FIRST_USER_ID, SINGLETONS, market, miner, power, reward, verifreg,
+};
+use crate::block::{BlockHeader, Tipset, messages_root, win_count};
+use crate::crypto::PublicKey;
+use crate::error::{ActorError, ChainError, ExitCode};
+use crate::keys;
+use crate::message::{Method, Receipt, SignedMessage};
+use crate::policy::Policy;
+use crate::runtime::{Globals, RandomnessTag, Runtime, draw_randomness};
+use crate::store::{Head, Overlay, StateStore};
+use crate::types::{ActorId, Address, Epoch, TokenAmount};
+
+/// The initial state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Genesis {
+    /// Accounts and their balances; the reward actor holds the rest of the supply.
+    pub accounts: Vec<(PublicKey, TokenAmount)>,
+    /// The verified registry's root key.
+    pub verifreg_root: PublicKey,
+    /// The beacon value of epoch 0.
+    pub beacon: [u8; 32],
+}
+
+/// What the executor applies at one epoch: the beacon, the winners' headers and the messages of
+/// all the epoch's blocks (a null round has no headers and no messages).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochInput {
+    /// Epoch.
+    pub epoch: Epoch,
+    /// The beacon value.
+    pub beacon: [u8; 32],
+    /// Winners' headers.
+    pub blocks: Vec<BlockHeader>,
+    /// Messages in order.
+    pub messages: Vec<SignedMessage>,
+}
+
+/// What applying a tipset produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TipsetOutcome {
+    /// One receipt per distinct message, in order.
+    pub receipts: Vec<Receipt>,
+    /// The state root after the epoch.
+    pub root: [u8; 32],
+    /// Reward paid to each block's miner.
+    pub rewards: Vec<(ActorId, TokenAmount)>,
+}
+
+/// The chain state machine over a store.
+pub struct Chain {
+    store: StateStore,
+    policy: Policy,
+    verifier: Box<dyn ProofVerifier>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("network", &self.policy.network)
+            .field("head", &self.store.head())
+            .finish()
+    }
+}
+
+impl Chain {
+    /// Creates the genesis state (epoch 0) in an empty store.
+    pub fn genesis(
+        mut store: StateStore,
+        policy: Policy,
+        genesis: &Genesis,
+        verifier: Box<dyn ProofVerifier>,
+    ) -> Result<Self, ChainError> {
+        if store.head().is_some() {
+            return Err(ChainError::Internal(
+                "the store already holds a chain".into(),
+            ));
+        }
+        let writes = {
+            let mut rt = Runtime::new(Overlay::new(&store), &policy, 0, verifier.as_ref());
+            rt.state.put(
+                keys::GLOBALS.to_vec(),
+                &Globals {
+                    next_actor_id: FIRST_USER_ID,
+                },
+            )?;
+            let allocated = genesis
+                .accounts
+                .iter()
+                .try_fold(0u128, |acc, (_, b)| acc.checked_add(b.0));
+            let Some(reward_pool) = allocated.and_then(|a| policy.total_supply.0.checked_sub(a))
+            else {
+                return Err(ChainError::Internal(
+                    "genesis accounts exceed the total supply".into(),
+                ));
+            };
+            for (id, kind) in SINGLETONS {
+                let balance = if id == actors::REWARD {
+                    TokenAmount(reward_pool)
+                } else {
+                    TokenAmount::ZERO
+                };
+                rt.put_actor(
+                    id,
+                    &Actor {
+                        kind,
+                        balance,
+                        nonce: 0,
+                    },
+                )?;
+            }
+            for (key, balance) in &genesis.accounts {
+                let id = rt
+                    .resolve_or_create(&Address::Bls(*key))
+                    .map_err(|e| ChainError::Internal(e.to_string()))?;
+                let mut a = rt
+                    .expect_actor(id)
+                    .map_err(|e| ChainError::Internal(e.to_string()))?;
+                a.balance = TokenAmount(a.balance.0 + balance.0);
+                rt.put_actor(id, &a)?;
+            }
+            let root = rt
+                .resolve_or_create(&Address::Bls(genesis.verifreg_root))
+                .map_err(|e| ChainError::Internal(e.to_string()))?;
+            rt.state
+                .put(keys::REWARD.to_vec(), &reward::genesis(&policy))?;
+            rt.state
+                .put(keys::POWER.to_vec(), &power::genesis(&policy))?;
+            rt.state.put(keys::MARKET.to_vec(), &market::genesis())?;
+            rt.state
+                .put(keys::VERIFREG.to_vec(), &verifreg::genesis(root))?;
+            rt.state.put(keys::randomness(0), &genesis.beacon)?;
+            rt.state.into_writes()
+        };
+        store.commit(writes, 0)?;
+        Ok(Chain {
+            store,
+            policy,
+            verifier,
+        })
+    }
+
+    /// Opens an existing chain.
+    pub fn open(
+        store: StateStore,
+        policy: Policy,
+        verifier: Box<dyn ProofVerifier>,
+    ) -> Result<Self, ChainError> {
+        if store.head().is_none() {
+            return Err(ChainError::Internal(
+                "the store holds no chain: create one from a genesis".into(),
+            ));
+        }
+        Ok(Chain {
+            store,
+            policy,
+            verifier,
+        })
+    }
+
+    /// The rules.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The committed head.
+    pub fn head(&self) -> Head {
+        self.store.head().unwrap_or(Head {
+            epoch: 0,
+            root: [0; 32],
+        })
+    }
+
+    /// The store (for proofs of state and invariant checks).
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    /// Runs `f` against the committed state (read-only: its writes are dropped).
+    pub fn view<R>(&self, f: impl FnOnce(&mut Runtime<'_, '_>) -> R) -> R {
+        let mut rt = Runtime::new(
+            Overlay::new(&self.store),
+            &self.policy,
+            self.head().epoch,
+            self.verifier.as_ref(),
+        );
+        f(&mut rt)
+    }
+
+    /// Applies the next epoch from its blocks. On any error nothing is committed.
+    pub fn apply_tipset(&mut self, tipset: &Tipset) -> Result<TipsetOutcome, ChainError> {
+        let mut input = EpochInput {
+            epoch: tipset.epoch,
+            beacon: tipset.beacon,
+            blocks: Vec::with_capacity(tipset.blocks.len()),
+            messages: Vec::new(),
+        };
+        for (i, block) in tipset.blocks.iter().enumerate() {
+            if block.header.messages_root != messages_root(&block.messages) {
+                return Err(ChainError::InvalidBlock {
+                    epoch: tipset.epoch,
+                    reason: format!("block {i}: messages root does not match its messages"),
+                });
+            }
+            input.blocks.push(block.header.clone());
+            input.messages.extend(block.messages.iter().cloned());
+        }
+        self.apply_epoch(&input)
+    }
+
+    /// Applies the next epoch: its winners' headers (validated here except for their messages
+    /// roots, which [`Chain::apply_tipset`] checks) and the messages of all its blocks. On any error
+    /// nothing is committed.
+    pub fn apply_epoch(&mut self, input: &EpochInput) -> Result<TipsetOutcome, ChainError> {
+        let head = self.head();
+        let epoch = input.epoch;
+        let invalid = |reason: String| ChainError::InvalidBlock { epoch, reason };
+        if epoch != head.epoch + 1 {
+            return Err(invalid(format!(
+                "the next epoch is {}, not {epoch}",
+                head.epoch + 1
+            )));
+        }
+        let (writes, outcome) = {
+            let mut rt = Runtime::new(
+                Overlay::new(&self.store),
+                &self.policy,
+                epoch,
+                self.verifier.as_ref(),
+            );
+            rt.state.put(keys::randomness(epoch), &input.beacon)?;
+            validate_blocks(&rt, input, head.root).map_err(invalid)?;
+
+            let mut receipts = Vec::new();
+            let mut seen = BTreeSet::new();
+            for msg in &input.messages {
+                if seen.insert(msg.id()) {
+                    receipts.push(apply_message(&mut rt, msg)?);
+                }
+            }
+            let mut rewards = Vec::new();
+            for header in &input.blocks {
+                let r = reward::award_block_reward(&mut rt, header.miner, header.win_count)
+                    .map_err(|e| ChainError::Internal(format!("block reward: {e}")))?;
+                rewards.push((header.miner, r));
+            }
+            run_cron(&mut rt)?;
+            (rt.state.into_writes(), (receipts, rewards))
+        };
+        let root = self.store.commit(writes, epoch)?;
+        Ok(TipsetOutcome {
+            receipts: outcome.0,
+            root,
+            rewards: outcome.1,
+        })
+    }
+}
+
+/// How many epochs of randomness the state keeps (the oldest a prove-commit can ask for).
+pub fn randomness_retention(policy: &Policy) -> u64 {
+    policy.max_pre_commit_randomness_lookback + policy.max_prove_commit_duration + 1
+}
+
+fn validate_blocks(
+    rt: &Runtime<'_, '_>,
+    tipset: &EpochInput,
+    parent_root: [u8; 32],
+) -> Result<(), String> {
+    let p = rt.policy;
+    let mut miners = BTreeSet::new();
+    for (i, h) in tipset.blocks.iter().enumerate() {
+        let m = h.miner;
+        let ctx = |s: String| format!("block {i} by {m}: {s}");
+        if h.epoch != tipset.epoch || h.beacon != tipset.beacon {
+            return Err(ctx("epoch or beacon differs from the tipset".into()));
+        }
+        if h.parent_state_root != parent_root {
+            return Err(ctx("wrong parent state root".into()));
+        }
+        if !miners.insert(m) {
+            return Err(ctx("two blocks by one miner at one epoch".into()));
+        }
+        let info = miner::info(rt, m).map_err(|e| ctx(e.message))?;
+        if info
+            .worker_key
+            .verify(&h.signing_bytes(&p.network), &h.signature)
+            .is_err()
+        {
+            return Err(ctx("header signature is not the worker's".into()));
+        }
+        if let Some(why) = miner::ineligibility(rt, m).map_err(|e| ctx(e.message))? {
+            return Err(ctx(format!("not eligible to win: {why}")));
+        }
+        let entropy = m.0.to_le_bytes();
+        let election = draw_randomness(
+            RandomnessTag::Election,
+            &tipset.beacon,
+            tipset.epoch,
+            &entropy,
+        );
+        if info
+            .worker_key
+            .verify(&election, &h.election_proof)
+            .is_err()
+        {
+            return Err(ctx(
+                "election proof is not the worker's signature of the election randomness".into(),
+            ));
+        }
+        let claim = power::claim(rt, m)
+            .map_err(|e| ctx(e.to_string()))?
+            .map(|c| c.power.qa)
+            .unwrap_or(0);
+        let pst = power::load(rt).map_err(|e| ctx(e.to_string()))?;
+        let total = power::current_total(rt, &pst).qa;
+        let wins = win_count(
+            &h.election_proof,
+            claim,
+            total,
+            p.expected_leaders_per_epoch,
+            p.max_win_count,
+        );
+        if wins == 0 || wins != h.win_count {
+            return Err(ctx(format!(
+                "the election proof gives win count {wins}, the header says {}",
+                h.win_count
+            )));
+        }
+        let sectors = miner::active_sectors(rt, m).map_err(|e| ctx(e.message))?;
+        let statement = WinningPostStatement {
+            size: info.sector_size,
+            miner_id: m.0,
+            randomness: draw_randomness(
+                RandomnessTag::WinningPost,
+                &tipset.beacon,
+                tipset.epoch,
+                &entropy,
+            ),
+            sectors,
+        };
+        if let Err(e) = rt.verifier.verify_winning_post(&statement, &h.winning_post) {
+            return Err(ctx(format!("Winning PoSt rejected: {e}")));
+        }
+    }
+    Ok(())
+}
+
+fn reject(code: ExitCode, error: impl Into<String>) -> Receipt {
+    Receipt {
+        exit_code: code,
+        gas_used: 0,
+        fee: TokenAmount::ZERO,
+        return_data: Vec::new(),
+        error: error.into(),
+    }
+}
+
+/// Applies one message. System failures (bad signature, nonce, funds for gas…) reject it with no
+/// state change; a method failure rolls back the method and still charges gas and the nonce.
+pub fn apply_message(
+    rt: &mut Runtime<'_, '_>,
+    smsg: &SignedMessage,
+) -> Result<Receipt, ChainError> {
+    let p = rt.policy;
+    let msg = &smsg.message;
+    let len = smsg.encoded_len() as u64;
+    if len > p.max_message_size {
+        return Ok(reject(
+            ExitCode::SysInvalidMessage,
+            format!("message of {len} bytes exceeds {}", p.max_message_size),
+        ));
+    }
+    if msg.gas_price < p.min_gas_price {
+        return Ok(reject(
+            ExitCode::SysInvalidMessage,
+            format!(
+                "gas price {} is below the minimum {}",
+                msg.gas_price, p.min_gas_price
+            ),
+        ));
+    }
+    let base_gas = p
+        .gas_base
+        .saturating_add(p.gas_per_byte.saturating_mul(len));
+    if msg.gas_limit < base_gas {
+        return Ok(reject(
+            ExitCode::SysInvalidMessage,
+            format!(
+                "gas limit {} is below the {base_gas} this message needs to be included",
+                msg.gas_limit
+            ),
+        ));
+    }
+    let Some(from) = rt.resolve(&msg.from)? else {
+        return Ok(reject(
+            ExitCode::SysSenderInvalid,
+            format!("sender {} does not exist", msg.from),
+        ));
+    };
+    let mut sender = match rt.actor(from)? {
+        Some(a) => a,
+        None => return Ok(reject(ExitCode::SysSenderInvalid, "sender vanished")),
+    };
+    let ActorKind::Account { key } = sender.kind else {
+        return Ok(reject(
+            ExitCode::SysSenderInvalid,
+            format!("sender {from} is not an account"),
+        ));
+    };
+    if let Address::Bls(k) = &msg.from
+        && *k != key
+    {
+        return Ok(reject(ExitCode::SysSenderInvalid, "sender key mismatch"));
+    }
+    if msg.nonce != sender.nonce {
+        return Ok(reject(
+            ExitCode::SysSenderStateInvalid,
+            format!(
+                "nonce {} is not the sender's next nonce {}",
+                msg.nonce, sender.nonce
+            ),
+        ));
+    }
+    if !smsg.verify(&p.network, &key) {
+        return Ok(reject(
+            ExitCode::SysInvalidSignature,
+            "the signature does not verify under the sender's key",
+        ));
+    }
+    let Some(max_fee) = msg.max_fee() else {
+        return Ok(reject(
+            ExitCode::SysInsufficientFunds,
+            "gas limit × gas price overflows",
+        ));
+    };
+    let needed = max_fee.checked_add(msg.value);
+    if needed.is_none_or(|n| sender.balance < n) {
+        return Ok(reject(
+            ExitCode::SysInsufficientFunds,
+            format!(
+                "sender has {} but the message may cost {} plus its value {}",
+                sender.balance, max_fee, msg.value
+            ),
+        ));
+    }
+    // From here the message is included: the nonce advances and gas is paid whatever happens.
+    sender.nonce += 1;
+    rt.put_actor(from, &sender)?;
+    rt.start_gas(base_gas, msg.gas_limit);
+    rt.state.begin();
+    let result = run_method(rt, from, smsg);
+    let gas_used = rt.stop_gas();
+    let (exit_code, return_data, error) = match result {
+        Ok(ret) => {
+            rt.state.commit_layer();
+            (ExitCode::Ok, ret, String::new())
+        }
+        Err(e) => {
+            rt.state.rollback();
+            (e.code, Vec::new(), e.message)
+        }
+    };
+    let fee = TokenAmount(msg.gas_price.0.saturating_mul(u128::from(gas_used)));
+    rt.burn(from, fee)
+        .map_err(|e| ChainError::Internal(format!("gas fee: {e}")))?;
+    Ok(Receipt {
+        exit_code,
+        gas_used,
+        fee,
+        return_data,
+        error,
+    })
+}
+
+fn run_method(
+    rt: &mut Runtime<'_, '_>,
+    from: ActorId,
+    smsg: &SignedMessage,
+) -> Result<Vec<u8>, ActorError> {
+    let msg = &smsg.message;
+    let to = rt.resolve_or_create(&msg.to)?;
+    rt.transfer(from, to, msg.value)?;
+    let kind = rt.expect_actor(to)?.kind;
+    match (&msg.method, kind) {
+        (Method::Send, _) => Ok(Vec::new()),
+        (Method::Power(m), ActorKind::Power) => power::invoke(rt, from, msg.value, m.clone()),
+        (Method::Miner(m), ActorKind::Miner) => miner::invoke(rt, to, from, m.clone()),
+        (Method::Market(m), ActorKind::Market) => market::invoke(rt, from, msg.value, m.clone()),
+        (Method::VerifReg(m), ActorKind::VerifiedRegistry) => verifreg::invoke(rt, from, m.clone()),
+        _ => Err(ActorError::new(
+            ExitCode::UnhandledMethod,
+            format!("{to} ({kind:?}) has no such method"),
+        )),
+    }
+}
+
+fn run_cron(rt: &mut Runtime<'_, '_>) -> Result<(), ChainError> {
+    let epoch = rt.epoch;
+    for (key, ()) in rt.state.scan::<()>(&keys::cron_prefix(epoch))? {
+        let Some(id) = keys::last_u64(&key) else {
+            continue;
+        };
+        miner::on_deadline_cron(rt, ActorId(id))
+            .map_err(|e| ChainError::Internal(format!("deadline cron of l0{id}: {e}")))?;
+    }
+    market::end_epoch(rt).map_err(|e| ChainError::Internal(format!("market cron: {e}")))?;
+    power::end_epoch(rt)?;
+    let pst = power::load(rt)?;
+    let realized = power::current_total(rt, &pst).raw;
+    reward::end_epoch(rt, realized)?;
+    let keep = randomness_retention(rt.policy);
+    if epoch >= keep {
+        rt.state.delete(&keys::randomness(epoch - keep));
+    }
+    Ok(())
+}
+
+/// The committed epoch's randomness for `tag` (what provers need to build proofs).
+pub fn randomness_at(
+    chain: &Chain,
+    tag: RandomnessTag,
+    epoch: Epoch,
+    entropy: &[u8],
+) -> Result<[u8; 32], ActorError> {
+    chain.view(|rt| rt.randomness(tag, epoch, entropy))
+}

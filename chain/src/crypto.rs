@@ -1,0 +1,837 @@
+//! BLS signatures over BLS12-381 in the "minimal-pubkey-size" variant.
+//!
+//! * Public keys are points of G1, encoded as 48-byte compressed points.
+//! * Signatures are points of G2, encoded as 96-byte compressed points.
+//! * Messages are hashed to G2 with the `BLS12381G2_XMD:SHA-256_SSWU_RO_`
+//!   suite and the domain separation tag [`DST`]
+//!   (`BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_`), i.e. the basic scheme of
+//!   the IETF BLS signature draft, as used by Filecoin and compatible with
+//!   `blst::min_pk` under the same tag.
+//!
+//! Every decoder in this module accepts untrusted input: malformed bytes yield
+//! a [`CryptoError`], never a panic. Decoded public keys and signatures are
+//! always valid, non-identity points of the prime-order subgroup.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use bls12_381::hash_to_curve::{ExpandMsgXmd, HashToCurve};
+use bls12_381::{G1Affine, G2Affine, G2Prepared, G2Projective, Gt, Scalar, multi_miller_loop};
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Domain separation tag used to hash messages to G2 (IETF basic scheme).
+pub const DST: &[u8] = b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_";
+
+/// Length in bytes of an encoded [`SecretKey`].
+pub const SECRET_KEY_LEN: usize = 32;
+
+/// Length in bytes of an encoded [`PublicKey`] (compressed G1 point).
+pub const PUBLIC_KEY_LEN: usize = 48;
+
+/// Length in bytes of an encoded [`Signature`] (compressed G2 point).
+pub const SIGNATURE_LEN: usize = 96;
+
+/// blake3 `derive_key` context used by [`SecretKey::from_seed`].
+const KEYGEN_CONTEXT: &str = "lode/bls/keygen";
+
+/// Errors produced when decoding keys/signatures or verifying signatures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    /// The input has the wrong number of bytes.
+    #[error("invalid {what} length: expected {expected} bytes, got {actual}")]
+    InvalidLength {
+        /// Kind of object being decoded.
+        what: &'static str,
+        /// Required length in bytes.
+        expected: usize,
+        /// Length actually supplied.
+        actual: usize,
+    },
+    /// The bytes are not a valid compressed point of the prime-order subgroup.
+    #[error("invalid {what}: not a valid compressed point in the prime-order subgroup")]
+    InvalidPoint {
+        /// Kind of object being decoded.
+        what: &'static str,
+    },
+    /// The bytes encode the identity (point at infinity), which is not allowed.
+    #[error("invalid {what}: the identity point is not allowed")]
+    Identity {
+        /// Kind of object being decoded.
+        what: &'static str,
+    },
+    /// The bytes are not a canonical, non-zero scalar.
+    #[error("invalid secret key: not a canonical non-zero scalar")]
+    InvalidSecretKey,
+    /// The signature does not match the public key and message.
+    #[error("signature verification failed: signature does not match key and message")]
+    SignatureMismatch,
+}
+
+/// Hashes `msg` to a point of G2 using [`DST`].
+fn hash_to_g2(msg: &[u8]) -> G2Projective {
+    <G2Projective as HashToCurve<ExpandMsgXmd<sha2::Sha256>>>::hash_to_curve([msg], DST)
+}
+
+/// Checks `len` against `expected`, producing an [`CryptoError::InvalidLength`].
+fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), CryptoError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(CryptoError::InvalidLength {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Secret key
+// ---------------------------------------------------------------------------
+
+/// A BLS secret key: a non-zero scalar of the BLS12-381 scalar field.
+///
+/// `Debug` never prints the key material.
+#[derive(Clone)]
+pub struct SecretKey(Scalar);
+
+impl SecretKey {
+    /// Deterministically derives a secret key from a 32-byte seed.
+    ///
+    /// The scalar is `Scalar::from_bytes_wide` of 64 bytes of blake3 XOF output
+    /// in `derive_key` mode with context `"lode/bls/keygen"` over `seed`. In the
+    /// (negligibly likely) case the result is zero, the derivation is repeated
+    /// over `seed || counter` (counter as `u32` little-endian, starting at 1).
+    #[must_use]
+    pub fn from_seed(seed: &[u8; 32]) -> SecretKey {
+        let mut counter: u32 = 0;
+        loop {
+            let mut hasher = blake3::Hasher::new_derive_key(KEYGEN_CONTEXT);
+            hasher.update(seed);
+            if counter != 0 {
+                hasher.update(&counter.to_le_bytes());
+            }
+            let mut wide = [0u8; 64];
+            hasher.finalize_xof().fill(&mut wide);
+            let scalar = Scalar::from_bytes_wide(&wide);
+            if scalar != Scalar::zero() {
+                return SecretKey(scalar);
+            }
+            counter = counter.wrapping_add(1);
+        }
+    }
+
+    /// Generates a fresh secret key from 32 bytes of a cryptographic RNG
+    /// (via [`SecretKey::from_seed`]).
+    pub fn generate<R: rand_core::CryptoRng + ?Sized>(rng: &mut R) -> SecretKey {
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        SecretKey::from_seed(&seed)
+    }
+
+    /// Returns the public key `sk * g1`.
+    #[must_use]
+    pub fn public_key(&self) -> PublicKey {
+        let point = G1Affine::from(G1Affine::generator() * self.0);
+        PublicKey {
+            bytes: point.to_compressed(),
+            point,
+        }
+    }
+
+    /// Signs `msg`: returns `sk * H(msg)` with `H` the hash to G2 under [`DST`].
+    #[must_use]
+    pub fn sign(&self, msg: &[u8]) -> Signature {
+        let point = G2Affine::from(hash_to_g2(msg) * self.0);
+        Signature {
+            bytes: point.to_compressed(),
+            point,
+        }
+    }
+
+    /// Encodes the scalar as 32 bytes, **little-endian** (the `bls12_381`
+    /// convention; `blst` and the IETF draft use big-endian).
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; SECRET_KEY_LEN] {
+        self.0.to_bytes()
+    }
+
+    /// Decodes a 32-byte little-endian scalar, rejecting non-canonical
+    /// encodings (value `>= r`) and zero.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError::InvalidSecretKey`] if the bytes are not a canonical
+    /// non-zero scalar.
+    pub fn from_bytes(bytes: &[u8; SECRET_KEY_LEN]) -> Result<Self, CryptoError> {
+        let scalar: Option<Scalar> = Scalar::from_bytes(bytes).into();
+        match scalar {
+            Some(s) if s != Scalar::zero() => Ok(SecretKey(s)),
+            _ => Err(CryptoError::InvalidSecretKey),
+        }
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Public key
+// ---------------------------------------------------------------------------
+
+/// A BLS public key: a non-identity point of the G1 prime-order subgroup.
+///
+/// Equality, ordering and hashing use the canonical 48-byte compressed
+/// encoding. Serialized as a hex string in human-readable formats and as raw
+/// bytes otherwise.
+#[derive(Clone, Copy)]
+pub struct PublicKey {
+    bytes: [u8; PUBLIC_KEY_LEN],
+    point: G1Affine,
+}
+
+impl PublicKey {
+    /// Decodes a 48-byte compressed G1 point, rejecting wrong lengths,
+    /// invalid or non-canonical encodings, points outside the prime-order
+    /// subgroup, and the identity.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError::InvalidLength`], [`CryptoError::InvalidPoint`] or
+    /// [`CryptoError::Identity`] accordingly.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        const WHAT: &str = "public key";
+        check_len(WHAT, PUBLIC_KEY_LEN, bytes.len())?;
+        let mut arr = [0u8; PUBLIC_KEY_LEN];
+        arr.copy_from_slice(bytes);
+        let point: Option<G1Affine> = G1Affine::from_compressed(&arr).into();
+        let point = point.ok_or(CryptoError::InvalidPoint { what: WHAT })?;
+        if bool::from(point.is_identity()) {
+            return Err(CryptoError::Identity { what: WHAT });
+        }
+        Ok(PublicKey { bytes: arr, point })
+    }
+
+    /// Returns the 48-byte compressed encoding.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; PUBLIC_KEY_LEN] {
+        self.bytes
+    }
+
+    /// Borrows the 48-byte compressed encoding.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; PUBLIC_KEY_LEN] {
+        &self.bytes
+    }
+
+    /// Verifies `sig` on `msg` by checking `e(-g1, sig) * e(pk, H(msg)) == 1`.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError::SignatureMismatch`] if the signature is not valid for
+    /// this key and message.
+    pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), CryptoError> {
+        let h = G2Prepared::from(G2Affine::from(hash_to_g2(msg)));
+        let s = G2Prepared::from(sig.point);
+        let neg_g1 = -G1Affine::generator();
+        let gt = multi_miller_loop(&[(&neg_g1, &s), (&self.point, &h)]).final_exponentiation();
+        if gt == Gt::identity() {
+            Ok(())
+        } else {
+            Err(CryptoError::SignatureMismatch)
+        }
+    }
+}
+
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for PublicKey {}
+
+impl Hash for PublicKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
+
+impl PartialOrd for PublicKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for PublicKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", hex::encode(self.bytes))
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_bytes(&self.bytes, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = deserialize_bytes::<D, PUBLIC_KEY_LEN>(deserializer, "public key")?;
+        PublicKey::from_bytes(&bytes).map_err(de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Signature
+// ---------------------------------------------------------------------------
+
+/// A BLS signature: a non-identity point of the G2 prime-order subgroup.
+///
+/// Equality, ordering and hashing use the canonical 96-byte compressed
+/// encoding. Serialized as a hex string in human-readable formats and as raw
+/// bytes otherwise.
+#[derive(Clone, Copy)]
+pub struct Signature {
+    bytes: [u8; SIGNATURE_LEN],
+    point: G2Affine,
+}
+
+impl Signature {
+    /// Decodes a 96-byte compressed G2 point, rejecting wrong lengths,
+    /// invalid or non-canonical encodings, points outside the prime-order
+    /// subgroup, and the identity.
+    ///
+    /// # Errors
+    ///
+    /// [`CryptoError::InvalidLength`], [`CryptoError::InvalidPoint`] or
+    /// [`CryptoError::Identity`] accordingly.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        const WHAT: &str = "signature";
+        check_len(WHAT, SIGNATURE_LEN, bytes.len())?;
+        let mut arr = [0u8; SIGNATURE_LEN];
+        arr.copy_from_slice(bytes);
+        let point: Option<G2Affine> = G2Affine::from_compressed(&arr).into();
+        let point = point.ok_or(CryptoError::InvalidPoint { what: WHAT })?;
+        if bool::from(point.is_identity()) {
+            return Err(CryptoError::Identity { what: WHAT });
+        }
+        Ok(Signature { bytes: arr, point })
+    }
+
+    /// Returns the 96-byte compressed encoding.
+    #[must_use]
+    pub fn to_bytes(&self) -> [u8; SIGNATURE_LEN] {
+        self.bytes
+    }
+
+    /// Borrows the 96-byte compressed encoding.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.bytes
+    }
+}
+
+impl PartialEq for Signature {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Signature {}
+
+impl Hash for Signature {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state);
+    }
+}
+
+impl PartialOrd for Signature {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Signature {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.bytes.cmp(&other.bytes)
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({})", hex::encode(self.bytes))
+    }
+}
+
+impl Serialize for Signature {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_bytes(&self.bytes, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes = deserialize_bytes::<D, SIGNATURE_LEN>(deserializer, "signature")?;
+        Signature::from_bytes(&bytes).map_err(de::Error::custom)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// serde helpers
+// ---------------------------------------------------------------------------
+
+/// Serializes as lowercase hex (human-readable formats) or raw bytes.
+fn serialize_bytes<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    if serializer.is_human_readable() {
+        serializer.serialize_str(&hex::encode(bytes))
+    } else {
+        serializer.serialize_bytes(bytes)
+    }
+}
+
+/// Deserializes exactly `N` bytes from a hex string (human-readable formats),
+/// a byte string, or a sequence of `u8`.
+fn deserialize_bytes<'de, D: Deserializer<'de>, const N: usize>(
+    deserializer: D,
+    what: &'static str,
+) -> Result<[u8; N], D::Error> {
+    let visitor = FixedBytesVisitor::<N> { what };
+    if deserializer.is_human_readable() {
+        deserializer.deserialize_str(visitor)
+    } else {
+        deserializer.deserialize_bytes(visitor)
+    }
+}
+
+/// Visitor accepting `N` bytes as hex, bytes, or a `u8` sequence.
+struct FixedBytesVisitor<const N: usize> {
+    what: &'static str,
+}
+
+impl<const N: usize> FixedBytesVisitor<N> {
+    fn copy_exact<E: de::Error>(&self, v: &[u8]) -> Result<[u8; N], E> {
+        <[u8; N]>::try_from(v).map_err(|_| {
+            E::custom(CryptoError::InvalidLength {
+                what: self.what,
+                expected: N,
+                actual: v.len(),
+            })
+        })
+    }
+}
+
+impl<'de, const N: usize> Visitor<'de> for FixedBytesVisitor<N> {
+    type Value = [u8; N];
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "a {} as {N} bytes or {} hex characters",
+            self.what,
+            2 * N
+        )
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        let mut out = [0u8; N];
+        if v.len() != 2 * N {
+            return Err(E::custom(CryptoError::InvalidLength {
+                what: self.what,
+                expected: N,
+                actual: v.len() / 2,
+            }));
+        }
+        hex::decode_to_slice(v, &mut out).map_err(E::custom)?;
+        Ok(out)
+    }
+
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+        self.copy_exact(v)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = [0u8; N];
+        let mut len = 0usize;
+        while let Some(b) = seq.next_element::<u8>()? {
+            if let Some(slot) = out.get_mut(len) {
+                *slot = b;
+            }
+            len = len.saturating_add(1);
+        }
+        if len != N {
+            return Err(de::Error::custom(CryptoError::InvalidLength {
+                what: self.what,
+                expected: N,
+                actual: len,
+            }));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+    use serde::de::IntoDeserializer;
+    use serde::de::value::{BytesDeserializer, Error as DeError, StrDeserializer};
+
+    fn key(i: u8) -> SecretKey {
+        SecretKey::from_seed(&[i; 32])
+    }
+
+    fn identity_g1() -> [u8; 48] {
+        let mut b = [0u8; 48];
+        b[0] = 0xc0;
+        b
+    }
+
+    fn identity_g2() -> [u8; 96] {
+        let mut b = [0u8; 96];
+        b[0] = 0xc0;
+        b
+    }
+
+    /// Deterministic test RNG backed by blake3's XOF.
+    struct TestRng(blake3::OutputReader);
+
+    impl rand_core::TryRng for TestRng {
+        type Error = rand_core::Infallible;
+        fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+            let mut b = [0u8; 4];
+            self.0.fill(&mut b);
+            Ok(u32::from_le_bytes(b))
+        }
+        fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+            let mut b = [0u8; 8];
+            self.0.fill(&mut b);
+            Ok(u64::from_le_bytes(b))
+        }
+        fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
+            self.0.fill(dst);
+            Ok(())
+        }
+    }
+
+    impl rand_core::TryCryptoRng for TestRng {}
+
+    #[test]
+    fn dst_is_exact() {
+        assert_eq!(DST, b"BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_");
+    }
+
+    #[test]
+    fn sign_verify_round_trip() {
+        let sk = key(1);
+        let pk = sk.public_key();
+        for msg in [&b""[..], b"hello", &[0xabu8; 1000][..]] {
+            let sig = sk.sign(msg);
+            pk.verify(msg, &sig).unwrap();
+            // Signing is deterministic.
+            assert_eq!(sig, sk.sign(msg));
+        }
+    }
+
+    #[test]
+    fn wrong_message_key_and_swapped_signatures_fail() {
+        let sk1 = key(1);
+        let sk2 = key(2);
+        let pk1 = sk1.public_key();
+        let pk2 = sk2.public_key();
+        let sig_a = sk1.sign(b"message a");
+        let sig_b = sk1.sign(b"message b");
+
+        assert_eq!(
+            pk1.verify(b"message b", &sig_a),
+            Err(CryptoError::SignatureMismatch)
+        );
+        assert_eq!(
+            pk2.verify(b"message a", &sig_a),
+            Err(CryptoError::SignatureMismatch)
+        );
+        assert!(pk1.verify(b"message a", &sig_b).is_err());
+        assert!(pk1.verify(b"message b", &sig_a).is_err());
+        assert!(pk1.verify(b"message a", &sk2.sign(b"message a")).is_err());
+    }
+
+    #[test]
+    fn every_flipped_signature_bit_fails() {
+        let sk = key(3);
+        let pk = sk.public_key();
+        let msg = b"flip me";
+        let sig = sk.sign(msg).to_bytes();
+        for bit in 0..SIGNATURE_LEN * 8 {
+            let mut bad = sig;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let rejected = match Signature::from_bytes(&bad) {
+                Err(_) => true,
+                Ok(s) => pk.verify(msg, &s).is_err(),
+            };
+            assert!(rejected, "bit {bit} flip accepted");
+        }
+    }
+
+    #[test]
+    fn flipped_public_key_bit_fails() {
+        let sk = key(4);
+        let msg = b"pk flip";
+        let sig = sk.sign(msg);
+        let pk = sk.public_key().to_bytes();
+        for bit in (0..PUBLIC_KEY_LEN * 8).step_by(3) {
+            let mut bad = pk;
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let rejected = match PublicKey::from_bytes(&bad) {
+                Err(_) => true,
+                Ok(p) => p.verify(msg, &sig).is_err(),
+            };
+            assert!(rejected, "bit {bit} flip accepted");
+        }
+    }
+
+    #[test]
+    fn identity_and_bad_lengths_rejected() {
+        assert_eq!(
+            PublicKey::from_bytes(&identity_g1()),
+            Err(CryptoError::Identity { what: "public key" })
+        );
+        assert_eq!(
+            Signature::from_bytes(&identity_g2()),
+            Err(CryptoError::Identity { what: "signature" })
+        );
+        // Identity without the compression flag / with stray bits is invalid.
+        let mut b = identity_g1();
+        b[0] = 0x40;
+        assert!(matches!(
+            PublicKey::from_bytes(&b),
+            Err(CryptoError::InvalidPoint { .. })
+        ));
+        let mut b = identity_g1();
+        b[47] = 1;
+        assert!(PublicKey::from_bytes(&b).is_err());
+        assert!(PublicKey::from_bytes(&[0u8; 48]).is_err());
+        assert!(Signature::from_bytes(&[0u8; 96]).is_err());
+
+        let pk = key(5).public_key().to_bytes();
+        assert_eq!(
+            PublicKey::from_bytes(&pk[..47]),
+            Err(CryptoError::InvalidLength {
+                what: "public key",
+                expected: 48,
+                actual: 47
+            })
+        );
+        assert!(PublicKey::from_bytes(&[]).is_err());
+        let sig = key(5).sign(b"x").to_bytes();
+        assert!(Signature::from_bytes(&sig[..95]).is_err());
+        let mut long = sig.to_vec();
+        long.push(0);
+        assert!(Signature::from_bytes(&long).is_err());
+    }
+
+    #[test]
+    fn secret_key_bytes() {
+        assert_eq!(
+            SecretKey::from_bytes(&[0u8; 32]).unwrap_err(),
+            CryptoError::InvalidSecretKey
+        );
+        assert!(SecretKey::from_bytes(&[0xff; 32]).is_err());
+        let sk = key(6);
+        let sk2 = SecretKey::from_bytes(&sk.to_bytes()).unwrap();
+        assert_eq!(sk.to_bytes(), sk2.to_bytes());
+        assert_eq!(sk.public_key(), sk2.public_key());
+        assert_eq!(format!("{sk:?}"), "SecretKey(..)");
+    }
+
+    #[test]
+    fn from_seed_is_deterministic() {
+        let seed = [42u8; 32];
+        let a = SecretKey::from_seed(&seed);
+        let b = SecretKey::from_seed(&seed);
+        assert_eq!(a.to_bytes(), b.to_bytes());
+        assert_eq!(a.public_key(), b.public_key());
+        let mut other = seed;
+        other[31] ^= 1;
+        let c = SecretKey::from_seed(&other);
+        assert_ne!(a.to_bytes(), c.to_bytes());
+        assert_ne!(a.public_key(), c.public_key());
+    }
+
+    #[test]
+    fn generate_uses_rng() {
+        let mut rng = TestRng(blake3::Hasher::new().update(b"rng").finalize_xof());
+        let a = SecretKey::generate(&mut rng);
+        let b = SecretKey::generate(&mut rng);
+        assert_ne!(a.to_bytes(), b.to_bytes());
+        let sig = a.sign(b"m");
+        a.public_key().verify(b"m", &sig).unwrap();
+    }
+
+    #[test]
+    fn debug_is_hex() {
+        let pk = key(7).public_key();
+        assert_eq!(
+            format!("{pk:?}"),
+            format!("PublicKey({})", hex::encode(pk.to_bytes()))
+        );
+        let sig = key(7).sign(b"d");
+        assert_eq!(
+            format!("{sig:?}"),
+            format!("Signature({})", hex::encode(sig.to_bytes()))
+        );
+    }
+
+    #[test]
+    fn serde_deserialize_hex_and_bytes() {
+        let pk = key(8).public_key();
+        let sig = key(8).sign(b"serde");
+
+        let hex_pk = hex::encode(pk.to_bytes());
+        let d: StrDeserializer<'_, DeError> = hex_pk.as_str().into_deserializer();
+        assert_eq!(PublicKey::deserialize(d).unwrap(), pk);
+
+        let raw = sig.to_bytes();
+        let d: BytesDeserializer<'_, DeError> = BytesDeserializer::new(&raw);
+        assert_eq!(Signature::deserialize(d).unwrap(), sig);
+
+        let hex_sig = hex::encode(sig.to_bytes());
+        let d: StrDeserializer<'_, DeError> = hex_sig.as_str().into_deserializer();
+        assert_eq!(Signature::deserialize(d).unwrap(), sig);
+
+        // Wrong length, bad hex and identity are rejected without panicking.
+        let short = &hex_pk[..94];
+        let d: StrDeserializer<'_, DeError> = short.into_deserializer();
+        assert!(PublicKey::deserialize(d).is_err());
+        let bad = "zz".repeat(48);
+        let d: StrDeserializer<'_, DeError> = bad.as_str().into_deserializer();
+        assert!(PublicKey::deserialize(d).is_err());
+        let ident = identity_g1();
+        let d: BytesDeserializer<'_, DeError> = BytesDeserializer::new(&ident);
+        assert!(PublicKey::deserialize(d).is_err());
+        let multibyte = "é".repeat(48);
+        let d: StrDeserializer<'_, DeError> = multibyte.as_str().into_deserializer();
+        assert!(PublicKey::deserialize(d).is_err());
+    }
+
+    #[test]
+    fn ordering_and_hash_follow_bytes() {
+        use std::collections::HashSet;
+        let mut pks: Vec<PublicKey> = (0..8).map(|i| key(i).public_key()).collect();
+        pks.sort();
+        assert!(pks.windows(2).all(|w| w[0].to_bytes() < w[1].to_bytes()));
+        let set: HashSet<PublicKey> = pks.iter().copied().collect();
+        assert_eq!(set.len(), 8);
+    }
+
+    /// Converts our little-endian secret key bytes to blst's big-endian form.
+    fn to_blst_sk(sk: &SecretKey) -> blst::min_pk::SecretKey {
+        let mut be = sk.to_bytes();
+        be.reverse();
+        blst::min_pk::SecretKey::from_bytes(&be).unwrap()
+    }
+
+    #[test]
+    fn interop_with_blst_min_pk() {
+        use blst::BLST_ERROR;
+        for i in 0..4u8 {
+            let sk = key(i);
+            let pk = sk.public_key();
+            let bsk = to_blst_sk(&sk);
+            let bpk = bsk.sk_to_pk();
+            assert_eq!(bpk.compress(), pk.to_bytes());
+
+            for msg in [&b""[..], b"abc", &[i; 300][..]] {
+                // Ours -> blst.
+                let sig = sk.sign(msg);
+                let bsig = blst::min_pk::Signature::from_bytes(&sig.to_bytes()).unwrap();
+                assert_eq!(
+                    bsig.verify(true, msg, DST, &[], &bpk, true),
+                    BLST_ERROR::BLST_SUCCESS
+                );
+                assert_ne!(
+                    bsig.verify(true, b"other", DST, &[], &bpk, true),
+                    BLST_ERROR::BLST_SUCCESS
+                );
+
+                // blst -> ours (and signatures are byte-identical).
+                let bsig2 = bsk.sign(msg, DST, &[]);
+                assert_eq!(bsig2.compress(), sig.to_bytes());
+                let sig2 = Signature::from_bytes(&bsig2.compress()).unwrap();
+                let pk2 = PublicKey::from_bytes(&bpk.compress()).unwrap();
+                pk2.verify(msg, &sig2).unwrap();
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Ok(pk) = PublicKey::from_bytes(&bytes) {
+                prop_assert_eq!(&pk.to_bytes()[..], &bytes[..]);
+            }
+            if let Ok(sig) = Signature::from_bytes(&bytes) {
+                prop_assert_eq!(&sig.to_bytes()[..], &bytes[..]);
+            }
+        }
+
+        #[test]
+        fn random_fixed_len_never_panic(
+            pk in proptest::array::uniform32(any::<u8>()),
+            tail in proptest::array::uniform16(any::<u8>()),
+            sig in proptest::collection::vec(any::<u8>(), 96),
+            flags in 0u8..8,
+        ) {
+            let mut pkb = [0u8; 48];
+            pkb[..32].copy_from_slice(&pk);
+            pkb[32..].copy_from_slice(&tail);
+            pkb[0] = (pkb[0] & 0x1f) | (flags << 5);
+            let mut sigb = sig.clone();
+            sigb[0] = (sigb[0] & 0x1f) | (flags << 5);
+            if let Ok(p) = PublicKey::from_bytes(&pkb) {
+                prop_assert_eq!(p.to_bytes(), pkb);
+            }
+            if let Ok(s) = Signature::from_bytes(&sigb) {
+                prop_assert_eq!(&s.to_bytes()[..], &sigb[..]);
+            }
+            if let Ok(sk) = SecretKey::from_bytes(&pk) {
+                prop_assert_eq!(sk.to_bytes(), pk);
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn valid_keys_and_signatures_round_trip(
+            seed in proptest::array::uniform32(any::<u8>()),
+            msg in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let sk = SecretKey::from_seed(&seed);
+            let pk = sk.public_key();
+            let pk2 = PublicKey::from_bytes(&pk.to_bytes()).unwrap();
+            prop_assert_eq!(pk, pk2);
+            let sig = sk.sign(&msg);
+            let sig2 = Signature::from_bytes(&sig.to_bytes()).unwrap();
+            prop_assert_eq!(sig, sig2);
+            prop_assert!(pk2.verify(&msg, &sig2).is_ok());
+            let sk2 = SecretKey::from_bytes(&sk.to_bytes()).unwrap();
+            prop_assert_eq!(sk2.public_key(), pk);
+        }
+    }
+}

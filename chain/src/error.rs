@@ -1,0 +1,139 @@
+//! Errors: exit codes for messages, and errors of the store and the state machine.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Epoch;
+
+/// The outcome code of a message, recorded in its receipt.
+///
+/// Codes below 16 are *system* codes: the message could not be applied at all (bad signature, bad
+/// nonce, unknown sender, fees not covered); such a message is rejected and changes no state, so a
+/// block containing one is invalid. Codes from 16 up are *actor* codes: the method ran and failed;
+/// its effects are rolled back, but the sender still pays the gas it used and its nonce advances —
+/// this is what makes spamming the chain with failing messages cost something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u32)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// The sender is unknown or cannot send (not an account).
+    SysSenderInvalid = 1,
+    /// The nonce is not the sender's next nonce.
+    SysSenderStateInvalid = 2,
+    /// The signature does not verify under the sender's key.
+    SysInvalidSignature = 3,
+    /// The sender cannot cover `value + gas_limit × gas_price`.
+    SysInsufficientFunds = 4,
+    /// The message is malformed (too large, gas price too low, gas limit too low for its size).
+    SysInvalidMessage = 5,
+    /// The method ran out of gas.
+    SysOutOfGas = 7,
+    /// A parameter is invalid.
+    IllegalArgument = 16,
+    /// A referenced object does not exist.
+    NotFound = 17,
+    /// The caller may not do this.
+    Forbidden = 18,
+    /// Not enough funds for the operation.
+    InsufficientFunds = 19,
+    /// The operation is not valid in the current state.
+    IllegalState = 20,
+    /// A proof did not verify.
+    InvalidProof = 21,
+    /// An amount overflowed.
+    Overflow = 22,
+    /// The receiving actor has no such method.
+    UnhandledMethod = 23,
+}
+
+impl ExitCode {
+    /// Whether the code means success.
+    pub fn is_success(self) -> bool {
+        self == ExitCode::Ok
+    }
+
+    /// The numeric code.
+    pub fn value(self) -> u32 {
+        self as u32
+    }
+}
+
+/// A method's failure: its exit code and what went wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?} ({}): {message}", *code as u32)]
+pub struct ActorError {
+    /// The exit code.
+    pub code: ExitCode,
+    /// A human-readable reason.
+    pub message: String,
+}
+
+impl ActorError {
+    /// A failure with `code`.
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
+        ActorError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Shorthand: `Err(ActorError::new(code, msg))` as a return value.
+macro_rules! abort {
+    ($code:ident, $($arg:tt)*) => {
+        return Err($crate::error::ActorError::new($crate::error::ExitCode::$code, format!($($arg)*)).into())
+    };
+}
+pub(crate) use abort;
+
+/// Errors of the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("state database: {0}")]
+    Backend(String),
+    /// A stored record could not be decoded.
+    #[error("state database is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// The rebuilt state root differs from the committed one.
+    #[error(
+        "state root mismatch at epoch {epoch}: head says {expected}, records give {found}; the database is damaged"
+    )]
+    RootMismatch {
+        /// The head's epoch.
+        epoch: Epoch,
+        /// The committed root.
+        expected: String,
+        /// The rebuilt root.
+        found: String,
+    },
+}
+
+/// Errors of the state machine that are not a message's fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    /// A state record failed to decode: the state is damaged (a bug or a corrupted database).
+    #[error("corrupt state record {0}")]
+    Corrupt(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A block is invalid as a whole (wrong epoch, a message that cannot be applied, an ineligible
+    /// winner); nothing was applied.
+    #[error("invalid block at epoch {epoch}: {reason}")]
+    InvalidBlock {
+        /// The block's epoch.
+        epoch: Epoch,
+        /// Why.
+        reason: String,
+    },
+    /// An internal invariant broke while applying state (a bug): nothing was committed.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<ChainError> for ActorError {
+    fn from(e: ChainError) -> Self {
+        ActorError::new(ExitCode::IllegalState, e.to_string())
+    }
+}

@@ -1,0 +1,304 @@
+//! State invariants, checked over the whole state: what must hold after every epoch.
+//!
+//! [`check_invariants`] returns every violation it finds (an empty list means the state is sound):
+//!
+//! - **supply**: all balances sum to the total supply;
+//! - **miners**: balance ≥ deposits + pledge + locked rewards; deposits equal the pre-commits'
+//!   deposits; pledge equals the sectors' pledges; locked rewards equal the vesting table; a
+//!   miner with anything locked or any sector has its deadline cron scheduled;
+//! - **power**: each claim equals the recomputed power of the miner's active sectors; the totals
+//!   equal the sums of claims; the locked total equals the miners' locked sums;
+//! - **partitions**: `unproven`, `faults` ⊆ `sectors`, `recoveries` ⊆ `faults`, unproven and
+//!   faulty disjoint, fault expirations exactly for faults; each live sector is in exactly the
+//!   partition its record names, and every partition sector has a record;
+//! - **market**: the market balance equals the escrow sum; locked ≤ balance per party; locked
+//!   totals equal what the deals lock; every active deal's sector exists and lists it;
+//! - **DataCap**: granted = verifier allowances + client DataCap + allocations + claimed + forfeited;
+//! - **compute**: the compute actor's balance equals its escrow sum.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::actors::compute::JobEscrow;
+use crate::actors::market::{Deal, Escrow, MarketState};
+use crate::actors::miner::{Deadline, MinerInfo, MinerState, PreCommit, SectorOnChain};
+use crate::actors::power::{Claim, PowerState};
+use crate::actors::verifreg::{Allocation, VerifRegState};
+use crate::actors::{Actor, ActorKind, COMPUTE, MARKET};
+use crate::error::ChainError;
+use crate::keys;
+use crate::policy::Policy;
+use crate::store::{Overlay, StateStore};
+use crate::types::{ActorId, PowerPair, TokenAmount};
+
+fn id_of(key: &[u8]) -> ActorId {
+    ActorId(keys::last_u64(key).unwrap_or(u64::MAX))
+}
+
+/// Every invariant violation of the committed state of `store`.
+pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<String>, ChainError> {
+    let o = Overlay::new(store);
+    let mut bad = Vec::new();
+    let actors: Vec<(ActorId, Actor)> = o
+        .scan::<Actor>(keys::ACTOR_PREFIX)?
+        .into_iter()
+        .map(|(k, a)| (id_of(&k), a))
+        .collect();
+    let total: u128 = actors.iter().map(|(_, a)| a.balance.0).sum();
+    if total != policy.total_supply.0 {
+        bad.push(format!(
+            "balances sum to {total}, not the supply {}",
+            policy.total_supply.0
+        ));
+    }
+    let balance_of = |id: ActorId| {
+        actors
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, a)| a.balance)
+            .unwrap_or_default()
+    };
+
+    // Miners, partitions and power.
+    let power: PowerState = o
+        .get(keys::POWER)?
+        .ok_or_else(|| ChainError::Corrupt("power".into()))?;
+    let mut committed = PowerPair::ZERO;
+    let mut locked_total = 0u128;
+    let mut claims = 0u64;
+    for (key, claim) in o.scan::<Claim>(keys::CLAIM_PREFIX)? {
+        claims += 1;
+        committed = committed.plus(claim.power);
+        let m = id_of(&key);
+        let Some(info) = o.get::<MinerInfo>(&keys::miner_info(m))? else {
+            bad.push(format!("claim for {m}, which is not a miner"));
+            continue;
+        };
+        let Some(st) = o.get::<MinerState>(&keys::miner_state(m))? else {
+            bad.push(format!("miner {m} has no state"));
+            continue;
+        };
+        locked_total += st.total_locked().0;
+        let bal = balance_of(m);
+        if bal < st.total_locked() {
+            bad.push(format!("{m}: balance {bal} < locked {}", st.total_locked()));
+        }
+        let vesting: u128 = st.vesting.iter().map(|e| e.amount.0).sum();
+        if vesting != st.locked_funds.0 {
+            bad.push(format!(
+                "{m}: vesting table {vesting} ≠ locked funds {}",
+                st.locked_funds
+            ));
+        }
+        let pcs = o.scan::<PreCommit>(&keys::precommit_prefix(m))?;
+        let deposits: u128 = pcs.iter().map(|(_, p)| p.deposit.0).sum();
+        if deposits != st.pre_commit_deposits.0 {
+            bad.push(format!(
+                "{m}: pre-commit deposits {} ≠ sum {deposits}",
+                st.pre_commit_deposits
+            ));
+        }
+        let sectors: BTreeMap<u64, SectorOnChain> = o
+            .scan::<SectorOnChain>(&keys::sector_prefix(m))?
+            .into_iter()
+            .map(|(_, s)| (s.sector_number, s))
+            .collect();
+        let pledge: u128 = sectors.values().map(|s| s.initial_pledge.0).sum();
+        if pledge != st.initial_pledge.0 {
+            bad.push(format!(
+                "{m}: initial pledge {} ≠ sectors' sum {pledge}",
+                st.initial_pledge
+            ));
+        }
+        let needs_cron = !st.total_locked().is_zero() || !sectors.is_empty() || !pcs.is_empty();
+        let cron_ok = st
+            .cron_epoch
+            .is_some_and(|e| o.get_raw(&keys::cron(e, m)).is_some());
+        if needs_cron && !cron_ok {
+            bad.push(format!("{m}: deadline cron not scheduled"));
+        }
+        let mut seen = BTreeSet::new();
+        let mut active = PowerPair::ZERO;
+        for (dkey, dl) in o.scan::<Deadline>(&keys::deadline_prefix(m))? {
+            let di = keys::last_u64(&dkey).unwrap_or(u64::MAX);
+            for (pi, part) in dl.partitions.iter().enumerate() {
+                let ctx = format!("{m} deadline {di} partition {pi}");
+                if part.sectors.len() as u64 > info.partition_sectors {
+                    bad.push(format!("{ctx}: too many sectors"));
+                }
+                if !part.unproven.is_subset(&part.sectors) || !part.faults.is_subset(&part.sectors)
+                {
+                    bad.push(format!("{ctx}: unproven or faults not within sectors"));
+                }
+                if !part.recoveries.is_subset(&part.faults) {
+                    bad.push(format!("{ctx}: recoveries not within faults"));
+                }
+                if !part.unproven.is_disjoint(&part.faults) {
+                    bad.push(format!("{ctx}: a sector is both unproven and faulty"));
+                }
+                let fe: BTreeSet<u64> = part.fault_expirations.keys().copied().collect();
+                if fe != part.faults {
+                    bad.push(format!("{ctx}: fault expirations do not match faults"));
+                }
+                for &s in &part.sectors {
+                    if !seen.insert(s) {
+                        bad.push(format!("{ctx}: sector {s} in two partitions"));
+                    }
+                    match sectors.get(&s) {
+                        Some(rec) if rec.deadline == di && rec.partition == pi as u64 => {}
+                        Some(_) => {
+                            bad.push(format!("{ctx}: sector {s}'s record names another place"))
+                        }
+                        None => bad.push(format!("{ctx}: sector {s} has no record")),
+                    }
+                }
+                for &s in part.active() {
+                    if let Some(rec) = sectors.get(&s) {
+                        active = active.plus(rec.power(info.sector_size));
+                    }
+                }
+            }
+        }
+        for s in sectors.keys() {
+            if !seen.contains(s) {
+                bad.push(format!("{m}: sector {s} is in no partition"));
+            }
+        }
+        if active != claim.power {
+            bad.push(format!(
+                "{m}: claim {:?} ≠ active sectors' power {:?}",
+                claim.power, active
+            ));
+        }
+    }
+    if committed != power.total_committed {
+        bad.push(format!(
+            "power total {:?} ≠ sum of claims {committed:?}",
+            power.total_committed
+        ));
+    }
+    if claims != power.miner_count {
+        bad.push(format!("{claims} claims for {} miners", power.miner_count));
+    }
+    if locked_total != power.total_locked.0 {
+        bad.push(format!(
+            "locked total {} ≠ miners' sum {locked_total}",
+            power.total_locked
+        ));
+    }
+    let miners = actors
+        .iter()
+        .filter(|(_, a)| a.kind == ActorKind::Miner)
+        .count() as u64;
+    if miners != power.miner_count {
+        bad.push(format!(
+            "{miners} miner actors, power counts {}",
+            power.miner_count
+        ));
+    }
+
+    // Market.
+    let market: MarketState = o
+        .get(keys::MARKET)?
+        .ok_or_else(|| ChainError::Corrupt("market".into()))?;
+    let escrows = o.scan::<Escrow>(keys::ESCROW_PREFIX)?;
+    let escrow_sum: u128 = escrows.iter().map(|(_, e)| e.balance.0).sum();
+    if escrow_sum != balance_of(MARKET).0 {
+        bad.push(format!(
+            "market balance {} ≠ escrow sum {escrow_sum}",
+            balance_of(MARKET)
+        ));
+    }
+    let mut locked_by: BTreeMap<ActorId, u128> = BTreeMap::new();
+    let (mut client_locked, mut provider_locked) = (0u128, 0u128);
+    for (dk, d) in o.scan::<Deal>(keys::DEAL_PREFIX)? {
+        let deal_id = keys::last_u64(&dk).unwrap_or(u64::MAX);
+        let p = &d.proposal;
+        let paid_until = d
+            .state
+            .last_updated
+            .unwrap_or(p.start_epoch)
+            .max(p.start_epoch);
+        let unpaid = p.price_per_epoch.0 * u128::from(p.end_epoch.saturating_sub(paid_until));
+        let c = unpaid + p.client_collateral.0;
+        client_locked += c;
+        provider_locked += p.provider_collateral.0;
+        *locked_by.entry(p.client).or_default() += c;
+        *locked_by.entry(p.provider).or_default() += p.provider_collateral.0;
+        if let Some(n) = d.state.sector {
+            let holds = o
+                .get::<SectorOnChain>(&keys::sector(p.provider, n))?
+                .is_some_and(|s| s.deal_ids.contains(&deal_id));
+            if !holds {
+                bad.push(format!(
+                    "active deal {deal_id} names sector {n} of {}, which does not hold it",
+                    p.provider
+                ));
+            }
+        }
+    }
+    if client_locked != market.total_client_locked.0
+        || provider_locked != market.total_provider_locked.0
+    {
+        bad.push(format!(
+            "market locked totals ({}, {}) ≠ deals' ({client_locked}, {provider_locked})",
+            market.total_client_locked, market.total_provider_locked
+        ));
+    }
+    for (k, e) in &escrows {
+        let id = id_of(k);
+        if e.locked > e.balance {
+            bad.push(format!(
+                "escrow of {id}: locked {} > balance {}",
+                e.locked, e.balance
+            ));
+        }
+        if e.locked.0 != locked_by.get(&id).copied().unwrap_or(0) {
+            bad.push(format!(
+                "escrow of {id}: locked {} ≠ its deals' {}",
+                e.locked,
+                locked_by.get(&id).copied().unwrap_or(0)
+            ));
+        }
+    }
+
+    // DataCap.
+    let vr: VerifRegState = o
+        .get(keys::VERIFREG)?
+        .ok_or_else(|| ChainError::Corrupt("verifreg".into()))?;
+    let verifiers: u128 = o
+        .scan::<u128>(keys::VERIFIER_PREFIX)?
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    let caps: u128 = o
+        .scan::<u128>(keys::DATACAP_PREFIX)?
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    let allocs: u128 = o
+        .scan::<Allocation>(keys::ALLOCATION_PREFIX)?
+        .iter()
+        .map(|(_, a)| u128::from(a.size))
+        .sum();
+    let accounted = verifiers + caps + allocs + vr.total_claimed + vr.total_forfeited;
+    if accounted != vr.total_granted {
+        bad.push(format!(
+            "DataCap granted {} ≠ accounted {accounted}",
+            vr.total_granted
+        ));
+    }
+
+    // Compute escrow.
+    let job_escrow: u128 = o
+        .scan::<JobEscrow>(keys::COMPUTE_ESCROW_PREFIX)?
+        .iter()
+        .map(|(_, e)| e.amount.0)
+        .sum();
+    if TokenAmount(job_escrow) != balance_of(COMPUTE) {
+        bad.push(format!(
+            "compute balance {} ≠ escrow sum {job_escrow}",
+            balance_of(COMPUTE)
+        ));
+    }
+    Ok(bad)
+}

@@ -1,0 +1,295 @@
+//! Every constant of the chain rules, in one value.
+//!
+//! The economics and the actors read a [`Policy`]; no rule constant is written anywhere else. Time is
+//! measured in epochs and derived from two units: the *day* (one proving period: `deadlines ×
+//! challenge_window` epochs) and the *year* (365 days). [`Policy::mainnet`] is SPEC §8 (30-second
+//! epochs, 2880-epoch days); [`Policy::devnet`] keeps every ratio but shrinks the day to 240 one-second
+//! epochs, so a proving period takes 4 minutes and a 42-day fault 2.8 hours.
+
+use lode_proofs::sector::SectorSize;
+use serde::{Deserialize, Serialize};
+
+use crate::types::{StoragePower, TokenAmount};
+
+/// The chain rules' constants.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    /// Network name; part of every signed message, so signatures do not replay across networks.
+    pub network: String,
+    /// Seconds per epoch (used by nodes for block timing only).
+    pub epoch_duration_seconds: u64,
+
+    // --- Window PoSt geometry ---
+    /// Deadlines per proving period (48).
+    pub wpost_period_deadlines: u64,
+    /// Epochs per deadline (60 mainnet).
+    pub wpost_challenge_window: u64,
+    /// How many epochs before a deadline opens its challenge is drawn (20 mainnet).
+    pub wpost_challenge_lookback: u64,
+    /// Faults and recoveries for a deadline must be declared this many epochs before it opens (70).
+    pub fault_declaration_cutoff: u64,
+    /// Sectors in one Window PoSt partition are given by the proof's sector size; at most this many
+    /// partitions per PoSt message.
+    pub posted_partitions_max: u64,
+    /// Epochs after which the chain is final (900 mainnet).
+    pub chain_finality: u64,
+
+    // --- Sector lifecycle ---
+    /// Sector sizes this network accepts.
+    pub sector_sizes: Vec<SectorSize>,
+    /// Epochs between pre-commit and the interactive seed (150 mainnet).
+    pub pre_commit_challenge_delay: u64,
+    /// How old a pre-commit's ticket may be (one day + finality).
+    pub max_pre_commit_randomness_lookback: u64,
+    /// Epochs a pre-commit has to be proven (30 days + the challenge delay).
+    pub max_prove_commit_duration: u64,
+    /// Extra epochs before an expired pre-commit's deposit is burnt (8 hours).
+    pub expired_pre_commit_clean_up_delay: u64,
+    /// Shortest sector commitment (180 days).
+    pub min_sector_expiration: u64,
+    /// Furthest expiration from now (1278 days).
+    pub max_sector_expiration_extension: u64,
+    /// Longest sector lifetime (5 years).
+    pub max_sector_lifetime: u64,
+    /// A sector faulty this long is terminated (42 days).
+    pub fault_max_age: u64,
+    /// Most deals in one sector.
+    pub max_deals_per_sector: u64,
+
+    // --- Money ---
+    /// Tokens in existence at genesis (all of them: the reward actor holds what is not yet minted).
+    pub total_supply: TokenAmount,
+    /// Tokens minted by the simple exponential schedule over all time.
+    pub simple_total: TokenAmount,
+    /// Tokens minted by baseline minting over all time.
+    pub baseline_total: TokenAmount,
+    /// Baseline power at genesis, in bytes.
+    pub baseline_initial_power: StoragePower,
+    /// Expected blocks per epoch (5).
+    pub expected_leaders_per_epoch: u64,
+    /// Highest win count a single election can yield (15).
+    pub max_win_count: u64,
+    /// Initial estimate of the network's quality-adjusted power (bytes) for the smoothed filter.
+    pub initial_qa_power_estimate: StoragePower,
+    /// Pre-commit deposit projection period (20 days).
+    pub pre_commit_deposit_projection: u64,
+    /// Initial pledge projection period (20 days).
+    pub initial_pledge_projection: u64,
+    /// Fraction of the circulating supply targeted by the consensus pledge (3/10).
+    pub lock_target: (u128, u128),
+    /// Initial pledge cap in atto per QA byte, as a ratio (1 token per 32 GiB).
+    pub initial_pledge_max_per_byte: (u128, u128),
+    /// Continued fault fee projection period (3.51 days).
+    pub continued_fault_projection: u64,
+    /// Termination fee: fraction of the initial pledge (85/1000).
+    pub termination_fee_factor: (u128, u128),
+    /// Termination fee: the age at which the full fraction applies (140 days).
+    pub termination_lifetime_cap: u64,
+    /// Termination fee floor: fraction of the initial pledge (2/100).
+    pub termination_fee_min_factor: (u128, u128),
+    /// Termination fee floor: multiple of the fault fee (105/100).
+    pub termination_fault_fee_factor: (u128, u128),
+    /// Locked fraction of each block reward (3/4).
+    pub locked_reward_factor: (u128, u128),
+    /// Reward vesting: total duration (180 days).
+    pub reward_vesting_period: u64,
+    /// Reward vesting: step (1 day).
+    pub reward_vesting_step: u64,
+    /// Consensus fault: epochs during which the miner may not mine, pre-commit or recover.
+    pub consensus_fault_ineligibility: u64,
+    /// Consensus fault reporter's share of the penalty (1/4 of a block reward = 1/20 of the epoch
+    /// reward).
+    pub consensus_fault_reporter_share: (u128, u128),
+
+    // --- Power ---
+    /// Raw power a miner needs to count in the consensus totals (10 TiB mainnet).
+    pub minimum_consensus_power: StoragePower,
+    /// While fewer miners than this meet the minimum, every miner with power counts.
+    pub consensus_miner_min_miners: u64,
+
+    // --- Market ---
+    /// Shortest deal (180 days).
+    pub deal_min_duration: u64,
+    /// Longest deal (1278 days).
+    pub deal_max_duration: u64,
+    /// Longest deal label, bytes.
+    pub deal_max_label_size: u64,
+    /// Provider collateral floor: this fraction of the circulating supply, pro rata of the piece
+    /// size over `max(network raw power, baseline, piece size)` (1/100).
+    pub provider_collateral_supply_fraction: (u128, u128),
+    /// Cap on price per epoch and on collaterals of one deal.
+    pub deal_max_amount: TokenAmount,
+
+    // --- Verified registry ---
+    /// Smallest DataCap grant or verified deal, bytes.
+    pub minimum_verified_allocation_size: u64,
+    /// Shortest verified allocation term (180 days).
+    pub minimum_verified_allocation_term: u64,
+    /// Longest verified allocation term (5 years).
+    pub maximum_verified_allocation_term: u64,
+    /// Longest time an allocation waits for its sector (60 days).
+    pub maximum_verified_allocation_expiration: u64,
+    /// How much longer than the deal a verified claim may live (90 days).
+    pub market_default_allocation_term_buffer: u64,
+
+    // --- Messages ---
+    /// Lowest gas price a message may offer (atto per gas unit).
+    pub min_gas_price: TokenAmount,
+    /// Gas charged for every message.
+    pub gas_base: u64,
+    /// Gas per byte of the signed message.
+    pub gas_per_byte: u64,
+    /// Gas per signature checked inside a method (deal proposals).
+    pub gas_per_signature: u64,
+    /// Gas per SNARK proof verified (one partition).
+    pub gas_per_proof: u64,
+    /// Gas per sector a method touches.
+    pub gas_per_sector: u64,
+    /// Largest encoded message, bytes.
+    pub max_message_size: u64,
+}
+
+const DAYS_IN_YEAR: u64 = 365;
+
+impl Policy {
+    /// The rules of SPEC §8: 30-second epochs, 2880-epoch days, 32 and 64 GiB sectors.
+    pub fn mainnet() -> Self {
+        Self::scaled("mainnet", 30, 60, 20, 70, 900, 150)
+    }
+
+    /// A development network: one-second epochs, 5-epoch deadlines (a 240-epoch day, so a proving
+    /// period lasts 4 minutes), 2 KiB and 8 MiB sectors, and thresholds sized for them.
+    pub fn devnet() -> Self {
+        let mut p = Self::scaled("devnet", 1, 5, 2, 6, 75, 12);
+        p.sector_sizes = vec![SectorSize::S2KiB, SectorSize::S8MiB];
+        p.minimum_consensus_power = 2048;
+        p.minimum_verified_allocation_size = 256;
+        p
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scaled(
+        network: &str,
+        epoch_seconds: u64,
+        window: u64,
+        lookback: u64,
+        cutoff: u64,
+        finality: u64,
+        challenge_delay: u64,
+    ) -> Self {
+        let deadlines = 48;
+        let day = deadlines * window;
+        let year = DAYS_IN_YEAR * day;
+        let token = TokenAmount::tokens;
+        Policy {
+            network: network.to_string(),
+            epoch_duration_seconds: epoch_seconds,
+            wpost_period_deadlines: deadlines,
+            wpost_challenge_window: window,
+            wpost_challenge_lookback: lookback,
+            fault_declaration_cutoff: cutoff,
+            posted_partitions_max: 3,
+            chain_finality: finality,
+            sector_sizes: vec![SectorSize::S32GiB, SectorSize::S64GiB],
+            pre_commit_challenge_delay: challenge_delay,
+            max_pre_commit_randomness_lookback: day + finality,
+            max_prove_commit_duration: 30 * day + challenge_delay,
+            expired_pre_commit_clean_up_delay: day / 3,
+            min_sector_expiration: 180 * day,
+            max_sector_expiration_extension: 1278 * day,
+            max_sector_lifetime: 5 * year,
+            fault_max_age: 42 * day,
+            max_deals_per_sector: 256,
+            total_supply: token(2_000_000_000),
+            simple_total: token(330_000_000),
+            baseline_total: token(770_000_000),
+            baseline_initial_power: 2_888_888_880_000_000_000,
+            expected_leaders_per_epoch: 5,
+            max_win_count: 15,
+            initial_qa_power_estimate: 750_000 << 30,
+            pre_commit_deposit_projection: 20 * day,
+            initial_pledge_projection: 20 * day,
+            lock_target: (3, 10),
+            initial_pledge_max_per_byte: (crate::types::ATTO_PER_TOKEN, 32 << 30),
+            continued_fault_projection: day * 351 / 100,
+            termination_fee_factor: (85, 1000),
+            termination_lifetime_cap: 140 * day,
+            termination_fee_min_factor: (2, 100),
+            termination_fault_fee_factor: (105, 100),
+            locked_reward_factor: (3, 4),
+            reward_vesting_period: 180 * day,
+            reward_vesting_step: day,
+            consensus_fault_ineligibility: finality,
+            consensus_fault_reporter_share: (1, 20),
+            minimum_consensus_power: 10 << 40,
+            consensus_miner_min_miners: 4,
+            deal_min_duration: 180 * day,
+            deal_max_duration: 1278 * day,
+            deal_max_label_size: 256,
+            provider_collateral_supply_fraction: (1, 100),
+            deal_max_amount: token(2_000_000_000),
+            minimum_verified_allocation_size: 1 << 20,
+            minimum_verified_allocation_term: 180 * day,
+            maximum_verified_allocation_term: 5 * year,
+            maximum_verified_allocation_expiration: 60 * day,
+            market_default_allocation_term_buffer: 90 * day,
+            min_gas_price: TokenAmount::atto(100),
+            gas_base: 10_000,
+            gas_per_byte: 100,
+            gas_per_signature: 50_000,
+            gas_per_proof: 1_000_000,
+            gas_per_sector: 5_000,
+            max_message_size: 64 << 10,
+        }
+    }
+
+    /// Epochs per day (one proving period).
+    pub fn epochs_in_day(&self) -> u64 {
+        self.wpost_period_deadlines * self.wpost_challenge_window
+    }
+
+    /// Epochs per proving period.
+    pub fn wpost_proving_period(&self) -> u64 {
+        self.epochs_in_day()
+    }
+
+    /// Epochs per year (365 days): the unit of the minting half-life and baseline growth.
+    pub fn epochs_in_year(&self) -> u64 {
+        DAYS_IN_YEAR * self.epochs_in_day()
+    }
+
+    /// Whether `size` is accepted on this network.
+    pub fn accepts(&self, size: SectorSize) -> bool {
+        self.sector_sizes.contains(&size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mainnet_constants_match_spec() {
+        let p = Policy::mainnet();
+        assert_eq!(p.wpost_proving_period(), 2880);
+        assert_eq!(p.wpost_challenge_window, 60);
+        assert_eq!(p.max_pre_commit_randomness_lookback, 3780);
+        assert_eq!(p.continued_fault_projection, 10_108);
+        assert_eq!(p.fault_max_age, 120_960);
+        assert_eq!(p.max_prove_commit_duration, 30 * 2880 + 150);
+    }
+
+    #[test]
+    fn devnet_keeps_the_ratios() {
+        let (m, d) = (Policy::mainnet(), Policy::devnet());
+        let scale = m.epochs_in_day() / d.epochs_in_day();
+        assert_eq!(scale, 12);
+        assert_eq!(
+            m.fault_max_age / m.epochs_in_day(),
+            d.fault_max_age / d.epochs_in_day()
+        );
+        assert_eq!(m.chain_finality, d.chain_finality * scale);
+        assert!(d.fault_declaration_cutoff > d.wpost_challenge_lookback);
+        assert!(d.wpost_proving_period() * d.epoch_duration_seconds <= 5 * 60);
+    }
+}

@@ -1,0 +1,302 @@
+//! What a method sees while it runs: the state (through an [`Overlay`]), the policy, the epoch,
+//! randomness, the proof verifier, gas, and the shared economic quantities.
+
+use lode_proofs::verifier::ProofVerifier;
+use serde::{Deserialize, Serialize};
+
+use crate::actors::{Actor, ActorKind, BURNT_FUNDS, REWARD};
+use crate::crypto::PublicKey;
+use crate::error::{ActorError, ChainError, abort};
+use crate::keys;
+use crate::policy::Policy;
+use crate::store::Overlay;
+use crate::types::{ActorId, Address, Epoch, StoragePower, TokenAmount};
+
+/// Chain-wide counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Globals {
+    /// The next id an actor will get.
+    pub next_actor_id: u64,
+}
+
+/// Domain tags of chain randomness.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RandomnessTag {
+    /// The ticket a pre-commit names (replica id).
+    SealTicket,
+    /// The interactive seed that picks PoRep challenges.
+    InteractiveSeed,
+    /// A deadline's Window PoSt challenge.
+    WindowPost,
+    /// Winning PoSt challenge.
+    WinningPost,
+    /// Election (the VRF input a block producer signs).
+    Election,
+}
+
+impl RandomnessTag {
+    fn context(self) -> &'static str {
+        match self {
+            RandomnessTag::SealTicket => "lode/chain/rand/seal-ticket",
+            RandomnessTag::InteractiveSeed => "lode/chain/rand/interactive-seed",
+            RandomnessTag::WindowPost => "lode/chain/rand/window-post",
+            RandomnessTag::WinningPost => "lode/chain/rand/winning-post",
+            RandomnessTag::Election => "lode/chain/rand/election",
+        }
+    }
+}
+
+/// `H(tag, beacon(epoch) || u64le(epoch) || entropy)`: the randomness every proof and election
+/// draws, from the beacon value the block of `epoch` carried.
+pub fn draw_randomness(
+    tag: RandomnessTag,
+    beacon: &[u8; 32],
+    epoch: Epoch,
+    entropy: &[u8],
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(tag.context());
+    h.update(beacon);
+    h.update(&epoch.to_le_bytes());
+    h.update(entropy);
+    *h.finalize().as_bytes()
+}
+
+/// The economic quantities every formula reads, taken from the state at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Economics {
+    /// Smoothed reward per epoch (all winners together), atto.
+    pub epoch_reward_estimate: u128,
+    /// Smoothed network quality-adjusted power, bytes.
+    pub network_qa_estimate: StoragePower,
+    /// This epoch's baseline power, bytes.
+    pub baseline_power: StoragePower,
+    /// Network raw power (consensus total), bytes.
+    pub network_raw_power: StoragePower,
+    /// Circulating supply, atto.
+    pub circulating_supply: u128,
+}
+
+/// The view of the chain a method runs against.
+pub struct Runtime<'s, 'p> {
+    /// The state, with this message's writes on top.
+    pub state: Overlay<'s>,
+    /// The rules.
+    pub policy: &'p Policy,
+    /// The epoch being applied.
+    pub epoch: Epoch,
+    /// Proof verification.
+    pub verifier: &'p dyn ProofVerifier,
+    gas_used: u64,
+    gas_limit: u64,
+}
+
+impl std::fmt::Debug for Runtime<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("epoch", &self.epoch)
+            .field("gas_used", &self.gas_used)
+            .finish()
+    }
+}
+
+impl<'s, 'p> Runtime<'s, 'p> {
+    /// A runtime over `state` at `epoch`.
+    pub fn new(
+        state: Overlay<'s>,
+        policy: &'p Policy,
+        epoch: Epoch,
+        verifier: &'p dyn ProofVerifier,
+    ) -> Self {
+        Runtime {
+            state,
+            policy,
+            epoch,
+            verifier,
+            gas_used: 0,
+            gas_limit: u64::MAX,
+        }
+    }
+
+    /// Starts metering a message: `used` already spent, at most `limit` in all.
+    pub fn start_gas(&mut self, used: u64, limit: u64) {
+        self.gas_used = used;
+        self.gas_limit = limit;
+    }
+
+    /// Stops metering (implicit operations are free).
+    pub fn stop_gas(&mut self) -> u64 {
+        let used = self.gas_used;
+        self.gas_used = 0;
+        self.gas_limit = u64::MAX;
+        used
+    }
+
+    /// Gas used so far.
+    pub fn gas_used(&self) -> u64 {
+        self.gas_used
+    }
+
+    /// Charges `amount` gas; fails with `SysOutOfGas` past the limit.
+    pub fn charge_gas(&mut self, amount: u64) -> Result<(), ActorError> {
+        self.gas_used = self.gas_used.saturating_add(amount);
+        if self.gas_used > self.gas_limit {
+            self.gas_used = self.gas_limit;
+            abort!(SysOutOfGas, "out of gas (limit {})", self.gas_limit);
+        }
+        Ok(())
+    }
+
+    /// The chain counters.
+    pub fn globals(&self) -> Result<Globals, ChainError> {
+        Ok(self.state.get(keys::GLOBALS)?.unwrap_or_default())
+    }
+
+    /// An actor's record.
+    pub fn actor(&self, id: ActorId) -> Result<Option<Actor>, ChainError> {
+        self.state.get(&keys::actor(id))
+    }
+
+    /// An actor's record, or `NotFound`.
+    pub fn expect_actor(&self, id: ActorId) -> Result<Actor, ActorError> {
+        match self.actor(id)? {
+            Some(a) => Ok(a),
+            None => abort!(NotFound, "no actor {id}"),
+        }
+    }
+
+    /// Stores an actor's record.
+    pub fn put_actor(&mut self, id: ActorId, actor: &Actor) -> Result<(), ChainError> {
+        self.state.put(keys::actor(id), actor)
+    }
+
+    /// The id an address names, if the actor exists.
+    pub fn resolve(&self, addr: &Address) -> Result<Option<ActorId>, ChainError> {
+        match addr {
+            Address::Id(id) => Ok(self.actor(*id)?.map(|_| *id)),
+            Address::Bls(pk) => self.state.get(&keys::key_index(&pk.to_bytes())),
+        }
+    }
+
+    /// Creates a new actor of `kind` with zero balance and returns its id.
+    pub fn create_actor(&mut self, kind: ActorKind) -> Result<ActorId, ChainError> {
+        let mut g = self.globals()?;
+        let id = ActorId(g.next_actor_id);
+        g.next_actor_id += 1;
+        self.state.put(keys::GLOBALS.to_vec(), &g)?;
+        self.put_actor(
+            id,
+            &Actor {
+                kind,
+                balance: TokenAmount::ZERO,
+                nonce: 0,
+            },
+        )?;
+        if let ActorKind::Account { key } = kind {
+            self.state.put(keys::key_index(&key.to_bytes()), &id)?;
+        }
+        Ok(id)
+    }
+
+    /// Resolves `addr`, creating an account for an unknown BLS key (how accounts come to exist).
+    pub fn resolve_or_create(&mut self, addr: &Address) -> Result<ActorId, ActorError> {
+        if let Some(id) = self.resolve(addr)? {
+            return Ok(id);
+        }
+        match addr {
+            Address::Bls(key) => Ok(self.create_actor(ActorKind::Account { key: *key })?),
+            Address::Id(id) => abort!(NotFound, "no actor {id}"),
+        }
+    }
+
+    /// The BLS key of an account.
+    pub fn account_key(&self, id: ActorId) -> Result<PublicKey, ActorError> {
+        match self.expect_actor(id)?.kind {
+            ActorKind::Account { key } => Ok(key),
+            _ => abort!(IllegalArgument, "{id} is not an account"),
+        }
+    }
+
+    /// Moves `amount` from one actor's balance to another's.
+    pub fn transfer(
+        &mut self,
+        from: ActorId,
+        to: ActorId,
+        amount: TokenAmount,
+    ) -> Result<(), ActorError> {
+        if amount.is_zero() || from == to {
+            return Ok(());
+        }
+        let mut a = self.expect_actor(from)?;
+        let mut b = self.expect_actor(to)?;
+        a.balance = match a.balance.checked_sub(amount) {
+            Some(v) => v,
+            None => abort!(
+                InsufficientFunds,
+                "{from} has {} and cannot send {amount}",
+                a.balance
+            ),
+        };
+        b.balance = match b.balance.checked_add(amount) {
+            Some(v) => v,
+            None => abort!(Overflow, "balance of {to} overflows"),
+        };
+        self.put_actor(from, &a)?;
+        self.put_actor(to, &b)?;
+        Ok(())
+    }
+
+    /// Burns `amount` from `from` (moves it to the burnt-funds actor).
+    pub fn burn(&mut self, from: ActorId, amount: TokenAmount) -> Result<(), ActorError> {
+        self.transfer(from, BURNT_FUNDS, amount)
+    }
+
+    /// The randomness recorded for `epoch`.
+    pub fn beacon(&self, epoch: Epoch) -> Result<[u8; 32], ActorError> {
+        match self.state.get::<[u8; 32]>(&keys::randomness(epoch))? {
+            Some(b) => Ok(b),
+            None => abort!(
+                IllegalArgument,
+                "no randomness for epoch {epoch} (in the future, or older than the lookback)"
+            ),
+        }
+    }
+
+    /// Draws randomness for `tag` at `epoch` with `entropy`.
+    pub fn randomness(
+        &self,
+        tag: RandomnessTag,
+        epoch: Epoch,
+        entropy: &[u8],
+    ) -> Result<[u8; 32], ActorError> {
+        Ok(draw_randomness(tag, &self.beacon(epoch)?, epoch, entropy))
+    }
+
+    /// The economic quantities, from the reward, power and market states.
+    pub fn economics(&self) -> Result<Economics, ChainError> {
+        let reward = crate::actors::reward::load(self)?;
+        let power = crate::actors::power::load(self)?;
+        let market = crate::actors::market::load(self)?;
+        let bal = |id| -> Result<u128, ChainError> {
+            Ok(self.actor(id)?.map(|a| a.balance.0).unwrap_or(0))
+        };
+        let locked = power
+            .total_locked
+            .0
+            .saturating_add(market.total_client_locked.0)
+            .saturating_add(market.total_provider_locked.0);
+        let circulating_supply = self
+            .policy
+            .total_supply
+            .0
+            .saturating_sub(bal(REWARD)?)
+            .saturating_sub(bal(BURNT_FUNDS)?)
+            .saturating_sub(locked);
+        Ok(Economics {
+            epoch_reward_estimate: reward.reward_estimate(),
+            network_qa_estimate: power.qa_estimate(),
+            baseline_power: reward.minting.baseline_power,
+            network_raw_power: crate::actors::power::current_total(self, &power).raw,
+            circulating_supply,
+        })
+    }
+}

@@ -1,0 +1,418 @@
+//! The state store: every record of the chain state, its authenticated root, and durable commits.
+//!
+//! The state is a sorted map from byte keys (laid out in [`crate::keys`]) to postcard-encoded
+//! records. It lives in memory, mirrored by a [`SparseMerkleTree`] whose root is the *state root*,
+//! and is persisted by a [`Backend`]:
+//!
+//! - [`SledBackend`] keeps the records in one sled tree, under `s/`, beside the head record `h`
+//!   (epoch and root). A block's writes and the new head go in one `apply_batch`, which sled applies
+//!   atomically, followed by `flush()`, which fsyncs: once [`StateStore::commit`] returns, a crash
+//!   (even `kill -9`) loses nothing, and an interrupted commit leaves the previous block intact.
+//! - [`MemBackend`] keeps nothing, for tests and simulations.
+//!
+//! Writes go through an [`Overlay`]: a stack of layers over the committed map. A block opens one
+//! layer; each message opens another, merged into the block's on success and dropped on failure,
+//! so a failed message changes nothing. Opening the store re-reads every record, rebuilds the tree
+//! and checks its root against the head.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ChainError, StoreError};
+use crate::smt::SparseMerkleTree;
+use crate::types::Epoch;
+
+/// The head of the committed chain: the last applied epoch and its state root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Head {
+    /// The epoch of the last applied block.
+    pub epoch: Epoch,
+    /// The state root after it.
+    pub root: [u8; 32],
+}
+
+/// A write set: `None` deletes the key.
+pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Every committed record and the head, as a backend loads them.
+pub type Loaded = (Vec<(Vec<u8>, Vec<u8>)>, Option<Head>);
+
+/// Where committed state is kept.
+pub trait Backend: Send {
+    /// Every committed record, and the head (if anything was committed).
+    fn load(&self) -> Result<Loaded, StoreError>;
+    /// Applies `writes` and sets `head`, atomically and durably.
+    fn commit(&mut self, writes: &Writes, head: &Head) -> Result<(), StoreError>;
+}
+
+/// A backend that keeps nothing (tests, simulations).
+#[derive(Debug, Default)]
+pub struct MemBackend;
+
+impl Backend for MemBackend {
+    fn load(&self) -> Result<Loaded, StoreError> {
+        Ok((Vec::new(), None))
+    }
+
+    fn commit(&mut self, _: &Writes, _: &Head) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// The sled backend: one tree, records under `s/`, the head under `h`.
+#[derive(Debug)]
+pub struct SledBackend {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+const RECORD_PREFIX: &[u8] = b"s/";
+const HEAD_KEY: &[u8] = b"h";
+
+impl SledBackend {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::open(dir).map_err(|e| StoreError::Backend(e.to_string()))?;
+        let tree = db
+            .open_tree("state")
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(SledBackend { db, tree })
+    }
+}
+
+impl Backend for SledBackend {
+    fn load(&self) -> Result<Loaded, StoreError> {
+        let mut records = Vec::new();
+        for item in self.tree.scan_prefix(RECORD_PREFIX) {
+            let (k, v) = item.map_err(|e| StoreError::Backend(e.to_string()))?;
+            records.push((k[RECORD_PREFIX.len()..].to_vec(), v.to_vec()));
+        }
+        let head = match self
+            .tree
+            .get(HEAD_KEY)
+            .map_err(|e| StoreError::Backend(e.to_string()))?
+        {
+            Some(bytes) => {
+                Some(postcard::from_bytes(&bytes).map_err(|_| StoreError::Corrupt("head record"))?)
+            }
+            None => None,
+        };
+        Ok((records, head))
+    }
+
+    fn commit(&mut self, writes: &Writes, head: &Head) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            let mut key = RECORD_PREFIX.to_vec();
+            key.extend_from_slice(k);
+            match v {
+                Some(v) => batch.insert(key, v.as_slice()),
+                None => batch.remove(key),
+            }
+        }
+        let head = postcard::to_allocvec(head).map_err(|_| StoreError::Corrupt("head record"))?;
+        batch.insert(HEAD_KEY, head);
+        self.tree
+            .apply_batch(batch)
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.db
+            .flush()
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The committed state, its authenticated tree and its backend.
+pub struct StateStore {
+    records: BTreeMap<Vec<u8>, Vec<u8>>,
+    tree: SparseMerkleTree,
+    backend: Box<dyn Backend>,
+    head: Option<Head>,
+}
+
+impl std::fmt::Debug for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateStore")
+            .field("records", &self.records.len())
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+impl StateStore {
+    /// An empty in-memory store.
+    pub fn memory() -> Self {
+        StateStore {
+            records: BTreeMap::new(),
+            tree: SparseMerkleTree::new(),
+            backend: Box::new(MemBackend),
+            head: None,
+        }
+    }
+
+    /// Opens a store on `backend`, checking the rebuilt state root against the committed head.
+    pub fn open(backend: Box<dyn Backend>) -> Result<Self, StoreError> {
+        let (records, head) = backend.load()?;
+        let tree =
+            SparseMerkleTree::build(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
+        if let Some(h) = &head {
+            if tree.root() != h.root {
+                return Err(StoreError::RootMismatch {
+                    epoch: h.epoch,
+                    expected: hex::encode(h.root),
+                    found: hex::encode(tree.root()),
+                });
+            }
+        } else if !records.is_empty() {
+            return Err(StoreError::Corrupt("records without a head"));
+        }
+        Ok(StateStore {
+            records: records.into_iter().collect(),
+            tree,
+            backend,
+            head,
+        })
+    }
+
+    /// Opens (or creates) a sled-backed store in `dir`.
+    pub fn open_sled(dir: &Path) -> Result<Self, StoreError> {
+        Self::open(Box::new(SledBackend::open(dir)?))
+    }
+
+    /// The last committed head, if any block was committed.
+    pub fn head(&self) -> Option<Head> {
+        self.head
+    }
+
+    /// The current state root.
+    pub fn root(&self) -> [u8; 32] {
+        self.tree.root()
+    }
+
+    /// The committed record at `key`.
+    pub fn get_raw(&self, key: &[u8]) -> Option<&[u8]> {
+        self.records.get(key).map(Vec::as_slice)
+    }
+
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Whether the state is empty.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// A proof that `key` holds its current value (or is absent) under [`StateStore::root`].
+    pub fn prove(&self, key: &[u8]) -> crate::smt::Proof {
+        self.tree.prove(key)
+    }
+
+    /// Applies `writes` as the state after `epoch`, durably; returns the new root. On a backend
+    /// error nothing changes in memory either.
+    pub fn commit(&mut self, writes: Writes, epoch: Epoch) -> Result<[u8; 32], StoreError> {
+        let mut tree = self.tree.clone();
+        for (k, v) in &writes {
+            match v {
+                Some(v) => tree.insert(k, v),
+                None => {
+                    tree.remove(k);
+                }
+            }
+        }
+        let head = Head {
+            epoch,
+            root: tree.root(),
+        };
+        self.backend.commit(&writes, &head)?;
+        for (k, v) in writes {
+            match v {
+                Some(v) => {
+                    self.records.insert(k, v);
+                }
+                None => {
+                    self.records.remove(&k);
+                }
+            }
+        }
+        self.tree = tree;
+        self.head = Some(head);
+        Ok(head.root)
+    }
+}
+
+/// Layered uncommitted writes over a [`StateStore`].
+#[derive(Debug)]
+pub struct Overlay<'a> {
+    base: &'a StateStore,
+    layers: Vec<Writes>,
+}
+
+impl<'a> Overlay<'a> {
+    /// One (block) layer over `base`.
+    pub fn new(base: &'a StateStore) -> Self {
+        Overlay {
+            base,
+            layers: vec![Writes::new()],
+        }
+    }
+
+    /// Opens a nested layer (a message).
+    pub fn begin(&mut self) {
+        self.layers.push(Writes::new());
+    }
+
+    /// Drops the innermost layer's writes.
+    pub fn rollback(&mut self) {
+        if self.layers.len() > 1 {
+            self.layers.pop();
+        } else if let Some(l) = self.layers.last_mut() {
+            l.clear();
+        }
+    }
+
+    /// Merges the innermost layer into the one below.
+    pub fn commit_layer(&mut self) {
+        if self.layers.len() > 1
+            && let Some(top) = self.layers.pop()
+            && let Some(below) = self.layers.last_mut()
+        {
+            below.extend(top);
+        }
+    }
+
+    /// All writes, merged (what a block commits).
+    pub fn into_writes(mut self) -> Writes {
+        while self.layers.len() > 1 {
+            self.commit_layer();
+        }
+        self.layers.pop().unwrap_or_default()
+    }
+
+    /// The raw value at `key`, seen through the layers.
+    pub fn get_raw(&self, key: &[u8]) -> Option<Vec<u8>> {
+        for layer in self.layers.iter().rev() {
+            if let Some(v) = layer.get(key) {
+                return v.clone();
+            }
+        }
+        self.base.get_raw(key).map(<[u8]>::to_vec)
+    }
+
+    /// Sets a raw value.
+    pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        if let Some(l) = self.layers.last_mut() {
+            l.insert(key, Some(value));
+        }
+    }
+
+    /// Deletes a key.
+    pub fn delete(&mut self, key: &[u8]) {
+        if let Some(l) = self.layers.last_mut() {
+            l.insert(key.to_vec(), None);
+        }
+    }
+
+    /// Decodes the record at `key`.
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ChainError> {
+        match self.get_raw(key) {
+            Some(bytes) => postcard::from_bytes(&bytes)
+                .map(Some)
+                .map_err(|_| ChainError::Corrupt(crate::keys::describe(key))),
+            None => Ok(None),
+        }
+    }
+
+    /// Encodes and stores a record.
+    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), ChainError> {
+        let bytes = postcard::to_allocvec(value)
+            .map_err(|_| ChainError::Corrupt(crate::keys::describe(&key)))?;
+        self.put_raw(key, bytes);
+        Ok(())
+    }
+
+    /// Every live `(key, value)` whose key starts with `prefix`, in key order.
+    pub fn scan_raw(&self, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
+            .base
+            .records
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        for layer in &self.layers {
+            for (k, v) in layer
+                .range(prefix.to_vec()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+            {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Every live record under `prefix`, decoded.
+    pub fn scan<T: DeserializeOwned>(
+        &self,
+        prefix: &[u8],
+    ) -> Result<Vec<(Vec<u8>, T)>, ChainError> {
+        self.scan_raw(prefix)
+            .into_iter()
+            .map(|(k, v)| {
+                postcard::from_bytes(&v)
+                    .map(|t| (k.clone(), t))
+                    .map_err(|_| ChainError::Corrupt(crate::keys::describe(&k)))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_roll_back_and_merge() {
+        let store = StateStore::memory();
+        let mut o = Overlay::new(&store);
+        o.put(b"a".to_vec(), &1u64).unwrap();
+        o.begin();
+        o.put(b"a".to_vec(), &2u64).unwrap();
+        o.put(b"b".to_vec(), &3u64).unwrap();
+        assert_eq!(o.get::<u64>(b"a").unwrap(), Some(2));
+        o.rollback();
+        assert_eq!(o.get::<u64>(b"a").unwrap(), Some(1));
+        assert_eq!(o.get::<u64>(b"b").unwrap(), None);
+        o.begin();
+        o.delete(b"a");
+        o.put(b"ab".to_vec(), &4u64).unwrap();
+        o.commit_layer();
+        assert_eq!(o.get::<u64>(b"a").unwrap(), None);
+        assert_eq!(o.scan::<u64>(b"a").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn sled_commit_reopens_with_same_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = {
+            let mut s = StateStore::open_sled(dir.path()).unwrap();
+            let mut o = Overlay::new(&s);
+            o.put(b"x".to_vec(), &7u32).unwrap();
+            o.put(b"y".to_vec(), &8u32).unwrap();
+            let w = o.into_writes();
+            s.commit(w, 1).unwrap()
+        };
+        let s = StateStore::open_sled(dir.path()).unwrap();
+        assert_eq!(s.root(), root);
+        assert_eq!(s.head().unwrap().epoch, 1);
+        assert_ne!(root, [0; 32]);
+    }
+}

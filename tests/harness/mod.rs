@@ -1,0 +1,574 @@
+//! A chain harness for scenario tests: a devnet chain in memory (or in sled), named accounts,
+//! message sending, epoch advancing with the invariants checked after every epoch, block
+//! production, and a test-only proof verifier.
+
+#![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
+
+use std::collections::BTreeMap;
+
+use lode_chain::actors::miner::{DeadlineInfo, MinerState, PreCommitInfo, SectorOnChain};
+use lode_chain::actors::power::Claim;
+use lode_chain::block::{BlockHeader, win_count};
+use lode_chain::chain::EpochInput;
+use lode_chain::crypto::SecretKey;
+use lode_chain::invariants::check_invariants;
+use lode_chain::keys;
+use lode_chain::message::{Message, Method, Receipt};
+use lode_chain::runtime::{Economics, RandomnessTag, draw_randomness};
+use lode_chain::store::StateStore;
+use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
+use lode_chain::{Chain, ExitCode, Genesis, Policy};
+use lode_proofs::porep::PorepPublic;
+use lode_proofs::verifier::{
+    ProofVerifier, VerifyError, WindowPostStatement, WinningPostStatement,
+};
+use serde::de::DeserializeOwned;
+
+/// Accounts every harness has, each funded with [`START_BALANCE`].
+pub const ACCOUNTS: [&str; 6] = ["owner", "worker", "client", "verifier", "root", "other"];
+/// Genesis balance of each account.
+pub const START_BALANCE: TokenAmount = TokenAmount::tokens(1000);
+
+/// The beacon value of an epoch.
+pub fn beacon(epoch: Epoch) -> [u8; 32] {
+    *blake3::hash(&epoch.to_le_bytes()).as_bytes()
+}
+
+fn tag(t: &str, parts: &[&[u8]]) -> Vec<u8> {
+    let mut h = blake3::Hasher::new_derive_key(t);
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().as_bytes().to_vec()
+}
+
+/// A fake seal proof: a hash of the statement. Only the fake verifier accepts it.
+pub fn fake_seal_proof(p: &PorepPublic) -> Vec<Vec<u8>> {
+    vec![tag(
+        "lode/test/fake-seal",
+        &[&p.replica_id().0, &p.comm_d.0, &p.comm_r.0, &p.seed.0],
+    )]
+}
+
+/// A fake Window PoSt proof.
+pub fn fake_window_proof(s: &WindowPostStatement) -> Vec<u8> {
+    let mut parts: Vec<Vec<u8>> = vec![s.randomness.to_vec()];
+    for x in &s.sectors {
+        parts.push(x.sector_number.to_le_bytes().to_vec());
+        parts.push(x.comm_r.0.to_vec());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    tag("lode/test/fake-window", &refs)
+}
+
+/// A fake Winning PoSt proof.
+pub fn fake_winning_proof(s: &WinningPostStatement) -> Vec<u8> {
+    let mut parts: Vec<Vec<u8>> = vec![s.randomness.to_vec(), s.miner_id.to_le_bytes().to_vec()];
+    for x in &s.sectors {
+        parts.push(x.sector_number.to_le_bytes().to_vec());
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    tag("lode/test/fake-winning", &refs)
+}
+
+/// Test-only verifier: accepts exactly the fake proofs of the statement.
+pub struct FakeVerifier;
+
+impl ProofVerifier for FakeVerifier {
+    fn verify_seal(&self, public: &PorepPublic, proofs: &[Vec<u8>]) -> Result<(), VerifyError> {
+        if proofs == fake_seal_proof(public).as_slice() {
+            Ok(())
+        } else {
+            Err(VerifyError::Statement("fake seal proof mismatch"))
+        }
+    }
+    fn verify_window_post(&self, s: &WindowPostStatement, proof: &[u8]) -> Result<(), VerifyError> {
+        if proof == fake_window_proof(s) {
+            Ok(())
+        } else {
+            Err(VerifyError::Statement("fake window proof mismatch"))
+        }
+    }
+    fn verify_winning_post(
+        &self,
+        s: &WinningPostStatement,
+        proof: &[u8],
+    ) -> Result<(), VerifyError> {
+        if proof == fake_winning_proof(s) {
+            Ok(())
+        } else {
+            Err(VerifyError::Statement("fake winning proof mismatch"))
+        }
+    }
+}
+
+/// The key of a named account.
+pub fn key(name: &str) -> SecretKey {
+    SecretKey::from_seed(blake3::hash(name.as_bytes()).as_bytes())
+}
+
+/// A devnet chain with named accounts.
+pub struct Harness {
+    pub chain: Chain,
+    pub policy: Policy,
+    pub check_every_epoch: bool,
+}
+
+impl Harness {
+    /// A fresh devnet chain in memory with the fake verifier.
+    pub fn new() -> Self {
+        Self::with(StateStore::memory(), Box::new(FakeVerifier))
+    }
+
+    /// A fresh devnet chain on `store` with `verifier`.
+    pub fn with(store: StateStore, verifier: Box<dyn ProofVerifier>) -> Self {
+        let policy = Policy::devnet();
+        let genesis = Genesis {
+            accounts: ACCOUNTS
+                .iter()
+                .filter(|n| **n != "root")
+                .map(|n| (key(n).public_key(), START_BALANCE))
+                .collect(),
+            verifreg_root: key("root").public_key(),
+            beacon: beacon(0),
+        };
+        let chain = Chain::genesis(store, policy.clone(), &genesis, verifier).unwrap();
+        let h = Harness {
+            chain,
+            policy,
+            check_every_epoch: true,
+        };
+        h.assert_invariants();
+        h
+    }
+
+    /// The current (committed) epoch.
+    pub fn epoch(&self) -> Epoch {
+        self.chain.head().epoch
+    }
+
+    /// The id of a named account.
+    pub fn id(&self, name: &str) -> ActorId {
+        let pk = key(name).public_key();
+        self.chain
+            .view(|rt| rt.resolve(&Address::Bls(pk)))
+            .unwrap()
+            .unwrap_or_else(|| panic!("no account {name}"))
+    }
+
+    /// An actor's balance.
+    pub fn balance(&self, id: ActorId) -> TokenAmount {
+        self.chain
+            .view(|rt| rt.actor(id))
+            .unwrap()
+            .map(|a| a.balance)
+            .unwrap_or_default()
+    }
+
+    /// A decoded state record.
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Option<T> {
+        self.chain.view(|rt| rt.state.get(key)).unwrap()
+    }
+
+    /// A miner's state.
+    pub fn miner_state(&self, m: ActorId) -> MinerState {
+        self.get(&keys::miner_state(m)).unwrap()
+    }
+
+    /// A sector.
+    pub fn sector(&self, m: ActorId, n: u64) -> Option<SectorOnChain> {
+        self.get(&keys::sector(m, n))
+    }
+
+    /// A miner's power claim.
+    pub fn claim(&self, m: ActorId) -> Claim {
+        self.get(&keys::claim(m)).unwrap()
+    }
+
+    /// The economics as the next epoch's first operations see them.
+    pub fn economics(&self) -> Economics {
+        self.chain.view(|rt| rt.economics()).unwrap()
+    }
+
+    /// Fails if any invariant is broken.
+    pub fn assert_invariants(&self) {
+        let bad = check_invariants(self.chain.store(), &self.policy).unwrap();
+        assert!(
+            bad.is_empty(),
+            "invariants broken at epoch {}: {bad:#?}",
+            self.epoch()
+        );
+    }
+
+    /// Applies the next epoch with these winners and messages.
+    pub fn step(
+        &mut self,
+        blocks: Vec<BlockHeader>,
+        messages: Vec<lode_chain::message::SignedMessage>,
+    ) -> Vec<Receipt> {
+        let epoch = self.epoch() + 1;
+        let out = self
+            .chain
+            .apply_epoch(&EpochInput {
+                epoch,
+                beacon: beacon(epoch),
+                blocks,
+                messages,
+            })
+            .unwrap();
+        if self.check_every_epoch {
+            self.assert_invariants();
+        }
+        out.receipts
+    }
+
+    /// Null rounds up to and including `epoch`.
+    pub fn advance_to(&mut self, epoch: Epoch) {
+        while self.epoch() < epoch {
+            self.step(Vec::new(), Vec::new());
+        }
+    }
+
+    /// Builds and signs a message from a named account (its next nonce, generous gas).
+    pub fn message(
+        &self,
+        from: &str,
+        to: Address,
+        method: Method,
+        value: TokenAmount,
+    ) -> lode_chain::message::SignedMessage {
+        let k = key(from);
+        let from_id = self.id(from);
+        let nonce = self
+            .chain
+            .view(|rt| rt.actor(from_id))
+            .unwrap()
+            .unwrap()
+            .nonce;
+        Message {
+            from: Address::Id(from_id),
+            to,
+            nonce,
+            value,
+            method,
+            gas_limit: 100_000_000,
+            gas_price: self.policy.min_gas_price,
+        }
+        .sign(&self.policy.network, &k)
+    }
+
+    /// Sends one message in the next epoch; returns its receipt.
+    pub fn send(
+        &mut self,
+        from: &str,
+        to: impl Into<Address>,
+        method: Method,
+        value: TokenAmount,
+    ) -> Receipt {
+        let m = self.message(from, to.into(), method, value);
+        self.step(Vec::new(), vec![m]).pop().unwrap()
+    }
+
+    /// Like [`Harness::send`], asserting success.
+    pub fn send_ok(
+        &mut self,
+        from: &str,
+        to: impl Into<Address>,
+        method: Method,
+        value: TokenAmount,
+    ) -> Receipt {
+        let r = self.send(from, to, method, value);
+        assert_eq!(r.exit_code, ExitCode::Ok, "{}", r.error);
+        r
+    }
+
+    /// Creates a 2 KiB miner owned by "owner" with worker "worker", funded with `funds`.
+    pub fn create_miner(&mut self, funds: TokenAmount) -> ActorId {
+        let worker = Address::Id(self.id("worker"));
+        let r = self.send_ok(
+            "owner",
+            lode_chain::actors::POWER,
+            Method::Power(lode_chain::actors::power::PowerMethod::CreateMiner {
+                worker,
+                sector_size: lode_proofs::sector::SectorSize::S2KiB,
+            }),
+            funds,
+        );
+        postcard_id(&r.return_data)
+    }
+
+    /// Randomness as the chain draws it.
+    pub fn randomness(&self, t: RandomnessTag, epoch: Epoch, entropy: &[u8]) -> [u8; 32] {
+        draw_randomness(t, &beacon(epoch), epoch, entropy)
+    }
+
+    /// The next instance of deadline `index` of a miner that has not closed.
+    pub fn deadline(&self, m: ActorId, index: u64) -> DeadlineInfo {
+        let st = self.miner_state(m);
+        DeadlineInfo::new(&self.policy, st.proving_period_start, index)
+            .next_not_elapsed(&self.policy, self.epoch() + 1)
+    }
+
+    /// A block header by the miner's worker for the next epoch, if the miner wins it.
+    pub fn try_block(
+        &self,
+        m: ActorId,
+        winning_proof: impl Fn(&WinningPostStatement) -> Vec<u8>,
+    ) -> Option<BlockHeader> {
+        let epoch = self.epoch() + 1;
+        let worker = key("worker");
+        let entropy = m.0.to_le_bytes();
+        let election = draw_randomness(RandomnessTag::Election, &beacon(epoch), epoch, &entropy);
+        let election_proof = worker.sign(&election);
+        let (qa, total) = self.chain.view(|rt| {
+            let c = lode_chain::actors::power::claim(rt, m).unwrap().unwrap();
+            let st = lode_chain::actors::power::load(rt).unwrap();
+            (
+                c.power.qa,
+                lode_chain::actors::power::current_total(rt, &st).qa,
+            )
+        });
+        let wins = win_count(
+            &election_proof,
+            qa,
+            total,
+            self.policy.expected_leaders_per_epoch,
+            self.policy.max_win_count,
+        );
+        if wins == 0 {
+            return None;
+        }
+        let sectors = self
+            .chain
+            .view(|rt| lode_chain::actors::miner::active_sectors(rt, m))
+            .unwrap();
+        let statement = WinningPostStatement {
+            size: lode_proofs::sector::SectorSize::S2KiB,
+            miner_id: m.0,
+            randomness: draw_randomness(
+                RandomnessTag::WinningPost,
+                &beacon(epoch),
+                epoch,
+                &entropy,
+            ),
+            sectors,
+        };
+        let mut header = BlockHeader {
+            epoch,
+            miner: m,
+            parent_state_root: self.chain.head().root,
+            beacon: beacon(epoch),
+            messages_root: lode_chain::block::messages_root(&[]),
+            election_proof,
+            win_count: wins,
+            winning_post: winning_proof(&statement),
+            signature: worker.sign(b"placeholder"),
+        };
+        header.signature = worker.sign(&header.signing_bytes(&self.policy.network));
+        Some(header)
+    }
+}
+
+/// Decodes an actor id return value.
+pub fn postcard_id(bytes: &[u8]) -> ActorId {
+    postcard::from_bytes(bytes).unwrap()
+}
+
+/// Decodes a return value.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> T {
+    postcard::from_bytes(bytes).unwrap()
+}
+
+/// A canonical node from a label (fake commitments).
+pub fn node(label: &str) -> [u8; 32] {
+    lode_proofs::node::trunc254(*blake3::hash(label.as_bytes()).as_bytes()).0
+}
+
+/// CommD of a sector of `size` holding these `(CommP, size)` pieces.
+pub fn comm_d(size: u64, pieces: &[([u8; 32], u64)]) -> [u8; 32] {
+    use lode_proofs::piece::{PaddedPieceSize, PieceInfo};
+    let pieces: Vec<PieceInfo> = pieces
+        .iter()
+        .map(|(c, s)| PieceInfo {
+            comm_p: lode_proofs::node::Node(*c),
+            size: PaddedPieceSize::new(*s).unwrap(),
+        })
+        .collect();
+    lode_proofs::piece::comm_d(PaddedPieceSize::new(size).unwrap(), &pieces)
+        .unwrap()
+        .0
+}
+
+/// Pre-commit info for a fake-proof sector.
+pub fn precommit_info(
+    h: &Harness,
+    n: u64,
+    deals: Vec<u64>,
+    pieces: &[([u8; 32], u64)],
+    expiration: Epoch,
+) -> PreCommitInfo {
+    PreCommitInfo {
+        sector_number: n,
+        comm_r: node(&format!("comm_r {n}")),
+        comm_d: comm_d(2048, pieces),
+        seal_rand_epoch: h.epoch(),
+        deal_ids: deals,
+        expiration,
+    }
+}
+
+/// Named sums for quick balance checks.
+pub fn balances(h: &Harness, ids: &[ActorId]) -> BTreeMap<ActorId, TokenAmount> {
+    ids.iter().map(|&i| (i, h.balance(i))).collect()
+}
+
+/// Sector lifecycle helpers (fake proofs).
+impl Harness {
+    /// The PoRep public inputs of a pre-committed sector.
+    pub fn seal_public(&self, m: ActorId, n: u64) -> PorepPublic {
+        use lode_chain::actors::miner::PreCommit;
+        use lode_proofs::node::Node;
+        use lode_proofs::sector::randomness_node;
+        let pc: PreCommit = self.get(&keys::precommit(m, n)).expect("pre-committed");
+        let entropy = m.0.to_le_bytes();
+        let ticket = self.randomness(RandomnessTag::SealTicket, pc.info.seal_rand_epoch, &entropy);
+        let seed = self.randomness(
+            RandomnessTag::InteractiveSeed,
+            pc.epoch + self.policy.pre_commit_challenge_delay,
+            &entropy,
+        );
+        PorepPublic {
+            size: lode_proofs::sector::SectorSize::S2KiB,
+            miner_id: m.0,
+            sector_number: n,
+            ticket: randomness_node(ticket),
+            seed: randomness_node(seed),
+            comm_d: Node(pc.info.comm_d),
+            comm_r: Node(pc.info.comm_r),
+        }
+    }
+
+    /// The earliest epoch a pre-committed sector can be proven.
+    pub fn seed_ready(&self, m: ActorId, n: u64) -> Epoch {
+        let pc: lode_chain::actors::miner::PreCommit = self.get(&keys::precommit(m, n)).unwrap();
+        pc.epoch + self.policy.pre_commit_challenge_delay + 1
+    }
+
+    /// A sector expiration comfortably inside the rules.
+    pub fn cc_expiration(&self) -> Epoch {
+        self.epoch()
+            + self.policy.max_prove_commit_duration
+            + self.policy.min_sector_expiration
+            + 10 * self.policy.epochs_in_day()
+    }
+
+    /// Pre-commits sector `n` with `deals` (their pieces give comm_d).
+    pub fn precommit(
+        &mut self,
+        m: ActorId,
+        n: u64,
+        deals: Vec<u64>,
+        pieces: &[([u8; 32], u64)],
+        expiration: Epoch,
+    ) -> Receipt {
+        let info = precommit_info(self, n, deals, pieces, expiration);
+        self.send(
+            "worker",
+            m,
+            Method::Miner(lode_chain::actors::miner::MinerMethod::PreCommitSectors(
+                vec![info],
+            )),
+            TokenAmount::ZERO,
+        )
+    }
+
+    /// Waits for the seed and proves sector `n` with a fake proof.
+    pub fn prove_commit(&mut self, m: ActorId, n: u64) -> Receipt {
+        let ready = self.seed_ready(m, n);
+        self.advance_to(ready - 1);
+        let proofs = fake_seal_proof(&self.seal_public(m, n));
+        self.send(
+            "worker",
+            m,
+            Method::Miner(lode_chain::actors::miner::MinerMethod::ProveCommitSector {
+                sector_number: n,
+                proofs,
+            }),
+            TokenAmount::ZERO,
+        )
+    }
+
+    /// Pre-commits and proves a committed-capacity sector; returns it.
+    pub fn onboard_cc(&mut self, m: ActorId, n: u64) -> SectorOnChain {
+        let exp = self.cc_expiration();
+        let r = self.precommit(m, n, Vec::new(), &[], exp);
+        assert_eq!(r.exit_code, ExitCode::Ok, "{}", r.error);
+        let r = self.prove_commit(m, n);
+        assert_eq!(r.exit_code, ExitCode::Ok, "{}", r.error);
+        self.sector(m, n).unwrap()
+    }
+
+    /// The Window PoSt statement for a partition, given skipped sectors, as the chain will build it.
+    pub fn window_statement(
+        &self,
+        m: ActorId,
+        deadline: u64,
+        partition: u64,
+        skipped: &std::collections::BTreeSet<u64>,
+    ) -> WindowPostStatement {
+        use lode_chain::actors::miner::Deadline;
+        use lode_proofs::node::Node;
+        use lode_proofs::post::PublicSector;
+        let dl: Deadline = self.get(&keys::deadline(m, deadline)).unwrap();
+        let part = &dl.partitions[partition as usize];
+        let sectors = part
+            .sectors
+            .iter()
+            .filter(|s| {
+                !skipped.contains(s) && (!part.faults.contains(s) || part.recoveries.contains(s))
+            })
+            .map(|&s| PublicSector {
+                sector_number: s,
+                comm_r: Node(self.sector(m, s).unwrap().comm_r),
+            })
+            .collect();
+        let info = self.deadline(m, deadline);
+        WindowPostStatement {
+            size: lode_proofs::sector::SectorSize::S2KiB,
+            randomness: self.randomness(
+                RandomnessTag::WindowPost,
+                info.challenge,
+                &m.0.to_le_bytes(),
+            ),
+            sectors,
+        }
+    }
+
+    /// Advances into the deadline's window and submits a (fake) PoSt for one partition.
+    pub fn submit_post(
+        &mut self,
+        m: ActorId,
+        deadline: u64,
+        partition: u64,
+        skipped: &[u64],
+    ) -> Receipt {
+        use lode_chain::actors::miner::{MinerMethod, PostPartition, WindowPostParams};
+        let info = self.deadline(m, deadline);
+        self.advance_to(info.open - 1);
+        let skipped: std::collections::BTreeSet<u64> = skipped.iter().copied().collect();
+        let proof = fake_window_proof(&self.window_statement(m, deadline, partition, &skipped));
+        self.send(
+            "worker",
+            m,
+            Method::Miner(MinerMethod::SubmitWindowPost(WindowPostParams {
+                deadline,
+                partitions: vec![PostPartition {
+                    index: partition,
+                    skipped,
+                }],
+                proofs: vec![proof],
+            })),
+            TokenAmount::ZERO,
+        )
+    }
+}
