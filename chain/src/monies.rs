@@ -18,11 +18,15 @@ pub const VERIFIED_DEAL_WEIGHT_MULTIPLIER: u128 = 100;
 
 /// `BR(P, d) = P × d × smoothed_epoch_reward / smoothed_network_qa_power`: the reward QA power `P`
 /// is expected to earn over `d` epochs.
+///
+/// The share `P / network` is capped at 1 (the divisor is `max(network, P)`): no power can expect more
+/// than the whole reward. Without the cap a network whose smoothed power decays towards zero (every
+/// sector faulty, a young devnet) would make deposits and fees exceed the token supply.
 pub fn projected_reward(econ: &Economics, power: StoragePower, epochs: u64) -> TokenAmount {
     TokenAmount(
         big_ratio(
             &[power, u128::from(epochs), econ.epoch_reward_estimate],
-            &[econ.network_qa_estimate.max(1)],
+            &[econ.network_qa_estimate.max(power).max(1)],
         )
         .unwrap_or(u128::MAX),
     )

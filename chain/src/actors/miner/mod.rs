@@ -324,10 +324,10 @@ fn schedule_cron(
 }
 
 fn check_node(bytes: &[u8; 32], what: &str) -> Result<(), ActorError> {
-    if !Node(*bytes).is_trunc254() {
+    if Node(*bytes).to_fr().is_none() {
         abort!(
             IllegalArgument,
-            "{what} is not a valid commitment (its top two bits must be clear)"
+            "{what} is not a valid commitment (not a canonical BLS12-381 scalar)"
         );
     }
     Ok(())
