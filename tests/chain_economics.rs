@@ -672,3 +672,84 @@ fn a_consensus_fault_is_slashed_and_bans_the_miner() {
     let err = h.try_step(vec![header], vec![]).unwrap_err();
     assert!(err.to_string().contains("consensus fault"), "{err}");
 }
+
+#[test]
+fn extension_keeps_power_and_respects_verified_claim_terms() {
+    let mut h = Harness::new();
+    let m = h.create_miner(TokenAmount::tokens(10));
+    fund_market(&mut h, m);
+    let (verifier, client) = (h.id("verifier"), h.id("client"));
+    h.send_ok(
+        "root",
+        VERIFREG,
+        Method::VerifReg(VerifRegMethod::AddVerifier {
+            verifier: Address::Id(verifier),
+            allowance: 1 << 20,
+        }),
+        TokenAmount::ZERO,
+    );
+    h.send_ok(
+        "verifier",
+        VERIFREG,
+        Method::VerifReg(VerifRegMethod::AddVerifiedClient {
+            client: Address::Id(client),
+            allowance: 2048,
+        }),
+        TokenAmount::ZERO,
+    );
+    let start = h.epoch() + 100;
+    let exp = h.cc_expiration();
+    let d = deal(&h, m, "v", 2048, true, start, exp);
+    let ids = publish(&mut h, vec![d]);
+    assert_eq!(
+        h.precommit(m, 1, ids, &[(node("v"), 2048)], exp).exit_code,
+        ExitCode::Ok
+    );
+    assert_eq!(h.prove_commit(m, 1).exit_code, ExitCode::Ok);
+    let s = h.sector(m, 1).unwrap();
+    h.submit_post(m, s.deadline, s.partition, &[]);
+    let before = h.claim(m).power;
+    assert_eq!(before.qa, 20480);
+    let loc = |n| SectorLocation {
+        deadline: s.deadline,
+        partition: s.partition,
+        sectors: [n].into(),
+    };
+    // Beyond the claim's term_max (deal duration + 90 days from the claim): refused.
+    let claim_end = s.activation + (exp - start) + h.policy.market_default_allocation_term_buffer;
+    let r = h.send(
+        "worker",
+        m,
+        Method::Miner(MinerMethod::ExtendSectorExpiration {
+            sectors: vec![loc(1)],
+            new_expiration: claim_end + 1,
+        }),
+        TokenAmount::ZERO,
+    );
+    assert_eq!(r.exit_code, ExitCode::IllegalArgument, "{}", r.error);
+    // Within it: the sector lives longer, with the same 10× power.
+    let r = h.send(
+        "worker",
+        m,
+        Method::Miner(MinerMethod::ExtendSectorExpiration {
+            sectors: vec![loc(1)],
+            new_expiration: claim_end,
+        }),
+        TokenAmount::ZERO,
+    );
+    assert_eq!(r.exit_code, ExitCode::Ok, "{}", r.error);
+    let after = h.sector(m, 1).unwrap();
+    assert_eq!(after.expiration, claim_end);
+    assert_eq!(h.claim(m).power, before);
+    // Not after the current expiration: refused.
+    let r = h.send(
+        "worker",
+        m,
+        Method::Miner(MinerMethod::ExtendSectorExpiration {
+            sectors: vec![loc(1)],
+            new_expiration: claim_end,
+        }),
+        TokenAmount::ZERO,
+    );
+    assert_eq!(r.exit_code, ExitCode::IllegalArgument);
+}

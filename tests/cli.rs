@@ -193,3 +193,15 @@ fn help_teaches() {
     assert!(help.contains("Example: lode piece commp"));
     assert!(help.contains("--json"));
 }
+
+#[test]
+fn chain_policy_prints_every_rule_as_json() {
+    let out = lode(&["chain", "policy", "--network", "devnet", "--json"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["network"], "devnet");
+    assert_eq!(v["wpost_challenge_window"], 5);
+    assert_eq!(v["total_supply"], "2000000000000000000000000000");
+    let text = lode(&["chain", "policy"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("epochs_in_day = 2880"));
+}

@@ -251,11 +251,12 @@ impl Chain {
             rt.state.put(keys::randomness(epoch), &input.beacon)?;
             validate_blocks(&rt, input, head.root).map_err(invalid)?;
 
+            let checked = presign_check(&rt, &input.messages)?;
             let mut receipts = Vec::new();
             let mut seen = BTreeSet::new();
-            for msg in &input.messages {
+            for (msg, ok) in input.messages.iter().zip(checked) {
                 if seen.insert(msg.id()) {
-                    receipts.push(apply_message(&mut rt, msg)?);
+                    receipts.push(apply_message_checked(&mut rt, msg, ok)?);
                 }
             }
             let mut rewards = Vec::new();
@@ -375,11 +376,50 @@ fn reject(code: ExitCode, error: impl Into<String>) -> Receipt {
     }
 }
 
+/// Verifies the messages' signatures in parallel where the sender's key is known before the epoch
+/// (its BLS address, or an account that already exists). `Some(valid)` per message; `None` when the
+/// key can only be known during execution (checked then).
+fn presign_check(
+    rt: &Runtime<'_, '_>,
+    messages: &[SignedMessage],
+) -> Result<Vec<Option<bool>>, ChainError> {
+    use rayon::prelude::*;
+    let mut keys = Vec::with_capacity(messages.len());
+    for m in messages {
+        let key = match &m.message.from {
+            Address::Bls(k) => Some(*k),
+            Address::Id(id) => match rt.actor(*id)? {
+                Some(Actor {
+                    kind: ActorKind::Account { key },
+                    ..
+                }) => Some(key),
+                _ => None,
+            },
+        };
+        keys.push(key);
+    }
+    let network = &rt.policy.network;
+    Ok(messages
+        .par_iter()
+        .zip(keys.par_iter())
+        .map(|(m, k)| k.map(|k| m.verify(network, &k)))
+        .collect())
+}
+
 /// Applies one message. System failures (bad signature, nonce, funds for gas…) reject it with no
 /// state change; a method failure rolls back the method and still charges gas and the nonce.
 pub fn apply_message(
     rt: &mut Runtime<'_, '_>,
     smsg: &SignedMessage,
+) -> Result<Receipt, ChainError> {
+    apply_message_checked(rt, smsg, None)
+}
+
+/// [`apply_message`] with the signature already checked against the sender's key (`Some`).
+fn apply_message_checked(
+    rt: &mut Runtime<'_, '_>,
+    smsg: &SignedMessage,
+    signature_checked: Option<bool>,
 ) -> Result<Receipt, ChainError> {
     let p = rt.policy;
     let msg = &smsg.message;
@@ -441,7 +481,13 @@ pub fn apply_message(
             ),
         ));
     }
-    if !smsg.verify(&p.network, &key) {
+    // A key that changed since the parallel check cannot happen (account keys are fixed), but only
+    // a check against this very key counts.
+    let valid = match signature_checked {
+        Some(v) => v,
+        None => smsg.verify(&p.network, &key),
+    };
+    if !valid {
         return Ok(reject(
             ExitCode::SysInvalidSignature,
             "the signature does not verify under the sender's key",

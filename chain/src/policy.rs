@@ -55,6 +55,8 @@ pub struct Policy {
     pub fault_max_age: u64,
     /// Most deals in one sector.
     pub max_deals_per_sector: u64,
+    /// Most sectors in one pre-commit message.
+    pub pre_commit_sector_batch_max: u64,
 
     // --- Money ---
     /// Tokens in existence at genesis (all of them: the reward actor holds what is not yet minted).
@@ -200,6 +202,7 @@ impl Policy {
             max_sector_lifetime: 5 * year,
             fault_max_age: 42 * day,
             max_deals_per_sector: 256,
+            pre_commit_sector_batch_max: 256,
             total_supply: token(2_000_000_000),
             simple_total: token(330_000_000),
             baseline_total: token(770_000_000),

@@ -69,10 +69,34 @@ impl fmt::Display for Address {
 }
 
 /// An amount of tokens in atto units.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+///
+/// Serialised as a `u128` in binary formats and as a decimal string of atto units in human-readable
+/// ones (JSON numbers cannot hold the whole range).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TokenAmount(pub u128);
+
+impl Serialize for TokenAmount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&self.0.to_string())
+        } else {
+            s.serialize_u128(self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TokenAmount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = String::deserialize(d)?;
+            s.parse()
+                .map(TokenAmount)
+                .map_err(|_| serde::de::Error::custom(format!("not an atto amount: {s:?}")))
+        } else {
+            u128::deserialize(d).map(TokenAmount)
+        }
+    }
+}
 
 impl TokenAmount {
     /// Zero.
@@ -183,6 +207,13 @@ mod tests {
             TokenAmount(ATTO_PER_TOKEN + ATTO_PER_TOKEN / 4).to_string(),
             "1.25 LODE"
         );
+    }
+
+    #[test]
+    fn amounts_round_trip_in_binary_and_as_json_strings() {
+        let a = TokenAmount(u128::MAX - 7);
+        let bin = postcard::to_allocvec(&a).unwrap_or_default();
+        assert_eq!(postcard::from_bytes::<TokenAmount>(&bin).ok(), Some(a));
     }
 
     #[test]

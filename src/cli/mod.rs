@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod chain;
 mod piece;
 mod progress;
 mod seal;
@@ -42,6 +43,9 @@ enum Command {
     Params(snark::ParamsCommand),
     /// Constraints and public inputs of every circuit, per sector size.
     CircuitInfo(snark::CircuitInfoArgs),
+    /// The chain: the rules a network runs on.
+    #[command(subcommand)]
+    Chain(chain::ChainCommand),
 }
 
 /// Runs the parsed command.
@@ -53,6 +57,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(cmd) => snark::verify(cmd),
         Command::Params(cmd) => snark::params(cmd),
         Command::CircuitInfo(a) => snark::circuit_info_cmd(a),
+        Command::Chain(cmd) => chain::run(cmd),
     }
 }
 

@@ -37,9 +37,6 @@ pub use state::{
     SectorOnChain, VestingEntry,
 };
 
-/// Most sectors one pre-commit message may carry.
-pub const MAX_PRE_COMMIT_BATCH: usize = 256;
-
 /// Sectors named by deadline and partition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SectorLocation {
@@ -341,10 +338,11 @@ fn pre_commit_sectors(
 ) -> Result<(), ActorError> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
-    if infos.is_empty() || infos.len() > MAX_PRE_COMMIT_BATCH {
+    if infos.is_empty() || infos.len() as u64 > rt.policy.pre_commit_sector_batch_max {
         abort!(
             IllegalArgument,
-            "a pre-commit carries 1 to {MAX_PRE_COMMIT_BATCH} sectors, not {}",
+            "a pre-commit carries 1 to {} sectors, not {}",
+            rt.policy.pre_commit_sector_batch_max,
             infos.len()
         );
     }
