@@ -545,8 +545,29 @@ fn run_method(
 ) -> Result<Vec<u8>, ActorError> {
     let msg = &smsg.message;
     let to = rt.resolve_or_create(&msg.to)?;
-    rt.transfer(from, to, msg.value)?;
     let kind = rt.expect_actor(to)?.kind;
+    // Value goes only where it is accounted for: to accounts and miners (their free balance), to
+    // the burnt-funds actor, with a new miner's funds, or into market escrow. Anything else would
+    // strand tokens in a built-in actor outside its books.
+    let takes_value = matches!(
+        (&msg.method, kind),
+        (
+            Method::Send,
+            ActorKind::Account { .. } | ActorKind::Miner | ActorKind::BurntFunds
+        ) | (Method::Miner(_), ActorKind::Miner)
+            | (Method::Power(_), ActorKind::Power)
+            | (
+                Method::Market(market::MarketMethod::AddBalance { .. }),
+                ActorKind::Market
+            )
+    );
+    if !msg.value.is_zero() && !takes_value {
+        return Err(ActorError::new(
+            ExitCode::IllegalArgument,
+            format!("{to} ({kind:?}) does not accept value with this method"),
+        ));
+    }
+    rt.transfer(from, to, msg.value)?;
     match (&msg.method, kind) {
         (Method::Send, _) => Ok(Vec::new()),
         (Method::Power(m), ActorKind::Power) => power::invoke(rt, from, msg.value, m.clone()),

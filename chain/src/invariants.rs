@@ -12,7 +12,8 @@
 //!   faulty disjoint, fault expirations exactly for faults; each live sector is in exactly the
 //!   partition its record names, and every partition sector has a record;
 //! - **market**: the market balance equals the escrow sum; locked ≤ balance per party; locked
-//!   totals equal what the deals lock; every active deal's sector exists and lists it;
+//!   totals equal what the deals lock; every active deal's sector exists and lists it, and every
+//!   deal a sector lists is active in it or finished;
 //! - **DataCap**: granted = verifier allowances + client DataCap + allocations + claimed + forfeited;
 //! - **compute**: the compute actor's balance equals its escrow sum.
 
@@ -158,9 +159,19 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
                 }
             }
         }
-        for s in sectors.keys() {
-            if !seen.contains(s) {
-                bad.push(format!("{m}: sector {s} is in no partition"));
+        for (n, sector) in &sectors {
+            if !seen.contains(n) {
+                bad.push(format!("{m}: sector {n} is in no partition"));
+            }
+            // A sector's deals are active in it, or finished (deleted).
+            for &id in &sector.deal_ids {
+                if let Some(d) = o.get::<Deal>(&keys::deal(id))?
+                    && (d.proposal.provider != m || d.state.sector != Some(*n))
+                {
+                    bad.push(format!(
+                        "{m}: sector {n} lists deal {id}, which is not active in it"
+                    ));
+                }
             }
         }
         if active != claim.power {

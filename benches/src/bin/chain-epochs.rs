@@ -79,7 +79,30 @@ fn run(store: StateStore, label: &str, epochs: u64, per_epoch: usize) -> Result<
     Ok(())
 }
 
+/// One BLS signature and one verification, timed alone.
+fn bls() {
+    let key = SecretKey::from_seed(&[7; 32]);
+    let pk = key.public_key();
+    let n = 50;
+    let t = Instant::now();
+    let sigs: Vec<_> = (0..n).map(|i: u32| key.sign(&i.to_le_bytes())).collect();
+    let sign = t.elapsed().as_secs_f64() / f64::from(n);
+    let t = Instant::now();
+    let ok = sigs
+        .iter()
+        .enumerate()
+        .all(|(i, s)| pk.verify(&(i as u32).to_le_bytes(), s).is_ok());
+    let verify = t.elapsed().as_secs_f64() / f64::from(n);
+    println!(
+        "BLS (bls12_381, one core): sign {:.2} ms, verify {:.2} ms{}",
+        sign * 1e3,
+        verify * 1e3,
+        if ok { "" } else { " (FAILED)" }
+    );
+}
+
 fn main() -> Result<(), String> {
+    bls();
     let mut args = std::env::args().skip(1);
     let epochs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200);
     let per_epoch: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
