@@ -254,6 +254,7 @@ fn open_chain(store: StateStore) -> Harness {
         chain: Chain::open(store, policy.clone(), Box::new(FakeVerifier)).unwrap(),
         policy,
         check_every_epoch: false,
+        real: None,
     }
 }
 

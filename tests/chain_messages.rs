@@ -1334,6 +1334,7 @@ fn fork(h: &Harness, check_every_epoch: bool) -> Harness {
         chain,
         policy: h.policy.clone(),
         check_every_epoch,
+        real: None,
     }
 }
 
@@ -1500,6 +1501,7 @@ fn harness_with(policy: lode_chain::Policy) -> Harness {
         chain,
         policy,
         check_every_epoch: true,
+        real: None,
     };
     h.assert_invariants();
     h

@@ -112,6 +112,8 @@ pub struct Harness {
     pub chain: Chain,
     pub policy: Policy,
     pub check_every_epoch: bool,
+    /// Real sealing and Groth16 proving (with the real verifier), or `None` for fake proofs.
+    pub real: Option<Box<RealProofs>>,
 }
 
 impl Harness {
@@ -136,8 +138,20 @@ impl Harness {
             chain,
             policy,
             check_every_epoch: true,
+            real: None,
         };
         h.assert_invariants();
+        h
+    }
+
+    /// A fresh devnet chain in memory that verifies real Groth16 proofs; the harness seals real
+    /// 2 KiB sectors and proves with the cached insecure test parameters.
+    pub fn real() -> Self {
+        let mut h = Self::with(
+            StateStore::memory(),
+            Box::new(lode_proofs::verifier::SnarkVerifier::new(test_params())),
+        );
+        h.real = Some(Box::new(RealProofs::new()));
         h
     }
 
@@ -466,6 +480,44 @@ impl Harness {
         }
     }
 
+    /// The PoRep proofs of a pre-committed sector: fake, or Commit1 + Commit2 of the sealed sector.
+    pub fn seal_proof(&self, m: ActorId, n: u64) -> Vec<Vec<u8>> {
+        let public = self.seal_public(m, n);
+        match &self.real {
+            Some(real) => real.seal_proof(m, n, &public),
+            None => fake_seal_proof(&public),
+        }
+    }
+
+    /// A Window PoSt proof for the statement: fake, or proven from the sealed sectors.
+    pub fn window_proof(&self, m: ActorId, statement: &WindowPostStatement) -> Vec<u8> {
+        match &self.real {
+            Some(real) => real.window_proof(m, statement),
+            None => fake_window_proof(statement),
+        }
+    }
+
+    /// A Winning PoSt proof for the statement: fake, or proven from the sealed sectors.
+    pub fn winning_proof(&self, m: ActorId, statement: &WinningPostStatement) -> Vec<u8> {
+        match &self.real {
+            Some(real) => real.winning_proof(m, statement),
+            None => fake_winning_proof(statement),
+        }
+    }
+
+    /// A block by the miner for the next epoch if it wins, with the harness's kind of proofs.
+    pub fn block(&self, m: ActorId) -> Option<BlockHeader> {
+        self.try_block(m, |s| self.winning_proof(m, s))
+    }
+
+    /// The CommP of a test piece: fake (a hash of the label), or of real data derived from it.
+    pub fn piece(&mut self, label: &str, size: u64) -> [u8; 32] {
+        match self.real.as_mut() {
+            Some(real) => real.piece(label, size),
+            None => node(label),
+        }
+    }
+
     /// The earliest epoch a pre-committed sector can be proven.
     pub fn seed_ready(&self, m: ActorId, n: u64) -> Epoch {
         let pc: lode_chain::actors::miner::PreCommit = self.get(&keys::precommit(m, n)).unwrap();
@@ -489,7 +541,15 @@ impl Harness {
         pieces: &[([u8; 32], u64)],
         expiration: Epoch,
     ) -> Receipt {
-        let info = precommit_info(self, n, deals, pieces, expiration);
+        let mut info = precommit_info(self, n, deals, pieces, expiration);
+        let ticket = self.randomness(
+            RandomnessTag::SealTicket,
+            info.seal_rand_epoch,
+            &m.0.to_le_bytes(),
+        );
+        if let Some(real) = self.real.as_mut() {
+            info.comm_r = real.seal(m, n, pieces, ticket);
+        }
         self.send(
             "worker",
             m,
@@ -504,7 +564,7 @@ impl Harness {
     pub fn prove_commit(&mut self, m: ActorId, n: u64) -> Receipt {
         let ready = self.seed_ready(m, n);
         self.advance_to(ready - 1);
-        let proofs = fake_seal_proof(&self.seal_public(m, n));
+        let proofs = self.seal_proof(m, n);
         self.send(
             "worker",
             m,
@@ -574,7 +634,7 @@ impl Harness {
         let info = self.deadline(m, deadline);
         self.advance_to(info.open - 1);
         let skipped: std::collections::BTreeSet<u64> = skipped.iter().copied().collect();
-        let proof = fake_window_proof(&self.window_statement(m, deadline, partition, &skipped));
+        let proof = self.window_proof(m, &self.window_statement(m, deadline, partition, &skipped));
         self.send(
             "worker",
             m,
@@ -588,5 +648,235 @@ impl Harness {
             })),
             TokenAmount::ZERO,
         )
+    }
+}
+
+/// The insecure test parameters, generated once under `target/`.
+pub fn test_params() -> lode_proofs::params::ParamStore {
+    lode_proofs::params::ParamStore::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/target/lode-test-params"
+    ))
+}
+
+/// Real 2 KiB sealing and proving for the harness. Proofs are cached by statement (in memory and
+/// under `target/lode-test-proofs`), so scenarios that replay the same statement prove it once; the
+/// chain still verifies every one.
+pub struct RealProofs {
+    dir: tempfile::TempDir,
+    porep: groth16::Parameters<bls12_381::Bls12>,
+    window: groth16::Parameters<bls12_381::Bls12>,
+    winning: groth16::Parameters<bls12_381::Bls12>,
+    pieces: BTreeMap<[u8; 32], Vec<u8>>,
+    sectors: BTreeMap<(ActorId, u64), lode_sealing::post::SealedSector>,
+}
+
+impl RealProofs {
+    fn new() -> Self {
+        use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
+        use lode_proofs::circuit::post::{PostCircuit, PostKind};
+        let size = lode_proofs::sector::SectorSize::S2KiB;
+        let store = test_params();
+        let porep = store
+            .get_or_generate_insecure(&porep_circuit::params_id(size), || PorepCircuit {
+                size,
+                witness: None,
+            })
+            .unwrap()
+            .0;
+        let window = store
+            .get_or_generate_insecure(&PostKind::Window.params_id(size), || PostCircuit {
+                kind: PostKind::Window,
+                size,
+                witness: None,
+            })
+            .unwrap()
+            .0;
+        let winning = store
+            .get_or_generate_insecure(&PostKind::Winning.params_id(size), || PostCircuit {
+                kind: PostKind::Winning,
+                size,
+                witness: None,
+            })
+            .unwrap()
+            .0;
+        RealProofs {
+            dir: tempfile::tempdir().unwrap(),
+            porep,
+            window,
+            winning,
+            pieces: BTreeMap::new(),
+            sectors: BTreeMap::new(),
+        }
+    }
+
+    /// Deterministic payload for a piece label and its CommP.
+    fn piece(&mut self, label: &str, size: u64) -> [u8; 32] {
+        let len = (size / 128 * 127) as usize;
+        let mut data = vec![0u8; len];
+        blake3::Hasher::new_derive_key("lode/test/piece-data")
+            .update(label.as_bytes())
+            .finalize_xof()
+            .fill(&mut data);
+        let comm_p = lode_proofs::piece::commp_of_bytes(&data)
+            .unwrap()
+            .info()
+            .comm_p
+            .0;
+        self.pieces.insert(comm_p, data);
+        comm_p
+    }
+
+    /// Seals sector `n` of miner `m` from the pieces (in order) with `ticket`; returns `comm_r`.
+    fn seal(
+        &mut self,
+        m: ActorId,
+        n: u64,
+        pieces: &[([u8; 32], u64)],
+        ticket: [u8; 32],
+    ) -> [u8; 32] {
+        use lode_sealing::seal::{self, SectorId, no_progress};
+        let id = SectorId {
+            size: lode_proofs::sector::SectorSize::S2KiB,
+            miner_id: m.0,
+            sector_number: n,
+        };
+        let dir = lode_sealing::sector_dir::SectorDir::create(
+            &self.dir.path().join(format!("{}-{n}", m.0)),
+        )
+        .unwrap();
+        for (comm_p, _) in pieces {
+            let data = self
+                .pieces
+                .get(comm_p)
+                .expect("pieces come from Harness::piece")
+                .clone();
+            let rec = seal::add_piece(&dir, &id, &data[..], data.len() as u64).unwrap();
+            assert_eq!(rec.comm_p.0.0, *comm_p);
+        }
+        let randomness = lode_proofs::sector::randomness_node(ticket);
+        seal::pre_commit1(
+            &dir,
+            &id,
+            randomness,
+            &self.dir.path().join("cache"),
+            None,
+            &mut no_progress,
+        )
+        .unwrap();
+        let pc2 = seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+        self.sectors
+            .insert((m, n), lode_sealing::post::SealedSector { id, dir });
+        pc2.comm_r.0.0
+    }
+
+    fn cached(key: &[u8], make: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
+        let dir = std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/target/lode-test-proofs"
+        ));
+        let path = dir.join(blake3::hash(key).to_hex().as_str());
+        if let Ok(bytes) = std::fs::read(&path) {
+            return bytes;
+        }
+        let bytes = make();
+        let _ = std::fs::create_dir_all(dir);
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, &bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+        bytes
+    }
+
+    fn seal_proof(&self, m: ActorId, n: u64, public: &PorepPublic) -> Vec<Vec<u8>> {
+        use lode_proofs::circuit::porep as porep_circuit;
+        let sector = &self.sectors[&(m, n)];
+        let key = [
+            b"porep".as_slice(),
+            &public.replica_id().0,
+            &public.comm_d.0,
+            &public.comm_r.0,
+            &public.seed.0,
+        ]
+        .concat();
+        let bytes = Self::cached(&key, || {
+            let (sealed, vanilla) =
+                lode_sealing::seal::commit1(&sector.dir, &sector.id, public.seed).unwrap();
+            assert_eq!(
+                &sealed, public,
+                "the sealer and the chain agree on the statement"
+            );
+            let mut rng = porep_circuit::params_id(public.size).insecure_rng();
+            porep_circuit::prove(&self.porep, public, &vanilla, &mut rng)
+                .unwrap()
+                .concat()
+        });
+        bytes.chunks(192).map(<[u8]>::to_vec).collect()
+    }
+
+    fn sealed(
+        &self,
+        m: ActorId,
+        numbers: impl Iterator<Item = u64>,
+    ) -> Vec<lode_sealing::post::SealedSector> {
+        numbers.map(|n| self.sectors[&(m, n)].clone()).collect()
+    }
+
+    fn window_proof(&self, m: ActorId, s: &WindowPostStatement) -> Vec<u8> {
+        use lode_proofs::circuit::post::{self as post_circuit, PostKind};
+        if s.sectors.is_empty() {
+            return Vec::new(); // nothing to prove: the chain refuses the PoSt
+        }
+        let mut key = b"window".to_vec();
+        key.extend_from_slice(&s.randomness);
+        for x in &s.sectors {
+            key.extend_from_slice(&x.sector_number.to_le_bytes());
+            key.extend_from_slice(&x.comm_r.0);
+        }
+        Self::cached(&key, || {
+            let sealed = self.sealed(m, s.sectors.iter().map(|x| x.sector_number));
+            let outcome = lode_sealing::post::prove_window(
+                &sealed,
+                &lode_proofs::sector::randomness_node(s.randomness),
+            );
+            assert!(outcome.faulty.is_empty());
+            let vanilla = lode_proofs::post::window_partitions(s.size, &outcome.proofs)
+                .pop()
+                .unwrap();
+            let mut rng = PostKind::Window.params_id(s.size).insecure_rng();
+            post_circuit::prove(&self.window, PostKind::Window, s.size, &vanilla, &mut rng).unwrap()
+        })
+    }
+
+    fn winning_proof(&self, m: ActorId, s: &WinningPostStatement) -> Vec<u8> {
+        use lode_proofs::circuit::post::{self as post_circuit, PostKind};
+        if s.sectors.is_empty() {
+            return Vec::new();
+        }
+        let mut key = b"winning".to_vec();
+        key.extend_from_slice(&s.randomness);
+        key.extend_from_slice(&s.miner_id.to_le_bytes());
+        for x in &s.sectors {
+            key.extend_from_slice(&x.sector_number.to_le_bytes());
+            key.extend_from_slice(&x.comm_r.0);
+        }
+        Self::cached(&key, || {
+            let sealed = self.sealed(m, s.sectors.iter().map(|x| x.sector_number));
+            let vanilla = lode_sealing::post::prove_winning(
+                &sealed,
+                s.miner_id,
+                &lode_proofs::sector::randomness_node(s.randomness),
+            )
+            .unwrap();
+            let mut rng = PostKind::Winning.params_id(s.size).insecure_rng();
+            post_circuit::prove(
+                &self.winning,
+                PostKind::Winning,
+                s.size,
+                &[vanilla],
+                &mut rng,
+            )
+            .unwrap()
+        })
     }
 }
