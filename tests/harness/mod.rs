@@ -664,47 +664,57 @@ pub fn test_params() -> lode_proofs::params::ParamStore {
 /// chain still verifies every one.
 pub struct RealProofs {
     dir: tempfile::TempDir,
-    porep: groth16::Parameters<bls12_381::Bls12>,
-    window: groth16::Parameters<bls12_381::Bls12>,
-    winning: groth16::Parameters<bls12_381::Bls12>,
+    params: std::sync::Arc<Params>,
     pieces: BTreeMap<[u8; 32], Vec<u8>>,
     sectors: BTreeMap<(ActorId, u64), lode_sealing::post::SealedSector>,
 }
 
+/// The three 2 KiB parameter sets.
+pub struct Params {
+    porep: groth16::Parameters<bls12_381::Bls12>,
+    window: groth16::Parameters<bls12_381::Bls12>,
+    winning: groth16::Parameters<bls12_381::Bls12>,
+}
+
+/// Loads (or generates, once) the parameters, shared by every test of the process: tests run in
+/// parallel, and two of them must not generate the same set at once.
+fn shared_params() -> std::sync::Arc<Params> {
+    use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
+    use lode_proofs::circuit::post::{PostCircuit, PostKind};
+    static PARAMS: std::sync::OnceLock<std::sync::Arc<Params>> = std::sync::OnceLock::new();
+    PARAMS
+        .get_or_init(|| {
+            let size = lode_proofs::sector::SectorSize::S2KiB;
+            let store = test_params();
+            let get = |id, kind: Option<PostKind>| {
+                match kind {
+                    None => store.get_or_generate_insecure(&id, || PorepCircuit {
+                        size,
+                        witness: None,
+                    }),
+                    Some(kind) => store.get_or_generate_insecure(&id, || PostCircuit {
+                        kind,
+                        size,
+                        witness: None,
+                    }),
+                }
+                .unwrap()
+                .0
+            };
+            std::sync::Arc::new(Params {
+                porep: get(porep_circuit::params_id(size), None),
+                window: get(PostKind::Window.params_id(size), Some(PostKind::Window)),
+                winning: get(PostKind::Winning.params_id(size), Some(PostKind::Winning)),
+            })
+        })
+        .clone()
+}
+
 impl RealProofs {
     fn new() -> Self {
-        use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
-        use lode_proofs::circuit::post::{PostCircuit, PostKind};
-        let size = lode_proofs::sector::SectorSize::S2KiB;
-        let store = test_params();
-        let porep = store
-            .get_or_generate_insecure(&porep_circuit::params_id(size), || PorepCircuit {
-                size,
-                witness: None,
-            })
-            .unwrap()
-            .0;
-        let window = store
-            .get_or_generate_insecure(&PostKind::Window.params_id(size), || PostCircuit {
-                kind: PostKind::Window,
-                size,
-                witness: None,
-            })
-            .unwrap()
-            .0;
-        let winning = store
-            .get_or_generate_insecure(&PostKind::Winning.params_id(size), || PostCircuit {
-                kind: PostKind::Winning,
-                size,
-                witness: None,
-            })
-            .unwrap()
-            .0;
         RealProofs {
             dir: tempfile::tempdir().unwrap(),
-            porep,
-            window,
-            winning,
+            params: shared_params(),
             pieces: BTreeMap::new(),
             sectors: BTreeMap::new(),
         }
@@ -807,7 +817,7 @@ impl RealProofs {
                 "the sealer and the chain agree on the statement"
             );
             let mut rng = porep_circuit::params_id(public.size).insecure_rng();
-            porep_circuit::prove(&self.porep, public, &vanilla, &mut rng)
+            porep_circuit::prove(&self.params.porep, public, &vanilla, &mut rng)
                 .unwrap()
                 .concat()
         });
@@ -844,7 +854,14 @@ impl RealProofs {
                 .pop()
                 .unwrap();
             let mut rng = PostKind::Window.params_id(s.size).insecure_rng();
-            post_circuit::prove(&self.window, PostKind::Window, s.size, &vanilla, &mut rng).unwrap()
+            post_circuit::prove(
+                &self.params.window,
+                PostKind::Window,
+                s.size,
+                &vanilla,
+                &mut rng,
+            )
+            .unwrap()
         })
     }
 
@@ -870,7 +887,7 @@ impl RealProofs {
             .unwrap();
             let mut rng = PostKind::Winning.params_id(s.size).insecure_rng();
             post_circuit::prove(
-                &self.winning,
+                &self.params.winning,
                 PostKind::Winning,
                 s.size,
                 &[vanilla],
