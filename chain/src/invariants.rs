@@ -224,13 +224,7 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
     for (dk, d) in o.scan::<Deal>(keys::DEAL_PREFIX)? {
         let deal_id = keys::last_u64(&dk).unwrap_or(u64::MAX);
         let p = &d.proposal;
-        let paid_until = d
-            .state
-            .last_updated
-            .unwrap_or(p.start_epoch)
-            .max(p.start_epoch);
-        let unpaid = p.price_per_epoch.0 * u128::from(p.end_epoch.saturating_sub(paid_until));
-        let c = unpaid + p.client_collateral.0;
+        let c = d.client_locked().0;
         client_locked += c;
         provider_locked += p.provider_collateral.0;
         *locked_by.entry(p.client).or_default() += c;

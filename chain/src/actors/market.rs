@@ -131,6 +131,28 @@ pub struct Deal {
     pub state: DealState,
 }
 
+impl Deal {
+    /// The epoch up to which the provider has been paid (the start until the first settlement).
+    pub fn paid_until(&self) -> Epoch {
+        let p = &self.proposal;
+        self.state
+            .last_updated
+            .unwrap_or(p.start_epoch)
+            .max(p.start_epoch)
+    }
+
+    /// What the client still has locked for this deal: the fee of the epochs not yet paid, and its
+    /// collateral.
+    pub fn client_locked(&self) -> TokenAmount {
+        let p = &self.proposal;
+        let unpaid = p
+            .price_per_epoch
+            .0
+            .saturating_mul(u128::from(p.end_epoch.saturating_sub(self.paid_until())));
+        TokenAmount(unpaid.saturating_add(p.client_collateral.0))
+    }
+}
+
 /// Space a sector's deals take, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DealSpaces {
@@ -529,12 +551,8 @@ pub fn settle(rt: &mut Runtime<'_, '_>, id: DealId) -> Result<(), ActorError> {
         return Ok(());
     }
     let now = rt.epoch;
+    let from = d.paid_until();
     let p = &d.proposal;
-    let from = d
-        .state
-        .last_updated
-        .unwrap_or(p.start_epoch)
-        .max(p.start_epoch);
     let to = now.min(p.end_epoch);
     let mut st = load(rt)?;
     if to > from {
@@ -612,31 +630,31 @@ pub fn on_sector_terminated(
     for &id in deal_ids {
         settle(rt, id)?;
         let Some(d) = deal(rt, id)? else { continue };
-        let p = d.proposal;
-        if p.provider != miner {
-            continue;
+        if d.proposal.provider == miner {
+            cancel_deal(rt, id, &d)?;
         }
-        let paid_until = d
-            .state
-            .last_updated
-            .unwrap_or(p.start_epoch)
-            .max(p.start_epoch);
-        let remaining_fee = TokenAmount(
-            p.price_per_epoch
-                .0
-                .saturating_mul(u128::from(p.end_epoch.saturating_sub(paid_until))),
-        );
-        let client_unlock = TokenAmount(remaining_fee.0.saturating_add(p.client_collateral.0));
-        unlock(rt, p.client, client_unlock)?;
-        burn_collateral(rt, p.provider, p.provider_collateral)?;
-        let mut st = load(rt)?;
-        st.total_client_locked = st.total_client_locked.saturating_sub(client_unlock);
-        st.total_provider_locked = st
-            .total_provider_locked
-            .saturating_sub(p.provider_collateral);
-        save(rt, &st)?;
-        rt.state.delete(&keys::deal(id));
     }
+    Ok(())
+}
+
+/// Ends a deal before its term: the client's remaining lock (unpaid fee and collateral) is released,
+/// the provider's collateral burnt, an unclaimed verified allocation returns its DataCap, and the deal
+/// is deleted.
+fn cancel_deal(rt: &mut Runtime<'_, '_>, id: DealId, d: &Deal) -> Result<(), ActorError> {
+    let p = &d.proposal;
+    let client_unlock = d.client_locked();
+    unlock(rt, p.client, client_unlock)?;
+    burn_collateral(rt, p.provider, p.provider_collateral)?;
+    if let Some(alloc) = d.state.allocation {
+        verifreg::release_allocation(rt, alloc)?;
+    }
+    let mut st = load(rt)?;
+    st.total_client_locked = st.total_client_locked.saturating_sub(client_unlock);
+    st.total_provider_locked = st
+        .total_provider_locked
+        .saturating_sub(p.provider_collateral);
+    save(rt, &st)?;
+    rt.state.delete(&keys::deal(id));
     Ok(())
 }
 
@@ -665,22 +683,7 @@ pub fn end_epoch(rt: &mut Runtime<'_, '_>) -> Result<(), ActorError> {
         if d.state.activation_epoch.is_some() {
             continue;
         }
-        let p = d.proposal;
-        let Some(client_lock) = p.client_lock() else {
-            continue;
-        };
-        unlock(rt, p.client, client_lock)?;
-        burn_collateral(rt, p.provider, p.provider_collateral)?;
-        if let Some(alloc) = d.state.allocation {
-            verifreg::release_allocation(rt, alloc)?;
-        }
-        let mut st = load(rt)?;
-        st.total_client_locked = st.total_client_locked.saturating_sub(client_lock);
-        st.total_provider_locked = st
-            .total_provider_locked
-            .saturating_sub(p.provider_collateral);
-        save(rt, &st)?;
-        rt.state.delete(&keys::deal(id));
+        cancel_deal(rt, id, &d)?;
     }
     Ok(())
 }

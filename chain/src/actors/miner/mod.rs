@@ -789,24 +789,10 @@ fn declare_faults(
     for loc in locs {
         let target = declaration_target(rt, &st, loc.deadline)?;
         let mut dl = load_deadline(rt, miner, loc.deadline)?;
-        let Some(part) = dl.partitions.get_mut(loc.partition as usize) else {
-            abort!(
-                NotFound,
-                "deadline {} has no partition {}",
-                loc.deadline,
-                loc.partition
-            );
-        };
+        let part = located(&mut dl, loc)?;
         for &s in &loc.sectors {
             rt.charge_gas(rt.policy.gas_per_sector)?;
-            if !part.sectors.contains(&s) {
-                abort!(
-                    NotFound,
-                    "sector {s} is not live in deadline {} partition {}",
-                    loc.deadline,
-                    loc.partition
-                );
-            }
+            require_live(part, loc, s)?;
             part.recoveries.remove(&s);
             if part.faults.insert(s) {
                 if !part.unproven.remove(&s) {
@@ -841,14 +827,7 @@ fn declare_recoveries(
     for loc in locs {
         declaration_target(rt, &st, loc.deadline)?;
         let mut dl = load_deadline(rt, miner, loc.deadline)?;
-        let Some(part) = dl.partitions.get_mut(loc.partition as usize) else {
-            abort!(
-                NotFound,
-                "deadline {} has no partition {}",
-                loc.deadline,
-                loc.partition
-            );
-        };
+        let part = located(&mut dl, loc)?;
         for &s in &loc.sectors {
             rt.charge_gas(rt.policy.gas_per_sector)?;
             if !part.faults.contains(&s) {
@@ -909,24 +888,10 @@ fn terminate_sectors(
             );
         }
         let mut dl = load_deadline(rt, miner, loc.deadline)?;
-        let Some(part) = dl.partitions.get_mut(loc.partition as usize) else {
-            abort!(
-                NotFound,
-                "deadline {} has no partition {}",
-                loc.deadline,
-                loc.partition
-            );
-        };
+        let part = located(&mut dl, loc)?;
         for &s in &loc.sectors {
             rt.charge_gas(rt.policy.gas_per_sector)?;
-            if !part.sectors.contains(&s) {
-                abort!(
-                    NotFound,
-                    "sector {s} is not live in deadline {} partition {}",
-                    loc.deadline,
-                    loc.partition
-                );
-            }
+            require_live(part, loc, s)?;
             let sector = load_sector_raw(rt, miner, s)?;
             if part.active().any(|&a| a == s) {
                 sub = sub.plus(sector.power(info.sector_size));
@@ -941,6 +906,35 @@ fn terminate_sectors(
     repay_partial_debt(rt, miner, &mut st)?;
     save_state(rt, miner, &st)?;
     Ok(fees)
+}
+
+/// The partition a [`SectorLocation`] names.
+fn located<'d>(
+    dl: &'d mut Deadline,
+    loc: &SectorLocation,
+) -> Result<&'d mut Partition, ActorError> {
+    match dl.partitions.get_mut(loc.partition as usize) {
+        Some(p) => Ok(p),
+        None => abort!(
+            NotFound,
+            "deadline {} has no partition {}",
+            loc.deadline,
+            loc.partition
+        ),
+    }
+}
+
+/// Fails unless sector `s` is live in the located partition.
+fn require_live(part: &Partition, loc: &SectorLocation, s: SectorNumber) -> Result<(), ActorError> {
+    if !part.sectors.contains(&s) {
+        abort!(
+            NotFound,
+            "sector {s} is not live in deadline {} partition {}",
+            loc.deadline,
+            loc.partition
+        );
+    }
+    Ok(())
 }
 
 fn remove_from_partition(part: &mut Partition, s: SectorNumber) {
@@ -973,15 +967,8 @@ fn extend_sector_expiration(
         );
     }
     for loc in locs {
-        let dl = load_deadline(rt, miner, loc.deadline)?;
-        let Some(part) = dl.partitions.get(loc.partition as usize) else {
-            abort!(
-                NotFound,
-                "deadline {} has no partition {}",
-                loc.deadline,
-                loc.partition
-            );
-        };
+        let mut dl = load_deadline(rt, miner, loc.deadline)?;
+        let part = located(&mut dl, loc)?;
         for &s in &loc.sectors {
             rt.charge_gas(p.gas_per_sector)?;
             if !part.active().any(|&a| a == s) {
