@@ -122,6 +122,31 @@ fn publish(h: &mut Harness, deals: Vec<ClientDealProposal>) -> Vec<u64> {
     decode(&r.return_data)
 }
 
+/// The root appoints "verifier", which grants "client" `allowance` bytes of DataCap; returns the
+/// client's id.
+fn grant_datacap(h: &mut Harness, allowance: u128) -> ActorId {
+    let (verifier, client) = (h.id("verifier"), h.id("client"));
+    h.send_ok(
+        "root",
+        VERIFREG,
+        Method::VerifReg(VerifRegMethod::AddVerifier {
+            verifier: Address::Id(verifier),
+            allowance: 1 << 20,
+        }),
+        TokenAmount::ZERO,
+    );
+    h.send_ok(
+        "verifier",
+        VERIFREG,
+        Method::VerifReg(VerifRegMethod::AddVerifiedClient {
+            client: Address::Id(client),
+            allowance,
+        }),
+        TokenAmount::ZERO,
+    );
+    client
+}
+
 fn escrow(h: &Harness, id: ActorId) -> lode_chain::actors::market::Escrow {
     h.chain
         .view(|rt| lode_chain::actors::market::escrow(rt, id))
@@ -335,25 +360,7 @@ pub fn a_pre_commit_not_proven_in_time_loses_its_deposit(mut h: Harness) {
 pub fn verified_data_counts_ten_times_and_mixed_sectors_pro_rata(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     fund_market(&mut h, m);
-    let (verifier, client) = (h.id("verifier"), h.id("client"));
-    h.send_ok(
-        "root",
-        VERIFREG,
-        Method::VerifReg(VerifRegMethod::AddVerifier {
-            verifier: Address::Id(verifier),
-            allowance: 1 << 20,
-        }),
-        TokenAmount::ZERO,
-    );
-    h.send_ok(
-        "verifier",
-        VERIFREG,
-        Method::VerifReg(VerifRegMethod::AddVerifiedClient {
-            client: Address::Id(client),
-            allowance: 4096,
-        }),
-        TokenAmount::ZERO,
-    );
+    let client = grant_datacap(&mut h, 4096);
     let datacap = |h: &Harness| {
         h.chain
             .view(|rt| lode_chain::actors::verifreg::datacap(rt, client))
@@ -429,25 +436,7 @@ pub fn verified_data_counts_ten_times_and_mixed_sectors_pro_rata(mut h: Harness)
 pub fn a_deal_never_activated_burns_the_provider_collateral(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     fund_market(&mut h, m);
-    let (verifier, client) = (h.id("verifier"), h.id("client"));
-    h.send_ok(
-        "root",
-        VERIFREG,
-        Method::VerifReg(VerifRegMethod::AddVerifier {
-            verifier: Address::Id(verifier),
-            allowance: 1 << 20,
-        }),
-        TokenAmount::ZERO,
-    );
-    h.send_ok(
-        "verifier",
-        VERIFREG,
-        Method::VerifReg(VerifRegMethod::AddVerifiedClient {
-            client: Address::Id(client),
-            allowance: 2048,
-        }),
-        TokenAmount::ZERO,
-    );
+    let client = grant_datacap(&mut h, 2048);
     let start = h.epoch() + 50;
     let exp = h.cc_expiration();
     let pn = h.piece("never", 2048);
@@ -668,25 +657,7 @@ pub fn a_consensus_fault_is_slashed_and_bans_the_miner(mut h: Harness) {
 pub fn extension_keeps_power_and_respects_verified_claim_terms(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     fund_market(&mut h, m);
-    let (verifier, client) = (h.id("verifier"), h.id("client"));
-    h.send_ok(
-        "root",
-        VERIFREG,
-        Method::VerifReg(VerifRegMethod::AddVerifier {
-            verifier: Address::Id(verifier),
-            allowance: 1 << 20,
-        }),
-        TokenAmount::ZERO,
-    );
-    h.send_ok(
-        "verifier",
-        VERIFREG,
-        Method::VerifReg(VerifRegMethod::AddVerifiedClient {
-            client: Address::Id(client),
-            allowance: 2048,
-        }),
-        TokenAmount::ZERO,
-    );
+    grant_datacap(&mut h, 2048);
     let start = h.epoch() + 100;
     let exp = h.cc_expiration();
     let pv = h.piece("v", 2048);

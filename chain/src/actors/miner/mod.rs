@@ -713,14 +713,8 @@ fn submit_window_post(
         }
         // Skipped sectors become faults; skipped recoveries are retracted.
         for &s in &part_post.skipped {
-            part.recoveries.remove(&s);
-            if part.faults.insert(s) {
-                if !part.unproven.remove(&s) {
-                    let sector: SectorOnChain = load_sector_raw(rt, miner, s)?;
-                    sub = sub.plus(sector.power(size));
-                }
-                part.fault_expirations
-                    .insert(s, dl_info.last() + p.fault_max_age);
+            if mark_faulty(part, s, dl_info.last() + p.fault_max_age) {
+                sub = sub.plus(load_sector_raw(rt, miner, s)?.power(size));
             }
         }
         // Proven sectors: recoveries and first proofs gain power.
@@ -793,13 +787,8 @@ fn declare_faults(
         for &s in &loc.sectors {
             rt.charge_gas(rt.policy.gas_per_sector)?;
             require_live(part, loc, s)?;
-            part.recoveries.remove(&s);
-            if part.faults.insert(s) {
-                if !part.unproven.remove(&s) {
-                    sub = sub.plus(load_sector_raw(rt, miner, s)?.power(info.sector_size));
-                }
-                part.fault_expirations
-                    .insert(s, target.last() + rt.policy.fault_max_age);
+            if mark_faulty(part, s, target.last() + rt.policy.fault_max_age) {
+                sub = sub.plus(load_sector_raw(rt, miner, s)?.power(info.sector_size));
             }
         }
         save_deadline(rt, miner, loc.deadline, &dl)?;
@@ -935,6 +924,18 @@ fn require_live(part: &Partition, loc: &SectorLocation, s: SectorNumber) -> Resu
         );
     }
     Ok(())
+}
+
+/// Marks sector `s` faulty (terminated at `expiration` if still faulty then) and retracts its
+/// recovery. Returns whether it was active, so that the caller removes its power; an unproven sector
+/// never had power, and an already faulty one is left as it is.
+fn mark_faulty(part: &mut Partition, s: SectorNumber, expiration: Epoch) -> bool {
+    part.recoveries.remove(&s);
+    if !part.faults.insert(s) {
+        return false;
+    }
+    part.fault_expirations.insert(s, expiration);
+    !part.unproven.remove(&s)
 }
 
 fn remove_from_partition(part: &mut Partition, s: SectorNumber) {
@@ -1248,12 +1249,9 @@ pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> Result<(), 
         }
         let newly: Vec<_> = part.sectors.difference(&part.faults).copied().collect();
         for s in newly {
-            if !part.unproven.remove(&s) {
+            if mark_faulty(part, s, dl_info.last() + p.fault_max_age) {
                 sub = sub.plus(load_sector_raw(rt, miner, s)?.power(size));
             }
-            part.faults.insert(s);
-            part.fault_expirations
-                .insert(s, dl_info.last() + p.fault_max_age);
         }
         part.recoveries.clear();
     }
