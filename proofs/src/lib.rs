@@ -3,8 +3,9 @@
 //! Everything that a verifier must agree on bit for bit lives here, as plain synchronous functions:
 //! field nodes and domain-separated hashes ([`node`], [`hash`], [`poseidon`]), fr32 padding ([`fr32`]),
 //! pieces, tree D, CommP and CommD ([`piece`]), piece CIDs ([`cid`]), and the sector-scale Merkle
-//! trees with their inclusion proofs ([`merkle`]). The crate knows nothing of async runtimes, databases
-//! or networking; the sealing engine, chain and market build on it.
+//! trees with their inclusion proofs ([`merkle`]). Every file is written atomically and durably through
+//! [`durable`]. The crate knows nothing of async runtimes, databases or networking; the sealing engine,
+//! chain and market build on it.
 //!
 //! ```
 //! use lode_proofs::{cid::PieceCid, piece::commp_of_bytes};
@@ -16,6 +17,7 @@
 
 pub mod cid;
 pub mod circuit;
+pub mod durable;
 pub mod fr32;
 pub mod graph;
 pub mod hash;

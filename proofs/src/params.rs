@@ -10,9 +10,11 @@
 //! File format (version 1): magic `LODEPARM` (or `LODEVKEY` for a verifying key), `u32le` version,
 //! `u32le` origin, the identifier (32 bytes), BLAKE3 of the body (32 bytes), `u32le` length and bytes of the
 //! canonical string, then the body as `groth16` writes it. Loading checks every field and the body hash.
+//! Files are written atomically and durably ([`crate::durable`]: temporary name, fsync, rename, directory
+//! fsync), so a parameter file under its final name is complete, even after a power cut.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bellman::{Circuit, SynthesisError};
@@ -20,6 +22,8 @@ use bls12_381::{Bls12, Scalar};
 use groth16::{Parameters, VerifyingKey};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
+
+use crate::durable::{AtomicFile, DurableError};
 
 /// Version of the parameter file format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -172,6 +176,13 @@ fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> ParamsError + '_ {
     }
 }
 
+fn durable_err(e: DurableError) -> ParamsError {
+    ParamsError::Io {
+        path: e.path,
+        source: e.source,
+    }
+}
+
 /// What a checked file header tells beyond what was checked against the identifier.
 struct Header {
     origin: Origin,
@@ -184,8 +195,7 @@ fn write_file(
     origin: Origin,
     body: &[u8],
 ) -> Result<(), ParamsError> {
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = BufWriter::new(File::create(&tmp).map_err(io_at(&tmp))?);
+    let mut f = AtomicFile::create(path).map_err(durable_err)?;
     let mut header = Vec::new();
     header.extend_from_slice(magic);
     header.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -196,13 +206,9 @@ fn write_file(
     header.extend_from_slice(id.canonical.as_bytes());
     f.write_all(&header)
         .and_then(|()| f.write_all(body))
-        .map_err(io_at(&tmp))?;
-    let file = f.into_inner().map_err(|e| ParamsError::Io {
-        path: tmp.clone(),
-        source: e.into_error(),
-    })?;
-    file.sync_all().map_err(io_at(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_at(path))
+        .map_err(io_at(f.tmp_path()))?;
+    // Fsync, rename, and fsync the directory: a stored parameter file survives a power cut.
+    f.commit().map_err(durable_err)
 }
 
 /// Reads a file's header and body, checking magic, version, identifier and body hash.

@@ -20,15 +20,16 @@
 //! The file is named `parents-v1-<size>-<8 hex>.cache`, the hex being the start of `BLAKE3(porep_id)`.
 //! Opening checks every header field against the expected graph, the file length, and the body's
 //! checksum (hashed in parallel), so a truncated, corrupted or foreign file is an error, never wrong
-//! parents. Building writes under a temporary name in the same directory, fsyncs and renames, so a crash
-//! never leaves a half-written cache under the real name, and a mapped cache is never modified.
+//! parents. Building writes through [`lode_proofs::durable::AtomicFile`] (a temporary name in the same
+//! directory, fsync, rename, directory fsync), so a crash never leaves a half-written cache under the real
+//! name, and a mapped cache is never modified.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use blake3::hazmat::{ChainingValue, HasherExt, Mode, left_subtree_len};
+use lode_proofs::durable::{AtomicFile, DurableError};
 use lode_proofs::graph::{DEGREE, Graph};
 use lode_proofs::sector::SectorSize;
 use memmap2::Mmap;
@@ -138,6 +139,13 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ParentCacheError + '_ {
     }
 }
 
+fn durable_err(e: DurableError) -> ParentCacheError {
+    ParentCacheError::Io {
+        path: e.path,
+        source: e.source,
+    }
+}
+
 fn corrupted(path: &Path, defect: CacheDefect) -> ParentCacheError {
     ParentCacheError::Corrupted {
         path: path.to_path_buf(),
@@ -195,21 +203,10 @@ impl ParentCache {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let path = dir.join(Self::file_name(size));
         let graph = Graph::new(size);
-        let tmp = TempFile::new(dir, size);
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp.path)
-            .map_err(io_err(&tmp.path))?;
-        write_cache(&graph, &mut file).map_err(io_err(&tmp.path))?;
-        file.sync_all().map_err(io_err(&tmp.path))?;
-        drop(file);
-        std::fs::rename(&tmp.path, &path).map_err(io_err(&path))?;
-        tmp.disarm();
-        // Make the rename itself durable.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
+        let mut file = AtomicFile::create(&path).map_err(durable_err)?;
+        write_cache(&graph, &mut file).map_err(io_err(file.tmp_path()))?;
+        // Fsync, rename and fsync the directory; on any error the temporary file is removed.
+        file.commit().map_err(durable_err)?;
         // The body hash was computed while writing; only the header and length are checked again.
         Self::map_and_check(path, size, false)
     }
@@ -372,7 +369,7 @@ impl ParentCache {
 }
 
 /// Writes the header (with a zero checksum), the body window by window, then the real header.
-fn write_cache(graph: &Graph, file: &mut File) -> std::io::Result<()> {
+fn write_cache(graph: &Graph, file: &mut (impl Write + Seek)) -> std::io::Result<()> {
     let mut header = [0u8; HEADER_LEN];
     header[..8].copy_from_slice(MAGIC);
     header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -437,42 +434,6 @@ fn subtree_cv(data: &[u8], offset: u64) -> ChainingValue {
         || subtree_cv(right, offset + left.len() as u64),
     );
     blake3::hazmat::merge_subtrees_non_root(&l, &r, Mode::Hash)
-}
-
-/// A temporary file name in the cache directory, removed on drop unless disarmed.
-struct TempFile {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl TempFile {
-    fn new(dir: &Path, size: SectorSize) -> TempFile {
-        // Unique within the process by the counter, across processes by the pid.
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = format!(
-            ".{}.tmp-{}-{n}",
-            ParentCache::file_name(size),
-            std::process::id()
-        );
-        TempFile {
-            path: dir.join(name),
-            armed: true,
-        }
-    }
-
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if self.armed {
-            // Best effort: the build already failed, and its error is what the caller needs.
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 #[cfg(test)]

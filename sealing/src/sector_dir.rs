@@ -19,8 +19,6 @@
 //! Every file is written under a temporary name, fsynced and renamed, so a file that exists under its
 //! real name is complete. The JSON files are the record of what has run.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use lode_proofs::node::Node;
@@ -115,24 +113,17 @@ impl From<HexNode> for String {
     }
 }
 
-/// `path.tmp`, beside `path`.
+/// A fresh temporary name beside `path`, unique per process ([`lode_proofs::durable::tmp_path`]).
 pub(crate) fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
+    lode_proofs::durable::tmp_path(path)
 }
 
 /// Fsyncs `path`'s directory so that a rename into it is durable.
 pub(crate) fn sync_dir(path: &Path) -> SealResult<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_at(dir))?;
-    }
-    Ok(())
+    lode_proofs::durable::sync_dir(path).map_err(|e| SealError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Renames a finished temporary file into place durably.
@@ -141,13 +132,12 @@ pub(crate) fn commit_tmp(tmp: &Path, path: &Path) -> SealResult<()> {
     sync_dir(path)
 }
 
-/// Writes `bytes` to `path` atomically (temporary file, fsync, rename).
+/// Writes `bytes` to `path` atomically (temporary file, fsync, rename, directory fsync).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> SealResult<()> {
-    let tmp = tmp_path(path);
-    let mut f = File::create(&tmp).map_err(io_at(&tmp))?;
-    f.write_all(bytes).map_err(io_at(&tmp))?;
-    f.sync_all().map_err(io_at(&tmp))?;
-    commit_tmp(&tmp, path)
+    lode_proofs::durable::write_atomic(path, bytes).map_err(|e| SealError::Io {
+        path: e.path,
+        source: e.source,
+    })
 }
 
 /// Writes a JSON record atomically.

@@ -16,17 +16,19 @@
 //! | 224 | 32 | BLAKE3 of bytes 0..224 |
 //! | 256 | … | the leaves (if inside), then every stored level from the lowest to the root |
 //!
-//! A file is written under a temporary name, flushed to disk, then renamed into place, so a crash never
-//! leaves a half-written tree under the real name.
+//! A file is written through a memory map under a temporary name, fsynced, then renamed into place and
+//! its directory fsynced ([`crate::durable`]), so a crash never leaves a half-written tree under the real
+//! name.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
-use memmap2::{Mmap, MmapMut};
+use memmap2::Mmap;
 use rayon::prelude::*;
 
 use super::{MerkleProof, TreeError, TreeHasher, TreeShape};
+use crate::durable::{AtomicFile, DurableError};
 use crate::node::{NODE_SIZE, Node, nodes_as_bytes, nodes_from_bytes, nodes_from_bytes_mut};
 
 const MAGIC: &[u8; 8] = b"LODETREE";
@@ -73,13 +75,11 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TreeError + '_ {
     }
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
+fn durable_err(e: DurableError) -> TreeError {
+    TreeError::Io {
+        path: e.path,
+        source: e.source,
+    }
 }
 
 /// Where each stored level starts, in nodes from the start of the body, and the body's node count.
@@ -420,18 +420,10 @@ fn write_tree<H: TreeHasher>(
     let first_stored = (1 + config.discard_rows).min(height.max(1));
     let (offsets, body_nodes) = layout(shape, first_stored, leaves_inside);
 
-    let tmp = tmp_path(path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    file.set_len(HEADER_LEN as u64 + body_nodes * NODE_SIZE as u64)
-        .map_err(io_err(&tmp))?;
-    // SAFETY: the file was just created under a temporary name that nothing else uses.
-    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io_err(&tmp))?;
+    let mut file = AtomicFile::create(path).map_err(durable_err)?;
+    let mut map = file
+        .map_mut(HEADER_LEN as u64 + body_nodes * NODE_SIZE as u64)
+        .map_err(durable_err)?;
     let (header, body) = map.split_at_mut(HEADER_LEN);
     let body = nodes_from_bytes_mut(body).ok_or(TreeError::LeafCount {
         expected: 0,
@@ -479,16 +471,9 @@ fn write_tree<H: TreeHasher>(
     let checksum = blake3::hash(&header[..CHECKSUM_AT]);
     header[CHECKSUM_AT..HEADER_LEN].copy_from_slice(checksum.as_bytes());
 
-    map.flush().map_err(io_err(&tmp))?;
+    map.flush().map_err(durable_err)?;
     drop(map);
-    file.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        // Make the rename itself durable.
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-    }
+    file.commit().map_err(durable_err)?;
     Ok(root)
 }
 
