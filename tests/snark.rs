@@ -138,6 +138,7 @@ fn test_params() -> lode_proofs::params::ParamStore {
 }
 
 #[test]
+#[ignore = "real Groth16 proofs: run with --include-ignored"]
 fn window_and_winning_post_snarks_over_sealed_sectors_with_a_faulty_one() {
     use lode_proofs::circuit::post::{self as circuit, PostCircuit, PostKind};
     use lode_proofs::post::{PublicSector, leaf_challenge, window_partitions};
@@ -269,6 +270,7 @@ fn window_and_winning_post_snarks_over_sealed_sectors_with_a_faulty_one() {
 }
 
 #[test]
+#[ignore = "real Groth16 proofs: run with --include-ignored"]
 fn porep_groth16_end_to_end_at_2kib_with_batch_verification() {
     use lode_proofs::circuit::porep;
     let tmp = tempfile::tempdir().unwrap();
@@ -371,6 +373,7 @@ fn porep_groth16_end_to_end_at_2kib_with_batch_verification() {
 }
 
 #[test]
+#[ignore = "real Groth16 proofs: run with --include-ignored"]
 fn post_and_verify_through_the_command_line() {
     use std::process::Command;
     let tmp = tempfile::tempdir().unwrap();

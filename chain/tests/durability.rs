@@ -25,9 +25,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod harness;
-
-use harness::*;
+use lode_testkit::harness::*;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};

@@ -2,8 +2,6 @@
 //! message sending, epoch advancing with the invariants checked after every epoch, block
 //! production, and a test-only proof verifier.
 
-#![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
-
 use std::collections::BTreeMap;
 
 use lode_chain::actors::miner::{DeadlineInfo, MinerState, PreCommitInfo, SectorOnChain};
@@ -109,8 +107,11 @@ pub fn key(name: &str) -> SecretKey {
 
 /// A devnet chain with named accounts.
 pub struct Harness {
+    /// The chain under test.
     pub chain: Chain,
+    /// The chain's rules (devnet).
     pub policy: Policy,
+    /// Whether [`Harness::step`] checks the invariants after every epoch (the default).
     pub check_every_epoch: bool,
     /// Real sealing and Groth16 proving (with the real verifier), or `None` for fake proofs.
     pub real: Option<Box<RealProofs>>,
@@ -655,7 +656,7 @@ impl Harness {
 pub fn test_params() -> lode_proofs::params::ParamStore {
     lode_proofs::params::ParamStore::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/target/lode-test-params"
+        "/../target/lode-test-params"
     ))
 }
 
@@ -670,7 +671,7 @@ pub struct RealProofs {
 }
 
 /// The three 2 KiB parameter sets.
-pub struct Params {
+struct Params {
     porep: groth16::Parameters<bls12_381::Bls12>,
     window: groth16::Parameters<bls12_381::Bls12>,
     winning: groth16::Parameters<bls12_381::Bls12>,
@@ -783,7 +784,7 @@ impl RealProofs {
     fn cached(key: &[u8], make: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
         let dir = std::path::Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/target/lode-test-proofs"
+            "/../target/lode-test-proofs"
         ));
         let path = dir.join(blake3::hash(key).to_hex().as_str());
         if let Ok(bytes) = std::fs::read(&path) {

@@ -1,15 +1,58 @@
 //! Chain scenarios over devnet epochs: power, faults, fees, terminations, deals, DataCap, rewards,
 //! fee debt and consensus faults, with balances checked to the atto and the invariants checked after
-//! every epoch. Each scenario takes a harness, so the same scenario runs with the test verifier
-//! (`chain_economics`) and with real sealing and Groth16 proofs (`chain_economics_real`).
+//! every epoch. Each scenario takes a harness, so the same scenario runs with the test verifier and
+//! with real sealing and Groth16 proofs: [`scenario_tests!`](crate::scenario_tests) lists every
+//! scenario once and makes a `#[test]` of each for a given harness (`chain/tests/economics.rs`).
 
-#![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
+/// Makes one `#[test]` per economic scenario of [`scenarios`](crate::scenarios), each run on the
+/// harness the expression builds, with the attributes after the `;` (e.g. `#[ignore = "…"]`) on
+/// every test.
+///
+/// This is the one list of the scenarios: a new scenario is added here and runs with every harness.
+///
+/// ```ignore
+/// mod fast {
+///     lode_testkit::scenario_tests!(lode_testkit::harness::Harness::new());
+/// }
+/// mod real {
+///     lode_testkit::scenario_tests!(lode_testkit::harness::Harness::real(); #[ignore = "slow"]);
+/// }
+/// ```
+#[macro_export]
+macro_rules! scenario_tests {
+    ($harness:expr $(; $(#[$attr:meta])*)?) => {
+        $crate::scenario_tests!(@each [$($(#[$attr])*)?] $harness;
+            power_appears_with_the_first_post_and_a_missed_deadline_is_a_free_fault,
+            declared_recovery_restores_power_at_the_next_post,
+            a_sector_faulty_for_42_days_is_terminated_with_the_fee,
+            voluntary_termination_charges_the_fee_and_settles_the_deal,
+            a_pre_commit_not_proven_in_time_loses_its_deposit,
+            verified_data_counts_ten_times_and_mixed_sectors_pro_rata,
+            a_deal_never_activated_burns_the_provider_collateral,
+            block_rewards_vest_linearly_over_180_days,
+            fee_debt_blocks_block_production_until_repaid,
+            a_consensus_fault_is_slashed_and_bans_the_miner,
+            extension_keeps_power_and_respects_verified_claim_terms,
+        );
+    };
+    (@each [$($attr:tt)*] $harness:expr; $name:ident, $($rest:ident,)*) => {
+        #[test]
+        $($attr)*
+        fn $name() {
+            $crate::scenarios::$name($harness);
+        }
+        $crate::scenario_tests!(@each [$($attr)*] $harness; $($rest,)*);
+    };
+    (@each [$($attr:tt)*] $harness:expr;) => {};
+}
 
 use crate::harness::*;
 use lode_chain::actors::BURNT_FUNDS;
 use lode_chain::monies;
 use lode_chain::types::{PowerPair, TokenAmount};
 
+/// A CC sector has no power until its first Window PoSt; a missed deadline makes it faulty with no
+/// fee, and a fault that continues into the next period pays the continued-fault fee.
 pub fn power_appears_with_the_first_post_and_a_missed_deadline_is_a_free_fault(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     let s = h.onboard_cc(m, 1);
@@ -153,6 +196,8 @@ fn escrow(h: &Harness, id: ActorId) -> lode_chain::actors::market::Escrow {
         .unwrap()
 }
 
+/// A faulty sector declared recovered before the cutoff and then proven gets its power back, with no
+/// fault fee at that deadline's end.
 pub fn declared_recovery_restores_power_at_the_next_post(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     let s = h.onboard_cc(m, 1);
@@ -195,6 +240,8 @@ pub fn declared_recovery_restores_power_at_the_next_post(mut h: Harness) {
     assert_eq!(h.balance(BURNT_FUNDS), burnt);
 }
 
+/// A sector faulty for 42 days pays the fault fee every period and is then terminated with the
+/// termination fee.
 pub fn a_sector_faulty_for_42_days_is_terminated_with_the_fee(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     let s = h.onboard_cc(m, 1);
@@ -242,6 +289,8 @@ pub fn a_sector_faulty_for_42_days_is_terminated_with_the_fee(mut h: Harness) {
     assert!(total_burnt > 0);
 }
 
+/// A voluntary termination burns the termination fee and the provider's deal collateral, and the
+/// client pays only for the epochs served.
 pub fn voluntary_termination_charges_the_fee_and_settles_the_deal(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     fund_market(&mut h, m);
@@ -310,6 +359,8 @@ pub fn voluntary_termination_charges_the_fee_and_settles_the_deal(mut h: Harness
     );
 }
 
+/// A pre-commit not proven in time can no longer be proven, and its deposit is burnt at the first
+/// deadline cron after the clean-up epoch.
 pub fn a_pre_commit_not_proven_in_time_loses_its_deposit(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     let exp = h.cc_expiration();
@@ -357,6 +408,8 @@ pub fn a_pre_commit_not_proven_in_time_loses_its_deposit(mut h: Harness) {
     );
 }
 
+/// Verified deals count ten times in QA power, a half-verified sector pro rata; the allocations
+/// become claims and the DataCap is spent.
 pub fn verified_data_counts_ten_times_and_mixed_sectors_pro_rata(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     fund_market(&mut h, m);
@@ -433,6 +486,8 @@ pub fn verified_data_counts_ten_times_and_mixed_sectors_pro_rata(mut h: Harness)
     assert_eq!(claims.iter().map(|(_, c)| c.size).sum::<u64>(), 3072);
 }
 
+/// A published deal never activated by its start epoch times out: the provider's collateral is
+/// burnt and the client's funds are unlocked.
 pub fn a_deal_never_activated_burns_the_provider_collateral(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     fund_market(&mut h, m);
@@ -511,6 +566,7 @@ fn win_block(h: &mut Harness, m: ActorId) -> TokenAmount {
     panic!("the only miner never won in 50 epochs");
 }
 
+/// Block rewards are locked and vest one 180th per day.
 pub fn block_rewards_vest_linearly_over_180_days(mut h: Harness) {
     let (m, s) = powered_miner(&mut h);
     let won_at = h.epoch() + 1;
@@ -545,6 +601,8 @@ pub fn block_rewards_vest_linearly_over_180_days(mut h: Harness) {
     }
 }
 
+/// A fault fee the miner cannot pay becomes fee debt, which bars it from producing blocks until
+/// repaid.
 pub fn fee_debt_blocks_block_production_until_repaid(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     let exp = h.cc_expiration();
@@ -597,6 +655,8 @@ pub fn fee_debt_blocks_block_production_until_repaid(mut h: Harness) {
     win_block(&mut h, m);
 }
 
+/// Two blocks signed by one worker at one epoch are a consensus fault: the reporter is rewarded, the
+/// miner penalised and banned from winning blocks, and the same fault cannot be reported twice.
 pub fn a_consensus_fault_is_slashed_and_bans_the_miner(mut h: Harness) {
     let (m, _) = powered_miner(&mut h);
     win_block(&mut h, m);
@@ -654,6 +714,8 @@ pub fn a_consensus_fault_is_slashed_and_bans_the_miner(mut h: Harness) {
     assert!(err.to_string().contains("consensus fault"), "{err}");
 }
 
+/// Extending a verified sector keeps its 10× power within the claim's maximum term, and is refused
+/// beyond it or for an expiration not after the current one.
 pub fn extension_keeps_power_and_respects_verified_claim_terms(mut h: Harness) {
     let m = h.create_miner(TokenAmount::tokens(10));
     fund_market(&mut h, m);

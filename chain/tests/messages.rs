@@ -12,11 +12,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod harness;
+use lode_testkit::harness::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use harness::*;
 use lode_chain::actors::market::{ClientDealProposal, DealProposal, MarketMethod};
 use lode_chain::actors::miner::{
     MinerMethod, PostPartition, PreCommit, PreCommitInfo, SectorLocation, SectorOnChain,

@@ -5,9 +5,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod harness;
+use lode_testkit::harness::*;
 
-use harness::*;
 use lode_chain::actors::MARKET;
 use lode_chain::actors::market::{ClientDealProposal, DealProposal, MarketMethod};
 use lode_chain::actors::miner::{MinerMethod, PostPartition, PreCommitInfo, WindowPostParams};
@@ -18,7 +17,6 @@ use lode_chain::types::{Address, PowerPair, TokenAmount};
 use lode_chain::{EpochInput, ExitCode};
 use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
 use lode_proofs::circuit::post::{self as post_circuit, PostCircuit, PostKind};
-use lode_proofs::params::ParamStore;
 use lode_proofs::post::window_partitions;
 use lode_proofs::sector::{SectorSize, randomness_node};
 use lode_proofs::verifier::SnarkVerifier;
@@ -26,14 +24,8 @@ use lode_sealing::post::{SealedSector, prove_window, prove_winning};
 use lode_sealing::seal::{self, SectorId, no_progress};
 use lode_sealing::sector_dir::SectorDir;
 
-fn test_params() -> ParamStore {
-    ParamStore::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/target/lode-test-params"
-    ))
-}
-
 #[test]
+#[ignore = "real Groth16 proofs: run with --include-ignored"]
 fn real_proofs_seal_prove_and_win_on_chain() {
     let store = test_params();
     let size = SectorSize::S2KiB;

@@ -1,0 +1,13 @@
+//! Test support for lode's chain: a devnet chain harness ([`harness`]) and the economic scenarios
+//! ([`scenarios`]) that run both with the test verifier and with real 2 KiB sealing and Groth16
+//! proofs.
+//!
+//! This crate is for tests only (`publish = false`): its `FakeVerifier` accepts hashes of the
+//! statement, so nothing outside dev-dependencies may depend on it. `lode-chain` takes it as a
+//! dev-dependency, so the integration tests under `chain/tests/` and this crate share one
+//! `lode-chain` and its types.
+
+#![allow(clippy::unwrap_used)]
+
+pub mod harness;
+pub mod scenarios;
