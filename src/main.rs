@@ -12,10 +12,10 @@ fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose);
     match cli::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            cli::exit_code(&e)
         }
     }
 }

@@ -190,8 +190,77 @@ fn help_teaches() {
     let out = lode(&["piece", "commp", "--help"]);
     assert!(out.status.success());
     let help = stdout(&out);
-    assert!(help.contains("Example: lode piece commp"));
+    assert!(help.contains("Examples:\n  lode piece commp"));
     assert!(help.contains("--json"));
+}
+
+/// The leaf commands, found by walking `--help` from the top.
+fn leaf_commands() -> Vec<Vec<String>> {
+    fn walk(path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        let mut args = path.clone();
+        args.push("--help".into());
+        let help = stdout(&lode(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+        let subs: Vec<String> = help
+            .split("Commands:\n")
+            .nth(1)
+            .map(|rest| {
+                rest.lines()
+                    .take_while(|l| l.starts_with("  "))
+                    .filter_map(|l| l.split_whitespace().next())
+                    .filter(|c| *c != "help")
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if subs.is_empty() {
+            out.push(path.clone());
+        }
+        for c in subs {
+            let mut next = path.clone();
+            next.push(c);
+            walk(next, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(Vec::new(), &mut out);
+    out
+}
+
+#[test]
+fn every_command_has_examples_and_every_report_has_json() {
+    let leaves = leaf_commands();
+    assert!(leaves.len() >= 21, "{leaves:?}");
+    for leaf in leaves {
+        let mut args: Vec<&str> = leaf.iter().map(String::as_str).collect();
+        args.push("--help");
+        let help = stdout(&lode(&args));
+        let name = format!("lode {}", leaf.join(" "));
+        assert!(
+            help.contains("Example:\n  lode ") || help.contains("Examples:\n  lode "),
+            "{name} --help has no example"
+        );
+        assert!(
+            help.contains(&name),
+            "{name}: the example runs another command"
+        );
+        assert!(help.contains("--json"), "{name} has no --json");
+    }
+}
+
+#[test]
+fn logs_are_plain_text_when_stderr_is_not_a_terminal() {
+    let out = Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(["-vv", "piece", "commp", "fixtures/sample/payload.txt"])
+        .env_remove("LODE_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("DEBUG"), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains('\u{1b}'),
+        "ANSI escapes in {}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -144,6 +144,20 @@ fn bad_arguments_are_clear_errors() {
     ));
     let o = lode(&args);
     assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a sector directory"));
+    // A started sector (its record exists) that has not run PreCommit1.
+    let small = tmp.path().join("small");
+    std::fs::write(&small, [7u8; 100]).unwrap();
+    let mut add = vec!["seal", "add-piece"];
+    add.extend(sector_args(
+        d.to_str().unwrap(),
+        c.to_str().unwrap(),
+        "2KiB",
+    ));
+    add.push(small.to_str().unwrap());
+    assert!(lode(&add).status.success());
+    let o = lode(&args);
+    assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("PreCommit2 needs PreCommit1 first"));
     let o = lode(&[
         "seal",
@@ -151,7 +165,7 @@ fn bad_arguments_are_clear_errors() {
         "--sector-size",
         "4KiB",
         "--sector-dir",
-        d.to_str().unwrap(),
+        tmp.path().join("other").to_str().unwrap(),
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("unsupported sector size"));

@@ -18,6 +18,7 @@
 pub mod cid;
 pub mod circuit;
 pub mod durable;
+pub mod files;
 pub mod fr32;
 pub mod graph;
 pub mod hash;

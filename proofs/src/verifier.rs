@@ -100,6 +100,14 @@ impl SnarkVerifier {
         }
     }
 
+    /// Uses `vk` as the verifying key of `id` (a key file the caller chose) instead of the store's.
+    pub fn insert_key(&self, id: &ParamsId, vk: &groth16::VerifyingKey<Bls12>) {
+        let pvk = Arc::new(groth16::prepare_verifying_key(vk));
+        if let Ok(mut m) = self.keys.lock() {
+            m.insert(id.canonical().to_string(), pvk);
+        }
+    }
+
     fn key(&self, id: &ParamsId) -> Result<Arc<PreparedVerifyingKey<Bls12>>, VerifyError> {
         let name = id.canonical().to_string();
         if let Some(k) = self.keys.lock().ok().and_then(|m| m.get(&name).cloned()) {

@@ -97,6 +97,116 @@ pub enum SealError {
     /// The run was cancelled through its progress callback; completed layers stay on disk.
     #[error("cancelled; run the phase again to resume from the last complete layer")]
     Cancelled,
+    /// A sector directory that does not exist (or is not a directory).
+    #[error("{path} is not a sector directory (missing); check the path")]
+    NotASectorDir {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A directory that holds no sector record yet, asked for by a phase that needs one.
+    #[error(
+        "{path} holds no sector (no sector.json); start the sector with `lode seal run` or `lode seal add-piece`"
+    )]
+    NoSector {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A new sector was started without its size.
+    #[error("a new sector needs its size: give --sector-size (2KiB, 8MiB, 512MiB, 32GiB or 64GiB)")]
+    SizeNeeded,
+    /// Another process holds the sector's lock.
+    #[error(
+        "{path} is in use by another lode process; wait for it to finish (or stop it) and run the command again"
+    )]
+    Locked {
+        /// The sector directory.
+        path: PathBuf,
+    },
+    /// A phase asked for after a later one made it impossible.
+    #[error("{phase} cannot run: {reason}")]
+    TooLate {
+        /// The phase asked for.
+        phase: &'static str,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+    /// PreCommit1 was asked for with another ticket than the one it already ran with.
+    #[error(
+        "PreCommit1 already ran with ticket {recorded}; give that --ticket (or none) to resume, or seal a new sector"
+    )]
+    TicketMismatch {
+        /// The recorded ticket, as hex.
+        recorded: String,
+    },
+    /// A piece named by the command differs from the one the sector holds at that position.
+    #[error(
+        "piece {index} ({file}) has CommP {given}, but the sector already holds {recorded} there; this sector was started with other pieces"
+    )]
+    PieceMismatch {
+        /// Position of the piece.
+        index: usize,
+        /// The file named.
+        file: PathBuf,
+        /// CommP of the file.
+        given: String,
+        /// CommP recorded for that position.
+        recorded: String,
+    },
+    /// The sector holds more pieces than the command names.
+    #[error(
+        "the sector already holds {recorded} pieces but the command names {given}; name every piece, in order"
+    )]
+    ExtraPieces {
+        /// Pieces recorded.
+        recorded: usize,
+        /// Pieces named.
+        given: usize,
+    },
+    /// A file a phase consumes changed since the phase that recorded it.
+    #[error(
+        "{path} changed since {recorded_by} recorded it; restore the original (or start a new sector)"
+    )]
+    Changed {
+        /// The file.
+        path: PathBuf,
+        /// The phase whose record it contradicts.
+        recorded_by: &'static str,
+    },
+    /// The Commit1 output does not prove its public inputs.
+    #[error(
+        "{path} does not prove the sector's public inputs ({reason}); run `lode seal commit1` again"
+    )]
+    BadCommit1 {
+        /// The Commit1 file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Two sectors of one PoSt share a sector number, or one directory was given twice.
+    #[error("sector {sector_number} is given twice ({first} and {second}); name each sector once")]
+    DuplicateSector {
+        /// The sector number.
+        sector_number: u64,
+        /// One directory.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+    },
+    /// The sectors of one PoSt differ in size or miner.
+    #[error(
+        "{path} holds {found}, but the PoSt is over {expected}; prove each miner and size separately"
+    )]
+    MixedSectors {
+        /// The odd sector's directory.
+        path: PathBuf,
+        /// What the PoSt is over.
+        expected: String,
+        /// What the directory holds.
+        found: String,
+    },
+    /// A SNARK could not be made or does not verify.
+    #[error(transparent)]
+    Snark(#[from] lode_proofs::snark::SnarkError),
     /// A tree error.
     #[error(transparent)]
     Tree(#[from] TreeError),

@@ -3,14 +3,17 @@
 //! openings do not check out, is reported as faulty instead of failing the whole run, so the miner can
 //! declare it or skip it and still prove the others.
 
+use lode_proofs::circuit::post::{self as post_circuit, PostKind};
+use lode_proofs::files::{PostFile, PostFileSector};
 use lode_proofs::merkle::{DiskTree, PoseidonTree};
 use lode_proofs::node::Node;
 use lode_proofs::post::{
     self, PublicSector, SectorProof, WINDOW_CHALLENGES_PER_SECTOR, WINNING_CHALLENGES,
+    window_partitions,
 };
 
 use crate::error::{SealError, SealResult};
-use crate::seal::{PreCommit2Output, SectorId};
+use crate::seal::{PreCommit2Output, Progress, SectorId};
 use crate::sector_dir::{SectorDir, read_json};
 
 /// A sealed sector the miner proves: who it is and where its files are.
@@ -23,22 +26,17 @@ pub struct SealedSector {
 }
 
 impl SealedSector {
-    /// Opens a sealed sector's directory, reading which sector it holds from its record.
+    /// Opens a sealed sector's directory (which must exist), reading which sector it holds from its
+    /// record.
     pub fn open(root: &std::path::Path) -> SealResult<Self> {
-        let dir = SectorDir::create(root)?;
+        let dir = SectorDir::open(root)?;
+        if !dir.sector_meta().exists() {
+            return Err(SealError::NoSector {
+                path: root.to_path_buf(),
+            });
+        }
         let meta: crate::seal::SectorMeta = read_json(&dir.sector_meta(), "PoSt", "AddPiece")?;
-        let size = meta
-            .size
-            .parse()
-            .map_err(|_| SealError::Inconsistent("sector.json names an unknown sector size"))?;
-        Ok(SealedSector {
-            id: SectorId {
-                size,
-                miner_id: meta.miner_id,
-                sector_number: meta.sector_number,
-            },
-            dir,
-        })
+        Ok(SealedSector { id: meta.id(), dir })
     }
 
     /// The sector as the chain knows it (number and `comm_r`), from its PreCommit2 record.
@@ -136,4 +134,133 @@ pub fn prove_winning(
     let index = post::winning_sector_index(miner_id, randomness, sorted.len())
         .map_err(|_| SealError::Inconsistent("no sectors to prove"))?;
     prove_sector(sorted[index], randomness, WINNING_CHALLENGES)
+}
+
+/// Checks that `sectors` can form one PoSt: at least one, one size and one miner (`miner_id` when
+/// given), no sector number or directory twice. Returns them sorted by sector number.
+pub fn check_post_sectors(
+    sectors: &[SealedSector],
+    miner_id: Option<u64>,
+) -> SealResult<Vec<SealedSector>> {
+    let Some(first) = sectors.first() else {
+        return Err(SealError::Inconsistent("no sectors to prove"));
+    };
+    let (size, miner) = (first.id.size, miner_id.unwrap_or(first.id.miner_id));
+    for s in sectors {
+        if s.id.size != size || s.id.miner_id != miner {
+            return Err(SealError::MixedSectors {
+                path: s.dir.root().to_path_buf(),
+                expected: format!("{size} sectors of miner {miner}"),
+                found: s.id.to_string(),
+            });
+        }
+    }
+    let mut sorted = sectors.to_vec();
+    sorted.sort_by_key(|s| s.id.sector_number);
+    for pair in sorted.windows(2) {
+        if let [a, b] = pair
+            && a.id.sector_number == b.id.sector_number
+        {
+            return Err(SealError::DuplicateSector {
+                sector_number: a.id.sector_number,
+                first: a.dir.root().to_path_buf(),
+                second: b.dir.root().to_path_buf(),
+            });
+        }
+    }
+    Ok(sorted)
+}
+
+/// Proves a Winning or Window PoSt over sealed sectors and returns the proof file a verifier checks
+/// ([`PostFile`]). The sectors are checked with [`check_post_sectors`]; Window PoSt skips faulty
+/// sectors (listed in the file) and proves the rest partition by partition; Winning PoSt fails if the
+/// selected sector is faulty. Every proof is verified with the parameters' verifying key before the
+/// file is returned.
+pub fn prove_post(
+    kind: PostKind,
+    sectors: &[SealedSector],
+    miner_id: Option<u64>,
+    randomness: &Node,
+    params: &groth16::Parameters<bls12_381::Bls12>,
+    rng: &mut impl rand_core::CryptoRng,
+    progress: crate::seal::ProgressFn<'_>,
+) -> SealResult<PostFile> {
+    let sorted = check_post_sectors(sectors, miner_id)?;
+    let Some(first) = sorted.first() else {
+        return Err(SealError::Inconsistent("no sectors to prove"));
+    };
+    let (size, miner) = (first.id.size, first.id.miner_id);
+    let mut step = |done, total| {
+        if progress(Progress::Partition { done, total }).is_break() {
+            Err(SealError::Cancelled)
+        } else {
+            Ok(())
+        }
+    };
+    let (proven, faulty, proofs) = match kind {
+        PostKind::Winning => {
+            let vanilla = prove_winning(&sorted, miner, randomness)?;
+            let publics = sorted
+                .iter()
+                .map(SealedSector::public)
+                .collect::<SealResult<Vec<_>>>()?;
+            step(0, 1)?;
+            let proof = post_circuit::prove(params, kind, size, &[vanilla], rng)?;
+            step(1, 1)?;
+            (publics, Vec::new(), vec![proof])
+        }
+        PostKind::Window => {
+            let outcome = prove_window(&sorted, randomness);
+            let publics = sorted
+                .iter()
+                .filter(|s| {
+                    !outcome
+                        .faulty
+                        .iter()
+                        .any(|f| f.sector_number == s.id.sector_number)
+                })
+                .map(SealedSector::public)
+                .collect::<SealResult<Vec<_>>>()?;
+            let parts = window_partitions(size, &outcome.proofs);
+            let mut proofs = Vec::with_capacity(parts.len());
+            for (k, part) in parts.iter().enumerate() {
+                step(k, parts.len())?;
+                proofs.push(post_circuit::prove(params, kind, size, part, rng)?);
+            }
+            step(parts.len(), parts.len())?;
+            let faulty = outcome
+                .faulty
+                .iter()
+                .map(|f| (f.sector_number, f.error.to_string()))
+                .collect();
+            (publics, faulty, proofs)
+        }
+    };
+    let file = PostFile {
+        kind,
+        sector_size: size,
+        miner_id: miner,
+        randomness: *randomness,
+        sectors: proven
+            .iter()
+            .map(|s| PostFileSector(s.sector_number, s.comm_r))
+            .collect(),
+        faulty,
+        proofs: proofs.iter().map(hex::encode).collect(),
+    };
+    if file.sectors.is_empty() {
+        return Err(SealError::Inconsistent(
+            "every sector is faulty: there is nothing to prove",
+        ));
+    }
+    let verifier = lode_proofs::verifier::SnarkVerifier::new(lode_proofs::params::ParamStore::new(
+        std::path::PathBuf::new(),
+    ));
+    verifier.insert_key(&kind.params_id(size), &params.vk);
+    file.verify(&verifier).map_err(|_| {
+        SealError::Inconsistent(
+            "the new PoSt proof does not verify under its own parameters; check the parameter files with `lode params check`",
+        )
+    })?;
+    Ok(file)
 }

@@ -9,6 +9,8 @@ use std::ops::ControlFlow;
 use std::path::Path;
 use std::time::Instant;
 
+use lode_proofs::circuit::porep as porep_circuit;
+use lode_proofs::files::PorepPublicFile;
 use lode_proofs::fr32::{PADDED_BLOCK, PadWriter, RAW_BLOCK, UnpadWriter};
 use lode_proofs::graph::Graph;
 use lode_proofs::merkle::{Blake3TreeD, DiskTree, PoseidonTree, TreeConfig};
@@ -62,22 +64,106 @@ pub struct PieceRecord {
     /// Its padded size.
     pub padded_size: u64,
     /// Payload bytes it holds (the rest of its capacity is zero fill).
-    pub payload_len: u64,
+    #[serde(alias = "payload_len")]
+    pub payload_size: u64,
     /// Padded byte offset in the sector.
     pub offset: u64,
 }
 
-/// `sector.json`.
+/// `sector.json`: which sector the directory holds, and its pieces.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SectorMeta {
-    /// Sector size name.
-    pub size: String,
+    /// Sector size.
+    #[serde(alias = "size", with = "lode_proofs::files::sector_size_name")]
+    pub sector_size: SectorSize,
     /// Miner id.
     pub miner_id: u64,
     /// Sector number.
     pub sector_number: u64,
     /// Pieces in order.
     pub pieces: Vec<PieceRecord>,
+}
+
+impl SectorMeta {
+    /// The sector this record names.
+    pub fn id(&self) -> SectorId {
+        SectorId {
+            size: self.sector_size,
+            miner_id: self.miner_id,
+            sector_number: self.sector_number,
+        }
+    }
+}
+
+/// What a command says about the sector it works on; `None` means "whatever the directory records".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SectorSpec {
+    /// The sector size (needed to start a new sector).
+    pub size: Option<SectorSize>,
+    /// The miner (default for a new sector: [`SectorSpec::DEFAULT_MINER_ID`]).
+    pub miner_id: Option<u64>,
+    /// The sector number (default for a new sector: 0).
+    pub sector_number: Option<u64>,
+}
+
+impl SectorSpec {
+    /// The miner id of a new sector when none is given (a test miner).
+    pub const DEFAULT_MINER_ID: u64 = 1000;
+
+    fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(n) = self.sector_number {
+            parts.push(format!("sector {n}"));
+        }
+        if let Some(m) = self.miner_id {
+            parts.push(format!("miner {m}"));
+        }
+        if let Some(s) = self.size {
+            parts.push(s.name().to_string());
+        }
+        parts.join(", ")
+    }
+}
+
+/// The identity of the sector in `dir`: read from its `sector.json` and checked against everything
+/// `spec` names. Without a record, `create` starts a new sector (its size is then required) and
+/// records it at once; otherwise a missing record is an error. The caller holds the sector's lock.
+pub fn sector_identity(dir: &SectorDir, spec: &SectorSpec, create: bool) -> SealResult<SectorId> {
+    let path = dir.sector_meta();
+    if path.exists() {
+        let meta: SectorMeta = read_json(&path, "this command", "AddPiece")?;
+        let id = meta.id();
+        let differs = spec.size.is_some_and(|s| s != id.size)
+            || spec.miner_id.is_some_and(|m| m != id.miner_id)
+            || spec.sector_number.is_some_and(|n| n != id.sector_number);
+        if differs {
+            return Err(SealError::WrongSector {
+                expected: spec.describe(),
+                found: id.to_string(),
+            });
+        }
+        return Ok(id);
+    }
+    if !create {
+        return Err(SealError::NoSector {
+            path: dir.root().to_path_buf(),
+        });
+    }
+    let id = SectorId {
+        size: spec.size.ok_or(SealError::SizeNeeded)?,
+        miner_id: spec.miner_id.unwrap_or(SectorSpec::DEFAULT_MINER_ID),
+        sector_number: spec.sector_number.unwrap_or(0),
+    };
+    write_json(
+        &path,
+        &SectorMeta {
+            sector_size: id.size,
+            miner_id: id.miner_id,
+            sector_number: id.sector_number,
+            pieces: Vec::new(),
+        },
+    )?;
+    Ok(id)
 }
 
 /// `pc1.json`: what PreCommit1 produced.
@@ -91,11 +177,17 @@ pub struct PreCommit1Output {
     pub replica_id: HexNode,
     /// BLAKE3 of each layer file, layer 1 first.
     pub layer_checksums: Vec<HexNode>,
+    /// BLAKE3 of the unsealed file that was sealed (checked by PreCommit2 before it encodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsealed_checksum: Option<HexNode>,
 }
 
 /// `pc2.json`: what PreCommit2 produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PreCommit2Output {
+    /// The replica id of the PreCommit1 record it was built from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_id: Option<HexNode>,
     /// Root of tree C.
     pub comm_c: HexNode,
     /// Root of tree R.
@@ -125,6 +217,15 @@ pub enum Progress {
     },
     /// A named step started (`tree D`, `columns`, `tree C`, `encoding`, `tree R`, …).
     Step(&'static str),
+    /// A phase found complete on disk and not run again.
+    PhaseDone(&'static str),
+    /// Proving SNARK partitions: `done` of `total`.
+    Partition {
+        /// Partitions proven.
+        done: usize,
+        /// Partitions in all.
+        total: usize,
+    },
 }
 
 /// A progress callback: return `ControlFlow::Break(())` to cancel.
@@ -140,23 +241,17 @@ fn load_meta(dir: &SectorDir, id: &SectorId, phase: &'static str) -> SealResult<
         Ok(m) => m,
         // A sector without pieces is committed capacity: all zeros.
         Err(SealError::MissingPhase { .. }) => SectorMeta {
-            size: id.size.name().into(),
+            sector_size: id.size,
             miner_id: id.miner_id,
             sector_number: id.sector_number,
             pieces: Vec::new(),
         },
         Err(e) => return Err(e),
     };
-    if meta.size != id.size.name()
-        || meta.miner_id != id.miner_id
-        || meta.sector_number != id.sector_number
-    {
+    if meta.id() != *id {
         return Err(SealError::WrongSector {
             expected: id.to_string(),
-            found: format!(
-                "sector {} of miner {} ({})",
-                meta.sector_number, meta.miner_id, meta.size
-            ),
+            found: meta.id().to_string(),
         });
     }
     Ok(meta)
@@ -201,6 +296,12 @@ pub fn add_piece(
     payload_len: u64,
 ) -> SealResult<PieceRecord> {
     let mut meta = load_meta(dir, id, "AddPiece")?;
+    if dir.pc1().exists() || dir.pc1_progress().exists() {
+        return Err(SealError::TooLate {
+            phase: "AddPiece",
+            reason: "PreCommit1 has started on this sector, so its pieces are fixed; put the piece in a new sector",
+        });
+    }
     let size = PaddedPieceSize::for_payload(payload_len)?;
     let mut sizes = piece_infos(&meta)?
         .iter()
@@ -256,13 +357,113 @@ pub fn add_piece(
     let record = PieceRecord {
         comm_p: HexNode(c.comm_p),
         padded_size: size.bytes(),
-        payload_len,
+        payload_size: payload_len,
         offset,
     };
     meta.pieces.push(record.clone());
     write_json(&dir.sector_meta(), &meta)?;
     tracing::info!(%id, offset, padded = size.bytes(), comm_p = %c.comm_p, "piece added");
     Ok(record)
+}
+
+/// A piece file a command placed (or found already placed) in the sector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedPiece {
+    /// The file.
+    pub file: std::path::PathBuf,
+    /// Its record in the sector.
+    pub record: PieceRecord,
+    /// False when the sector already held it (a re-run): nothing was written.
+    pub added: bool,
+}
+
+/// How [`place_pieces`] matches the files it is given against the pieces the sector already holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// The files are the sector's whole piece list, in order (`lode seal run`): the first ones may
+    /// already be placed (by an earlier, interrupted run) and must then be the same pieces.
+    AllInOrder,
+    /// The files are appended (`lode seal add-piece`); a file the sector already holds is recognised by
+    /// its CommP and size and not added again.
+    Append,
+}
+
+/// The CommP and payload size of a file, streamed.
+fn commp_of_file(path: &Path) -> SealResult<(Node, u64)> {
+    let file = File::open(path).map_err(io_at(path))?;
+    let mut hasher = CommPHasher::new();
+    let len = io::copy(
+        &mut io::BufReader::with_capacity(1 << 20, file),
+        &mut hasher,
+    )
+    .map_err(io_at(path))?;
+    Ok((hasher.finish()?.comm_p, len))
+}
+
+/// AddPiece for piece files, safe to re-run: pieces the sector already holds (recognised by their
+/// CommP) are reported and skipped, so a command interrupted after some pieces were placed can be run
+/// again unchanged.
+pub fn place_pieces(
+    dir: &SectorDir,
+    id: &SectorId,
+    files: &[std::path::PathBuf],
+    placement: Placement,
+) -> SealResult<Vec<PlacedPiece>> {
+    let recorded = load_meta(dir, id, "AddPiece")?.pieces;
+    if placement == Placement::AllInOrder && recorded.len() > files.len() {
+        return Err(SealError::ExtraPieces {
+            recorded: recorded.len(),
+            given: files.len(),
+        });
+    }
+    let mut placed = Vec::with_capacity(files.len());
+    for (index, file) in files.iter().enumerate() {
+        let len = std::fs::metadata(file).map_err(io_at(file))?.len();
+        let known = match placement {
+            Placement::AllInOrder => recorded.get(index).cloned().map(|r| vec![r]),
+            Placement::Append => {
+                let same_size: Vec<PieceRecord> = recorded
+                    .iter()
+                    .filter(|r| r.payload_size == len)
+                    .cloned()
+                    .collect();
+                (!same_size.is_empty()).then_some(same_size)
+            }
+        };
+        if let Some(candidates) = known {
+            let (comm_p, size) = commp_of_file(file)?;
+            if let Some(r) = candidates
+                .iter()
+                .find(|r| r.comm_p.0 == comm_p && r.payload_size == size)
+            {
+                tracing::info!(%id, file = %file.display(), offset = r.offset, "piece already placed");
+                placed.push(PlacedPiece {
+                    file: file.clone(),
+                    record: r.clone(),
+                    added: false,
+                });
+                continue;
+            }
+            if placement == Placement::AllInOrder
+                && let Some(r) = candidates.first()
+            {
+                return Err(SealError::PieceMismatch {
+                    index,
+                    file: file.clone(),
+                    given: comm_p.to_hex(),
+                    recorded: r.comm_p.0.to_hex(),
+                });
+            }
+        }
+        let f = File::open(file).map_err(io_at(file))?;
+        let record = add_piece(dir, id, io::BufReader::with_capacity(1 << 20, f), len)?;
+        placed.push(PlacedPiece {
+            file: file.clone(),
+            record,
+            added: true,
+        });
+    }
+    Ok(placed)
 }
 
 /// Maps a file read-only, checking its length.
@@ -332,6 +533,39 @@ fn layer_checksum(nodes: &[Node]) -> Node {
     Node(*blake3::hash(nodes_as_bytes(nodes)).as_bytes())
 }
 
+/// BLAKE3 of a whole sector-sized file.
+fn file_checksum(path: &Path, len: u64) -> SealResult<Node> {
+    let map = map_file(path, len)?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&map);
+    Ok(Node(*hasher.finalize().as_bytes()))
+}
+
+/// The seed of the Commit1 output on disk, if Commit1 has run: what a re-run without `--seed` keeps.
+pub fn recorded_seed(dir: &SectorDir) -> SealResult<Option<Node>> {
+    if !dir.commit1_public().exists() {
+        return Ok(None);
+    }
+    let rec: PorepPublicFile = read_json(&dir.commit1_public(), "Commit1", "Commit1")?;
+    Ok(Some(rec.seed))
+}
+
+/// Whether Finalize has run: the sector is sealed but its layers and tree C are gone.
+pub fn finalized(dir: &SectorDir) -> bool {
+    dir.pc2().exists() && !dir.layer(1).exists() && !dir.tree_c().exists()
+}
+
+/// The ticket PreCommit1 ran (or started) with, if it has: what a re-run without `--ticket` resumes.
+pub fn recorded_ticket(dir: &SectorDir) -> SealResult<Option<Node>> {
+    for path in [dir.pc1(), dir.pc1_progress()] {
+        if path.exists() {
+            let rec: PreCommit1Output = read_json(&path, "PreCommit1", "PreCommit1")?;
+            return Ok(Some(rec.ticket.0));
+        }
+    }
+    Ok(None)
+}
+
 /// Reads a complete layer file back, checking it against its recorded checksum.
 fn read_layer(
     dir: &SectorDir,
@@ -383,16 +617,41 @@ pub fn pre_commit1(
         &id.size.porep_id(),
     );
 
+    // Done already: the same inputs are a no-op; another ticket would orphan every later phase.
+    if dir.pc1().exists() {
+        let recorded: PreCommit1Output = read_json(&dir.pc1(), "PreCommit1", "PreCommit1")?;
+        if recorded.replica_id.0 == replica_id {
+            if progress(Progress::PhaseDone("PreCommit1")).is_break() {
+                return Err(SealError::Cancelled);
+            }
+            return Ok(recorded);
+        }
+        if recorded.ticket.0 != ticket {
+            return Err(SealError::TicketMismatch {
+                recorded: recorded.ticket.0.to_hex(),
+            });
+        }
+        return Err(SealError::Changed {
+            path: dir.sector_meta(),
+            recorded_by: "PreCommit1",
+        });
+    }
     // Resume: the record of the layers done so far for this replica id.
-    let progress_path = dir.root().join("pc1-progress.json");
+    let progress_path = dir.pc1_progress();
     let mut done: PreCommit1Output =
         match read_json::<PreCommit1Output>(&progress_path, "PreCommit1", "PreCommit1") {
             Ok(p) if p.replica_id.0 == replica_id => p,
+            Ok(p) if p.ticket.0 != ticket => {
+                return Err(SealError::TicketMismatch {
+                    recorded: p.ticket.0.to_hex(),
+                });
+            }
             _ => PreCommit1Output {
                 ticket: HexNode(ticket),
                 comm_d: HexNode(comm_d),
                 replica_id: HexNode(replica_id),
                 layer_checksums: Vec::new(),
+                unsealed_checksum: None,
             },
         };
     complete_unsealed(dir, id, &meta)?;
@@ -407,15 +666,19 @@ pub fn pre_commit1(
     let n = id.size.nodes() as usize;
 
     std::thread::scope(|s| -> SealResult<()> {
-        // Tree D needs only the data: build it on the other core while the layers are labelled.
-        let tree_d = s.spawn(|| -> SealResult<Node> {
+        // Tree D and the unsealed file's checksum need only the data: computed on the other core
+        // while the layers are labelled.
+        let tree_d = s.spawn(|| -> SealResult<(Node, Node)> {
             let tree = DiskTree::<Blake3TreeD>::build_over_file(
                 &id.size.tree_d_shape(),
                 &dir.unsealed(),
                 &dir.tree_d(),
                 TreeConfig::default(),
             )?;
-            Ok(tree.root())
+            Ok((
+                tree.root(),
+                file_checksum(&dir.unsealed(), id.size.bytes())?,
+            ))
         });
 
         let mut prev = LayerBuf::new(n)?;
@@ -468,10 +731,11 @@ pub fn pre_commit1(
             );
             std::mem::swap(&mut prev, &mut cur);
         }
-        let root = match tree_d.join() {
+        let (root, unsealed_sum) = match tree_d.join() {
             Ok(r) => r?,
             Err(panic) => std::panic::resume_unwind(panic),
         };
+        done.unsealed_checksum = Some(HexNode(unsealed_sum));
         if root != comm_d {
             return Err(SealError::Inconsistent(
                 "tree D over the unsealed file differs from CommD of the pieces",
@@ -489,7 +753,21 @@ pub fn pre_commit2(
     id: &SectorId,
     progress: ProgressFn<'_>,
 ) -> SealResult<PreCommit2Output> {
+    load_meta(dir, id, "PreCommit2")?;
     let pc1: PreCommit1Output = read_json(&dir.pc1(), "PreCommit2", "PreCommit1")?;
+    if dir.pc2().exists() {
+        let done: PreCommit2Output = read_json(&dir.pc2(), "PreCommit2", "PreCommit2")?;
+        if done.replica_id.is_none_or(|r| r == pc1.replica_id) {
+            if progress(Progress::PhaseDone("PreCommit2")).is_break() {
+                return Err(SealError::Cancelled);
+            }
+            return Ok(done);
+        }
+        return Err(SealError::Changed {
+            path: dir.pc1(),
+            recorded_by: "PreCommit2",
+        });
+    }
     let layers = id.size.layers();
     if pc1.layer_checksums.len() != layers {
         return Err(SealError::Inconsistent(
@@ -497,6 +775,15 @@ pub fn pre_commit2(
         ));
     }
     let bytes = id.size.bytes();
+    // The data must be what PreCommit1 committed to, or the replica would contradict comm_d.
+    if let Some(sum) = &pc1.unsealed_checksum
+        && file_checksum(&dir.unsealed(), bytes)? != sum.0
+    {
+        return Err(SealError::Changed {
+            path: dir.unsealed(),
+            recorded_by: "PreCommit1",
+        });
+    }
     let maps = (1..=layers)
         .map(|l| map_file(&dir.layer(l), bytes))
         .collect::<SealResult<Vec<_>>>()?;
@@ -569,6 +856,7 @@ pub fn pre_commit2(
     )?;
     let comm_r = sdr::comm_r(&tree_c.root(), &tree_r.root())?;
     let out = PreCommit2Output {
+        replica_id: Some(pc1.replica_id),
         comm_c: HexNode(tree_c.root()),
         comm_r_last: HexNode(tree_r.root()),
         comm_r: HexNode(comm_r),
@@ -579,6 +867,7 @@ pub fn pre_commit2(
 
 /// The public inputs of this sector's PoRep for `seed`, from its records.
 pub fn porep_public(dir: &SectorDir, id: &SectorId, seed: Node) -> SealResult<PorepPublic> {
+    load_meta(dir, id, "Commit1")?;
     let pc1: PreCommit1Output = read_json(&dir.pc1(), "Commit1", "PreCommit1")?;
     let pc2: PreCommit2Output = read_json(&dir.pc2(), "Commit1", "PreCommit2")?;
     Ok(PorepPublic {
@@ -600,6 +889,15 @@ pub fn commit1(
     seed: Node,
 ) -> SealResult<(PorepPublic, PorepProof)> {
     let public = porep_public(dir, id, seed)?;
+    if let Some(proof) = commit1_done(dir, &public)? {
+        return Ok((public, proof));
+    }
+    if finalized(dir) {
+        return Err(SealError::TooLate {
+            phase: "Commit1",
+            reason: "the sector is finalized (its layers and trees C and D are deleted); Commit1 runs before Finalize",
+        });
+    }
     let pc2: PreCommit2Output = read_json(&dir.pc2(), "Commit1", "PreCommit2")?;
     let bytes = id.size.bytes();
     let layers = id.size.layers();
@@ -657,13 +955,122 @@ pub fn commit1(
     };
     porep::verify(&public, &proof)
         .map_err(|_| SealError::Inconsistent("the sector's own proof does not verify"))?;
+    // A Groth16 proof of an earlier seed no longer matches: gone before the new record appears.
+    remove_if_present(&dir.commit2())?;
     write_atomic(&dir.commit1(), &proof.to_bytes())?;
+    write_json(&dir.commit1_public(), &PorepPublicFile::from(&public))?;
     Ok((public, proof))
+}
+
+/// The Commit1 output on disk, if it is complete and for exactly `public`.
+fn commit1_done(dir: &SectorDir, public: &PorepPublic) -> SealResult<Option<PorepProof>> {
+    if !dir.commit1_public().exists() || !dir.commit1().exists() {
+        return Ok(None);
+    }
+    let recorded: PorepPublicFile = read_json(&dir.commit1_public(), "Commit1", "Commit1")?;
+    if PorepPublic::from(recorded) != *public {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(dir.commit1()).map_err(io_at(&dir.commit1()))?;
+    Ok(PorepProof::from_bytes(&bytes)
+        .ok()
+        .filter(|p| porep::verify(public, p).is_ok()))
+}
+
+fn remove_if_present(path: &Path) -> SealResult<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(SealError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// The public inputs and vanilla proof Commit1 recorded, checked before anything is built on them:
+/// `commit1.json` must agree with the sector's own records, and `commit1.bin` must prove it.
+pub fn commit1_output(dir: &SectorDir, id: &SectorId) -> SealResult<(PorepPublic, PorepProof)> {
+    let recorded: PorepPublicFile = read_json(&dir.commit1_public(), "Commit2", "Commit1")?;
+    let public = PorepPublic::from(recorded);
+    if porep_public(dir, id, public.seed)? != public {
+        return Err(SealError::Changed {
+            path: dir.commit1_public(),
+            recorded_by: "PreCommit1 and PreCommit2",
+        });
+    }
+    let path = dir.commit1();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(SealError::MissingPhase {
+                phase: "Commit2",
+                missing: "Commit1",
+                path,
+            });
+        }
+        Err(e) => return Err(SealError::Io { path, source: e }),
+    };
+    let proof = PorepProof::from_bytes(&bytes)
+        .and_then(|p| porep::verify(&public, &p).map(|()| p))
+        .map_err(|e| SealError::BadCommit1 {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok((public, proof))
+}
+
+/// Commit2: the Groth16 PoRep proof (192 bytes per partition) of the Commit1 output, written to
+/// `commit2.bin`. The inputs are checked first (see [`commit1_output`]) and the proof is verified
+/// with the parameters' own verifying key before it is written, so a damaged input or parameter file
+/// never yields a proof file. A `commit2.bin` that already proves the current Commit1 output is kept.
+pub fn commit2<R: rand_core::CryptoRng>(
+    dir: &SectorDir,
+    id: &SectorId,
+    params: &groth16::Parameters<bls12_381::Bls12>,
+    rng: &mut R,
+    progress: ProgressFn<'_>,
+) -> SealResult<(PorepPublic, Vec<Vec<u8>>)> {
+    let (public, vanilla) = commit1_output(dir, id)?;
+    let pvk = groth16::prepare_verifying_key(&params.vk);
+    if let Ok(bytes) = std::fs::read(dir.commit2()) {
+        let proofs: Vec<Vec<u8>> = bytes
+            .chunks(lode_proofs::snark::PROOF_LEN)
+            .map(<[u8]>::to_vec)
+            .collect();
+        if porep_circuit::verify(&pvk, &public, &proofs).is_ok() {
+            if progress(Progress::PhaseDone("Commit2")).is_break() {
+                return Err(SealError::Cancelled);
+            }
+            return Ok((public, proofs));
+        }
+    }
+    let total = vanilla.partitions.len();
+    let mut proofs = Vec::with_capacity(total);
+    for k in 0..total {
+        if progress(Progress::Partition { done: k, total }).is_break() {
+            return Err(SealError::Cancelled);
+        }
+        proofs.push(porep_circuit::prove_partition(
+            params, &public, &vanilla, k, rng,
+        )?);
+    }
+    if progress(Progress::Partition { done: total, total }).is_break() {
+        return Err(SealError::Cancelled);
+    }
+    porep_circuit::verify(&pvk, &public, &proofs).map_err(|_| {
+        SealError::Inconsistent(
+            "the new Groth16 proof does not verify under its own parameters; check the parameter files with `lode params check`",
+        )
+    })?;
+    write_atomic(&dir.commit2(), &proofs.concat())?;
+    Ok((public, proofs))
 }
 
 /// Finalize: deletes what Window PoSt and unsealing do not need — layers, columns, trees C and D, the
 /// Commit1 output, and the unsealed copy unless `keep_unsealed`. Returns the bytes freed.
 pub fn finalize(dir: &SectorDir, id: &SectorId, keep_unsealed: bool) -> SealResult<u64> {
+    load_meta(dir, id, "Finalize")?;
     let _: PreCommit2Output = read_json(&dir.pc2(), "Finalize", "PreCommit2")?;
     let mut paths: Vec<_> = (1..=id.size.layers()).map(|l| dir.layer(l)).collect();
     paths.extend([
@@ -671,7 +1078,7 @@ pub fn finalize(dir: &SectorDir, id: &SectorId, keep_unsealed: bool) -> SealResu
         dir.tree_c(),
         dir.tree_d(),
         dir.commit1(),
-        dir.root().join("pc1-progress.json"),
+        dir.pc1_progress(),
     ]);
     if !keep_unsealed {
         paths.push(dir.unsealed());
@@ -738,6 +1145,7 @@ pub fn unseal_range(
     out: &mut dyn Write,
     progress: ProgressFn<'_>,
 ) -> SealResult<()> {
+    load_meta(dir, id, "Unseal")?;
     let capacity = id.size.bytes() / PADDED_BLOCK as u64 * RAW_BLOCK as u64;
     if offset.checked_add(len).is_none_or(|end| end > capacity) {
         return Err(SealError::RangeOutOfSector {
@@ -802,7 +1210,7 @@ pub fn unseal_piece(
         id,
         cache_dir,
         offset,
-        piece.payload_len,
+        piece.payload_size,
         &mut tee,
         progress,
     )?;

@@ -4,20 +4,26 @@
 //!
 //! | file | written by | kept after Finalize | content |
 //! |---|---|---|---|
-//! | `sector.json` | AddPiece | yes | size, miner id, sector number, the pieces and their offsets |
+//! | `lock` | every command that writes | yes | empty; an exclusive `flock` while a process works on the sector |
+//! | `sector.json` | the first command | yes | sector size, miner id, sector number, the pieces and their offsets |
 //! | `unsealed` | AddPiece, PreCommit1 | with `keep_unsealed` | the fr32-padded data, zero-filled to the sector size |
 //! | `layer-1` … `layer-L` | PreCommit1 | no | the labels of each layer (32 bytes per node) |
 //! | `tree-d` | PreCommit1 | no | tree D over `unsealed` (leaves stay in `unsealed`) |
-//! | `pc1.json` | PreCommit1 | yes | ticket, `comm_d`, `replica_id`, a BLAKE3 checksum per layer |
+//! | `pc1-progress.json` | PreCommit1 | no | the layers done so far (for resuming after a crash) |
+//! | `pc1.json` | PreCommit1 | yes | ticket, `comm_d`, `replica_id`, a BLAKE3 checksum per layer and of `unsealed` |
 //! | `columns` | PreCommit2 | no | the column hash of every node (the leaves of tree C) |
 //! | `tree-c` | PreCommit2 | no | tree C over `columns` |
 //! | `sealed` | PreCommit2 | yes | the replica |
 //! | `tree-r` | PreCommit2 | yes | tree R over `sealed`, without the two rows above the leaves |
-//! | `pc2.json` | PreCommit2 | yes | `comm_c`, `comm_r_last`, `comm_r` |
+//! | `pc2.json` | PreCommit2 | yes | `replica_id`, `comm_c`, `comm_r_last`, `comm_r` |
 //! | `commit1.bin` | Commit1 | no | the vanilla PoRep proof for the seed |
+//! | `commit1.json` | Commit1 | yes | the PoRep's public inputs (what a verifier needs) |
+//! | `commit2.bin` | Commit2 | yes | the Groth16 PoRep proof, 192 bytes per partition |
 //!
 //! Every file is written under a temporary name, fsynced and renamed, so a file that exists under its
-//! real name is complete. The JSON files are the record of what has run.
+//! real name is complete. The JSON files are the record of what has run, and each phase checks what
+//! it consumes against the records of the phases before it. A process that writes holds the `lock`
+//! ([`SectorDir::lock`]) for as long as it works, so two processes never interleave on one sector.
 
 use std::path::{Path, PathBuf};
 
@@ -40,6 +46,50 @@ impl SectorDir {
         Ok(SectorDir {
             root: root.to_path_buf(),
         })
+    }
+
+    /// The existing sector directory at `root`; a missing one is an error, never created.
+    pub fn open(root: &Path) -> SealResult<Self> {
+        match std::fs::metadata(root) {
+            Ok(m) if m.is_dir() => Ok(SectorDir {
+                root: root.to_path_buf(),
+            }),
+            Ok(_) => Err(SealError::NotASectorDir {
+                path: root.to_path_buf(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SealError::NotASectorDir {
+                path: root.to_path_buf(),
+            }),
+            Err(e) => Err(SealError::Io {
+                path: root.to_path_buf(),
+                source: e,
+            }),
+        }
+    }
+
+    /// Takes the sector's exclusive lock (an `flock` on `lock`), held until the guard is dropped. A
+    /// sector another process is working on is refused at once rather than waited for.
+    pub fn lock(&self) -> SealResult<SectorLock> {
+        let path = self.lock_file();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(SectorLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(SealError::Locked {
+                path: self.root.clone(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(SealError::Io { path, source: e }),
+        }
+    }
+
+    /// `lock`.
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
     }
 
     /// The directory itself.
@@ -91,6 +141,24 @@ impl SectorDir {
     pub fn commit1(&self) -> PathBuf {
         self.root.join("commit1.bin")
     }
+    /// `pc1-progress.json`.
+    pub fn pc1_progress(&self) -> PathBuf {
+        self.root.join("pc1-progress.json")
+    }
+    /// `commit1.json`.
+    pub fn commit1_public(&self) -> PathBuf {
+        self.root.join("commit1.json")
+    }
+    /// `commit2.bin`.
+    pub fn commit2(&self) -> PathBuf {
+        self.root.join("commit2.bin")
+    }
+}
+
+/// The exclusive lock of a sector directory; released when dropped (or when the process dies).
+#[derive(Debug)]
+pub struct SectorLock {
+    _file: std::fs::File,
 }
 
 /// A node as lower-case hex in JSON.

@@ -17,6 +17,9 @@ pub(crate) enum Network {
 pub(crate) enum ChainCommand {
     /// Print every constant of a network's chain rules (epochs, deadlines, deposits, fees, DataCap,
     /// gas). Durations are in epochs; amounts in atto (10^-18 LODE).
+    #[command(after_help = "Examples:
+  lode chain policy
+  lode chain policy --network devnet --json")]
     Policy(PolicyArgs),
 }
 

@@ -6,6 +6,8 @@ mod progress;
 mod seal;
 mod snark;
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 /// lode — a decentralized storage provider with proof-of-spacetime.
@@ -42,26 +44,56 @@ enum Command {
     #[command(subcommand)]
     Params(snark::ParamsCommand),
     /// Constraints and public inputs of every circuit, per sector size.
+    #[command(after_help = "Examples:
+  lode circuit-info
+  lode circuit-info --sector-size 32GiB --json")]
     CircuitInfo(snark::CircuitInfoArgs),
     /// The chain: the rules a network runs on.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
 }
 
-/// Runs the parsed command.
-pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command; the exit code says how it ended (see [`exit_code`] for errors).
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Piece(cmd) => piece::run(cmd),
+        Command::Piece(cmd) => piece::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Seal(cmd) => seal::run(cmd),
         Command::Post(cmd) => snark::post(cmd),
         Command::Verify(cmd) => snark::verify(cmd),
         Command::Params(cmd) => snark::params(cmd),
         Command::CircuitInfo(a) => snark::circuit_info_cmd(a),
-        Command::Chain(cmd) => chain::run(cmd),
+        Command::Chain(cmd) => chain::run(cmd).map(|()| ExitCode::SUCCESS),
     }
 }
 
-/// Logs go to stderr so that stdout stays clean for results and `--json`.
+/// A verifier could not check at all (a missing verifying key, an unreadable input): exit status 2,
+/// distinct from 1, "checked and invalid".
+#[derive(Debug)]
+pub(crate) struct CannotCheck(anyhow::Error);
+
+impl std::fmt::Display for CannotCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for CannotCheck {}
+
+/// Marks an error as "could not check" (exit status 2).
+pub(crate) fn cannot_check(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(CannotCheck(e))
+}
+
+/// The exit status of a failed command: 2 when a verifier could not check, 1 otherwise.
+pub(crate) fn exit_code(e: &anyhow::Error) -> ExitCode {
+    if e.chain().any(|c| c.is::<CannotCheck>()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Logs go to stderr so that stdout stays clean for results and `--json`; colour only on a terminal.
 pub(crate) fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -72,6 +104,7 @@ pub(crate) fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -22,17 +22,24 @@ pub(crate) enum PieceCommand {
     /// at least 128 padded bytes) that holds it, fr32-padded, and the root of its data tree is CommP. The
     /// file is streamed, so its size is not limited by memory. Use `-` to read standard input.
     ///
-    /// Example: lode piece commp movie.mp4 --json
+    #[command(after_help = "Examples:
+  lode piece commp movie.mp4 --json
+  tar c photos/ | lode piece commp -")]
     Commp(CommpArgs),
     /// Write the fr32 padding of a file (127 raw bytes → 128 padded bytes).
     ///
     /// The output is what a sector holds for this data. The input is zero-extended to a whole 127-byte
     /// block; with --piece it is zero-filled to the full piece size, exactly the bytes CommP is taken over.
+    #[command(after_help = "Examples:
+  lode piece pad movie.mp4 movie.padded
+  lode piece pad movie.mp4 movie.piece --piece --json")]
     Pad(PadArgs),
     /// Recover raw bytes from an fr32-padded file (128 padded bytes → 127 raw bytes).
     ///
     /// Fails on data that was never padded (a node with its two top bits set). Give --payload-len to
     /// drop the zero fill and get back exactly the original bytes.
+    #[command(after_help = "Example:
+  lode piece unpad movie.piece movie.mp4 --payload-len 7340032")]
     Unpad(UnpadArgs),
 }
 

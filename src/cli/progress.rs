@@ -52,3 +52,100 @@ impl<R: Read> Read for ProgressReader<R> {
         Ok(n)
     }
 }
+
+/// Progress of the sealing engine's phases on stderr: one bar per layer (nodes/s and ETA), one for
+/// SNARK partitions, a line per step. Hidden when stderr is not a terminal.
+pub(crate) struct Bars {
+    multi: indicatif::MultiProgress,
+    bar: Option<ProgressBar>,
+    layer: usize,
+    skipped: bool,
+}
+
+impl Bars {
+    pub(crate) fn new() -> Self {
+        let multi = indicatif::MultiProgress::new();
+        if !std::io::stderr().is_terminal() {
+            multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        Bars {
+            multi,
+            bar: None,
+            layer: 0,
+            skipped: false,
+        }
+    }
+
+    /// Whether the engine reported the phase as done earlier (and so skipped it).
+    pub(crate) fn skipped(&self) -> bool {
+        self.skipped
+    }
+
+    fn bar(&mut self, len: u64, template: &str) -> &ProgressBar {
+        if let Some(b) = self.bar.take() {
+            b.finish();
+        }
+        let bar = self.multi.add(ProgressBar::new(len)).with_style(
+            ProgressStyle::with_template(template)
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        self.bar.insert(bar)
+    }
+
+    /// The callback the sealing engine calls.
+    pub(crate) fn update(&mut self, p: lode_sealing::seal::Progress) -> std::ops::ControlFlow<()> {
+        use lode_sealing::seal::Progress;
+        match p {
+            Progress::Layer {
+                layer,
+                layers,
+                done,
+                nodes,
+            } => {
+                if self.layer != layer {
+                    self.layer = layer;
+                    let bar = self.bar(
+                        nodes,
+                        "layer {msg} [{bar:40}] {pos}/{len} nodes ({per_sec}, {eta} left)",
+                    );
+                    bar.set_message(format!("{layer} of {layers}"));
+                }
+                if let Some(b) = &self.bar {
+                    b.set_position(done);
+                }
+            }
+            Progress::LayerResumed { layer } => {
+                let _ = self
+                    .multi
+                    .println(format!("layer {layer} complete on disk: resumed"));
+            }
+            Progress::Step(step) => {
+                if let Some(b) = self.bar.take() {
+                    b.finish();
+                }
+                let _ = self.multi.println(format!("{step}…"));
+            }
+            Progress::PhaseDone(phase) => {
+                self.skipped = true;
+                let _ = self.multi.println(format!("{phase} done earlier: skipped"));
+            }
+            Progress::Partition { done, total } => {
+                if done == 0 || self.bar.is_none() {
+                    self.bar(
+                        total as u64,
+                        "proving [{bar:40}] partition {pos}/{len} ({elapsed} elapsed, {eta} left)",
+                    );
+                }
+                if let Some(b) = &self.bar {
+                    b.set_position(done as u64);
+                    if done == total {
+                        b.finish();
+                    }
+                }
+            }
+        }
+        std::ops::ControlFlow::Continue(())
+    }
+}

@@ -1,60 +1,97 @@
 //! `lode seal`: a storage miner's sealing pipeline, phase by phase or all at once.
+//!
+//! Every command on a sector directory takes the sector's lock, reads which sector it holds from its
+//! `sector.json`, and lets the sealing engine skip what is already done, so any command can be run
+//! again after an interruption.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use lode_proofs::files::PorepPublicFile;
 use lode_proofs::node::Node;
 use lode_proofs::porep::{self, PorepProof, PorepPublic};
 use lode_proofs::sector::SectorSize;
-use lode_sealing::seal::{self, Progress, SectorId};
-use lode_sealing::sector_dir::{HexNode, SectorDir};
-use serde::{Deserialize, Serialize};
+use lode_sealing::seal::{self, Placement, SectorId, SectorSpec};
+use lode_sealing::sector_dir::{SectorDir, SectorLock};
+use serde::Serialize;
+
+use super::progress::Bars;
+use super::snark::{CircuitArg, ParamsDir, fresh_rng, params_for};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SealCommand {
     /// Seal one sector end to end: AddPiece, PreCommit1, PreCommit2, Commit1 (and Finalize with --finalize).
     ///
-    /// Example: lode seal run --sector-size 8MiB --sector-dir /data/s-7 --sector-number 7 movie.mp4
+    /// Safe to run again with the same arguments after an interruption: pieces already placed are
+    /// recognised by their CommP and phases already done are skipped.
+    #[command(after_help = "Examples:
+  lode seal run --sector-size 8MiB --sector-dir /data/s-7 --sector-number 7 movie.mp4
+  lode seal run --sector-size 2KiB --sector-dir /tmp/cc --ticket <64 hex> --seed <64 hex> --json")]
     Run(RunArgs),
     /// AddPiece: place piece files into the sector's unsealed data (aligned, fr32-padded).
+    ///
+    /// A piece the sector already holds (same CommP and size) is not added again.
+    #[command(after_help = "Example:
+  lode seal add-piece --sector-size 8MiB --sector-dir /data/s-7 --sector-number 7 a.car b.car")]
     AddPiece(AddPieceArgs),
     /// PreCommit1: CommD, tree D and the SDR layers for a ticket. Resumes from the last complete layer.
+    #[command(after_help = "Example:
+  lode seal pc1 --sector-dir /data/s-7 --ticket 0102…1f20")]
     Pc1(Pc1Args),
     /// PreCommit2: columns, tree C, the replica, tree R and comm_r.
+    #[command(after_help = "Example:
+  lode seal pc2 --sector-dir /data/s-7")]
     Pc2(SectorArgs),
-    /// Commit1: the vanilla PoRep proof for a seed (written to commit1.bin, public inputs to commit1.json).
+    /// Commit1: the vanilla PoRep proof for a seed (commit1.bin, public inputs in commit1.json).
+    #[command(after_help = "Example:
+  lode seal commit1 --sector-dir /data/s-7 --seed 2122…3f00")]
     Commit1(Commit1Args),
     /// Commit2: the Groth16 PoRep proof (192 bytes per partition) from the Commit1 output (commit2.bin).
+    ///
+    /// The Commit1 output is checked first and the new proof is verified before it is written.
+    #[command(after_help = "Example:
+  lode seal commit2 --sector-dir /data/s-7 --params-dir ~/.cache/lode/params")]
     Commit2(Commit2Args),
     /// Finalize: delete what Window PoSt and unsealing do not need.
+    #[command(after_help = "Example:
+  lode seal finalize --sector-dir /data/s-7 --keep-unsealed")]
     Finalize(FinalizeArgs),
-    /// Check a vanilla PoRep proof from its public inputs only. Exit 0 and "valid", or exit 1 and the reason.
+    /// Check a vanilla PoRep proof from its public inputs only.
+    ///
+    /// Exit status: 0 and "valid"; 1 and "invalid: <which public input or check failed>"; 2 when the
+    /// files cannot be read.
+    #[command(after_help = "Example:
+  lode seal verify-commit1 --public /data/s-7/commit1.json --proof /data/s-7/commit1.bin")]
     VerifyCommit1(VerifyArgs),
     /// Recover a piece (or a byte range) of the original data from the sealed replica.
+    ///
+    /// The output is written under a temporary name and renamed only when complete and checked.
+    #[command(after_help = "Examples:
+  lode seal unseal --sector-dir /data/s-7 --piece 0 -o movie.mp4
+  lode seal unseal --sector-dir /data/s-7 --offset 0 --len 1024 -o head.bin")]
     Unseal(UnsealArgs),
 }
 
 /// Which sector, and where its files live.
 #[derive(Debug, Args, Clone)]
 pub(crate) struct SectorArgs {
-    /// Sector size: 2KiB, 8MiB, 512MiB, 32GiB or 64GiB.
-    #[arg(long, value_parser = parse_size)]
-    sector_size: SectorSize,
-    /// The sector's directory (created if missing).
+    /// The sector's directory.
     #[arg(long)]
     sector_dir: PathBuf,
-    /// The miner that seals the sector.
-    #[arg(long, default_value_t = 1000)]
-    miner_id: u64,
-    /// The sector's number.
-    #[arg(long, default_value_t = 0)]
-    sector_number: u64,
+    /// Sector size: 2KiB, 8MiB, 512MiB, 32GiB or 64GiB. Needed to start a sector; afterwards read from
+    /// the directory's sector.json (and checked when given).
+    #[arg(long, value_parser = parse_size)]
+    sector_size: Option<SectorSize>,
+    /// The miner that seals the sector (a new sector: 1000; afterwards read from sector.json).
+    #[arg(long)]
+    miner_id: Option<u64>,
+    /// The sector's number (a new sector: 0; afterwards read from sector.json).
+    #[arg(long)]
+    sector_number: Option<u64>,
     /// Where the parent cache lives (built once per sector size).
     #[arg(long, env = "LODE_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -67,10 +104,12 @@ pub(crate) struct SectorArgs {
 pub(crate) struct RunArgs {
     #[command(flatten)]
     sector: SectorArgs,
-    /// The ticket: 32 bytes of chain randomness as 64 hex digits (default: zero, for tests).
+    /// The ticket: 32 bytes of chain randomness as 64 hex digits (default: the one PreCommit1 already
+    /// used, else zero, for tests).
     #[arg(long, value_parser = parse_node)]
     ticket: Option<Node>,
-    /// The seed: 32 bytes of chain randomness as 64 hex digits (default: zero, for tests).
+    /// The seed: 32 bytes of chain randomness as 64 hex digits (default: the one Commit1 already used,
+    /// else zero, for tests).
     #[arg(long, value_parser = parse_node)]
     seed: Option<Node>,
     /// Delete layers and trees once proven (keeps the unsealed copy unless --drop-unsealed).
@@ -96,7 +135,7 @@ pub(crate) struct AddPieceArgs {
 pub(crate) struct Pc1Args {
     #[command(flatten)]
     sector: SectorArgs,
-    /// The ticket: 64 hex digits (default: zero, for tests).
+    /// The ticket: 64 hex digits (default: the one PreCommit1 already used, else zero, for tests).
     #[arg(long, value_parser = parse_node)]
     ticket: Option<Node>,
 }
@@ -105,7 +144,7 @@ pub(crate) struct Pc1Args {
 pub(crate) struct Commit1Args {
     #[command(flatten)]
     sector: SectorArgs,
-    /// The seed: 64 hex digits (default: zero, for tests).
+    /// The seed: 64 hex digits (default: the one Commit1 already used, else zero, for tests).
     #[arg(long, value_parser = parse_node)]
     seed: Option<Node>,
 }
@@ -116,7 +155,7 @@ pub(crate) struct Commit2Args {
     #[arg(long)]
     sector_dir: PathBuf,
     #[command(flatten)]
-    params: super::snark::ParamsDir,
+    params: ParamsDir,
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
@@ -174,27 +213,51 @@ pub(crate) fn parse_node(s: &str) -> Result<Node, String> {
         .ok_or_else(|| "expected 64 hex digits".to_string())
 }
 
+/// A sector directory opened by a command: locked for as long as the command runs.
+struct OpenSector {
+    dir: SectorDir,
+    id: SectorId,
+    _lock: SectorLock,
+}
+
 impl SectorArgs {
-    fn id(&self) -> SectorId {
-        SectorId {
+    fn spec(&self) -> SectorSpec {
+        SectorSpec {
             size: self.sector_size,
             miner_id: self.miner_id,
             sector_number: self.sector_number,
         }
     }
 
-    fn dir(&self) -> anyhow::Result<SectorDir> {
-        SectorDir::create(&self.sector_dir).with_context(|| {
-            format!(
-                "cannot use {} as the sector directory",
-                self.sector_dir.display()
-            )
-        })
+    /// Opens (with `create`, starts) the sector: lock first, then its identity.
+    fn open(&self, create: bool) -> anyhow::Result<OpenSector> {
+        open_sector(&self.sector_dir, &self.spec(), create)
     }
 
     fn cache_dir(&self) -> PathBuf {
         self.cache_dir.clone().unwrap_or_else(default_cache_dir)
     }
+}
+
+fn open_sector(
+    root: &std::path::Path,
+    spec: &SectorSpec,
+    create: bool,
+) -> anyhow::Result<OpenSector> {
+    let context = || format!("cannot use {} as a sector directory", root.display());
+    let dir = if create {
+        SectorDir::create(root)
+    } else {
+        SectorDir::open(root)
+    }
+    .with_context(context)?;
+    let lock = dir.lock()?;
+    let id = seal::sector_identity(&dir, spec, create)?;
+    Ok(OpenSector {
+        dir,
+        id,
+        _lock: lock,
+    })
 }
 
 /// `$XDG_CACHE_HOME/lode`, `$HOME/.cache/lode`, or `.lode-cache` in the working directory.
@@ -206,69 +269,6 @@ pub(crate) fn default_cache_dir() -> PathBuf {
         return PathBuf::from(h).join(".cache").join("lode");
     }
     PathBuf::from(".lode-cache")
-}
-
-/// Progress bars for the phases: one per layer, with nodes/s and ETA; a spinner line per step.
-struct Bars {
-    multi: MultiProgress,
-    bar: Option<ProgressBar>,
-    layer: usize,
-}
-
-impl Bars {
-    fn new() -> Self {
-        let multi = MultiProgress::new();
-        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-            multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
-        }
-        Bars {
-            multi,
-            bar: None,
-            layer: 0,
-        }
-    }
-
-    fn update(&mut self, p: Progress) -> ControlFlow<()> {
-        match p {
-            Progress::Layer {
-                layer,
-                layers,
-                done,
-                nodes,
-            } => {
-                if self.layer != layer {
-                    if let Some(b) = self.bar.take() {
-                        b.finish();
-                    }
-                    let bar = self.multi.add(ProgressBar::new(nodes)).with_style(
-                        ProgressStyle::with_template(
-                            "layer {msg} [{bar:40}] {pos}/{len} nodes ({per_sec}, {eta} left)",
-                        )
-                        .unwrap_or_else(|_| ProgressStyle::default_bar())
-                        .progress_chars("=> "),
-                    );
-                    bar.set_message(format!("{layer} of {layers}"));
-                    self.bar = Some(bar);
-                    self.layer = layer;
-                }
-                if let Some(b) = &self.bar {
-                    b.set_position(done);
-                }
-            }
-            Progress::LayerResumed { layer } => {
-                let _ = self
-                    .multi
-                    .println(format!("layer {layer} complete on disk: resumed"));
-            }
-            Progress::Step(step) => {
-                if let Some(b) = self.bar.take() {
-                    b.finish();
-                }
-                let _ = self.multi.println(format!("{step}…"));
-            }
-        }
-        ControlFlow::Continue(())
-    }
 }
 
 /// The JSON report of a sealing run.
@@ -293,8 +293,11 @@ struct SealReport {
     commit1_proof_bytes: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     finalize_freed_bytes: Option<u64>,
-    /// Seconds per phase, in order.
+    /// Seconds per phase run now, in order.
     timings: Vec<(String, f64)>,
+    /// Phases found done on disk and skipped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -304,6 +307,8 @@ struct PieceReport {
     padded_size: u64,
     payload_size: u64,
     offset: u64,
+    /// False when the sector already held the piece (a re-run).
+    added: bool,
 }
 
 impl SealReport {
@@ -316,12 +321,12 @@ impl SealReport {
         }
     }
 
-    fn print(&self, json: bool) -> anyhow::Result<()> {
+    fn print(&self, json: bool) -> anyhow::Result<ExitCode> {
         let mut out = io::stdout().lock();
         if json {
             serde_json::to_writer_pretty(&mut out, self)?;
             writeln!(out)?;
-            return Ok(());
+            return Ok(ExitCode::SUCCESS);
         }
         writeln!(
             out,
@@ -329,9 +334,10 @@ impl SealReport {
             self.sector_number, self.miner_id, self.sector_size
         )?;
         for p in &self.pieces {
+            let how = if p.added { "" } else { ", placed earlier" };
             writeln!(
                 out,
-                "piece         {} at {} ({} bytes, CommP {})",
+                "piece         {} at {} ({} bytes, CommP {}{how})",
                 p.file, p.offset, p.payload_size, p.comm_p
             )?;
         }
@@ -353,66 +359,80 @@ impl SealReport {
         if let Some(b) = self.finalize_freed_bytes {
             writeln!(out, "finalize      freed {b} bytes")?;
         }
+        for phase in &self.skipped {
+            writeln!(out, "skipped       {phase} (done earlier)")?;
+        }
         for (phase, secs) in &self.timings {
             writeln!(out, "time          {phase:<11} {secs:.3} s")?;
         }
-        Ok(())
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// Runs one phase: timed when it runs, listed as skipped when the engine found it done.
+    fn phase<T>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut Bars) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let mut bars = Bars::new();
+        let start = Instant::now();
+        let out = f(&mut bars)?;
+        if bars.skipped() {
+            self.skipped.push(name.to_string());
+        } else {
+            self.timings
+                .push((name.to_string(), start.elapsed().as_secs_f64()));
+        }
+        Ok(out)
     }
 }
 
-fn timed<T>(
-    report: &mut SealReport,
-    phase: &str,
-    f: impl FnOnce() -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let start = Instant::now();
-    let out = f()?;
-    report
-        .timings
-        .push((phase.to_string(), start.elapsed().as_secs_f64()));
-    Ok(out)
-}
-
 fn add_pieces(
-    sector: &SectorArgs,
-    dir: &SectorDir,
+    s: &OpenSector,
     pieces: &[PathBuf],
+    placement: Placement,
     report: &mut SealReport,
 ) -> anyhow::Result<()> {
-    let id = sector.id();
-    for path in pieces {
-        let file =
-            File::open(path).with_context(|| format!("cannot open piece {}", path.display()))?;
-        let len = file
-            .metadata()
-            .with_context(|| format!("cannot read {}", path.display()))?
-            .len();
-        let rec = seal::add_piece(dir, &id, io::BufReader::with_capacity(1 << 20, file), len)
-            .with_context(|| format!("cannot add {} to {id}", path.display()))?;
+    let start = Instant::now();
+    let placed = seal::place_pieces(&s.dir, &s.id, pieces, placement)
+        .with_context(|| format!("cannot add pieces to {}", s.id))?;
+    let added = placed.iter().any(|p| p.added);
+    for p in placed {
         report.pieces.push(PieceReport {
-            file: path.display().to_string(),
-            comm_p: rec.comm_p.0.to_hex(),
-            padded_size: rec.padded_size,
-            payload_size: rec.payload_len,
-            offset: rec.offset,
+            file: p.file.display().to_string(),
+            comm_p: p.record.comm_p.0.to_hex(),
+            padded_size: p.record.padded_size,
+            payload_size: p.record.payload_size,
+            offset: p.record.offset,
+            added: p.added,
         });
+    }
+    if added || pieces.is_empty() {
+        report
+            .timings
+            .push(("addpiece".into(), start.elapsed().as_secs_f64()));
+    } else {
+        report.skipped.push("addpiece".into());
     }
     Ok(())
 }
 
 fn run_pc1(
-    sector: &SectorArgs,
-    dir: &SectorDir,
-    ticket: Node,
+    s: &OpenSector,
+    ticket: Option<Node>,
+    cache_dir: &std::path::Path,
     report: &mut SealReport,
 ) -> anyhow::Result<()> {
-    let mut bars = Bars::new();
-    let out = timed(report, "precommit1", || {
+    let ticket = match ticket {
+        Some(t) => t,
+        None => seal::recorded_ticket(&s.dir)?.unwrap_or(Node::ZERO),
+    };
+    let out = report.phase("precommit1", |bars| {
         Ok(seal::pre_commit1(
-            dir,
-            &sector.id(),
+            &s.dir,
+            &s.id,
             ticket,
-            &sector.cache_dir(),
+            cache_dir,
             None,
             &mut |p| bars.update(p),
         )?)
@@ -422,12 +442,9 @@ fn run_pc1(
     Ok(())
 }
 
-fn run_pc2(sector: &SectorArgs, dir: &SectorDir, report: &mut SealReport) -> anyhow::Result<()> {
-    let mut bars = Bars::new();
-    let out = timed(report, "precommit2", || {
-        Ok(seal::pre_commit2(dir, &sector.id(), &mut |p| {
-            bars.update(p)
-        })?)
+fn run_pc2(s: &OpenSector, report: &mut SealReport) -> anyhow::Result<()> {
+    let out = report.phase("precommit2", |bars| {
+        Ok(seal::pre_commit2(&s.dir, &s.id, &mut |p| bars.update(p))?)
     })?;
     report.comm_c = Some(out.comm_c.0.to_hex());
     report.comm_r_last = Some(out.comm_r_last.0.to_hex());
@@ -435,136 +452,78 @@ fn run_pc2(sector: &SectorArgs, dir: &SectorDir, report: &mut SealReport) -> any
     Ok(())
 }
 
-/// The public inputs of a PoRep as JSON (commit1.json).
-#[derive(Serialize, Deserialize)]
-pub(crate) struct PublicJson {
-    sector_size: String,
-    miner_id: u64,
-    sector_number: u64,
-    ticket: HexNode,
-    seed: HexNode,
-    comm_d: HexNode,
-    comm_r: HexNode,
-}
-
-impl PublicJson {
-    fn from_public(p: &PorepPublic) -> Self {
-        PublicJson {
-            sector_size: p.size.name().into(),
-            miner_id: p.miner_id,
-            sector_number: p.sector_number,
-            ticket: HexNode(p.ticket),
-            seed: HexNode(p.seed),
-            comm_d: HexNode(p.comm_d),
-            comm_r: HexNode(p.comm_r),
-        }
+fn run_commit1(s: &OpenSector, seed: Option<Node>, report: &mut SealReport) -> anyhow::Result<()> {
+    let seed = match seed {
+        Some(seed) => seed,
+        None => seal::recorded_seed(&s.dir)?.unwrap_or(Node::ZERO),
+    };
+    let start = Instant::now();
+    let recorded = seal::recorded_seed(&s.dir)?;
+    if seal::finalized(&s.dir) && recorded == Some(lode_proofs::node::trunc254(seed.0)) {
+        // Finalize deleted the vanilla proof after Commit1 ran with this seed: nothing to redo.
+        report.skipped.push("commit1".into());
+        return Ok(());
     }
-
-    pub(crate) fn to_public(&self) -> anyhow::Result<PorepPublic> {
-        Ok(PorepPublic {
-            size: parse_size(&self.sector_size).map_err(anyhow::Error::msg)?,
-            miner_id: self.miner_id,
-            sector_number: self.sector_number,
-            ticket: self.ticket.0,
-            seed: self.seed.0,
-            comm_d: self.comm_d.0,
-            comm_r: self.comm_r.0,
-        })
+    let already = recorded == Some(lode_proofs::node::trunc254(seed.0)) && s.dir.commit1().exists();
+    let (_, proof) = seal::commit1(&s.dir, &s.id, seed)?;
+    if already {
+        report.skipped.push("commit1".into());
+    } else {
+        report
+            .timings
+            .push(("commit1".into(), start.elapsed().as_secs_f64()));
     }
-}
-
-fn run_commit1(
-    sector: &SectorArgs,
-    dir: &SectorDir,
-    seed: Node,
-    report: &mut SealReport,
-) -> anyhow::Result<()> {
-    let (public, proof) = timed(report, "commit1", || {
-        Ok(seal::commit1(dir, &sector.id(), seed)?)
-    })?;
-    let json = serde_json::to_vec_pretty(&PublicJson::from_public(&public))?;
-    let path = dir.root().join("commit1.json");
-    std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))?;
     report.commit1_proof_bytes = Some(proof.to_bytes().len());
     Ok(())
 }
 
-pub(crate) fn run(cmd: SealCommand) -> anyhow::Result<()> {
+pub(crate) fn run(cmd: SealCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SealCommand::Run(a) => {
-            let dir = a.sector.dir()?;
-            let mut report = SealReport::new(&a.sector.id());
-            let mut added = SealReport::new(&a.sector.id());
-            timed(&mut report, "addpiece", || {
-                add_pieces(&a.sector, &dir, &a.pieces, &mut added)
-            })?;
-            // Report every piece from the sector's own record (pieces added earlier included).
-            let meta: seal::SectorMeta = match std::fs::read(dir.sector_meta()) {
-                Ok(b) => serde_json::from_slice(&b)?,
-                Err(_) => seal::SectorMeta {
-                    size: String::new(),
-                    miner_id: 0,
-                    sector_number: 0,
-                    pieces: vec![],
-                },
-            };
-            for (i, p) in meta.pieces.iter().enumerate() {
-                report.pieces.push(PieceReport {
-                    file: a
-                        .pieces
-                        .get(i)
-                        .map_or_else(|| format!("piece {i}"), |f| f.display().to_string()),
-                    comm_p: p.comm_p.0.to_hex(),
-                    padded_size: p.padded_size,
-                    payload_size: p.payload_len,
-                    offset: p.offset,
-                });
-            }
-            run_pc1(&a.sector, &dir, a.ticket.unwrap_or(Node::ZERO), &mut report)?;
-            run_pc2(&a.sector, &dir, &mut report)?;
-            run_commit1(&a.sector, &dir, a.seed.unwrap_or(Node::ZERO), &mut report)?;
+            let s = a.sector.open(true)?;
+            let mut report = SealReport::new(&s.id);
+            add_pieces(&s, &a.pieces, Placement::AllInOrder, &mut report)?;
+            run_pc1(&s, a.ticket, &a.sector.cache_dir(), &mut report)?;
+            run_pc2(&s, &mut report)?;
+            run_commit1(&s, a.seed, &mut report)?;
             if a.finalize {
-                let freed = timed(&mut report, "finalize", || {
-                    Ok(seal::finalize(&dir, &a.sector.id(), !a.drop_unsealed)?)
+                let freed = report.phase("finalize", |_| {
+                    Ok(seal::finalize(&s.dir, &s.id, !a.drop_unsealed)?)
                 })?;
                 report.finalize_freed_bytes = Some(freed);
             }
             report.print(a.sector.json)
         }
         SealCommand::AddPiece(a) => {
-            let dir = a.sector.dir()?;
-            let mut report = SealReport::new(&a.sector.id());
-            let start = Instant::now();
-            add_pieces(&a.sector, &dir, &a.pieces, &mut report)?;
-            report
-                .timings
-                .push(("addpiece".into(), start.elapsed().as_secs_f64()));
+            let s = a.sector.open(true)?;
+            let mut report = SealReport::new(&s.id);
+            add_pieces(&s, &a.pieces, Placement::Append, &mut report)?;
             report.print(a.sector.json)
         }
         SealCommand::Pc1(a) => {
-            let dir = a.sector.dir()?;
-            let mut report = SealReport::new(&a.sector.id());
-            run_pc1(&a.sector, &dir, a.ticket.unwrap_or(Node::ZERO), &mut report)?;
+            let s = a.sector.open(true)?;
+            let mut report = SealReport::new(&s.id);
+            run_pc1(&s, a.ticket, &a.sector.cache_dir(), &mut report)?;
             report.print(a.sector.json)
         }
-        SealCommand::Pc2(s) => {
-            let dir = s.dir()?;
-            let mut report = SealReport::new(&s.id());
-            run_pc2(&s, &dir, &mut report)?;
-            report.print(s.json)
+        SealCommand::Pc2(a) => {
+            let s = a.open(false)?;
+            let mut report = SealReport::new(&s.id);
+            run_pc2(&s, &mut report)?;
+            report.print(a.json)
         }
         SealCommand::Commit1(a) => {
-            let dir = a.sector.dir()?;
-            let mut report = SealReport::new(&a.sector.id());
-            run_commit1(&a.sector, &dir, a.seed.unwrap_or(Node::ZERO), &mut report)?;
+            let s = a.sector.open(false)?;
+            let mut report = SealReport::new(&s.id);
+            run_commit1(&s, a.seed, &mut report)?;
             report.print(a.sector.json)
         }
-        SealCommand::Commit2(a) => super::snark::commit2(&a.sector_dir, &a.params, a.json),
+        SealCommand::Commit2(a) => commit2(&a),
         SealCommand::Finalize(a) => {
-            let dir = a.sector.dir()?;
-            let mut report = SealReport::new(&a.sector.id());
-            let freed = timed(&mut report, "finalize", || {
-                Ok(seal::finalize(&dir, &a.sector.id(), a.keep_unsealed)?)
+            let s = a.sector.open(false)?;
+            let mut report = SealReport::new(&s.id);
+            let freed = report.phase("finalize", |_| {
+                Ok(seal::finalize(&s.dir, &s.id, a.keep_unsealed)?)
             })?;
             report.finalize_freed_bytes = Some(freed);
             report.print(a.sector.json)
@@ -574,63 +533,123 @@ pub(crate) fn run(cmd: SealCommand) -> anyhow::Result<()> {
     }
 }
 
-#[derive(Serialize)]
-struct VerifyReport {
-    valid: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<String>,
-}
-
-fn verify_commit1(a: &VerifyArgs) -> anyhow::Result<()> {
-    let public: PublicJson = serde_json::from_slice(
-        &std::fs::read(&a.public).with_context(|| format!("cannot read {}", a.public.display()))?,
-    )
-    .with_context(|| format!("{} is not a public-inputs JSON file", a.public.display()))?;
-    let public = public.to_public()?;
-    let bytes =
-        std::fs::read(&a.proof).with_context(|| format!("cannot read {}", a.proof.display()))?;
-    let result = PorepProof::from_bytes(&bytes).and_then(|p| porep::verify(&public, &p));
-    let report = VerifyReport {
-        valid: result.is_ok(),
-        reason: result.as_ref().err().map(|e| e.to_string()),
-    };
+/// `lode seal commit2`: proves a sector's Commit1 output.
+fn commit2(a: &Commit2Args) -> anyhow::Result<ExitCode> {
+    let s = open_sector(&a.sector_dir, &SectorSpec::default(), false)?;
+    // Refuse damaged or mismatched inputs before loading (or generating) any parameters.
+    seal::commit1_output(&s.dir, &s.id)?;
+    let params = params_for(&a.params.store(), CircuitArg::Porep, s.id.size)?;
+    let mut rng = fresh_rng()?;
+    let mut bars = Bars::new();
+    let start = Instant::now();
+    let (_, proofs) = seal::commit2(&s.dir, &s.id, &params, &mut rng, &mut |p| bars.update(p))?;
+    let secs = start.elapsed().as_secs_f64();
+    let out = s.dir.commit2();
+    let bytes = proofs.iter().map(Vec::len).sum::<usize>();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else if let Some(r) = &report.reason {
-        println!("invalid: {r}");
+        println!(
+            "{}",
+            serde_json::json!({
+                "output": out.display().to_string(),
+                "partitions": proofs.len(),
+                "bytes": bytes,
+                "skipped": bars.skipped(),
+                "seconds": secs,
+            })
+        );
     } else {
-        println!("valid");
+        let how = if bars.skipped() {
+            " (done earlier)"
+        } else {
+            ""
+        };
+        println!(
+            "commit2       {} partition proof(s), {bytes} bytes, in {secs:.1} s -> {}{how}",
+            proofs.len(),
+            out.display()
+        );
     }
-    if !report.valid {
-        std::process::exit(1);
-    }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
-fn unseal(a: &UnsealArgs) -> anyhow::Result<()> {
-    let dir = a.sector.dir()?;
-    let id = a.sector.id();
-    let out =
-        File::create(&a.output).with_context(|| format!("cannot create {}", a.output.display()))?;
+/// Prints a verification outcome: exit 0 and "valid", or exit 1 and "invalid: <reason>".
+pub(crate) fn report_validity(
+    valid: Result<(), String>,
+    json: bool,
+    extra: serde_json::Value,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        let mut v = serde_json::json!({ "valid": valid.is_ok(), "reason": valid.as_ref().err() });
+        if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        match &valid {
+            Ok(()) => println!("valid"),
+            Err(r) => println!("invalid: {r}"),
+        }
+    }
+    Ok(if valid.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reads a PoRep public-inputs file (commit1.json), strictly.
+pub(crate) fn read_public(path: &std::path::Path) -> anyhow::Result<PorepPublic> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(super::cannot_check)?;
+    let file: PorepPublicFile = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a PoRep public-inputs file", path.display()))
+        .map_err(super::cannot_check)?;
+    Ok(file.into())
+}
+
+fn verify_commit1(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let public = read_public(&a.public)?;
+    let bytes = std::fs::read(&a.proof)
+        .with_context(|| format!("cannot read {}", a.proof.display()))
+        .map_err(super::cannot_check)?;
+    let result = PorepProof::from_bytes(&bytes).and_then(|p| porep::verify(&public, &p));
+    report_validity(
+        result.map_err(|e| e.to_string()),
+        a.json,
+        serde_json::Value::Null,
+    )
+}
+
+fn unseal(a: &UnsealArgs) -> anyhow::Result<ExitCode> {
+    let s = a.sector.open(false)?;
+    let cache_dir = a.sector.cache_dir();
+    let out = lode_proofs::durable::AtomicFile::create(&a.output)
+        .with_context(|| format!("cannot create {}", a.output.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, out);
     let mut bars = Bars::new();
     let start = Instant::now();
     let written = match (a.piece, a.offset, a.len) {
         (Some(i), _, _) => {
-            seal::unseal_piece(&dir, &id, &a.sector.cache_dir(), i, &mut out, &mut |p| {
+            seal::unseal_piece(&s.dir, &s.id, &cache_dir, i, &mut out, &mut |p| {
                 bars.update(p)
             })?
-            .payload_len
+            .payload_size
         }
         (None, Some(o), Some(l)) => {
-            seal::unseal_range(&dir, &id, &a.sector.cache_dir(), o, l, &mut out, &mut |p| {
+            seal::unseal_range(&s.dir, &s.id, &cache_dir, o, l, &mut out, &mut |p| {
                 bars.update(p)
             })?;
             l
         }
         _ => bail!("give --piece N, or --offset and --len"),
     };
-    finish(out, &a.output)?;
+    // Only a complete, checked output replaces the file at `--output`.
+    out.into_inner()
+        .map_err(|e| e.into_error())
+        .with_context(|| format!("cannot write {}", a.output.display()))?
+        .commit()
+        .with_context(|| format!("cannot write {}", a.output.display()))?;
     let secs = start.elapsed().as_secs_f64();
     if a.sector.json {
         println!(
@@ -643,14 +662,5 @@ fn unseal(a: &UnsealArgs) -> anyhow::Result<()> {
             a.output.display()
         );
     }
-    Ok(())
-}
-
-fn finish(out: BufWriter<File>, path: &Path) -> anyhow::Result<()> {
-    let f = out
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    f.sync_all()
-        .with_context(|| format!("cannot sync {}", path.display()))
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,24 +1,30 @@
-//! SNARK commands: parameters, circuit sizes, Commit2, PoSt proving, and verification from public data.
+//! SNARK commands: parameters, circuit sizes, PoSt proving, and verification from public data.
+//!
+//! Verification uses only keys that exist: a `--vk` file, or the parameter store's verifying key or
+//! parameters. A missing key is an error with exit status 2 that says what to run; keys are never
+//! generated on the verifying path.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use bls12_381::Bls12;
 use clap::{Args, Subcommand, ValueEnum};
-use groth16::{Parameters, VerifyingKey};
+use groth16::Parameters;
 use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
-use lode_proofs::circuit::post::{self as post_circuit, PostCircuit, PostKind};
+use lode_proofs::circuit::post::{PostCircuit, PostKind};
 use lode_proofs::circuit::{CircuitInfo, circuit_info};
+use lode_proofs::files::PostFile;
 use lode_proofs::node::Node;
-use lode_proofs::params::{Origin, ParamStore, ParamsId};
-use lode_proofs::porep::{PorepProof, PorepPublic};
-use lode_proofs::post::{PublicSector, window_partitions};
+use lode_proofs::params::{Origin, ParamStore, ParamsError, ParamsId};
 use lode_proofs::sector::SectorSize;
-use lode_sealing::post::{SealedSector, prove_window, prove_winning};
-use serde::{Deserialize, Serialize};
+use lode_proofs::verifier::{ProofVerifier, SnarkVerifier};
+use lode_sealing::post::{SealedSector, prove_post};
+use serde::Serialize;
 
-use super::seal::{PublicJson, default_cache_dir, parse_node, parse_size};
+use super::progress::Bars;
+use super::seal::{default_cache_dir, parse_node, parse_size, read_public, report_validity};
 
 /// Which circuit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -37,6 +43,13 @@ impl CircuitArg {
         CircuitArg::WinningPost,
         CircuitArg::WindowPost,
     ];
+
+    fn of_post(kind: PostKind) -> Self {
+        match kind {
+            PostKind::Winning => CircuitArg::WinningPost,
+            PostKind::Window => CircuitArg::WindowPost,
+        }
+    }
 
     fn id(self, size: SectorSize) -> ParamsId {
         match self {
@@ -83,7 +96,7 @@ pub(crate) struct ParamsDir {
 }
 
 impl ParamsDir {
-    fn store(&self) -> ParamStore {
+    pub(crate) fn store(&self) -> ParamStore {
         ParamStore::new(
             self.params_dir
                 .clone()
@@ -93,12 +106,11 @@ impl ParamsDir {
 }
 
 /// A cryptographic RNG seeded from the operating system, for the zero-knowledge blinding of proofs.
-fn fresh_rng() -> anyhow::Result<rand_chacha::ChaCha20Rng> {
-    use std::io::Read;
+pub(crate) fn fresh_rng() -> anyhow::Result<rand_chacha::ChaCha20Rng> {
     let mut seed = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut seed))
-        .context("cannot read /dev/urandom for proof randomness")?;
+    getrandom::fill(&mut seed).map_err(|e| {
+        anyhow::anyhow!("the operating system gave no randomness for the proof: {e}")
+    })?;
     Ok(<rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed))
 }
 
@@ -111,8 +123,9 @@ fn warn_insecure(origin: Origin, id: &ParamsId) {
     }
 }
 
-/// Parameters for a circuit: loaded, or generated (insecure, deterministic) when missing.
-fn params_for(
+/// Parameters for proving with a circuit: loaded, or generated (insecure, deterministic) when
+/// missing — announced on stderr every time.
+pub(crate) fn params_for(
     store: &ParamStore,
     circuit: CircuitArg,
     size: SectorSize,
@@ -147,28 +160,48 @@ fn params_for(
     Ok(params)
 }
 
-/// A verifying key: from a `--vk` file, or from the parameter store.
-fn vk_for(
-    vk: &Option<PathBuf>,
+/// A verifier holding the verifying key of one circuit: from `--vk`, else the store's verifying-key
+/// file, else the store's parameters. Never generated: a missing key stops with what to run.
+fn verifier_for(
+    vk: Option<&Path>,
     store: &ParamStore,
     circuit: CircuitArg,
     size: SectorSize,
-) -> anyhow::Result<VerifyingKey<Bls12>> {
+) -> anyhow::Result<(SnarkVerifier, Origin)> {
     let id = circuit.id(size);
-    let path = vk.clone().unwrap_or_else(|| store.vk_path(&id));
-    let (vk, origin) = match ParamStore::load_vk(&path, &id) {
-        Ok(v) => v,
-        Err(lode_proofs::params::ParamsError::NotFound { .. }) if vk.is_none() => {
-            let params = params_for(store, circuit, size)?;
-            (params.vk, Origin::InsecureTest)
-        }
-        Err(e) => {
-            return Err(e)
-                .with_context(|| format!("cannot load the verifying key {}", path.display()));
-        }
+    let loaded = match vk {
+        Some(path) => ParamStore::load_vk(path, &id)
+            .with_context(|| format!("cannot load the verifying key {}", path.display())),
+        None if store.vk_path(&id).exists() => ParamStore::load_vk(&store.vk_path(&id), &id)
+            .with_context(|| format!("cannot load {}", store.vk_path(&id).display())),
+        None => match store.load(&id) {
+            Ok((params, origin)) => Ok((params.vk, origin)),
+            Err(ParamsError::NotFound { .. }) => Err(anyhow::anyhow!(
+                "no verifying key for {} in {}: a verifier only uses keys that exist. Import the \
+                 ceremony's parameters there, pass --vk FILE, or (devnets and tests only) generate \
+                 insecure ones on purpose with `lode params generate --sector-size {} --circuit {} \
+                 --params-dir {}`",
+                id.canonical(),
+                store.dir().display(),
+                size.name(),
+                circuit.name(),
+                store.dir().display(),
+            )),
+            Err(e) => Err(anyhow::Error::new(e).context("cannot load the verifying key")),
+        },
     };
+    let (key, origin) = loaded.map_err(super::cannot_check)?;
     warn_insecure(origin, &id);
-    Ok(vk)
+    let verifier = SnarkVerifier::new(store.clone());
+    verifier.insert_key(&id, &key);
+    Ok((verifier, origin))
+}
+
+fn origin_name(origin: Origin) -> &'static str {
+    match origin {
+        Origin::InsecureTest => "insecure-test",
+        Origin::Ceremony => "ceremony",
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,10 +210,17 @@ pub(crate) enum ParamsCommand {
     ///
     /// Every machine derives the same parameters from the circuit's identifier, so a devnet needs no
     /// file exchange. Real networks import ceremony parameters instead.
+    #[command(after_help = "Examples:
+  lode params generate --sector-size 2KiB
+  lode params generate --sector-size 8MiB --circuit window-post --params-dir /srv/params --json")]
     Generate(ParamsArgs),
     /// Check that parameter files are present, intact and for the right circuits.
+    #[command(after_help = "Example:
+  lode params check --sector-size 2KiB --json")]
     Check(ParamsArgs),
     /// Write a circuit's verifying key alone (what a verifier needs; no proving key).
+    #[command(after_help = "Example:
+  lode params export-vk --sector-size 2KiB --circuit porep -o porep-2kib.vk")]
     ExportVk(ExportVkArgs),
 }
 
@@ -212,11 +252,15 @@ pub(crate) struct ExportVkArgs {
     out: PathBuf,
     #[command(flatten)]
     dir: ParamsDir,
+    /// Print a JSON report instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Serialize)]
 struct ParamsRow {
     circuit: &'static str,
+    sector_size: &'static str,
     identifier: String,
     path: String,
     bytes: u64,
@@ -224,7 +268,7 @@ struct ParamsRow {
     status: String,
 }
 
-pub(crate) fn params(cmd: ParamsCommand) -> anyhow::Result<()> {
+pub(crate) fn params(cmd: ParamsCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         ParamsCommand::Generate(a) => params_rows(&a, true),
         ParamsCommand::Check(a) => params_rows(&a, false),
@@ -236,17 +280,31 @@ pub(crate) fn params(cmd: ParamsCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot load the {} parameters", a.circuit.name()))?;
             warn_insecure(origin, &id);
             store.export_vk(&id, &params, origin, &a.out)?;
-            println!(
-                "wrote the verifying key of {} to {}",
-                id.canonical(),
-                a.out.display()
-            );
-            Ok(())
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "circuit": a.circuit.name(),
+                        "sector_size": a.sector_size.name(),
+                        "identifier": id.canonical(),
+                        "origin": origin_name(origin),
+                        "output": a.out.display().to_string(),
+                        "bytes": std::fs::metadata(&a.out).map_or(0, |m| m.len()),
+                    })
+                );
+            } else {
+                println!(
+                    "wrote the verifying key of {} to {}",
+                    id.canonical(),
+                    a.out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn params_rows(a: &ParamsArgs, generate: bool) -> anyhow::Result<()> {
+fn params_rows(a: &ParamsArgs, generate: bool) -> anyhow::Result<ExitCode> {
     let store = a.dir.store();
     let circuits = a.circuit.map_or(CircuitArg::ALL.to_vec(), |c| vec![c]);
     let mut rows = Vec::new();
@@ -275,6 +333,7 @@ fn params_rows(a: &ParamsArgs, generate: bool) -> anyhow::Result<()> {
         let path = store.params_path(&id);
         rows.push(ParamsRow {
             circuit: c.name(),
+            sector_size: a.sector_size.name(),
             identifier: id.canonical().to_string(),
             bytes: std::fs::metadata(&path).map_or(0, |m| m.len()),
             path: path.display().to_string(),
@@ -295,7 +354,7 @@ fn params_rows(a: &ParamsArgs, generate: bool) -> anyhow::Result<()> {
     if failed {
         bail!("some parameter sets are missing or damaged");
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Args)]
@@ -317,7 +376,7 @@ struct InfoRow {
     private_variables: usize,
 }
 
-pub(crate) fn circuit_info_cmd(a: CircuitInfoArgs) -> anyhow::Result<()> {
+pub(crate) fn circuit_info_cmd(a: CircuitInfoArgs) -> anyhow::Result<ExitCode> {
     let sizes = if a.sector_size.is_empty() {
         vec![SectorSize::S2KiB, SectorSize::S8MiB, SectorSize::S512MiB]
     } else {
@@ -350,55 +409,19 @@ pub(crate) fn circuit_info_cmd(a: CircuitInfoArgs) -> anyhow::Result<()> {
             );
         }
     }
-    Ok(())
-}
-
-/// `lode seal commit2`: proves a sector's Commit1 output.
-pub(crate) fn commit2(sector_dir: &Path, dir: &ParamsDir, json: bool) -> anyhow::Result<()> {
-    let public_path = sector_dir.join("commit1.json");
-    let public: PublicJson =
-        serde_json::from_slice(&std::fs::read(&public_path).with_context(|| {
-            format!(
-                "cannot read {}; run `lode seal commit1` first",
-                public_path.display()
-            )
-        })?)?;
-    let public = public.to_public()?;
-    let vanilla_path = sector_dir.join("commit1.bin");
-    let vanilla = PorepProof::from_bytes(
-        &std::fs::read(&vanilla_path)
-            .with_context(|| format!("cannot read {}", vanilla_path.display()))?,
-    )
-    .with_context(|| format!("{} is not a vanilla PoRep proof", vanilla_path.display()))?;
-    let params = params_for(&dir.store(), CircuitArg::Porep, public.size)?;
-    let start = Instant::now();
-    let mut rng = fresh_rng()?;
-    let proofs = porep_circuit::prove(&params, &public, &vanilla, &mut rng)?;
-    let secs = start.elapsed().as_secs_f64();
-    let out = sector_dir.join("commit2.bin");
-    std::fs::write(&out, proofs.concat())
-        .with_context(|| format!("cannot write {}", out.display()))?;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "proof": out.display().to_string(), "partitions": proofs.len(), "bytes": proofs.concat().len(), "seconds": secs })
-        );
-    } else {
-        println!(
-            "commit2       {} partition proof(s), {} bytes, in {secs:.1} s -> {}",
-            proofs.len(),
-            proofs.concat().len(),
-            out.display()
-        );
-    }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum PostCommand {
     /// Winning PoSt: the sector the randomness selects among the given sectors, 66 challenges.
+    #[command(after_help = "Example:
+  lode post winning --randomness <64 hex> -o winning.json /data/s-4 /data/s-5 /data/s-6")]
     Winning(PostArgs),
-    /// Window PoSt: 10 challenges per sector, one proof per partition; faulty sectors are reported.
+    /// Window PoSt: 10 challenges per sector, one proof per partition; faulty sectors are reported
+    /// in the file and skipped.
+    #[command(after_help = "Example:
+  lode post window --randomness <64 hex> -o deadline-3.json /data/s-*")]
     Window(PostArgs),
 }
 
@@ -407,9 +430,9 @@ pub(crate) struct PostArgs {
     /// Chain randomness: 64 hex digits.
     #[arg(long, value_parser = parse_node)]
     randomness: Node,
-    /// The miner (Winning PoSt selection uses it).
-    #[arg(long, default_value_t = 1000)]
-    miner_id: u64,
+    /// The miner (default: the one the sectors' records name; when given, every sector must be its).
+    #[arg(long)]
+    miner_id: Option<u64>,
     /// Where to write the proof file (public inputs and proofs), for `lode verify post`.
     #[arg(long, short)]
     out: PathBuf,
@@ -418,107 +441,68 @@ pub(crate) struct PostArgs {
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
-    /// Sealed sector directories (all of one sector size).
+    /// Sealed sector directories (one miner, one sector size, each sector once).
     #[arg(required = true)]
     sectors: Vec<PathBuf>,
 }
 
-/// What `lode post` writes and `lode verify post` reads.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct PostFile {
-    kind: String,
-    sector_size: String,
-    miner_id: u64,
-    randomness: String,
-    /// The sectors proven (Winning: all candidate sectors; Window: the proven sectors, by partition).
-    sectors: Vec<(u64, String)>,
-    /// Sectors reported faulty (Window PoSt), with the reason.
-    faulty: Vec<(u64, String)>,
-    /// One hex proof per partition (one for Winning PoSt).
-    proofs: Vec<String>,
-}
-
-pub(crate) fn post(cmd: PostCommand) -> anyhow::Result<()> {
+pub(crate) fn post(cmd: PostCommand) -> anyhow::Result<ExitCode> {
     let (kind, a) = match cmd {
         PostCommand::Winning(a) => (PostKind::Winning, a),
         PostCommand::Window(a) => (PostKind::Window, a),
     };
-    let sectors = a
-        .sectors
-        .iter()
-        .map(|p| {
-            SealedSector::open(p).with_context(|| format!("cannot open sector {}", p.display()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let size = sectors[0].id.size;
-    if sectors.iter().any(|s| s.id.size != size) {
-        bail!("all sectors of a PoSt must have one size");
+    // The same directory under two spellings is one sector given twice.
+    let mut seen: Vec<(PathBuf, &Path)> = Vec::new();
+    let mut sectors = Vec::with_capacity(a.sectors.len());
+    for p in &a.sectors {
+        let sector =
+            SealedSector::open(p).with_context(|| format!("cannot open sector {}", p.display()))?;
+        let real =
+            std::fs::canonicalize(p).with_context(|| format!("cannot read {}", p.display()))?;
+        if let Some((_, first)) = seen.iter().find(|(r, _)| *r == real) {
+            bail!(
+                "{} and {} are the same sector directory; name each sector once",
+                first.display(),
+                p.display()
+            );
+        }
+        seen.push((real, p));
+        sectors.push(sector);
     }
-    let circuit = if kind == PostKind::Winning {
-        CircuitArg::WinningPost
-    } else {
-        CircuitArg::WindowPost
-    };
-    let params = params_for(&a.dir.store(), circuit, size)?;
+    let checked = lode_sealing::post::check_post_sectors(&sectors, a.miner_id)?;
+    let size = checked.first().map(|s| s.id.size).context("no sectors")?;
+    let params = params_for(&a.dir.store(), CircuitArg::of_post(kind), size)?;
     let mut rng = fresh_rng()?;
+    let mut bars = Bars::new();
     let start = Instant::now();
-    let (publics, faulty, proofs) = match kind {
-        PostKind::Winning => {
-            let vanilla = prove_winning(&sectors, a.miner_id, &a.randomness)
-                .context("the selected sector is faulty: Winning PoSt is not possible")?;
-            let publics = sectors
-                .iter()
-                .map(SealedSector::public)
-                .collect::<Result<Vec<_>, _>>()?;
-            let proof = post_circuit::prove(&params, kind, size, &[vanilla], &mut rng)?;
-            (publics, Vec::new(), vec![proof])
-        }
-        PostKind::Window => {
-            let outcome = prove_window(&sectors, &a.randomness);
-            let good: Vec<&SealedSector> = sectors
-                .iter()
-                .filter(|s| {
-                    !outcome
-                        .faulty
-                        .iter()
-                        .any(|f| f.sector_number == s.id.sector_number)
-                })
-                .collect();
-            let publics = good
-                .iter()
-                .map(|s| s.public())
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut proofs = Vec::new();
-            for part in window_partitions(size, &outcome.proofs) {
-                proofs.push(post_circuit::prove(&params, kind, size, &part, &mut rng)?);
-            }
-            let faulty = outcome
-                .faulty
-                .iter()
-                .map(|f| (f.sector_number, f.error.to_string()))
-                .collect();
-            (publics, faulty, proofs)
-        }
-    };
+    let file = prove_post(
+        kind,
+        &checked,
+        a.miner_id,
+        &a.randomness,
+        &params,
+        &mut rng,
+        &mut |p| bars.update(p),
+    )?;
     let secs = start.elapsed().as_secs_f64();
-    let file = PostFile {
-        kind: kind.name().into(),
-        sector_size: size.name().into(),
-        miner_id: a.miner_id,
-        randomness: a.randomness.to_hex(),
-        sectors: publics
-            .iter()
-            .map(|s| (s.sector_number, s.comm_r.to_hex()))
-            .collect(),
-        faulty,
-        proofs: proofs.iter().map(hex::encode).collect(),
-    };
-    std::fs::write(&a.out, serde_json::to_vec_pretty(&file)?)
+    let mut out = lode_proofs::durable::AtomicFile::create(&a.out)
+        .with_context(|| format!("cannot create {}", a.out.display()))?;
+    serde_json::to_writer_pretty(&mut out, &file)?;
+    out.commit()
         .with_context(|| format!("cannot write {}", a.out.display()))?;
     if a.json {
         println!(
             "{}",
-            serde_json::json!({ "out": a.out.display().to_string(), "proofs": file.proofs.len(), "faulty": file.faulty, "seconds": secs })
+            serde_json::json!({
+                "output": a.out.display().to_string(),
+                "kind": kind.name(),
+                "sector_size": size.name(),
+                "miner_id": file.miner_id,
+                "sectors": file.sectors.len(),
+                "proofs": file.proofs.len(),
+                "faulty": file.faulty,
+                "seconds": secs,
+            })
         );
     } else {
         println!(
@@ -532,14 +516,25 @@ pub(crate) fn post(cmd: PostCommand) -> anyhow::Result<()> {
             println!("faulty sector {n}: {why}");
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum VerifyCommand {
     /// Verify a PoRep (Commit2 output) from its public inputs.
+    ///
+    /// Exit status: 0 valid, 1 invalid (with the reason), 2 not checkable (a missing verifying key or
+    /// an unreadable file).
+    #[command(after_help = "Examples:
+  lode verify porep --public /data/s-7/commit1.json --proof /data/s-7/commit2.bin
+  lode verify porep --public commit1.json --proof commit2.bin --vk porep-2kib.vk --json")]
     Porep(VerifyPorepArgs),
     /// Verify a PoSt file written by `lode post`.
+    ///
+    /// Exit status: 0 valid, 1 invalid (with the reason), 2 not checkable (a missing verifying key or
+    /// an unreadable file).
+    #[command(after_help = "Example:
+  lode verify post deadline-3.json --vk window-post-2kib.vk")]
     Post(VerifyPostArgs),
 }
 
@@ -575,122 +570,68 @@ pub(crate) struct VerifyPostArgs {
     json: bool,
 }
 
-fn report(valid: Result<(), String>, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({ "valid": valid.is_ok(), "reason": valid.as_ref().err() })
-        );
-    } else {
-        match &valid {
-            Ok(()) => println!("valid"),
-            Err(r) => println!("invalid: {r}"),
-        }
-    }
-    if valid.is_err() {
-        std::process::exit(1);
-    }
-    Ok(())
-}
-
-pub(crate) fn verify(cmd: VerifyCommand) -> anyhow::Result<()> {
+pub(crate) fn verify(cmd: VerifyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         VerifyCommand::Porep(a) => {
-            let public: PublicJson = serde_json::from_slice(
-                &std::fs::read(&a.public)
-                    .with_context(|| format!("cannot read {}", a.public.display()))?,
-            )
-            .with_context(|| format!("{} is not a public-inputs file", a.public.display()))?;
-            let public: PorepPublic = public.to_public()?;
+            let public = read_public(&a.public)?;
             let bytes = std::fs::read(&a.proof)
-                .with_context(|| format!("cannot read {}", a.proof.display()))?;
-            let vk = vk_for(&a.vk, &a.dir.store(), CircuitArg::Porep, public.size)?;
-            let pvk = groth16::prepare_verifying_key(&vk);
+                .with_context(|| format!("cannot read {}", a.proof.display()))
+                .map_err(super::cannot_check)?;
+            let (verifier, origin) = verifier_for(
+                a.vk.as_deref(),
+                &a.dir.store(),
+                CircuitArg::Porep,
+                public.size,
+            )?;
             let proofs: Vec<Vec<u8>> = bytes
                 .chunks(lode_proofs::snark::PROOF_LEN)
                 .map(<[u8]>::to_vec)
                 .collect();
-            report(
-                porep_circuit::verify(&pvk, &public, &proofs).map_err(|e| e.to_string()),
+            report_validity(
+                verifier
+                    .verify_seal(&public, &proofs)
+                    .map_err(|e| e.to_string()),
                 a.json,
+                serde_json::json!({ "parameters": origin_name(origin) }),
             )
         }
         VerifyCommand::Post(a) => {
-            let file: PostFile = serde_json::from_slice(
-                &std::fs::read(&a.input)
-                    .with_context(|| format!("cannot read {}", a.input.display()))?,
+            let text = std::fs::read(&a.input)
+                .with_context(|| format!("cannot read {}", a.input.display()))
+                .map_err(super::cannot_check)?;
+            let file: PostFile = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not a PoSt file", a.input.display()))
+                .map_err(super::cannot_check)?;
+            // A file that cannot be a statement is invalid whatever the keys.
+            if let Err(e) = file.statements() {
+                return report_validity(Err(e.to_string()), a.json, serde_json::Value::Null);
+            }
+            let (verifier, origin) = verifier_for(
+                a.vk.as_deref(),
+                &a.dir.store(),
+                CircuitArg::of_post(file.kind),
+                file.sector_size,
+            )?;
+            let result = file.verify(&verifier).map_err(|e| e.to_string());
+            if result.is_ok() && file.kind == PostKind::Window && !a.json {
+                eprintln!(
+                    "note: a Window PoSt does not bind the miner id ({}); the chain binds it through the randomness it draws for that miner",
+                    file.miner_id
+                );
+            }
+            report_validity(
+                result,
+                a.json,
+                serde_json::json!({
+                    "kind": file.kind.name(),
+                    "sector_size": file.sector_size.name(),
+                    "miner_id": file.miner_id,
+                    "miner_bound": file.kind == PostKind::Winning,
+                    "sectors": file.sectors.iter().map(|s| s.0).collect::<Vec<_>>(),
+                    "faulty": file.faulty.iter().map(|f| f.0).collect::<Vec<_>>(),
+                    "parameters": origin_name(origin),
+                }),
             )
-            .with_context(|| format!("{} is not a PoSt file", a.input.display()))?;
-            let size = parse_size(&file.sector_size).map_err(anyhow::Error::msg)?;
-            let randomness = parse_node(&file.randomness).map_err(anyhow::Error::msg)?;
-            let sectors = file
-                .sectors
-                .iter()
-                .map(|(n, c)| {
-                    // comm_r is a field element, not chain randomness: parsed strictly, never truncated.
-                    let comm_r = Node::from_hex(c).filter(|n| n.to_fr().is_some());
-                    let comm_r = comm_r.with_context(|| {
-                        format!("sector {n}: comm_r {c:?} is not a field element")
-                    })?;
-                    Ok(PublicSector {
-                        sector_number: *n,
-                        comm_r,
-                    })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let proofs = file
-                .proofs
-                .iter()
-                .map(hex::decode)
-                .collect::<Result<Vec<_>, _>>()
-                .context("proofs must be hex")?;
-            let result = match file.kind.as_str() {
-                "winning-post" => {
-                    let vk = vk_for(&a.vk, &a.dir.store(), CircuitArg::WinningPost, size)?;
-                    let pvk = groth16::prepare_verifying_key(&vk);
-                    match proofs.as_slice() {
-                        [p] => post_circuit::verify_winning(
-                            &pvk,
-                            size,
-                            file.miner_id,
-                            &randomness,
-                            &sectors,
-                            p,
-                        )
-                        .map_err(|e| e.to_string()),
-                        _ => Err("a Winning PoSt has exactly one proof".to_string()),
-                    }
-                }
-                "window-post" => {
-                    let vk = vk_for(&a.vk, &a.dir.store(), CircuitArg::WindowPost, size)?;
-                    let pvk = groth16::prepare_verifying_key(&vk);
-                    let parts = window_partitions(size, &sectors);
-                    if parts.len() != proofs.len() {
-                        Err(format!(
-                            "{} partitions but {} proofs",
-                            parts.len(),
-                            proofs.len()
-                        ))
-                    } else {
-                        parts
-                            .iter()
-                            .zip(&proofs)
-                            .try_for_each(|(part, p)| {
-                                post_circuit::verify(
-                                    &pvk,
-                                    PostKind::Window,
-                                    size,
-                                    &randomness,
-                                    part,
-                                    p,
-                                )
-                            })
-                            .map_err(|e| e.to_string())
-                    }
-                }
-                other => Err(format!("unknown PoSt kind {other:?}")),
-            };
-            report(result, a.json)
         }
     }
 }

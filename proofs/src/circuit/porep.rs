@@ -343,29 +343,39 @@ pub fn prove<R: Rng + CryptoRng>(
     vanilla: &PorepProof,
     rng: &mut R,
 ) -> Result<Vec<Vec<u8>>, SnarkError> {
-    let replica_id = public.replica_id();
-    vanilla
-        .partitions
-        .iter()
-        .map(|challenges| {
-            let witness = PorepWitness {
-                replica_id,
-                comm_d: public.comm_d,
-                comm_c: vanilla.comm_c,
-                comm_r_last: vanilla.comm_r_last,
-                challenges,
-            };
-            let proof = groth16::create_random_proof(
-                PorepCircuit {
-                    size: public.size,
-                    witness: Some(witness),
-                },
-                params,
-                rng,
-            )?;
-            Ok(proof_to_bytes(&proof))
-        })
+    (0..vanilla.partitions.len())
+        .map(|k| prove_partition(params, public, vanilla, k, rng))
         .collect()
+}
+
+/// Commit2 for partition `k` alone (callers that report progress prove one partition at a time).
+pub fn prove_partition<R: Rng + CryptoRng>(
+    params: &Parameters<Bls12>,
+    public: &PorepPublic,
+    vanilla: &PorepProof,
+    k: usize,
+    rng: &mut R,
+) -> Result<Vec<u8>, SnarkError> {
+    let challenges = vanilla
+        .partitions
+        .get(k)
+        .ok_or(SnarkError::Malformed("no such partition in the Commit1 output"))?;
+    let witness = PorepWitness {
+        replica_id: public.replica_id(),
+        comm_d: public.comm_d,
+        comm_c: vanilla.comm_c,
+        comm_r_last: vanilla.comm_r_last,
+        challenges,
+    };
+    let proof = groth16::create_random_proof(
+        PorepCircuit {
+            size: public.size,
+            witness: Some(witness),
+        },
+        params,
+        rng,
+    )?;
+    Ok(proof_to_bytes(&proof))
 }
 
 /// Verifies a PoRep from public data only: one proof per partition.
