@@ -5,6 +5,17 @@
 //! fixed and small; parsing is strict, since CIDs arrive from users and peers: every malformed string
 //! gets a specific error and nothing panics.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -146,60 +157,100 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 /// Reads one unsigned varint (at most 9 bytes, minimal encoding, as multiformats requires).
 fn take_varint(rest: &mut &[u8]) -> Result<u64, CidError> {
     let mut v = 0u64;
-    for (i, &b) in rest.iter().enumerate().take(9) {
-        v |= u64::from(b & 0x7F) << (7 * i);
+    let mut tail = *rest;
+    // Seven bits per byte, nine bytes at most.
+    for shift in (0u32..63).step_by(7) {
+        let (&b, next) = tail.split_first().ok_or(CidError::BadVarint)?;
+        tail = next;
+        v |= u64::from(b & 0x7F) << shift;
         if b & 0x80 == 0 {
-            if b == 0 && i > 0 {
+            if b == 0 && shift > 0 {
                 return Err(CidError::BadVarint);
             }
-            *rest = &rest[i + 1..];
+            *rest = tail;
             return Ok(v);
         }
     }
     Err(CidError::BadVarint)
 }
 
-fn base32_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(5) * 8);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(BASE32[((acc >> bits) & 31) as usize] as char);
-        }
+/// Base32 characters that carry `bytes` bytes (1 to 5) of a 5-byte group, unpadded.
+fn base32_chars(bytes: usize) -> usize {
+    match bytes {
+        1 => 2,
+        2 => 4,
+        3 => 5,
+        4 => 7,
+        _ => 8,
     }
-    if bits > 0 {
-        out.push(BASE32[((acc << (5 - bits)) & 31) as usize] as char);
+}
+
+/// The bytes carried by the `chars` characters of a group; `None` for a length no group ends with.
+fn base32_bytes(chars: usize) -> Option<usize> {
+    match chars {
+        2 => Some(1),
+        4 => Some(2),
+        5 => Some(3),
+        7 => Some(4),
+        8 => Some(5),
+        _ => None,
+    }
+}
+
+/// Bit offsets of the eight 5-bit characters of a 40-bit group, the first character highest.
+fn group_shifts() -> impl Iterator<Item = u32> {
+    (0u32..40).step_by(5).rev()
+}
+
+fn base32_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(5).saturating_mul(8));
+    for chunk in bytes.chunks(5) {
+        // The group's bytes at the top of 40 bits; a short last group is zero-filled.
+        let group = chunk
+            .iter()
+            .chain(std::iter::repeat(&0))
+            .take(5)
+            .fold(0u64, |g, &b| (g << 8) | u64::from(b));
+        for shift in group_shifts().take(base32_chars(chunk.len())) {
+            let digit = usize::from((group >> shift) as u8 & 31);
+            out.push(BASE32.get(digit).map_or('a', |&c| char::from(c)));
+        }
     }
     out
 }
 
 fn base32_decode(s: &str) -> Result<Vec<u8>, CidError> {
-    let mut out = Vec::with_capacity(s.len() * 5 / 8);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for (i, c) in s.chars().enumerate() {
-        let v = match c {
-            'a'..='z' => c as u32 - 'a' as u32,
-            '2'..='7' => c as u32 - '2' as u32 + 26,
-            _ => {
-                return Err(CidError::InvalidCharacter {
-                    character: c,
-                    position: i + 1,
-                });
-            }
-        };
-        acc = ((acc << 5) | v) & 0xFFF;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
+    let digits = s
+        .chars()
+        .zip(1usize..)
+        .map(|(character, position)| {
+            BASE32
+                .iter()
+                .position(|&a| char::from(a) == character)
+                .map(|d| d as u64)
+                .ok_or(CidError::InvalidCharacter {
+                    character,
+                    position,
+                })
+        })
+        .collect::<Result<Vec<u64>, _>>()?;
+    let mut out = Vec::with_capacity(digits.len().div_ceil(8).saturating_mul(5));
+    for chunk in digits.chunks(8) {
+        let bytes = base32_bytes(chunk.len()).ok_or(CidError::NonCanonicalBase32)?;
+        let group = chunk
+            .iter()
+            .chain(std::iter::repeat(&0))
+            .take(8)
+            .fold(0u64, |g, &d| (g << 5) | d);
+        let be = group.to_be_bytes();
+        // The 40-bit group is bytes 3..8; canonical text leaves the bits after its bytes zero.
+        let (data, spare) = be[3..]
+            .split_at_checked(bytes)
+            .ok_or(CidError::NonCanonicalBase32)?;
+        if spare.iter().any(|&b| b != 0) {
+            return Err(CidError::NonCanonicalBase32);
         }
-    }
-    // Canonical unpadded base32 leaves fewer than 5 bits, all zero.
-    if bits >= 5 || acc & ((1 << bits) - 1) != 0 {
-        return Err(CidError::NonCanonicalBase32);
+        out.extend_from_slice(data);
     }
     Ok(out)
 }

@@ -17,6 +17,7 @@
 
 pub mod cid;
 pub mod circuit;
+pub mod codec;
 pub mod durable;
 pub mod files;
 pub mod fr32;

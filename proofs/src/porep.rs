@@ -6,9 +6,21 @@
 //! the public inputs: the sector's size, the prover, sector number, ticket, seed, `comm_d` and `comm_r`.
 //! The challenges and the parents are re-derived, never taken from the proof.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
+use crate::codec::{CodecError, Reader};
 use crate::graph::{BASE_DEGREE, EXP_DEGREE, Graph};
 use crate::merkle::{Blake3TreeD, MerkleProof, PoseidonTree, TreeError};
-use crate::node::{NODE_SIZE, Node};
+use crate::node::Node;
 use crate::sdr::{self, SdrError};
 use crate::sector::{SectorSize, prover_id};
 
@@ -194,6 +206,18 @@ fn check_column(
         })
 }
 
+/// The labels at `index` of `N` columns (`None` if there are not `N` columns or one is too short).
+fn labels_at<const N: usize>(columns: &[ColumnOpening], index: usize) -> Option<[Node; N]> {
+    if columns.len() != N {
+        return None;
+    }
+    let mut out = [Node::ZERO; N];
+    for (o, column) in out.iter_mut().zip(columns) {
+        *o = *column.labels.get(index)?;
+    }
+    Some(out)
+}
+
 /// Checks a vanilla proof against the public inputs.
 pub fn verify(public: &PorepPublic, proof: &PorepProof) -> Result<(), PorepError> {
     let size = public.size;
@@ -222,7 +246,7 @@ pub fn verify(public: &PorepPublic, proof: &PorepProof) -> Result<(), PorepError
         for (i, (p, &c)) in partition.iter().zip(&challenges).enumerate() {
             if p.data.index != c {
                 return Err(PorepError::Challenge {
-                    index: k * challenges.len() + i,
+                    index: k.saturating_mul(challenges.len()).saturating_add(i),
                     expected: c,
                     found: p.data.index,
                 });
@@ -239,7 +263,7 @@ pub fn verify(public: &PorepPublic, proof: &PorepProof) -> Result<(), PorepError
                 return Err(PorepError::Count {
                     what: "parent columns",
                     expected: BASE_DEGREE + EXP_DEGREE,
-                    found: p.base.len() + p.exp.len(),
+                    found: p.base.len().saturating_add(p.exp.len()),
                 });
             }
             for (col, &parent) in p.base.iter().zip(&graph.base_parents(c)) {
@@ -262,24 +286,24 @@ pub fn verify(public: &PorepPublic, proof: &PorepProof) -> Result<(), PorepError
                     &proof.comm_c,
                 )?;
             }
-            for layer in 1..=layers {
-                let base: [Node; BASE_DEGREE] =
-                    std::array::from_fn(|j| p.base[j].labels[layer - 1]);
-                let exp: [Node; EXP_DEGREE] = std::array::from_fn(|j| {
-                    if layer > 1 {
-                        p.exp[j].labels[layer - 2]
-                    } else {
-                        Node::ZERO
-                    }
-                });
-                if sdr::label(&replica_id, layer as u32, c, &base, &exp)
-                    != p.column.labels[layer - 1]
-                {
+            // Every column was checked to hold `layers` labels, and there are six base and eight
+            // expander columns: a missing label cannot happen, but is reported as a short column.
+            let short_column = || PorepError::Count {
+                what: "labels in a column",
+                expected: layers,
+                found: 0,
+            };
+            // Expander parents' labels come from the layer below (none for layer 1).
+            let mut exp = [Node::ZERO; EXP_DEGREE];
+            for (i, (layer, claimed)) in (1..=layers).zip(&p.column.labels).enumerate() {
+                let base: [Node; BASE_DEGREE] = labels_at(&p.base, i).ok_or_else(short_column)?;
+                if sdr::label(&replica_id, layer as u32, c, &base, &exp) != *claimed {
                     return Err(PorepError::Label {
                         challenge: c,
                         layer,
                     });
                 }
+                exp = labels_at(&p.exp, i).ok_or_else(short_column)?;
             }
             if p.replica.index != c {
                 return Err(PorepError::WrongNode {
@@ -289,7 +313,8 @@ pub fn verify(public: &PorepPublic, proof: &PorepProof) -> Result<(), PorepError
                     found: p.replica.index,
                 });
             }
-            if sdr::encode(&p.data.leaf, &p.column.labels[layers - 1])? != p.replica.leaf {
+            let last = p.column.labels.last().ok_or_else(short_column)?;
+            if sdr::encode(&p.data.leaf, last)? != p.replica.leaf {
                 return Err(PorepError::Encoding { challenge: c });
             }
             p.replica
@@ -329,40 +354,43 @@ impl PorepProof {
 
     /// Decodes [`PorepProof::to_bytes`]; malformed input is an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PorepError> {
-        let mut r = Reader(bytes);
-        if r.take(1)?[0] != FORMAT {
+        let mut r = Reader::new(bytes);
+        if r.u8().map_err(malformed)? != FORMAT {
             return Err(PorepError::Malformed("unknown format byte"));
         }
-        let comm_c = r.node()?;
-        let comm_r_last = r.node()?;
-        let partitions = (0..r.count(1024)?)
+        let comm_c = r.node().map_err(malformed)?;
+        let comm_r_last = r.node().map_err(malformed)?;
+        // Counts are bounded before use; vectors grow as items decode, so a count alone reserves nothing.
+        let partitions = (0..r.count(1024).map_err(malformed)?)
             .map(|_| {
-                (0..r.count(4096)?)
+                (0..r.count(4096).map_err(malformed)?)
                     .map(|_| {
                         Ok(ChallengeProof {
-                            data: r.merkle()?,
-                            column: r.column()?,
-                            base: (0..r.count(64)?)
-                                .map(|_| r.column())
+                            data: get_merkle(&mut r)?,
+                            column: get_column(&mut r)?,
+                            base: (0..r.count(64).map_err(malformed)?)
+                                .map(|_| get_column(&mut r))
                                 .collect::<Result<_, _>>()?,
-                            exp: (0..r.count(64)?)
-                                .map(|_| r.column())
+                            exp: (0..r.count(64).map_err(malformed)?)
+                                .map(|_| get_column(&mut r))
                                 .collect::<Result<_, _>>()?,
-                            replica: r.merkle()?,
+                            replica: get_merkle(&mut r)?,
                         })
                     })
                     .collect::<Result<Vec<_>, PorepError>>()
             })
             .collect::<Result<Vec<_>, _>>()?;
-        if !r.0.is_empty() {
-            return Err(PorepError::Malformed("trailing bytes"));
-        }
+        r.finish().map_err(malformed)?;
         Ok(PorepProof {
             comm_c,
             comm_r_last,
             partitions,
         })
     }
+}
+
+fn malformed(e: CodecError) -> PorepError {
+    PorepError::Malformed(e.reason())
 }
 
 fn put_u32(w: &mut Vec<u8>, n: usize) {
@@ -381,46 +409,17 @@ fn put_column(w: &mut Vec<u8>, c: &ColumnOpening) {
     put_merkle(w, &c.proof);
 }
 
-struct Reader<'a>(&'a [u8]);
+fn get_merkle(r: &mut Reader<'_>) -> Result<MerkleProof, PorepError> {
+    let bytes = r.prefixed(1 << 20).map_err(malformed)?;
+    MerkleProof::from_bytes(bytes).map_err(|_| PorepError::Malformed("bad Merkle proof"))
+}
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], PorepError> {
-        if self.0.len() < n {
-            return Err(PorepError::Malformed("truncated"));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn count(&mut self, max: usize) -> Result<usize, PorepError> {
-        let b = self.take(4)?;
-        let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        if n > max {
-            return Err(PorepError::Malformed("count too large"));
-        }
-        Ok(n)
-    }
-
-    fn node(&mut self) -> Result<Node, PorepError> {
-        let mut n = [0u8; NODE_SIZE];
-        n.copy_from_slice(self.take(NODE_SIZE)?);
-        Ok(Node(n))
-    }
-
-    fn merkle(&mut self) -> Result<MerkleProof, PorepError> {
-        let len = self.count(1 << 20)?;
-        MerkleProof::from_bytes(self.take(len)?)
-            .map_err(|_| PorepError::Malformed("bad Merkle proof"))
-    }
-
-    fn column(&mut self) -> Result<ColumnOpening, PorepError> {
-        let labels = (0..self.count(64)?)
-            .map(|_| self.node())
-            .collect::<Result<_, _>>()?;
-        Ok(ColumnOpening {
-            labels,
-            proof: self.merkle()?,
-        })
-    }
+fn get_column(r: &mut Reader<'_>) -> Result<ColumnOpening, PorepError> {
+    let labels = (0..r.count(64).map_err(malformed)?)
+        .map(|_| r.node().map_err(malformed))
+        .collect::<Result<_, _>>()?;
+    Ok(ColumnOpening {
+        labels,
+        proof: get_merkle(r)?,
+    })
 }

@@ -5,9 +5,21 @@
 //! comm_r_last)`. Challenges depend on the randomness, the sector number and the challenge number only,
 //! never on a sector's position among others, so reordering sectors cannot be used to grind.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
+use crate::codec::{CodecError, Reader};
 use crate::hash::{Tag, hash};
 use crate::merkle::{MerkleProof, PoseidonTree, TreeError};
-use crate::node::{NODE_SIZE, Node};
+use crate::node::Node;
 use crate::sdr::{self, SdrError};
 use crate::sector::{SectorSize, prover_id};
 
@@ -88,7 +100,10 @@ pub fn leaf_challenge(size: SectorSize, randomness: &Node, sector_number: u64, m
     let h = hash(Tag::PostChallenge, &msg);
     let mut first = [0u8; 8];
     first.copy_from_slice(&h.0[..8]);
-    u64::from_le_bytes(first) % size.nodes()
+    // Every sector size has at least 64 nodes: the remainder always exists.
+    u64::from_le_bytes(first)
+        .checked_rem(size.nodes())
+        .unwrap_or_default()
 }
 
 /// The first `count` leaf challenges of a sector.
@@ -119,7 +134,10 @@ pub fn winning_sector_index(
     let h = hash(Tag::PostSector, &msg);
     let mut first = [0u8; 8];
     first.copy_from_slice(&h.0[..8]);
-    Ok((u64::from_le_bytes(first) % number_of_sectors as u64) as usize)
+    let index = u64::from_le_bytes(first)
+        .checked_rem(number_of_sectors as u64)
+        .ok_or(PostError::NoSectors)?;
+    Ok(index as usize)
 }
 
 /// A sector as the chain knows it: its number and replica commitment.
@@ -201,14 +219,17 @@ pub fn verify_winning(
 ) -> Result<(), PostError> {
     let mut sorted = sectors.to_vec();
     sorted.sort_by_key(|s| s.sector_number);
-    let chosen = sorted[winning_sector_index(miner_id, randomness, sorted.len())?];
+    let index = winning_sector_index(miner_id, randomness, sorted.len())?;
+    // The index is below the sector count by construction.
+    let chosen = *sorted.get(index).ok_or(PostError::NoSectors)?;
     verify_sector(size, randomness, &chosen, WINNING_CHALLENGES, proof)
 }
 
 /// Splits sectors into Window PoSt partitions of the size's partition size, padding the last partition
 /// by repeating its last sector (SPEC §6.3).
 pub fn window_partitions<T: Clone>(size: SectorSize, sectors: &[T]) -> Vec<Vec<T>> {
-    let per = size.window_post_sectors_per_partition();
+    // At least one sector per partition for every size; `max` keeps `chunks` from panicking regardless.
+    let per = size.window_post_sectors_per_partition().max(1);
     sectors
         .chunks(per)
         .map(|chunk| {
@@ -266,51 +287,26 @@ impl SectorProof {
 
     /// Decodes [`SectorProof::to_bytes`]; malformed input is an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PostError> {
-        let mut r = bytes;
-        let mut take = |n: usize| -> Result<&[u8], PostError> {
-            if r.len() < n {
-                return Err(PostError::Malformed("truncated"));
-            }
-            let (head, tail) = r.split_at(n);
-            r = tail;
-            Ok(head)
-        };
-        if take(1)?[0] != FORMAT {
+        let malformed = |e: CodecError| PostError::Malformed(e.reason());
+        let mut r = Reader::new(bytes);
+        if r.u8().map_err(malformed)? != FORMAT {
             return Err(PostError::Malformed("unknown format byte"));
         }
-        let u64_of = |b: &[u8]| {
-            b.try_into()
-                .map(u64::from_le_bytes)
-                .map_err(|_| PostError::Malformed("truncated"))
-        };
-        let u32_of = |b: &[u8]| {
-            b.try_into()
-                .map(u32::from_le_bytes)
-                .map_err(|_| PostError::Malformed("truncated"))
-        };
-        let node_of = |b: &[u8]| -> Result<Node, PostError> {
-            b.try_into()
-                .map(Node)
-                .map_err(|_| PostError::Malformed("truncated"))
-        };
-        let sector_number = u64_of(take(8)?)?;
-        let comm_c = node_of(take(NODE_SIZE)?)?;
-        let comm_r_last = node_of(take(NODE_SIZE)?)?;
-        let count = u32_of(take(4)?)? as usize;
-        if count > 1 << 16 {
-            return Err(PostError::Malformed("too many openings"));
-        }
-        let mut openings = Vec::with_capacity(count);
-        for _ in 0..count {
-            let len = u32_of(take(4)?)? as usize;
-            openings.push(
-                MerkleProof::from_bytes(take(len)?)
-                    .map_err(|_| PostError::Malformed("bad opening"))?,
-            );
-        }
-        if !take(0)?.is_empty() || !r.is_empty() {
-            return Err(PostError::Malformed("trailing bytes"));
-        }
+        let sector_number = r.u64_le().map_err(malformed)?;
+        let comm_c = r.node().map_err(malformed)?;
+        let comm_r_last = r.node().map_err(malformed)?;
+        let count = r.count(1 << 16).map_err(|e| match e {
+            CodecError::CountTooLarge => PostError::Malformed("too many openings"),
+            e => malformed(e),
+        })?;
+        // The vector grows as openings decode, so a count alone reserves nothing.
+        let openings = (0..count)
+            .map(|_| {
+                let opening = r.prefixed(usize::MAX).map_err(malformed)?;
+                MerkleProof::from_bytes(opening).map_err(|_| PostError::Malformed("bad opening"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        r.finish().map_err(malformed)?;
         Ok(SectorProof {
             sector_number,
             comm_c,

@@ -1,5 +1,16 @@
 //! Groth16 proofs as bytes, and the errors of proving and verifying them.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use bellman::SynthesisError;
 use bls12_381::Bls12;
 use groth16::Proof;

@@ -5,6 +5,17 @@
 //! turns that into each circuit's public inputs. A verifier is stateless apart from a cache of
 //! prepared verifying keys, so one instance serves every block.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 

@@ -1,6 +1,18 @@
 //! Inclusion proofs: the leaf, its index, and the siblings at every level.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use super::{TreeError, TreeHasher, TreeShape};
+use crate::codec::{CodecError, Reader};
 use crate::node::{NODE_SIZE, Node};
 
 /// Format byte that opens the binary encoding of a proof.
@@ -32,17 +44,24 @@ impl MerkleProof {
         }
         let mut node = self.leaf;
         let mut index = self.index;
-        let mut children = [Node::ZERO; 16];
+        let mut buffer = [Node::ZERO; 16];
         for (&arity, sibs) in shape.arities().iter().zip(&self.siblings) {
-            if sibs.len() + 1 != arity || arity > children.len() {
-                return Err(TreeError::ProofShape("wrong number of siblings at a level"));
+            let wrong_siblings = || TreeError::ProofShape("wrong number of siblings at a level");
+            if sibs.len().checked_add(1) != Some(arity) {
+                return Err(wrong_siblings());
             }
-            let pos = (index % arity as u64) as usize;
-            children[..pos].copy_from_slice(&sibs[..pos]);
-            children[pos] = node;
-            children[pos + 1..arity].copy_from_slice(&sibs[pos..]);
-            node = H::hash_children(&children[..arity])?;
-            index /= arity as u64;
+            let children = buffer.get_mut(..arity).ok_or_else(wrong_siblings)?;
+            // `arity ≥ 1` here (it is `sibs.len() + 1`), so neither operation can fail.
+            let a = u64::try_from(arity).map_err(|_| wrong_siblings())?;
+            let pos = index.checked_rem(a).ok_or_else(wrong_siblings)?;
+            let pos = usize::try_from(pos).map_err(|_| wrong_siblings())?;
+            let (before, after) = sibs.split_at_checked(pos).ok_or_else(wrong_siblings)?;
+            let path = before.iter().chain([&node]).chain(after);
+            for (slot, child) in children.iter_mut().zip(path) {
+                *slot = *child;
+            }
+            node = H::hash_children(children)?;
+            index = index.checked_div(a).ok_or_else(wrong_siblings)?;
         }
         Ok(node)
     }
@@ -73,9 +92,16 @@ impl MerkleProof {
     /// Binary encoding: format byte, `u64le` index, leaf, level count, then per level the sibling count
     /// (one byte) and the siblings.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let count: usize = self.siblings.iter().map(Vec::len).sum();
-        let mut out =
-            Vec::with_capacity(1 + 8 + NODE_SIZE + 1 + self.siblings.len() + count * NODE_SIZE);
+        // The leaf and every sibling, then the format byte, index, level count and one count per level.
+        let nodes = self
+            .siblings
+            .iter()
+            .fold(1usize, |n, level| n.saturating_add(level.len()));
+        let len = nodes
+            .saturating_mul(NODE_SIZE)
+            .saturating_add(1 + 8 + 1)
+            .saturating_add(self.siblings.len());
+        let mut out = Vec::with_capacity(len);
         out.push(PROOF_FORMAT);
         out.extend_from_slice(&self.index.to_le_bytes());
         out.extend_from_slice(&self.leaf.0);
@@ -91,46 +117,27 @@ impl MerkleProof {
 
     /// Decodes [`MerkleProof::to_bytes`]; malformed input gets an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, TreeError> {
-        let mut r = Reader(bytes);
-        if r.take(1)?[0] != PROOF_FORMAT {
+        let malformed = |e: CodecError| TreeError::MalformedProof(e.reason());
+        let mut r = Reader::new(bytes);
+        if r.u8().map_err(malformed)? != PROOF_FORMAT {
             return Err(TreeError::MalformedProof("unknown format byte"));
         }
-        let mut index = [0u8; 8];
-        index.copy_from_slice(r.take(8)?);
-        let leaf = r.node()?;
-        let levels = r.take(1)?[0];
+        let index = r.u64_le().map_err(malformed)?;
+        let leaf = r.node().map_err(malformed)?;
+        let levels = r.u8().map_err(malformed)?;
         let mut siblings = Vec::with_capacity(usize::from(levels));
         for _ in 0..levels {
-            let n = r.take(1)?[0];
-            let level = (0..n).map(|_| r.node()).collect::<Result<Vec<_>, _>>()?;
+            let n = r.u8().map_err(malformed)?;
+            let level = (0..n)
+                .map(|_| r.node().map_err(malformed))
+                .collect::<Result<Vec<_>, _>>()?;
             siblings.push(level);
         }
-        if !r.0.is_empty() {
-            return Err(TreeError::MalformedProof("trailing bytes"));
-        }
+        r.finish().map_err(malformed)?;
         Ok(MerkleProof {
-            index: u64::from_le_bytes(index),
+            index,
             leaf,
             siblings,
         })
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], TreeError> {
-        if self.0.len() < n {
-            return Err(TreeError::MalformedProof("truncated"));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-
-    fn node(&mut self) -> Result<Node, TreeError> {
-        let mut n = [0u8; NODE_SIZE];
-        n.copy_from_slice(self.take(NODE_SIZE)?);
-        Ok(Node(n))
     }
 }
