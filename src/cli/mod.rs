@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod chain;
+mod common;
 mod piece;
 mod progress;
 mod seal;

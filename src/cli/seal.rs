@@ -11,16 +11,18 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use lode_proofs::files::PorepPublicFile;
 use lode_proofs::node::Node;
-use lode_proofs::porep::{self, PorepProof, PorepPublic};
+use lode_proofs::porep::{self, PorepProof};
 use lode_proofs::sector::SectorSize;
 use lode_sealing::seal::{self, Placement, SectorId, SectorSpec};
 use lode_sealing::sector_dir::{SectorDir, SectorLock};
 use serde::Serialize;
 
+use super::common::{
+    CircuitArg, ParamsDir, default_cache_dir, fresh_rng, params_for, parse_node, parse_size,
+    read_public, report_validity,
+};
 use super::progress::Bars;
-use super::snark::{CircuitArg, ParamsDir, fresh_rng, params_for};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum SealCommand {
@@ -201,18 +203,6 @@ pub(crate) struct UnsealArgs {
     len: Option<u64>,
 }
 
-pub(crate) fn parse_size(s: &str) -> Result<SectorSize, String> {
-    s.parse()
-        .map_err(|e: lode_proofs::sector::UnsupportedSectorSize| e.to_string())
-}
-
-pub(crate) fn parse_node(s: &str) -> Result<Node, String> {
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    Node::from_hex(s)
-        .map(|n| lode_proofs::node::trunc254(n.0))
-        .ok_or_else(|| "expected 64 hex digits".to_string())
-}
-
 /// A sector directory opened by a command: locked for as long as the command runs.
 struct OpenSector {
     dir: SectorDir,
@@ -258,17 +248,6 @@ fn open_sector(
         id,
         _lock: lock,
     })
-}
-
-/// `$XDG_CACHE_HOME/lode`, `$HOME/.cache/lode`, or `.lode-cache` in the working directory.
-pub(crate) fn default_cache_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("lode");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join(".cache").join("lode");
-    }
-    PathBuf::from(".lode-cache")
 }
 
 /// The JSON report of a sealing run.
@@ -570,42 +549,6 @@ fn commit2(a: &Commit2Args) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Prints a verification outcome: exit 0 and "valid", or exit 1 and "invalid: <reason>".
-pub(crate) fn report_validity(
-    valid: Result<(), String>,
-    json: bool,
-    extra: serde_json::Value,
-) -> anyhow::Result<ExitCode> {
-    if json {
-        let mut v = serde_json::json!({ "valid": valid.is_ok(), "reason": valid.as_ref().err() });
-        if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        match &valid {
-            Ok(()) => println!("valid"),
-            Err(r) => println!("invalid: {r}"),
-        }
-    }
-    Ok(if valid.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// Reads a PoRep public-inputs file (commit1.json), strictly.
-pub(crate) fn read_public(path: &std::path::Path) -> anyhow::Result<PorepPublic> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read {}", path.display()))
-        .map_err(super::cannot_check)?;
-    let file: PorepPublicFile = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not a PoRep public-inputs file", path.display()))
-        .map_err(super::cannot_check)?;
-    Ok(file.into())
 }
 
 fn verify_commit1(a: &VerifyArgs) -> anyhow::Result<ExitCode> {

@@ -9,156 +9,21 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use bls12_381::Bls12;
-use clap::{Args, Subcommand, ValueEnum};
-use groth16::Parameters;
-use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
-use lode_proofs::circuit::post::{PostCircuit, PostKind};
-use lode_proofs::circuit::{CircuitInfo, circuit_info};
+use clap::{Args, Subcommand};
+use lode_proofs::circuit::post::PostKind;
 use lode_proofs::files::PostFile;
 use lode_proofs::node::Node;
-use lode_proofs::params::{Origin, ParamStore, ParamsError, ParamsId};
+use lode_proofs::params::{Origin, ParamStore, ParamsError};
 use lode_proofs::sector::SectorSize;
 use lode_proofs::verifier::{ProofVerifier, SnarkVerifier};
 use lode_sealing::post::{SealedSector, prove_post};
 use serde::Serialize;
 
+use super::common::{
+    CircuitArg, ParamsDir, fresh_rng, params_for, parse_node, parse_size, read_public,
+    report_validity, warn_insecure,
+};
 use super::progress::Bars;
-use super::seal::{default_cache_dir, parse_node, parse_size, read_public, report_validity};
-
-/// Which circuit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum CircuitArg {
-    /// The PoRep circuit (one proof per partition).
-    Porep,
-    /// Winning PoSt.
-    WinningPost,
-    /// Window PoSt (one proof per partition).
-    WindowPost,
-}
-
-impl CircuitArg {
-    const ALL: [CircuitArg; 3] = [
-        CircuitArg::Porep,
-        CircuitArg::WinningPost,
-        CircuitArg::WindowPost,
-    ];
-
-    fn of_post(kind: PostKind) -> Self {
-        match kind {
-            PostKind::Winning => CircuitArg::WinningPost,
-            PostKind::Window => CircuitArg::WindowPost,
-        }
-    }
-
-    fn id(self, size: SectorSize) -> ParamsId {
-        match self {
-            CircuitArg::Porep => porep_circuit::params_id(size),
-            CircuitArg::WinningPost => PostKind::Winning.params_id(size),
-            CircuitArg::WindowPost => PostKind::Window.params_id(size),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            CircuitArg::Porep => "porep",
-            CircuitArg::WinningPost => "winning-post",
-            CircuitArg::WindowPost => "window-post",
-        }
-    }
-
-    fn info(self, size: SectorSize) -> anyhow::Result<CircuitInfo> {
-        Ok(match self {
-            CircuitArg::Porep => circuit_info(PorepCircuit {
-                size,
-                witness: None,
-            })?,
-            CircuitArg::WinningPost => circuit_info(PostCircuit {
-                kind: PostKind::Winning,
-                size,
-                witness: None,
-            })?,
-            CircuitArg::WindowPost => circuit_info(PostCircuit {
-                kind: PostKind::Window,
-                size,
-                witness: None,
-            })?,
-        })
-    }
-}
-
-/// Where parameters live.
-#[derive(Debug, Args, Clone)]
-pub(crate) struct ParamsDir {
-    /// Directory of Groth16 parameter files (default: the cache directory's `params/`).
-    #[arg(long, env = "LODE_PARAMS_DIR")]
-    params_dir: Option<PathBuf>,
-}
-
-impl ParamsDir {
-    pub(crate) fn store(&self) -> ParamStore {
-        ParamStore::new(
-            self.params_dir
-                .clone()
-                .unwrap_or_else(|| default_cache_dir().join("params")),
-        )
-    }
-}
-
-/// A cryptographic RNG seeded from the operating system, for the zero-knowledge blinding of proofs.
-pub(crate) fn fresh_rng() -> anyhow::Result<rand_chacha::ChaCha20Rng> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(|e| {
-        anyhow::anyhow!("the operating system gave no randomness for the proof: {e}")
-    })?;
-    Ok(<rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed))
-}
-
-fn warn_insecure(origin: Origin, id: &ParamsId) {
-    if origin == Origin::InsecureTest {
-        eprintln!(
-            "warning: INSECURE test parameters ({}): anyone can forge proofs with them; for tests and devnets only",
-            id.canonical()
-        );
-    }
-}
-
-/// Parameters for proving with a circuit: loaded, or generated (insecure, deterministic) when
-/// missing — announced on stderr every time.
-pub(crate) fn params_for(
-    store: &ParamStore,
-    circuit: CircuitArg,
-    size: SectorSize,
-) -> anyhow::Result<Parameters<Bls12>> {
-    let id = circuit.id(size);
-    let (params, origin, fresh) = match circuit {
-        CircuitArg::Porep => store.get_or_generate_insecure(&id, || PorepCircuit {
-            size,
-            witness: None,
-        }),
-        CircuitArg::WinningPost => store.get_or_generate_insecure(&id, || PostCircuit {
-            kind: PostKind::Winning,
-            size,
-            witness: None,
-        }),
-        CircuitArg::WindowPost => store.get_or_generate_insecure(&id, || PostCircuit {
-            kind: PostKind::Window,
-            size,
-            witness: None,
-        }),
-    }
-    .with_context(|| {
-        format!(
-            "cannot load or generate the {} parameters for {size}",
-            circuit.name()
-        )
-    })?;
-    if fresh {
-        tracing::info!(path = %store.params_path(&id).display(), "generated parameters");
-    }
-    warn_insecure(origin, &id);
-    Ok(params)
-}
 
 /// A verifier holding the verifying key of one circuit: from `--vk`, else the store's verifying-key
 /// file, else the store's parameters. Never generated: a missing key stops with what to run.

@@ -1,0 +1,212 @@
+//! What the command groups share: argument parsers, default directories, Groth16 parameters for
+//! proving, and how a verification outcome is reported. The command modules import from here and never
+//! from each other.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bls12_381::Bls12;
+use clap::{Args, ValueEnum};
+use groth16::Parameters;
+use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
+use lode_proofs::circuit::post::{PostCircuit, PostKind};
+use lode_proofs::circuit::{CircuitInfo, circuit_info};
+use lode_proofs::files::PorepPublicFile;
+use lode_proofs::node::Node;
+use lode_proofs::params::{Origin, ParamStore, ParamsId};
+use lode_proofs::porep::PorepPublic;
+use lode_proofs::sector::SectorSize;
+
+pub(crate) fn parse_size(s: &str) -> Result<SectorSize, String> {
+    s.parse()
+        .map_err(|e: lode_proofs::sector::UnsupportedSectorSize| e.to_string())
+}
+
+pub(crate) fn parse_node(s: &str) -> Result<Node, String> {
+    let s = s.strip_prefix("0x").unwrap_or(s);
+    Node::from_hex(s)
+        .map(|n| lode_proofs::node::trunc254(n.0))
+        .ok_or_else(|| "expected 64 hex digits".to_string())
+}
+
+/// `$XDG_CACHE_HOME/lode`, `$HOME/.cache/lode`, or `.lode-cache` in the working directory.
+pub(crate) fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("lode");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("lode");
+    }
+    PathBuf::from(".lode-cache")
+}
+
+/// Which circuit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CircuitArg {
+    /// The PoRep circuit (one proof per partition).
+    Porep,
+    /// Winning PoSt.
+    WinningPost,
+    /// Window PoSt (one proof per partition).
+    WindowPost,
+}
+
+impl CircuitArg {
+    pub(crate) const ALL: [CircuitArg; 3] = [
+        CircuitArg::Porep,
+        CircuitArg::WinningPost,
+        CircuitArg::WindowPost,
+    ];
+
+    pub(crate) fn of_post(kind: PostKind) -> Self {
+        match kind {
+            PostKind::Winning => CircuitArg::WinningPost,
+            PostKind::Window => CircuitArg::WindowPost,
+        }
+    }
+
+    pub(crate) fn id(self, size: SectorSize) -> ParamsId {
+        match self {
+            CircuitArg::Porep => porep_circuit::params_id(size),
+            CircuitArg::WinningPost => PostKind::Winning.params_id(size),
+            CircuitArg::WindowPost => PostKind::Window.params_id(size),
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            CircuitArg::Porep => "porep",
+            CircuitArg::WinningPost => "winning-post",
+            CircuitArg::WindowPost => "window-post",
+        }
+    }
+
+    pub(crate) fn info(self, size: SectorSize) -> anyhow::Result<CircuitInfo> {
+        Ok(match self {
+            CircuitArg::Porep => circuit_info(PorepCircuit {
+                size,
+                witness: None,
+            })?,
+            CircuitArg::WinningPost => circuit_info(PostCircuit {
+                kind: PostKind::Winning,
+                size,
+                witness: None,
+            })?,
+            CircuitArg::WindowPost => circuit_info(PostCircuit {
+                kind: PostKind::Window,
+                size,
+                witness: None,
+            })?,
+        })
+    }
+}
+
+/// Where parameters live.
+#[derive(Debug, Args, Clone)]
+pub(crate) struct ParamsDir {
+    /// Directory of Groth16 parameter files (default: the cache directory's `params/`).
+    #[arg(long, env = "LODE_PARAMS_DIR")]
+    params_dir: Option<PathBuf>,
+}
+
+impl ParamsDir {
+    pub(crate) fn store(&self) -> ParamStore {
+        ParamStore::new(
+            self.params_dir
+                .clone()
+                .unwrap_or_else(|| default_cache_dir().join("params")),
+        )
+    }
+}
+
+/// A cryptographic RNG seeded from the operating system, for the zero-knowledge blinding of proofs.
+pub(crate) fn fresh_rng() -> anyhow::Result<rand_chacha::ChaCha20Rng> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| {
+        anyhow::anyhow!("the operating system gave no randomness for the proof: {e}")
+    })?;
+    Ok(<rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::from_seed(seed))
+}
+
+pub(crate) fn warn_insecure(origin: Origin, id: &ParamsId) {
+    if origin == Origin::InsecureTest {
+        eprintln!(
+            "warning: INSECURE test parameters ({}): anyone can forge proofs with them; for tests and devnets only",
+            id.canonical()
+        );
+    }
+}
+
+/// Parameters for proving with a circuit: loaded, or generated (insecure, deterministic) when
+/// missing — announced on stderr every time.
+pub(crate) fn params_for(
+    store: &ParamStore,
+    circuit: CircuitArg,
+    size: SectorSize,
+) -> anyhow::Result<Parameters<Bls12>> {
+    let id = circuit.id(size);
+    let (params, origin, fresh) = match circuit {
+        CircuitArg::Porep => store.get_or_generate_insecure(&id, || PorepCircuit {
+            size,
+            witness: None,
+        }),
+        CircuitArg::WinningPost => store.get_or_generate_insecure(&id, || PostCircuit {
+            kind: PostKind::Winning,
+            size,
+            witness: None,
+        }),
+        CircuitArg::WindowPost => store.get_or_generate_insecure(&id, || PostCircuit {
+            kind: PostKind::Window,
+            size,
+            witness: None,
+        }),
+    }
+    .with_context(|| {
+        format!(
+            "cannot load or generate the {} parameters for {size}",
+            circuit.name()
+        )
+    })?;
+    if fresh {
+        tracing::info!(path = %store.params_path(&id).display(), "generated parameters");
+    }
+    warn_insecure(origin, &id);
+    Ok(params)
+}
+
+/// Prints a verification outcome: exit 0 and "valid", or exit 1 and "invalid: <reason>".
+pub(crate) fn report_validity(
+    valid: Result<(), String>,
+    json: bool,
+    extra: serde_json::Value,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        let mut v = serde_json::json!({ "valid": valid.is_ok(), "reason": valid.as_ref().err() });
+        if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        match &valid {
+            Ok(()) => println!("valid"),
+            Err(r) => println!("invalid: {r}"),
+        }
+    }
+    Ok(if valid.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Reads a PoRep public-inputs file (commit1.json), strictly.
+pub(crate) fn read_public(path: &std::path::Path) -> anyhow::Result<PorepPublic> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(super::cannot_check)?;
+    let file: PorepPublicFile = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a PoRep public-inputs file", path.display()))
+        .map_err(super::cannot_check)?;
+    Ok(file.into())
+}
