@@ -577,3 +577,42 @@ fn verifiers_refuse_empty_or_contradictory_files_and_never_invent_keys() {
     assert!(started.elapsed().as_secs() < 10);
     assert!(!Path::new(&params).exists());
 }
+
+#[test]
+fn verify_commit1_names_the_public_input_that_fails() {
+    let f = Fixture::new();
+    let dir = f.sealed_2kib("s1");
+    let d = Path::new(&dir);
+    let public = d.join("commit1.json");
+    let original: serde_json::Value = serde_json::from_slice(&read(&public)).unwrap();
+    let check = |field: &str, value: serde_json::Value, needle: &str| {
+        let mut p = original.clone();
+        p[field] = value;
+        let path = f.path(&format!("{field}.json"));
+        std::fs::write(&path, serde_json::to_vec(&p).unwrap()).unwrap();
+        let o = lode(&[
+            "seal",
+            "verify-commit1",
+            "--public",
+            path.to_str().unwrap(),
+            "--proof",
+            d.join("commit1.bin").to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.contains(needle),
+            "{field}: expected {needle:?} in {out}"
+        );
+    };
+    check("miner_id", 5.into(), "miner id, sector number or ticket");
+    check("ticket", OTHER.into(), "miner id, sector number or ticket");
+    check(
+        "sector_number",
+        2.into(),
+        "miner id, sector number or ticket",
+    );
+    check("seed", OTHER.into(), "seed");
+    check("comm_d", OTHER.into(), "comm_d");
+    check("comm_r", OTHER.into(), "comm_r");
+}

@@ -43,6 +43,14 @@ pub enum PorepError {
         /// Found.
         found: usize,
     },
+    /// The proof was made for other public inputs: the one named does not match it.
+    #[error("the proof was made for another {input}: {reason}")]
+    PublicInput {
+        /// The public input (or inputs) that differ.
+        input: &'static str,
+        /// How that shows.
+        reason: &'static str,
+    },
     /// A challenge differs from the one derived from the seed.
     #[error("challenge {index} is {found}, but the seed gives {expected}")]
     Challenge {
@@ -206,6 +214,48 @@ fn check_column(
         })
 }
 
+/// Names the public input a proof with other challenges was made for. The challenges follow from the
+/// replica id (the miner id, sector number, ticket and `comm_d`) and the seed; the proof's own first
+/// challenge tells which: its tree D opening checks `comm_d`, and its layer-1 label (which depends on
+/// the replica id but not on the seed) checks the replica id. What remains is the seed (`fallback`).
+fn blame(
+    public: &PorepPublic,
+    proof: &PorepProof,
+    replica_id: &Node,
+    fallback: PorepError,
+) -> PorepError {
+    let size = public.size;
+    let Some(p) = proof.partitions.first().and_then(|part| part.first()) else {
+        return fallback;
+    };
+    if p.data
+        .verify::<Blake3TreeD>(&size.tree_d_shape(), &public.comm_d)
+        .is_err()
+    {
+        return PorepError::PublicInput {
+            input: "comm_d",
+            reason: "its tree D openings do not lead to the public comm_d",
+        };
+    }
+    let first_label = p.column.labels.first();
+    let base: Option<[Node; BASE_DEGREE]> = labels_at(&p.base, 0);
+    if let (Some(claimed), Some(base)) = (first_label, base)
+        && sdr::label(
+            replica_id,
+            1,
+            p.data.index,
+            &base,
+            &[Node::ZERO; EXP_DEGREE],
+        ) != *claimed
+    {
+        return PorepError::PublicInput {
+            input: "replica id (miner id, sector number or ticket)",
+            reason: "its layer-1 labels do not follow from the public replica id",
+        };
+    }
+    fallback
+}
+
 /// The labels at `index` of `N` columns (`None` if there are not `N` columns or one is too short).
 fn labels_at<const N: usize>(columns: &[ColumnOpening], index: usize) -> Option<[Node; N]> {
     if columns.len() != N {
@@ -245,11 +295,16 @@ pub fn verify(public: &PorepPublic, proof: &PorepProof) -> Result<(), PorepError
         }
         for (i, (p, &c)) in partition.iter().zip(&challenges).enumerate() {
             if p.data.index != c {
-                return Err(PorepError::Challenge {
-                    index: k.saturating_mul(challenges.len()).saturating_add(i),
-                    expected: c,
-                    found: p.data.index,
-                });
+                return Err(blame(
+                    public,
+                    proof,
+                    &replica_id,
+                    PorepError::Challenge {
+                        index: k.saturating_mul(challenges.len()).saturating_add(i),
+                        expected: c,
+                        found: p.data.index,
+                    },
+                ));
             }
             p.data
                 .verify::<Blake3TreeD>(&size.tree_d_shape(), &public.comm_d)
