@@ -8,6 +8,17 @@
 //! (rejecting files that prove nothing, repeat a sector, or list a sector as both proven and faulty), and
 //! [`PostFile::verify`] runs them.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use serde::{Deserialize, Serialize};
 
 use crate::circuit::post::PostKind;
@@ -361,6 +372,7 @@ impl PostFileError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
