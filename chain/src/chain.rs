@@ -23,7 +23,7 @@ use crate::actors::{
 };
 use crate::block::{BlockHeader, Tipset, messages_root, win_count};
 use crate::crypto::PublicKey;
-use crate::error::{ActorError, ChainError, ExitCode};
+use crate::error::{ActorError, ChainError, ExitCode, OutOfRange};
 use crate::keys;
 use crate::message::{Method, Receipt, SignedMessage};
 use crate::policy::Policy;
@@ -136,7 +136,10 @@ impl Chain {
                 let mut a = rt
                     .expect_actor(id)
                     .map_err(|e| ChainError::Internal(e.to_string()))?;
-                a.balance = TokenAmount(a.balance.0 + balance.0);
+                a.balance = a
+                    .balance
+                    .checked_add(*balance)
+                    .ok_or(OutOfRange("a genesis balance"))?;
                 rt.put_actor(id, &a)?;
             }
             let root = rt
@@ -235,11 +238,9 @@ impl Chain {
         let head = self.head();
         let epoch = input.epoch;
         let invalid = |reason: String| ChainError::InvalidBlock { epoch, reason };
-        if epoch != head.epoch + 1 {
-            return Err(invalid(format!(
-                "the next epoch is {}, not {epoch}",
-                head.epoch + 1
-            )));
+        let next = head.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
+        if epoch != next {
+            return Err(invalid(format!("the next epoch is {next}, not {epoch}")));
         }
         let (writes, outcome) = {
             let mut rt = Runtime::new(
@@ -279,7 +280,11 @@ impl Chain {
 
 /// How many epochs of randomness the state keeps (the oldest a prove-commit can ask for).
 pub fn randomness_retention(policy: &Policy) -> u64 {
-    policy.max_pre_commit_randomness_lookback + policy.max_prove_commit_duration + 1
+    // Saturating: a retention past u64::MAX epochs means "keep everything".
+    policy
+        .max_pre_commit_randomness_lookback
+        .saturating_add(policy.max_prove_commit_duration)
+        .saturating_add(1)
 }
 
 fn validate_blocks(
@@ -509,8 +514,14 @@ fn apply_message_checked(
             ),
         ));
     }
+    let Some(next_nonce) = sender.nonce.checked_add(1) else {
+        return Ok(reject(
+            ExitCode::SysSenderStateInvalid,
+            "the sender's nonces are exhausted",
+        ));
+    };
     // From here the message is included: the nonce advances and gas is paid whatever happens.
-    sender.nonce += 1;
+    sender.nonce = next_nonce;
     rt.put_actor(from, &sender)?;
     rt.start_gas(base_gas, msg.gas_limit);
     rt.state.begin();
@@ -596,8 +607,8 @@ fn run_cron(rt: &mut Runtime<'_, '_>) -> Result<(), ChainError> {
     let realized = power::current_total(rt, &pst).raw;
     reward::end_epoch(rt, realized)?;
     let keep = randomness_retention(rt.policy);
-    if epoch >= keep {
-        rt.state.delete(&keys::randomness(epoch - keep));
+    if let Some(expired) = epoch.checked_sub(keep) {
+        rt.state.delete(&keys::randomness(expired));
     }
     Ok(())
 }

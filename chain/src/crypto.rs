@@ -440,13 +440,13 @@ impl<'de, const N: usize> Visitor<'de> for FixedBytesVisitor<N> {
             f,
             "a {} as {N} bytes or {} hex characters",
             self.what,
-            2 * N
+            N.saturating_mul(2)
         )
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         let mut out = [0u8; N];
-        if v.len() != 2 * N {
+        if N.checked_mul(2) != Some(v.len()) {
             return Err(E::custom(CryptoError::InvalidLength {
                 what: self.what,
                 expected: N,

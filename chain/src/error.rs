@@ -86,6 +86,21 @@ macro_rules! abort {
 }
 pub(crate) use abort;
 
+/// An amount or counter that left its range (overflowed, or went below zero where it may not).
+///
+/// Token amounts and counters use checked arithmetic everywhere; `?` turns this into an
+/// [`ActorError`] with [`ExitCode::Overflow`] inside a method, or a [`ChainError::OutOfRange`]
+/// outside one: `total.checked_add(x).ok_or(OutOfRange("market escrow"))?`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is out of range")]
+pub struct OutOfRange(pub &'static str);
+
+impl From<OutOfRange> for ActorError {
+    fn from(e: OutOfRange) -> Self {
+        ActorError::new(ExitCode::Overflow, e.to_string())
+    }
+}
+
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -127,6 +142,9 @@ pub enum ChainError {
         /// Why.
         reason: String,
     },
+    /// An amount or counter left its range.
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
     /// An internal invariant broke while applying state (a bug): nothing was committed.
     #[error("internal error: {0}")]
     Internal(String),

@@ -94,10 +94,13 @@ fn ln2_fixed(w: u32) -> BigInt {
     // and the tail is < 1, so the sum errs by < w + g + 1 units of 2^-(w+g);
     // after dropping the g guard bits the error is < 1 + (w+g+1)/2^g < 2.
     const G: u32 = 16;
+    // Cannot overflow: callers pass w = 128 + guard bits ≤ 640.
+    #[allow(clippy::arithmetic_side_effects)]
     let wg = w + G;
     let mut sum = BigInt::zero();
-    for j in 1..=wg {
-        sum += (BigInt::one() << (wg - j)) / j;
+    // Term j (from 1) is 2^(wg − j) / j.
+    for (j, shift) in (1..=wg).zip((0..wg).rev()) {
+        sum += (BigInt::one() << shift) / BigInt::from(j);
     }
     sum >> G
 }
@@ -117,6 +120,8 @@ fn shift_signed(x: &BigInt, s: i64) -> BigInt {
 /// `a ≥ 0`. Returns `(candidate, decided)`: when `decided` is true the
 /// candidate is exactly `floor(e^(±a)·2^128)` (`−` when `negative`).
 fn exp_attempt(arg: &dyn Fn(u32) -> (BigInt, u64), negative: bool, guard: u32) -> (BigInt, bool) {
+    // Cannot overflow: guard ≤ MAX_GUARD = 512.
+    #[allow(clippy::arithmetic_side_effects)]
     let w = PRECISION + guard;
     let ln2 = ln2_fixed(w);
     let (x, arg_err) = arg(w);
@@ -139,7 +144,12 @@ fn exp_attempt(arg: &dyn Fn(u32) -> (BigInt, u64), negative: bool, guard: u32) -
     let mut term = one;
     let mut n: u32 = 0;
     loop {
-        n += 1;
+        // Cannot overflow: every term shrinks by at least 0.7 and the terms are below 2^(w+1), so
+        // the series ends within a few hundred terms.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            n += 1;
+        }
         term = (term * &r) >> w;
         term /= n;
         if term.is_zero() {
@@ -153,9 +163,10 @@ fn exp_attempt(arg: &dyn Fn(u32) -> (BigInt, u64), negative: bool, guard: u32) -
     }
     // r itself is off by at most arg_err + 2k units (error of the argument and
     // of k·ln2), which moves e^(∓r) ≤ 2·(1 + tiny) by at most 3·that.
-    let err = 3 * u64::from(n) + 16 + 3 * (arg_err + 2 * k);
-    let err = BigInt::from(err);
+    let err = BigInt::from(n) * 3 + 16 + (BigInt::from(arg_err) + BigInt::from(k) * 2) * 3;
     let k = i64::try_from(k).unwrap_or(i64::MAX / 2);
+    // Cannot overflow: 0 ≤ k ≤ i64::MAX / 2 and guard ≤ 512.
+    #[allow(clippy::arithmetic_side_effects)]
     let shift = if negative {
         -(i64::from(guard) + k)
     } else {
@@ -176,7 +187,11 @@ fn exp_exact(arg: &dyn Fn(u32) -> (BigInt, u64), negative: bool) -> BigInt {
         if decided || guard >= MAX_GUARD {
             return candidate;
         }
-        guard *= 2;
+        // Cannot overflow: guard < MAX_GUARD = 512 here.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            guard *= 2;
+        }
     }
 }
 
@@ -189,7 +204,8 @@ pub fn exp_neg_q128(x_q128: &BigInt) -> BigInt {
     if !x_q128.is_positive() {
         return q128_one();
     }
-    let arg = |w: u32| (x_q128 << (w - PRECISION), 0u64);
+    // w = PRECISION + guard bits, so the subtraction never clamps.
+    let arg = |w: u32| (x_q128 << w.saturating_sub(PRECISION), 0u64);
     exp_exact(&arg, true)
 }
 

@@ -44,10 +44,10 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
         .into_iter()
         .map(|(k, a)| (id_of(&k), a))
         .collect();
-    let total: u128 = actors.iter().map(|(_, a)| a.balance.0).sum();
-    if total != policy.total_supply.0 {
+    let balances = total(actors.iter().map(|(_, a)| a.balance.0));
+    if balances != policy.total_supply.0 {
         bad.push(format!(
-            "balances sum to {total}, not the supply {}",
+            "balances sum to {balances}, not the supply {}",
             policy.total_supply.0
         ));
     }
@@ -67,7 +67,7 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
     let mut locked_total = 0u128;
     let mut claims = 0u64;
     for (key, claim) in o.scan::<Claim>(keys::CLAIM_PREFIX)? {
-        claims += 1;
+        claims = claims.saturating_add(1);
         committed = committed.plus(claim.power);
         let m = id_of(&key);
         let Some(info) = o.get::<MinerInfo>(&keys::miner_info(m))? else {
@@ -78,12 +78,12 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
             bad.push(format!("miner {m} has no state"));
             continue;
         };
-        locked_total += st.total_locked().0;
+        locked_total = locked_total.saturating_add(st.total_locked().0);
         let bal = balance_of(m);
         if bal < st.total_locked() {
             bad.push(format!("{m}: balance {bal} < locked {}", st.total_locked()));
         }
-        let vesting: u128 = st.vesting.iter().map(|e| e.amount.0).sum();
+        let vesting = total(st.vesting.iter().map(|e| e.amount.0));
         if vesting != st.locked_funds.0 {
             bad.push(format!(
                 "{m}: vesting table {vesting} ≠ locked funds {}",
@@ -91,7 +91,7 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
             ));
         }
         let pcs = o.scan::<PreCommit>(&keys::precommit_prefix(m))?;
-        let deposits: u128 = pcs.iter().map(|(_, p)| p.deposit.0).sum();
+        let deposits = total(pcs.iter().map(|(_, p)| p.deposit.0));
         if deposits != st.pre_commit_deposits.0 {
             bad.push(format!(
                 "{m}: pre-commit deposits {} ≠ sum {deposits}",
@@ -103,7 +103,7 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
             .into_iter()
             .map(|(_, s)| (s.sector_number, s))
             .collect();
-        let pledge: u128 = sectors.values().map(|s| s.initial_pledge.0).sum();
+        let pledge = total(sectors.values().map(|s| s.initial_pledge.0));
         if pledge != st.initial_pledge.0 {
             bad.push(format!(
                 "{m}: initial pledge {} ≠ sectors' sum {pledge}",
@@ -154,7 +154,7 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
                 }
                 for &s in part.active() {
                     if let Some(rec) = sectors.get(&s) {
-                        active = active.plus(rec.power(info.sector_size));
+                        active = active.plus(rec.power(policy, info.sector_size));
                     }
                 }
             }
@@ -212,7 +212,7 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
         .get(keys::MARKET)?
         .ok_or_else(|| ChainError::Corrupt("market".into()))?;
     let escrows = o.scan::<Escrow>(keys::ESCROW_PREFIX)?;
-    let escrow_sum: u128 = escrows.iter().map(|(_, e)| e.balance.0).sum();
+    let escrow_sum = total(escrows.iter().map(|(_, e)| e.balance.0));
     if escrow_sum != balance_of(MARKET).0 {
         bad.push(format!(
             "market balance {} ≠ escrow sum {escrow_sum}",
@@ -225,10 +225,12 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
         let deal_id = keys::last_u64(&dk).unwrap_or(u64::MAX);
         let p = &d.proposal;
         let c = d.client_locked().0;
-        client_locked += c;
-        provider_locked += p.provider_collateral.0;
-        *locked_by.entry(p.client).or_default() += c;
-        *locked_by.entry(p.provider).or_default() += p.provider_collateral.0;
+        client_locked = client_locked.saturating_add(c);
+        provider_locked = provider_locked.saturating_add(p.provider_collateral.0);
+        let client = locked_by.entry(p.client).or_default();
+        *client = client.saturating_add(c);
+        let provider = locked_by.entry(p.provider).or_default();
+        *provider = provider.saturating_add(p.provider_collateral.0);
         if let Some(n) = d.state.sector {
             let holds = o
                 .get::<SectorOnChain>(&keys::sector(p.provider, n))?
@@ -270,22 +272,28 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
     let vr: VerifRegState = o
         .get(keys::VERIFREG)?
         .ok_or_else(|| ChainError::Corrupt("verifreg".into()))?;
-    let verifiers: u128 = o
-        .scan::<u128>(keys::VERIFIER_PREFIX)?
-        .iter()
-        .map(|(_, v)| v)
-        .sum();
-    let caps: u128 = o
-        .scan::<u128>(keys::DATACAP_PREFIX)?
-        .iter()
-        .map(|(_, v)| v)
-        .sum();
-    let allocs: u128 = o
-        .scan::<Allocation>(keys::ALLOCATION_PREFIX)?
-        .iter()
-        .map(|(_, a)| u128::from(a.size))
-        .sum();
-    let accounted = verifiers + caps + allocs + vr.total_claimed + vr.total_forfeited;
+    let verifiers = total(
+        o.scan::<u128>(keys::VERIFIER_PREFIX)?
+            .iter()
+            .map(|(_, v)| *v),
+    );
+    let caps = total(
+        o.scan::<u128>(keys::DATACAP_PREFIX)?
+            .iter()
+            .map(|(_, v)| *v),
+    );
+    let allocs = total(
+        o.scan::<Allocation>(keys::ALLOCATION_PREFIX)?
+            .iter()
+            .map(|(_, a)| u128::from(a.size)),
+    );
+    let accounted = total([
+        verifiers,
+        caps,
+        allocs,
+        vr.total_claimed,
+        vr.total_forfeited,
+    ]);
     if accounted != vr.total_granted {
         bad.push(format!(
             "DataCap granted {} ≠ accounted {accounted}",
@@ -294,11 +302,11 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
     }
 
     // Compute escrow.
-    let job_escrow: u128 = o
-        .scan::<JobEscrow>(keys::COMPUTE_ESCROW_PREFIX)?
-        .iter()
-        .map(|(_, e)| e.amount.0)
-        .sum();
+    let job_escrow = total(
+        o.scan::<JobEscrow>(keys::COMPUTE_ESCROW_PREFIX)?
+            .iter()
+            .map(|(_, e)| e.amount.0),
+    );
     if TokenAmount(job_escrow) != balance_of(COMPUTE) {
         bad.push(format!(
             "compute balance {} ≠ escrow sum {job_escrow}",
@@ -306,4 +314,10 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<Strin
         ));
     }
     Ok(bad)
+}
+
+/// The sum of `amounts`, saturating: every real total is bounded by the supply, so a sum that
+/// saturates can only come from a broken state, and it then shows up as a mismatch.
+fn total(amounts: impl IntoIterator<Item = u128>) -> u128 {
+    amounts.into_iter().fold(0, u128::saturating_add)
 }

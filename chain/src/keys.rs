@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `g` | [`crate::state::Globals`]: next actor id, next deal id, supply counters |
 //! | `r/<epoch>` | the epoch's randomness (32 bytes), kept for the lookback window |
-//! | `a/<id>` | [`crate::actors::Actor`]: kind, balance, nonce |
+//! | `a/<id>` | [`crate::actor::Actor`]: kind, balance, nonce |
 //! | `k/<bls key>` | the id of the account with that key |
 //! | `m/<id>/i` | miner info (owner, worker, sector size) |
 //! | `m/<id>/s` | miner balances, vesting, fee debt, proving period |
@@ -174,10 +174,7 @@ pub const VERIFIED_CLAIM_PREFIX: &[u8] = b"q/";
 
 /// Reads the trailing big-endian u64 of a key.
 pub fn last_u64(key: &[u8]) -> Option<u64> {
-    let n = key.len().checked_sub(8)?;
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&key[n..]);
-    Some(u64::from_be_bytes(b))
+    Some(u64::from_be_bytes(*key.last_chunk::<8>()?))
 }
 
 /// A readable rendering of a key for error messages.

@@ -8,18 +8,34 @@
 //!   (a sparse Merkle tree), atomic flushed commits per epoch.
 //! - [`actors`]: accounts, miner, power, market, verified registry, reward, and the compute slot.
 //! - [`monies`], [`minting`], [`smooth`], [`fixed`], [`math`]: the economics in integers.
-//! - [`block`]: block headers, election proofs and win counts (Expected Consensus).
+//! - [`header`]: block headers, election proofs and win counts (Expected Consensus); [`block`]:
+//!   blocks with their messages, and tipsets.
 //! - [`chain`]: genesis and the epoch executor; [`invariants`]: the state checks.
 //!
 //! Only this crate decides consensus. It verifies proofs through
 //! [`lode_proofs::verifier::ProofVerifier`] and knows nothing of networking.
 
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
+pub mod actor;
 pub mod actors;
 pub mod block;
 pub mod chain;
+pub mod codec;
 pub mod crypto;
 pub mod error;
 pub mod fixed;
+pub mod header;
 pub mod invariants;
 pub mod keys;
 pub mod math;

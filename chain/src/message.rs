@@ -13,6 +13,7 @@ use crate::actors::market::MarketMethod;
 use crate::actors::miner::MinerMethod;
 use crate::actors::power::PowerMethod;
 use crate::actors::verifreg::VerifRegMethod;
+use crate::codec::encode;
 use crate::crypto::{PublicKey, SecretKey, Signature};
 use crate::error::ExitCode;
 use crate::types::{Address, TokenAmount};
@@ -57,8 +58,7 @@ impl Message {
         let mut h = blake3::Hasher::new_derive_key("lode/chain/message");
         h.update(&(network.len() as u64).to_le_bytes());
         h.update(network.as_bytes());
-        // Encoding a message into a Vec cannot fail.
-        h.update(&postcard::to_allocvec(self).unwrap_or_default());
+        h.update(&encode(self));
         *h.finalize().as_bytes()
     }
 
@@ -92,9 +92,7 @@ pub struct SignedMessage {
 impl SignedMessage {
     /// Encoded size in bytes (what gas is charged on).
     pub fn encoded_len(&self) -> usize {
-        postcard::to_allocvec(self)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX)
+        encode(self).len()
     }
 
     /// Whether the signature verifies under `key`.
@@ -105,7 +103,7 @@ impl SignedMessage {
 
     /// A stable id: the BLAKE3 hash of the encoding.
     pub fn id(&self) -> [u8; 32] {
-        let bytes = postcard::to_allocvec(self).unwrap_or_default();
+        let bytes = encode(self);
         *blake3::Hasher::new_derive_key("lode/chain/message-id")
             .update(&bytes)
             .finalize()

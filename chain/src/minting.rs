@@ -2,10 +2,10 @@
 //!
 //! # Formulas
 //!
-//! With `Y = epochs_in_year` and a 6-year half-life:
+//! With `Y = epochs_in_year` and a half-life of `H` years (6, [`Policy::minting_half_life_years`]):
 //!
 //! ```text
-//! λ                  = ln2 / (6·Y)
+//! λ                  = ln2 / (H·Y)
 //! simple_minted(t)   = S · (1 − e^(−λ·t))        cumulative after t epochs
 //! baseline_minted(θ) = B · (1 − e^(−λ·θ))        θ = effective network time
 //! b(0) = baseline_initial,  b(n+1) = b(n) · 2^(1/Y)   (doubles every year)
@@ -17,7 +17,7 @@
 //!
 //! # Integer evaluation and rounding
 //!
-//! * `λ` is `lambda_q128 = floor(ln2·2^128 / (6·Y))` (exactly Filecoin's
+//! * `λ` is `lambda_q128 = floor(ln2·2^128 / (H·Y))` (exactly Filecoin's
 //!   `Lambda` for mainnet).
 //! * The baseline exponent is `floor(2^(1/Y)·2^128)`, computed exactly with a
 //!   correctly rounded exponential (exactly Filecoin's `BaselineExponent` for
@@ -30,7 +30,7 @@
 //!   Both are therefore non-decreasing in their argument and never exceed
 //!   `S` resp. `B`.
 //! * `θ_q128 = (n << 128) + floor((R − C(n)) · 2^128 / b(n))`.
-//! * `Y = 0` is treated as `Y = 1`. `BigInt → u128` conversions clamp (negative
+//! * `Y = 0` and `H = 0` are treated as 1. `BigInt → u128` conversions clamp (negative
 //!   to 0, overflow to `u128::MAX`); with valid parameters they never clamp.
 //!
 //! # Epoch convention
@@ -70,12 +70,10 @@
 use crate::fixed::{
     PRECISION, clamp_to_u128, exp_neg_q128, exp2_recip_q128, ln2_q192, q128_mul, q128_one,
 };
+use crate::policy::Policy;
 use num_bigint::BigInt;
 use num_traits::Zero;
 use serde::{Deserialize, Serialize};
-
-/// Half-life of both minting curves, in years.
-const HALF_LIFE_YEARS: u64 = 6;
 
 /// Parameters of the minting schedule (token amounts in atto units,
 /// power in bytes).
@@ -89,19 +87,26 @@ pub struct MintingParams {
     pub epochs_in_year: u64,
     /// Baseline power `b(0)` at epoch 0, in bytes.
     pub baseline_initial: u128,
+    /// Half-life of both minting curves, in years (0 is treated as 1).
+    pub half_life_years: u64,
 }
 
 impl MintingParams {
-    /// Filecoin mainnet values: 330 M and 770 M tokens (10^18 atto each),
-    /// 1 051 200 epochs per year, `b(0) = 2 888 888 880 000 000 000` bytes.
-    pub fn mainnet() -> Self {
-        const ATTO: u128 = 1_000_000_000_000_000_000;
+    /// The minting parameters of a policy.
+    pub fn from_policy(policy: &Policy) -> Self {
         MintingParams {
-            simple_total: 330_000_000 * ATTO,
-            baseline_total: 770_000_000 * ATTO,
-            epochs_in_year: 1_051_200,
-            baseline_initial: 2_888_888_880_000_000_000,
+            simple_total: policy.simple_total.0,
+            baseline_total: policy.baseline_total.0,
+            epochs_in_year: policy.epochs_in_year(),
+            baseline_initial: policy.baseline_initial_power,
+            half_life_years: policy.minting_half_life_years,
         }
+    }
+
+    /// [`Policy::mainnet`]'s values (Filecoin's): 330 M and 770 M tokens (10^18 atto each),
+    /// 1 051 200 epochs per year, `b(0) = 2 888 888 880 000 000 000` bytes, a 6-year half-life.
+    pub fn mainnet() -> Self {
+        Self::from_policy(&Policy::mainnet())
     }
 
     fn years(&self) -> u64 {
@@ -109,10 +114,11 @@ impl MintingParams {
     }
 }
 
-/// `λ = ln2 / (6 · epochs_in_year)` in Q.128, floored:
-/// `floor(ln2 · 2^128 / (6 · epochs_in_year))`.
+/// `λ = ln2 / (half_life_years · epochs_in_year)` in Q.128, floored:
+/// `floor(ln2 · 2^128 / (half_life_years · epochs_in_year))`.
 pub fn lambda_q128(p: &MintingParams) -> BigInt {
-    let den = (BigInt::from(HALF_LIFE_YEARS) * BigInt::from(p.years())) << 64u32;
+    let half_life = BigInt::from(p.half_life_years.max(1));
+    let den = (half_life * BigInt::from(p.years())) << 64u32;
     // floor(floor(ln2·2^192) / (d·2^64)) == floor(ln2·2^128 / d)
     ln2_q192() / den
 }
@@ -223,8 +229,10 @@ impl MintingState {
         let next_epoch = self.epoch.saturating_add(1);
         let simple = simple_minted(p, next_epoch).max(self.total_minted_simple);
         let baseline = baseline_minted(p, &self.theta_q128).max(self.total_minted_baseline);
-        self.this_epoch_reward = (simple - self.total_minted_simple)
-            .saturating_add(baseline - self.total_minted_baseline);
+        // Both differences are non-negative: the totals only grow (the `max` above).
+        self.this_epoch_reward = simple
+            .saturating_sub(self.total_minted_simple)
+            .saturating_add(baseline.saturating_sub(self.total_minted_baseline));
         self.total_minted_simple = simple;
         self.total_minted_baseline = baseline;
         self.epoch = next_epoch;
@@ -380,6 +388,7 @@ mod tests {
             baseline_total: 0,
             epochs_in_year: 0,
             baseline_initial: 0,
+            half_life_years: 6,
         };
         let mut st = MintingState::genesis(&p);
         let mut sum = 0;

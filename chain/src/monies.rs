@@ -4,17 +4,28 @@
 //! at each division in the order written. The inputs that change over time (smoothed reward and
 //! power, baseline, circulating supply) come in an [`Economics`] snapshot.
 
-use crate::math::{big_ratio, mul_div};
+use crate::math::{big_ratio, big_sum_ratio, mul_div, wide_mul};
 use crate::policy::Policy;
-use crate::runtime::Economics;
 use crate::types::{StoragePower, TokenAmount};
 
-/// Fixed-point precision of sector quality (bits).
+/// Fixed-point precision of sector quality (bits): a property of the number format, like Q.128's,
+/// not a rule (the multipliers are in [`Policy`]).
 pub const SECTOR_QUALITY_PRECISION: u32 = 20;
-/// Quality multiplier of unverified space (×10 of the base).
-pub const QUALITY_BASE_MULTIPLIER: u128 = 10;
-/// Quality multiplier of verified space (×100, so 10× the base).
-pub const VERIFIED_DEAL_WEIGHT_MULTIPLIER: u128 = 100;
+
+/// The economic quantities every formula reads, taken from the state at one moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Economics {
+    /// Smoothed reward per epoch (all winners together), atto.
+    pub epoch_reward_estimate: u128,
+    /// Smoothed network quality-adjusted power, bytes.
+    pub network_qa_estimate: StoragePower,
+    /// This epoch's baseline power, bytes.
+    pub baseline_power: StoragePower,
+    /// Network raw power (consensus total), bytes.
+    pub network_raw_power: StoragePower,
+    /// Circulating supply, atto.
+    pub circulating_supply: u128,
+}
 
 /// `BR(P, d) = P × d × smoothed_epoch_reward / smoothed_network_qa_power`: the reward QA power `P`
 /// is expected to earn over `d` epochs.
@@ -33,34 +44,51 @@ pub fn projected_reward(econ: &Economics, power: StoragePower, epochs: u64) -> T
 }
 
 /// QA power of a sector: `st = size × duration`;
-/// `quality = ((st − vdw)·10 + vdw·100) · 2^20 / st / 10`; `qa = size × quality >> 20`.
+/// `quality = ((st − vdw)·base + vdw·verified) · 2^20 / st / base`; `qa = size × quality >> 20`,
+/// with the multipliers `base` (10) and `verified` (100) of the policy.
 /// `vdw` (verified deal weight) is verified bytes × duration, at most `st`.
-pub fn qa_power_for_weight(size: u64, duration: u64, verified_deal_weight: u128) -> StoragePower {
+pub fn qa_power_for_weight(
+    policy: &Policy,
+    size: u64,
+    duration: u64,
+    verified_deal_weight: u128,
+) -> StoragePower {
+    let base = policy.quality_base_multiplier;
+    let verified = policy.verified_deal_weight_multiplier;
+    let st = wide_mul(size, duration);
     let size = u128::from(size);
-    let st = size * u128::from(duration);
     if st == 0 {
         return size;
     }
     let vdw = verified_deal_weight.min(st);
-    let weighted = (st - vdw) * QUALITY_BASE_MULTIPLIER + vdw * VERIFIED_DEAL_WEIGHT_MULTIPLIER;
-    let quality = big_ratio(
-        &[weighted, 1u128 << SECTOR_QUALITY_PRECISION],
-        &[st, QUALITY_BASE_MULTIPLIER],
+    // `vdw ≤ st`, so this is exact.
+    let unverified = st.saturating_sub(vdw);
+    let quality = big_sum_ratio(
+        &[
+            &[unverified, base, 1u128 << SECTOR_QUALITY_PRECISION],
+            &[vdw, verified, 1u128 << SECTOR_QUALITY_PRECISION],
+        ],
+        &[st, base],
     )
     .unwrap_or(0);
-    (size * quality) >> SECTOR_QUALITY_PRECISION
+    mul_div(size, quality, 1u128 << SECTOR_QUALITY_PRECISION).unwrap_or(u128::MAX)
 }
 
 /// The largest QA power a sector of `size` can have (fully verified): 10 × size.
-pub fn qa_power_max(size: u64) -> StoragePower {
-    u128::from(size) * VERIFIED_DEAL_WEIGHT_MULTIPLIER / QUALITY_BASE_MULTIPLIER
+pub fn qa_power_max(policy: &Policy, size: u64) -> StoragePower {
+    mul_div(
+        u128::from(size),
+        policy.verified_deal_weight_multiplier,
+        policy.quality_base_multiplier,
+    )
+    .unwrap_or(u128::MAX)
 }
 
 /// Pre-commit deposit: `max(1 atto, BR(10 × size, 20 days))`.
 pub fn pre_commit_deposit(policy: &Policy, econ: &Economics, size: u64) -> TokenAmount {
     let br = projected_reward(
         econ,
-        qa_power_max(size),
+        qa_power_max(policy, size),
         policy.pre_commit_deposit_projection,
     );
     TokenAmount(br.0.max(1))
@@ -152,14 +180,15 @@ mod tests {
     fn verified_space_counts_ten_times() {
         let size = 32u64 << 30;
         let d = 500 * 2880;
-        assert_eq!(qa_power_for_weight(size, d, 0), u128::from(size));
+        let p = Policy::mainnet();
+        assert_eq!(qa_power_for_weight(&p, size, d, 0), u128::from(size));
         assert_eq!(
-            qa_power_for_weight(size, d, u128::from(size) * u128::from(d)),
+            qa_power_for_weight(&p, size, d, u128::from(size) * u128::from(d)),
             10 * u128::from(size)
         );
         // Half verified: 1 + 9/2 = 5.5×.
         assert_eq!(
-            qa_power_for_weight(size, d, u128::from(size / 2) * u128::from(d)),
+            qa_power_for_weight(&p, size, d, u128::from(size / 2) * u128::from(d)),
             11 * u128::from(size) / 2
         );
     }

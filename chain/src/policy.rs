@@ -67,6 +67,13 @@ pub struct Policy {
     pub baseline_total: TokenAmount,
     /// Baseline power at genesis, in bytes.
     pub baseline_initial_power: StoragePower,
+    /// Half-life of both minting curves, in years (6).
+    pub minting_half_life_years: u64,
+    /// Position gain of the alpha-beta filters smoothing the epoch reward and the network's
+    /// QA power (9.25 × 10^-4, as a ratio).
+    pub smoothing_alpha: (u128, u128),
+    /// Velocity gain of the same filters (2.84 × 10^-7, as a ratio).
+    pub smoothing_beta: (u128, u128),
     /// Expected blocks per epoch (5).
     pub expected_leaders_per_epoch: u64,
     /// Highest win count a single election can yield (15).
@@ -108,6 +115,10 @@ pub struct Policy {
     pub minimum_consensus_power: StoragePower,
     /// While fewer miners than this meet the minimum, every miner with power counts.
     pub consensus_miner_min_miners: u64,
+    /// Quality of unverified space, in units of the quality base (10: quality 1×).
+    pub quality_base_multiplier: u128,
+    /// Quality of verified space, in the same units (100: quality 10×).
+    pub verified_deal_weight_multiplier: u128,
 
     // --- Market ---
     /// Shortest deal (180 days).
@@ -179,9 +190,13 @@ impl Policy {
         finality: u64,
         challenge_delay: u64,
     ) -> Self {
+        // The arguments are the fixed values of `mainnet()` and `devnet()`: no duration below comes
+        // anywhere near u64::MAX (the longest, five mainnet years, is about 5.3 million epochs), so
+        // the saturating operations are exact.
         let deadlines = 48;
-        let day = deadlines * window;
-        let year = DAYS_IN_YEAR * day;
+        let day = window.saturating_mul(deadlines);
+        let days = |n: u64| day.saturating_mul(n);
+        let years = |n: u64| days(DAYS_IN_YEAR).saturating_mul(n);
         let token = TokenAmount::tokens;
         Policy {
             network: network.to_string(),
@@ -194,48 +209,53 @@ impl Policy {
             chain_finality: finality,
             sector_sizes: vec![SectorSize::S32GiB, SectorSize::S64GiB],
             pre_commit_challenge_delay: challenge_delay,
-            max_pre_commit_randomness_lookback: day + finality,
-            max_prove_commit_duration: 30 * day + challenge_delay,
+            max_pre_commit_randomness_lookback: day.saturating_add(finality),
+            max_prove_commit_duration: days(30).saturating_add(challenge_delay),
             expired_pre_commit_clean_up_delay: day / 3,
-            min_sector_expiration: 180 * day,
-            max_sector_expiration_extension: 1278 * day,
-            max_sector_lifetime: 5 * year,
-            fault_max_age: 42 * day,
+            min_sector_expiration: days(180),
+            max_sector_expiration_extension: days(1278),
+            max_sector_lifetime: years(5),
+            fault_max_age: days(42),
             max_deals_per_sector: 256,
             pre_commit_sector_batch_max: 256,
             total_supply: token(2_000_000_000),
             simple_total: token(330_000_000),
             baseline_total: token(770_000_000),
             baseline_initial_power: 2_888_888_880_000_000_000,
+            minting_half_life_years: 6,
+            smoothing_alpha: (925, 1_000_000),
+            smoothing_beta: (284, 1_000_000_000),
             expected_leaders_per_epoch: 5,
             max_win_count: 15,
             initial_qa_power_estimate: 750_000 << 30,
-            pre_commit_deposit_projection: 20 * day,
-            initial_pledge_projection: 20 * day,
+            pre_commit_deposit_projection: days(20),
+            initial_pledge_projection: days(20),
             lock_target: (3, 10),
             initial_pledge_max_per_byte: (crate::types::ATTO_PER_TOKEN, 32 << 30),
-            continued_fault_projection: day * 351 / 100,
+            continued_fault_projection: days(351) / 100,
             termination_fee_factor: (85, 1000),
-            termination_lifetime_cap: 140 * day,
+            termination_lifetime_cap: days(140),
             termination_fee_min_factor: (2, 100),
             termination_fault_fee_factor: (105, 100),
             locked_reward_factor: (3, 4),
-            reward_vesting_period: 180 * day,
+            reward_vesting_period: days(180),
             reward_vesting_step: day,
             consensus_fault_ineligibility: finality,
             consensus_fault_reporter_share: (1, 20),
             minimum_consensus_power: 10 << 40,
             consensus_miner_min_miners: 4,
-            deal_min_duration: 180 * day,
-            deal_max_duration: 1278 * day,
+            quality_base_multiplier: 10,
+            verified_deal_weight_multiplier: 100,
+            deal_min_duration: days(180),
+            deal_max_duration: days(1278),
             deal_max_label_size: 256,
             provider_collateral_supply_fraction: (1, 100),
             deal_max_amount: token(2_000_000_000),
             minimum_verified_allocation_size: 1 << 20,
-            minimum_verified_allocation_term: 180 * day,
-            maximum_verified_allocation_term: 5 * year,
-            maximum_verified_allocation_expiration: 60 * day,
-            market_default_allocation_term_buffer: 90 * day,
+            minimum_verified_allocation_term: days(180),
+            maximum_verified_allocation_term: years(5),
+            maximum_verified_allocation_expiration: days(60),
+            market_default_allocation_term_buffer: days(90),
             min_gas_price: TokenAmount::atto(100),
             gas_base: 10_000,
             gas_per_byte: 100,
@@ -247,8 +267,12 @@ impl Policy {
     }
 
     /// Epochs per day (one proving period).
+    ///
+    /// Saturating, like every sum of epochs (see [`Epoch`](crate::types::Epoch)): only a policy
+    /// written by hand with absurd values could get near `u64::MAX`.
     pub fn epochs_in_day(&self) -> u64 {
-        self.wpost_period_deadlines * self.wpost_challenge_window
+        self.wpost_period_deadlines
+            .saturating_mul(self.wpost_challenge_window)
     }
 
     /// Epochs per proving period.
@@ -258,7 +282,7 @@ impl Policy {
 
     /// Epochs per year (365 days): the unit of the minting half-life and baseline growth.
     pub fn epochs_in_year(&self) -> u64 {
-        DAYS_IN_YEAR * self.epochs_in_day()
+        self.epochs_in_day().saturating_mul(DAYS_IN_YEAR)
     }
 
     /// Whether `size` is accepted on this network.

@@ -1,16 +1,23 @@
 //! What a method sees while it runs: the state (through an [`Overlay`]), the policy, the epoch,
-//! randomness, the proof verifier, gas, and the shared economic quantities.
+//! randomness, the proof verifier and gas.
+//!
+//! The runtime sits below the actors and knows none of them: actor records and built-in ids come
+//! from [`crate::actor`]. The economic snapshot the formulas read ([`Economics`], from
+//! [`crate::monies`]) is built from the actors' states by [`crate::actors::economics`], which also
+//! provides [`Runtime::economics`].
 
 use lode_proofs::verifier::ProofVerifier;
 use serde::{Deserialize, Serialize};
 
-use crate::actors::{Actor, ActorKind, BURNT_FUNDS, REWARD};
+use crate::actor::{Actor, ActorKind, BURNT_FUNDS};
 use crate::crypto::PublicKey;
-use crate::error::{ActorError, ChainError, abort};
+use crate::error::{ActorError, ChainError, OutOfRange, abort};
 use crate::keys;
 use crate::policy::Policy;
 use crate::store::Overlay;
-use crate::types::{ActorId, Address, Epoch, StoragePower, TokenAmount};
+
+pub use crate::monies::Economics;
+use crate::types::{ActorId, Address, Epoch, TokenAmount};
 
 /// Chain-wide counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,21 +66,6 @@ pub fn draw_randomness(
     h.update(&epoch.to_le_bytes());
     h.update(entropy);
     *h.finalize().as_bytes()
-}
-
-/// The economic quantities every formula reads, taken from the state at one moment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Economics {
-    /// Smoothed reward per epoch (all winners together), atto.
-    pub epoch_reward_estimate: u128,
-    /// Smoothed network quality-adjusted power, bytes.
-    pub network_qa_estimate: StoragePower,
-    /// This epoch's baseline power, bytes.
-    pub baseline_power: StoragePower,
-    /// Network raw power (consensus total), bytes.
-    pub network_raw_power: StoragePower,
-    /// Circulating supply, atto.
-    pub circulating_supply: u128,
 }
 
 /// The view of the chain a method runs against.
@@ -181,7 +173,10 @@ impl<'s, 'p> Runtime<'s, 'p> {
     pub fn create_actor(&mut self, kind: ActorKind) -> Result<ActorId, ChainError> {
         let mut g = self.globals()?;
         let id = ActorId(g.next_actor_id);
-        g.next_actor_id += 1;
+        g.next_actor_id = g
+            .next_actor_id
+            .checked_add(1)
+            .ok_or(OutOfRange("the next actor id"))?;
         self.state.put(keys::GLOBALS.to_vec(), &g)?;
         self.put_actor(
             id,
@@ -269,34 +264,5 @@ impl<'s, 'p> Runtime<'s, 'p> {
         entropy: &[u8],
     ) -> Result<[u8; 32], ActorError> {
         Ok(draw_randomness(tag, &self.beacon(epoch)?, epoch, entropy))
-    }
-
-    /// The economic quantities, from the reward, power and market states.
-    pub fn economics(&self) -> Result<Economics, ChainError> {
-        let reward = crate::actors::reward::load(self)?;
-        let power = crate::actors::power::load(self)?;
-        let market = crate::actors::market::load(self)?;
-        let bal = |id| -> Result<u128, ChainError> {
-            Ok(self.actor(id)?.map(|a| a.balance.0).unwrap_or(0))
-        };
-        let locked = power
-            .total_locked
-            .0
-            .saturating_add(market.total_client_locked.0)
-            .saturating_add(market.total_provider_locked.0);
-        let circulating_supply = self
-            .policy
-            .total_supply
-            .0
-            .saturating_sub(bal(REWARD)?)
-            .saturating_sub(bal(BURNT_FUNDS)?)
-            .saturating_sub(locked);
-        Ok(Economics {
-            epoch_reward_estimate: reward.reward_estimate(),
-            network_qa_estimate: power.qa_estimate(),
-            baseline_power: reward.minting.baseline_power,
-            network_raw_power: crate::actors::power::current_total(self, &power).raw,
-            circulating_supply,
-        })
     }
 }

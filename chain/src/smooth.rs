@@ -15,12 +15,14 @@
 //! `smoothing.AlphaBetaFilter.NextEstimate`, so the result is deterministic.
 //! `delta = 0` is treated as `delta = 1`.
 //!
-//! The default gains are Filecoin's `alpha = 9.25·10^-4 = 925/10^6` and
+//! The chain's gains are the policy's ([`Policy::smoothing_alpha`] and
+//! [`Policy::smoothing_beta`]): Filecoin's `alpha = 9.25·10^-4 = 925/10^6` and
 //! `beta = 2.84·10^-7 = 284/10^9`, converted to Q.128 with floor rounding
 //! (Filecoin hard-codes slightly different decimal approximations of the same
 //! values, so results are close to, but not bit-identical with, Filecoin's).
 
 use crate::fixed::{PRECISION, q128_from_ratio, q128_mul};
+use crate::policy::Policy;
 use num_bigint::BigInt;
 use num_integer::Integer;
 use num_traits::{Signed, Zero};
@@ -76,12 +78,19 @@ impl Default for AlphaBeta {
 }
 
 impl AlphaBeta {
-    /// Filecoin's default gains: `alpha = floor(925/10^6 · 2^128)` and
+    /// Filecoin's default gains, [`Policy::mainnet`]'s: `alpha = floor(925/10^6 · 2^128)` and
     /// `beta = floor(284/10^9 · 2^128)`.
     pub fn default_filecoin() -> Self {
+        Self::from_policy(&Policy::mainnet())
+    }
+
+    /// The gains of a policy, `floor(n/d · 2^128)` of each ratio (a zero denominator gives a zero
+    /// gain).
+    pub fn from_policy(policy: &Policy) -> Self {
+        let q128 = |(n, d): (u128, u128)| q128_from_ratio(&BigInt::from(n), &BigInt::from(d));
         AlphaBeta {
-            alpha: q128_from_ratio(&BigInt::from(925u32), &BigInt::from(1_000_000u32)),
-            beta: q128_from_ratio(&BigInt::from(284u32), &BigInt::from(1_000_000_000u32)),
+            alpha: q128(policy.smoothing_alpha),
+            beta: q128(policy.smoothing_beta),
         }
     }
 

@@ -99,20 +99,24 @@ fn node_hash(left: &[u8; 32], right: &[u8; 32]) -> [u8; 32] {
 /// Bit `index` of `path`, most significant bit of byte 0 first; `false` past the end.
 fn bit(path: &[u8; 32], index: usize) -> bool {
     path.get(index / 8)
-        .is_some_and(|byte| (byte >> (7 - index % 8)) & 1 == 1)
+        .is_some_and(|byte| byte.rotate_left((index % 8) as u32) & 0x80 != 0)
 }
 
 /// Index of the first bit where `a` and `b` differ, or `None` if they are equal.
 fn first_diff_bit(a: &[u8; 32], b: &[u8; 32]) -> Option<usize> {
-    a.iter()
-        .zip(b)
-        .position(|(x, y)| x != y)
-        .and_then(|i| Some(i * 8 + (a.get(i)? ^ b.get(i)?).leading_zeros() as usize))
+    a.iter().zip(b).position(|(x, y)| x != y).and_then(|i| {
+        i.checked_mul(8)?
+            .checked_add((a.get(i)? ^ b.get(i)?).leading_zeros() as usize)
+    })
 }
 
 /// Converts an arena length into a node index.
 ///
 /// Panics only past `u32::MAX` nodes, which would take hundreds of GiB of memory.
+// The one panic of the tree: an arena of 2^32 nodes (≥ 192 GiB) cannot exist in a process that
+// must also hold the state records, so this is unreachable in practice, and the tree's API stays
+// infallible.
+#[allow(clippy::panic)]
 fn to_index(len: usize) -> u32 {
     match u32::try_from(len) {
         Ok(index) if index < u32::MAX => index,
@@ -140,6 +144,18 @@ struct InternalNode {
     /// Children indexed by the path bit: `[left, right]`.
     children: [Ref; 2],
     hash: [u8; 32],
+}
+
+/// The child on the `right` (path bit 1) or left side.
+fn child(children: [Ref; 2], right: bool) -> Ref {
+    let [left_child, right_child] = children;
+    if right { right_child } else { left_child }
+}
+
+/// The child slot on the `right` (path bit 1) or left side.
+fn child_mut(children: &mut [Ref; 2], right: bool) -> &mut Ref {
+    let [left_child, right_child] = children;
+    if right { right_child } else { left_child }
 }
 
 /// An in-memory compact binary sparse Merkle tree mapping byte-string keys to
@@ -211,7 +227,8 @@ impl SparseMerkleTree {
         let mut tree = Self::new();
         tree.leaves.reserve_exact(entries.len());
         // Random paths give about 1.44 internal nodes per leaf.
-        tree.internals.reserve(entries.len() / 2 * 3);
+        tree.internals
+            .reserve((entries.len() / 2).saturating_mul(3));
         tree.root = tree.build_sorted(&entries, 0);
         tree
     }
@@ -232,8 +249,9 @@ impl SparseMerkleTree {
         // Sorted paths sharing bits `..split`: those with bit `split` clear come first.
         let mid = entries.partition_point(|entry| !bit(&entry.0, split));
         let (left, right) = entries.split_at(mid);
-        let left = self.build_sorted(left, split + 1);
-        let right = self.build_sorted(right, split + 1);
+        // `split < MAX_DEPTH`, so these cannot saturate.
+        let left = self.build_sorted(left, split.saturating_add(1));
+        let right = self.build_sorted(right, split.saturating_add(1));
         let node = self.new_internal([left, right]);
         self.chain_up(node, &first.0, depth, split)
     }
@@ -243,7 +261,7 @@ impl SparseMerkleTree {
     fn chain_up(&mut self, mut node: Ref, path: &[u8; 32], from: usize, to: usize) -> Ref {
         for depth in (from..to).rev() {
             let mut children = [Ref::Empty; 2];
-            children[usize::from(bit(path, depth))] = node;
+            *child_mut(&mut children, bit(path, depth)) = node;
             node = self.new_internal(children);
         }
         node
@@ -283,12 +301,13 @@ impl SparseMerkleTree {
             match current {
                 Ref::Empty => return None,
                 Ref::Leaf(i) => {
-                    let leaf = &self.leaves[i as usize];
+                    let leaf = self.leaf(i);
                     return (leaf.path == path).then_some(leaf.value_hash);
                 }
                 Ref::Internal(i) => {
-                    current = self.internals[i as usize].children[usize::from(bit(&path, depth))];
-                    depth += 1;
+                    current = child(self.internal(i).children, bit(&path, depth));
+                    // Paths have MAX_DEPTH bits, so the depth cannot saturate.
+                    depth = depth.saturating_add(1);
                 }
             }
         }
@@ -308,7 +327,7 @@ impl SparseMerkleTree {
             match current {
                 Ref::Empty => break ProofTerminal::Empty,
                 Ref::Leaf(i) => {
-                    let leaf = &self.leaves[i as usize];
+                    let leaf = self.leaf(i);
                     break if leaf.path == *path {
                         ProofTerminal::Included
                     } else {
@@ -319,11 +338,12 @@ impl SparseMerkleTree {
                     };
                 }
                 Ref::Internal(i) => {
-                    let side = usize::from(bit(path, depth));
-                    let children = self.internals[i as usize].children;
-                    siblings.push(self.hash_of(children[1 - side]));
-                    current = children[side];
-                    depth += 1;
+                    let side = bit(path, depth);
+                    let children = self.internal(i).children;
+                    siblings.push(self.hash_of(child(children, !side)));
+                    current = child(children, side);
+                    // Paths have MAX_DEPTH bits, so the depth cannot saturate.
+                    depth = depth.saturating_add(1);
                 }
             }
         };
@@ -334,9 +354,34 @@ impl SparseMerkleTree {
     fn hash_of(&self, node: Ref) -> [u8; 32] {
         match node {
             Ref::Empty => EMPTY_HASH,
-            Ref::Leaf(i) => self.leaves[i as usize].hash,
-            Ref::Internal(i) => self.internals[i as usize].hash,
+            Ref::Leaf(i) => self.leaf(i).hash,
+            Ref::Internal(i) => self.internal(i).hash,
         }
+    }
+
+    // Arena access. Every `Ref::Leaf(i)` / `Ref::Internal(i)` reachable from the root, on a
+    // descent stack or on a free list was made by `new_leaf` / `new_internal` (or by
+    // `copy_subtree`, which builds fresh arenas and fresh refs together), always with an index
+    // below its arena's length, and the arenas never shrink except by being replaced whole along
+    // with every ref into them. So these indexings cannot fail; they are the tree's only ones.
+    #[allow(clippy::indexing_slicing)]
+    fn leaf(&self, i: u32) -> &LeafNode {
+        &self.leaves[i as usize]
+    }
+
+    #[allow(clippy::indexing_slicing)]
+    fn leaf_mut(&mut self, i: u32) -> &mut LeafNode {
+        &mut self.leaves[i as usize]
+    }
+
+    #[allow(clippy::indexing_slicing)]
+    fn internal(&self, i: u32) -> &InternalNode {
+        &self.internals[i as usize]
+    }
+
+    #[allow(clippy::indexing_slicing)]
+    fn internal_mut(&mut self, i: u32) -> &mut InternalNode {
+        &mut self.internals[i as usize]
     }
 
     fn new_leaf(&mut self, path: [u8; 32], value_hash: [u8; 32]) -> Ref {
@@ -345,9 +390,10 @@ impl SparseMerkleTree {
             value_hash,
             hash: leaf_hash(&path, &value_hash),
         };
-        self.len += 1;
+        // At most one key per arena slot, and the arena stays below u32::MAX slots.
+        self.len = self.len.saturating_add(1);
         if let Some(i) = self.free_leaves.pop() {
-            self.leaves[i as usize] = node;
+            *self.leaf_mut(i) = node;
             Ref::Leaf(i)
         } else {
             let i = to_index(self.leaves.len());
@@ -359,10 +405,13 @@ impl SparseMerkleTree {
     fn new_internal(&mut self, children: [Ref; 2]) -> Ref {
         let node = InternalNode {
             children,
-            hash: node_hash(&self.hash_of(children[0]), &self.hash_of(children[1])),
+            hash: node_hash(
+                &self.hash_of(child(children, false)),
+                &self.hash_of(child(children, true)),
+            ),
         };
         if let Some(i) = self.free_internals.pop() {
-            self.internals[i as usize] = node;
+            *self.internal_mut(i) = node;
             Ref::Internal(i)
         } else {
             let i = to_index(self.internals.len());
@@ -373,12 +422,12 @@ impl SparseMerkleTree {
 
     /// Descends along `path` to the first non-internal node, recording the internal
     /// nodes passed and the side taken at each. Returns that node and its depth.
-    fn descend(&self, path: &[u8; 32], stack: &mut Vec<(u32, usize)>) -> (Ref, usize) {
+    fn descend(&self, path: &[u8; 32], stack: &mut Vec<(u32, bool)>) -> (Ref, usize) {
         let mut current = self.root;
         while let Ref::Internal(i) = current {
-            let side = usize::from(bit(path, stack.len()));
+            let side = bit(path, stack.len());
             stack.push((i, side));
-            current = self.internals[i as usize].children[side];
+            current = child(self.internal(i).children, side);
         }
         (current, stack.len())
     }
@@ -388,7 +437,7 @@ impl SparseMerkleTree {
         let (found, depth) = self.descend(&path, &mut stack);
         let replacement = match found {
             Ref::Leaf(i) => {
-                let leaf = &mut self.leaves[i as usize];
+                let leaf = self.leaf_mut(i);
                 if leaf.path == path {
                     if leaf.value_hash == value_hash {
                         return;
@@ -402,7 +451,7 @@ impl SparseMerkleTree {
                     let split = first_diff_bit(&path, &other).unwrap_or(depth).max(depth);
                     let new = self.new_leaf(path, value_hash);
                     let mut children = [found; 2];
-                    children[usize::from(bit(&path, split))] = new;
+                    *child_mut(&mut children, bit(&path, split)) = new;
                     let node = self.new_internal(children);
                     self.chain_up(node, &path, depth, split)
                 }
@@ -419,11 +468,12 @@ impl SparseMerkleTree {
         let Ref::Leaf(i) = found else {
             return false;
         };
-        if self.leaves[i as usize].path != *path {
+        if self.leaf(i).path != *path {
             return false;
         }
         self.free_leaves.push(i);
-        self.len -= 1;
+        // The key was present, so `len ≥ 1`.
+        self.len = self.len.saturating_sub(1);
         self.reattach(stack, Ref::Empty);
         self.maybe_compact();
         true
@@ -432,10 +482,10 @@ impl SparseMerkleTree {
     /// Puts `replacement` where the descent recorded in `stack` ended, then walks back
     /// up re-hashing; an internal node left with a lone leaf (or nothing) collapses
     /// into it, so the leaf moves up.
-    fn reattach(&mut self, mut stack: Vec<(u32, usize)>, mut replacement: Ref) {
+    fn reattach(&mut self, mut stack: Vec<(u32, bool)>, mut replacement: Ref) {
         while let Some((i, side)) = stack.pop() {
-            let node = &mut self.internals[i as usize];
-            node.children[side] = replacement;
+            let node = self.internal_mut(i);
+            *child_mut(&mut node.children, side) = replacement;
             let children = node.children;
             replacement = match children {
                 [Ref::Empty, Ref::Empty] => {
@@ -448,7 +498,7 @@ impl SparseMerkleTree {
                 }
                 [left, right] => {
                     let hash = node_hash(&self.hash_of(left), &self.hash_of(right));
-                    self.internals[i as usize].hash = hash;
+                    self.internal_mut(i).hash = hash;
                     Ref::Internal(i)
                 }
             };
@@ -460,13 +510,25 @@ impl SparseMerkleTree {
     /// memory stays proportional to the number of keys. Hashes are copied, not
     /// recomputed; the cost is amortised over the removals that created the slots.
     fn maybe_compact(&mut self) {
-        let dead = self.free_leaves.len() + self.free_internals.len();
-        let live = self.leaves.len() + self.internals.len() - dead;
+        // Counts of arena slots: far below usize::MAX, and the free slots are among them.
+        let dead = self
+            .free_leaves
+            .len()
+            .saturating_add(self.free_internals.len());
+        let live = self
+            .leaves
+            .len()
+            .saturating_add(self.internals.len())
+            .saturating_sub(dead);
         if dead < COMPACT_MIN_DEAD || dead <= live {
             return;
         }
         let mut leaves = Vec::with_capacity(self.len);
-        let mut internals = Vec::with_capacity(self.internals.len() - self.free_internals.len());
+        let mut internals = Vec::with_capacity(
+            self.internals
+                .len()
+                .saturating_sub(self.free_internals.len()),
+        );
         self.root = self.copy_subtree(self.root, &mut leaves, &mut internals);
         self.leaves = leaves;
         self.internals = internals;
@@ -486,13 +548,13 @@ impl SparseMerkleTree {
             Ref::Empty => Ref::Empty,
             Ref::Leaf(i) => {
                 let index = to_index(leaves.len());
-                leaves.push(self.leaves[i as usize].clone());
+                leaves.push(self.leaf(i).clone());
                 Ref::Leaf(index)
             }
             Ref::Internal(i) => {
-                let old = &self.internals[i as usize];
-                let left = self.copy_subtree(old.children[0], leaves, internals);
-                let right = self.copy_subtree(old.children[1], leaves, internals);
+                let old = self.internal(i);
+                let left = self.copy_subtree(child(old.children, false), leaves, internals);
+                let right = self.copy_subtree(child(old.children, true), leaves, internals);
                 let index = to_index(internals.len());
                 internals.push(InternalNode {
                     children: [left, right],

@@ -23,6 +23,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::codec::encode;
 use crate::error::{ChainError, StoreError};
 use crate::smt::SparseMerkleTree;
 use crate::types::Epoch;
@@ -90,7 +91,10 @@ impl Backend for SledBackend {
         let mut records = Vec::new();
         for item in self.tree.scan_prefix(RECORD_PREFIX) {
             let (k, v) = item.map_err(|e| StoreError::Backend(e.to_string()))?;
-            records.push((k[RECORD_PREFIX.len()..].to_vec(), v.to_vec()));
+            let key = k.strip_prefix(RECORD_PREFIX).ok_or(StoreError::Corrupt(
+                "a record key outside the record prefix",
+            ))?;
+            records.push((key.to_vec(), v.to_vec()));
         }
         let head = match self
             .tree
@@ -115,7 +119,7 @@ impl Backend for SledBackend {
                 None => batch.remove(key),
             }
         }
-        let head = postcard::to_allocvec(head).map_err(|_| StoreError::Corrupt("head record"))?;
+        let head = encode(head);
         batch.insert(HEAD_KEY, head);
         self.tree
             .apply_batch(batch)
@@ -341,9 +345,7 @@ impl<'a> Overlay<'a> {
 
     /// Encodes and stores a record.
     pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), ChainError> {
-        let bytes = postcard::to_allocvec(value)
-            .map_err(|_| ChainError::Corrupt(crate::keys::describe(&key)))?;
-        self.put_raw(key, bytes);
+        self.put_raw(key, encode(value));
         Ok(())
     }
 

@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::PublicKey;
 
 /// A chain epoch (block height). Epoch 0 is genesis.
+///
+/// Sums of epochs and durations *saturate*: `u64::MAX` stands for "never" (2^64 epochs are far
+/// beyond any chain's life), so a deadline or expiration that would pass it means "never", which is
+/// exactly what a saturated value does in every comparison. Token amounts, by contrast, never
+/// saturate: they use checked arithmetic and fail on overflow.
 pub type Epoch = u64;
 
 /// A sector number, unique per miner and never reused.
@@ -104,7 +109,8 @@ impl TokenAmount {
 
     /// `n` whole tokens.
     pub const fn tokens(n: u64) -> Self {
-        TokenAmount(n as u128 * ATTO_PER_TOKEN)
+        // Never saturates: u64::MAX × 10^18 < 2^124.
+        TokenAmount((n as u128).saturating_mul(ATTO_PER_TOKEN))
     }
 
     /// `n` atto units.

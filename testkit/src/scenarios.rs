@@ -317,7 +317,9 @@ pub fn voluntary_termination_charges_the_fee_and_settles_the_deal(mut h: Harness
     let now = h.epoch() + 1;
     let sector = h.sector(m, 1).unwrap();
     let active = h.claim(m).power.qa > 0;
-    let qa = sector.power(lode_proofs::sector::SectorSize::S2KiB).qa;
+    let qa = sector
+        .power(&h.policy, lode_proofs::sector::SectorSize::S2KiB)
+        .qa;
     let fee = monies::termination_fee(
         &h.policy,
         &econ,
@@ -445,7 +447,7 @@ pub fn verified_data_counts_ten_times_and_mixed_sectors_pro_rata(mut h: Harness)
     let (s1, s2) = (h.sector(m, 1).unwrap(), h.sector(m, 2).unwrap());
     let size = lode_proofs::sector::SectorSize::S2KiB;
     assert_eq!(
-        s1.power(size),
+        s1.power(&h.policy, size),
         PowerPair {
             raw: 2048,
             qa: 20480
@@ -453,7 +455,7 @@ pub fn verified_data_counts_ten_times_and_mixed_sectors_pro_rata(mut h: Harness)
         "10× for verified bytes"
     );
     assert_eq!(
-        s2.power(size),
+        s2.power(&h.policy, size),
         PowerPair {
             raw: 2048,
             qa: 11264

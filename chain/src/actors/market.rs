@@ -15,9 +15,10 @@ use lode_proofs::piece::{PaddedPieceSize, PieceInfo, comm_d};
 use lode_proofs::sector::SectorSize;
 use serde::{Deserialize, Serialize};
 
-use crate::actors::{ActorKind, MARKET, miner, verifreg};
+use crate::actors::{ActorKind, MARKET, economics, miner, verifreg};
+use crate::codec::encode;
 use crate::crypto::Signature;
-use crate::error::{ActorError, ChainError, abort};
+use crate::error::{ActorError, ChainError, OutOfRange, abort};
 use crate::keys;
 use crate::monies;
 use crate::runtime::Runtime;
@@ -76,7 +77,7 @@ impl DealProposal {
         let mut h = blake3::Hasher::new_derive_key("lode/chain/deal-proposal");
         h.update(&(network.len() as u64).to_le_bytes());
         h.update(network.as_bytes());
-        h.update(&postcard::to_allocvec(self).unwrap_or_default());
+        h.update(&encode(self));
         *h.finalize().as_bytes()
     }
 
@@ -270,11 +271,11 @@ pub fn invoke(
             e.balance = e.balance.saturating_sub(amount);
             save_escrow(rt, owner, &e)?;
             rt.transfer(MARKET, recipient, amount)?;
-            Ok(postcard::to_allocvec(&amount).unwrap_or_default())
+            Ok(encode(&amount))
         }
         MarketMethod::PublishDeals(deals) => {
             let ids = publish_deals(rt, caller, &deals)?;
-            Ok(postcard::to_allocvec(&ids).unwrap_or_default())
+            Ok(encode(&ids))
         }
         MarketMethod::SettleDeals(ids) => {
             for id in ids {
@@ -303,7 +304,10 @@ fn lock(
             "{what} {id} has {free} free in escrow but the deals need {amount}: add balance first"
         );
     }
-    e.locked = TokenAmount(e.locked.0 + amount.0);
+    e.locked = e
+        .locked
+        .checked_add(amount)
+        .ok_or(OutOfRange("locked escrow"))?;
     save_escrow(rt, id, &e)?;
     Ok(())
 }
@@ -318,7 +322,7 @@ fn publish_deals(
     }
     let p = rt.policy;
     let now = rt.epoch;
-    let econ = rt.economics()?;
+    let econ = economics::current(rt)?;
     let mut st = load(rt)?;
     let mut ids = Vec::with_capacity(deals.len());
     for (i, cd) in deals.iter().enumerate() {
@@ -405,20 +409,22 @@ fn publish_deals(
         };
         lock(rt, d.client, client_lock, "client")?;
         lock(rt, d.provider, d.provider_collateral, "provider")?;
-        st.total_client_locked =
-            TokenAmount(st.total_client_locked.0.saturating_add(client_lock.0));
-        st.total_provider_locked = TokenAmount(
-            st.total_provider_locked
-                .0
-                .saturating_add(d.provider_collateral.0),
-        );
+        st.total_client_locked = st
+            .total_client_locked
+            .checked_add(client_lock)
+            .ok_or(OutOfRange("total client-locked escrow"))?;
+        st.total_provider_locked = st
+            .total_provider_locked
+            .checked_add(d.provider_collateral)
+            .ok_or(OutOfRange("total provider-locked escrow"))?;
         let allocation = if d.verified {
             let term_min = d.duration();
-            let term_max = (term_min + p.market_default_allocation_term_buffer)
+            let term_max = term_min
+                .saturating_add(p.market_default_allocation_term_buffer)
                 .min(p.maximum_verified_allocation_term);
             let expiration = d
                 .start_epoch
-                .min(now + p.maximum_verified_allocation_expiration);
+                .min(now.saturating_add(p.maximum_verified_allocation_expiration));
             Some(verifreg::create_allocation(
                 rt,
                 d.client,
@@ -433,7 +439,7 @@ fn publish_deals(
             None
         };
         let id = st.next_deal_id;
-        st.next_deal_id += 1;
+        st.next_deal_id = id.checked_add(1).ok_or(OutOfRange("the next deal id"))?;
         rt.state.put(
             keys::deal(id),
             &Deal {
@@ -533,9 +539,15 @@ pub fn activate_deals(
         d.state.activation_epoch = Some(rt.epoch);
         if let Some(alloc) = d.state.allocation {
             let size = verifreg::claim_allocation(rt, miner, alloc, sector, expiration)?;
-            spaces.verified += size;
+            spaces.verified = spaces
+                .verified
+                .checked_add(size)
+                .ok_or(OutOfRange("verified deal space"))?;
         } else {
-            spaces.unverified += d.proposal.piece_size;
+            spaces.unverified = spaces
+                .unverified
+                .checked_add(d.proposal.piece_size)
+                .ok_or(OutOfRange("unverified deal space"))?;
         }
         rt.state.put(keys::deal(id), &d)?;
     }
@@ -556,7 +568,13 @@ pub fn settle(rt: &mut Runtime<'_, '_>, id: DealId) -> Result<(), ActorError> {
     let to = now.min(p.end_epoch);
     let mut st = load(rt)?;
     if to > from {
-        let pay = TokenAmount(p.price_per_epoch.0.saturating_mul(u128::from(to - from)));
+        // `to > from`, so the subtraction is exact.
+        let pay = p
+            .price_per_epoch
+            .0
+            .checked_mul(u128::from(to.saturating_sub(from)))
+            .map(TokenAmount)
+            .ok_or(OutOfRange("a deal payment"))?;
         move_escrow(rt, p.client, p.provider, pay)?;
         st.total_client_locked = st.total_client_locked.saturating_sub(pay);
         d.state.last_updated = Some(to);
@@ -595,7 +613,10 @@ fn move_escrow(
     a.locked = locked;
     save_escrow(rt, from, &a)?;
     let mut b = escrow(rt, to)?;
-    b.balance = TokenAmount(b.balance.0.saturating_add(amount.0));
+    b.balance = b
+        .balance
+        .checked_add(amount)
+        .ok_or(OutOfRange("escrow balance"))?;
     save_escrow(rt, to, &b)?;
     Ok(())
 }

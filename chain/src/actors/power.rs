@@ -11,7 +11,8 @@ use num_bigint::BigInt;
 use num_traits::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ActorError, ChainError, abort};
+use crate::codec::encode;
+use crate::error::{ActorError, ChainError, OutOfRange, abort};
 use crate::keys;
 use crate::runtime::Runtime;
 use crate::smooth::{AlphaBeta, FilterEstimate};
@@ -102,7 +103,10 @@ pub fn register_miner(
     sector_size: SectorSize,
 ) -> Result<(), ChainError> {
     let mut st = load(rt)?;
-    st.miner_count += 1;
+    st.miner_count = st
+        .miner_count
+        .checked_add(1)
+        .ok_or(OutOfRange("the miner count"))?;
     save(rt, &st)?;
     rt.state.put(
         keys::claim(miner),
@@ -139,11 +143,17 @@ pub fn update_claim(
     let (was, is) = (before.raw >= min, after.raw >= min);
     if was {
         st.total_above_min = st.total_above_min.minus(before);
-        st.miners_above_min -= 1;
+        st.miners_above_min = st
+            .miners_above_min
+            .checked_sub(1)
+            .ok_or(OutOfRange("the count of miners above the minimum"))?;
     }
     if is {
         st.total_above_min = st.total_above_min.plus(after);
-        st.miners_above_min += 1;
+        st.miners_above_min = st
+            .miners_above_min
+            .checked_add(1)
+            .ok_or(OutOfRange("the count of miners above the minimum"))?;
     }
     c.power = after;
     rt.state.put(keys::claim(miner), &c)?;
@@ -161,12 +171,11 @@ pub fn update_locked(
         return Ok(());
     }
     let mut st = load(rt)?;
-    st.total_locked = TokenAmount(
-        st.total_locked
-            .0
-            .saturating_sub(before.0)
-            .saturating_add(after.0),
-    );
+    st.total_locked = st
+        .total_locked
+        .saturating_sub(before)
+        .checked_add(after)
+        .ok_or(OutOfRange("total locked funds"))?;
     save(rt, &st)
 }
 
@@ -187,7 +196,8 @@ pub fn meets_consensus_minimum(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<b
 pub fn end_epoch(rt: &mut Runtime<'_, '_>) -> Result<(), ChainError> {
     let mut st = load(rt)?;
     let total = current_total(rt, &st);
-    st.qa_filter = AlphaBeta::default_filecoin().next(&st.qa_filter, &BigInt::from(total.qa), 1);
+    st.qa_filter =
+        AlphaBeta::from_policy(rt.policy).next(&st.qa_filter, &BigInt::from(total.qa), 1);
     save(rt, &st)
 }
 
@@ -218,7 +228,7 @@ pub fn invoke(
         } => {
             let id = crate::actors::miner::create(rt, caller, &worker, sector_size)?;
             rt.transfer(crate::actors::POWER, id, value)?;
-            Ok(postcard::to_allocvec(&id).unwrap_or_default())
+            Ok(encode(&id))
         }
     }
 }

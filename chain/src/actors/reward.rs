@@ -11,7 +11,7 @@ use num_traits::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 use crate::actors::REWARD;
-use crate::error::{ActorError, ChainError};
+use crate::error::{ActorError, ChainError, OutOfRange};
 use crate::keys;
 use crate::minting::{MintingParams, MintingState};
 use crate::policy::Policy;
@@ -39,12 +39,7 @@ impl RewardState {
 
 /// The minting parameters of a policy.
 pub fn minting_params(policy: &Policy) -> MintingParams {
-    MintingParams {
-        simple_total: policy.simple_total.0,
-        baseline_total: policy.baseline_total.0,
-        epochs_in_year: policy.epochs_in_year(),
-        baseline_initial: policy.baseline_initial_power,
-    }
+    MintingParams::from_policy(policy)
 }
 
 /// The genesis state.
@@ -95,7 +90,10 @@ pub fn award_block_reward(
     let reward = block_reward(rt, win_count)?;
     rt.transfer(REWARD, miner, reward)?;
     let mut st = load(rt)?;
-    st.total_paid = st.total_paid.checked_add(reward).unwrap_or(st.total_paid);
+    st.total_paid = st
+        .total_paid
+        .checked_add(reward)
+        .ok_or(OutOfRange("total paid rewards"))?;
     save(rt, &st)?;
     crate::actors::miner::apply_rewards(rt, miner, reward)?;
     Ok(reward)
@@ -105,7 +103,7 @@ pub fn award_block_reward(
 /// the next epoch with the network's realized raw power.
 pub fn end_epoch(rt: &mut Runtime<'_, '_>, realized_raw: StoragePower) -> Result<(), ChainError> {
     let mut st = load(rt)?;
-    let filter = AlphaBeta::default_filecoin();
+    let filter = AlphaBeta::from_policy(rt.policy);
     st.reward_filter = filter.next(
         &st.reward_filter,
         &BigInt::from(st.minting.this_epoch_reward),

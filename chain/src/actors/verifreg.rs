@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actors::ActorKind;
-use crate::error::{ActorError, ChainError, abort};
+use crate::error::{ActorError, ChainError, OutOfRange, abort};
 use crate::keys;
 use crate::runtime::Runtime;
 use crate::types::{ActorId, Address, Epoch, SectorNumber};
@@ -176,7 +176,10 @@ pub fn invoke(
                 abort!(Overflow, "DataCap overflow")
             };
             st.total_granted = total;
-            rt.state.put(keys::verifier(v), &(current + allowance))?;
+            let allowance = current
+                .checked_add(allowance)
+                .ok_or(OutOfRange("a verifier's allowance"))?;
+            rt.state.put(keys::verifier(v), &allowance)?;
         }
         VerifRegMethod::RemoveVerifier { verifier } => {
             if caller != st.root {
@@ -188,7 +191,10 @@ pub fn invoke(
             let Some(left) = rt.state.get::<u128>(&keys::verifier(v))? else {
                 abort!(NotFound, "{v} is not a verifier")
             };
-            st.total_forfeited += left;
+            st.total_forfeited = st
+                .total_forfeited
+                .checked_add(left)
+                .ok_or(OutOfRange("forfeited DataCap"))?;
             rt.state.delete(&keys::verifier(v));
         }
         VerifRegMethod::AddVerifiedClient { client, allowance } => {
@@ -214,9 +220,14 @@ pub fn invoke(
                     "{c} is a verifier or the root and cannot hold DataCap"
                 );
             }
-            rt.state.put(keys::verifier(caller), &(left - allowance))?;
-            let cap = datacap(rt, c)?;
-            set_datacap(rt, c, cap + allowance)?;
+            let left = left
+                .checked_sub(allowance)
+                .ok_or(OutOfRange("a verifier's allowance"))?;
+            rt.state.put(keys::verifier(caller), &left)?;
+            let cap = datacap(rt, c)?
+                .checked_add(allowance)
+                .ok_or(OutOfRange("a client's DataCap"))?;
+            set_datacap(rt, c, cap)?;
         }
         VerifRegMethod::RemoveExpiredAllocations { ids } => {
             for id in ids {
@@ -269,7 +280,11 @@ pub fn create_allocation(
             "allocation terms [{term_min}, {term_max}] are out of bounds"
         );
     }
-    if expiration < rt.epoch || expiration > rt.epoch + p.maximum_verified_allocation_expiration {
+    if expiration < rt.epoch
+        || expiration
+            > rt.epoch
+                .saturating_add(p.maximum_verified_allocation_expiration)
+    {
         abort!(
             IllegalArgument,
             "allocation expiration {expiration} is out of bounds"
@@ -282,10 +297,15 @@ pub fn create_allocation(
             "client {client} has {cap} bytes of DataCap, the deal needs {size}"
         );
     }
-    set_datacap(rt, client, cap - u128::from(size))?;
+    let cap = cap
+        .checked_sub(u128::from(size))
+        .ok_or(OutOfRange("a client's DataCap"))?;
+    set_datacap(rt, client, cap)?;
     let mut st = load(rt)?;
     let id = st.next_allocation_id;
-    st.next_allocation_id += 1;
+    st.next_allocation_id = id
+        .checked_add(1)
+        .ok_or(OutOfRange("the next allocation id"))?;
     save(rt, &st)?;
     rt.state.put(
         keys::allocation(id),
@@ -335,8 +355,13 @@ pub fn claim_allocation(
     }
     let mut st = load(rt)?;
     let claim_id = st.next_claim_id;
-    st.next_claim_id += 1;
-    st.total_claimed += u128::from(a.size);
+    st.next_claim_id = claim_id
+        .checked_add(1)
+        .ok_or(OutOfRange("the next claim id"))?;
+    st.total_claimed = st
+        .total_claimed
+        .checked_add(u128::from(a.size))
+        .ok_or(OutOfRange("claimed DataCap"))?;
     save(rt, &st)?;
     rt.state.delete(&keys::allocation(id));
     rt.state.put(
@@ -361,8 +386,10 @@ pub fn release_allocation(rt: &mut Runtime<'_, '_>, id: u64) -> Result<(), Actor
         return Ok(());
     };
     rt.state.delete(&keys::allocation(id));
-    let cap = datacap(rt, a.client)?;
-    set_datacap(rt, a.client, cap + u128::from(a.size))?;
+    let cap = datacap(rt, a.client)?
+        .checked_add(u128::from(a.size))
+        .ok_or(OutOfRange("a client's DataCap"))?;
+    set_datacap(rt, a.client, cap)?;
     Ok(())
 }
 
@@ -374,11 +401,11 @@ pub fn check_claims_allow_expiration(
     expiration: Epoch,
 ) -> Result<(), ActorError> {
     for (_, c) in rt.state.scan::<Claim>(keys::VERIFIED_CLAIM_PREFIX)? {
-        if c.provider == provider && c.sector == sector && expiration > c.term_start + c.term_max {
+        let term_end = c.term_start.saturating_add(c.term_max);
+        if c.provider == provider && c.sector == sector && expiration > term_end {
             abort!(
                 IllegalArgument,
-                "sector {sector}: a verified claim allows it to live until epoch {} only",
-                c.term_start + c.term_max
+                "sector {sector}: a verified claim allows it to live until epoch {term_end} only"
             );
         }
     }

@@ -24,10 +24,12 @@ use lode_proofs::sector::{SectorSize, randomness_node};
 use lode_proofs::verifier::WindowPostStatement;
 use serde::{Deserialize, Serialize};
 
-use crate::actors::{ActorKind, market, power, verifreg};
-use crate::block::BlockHeader;
-use crate::error::{ActorError, ChainError, abort};
+use crate::actors::{ActorKind, economics, market, power, verifreg};
+use crate::codec::encode;
+use crate::error::{ActorError, ChainError, OutOfRange, abort};
+use crate::header::BlockHeader;
 use crate::keys;
+use crate::math::wide_mul;
 use crate::monies;
 use crate::runtime::{RandomnessTag, Runtime};
 use crate::types::{ActorId, Address, Epoch, PowerPair, SectorNumber, TokenAmount};
@@ -212,11 +214,7 @@ pub fn create(
     };
     let pps = st.proving_period_start;
     let mut st = st;
-    st.current_deadline = if pps > rt.epoch {
-        0
-    } else {
-        (rt.epoch - pps) / rt.policy.wpost_challenge_window
-    };
+    st.current_deadline = current_deadline_index(rt.policy, pps, rt.epoch);
     rt.state.put(keys::miner_state(id), &st)?;
     power::register_miner(rt, id, sector_size)?;
     Ok(id)
@@ -281,8 +279,12 @@ pub fn invoke(
     Ok(ret)
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
-    postcard::to_allocvec(v).unwrap_or_default()
+/// The index of the deadline open at `now` in the period starting at `period_start` (0 before the
+/// period starts).
+fn current_deadline_index(policy: &crate::policy::Policy, period_start: Epoch, now: Epoch) -> u64 {
+    now.saturating_sub(period_start)
+        .checked_div(policy.wpost_challenge_window)
+        .unwrap_or(0)
 }
 
 /// Schedules the deadline cron if none is pending, starting at the deadline that contains now.
@@ -298,14 +300,10 @@ fn ensure_cron(
     let now = rt.epoch;
     // Catch the proving period up to now (it stood still while no cron ran).
     let pp = p.wpost_proving_period();
-    while st.proving_period_start + pp <= now {
-        st.proving_period_start += pp;
+    while pp > 0 && st.proving_period_start.saturating_add(pp) <= now {
+        st.proving_period_start = st.proving_period_start.saturating_add(pp);
     }
-    st.current_deadline = if st.proving_period_start > now {
-        0
-    } else {
-        (now - st.proving_period_start) / p.wpost_challenge_window
-    };
+    st.current_deadline = current_deadline_index(p, st.proving_period_start, now);
     let dl = DeadlineInfo::new(p, st.proving_period_start, st.current_deadline);
     schedule_cron(rt, miner, st, dl.last())
 }
@@ -358,7 +356,7 @@ fn pre_commit_sectors(
     repay_debts_or_abort(rt, miner, &mut st)?;
     let p = rt.policy;
     let size = info.sector_size;
-    let econ = rt.economics()?;
+    let econ = economics::current(rt)?;
     let deposit = monies::pre_commit_deposit(p, &econ, size.bytes());
     let mut total = TokenAmount::ZERO;
     let mut seen = BTreeSet::new();
@@ -369,7 +367,7 @@ fn pre_commit_sectors(
             abort!(IllegalArgument, "sector number {n} is already used");
         }
         if pc.seal_rand_epoch >= now
-            || now - pc.seal_rand_epoch > p.max_pre_commit_randomness_lookback
+            || now.saturating_sub(pc.seal_rand_epoch) > p.max_pre_commit_randomness_lookback
         {
             abort!(
                 IllegalArgument,
@@ -378,17 +376,18 @@ fn pre_commit_sectors(
                 p.max_pre_commit_randomness_lookback
             );
         }
-        let max_activation = now + p.max_prove_commit_duration;
-        if pc.expiration < max_activation + p.min_sector_expiration {
+        let max_activation = now.saturating_add(p.max_prove_commit_duration);
+        let min_expiration = max_activation.saturating_add(p.min_sector_expiration);
+        if pc.expiration < min_expiration {
             abort!(
                 IllegalArgument,
-                "sector {n}: expiration {} is too soon: it must be at least {}",
+                "sector {n}: expiration {} is too soon: it must be at least {min_expiration}",
                 pc.expiration,
-                max_activation + p.min_sector_expiration
             );
         }
-        if pc.expiration > now + p.max_sector_expiration_extension
-            || pc.expiration - max_activation > p.max_sector_lifetime
+        // `pc.expiration ≥ max_activation` from here on.
+        if pc.expiration > now.saturating_add(p.max_sector_expiration_extension)
+            || pc.expiration.saturating_sub(max_activation) > p.max_sector_lifetime
         {
             abort!(
                 IllegalArgument,
@@ -433,7 +432,10 @@ fn pre_commit_sectors(
             },
         )?;
     }
-    st.pre_commit_deposits = TokenAmount(st.pre_commit_deposits.0 + total.0);
+    st.pre_commit_deposits = st
+        .pre_commit_deposits
+        .checked_add(total)
+        .ok_or(OutOfRange("pre-commit deposits"))?;
     ensure_cron(rt, miner, &mut st)?;
     save_state(rt, miner, &st)?;
     Ok(())
@@ -449,7 +451,8 @@ pub fn seal_randomness(
     let ticket = rt.randomness(RandomnessTag::SealTicket, pc.info.seal_rand_epoch, &entropy)?;
     let seed = rt.randomness(
         RandomnessTag::InteractiveSeed,
-        pc.epoch + rt.policy.pre_commit_challenge_delay,
+        pc.epoch
+            .saturating_add(rt.policy.pre_commit_challenge_delay),
         &entropy,
     )?;
     Ok((ticket, seed))
@@ -469,19 +472,19 @@ fn prove_commit_sector(
     };
     let p = rt.policy;
     let now = rt.epoch;
-    let seed_epoch = pc.epoch + p.pre_commit_challenge_delay;
+    let seed_epoch = pc.epoch.saturating_add(p.pre_commit_challenge_delay);
     if now <= seed_epoch {
         abort!(
             Forbidden,
             "sector {n} cannot be proven before epoch {}",
-            seed_epoch + 1
+            seed_epoch.saturating_add(1)
         );
     }
-    if now > pc.epoch + p.max_prove_commit_duration {
+    let expired = pc.epoch.saturating_add(p.max_prove_commit_duration);
+    if now > expired {
         abort!(
             IllegalState,
-            "sector {n}'s pre-commit expired at epoch {}",
-            pc.epoch + p.max_prove_commit_duration
+            "sector {n}'s pre-commit expired at epoch {expired}"
         );
     }
     let size = info.sector_size;
@@ -503,7 +506,8 @@ fn prove_commit_sector(
         abort!(InvalidProof, "sector {n}: PoRep rejected: {e}");
     }
     let spaces = market::activate_deals(rt, miner, n, pc.info.expiration, &pc.info.deal_ids)?;
-    let duration = pc.info.expiration - now;
+    // Pre-commit checked `expiration ≥ max activation ≥ now`, so this is exact.
+    let duration = pc.info.expiration.saturating_sub(now);
     let mut sector = SectorOnChain {
         sector_number: n,
         comm_r: pc.info.comm_r,
@@ -511,14 +515,14 @@ fn prove_commit_sector(
         expiration: pc.info.expiration,
         power_base_epoch: now,
         deal_ids: pc.info.deal_ids.clone(),
-        deal_weight: u128::from(spaces.unverified) * u128::from(duration),
-        verified_deal_weight: u128::from(spaces.verified) * u128::from(duration),
+        deal_weight: wide_mul(spaces.unverified, duration),
+        verified_deal_weight: wide_mul(spaces.verified, duration),
         initial_pledge: TokenAmount::ZERO,
         deadline: 0,
         partition: 0,
     };
-    let econ = rt.economics()?;
-    let qa = sector.power(size).qa;
+    let econ = economics::current(rt)?;
+    let qa = sector.power(p, size).qa;
     sector.initial_pledge = monies::initial_pledge(p, &econ, qa);
     let mut st = load_state(rt, miner)?;
     st.pre_commit_deposits = st.pre_commit_deposits.saturating_sub(pc.deposit);
@@ -531,7 +535,10 @@ fn prove_commit_sector(
             st.available(bal)
         );
     }
-    st.initial_pledge = TokenAmount(st.initial_pledge.0 + sector.initial_pledge.0);
+    st.initial_pledge = st
+        .initial_pledge
+        .checked_add(sector.initial_pledge)
+        .ok_or(OutOfRange("initial pledge"))?;
     let (dl_index, part_index) = assign_deadline(rt, miner, &info, &st)?;
     sector.deadline = dl_index;
     sector.partition = part_index;
@@ -539,7 +546,12 @@ fn prove_commit_sector(
     if part_index as usize == dl.partitions.len() {
         dl.partitions.push(Partition::default());
     }
-    let part = &mut dl.partitions[part_index as usize];
+    let Some(part) = dl.partitions.get_mut(part_index as usize) else {
+        abort!(
+            IllegalState,
+            "deadline {dl_index} has no partition {part_index}"
+        );
+    };
     part.sectors.insert(n);
     part.unproven.insert(n);
     save_deadline(rt, miner, dl_index, &dl)?;
@@ -554,7 +566,7 @@ fn prove_commit_sector(
 fn deadline_is_mutable(rt: &Runtime<'_, '_>, st: &MinerState, index: u64) -> bool {
     let dl = DeadlineInfo::new(rt.policy, st.proving_period_start, index)
         .next_not_elapsed(rt.policy, rt.epoch);
-    rt.epoch + rt.policy.wpost_challenge_window < dl.open
+    rt.epoch.saturating_add(rt.policy.wpost_challenge_window) < dl.open
 }
 
 /// Picks the deadline and partition of a new sector: among mutable deadlines, prefer one whose last
@@ -576,7 +588,8 @@ fn assign_deadline(
             .last()
             .filter(|p| (p.sectors.len() as u64) < info.partition_sectors);
         let part = match open_partition {
-            Some(_) => dl.partitions.len() as u64 - 1,
+            // There is a last partition, so this is exact.
+            Some(_) => (dl.partitions.len() as u64).saturating_sub(1),
             None => dl.partitions.len() as u64,
         };
         let key = (
@@ -713,8 +726,8 @@ fn submit_window_post(
         }
         // Skipped sectors become faults; skipped recoveries are retracted.
         for &s in &part_post.skipped {
-            if mark_faulty(part, s, dl_info.last() + p.fault_max_age) {
-                sub = sub.plus(load_sector_raw(rt, miner, s)?.power(size));
+            if mark_faulty(part, s, dl_info.last().saturating_add(p.fault_max_age)) {
+                sub = sub.plus(load_sector_raw(rt, miner, s)?.power(p, size));
             }
         }
         // Proven sectors: recoveries and first proofs gain power.
@@ -724,7 +737,7 @@ fn submit_window_post(
             part.fault_expirations.remove(&s);
             if gained {
                 let sector: SectorOnChain = load_sector_raw(rt, miner, s)?;
-                add = add.plus(sector.power(size));
+                add = add.plus(sector.power(p, size));
             }
         }
         dl.posted.insert(idx);
@@ -787,8 +800,12 @@ fn declare_faults(
         for &s in &loc.sectors {
             rt.charge_gas(rt.policy.gas_per_sector)?;
             require_live(part, loc, s)?;
-            if mark_faulty(part, s, target.last() + rt.policy.fault_max_age) {
-                sub = sub.plus(load_sector_raw(rt, miner, s)?.power(info.sector_size));
+            if mark_faulty(
+                part,
+                s,
+                target.last().saturating_add(rt.policy.fault_max_age),
+            ) {
+                sub = sub.plus(load_sector_raw(rt, miner, s)?.power(rt.policy, info.sector_size));
             }
         }
         save_deadline(rt, miner, loc.deadline, &dl)?;
@@ -839,17 +856,17 @@ fn terminate_sector(
     sector: &SectorOnChain,
     size: SectorSize,
 ) -> Result<TokenAmount, ActorError> {
-    let econ = rt.economics()?;
+    let econ = economics::current(rt)?;
     let age = rt.epoch.saturating_sub(sector.activation);
     let fee = monies::termination_fee(
         rt.policy,
         &econ,
         sector.initial_pledge,
-        sector.power(size).qa,
+        sector.power(rt.policy, size).qa,
         age,
     );
     st.initial_pledge = st.initial_pledge.saturating_sub(sector.initial_pledge);
-    st.fee_debt = TokenAmount(st.fee_debt.0.saturating_add(fee.0));
+    st.fee_debt = st.fee_debt.checked_add(fee).ok_or(OutOfRange("fee debt"))?;
     market::on_sector_terminated(rt, miner, &sector.deal_ids)?;
     rt.state.delete(&keys::sector(miner, sector.sector_number));
     Ok(fee)
@@ -883,11 +900,13 @@ fn terminate_sectors(
             require_live(part, loc, s)?;
             let sector = load_sector_raw(rt, miner, s)?;
             if part.active().any(|&a| a == s) {
-                sub = sub.plus(sector.power(info.sector_size));
+                sub = sub.plus(sector.power(rt.policy, info.sector_size));
             }
             remove_from_partition(part, s);
             let fee = terminate_sector(rt, miner, &mut st, &sector, info.sector_size)?;
-            fees = TokenAmount(fees.0.saturating_add(fee.0));
+            fees = fees
+                .checked_add(fee)
+                .ok_or(OutOfRange("termination fees"))?;
         }
         save_deadline(rt, miner, loc.deadline, &dl)?;
     }
@@ -960,7 +979,7 @@ fn extend_sector_expiration(
     let size = info.sector_size;
     let mut add = PowerPair::ZERO;
     let mut sub = PowerPair::ZERO;
-    if new_expiration > now + p.max_sector_expiration_extension {
+    if new_expiration > now.saturating_add(p.max_sector_expiration_extension) {
         abort!(
             IllegalArgument,
             "expiration {new_expiration} is more than {} epochs away",
@@ -986,7 +1005,8 @@ fn extend_sector_expiration(
                     sector.expiration
                 );
             }
-            if new_expiration - sector.activation > p.max_sector_lifetime {
+            // `new_expiration > expiration > activation`: exact.
+            if new_expiration.saturating_sub(sector.activation) > p.max_sector_lifetime {
                 abort!(
                     IllegalArgument,
                     "sector {s}: lifetime would exceed {} epochs",
@@ -994,16 +1014,25 @@ fn extend_sector_expiration(
                 );
             }
             verifreg::check_claims_allow_expiration(rt, miner, s, new_expiration)?;
-            let old_duration = u128::from(sector.expiration - sector.power_base_epoch).max(1);
-            let new_duration = u128::from(new_expiration - now);
-            let before = sector.power(size);
-            let verified_space = sector.verified_deal_weight / old_duration;
-            let deal_space = sector.deal_weight / old_duration;
-            sector.verified_deal_weight = verified_space * new_duration;
-            sector.deal_weight = deal_space * new_duration;
+            let old_duration =
+                u128::from(sector.expiration.saturating_sub(sector.power_base_epoch)).max(1);
+            let new_duration = u128::from(new_expiration.saturating_sub(now));
+            let before = sector.power(p, size);
+            // `old_duration ≥ 1`, so the divisions cannot fail.
+            let verified_space = sector
+                .verified_deal_weight
+                .checked_div(old_duration)
+                .unwrap_or(0);
+            let deal_space = sector.deal_weight.checked_div(old_duration).unwrap_or(0);
+            sector.verified_deal_weight = verified_space
+                .checked_mul(new_duration)
+                .ok_or(OutOfRange("verified deal weight"))?;
+            sector.deal_weight = deal_space
+                .checked_mul(new_duration)
+                .ok_or(OutOfRange("deal weight"))?;
             sector.power_base_epoch = now;
             sector.expiration = new_expiration;
-            let after = sector.power(size);
+            let after = sector.power(p, size);
             sub = sub.plus(before);
             add = add.plus(after);
             rt.state.put(keys::sector(miner, s), &sector)?;
@@ -1024,7 +1053,7 @@ fn withdraw_balance(
         abort!(Forbidden, "only the owner {} may withdraw", info.owner);
     }
     let mut st = load_state(rt, miner)?;
-    st.unlock_vested(rt.epoch);
+    st.unlock_vested(rt.epoch)?;
     repay_debts_or_abort(rt, miner, &mut st)?;
     let bal = balance(rt, miner)?;
     let amount = amount.min(st.available(bal));
@@ -1042,7 +1071,7 @@ fn repay_debts_or_abort(
     if st.fee_debt.is_zero() {
         return Ok(());
     }
-    st.unlock_vested(rt.epoch);
+    st.unlock_vested(rt.epoch)?;
     let bal = balance(rt, miner)?;
     let unlocked = st.unlocked(bal).unwrap_or(TokenAmount::ZERO);
     if unlocked < st.fee_debt {
@@ -1064,7 +1093,7 @@ fn repay_partial_debt(
     miner: ActorId,
     st: &mut MinerState,
 ) -> Result<TokenAmount, ActorError> {
-    st.unlock_vested(rt.epoch);
+    st.unlock_vested(rt.epoch)?;
     if st.fee_debt.is_zero() {
         return Ok(TokenAmount::ZERO);
     }
@@ -1092,7 +1121,7 @@ pub fn apply_rewards(
         locked,
         p.reward_vesting_period,
         p.reward_vesting_step,
-    );
+    )?;
     repay_partial_debt(rt, miner, &mut st)?;
     ensure_cron(rt, miner, &mut st)?;
     save_state(rt, miner, &st)?;
@@ -1122,7 +1151,8 @@ fn report_consensus_fault(
     if a.signing_bytes(&p.network) == b.signing_bytes(&p.network) {
         abort!(IllegalArgument, "the two blocks are the same block");
     }
-    rt.charge_gas(2 * p.gas_per_signature)?;
+    // Gas saturates: a charge past u64::MAX exceeds every limit anyway.
+    rt.charge_gas(p.gas_per_signature.saturating_mul(2))?;
     for h in [a, b] {
         if info
             .worker_key
@@ -1132,7 +1162,7 @@ fn report_consensus_fault(
             abort!(IllegalArgument, "a block's signature is not the worker's");
         }
     }
-    if a.epoch > rt.epoch || rt.epoch - a.epoch > p.chain_finality {
+    if a.epoch > rt.epoch || rt.epoch.saturating_sub(a.epoch) > p.chain_finality {
         abort!(
             IllegalArgument,
             "the fault at epoch {} is too old or in the future",
@@ -1147,12 +1177,15 @@ fn report_consensus_fault(
             st.consensus_fault_elapsed.unwrap_or(0)
         );
     }
-    let econ = rt.economics()?;
+    let econ = economics::current(rt)?;
     let penalty = monies::consensus_fault_penalty(&econ);
     let reward = monies::consensus_fault_reporter_reward(p, &econ);
-    st.fee_debt = TokenAmount(st.fee_debt.0.saturating_add(penalty.0));
+    st.fee_debt = st
+        .fee_debt
+        .checked_add(penalty)
+        .ok_or(OutOfRange("fee debt"))?;
     // Collect what can be collected now, pay the reporter out of it, burn the rest.
-    st.unlock_vested(rt.epoch);
+    st.unlock_vested(rt.epoch)?;
     st.unlock_unvested(st.fee_debt);
     let bal = balance(rt, miner)?;
     let collected = st
@@ -1163,7 +1196,7 @@ fn report_consensus_fault(
     rt.transfer(miner, reporter, to_reporter)?;
     rt.burn(miner, collected.saturating_sub(to_reporter))?;
     st.fee_debt = st.fee_debt.saturating_sub(collected);
-    st.consensus_fault_elapsed = Some(rt.epoch + p.consensus_fault_ineligibility);
+    st.consensus_fault_elapsed = Some(rt.epoch.saturating_add(p.consensus_fault_ineligibility));
     save_state(rt, miner, &st)?;
     Ok(to_reporter)
 }
@@ -1224,12 +1257,18 @@ pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> Result<(), 
 
     // 1. Pre-commits never proven: their deposits are burnt.
     for (_, pc) in rt.state.scan::<PreCommit>(&keys::precommit_prefix(miner))? {
-        let clean_up = pc.epoch + p.max_prove_commit_duration + p.expired_pre_commit_clean_up_delay;
+        let clean_up = pc
+            .epoch
+            .saturating_add(p.max_prove_commit_duration)
+            .saturating_add(p.expired_pre_commit_clean_up_delay);
         if now >= clean_up {
             rt.state
                 .delete(&keys::precommit(miner, pc.info.sector_number));
             st.pre_commit_deposits = st.pre_commit_deposits.saturating_sub(pc.deposit);
-            st.fee_debt = TokenAmount(st.fee_debt.0.saturating_add(pc.deposit.0));
+            st.fee_debt = st
+                .fee_debt
+                .checked_add(pc.deposit)
+                .ok_or(OutOfRange("fee debt"))?;
         }
     }
 
@@ -1240,7 +1279,8 @@ pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> Result<(), 
     let mut sub = PowerPair::ZERO;
     for part in &dl.partitions {
         for &s in &part.faults {
-            previously_faulty = previously_faulty.plus(load_sector_raw(rt, miner, s)?.power(size));
+            previously_faulty =
+                previously_faulty.plus(load_sector_raw(rt, miner, s)?.power(p, size));
         }
     }
     for (i, part) in dl.partitions.iter_mut().enumerate() {
@@ -1249,8 +1289,8 @@ pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> Result<(), 
         }
         let newly: Vec<_> = part.sectors.difference(&part.faults).copied().collect();
         for s in newly {
-            if mark_faulty(part, s, dl_info.last() + p.fault_max_age) {
-                sub = sub.plus(load_sector_raw(rt, miner, s)?.power(size));
+            if mark_faulty(part, s, dl_info.last().saturating_add(p.fault_max_age)) {
+                sub = sub.plus(load_sector_raw(rt, miner, s)?.power(p, size));
             }
         }
         part.recoveries.clear();
@@ -1265,7 +1305,7 @@ pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> Result<(), 
             let active = !part.faults.contains(&s) && !part.unproven.contains(&s);
             if sector.expiration <= dl_info.last() {
                 if active {
-                    sub = sub.plus(sector.power(size));
+                    sub = sub.plus(sector.power(p, size));
                 }
                 st.initial_pledge = st.initial_pledge.saturating_sub(sector.initial_pledge);
                 market::on_sector_expired(rt, miner, &sector.deal_ids)?;
@@ -1287,17 +1327,22 @@ pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> Result<(), 
 
     // 4. Continued-fault fee, then pay debts.
     if previously_faulty.qa > 0 {
-        let econ = rt.economics()?;
+        let econ = economics::current(rt)?;
         let fee = monies::fault_fee(p, &econ, previously_faulty.qa);
-        st.fee_debt = TokenAmount(st.fee_debt.0.saturating_add(fee.0));
+        st.fee_debt = st.fee_debt.checked_add(fee).ok_or(OutOfRange("fee debt"))?;
     }
     repay_partial_debt(rt, miner, &mut st)?;
 
     // 5. Next deadline.
-    st.current_deadline += 1;
+    st.current_deadline = st
+        .current_deadline
+        .checked_add(1)
+        .ok_or(OutOfRange("the deadline index"))?;
     if st.current_deadline == p.wpost_period_deadlines {
         st.current_deadline = 0;
-        st.proving_period_start += p.wpost_proving_period();
+        st.proving_period_start = st
+            .proving_period_start
+            .saturating_add(p.wpost_proving_period());
     }
     let has_records = !rt.state.scan_raw(&keys::precommit_prefix(miner)).is_empty()
         || !rt.state.scan_raw(&keys::deadline_prefix(miner)).is_empty();

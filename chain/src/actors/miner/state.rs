@@ -7,6 +7,7 @@ use lode_proofs::sector::SectorSize;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::PublicKey;
+use crate::error::OutOfRange;
 use crate::policy::Policy;
 use crate::types::{ActorId, DealId, Epoch, PowerPair, SectorNumber, TokenAmount};
 
@@ -61,6 +62,10 @@ pub struct MinerState {
 
 impl MinerState {
     /// Tokens the miner has locked: deposits, pledge and vesting rewards.
+    ///
+    /// Saturating: each part was added with checked arithmetic and the miner's balance covers
+    /// their sum (an invariant), so the sum stays below the supply; a broken state shows up as a
+    /// locked total its balance does not cover.
     pub fn total_locked(&self) -> TokenAmount {
         TokenAmount(
             self.pre_commit_deposits
@@ -84,28 +89,43 @@ impl MinerState {
     }
 
     /// Adds `amount` vesting linearly over `period` in `step`s from `now` (entries quantized up to
-    /// half-steps so that rewards of nearby epochs share entries); returns the amount locked.
-    pub fn add_locked_funds(&mut self, now: Epoch, amount: TokenAmount, period: u64, step: u64) {
+    /// half-steps so that rewards of nearby epochs share entries).
+    pub fn add_locked_funds(
+        &mut self,
+        now: Epoch,
+        amount: TokenAmount,
+        period: u64,
+        step: u64,
+    ) -> Result<(), OutOfRange> {
         if amount.is_zero() {
-            return;
+            return Ok(());
         }
         let step = step.max(1);
-        let steps = (period / step).max(1);
+        // `step ≥ 1`: the division cannot fail.
+        let steps = period.checked_div(step).unwrap_or(0).max(1);
         let quant = (step / 2).max(1);
+        let locked_funds = self
+            .locked_funds
+            .checked_add(amount)
+            .ok_or(OutOfRange("locked funds"))?;
         let mut vested = 0u128;
         let mut by_epoch: BTreeMap<Epoch, u128> =
             self.vesting.iter().map(|e| (e.epoch, e.amount.0)).collect();
         for k in 1..=steps {
             let target = crate::math::mul_div(amount.0, u128::from(k), u128::from(steps))
                 .unwrap_or(amount.0);
-            let part = target - vested;
+            // `target` grows with `k`, so this is exact.
+            let part = target.saturating_sub(vested);
             vested = target;
             if part == 0 {
                 continue;
             }
-            let at = now + k * step;
-            let at = at.div_ceil(quant) * quant;
-            *by_epoch.entry(at).or_default() += part;
+            let at = now.saturating_add(k.saturating_mul(step));
+            let at = at.div_ceil(quant).saturating_mul(quant);
+            let entry = by_epoch.entry(at).or_default();
+            *entry = entry
+                .checked_add(part)
+                .ok_or(OutOfRange("a vesting entry"))?;
         }
         self.vesting = by_epoch
             .into_iter()
@@ -114,22 +134,22 @@ impl MinerState {
                 amount: TokenAmount(a),
             })
             .collect();
-        self.locked_funds = TokenAmount(self.locked_funds.0 + amount.0);
+        self.locked_funds = locked_funds;
+        Ok(())
     }
 
     /// Unlocks every entry due at or before `now`; returns the amount.
-    pub fn unlock_vested(&mut self, now: Epoch) -> TokenAmount {
-        let mut freed = 0u128;
-        self.vesting.retain(|e| {
-            if e.epoch <= now {
-                freed += e.amount.0;
-                false
-            } else {
-                true
-            }
-        });
-        self.locked_funds = TokenAmount(self.locked_funds.0.saturating_sub(freed));
-        TokenAmount(freed)
+    pub fn unlock_vested(&mut self, now: Epoch) -> Result<TokenAmount, OutOfRange> {
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.vesting)
+            .into_iter()
+            .partition(|e| e.epoch <= now);
+        self.vesting = later;
+        let freed = due
+            .iter()
+            .try_fold(TokenAmount::ZERO, |acc, e| acc.checked_add(e.amount))
+            .ok_or(OutOfRange("vested funds"))?;
+        self.locked_funds = self.locked_funds.saturating_sub(freed);
+        Ok(freed)
     }
 
     /// Takes up to `target` from unvested entries, soonest first; returns the amount taken.
@@ -139,12 +159,13 @@ impl MinerState {
             if taken >= target.0 {
                 break;
             }
-            let t = e.amount.0.min(target.0 - taken);
-            e.amount.0 -= t;
-            taken += t;
+            // `taken < target` and `t ≤ e.amount`, so these three are exact.
+            let t = e.amount.0.min(target.0.saturating_sub(taken));
+            e.amount.0 = e.amount.0.saturating_sub(t);
+            taken = taken.saturating_add(t);
         }
         self.vesting.retain(|e| !e.amount.is_zero());
-        self.locked_funds = TokenAmount(self.locked_funds.0.saturating_sub(taken));
+        self.locked_funds = self.locked_funds.saturating_sub(TokenAmount(taken));
         TokenAmount(taken)
     }
 }
@@ -205,12 +226,13 @@ pub struct SectorOnChain {
 }
 
 impl SectorOnChain {
-    /// Its power: raw = size, QA by SPEC §8.
-    pub fn power(&self, size: SectorSize) -> PowerPair {
+    /// Its power: raw = size, QA by SPEC §8 with the policy's quality multipliers.
+    pub fn power(&self, policy: &Policy, size: SectorSize) -> PowerPair {
         let duration = self.expiration.saturating_sub(self.power_base_epoch);
         PowerPair {
             raw: u128::from(size.bytes()),
             qa: crate::monies::qa_power_for_weight(
+                policy,
                 size.bytes(),
                 duration,
                 self.verified_deal_weight,
@@ -279,12 +301,12 @@ pub struct DeadlineInfo {
 impl DeadlineInfo {
     /// Deadline `index` of the period starting at `period_start`.
     pub fn new(policy: &Policy, period_start: Epoch, index: u64) -> Self {
-        let open = period_start + index * policy.wpost_challenge_window;
+        let open = period_start.saturating_add(index.saturating_mul(policy.wpost_challenge_window));
         DeadlineInfo {
             period_start,
             index,
             open,
-            close: open + policy.wpost_challenge_window,
+            close: open.saturating_add(policy.wpost_challenge_window),
             challenge: open.saturating_sub(policy.wpost_challenge_lookback),
             fault_cutoff: open.saturating_sub(policy.fault_declaration_cutoff),
         }
@@ -292,7 +314,7 @@ impl DeadlineInfo {
 
     /// The last epoch of the window.
     pub fn last(&self) -> Epoch {
-        self.close - 1
+        self.close.saturating_sub(1)
     }
 
     /// Whether `now` is inside the window.
@@ -311,8 +333,17 @@ impl DeadlineInfo {
             return self;
         }
         let pp = policy.wpost_proving_period();
-        let periods = (now - self.close) / pp + 1;
-        DeadlineInfo::new(policy, self.period_start + periods * pp, self.index)
+        // A zero-length period (an invalid policy) cannot advance: the deadline stays put.
+        let periods = now
+            .saturating_sub(self.close)
+            .checked_div(pp)
+            .unwrap_or(0)
+            .saturating_add(1);
+        DeadlineInfo::new(
+            policy,
+            self.period_start.saturating_add(periods.saturating_mul(pp)),
+            self.index,
+        )
     }
 }
 
@@ -323,7 +354,10 @@ pub fn proving_period_offset(policy: &Policy, miner: ActorId, epoch: Epoch) -> u
     h.update(&epoch.to_le_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&h.finalize().as_bytes()[..8]);
-    u64::from_le_bytes(first) % policy.wpost_proving_period()
+    // A zero-length period (an invalid policy) gives offset 0.
+    u64::from_le_bytes(first)
+        .checked_rem(policy.wpost_proving_period())
+        .unwrap_or(0)
 }
 
 /// The start of the proving period containing `now` for a miner with `offset`: the latest epoch
@@ -332,7 +366,8 @@ pub fn proving_period_offset(policy: &Policy, miner: ActorId, epoch: Epoch) -> u
 pub fn current_proving_period_start(policy: &Policy, now: Epoch, offset: u64) -> Epoch {
     let pp = policy.wpost_proving_period();
     if now >= offset {
-        now - (now - offset) % pp
+        // `(now − offset) mod pp ≤ now`, so the outer subtraction is exact.
+        now.saturating_sub(now.saturating_sub(offset).checked_rem(pp).unwrap_or(0))
     } else {
         offset
     }
@@ -345,12 +380,13 @@ mod tests {
     #[test]
     fn vesting_is_linear_and_exact() {
         let mut st = MinerState::default();
-        st.add_locked_funds(0, TokenAmount(1_000_003), 180 * 240, 240);
+        st.add_locked_funds(0, TokenAmount(1_000_003), 180 * 240, 240)
+            .unwrap();
         assert_eq!(st.locked_funds, TokenAmount(1_000_003));
         assert_eq!(st.vesting.len(), 180);
         let total: u128 = st.vesting.iter().map(|e| e.amount.0).sum();
         assert_eq!(total, 1_000_003);
-        assert_eq!(st.unlock_vested(240), TokenAmount(1_000_003 / 180));
+        assert_eq!(st.unlock_vested(240), Ok(TokenAmount(1_000_003 / 180)));
         assert_eq!(st.unlock_unvested(TokenAmount(10)), TokenAmount(10));
         assert_eq!(st.locked_funds.0, 1_000_003 - 1_000_003 / 180 - 10);
     }

