@@ -617,43 +617,52 @@ pub fn pre_commit1(
         &id.size.porep_id(),
     );
 
-    // Done already: the same inputs are a no-op; another ticket would orphan every later phase.
+    // Done already: the same inputs are a no-op once PreCommit2 has used the layers (before that,
+    // the layers are checked below and a damaged one is recomputed); another ticket would orphan
+    // every later phase.
+    let mut recorded_done = None;
     if dir.pc1().exists() {
         let recorded: PreCommit1Output = read_json(&dir.pc1(), "PreCommit1", "PreCommit1")?;
         if recorded.replica_id.0 == replica_id {
-            if progress(Progress::PhaseDone("PreCommit1")).is_break() {
-                return Err(SealError::Cancelled);
+            if dir.pc2().exists() {
+                if progress(Progress::PhaseDone("PreCommit1")).is_break() {
+                    return Err(SealError::Cancelled);
+                }
+                return Ok(recorded);
             }
-            return Ok(recorded);
-        }
-        if recorded.ticket.0 != ticket {
+            recorded_done = Some(recorded);
+        } else if recorded.ticket.0 != ticket {
             return Err(SealError::TicketMismatch {
                 recorded: recorded.ticket.0.to_hex(),
             });
+        } else {
+            return Err(SealError::Changed {
+                path: dir.sector_meta(),
+                recorded_by: "PreCommit1",
+            });
         }
-        return Err(SealError::Changed {
-            path: dir.sector_meta(),
-            recorded_by: "PreCommit1",
-        });
     }
     // Resume: the record of the layers done so far for this replica id.
     let progress_path = dir.pc1_progress();
-    let mut done: PreCommit1Output =
-        match read_json::<PreCommit1Output>(&progress_path, "PreCommit1", "PreCommit1") {
-            Ok(p) if p.replica_id.0 == replica_id => p,
-            Ok(p) if p.ticket.0 != ticket => {
-                return Err(SealError::TicketMismatch {
-                    recorded: p.ticket.0.to_hex(),
-                });
-            }
-            _ => PreCommit1Output {
-                ticket: HexNode(ticket),
-                comm_d: HexNode(comm_d),
-                replica_id: HexNode(replica_id),
-                layer_checksums: Vec::new(),
-                unsealed_checksum: None,
-            },
-        };
+    let progress_record = match recorded_done {
+        Some(r) => Ok(r),
+        None => read_json::<PreCommit1Output>(&progress_path, "PreCommit1", "PreCommit1"),
+    };
+    let mut done: PreCommit1Output = match progress_record {
+        Ok(p) if p.replica_id.0 == replica_id => p,
+        Ok(p) if p.ticket.0 != ticket => {
+            return Err(SealError::TicketMismatch {
+                recorded: p.ticket.0.to_hex(),
+            });
+        }
+        _ => PreCommit1Output {
+            ticket: HexNode(ticket),
+            comm_d: HexNode(comm_d),
+            replica_id: HexNode(replica_id),
+            layer_checksums: Vec::new(),
+            unsealed_checksum: None,
+        },
+    };
     complete_unsealed(dir, id, &meta)?;
     if !dir.sector_meta().exists() {
         write_json(&dir.sector_meta(), &meta)?;

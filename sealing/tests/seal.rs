@@ -252,9 +252,6 @@ fn interrupted_pre_commit1_resumes_from_the_last_complete_layer() {
             .any(|e| matches!(e, Progress::Layer { layer: 1, .. })),
         "layer 1 was recomputed"
     );
-    let pc2 = seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
-    assert_eq!(pc2, expected);
-
     // A damaged layer is found by PreCommit2, and PreCommit1 recomputes it.
     let mut layer = std::fs::read(dir.layer(2)).unwrap();
     layer[12345] ^= 1;
@@ -263,11 +260,42 @@ fn interrupted_pre_commit1_resumes_from_the_last_complete_layer() {
         seal::pre_commit2(&dir, &id, &mut no_progress),
         Err(SealError::CorruptedLayer { layer: 2, .. })
     ));
-    seal::pre_commit1(&dir, &id, ticket, &cache, None, &mut no_progress).unwrap();
+    let mut events = Vec::new();
+    let mut record = |p: Progress| {
+        events.push(p);
+        ControlFlow::Continue(())
+    };
+    seal::pre_commit1(&dir, &id, ticket, &cache, None, &mut record).unwrap();
+    assert!(events.contains(&Progress::LayerResumed { layer: 1 }));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Progress::Layer { layer: 2, .. })),
+        "layer 2 was not recomputed"
+    );
     assert_eq!(
         seal::pre_commit2(&dir, &id, &mut no_progress).unwrap(),
         expected
     );
+    // Both phases are done now: running them again changes nothing and recomputes nothing.
+    let sealed = std::fs::read(dir.sealed()).unwrap();
+    let mut events = Vec::new();
+    let mut record = |p: Progress| {
+        events.push(p);
+        ControlFlow::Continue(())
+    };
+    seal::pre_commit1(&dir, &id, ticket, &cache, None, &mut record).unwrap();
+    assert_eq!(events, [Progress::PhaseDone("PreCommit1")]);
+    assert_eq!(
+        seal::pre_commit2(&dir, &id, &mut no_progress).unwrap(),
+        expected
+    );
+    assert_eq!(std::fs::read(dir.sealed()).unwrap(), sealed);
+    // Another ticket for a sector PreCommit1 has sealed is refused.
+    assert!(matches!(
+        seal::pre_commit1(&dir, &id, trunc254([9; 32]), &cache, None, &mut no_progress),
+        Err(SealError::TicketMismatch { .. })
+    ));
 }
 
 #[test]
