@@ -140,7 +140,7 @@ fn pad_then_unpad_round_trips_and_matches_commp() {
         "unpad",
         &p(&padded_path),
         &p(&back_path),
-        "--payload-len",
+        "--payload-size",
         "5000",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -36,10 +36,10 @@ pub(crate) enum PieceCommand {
     Pad(PadArgs),
     /// Recover raw bytes from an fr32-padded file (128 padded bytes → 127 raw bytes).
     ///
-    /// Fails on data that was never padded (a node with its two top bits set). Give --payload-len to
+    /// Fails on data that was never padded (a node with its two top bits set). Give --payload-size to
     /// drop the zero fill and get back exactly the original bytes.
     #[command(after_help = "Example:
-  lode piece unpad movie.piece movie.mp4 --payload-len 7340032")]
+  lode piece unpad movie.piece movie.mp4 --payload-size 7340032")]
     Unpad(UnpadArgs),
 }
 
@@ -72,9 +72,10 @@ pub(crate) struct UnpadArgs {
     input: PathBuf,
     /// Raw output file (created or replaced).
     output: PathBuf,
-    /// Write exactly this many raw bytes (the original payload length), dropping the zero fill.
-    #[arg(long, value_name = "BYTES")]
-    payload_len: Option<u64>,
+    /// Write exactly this many raw bytes (the original payload size, as `commp` reports it), dropping
+    /// the zero fill.
+    #[arg(long, alias = "payload-len", value_name = "BYTES")]
+    payload_size: Option<u64>,
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
@@ -264,18 +265,18 @@ fn pad(args: PadArgs) -> anyhow::Result<()> {
 
 fn unpad(args: UnpadArgs) -> anyhow::Result<()> {
     let (input, len) = open_input(&args.input)?;
-    if let (Some(len), Some(want)) = (len, args.payload_len) {
+    if let (Some(len), Some(want)) = (len, args.payload_size) {
         let capacity = len / 128 * 127;
         if want > capacity {
             bail!(
-                "--payload-len {want} is larger than the {capacity} raw bytes that {} bytes of padded data hold",
+                "--payload-size {want} is larger than the {capacity} raw bytes that {} bytes of padded data hold",
                 len
             );
         }
     }
     let mut output = create_output(&args.input, &args.output)?;
     let reader = ProgressReader::new(input, bytes_bar(len, "unpadding"));
-    let mut unpadder = match args.payload_len {
+    let mut unpadder = match args.payload_size {
         Some(n) => UnpadReader::with_limit(reader, n),
         None => UnpadReader::new(reader),
     };
