@@ -460,6 +460,20 @@ mod tests {
         assert_eq!(s.head(), None);
     }
 
+    /// Sled releases its file lock from a background thread after the last handle is dropped, so
+    /// reopening a database at once in the same process can find the lock still held: retry.
+    fn reopen<T, E: std::fmt::Display>(mut open: impl FnMut() -> Result<T, E>) -> Result<T, E> {
+        for _ in 0..200 {
+            match open() {
+                Err(e) if e.to_string().contains("could not acquire lock") => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                done => return done,
+            }
+        }
+        open()
+    }
+
     #[test]
     fn a_damaged_record_is_caught_by_the_root_check() {
         let dir = tempfile::tempdir().unwrap();
@@ -471,12 +485,12 @@ mod tests {
             s.commit(w, 1).unwrap();
         }
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = reopen(|| sled::open(dir.path())).unwrap();
             let tree = db.open_tree("state").unwrap();
             tree.insert(b"s/x", &[9u8][..]).unwrap();
             db.flush().unwrap();
         }
-        let err = StateStore::open_sled(dir.path()).unwrap_err();
+        let err = reopen(|| StateStore::open_sled(dir.path())).unwrap_err();
         assert!(
             matches!(err, StoreError::RootMismatch { epoch: 1, .. }),
             "{err}"

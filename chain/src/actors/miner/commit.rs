@@ -1,0 +1,313 @@
+//! Pre-commit and prove-commit: deposits, seal randomness, PoRep, deal activation, pledge, and
+//! the deadline and partition a new sector joins.
+
+use std::collections::BTreeSet;
+
+use lode_proofs::node::Node;
+use lode_proofs::porep::PorepPublic;
+use lode_proofs::sector::randomness_node;
+
+use crate::actors::{economics, market};
+use crate::error::{ActorError, OutOfRange, abort};
+use crate::keys;
+use crate::math::wide_mul;
+use crate::monies;
+use crate::runtime::{RandomnessTag, Runtime};
+use crate::types::{ActorId, SectorNumber, TokenAmount};
+
+use super::cron::ensure_cron;
+use super::funds::repay_debts_or_abort;
+use super::{
+    DeadlineInfo, MinerInfo, MinerState, Partition, PreCommit, PreCommitInfo, SectorOnChain,
+    balance, info, load_deadline, load_state, require_control, save_deadline, save_state,
+};
+
+pub(super) fn check_node(bytes: &[u8; 32], what: &str) -> Result<(), ActorError> {
+    if Node(*bytes).to_fr().is_none() {
+        abort!(
+            IllegalArgument,
+            "{what} is not a valid commitment (not a canonical BLS12-381 scalar)"
+        );
+    }
+    Ok(())
+}
+
+pub(super) fn pre_commit_sectors(
+    rt: &mut Runtime<'_, '_>,
+    miner: ActorId,
+    caller: ActorId,
+    infos: Vec<PreCommitInfo>,
+) -> Result<(), ActorError> {
+    let info = info(rt, miner)?;
+    require_control(&info, caller)?;
+    if infos.is_empty() || infos.len() as u64 > rt.policy.pre_commit_sector_batch_max {
+        abort!(
+            IllegalArgument,
+            "a pre-commit carries 1 to {} sectors, not {}",
+            rt.policy.pre_commit_sector_batch_max,
+            infos.len()
+        );
+    }
+    let mut st = load_state(rt, miner)?;
+    let now = rt.epoch;
+    if st.consensus_fault_elapsed.is_some_and(|e| now <= e) {
+        abort!(
+            Forbidden,
+            "pre-commit forbidden until epoch {} after a consensus fault",
+            st.consensus_fault_elapsed.unwrap_or(0)
+        );
+    }
+    repay_debts_or_abort(rt, miner, &mut st)?;
+    let p = rt.policy;
+    let size = info.sector_size;
+    let econ = economics::current(rt)?;
+    let deposit = monies::pre_commit_deposit(p, &econ, size.bytes());
+    let mut total = TokenAmount::ZERO;
+    let mut seen = BTreeSet::new();
+    for pc in &infos {
+        rt.charge_gas(p.gas_per_sector)?;
+        let n = pc.sector_number;
+        if st.allocated_sectors.contains(&n) || !seen.insert(n) {
+            abort!(IllegalArgument, "sector number {n} is already used");
+        }
+        if pc.seal_rand_epoch >= now
+            || now.saturating_sub(pc.seal_rand_epoch) > p.max_pre_commit_randomness_lookback
+        {
+            abort!(
+                IllegalArgument,
+                "sector {n}: seal randomness epoch {} must be before {now} and at most {} epochs old",
+                pc.seal_rand_epoch,
+                p.max_pre_commit_randomness_lookback
+            );
+        }
+        let max_activation = now.saturating_add(p.max_prove_commit_duration);
+        let min_expiration = max_activation.saturating_add(p.min_sector_expiration);
+        if pc.expiration < min_expiration {
+            abort!(
+                IllegalArgument,
+                "sector {n}: expiration {} is too soon: it must be at least {min_expiration}",
+                pc.expiration,
+            );
+        }
+        // `pc.expiration ≥ max_activation` from here on.
+        if pc.expiration > now.saturating_add(p.max_sector_expiration_extension)
+            || pc.expiration.saturating_sub(max_activation) > p.max_sector_lifetime
+        {
+            abort!(
+                IllegalArgument,
+                "sector {n}: expiration {} is too far",
+                pc.expiration
+            );
+        }
+        if pc.deal_ids.len() as u64 > p.max_deals_per_sector {
+            abort!(IllegalArgument, "sector {n}: too many deals");
+        }
+        check_node(&pc.comm_r, "comm_r")?;
+        check_node(&pc.comm_d, "comm_d")?;
+        let comm_d = market::comm_d_for_deals(rt, miner, size, pc.expiration, &pc.deal_ids)?;
+        if comm_d != pc.comm_d {
+            abort!(
+                IllegalArgument,
+                "sector {n}: comm_d does not match its deals' pieces (expected {})",
+                hex::encode(comm_d)
+            );
+        }
+        total = match total.checked_add(deposit) {
+            Some(t) => t,
+            None => abort!(Overflow, "deposit overflow"),
+        };
+    }
+    let bal = balance(rt, miner)?;
+    if st.available(bal) < total {
+        abort!(
+            InsufficientFunds,
+            "pre-commit deposits need {total}, but only {} is available: send funds to {miner}",
+            st.available(bal)
+        );
+    }
+    for pc in infos {
+        st.allocated_sectors.insert(pc.sector_number);
+        rt.state.put(
+            keys::precommit(miner, pc.sector_number),
+            &PreCommit {
+                info: pc,
+                deposit,
+                epoch: now,
+            },
+        )?;
+    }
+    st.pre_commit_deposits = st
+        .pre_commit_deposits
+        .checked_add(total)
+        .ok_or(OutOfRange("pre-commit deposits"))?;
+    ensure_cron(rt, miner, &mut st)?;
+    save_state(rt, miner, &st)?;
+    Ok(())
+}
+
+/// The ticket and seed of a pre-commit (what the sealer needs, and what the verifier checks).
+pub fn seal_randomness(
+    rt: &Runtime<'_, '_>,
+    miner: ActorId,
+    pc: &PreCommit,
+) -> Result<([u8; 32], [u8; 32]), ActorError> {
+    let entropy = miner.0.to_le_bytes();
+    let ticket = rt.randomness(RandomnessTag::SealTicket, pc.info.seal_rand_epoch, &entropy)?;
+    let seed = rt.randomness(
+        RandomnessTag::InteractiveSeed,
+        pc.epoch
+            .saturating_add(rt.policy.pre_commit_challenge_delay),
+        &entropy,
+    )?;
+    Ok((ticket, seed))
+}
+
+pub(super) fn prove_commit_sector(
+    rt: &mut Runtime<'_, '_>,
+    miner: ActorId,
+    caller: ActorId,
+    n: SectorNumber,
+    proofs: &[Vec<u8>],
+) -> Result<(), ActorError> {
+    let info = info(rt, miner)?;
+    require_control(&info, caller)?;
+    let Some(pc) = rt.state.get::<PreCommit>(&keys::precommit(miner, n))? else {
+        abort!(NotFound, "sector {n} is not pre-committed");
+    };
+    let p = rt.policy;
+    let now = rt.epoch;
+    let seed_epoch = pc.epoch.saturating_add(p.pre_commit_challenge_delay);
+    if now <= seed_epoch {
+        abort!(
+            Forbidden,
+            "sector {n} cannot be proven before epoch {}",
+            seed_epoch.saturating_add(1)
+        );
+    }
+    let expired = pc.epoch.saturating_add(p.max_prove_commit_duration);
+    if now > expired {
+        abort!(
+            IllegalState,
+            "sector {n}'s pre-commit expired at epoch {expired}"
+        );
+    }
+    let size = info.sector_size;
+    rt.charge_gas(
+        p.gas_per_proof
+            .saturating_mul(size.porep_partitions() as u64),
+    )?;
+    let (ticket, seed) = seal_randomness(rt, miner, &pc)?;
+    let public = PorepPublic {
+        size,
+        miner_id: miner.0,
+        sector_number: n,
+        ticket: randomness_node(ticket),
+        seed: randomness_node(seed),
+        comm_d: Node(pc.info.comm_d),
+        comm_r: Node(pc.info.comm_r),
+    };
+    if let Err(e) = rt.verifier.verify_seal(&public, proofs) {
+        abort!(InvalidProof, "sector {n}: PoRep rejected: {e}");
+    }
+    let spaces = market::activate_deals(rt, miner, n, pc.info.expiration, &pc.info.deal_ids)?;
+    // Pre-commit checked `expiration ≥ max activation ≥ now`, so this is exact.
+    let duration = pc.info.expiration.saturating_sub(now);
+    let mut sector = SectorOnChain {
+        sector_number: n,
+        comm_r: pc.info.comm_r,
+        activation: now,
+        expiration: pc.info.expiration,
+        power_base_epoch: now,
+        deal_ids: pc.info.deal_ids.clone(),
+        deal_weight: wide_mul(spaces.unverified, duration),
+        verified_deal_weight: wide_mul(spaces.verified, duration),
+        initial_pledge: TokenAmount::ZERO,
+        deadline: 0,
+        partition: 0,
+    };
+    let econ = economics::current(rt)?;
+    let qa = sector.power(p, size).qa;
+    sector.initial_pledge = monies::initial_pledge(p, &econ, qa);
+    let mut st = load_state(rt, miner)?;
+    st.pre_commit_deposits = st.pre_commit_deposits.saturating_sub(pc.deposit);
+    let bal = balance(rt, miner)?;
+    if st.available(bal) < sector.initial_pledge {
+        abort!(
+            InsufficientFunds,
+            "sector {n} needs an initial pledge of {}, but only {} is available: send funds to {miner}",
+            sector.initial_pledge,
+            st.available(bal)
+        );
+    }
+    st.initial_pledge = st
+        .initial_pledge
+        .checked_add(sector.initial_pledge)
+        .ok_or(OutOfRange("initial pledge"))?;
+    let (dl_index, part_index) = assign_deadline(rt, miner, &info, &st)?;
+    sector.deadline = dl_index;
+    sector.partition = part_index;
+    let mut dl = load_deadline(rt, miner, dl_index)?;
+    if part_index as usize == dl.partitions.len() {
+        dl.partitions.push(Partition::default());
+    }
+    let Some(part) = dl.partitions.get_mut(part_index as usize) else {
+        abort!(
+            IllegalState,
+            "deadline {dl_index} has no partition {part_index}"
+        );
+    };
+    part.sectors.insert(n);
+    part.unproven.insert(n);
+    save_deadline(rt, miner, dl_index, &dl)?;
+    rt.state.put(keys::sector(miner, n), &sector)?;
+    rt.state.delete(&keys::precommit(miner, n));
+    ensure_cron(rt, miner, &mut st)?;
+    save_state(rt, miner, &st)?;
+    Ok(())
+}
+
+/// Whether deadline `index` may change now: it is neither open nor the next to open.
+pub(super) fn deadline_is_mutable(rt: &Runtime<'_, '_>, st: &MinerState, index: u64) -> bool {
+    let dl = DeadlineInfo::new(rt.policy, st.proving_period_start, index)
+        .next_not_elapsed(rt.policy, rt.epoch);
+    rt.epoch.saturating_add(rt.policy.wpost_challenge_window) < dl.open
+}
+
+/// Picks the deadline and partition of a new sector: among mutable deadlines, prefer one whose last
+/// partition has room, then fewer partitions, then fewer sectors, then the lowest index.
+pub(super) fn assign_deadline(
+    rt: &Runtime<'_, '_>,
+    miner: ActorId,
+    info: &MinerInfo,
+    st: &MinerState,
+) -> Result<(u64, u64), ActorError> {
+    let mut best: Option<((bool, usize, usize, u64), u64)> = None;
+    for i in 0..rt.policy.wpost_period_deadlines {
+        if !deadline_is_mutable(rt, st, i) {
+            continue;
+        }
+        let dl = load_deadline(rt, miner, i)?;
+        let open_partition = dl
+            .partitions
+            .last()
+            .filter(|p| (p.sectors.len() as u64) < info.partition_sectors);
+        let part = match open_partition {
+            // There is a last partition, so this is exact.
+            Some(_) => (dl.partitions.len() as u64).saturating_sub(1),
+            None => dl.partitions.len() as u64,
+        };
+        let key = (
+            open_partition.is_none(),
+            dl.partitions.len(),
+            dl.live_sectors(),
+            i,
+        );
+        if best.as_ref().is_none_or(|(k, _)| key < *k) {
+            best = Some((key, part));
+        }
+    }
+    match best {
+        Some((key, part)) => Ok((key.3, part)),
+        None => abort!(IllegalState, "no mutable deadline"),
+    }
+}
