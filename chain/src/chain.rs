@@ -23,7 +23,9 @@ use crate::actors::{
 };
 use crate::block::{BlockHeader, Tipset, messages_root, win_count};
 use crate::crypto::PublicKey;
-use crate::error::{ActorError, ChainError, ExitCode, OutOfRange};
+use crate::error::{
+    ActorError, ActorResult, ChainError, ChainResult, ExitCode, ImplicitOp, OutOfRange,
+};
 use crate::keys;
 use crate::message::{Method, Receipt, SignedMessage};
 use crate::policy::Policy;
@@ -90,11 +92,9 @@ impl Chain {
         policy: Policy,
         genesis: &Genesis,
         verifier: Box<dyn ProofVerifier>,
-    ) -> Result<Self, ChainError> {
+    ) -> ChainResult<Self> {
         if store.head().is_some() {
-            return Err(ChainError::Internal(
-                "the store already holds a chain".into(),
-            ));
+            return Err(ChainError::AlreadyInitialised);
         }
         let writes = {
             let mut rt = Runtime::new(Overlay::new(&store), &policy, 0, verifier.as_ref());
@@ -110,9 +110,7 @@ impl Chain {
                 .try_fold(0u128, |acc, (_, b)| acc.checked_add(b.0));
             let Some(reward_pool) = allocated.and_then(|a| policy.total_supply.0.checked_sub(a))
             else {
-                return Err(ChainError::Internal(
-                    "genesis accounts exceed the total supply".into(),
-                ));
+                return Err(ChainError::GenesisOverSupply);
             };
             for (id, kind) in SINGLETONS {
                 let balance = if id == actors::REWARD {
@@ -132,10 +130,10 @@ impl Chain {
             for (key, balance) in &genesis.accounts {
                 let id = rt
                     .resolve_or_create(&Address::Bls(*key))
-                    .map_err(|e| ChainError::Internal(e.to_string()))?;
+                    .map_err(ChainError::implicit(ImplicitOp::Genesis))?;
                 let mut a = rt
                     .expect_actor(id)
-                    .map_err(|e| ChainError::Internal(e.to_string()))?;
+                    .map_err(ChainError::implicit(ImplicitOp::Genesis))?;
                 a.balance = a
                     .balance
                     .checked_add(*balance)
@@ -144,7 +142,7 @@ impl Chain {
             }
             let root = rt
                 .resolve_or_create(&Address::Bls(genesis.verifreg_root))
-                .map_err(|e| ChainError::Internal(e.to_string()))?;
+                .map_err(ChainError::implicit(ImplicitOp::Genesis))?;
             rt.state
                 .put(keys::REWARD.to_vec(), &reward::genesis(&policy))?;
             rt.state
@@ -168,11 +166,9 @@ impl Chain {
         store: StateStore,
         policy: Policy,
         verifier: Box<dyn ProofVerifier>,
-    ) -> Result<Self, ChainError> {
+    ) -> ChainResult<Self> {
         if store.head().is_none() {
-            return Err(ChainError::Internal(
-                "the store holds no chain: create one from a genesis".into(),
-            ));
+            return Err(ChainError::NoChain);
         }
         Ok(Chain {
             store,
@@ -211,7 +207,7 @@ impl Chain {
     }
 
     /// Applies the next epoch from its blocks. On any error nothing is committed.
-    pub fn apply_tipset(&mut self, tipset: &Tipset) -> Result<TipsetOutcome, ChainError> {
+    pub fn apply_tipset(&mut self, tipset: &Tipset) -> ChainResult<TipsetOutcome> {
         let mut input = EpochInput {
             epoch: tipset.epoch,
             beacon: tipset.beacon,
@@ -234,7 +230,7 @@ impl Chain {
     /// Applies the next epoch: its winners' headers (validated here except for their messages
     /// roots, which [`Chain::apply_tipset`] checks) and the messages of all its blocks. On any error
     /// nothing is committed.
-    pub fn apply_epoch(&mut self, input: &EpochInput) -> Result<TipsetOutcome, ChainError> {
+    pub fn apply_epoch(&mut self, input: &EpochInput) -> ChainResult<TipsetOutcome> {
         let head = self.head();
         let epoch = input.epoch;
         let invalid = |reason: String| ChainError::InvalidBlock { epoch, reason };
@@ -263,7 +259,9 @@ impl Chain {
             let mut rewards = Vec::new();
             for header in &input.blocks {
                 let r = reward::award_block_reward(&mut rt, header.miner, header.win_count)
-                    .map_err(|e| ChainError::Internal(format!("block reward: {e}")))?;
+                    .map_err(ChainError::implicit(ImplicitOp::BlockReward {
+                        miner: header.miner,
+                    }))?;
                 rewards.push((header.miner, r));
             }
             run_cron(&mut rt)?;
@@ -387,7 +385,7 @@ fn reject(code: ExitCode, error: impl Into<String>) -> Receipt {
 fn presign_check(
     rt: &Runtime<'_, '_>,
     messages: &[SignedMessage],
-) -> Result<Vec<Option<bool>>, ChainError> {
+) -> ChainResult<Vec<Option<bool>>> {
     use rayon::prelude::*;
     let mut keys = Vec::with_capacity(messages.len());
     for m in messages {
@@ -413,10 +411,7 @@ fn presign_check(
 
 /// Applies one message. System failures (bad signature, nonce, funds for gas…) reject it with no
 /// state change; a method failure rolls back the method and still charges gas and the nonce.
-pub fn apply_message(
-    rt: &mut Runtime<'_, '_>,
-    smsg: &SignedMessage,
-) -> Result<Receipt, ChainError> {
+pub fn apply_message(rt: &mut Runtime<'_, '_>, smsg: &SignedMessage) -> ChainResult<Receipt> {
     apply_message_checked(rt, smsg, None)
 }
 
@@ -425,7 +420,7 @@ fn apply_message_checked(
     rt: &mut Runtime<'_, '_>,
     smsg: &SignedMessage,
     signature_checked: Option<bool>,
-) -> Result<Receipt, ChainError> {
+) -> ChainResult<Receipt> {
     let p = rt.policy;
     let msg = &smsg.message;
     let len = smsg.encoded_len() as u64;
@@ -539,7 +534,7 @@ fn apply_message_checked(
     };
     let fee = TokenAmount(msg.gas_price.0.saturating_mul(u128::from(gas_used)));
     rt.burn(from, fee)
-        .map_err(|e| ChainError::Internal(format!("gas fee: {e}")))?;
+        .map_err(ChainError::implicit(ImplicitOp::GasFee { sender: from }))?;
     Ok(Receipt {
         exit_code,
         gas_used,
@@ -553,7 +548,7 @@ fn run_method(
     rt: &mut Runtime<'_, '_>,
     from: ActorId,
     smsg: &SignedMessage,
-) -> Result<Vec<u8>, ActorError> {
+) -> ActorResult<Vec<u8>> {
     let msg = &smsg.message;
     let to = rt.resolve_or_create(&msg.to)?;
     let kind = rt.expect_actor(to)?.kind;
@@ -592,16 +587,17 @@ fn run_method(
     }
 }
 
-fn run_cron(rt: &mut Runtime<'_, '_>) -> Result<(), ChainError> {
+fn run_cron(rt: &mut Runtime<'_, '_>) -> ChainResult<()> {
     let epoch = rt.epoch;
     for (key, ()) in rt.state.scan::<()>(&keys::cron_prefix(epoch))? {
         let Some(id) = keys::last_u64(&key) else {
             continue;
         };
-        miner::on_deadline_cron(rt, ActorId(id))
-            .map_err(|e| ChainError::Internal(format!("deadline cron of l0{id}: {e}")))?;
+        miner::on_deadline_cron(rt, ActorId(id)).map_err(ChainError::implicit(
+            ImplicitOp::DeadlineCron { miner: ActorId(id) },
+        ))?;
     }
-    market::end_epoch(rt).map_err(|e| ChainError::Internal(format!("market cron: {e}")))?;
+    market::end_epoch(rt).map_err(ChainError::implicit(ImplicitOp::MarketCron))?;
     power::end_epoch(rt)?;
     let pst = power::load(rt)?;
     let realized = power::current_total(rt, &pst).raw;
@@ -619,6 +615,6 @@ pub fn randomness_at(
     tag: RandomnessTag,
     epoch: Epoch,
     entropy: &[u8],
-) -> Result<[u8; 32], ActorError> {
+) -> ActorResult<[u8; 32]> {
     chain.view(|rt| rt.randomness(tag, epoch, entropy))
 }

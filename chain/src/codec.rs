@@ -24,6 +24,6 @@ mod tests {
     #[test]
     fn encodes_like_postcard() {
         let v = (7u32, vec![1u8, 2, 3], String::from("lode"));
-        assert_eq!(encode(&v), postcard::to_allocvec(&v).unwrap());
+        assert_eq!(Some(encode(&v)), postcard::to_allocvec(&v).ok());
     }
 }

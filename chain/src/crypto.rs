@@ -36,6 +36,9 @@ pub const SIGNATURE_LEN: usize = 96;
 /// blake3 `derive_key` context used by [`SecretKey::from_seed`].
 const KEYGEN_CONTEXT: &str = "lode/bls/keygen";
 
+/// The result of a key or signature operation.
+pub type CryptoResult<T> = Result<T, CryptoError>;
+
 /// Errors produced when decoding keys/signatures or verifying signatures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
@@ -75,7 +78,7 @@ fn hash_to_g2(msg: &[u8]) -> G2Projective {
 }
 
 /// Checks `len` against `expected`, producing an [`CryptoError::InvalidLength`].
-fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<(), CryptoError> {
+fn check_len(what: &'static str, expected: usize, actual: usize) -> CryptoResult<()> {
     if expected == actual {
         Ok(())
     } else {
@@ -165,7 +168,7 @@ impl SecretKey {
     ///
     /// [`CryptoError::InvalidSecretKey`] if the bytes are not a canonical
     /// non-zero scalar.
-    pub fn from_bytes(bytes: &[u8; SECRET_KEY_LEN]) -> Result<Self, CryptoError> {
+    pub fn from_bytes(bytes: &[u8; SECRET_KEY_LEN]) -> CryptoResult<Self> {
         let scalar: Option<Scalar> = Scalar::from_bytes(bytes).into();
         match scalar {
             Some(s) if s != Scalar::zero() => Ok(SecretKey(s)),
@@ -204,7 +207,7 @@ impl PublicKey {
     ///
     /// [`CryptoError::InvalidLength`], [`CryptoError::InvalidPoint`] or
     /// [`CryptoError::Identity`] accordingly.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+    pub fn from_bytes(bytes: &[u8]) -> CryptoResult<Self> {
         const WHAT: &str = "public key";
         check_len(WHAT, PUBLIC_KEY_LEN, bytes.len())?;
         let mut arr = [0u8; PUBLIC_KEY_LEN];
@@ -235,7 +238,7 @@ impl PublicKey {
     ///
     /// [`CryptoError::SignatureMismatch`] if the signature is not valid for
     /// this key and message.
-    pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), CryptoError> {
+    pub fn verify(&self, msg: &[u8], sig: &Signature) -> CryptoResult<()> {
         let h = G2Prepared::from(G2Affine::from(hash_to_g2(msg)));
         let s = G2Prepared::from(sig.point);
         let neg_g1 = -G1Affine::generator();
@@ -317,7 +320,7 @@ impl Signature {
     ///
     /// [`CryptoError::InvalidLength`], [`CryptoError::InvalidPoint`] or
     /// [`CryptoError::Identity`] accordingly.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+    pub fn from_bytes(bytes: &[u8]) -> CryptoResult<Self> {
         const WHAT: &str = "signature";
         check_len(WHAT, SIGNATURE_LEN, bytes.len())?;
         let mut arr = [0u8; SIGNATURE_LEN];

@@ -2,7 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::Epoch;
+use crate::types::{ActorId, Epoch, SectorNumber, TokenAmount};
+
+/// The result of a method: a value, or the [`ActorError`] that fails the message.
+pub type ActorResult<T> = Result<T, ActorError>;
+/// The result of a state-store operation.
+pub type StoreResult<T> = Result<T, StoreError>;
+/// The result of a state-machine operation.
+pub type ChainResult<T> = Result<T, ChainError>;
 
 /// The outcome code of a message, recorded in its receipt.
 ///
@@ -106,7 +113,7 @@ impl From<OutOfRange> for ActorError {
 pub enum StoreError {
     /// The database failed.
     #[error("state database: {0}")]
-    Backend(String),
+    Database(#[from] sled::Error),
     /// A stored record could not be decoded.
     #[error("state database is corrupt: {0}")]
     Corrupt(&'static str),
@@ -145,9 +152,90 @@ pub enum ChainError {
     /// An amount or counter left its range.
     #[error(transparent)]
     OutOfRange(#[from] OutOfRange),
-    /// An internal invariant broke while applying state (a bug): nothing was committed.
-    #[error("internal error: {0}")]
-    Internal(String),
+    /// [`Chain::genesis`](crate::Chain::genesis) was given a store that already holds a chain.
+    #[error("the store already holds a chain")]
+    AlreadyInitialised,
+    /// [`Chain::open`](crate::Chain::open) was given a store that holds no chain.
+    #[error("the store holds no chain: create one from a genesis")]
+    NoChain,
+    /// The genesis accounts hold more than the total supply.
+    #[error("genesis accounts exceed the total supply")]
+    GenesisOverSupply,
+    /// An operation the executor runs on its own behalf failed (a bug or a broken state): nothing
+    /// was committed.
+    #[error("{operation}: {source}")]
+    Implicit {
+        /// What was running.
+        operation: ImplicitOp,
+        /// Why it failed.
+        #[source]
+        source: ActorError,
+    },
+    /// A partition names a sector that has no record (a broken state).
+    #[error("partition lists missing sector {sector} of {miner}")]
+    MissingSector {
+        /// The miner.
+        miner: ActorId,
+        /// The sector number.
+        sector: SectorNumber,
+    },
+    /// A power claim would go below zero (a broken state).
+    #[error("power claim of {miner} would go negative")]
+    NegativePower {
+        /// The miner.
+        miner: ActorId,
+    },
+    /// A market payment exceeds the payer's locked escrow (a broken state).
+    #[error("escrow of {owner} does not cover a payment of {amount}")]
+    EscrowShort {
+        /// The payer.
+        owner: ActorId,
+        /// The payment.
+        amount: TokenAmount,
+    },
+}
+
+/// An operation the executor runs without a message: what [`ChainError::Implicit`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImplicitOp {
+    /// Creating the genesis accounts.
+    Genesis,
+    /// Paying a block reward.
+    BlockReward {
+        /// The winner.
+        miner: ActorId,
+    },
+    /// Burning a message's gas fee.
+    GasFee {
+        /// The sender.
+        sender: ActorId,
+    },
+    /// A miner's deadline cron.
+    DeadlineCron {
+        /// The miner.
+        miner: ActorId,
+    },
+    /// The market's end of epoch.
+    MarketCron,
+}
+
+impl std::fmt::Display for ImplicitOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImplicitOp::Genesis => write!(f, "genesis"),
+            ImplicitOp::BlockReward { miner } => write!(f, "block reward of {miner}"),
+            ImplicitOp::GasFee { sender } => write!(f, "gas fee of {sender}"),
+            ImplicitOp::DeadlineCron { miner } => write!(f, "deadline cron of {miner}"),
+            ImplicitOp::MarketCron => write!(f, "market cron"),
+        }
+    }
+}
+
+impl ChainError {
+    /// Wraps a failure of an implicit operation.
+    pub fn implicit(operation: ImplicitOp) -> impl FnOnce(ActorError) -> ChainError {
+        move |source| ChainError::Implicit { operation, source }
+    }
 }
 
 impl From<ChainError> for ActorError {

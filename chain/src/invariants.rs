@@ -25,7 +25,7 @@ use crate::actors::miner::{Deadline, MinerInfo, MinerState, PreCommit, SectorOnC
 use crate::actors::power::{Claim, PowerState};
 use crate::actors::verifreg::{Allocation, VerifRegState};
 use crate::actors::{Actor, ActorKind, COMPUTE, MARKET};
-use crate::error::ChainError;
+use crate::error::{ChainError, ChainResult};
 use crate::keys;
 use crate::policy::Policy;
 use crate::store::{Overlay, StateStore};
@@ -36,7 +36,7 @@ fn id_of(key: &[u8]) -> ActorId {
 }
 
 /// Every invariant violation of the committed state of `store`.
-pub fn check_invariants(store: &StateStore, policy: &Policy) -> Result<Vec<String>, ChainError> {
+pub fn check_invariants(store: &StateStore, policy: &Policy) -> ChainResult<Vec<String>> {
     let o = Overlay::new(store);
     let mut bad = Vec::new();
     let actors: Vec<(ActorId, Actor)> = o

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actor::{Actor, ActorKind, BURNT_FUNDS};
 use crate::crypto::PublicKey;
-use crate::error::{ActorError, ChainError, OutOfRange, abort};
+use crate::error::{ActorResult, ChainResult, OutOfRange, abort};
 use crate::keys;
 use crate::policy::Policy;
 use crate::store::Overlay;
@@ -129,7 +129,7 @@ impl<'s, 'p> Runtime<'s, 'p> {
     }
 
     /// Charges `amount` gas; fails with `SysOutOfGas` past the limit.
-    pub fn charge_gas(&mut self, amount: u64) -> Result<(), ActorError> {
+    pub fn charge_gas(&mut self, amount: u64) -> ActorResult<()> {
         self.gas_used = self.gas_used.saturating_add(amount);
         if self.gas_used > self.gas_limit {
             self.gas_used = self.gas_limit;
@@ -139,17 +139,17 @@ impl<'s, 'p> Runtime<'s, 'p> {
     }
 
     /// The chain counters.
-    pub fn globals(&self) -> Result<Globals, ChainError> {
+    pub fn globals(&self) -> ChainResult<Globals> {
         Ok(self.state.get(keys::GLOBALS)?.unwrap_or_default())
     }
 
     /// An actor's record.
-    pub fn actor(&self, id: ActorId) -> Result<Option<Actor>, ChainError> {
+    pub fn actor(&self, id: ActorId) -> ChainResult<Option<Actor>> {
         self.state.get(&keys::actor(id))
     }
 
     /// An actor's record, or `NotFound`.
-    pub fn expect_actor(&self, id: ActorId) -> Result<Actor, ActorError> {
+    pub fn expect_actor(&self, id: ActorId) -> ActorResult<Actor> {
         match self.actor(id)? {
             Some(a) => Ok(a),
             None => abort!(NotFound, "no actor {id}"),
@@ -157,12 +157,12 @@ impl<'s, 'p> Runtime<'s, 'p> {
     }
 
     /// Stores an actor's record.
-    pub fn put_actor(&mut self, id: ActorId, actor: &Actor) -> Result<(), ChainError> {
+    pub fn put_actor(&mut self, id: ActorId, actor: &Actor) -> ChainResult<()> {
         self.state.put(keys::actor(id), actor)
     }
 
     /// The id an address names, if the actor exists.
-    pub fn resolve(&self, addr: &Address) -> Result<Option<ActorId>, ChainError> {
+    pub fn resolve(&self, addr: &Address) -> ChainResult<Option<ActorId>> {
         match addr {
             Address::Id(id) => Ok(self.actor(*id)?.map(|_| *id)),
             Address::Bls(pk) => self.state.get(&keys::key_index(&pk.to_bytes())),
@@ -170,7 +170,7 @@ impl<'s, 'p> Runtime<'s, 'p> {
     }
 
     /// Creates a new actor of `kind` with zero balance and returns its id.
-    pub fn create_actor(&mut self, kind: ActorKind) -> Result<ActorId, ChainError> {
+    pub fn create_actor(&mut self, kind: ActorKind) -> ChainResult<ActorId> {
         let mut g = self.globals()?;
         let id = ActorId(g.next_actor_id);
         g.next_actor_id = g
@@ -193,7 +193,7 @@ impl<'s, 'p> Runtime<'s, 'p> {
     }
 
     /// Resolves `addr`, creating an account for an unknown BLS key (how accounts come to exist).
-    pub fn resolve_or_create(&mut self, addr: &Address) -> Result<ActorId, ActorError> {
+    pub fn resolve_or_create(&mut self, addr: &Address) -> ActorResult<ActorId> {
         if let Some(id) = self.resolve(addr)? {
             return Ok(id);
         }
@@ -204,7 +204,7 @@ impl<'s, 'p> Runtime<'s, 'p> {
     }
 
     /// The BLS key of an account.
-    pub fn account_key(&self, id: ActorId) -> Result<PublicKey, ActorError> {
+    pub fn account_key(&self, id: ActorId) -> ActorResult<PublicKey> {
         match self.expect_actor(id)?.kind {
             ActorKind::Account { key } => Ok(key),
             _ => abort!(IllegalArgument, "{id} is not an account"),
@@ -212,12 +212,7 @@ impl<'s, 'p> Runtime<'s, 'p> {
     }
 
     /// Moves `amount` from one actor's balance to another's.
-    pub fn transfer(
-        &mut self,
-        from: ActorId,
-        to: ActorId,
-        amount: TokenAmount,
-    ) -> Result<(), ActorError> {
+    pub fn transfer(&mut self, from: ActorId, to: ActorId, amount: TokenAmount) -> ActorResult<()> {
         if amount.is_zero() || from == to {
             return Ok(());
         }
@@ -241,12 +236,12 @@ impl<'s, 'p> Runtime<'s, 'p> {
     }
 
     /// Burns `amount` from `from` (moves it to the burnt-funds actor).
-    pub fn burn(&mut self, from: ActorId, amount: TokenAmount) -> Result<(), ActorError> {
+    pub fn burn(&mut self, from: ActorId, amount: TokenAmount) -> ActorResult<()> {
         self.transfer(from, BURNT_FUNDS, amount)
     }
 
     /// The randomness recorded for `epoch`.
-    pub fn beacon(&self, epoch: Epoch) -> Result<[u8; 32], ActorError> {
+    pub fn beacon(&self, epoch: Epoch) -> ActorResult<[u8; 32]> {
         match self.state.get::<[u8; 32]>(&keys::randomness(epoch))? {
             Some(b) => Ok(b),
             None => abort!(
@@ -262,7 +257,7 @@ impl<'s, 'p> Runtime<'s, 'p> {
         tag: RandomnessTag,
         epoch: Epoch,
         entropy: &[u8],
-    ) -> Result<[u8; 32], ActorError> {
+    ) -> ActorResult<[u8; 32]> {
         Ok(draw_randomness(tag, &self.beacon(epoch)?, epoch, entropy))
     }
 }

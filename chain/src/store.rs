@@ -24,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::encode;
-use crate::error::{ChainError, StoreError};
+use crate::error::{ChainError, ChainResult, StoreError, StoreResult};
 use crate::smt::SparseMerkleTree;
 use crate::types::Epoch;
 
@@ -46,9 +46,9 @@ pub type Loaded = (Vec<(Vec<u8>, Vec<u8>)>, Option<Head>);
 /// Where committed state is kept.
 pub trait Backend: Send {
     /// Every committed record, and the head (if anything was committed).
-    fn load(&self) -> Result<Loaded, StoreError>;
+    fn load(&self) -> StoreResult<Loaded>;
     /// Applies `writes` and sets `head`, atomically and durably.
-    fn commit(&mut self, writes: &Writes, head: &Head) -> Result<(), StoreError>;
+    fn commit(&mut self, writes: &Writes, head: &Head) -> StoreResult<()>;
 }
 
 /// A backend that keeps nothing (tests, simulations).
@@ -56,11 +56,11 @@ pub trait Backend: Send {
 pub struct MemBackend;
 
 impl Backend for MemBackend {
-    fn load(&self) -> Result<Loaded, StoreError> {
+    fn load(&self) -> StoreResult<Loaded> {
         Ok((Vec::new(), None))
     }
 
-    fn commit(&mut self, _: &Writes, _: &Head) -> Result<(), StoreError> {
+    fn commit(&mut self, _: &Writes, _: &Head) -> StoreResult<()> {
         Ok(())
     }
 }
@@ -77,30 +77,24 @@ const HEAD_KEY: &[u8] = b"h";
 
 impl SledBackend {
     /// Opens (or creates) the database in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::open(dir).map_err(|e| StoreError::Backend(e.to_string()))?;
-        let tree = db
-            .open_tree("state")
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+    pub fn open(dir: &Path) -> StoreResult<Self> {
+        let db = sled::open(dir)?;
+        let tree = db.open_tree("state")?;
         Ok(SledBackend { db, tree })
     }
 }
 
 impl Backend for SledBackend {
-    fn load(&self) -> Result<Loaded, StoreError> {
+    fn load(&self) -> StoreResult<Loaded> {
         let mut records = Vec::new();
         for item in self.tree.scan_prefix(RECORD_PREFIX) {
-            let (k, v) = item.map_err(|e| StoreError::Backend(e.to_string()))?;
+            let (k, v) = item?;
             let key = k.strip_prefix(RECORD_PREFIX).ok_or(StoreError::Corrupt(
                 "a record key outside the record prefix",
             ))?;
             records.push((key.to_vec(), v.to_vec()));
         }
-        let head = match self
-            .tree
-            .get(HEAD_KEY)
-            .map_err(|e| StoreError::Backend(e.to_string()))?
-        {
+        let head = match self.tree.get(HEAD_KEY)? {
             Some(bytes) => {
                 Some(postcard::from_bytes(&bytes).map_err(|_| StoreError::Corrupt("head record"))?)
             }
@@ -109,7 +103,7 @@ impl Backend for SledBackend {
         Ok((records, head))
     }
 
-    fn commit(&mut self, writes: &Writes, head: &Head) -> Result<(), StoreError> {
+    fn commit(&mut self, writes: &Writes, head: &Head) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
             let mut key = RECORD_PREFIX.to_vec();
@@ -121,12 +115,8 @@ impl Backend for SledBackend {
         }
         let head = encode(head);
         batch.insert(HEAD_KEY, head);
-        self.tree
-            .apply_batch(batch)
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
-        self.db
-            .flush()
-            .map_err(|e| StoreError::Backend(e.to_string()))?;
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
         Ok(())
     }
 }
@@ -160,7 +150,7 @@ impl StateStore {
     }
 
     /// Opens a store on `backend`, checking the rebuilt state root against the committed head.
-    pub fn open(backend: Box<dyn Backend>) -> Result<Self, StoreError> {
+    pub fn open(backend: Box<dyn Backend>) -> StoreResult<Self> {
         let (records, head) = backend.load()?;
         let tree =
             SparseMerkleTree::build(records.iter().map(|(k, v)| (k.as_slice(), v.as_slice())));
@@ -184,7 +174,7 @@ impl StateStore {
     }
 
     /// Opens (or creates) a sled-backed store in `dir`.
-    pub fn open_sled(dir: &Path) -> Result<Self, StoreError> {
+    pub fn open_sled(dir: &Path) -> StoreResult<Self> {
         Self::open(Box::new(SledBackend::open(dir)?))
     }
 
@@ -220,7 +210,7 @@ impl StateStore {
 
     /// Applies `writes` as the state after `epoch`, durably; returns the new root. On a backend
     /// error nothing changes in memory either.
-    pub fn commit(&mut self, writes: Writes, epoch: Epoch) -> Result<[u8; 32], StoreError> {
+    pub fn commit(&mut self, writes: Writes, epoch: Epoch) -> StoreResult<[u8; 32]> {
         // Update the tree in place (O(changes × depth)); undo from the old records if the backend
         // fails, so memory and disk never disagree.
         for (k, v) in &writes {
@@ -334,7 +324,7 @@ impl<'a> Overlay<'a> {
     }
 
     /// Decodes the record at `key`.
-    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, ChainError> {
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> ChainResult<Option<T>> {
         match self.get_raw(key) {
             Some(bytes) => postcard::from_bytes(&bytes)
                 .map(Some)
@@ -344,7 +334,7 @@ impl<'a> Overlay<'a> {
     }
 
     /// Encodes and stores a record.
-    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), ChainError> {
+    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> ChainResult<()> {
         self.put_raw(key, encode(value));
         Ok(())
     }
@@ -373,10 +363,7 @@ impl<'a> Overlay<'a> {
     }
 
     /// Every live record under `prefix`, decoded.
-    pub fn scan<T: DeserializeOwned>(
-        &self,
-        prefix: &[u8],
-    ) -> Result<Vec<(Vec<u8>, T)>, ChainError> {
+    pub fn scan<T: DeserializeOwned>(&self, prefix: &[u8]) -> ChainResult<Vec<(Vec<u8>, T)>> {
         self.scan_raw(prefix)
             .into_iter()
             .map(|(k, v)| {
@@ -439,11 +426,13 @@ mod tests {
     struct FailingBackend;
 
     impl Backend for FailingBackend {
-        fn load(&self) -> Result<Loaded, StoreError> {
+        fn load(&self) -> StoreResult<Loaded> {
             Ok((Vec::new(), None))
         }
-        fn commit(&mut self, _: &Writes, _: &Head) -> Result<(), StoreError> {
-            Err(StoreError::Backend("disk full".into()))
+        fn commit(&mut self, _: &Writes, _: &Head) -> StoreResult<()> {
+            Err(StoreError::Database(sled::Error::Io(
+                std::io::Error::other("disk full"),
+            )))
         }
     }
 

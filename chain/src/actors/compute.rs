@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actors::COMPUTE;
-use crate::error::{ActorError, ChainError, abort};
+use crate::error::{ActorResult, ChainResult, abort};
 use crate::keys;
 use crate::runtime::Runtime;
 use crate::types::{ActorId, TokenAmount};
@@ -23,14 +23,14 @@ pub struct JobEscrow {
 }
 
 /// A party's escrow.
-pub fn escrow(rt: &Runtime<'_, '_>, party: ActorId) -> Result<JobEscrow, ChainError> {
+pub fn escrow(rt: &Runtime<'_, '_>, party: ActorId) -> ChainResult<JobEscrow> {
     Ok(rt
         .state
         .get(&keys::compute_escrow(party))?
         .unwrap_or_default())
 }
 
-fn save(rt: &mut Runtime<'_, '_>, party: ActorId, e: JobEscrow) -> Result<(), ChainError> {
+fn save(rt: &mut Runtime<'_, '_>, party: ActorId, e: JobEscrow) -> ChainResult<()> {
     if e.amount.is_zero() {
         rt.state.delete(&keys::compute_escrow(party));
         Ok(())
@@ -40,11 +40,7 @@ fn save(rt: &mut Runtime<'_, '_>, party: ActorId, e: JobEscrow) -> Result<(), Ch
 }
 
 /// Moves `amount` from `party`'s balance into its compute escrow.
-pub fn lock(
-    rt: &mut Runtime<'_, '_>,
-    party: ActorId,
-    amount: TokenAmount,
-) -> Result<(), ActorError> {
+pub fn lock(rt: &mut Runtime<'_, '_>, party: ActorId, amount: TokenAmount) -> ActorResult<()> {
     rt.transfer(party, COMPUTE, amount)?;
     let mut e = escrow(rt, party)?;
     e.amount = match e.amount.checked_add(amount) {
@@ -61,7 +57,7 @@ pub fn release(
     party: ActorId,
     to: ActorId,
     amount: TokenAmount,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let mut e = escrow(rt, party)?;
     e.amount = match e.amount.checked_sub(amount) {
         Some(a) => a,
@@ -76,10 +72,6 @@ pub fn release(
 }
 
 /// Burns `amount` of `party`'s escrow (a slashed job).
-pub fn slash(
-    rt: &mut Runtime<'_, '_>,
-    party: ActorId,
-    amount: TokenAmount,
-) -> Result<(), ActorError> {
+pub fn slash(rt: &mut Runtime<'_, '_>, party: ActorId, amount: TokenAmount) -> ActorResult<()> {
     release(rt, party, crate::actors::BURNT_FUNDS, amount)
 }

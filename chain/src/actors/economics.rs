@@ -6,18 +6,17 @@
 
 use crate::actor::{BURNT_FUNDS, REWARD};
 use crate::actors::{market, power, reward};
-use crate::error::ChainError;
+use crate::error::ChainResult;
 use crate::monies::Economics;
 use crate::runtime::Runtime;
 
 /// The economic quantities now: smoothed reward and QA power, baseline, network raw power, and the
 /// circulating supply (supply − unminted − burnt − locked).
-pub fn current(rt: &Runtime<'_, '_>) -> Result<Economics, ChainError> {
+pub fn current(rt: &Runtime<'_, '_>) -> ChainResult<Economics> {
     let reward = reward::load(rt)?;
     let power = power::load(rt)?;
     let market = market::load(rt)?;
-    let bal =
-        |id| -> Result<u128, ChainError> { Ok(rt.actor(id)?.map(|a| a.balance.0).unwrap_or(0)) };
+    let bal = |id| -> ChainResult<u128> { Ok(rt.actor(id)?.map(|a| a.balance.0).unwrap_or(0)) };
     // Saturating: every part is below the supply, and the circulating supply is "what is left",
     // clamped at zero.
     let locked = power
@@ -43,7 +42,7 @@ pub fn current(rt: &Runtime<'_, '_>) -> Result<Economics, ChainError> {
 
 impl Runtime<'_, '_> {
     /// The economic quantities now: [`current`] (defined with the actors, whose states it reads).
-    pub fn economics(&self) -> Result<Economics, ChainError> {
+    pub fn economics(&self) -> ChainResult<Economics> {
         current(self)
     }
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::actors::{ActorKind, MARKET, economics, miner, verifreg};
 use crate::codec::encode;
 use crate::crypto::Signature;
-use crate::error::{ActorError, ChainError, OutOfRange, abort};
+use crate::error::{ActorResult, ChainError, ChainResult, OutOfRange, abort};
 use crate::keys;
 use crate::monies;
 use crate::runtime::Runtime;
@@ -190,22 +190,22 @@ pub fn genesis() -> MarketState {
 }
 
 /// Loads the totals.
-pub fn load(rt: &Runtime<'_, '_>) -> Result<MarketState, ChainError> {
+pub fn load(rt: &Runtime<'_, '_>) -> ChainResult<MarketState> {
     rt.state
         .get(keys::MARKET)?
         .ok_or_else(|| ChainError::Corrupt("market state missing".into()))
 }
 
-fn save(rt: &mut Runtime<'_, '_>, st: &MarketState) -> Result<(), ChainError> {
+fn save(rt: &mut Runtime<'_, '_>, st: &MarketState) -> ChainResult<()> {
     rt.state.put(keys::MARKET.to_vec(), st)
 }
 
 /// An escrow entry.
-pub fn escrow(rt: &Runtime<'_, '_>, id: ActorId) -> Result<Escrow, ChainError> {
+pub fn escrow(rt: &Runtime<'_, '_>, id: ActorId) -> ChainResult<Escrow> {
     Ok(rt.state.get(&keys::escrow(id))?.unwrap_or_default())
 }
 
-fn save_escrow(rt: &mut Runtime<'_, '_>, id: ActorId, e: &Escrow) -> Result<(), ChainError> {
+fn save_escrow(rt: &mut Runtime<'_, '_>, id: ActorId, e: &Escrow) -> ChainResult<()> {
     if e.balance.is_zero() && e.locked.is_zero() {
         rt.state.delete(&keys::escrow(id));
         Ok(())
@@ -215,7 +215,7 @@ fn save_escrow(rt: &mut Runtime<'_, '_>, id: ActorId, e: &Escrow) -> Result<(), 
 }
 
 /// A deal.
-pub fn deal(rt: &Runtime<'_, '_>, id: DealId) -> Result<Option<Deal>, ChainError> {
+pub fn deal(rt: &Runtime<'_, '_>, id: DealId) -> ChainResult<Option<Deal>> {
     rt.state.get(&keys::deal(id))
 }
 
@@ -225,7 +225,7 @@ pub fn invoke(
     caller: ActorId,
     value: TokenAmount,
     method: MarketMethod,
-) -> Result<Vec<u8>, ActorError> {
+) -> ActorResult<Vec<u8>> {
     match method {
         MarketMethod::AddBalance { owner } => {
             let Some(owner) = rt.resolve(&owner)? else {
@@ -290,12 +290,7 @@ pub fn invoke(
     }
 }
 
-fn lock(
-    rt: &mut Runtime<'_, '_>,
-    id: ActorId,
-    amount: TokenAmount,
-    what: &str,
-) -> Result<(), ActorError> {
+fn lock(rt: &mut Runtime<'_, '_>, id: ActorId, amount: TokenAmount, what: &str) -> ActorResult<()> {
     let mut e = escrow(rt, id)?;
     let free = e.balance.saturating_sub(e.locked);
     if free < amount {
@@ -316,7 +311,7 @@ fn publish_deals(
     rt: &mut Runtime<'_, '_>,
     caller: ActorId,
     deals: &[ClientDealProposal],
-) -> Result<Vec<DealId>, ActorError> {
+) -> ActorResult<Vec<DealId>> {
     if deals.is_empty() {
         abort!(IllegalArgument, "no deals to publish");
     }
@@ -466,7 +461,7 @@ pub fn comm_d_for_deals(
     size: SectorSize,
     expiration: Epoch,
     deal_ids: &[DealId],
-) -> Result<[u8; 32], ActorError> {
+) -> ActorResult<[u8; 32]> {
     let mut pieces = Vec::with_capacity(deal_ids.len());
     for &id in deal_ids {
         let d = check_activatable(rt, miner, id, expiration)?;
@@ -492,7 +487,7 @@ fn check_activatable(
     miner: ActorId,
     id: DealId,
     expiration: Epoch,
-) -> Result<Deal, ActorError> {
+) -> ActorResult<Deal> {
     let Some(d) = deal(rt, id)? else {
         abort!(NotFound, "no deal {id}")
     };
@@ -531,7 +526,7 @@ pub fn activate_deals(
     sector: SectorNumber,
     expiration: Epoch,
     deal_ids: &[DealId],
-) -> Result<DealSpaces, ActorError> {
+) -> ActorResult<DealSpaces> {
     let mut spaces = DealSpaces::default();
     for &id in deal_ids {
         let mut d = check_activatable(rt, miner, id, expiration)?;
@@ -555,7 +550,7 @@ pub fn activate_deals(
 }
 
 /// Pays what an active deal owes up to now; completes it (unlocking collateral) once it has ended.
-pub fn settle(rt: &mut Runtime<'_, '_>, id: DealId) -> Result<(), ActorError> {
+pub fn settle(rt: &mut Runtime<'_, '_>, id: DealId) -> ActorResult<()> {
     let Some(mut d) = deal(rt, id)? else {
         return Ok(());
     };
@@ -600,13 +595,14 @@ fn move_escrow(
     from: ActorId,
     to: ActorId,
     amount: TokenAmount,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let mut a = escrow(rt, from)?;
     let (Some(bal), Some(locked)) = (a.balance.checked_sub(amount), a.locked.checked_sub(amount))
     else {
-        return Err(ChainError::Internal(format!(
-            "escrow of {from} does not cover a payment of {amount}"
-        ))
+        return Err(ChainError::EscrowShort {
+            owner: from,
+            amount,
+        }
         .into());
     };
     a.balance = bal;
@@ -621,7 +617,7 @@ fn move_escrow(
     Ok(())
 }
 
-fn unlock(rt: &mut Runtime<'_, '_>, id: ActorId, amount: TokenAmount) -> Result<(), ActorError> {
+fn unlock(rt: &mut Runtime<'_, '_>, id: ActorId, amount: TokenAmount) -> ActorResult<()> {
     let mut e = escrow(rt, id)?;
     e.locked = e.locked.saturating_sub(amount);
     save_escrow(rt, id, &e)?;
@@ -633,7 +629,7 @@ fn burn_collateral(
     rt: &mut Runtime<'_, '_>,
     provider: ActorId,
     amount: TokenAmount,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let mut e = escrow(rt, provider)?;
     e.locked = e.locked.saturating_sub(amount);
     e.balance = e.balance.saturating_sub(amount);
@@ -647,7 +643,7 @@ pub fn on_sector_terminated(
     rt: &mut Runtime<'_, '_>,
     miner: ActorId,
     deal_ids: &[DealId],
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     for &id in deal_ids {
         settle(rt, id)?;
         let Some(d) = deal(rt, id)? else { continue };
@@ -661,7 +657,7 @@ pub fn on_sector_terminated(
 /// Ends a deal before its term: the client's remaining lock (unpaid fee and collateral) is released,
 /// the provider's collateral burnt, an unclaimed verified allocation returns its DataCap, and the deal
 /// is deleted.
-fn cancel_deal(rt: &mut Runtime<'_, '_>, id: DealId, d: &Deal) -> Result<(), ActorError> {
+fn cancel_deal(rt: &mut Runtime<'_, '_>, id: DealId, d: &Deal) -> ActorResult<()> {
     let p = &d.proposal;
     let client_unlock = d.client_locked();
     unlock(rt, p.client, client_unlock)?;
@@ -684,7 +680,7 @@ pub fn on_sector_expired(
     rt: &mut Runtime<'_, '_>,
     _miner: ActorId,
     deal_ids: &[DealId],
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     for &id in deal_ids {
         settle(rt, id)?;
     }
@@ -693,7 +689,7 @@ pub fn on_sector_expired(
 
 /// End of epoch: deals that had to start by now and were never activated time out — the client's
 /// funds unlock, the provider's collateral is burnt, a verified allocation returns its DataCap.
-pub fn end_epoch(rt: &mut Runtime<'_, '_>) -> Result<(), ActorError> {
+pub fn end_epoch(rt: &mut Runtime<'_, '_>) -> ActorResult<()> {
     let now = rt.epoch;
     for (key, ()) in rt.state.scan::<()>(&keys::deal_start_prefix(now))? {
         rt.state.delete(&key);

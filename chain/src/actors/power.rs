@@ -12,7 +12,7 @@ use num_traits::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::encode;
-use crate::error::{ActorError, ChainError, OutOfRange, abort};
+use crate::error::{ActorResult, ChainError, ChainResult, OutOfRange, abort};
 use crate::keys;
 use crate::runtime::Runtime;
 use crate::smooth::{AlphaBeta, FilterEstimate};
@@ -80,19 +80,19 @@ pub fn genesis(policy: &crate::policy::Policy) -> PowerState {
 }
 
 /// Loads the state.
-pub fn load(rt: &Runtime<'_, '_>) -> Result<PowerState, ChainError> {
+pub fn load(rt: &Runtime<'_, '_>) -> ChainResult<PowerState> {
     rt.state
         .get(keys::POWER)?
         .ok_or_else(|| ChainError::Corrupt("power state missing".into()))
 }
 
 /// Stores the state.
-pub fn save(rt: &mut Runtime<'_, '_>, st: &PowerState) -> Result<(), ChainError> {
+pub fn save(rt: &mut Runtime<'_, '_>, st: &PowerState) -> ChainResult<()> {
     rt.state.put(keys::POWER.to_vec(), st)
 }
 
 /// A miner's claim.
-pub fn claim(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<Option<Claim>, ChainError> {
+pub fn claim(rt: &Runtime<'_, '_>, miner: ActorId) -> ChainResult<Option<Claim>> {
     rt.state.get(&keys::claim(miner))
 }
 
@@ -101,7 +101,7 @@ pub fn register_miner(
     rt: &mut Runtime<'_, '_>,
     miner: ActorId,
     sector_size: SectorSize,
-) -> Result<(), ChainError> {
+) -> ChainResult<()> {
     let mut st = load(rt)?;
     st.miner_count = st
         .miner_count
@@ -123,7 +123,7 @@ pub fn update_claim(
     miner: ActorId,
     add: PowerPair,
     sub: PowerPair,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     if add.is_zero() && sub.is_zero() {
         return Ok(());
     }
@@ -135,9 +135,7 @@ pub fn update_claim(
     let before = c.power;
     let after = before.plus(add).minus(sub);
     if before.plus(add).raw < sub.raw || before.plus(add).qa < sub.qa {
-        return Err(
-            ChainError::Internal(format!("power claim of {miner} would go negative")).into(),
-        );
+        return Err(ChainError::NegativePower { miner }.into());
     }
     st.total_committed = st.total_committed.plus(add).minus(sub);
     let (was, is) = (before.raw >= min, after.raw >= min);
@@ -166,7 +164,7 @@ pub fn update_locked(
     rt: &mut Runtime<'_, '_>,
     before: TokenAmount,
     after: TokenAmount,
-) -> Result<(), ChainError> {
+) -> ChainResult<()> {
     if before == after {
         return Ok(());
     }
@@ -181,7 +179,7 @@ pub fn update_locked(
 
 /// Whether a miner's power counts for consensus: it meets the minimum, or too few miners do and it
 /// has some power.
-pub fn meets_consensus_minimum(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<bool, ChainError> {
+pub fn meets_consensus_minimum(rt: &Runtime<'_, '_>, miner: ActorId) -> ChainResult<bool> {
     let st = load(rt)?;
     let Some(c) = claim(rt, miner)? else {
         return Ok(false);
@@ -193,7 +191,7 @@ pub fn meets_consensus_minimum(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<b
 }
 
 /// End of epoch: feeds the current QA total into the smoothed estimate.
-pub fn end_epoch(rt: &mut Runtime<'_, '_>) -> Result<(), ChainError> {
+pub fn end_epoch(rt: &mut Runtime<'_, '_>) -> ChainResult<()> {
     let mut st = load(rt)?;
     let total = current_total(rt, &st);
     st.qa_filter =
@@ -220,7 +218,7 @@ pub fn invoke(
     caller: ActorId,
     value: TokenAmount,
     method: PowerMethod,
-) -> Result<Vec<u8>, ActorError> {
+) -> ActorResult<Vec<u8>> {
     match method {
         PowerMethod::CreateMiner {
             worker,

@@ -11,7 +11,7 @@ use num_traits::ToPrimitive;
 use serde::{Deserialize, Serialize};
 
 use crate::actors::REWARD;
-use crate::error::{ActorError, ChainError, OutOfRange};
+use crate::error::{ActorResult, ChainError, ChainResult, OutOfRange};
 use crate::keys;
 use crate::minting::{MintingParams, MintingState};
 use crate::policy::Policy;
@@ -56,20 +56,20 @@ pub fn genesis(policy: &Policy) -> RewardState {
 }
 
 /// Loads the state.
-pub fn load(rt: &Runtime<'_, '_>) -> Result<RewardState, ChainError> {
+pub fn load(rt: &Runtime<'_, '_>) -> ChainResult<RewardState> {
     rt.state
         .get(keys::REWARD)?
         .ok_or_else(|| ChainError::Corrupt("reward state missing".into()))
 }
 
 /// Stores the state.
-pub fn save(rt: &mut Runtime<'_, '_>, st: &RewardState) -> Result<(), ChainError> {
+pub fn save(rt: &mut Runtime<'_, '_>, st: &RewardState) -> ChainResult<()> {
     rt.state.put(keys::REWARD.to_vec(), st)
 }
 
 /// The block reward for a win count: `R(t) × win_count / expected_leaders`, capped by what the
 /// actor still holds.
-pub fn block_reward(rt: &Runtime<'_, '_>, win_count: u64) -> Result<TokenAmount, ActorError> {
+pub fn block_reward(rt: &Runtime<'_, '_>, win_count: u64) -> ActorResult<TokenAmount> {
     let st = load(rt)?;
     let reward = crate::math::mul_div(
         st.minting.this_epoch_reward,
@@ -86,7 +86,7 @@ pub fn award_block_reward(
     rt: &mut Runtime<'_, '_>,
     miner: ActorId,
     win_count: u64,
-) -> Result<TokenAmount, ActorError> {
+) -> ActorResult<TokenAmount> {
     let reward = block_reward(rt, win_count)?;
     rt.transfer(REWARD, miner, reward)?;
     let mut st = load(rt)?;
@@ -101,7 +101,7 @@ pub fn award_block_reward(
 
 /// End of epoch: updates the smoothed estimate with this epoch's reward, then advances minting to
 /// the next epoch with the network's realized raw power.
-pub fn end_epoch(rt: &mut Runtime<'_, '_>, realized_raw: StoragePower) -> Result<(), ChainError> {
+pub fn end_epoch(rt: &mut Runtime<'_, '_>, realized_raw: StoragePower) -> ChainResult<()> {
     let mut st = load(rt)?;
     let filter = AlphaBeta::from_policy(rt.policy);
     st.reward_filter = filter.next(

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::actors::ActorKind;
-use crate::error::{ActorError, ChainError, OutOfRange, abort};
+use crate::error::{ActorResult, ChainError, ChainResult, OutOfRange, abort};
 use crate::keys;
 use crate::runtime::Runtime;
 use crate::types::{ActorId, Address, Epoch, SectorNumber};
@@ -110,22 +110,22 @@ pub fn genesis(root: ActorId) -> VerifRegState {
 }
 
 /// Loads the state.
-pub fn load(rt: &Runtime<'_, '_>) -> Result<VerifRegState, ChainError> {
+pub fn load(rt: &Runtime<'_, '_>) -> ChainResult<VerifRegState> {
     rt.state
         .get(keys::VERIFREG)?
         .ok_or_else(|| ChainError::Corrupt("verified registry state missing".into()))
 }
 
-fn save(rt: &mut Runtime<'_, '_>, st: &VerifRegState) -> Result<(), ChainError> {
+fn save(rt: &mut Runtime<'_, '_>, st: &VerifRegState) -> ChainResult<()> {
     rt.state.put(keys::VERIFREG.to_vec(), st)
 }
 
 /// A client's DataCap.
-pub fn datacap(rt: &Runtime<'_, '_>, client: ActorId) -> Result<u128, ChainError> {
+pub fn datacap(rt: &Runtime<'_, '_>, client: ActorId) -> ChainResult<u128> {
     Ok(rt.state.get(&keys::datacap(client))?.unwrap_or(0))
 }
 
-fn set_datacap(rt: &mut Runtime<'_, '_>, client: ActorId, v: u128) -> Result<(), ChainError> {
+fn set_datacap(rt: &mut Runtime<'_, '_>, client: ActorId, v: u128) -> ChainResult<()> {
     if v == 0 {
         rt.state.delete(&keys::datacap(client));
         Ok(())
@@ -134,7 +134,7 @@ fn set_datacap(rt: &mut Runtime<'_, '_>, client: ActorId, v: u128) -> Result<(),
     }
 }
 
-fn account(rt: &mut Runtime<'_, '_>, addr: &Address) -> Result<ActorId, ActorError> {
+fn account(rt: &mut Runtime<'_, '_>, addr: &Address) -> ActorResult<ActorId> {
     let id = rt.resolve_or_create(addr)?;
     match rt.expect_actor(id)?.kind {
         ActorKind::Account { .. } => Ok(id),
@@ -147,7 +147,7 @@ pub fn invoke(
     rt: &mut Runtime<'_, '_>,
     caller: ActorId,
     method: VerifRegMethod,
-) -> Result<Vec<u8>, ActorError> {
+) -> ActorResult<Vec<u8>> {
     let mut st = load(rt)?;
     let min = u128::from(rt.policy.minimum_verified_allocation_size);
     match method {
@@ -262,7 +262,7 @@ pub fn create_allocation(
     term_min: u64,
     term_max: u64,
     expiration: Epoch,
-) -> Result<u64, ActorError> {
+) -> ActorResult<u64> {
     let p = rt.policy;
     if size < p.minimum_verified_allocation_size {
         abort!(
@@ -330,7 +330,7 @@ pub fn claim_allocation(
     id: u64,
     sector: SectorNumber,
     sector_expiration: Epoch,
-) -> Result<u64, ActorError> {
+) -> ActorResult<u64> {
     let Some(a) = rt.state.get::<Allocation>(&keys::allocation(id))? else {
         abort!(NotFound, "no allocation {id}")
     };
@@ -381,7 +381,7 @@ pub fn claim_allocation(
 }
 
 /// Deletes an allocation and gives its DataCap back to the client.
-pub fn release_allocation(rt: &mut Runtime<'_, '_>, id: u64) -> Result<(), ActorError> {
+pub fn release_allocation(rt: &mut Runtime<'_, '_>, id: u64) -> ActorResult<()> {
     let Some(a) = rt.state.get::<Allocation>(&keys::allocation(id))? else {
         return Ok(());
     };
@@ -399,7 +399,7 @@ pub fn check_claims_allow_expiration(
     provider: ActorId,
     sector: SectorNumber,
     expiration: Epoch,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     for (_, c) in rt.state.scan::<Claim>(keys::VERIFIED_CLAIM_PREFIX)? {
         let term_end = c.term_start.saturating_add(c.term_max);
         if c.provider == provider && c.sector == sector && expiration > term_end {

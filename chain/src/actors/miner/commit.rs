@@ -8,7 +8,7 @@ use lode_proofs::porep::PorepPublic;
 use lode_proofs::sector::randomness_node;
 
 use crate::actors::{economics, market};
-use crate::error::{ActorError, OutOfRange, abort};
+use crate::error::{ActorResult, OutOfRange, abort};
 use crate::keys;
 use crate::math::wide_mul;
 use crate::monies;
@@ -22,7 +22,7 @@ use super::{
     balance, info, load_deadline, load_state, require_control, save_deadline, save_state,
 };
 
-pub(super) fn check_node(bytes: &[u8; 32], what: &str) -> Result<(), ActorError> {
+pub(super) fn check_node(bytes: &[u8; 32], what: &str) -> ActorResult<()> {
     if Node(*bytes).to_fr().is_none() {
         abort!(
             IllegalArgument,
@@ -37,7 +37,7 @@ pub(super) fn pre_commit_sectors(
     miner: ActorId,
     caller: ActorId,
     infos: Vec<PreCommitInfo>,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
     if infos.is_empty() || infos.len() as u64 > rt.policy.pre_commit_sector_batch_max {
@@ -150,7 +150,7 @@ pub fn seal_randomness(
     rt: &Runtime<'_, '_>,
     miner: ActorId,
     pc: &PreCommit,
-) -> Result<([u8; 32], [u8; 32]), ActorError> {
+) -> ActorResult<([u8; 32], [u8; 32])> {
     let entropy = miner.0.to_le_bytes();
     let ticket = rt.randomness(RandomnessTag::SealTicket, pc.info.seal_rand_epoch, &entropy)?;
     let seed = rt.randomness(
@@ -168,7 +168,7 @@ pub(super) fn prove_commit_sector(
     caller: ActorId,
     n: SectorNumber,
     proofs: &[Vec<u8>],
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
     let Some(pc) = rt.state.get::<PreCommit>(&keys::precommit(miner, n))? else {
@@ -280,7 +280,7 @@ pub(super) fn assign_deadline(
     miner: ActorId,
     info: &MinerInfo,
     st: &MinerState,
-) -> Result<(u64, u64), ActorError> {
+) -> ActorResult<(u64, u64)> {
     let mut best: Option<((bool, usize, usize, u64), u64)> = None;
     for i in 0..rt.policy.wpost_period_deadlines {
         if !deadline_is_mutable(rt, st, i) {

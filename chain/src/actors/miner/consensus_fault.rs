@@ -2,7 +2,7 @@
 //! reward, and the ineligibility that follows.
 
 use crate::actors::{economics, power};
-use crate::error::{ActorError, OutOfRange, abort};
+use crate::error::{ActorResult, OutOfRange, abort};
 use crate::header::BlockHeader;
 use crate::monies;
 use crate::runtime::Runtime;
@@ -16,7 +16,7 @@ pub(super) fn report_consensus_fault(
     reporter: ActorId,
     a: &BlockHeader,
     b: &BlockHeader,
-) -> Result<TokenAmount, ActorError> {
+) -> ActorResult<TokenAmount> {
     let info = info(rt, miner)?;
     let p = rt.policy;
     if a.miner != miner || b.miner != miner {
@@ -84,7 +84,7 @@ pub(super) fn report_consensus_fault(
 }
 
 /// Why a miner may not win a block now, if it may not.
-pub fn ineligibility(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<Option<String>, ActorError> {
+pub fn ineligibility(rt: &Runtime<'_, '_>, miner: ActorId) -> ActorResult<Option<String>> {
     let st = load_state(rt, miner)?;
     if !st.fee_debt.is_zero() {
         return Ok(Some(format!("{miner} has fee debt of {}", st.fee_debt)));

@@ -2,7 +2,7 @@
 //! missed PoSt, expirations, long faults, the continued-fault fee, the next deadline).
 
 use crate::actors::{economics, market, power};
-use crate::error::{ActorError, ChainError, OutOfRange};
+use crate::error::{ActorResult, ChainResult, OutOfRange};
 use crate::keys;
 use crate::monies;
 use crate::policy::Policy;
@@ -30,7 +30,7 @@ pub(super) fn ensure_cron(
     rt: &mut Runtime<'_, '_>,
     miner: ActorId,
     st: &mut MinerState,
-) -> Result<(), ChainError> {
+) -> ChainResult<()> {
     if st.cron_epoch.is_some() {
         return Ok(());
     }
@@ -51,13 +51,13 @@ pub(super) fn schedule_cron(
     miner: ActorId,
     st: &mut MinerState,
     at: Epoch,
-) -> Result<(), ChainError> {
+) -> ChainResult<()> {
     st.cron_epoch = Some(at);
     rt.state.put(keys::cron(at, miner), &())
 }
 
 /// Deadline cron: runs at the last epoch of the miner's current deadline.
-pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> Result<(), ActorError> {
+pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> ActorResult<()> {
     let info = info(rt, miner)?;
     let mut st = load_state(rt, miner)?;
     let p = rt.policy;

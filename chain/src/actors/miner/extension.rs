@@ -2,7 +2,7 @@
 //! duration.
 
 use crate::actors::{power, verifreg};
-use crate::error::{ActorError, OutOfRange, abort};
+use crate::error::{ActorResult, OutOfRange, abort};
 use crate::keys;
 use crate::runtime::Runtime;
 use crate::types::{ActorId, Epoch, PowerPair};
@@ -16,7 +16,7 @@ pub(super) fn extend_sector_expiration(
     caller: ActorId,
     locs: &[SectorLocation],
     new_expiration: Epoch,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
     let p = rt.policy;

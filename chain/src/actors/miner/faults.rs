@@ -2,7 +2,7 @@
 //! and termination: locating live sectors, marking faults, removing sectors.
 
 use crate::actors::power;
-use crate::error::{ActorError, abort};
+use crate::error::{ActorResult, abort};
 use crate::runtime::Runtime;
 use crate::types::{ActorId, Epoch, PowerPair, SectorNumber};
 
@@ -18,7 +18,7 @@ pub(super) fn declaration_target(
     rt: &Runtime<'_, '_>,
     st: &MinerState,
     index: u64,
-) -> Result<DeadlineInfo, ActorError> {
+) -> ActorResult<DeadlineInfo> {
     let p = rt.policy;
     if index >= p.wpost_period_deadlines {
         abort!(IllegalArgument, "no deadline {index}");
@@ -40,7 +40,7 @@ pub(super) fn declare_faults(
     miner: ActorId,
     caller: ActorId,
     locs: &[SectorLocation],
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
     let st = load_state(rt, miner)?;
@@ -71,7 +71,7 @@ pub(super) fn declare_recoveries(
     miner: ActorId,
     caller: ActorId,
     locs: &[SectorLocation],
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
     let mut st = load_state(rt, miner)?;
@@ -103,7 +103,7 @@ pub(super) fn declare_recoveries(
 pub(super) fn located<'d>(
     dl: &'d mut Deadline,
     loc: &SectorLocation,
-) -> Result<&'d mut Partition, ActorError> {
+) -> ActorResult<&'d mut Partition> {
     match dl.partitions.get_mut(loc.partition as usize) {
         Some(p) => Ok(p),
         None => abort!(
@@ -120,7 +120,7 @@ pub(super) fn require_live(
     part: &Partition,
     loc: &SectorLocation,
     s: SectorNumber,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     if !part.sectors.contains(&s) {
         abort!(
             NotFound,

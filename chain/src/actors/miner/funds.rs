@@ -1,7 +1,7 @@
 //! Funds: withdrawal, fee debt repayment (vesting first, then the free balance, burnt), and block
 //! rewards (locked in the vesting table).
 
-use crate::error::{ActorError, abort};
+use crate::error::{ActorResult, abort};
 use crate::runtime::Runtime;
 use crate::types::{ActorId, TokenAmount};
 
@@ -13,7 +13,7 @@ pub(super) fn withdraw_balance(
     miner: ActorId,
     caller: ActorId,
     amount: TokenAmount,
-) -> Result<TokenAmount, ActorError> {
+) -> ActorResult<TokenAmount> {
     let info = info(rt, miner)?;
     if caller != info.owner {
         abort!(Forbidden, "only the owner {} may withdraw", info.owner);
@@ -33,7 +33,7 @@ pub(super) fn repay_debts_or_abort(
     rt: &mut Runtime<'_, '_>,
     miner: ActorId,
     st: &mut MinerState,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     if st.fee_debt.is_zero() {
         return Ok(());
     }
@@ -58,7 +58,7 @@ pub(super) fn repay_partial_debt(
     rt: &mut Runtime<'_, '_>,
     miner: ActorId,
     st: &mut MinerState,
-) -> Result<TokenAmount, ActorError> {
+) -> ActorResult<TokenAmount> {
     st.unlock_vested(rt.epoch)?;
     if st.fee_debt.is_zero() {
         return Ok(TokenAmount::ZERO);
@@ -77,7 +77,7 @@ pub fn apply_rewards(
     rt: &mut Runtime<'_, '_>,
     miner: ActorId,
     reward: TokenAmount,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let mut st = load_state(rt, miner)?;
     let p = rt.policy;
     let (n, d) = p.locked_reward_factor;

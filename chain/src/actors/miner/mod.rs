@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::actors::{ActorKind, power};
 use crate::codec::encode;
-use crate::error::{ActorError, ChainError, abort};
+use crate::error::{ActorResult, ChainError, ChainResult, abort};
 use crate::header::BlockHeader;
 use crate::keys;
 use crate::runtime::Runtime;
@@ -136,7 +136,7 @@ pub enum MinerMethod {
 }
 
 /// Loads a miner's info.
-pub fn info(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<MinerInfo, ActorError> {
+pub fn info(rt: &Runtime<'_, '_>, miner: ActorId) -> ActorResult<MinerInfo> {
     match rt.state.get::<MinerInfo>(&keys::miner_info(miner))? {
         Some(i) => Ok(i),
         None => abort!(NotFound, "{miner} is not a miner"),
@@ -144,7 +144,7 @@ pub fn info(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<MinerInfo, ActorErro
 }
 
 /// Loads a miner's state.
-pub fn load_state(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<MinerState, ActorError> {
+pub fn load_state(rt: &Runtime<'_, '_>, miner: ActorId) -> ActorResult<MinerState> {
     match rt.state.get::<MinerState>(&keys::miner_state(miner))? {
         Some(s) => Ok(s),
         None => abort!(NotFound, "{miner} is not a miner"),
@@ -152,7 +152,7 @@ pub fn load_state(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<MinerState, Ac
 }
 
 /// Stores a miner's state, keeping the power actor's total of locked tokens.
-fn save_state(rt: &mut Runtime<'_, '_>, miner: ActorId, st: &MinerState) -> Result<(), ChainError> {
+fn save_state(rt: &mut Runtime<'_, '_>, miner: ActorId, st: &MinerState) -> ChainResult<()> {
     let before = rt
         .state
         .get::<MinerState>(&keys::miner_state(miner))?
@@ -162,7 +162,7 @@ fn save_state(rt: &mut Runtime<'_, '_>, miner: ActorId, st: &MinerState) -> Resu
     rt.state.put(keys::miner_state(miner), st)
 }
 
-fn load_deadline(rt: &Runtime<'_, '_>, miner: ActorId, index: u64) -> Result<Deadline, ChainError> {
+fn load_deadline(rt: &Runtime<'_, '_>, miner: ActorId, index: u64) -> ChainResult<Deadline> {
     Ok(rt
         .state
         .get(&keys::deadline(miner, index))?
@@ -174,7 +174,7 @@ fn save_deadline(
     miner: ActorId,
     index: u64,
     dl: &Deadline,
-) -> Result<(), ChainError> {
+) -> ChainResult<()> {
     if dl.partitions.is_empty() && dl.posted.is_empty() {
         rt.state.delete(&keys::deadline(miner, index));
         Ok(())
@@ -183,11 +183,11 @@ fn save_deadline(
     }
 }
 
-fn balance(rt: &Runtime<'_, '_>, miner: ActorId) -> Result<TokenAmount, ActorError> {
+fn balance(rt: &Runtime<'_, '_>, miner: ActorId) -> ActorResult<TokenAmount> {
     Ok(rt.expect_actor(miner)?.balance)
 }
 
-fn require_control(info: &MinerInfo, caller: ActorId) -> Result<(), ActorError> {
+fn require_control(info: &MinerInfo, caller: ActorId) -> ActorResult<()> {
     if caller != info.owner && caller != info.worker {
         abort!(
             Forbidden,
@@ -203,7 +203,7 @@ pub fn create(
     owner: ActorId,
     worker: &Address,
     sector_size: SectorSize,
-) -> Result<ActorId, ActorError> {
+) -> ActorResult<ActorId> {
     if !rt.policy.accepts(sector_size) {
         abort!(
             IllegalArgument,
@@ -248,7 +248,7 @@ pub fn invoke(
     miner: ActorId,
     caller: ActorId,
     method: MinerMethod,
-) -> Result<Vec<u8>, ActorError> {
+) -> ActorResult<Vec<u8>> {
     let ret = match method {
         MinerMethod::PreCommitSectors(infos) => {
             pre_commit_sectors(rt, miner, caller, infos)?;
@@ -305,11 +305,9 @@ fn load_sector_raw(
     rt: &Runtime<'_, '_>,
     miner: ActorId,
     n: SectorNumber,
-) -> Result<SectorOnChain, ActorError> {
+) -> ActorResult<SectorOnChain> {
     match rt.state.get(&keys::sector(miner, n))? {
         Some(s) => Ok(s),
-        None => Err(
-            ChainError::Internal(format!("partition lists missing sector {n} of {miner}")).into(),
-        ),
+        None => Err(ChainError::MissingSector { miner, sector: n }.into()),
     }
 }

@@ -8,7 +8,7 @@ use lode_proofs::post::PublicSector;
 use lode_proofs::verifier::WindowPostStatement;
 
 use crate::actors::power;
-use crate::error::{ActorError, ChainError, abort};
+use crate::error::{ActorResult, ChainError, abort};
 use crate::keys;
 use crate::runtime::{RandomnessTag, Runtime};
 use crate::types::{ActorId, PowerPair, SectorNumber};
@@ -24,7 +24,7 @@ pub(super) fn submit_window_post(
     miner: ActorId,
     caller: ActorId,
     params: &WindowPostParams,
-) -> Result<(), ActorError> {
+) -> ActorResult<()> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
     let st = load_state(rt, miner)?;
@@ -116,10 +116,7 @@ pub(super) fn submit_window_post(
             let s: SectorOnChain = match rt.state.get(&keys::sector(miner, n))? {
                 Some(s) => s,
                 None => {
-                    return Err(ChainError::Internal(format!(
-                        "partition lists missing sector {n}"
-                    ))
-                    .into());
+                    return Err(ChainError::MissingSector { miner, sector: n }.into());
                 }
             };
             public.push(PublicSector {
@@ -159,10 +156,7 @@ pub(super) fn submit_window_post(
 }
 
 /// The miner's active sectors (for Winning PoSt), sorted by number.
-pub fn active_sectors(
-    rt: &Runtime<'_, '_>,
-    miner: ActorId,
-) -> Result<Vec<PublicSector>, ActorError> {
+pub fn active_sectors(rt: &Runtime<'_, '_>, miner: ActorId) -> ActorResult<Vec<PublicSector>> {
     let mut out = Vec::new();
     for (_, dl) in rt.state.scan::<Deadline>(&keys::deadline_prefix(miner))? {
         for part in &dl.partitions {

@@ -380,8 +380,10 @@ mod tests {
     #[test]
     fn vesting_is_linear_and_exact() {
         let mut st = MinerState::default();
-        st.add_locked_funds(0, TokenAmount(1_000_003), 180 * 240, 240)
-            .unwrap();
+        assert_eq!(
+            st.add_locked_funds(0, TokenAmount(1_000_003), 180 * 240, 240),
+            Ok(())
+        );
         assert_eq!(st.locked_funds, TokenAmount(1_000_003));
         assert_eq!(st.vesting.len(), 180);
         let total: u128 = st.vesting.iter().map(|e| e.amount.0).sum();

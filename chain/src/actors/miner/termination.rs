@@ -4,7 +4,7 @@
 use lode_proofs::sector::SectorSize;
 
 use crate::actors::{economics, market, power};
-use crate::error::{ActorError, OutOfRange, abort};
+use crate::error::{ActorResult, OutOfRange, abort};
 use crate::keys;
 use crate::monies;
 use crate::runtime::Runtime;
@@ -26,7 +26,7 @@ pub(super) fn terminate_sector(
     st: &mut MinerState,
     sector: &SectorOnChain,
     size: SectorSize,
-) -> Result<TokenAmount, ActorError> {
+) -> ActorResult<TokenAmount> {
     let econ = economics::current(rt)?;
     let age = rt.epoch.saturating_sub(sector.activation);
     let fee = monies::termination_fee(
@@ -48,7 +48,7 @@ pub(super) fn terminate_sectors(
     miner: ActorId,
     caller: ActorId,
     locs: &[SectorLocation],
-) -> Result<TokenAmount, ActorError> {
+) -> ActorResult<TokenAmount> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
     let mut st = load_state(rt, miner)?;
