@@ -117,6 +117,12 @@ pub struct Harness {
     pub real: Option<Box<RealProofs>>,
 }
 
+impl Default for Harness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Harness {
     /// A fresh devnet chain in memory with the fake verifier.
     pub fn new() -> Self {
@@ -670,16 +676,20 @@ pub struct RealProofs {
     sectors: BTreeMap<(ActorId, u64), lode_sealing::post::SealedSector>,
 }
 
-/// The three 2 KiB parameter sets.
-struct Params {
-    porep: groth16::Parameters<bls12_381::Bls12>,
-    window: groth16::Parameters<bls12_381::Bls12>,
-    winning: groth16::Parameters<bls12_381::Bls12>,
+/// The three 2 KiB parameter sets (insecure test parameters from [`test_params`]).
+pub struct Params {
+    /// PoRep (Commit2).
+    pub porep: groth16::Parameters<bls12_381::Bls12>,
+    /// Window PoSt.
+    pub window: groth16::Parameters<bls12_381::Bls12>,
+    /// Winning PoSt.
+    pub winning: groth16::Parameters<bls12_381::Bls12>,
 }
 
 /// Loads (or generates, once) the parameters, shared by every test of the process: tests run in
-/// parallel, and two of them must not generate the same set at once.
-fn shared_params() -> std::sync::Arc<Params> {
+/// parallel, and two of them must not generate the same set at once (on a fresh clone generating
+/// the PoRep set takes minutes). Every test that needs real parameters takes them from here.
+pub fn shared_params() -> std::sync::Arc<Params> {
     use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
     use lode_proofs::circuit::post::{PostCircuit, PostKind};
     static PARAMS: std::sync::OnceLock<std::sync::Arc<Params>> = std::sync::OnceLock::new();

@@ -10,7 +10,7 @@
 ///
 /// This is the one list of the scenarios: a new scenario is added here and runs with every harness.
 ///
-/// ```ignore
+/// ```text
 /// mod fast {
 ///     lode_testkit::scenario_tests!(lode_testkit::harness::Harness::new());
 /// }

@@ -336,7 +336,7 @@ enum Line {
 }
 
 /// Parses one complete protocol line (libtest may have started the first one with
-/// `test crash_child ... `); anything else is `None`.
+/// `test durability::crash_child ... `); anything else is `None`.
 fn parse_line(line: &str) -> Option<Line> {
     let line = line.strip_suffix('\n')?;
     if let Some(i) = line.rfind("committed ") {
@@ -357,12 +357,27 @@ enum Aim {
     InCommit,
 }
 
+/// [`crash_child`]'s name as libtest knows it: its module path without the crate's name.
+fn child_test_name() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    if module.is_empty() {
+        "crash_child".to_owned()
+    } else {
+        format!("{module}::crash_child")
+    }
+}
+
 /// Runs a child on `dir` and kills it with SIGKILL once it has committed `epochs` epochs: aimed at
 /// the next commit, or `jitter_us` after the last `committed` line. Returns every line it printed,
 /// including those still in the pipe at the kill.
 fn run_and_kill(dir: &Path, log: &Path, epochs: u64, aim: Aim, jitter_us: u64) -> Vec<Line> {
     let child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            &child_test_name(),
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

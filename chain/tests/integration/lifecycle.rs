@@ -15,8 +15,8 @@ use lode_chain::runtime::RandomnessTag;
 use lode_chain::store::StateStore;
 use lode_chain::types::{Address, PowerPair, TokenAmount};
 use lode_chain::{EpochInput, ExitCode};
-use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
-use lode_proofs::circuit::post::{self as post_circuit, PostCircuit, PostKind};
+use lode_proofs::circuit::porep as porep_circuit;
+use lode_proofs::circuit::post::{self as post_circuit, PostKind};
 use lode_proofs::post::window_partitions;
 use lode_proofs::sector::{SectorSize, randomness_node};
 use lode_proofs::verifier::SnarkVerifier;
@@ -27,29 +27,12 @@ use lode_sealing::sector_dir::SectorDir;
 #[test]
 #[ignore = "real Groth16 proofs: run with --include-ignored"]
 fn real_proofs_seal_prove_and_win_on_chain() {
-    let store = test_params();
     let size = SectorSize::S2KiB;
-    // Generate (once, cached under target/) the insecure test parameters the verifier reads.
-    let (porep_params, _, _) = store
-        .get_or_generate_insecure(&porep_circuit::params_id(size), || PorepCircuit {
-            size,
-            witness: None,
-        })
-        .unwrap();
-    let (window_params, _, _) = store
-        .get_or_generate_insecure(&PostKind::Window.params_id(size), || PostCircuit {
-            kind: PostKind::Window,
-            size,
-            witness: None,
-        })
-        .unwrap();
-    let (winning_params, _, _) = store
-        .get_or_generate_insecure(&PostKind::Winning.params_id(size), || PostCircuit {
-            kind: PostKind::Winning,
-            size,
-            witness: None,
-        })
-        .unwrap();
+    // The insecure test parameters the verifier reads: generated once under target/, shared with
+    // the other real-proof tests of this process.
+    let params = shared_params();
+    let (porep_params, window_params, winning_params) =
+        (&params.porep, &params.window, &params.winning);
     let mut h = Harness::with(
         StateStore::memory(),
         Box::new(SnarkVerifier::new(test_params())),
@@ -152,7 +135,7 @@ fn real_proofs_seal_prove_and_win_on_chain() {
         "the sealer and the chain agree on the statement"
     );
     let mut rng = porep_circuit::params_id(size).insecure_rng();
-    let proofs = porep_circuit::prove(&porep_params, &public, &vanilla, &mut rng).unwrap();
+    let proofs = porep_circuit::prove(porep_params, &public, &vanilla, &mut rng).unwrap();
 
     // A flipped byte is rejected: only the sender's nonce and gas change.
     let mut bad = proofs.clone();
@@ -199,7 +182,7 @@ fn real_proofs_seal_prove_and_win_on_chain() {
     let vanilla = window_partitions(size, &outcome.proofs).pop().unwrap();
     let mut rng = PostKind::Window.params_id(size).insecure_rng();
     let proof =
-        post_circuit::prove(&window_params, PostKind::Window, size, &vanilla, &mut rng).unwrap();
+        post_circuit::prove(window_params, PostKind::Window, size, &vanilla, &mut rng).unwrap();
     let post = |proof: Vec<u8>| {
         Method::Miner(MinerMethod::SubmitWindowPost(WindowPostParams {
             deadline: sector.deadline,
@@ -230,7 +213,7 @@ fn real_proofs_seal_prove_and_win_on_chain() {
         let vanilla = prove_winning(&sealed, s.miner_id, &randomness_node(s.randomness)).unwrap();
         let mut rng = PostKind::Winning.params_id(size).insecure_rng();
         post_circuit::prove(
-            &winning_params,
+            winning_params,
             PostKind::Winning,
             size,
             &[vanilla],

@@ -1,0 +1,14 @@
+//! lode-chain's integration tests, one test binary for all of them (each further binary would link
+//! the whole dependency graph again): the chain driven through `lode_testkit`'s harness.
+//!
+//! - [`economics`]: every economic scenario, with the test verifier and with real proofs;
+//! - [`lifecycle`]: one sector through the chain with real 2 KiB Groth16 proofs;
+//! - [`messages`]: rejections against a lockstep twin chain, random operation sequences;
+//! - [`durability`]: the sled-backed chain killed mid-commit and reopened, damaged databases.
+//!
+//! Tests that need real Groth16 proofs are ignored unless `--include-ignored` is passed.
+
+mod durability;
+mod economics;
+mod lifecycle;
+mod messages;
