@@ -21,16 +21,14 @@ use lode_proofs::piece::{CommPHasher, PaddedPieceSize, PieceInfo, comm_d, piece_
 use lode_proofs::porep::{self, ChallengeProof, ColumnOpening, PorepProof, PorepPublic};
 use lode_proofs::sdr;
 use lode_proofs::sector::{SectorSize, prover_id};
-use memmap2::{Mmap, MmapMut};
+use memmap2::Mmap;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{SealError, SealResult, io_at};
 use crate::labels::{CpuLabeller, Labeller, LayerBuf};
 use crate::parent_cache::ParentCache;
-use crate::sector_dir::{
-    HexNode, SectorDir, commit_tmp, read_json, tmp_path, write_atomic, write_json,
-};
+use crate::sector_dir::{HexNode, SectorDir, read_json, write_atomic, write_json};
 
 /// Rows of tree R above the leaves that are not stored (recomputed from the replica when proving).
 pub const TREE_R_DISCARD_ROWS: usize = 2;
@@ -492,22 +490,17 @@ fn write_mapped(
     len: u64,
     fill: impl FnOnce(&mut [Node]) -> SealResult<()>,
 ) -> SealResult<()> {
-    let tmp = tmp_path(path);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io_at(&tmp))?;
-    file.set_len(len).map_err(io_at(&tmp))?;
-    // SAFETY: the temporary file was just created and nothing else opens it.
-    let mut map = unsafe { MmapMut::map_mut(&file) }.map_err(io_at(&tmp))?;
-    fill(nodes_from_bytes_mut(&mut map).unwrap_or_default())?;
-    map.flush().map_err(io_at(&tmp))?;
-    drop(map);
-    file.sync_all().map_err(io_at(&tmp))?;
-    commit_tmp(&tmp, path)
+    let durable = |e: lode_proofs::durable::DurableError| SealError::Io {
+        path: e.path,
+        source: e.source,
+    };
+    let mut file = lode_proofs::durable::AtomicFile::create(path).map_err(durable)?;
+    {
+        let mut map = file.map_mut(len).map_err(durable)?;
+        fill(nodes_from_bytes_mut(&mut map).unwrap_or_default())?;
+        map.flush().map_err(durable)?;
+    }
+    file.commit().map_err(durable)
 }
 
 /// Zero-fills the unsealed file to the sector size (committed capacity after the last piece).

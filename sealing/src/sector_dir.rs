@@ -181,25 +181,6 @@ impl From<HexNode> for String {
     }
 }
 
-/// A fresh temporary name beside `path`, unique per process ([`lode_proofs::durable::tmp_path`]).
-pub(crate) fn tmp_path(path: &Path) -> PathBuf {
-    lode_proofs::durable::tmp_path(path)
-}
-
-/// Fsyncs `path`'s directory so that a rename into it is durable.
-pub(crate) fn sync_dir(path: &Path) -> SealResult<()> {
-    lode_proofs::durable::sync_dir(path).map_err(|e| SealError::Io {
-        path: e.path,
-        source: e.source,
-    })
-}
-
-/// Renames a finished temporary file into place durably.
-pub(crate) fn commit_tmp(tmp: &Path, path: &Path) -> SealResult<()> {
-    std::fs::rename(tmp, path).map_err(io_at(path))?;
-    sync_dir(path)
-}
-
 /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, directory fsync).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> SealResult<()> {
     lode_proofs::durable::write_atomic(path, bytes).map_err(|e| SealError::Io {

@@ -356,10 +356,9 @@ pub fn prove_partition<R: Rng + CryptoRng>(
     k: usize,
     rng: &mut R,
 ) -> Result<Vec<u8>, SnarkError> {
-    let challenges = vanilla
-        .partitions
-        .get(k)
-        .ok_or(SnarkError::Malformed("no such partition in the Commit1 output"))?;
+    let challenges = vanilla.partitions.get(k).ok_or(SnarkError::Malformed(
+        "no such partition in the Commit1 output",
+    ))?;
     let witness = PorepWitness {
         replica_id: public.replica_id(),
         comm_d: public.comm_d,
