@@ -6,7 +6,7 @@
 //!
 //! | key | record |
 //! |---|---|
-//! | `g` | [`crate::state::Globals`]: next actor id, next deal id, supply counters |
+//! | `g` | [`crate::runtime::Globals`]: next actor id |
 //! | `r/<epoch>` | the epoch's randomness (32 bytes), kept for the lookback window |
 //! | `a/<id>` | [`crate::actor::Actor`]: kind, balance, nonce |
 //! | `k/<bls key>` | the id of the account with that key |

@@ -2,11 +2,14 @@
 //!
 //! - [`types`] and [`policy`]: addresses, atto-unit token amounts, epochs, power, and every rule
 //!   constant ([`policy::Policy::mainnet`], [`policy::Policy::devnet`]).
-//! - [`crypto`]: BLS signatures (keys in G1, signatures in G2, hash-to-curve).
+//! - [`crypto`]: BLS signatures (keys in G1, signatures in G2, hash-to-curve); [`codec`]: the one
+//!   binary encoding.
 //! - [`message`]: signed messages, methods, gas and receipts.
 //! - [`store`], [`smt`] and [`keys`]: the state as a key–value map in sled, its authenticated root
 //!   (a sparse Merkle tree), atomic flushed commits per epoch.
-//! - [`actors`]: accounts, miner, power, market, verified registry, reward, and the compute slot.
+//! - [`actor`]: the record every actor has and the built-in ids; [`runtime`]: what a method sees.
+//! - [`actors`]: accounts, miner, power, market, verified registry, reward, the compute slot, and
+//!   the economic snapshot their formulas read.
 //! - [`monies`], [`minting`], [`smooth`], [`fixed`], [`math`]: the economics in integers.
 //! - [`header`]: block headers, election proofs and win counts (Expected Consensus); [`block`]:
 //!   blocks with their messages, and tipsets.
@@ -14,6 +17,10 @@
 //!
 //! Only this crate decides consensus. It verifies proofs through
 //! [`lode_proofs::verifier::ProofVerifier`] and knows nothing of networking.
+//!
+//! No unsafe code, and outside tests the compiler rejects `unwrap`, `expect`, `panic!`, unchecked
+//! indexing and arithmetic that can overflow: token amounts use checked arithmetic
+//! ([`error::OutOfRange`]), epochs saturate ([`types::Epoch`]).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
