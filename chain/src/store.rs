@@ -9,7 +9,8 @@
 //!   atomically, followed by `flush()`, which syncs sled's log to the file system before returning
 //!   (on Linux with `sync_file_range`): once [`StateStore::commit`] returns, killing the process
 //!   (`kill -9`) loses nothing, and an interrupted commit leaves the previous epoch intact (both
-//!   tested in `tests/chain_durability.rs`). Surviving power loss rests on sled's log and the disk.
+//!   tested in `chain/tests/integration/durability.rs`). Surviving power loss rests on sled's log
+//!   and the disk.
 //! - [`MemBackend`] keeps nothing, for tests and simulations.
 //!
 //! Writes go through an [`Overlay`]: a stack of layers over the committed map. A block opens one
