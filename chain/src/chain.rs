@@ -532,7 +532,13 @@ fn apply_message_checked(
             (e.code, Vec::new(), e.message)
         }
     };
-    let fee = TokenAmount(msg.gas_price.0.saturating_mul(u128::from(gas_used)));
+    // `gas_used ≤ gas_limit`, and `gas_limit × gas_price` was checked above.
+    let fee = msg
+        .gas_price
+        .0
+        .checked_mul(u128::from(gas_used))
+        .map(TokenAmount)
+        .ok_or(OutOfRange("a gas fee"))?;
     rt.burn(from, fee)
         .map_err(ChainError::implicit(ImplicitOp::GasFee { sender: from }))?;
     Ok(Receipt {

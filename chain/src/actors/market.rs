@@ -144,6 +144,9 @@ impl Deal {
 
     /// What the client still has locked for this deal: the fee of the epochs not yet paid, and its
     /// collateral.
+    ///
+    /// Saturating: it is at most [`DealProposal::client_lock`], which publication checked, so it
+    /// never saturates for a published deal.
     pub fn client_locked(&self) -> TokenAmount {
         let p = &self.proposal;
         let unpaid = p
