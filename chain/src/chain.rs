@@ -24,7 +24,8 @@ use crate::actors::{
 use crate::block::{BlockHeader, Tipset, messages_root, win_count};
 use crate::crypto::PublicKey;
 use crate::error::{
-    ActorError, ActorResult, ChainError, ChainResult, ExitCode, ImplicitOp, OutOfRange,
+    ActorError, ActorResult, BlockFault, BlockRejection, ChainError, ChainResult, ExitCode,
+    ImplicitOp, OutOfRange,
 };
 use crate::keys;
 use crate::message::{Method, Receipt, SignedMessage};
@@ -218,7 +219,7 @@ impl Chain {
             if block.header.messages_root != messages_root(&block.messages) {
                 return Err(ChainError::InvalidBlock {
                     epoch: tipset.epoch,
-                    reason: format!("block {i}: messages root does not match its messages"),
+                    reason: BlockRejection::MessagesRoot { index: i },
                 });
             }
             input.blocks.push(block.header.clone());
@@ -233,10 +234,13 @@ impl Chain {
     pub fn apply_epoch(&mut self, input: &EpochInput) -> ChainResult<TipsetOutcome> {
         let head = self.head();
         let epoch = input.epoch;
-        let invalid = |reason: String| ChainError::InvalidBlock { epoch, reason };
+        let invalid = |reason: BlockRejection| ChainError::InvalidBlock { epoch, reason };
         let next = head.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
         if epoch != next {
-            return Err(invalid(format!("the next epoch is {next}, not {epoch}")));
+            return Err(invalid(BlockRejection::NotNextEpoch {
+                expected: next,
+                got: epoch,
+            }));
         }
         let (writes, outcome) = {
             let mut rt = Runtime::new(
@@ -289,31 +293,36 @@ fn validate_blocks(
     rt: &Runtime<'_, '_>,
     tipset: &EpochInput,
     parent_root: [u8; 32],
-) -> Result<(), String> {
+) -> Result<(), BlockRejection> {
     let p = rt.policy;
     let mut miners = BTreeSet::new();
-    for (i, h) in tipset.blocks.iter().enumerate() {
+    for (index, h) in tipset.blocks.iter().enumerate() {
         let m = h.miner;
-        let ctx = |s: String| format!("block {i} by {m}: {s}");
+        let ctx = |fault: BlockFault| BlockRejection::Block {
+            index,
+            miner: m,
+            fault,
+        };
+        let state = |e: ChainError| ctx(BlockFault::State(Box::new(e)));
         if h.epoch != tipset.epoch || h.beacon != tipset.beacon {
-            return Err(ctx("epoch or beacon differs from the tipset".into()));
+            return Err(ctx(BlockFault::EpochOrBeacon));
         }
         if h.parent_state_root != parent_root {
-            return Err(ctx("wrong parent state root".into()));
+            return Err(ctx(BlockFault::ParentRoot));
         }
         if !miners.insert(m) {
-            return Err(ctx("two blocks by one miner at one epoch".into()));
+            return Err(ctx(BlockFault::TwoBlocks));
         }
-        let info = miner::info(rt, m).map_err(|e| ctx(e.message))?;
+        let info = miner::info(rt, m).map_err(|e| ctx(BlockFault::Miner(e)))?;
         if info
             .worker_key
             .verify(&h.signing_bytes(&p.network), &h.signature)
             .is_err()
         {
-            return Err(ctx("header signature is not the worker's".into()));
+            return Err(ctx(BlockFault::HeaderSignature));
         }
-        if let Some(why) = miner::ineligibility(rt, m).map_err(|e| ctx(e.message))? {
-            return Err(ctx(format!("not eligible to win: {why}")));
+        if let Some(why) = miner::ineligibility(rt, m).map_err(|e| ctx(BlockFault::Miner(e)))? {
+            return Err(ctx(BlockFault::Ineligible(why)));
         }
         let entropy = m.0.to_le_bytes();
         let election = draw_randomness(
@@ -327,15 +336,13 @@ fn validate_blocks(
             .verify(&election, &h.election_proof)
             .is_err()
         {
-            return Err(ctx(
-                "election proof is not the worker's signature of the election randomness".into(),
-            ));
+            return Err(ctx(BlockFault::ElectionProof));
         }
         let claim = power::claim(rt, m)
-            .map_err(|e| ctx(e.to_string()))?
+            .map_err(state)?
             .map(|c| c.power.qa)
             .unwrap_or(0);
-        let pst = power::load(rt).map_err(|e| ctx(e.to_string()))?;
+        let pst = power::load(rt).map_err(state)?;
         let total = power::current_total(rt, &pst).qa;
         let wins = win_count(
             &h.election_proof,
@@ -345,12 +352,12 @@ fn validate_blocks(
             p.max_win_count,
         );
         if wins == 0 || wins != h.win_count {
-            return Err(ctx(format!(
-                "the election proof gives win count {wins}, the header says {}",
-                h.win_count
-            )));
+            return Err(ctx(BlockFault::WinCount {
+                computed: wins,
+                claimed: h.win_count,
+            }));
         }
-        let sectors = miner::active_sectors(rt, m).map_err(|e| ctx(e.message))?;
+        let sectors = miner::active_sectors(rt, m).map_err(|e| ctx(BlockFault::Miner(e)))?;
         let statement = WinningPostStatement {
             size: info.sector_size,
             miner_id: m.0,
@@ -363,7 +370,7 @@ fn validate_blocks(
             sectors,
         };
         if let Err(e) = rt.verifier.verify_winning_post(&statement, &h.winning_post) {
-            return Err(ctx(format!("Winning PoSt rejected: {e}")));
+            return Err(ctx(BlockFault::WinningPost(e)));
         }
     }
     Ok(())

@@ -140,14 +140,14 @@ pub enum ChainError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// A block is invalid as a whole (wrong epoch, a message that cannot be applied, an ineligible
-    /// winner); nothing was applied.
+    /// A block is invalid as a whole (not the next epoch, a wrong messages root, an ineligible
+    /// winner, a bad proof); nothing was applied.
     #[error("invalid block at epoch {epoch}: {reason}")]
     InvalidBlock {
         /// The block's epoch.
         epoch: Epoch,
         /// Why.
-        reason: String,
+        reason: BlockRejection,
     },
     /// An amount or counter left its range.
     #[error(transparent)]
@@ -193,6 +193,75 @@ pub enum ChainError {
         /// The payment.
         amount: TokenAmount,
     },
+}
+
+/// Why the blocks of an epoch are rejected: what [`ChainError::InvalidBlock`] carries.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockRejection {
+    /// The epoch is not the one after the head.
+    #[error("the next epoch is {expected}, not {got}")]
+    NotNextEpoch {
+        /// The epoch after the head.
+        expected: Epoch,
+        /// The epoch given.
+        got: Epoch,
+    },
+    /// A block's header names a messages root its messages do not have.
+    #[error("block {index}: messages root does not match its messages")]
+    MessagesRoot {
+        /// The block's position in the tipset.
+        index: usize,
+    },
+    /// A block fails validation against the previous state.
+    #[error("block {index} by {miner}: {fault}")]
+    Block {
+        /// The block's position in the tipset.
+        index: usize,
+        /// Its miner.
+        miner: ActorId,
+        /// What is wrong with it.
+        fault: BlockFault,
+    },
+}
+
+/// What is wrong with one block ([`BlockRejection::Block`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BlockFault {
+    /// Its epoch or beacon is not the tipset's.
+    #[error("epoch or beacon differs from the tipset")]
+    EpochOrBeacon,
+    /// It names another parent state root.
+    #[error("wrong parent state root")]
+    ParentRoot,
+    /// Its miner already has a block at this epoch.
+    #[error("two blocks by one miner at one epoch")]
+    TwoBlocks,
+    /// The header is not signed by the miner's worker.
+    #[error("header signature is not the worker's")]
+    HeaderSignature,
+    /// The miner may not win now (no consensus power, fee debt, a consensus-fault ban).
+    #[error("not eligible to win: {0}")]
+    Ineligible(String),
+    /// The election proof is not the worker's signature of the election randomness.
+    #[error("election proof is not the worker's signature of the election randomness")]
+    ElectionProof,
+    /// The header claims another win count than its election proof gives.
+    #[error("the election proof gives win count {computed}, the header says {claimed}")]
+    WinCount {
+        /// What the election proof gives.
+        computed: u64,
+        /// What the header says.
+        claimed: u64,
+    },
+    /// The Winning PoSt does not verify.
+    #[error("Winning PoSt rejected: {0}")]
+    WinningPost(#[source] lode_proofs::verifier::VerifyError),
+    /// The miner's records could not be read (it is not a miner, or has no such record).
+    #[error("{}", .0.message)]
+    Miner(ActorError),
+    /// The state could not be read.
+    #[error(transparent)]
+    State(Box<ChainError>),
 }
 
 /// An operation the executor runs without a message: what [`ChainError::Implicit`] names.
