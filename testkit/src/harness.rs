@@ -791,22 +791,40 @@ impl RealProofs {
         pc2.comm_r.0.0
     }
 
+    /// The proof of the statement `key`: read from `target/lode-test-proofs`, else made and stored
+    /// there. Made at most once per process: a test asking for a statement that another test is
+    /// proving waits for that proof (scenarios replay the same first epochs, so on a fresh clone
+    /// they often ask at the same time).
     fn cached(key: &[u8], make: impl FnOnce() -> Vec<u8>) -> Vec<u8> {
-        let dir = std::path::Path::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/lode-test-proofs"
-        ));
-        let path = dir.join(blake3::hash(key).to_hex().as_str());
-        if let Ok(bytes) = std::fs::read(&path) {
-            return bytes;
-        }
-        let bytes = make();
-        let _ = std::fs::create_dir_all(dir);
-        let tmp = path.with_extension("tmp");
-        if std::fs::write(&tmp, &bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
-        }
-        bytes
+        use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+        type Slot = Arc<OnceLock<Vec<u8>>>;
+        static SLOTS: Mutex<BTreeMap<[u8; 32], Slot>> = Mutex::new(BTreeMap::new());
+        let hash = blake3::hash(key);
+        let slot = Arc::clone(
+            SLOTS
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(*hash.as_bytes())
+                .or_default(),
+        );
+        slot.get_or_init(|| {
+            let dir = std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../target/lode-test-proofs"
+            ));
+            let path = dir.join(hash.to_hex().as_str());
+            if let Ok(bytes) = std::fs::read(&path) {
+                return bytes;
+            }
+            let bytes = make();
+            let _ = std::fs::create_dir_all(dir);
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, &bytes).is_ok() {
+                let _ = std::fs::rename(&tmp, &path);
+            }
+            bytes
+        })
+        .clone()
     }
 
     fn seal_proof(&self, m: ActorId, n: u64, public: &PorepPublic) -> Vec<Vec<u8>> {
