@@ -18,32 +18,19 @@ use std::collections::BTreeSet;
 use lode_proofs::verifier::{ProofVerifier, WinningPostStatement};
 use serde::{Deserialize, Serialize};
 
-use crate::actors::{
-    self, Actor, ActorKind, FIRST_USER_ID, SINGLETONS, market, miner, power, reward, verifreg,
-};
+use crate::actors::{Actor, ActorKind, market, miner, power, reward, verifreg};
 use crate::block::{BlockHeader, Tipset, messages_root, win_count};
-use crate::crypto::PublicKey;
 use crate::error::{
     ActorError, ActorResult, BlockFault, BlockRejection, ChainError, ChainResult, ExitCode,
     ImplicitOp, OutOfRange,
 };
+use crate::genesis::Genesis;
 use crate::keys;
 use crate::message::{Method, Receipt, SignedMessage};
 use crate::policy::Policy;
-use crate::runtime::{Globals, RandomnessTag, Runtime, draw_randomness};
+use crate::runtime::{RandomnessTag, Runtime, draw_randomness};
 use crate::store::{Head, Overlay, StateStore};
 use crate::types::{ActorId, Address, Epoch, TokenAmount};
-
-/// The initial state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Genesis {
-    /// Accounts and their balances; the reward actor holds the rest of the supply.
-    pub accounts: Vec<(PublicKey, TokenAmount)>,
-    /// The verified registry's root key.
-    pub verifreg_root: PublicKey,
-    /// The beacon value of epoch 0.
-    pub beacon: [u8; 32],
-}
 
 /// What the executor applies at one epoch: the beacon, the winners' headers and the messages of
 /// all the epoch's blocks (a null round has no headers and no messages).
@@ -99,59 +86,7 @@ impl Chain {
         }
         let writes = {
             let mut rt = Runtime::new(Overlay::new(&store), &policy, 0, verifier.as_ref());
-            rt.state.put(
-                keys::GLOBALS.to_vec(),
-                &Globals {
-                    next_actor_id: FIRST_USER_ID,
-                },
-            )?;
-            let allocated = genesis
-                .accounts
-                .iter()
-                .try_fold(0u128, |acc, (_, b)| acc.checked_add(b.0));
-            let Some(reward_pool) = allocated.and_then(|a| policy.total_supply.0.checked_sub(a))
-            else {
-                return Err(ChainError::GenesisOverSupply);
-            };
-            for (id, kind) in SINGLETONS {
-                let balance = if id == actors::REWARD {
-                    TokenAmount(reward_pool)
-                } else {
-                    TokenAmount::ZERO
-                };
-                rt.put_actor(
-                    id,
-                    &Actor {
-                        kind,
-                        balance,
-                        nonce: 0,
-                    },
-                )?;
-            }
-            for (key, balance) in &genesis.accounts {
-                let id = rt
-                    .resolve_or_create(&Address::Bls(*key))
-                    .map_err(ChainError::implicit(ImplicitOp::Genesis))?;
-                let mut a = rt
-                    .expect_actor(id)
-                    .map_err(ChainError::implicit(ImplicitOp::Genesis))?;
-                a.balance = a
-                    .balance
-                    .checked_add(*balance)
-                    .ok_or(OutOfRange("a genesis balance"))?;
-                rt.put_actor(id, &a)?;
-            }
-            let root = rt
-                .resolve_or_create(&Address::Bls(genesis.verifreg_root))
-                .map_err(ChainError::implicit(ImplicitOp::Genesis))?;
-            rt.state
-                .put(keys::REWARD.to_vec(), &reward::genesis(&policy))?;
-            rt.state
-                .put(keys::POWER.to_vec(), &power::genesis(&policy))?;
-            rt.state.put(keys::MARKET.to_vec(), &market::genesis())?;
-            rt.state
-                .put(keys::VERIFREG.to_vec(), &verifreg::genesis(root))?;
-            rt.state.put(keys::randomness(0), &genesis.beacon)?;
+            crate::genesis::build(&mut rt, genesis)?;
             rt.state.into_writes()
         };
         store.commit(writes, 0)?;

@@ -42,6 +42,7 @@ pub mod codec;
 pub mod crypto;
 pub mod error;
 pub mod fixed;
+pub mod genesis;
 pub mod header;
 pub mod invariants;
 pub mod keys;
@@ -56,6 +57,7 @@ pub mod smt;
 pub mod store;
 pub mod types;
 
-pub use chain::{Chain, EpochInput, Genesis, TipsetOutcome};
+pub use chain::{Chain, EpochInput, TipsetOutcome};
 pub use error::{ActorError, ChainError, ExitCode};
+pub use genesis::Genesis;
 pub use policy::Policy;
