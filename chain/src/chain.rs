@@ -4,7 +4,7 @@
 //!
 //! 1. record the beacon as the randomness of `e`;
 //! 2. validate every block against the state of `e − 1`: parent root, one block per miner, the
-//!    miner is eligible (power, no fee debt, no consensus-fault ban), election proof, win count,
+//!    miner is eligible (power, no fee debt, no consensus-fault ban), ticket, election proof, win count,
 //!    Winning PoSt, header signature, messages root — any failure rejects the whole tipset;
 //! 3. apply the blocks' messages in order (a message in two blocks runs once);
 //! 4. pay each block's reward (`R(e) × win_count / 5`, 75% vesting);
@@ -89,6 +89,7 @@ impl Chain {
             crate::genesis::build(&mut rt, genesis)?;
             rt.state.into_writes()
         };
+        store.set_undo_retention(policy.chain_finality);
         store.commit(writes, 0)?;
         Ok(Chain {
             store,
@@ -106,6 +107,8 @@ impl Chain {
         if store.head().is_none() {
             return Err(ChainError::NoChain);
         }
+        let mut store = store;
+        store.set_undo_retention(policy.chain_finality);
         Ok(Chain {
             store,
             policy,
@@ -140,6 +143,28 @@ impl Chain {
             self.verifier.as_ref(),
         );
         f(&mut rt)
+    }
+
+    /// Rolls the state back to what it was after `epoch` (a reorganisation): at most
+    /// `chain_finality` epochs back. On any error nothing changes.
+    pub fn revert_to(&mut self, epoch: Epoch) -> ChainResult<Head> {
+        Ok(self.store.revert_to(epoch)?)
+    }
+
+    /// Stages metadata for the next apply or revert, written atomically with it (the node records
+    /// which tipset the state belongs to).
+    pub fn stage_meta(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.store.stage_meta(key, value);
+    }
+
+    /// Drops staged metadata (after an apply that failed).
+    pub fn clear_staged_meta(&mut self) {
+        self.store.clear_staged_meta();
+    }
+
+    /// Metadata written with an earlier apply or revert.
+    pub fn meta(&self, key: &[u8]) -> ChainResult<Option<Vec<u8>>> {
+        Ok(self.store.meta(key)?)
     }
 
     /// Applies the next epoch from its blocks. On any error nothing is committed.
@@ -260,6 +285,10 @@ fn validate_blocks(
             return Err(ctx(BlockFault::Ineligible(why)));
         }
         let entropy = m.0.to_le_bytes();
+        let ticket = draw_randomness(RandomnessTag::Ticket, &tipset.beacon, tipset.epoch, &entropy);
+        if info.worker_key.verify(&ticket, &h.ticket).is_err() {
+            return Err(ctx(BlockFault::Ticket));
+        }
         let election = draw_randomness(
             RandomnessTag::Election,
             &tipset.beacon,

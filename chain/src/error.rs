@@ -129,6 +129,17 @@ pub enum StoreError {
         /// The rebuilt root.
         found: String,
     },
+    /// A revert was asked of a store with nothing committed.
+    #[error("nothing is committed: there is no state to revert")]
+    NothingToRevert,
+    /// A revert needs an undo record that is not kept.
+    #[error(
+        "cannot revert epoch {epoch}: its undo record is not kept (older than the retention window, chain finality); resync the node from genesis"
+    )]
+    UndoMissing {
+        /// The epoch without an undo record.
+        epoch: Epoch,
+    },
 }
 
 /// Errors of the state machine that are not a message's fault.
@@ -158,9 +169,12 @@ pub enum ChainError {
     /// [`Chain::open`](crate::Chain::open) was given a store that holds no chain.
     #[error("the store holds no chain: create one from a genesis")]
     NoChain,
-    /// The genesis accounts hold more than the total supply.
+    /// The genesis accounts and miners hold more than the total supply.
     #[error("genesis accounts exceed the total supply")]
     GenesisOverSupply,
+    /// The genesis breaks a rule (its miners or their pre-sealed sectors); nothing was written.
+    #[error("invalid genesis: {0}")]
+    InvalidGenesis(#[from] GenesisError),
     /// An operation the executor runs on its own behalf failed (a bug or a broken state): nothing
     /// was committed.
     #[error("{operation}: {source}")]
@@ -193,6 +207,106 @@ pub enum ChainError {
         /// The payment.
         amount: TokenAmount,
     },
+}
+
+/// Why a genesis is refused: what [`ChainError::InvalidGenesis`] carries. `miner` is the position
+/// of the miner in [`Genesis::miners`](crate::Genesis::miners).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GenesisError {
+    /// A miner's sector size is not one the policy accepts.
+    #[error("miner {miner}: sector size {size:?} is not accepted on this network")]
+    SectorSize {
+        /// The miner's position.
+        miner: usize,
+        /// Its sector size.
+        size: lode_proofs::sector::SectorSize,
+    },
+    /// Two miners announce the same (non-empty) peer id: the network could not tell them apart.
+    #[error("miners {first} and {miner} announce the same peer id")]
+    DuplicatePeerId {
+        /// The later miner.
+        miner: usize,
+        /// The miner that announced it first.
+        first: usize,
+    },
+    /// A miner lists one sector number twice (sector numbers are never reused).
+    #[error("miner {miner}: sector number {sector} is listed twice")]
+    DuplicateSector {
+        /// The miner's position.
+        miner: usize,
+        /// The sector number.
+        sector: SectorNumber,
+    },
+    /// One replica is listed twice (its `comm_r` again), in one miner or in two: its power would
+    /// count twice.
+    #[error(
+        "miner {miner} sector {sector}: its comm_r is already sector {first_sector} of miner {first_miner}"
+    )]
+    DuplicateReplica {
+        /// The later miner's position.
+        miner: usize,
+        /// The later sector.
+        sector: SectorNumber,
+        /// The miner that listed the replica first.
+        first_miner: usize,
+        /// Its sector number there.
+        first_sector: SectorNumber,
+    },
+    /// A sector's expiration is outside what a sector activated at epoch 0 may have.
+    #[error(
+        "miner {miner} sector {sector}: expiration {expiration} is outside the allowed {min}..={max}"
+    )]
+    Expiration {
+        /// The miner's position.
+        miner: usize,
+        /// The sector number.
+        sector: SectorNumber,
+        /// The expiration given.
+        expiration: Epoch,
+        /// The earliest allowed.
+        min: Epoch,
+        /// The latest allowed.
+        max: Epoch,
+    },
+    /// A commitment is not a canonical BLS12-381 scalar.
+    #[error("miner {miner} sector {sector}: {which} is not a valid commitment")]
+    Commitment {
+        /// The miner's position.
+        miner: usize,
+        /// The sector number.
+        sector: SectorNumber,
+        /// Which commitment.
+        which: CommitmentKind,
+    },
+    /// A sector's `comm_d` is not the commitment of an empty sector: genesis sectors hold no deals,
+    /// so they are committed capacity, as a pre-commit without deals must be.
+    #[error(
+        "miner {miner} sector {sector}: comm_d is not an empty sector's (genesis sectors hold no deals)"
+    )]
+    NotCommittedCapacity {
+        /// The miner's position.
+        miner: usize,
+        /// The sector number.
+        sector: SectorNumber,
+    },
+}
+
+/// A sector commitment named by [`GenesisError::Commitment`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommitmentKind {
+    /// The replica commitment.
+    CommR,
+    /// The data commitment.
+    CommD,
+}
+
+impl std::fmt::Display for CommitmentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CommitmentKind::CommR => "comm_r",
+            CommitmentKind::CommD => "comm_d",
+        })
+    }
 }
 
 /// Why the blocks of an epoch are rejected: what [`ChainError::InvalidBlock`] carries.
@@ -242,6 +356,9 @@ pub enum BlockFault {
     /// The miner may not win now (no consensus power, fee debt, a consensus-fault ban).
     #[error("not eligible to win: {0}")]
     Ineligible(String),
+    /// The ticket is not the worker's signature of the ticket randomness.
+    #[error("ticket is not the worker's signature of the ticket randomness")]
+    Ticket,
     /// The election proof is not the worker's signature of the election randomness.
     #[error("election proof is not the worker's signature of the election randomness")]
     ElectionProof,

@@ -26,6 +26,16 @@ pub struct BlockHeader {
     pub epoch: Epoch,
     /// The winning miner.
     pub miner: ActorId,
+    /// The parent tipset: the ids ([`BlockHeader::id`]) of its blocks, sorted; empty for a block
+    /// on the genesis tipset.
+    pub parents: Vec<[u8; 32]>,
+    /// The chain weight of the parent tipset ([`crate::consensus::weight`]).
+    pub parent_weight: u128,
+    /// The worker's signature of the ticket randomness (drawn from `beacon`): the VRF whose
+    /// digest orders tipsets and seeds the next epochs' beacons.
+    pub ticket: Signature,
+    /// When the block was made, in Unix seconds (checked by the node against the epoch's slot).
+    pub timestamp: u64,
     /// State root before this epoch.
     pub parent_state_root: [u8; 32],
     /// The epoch's beacon value.
@@ -46,6 +56,10 @@ pub struct BlockHeader {
 struct Unsigned<'a> {
     epoch: Epoch,
     miner: ActorId,
+    parents: &'a [[u8; 32]],
+    parent_weight: u128,
+    ticket: &'a Signature,
+    timestamp: u64,
     parent_state_root: &'a [u8; 32],
     beacon: &'a [u8; 32],
     messages_root: &'a [u8; 32],
@@ -60,6 +74,10 @@ impl BlockHeader {
         let u = Unsigned {
             epoch: self.epoch,
             miner: self.miner,
+            parents: &self.parents,
+            parent_weight: self.parent_weight,
+            ticket: &self.ticket,
+            timestamp: self.timestamp,
             parent_state_root: &self.parent_state_root,
             beacon: &self.beacon,
             messages_root: &self.messages_root,
@@ -72,6 +90,19 @@ impl BlockHeader {
         h.update(network.as_bytes());
         h.update(&crate::codec::encode(&u));
         *h.finalize().as_bytes()
+    }
+
+    /// The block's id: `H("lode/chain/block-id", encoding of the whole header)`, signature included.
+    pub fn id(&self) -> [u8; 32] {
+        *blake3::Hasher::new_derive_key("lode/chain/block-id")
+            .update(&crate::codec::encode(self))
+            .finalize()
+            .as_bytes()
+    }
+
+    /// The digest of the block's ticket ([`crate::consensus::ticket_digest`]).
+    pub fn ticket_digest(&self) -> [u8; 32] {
+        crate::consensus::ticket_digest(&self.ticket)
     }
 }
 

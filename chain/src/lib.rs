@@ -11,7 +11,8 @@
 //! - [`actors`]: accounts, miner, power, market, verified registry, reward, the compute slot, and
 //!   the economic snapshot their formulas read.
 //! - [`monies`], [`minting`], [`smooth`], [`fixed`], [`math`]: the economics in integers.
-//! - [`header`]: block headers, election proofs and win counts (Expected Consensus); [`block`]:
+//! - [`header`]: block headers, election proofs and win counts (Expected Consensus); [`consensus`]:
+//!   tickets, beacons, tipset keys and the fork-choice weight; [`block`]:
 //!   blocks with their messages, and tipsets.
 //! - [`chain`]: genesis and the epoch executor; [`invariants`]: the state checks.
 //!
@@ -39,6 +40,7 @@ pub mod actors;
 pub mod block;
 pub mod chain;
 pub mod codec;
+pub mod consensus;
 pub mod crypto;
 pub mod error;
 pub mod fixed;

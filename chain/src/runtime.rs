@@ -39,6 +39,8 @@ pub enum RandomnessTag {
     WinningPost,
     /// Election (the VRF input a block producer signs).
     Election,
+    /// A block's ticket (the VRF whose digest seeds later beacons).
+    Ticket,
 }
 
 impl RandomnessTag {
@@ -49,6 +51,7 @@ impl RandomnessTag {
             RandomnessTag::WindowPost => "lode/chain/rand/window-post",
             RandomnessTag::WinningPost => "lode/chain/rand/winning-post",
             RandomnessTag::Election => "lode/chain/rand/election",
+            RandomnessTag::Ticket => "lode/chain/rand/ticket",
         }
     }
 }

@@ -17,6 +17,17 @@
 //! layer; each message opens another, merged into the block's on success and dropped on failure,
 //! so a failed message changes nothing. Opening the store re-reads every record, rebuilds the tree
 //! and checks its root against the head.
+//!
+//! **Undo and revert.** Each commit also stores, in the same atomic batch, the epoch's *undo
+//! record*: the head before it and the previous value (or absence) of every key it wrote. The
+//! store keeps the undo records of the last [`StateStore::undo_retention`] epochs (the chain sets
+//! it to `chain_finality`), so [`StateStore::revert_to`] can roll the state back to any epoch in
+//! that window — applying the undo records newest first, checking the root it reaches against the
+//! recorded head, and committing the result (and the deletion of the used undo records) as one
+//! batch. A reorganisation deeper than the window is refused. A caller can also *stage* opaque
+//! metadata ([`StateStore::stage_meta`]) that the next commit or revert writes in the same batch:
+//! the node records there which tipset the state belongs to, so the state and its label never
+//! disagree after a crash.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,29 +55,80 @@ pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// Every committed record and the head, as a backend loads them.
 pub type Loaded = (Vec<(Vec<u8>, Vec<u8>)>, Option<Head>);
 
+/// What reverting one epoch needs: the head before it and the previous value of every key it
+/// wrote (`None`: the key did not exist).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Undo {
+    /// The head before the epoch (`None` before genesis).
+    pub head_before: Option<Head>,
+    /// Previous values of the keys the epoch wrote.
+    pub writes: Writes,
+}
+
+/// One atomic, durable write to a [`Backend`].
+#[derive(Debug)]
+pub struct CommitBatch<'a> {
+    /// Records to write (`None` deletes).
+    pub writes: &'a Writes,
+    /// The new head.
+    pub head: Head,
+    /// The undo record of `head.epoch`, stored with it (absent for a revert).
+    pub undo: Option<&'a Undo>,
+    /// Undo records to delete: the reverted epochs', and those past the retention window.
+    pub forget_undo: &'a [Epoch],
+    /// Opaque metadata written in the same batch.
+    pub meta: &'a [(Vec<u8>, Vec<u8>)],
+}
+
 /// Where committed state is kept.
 pub trait Backend: Send {
     /// Every committed record, and the head (if anything was committed).
     fn load(&self) -> StoreResult<Loaded>;
-    /// Applies `writes` and sets `head`, atomically and durably.
-    fn commit(&mut self, writes: &Writes, head: &Head) -> StoreResult<()>;
+    /// Applies the batch atomically and durably.
+    fn commit(&mut self, batch: &CommitBatch<'_>) -> StoreResult<()>;
+    /// The undo record of `epoch`, if kept.
+    fn undo(&self, epoch: Epoch) -> StoreResult<Option<Undo>>;
+    /// Metadata stored with [`StateStore::stage_meta`].
+    fn meta(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>>;
 }
 
-/// A backend that keeps nothing (tests, simulations).
+/// A backend that keeps its undo records and metadata in memory and nothing else (tests,
+/// simulations).
 #[derive(Debug, Default)]
-pub struct MemBackend;
+pub struct MemBackend {
+    undo: BTreeMap<Epoch, Undo>,
+    meta: BTreeMap<Vec<u8>, Vec<u8>>,
+}
 
 impl Backend for MemBackend {
     fn load(&self) -> StoreResult<Loaded> {
         Ok((Vec::new(), None))
     }
 
-    fn commit(&mut self, _: &Writes, _: &Head) -> StoreResult<()> {
+    fn commit(&mut self, batch: &CommitBatch<'_>) -> StoreResult<()> {
+        for e in batch.forget_undo {
+            self.undo.remove(e);
+        }
+        if let Some(u) = batch.undo {
+            self.undo.insert(batch.head.epoch, u.clone());
+        }
+        for (k, v) in batch.meta {
+            self.meta.insert(k.clone(), v.clone());
+        }
         Ok(())
+    }
+
+    fn undo(&self, epoch: Epoch) -> StoreResult<Option<Undo>> {
+        Ok(self.undo.get(&epoch).cloned())
+    }
+
+    fn meta(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.meta.get(key).cloned())
     }
 }
 
-/// The sled backend: one tree, records under `s/`, the head under `h`.
+/// The sled backend: one tree, records under `s/`, the head under `h`, undo records under
+/// `u/<epoch, big-endian>`, metadata under `m/`.
 #[derive(Debug)]
 pub struct SledBackend {
     db: sled::Db,
@@ -75,6 +137,14 @@ pub struct SledBackend {
 
 const RECORD_PREFIX: &[u8] = b"s/";
 const HEAD_KEY: &[u8] = b"h";
+const UNDO_PREFIX: &[u8] = b"u/";
+const META_PREFIX: &[u8] = b"m/";
+
+fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(key);
+    k
+}
 
 impl SledBackend {
     /// Opens (or creates) the database in `dir`.
@@ -104,21 +174,50 @@ impl Backend for SledBackend {
         Ok((records, head))
     }
 
-    fn commit(&mut self, writes: &Writes, head: &Head) -> StoreResult<()> {
+    fn commit(&mut self, c: &CommitBatch<'_>) -> StoreResult<()> {
         let mut batch = sled::Batch::default();
-        for (k, v) in writes {
-            let mut key = RECORD_PREFIX.to_vec();
-            key.extend_from_slice(k);
+        for (k, v) in c.writes {
+            let key = prefixed(RECORD_PREFIX, k);
             match v {
                 Some(v) => batch.insert(key, v.as_slice()),
                 None => batch.remove(key),
             }
         }
-        let head = encode(head);
-        batch.insert(HEAD_KEY, head);
+        for e in c.forget_undo {
+            batch.remove(prefixed(UNDO_PREFIX, &e.to_be_bytes()));
+        }
+        if let Some(u) = c.undo {
+            batch.insert(
+                prefixed(UNDO_PREFIX, &c.head.epoch.to_be_bytes()),
+                encode(u),
+            );
+        }
+        for (k, v) in c.meta {
+            batch.insert(prefixed(META_PREFIX, k), v.as_slice());
+        }
+        batch.insert(HEAD_KEY, encode(&c.head));
         self.tree.apply_batch(batch)?;
         self.db.flush()?;
         Ok(())
+    }
+
+    fn undo(&self, epoch: Epoch) -> StoreResult<Option<Undo>> {
+        match self
+            .tree
+            .get(prefixed(UNDO_PREFIX, &epoch.to_be_bytes()))?
+        {
+            Some(bytes) => Ok(Some(
+                postcard::from_bytes(&bytes).map_err(|_| StoreError::Corrupt("an undo record"))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn meta(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self
+            .tree
+            .get(prefixed(META_PREFIX, key))?
+            .map(|v| v.to_vec()))
     }
 }
 
@@ -128,6 +227,8 @@ pub struct StateStore {
     tree: SparseMerkleTree,
     backend: Box<dyn Backend>,
     head: Option<Head>,
+    undo_retention: u64,
+    staged_meta: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 impl std::fmt::Debug for StateStore {
@@ -145,8 +246,10 @@ impl StateStore {
         StateStore {
             records: BTreeMap::new(),
             tree: SparseMerkleTree::new(),
-            backend: Box::new(MemBackend),
+            backend: Box::new(MemBackend::default()),
             head: None,
+            undo_retention: 0,
+            staged_meta: Vec::new(),
         }
     }
 
@@ -171,6 +274,8 @@ impl StateStore {
             tree,
             backend,
             head,
+            undo_retention: 0,
+            staged_meta: Vec::new(),
         })
     }
 
@@ -209,12 +314,110 @@ impl StateStore {
         self.tree.prove(key)
     }
 
-    /// Applies `writes` as the state after `epoch`, durably; returns the new root. On a backend
-    /// error nothing changes in memory either.
+    /// How many epochs back [`StateStore::revert_to`] can go (0: no undo records are kept).
+    pub fn undo_retention(&self) -> u64 {
+        self.undo_retention
+    }
+
+    /// Keeps undo records for the last `epochs` epochs (from the next commit on).
+    pub fn set_undo_retention(&mut self, epochs: u64) {
+        self.undo_retention = epochs;
+    }
+
+    /// Stages `(key, value)` to be written with the next commit or revert, atomically with it.
+    pub fn stage_meta(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.staged_meta.push((key, value));
+    }
+
+    /// Drops staged metadata (after an apply that failed).
+    pub fn clear_staged_meta(&mut self) {
+        self.staged_meta.clear();
+    }
+
+    /// Metadata written by an earlier commit (see [`StateStore::stage_meta`]).
+    pub fn meta(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+        self.backend.meta(key)
+    }
+
+    /// Applies `writes` as the state after `epoch`, durably, with the epoch's undo record and any
+    /// staged metadata; returns the new root. On a backend error nothing changes in memory either
+    /// (the staged metadata stays staged).
     pub fn commit(&mut self, writes: Writes, epoch: Epoch) -> StoreResult<[u8; 32]> {
-        // Update the tree in place (O(changes × depth)); undo from the old records if the backend
-        // fails, so memory and disk never disagree.
-        for (k, v) in &writes {
+        let undo = (self.undo_retention > 0).then(|| Undo {
+            head_before: self.head,
+            writes: writes
+                .keys()
+                .map(|k| (k.clone(), self.records.get(k).cloned()))
+                .collect(),
+        });
+        let mut forget = Vec::new();
+        if let Some(old) = epoch.checked_sub(self.undo_retention) {
+            forget.push(old);
+        }
+        // A commit at an epoch that still has an undo record (after a revert that kept it, which
+        // revert_to never does) replaces it.
+        self.apply(writes, epoch, undo.as_ref(), &forget)
+    }
+
+    /// Rolls the state back to what it was after `epoch`, using the undo records of every later
+    /// epoch, in one durable batch (with any staged metadata). Fails, changing nothing, when an
+    /// epoch in between has no undo record (it is older than the retention window) or the root
+    /// reached differs from the one recorded for `epoch`.
+    pub fn revert_to(&mut self, epoch: Epoch) -> StoreResult<Head> {
+        let Some(head) = self.head else {
+            return Err(StoreError::NothingToRevert);
+        };
+        if epoch >= head.epoch {
+            return Ok(head);
+        }
+        // Newest first: an older epoch's undo overrides a newer one's for the same key.
+        let mut merged = Writes::new();
+        let mut forget = Vec::new();
+        let mut target = None;
+        let mut e = head.epoch;
+        while e > epoch {
+            let undo = self
+                .backend
+                .undo(e)?
+                .ok_or(StoreError::UndoMissing { epoch: e })?;
+            merged.extend(undo.writes);
+            target = undo.head_before;
+            forget.push(e);
+            e = e.saturating_sub(1);
+        }
+        let Some(target) = target.filter(|t| t.epoch == epoch) else {
+            return Err(StoreError::Corrupt("an undo record's head"));
+        };
+        let expected = target.root;
+        // Check the root before touching the backend: `apply` restores the tree on failure only
+        // for backend errors, so verify on a scratch copy of the changed paths.
+        self.apply_checked(merged, target, &forget, expected)?;
+        Ok(target)
+    }
+
+    fn apply_checked(
+        &mut self,
+        writes: Writes,
+        head: Head,
+        forget: &[Epoch],
+        expected_root: [u8; 32],
+    ) -> StoreResult<()> {
+        self.update_tree(&writes);
+        if self.tree.root() != expected_root {
+            let found = self.tree.root();
+            self.restore_tree(&writes);
+            return Err(StoreError::RootMismatch {
+                epoch: head.epoch,
+                expected: hex::encode(expected_root),
+                found: hex::encode(found),
+            });
+        }
+        self.restore_tree(&writes);
+        self.apply(writes, head.epoch, None, forget).map(|_| ())
+    }
+
+    fn update_tree(&mut self, writes: &Writes) {
+        for (k, v) in writes {
             match v {
                 Some(v) => self.tree.insert(k, v),
                 None => {
@@ -222,21 +425,45 @@ impl StateStore {
                 }
             }
         }
+    }
+
+    fn restore_tree(&mut self, writes: &Writes) {
+        for k in writes.keys() {
+            match self.records.get(k) {
+                Some(old) => self.tree.insert(k, old),
+                None => {
+                    self.tree.remove(k);
+                }
+            }
+        }
+    }
+
+    fn apply(
+        &mut self,
+        writes: Writes,
+        epoch: Epoch,
+        undo: Option<&Undo>,
+        forget: &[Epoch],
+    ) -> StoreResult<[u8; 32]> {
+        // Update the tree in place (O(changes × depth)); undo from the old records if the backend
+        // fails, so memory and disk never disagree.
+        self.update_tree(&writes);
         let head = Head {
             epoch,
             root: self.tree.root(),
         };
-        if let Err(e) = self.backend.commit(&writes, &head) {
-            for k in writes.keys() {
-                match self.records.get(k) {
-                    Some(old) => self.tree.insert(k, old),
-                    None => {
-                        self.tree.remove(k);
-                    }
-                }
-            }
+        let batch = CommitBatch {
+            writes: &writes,
+            head,
+            undo,
+            forget_undo: forget,
+            meta: &self.staged_meta,
+        };
+        if let Err(e) = self.backend.commit(&batch) {
+            self.restore_tree(&writes);
             return Err(e);
         }
+        self.staged_meta.clear();
         for (k, v) in writes {
             match v {
                 Some(v) => {
@@ -430,11 +657,68 @@ mod tests {
         fn load(&self) -> StoreResult<Loaded> {
             Ok((Vec::new(), None))
         }
-        fn commit(&mut self, _: &Writes, _: &Head) -> StoreResult<()> {
+        fn commit(&mut self, _: &CommitBatch<'_>) -> StoreResult<()> {
             Err(StoreError::Database(sled::Error::Io(
                 std::io::Error::other("disk full"),
             )))
         }
+        fn undo(&self, _: Epoch) -> StoreResult<Option<Undo>> {
+            Ok(None)
+        }
+        fn meta(&self, _: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+            Ok(None)
+        }
+    }
+
+    fn step(s: &mut StateStore, epoch: Epoch) -> [u8; 32] {
+        let mut o = Overlay::new(s);
+        o.put(b"counter".to_vec(), &epoch).unwrap();
+        o.put(format!("e{epoch}").into_bytes(), &epoch).unwrap();
+        if epoch > 1 {
+            o.delete(format!("e{}", epoch - 1).as_bytes());
+        }
+        let w = o.into_writes();
+        s.commit(w, epoch).unwrap()
+    }
+
+    fn reverts_within_the_window(mut s: StateStore) -> StateStore {
+        s.set_undo_retention(3);
+        let roots: Vec<[u8; 32]> = (1..=5).map(|e| step(&mut s, e)).collect();
+        // Back to 3: the state and root of epoch 3, and the metadata staged with it.
+        s.stage_meta(b"tipset".to_vec(), b"three".to_vec());
+        let h = s.revert_to(3).unwrap();
+        assert_eq!(h, Head { epoch: 3, root: roots[2] });
+        assert_eq!(s.root(), roots[2]);
+        assert_eq!(s.head(), Some(h));
+        assert_eq!(s.meta(b"tipset").unwrap().as_deref(), Some(&b"three"[..]));
+        assert!(s.get_raw(b"e4").is_none() && s.get_raw(b"e3").is_some());
+        // Epoch 2's undo record is past the window (retention 3 at epoch 5): refused, unchanged.
+        assert!(matches!(
+            s.revert_to(1),
+            Err(StoreError::UndoMissing { epoch: 2 })
+        ));
+        assert_eq!(s.root(), roots[2]);
+        // Forward again on another branch, and back onto it.
+        let mut o = Overlay::new(&s);
+        o.put(b"fork".to_vec(), &1u8).unwrap();
+        let w = o.into_writes();
+        let fork4 = s.commit(w, 4).unwrap();
+        assert_ne!(fork4, roots[3]);
+        step(&mut s, 5);
+        assert_eq!(s.revert_to(4).unwrap().root, fork4);
+        s
+    }
+
+    #[test]
+    fn revert_in_memory_and_in_sled() {
+        reverts_within_the_window(StateStore::memory());
+        let dir = tempfile::tempdir().unwrap();
+        let root = reverts_within_the_window(StateStore::open_sled(dir.path()).unwrap()).root();
+        // The revert was durable: reopening finds the reverted head, its root and its records.
+        let s = StateStore::open_sled(dir.path()).unwrap();
+        assert_eq!(s.root(), root);
+        assert_eq!(s.head().unwrap().epoch, 4);
+        assert_eq!(s.meta(b"tipset").unwrap().as_deref(), Some(&b"three"[..]));
     }
 
     #[test]

@@ -100,6 +100,20 @@ impl ProofVerifier for FakeVerifier {
     }
 }
 
+/// The genesis of every harness: the [`ACCOUNTS`] with [`START_BALANCE`] each, "root" as the
+/// verified registry's root, no miners.
+pub fn devnet_genesis() -> Genesis {
+    Genesis {
+        accounts: ACCOUNTS
+            .iter()
+            .map(|n| (key(n).public_key(), START_BALANCE))
+            .collect(),
+        verifreg_root: key("root").public_key(),
+        beacon: beacon(0),
+        miners: Vec::new(),
+    }
+}
+
 /// The key of a named account.
 pub fn key(name: &str) -> SecretKey {
     SecretKey::from_seed(blake3::hash(name.as_bytes()).as_bytes())
@@ -131,21 +145,24 @@ impl Harness {
 
     /// A fresh devnet chain on `store` with `verifier`.
     pub fn with(store: StateStore, verifier: Box<dyn ProofVerifier>) -> Self {
+        Self::from_genesis(store, &devnet_genesis(), verifier, None)
+    }
+
+    /// A devnet chain on `store` from `genesis` (e.g. [`devnet_genesis`] with miners added), with
+    /// `verifier` and, for real proofs, the [`RealProofs`] that sealed its sectors.
+    pub fn from_genesis(
+        store: StateStore,
+        genesis: &Genesis,
+        verifier: Box<dyn ProofVerifier>,
+        real: Option<Box<RealProofs>>,
+    ) -> Self {
         let policy = Policy::devnet();
-        let genesis = Genesis {
-            accounts: ACCOUNTS
-                .iter()
-                .map(|n| (key(n).public_key(), START_BALANCE))
-                .collect(),
-            verifreg_root: key("root").public_key(),
-            beacon: beacon(0),
-        };
-        let chain = Chain::genesis(store, policy.clone(), &genesis, verifier).unwrap();
+        let chain = Chain::genesis(store, policy.clone(), genesis, verifier).unwrap();
         let h = Harness {
             chain,
             policy,
             check_every_epoch: true,
-            real: None,
+            real,
         };
         h.assert_invariants();
         h
@@ -392,9 +409,19 @@ impl Harness {
             ),
             sectors,
         };
+        let ticket = worker.sign(&draw_randomness(
+            RandomnessTag::Ticket,
+            &beacon(epoch),
+            epoch,
+            &entropy,
+        ));
         let mut header = BlockHeader {
             epoch,
             miner: m,
+            parents: Vec::new(),
+            parent_weight: 0,
+            ticket,
+            timestamp: 0,
             parent_state_root: self.chain.head().root,
             beacon: beacon(epoch),
             messages_root: lode_chain::block::messages_root(&[]),
@@ -721,14 +748,27 @@ pub fn shared_params() -> std::sync::Arc<Params> {
         .clone()
 }
 
+impl Default for RealProofs {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl RealProofs {
-    fn new() -> Self {
+    /// Real sealing and proving with the [`shared_params`], for [`Harness::from_genesis`].
+    pub fn new() -> Self {
         RealProofs {
             dir: tempfile::tempdir().unwrap(),
             params: shared_params(),
             pieces: BTreeMap::new(),
             sectors: BTreeMap::new(),
         }
+    }
+
+    /// Seals an empty 2 KiB sector `n` of miner `m` with `ticket`, as a genesis miner's sector is
+    /// sealed before the chain exists; returns `(comm_r, comm_d)` from the sealer's records.
+    pub fn preseal(&mut self, m: ActorId, n: u64, ticket: [u8; 32]) -> ([u8; 32], [u8; 32]) {
+        self.seal_sector(m, n, &[], ticket)
     }
 
     /// Deterministic payload for a piece label and its CommP.
@@ -756,6 +796,18 @@ impl RealProofs {
         pieces: &[([u8; 32], u64)],
         ticket: [u8; 32],
     ) -> [u8; 32] {
+        self.seal_sector(m, n, pieces, ticket).0
+    }
+
+    /// Seals sector `n` of miner `m` from the pieces (in order) with `ticket`; returns `comm_r`
+    /// and `comm_d`.
+    fn seal_sector(
+        &mut self,
+        m: ActorId,
+        n: u64,
+        pieces: &[([u8; 32], u64)],
+        ticket: [u8; 32],
+    ) -> ([u8; 32], [u8; 32]) {
         use lode_sealing::seal::{self, SectorId, no_progress};
         let id = SectorId {
             size: lode_proofs::sector::SectorSize::S2KiB,
@@ -776,7 +828,7 @@ impl RealProofs {
             assert_eq!(rec.comm_p.0.0, *comm_p);
         }
         let randomness = lode_proofs::sector::randomness_node(ticket);
-        seal::pre_commit1(
+        let pc1 = seal::pre_commit1(
             &dir,
             &id,
             randomness,
@@ -788,7 +840,7 @@ impl RealProofs {
         let pc2 = seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
         self.sectors
             .insert((m, n), lode_sealing::post::SealedSector { id, dir });
-        pc2.comm_r.0.0
+        (pc2.comm_r.0.0, pc1.comm_d.0.0)
     }
 
     /// The proof of the statement `key`: read from `target/lode-test-proofs`, else made and stored

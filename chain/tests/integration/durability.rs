@@ -44,7 +44,7 @@ use lode_chain::chain::EpochInput;
 use lode_chain::error::StoreError;
 use lode_chain::keys;
 use lode_chain::message::{Message, Method, SignedMessage};
-use lode_chain::store::{Backend, Head, Loaded, SledBackend, StateStore, Writes};
+use lode_chain::store::{Backend, CommitBatch, Head, Loaded, SledBackend, StateStore, Undo};
 use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
 use lode_chain::{Chain, ExitCode, Policy};
 
@@ -282,9 +282,17 @@ impl Backend for Announcing {
         self.0.load()
     }
 
-    fn commit(&mut self, writes: &Writes, head: &Head) -> Result<(), StoreError> {
-        say(format_args!("begin {}", head.epoch));
-        self.0.commit(writes, head)
+    fn commit(&mut self, batch: &CommitBatch<'_>) -> Result<(), StoreError> {
+        say(format_args!("begin {}", batch.head.epoch));
+        self.0.commit(batch)
+    }
+
+    fn undo(&self, epoch: Epoch) -> Result<Option<Undo>, StoreError> {
+        self.0.undo(epoch)
+    }
+
+    fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.0.meta(key)
     }
 }
 

@@ -27,7 +27,7 @@ use lode_chain::actors::{Actor, BURNT_FUNDS, COMPUTE, MARKET, POWER, VERIFREG};
 use lode_chain::error::StoreError;
 use lode_chain::keys;
 use lode_chain::message::{Message, Method, Receipt, SignedMessage};
-use lode_chain::store::{Backend, Head, Loaded, Overlay, StateStore, Writes};
+use lode_chain::store::{Backend, CommitBatch, Head, Loaded, Overlay, StateStore, Undo};
 use lode_chain::types::{ActorId, Address, DealId, Epoch, TokenAmount};
 use lode_chain::{Chain, ExitCode};
 use proptest::prelude::*;
@@ -1319,8 +1319,16 @@ impl Backend for Snapshot {
         Ok((self.0.clone(), Some(self.1)))
     }
 
-    fn commit(&mut self, _: &Writes, _: &Head) -> Result<(), StoreError> {
+    fn commit(&mut self, _: &CommitBatch<'_>) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    fn undo(&self, _: Epoch) -> Result<Option<Undo>, StoreError> {
+        Ok(None)
+    }
+
+    fn meta(&self, _: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
     }
 }
 
@@ -1488,6 +1496,7 @@ fn harness_with(policy: lode_chain::Policy) -> Harness {
             .collect(),
         verifreg_root: key("root").public_key(),
         beacon: beacon(0),
+        miners: Vec::new(),
     };
     let chain = Chain::genesis(
         StateStore::memory(),

@@ -1,0 +1,1086 @@
+//! The node's consensus core: the block graph, fork choice, and the state kept at the head.
+//!
+//! [`NodeCore`] is synchronous and deterministic (it is given the time): the service around it
+//! feeds it gossiped blocks, synced tipsets and messages, and asks it for mining bases. It owns
+//! the state machine ([`Chain`]), the [`BlockStore`], the record of every known tipset and the
+//! [`Mempool`].
+//!
+//! **Head and state.** The state in the chain store is the state after the head tipset, possibly
+//! advanced through the null rounds after it (when a miner asked for a mining base at a later
+//! epoch). Which tipset the state belongs to is written as metadata in the same atomic commit as
+//! the state (`node/head`), so after a crash the node reopens at a committed head, reverts any null
+//! rounds past it, and checks the state root against the tipset's record.
+//!
+//! **Applying a tipset** on the head: the state is moved to `epoch − 1` (null rounds applied with
+//! their beacons), each block's consensus fields are checked against the parent (parents, beacon,
+//! parent weight, timestamp slot), the weight is computed from the parent state's QA power, and
+//! the state machine validates and applies the blocks (signatures, ticket, election, Winning PoSt,
+//! messages) — all or nothing.
+//!
+//! **Fork choice.** Blocks with the same epoch and parents form one tipset (first block per miner;
+//! a second block by the same miner is kept as consensus-fault evidence). A tipset heavier than
+//! the head (by its claimed parent weight plus its own share, then by the smallest ticket) is
+//! switched to: the state is reverted to the common ancestor (at most `chain_finality` epochs, by
+//! the state store's undo records) and the branch applied tipset by tipset. If a tipset of the
+//! branch fails, it and its block at fault are marked invalid and the old branch is restored.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use lode_chain::actors::{miner, power};
+use lode_chain::block::{Block, BlockHeader, Tipset};
+use lode_chain::consensus::{self, Beacon, TicketBeacon, TipsetKey};
+use lode_chain::error::{BlockRejection, ChainError};
+use lode_chain::message::SignedMessage;
+use lode_chain::store::StateStore;
+use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
+use lode_chain::{Chain, EpochInput};
+use lode_proofs::post::PublicSector;
+use lode_proofs::verifier::ProofVerifier;
+use serde::{Deserialize, Serialize};
+
+use crate::blockstore::{BlockStore, TipsetMeta};
+use crate::error::{NodeError, NodeResult};
+use crate::genesis::GenesisFile;
+use crate::mempool::{AccountState, Mempool, MempoolConfig};
+use crate::wire::{FullBlock, FullTipset, MAX_SYNC_TIPSETS, Status, SyncRequest, SyncResponse};
+
+/// The metadata key naming the head tipset (value: `(tipset hash, epoch)`).
+const HEAD_META: &[u8] = b"node/head";
+/// The file naming the genesis a node directory belongs to.
+const GENESIS_ID_FILE: &str = "genesis-id";
+/// How many bad block ids are remembered.
+const MAX_BAD_BLOCKS: usize = 10_000;
+
+/// Limits and tolerances of the core.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// How far (seconds) a block's slot may be ahead of the local clock.
+    pub clock_drift_secs: u64,
+    /// Most messages in a block.
+    pub max_block_messages: usize,
+    /// The mempool's limits.
+    pub mempool: MempoolConfig,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            clock_drift_secs: 1,
+            max_block_messages: 4_000,
+            mempool: MempoolConfig::default(),
+        }
+    }
+}
+
+/// What became of a received block.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BlockVerdict {
+    /// Valid and part of the new head: forward it.
+    Accepted,
+    /// Stored, but on a fork no heavier than the head (not validated yet): do not forward.
+    Stored,
+    /// Already known.
+    Duplicate,
+    /// Its parents are unknown: fetch them (from the peer that sent it) and submit it again.
+    NeedParents(TipsetKey),
+    /// Invalid: penalise whoever sent it.
+    Rejected(String),
+}
+
+/// How the head moved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeadChange {
+    /// Tipsets taken off the chain, newest first.
+    pub reverted: Vec<[u8; 32]>,
+    /// Tipsets applied, oldest first.
+    pub applied: Vec<[u8; 32]>,
+}
+
+/// Everything a miner needs to try for a block at an epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MiningBase {
+    /// The epoch to mine.
+    pub epoch: Epoch,
+    /// The parent tipset (the head).
+    pub parents: TipsetKey,
+    /// The parent's weight.
+    pub parent_weight: u128,
+    /// The state root before `epoch` (after the null rounds since the head).
+    pub parent_state_root: [u8; 32],
+    /// The epoch's beacon.
+    pub beacon: [u8; 32],
+    /// Unix time of the epoch's slot (the block's timestamp).
+    pub timestamp: u64,
+    /// The network's QA power at the parent state (what elections divide by).
+    pub network_qa: u128,
+}
+
+/// A miner's view at a mining base.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinerBase {
+    /// The base.
+    pub base: MiningBase,
+    /// The miner's QA power.
+    pub miner_qa: u128,
+    /// Why it cannot win, if it cannot.
+    pub ineligible: Option<String>,
+    /// Its active sectors (what a Winning PoSt challenges).
+    pub sectors: Vec<SectorRef>,
+}
+
+/// A sector as a PoSt names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorRef {
+    /// Sector number.
+    pub sector_number: u64,
+    /// Its `comm_r`.
+    pub comm_r: [u8; 32],
+}
+
+impl SectorRef {
+    /// As the proofs name it.
+    pub fn public(&self) -> PublicSector {
+        PublicSector {
+            sector_number: self.sector_number,
+            comm_r: lode_proofs::node::Node(self.comm_r),
+        }
+    }
+}
+
+/// Two headers signed by one miner at one epoch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsensusFaultEvidence {
+    /// The first header seen.
+    pub first: BlockHeader,
+    /// The second.
+    pub second: BlockHeader,
+}
+
+/// The consensus core (see the module docs).
+pub struct NodeCore {
+    genesis: GenesisFile,
+    genesis_id: [u8; 32],
+    genesis_hash: [u8; 32],
+    chain: Chain,
+    blocks: BlockStore,
+    tipsets: HashMap<[u8; 32], TipsetMeta>,
+    slots: HashMap<(Epoch, [u8; 32]), BTreeSet<[u8; 32]>>,
+    bad_blocks: HashMap<[u8; 32], String>,
+    head: [u8; 32],
+    canonical: BTreeMap<Epoch, [u8; 32]>,
+    mempool: Mempool,
+    beacon: Box<dyn Beacon>,
+    config: CoreConfig,
+    faults: Vec<ConsensusFaultEvidence>,
+}
+
+impl std::fmt::Debug for NodeCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCore")
+            .field("network", &self.genesis.network())
+            .field("head", &hex::encode(self.head))
+            .field("epoch", &self.head_epoch())
+            .finish()
+    }
+}
+
+fn missing(h: &[u8; 32]) -> NodeError {
+    NodeError::UnknownTipset(hex::encode(h))
+}
+
+impl NodeCore {
+    /// Opens the node's chain in `dir` (`state/`, `blocks/`), creating it from `genesis` if empty.
+    pub fn open(
+        dir: &Path,
+        genesis: GenesisFile,
+        verifier: Box<dyn ProofVerifier>,
+        config: CoreConfig,
+    ) -> NodeResult<Self> {
+        std::fs::create_dir_all(dir).map_err(NodeError::io(dir))?;
+        let genesis_id = genesis.id();
+        let id_file = dir.join(GENESIS_ID_FILE);
+        match std::fs::read_to_string(&id_file) {
+            Ok(found) if found.trim() != hex::encode(genesis_id) => {
+                return Err(NodeError::WrongGenesis {
+                    dir: dir.to_path_buf(),
+                    expected: hex::encode(genesis_id),
+                    found: found.trim().to_string(),
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                lode_proofs::durable::write_atomic(&id_file, hex::encode(genesis_id).as_bytes())
+                    .map_err(|e| NodeError::Io {
+                        path: id_file.clone(),
+                        source: std::io::Error::other(e.to_string()),
+                    })?;
+            }
+            Err(e) => return Err(NodeError::io(&id_file)(e)),
+        }
+        let blocks = BlockStore::open(&dir.join("blocks"))?;
+        let store = StateStore::open_sled(&dir.join("state"))?;
+        let policy = genesis.policy.clone();
+        let fresh = store.head().is_none();
+        let mut chain = if fresh {
+            Chain::genesis(store, policy, &genesis.genesis, verifier)?
+        } else {
+            Chain::open(store, policy, verifier)?
+        };
+        let genesis_hash = TipsetKey::default().hash();
+        let mut tipsets: HashMap<[u8; 32], TipsetMeta> = HashMap::new();
+        for m in blocks.tipsets()? {
+            tipsets.insert(m.hash(), m);
+        }
+        let genesis_meta = match tipsets.get(&genesis_hash) {
+            Some(m) => m.clone(),
+            None if fresh => {
+                let m = TipsetMeta {
+                    key: TipsetKey::default(),
+                    epoch: 0,
+                    parents: TipsetKey::default(),
+                    min_ticket: genesis.genesis.beacon,
+                    wins: 0,
+                    claimed_parent_weight: 0,
+                    weight: Some(0),
+                    post_root: Some(chain.head().root),
+                    invalid: None,
+                };
+                blocks.put_tipset(&m)?;
+                blocks.flush()?;
+                tipsets.insert(genesis_hash, m.clone());
+                m
+            }
+            None => return Err(NodeError::Corrupt("the genesis tipset record is missing")),
+        };
+        // Which tipset the state belongs to; revert null rounds past it.
+        let (head, head_epoch) = match chain.meta(HEAD_META)? {
+            Some(bytes) => postcard::from_bytes::<([u8; 32], Epoch)>(&bytes)
+                .map_err(|_| NodeError::Corrupt("the head record"))?,
+            None => (genesis_hash, 0),
+        };
+        if chain.head().epoch > head_epoch {
+            chain.revert_to(head_epoch)?;
+        }
+        let root = chain.head().root;
+        let Some(meta) = tipsets.get_mut(&head) else {
+            return Err(missing(&head));
+        };
+        match meta.post_root {
+            Some(r) if r != root => {
+                return Err(NodeError::Corrupt(
+                    "the state root differs from the head tipset's record",
+                ));
+            }
+            Some(_) => {}
+            None => {
+                // The state was committed but the process died before the record was updated.
+                meta.post_root = Some(root);
+                blocks.put_tipset(meta)?;
+            }
+        }
+        if genesis_meta.post_root.is_none() {
+            return Err(NodeError::Corrupt("the genesis record has no state root"));
+        }
+        let mut canonical = BTreeMap::new();
+        let mut at = head;
+        loop {
+            let m = tipsets.get(&at).ok_or_else(|| missing(&at))?;
+            canonical.insert(m.epoch, at);
+            if m.key.is_genesis() {
+                break;
+            }
+            at = m.parents.hash();
+        }
+        let mut slots: HashMap<(Epoch, [u8; 32]), BTreeSet<[u8; 32]>> = HashMap::new();
+        for m in tipsets.values() {
+            let slot = slots.entry((m.epoch, m.parents.hash())).or_default();
+            slot.extend(m.key.0.iter().copied());
+        }
+        Ok(NodeCore {
+            genesis,
+            genesis_id,
+            genesis_hash,
+            chain,
+            blocks,
+            tipsets,
+            slots,
+            bad_blocks: HashMap::new(),
+            head,
+            canonical,
+            mempool: Mempool::new(config.mempool.clone()),
+            beacon: Box::new(TicketBeacon),
+            config,
+            faults: Vec::new(),
+        })
+    }
+
+    /// The genesis file.
+    pub fn genesis(&self) -> &GenesisFile {
+        &self.genesis
+    }
+
+    /// The genesis id.
+    pub fn genesis_id(&self) -> [u8; 32] {
+        self.genesis_id
+    }
+
+    /// The state machine (read-only: queries and proofs of state).
+    pub fn chain(&self) -> &Chain {
+        &self.chain
+    }
+
+    /// The head tipset's record.
+    pub fn head(&self) -> &TipsetMeta {
+        // The head is always a known tipset (checked at open, kept by every switch).
+        self.tipsets
+            .get(&self.head)
+            .unwrap_or_else(|| unreachable_head())
+    }
+
+    /// The head's hash.
+    pub fn head_hash(&self) -> [u8; 32] {
+        self.head
+    }
+
+    /// The head's epoch.
+    pub fn head_epoch(&self) -> Epoch {
+        self.tipsets.get(&self.head).map_or(0, |m| m.epoch)
+    }
+
+    /// The head's weight.
+    pub fn head_weight(&self) -> u128 {
+        self.tipsets
+            .get(&self.head)
+            .and_then(|m| m.weight)
+            .unwrap_or(0)
+    }
+
+    /// This node's sync status.
+    pub fn status(&self) -> Status {
+        Status {
+            genesis: self.genesis_id,
+            head: self.head().key.clone(),
+            epoch: self.head_epoch(),
+            weight: self.head_weight(),
+        }
+    }
+
+    /// A tipset's record.
+    pub fn tipset(&self, hash: &[u8; 32]) -> Option<&TipsetMeta> {
+        self.tipsets.get(hash)
+    }
+
+    /// The canonical tipset at `epoch` (`None` for a null round or beyond the head).
+    pub fn tipset_at(&self, epoch: Epoch) -> Option<&TipsetMeta> {
+        self.canonical.get(&epoch).and_then(|h| self.tipsets.get(h))
+    }
+
+    /// A stored block.
+    pub fn block(&self, id: &[u8; 32]) -> NodeResult<Option<FullBlock>> {
+        self.blocks.block(id)
+    }
+
+    /// The mempool.
+    pub fn mempool(&self) -> &Mempool {
+        &self.mempool
+    }
+
+    /// Consensus-fault evidence seen so far (two blocks by one miner at one epoch).
+    pub fn consensus_faults(&self) -> &[ConsensusFaultEvidence] {
+        &self.faults
+    }
+
+    fn policy(&self) -> &lode_chain::Policy {
+        self.chain.policy()
+    }
+
+    /// An account as the current state has it.
+    pub fn account(&self, addr: &Address) -> Option<AccountState> {
+        account_in(&self.chain, addr)
+    }
+
+    fn network_qa(&self) -> NodeResult<u128> {
+        Ok(self.chain.view(|rt| {
+            let st = power::load(rt)?;
+            Ok::<_, ChainError>(power::current_total(rt, &st).qa)
+        })?)
+    }
+
+    fn remember_bad(&mut self, id: [u8; 32], why: String) {
+        if self.bad_blocks.len() >= MAX_BAD_BLOCKS {
+            self.bad_blocks.clear();
+        }
+        self.bad_blocks.insert(id, why);
+    }
+
+    /// Checks what a block can be checked for without state.
+    fn check_stateless(&self, b: &FullBlock, now: u64) -> Result<(), String> {
+        let h = &b.header;
+        if h.epoch == 0 {
+            return Err("a block cannot be at epoch 0".into());
+        }
+        if b.messages.len() > self.config.max_block_messages {
+            return Err(format!(
+                "{} messages exceed the limit of {}",
+                b.messages.len(),
+                self.config.max_block_messages
+            ));
+        }
+        if h.messages_root != lode_chain::block::messages_root(&b.messages) {
+            return Err("the messages root does not match the messages".into());
+        }
+        if TipsetKey::new(h.parents.clone()).0 != h.parents {
+            return Err("the parents are not sorted and distinct".into());
+        }
+        let slot = self.genesis.slot_time(h.epoch);
+        if h.timestamp != slot {
+            return Err(format!(
+                "timestamp {} is not epoch {}'s slot {slot}",
+                h.timestamp, h.epoch
+            ));
+        }
+        if slot > now.saturating_add(self.config.clock_drift_secs) {
+            return Err(format!(
+                "epoch {} starts at {slot}, in the future (now {now})",
+                h.epoch
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a block's consensus fields against its parent tipset.
+    fn check_against_parent(&self, h: &BlockHeader, parent: &TipsetMeta) -> Result<(), String> {
+        if h.epoch <= parent.epoch {
+            return Err(format!(
+                "epoch {} is not after its parent's {}",
+                h.epoch, parent.epoch
+            ));
+        }
+        if h.parents != parent.key.0 {
+            return Err("parents differ from the parent tipset".into());
+        }
+        if h.beacon != self.beacon.beacon(&parent.min_ticket, h.epoch) {
+            return Err("the beacon is not derived from the parent's tickets".into());
+        }
+        if let Some(w) = parent.weight
+            && h.parent_weight != w
+        {
+            return Err(format!(
+                "parent weight {} is not the parent's {w}",
+                h.parent_weight
+            ));
+        }
+        Ok(())
+    }
+
+    /// Receives a block from the network or a local miner (see [`BlockVerdict`]).
+    pub fn receive_block(&mut self, block: FullBlock, now: u64) -> NodeResult<BlockVerdict> {
+        let id = block.id();
+        if let Some(why) = self.bad_blocks.get(&id) {
+            return Ok(BlockVerdict::Rejected(why.clone()));
+        }
+        if self.blocks.has_block(&id)? {
+            return Ok(BlockVerdict::Duplicate);
+        }
+        if let Err(why) = self.check_stateless(&block, now) {
+            self.remember_bad(id, why.clone());
+            return Ok(BlockVerdict::Rejected(why));
+        }
+        let parents = TipsetKey(block.header.parents.clone());
+        let parent_hash = parents.hash();
+        let Some(parent) = self.tipsets.get(&parent_hash).cloned() else {
+            return Ok(BlockVerdict::NeedParents(parents));
+        };
+        if let Some(why) = &parent.invalid {
+            let why = format!("its parent is invalid ({why})");
+            self.remember_bad(id, why.clone());
+            return Ok(BlockVerdict::Rejected(why));
+        }
+        if let Err(why) = self.check_against_parent(&block.header, &parent) {
+            self.remember_bad(id, why.clone());
+            return Ok(BlockVerdict::Rejected(why));
+        }
+        let finality = self.policy().chain_finality;
+        if block.header.epoch.saturating_add(finality) < self.head_epoch() {
+            return Ok(BlockVerdict::Rejected(format!(
+                "epoch {} is more than finality behind the head",
+                block.header.epoch
+            )));
+        }
+        let slot_key = (block.header.epoch, parent_hash);
+        // Equivocation: another block by this miner in the same slot.
+        let slot = self.slots.get(&slot_key).cloned().unwrap_or_default();
+        for other in &slot {
+            if let Some(h) = self.blocks.header(other)?
+                && h.miner == block.header.miner
+            {
+                tracing::warn!(
+                    miner = %h.miner,
+                    epoch = h.epoch,
+                    "consensus fault: two blocks by one miner at one epoch"
+                );
+                self.faults.push(ConsensusFaultEvidence {
+                    first: h,
+                    second: block.header.clone(),
+                });
+                return Ok(BlockVerdict::Rejected(
+                    "a second block by this miner at this epoch (consensus fault recorded)".into(),
+                ));
+            }
+        }
+        self.blocks.put_block(&block)?;
+        let candidate = {
+            let slot = self.slots.entry(slot_key).or_default();
+            slot.insert(id);
+            slot.iter().copied().collect::<Vec<_>>()
+        };
+        let mut headers = Vec::new();
+        for b in &candidate {
+            if self.bad_blocks.contains_key(b) {
+                continue;
+            }
+            if let Some(h) = self.blocks.header(b)? {
+                headers.push(h);
+            }
+        }
+        let refs: Vec<&BlockHeader> = headers.iter().collect();
+        let Some(meta) = TipsetMeta::of_headers(&refs) else {
+            return Ok(BlockVerdict::Stored);
+        };
+        let hash = meta.hash();
+        if !self.tipsets.contains_key(&hash) {
+            self.blocks.put_tipset(&meta)?;
+            self.tipsets.insert(hash, meta);
+        }
+        let result = self.consider(hash);
+        let epoch = block.header.epoch;
+        let on_chain = self.canonical.get(&epoch) == Some(&hash);
+        match result {
+            Ok(_) if on_chain => Ok(BlockVerdict::Accepted),
+            Ok(_) => Ok(BlockVerdict::Stored),
+            Err(e) => match self.bad_blocks.get(&id) {
+                Some(why) => Ok(BlockVerdict::Rejected(why.clone())),
+                None => {
+                    tracing::debug!(error = %e, "a candidate tipset could not be applied");
+                    Ok(BlockVerdict::Stored)
+                }
+            },
+        }
+    }
+
+    /// Stores tipsets fetched by sync (newest first, each the parent of the one before), after
+    /// the checks that need no state; returns the newest one's hash. They are validated when
+    /// applied ([`NodeCore::consider`]).
+    pub fn import(&mut self, tipsets: Vec<FullTipset>, now: u64) -> NodeResult<Option<[u8; 32]>> {
+        let mut newest = None;
+        let mut expected_key: Option<TipsetKey> = None;
+        for ts in tipsets {
+            let headers: Vec<&BlockHeader> = ts.blocks.iter().map(|b| &b.header).collect();
+            let Some(meta) = TipsetMeta::of_headers(&headers) else {
+                return Err(NodeError::InvalidBlock {
+                    epoch: 0,
+                    why: "an empty tipset".into(),
+                });
+            };
+            if let Some(k) = &expected_key
+                && *k != meta.key
+            {
+                return Err(NodeError::InvalidBlock {
+                    epoch: meta.epoch,
+                    why: "a synced tipset is not the parent of the one after it".into(),
+                });
+            }
+            for b in &ts.blocks {
+                let h = &b.header;
+                if h.epoch != meta.epoch || h.parents != meta.parents.0 {
+                    return Err(NodeError::InvalidBlock {
+                        epoch: h.epoch,
+                        why: "blocks of one tipset disagree on epoch or parents".into(),
+                    });
+                }
+                if let Err(why) = self.check_stateless(b, now) {
+                    return Err(NodeError::InvalidBlock {
+                        epoch: h.epoch,
+                        why,
+                    });
+                }
+            }
+            let hash = meta.hash();
+            newest.get_or_insert(hash);
+            expected_key = Some(meta.parents.clone());
+            if self.tipsets.contains_key(&hash) {
+                break;
+            }
+            for b in &ts.blocks {
+                self.blocks.put_block(b)?;
+            }
+            let slot = self
+                .slots
+                .entry((meta.epoch, meta.parents.hash()))
+                .or_default();
+            slot.extend(meta.key.0.iter().copied());
+            self.blocks.put_tipset(&meta)?;
+            self.tipsets.insert(hash, meta);
+        }
+        Ok(newest)
+    }
+
+    /// Whether the parent of a stored tipset chain is known down to a tipset already on record:
+    /// the key of the oldest unknown ancestor's parent to fetch next, or `None` when complete.
+    pub fn missing_ancestor(&self, hash: &[u8; 32]) -> Option<TipsetKey> {
+        let mut at = *hash;
+        loop {
+            let m = self.tipsets.get(&at)?;
+            if m.key.is_genesis() {
+                return None;
+            }
+            let p = m.parents.hash();
+            if !self.tipsets.contains_key(&p) {
+                return Some(m.parents.clone());
+            }
+            if m.weight.is_some() {
+                return None;
+            }
+            at = p;
+        }
+    }
+
+    /// Switches to tipset `hash` if it is heavier than the head; returns how the head moved.
+    pub fn consider(&mut self, hash: [u8; 32]) -> NodeResult<Option<HeadChange>> {
+        let Some(meta) = self.tipsets.get(&hash).cloned() else {
+            return Err(missing(&hash));
+        };
+        if meta.invalid.is_some() || hash == self.head {
+            return Ok(None);
+        }
+        let head = self.head().clone();
+        let estimate = match meta.weight {
+            Some(w) => w,
+            None => consensus::weight(
+                meta.claimed_parent_weight,
+                self.network_qa()?,
+                meta.wins,
+                self.policy().expected_leaders_per_epoch,
+            ),
+        };
+        let head_weight = head.weight.unwrap_or(0);
+        if !consensus::heavier(estimate, &meta.min_ticket, head_weight, &head.min_ticket) {
+            return Ok(None);
+        }
+        let old_head = self.head;
+        let change = self.switch_to(hash)?;
+        // The estimate used the claimed parent weight and today's power: confirm with the
+        // computed weight, and go back if the branch turned out lighter.
+        let new = self.head().clone();
+        if !consensus::heavier(
+            new.weight.unwrap_or(0),
+            &new.min_ticket,
+            head_weight,
+            &head.min_ticket,
+        ) {
+            let back = self.switch_to(old_head)?;
+            return Ok(Some(HeadChange {
+                reverted: back.reverted,
+                applied: back.applied,
+            }));
+        }
+        Ok(Some(change))
+    }
+
+    /// The path from the canonical chain to `target`: the ancestor on the canonical chain and
+    /// the tipsets after it, oldest first.
+    fn path_to(&self, target: [u8; 32]) -> NodeResult<([u8; 32], Vec<[u8; 32]>)> {
+        let mut path = Vec::new();
+        let mut at = target;
+        loop {
+            let m = self.tipsets.get(&at).ok_or_else(|| missing(&at))?;
+            if self.canonical.get(&m.epoch) == Some(&at) {
+                path.reverse();
+                return Ok((at, path));
+            }
+            if let Some(why) = &m.invalid {
+                return Err(NodeError::InvalidBlock {
+                    epoch: m.epoch,
+                    why: why.clone(),
+                });
+            }
+            path.push(at);
+            if m.key.is_genesis() {
+                return Err(NodeError::Corrupt("a second genesis tipset"));
+            }
+            at = m.parents.hash();
+        }
+    }
+
+    /// Makes `target` the head (validating the tipsets on the way), or changes nothing.
+    fn switch_to(&mut self, target: [u8; 32]) -> NodeResult<HeadChange> {
+        let (ancestor, path) = self.path_to(target)?;
+        let anc_epoch = self.tipsets.get(&ancestor).map_or(0, |m| m.epoch);
+        let depth = self.head_epoch().saturating_sub(anc_epoch);
+        let finality = self.policy().chain_finality;
+        if depth > finality {
+            return Err(NodeError::BeyondFinality {
+                fork_epoch: anc_epoch,
+                depth,
+                finality,
+            });
+        }
+        let old: Vec<[u8; 32]> = self
+            .canonical
+            .range(anc_epoch.saturating_add(1)..)
+            .map(|(_, h)| *h)
+            .collect();
+        let reverted_messages = self.messages_of(&old)?;
+        self.rewind_to(ancestor)?;
+        for (i, h) in path.iter().enumerate() {
+            if let Err(e) = self.apply_child(*h) {
+                for later in path.iter().skip(i) {
+                    if let Some(m) = self.tipsets.get_mut(later) {
+                        m.invalid.get_or_insert_with(|| e.to_string());
+                        let m = m.clone();
+                        self.blocks.put_tipset(&m)?;
+                    }
+                }
+                // Back to the old branch: it was valid, and still is.
+                self.rewind_to(ancestor)?;
+                for h in &old {
+                    self.apply_child(*h)?;
+                }
+                return Err(e);
+            }
+        }
+        // Messages of reverted blocks go back to the pool (those now included are dropped by the
+        // revalidation below).
+        for m in reverted_messages {
+            let lookup = |a: &Address| account_in(&self.chain, a);
+            let _ = self.mempool.add(m, self.chain.policy(), &lookup);
+        }
+        let lookup = |a: &Address| account_in(&self.chain, a);
+        self.mempool.revalidate(&lookup);
+        let mut reverted = old;
+        reverted.reverse();
+        Ok(HeadChange {
+            reverted,
+            applied: path,
+        })
+    }
+
+    fn messages_of(&self, tipsets: &[[u8; 32]]) -> NodeResult<Vec<SignedMessage>> {
+        let mut out = Vec::new();
+        for h in tipsets {
+            if let Some(m) = self.tipsets.get(h) {
+                for id in &m.key.0 {
+                    if let Some(b) = self.blocks.block(id)? {
+                        out.extend(b.messages);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reverts the state to canonical tipset `ancestor` and makes it the head.
+    fn rewind_to(&mut self, ancestor: [u8; 32]) -> NodeResult<()> {
+        let epoch = self
+            .tipsets
+            .get(&ancestor)
+            .map(|m| m.epoch)
+            .ok_or_else(|| missing(&ancestor))?;
+        self.chain.clear_staged_meta();
+        self.chain
+            .stage_meta(HEAD_META.to_vec(), lode_chain::codec::encode(&(ancestor, epoch)));
+        if self.chain.head().epoch > epoch {
+            self.chain.revert_to(epoch)?;
+        }
+        self.chain.clear_staged_meta();
+        self.canonical.split_off(&epoch.saturating_add(1));
+        self.head = ancestor;
+        Ok(())
+    }
+
+    /// Moves the state (on the head's branch) to just before `epoch`: reverts null rounds past
+    /// it, or applies those missing.
+    fn state_before(&mut self, epoch: Epoch) -> NodeResult<()> {
+        let head = self.head().clone();
+        let target = epoch.saturating_sub(1);
+        if target < head.epoch {
+            return Err(NodeError::InvalidBlock {
+                epoch,
+                why: "not after the head".into(),
+            });
+        }
+        if self.chain.head().epoch > target {
+            self.chain.clear_staged_meta();
+            self.chain.revert_to(target)?;
+        }
+        while self.chain.head().epoch < target {
+            let e = self.chain.head().epoch.saturating_add(1);
+            let input = EpochInput {
+                epoch: e,
+                beacon: self.beacon.beacon(&head.min_ticket, e),
+                blocks: Vec::new(),
+                messages: Vec::new(),
+            };
+            self.chain.clear_staged_meta();
+            self.chain.apply_epoch(&input)?;
+        }
+        Ok(())
+    }
+
+    /// Applies the stored tipset `hash`, a child of the head, and makes it the head.
+    fn apply_child(&mut self, hash: [u8; 32]) -> NodeResult<()> {
+        let mut meta = self.tipsets.get(&hash).cloned().ok_or_else(|| missing(&hash))?;
+        let parent = self.head().clone();
+        let mut blocks = Vec::with_capacity(meta.key.0.len());
+        for id in &meta.key.0 {
+            let b = self
+                .blocks
+                .block(id)?
+                .ok_or_else(|| NodeError::UnknownTipset(hex::encode(id)))?;
+            blocks.push(b);
+        }
+        for b in &blocks {
+            if let Err(why) = self.check_against_parent(&b.header, &parent) {
+                self.remember_bad(b.id(), why.clone());
+                return Err(NodeError::InvalidBlock {
+                    epoch: meta.epoch,
+                    why,
+                });
+            }
+        }
+        self.state_before(meta.epoch)?;
+        let weight = consensus::weight(
+            parent.weight.unwrap_or(0),
+            self.network_qa()?,
+            meta.wins,
+            self.policy().expected_leaders_per_epoch,
+        );
+        meta.weight = Some(weight);
+        self.blocks.put_tipset(&meta)?;
+        let beacon = self.beacon.beacon(&parent.min_ticket, meta.epoch);
+        let ids: Vec<[u8; 32]> = blocks.iter().map(FullBlock::id).collect();
+        let tipset = Tipset {
+            epoch: meta.epoch,
+            beacon,
+            blocks: blocks
+                .into_iter()
+                .map(|b| Block {
+                    header: b.header,
+                    messages: b.messages,
+                })
+                .collect(),
+        };
+        self.chain.clear_staged_meta();
+        self.chain.stage_meta(
+            HEAD_META.to_vec(),
+            lode_chain::codec::encode(&(hash, meta.epoch)),
+        );
+        let outcome = match self.chain.apply_tipset(&tipset) {
+            Ok(o) => o,
+            Err(e) => {
+                self.chain.clear_staged_meta();
+                let index = match &e {
+                    ChainError::InvalidBlock {
+                        reason:
+                            BlockRejection::Block { index, .. } | BlockRejection::MessagesRoot { index },
+                        ..
+                    } => Some(*index),
+                    _ => None,
+                };
+                if let Some(id) = index.and_then(|i| ids.get(i)) {
+                    self.remember_bad(*id, e.to_string());
+                }
+                return Err(e.into());
+            }
+        };
+        meta.post_root = Some(outcome.root);
+        self.blocks.put_tipset(&meta)?;
+        self.canonical.insert(meta.epoch, hash);
+        self.tipsets.insert(hash, meta);
+        self.head = hash;
+        Ok(())
+    }
+
+    /// The mining base at `epoch` (after the head): moves the state through the null rounds
+    /// since the head.
+    pub fn mining_base(&mut self, epoch: Epoch) -> NodeResult<MiningBase> {
+        let head = self.head().clone();
+        if epoch <= head.epoch {
+            return Err(NodeError::InvalidBlock {
+                epoch,
+                why: format!("the head is already at epoch {}", head.epoch),
+            });
+        }
+        self.state_before(epoch)?;
+        Ok(MiningBase {
+            epoch,
+            parents: head.key.clone(),
+            parent_weight: head.weight.unwrap_or(0),
+            parent_state_root: self.chain.head().root,
+            beacon: self.beacon.beacon(&head.min_ticket, epoch),
+            timestamp: self.genesis.slot_time(epoch),
+            network_qa: self.network_qa()?,
+        })
+    }
+
+    /// A miner's view at the mining base of `epoch`.
+    pub fn miner_base(&mut self, miner_id: ActorId, epoch: Epoch) -> NodeResult<MinerBase> {
+        let base = self.mining_base(epoch)?;
+        let (miner_qa, ineligible, sectors) = self.chain.view(|rt| {
+            let qa = power::claim(rt, miner_id)?.map_or(0, |c| c.power.qa);
+            let inel = miner::ineligibility(rt, miner_id).map_err(NodeError::Actor)?;
+            let sectors = miner::active_sectors(rt, miner_id)
+                .map_err(NodeError::Actor)?
+                .into_iter()
+                .map(|s| SectorRef {
+                    sector_number: s.sector_number,
+                    comm_r: s.comm_r.0,
+                })
+                .collect();
+            Ok::<_, NodeError>((qa, inel, sectors))
+        })?;
+        Ok(MinerBase {
+            base,
+            miner_qa,
+            ineligible,
+            sectors,
+        })
+    }
+
+    /// Checks a message against the head state and adds it to the mempool.
+    pub fn push_message(&mut self, msg: SignedMessage) -> NodeResult<[u8; 32]> {
+        let chain = &self.chain;
+        let lookup = |a: &Address| account_in(chain, a);
+        Ok(self.mempool.add(msg, chain.policy(), &lookup)?)
+    }
+
+    /// Messages for a block at the head, by gas price.
+    pub fn select_messages(&self) -> Vec<SignedMessage> {
+        let chain = &self.chain;
+        let lookup = |a: &Address| account_in(chain, a);
+        self.mempool.select(self.config.max_block_messages, &lookup)
+    }
+
+    /// The sender's next nonce, counting its pending messages.
+    pub fn next_nonce(&self, addr: &Address) -> Option<u64> {
+        let a = self.account(addr)?;
+        Some(self.mempool.next_nonce(a.id, a.nonce))
+    }
+
+    /// Answers a peer's sync request.
+    pub fn serve(&self, req: &SyncRequest) -> SyncResponse {
+        match self.serve_inner(req) {
+            Ok(r) => r,
+            Err(e) => SyncResponse::Error(e.to_string()),
+        }
+    }
+
+    fn full_tipset(&self, meta: &TipsetMeta) -> NodeResult<FullTipset> {
+        let mut blocks = Vec::new();
+        for id in &meta.key.0 {
+            blocks.push(
+                self.blocks
+                    .block(id)?
+                    .ok_or_else(|| NodeError::UnknownTipset(hex::encode(id)))?,
+            );
+        }
+        Ok(FullTipset { blocks })
+    }
+
+    fn serve_inner(&self, req: &SyncRequest) -> NodeResult<SyncResponse> {
+        match req {
+            SyncRequest::Status => Ok(SyncResponse::Status(self.status())),
+            SyncRequest::Ancestors { head, count } => {
+                let mut out = Vec::new();
+                let mut at = head.hash();
+                let count = (*count).min(MAX_SYNC_TIPSETS);
+                while (out.len() as u64) < count {
+                    let Some(m) = self.tipsets.get(&at) else {
+                        break;
+                    };
+                    if m.key.is_genesis() || m.invalid.is_some() {
+                        break;
+                    }
+                    out.push(self.full_tipset(m)?);
+                    at = m.parents.hash();
+                }
+                Ok(SyncResponse::Tipsets(out))
+            }
+            SyncRequest::Range { from, count } => {
+                let count = (*count).min(MAX_SYNC_TIPSETS);
+                let end = from.saturating_add(count);
+                let mut out = Vec::new();
+                for (_, h) in self.canonical.range(*from..end) {
+                    if let Some(m) = self.tipsets.get(h)
+                        && !m.key.is_genesis()
+                    {
+                        out.push(self.full_tipset(m)?);
+                    }
+                }
+                Ok(SyncResponse::Tipsets(out))
+            }
+        }
+    }
+
+    /// The canonical chain's tipset hashes from `from` (inclusive), oldest first.
+    pub fn canonical_from(&self, from: Epoch) -> Vec<(Epoch, [u8; 32])> {
+        self.canonical
+            .range(from..)
+            .map(|(e, h)| (*e, *h))
+            .collect()
+    }
+
+    /// Whether `hash` is the genesis tipset.
+    pub fn is_genesis(&self, hash: &[u8; 32]) -> bool {
+        *hash == self.genesis_hash
+    }
+
+    /// Durably flushes the block store (the state store flushes on every commit).
+    pub fn flush(&self) -> NodeResult<()> {
+        self.blocks.flush()
+    }
+
+    /// A balance, or zero for an unknown address.
+    pub fn balance(&self, addr: &Address) -> TokenAmount {
+        self.chain.view(|rt| {
+            rt.resolve(addr)
+                .ok()
+                .flatten()
+                .and_then(|id| rt.actor(id).ok().flatten())
+                .map_or(TokenAmount::ZERO, |a| a.balance)
+        })
+    }
+}
+
+#[cold]
+fn unreachable_head() -> &'static TipsetMeta {
+    static EMPTY: std::sync::OnceLock<TipsetMeta> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| TipsetMeta {
+        key: TipsetKey::default(),
+        epoch: 0,
+        parents: TipsetKey::default(),
+        min_ticket: [0; 32],
+        wins: 0,
+        claimed_parent_weight: 0,
+        weight: Some(0),
+        post_root: None,
+        invalid: None,
+    })
+}
+
+fn account_in(chain: &Chain, addr: &Address) -> Option<AccountState> {
+    chain.view(|rt| {
+        let id = rt.resolve(addr).ok().flatten()?;
+        let a = rt.actor(id).ok().flatten()?;
+        match a.kind {
+            lode_chain::actor::ActorKind::Account { key } => Some(AccountState {
+                id,
+                key,
+                nonce: a.nonce,
+                balance: a.balance,
+            }),
+            _ => None,
+        }
+    })
+}

@@ -1,0 +1,103 @@
+//! The node's errors.
+
+use lode_chain::types::Epoch;
+
+/// Errors of the node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The state machine refused or failed.
+    #[error(transparent)]
+    Chain(#[from] lode_chain::ChainError),
+    /// A query of an actor's state failed (no such actor or record).
+    #[error("{}", .0.message)]
+    Actor(lode_chain::ActorError),
+    /// The state store failed.
+    #[error(transparent)]
+    State(#[from] lode_chain::error::StoreError),
+    /// The block database failed.
+    #[error("block database: {0}")]
+    Database(#[from] sled::Error),
+    /// A stored record could not be decoded.
+    #[error("block database is corrupt: {0}")]
+    Corrupt(&'static str),
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A genesis file is not valid.
+    #[error("genesis file {path}: {why}")]
+    Genesis {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The node's directory belongs to another network (another genesis).
+    #[error(
+        "{dir} holds the chain of genesis {found}, not {expected}: use another --dir, or remove it to start over"
+    )]
+    WrongGenesis {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The genesis the node was started with.
+        expected: String,
+        /// The genesis the directory holds.
+        found: String,
+    },
+    /// Input from the network or an RPC client could not be decoded.
+    #[error("cannot decode {what}: {why}")]
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+        /// Why it failed.
+        why: String,
+    },
+    /// A block is invalid.
+    #[error("invalid block at epoch {epoch}: {why}")]
+    InvalidBlock {
+        /// Its epoch.
+        epoch: Epoch,
+        /// Why.
+        why: String,
+    },
+    /// A message was refused by the mempool.
+    #[error("message refused: {0}")]
+    Mempool(#[from] crate::mempool::MempoolError),
+    /// A reorganisation would revert past finality.
+    #[error(
+        "switching to the fork at epoch {fork_epoch} would revert {depth} epochs, more than chain finality ({finality})"
+    )]
+    BeyondFinality {
+        /// Epoch of the common ancestor.
+        fork_epoch: Epoch,
+        /// Epochs to revert.
+        depth: u64,
+        /// The policy's finality.
+        finality: u64,
+    },
+    /// A tipset the node needs is not stored.
+    #[error("unknown tipset {0}")]
+    UnknownTipset(String),
+    /// The network layer failed.
+    #[error("network: {0}")]
+    Net(String),
+    /// The node is shutting down or a task stopped.
+    #[error("the node is stopping")]
+    Stopped,
+}
+
+/// The node's result type.
+pub type NodeResult<T> = Result<T, NodeError>;
+
+impl NodeError {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<std::path::PathBuf>) -> impl FnOnce(std::io::Error) -> NodeError {
+        let path = path.into();
+        move |source| NodeError::Io { path, source }
+    }
+}

@@ -1,0 +1,549 @@
+//! The mempool: signed messages waiting for a block.
+//!
+//! A message is accepted (and only then gossiped on) when its size, gas price and gas limit meet
+//! the policy, its sender is an account whose key verifies the signature, its nonce is not below
+//! the sender's next nonce nor more than [`MempoolConfig::max_per_sender`] ahead of it, and the
+//! sender's balance covers the worst-case cost (`gas_limit × gas_price + value`) of this message
+//! and every pending one before it. A message with the nonce of a pending one replaces it only if
+//! it raises the gas price by at least [`MempoolConfig::replace_by_fee_percent`] (replace-by-fee).
+//! The pool holds at most [`MempoolConfig::max_messages`] messages and
+//! [`MempoolConfig::max_bytes`] bytes: when full, a newcomer evicts the cheapest message that ends a
+//! sender's queue if it pays more, and is refused otherwise. After every head change the pool
+//! drops what the new state makes stale (included nonces, senders that vanished, messages the
+//! balance no longer covers). Block producers take messages by gas price, each sender's in nonce
+//! order without gaps.
+
+use std::collections::{BTreeMap, BinaryHeap, HashSet};
+
+use lode_chain::crypto::PublicKey;
+use lode_chain::message::SignedMessage;
+use lode_chain::types::{ActorId, Address, TokenAmount};
+use lode_chain::Policy;
+
+/// Limits of the pool.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MempoolConfig {
+    /// Most messages held.
+    pub max_messages: usize,
+    /// Most bytes (encoded messages) held.
+    pub max_bytes: usize,
+    /// Most pending messages per sender (nonces beyond `next + this` are refused).
+    pub max_per_sender: u64,
+    /// The least gas-price increase, in percent, for a replacement.
+    pub replace_by_fee_percent: u128,
+}
+
+impl Default for MempoolConfig {
+    fn default() -> Self {
+        MempoolConfig {
+            max_messages: 20_000,
+            max_bytes: 32 << 20,
+            max_per_sender: 1_000,
+            replace_by_fee_percent: 25,
+        }
+    }
+}
+
+/// An account as the current state has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AccountState {
+    /// Its id.
+    pub id: ActorId,
+    /// Its key.
+    pub key: PublicKey,
+    /// Its next nonce.
+    pub nonce: u64,
+    /// Its balance.
+    pub balance: TokenAmount,
+}
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    /// Too large.
+    #[error("message of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// Gas price below the minimum.
+    #[error("gas price {price} is below the minimum {min}")]
+    GasPriceTooLow {
+        /// Offered.
+        price: TokenAmount,
+        /// Minimum.
+        min: TokenAmount,
+    },
+    /// Gas limit below what inclusion costs.
+    #[error("gas limit {limit} is below the {needed} this message needs to be included")]
+    GasLimitTooLow {
+        /// Offered.
+        limit: u64,
+        /// Needed.
+        needed: u64,
+    },
+    /// Unknown sender or not an account.
+    #[error("sender {0} is not an account on chain")]
+    UnknownSender(String),
+    /// Bad signature.
+    #[error("the signature does not verify under the sender's key")]
+    BadSignature,
+    /// Nonce already used.
+    #[error("nonce {nonce} is below the sender's next nonce {next}")]
+    NonceTooLow {
+        /// Offered.
+        nonce: u64,
+        /// Next.
+        next: u64,
+    },
+    /// Nonce too far ahead.
+    #[error("nonce {nonce} is more than {max} ahead of the sender's next nonce {next}")]
+    NonceTooHigh {
+        /// Offered.
+        nonce: u64,
+        /// Next.
+        next: u64,
+        /// Allowed gap.
+        max: u64,
+    },
+    /// The balance does not cover it.
+    #[error("the sender's balance {balance} does not cover {needed} for its pending messages and this one")]
+    InsufficientFunds {
+        /// Balance.
+        balance: TokenAmount,
+        /// Needed.
+        needed: TokenAmount,
+    },
+    /// A replacement that does not pay enough more.
+    #[error("a message with nonce {nonce} is pending; a replacement must pay at least {min} per gas")]
+    ReplaceUnderpriced {
+        /// Nonce.
+        nonce: u64,
+        /// Minimum gas price.
+        min: TokenAmount,
+    },
+    /// Already pending.
+    #[error("already pending")]
+    Duplicate,
+    /// Full.
+    #[error("the mempool is full and the message does not pay more than what it holds")]
+    Full,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    msg: SignedMessage,
+    id: [u8; 32],
+    size: usize,
+}
+
+/// The pool.
+#[derive(Debug, Default)]
+pub struct Mempool {
+    config: MempoolConfig,
+    by_sender: BTreeMap<ActorId, BTreeMap<u64, Entry>>,
+    ids: HashSet<[u8; 32]>,
+    bytes: usize,
+}
+
+fn worst_cost(m: &SignedMessage) -> Option<TokenAmount> {
+    m.message.max_fee()?.checked_add(m.message.value)
+}
+
+impl Mempool {
+    /// An empty pool.
+    pub fn new(config: MempoolConfig) -> Self {
+        Mempool {
+            config,
+            ..Mempool::default()
+        }
+    }
+
+    /// Number of pending messages.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether nothing is pending.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether a message is pending.
+    pub fn contains(&self, id: &[u8; 32]) -> bool {
+        self.ids.contains(id)
+    }
+
+    /// Every pending message, by sender and nonce.
+    pub fn pending(&self) -> Vec<SignedMessage> {
+        self.by_sender
+            .values()
+            .flat_map(|q| q.values().map(|e| e.msg.clone()))
+            .collect()
+    }
+
+    /// The sender's next nonce counting pending messages (what a wallet signs next).
+    pub fn next_nonce(&self, sender: ActorId, state_nonce: u64) -> u64 {
+        let mut n = state_nonce;
+        if let Some(q) = self.by_sender.get(&sender) {
+            while q.contains_key(&n) {
+                n = n.saturating_add(1);
+            }
+        }
+        n
+    }
+
+    /// Checks and adds a message; `lookup` reads accounts from the current state.
+    pub fn add(
+        &mut self,
+        msg: SignedMessage,
+        policy: &Policy,
+        lookup: &dyn Fn(&Address) -> Option<AccountState>,
+    ) -> Result<[u8; 32], MempoolError> {
+        let id = msg.id();
+        if self.ids.contains(&id) {
+            return Err(MempoolError::Duplicate);
+        }
+        let size = msg.encoded_len();
+        let len = size as u64;
+        if len > policy.max_message_size {
+            return Err(MempoolError::TooLarge {
+                size: len,
+                limit: policy.max_message_size,
+            });
+        }
+        let m = &msg.message;
+        if m.gas_price < policy.min_gas_price {
+            return Err(MempoolError::GasPriceTooLow {
+                price: m.gas_price,
+                min: policy.min_gas_price,
+            });
+        }
+        let needed = policy
+            .gas_base
+            .saturating_add(policy.gas_per_byte.saturating_mul(len));
+        if m.gas_limit < needed {
+            return Err(MempoolError::GasLimitTooLow {
+                limit: m.gas_limit,
+                needed,
+            });
+        }
+        let account =
+            lookup(&m.from).ok_or_else(|| MempoolError::UnknownSender(m.from.to_string()))?;
+        if let Address::Bls(k) = &m.from
+            && *k != account.key
+        {
+            return Err(MempoolError::UnknownSender(m.from.to_string()));
+        }
+        if !msg.verify(&policy.network, &account.key) {
+            return Err(MempoolError::BadSignature);
+        }
+        if m.nonce < account.nonce {
+            return Err(MempoolError::NonceTooLow {
+                nonce: m.nonce,
+                next: account.nonce,
+            });
+        }
+        if m.nonce.saturating_sub(account.nonce) >= self.config.max_per_sender {
+            return Err(MempoolError::NonceTooHigh {
+                nonce: m.nonce,
+                next: account.nonce,
+                max: self.config.max_per_sender,
+            });
+        }
+        let queue = self.by_sender.get(&account.id);
+        let replaced = queue.and_then(|q| q.get(&m.nonce));
+        if let Some(old) = replaced {
+            let min = old
+                .msg
+                .message
+                .gas_price
+                .0
+                .saturating_mul(100u128.saturating_add(self.config.replace_by_fee_percent))
+                .div_ceil(100);
+            if m.gas_price.0 < min {
+                return Err(MempoolError::ReplaceUnderpriced {
+                    nonce: m.nonce,
+                    min: TokenAmount(min),
+                });
+            }
+        }
+        // The balance must cover every pending message up to this one (the replaced one excluded).
+        let mut total = worst_cost(&msg).unwrap_or(TokenAmount(u128::MAX));
+        if let Some(q) = queue {
+            for e in q.range(..m.nonce).map(|(_, e)| e) {
+                total = total
+                    .checked_add(worst_cost(&e.msg).unwrap_or(TokenAmount(u128::MAX)))
+                    .unwrap_or(TokenAmount(u128::MAX));
+            }
+        }
+        if total > account.balance {
+            return Err(MempoolError::InsufficientFunds {
+                balance: account.balance,
+                needed: total,
+            });
+        }
+        let freed = replaced.map_or(0, |e| e.size);
+        let adds = usize::from(replaced.is_none());
+        let over = |s: &Self| {
+            let count = s.ids.len().saturating_add(adds);
+            let bytes = s.bytes.saturating_sub(freed).saturating_add(size);
+            count > s.config.max_messages || bytes > s.config.max_bytes
+        };
+        while over(self) {
+            self.evict_cheaper_than(m.gas_price, account.id)?;
+        }
+        let entry = Entry { msg, id, size };
+        let q = self.by_sender.entry(account.id).or_default();
+        if let Some(old) = q.insert(entry.msg.message.nonce, entry) {
+            self.ids.remove(&old.id);
+            self.bytes = self.bytes.saturating_sub(old.size);
+        }
+        self.ids.insert(id);
+        self.bytes = self.bytes.saturating_add(size);
+        Ok(id)
+    }
+
+    /// Evicts the cheapest message that ends a sender's queue (not `keep`'s), if it pays less
+    /// than `price`.
+    fn evict_cheaper_than(&mut self, price: TokenAmount, keep: ActorId) -> Result<(), MempoolError> {
+        let victim = self
+            .by_sender
+            .iter()
+            .filter(|(s, _)| **s != keep)
+            .filter_map(|(s, q)| q.last_key_value().map(|(n, e)| (e.msg.message.gas_price, *s, *n)))
+            .min();
+        match victim {
+            Some((p, sender, nonce)) if p < price => {
+                self.remove(sender, nonce);
+                Ok(())
+            }
+            _ => Err(MempoolError::Full),
+        }
+    }
+
+    fn remove(&mut self, sender: ActorId, nonce: u64) {
+        if let Some(q) = self.by_sender.get_mut(&sender) {
+            if let Some(e) = q.remove(&nonce) {
+                self.ids.remove(&e.id);
+                self.bytes = self.bytes.saturating_sub(e.size);
+            }
+            if q.is_empty() {
+                self.by_sender.remove(&sender);
+            }
+        }
+    }
+
+    /// Re-validates every pending message against a new head's state.
+    pub fn revalidate(&mut self, lookup: &dyn Fn(&Address) -> Option<AccountState>) {
+        let senders: Vec<ActorId> = self.by_sender.keys().copied().collect();
+        for sender in senders {
+            let state = lookup(&Address::Id(sender));
+            let Some(q) = self.by_sender.get(&sender) else {
+                continue;
+            };
+            let mut drop = Vec::new();
+            match state {
+                None => drop.extend(q.keys().copied()),
+                Some(a) => {
+                    let mut total = TokenAmount::ZERO;
+                    for (n, e) in q {
+                        if *n < a.nonce {
+                            drop.push(*n);
+                            continue;
+                        }
+                        total = total
+                            .checked_add(worst_cost(&e.msg).unwrap_or(TokenAmount(u128::MAX)))
+                            .unwrap_or(TokenAmount(u128::MAX));
+                        if total > a.balance {
+                            drop.push(*n);
+                        }
+                    }
+                }
+            }
+            for n in drop {
+                self.remove(sender, n);
+            }
+        }
+    }
+
+    /// Up to `max` messages for a block: by gas price, each sender's consecutively from its
+    /// state nonce.
+    pub fn select(
+        &self,
+        max: usize,
+        lookup: &dyn Fn(&Address) -> Option<AccountState>,
+    ) -> Vec<SignedMessage> {
+        // Per sender, the run of consecutive nonces from the state's next nonce.
+        let mut runs: Vec<Vec<&Entry>> = Vec::new();
+        for (sender, q) in &self.by_sender {
+            let Some(a) = lookup(&Address::Id(*sender)) else {
+                continue;
+            };
+            let mut run = Vec::new();
+            let mut n = a.nonce;
+            while let Some(e) = q.get(&n) {
+                run.push(e);
+                n = n.saturating_add(1);
+            }
+            if !run.is_empty() {
+                runs.push(run);
+            }
+        }
+        let mut heap = BinaryHeap::new();
+        for (i, run) in runs.iter().enumerate() {
+            if let Some(e) = run.first() {
+                heap.push((e.msg.message.gas_price, std::cmp::Reverse(i), 0usize));
+            }
+        }
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((_, std::cmp::Reverse(i), j)) = heap.pop() else {
+                break;
+            };
+            let Some(run) = runs.get(i) else { break };
+            if let Some(e) = run.get(j) {
+                out.push(e.msg.clone());
+            }
+            let next = j.saturating_add(1);
+            if let Some(e) = run.get(next) {
+                heap.push((e.msg.message.gas_price, std::cmp::Reverse(i), next));
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use lode_chain::crypto::SecretKey;
+    use lode_chain::message::{Message, Method};
+    use std::collections::HashMap;
+
+    struct World {
+        policy: Policy,
+        keys: Vec<SecretKey>,
+        accounts: HashMap<ActorId, AccountState>,
+    }
+
+    impl World {
+        fn new(n: u64, balance: TokenAmount) -> Self {
+            let keys: Vec<SecretKey> = (0..n).map(|i| SecretKey::from_seed(&[i as u8 + 1; 32])).collect();
+            let accounts = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    let id = ActorId(100 + i as u64);
+                    (id, AccountState { id, key: k.public_key(), nonce: 0, balance })
+                })
+                .collect();
+            World { policy: Policy::devnet(), keys, accounts }
+        }
+
+        fn lookup(&self) -> impl Fn(&Address) -> Option<AccountState> + '_ {
+            move |a| match a {
+                Address::Id(id) => self.accounts.get(id).copied(),
+                Address::Bls(k) => self.accounts.values().find(|s| s.key == *k).copied(),
+            }
+        }
+
+        fn msg(&self, who: usize, nonce: u64, price: u128) -> SignedMessage {
+            Message {
+                from: Address::Id(ActorId(100 + who as u64)),
+                to: Address::Id(ActorId(100)),
+                nonce,
+                value: TokenAmount(1),
+                method: Method::Send,
+                gas_limit: 1_000_000,
+                gas_price: TokenAmount(price),
+            }
+            .sign(&self.policy.network, &self.keys[who])
+        }
+    }
+
+    #[test]
+    fn checks_replaces_by_fee_and_selects_by_price_in_nonce_order() {
+        let w = World::new(3, TokenAmount::tokens(1));
+        let mut p = Mempool::new(MempoolConfig::default());
+        let look = w.lookup();
+        let min = w.policy.min_gas_price.0;
+        p.add(w.msg(0, 0, min), &w.policy, &look).unwrap();
+        p.add(w.msg(0, 1, min * 10), &w.policy, &look).unwrap();
+        p.add(w.msg(1, 0, min * 5), &w.policy, &look).unwrap();
+        assert_eq!(p.add(w.msg(1, 0, min * 5), &w.policy, &look), Err(MempoolError::Duplicate));
+        // Replace-by-fee: 10% more is not enough, 25% is.
+        assert!(matches!(
+            p.add(w.msg(1, 0, min * 5 * 11 / 10), &w.policy, &look),
+            Err(MempoolError::ReplaceUnderpriced { .. })
+        ));
+        p.add(w.msg(1, 0, min * 5 * 5 / 4), &w.policy, &look).unwrap();
+        assert_eq!(p.len(), 3);
+        // A gap: sender 2's nonce 1 waits for nonce 0.
+        p.add(w.msg(2, 1, min * 100), &w.policy, &look).unwrap();
+        let picked = p.select(10, &look);
+        let order: Vec<(u64, u64)> = picked
+            .iter()
+            .map(|m| match m.message.from {
+                Address::Id(i) => (i.0, m.message.nonce),
+                Address::Bls(_) => (0, m.message.nonce),
+            })
+            .collect();
+        // Sender 1 (6.25×) first; sender 0's cheap nonce 0 must precede its dear nonce 1.
+        assert_eq!(order, vec![(101, 0), (100, 0), (100, 1)]);
+        assert_eq!(p.next_nonce(ActorId(100), 0), 2);
+        // Refusals.
+        assert!(matches!(p.add(w.msg(0, 5, min - 1), &w.policy, &look), Err(MempoolError::GasPriceTooLow { .. })));
+        let mut bad = w.msg(0, 2, min);
+        bad.message.value = TokenAmount(2);
+        assert_eq!(p.add(bad, &w.policy, &look), Err(MempoolError::BadSignature));
+        assert!(matches!(p.add(w.msg(0, 5000, min), &w.policy, &look), Err(MempoolError::NonceTooHigh { .. })));
+    }
+
+    #[test]
+    fn the_balance_covers_the_queue_and_head_changes_prune() {
+        let mut w = World::new(1, TokenAmount(0));
+        let min = w.policy.min_gas_price.0;
+        let cost = worst_cost(&w.msg(0, 0, min)).unwrap().0;
+        w.accounts.get_mut(&ActorId(100)).unwrap().balance = TokenAmount(cost * 2);
+        let mut p = Mempool::new(MempoolConfig::default());
+        {
+            let look = w.lookup();
+            p.add(w.msg(0, 0, min), &w.policy, &look).unwrap();
+            p.add(w.msg(0, 1, min), &w.policy, &look).unwrap();
+            assert!(matches!(p.add(w.msg(0, 2, min), &w.policy, &look), Err(MempoolError::InsufficientFunds { .. })));
+        }
+        // The head includes nonce 0: it is dropped, nonce 1 stays.
+        w.accounts.get_mut(&ActorId(100)).unwrap().nonce = 1;
+        p.revalidate(&w.lookup());
+        assert_eq!(p.len(), 1);
+        assert!(matches!(p.add(w.msg(0, 0, min), &w.policy, &w.lookup()), Err(MempoolError::NonceTooLow { .. })));
+    }
+
+    #[test]
+    fn a_flood_stays_within_the_bound_and_evicts_the_cheapest() {
+        let w = World::new(20, TokenAmount::tokens(1));
+        let look = w.lookup();
+        let min = w.policy.min_gas_price.0;
+        let mut p = Mempool::new(MempoolConfig { max_messages: 50, ..MempoolConfig::default() });
+        for who in 0..10 {
+            for n in 0..10 {
+                let _ = p.add(w.msg(who, n, min), &w.policy, &look);
+            }
+        }
+        assert_eq!(p.len(), 50);
+        // A dearer message gets in by evicting a cheap queue tail; an equally cheap one does not.
+        p.add(w.msg(15, 0, min * 2), &w.policy, &look).unwrap();
+        assert_eq!(p.len(), 50);
+        assert_eq!(p.add(w.msg(16, 0, min), &w.policy, &look), Err(MempoolError::Full));
+        assert!(p.bytes() <= MempoolConfig::default().max_bytes);
+    }
+}
