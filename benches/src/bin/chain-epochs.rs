@@ -30,6 +30,7 @@ fn run(store: StateStore, label: &str, epochs: u64, per_epoch: usize) -> Result<
             .collect(),
         verifreg_root: keys[0].public_key(),
         beacon: beacon(0),
+        miners: Vec::new(),
     };
     // No proof is verified by transfers; the verifier is never called.
     let verifier = Box::new(SnarkVerifier::new(ParamStore::new(std::env::temp_dir())));

@@ -224,7 +224,14 @@ pub fn invoke(
             worker,
             sector_size,
         } => {
-            let id = crate::actors::miner::create(rt, caller, &worker, sector_size)?;
+            let id = crate::actors::miner::create(
+                rt,
+                caller,
+                &worker,
+                sector_size,
+                Vec::new(),
+                Vec::new(),
+            )?;
             rt.transfer(crate::actors::POWER, id, value)?;
             Ok(encode(&id))
         }

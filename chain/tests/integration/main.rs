@@ -2,6 +2,7 @@
 //! the whole dependency graph again): the chain driven through `lode_testkit`'s harness.
 //!
 //! - [`economics`]: every economic scenario, with the test verifier and with real proofs;
+//! - [`genesis`]: genesis miners with pre-sealed sectors, proving and mining from epoch 1;
 //! - [`lifecycle`]: one sector through the chain with real 2 KiB Groth16 proofs;
 //! - [`messages`]: rejections against a lockstep twin chain, random operation sequences;
 //! - [`durability`]: the sled-backed chain killed mid-commit and reopened, damaged databases.
@@ -10,5 +11,6 @@
 
 mod durability;
 mod economics;
+mod genesis;
 mod lifecycle;
 mod messages;

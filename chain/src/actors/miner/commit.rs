@@ -1,5 +1,6 @@
 //! Pre-commit and prove-commit: deposits, seal randomness, PoRep, deal activation, pledge, and
-//! the deadline and partition a new sector joins.
+//! the deadline and partition a new sector joins; and the activation of a genesis miner's
+//! pre-sealed sectors.
 
 use std::collections::BTreeSet;
 
@@ -7,13 +8,13 @@ use lode_proofs::node::Node;
 use lode_proofs::porep::PorepPublic;
 use lode_proofs::sector::randomness_node;
 
-use crate::actors::{economics, market};
+use crate::actors::{economics, market, power};
 use crate::error::{ActorResult, OutOfRange, abort};
 use crate::keys;
 use crate::math::wide_mul;
 use crate::monies;
 use crate::runtime::{RandomnessTag, Runtime};
-use crate::types::{ActorId, SectorNumber, TokenAmount};
+use crate::types::{ActorId, Epoch, PowerPair, SectorNumber, TokenAmount};
 
 use super::cron::ensure_cron;
 use super::funds::repay_debts_or_abort;
@@ -264,6 +265,62 @@ pub(super) fn prove_commit_sector(
     ensure_cron(rt, miner, &mut st)?;
     save_state(rt, miner, &st)?;
     Ok(())
+}
+
+/// Activates sector `n` of a genesis miner, sealed before the chain existed, as if it had been
+/// prove-committed now (epoch 0) and already proven by a Window PoSt: its record (no deals, zero
+/// initial pledge, activation and power base now), the deadline and partition prove-commit would
+/// give it ([`assign_deadline`]), live and not unproven so that its power is claimed at once, and
+/// the deadline cron, so that a missed Window PoSt makes it faulty as any sector.
+///
+/// The caller (genesis) has checked the sector's commitments and expiration; this refuses only a
+/// sector number the miner already used.
+pub(crate) fn activate_genesis_sector(
+    rt: &mut Runtime<'_, '_>,
+    miner: ActorId,
+    n: SectorNumber,
+    comm_r: [u8; 32],
+    expiration: Epoch,
+) -> ActorResult<()> {
+    let info = info(rt, miner)?;
+    let mut st = load_state(rt, miner)?;
+    if !st.allocated_sectors.insert(n) {
+        abort!(IllegalArgument, "sector number {n} is already used");
+    }
+    let now = rt.epoch;
+    let mut sector = SectorOnChain {
+        sector_number: n,
+        comm_r,
+        activation: now,
+        expiration,
+        power_base_epoch: now,
+        deal_ids: Vec::new(),
+        deal_weight: 0,
+        verified_deal_weight: 0,
+        initial_pledge: TokenAmount::ZERO,
+        deadline: 0,
+        partition: 0,
+    };
+    let (dl_index, part_index) = assign_deadline(rt, miner, &info, &st)?;
+    sector.deadline = dl_index;
+    sector.partition = part_index;
+    let mut dl = load_deadline(rt, miner, dl_index)?;
+    if part_index as usize == dl.partitions.len() {
+        dl.partitions.push(Partition::default());
+    }
+    let Some(part) = dl.partitions.get_mut(part_index as usize) else {
+        abort!(
+            IllegalState,
+            "deadline {dl_index} has no partition {part_index}"
+        );
+    };
+    part.sectors.insert(n);
+    save_deadline(rt, miner, dl_index, &dl)?;
+    let power = sector.power(rt.policy, info.sector_size);
+    rt.state.put(keys::sector(miner, n), &sector)?;
+    ensure_cron(rt, miner, &mut st)?;
+    save_state(rt, miner, &st)?;
+    power::update_claim(rt, miner, power, PowerPair::ZERO)
 }
 
 /// Whether deadline `index` may change now: it is neither open nor the next to open.

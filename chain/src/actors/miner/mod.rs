@@ -51,6 +51,7 @@ use funds::{repay_partial_debt, withdraw_balance};
 use post::submit_window_post;
 use termination::terminate_sectors;
 
+pub(crate) use commit::activate_genesis_sector;
 pub use commit::seal_randomness;
 pub use consensus_fault::ineligibility;
 pub use cron::on_deadline_cron;
@@ -197,12 +198,15 @@ fn require_control(info: &MinerInfo, caller: ActorId) -> ActorResult<()> {
     Ok(())
 }
 
-/// Creates a miner owned by `owner`, with `worker` (an account) signing its blocks.
+/// Creates a miner owned by `owner`, with `worker` (an account) signing its blocks, announcing
+/// its node's `peer_id` and `multiaddrs` (empty for a miner created by message).
 pub fn create(
     rt: &mut Runtime<'_, '_>,
     owner: ActorId,
     worker: &Address,
     sector_size: SectorSize,
+    peer_id: Vec<u8>,
+    multiaddrs: Vec<Vec<u8>>,
 ) -> ActorResult<ActorId> {
     if !rt.policy.accepts(sector_size) {
         abort!(
@@ -228,6 +232,8 @@ pub fn create(
         worker_key,
         sector_size,
         partition_sectors: sector_size.window_post_sectors_per_partition() as u64,
+        peer_id,
+        multiaddrs,
     };
     rt.state.put(keys::miner_info(id), &info)?;
     let st = MinerState {

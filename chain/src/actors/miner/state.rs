@@ -24,6 +24,10 @@ pub struct MinerInfo {
     pub sector_size: SectorSize,
     /// Sectors per Window PoSt partition.
     pub partition_sectors: u64,
+    /// The libp2p peer id of the miner's node (empty when not announced); the chain only keeps it.
+    pub peer_id: Vec<u8>,
+    /// The multiaddresses of the miner's node, each in its binary form; the chain only keeps them.
+    pub multiaddrs: Vec<Vec<u8>>,
 }
 
 /// One tranche of locked rewards and when it unlocks.
