@@ -2,9 +2,10 @@
 //! that never regenerates what it has, and verifying keys exported on their own.
 //!
 //! A parameter set is named by a canonical string of its circuit's public parameters; its identifier is
-//! the BLAKE3 of that string. Test and devnet parameters come from `groth16::generate_random_parameters`
+//! the BLAKE3 of that string. Test and devnet parameters are those of `groth16::generate_random_parameters`
 //! with a ChaCha20 RNG seeded by `blake3("lode insecure test parameters" || identifier string)`, so every
-//! machine derives the same keys without exchanging files — and anyone can forge proofs with them: they
+//! machine derives the same keys without exchanging files (computed by the parallel generator of
+//! [`setup`], byte for byte the same) — and anyone can forge proofs with them: they
 //! are marked [`Origin::InsecureTest`] in their file and callers must say so to users.
 //!
 //! File format (version 1): magic `LODEPARM` (or `LODEVKEY` for a verifying key), `u32le` version,
@@ -24,6 +25,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use crate::durable::{AtomicFile, DurableError};
+
+pub mod setup;
 
 /// Version of the parameter file format.
 pub const FORMAT_VERSION: u32 = 1;
@@ -152,15 +155,14 @@ impl ParamsId {
 }
 
 /// Generates the insecure, deterministic parameters of `id` for `circuit` (a blank instance: no
-/// witness values are needed).
+/// witness values are needed), with the parallel generator of [`setup`]: the same bytes as
+/// `groth16::generate_random_parameters` seeded by [`ParamsId::insecure_rng`].
 pub fn generate_insecure<C: Circuit<Scalar>>(
     id: &ParamsId,
     circuit: C,
 ) -> Result<Parameters<Bls12>, ParamsError> {
     let mut rng = id.insecure_rng();
-    Ok(groth16::generate_random_parameters::<Bls12, _, _>(
-        circuit, &mut rng,
-    )?)
+    Ok(setup::generate_random_parameters(circuit, &mut rng)?)
 }
 
 /// Parameter files in one directory, named by identifier.
