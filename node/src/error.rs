@@ -86,6 +86,15 @@ pub enum NodeError {
     /// The network layer failed.
     #[error("network: {0}")]
     Net(String),
+    /// The RPC or metrics server could not start on its address.
+    #[error("cannot serve on {addr}: {source}")]
+    Serve {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What failed.
+        #[source]
+        source: std::io::Error,
+    },
     /// The node is shutting down or a task stopped.
     #[error("the node is stopping")]
     Stopped,

@@ -1,0 +1,344 @@
+//! Read-only queries over a [`NodeCore`] that build the RPC's result types: the chain's records
+//! and the actors' state at the head, through [`lode_chain::Chain::view`] and the actors'
+//! helpers. Each runs synchronously (the server calls them through
+//! [`NodeService::with_core`](crate::service::NodeService::with_core), on the blocking pool).
+
+use lode_chain::ActorError;
+use lode_chain::actor::ActorKind;
+use lode_chain::actors::miner::{self, Deadline, DeadlineInfo, Partition, SectorOnChain};
+use lode_chain::actors::power;
+use lode_chain::error::ExitCode;
+use lode_chain::types::{ActorId, Address, Epoch};
+
+use super::types::{
+    ActorInfo, BlockInfo, DeadlineInfoView, DeadlineTiming, GenesisInfo, HeadInfo, HeaderInfo,
+    MessageInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetworkPowerInfo,
+    PartitionInfo, SectorInfo, SectorRefInfo, TipsetInfo,
+};
+use crate::blockstore::TipsetMeta;
+use crate::core::NodeCore;
+use crate::error::{NodeError, NodeResult};
+use crate::wire::FullBlock;
+
+/// The head tipset.
+///
+/// # Errors
+/// A block of the head missing from the store, or a store failure.
+pub fn head(c: &NodeCore) -> NodeResult<HeadInfo> {
+    let meta = c.head().clone();
+    let blocks = blocks_of(c, &meta)?;
+    Ok(HeadInfo {
+        epoch: meta.epoch,
+        key: meta.key.0.clone(),
+        weight: meta.weight.unwrap_or(0),
+        parent_state_root: blocks.first().map(|b| b.header.parent_state_root),
+        state_root: meta.post_root,
+    })
+}
+
+/// The canonical tipset at `epoch`; `None` for a null round or an epoch past the head.
+///
+/// # Errors
+/// A block of the tipset missing from the store, or a store failure.
+pub fn tipset_by_height(c: &NodeCore, epoch: Epoch) -> NodeResult<Option<TipsetInfo>> {
+    let Some(meta) = c.tipset_at(epoch).cloned() else {
+        return Ok(None);
+    };
+    let blocks = blocks_of(c, &meta)?;
+    Ok(Some(TipsetInfo {
+        epoch: meta.epoch,
+        key: meta.key.0.clone(),
+        parents: meta.parents.0.clone(),
+        weight: meta.weight.unwrap_or(0),
+        parent_state_root: blocks.first().map(|b| b.header.parent_state_root),
+        state_root: meta.post_root,
+        blocks: blocks.iter().map(HeaderInfo::of).collect(),
+    }))
+}
+
+fn blocks_of(c: &NodeCore, meta: &TipsetMeta) -> NodeResult<Vec<FullBlock>> {
+    meta.key
+        .0
+        .iter()
+        .map(|id| {
+            c.block(id)?
+                .ok_or_else(|| NodeError::UnknownTipset(hex::encode(id)))
+        })
+        .collect()
+}
+
+/// A stored block's header and message ids; `None` if the node does not have it.
+///
+/// # Errors
+/// A store failure.
+pub fn block(c: &NodeCore, id: &[u8; 32]) -> NodeResult<Option<BlockInfo>> {
+    Ok(c.block(id)?.map(|b| BlockInfo {
+        header: HeaderInfo::of(&b),
+        messages: b.messages.iter().map(|m| m.id()).collect(),
+    }))
+}
+
+/// A stored block's messages; `None` if the node does not have it.
+///
+/// # Errors
+/// A store failure.
+pub fn block_messages(c: &NodeCore, id: &[u8; 32]) -> NodeResult<Option<Vec<MessageInfo>>> {
+    Ok(c.block(id)?
+        .map(|b| b.messages.into_iter().map(MessageInfo::of).collect()))
+}
+
+/// The genesis.
+pub fn genesis(c: &NodeCore) -> GenesisInfo {
+    let g = c.genesis();
+    GenesisInfo {
+        id: c.genesis_id(),
+        network: g.network().to_string(),
+        timestamp: g.timestamp,
+        policy: g.policy.clone(),
+    }
+}
+
+/// The id `addr` names; `None` if no such actor exists.
+///
+/// # Errors
+/// A state store failure.
+pub fn lookup_id(c: &NodeCore, addr: &Address) -> NodeResult<Option<ActorId>> {
+    Ok(c.chain().view(|rt| rt.resolve(addr))?)
+}
+
+/// An actor's record; `None` if no such actor exists.
+///
+/// # Errors
+/// A state store failure.
+pub fn actor(c: &NodeCore, addr: &Address) -> NodeResult<Option<ActorInfo>> {
+    let found = c.chain().view(|rt| {
+        let Some(id) = rt.resolve(addr)? else {
+            return Ok::<_, NodeError>(None);
+        };
+        Ok(rt.actor(id)?.map(|a| (id, a)))
+    })?;
+    Ok(found.map(|(id, a)| ActorInfo {
+        id,
+        kind: super::types::kind_name(&a.kind).to_string(),
+        key: match a.kind {
+            ActorKind::Account { key } => Some(hex::encode(key.to_bytes())),
+            _ => None,
+        },
+        balance: a.balance,
+        nonce: a.nonce,
+    }))
+}
+
+fn not_a_miner(id: ActorId) -> NodeError {
+    NodeError::Actor(ActorError::new(
+        ExitCode::NotFound,
+        format!("{id} is not a miner"),
+    ))
+}
+
+/// A miner's power claim with the network's consensus totals.
+///
+/// # Errors
+/// [`NodeError::Actor`] (`NotFound`) when `id` is not a miner; a state store failure.
+pub fn miner_power(c: &NodeCore, id: ActorId) -> NodeResult<MinerPowerInfo> {
+    c.chain().view(|rt| {
+        let Some(claim) = power::claim(rt, id)? else {
+            return Err(not_a_miner(id));
+        };
+        let st = power::load(rt)?;
+        Ok(MinerPowerInfo {
+            miner: id,
+            power: claim.power.into(),
+            network: power::current_total(rt, &st).into(),
+            meets_consensus_minimum: power::meets_consensus_minimum(rt, id)?,
+        })
+    })
+}
+
+/// The power actor's totals.
+///
+/// # Errors
+/// A state store failure.
+pub fn network_power(c: &NodeCore) -> NodeResult<NetworkPowerInfo> {
+    c.chain().view(|rt| {
+        let st = power::load(rt)?;
+        Ok(NetworkPowerInfo {
+            total: power::current_total(rt, &st).into(),
+            committed: st.total_committed.into(),
+            above_minimum: st.total_above_min.into(),
+            miner_count: st.miner_count,
+            miners_above_minimum: st.miners_above_min,
+            qa_estimate: st.qa_estimate(),
+            total_locked: st.total_locked,
+        })
+    })
+}
+
+/// A miner's info record, money and proving position.
+///
+/// # Errors
+/// [`NodeError::Actor`] (`NotFound`) when `id` is not a miner; a state store failure.
+pub fn miner_info(c: &NodeCore, id: ActorId) -> NodeResult<MinerInfoView> {
+    c.chain().view(|rt| {
+        let info = miner::info(rt, id).map_err(NodeError::Actor)?;
+        let st = miner::load_state(rt, id).map_err(NodeError::Actor)?;
+        let balance = rt.expect_actor(id).map_err(NodeError::Actor)?.balance;
+        Ok(MinerInfoView {
+            miner: id,
+            owner: info.owner,
+            worker: info.worker,
+            worker_key: info.worker_key.to_bytes().to_vec(),
+            sector_size: info.sector_size,
+            sector_size_bytes: info.sector_size.bytes(),
+            partition_sectors: info.partition_sectors,
+            peer_id: libp2p::PeerId::from_bytes(&info.peer_id)
+                .ok()
+                .map(|p| p.to_string()),
+            multiaddrs: info
+                .multiaddrs
+                .iter()
+                .filter_map(|b| libp2p::Multiaddr::try_from(b.clone()).ok())
+                .map(|a| a.to_string())
+                .collect(),
+            balance,
+            available: st.available(balance),
+            pre_commit_deposits: st.pre_commit_deposits,
+            initial_pledge: st.initial_pledge,
+            locked_funds: st.locked_funds,
+            fee_debt: st.fee_debt,
+            proving_period_start: st.proving_period_start,
+            current_deadline: st.current_deadline,
+            consensus_fault_elapsed: st.consensus_fault_elapsed,
+        })
+    })
+}
+
+fn sector_status(p: &Partition, n: u64) -> &'static str {
+    if p.faults.contains(&n) {
+        if p.recoveries.contains(&n) {
+            "recovering"
+        } else {
+            "faulty"
+        }
+    } else if p.unproven.contains(&n) {
+        "unproven"
+    } else {
+        "active"
+    }
+}
+
+/// A miner's live sectors (every sector of its partitions), by deadline, partition and number.
+///
+/// # Errors
+/// [`NodeError::Actor`] (`NotFound`) when `id` is not a miner; [`NodeError::Corrupt`] when a
+/// partition names a sector with no record; a state store failure.
+pub fn miner_sectors(c: &NodeCore, id: ActorId) -> NodeResult<Vec<SectorInfo>> {
+    c.chain().view(|rt| {
+        miner::info(rt, id).map_err(NodeError::Actor)?;
+        let mut out = Vec::new();
+        for (_, dl) in rt
+            .state
+            .scan::<Deadline>(&lode_chain::keys::deadline_prefix(id))?
+        {
+            for p in &dl.partitions {
+                for &n in &p.sectors {
+                    let Some(s) = rt
+                        .state
+                        .get::<SectorOnChain>(&lode_chain::keys::sector(id, n))?
+                    else {
+                        return Err(NodeError::Corrupt("a partition names a missing sector"));
+                    };
+                    out.push(SectorInfo {
+                        sector_number: n,
+                        comm_r: s.comm_r,
+                        status: sector_status(p, n).to_string(),
+                        activation: s.activation,
+                        expiration: s.expiration,
+                        deal_ids: s.deal_ids,
+                        deal_weight: s.deal_weight,
+                        verified_deal_weight: s.verified_deal_weight,
+                        initial_pledge: s.initial_pledge,
+                        deadline: s.deadline,
+                        partition: s.partition,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// What a miner's prover needs: its deadlines with partitions (next window, challenge and
+/// randomness, sectors, faults, recoveries) and the deadline the chain processes next.
+///
+/// # Errors
+/// [`NodeError::Actor`] (`NotFound`) when `id` is not a miner; a state store failure.
+pub fn miner_deadlines(c: &NodeCore, id: ActorId) -> NodeResult<MinerDeadlinesInfo> {
+    let policy = c.chain().policy().clone();
+    let st = c
+        .chain()
+        .view(|rt| miner::load_state(rt, id))
+        .map_err(NodeError::Actor)?;
+    let view = c.proving_view(id)?;
+    let cur = DeadlineInfo::new(&policy, st.proving_period_start, st.current_deadline);
+    Ok(MinerDeadlinesInfo {
+        miner: id,
+        head_epoch: view.head_epoch,
+        sector_size: view.sector_size,
+        worker: view.worker,
+        proving_period_start: st.proving_period_start,
+        period_deadlines: policy.wpost_period_deadlines,
+        current: DeadlineTiming {
+            index: cur.index,
+            open: cur.open,
+            close: cur.close,
+            challenge: cur.challenge,
+            fault_cutoff: cur.fault_cutoff,
+        },
+        deadlines: view
+            .deadlines
+            .into_iter()
+            .map(|d| DeadlineInfoView {
+                index: d.index,
+                open: d.open,
+                close: d.close,
+                challenge: d.challenge,
+                fault_cutoff: d.fault_cutoff,
+                randomness: d.randomness,
+                posted: d.posted,
+                partitions: d
+                    .partitions
+                    .into_iter()
+                    .map(|p| PartitionInfo {
+                        index: p.index,
+                        sectors: p
+                            .sectors
+                            .iter()
+                            .map(|s| SectorRefInfo {
+                                sector_number: s.sector_number,
+                                comm_r: s.comm_r,
+                            })
+                            .collect(),
+                        faults: p.faults,
+                        recoveries: p.recoveries,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    })
+}
+
+/// The mempool's messages, by sender and nonce.
+pub fn pending(c: &NodeCore) -> Vec<MessageInfo> {
+    c.mempool()
+        .pending()
+        .into_iter()
+        .map(MessageInfo::of)
+        .collect()
+}
+
+/// The next nonce of `addr`'s account counting its pending messages; `None` when `addr` names no
+/// account.
+pub fn next_nonce(c: &NodeCore, addr: &Address) -> Option<u64> {
+    c.next_nonce(addr)
+}
