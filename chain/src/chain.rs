@@ -285,7 +285,12 @@ fn validate_blocks(
             return Err(ctx(BlockFault::Ineligible(why)));
         }
         let entropy = m.0.to_le_bytes();
-        let ticket = draw_randomness(RandomnessTag::Ticket, &tipset.beacon, tipset.epoch, &entropy);
+        let ticket = draw_randomness(
+            RandomnessTag::Ticket,
+            &tipset.beacon,
+            tipset.epoch,
+            &entropy,
+        );
         if info.worker_key.verify(&ticket, &h.ticket).is_err() {
             return Err(ctx(BlockFault::Ticket));
         }

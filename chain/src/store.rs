@@ -202,10 +202,7 @@ impl Backend for SledBackend {
     }
 
     fn undo(&self, epoch: Epoch) -> StoreResult<Option<Undo>> {
-        match self
-            .tree
-            .get(prefixed(UNDO_PREFIX, &epoch.to_be_bytes()))?
-        {
+        match self.tree.get(prefixed(UNDO_PREFIX, &epoch.to_be_bytes()))? {
             Some(bytes) => Ok(Some(
                 postcard::from_bytes(&bytes).map_err(|_| StoreError::Corrupt("an undo record"))?,
             )),
@@ -687,7 +684,13 @@ mod tests {
         // Back to 3: the state and root of epoch 3, and the metadata staged with it.
         s.stage_meta(b"tipset".to_vec(), b"three".to_vec());
         let h = s.revert_to(3).unwrap();
-        assert_eq!(h, Head { epoch: 3, root: roots[2] });
+        assert_eq!(
+            h,
+            Head {
+                epoch: 3,
+                root: roots[2]
+            }
+        );
         assert_eq!(s.root(), roots[2]);
         assert_eq!(s.head(), Some(h));
         assert_eq!(s.meta(b"tipset").unwrap().as_deref(), Some(&b"three"[..]));

@@ -127,6 +127,55 @@ pub struct MinerBase {
     pub ineligible: Option<String>,
     /// Its active sectors (what a Winning PoSt challenges).
     pub sectors: Vec<SectorRef>,
+    /// The messages a block would carry (by gas price), when the miner can win.
+    pub messages: Vec<SignedMessage>,
+}
+
+/// One deadline of a miner, as its prover needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadlineView {
+    /// Deadline index.
+    pub index: u64,
+    /// First epoch of its next (or current) challenge window.
+    pub open: Epoch,
+    /// First epoch after that window.
+    pub close: Epoch,
+    /// The epoch whose randomness challenges it.
+    pub challenge: Epoch,
+    /// Faults and recoveries for it must land before this epoch.
+    pub fault_cutoff: Epoch,
+    /// The Window PoSt randomness, once the challenge epoch is on chain.
+    pub randomness: Option<[u8; 32]>,
+    /// Partitions proven in the current window.
+    pub posted: Vec<u64>,
+    /// Its partitions.
+    pub partitions: Vec<PartitionView>,
+}
+
+/// One partition of a deadline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionView {
+    /// Index within the deadline.
+    pub index: u64,
+    /// Live sectors.
+    pub sectors: Vec<SectorRef>,
+    /// Faulty ones.
+    pub faults: Vec<u64>,
+    /// Faulty ones declared recovered.
+    pub recoveries: Vec<u64>,
+}
+
+/// What a miner's prover needs at the head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvingView {
+    /// The head's epoch.
+    pub head_epoch: Epoch,
+    /// The miner's sector size.
+    pub sector_size: lode_proofs::sector::SectorSize,
+    /// The worker account (signs PoSt messages).
+    pub worker: ActorId,
+    /// Every deadline that has partitions, with its next window not closed at `head_epoch + 1`.
+    pub deadlines: Vec<DeadlineView>,
 }
 
 /// A sector as a PoSt names it.
@@ -483,6 +532,14 @@ impl NodeCore {
         if self.blocks.has_block(&id)? {
             return Ok(BlockVerdict::Duplicate);
         }
+        // A block from the future may be fine later: refused now, not remembered as bad.
+        let slot = self.genesis.slot_time(block.header.epoch);
+        if slot > now.saturating_add(self.config.clock_drift_secs) {
+            return Ok(BlockVerdict::Rejected(format!(
+                "epoch {} starts at {slot}, in the future (now {now})",
+                block.header.epoch
+            )));
+        }
         if let Err(why) = self.check_stateless(&block, now) {
             self.remember_bad(id, why.clone());
             return Ok(BlockVerdict::Rejected(why));
@@ -511,7 +568,8 @@ impl NodeCore {
         let slot_key = (block.header.epoch, parent_hash);
         // Equivocation: another block by this miner in the same slot.
         let slot = self.slots.get(&slot_key).cloned().unwrap_or_default();
-        for other in &slot {
+        // Blocks already found invalid do not count: only two valid blocks make a fault.
+        for other in slot.iter().filter(|b| !self.bad_blocks.contains_key(*b)) {
             if let Some(h) = self.blocks.header(other)?
                 && h.miner == block.header.miner
             {
@@ -788,8 +846,10 @@ impl NodeCore {
             .map(|m| m.epoch)
             .ok_or_else(|| missing(&ancestor))?;
         self.chain.clear_staged_meta();
-        self.chain
-            .stage_meta(HEAD_META.to_vec(), lode_chain::codec::encode(&(ancestor, epoch)));
+        self.chain.stage_meta(
+            HEAD_META.to_vec(),
+            lode_chain::codec::encode(&(ancestor, epoch)),
+        );
         if self.chain.head().epoch > epoch {
             self.chain.revert_to(epoch)?;
         }
@@ -830,7 +890,11 @@ impl NodeCore {
 
     /// Applies the stored tipset `hash`, a child of the head, and makes it the head.
     fn apply_child(&mut self, hash: [u8; 32]) -> NodeResult<()> {
-        let mut meta = self.tipsets.get(&hash).cloned().ok_or_else(|| missing(&hash))?;
+        let mut meta = self
+            .tipsets
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| missing(&hash))?;
         let parent = self.head().clone();
         let mut blocks = Vec::with_capacity(meta.key.0.len());
         for id in &meta.key.0 {
@@ -894,6 +958,9 @@ impl NodeCore {
                 return Err(e.into());
             }
         };
+        for r in outcome.receipts.iter().filter(|r| !r.error.is_empty()) {
+            tracing::debug!(epoch = meta.epoch, exit = ?r.exit_code, error = %r.error, "a message failed");
+        }
         meta.post_root = Some(outcome.root);
         self.blocks.put_tipset(&meta)?;
         self.canonical.insert(meta.epoch, hash);
@@ -940,11 +1007,97 @@ impl NodeCore {
                 .collect();
             Ok::<_, NodeError>((qa, inel, sectors))
         })?;
+        let messages = if ineligible.is_none() && miner_qa > 0 {
+            self.select_messages()
+        } else {
+            Vec::new()
+        };
         Ok(MinerBase {
             base,
             miner_qa,
             ineligible,
             sectors,
+            messages,
+        })
+    }
+
+    /// What `miner`'s prover needs at the head: its deadlines, partitions and challenges.
+    pub fn proving_view(&self, miner_id: ActorId) -> NodeResult<ProvingView> {
+        use lode_chain::actors::miner::{Deadline, DeadlineInfo};
+        use lode_chain::runtime::RandomnessTag;
+        let head_epoch = self.head_epoch();
+        let policy = self.policy().clone();
+        self.chain.view(|rt| {
+            let info = miner::info(rt, miner_id).map_err(NodeError::Actor)?;
+            let st = miner::load_state(rt, miner_id).map_err(NodeError::Actor)?;
+            let mut deadlines = Vec::new();
+            for (key, dl) in rt
+                .state
+                .scan::<Deadline>(&lode_chain::keys::deadline_prefix(miner_id))?
+            {
+                let Some(index) = lode_chain::keys::last_u64(&key) else {
+                    continue;
+                };
+                if dl.partitions.is_empty() {
+                    continue;
+                }
+                let di = DeadlineInfo::new(&policy, st.proving_period_start, index)
+                    .next_not_elapsed(&policy, head_epoch.saturating_add(1));
+                let randomness = if di.challenge <= head_epoch {
+                    rt.randomness(
+                        RandomnessTag::WindowPost,
+                        di.challenge,
+                        &miner_id.0.to_le_bytes(),
+                    )
+                    .ok()
+                } else {
+                    None
+                };
+                let mut partitions = Vec::new();
+                for (i, p) in dl.partitions.iter().enumerate() {
+                    let mut sectors = Vec::new();
+                    for n in &p.sectors {
+                        let Some(s) = rt
+                            .state
+                            .get::<miner::SectorOnChain>(&lode_chain::keys::sector(miner_id, *n))?
+                        else {
+                            return Err(NodeError::Corrupt("a partition names a missing sector"));
+                        };
+                        sectors.push(SectorRef {
+                            sector_number: *n,
+                            comm_r: s.comm_r,
+                        });
+                    }
+                    partitions.push(PartitionView {
+                        index: i as u64,
+                        sectors,
+                        faults: p.faults.iter().copied().collect(),
+                        recoveries: p.recoveries.iter().copied().collect(),
+                    });
+                }
+                // `posted` belongs to the window that is open now; a later instance starts empty.
+                let posted = if di.is_open(head_epoch.saturating_add(1)) || di.is_open(head_epoch) {
+                    dl.posted.iter().copied().collect()
+                } else {
+                    Vec::new()
+                };
+                deadlines.push(DeadlineView {
+                    index,
+                    open: di.open,
+                    close: di.close,
+                    challenge: di.challenge,
+                    fault_cutoff: di.fault_cutoff,
+                    randomness,
+                    posted,
+                    partitions,
+                });
+            }
+            Ok(ProvingView {
+                head_epoch,
+                sector_size: info.sector_size,
+                worker: info.worker,
+                deadlines,
+            })
         })
     }
 

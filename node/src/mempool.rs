@@ -15,10 +15,10 @@
 
 use std::collections::{BTreeMap, BinaryHeap, HashSet};
 
+use lode_chain::Policy;
 use lode_chain::crypto::PublicKey;
 use lode_chain::message::SignedMessage;
 use lode_chain::types::{ActorId, Address, TokenAmount};
-use lode_chain::Policy;
 
 /// Limits of the pool.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,7 +109,9 @@ pub enum MempoolError {
         max: u64,
     },
     /// The balance does not cover it.
-    #[error("the sender's balance {balance} does not cover {needed} for its pending messages and this one")]
+    #[error(
+        "the sender's balance {balance} does not cover {needed} for its pending messages and this one"
+    )]
     InsufficientFunds {
         /// Balance.
         balance: TokenAmount,
@@ -117,7 +119,9 @@ pub enum MempoolError {
         needed: TokenAmount,
     },
     /// A replacement that does not pay enough more.
-    #[error("a message with nonce {nonce} is pending; a replacement must pay at least {min} per gas")]
+    #[error(
+        "a message with nonce {nonce} is pending; a replacement must pay at least {min} per gas"
+    )]
     ReplaceUnderpriced {
         /// Nonce.
         nonce: u64,
@@ -313,12 +317,19 @@ impl Mempool {
 
     /// Evicts the cheapest message that ends a sender's queue (not `keep`'s), if it pays less
     /// than `price`.
-    fn evict_cheaper_than(&mut self, price: TokenAmount, keep: ActorId) -> Result<(), MempoolError> {
+    fn evict_cheaper_than(
+        &mut self,
+        price: TokenAmount,
+        keep: ActorId,
+    ) -> Result<(), MempoolError> {
         let victim = self
             .by_sender
             .iter()
             .filter(|(s, _)| **s != keep)
-            .filter_map(|(s, q)| q.last_key_value().map(|(n, e)| (e.msg.message.gas_price, *s, *n)))
+            .filter_map(|(s, q)| {
+                q.last_key_value()
+                    .map(|(n, e)| (e.msg.message.gas_price, *s, *n))
+            })
             .min();
         match victim {
             Some((p, sender, nonce)) if p < price => {
@@ -437,16 +448,30 @@ mod tests {
 
     impl World {
         fn new(n: u64, balance: TokenAmount) -> Self {
-            let keys: Vec<SecretKey> = (0..n).map(|i| SecretKey::from_seed(&[i as u8 + 1; 32])).collect();
+            let keys: Vec<SecretKey> = (0..n)
+                .map(|i| SecretKey::from_seed(&[i as u8 + 1; 32]))
+                .collect();
             let accounts = keys
                 .iter()
                 .enumerate()
                 .map(|(i, k)| {
                     let id = ActorId(100 + i as u64);
-                    (id, AccountState { id, key: k.public_key(), nonce: 0, balance })
+                    (
+                        id,
+                        AccountState {
+                            id,
+                            key: k.public_key(),
+                            nonce: 0,
+                            balance,
+                        },
+                    )
                 })
                 .collect();
-            World { policy: Policy::devnet(), keys, accounts }
+            World {
+                policy: Policy::devnet(),
+                keys,
+                accounts,
+            }
         }
 
         fn lookup(&self) -> impl Fn(&Address) -> Option<AccountState> + '_ {
@@ -479,13 +504,17 @@ mod tests {
         p.add(w.msg(0, 0, min), &w.policy, &look).unwrap();
         p.add(w.msg(0, 1, min * 10), &w.policy, &look).unwrap();
         p.add(w.msg(1, 0, min * 5), &w.policy, &look).unwrap();
-        assert_eq!(p.add(w.msg(1, 0, min * 5), &w.policy, &look), Err(MempoolError::Duplicate));
+        assert_eq!(
+            p.add(w.msg(1, 0, min * 5), &w.policy, &look),
+            Err(MempoolError::Duplicate)
+        );
         // Replace-by-fee: 10% more is not enough, 25% is.
         assert!(matches!(
             p.add(w.msg(1, 0, min * 5 * 11 / 10), &w.policy, &look),
             Err(MempoolError::ReplaceUnderpriced { .. })
         ));
-        p.add(w.msg(1, 0, min * 5 * 5 / 4), &w.policy, &look).unwrap();
+        p.add(w.msg(1, 0, min * 5 * 5 / 4), &w.policy, &look)
+            .unwrap();
         assert_eq!(p.len(), 3);
         // A gap: sender 2's nonce 1 waits for nonce 0.
         p.add(w.msg(2, 1, min * 100), &w.policy, &look).unwrap();
@@ -501,11 +530,20 @@ mod tests {
         assert_eq!(order, vec![(101, 0), (100, 0), (100, 1)]);
         assert_eq!(p.next_nonce(ActorId(100), 0), 2);
         // Refusals.
-        assert!(matches!(p.add(w.msg(0, 5, min - 1), &w.policy, &look), Err(MempoolError::GasPriceTooLow { .. })));
+        assert!(matches!(
+            p.add(w.msg(0, 5, min - 1), &w.policy, &look),
+            Err(MempoolError::GasPriceTooLow { .. })
+        ));
         let mut bad = w.msg(0, 2, min);
         bad.message.value = TokenAmount(2);
-        assert_eq!(p.add(bad, &w.policy, &look), Err(MempoolError::BadSignature));
-        assert!(matches!(p.add(w.msg(0, 5000, min), &w.policy, &look), Err(MempoolError::NonceTooHigh { .. })));
+        assert_eq!(
+            p.add(bad, &w.policy, &look),
+            Err(MempoolError::BadSignature)
+        );
+        assert!(matches!(
+            p.add(w.msg(0, 5000, min), &w.policy, &look),
+            Err(MempoolError::NonceTooHigh { .. })
+        ));
     }
 
     #[test]
@@ -519,13 +557,19 @@ mod tests {
             let look = w.lookup();
             p.add(w.msg(0, 0, min), &w.policy, &look).unwrap();
             p.add(w.msg(0, 1, min), &w.policy, &look).unwrap();
-            assert!(matches!(p.add(w.msg(0, 2, min), &w.policy, &look), Err(MempoolError::InsufficientFunds { .. })));
+            assert!(matches!(
+                p.add(w.msg(0, 2, min), &w.policy, &look),
+                Err(MempoolError::InsufficientFunds { .. })
+            ));
         }
         // The head includes nonce 0: it is dropped, nonce 1 stays.
         w.accounts.get_mut(&ActorId(100)).unwrap().nonce = 1;
         p.revalidate(&w.lookup());
         assert_eq!(p.len(), 1);
-        assert!(matches!(p.add(w.msg(0, 0, min), &w.policy, &w.lookup()), Err(MempoolError::NonceTooLow { .. })));
+        assert!(matches!(
+            p.add(w.msg(0, 0, min), &w.policy, &w.lookup()),
+            Err(MempoolError::NonceTooLow { .. })
+        ));
     }
 
     #[test]
@@ -533,7 +577,10 @@ mod tests {
         let w = World::new(20, TokenAmount::tokens(1));
         let look = w.lookup();
         let min = w.policy.min_gas_price.0;
-        let mut p = Mempool::new(MempoolConfig { max_messages: 50, ..MempoolConfig::default() });
+        let mut p = Mempool::new(MempoolConfig {
+            max_messages: 50,
+            ..MempoolConfig::default()
+        });
         for who in 0..10 {
             for n in 0..10 {
                 let _ = p.add(w.msg(who, n, min), &w.policy, &look);
@@ -543,7 +590,10 @@ mod tests {
         // A dearer message gets in by evicting a cheap queue tail; an equally cheap one does not.
         p.add(w.msg(15, 0, min * 2), &w.policy, &look).unwrap();
         assert_eq!(p.len(), 50);
-        assert_eq!(p.add(w.msg(16, 0, min), &w.policy, &look), Err(MempoolError::Full));
+        assert_eq!(
+            p.add(w.msg(16, 0, min), &w.policy, &look),
+            Err(MempoolError::Full)
+        );
         assert!(p.bytes() <= MempoolConfig::default().max_bytes);
     }
 }

@@ -77,11 +77,23 @@ impl NodeMetrics {
             consensus_faults: Counter::default(),
         };
         let r = registry.sub_registry_with_prefix("lode");
-        r.register("chain_height", "Epoch of the head tipset", m.chain_height.clone());
-        r.register("head_weight", "Weight of the head tipset", m.head_weight.clone());
+        r.register(
+            "chain_height",
+            "Epoch of the head tipset",
+            m.chain_height.clone(),
+        );
+        r.register(
+            "head_weight",
+            "Weight of the head tipset",
+            m.head_weight.clone(),
+        );
         r.register("peers", "Connected peers", m.peers.clone());
         r.register("mempool_size", "Pending messages", m.mempool_size.clone());
-        r.register("mempool_bytes", "Bytes of pending messages", m.mempool_bytes.clone());
+        r.register(
+            "mempool_bytes",
+            "Bytes of pending messages",
+            m.mempool_bytes.clone(),
+        );
         r.register(
             "blocks_accepted",
             "Blocks accepted onto the head, by source",
@@ -97,8 +109,16 @@ impl NodeMetrics {
             "Blocks made by this node's miners and accepted",
             m.blocks_produced.clone(),
         );
-        r.register("reorgs", "Head switches that reverted tipsets", m.reorgs.clone());
-        r.register("tipsets_applied", "Tipsets applied", m.tipsets_applied.clone());
+        r.register(
+            "reorgs",
+            "Head switches that reverted tipsets",
+            m.reorgs.clone(),
+        );
+        r.register(
+            "tipsets_applied",
+            "Tipsets applied",
+            m.tipsets_applied.clone(),
+        );
         r.register(
             "messages_accepted",
             "Messages accepted into the mempool",
@@ -114,7 +134,11 @@ impl NodeMetrics {
             "Seconds to validate and apply a received block",
             m.block_apply_seconds.clone(),
         );
-        r.register("sync_tipsets", "Tipsets fetched by sync", m.sync_tipsets.clone());
+        r.register(
+            "sync_tipsets",
+            "Tipsets fetched by sync",
+            m.sync_tipsets.clone(),
+        );
         r.register(
             "consensus_faults",
             "Two blocks by one miner at one epoch, seen",
@@ -167,14 +191,23 @@ mod tests {
 
     #[test]
     fn reasons_are_bounded_labels() {
-        assert_eq!(short_reason("timestamp 12 is not epoch 3's slot 15"), "timestamp");
-        assert_eq!(short_reason("the beacon is not derived"), "the beacon is not derived");
+        assert_eq!(
+            short_reason("timestamp 12 is not epoch 3's slot 15"),
+            "timestamp"
+        );
+        assert_eq!(
+            short_reason("the beacon is not derived"),
+            "the beacon is not derived"
+        );
         let mut r = Registry::default();
         let m = NodeMetrics::register(&mut r);
         m.reject_block("block 0 by l0100: Winning PoSt rejected");
         m.chain_height.set(7);
         let text = encode(&r);
         assert!(text.contains("lode_chain_height 7"), "{text}");
-        assert!(text.contains("lode_blocks_rejected_total{reason=\"block\"} 1"), "{text}");
+        assert!(
+            text.contains("lode_blocks_rejected_total{reason=\"block\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -97,7 +97,8 @@ impl std::fmt::Debug for NodeService {
 fn lock(core: &Mutex<NodeCore>) -> std::sync::MutexGuard<'_, NodeCore> {
     // A panic while holding the lock cannot leave the core half-changed in a way later calls
     // could see: every change is committed atomically by the state store or not at all.
-    core.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    core.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl NodeService {
@@ -292,7 +293,8 @@ impl NodeService {
             m.chain_height.set(i64::try_from(epoch).unwrap_or(i64::MAX));
             m.head_weight.set(weight as f64);
             m.mempool_size.set(i64::try_from(len).unwrap_or(i64::MAX));
-            m.mempool_bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            m.mempool_bytes
+                .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         }
     }
 
@@ -489,12 +491,20 @@ impl NodeService {
             let tipsets = match wire::decode::<SyncResponse>(&bytes, "sync response") {
                 Ok(SyncResponse::Tipsets(t)) if !t.is_empty() => t,
                 Ok(SyncResponse::Tipsets(_)) | Ok(SyncResponse::Error(_)) => {
-                    let _ = self.inner.net.report(peer, Misbehaviour::Unresponsive).await;
-                    return Err(NodeError::Net(format!("{peer} does not have the tipsets asked for")));
+                    let _ = self
+                        .inner
+                        .net
+                        .report(peer, Misbehaviour::Unresponsive)
+                        .await;
+                    return Err(NodeError::Net(format!(
+                        "{peer} does not have the tipsets asked for"
+                    )));
                 }
                 Ok(SyncResponse::Status(_)) | Err(_) => {
                     let _ = self.inner.net.report(peer, Misbehaviour::Malformed).await;
-                    return Err(NodeError::Net(format!("{peer} sent a malformed sync response")));
+                    return Err(NodeError::Net(format!(
+                        "{peer} sent a malformed sync response"
+                    )));
                 }
             };
             let first_ok = tipsets.first().is_some_and(|t| {
@@ -506,7 +516,9 @@ impl NodeService {
                     .net
                     .report(peer, Misbehaviour::BadSyncResponse)
                     .await;
-                return Err(NodeError::Net(format!("{peer} answered with other tipsets")));
+                return Err(NodeError::Net(format!(
+                    "{peer} answered with other tipsets"
+                )));
             }
             let n = tipsets.len() as u64;
             let imported = self
@@ -541,7 +553,11 @@ impl NodeService {
             Ok(None) => {}
             Err(e) => {
                 if matches!(e, NodeError::Chain(_) | NodeError::InvalidBlock { .. }) {
-                    let _ = self.inner.net.report(peer, Misbehaviour::InvalidBlock).await;
+                    let _ = self
+                        .inner
+                        .net
+                        .report(peer, Misbehaviour::InvalidBlock)
+                        .await;
                 }
                 self.after_head_change(before).await;
                 return Err(e);

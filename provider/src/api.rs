@@ -1,0 +1,68 @@
+//! What the provider needs from a node: the seam between the daemon and the chain.
+//!
+//! [`NodeApi`] is implemented for an in-process [`NodeService`] here, and over JSON-RPC by the
+//! node's client (the daemon does not care which).
+
+use std::future::Future;
+
+use lode_chain::message::SignedMessage;
+use lode_chain::types::{ActorId, Address, Epoch};
+use lode_node::core::{BlockVerdict, MinerBase, ProvingView};
+use lode_node::service::NodeService;
+use lode_node::wire::FullBlock;
+
+use crate::error::ProviderResult;
+
+/// The node calls the provider makes.
+pub trait NodeApi: Send + Sync + 'static {
+    /// The miner's view of the mining base at `epoch`.
+    fn miner_base(
+        &self,
+        miner: ActorId,
+        epoch: Epoch,
+    ) -> impl Future<Output = ProviderResult<MinerBase>> + Send;
+    /// Submits a block the miner made.
+    fn submit_block(
+        &self,
+        block: FullBlock,
+    ) -> impl Future<Output = ProviderResult<BlockVerdict>> + Send;
+    /// The miner's deadlines at the head.
+    fn proving_view(
+        &self,
+        miner: ActorId,
+    ) -> impl Future<Output = ProviderResult<ProvingView>> + Send;
+    /// Pushes a signed message to the mempool.
+    fn push_message(
+        &self,
+        msg: SignedMessage,
+    ) -> impl Future<Output = ProviderResult<[u8; 32]>> + Send;
+    /// The sender's next nonce, counting pending messages.
+    fn next_nonce(&self, addr: Address) -> impl Future<Output = ProviderResult<u64>> + Send;
+}
+
+impl NodeApi for NodeService {
+    async fn miner_base(&self, miner: ActorId, epoch: Epoch) -> ProviderResult<MinerBase> {
+        Ok(self
+            .with_core(move |c| c.miner_base(miner, epoch))
+            .await??)
+    }
+
+    async fn submit_block(&self, block: FullBlock) -> ProviderResult<BlockVerdict> {
+        Ok(NodeService::submit_block(self, block).await?)
+    }
+
+    async fn proving_view(&self, miner: ActorId) -> ProviderResult<ProvingView> {
+        Ok(self.with_core(move |c| c.proving_view(miner)).await??)
+    }
+
+    async fn push_message(&self, msg: SignedMessage) -> ProviderResult<[u8; 32]> {
+        Ok(NodeService::push_message(self, msg).await?)
+    }
+
+    async fn next_nonce(&self, addr: Address) -> ProviderResult<u64> {
+        Ok(self
+            .with_core(move |c| c.next_nonce(&addr))
+            .await?
+            .unwrap_or(0))
+    }
+}

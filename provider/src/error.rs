@@ -1,0 +1,36 @@
+//! The provider's errors.
+
+/// Errors of the provider daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    /// The node refused or failed a request.
+    #[error("node: {0}")]
+    Node(String),
+    /// A sector could not be read or proven.
+    #[error(transparent)]
+    Seal(#[from] lode_sealing::SealError),
+    /// A SNARK could not be made.
+    #[error("proving: {0}")]
+    Snark(String),
+    /// The parameters could not be loaded.
+    #[error(transparent)]
+    Params(#[from] lode_proofs::params::ParamsError),
+    /// A sector the chain expects is not in the sector store.
+    #[error("sector {0} is not in the sector store")]
+    MissingSector(u64),
+    /// The operating system's random source failed.
+    #[error("random source: {0}")]
+    Random(String),
+    /// The daemon is stopping.
+    #[error("stopping")]
+    Stopped,
+}
+
+impl From<lode_node::NodeError> for ProviderError {
+    fn from(e: lode_node::NodeError) -> Self {
+        ProviderError::Node(e.to_string())
+    }
+}
+
+/// The provider's result type.
+pub type ProviderResult<T> = Result<T, ProviderError>;

@@ -1,0 +1,35 @@
+//! `lode-provider`: the storage provider's daemon (`lode provider run`).
+//!
+//! This crate holds the provider's proving half: a miner process holds its sealed sector
+//! directories and the PoSt parameters in memory and, connected to a node through [`NodeApi`]
+//! (the node's RPC, or an in-process node), produces a block whenever it wins an election
+//! ([`miner`]: ticket, election proof, Winning PoSt, signature), proves every deadline that holds
+//! its partitions with a Window PoSt, declares the sectors it cannot read faulty and declares them
+//! recovered when they come back ([`poster`]). [`daemon::run`] drives both once per epoch, on the
+//! network's clock. The sealing pipeline joins it in a later step.
+//!
+//! - [`prover`]: the sector store and the Groth16 proving of Winning and Window PoSt;
+//! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`).
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
+pub mod api;
+pub mod daemon;
+pub mod error;
+pub mod metrics;
+pub mod miner;
+pub mod poster;
+pub mod prover;
+
+pub use api::NodeApi;
+pub use error::{ProviderError, ProviderResult};
