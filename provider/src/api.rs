@@ -66,3 +66,48 @@ impl NodeApi for NodeService {
             .unwrap_or(0))
     }
 }
+
+impl NodeApi for lode_node::rpc::client::NodeClient {
+    async fn miner_base(&self, miner: ActorId, epoch: Epoch) -> ProviderResult<MinerBase> {
+        lode_node::rpc::client::NodeClient::miner_base(self, miner, epoch)
+            .await
+            .map_err(client_error)
+    }
+
+    async fn submit_block(&self, block: FullBlock) -> ProviderResult<BlockVerdict> {
+        use lode_node::rpc::types::SubmitVerdict as V;
+        let verdict = self
+            .miner_submit_block(&block)
+            .await
+            .map_err(client_error)?;
+        Ok(match verdict {
+            V::Accepted => BlockVerdict::Accepted,
+            V::Stored => BlockVerdict::Stored,
+            V::Duplicate => BlockVerdict::Duplicate,
+            V::NeedParents { parents } => {
+                BlockVerdict::NeedParents(lode_chain::consensus::TipsetKey::new(parents))
+            }
+            V::Rejected { reason } => BlockVerdict::Rejected(reason),
+        })
+    }
+
+    async fn proving_view(&self, miner: ActorId) -> ProviderResult<ProvingView> {
+        self.miner_proving_view(miner).await.map_err(client_error)
+    }
+
+    async fn push_message(&self, msg: SignedMessage) -> ProviderResult<[u8; 32]> {
+        self.mpool_push(&msg).await.map_err(client_error)
+    }
+
+    async fn next_nonce(&self, addr: Address) -> ProviderResult<u64> {
+        Ok(self
+            .mpool_nonce(&addr)
+            .await
+            .map_err(client_error)?
+            .unwrap_or(0))
+    }
+}
+
+fn client_error(e: lode_node::rpc::client::ClientError) -> crate::error::ProviderError {
+    crate::error::ProviderError::Node(e.to_string())
+}

@@ -36,7 +36,7 @@ use super::types::{
     MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView,
     SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
 };
-use crate::core::MinerBase;
+use crate::core::{MinerBase, ProvingView};
 use crate::wire::{self, FullBlock};
 
 /// The API address used when none is given.
@@ -590,6 +590,15 @@ impl NodeClient {
     /// [`ClientError`] ([`ClientError::Unauthorized`] without the token).
     pub async fn miner_base(&self, miner: ActorId, epoch: Epoch) -> ClientResult<MinerBase> {
         self.call("miner_base", vec![miner.to_string().into(), epoch.into()])
+            .await
+    }
+
+    /// `miner_provingView`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn miner_proving_view(&self, miner: ActorId) -> ClientResult<ProvingView> {
+        self.call("miner_provingView", vec![miner.to_string().into()])
             .await
     }
 

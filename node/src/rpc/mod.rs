@@ -46,6 +46,7 @@
 //! | `net_unblockPeer` | peer id | `null` | protected |
 //! | `sync_status` | — | [`SyncStatusInfo`]: genesis, head key, epoch, weight, clock epoch, lag, peers | open |
 //! | `miner_base` | miner, epoch | [`MinerBase`](crate::core::MinerBase): mining base, miner QA power, eligibility, active sectors, messages to include (moves the node's state through the null rounds before `epoch`) | protected |
+//! | `miner_provingView` | miner | [`ProvingView`](crate::core::ProvingView): the miner's deadlines at the head with their windows, challenge randomness (once drawn), posted partitions and each partition's sectors, faults and recoveries — what its Window PoSt prover needs | open |
 //! | `miner_submitBlock` | hex of a [`FullBlock`]'s postcard encoding | [`SubmitVerdict`]: `accepted` (and gossiped), `stored`, `duplicate`, `need_parents`, `rejected` with a reason | protected |
 //! | `node_version` | — | [`VersionInfo`]: version, API version, network, genesis id | open |
 //!
@@ -142,6 +143,7 @@ pub const OPEN_METHODS: &[&str] = &[
     "state_minerSectors",
     "state_minerDeadlines",
     "state_networkPower",
+    "miner_provingView",
     "mpool_push",
     "mpool_pending",
     "mpool_nonce",
@@ -509,6 +511,10 @@ pub fn module(
         let (miner, epoch): (String, Epoch) = params.parse()?;
         let id = actor_param(&miner)?;
         on_core(&ctx, move |c| c.miner_base(id, epoch)).await
+    })?;
+    m.register_async_method("miner_provingView", |params, ctx, _| async move {
+        let id = actor_param(&params.one::<String>()?)?;
+        on_core(&ctx, move |c| c.proving_view(id)).await
     })?;
     m.register_async_method("miner_submitBlock", |params, ctx, _| async move {
         let block: FullBlock = decode_hex(params.one::<String>()?, "block").await?;
