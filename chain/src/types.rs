@@ -163,6 +163,85 @@ impl fmt::Display for TokenAmount {
     }
 }
 
+/// A token amount that could not be parsed (see [`TokenAmount`]'s `FromStr`).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseAmountError {
+    /// Not a decimal number with an optional unit.
+    #[error(
+        "{0:?} is not an amount: write LODE with up to 18 decimals (\"1.5\", \"1.5 LODE\") or whole atto units (\"1500atto\")"
+    )]
+    Malformed(String),
+    /// More decimals than an atto unit resolves.
+    #[error(
+        "{0:?} has more than 18 decimals: the smallest amount is 0.000000000000000001 LODE (1 atto)"
+    )]
+    TooPrecise(String),
+    /// Larger than any amount a `u128` of atto units holds.
+    #[error("{0:?} is too large to be an amount of tokens")]
+    TooLarge(String),
+}
+
+/// Parses plain ASCII digits (no sign, not empty) as a `u128`; `Ok(None)` on overflow.
+fn parse_digits(digits: &str) -> Option<Option<u128>> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().ok())
+}
+
+impl std::str::FromStr for TokenAmount {
+    type Err = ParseAmountError;
+
+    /// Parses `"1.5"`, `"1.5 LODE"` or `"1.5lode"` (whole tokens, up to 18 decimals) and
+    /// `"1500atto"` or `"1500 atto"` (atto units, an integer), as [`TokenAmount`]'s `Display`
+    /// writes them; surrounding spaces are ignored.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let malformed = || ParseAmountError::Malformed(s.to_string());
+        let too_large = || ParseAmountError::TooLarge(s.to_string());
+        let lower = text.to_ascii_lowercase();
+        if let Some(atto) = lower.strip_suffix("atto") {
+            return match parse_digits(atto.trim_end()) {
+                Some(Some(n)) => Ok(TokenAmount(n)),
+                Some(None) => Err(too_large()),
+                None => Err(malformed()),
+            };
+        }
+        let number = lower.strip_suffix("lode").unwrap_or(&lower).trim_end();
+        let (whole, frac) = match number.split_once('.') {
+            Some((w, f)) => (w, Some(f)),
+            None => (number, None),
+        };
+        let whole = match parse_digits(whole) {
+            Some(Some(n)) => n,
+            Some(None) => return Err(too_large()),
+            None => return Err(malformed()),
+        };
+        let frac = match frac {
+            None => 0,
+            Some(f) if f.len() > 18 => {
+                return Err(if parse_digits(f).is_some() {
+                    ParseAmountError::TooPrecise(s.to_string())
+                } else {
+                    malformed()
+                });
+            }
+            // At most 18 digits padded to 18: below 10^18, never overflows.
+            Some(f) => match parse_digits(f) {
+                Some(_) => parse_digits(&format!("{f:0<18}"))
+                    .flatten()
+                    .ok_or_else(malformed)?,
+                None => return Err(malformed()),
+            },
+        };
+        whole
+            .checked_mul(ATTO_PER_TOKEN)
+            .and_then(|w| w.checked_add(frac))
+            .map(TokenAmount)
+            .ok_or_else(too_large)
+    }
+}
+
 /// Raw and quality-adjusted power together.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PowerPair {
@@ -220,6 +299,56 @@ mod tests {
         let a = TokenAmount(u128::MAX - 7);
         let bin = postcard::to_allocvec(&a).unwrap_or_default();
         assert_eq!(postcard::from_bytes::<TokenAmount>(&bin).ok(), Some(a));
+    }
+
+    #[test]
+    fn amounts_parse_in_tokens_and_atto() {
+        let ok = |s: &str| s.parse::<TokenAmount>().unwrap_or_default();
+        assert_eq!(ok("1.5"), TokenAmount(ATTO_PER_TOKEN + ATTO_PER_TOKEN / 2));
+        assert_eq!(ok(" 3 LODE "), TokenAmount::tokens(3));
+        assert_eq!(ok("3lode"), TokenAmount::tokens(3));
+        assert_eq!(ok("0"), TokenAmount::ZERO);
+        assert_eq!(ok("0.000000000000000001"), TokenAmount(1));
+        assert_eq!(ok("1500atto"), TokenAmount(1500));
+        assert_eq!(ok("1500 atto"), TokenAmount(1500));
+        assert_eq!(
+            format!("{}atto", u128::MAX).parse::<TokenAmount>(),
+            Ok(TokenAmount(u128::MAX))
+        );
+        // What Display writes parses back.
+        for a in [0, 1, ATTO_PER_TOKEN, 1_234_567_890_123_456_789, u128::MAX] {
+            let t = TokenAmount(a);
+            assert_eq!(t.to_string().parse::<TokenAmount>(), Ok(t), "{t}");
+        }
+        for bad in [
+            "", " ", "LODE", "atto", "-1", "+1", "1.", ".5", "1.5atto", "1e3", "1,5", "0x10",
+            "1.2.3", "1 5", "½",
+        ] {
+            assert!(
+                matches!(
+                    bad.parse::<TokenAmount>(),
+                    Err(ParseAmountError::Malformed(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            "0.0000000000000000001".parse::<TokenAmount>(),
+            Err(ParseAmountError::TooPrecise(_))
+        ));
+        for big in [
+            format!("{}", u128::MAX / ATTO_PER_TOKEN + 1),
+            format!("{}0atto", u128::MAX),
+            "1".repeat(60),
+        ] {
+            assert!(
+                matches!(
+                    big.parse::<TokenAmount>(),
+                    Err(ParseAmountError::TooLarge(_))
+                ),
+                "{big}"
+            );
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod mempool;
 pub mod metrics;
 pub mod rpc;
 pub mod service;
+pub mod wallet;
 pub mod wire;
 
 pub use error::{NodeError, NodeResult};

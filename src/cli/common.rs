@@ -1,6 +1,6 @@
 //! What the command groups share: argument parsers, default directories, Groth16 parameters for
-//! proving, and how a verification outcome is reported. The command modules import from here and never
-//! from each other.
+//! proving, how a verification outcome is reported, and how client commands reach a node. The
+//! command modules import from here and never from each other.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +9,7 @@ use anyhow::Context;
 use bls12_381::Bls12;
 use clap::{Args, ValueEnum};
 use groth16::Parameters;
+use lode_node::rpc::client::{ApiInfo, ApiOptions, ApiTarget, ClientError, NodeClient};
 use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
 use lode_proofs::circuit::post::{PostCircuit, PostKind};
 use lode_proofs::circuit::{CircuitInfo, circuit_info};
@@ -209,4 +210,64 @@ pub(crate) fn read_public(path: &std::path::Path) -> anyhow::Result<PorepPublic>
         .with_context(|| format!("{} is not a PoRep public-inputs file", path.display()))
         .map_err(super::cannot_check)?;
     Ok(file.into())
+}
+
+/// Which node a client command talks to (see `lode_node::rpc::client::ApiInfo::resolve` for the
+/// order: flags, then `LODE_API`/`LODE_TOKEN`, then the devnet's `devnet.json`, then
+/// `http://127.0.0.1:1234`).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ApiArgs {
+    /// The node's RPC address (`host:port` or `http://host:port`); else `$LODE_API`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) api: Option<String>,
+    /// The node's API token, needed by protected calls; else `$LODE_TOKEN` (the node keeps it in
+    /// `<node dir>/token`).
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
+    /// A devnet directory: its `devnet.json` names the node and its token file.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) devnet: Option<PathBuf>,
+}
+
+impl ApiArgs {
+    /// The client for the node these flags (and the environment) name.
+    pub(crate) fn client(&self) -> anyhow::Result<NodeClient> {
+        let opts = ApiOptions {
+            api: self.api.clone(),
+            token: self.token.clone(),
+            devnet: self.devnet.clone(),
+            target: ApiTarget::Node,
+        };
+        let api = ApiInfo::from_env(&opts).map_err(client_error)?;
+        NodeClient::new(api).map_err(client_error)
+    }
+}
+
+/// Runs `f` to completion on a runtime made for this command (one thread: a client waits on the
+/// node, it computes nothing).
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(rt.block_on(f))
+}
+
+/// A client error as the user should read it: what to do about the usual ones.
+pub(crate) fn client_error(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Transport { url, why } => anyhow::anyhow!(
+            "cannot reach the node at {url}: is `lode node run` (or `lode devnet`) running? Set --api or LODE_API ({why})"
+        ),
+        ClientError::Unauthorized => anyhow::anyhow!(
+            "the node refused the call without its token: pass --token or LODE_TOKEN (the token is in <node dir>/token)"
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// Prints `value` as pretty JSON on stdout.
+pub(crate) fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
 }

@@ -1,11 +1,13 @@
 //! Command-line definitions and dispatch.
 
 mod chain;
+mod client;
 mod common;
 mod piece;
 mod progress;
 mod seal;
 mod snark;
+mod wallet;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,21 @@ enum Command {
     /// The chain: the rules a network runs on.
     #[command(subcommand)]
     Chain(chain::ChainCommand),
+    /// Keys in a local wallet, balances, and sending tokens through a node.
+    #[command(subcommand)]
+    Wallet(wallet::WalletCommand),
+    /// A node's network: peers, identity, connecting to a peer.
+    #[command(subcommand)]
+    Net(client::NetCommand),
+    /// A node's chain state: actors, miner and network power.
+    #[command(subcommand)]
+    State(client::StateCommand),
+    /// A node's message pool.
+    #[command(subcommand)]
+    Mpool(client::MpoolCommand),
+    /// A node's sync progress.
+    #[command(subcommand)]
+    Sync(client::SyncCommand),
 }
 
 /// Runs the parsed command; the exit code says how it ended (see [`exit_code`] for errors).
@@ -64,6 +81,11 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Params(cmd) => snark::params(cmd),
         Command::CircuitInfo(a) => snark::circuit_info_cmd(a),
         Command::Chain(cmd) => chain::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Wallet(cmd) => wallet::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Net(cmd) => client::net(cmd).map(|()| ExitCode::SUCCESS),
+        Command::State(cmd) => client::state(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Mpool(cmd) => client::mpool(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Sync(cmd) => client::sync(cmd).map(|()| ExitCode::SUCCESS),
     }
 }
 
