@@ -870,6 +870,18 @@ impl NodeCore {
                 why: "not after the head".into(),
             });
         }
+        // Null rounds are applied to the state store (and undone when a tipset arrives): never
+        // more than finality of them, so the head stays within the undo records' reach.
+        let finality = self.policy().chain_finality;
+        if target > head.epoch.saturating_add(finality) {
+            return Err(NodeError::InvalidBlock {
+                epoch,
+                why: format!(
+                    "more than chain finality ({finality} epochs) after the head at epoch {}: nothing can be built on it; is the node still syncing?",
+                    head.epoch
+                ),
+            });
+        }
         if self.chain.head().epoch > target {
             self.chain.clear_staged_meta();
             self.chain.revert_to(target)?;

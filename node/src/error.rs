@@ -95,6 +95,14 @@ pub enum NodeError {
         #[source]
         source: std::io::Error,
     },
+    /// The node's configuration file is not valid.
+    #[error("config {path}: {why}")]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        why: String,
+    },
     /// The node is shutting down or a task stopped.
     #[error("the node is stopping")]
     Stopped,

@@ -29,6 +29,7 @@ pub mod net;
 
 pub mod blockstore;
 pub mod core;
+pub mod daemon;
 pub mod error;
 pub mod genesis;
 pub mod mempool;

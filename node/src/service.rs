@@ -552,7 +552,13 @@ impl NodeService {
             }
             Ok(None) => {}
             Err(e) => {
-                if matches!(e, NodeError::Chain(_) | NodeError::InvalidBlock { .. }) {
+                // Only a branch found invalid is the peer's fault; a local failure (the store, a
+                // revert out of reach) is not.
+                if matches!(
+                    e,
+                    NodeError::Chain(lode_chain::ChainError::InvalidBlock { .. })
+                        | NodeError::InvalidBlock { .. }
+                ) {
                     let _ = self
                         .inner
                         .net

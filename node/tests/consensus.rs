@@ -479,3 +479,23 @@ fn invalid_blocks_are_refused_and_change_nothing() {
         assert_eq!(a.consensus_faults().len(), 1);
     }
 }
+
+#[test]
+fn mining_far_ahead_is_refused_and_never_strands_the_head() {
+    let (g, miners) = genesis_file(2);
+    let d = tempfile::tempdir().unwrap();
+    let mut a = open(d.path(), &g);
+    let ms: Vec<&Miner> = miners.iter().collect();
+    run(&mut a, &ms, 1, 3);
+    let head = a.head_epoch();
+    let finality = g.policy.chain_finality;
+    // Beyond finality: refused, nothing applied.
+    let root = a.chain().head().root;
+    assert!(a.miner_base(ms[0].id, head + finality + 2).is_err());
+    assert_eq!(a.chain().head().root, root);
+    // Right at the limit: the null rounds are applied, and a block at the next epoch still lands.
+    a.miner_base(ms[0].id, head + finality + 1).unwrap();
+    let blocks = run(&mut a, &ms, head + 1, head + 4);
+    assert!(!blocks.is_empty());
+    assert!(a.head_epoch() > head);
+}

@@ -16,7 +16,7 @@ use crate::miner::{Election, Miner};
 use crate::poster::Poster;
 
 /// Timing of the loops.
-#[derive(Clone, Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct Timing {
     /// How long after an epoch starts its election runs.
     pub mine_delay: Duration,

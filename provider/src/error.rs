@@ -21,6 +21,14 @@ pub enum ProviderError {
     /// The operating system's random source failed.
     #[error("random source: {0}")]
     Random(String),
+    /// A configuration or key file is missing or not valid.
+    #[error("{path}: {why}")]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, and what to do.
+        why: String,
+    },
     /// The daemon is stopping.
     #[error("stopping")]
     Stopped,

@@ -29,7 +29,9 @@ pub mod error;
 pub mod metrics;
 pub mod miner;
 pub mod poster;
+pub mod preseal;
 pub mod prover;
+pub mod run;
 
 pub use api::NodeApi;
 pub use error::{ProviderError, ProviderResult};

@@ -42,6 +42,17 @@ pub(crate) fn default_cache_dir() -> PathBuf {
     PathBuf::from(".lode-cache")
 }
 
+/// The user's data directory for lode: `$XDG_DATA_HOME/lode`, else `~/.local/share/lode`.
+pub(crate) fn default_data_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("lode");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".local").join("share").join("lode");
+    }
+    PathBuf::from(".lode")
+}
+
 /// Which circuit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum CircuitArg {

@@ -3,6 +3,8 @@
 mod chain;
 mod client;
 mod common;
+mod daemons;
+mod devnet;
 mod piece;
 mod progress;
 mod seal;
@@ -69,6 +71,22 @@ enum Command {
     /// A node's sync progress.
     #[command(subcommand)]
     Sync(client::SyncCommand),
+    /// Run a node: chain, libp2p, sync, mempool, JSON-RPC, metrics.
+    #[command(subcommand)]
+    Node(daemons::NodeCommand),
+    /// Run a storage provider: block production (Winning PoSt) and Window PoSt.
+    #[command(subcommand)]
+    Provider(daemons::ProviderCommand),
+    /// Create a genesis with miners whose sectors are sealed for real.
+    #[command(subcommand)]
+    Genesis(devnet::GenesisCommand),
+    /// Start a local network of nodes and miners on loopback (or stop it, or show its status).
+    #[command(after_help = "Examples:
+  lode devnet                        # 2 nodes, 2 miners, 2 KiB sectors; Ctrl-C stops it
+  lode devnet --nodes 3 --miners 3 --dir /tmp/net --detach
+  lode devnet status --dir /tmp/net
+  lode devnet stop --dir /tmp/net")]
+    Devnet(devnet::DevnetArgs),
 }
 
 /// Runs the parsed command; the exit code says how it ended (see [`exit_code`] for errors).
@@ -86,6 +104,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::State(cmd) => client::state(cmd).map(|()| ExitCode::SUCCESS),
         Command::Mpool(cmd) => client::mpool(cmd).map(|()| ExitCode::SUCCESS),
         Command::Sync(cmd) => client::sync(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Node(cmd) => daemons::node(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Provider(cmd) => daemons::provider(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Genesis(cmd) => devnet::genesis(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Devnet(a) => devnet::run(a).map(|()| ExitCode::SUCCESS),
     }
 }
 

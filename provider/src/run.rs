@@ -1,0 +1,296 @@
+//! `lode provider run`: a provider from its directory — configuration, keys, sectors, the node it
+//! talks to, and the mining and proving loops.
+//!
+//! A provider's directory holds:
+//!
+//! | path | what |
+//! |---|---|
+//! | `config.toml` | [`ProviderSettings`] |
+//! | `genesis.json` | the network's genesis (the slot clock and the rules; another path may be configured) |
+//! | `worker.key` | the worker's BLS secret key, hex (`0600`; never logged) |
+//! | `sectors/` | sealed sector directories, found by scanning |
+//! | `endpoints.json` | written at every start: the metrics URL, the actor and the process id |
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lode_chain::crypto::SecretKey;
+use lode_chain::types::ActorId;
+use lode_node::genesis::GenesisFile;
+use lode_node::rpc::client::{ApiInfo, NodeClient};
+use lode_proofs::params::ParamStore;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::daemon::{Timing, mine_loop, post_loop};
+use crate::error::{ProviderError, ProviderResult};
+use crate::metrics::ProviderMetrics;
+use crate::miner::Miner;
+use crate::poster::Poster;
+use crate::prover::{Prover, SectorStore};
+
+/// The configuration file's name in a provider's directory.
+pub const CONFIG_FILE: &str = "config.toml";
+/// The endpoints file's name in a provider's directory.
+pub const ENDPOINTS_FILE: &str = "endpoints.json";
+
+/// `config.toml` of a provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// The miner actor (`l0…` id address or its number).
+    pub actor: String,
+    /// The node's RPC URL.
+    pub node_api: String,
+    /// The node's token file (relative to the provider's directory).
+    pub node_token_file: PathBuf,
+    /// The genesis file (relative to the provider's directory).
+    #[serde(default = "default_genesis")]
+    pub genesis: PathBuf,
+    /// The worker key file (relative to the provider's directory).
+    #[serde(default = "default_worker_key")]
+    pub worker_key: PathBuf,
+    /// The sector store (relative to the provider's directory).
+    #[serde(default = "default_sectors")]
+    pub sectors: PathBuf,
+    /// The Groth16 parameters (absolute, or relative to the provider's directory).
+    pub params_dir: PathBuf,
+    /// The Prometheus endpoint's address (`GET /metrics`).
+    #[serde(default = "default_metrics")]
+    pub metrics: SocketAddr,
+}
+
+fn default_genesis() -> PathBuf {
+    PathBuf::from("genesis.json")
+}
+fn default_worker_key() -> PathBuf {
+    PathBuf::from("worker.key")
+}
+fn default_sectors() -> PathBuf {
+    PathBuf::from("sectors")
+}
+fn default_metrics() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9501))
+}
+
+fn config_error(path: &Path, why: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Config {
+        path: path.to_path_buf(),
+        why: why.to_string(),
+    }
+}
+
+impl ProviderSettings {
+    /// Reads `<dir>/config.toml`.
+    ///
+    /// # Errors
+    /// [`ProviderError::Config`] for a missing, unreadable or invalid file.
+    pub fn load(dir: &Path) -> ProviderResult<ProviderSettings> {
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            config_error(
+                &path,
+                format!("{e} (a provider directory is made by `lode devnet` or by hand, see `lode provider run --help`)"),
+            )
+        })?;
+        toml::from_str(&text).map_err(|e| config_error(&path, e))
+    }
+
+    /// Writes `<dir>/config.toml` atomically.
+    ///
+    /// # Errors
+    /// [`ProviderError::Config`].
+    pub fn save(&self, dir: &Path) -> ProviderResult<()> {
+        let path = dir.join(CONFIG_FILE);
+        let text = toml::to_string_pretty(self).map_err(|e| config_error(&path, e))?;
+        lode_proofs::durable::write_atomic(&path, text.as_bytes())
+            .map_err(|e| config_error(&path, e))
+    }
+
+    /// The miner actor's id.
+    ///
+    /// # Errors
+    /// [`ProviderError::Config`] when `actor` is neither `l0<n>` nor `<n>`.
+    pub fn actor_id(&self, dir: &Path) -> ProviderResult<ActorId> {
+        let s = self.actor.trim();
+        s.strip_prefix("l0")
+            .unwrap_or(s)
+            .parse::<u64>()
+            .map(ActorId)
+            .map_err(|_| {
+                config_error(
+                    &dir.join(CONFIG_FILE),
+                    format!("actor {s:?} is not an id address (l0<n>)"),
+                )
+            })
+    }
+}
+
+/// Writes a BLS secret key as hex to `path`, readable by its owner only (`0600`).
+///
+/// # Errors
+/// [`ProviderError::Config`] when the file cannot be written.
+pub fn write_key_file(path: &Path, key: &SecretKey) -> ProviderResult<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(hex::encode(key.to_bytes()).as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| config_error(path, e))
+}
+
+/// Reads a key written by [`write_key_file`]; refuses a file others can read.
+///
+/// # Errors
+/// [`ProviderError::Config`] for a missing, unreadable, malformed or too open file.
+pub fn read_key_file(path: &Path) -> ProviderResult<SecretKey> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| config_error(path, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(config_error(
+            path,
+            "the key file is readable by others: `chmod 600` it",
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| config_error(path, e))?;
+    let bytes = hex::decode(text.trim()).map_err(|_| config_error(path, "not a hex key"))?;
+    let bytes: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| config_error(path, "a BLS secret key has 32 bytes"))?;
+    SecretKey::from_bytes(&bytes).map_err(|_| config_error(path, "not a valid BLS secret key"))
+}
+
+/// `endpoints.json` of a running provider.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderEndpoints {
+    /// The miner actor (`l0…`).
+    pub actor: String,
+    /// The metrics URL.
+    pub metrics: String,
+    /// The process id.
+    pub pid: u32,
+}
+
+/// A running provider.
+#[derive(Debug)]
+pub struct RunningProvider {
+    /// Where it can be reached.
+    pub endpoints: ProviderEndpoints,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    metrics: lode_node::rpc::MetricsServerHandle,
+}
+
+impl RunningProvider {
+    /// Stops the loops (a proof in progress finishes first) and the metrics endpoint.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.metrics.stop().await;
+    }
+}
+
+fn resolve(dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}
+
+/// Starts the provider in `dir`: loads the genesis, the worker key and the PoSt parameters,
+/// checks with the node that the actor exists with this worker key, and starts the mining and
+/// proving loops and the metrics endpoint.
+///
+/// # Errors
+/// [`ProviderError`]: a bad configuration, a key that is not the actor's worker, missing
+/// parameters (run `lode params generate`), an unreachable node.
+pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<RunningProvider> {
+    let actor = settings.actor_id(dir)?;
+    let genesis_path = resolve(dir, &settings.genesis);
+    let genesis = GenesisFile::load(&genesis_path)?;
+    let worker = read_key_file(&resolve(dir, &settings.worker_key))?;
+    let token_path = resolve(dir, &settings.node_token_file);
+    let token = std::fs::read_to_string(&token_path)
+        .map_err(|e| config_error(&token_path, e))?
+        .trim()
+        .to_string();
+    let client = NodeClient::new(ApiInfo {
+        url: settings.node_api.clone(),
+        token: Some(token),
+    })
+    .map_err(|e| ProviderError::Node(e.to_string()))?;
+    let info = client
+        .state_miner_info(actor)
+        .await
+        .map_err(|e| ProviderError::Node(format!("miner {actor}: {e}")))?;
+    if info.worker_key != worker.public_key().to_bytes().to_vec() {
+        return Err(config_error(
+            &resolve(dir, &settings.worker_key),
+            format!("this is not the worker key of miner {actor}"),
+        ));
+    }
+    let size = info.sector_size;
+    let store = SectorStore::new(resolve(dir, &settings.sectors), actor.0, size);
+    let params = ParamStore::new(resolve(dir, &settings.params_dir));
+    let prover = Arc::new(tokio::task::block_in_place(|| {
+        Prover::load(&params, size, store)
+    })?);
+    let mut registry = Registry::default();
+    let metrics = ProviderMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let (metrics_addr, metrics_server) = lode_node::rpc::serve_metrics(settings.metrics, {
+        let registry = registry.clone();
+        move || lode_node::metrics::encode(&registry)
+    })
+    .await?;
+    let api = Arc::new(client);
+    let timing = Timing::for_epoch(genesis.policy.epoch_duration_seconds);
+    let (stop, stopped) = watch::channel(false);
+    let miner = Miner::new(
+        actor,
+        worker.clone(),
+        genesis.policy.clone(),
+        prover.clone(),
+        metrics.clone(),
+    );
+    let poster = Poster::new(actor, worker, genesis.policy.clone(), prover, metrics);
+    let tasks = vec![
+        tokio::spawn(mine_loop(
+            api.clone(),
+            miner,
+            genesis.clone(),
+            timing,
+            stopped.clone(),
+        )),
+        tokio::spawn(post_loop(api, poster, genesis, timing, stopped)),
+    ];
+    let endpoints = ProviderEndpoints {
+        actor: actor.to_string(),
+        metrics: format!("http://{metrics_addr}/metrics"),
+        pid: std::process::id(),
+    };
+    let path = dir.join(ENDPOINTS_FILE);
+    let json = serde_json::to_vec_pretty(&endpoints).map_err(|e| config_error(&path, e))?;
+    lode_proofs::durable::write_atomic(&path, &json).map_err(|e| config_error(&path, e))?;
+    tracing::info!(actor = %endpoints.actor, metrics = %endpoints.metrics, "provider started");
+    Ok(RunningProvider {
+        endpoints,
+        stop,
+        tasks,
+        metrics: metrics_server,
+    })
+}

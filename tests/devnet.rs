@@ -1,0 +1,228 @@
+//! `lode devnet` as a user runs it: separate node and provider processes on loopback, real
+//! Winning and Window PoSt over 2 KiB sectors sealed at genesis; then the faults a network must
+//! survive — a node killed with SIGKILL and restarted, a network split and healed.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lode_node::rpc::client::{ApiInfo, NodeClient};
+
+/// Seconds per epoch of the test network: enough for a Winning PoSt on a loaded 2-core machine.
+const EPOCH_SECONDS: &str = "10";
+
+fn lode(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn params_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lode-test-params")
+}
+
+fn devnet_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("devnet.json")).unwrap()).unwrap()
+}
+
+fn client(dir: &Path, node: usize) -> NodeClient {
+    let j = devnet_json(dir);
+    let n = &j["nodes"][node];
+    let token = std::fs::read_to_string(dir.join(n["token_file"].as_str().unwrap())).unwrap();
+    NodeClient::with_timeout(
+        ApiInfo {
+            url: n["rpc"].as_str().unwrap().to_string(),
+            token: Some(token.trim().to_string()),
+        },
+        Duration::from_secs(5),
+    )
+    .unwrap()
+}
+
+/// Stops the devnet when the test ends, however it ends.
+struct Devnet(PathBuf);
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = lode(&["devnet", "stop", "--dir", self.0.to_str().unwrap()]);
+    }
+}
+
+async fn height(c: &NodeClient) -> Option<u64> {
+    c.chain_head().await.ok().map(|h| h.epoch)
+}
+
+/// Waits until `cond` holds, polling every half second, or panics after `secs` with `what`.
+async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether both nodes hold the same chain at `epoch`: the same tipset (key, parent state root)
+/// at the highest epoch at or below it where either has one.
+async fn agree_at(a: &NodeClient, b: &NodeClient, epoch: u64) -> bool {
+    for e in (1..=epoch).rev() {
+        match (
+            a.chain_tipset_by_height(e).await,
+            b.chain_tipset_by_height(e).await,
+        ) {
+            (Ok(None), Ok(None)) => continue,
+            (Ok(x), Ok(y)) => return x == y,
+            _ => return false,
+        }
+    }
+    false
+}
+
+fn start_node(dir: &Path, i: usize) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.join(format!("logs/node-{i}.log")))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(["node", "run", "--dir", &format!("node-{i}")])
+        .current_dir(dir)
+        .env("LODE_LOG", "info")
+        .stdout(Stdio::from(log.try_clone().unwrap()))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "a multi-process devnet with real proofs: minutes"]
+fn devnet_produces_blocks_survives_a_kill_and_a_split() {
+    // Until Winning PoSt proving meets its 0.5 s target, a loaded 2-core CI machine can fall
+    // behind the epochs: the test runs where it is asked for.
+    if std::env::var_os("LODE_TEST_DEVNET").is_none() {
+        eprintln!("skipped: set LODE_TEST_DEVNET=1 to run the devnet test");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = dir.to_str().unwrap().to_string();
+    let params = params_dir();
+    let out = lode(&[
+        "devnet",
+        "--dir",
+        &d,
+        "--detach",
+        "--json",
+        "--epoch-seconds",
+        EPOCH_SECONDS,
+        "--params-dir",
+        params.to_str().unwrap(),
+    ]);
+    let _guard = Devnet(dir.clone());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["nodes"].as_array().unwrap().len(), 2);
+    assert_eq!(j["miners"].as_array().unwrap().len(), 2);
+    for n in j["nodes"].as_array().unwrap() {
+        assert!(n["rpc"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+        assert!(n["metrics"].as_str().unwrap().ends_with("/metrics"));
+        let ma = n["multiaddr"].as_str().unwrap();
+        assert!(ma.ends_with(&format!("/p2p/{}", n["peer_id"].as_str().unwrap())));
+        let token = dir.join(n["token_file"].as_str().unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (a, b) = (client(&dir, 0), client(&dir, 1));
+        // Blocks on both nodes, the same chain.
+        wait_for(180, "height 4 on both nodes", || async {
+            height(&a).await.unwrap_or(0) >= 4 && height(&b).await.unwrap_or(0) >= 4
+        })
+        .await;
+        wait_for(60, "agreement at epoch 3", || agree_at(&a, &b, 3)).await;
+        // Every genesis miner has its power.
+        for m in j["miners"].as_array().unwrap() {
+            let id = m["actor"].as_str().unwrap()[2..].parse::<u64>().unwrap();
+            let p = a
+                .state_miner_power(lode_chain::types::ActorId(id))
+                .await
+                .unwrap();
+            assert!(p.power.raw > 0, "{m}: {p:?}");
+        }
+
+        // kill -9 node 1, restart it: it reopens at a committed head and catches up.
+        let pid = devnet_json(&dir)["nodes"][1]["pid"].as_u64().unwrap();
+        let killed = Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut restarted = start_node(&dir, 1);
+        let b = client(&dir, 1);
+        wait_for(60, "node 1 back", || async { height(&b).await.is_some() }).await;
+        let target = height(&a).await.unwrap() + 2;
+        wait_for(180, "node 1 caught up", || async {
+            height(&b).await.unwrap_or(0) >= target
+        })
+        .await;
+        wait_for(60, "agreement after the restart", || async {
+            agree_at(&a, &b, target - 1).await
+        })
+        .await;
+
+        // A split: node 0 blocks node 1; each side keeps its miner and builds its own fork.
+        let peer_b = b.net_info().await.unwrap().peer_id;
+        a.net_block_peer(&peer_b).await.unwrap();
+        let split = height(&a).await.unwrap();
+        wait_for(120, "both sides advancing apart", || async {
+            height(&a).await.unwrap_or(0) >= split + 3 && height(&b).await.unwrap_or(0) >= split + 3
+        })
+        .await;
+        // Heal: the nodes reconnect and converge on the heavier fork.
+        a.net_unblock_peer(&peer_b).await.unwrap();
+        let addr = devnet_json(&dir)["nodes"][1]["multiaddr"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let _ = a.net_connect(&addr).await;
+        wait_for(240, "convergence after the split", || async {
+            let (Some(ha), Some(hb)) = (height(&a).await, height(&b).await) else {
+                return false;
+            };
+            let e = ha.min(hb).saturating_sub(1);
+            e > split + 3 && agree_at(&a, &b, e).await
+        })
+        .await;
+
+        let _ = restarted.kill();
+        let _ = restarted.wait();
+    });
+    // A clean stop.
+    let out = lode(&["devnet", "stop", "--dir", &d]);
+    assert!(out.status.success());
+}
