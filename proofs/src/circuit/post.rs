@@ -145,7 +145,8 @@ pub fn public_inputs(
 ///
 /// The proof is made by [`crate::prover`], the same proof `groth16::create_random_proof` makes
 /// from the same RNG state; the parameters' points are converted on the first proof and kept while
-/// `params` lives, so a prover that keeps its parameters in memory pays that once.
+/// `params` lives, with the circuit's constraints, so a prover that keeps its parameters in memory
+/// pays that once.
 pub fn prove<R: Rng + CryptoRng>(
     params: &Parameters<Bls12>,
     kind: PostKind,
@@ -153,12 +154,12 @@ pub fn prove<R: Rng + CryptoRng>(
     vanilla: &[SectorProof],
     rng: &mut R,
 ) -> Result<Vec<u8>, SnarkError> {
-    let circuit = PostCircuit {
+    let circuit = || PostCircuit {
         kind,
         size,
         witness: Some(vanilla),
     };
-    let proof = crate::prover::create_random_proof(circuit, params, rng)?;
+    let proof = crate::prover::create_random_proof_with(circuit, params, rng)?;
     Ok(proof_to_bytes(&proof))
 }
 

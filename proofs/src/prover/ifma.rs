@@ -674,7 +674,7 @@ impl Backend for IfmaG2 {
     type F = Fp2;
     type Base = BaseG2;
     type Point = PointG2;
-    type Scratch = Scratch<V2>;
+    type Scratch = ScratchG2;
     type Bases<'a> = BasesG2<'a>;
 
     fn base_affine(&self, b: &BaseG2) -> Affine<Fp2> {
@@ -691,7 +691,7 @@ impl Backend for IfmaG2 {
         pairs: &[Pair],
         out: &mut [PointG2],
         ok: &mut [bool],
-        scratch: &mut Scratch<V2>,
+        scratch: &mut ScratchG2,
     ) {
         for chunk in pairs.chunks(BATCH) {
             // SAFETY: `self` exists, so the features are present (see `new`).
@@ -1006,7 +1006,7 @@ pub(crate) struct Group<T> {
 }
 
 /// Groups ahead whose operands are prefetched.
-const AHEAD: usize = 2;
+const AHEAD: usize = 4;
 
 /// The pair of lane `l` of group `g` (lanes past the end repeat the group's first pair; their sums
 /// are not written).
@@ -1120,6 +1120,23 @@ fn batch_g1<S: Source<PointG1> + ?Sized>(
     }
 }
 
+/// A group of eight G2 additions: the operands, the denominators and their norms, and the product
+/// of the norms before them.
+#[derive(Clone, Copy)]
+pub(crate) struct GroupG2 {
+    x1: V2,
+    y1: V2,
+    x2: V2,
+    y2: V2,
+    d: V2,
+    norm: V,
+    prefix: V,
+}
+
+/// Buffers of a G2 batch.
+#[derive(Default)]
+pub(crate) struct ScratchG2(Vec<GroupG2>);
+
 /// Operands converted for the exact portable code.
 struct Exact<G>(G);
 
@@ -1160,7 +1177,7 @@ fn batch_g2<S: Source<PointG2> + ?Sized>(
     pairs: &[Pair],
     out: &mut [PointG2],
     ok: &mut [bool],
-    groups: &mut Vec<Group<V2>>,
+    groups: &mut Vec<GroupG2>,
 ) {
     let n = pairs.len();
     if n == 0 {
@@ -1168,21 +1185,21 @@ fn batch_g2<S: Source<PointG2> + ?Sized>(
     }
     let zero = V([_mm512_setzero_si512(); 8]);
     let z2 = V2(zero, zero);
-    let blank = Group {
+    let blank = GroupG2 {
         x1: z2,
         y1: z2,
         x2: z2,
         y2: z2,
         d: z2,
-        prefix: z2,
+        norm: zero,
+        prefix: zero,
     };
     let count = n.div_ceil(8);
     if groups.len() < count {
         groups.resize(count, blank);
     }
     let one = c.encode(Fp::ONE);
-    let hzero = c.encode(Fp::ZERO);
-    let mut acc = V2(V(transpose([one; 8])), V(transpose([hzero; 8])));
+    let mut acc = V(transpose([one; 8]));
     for (g, grp) in groups.iter_mut().enumerate().take(count) {
         for p in pairs.iter().skip(8 * (g + AHEAD)).take(8) {
             prefetch(src.stored(p.a));
@@ -1215,25 +1232,17 @@ fn batch_g2<S: Source<PointG2> + ?Sized>(
             negate(neg_b, &V(transpose(rows[6]))),
             negate(neg_b, &V(transpose(rows[7]))),
         );
-        // Components: x1, x2 < 8p, d in (0, 16p).
+        // Components: x1, x2 < 8p, d in (0, 16p). 1 / d = conj(d) / N(d) with the norm
+        // N(d) = d0² + d1² in Fp (below 4p), zero exactly when d is (−1 is not a square mod p):
+        // the norms are what the batch inverts.
         grp.d = sub2(&grp.x2, &grp.x1, &KP8);
+        grp.norm = add(&square(&grp.d.0), &square(&grp.d.1));
         grp.prefix = acc;
-        // acc < 6p, d < 16p: the sums inside the product stay below 32p.
-        acc = mul2(&acc, &grp.d);
+        acc = mul(&acc, &grp.norm);
     }
-    let r0 = transpose(acc.0.0);
-    let r1 = transpose(acc.1.0);
-    let mut lanes = [Fp2::ZERO; 8];
-    for (l, v) in lanes.iter_mut().enumerate() {
-        *v = Fp2 {
-            c0: c.raw(r0[l]),
-            c1: c.raw(r1[l]),
-        };
-    }
-    let inverses = lane_inverses(lanes, |x: Fp2| {
-        [c.encode(x.c0 * c.up), c.encode(x.c1 * c.up)]
-    });
-    let Some([inv0, inv1]) = inverses else {
+    let lanes = transpose(acc.0).map(|h| c.raw(h));
+    let inverses = lane_inverses(lanes, |x| [c.encode(x * c.up), one]);
+    let Some([inv_rows, _]) = inverses else {
         let to = |p: PointG2| Affine {
             x: Fp2 {
                 c0: c.decode(p.x[0]),
@@ -1262,10 +1271,15 @@ fn batch_g2<S: Source<PointG2> + ?Sized>(
         }
         return;
     };
-    let mut inv = V2(V(transpose(inv0)), V(transpose(inv1)));
+    let mut inv = V(transpose(inv_rows));
     for (g, grp) in groups.iter().enumerate().take(count).rev() {
-        let d_inv = mul2(&inv, &grp.prefix);
-        inv = mul2(&inv, &grp.d);
+        let n_inv = mul(&inv, &grp.prefix);
+        inv = mul(&inv, &grp.norm);
+        // conj(d) / N(d): components below 2p.
+        let d_inv = V2(
+            mul(&grp.d.0, &n_inv),
+            sub(&zero, &mul(&grp.d.1, &n_inv), &KP2),
+        );
         // dy in (0, 16p); λ < 6p; λ² < 4p.
         let lambda = mul2(&sub2(&grp.y2, &grp.y1, &KP8), &d_inv);
         let l2 = square2(&lambda);

@@ -46,10 +46,11 @@ use group::Curve as _;
 use rand_core::Rng;
 use rayon::prelude::*;
 
+use crate::poseidon::field::Fe;
 use curve::{Affine, G1, G2, Group};
 use field::{Fp, Fp2};
 use msm::{Limbs, Portable, msm};
-use synth::Assignment;
+use synth::{Assignment, Structure, Witness};
 
 /// The parameters' query points in the prover's representation, and the evaluation domain of the
 /// `H` query.
@@ -62,6 +63,8 @@ pub struct ProvingKey {
     c_len: usize,
     /// The domain the `H` query is made for, built on first use.
     domain: OnceLock<Arc<fft::Domain>>,
+    /// The circuit's constraints, recorded by the first [`ProvingKey::create_proof_with`].
+    structure: OnceLock<Structure>,
 }
 
 /// The query points for one arithmetic backend: the `A` query, the `C` bases (the `B` query in G1,
@@ -213,6 +216,7 @@ impl ProvingKey {
             l_len: params.l.len(),
             c_len: params.b_g1.len() + params.l.len() + params.h.len(),
             domain: OnceLock::new(),
+            structure: OnceLock::new(),
         }
     }
 
@@ -260,9 +264,58 @@ impl ProvingKey {
         s: Scalar,
     ) -> Result<(Proof<Bls12>, Timings), SynthesisError> {
         let start = Instant::now();
-        let mut t = Timings::default();
         let w = Assignment::synthesize(circuit)?;
-        t.synthesis = start.elapsed();
+        self.prove(vk, &Synthesized::Recorded(&w), r, s, start)
+    }
+
+    /// [`ProvingKey::create_proof`] for a circuit that `make` builds (as often as needed: the same
+    /// circuit each time). The first proof records the circuit's constraints in this key; later
+    /// ones synthesise only the witness and evaluate the recorded constraints, which is faster.
+    /// A circuit whose numbers of variables or constraints differ from the recorded ones is
+    /// synthesised in full, as by [`ProvingKey::create_proof`].
+    pub fn create_proof_with<C: Circuit<Scalar>>(
+        &self,
+        vk: &groth16::VerifyingKey<Bls12>,
+        make: impl Fn() -> C,
+        r: Scalar,
+        s: Scalar,
+    ) -> Result<(Proof<Bls12>, Timings), SynthesisError> {
+        let start = Instant::now();
+        if let Some(st) = self.structure.get() {
+            let w = Witness::synthesize(make())?;
+            if st.fits(&w) {
+                return self.prove(vk, &Synthesized::Cached(st, &w), r, s, start);
+            }
+        }
+        let w = Assignment::synthesize(make())?;
+        let (proof, structure) = rayon::join(
+            || self.prove(vk, &Synthesized::Recorded(&w), r, s, start),
+            || match self.structure.get() {
+                None => Structure::new(&w),
+                Some(_) => None,
+            },
+        );
+        if let Some(st) = structure {
+            let _ = self.structure.set(st);
+        }
+        proof
+    }
+
+    /// The proof from a synthesised witness.
+    fn prove(
+        &self,
+        vk: &groth16::VerifyingKey<Bls12>,
+        w: &Synthesized<'_>,
+        r: Scalar,
+        s: Scalar,
+        start: Instant,
+    ) -> Result<(Proof<Bls12>, Timings), SynthesisError> {
+        let mut t = Timings {
+            synthesis: start.elapsed(),
+            ..Timings::default()
+        };
+        let (inputs, aux) = w.assignment();
+        let (a_aux, b_inputs, b_aux) = w.densities();
         let domain = self.domain(w.num_constraints())?;
         let m = domain.size();
 
@@ -285,15 +338,10 @@ impl ProvingKey {
                 .map(|(v, _)| *v)
                 .collect()
         };
-        let a_scalars: Vec<Scalar> = w
-            .inputs
-            .iter()
-            .copied()
-            .chain(dense(&w.aux, &w.a_aux))
-            .collect();
-        let b_scalars: Vec<Scalar> = dense(&w.inputs, &w.b_inputs)
+        let a_scalars: Vec<Scalar> = inputs.iter().copied().chain(dense(aux, a_aux)).collect();
+        let b_scalars: Vec<Scalar> = dense(inputs, b_inputs)
             .into_iter()
-            .chain(dense(&w.aux, &w.b_aux))
+            .chain(dense(aux, b_aux))
             .collect();
         if self.bases.a_len() < a_scalars.len() {
             return Err(eof("A"));
@@ -304,7 +352,7 @@ impl ProvingKey {
         if self.bases.b_g2_len() < b_scalars.len() {
             return Err(eof("B in G2"));
         }
-        if self.l_len < w.aux.len() {
+        if self.l_len < aux.len() {
             return Err(eof("L"));
         }
         if self.h_len() < m - 1 {
@@ -334,7 +382,7 @@ impl ProvingKey {
                 let mut scalars = Vec::with_capacity(self.c_len);
                 scalars.extend(to_limbs(&b_scalars, Some(r)));
                 scalars.resize(self.b_g1_len, [0; 4]);
-                scalars.extend(to_limbs(&w.aux, None));
+                scalars.extend(to_limbs(aux, None));
                 scalars.resize(self.b_g1_len + self.l_len, [0; 4]);
                 scalars.par_extend(h.par_iter().with_min_len(1 << 10).map(|x| {
                     let b = x.to_repr();
@@ -390,6 +438,42 @@ impl ProvingKey {
     }
 }
 
+/// A synthesised witness: recorded in full, or values only for a known structure.
+enum Synthesized<'a> {
+    Recorded(&'a Assignment),
+    Cached(&'a Structure, &'a Witness),
+}
+
+impl Synthesized<'_> {
+    fn assignment(&self) -> (&[Scalar], &[Scalar]) {
+        match self {
+            Synthesized::Recorded(w) => (&w.inputs, &w.aux),
+            Synthesized::Cached(_, w) => (&w.inputs, &w.aux),
+        }
+    }
+
+    fn densities(&self) -> (&[bool], &[bool], &[bool]) {
+        match self {
+            Synthesized::Recorded(w) => (&w.a_aux, &w.b_inputs, &w.b_aux),
+            Synthesized::Cached(st, _) => (&st.a_aux, &st.b_inputs, &st.b_aux),
+        }
+    }
+
+    fn num_constraints(&self) -> usize {
+        match self {
+            Synthesized::Recorded(w) => w.num_constraints(),
+            Synthesized::Cached(st, _) => st.num_constraints(),
+        }
+    }
+
+    fn evaluate(&self) -> (Vec<Fe>, Vec<Fe>, Vec<Fe>) {
+        match self {
+            Synthesized::Recorded(w) => w.evaluate(),
+            Synthesized::Cached(st, w) => st.evaluate(w),
+        }
+    }
+}
+
 /// Where the time of one proof went (wall-clock times; the quotient and the three sums run side
 /// by side, so their times overlap and add up to more than [`Timings::parallel`]).
 #[derive(Clone, Copy, Debug, Default)]
@@ -431,6 +515,21 @@ pub fn create_random_proof<C: Circuit<Scalar>, R: Rng + ?Sized>(
     let r = Scalar::random(&mut *rng);
     let s = Scalar::random(&mut *rng);
     proving_key(params)?.create_proof(&params.vk, circuit, r, s)
+}
+
+/// [`create_random_proof`] for a circuit that `make` builds (the same circuit each call): with the
+/// key of [`proving_key`], whose recorded constraints spare later proofs most of the synthesis
+/// (see [`ProvingKey::create_proof_with`]).
+pub fn create_random_proof_with<C: Circuit<Scalar>, R: Rng + ?Sized>(
+    make: impl Fn() -> C,
+    params: &Parameters<Bls12>,
+    rng: &mut R,
+) -> Result<Proof<Bls12>, SynthesisError> {
+    let r = Scalar::random(&mut *rng);
+    let s = Scalar::random(&mut *rng);
+    proving_key(params)?
+        .create_proof_with(&params.vk, make, r, s)
+        .map(|(p, _)| p)
 }
 
 /// [`create_random_proof`] without keeping the converted points: they are made for this proof

@@ -155,7 +155,7 @@ pub(crate) fn msm<B: Backend>(be: &B, bases: &[B::Base], scalars: &[Limbs]) -> X
         return Xyzz::IDENTITY;
     }
     let c = window_for(n);
-    let windows = 256usize.div_ceil(c);
+    let windows = windows(c);
     let digits = recode(scalars, c, windows);
     let sums: Vec<Xyzz<B::F>> = if n < SMALL {
         digits
@@ -184,6 +184,24 @@ pub(crate) fn msm<B: Backend>(be: &B, bases: &[B::Base], scalars: &[Limbs]) -> X
     acc
 }
 
+/// The largest scalar, `r − 1`.
+const R_MINUS_ONE: Limbs = [
+    0xffff_ffff_0000_0000,
+    0x53bd_a402_fffe_5bfe,
+    0x3339_d808_09a1_d805,
+    0x73ed_a753_299d_7d48,
+];
+
+/// The number of `c`-bit signed windows every scalar below `r` needs: enough to cover its 255
+/// bits, and one more if the top window could carry out (its digit, plus the carry from below,
+/// must not exceed `2^(c-1)`).
+fn windows(c: usize) -> usize {
+    let w = 255usize.div_ceil(c);
+    let at = (w - 1) * c;
+    let top = bits(&R_MINUS_ONE, at, 255 - at);
+    if top < 1 << (c - 1) { w } else { w + 1 }
+}
+
 /// The window width that minimises the estimated cost, in base-field multiplications: per window,
 /// about 6.5 per point (batched affine addition) and 24 per bucket (the running sums).
 fn window_for(n: usize) -> usize {
@@ -191,7 +209,7 @@ fn window_for(n: usize) -> usize {
     (4..=MAX_WINDOW)
         .min_by(|&a, &b| {
             let cost = |c: usize| {
-                let w = 256usize.div_ceil(c) as f64;
+                let w = windows(c) as f64;
                 w * (6.5 * n + 24.0 * (1u64 << (c - 1)) as f64)
             };
             cost(a).total_cmp(&cost(b))
@@ -212,7 +230,7 @@ fn bits(s: &Limbs, at: usize, width: usize) -> u64 {
 }
 
 /// The signed digits of every scalar, window by window: `digits[k * n + i]` is digit `k` of scalar
-/// `i`. With `windows · c ≥ 256` and scalars below `2^255` the last window never carries out.
+/// `i`. With [`windows`] windows and scalars below `r` the last window never carries out.
 fn recode(scalars: &[Limbs], c: usize, windows: usize) -> Vec<i16> {
     let n = scalars.len();
     let mut digits = vec![0i16; n * windows];
@@ -652,7 +670,8 @@ pub(crate) mod tests {
         scalars.extend([Scalar::ZERO, Scalar::ONE, -Scalar::ONE, -Scalar::from(2u64)]);
         let l: Vec<Limbs> = scalars.iter().map(limbs).collect();
         for c in 4..=MAX_WINDOW {
-            let windows = 256usize.div_ceil(c);
+            let windows = windows(c);
+            assert!(windows * c >= 255 && windows <= 256usize.div_ceil(c));
             let d = recode(&l, c, windows);
             for (i, s) in scalars.iter().enumerate() {
                 let mut acc = Scalar::ZERO;

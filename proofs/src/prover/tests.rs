@@ -240,6 +240,35 @@ fn an_unsatisfied_witness_gives_the_reference_proof_which_does_not_verify() {
 }
 
 #[test]
+fn recorded_constraints_give_the_same_proofs() {
+    let circuit = Products::random(12, 8, 700);
+    let params = params_for(&circuit, 12);
+    for key in keys(&params) {
+        for round in 0..3u64 {
+            // Other witness values each time, the same constraints.
+            let mut c = circuit.clone();
+            c.free.iter_mut().for_each(|v| *v += Scalar::from(round));
+            let (r, s) = (Scalar::from(round + 2), Scalar::from(round + 3));
+            let (ours, _) = key
+                .create_proof_with(&params.vk, || c.clone(), r, s)
+                .unwrap();
+            assert!(
+                ours == reference(c.clone(), &params, r, s).unwrap(),
+                "round {round}"
+            );
+        }
+        // Another circuit with this key: synthesised in full, still the reference's proof (which
+        // does not verify, the parameters being another circuit's).
+        let other = Products::random(13, 8, 650);
+        let (r, s) = (Scalar::from(7u64), Scalar::from(8u64));
+        let (ours, _) = key
+            .create_proof_with(&params.vk, || other.clone(), r, s)
+            .unwrap();
+        assert!(ours == reference(other.clone(), &params, r, s).unwrap());
+    }
+}
+
+#[test]
 fn random_proofs_draw_r_and_s_like_the_reference() {
     let circuit = Products::random(8, 4, 100);
     let params = params_for(&circuit, 8);
