@@ -142,11 +142,6 @@ pub fn public_inputs(
 
 /// Proves a PoSt from the vanilla proofs of the circuit's sectors (for Window PoSt, one partition,
 /// padded); returns the 192-byte proof.
-///
-/// The proof is made by [`crate::prover`], the same proof `groth16::create_random_proof` makes
-/// from the same RNG state; the parameters' points are converted on the first proof and kept while
-/// `params` lives, with the circuit's constraints, so a prover that keeps its parameters in memory
-/// pays that once.
 pub fn prove<R: Rng + CryptoRng>(
     params: &Parameters<Bls12>,
     kind: PostKind,
@@ -154,12 +149,12 @@ pub fn prove<R: Rng + CryptoRng>(
     vanilla: &[SectorProof],
     rng: &mut R,
 ) -> Result<Vec<u8>, SnarkError> {
-    let circuit = || PostCircuit {
+    let circuit = PostCircuit {
         kind,
         size,
         witness: Some(vanilla),
     };
-    let proof = crate::prover::create_random_proof_with(circuit, params, rng)?;
+    let proof = groth16::create_random_proof(circuit, params, rng)?;
     Ok(proof_to_bytes(&proof))
 }
 
