@@ -30,6 +30,7 @@ pub mod piece;
 pub mod porep;
 pub mod poseidon;
 pub mod post;
+pub mod prover;
 pub mod sdr;
 pub mod sector;
 pub mod snark;

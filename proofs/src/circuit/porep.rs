@@ -349,6 +349,10 @@ pub fn prove<R: Rng + CryptoRng>(
 }
 
 /// Commit2 for partition `k` alone (callers that report progress prove one partition at a time).
+///
+/// The proof is made by [`crate::prover`] (the same proof as `groth16::create_random_proof` from
+/// the same RNG state). The parameters' points are converted for each proof rather than kept: the
+/// PoRep parameters are large and Commit2 is rare, so their converted copy is not held in memory.
 pub fn prove_partition<R: Rng + CryptoRng>(
     params: &Parameters<Bls12>,
     public: &PorepPublic,
@@ -366,7 +370,7 @@ pub fn prove_partition<R: Rng + CryptoRng>(
         comm_r_last: vanilla.comm_r_last,
         challenges,
     };
-    let proof = groth16::create_random_proof(
+    let proof = crate::prover::create_random_proof_uncached(
         PorepCircuit {
             size: public.size,
             witness: Some(witness),

@@ -4,17 +4,21 @@
 //! and per challenge a tree R inclusion of a private leaf at a public index. Public inputs, in order, per
 //! sector: `comm_r`, then each leaf index.
 
+use bellman::gadgets::num::AllocatedNum;
 use bellman::{Circuit, ConstraintSystem, SynthesisError};
 use bls12_381::{Bls12, Scalar};
 use groth16::{Parameters, PreparedVerifyingKey};
 use rand_core::{CryptoRng, Rng};
+use rayon::prelude::*;
 
 use super::poseidon::{AllocatedPath, LinearNum, alloc_node, comm_r, invalid};
+use crate::merkle::{MerkleProof, TreeShape};
 use crate::node::Node;
 use crate::params::ParamsId;
 use crate::post::{
     self, PostError, PublicSector, SectorProof, WINDOW_CHALLENGES_PER_SECTOR, WINNING_CHALLENGES,
 };
+use crate::prover::synth::Witness;
 use crate::sector::SectorSize;
 use crate::snark::{SnarkError, proof_from_bytes, proof_to_bytes};
 
@@ -77,9 +81,9 @@ pub struct PostCircuit<'a> {
     pub witness: Option<&'a [SectorProof]>,
 }
 
-impl Circuit<Scalar> for PostCircuit<'_> {
-    fn synthesize<CS: ConstraintSystem<Scalar>>(self, cs: &mut CS) -> Result<(), SynthesisError> {
-        let shape = self.size.tree_shape();
+impl PostCircuit<'_> {
+    /// Refuses vanilla proofs without the circuit's sector and challenge counts.
+    fn check(&self) -> Result<(), SynthesisError> {
         let (sectors, challenges) = (self.kind.sectors(self.size), self.kind.challenges());
         let mismatched = |w: &[SectorProof]| {
             w.len() != sectors || w.iter().any(|p| p.openings.len() != challenges)
@@ -89,30 +93,84 @@ impl Circuit<Scalar> for PostCircuit<'_> {
                 "the vanilla proofs do not have the circuit's sector and challenge counts",
             ));
         }
-        for s in 0..sectors {
+        Ok(())
+    }
+
+    /// A sector's own part: `comm_c`, `comm_r_last`, and `comm_r` made a public input. Returns
+    /// `comm_r_last`, which every challenge's path leads to.
+    fn sector<CS: ConstraintSystem<Scalar>>(
+        cs: &mut CS,
+        proof: Option<&SectorProof>,
+    ) -> Result<AllocatedNum<Scalar>, SynthesisError> {
+        let comm_c = alloc_node(cs.namespace(|| "comm_c"), proof.map(|p| &p.comm_c))?;
+        let comm_r_last = alloc_node(
+            cs.namespace(|| "comm_r_last"),
+            proof.map(|p| &p.comm_r_last),
+        )?;
+        let cr = comm_r(cs.namespace(|| "comm_r"), &comm_c, &comm_r_last)?;
+        cr.inputize(cs.namespace(|| "comm_r input"))?;
+        Ok(comm_r_last)
+    }
+
+    /// One challenge: the opening's path to `comm_r_last`, and its leaf index made a public input.
+    fn challenge<CS: ConstraintSystem<Scalar>>(
+        cs: &mut CS,
+        shape: &TreeShape,
+        opening: Option<&MerkleProof>,
+        comm_r_last: &AllocatedNum<Scalar>,
+    ) -> Result<(), SynthesisError> {
+        let path = AllocatedPath::alloc(cs.namespace(|| "path"), shape, opening)?;
+        let root = path.root(cs.namespace(|| "root"), shape)?;
+        LinearNum::enforce_equal(
+            cs.namespace(|| "root is comm_r_last"),
+            &LinearNum::from(&root),
+            &LinearNum::from(comm_r_last),
+        )?;
+        path.index().inputize(cs.namespace(|| "leaf index input"))
+    }
+
+    /// The witness alone, as [`crate::prover`] synthesises it for a circuit whose constraints it
+    /// already knows: the same values in the same order as [`Circuit::synthesize`] allocates them,
+    /// the challenges of a sector synthesised in parallel (each allocates its own variables only).
+    pub(crate) fn witness(&self) -> Result<Witness, SynthesisError> {
+        self.check()?;
+        let shape = self.size.tree_shape();
+        let mut w = Witness::begin()?;
+        for s in 0..self.kind.sectors(self.size) {
+            let proof = self.witness.map(|w| &w[s]);
+            let comm_r_last = Self::sector(&mut w, proof)?;
+            let parts: Vec<Result<Witness, SynthesisError>> = (0..self.kind.challenges())
+                .into_par_iter()
+                .map(|m| {
+                    let mut part = Witness::default();
+                    Self::challenge(
+                        &mut part,
+                        &shape,
+                        proof.map(|p| &p.openings[m]),
+                        &comm_r_last,
+                    )?;
+                    Ok(part)
+                })
+                .collect();
+            for part in parts {
+                w.append(part?);
+            }
+        }
+        Ok(w.finish())
+    }
+}
+
+impl Circuit<Scalar> for PostCircuit<'_> {
+    fn synthesize<CS: ConstraintSystem<Scalar>>(self, cs: &mut CS) -> Result<(), SynthesisError> {
+        self.check()?;
+        let shape = self.size.tree_shape();
+        for s in 0..self.kind.sectors(self.size) {
             let proof = self.witness.map(|w| &w[s]);
             let mut cs = cs.namespace(|| format!("sector {s}"));
-            let comm_c = alloc_node(cs.namespace(|| "comm_c"), proof.map(|p| &p.comm_c))?;
-            let comm_r_last = alloc_node(
-                cs.namespace(|| "comm_r_last"),
-                proof.map(|p| &p.comm_r_last),
-            )?;
-            let cr = comm_r(cs.namespace(|| "comm_r"), &comm_c, &comm_r_last)?;
-            cr.inputize(cs.namespace(|| "comm_r input"))?;
-            for m in 0..challenges {
+            let comm_r_last = Self::sector(&mut cs, proof)?;
+            for m in 0..self.kind.challenges() {
                 let mut cs = cs.namespace(|| format!("challenge {m}"));
-                let path = AllocatedPath::alloc(
-                    cs.namespace(|| "path"),
-                    &shape,
-                    proof.map(|p| &p.openings[m]),
-                )?;
-                let root = path.root(cs.namespace(|| "root"), &shape)?;
-                LinearNum::enforce_equal(
-                    cs.namespace(|| "root is comm_r_last"),
-                    &LinearNum::from(&root),
-                    &LinearNum::from(&comm_r_last),
-                )?;
-                path.index().inputize(cs.namespace(|| "leaf index input"))?;
+                Self::challenge(&mut cs, &shape, proof.map(|p| &p.openings[m]), &comm_r_last)?;
             }
         }
         Ok(())
@@ -142,6 +200,11 @@ pub fn public_inputs(
 
 /// Proves a PoSt from the vanilla proofs of the circuit's sectors (for Window PoSt, one partition,
 /// padded); returns the 192-byte proof.
+///
+/// The proof is made by [`crate::prover`], the same proof `groth16::create_random_proof` makes
+/// from the same RNG state; the parameters' points are converted on the first proof and kept while
+/// `params` lives, with the circuit's constraints, so a prover that keeps its parameters in memory
+/// pays that once.
 pub fn prove<R: Rng + CryptoRng>(
     params: &Parameters<Bls12>,
     kind: PostKind,
@@ -149,12 +212,13 @@ pub fn prove<R: Rng + CryptoRng>(
     vanilla: &[SectorProof],
     rng: &mut R,
 ) -> Result<Vec<u8>, SnarkError> {
-    let circuit = PostCircuit {
+    let circuit = || PostCircuit {
         kind,
         size,
         witness: Some(vanilla),
     };
-    let proof = groth16::create_random_proof(circuit, params, rng)?;
+    let proof =
+        crate::prover::create_random_proof_parallel(circuit, || circuit().witness(), params, rng)?;
     Ok(proof_to_bytes(&proof))
 }
 
@@ -299,6 +363,48 @@ mod tests {
     }
 
     #[test]
+    fn the_parallel_witness_is_the_synthesised_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let size = SectorSize::S2KiB;
+        let r = trunc254([3; 32]);
+        let (s1, t1, c1) = sector(dir.path(), 4);
+        let (s2, t2, c2) = sector(dir.path(), 6);
+        let window = [
+            vanilla(size, &r, &s1, &t1, c1, 10),
+            vanilla(size, &r, &s2, &t2, c2, 10),
+        ];
+        let winning = [vanilla(size, &r, &s2, &t2, c2, WINNING_CHALLENGES)];
+        for (kind, proofs) in [
+            (PostKind::Window, &window[..]),
+            (PostKind::Winning, &winning[..]),
+        ] {
+            let circuit = || PostCircuit {
+                kind,
+                size,
+                witness: Some(proofs),
+            };
+            let parallel = circuit().witness().unwrap();
+            assert_eq!(parallel, Witness::synthesize(circuit()).unwrap());
+        }
+        // The same errors: counts that do not fit, a missing witness.
+        let short = PostCircuit {
+            kind: PostKind::Window,
+            size,
+            witness: Some(&window[..1]),
+        };
+        assert!(short.witness().is_err());
+        let blank = PostCircuit {
+            kind: PostKind::Window,
+            size,
+            witness: None,
+        };
+        assert!(matches!(
+            blank.witness(),
+            Err(SynthesisError::AssignmentMissing)
+        ));
+    }
+
+    #[test]
     fn window_post_groth16_end_to_end() {
         let dir = tempfile::tempdir().unwrap();
         let size = SectorSize::S2KiB;
@@ -326,6 +432,20 @@ mod tests {
         let proof = prove(&params, PostKind::Window, size, &proofs, &mut rng).unwrap();
         assert_eq!(proof.len(), 192);
         verify(&pvk, PostKind::Window, size, &r, &[s1, s2], &proof).unwrap();
+        // The first proof with these parameters recorded the circuit's constraints; the next one
+        // takes the parallel witness: still the groth16 crate's proof for the same RNG state.
+        let mut ours = id.insecure_rng();
+        let mut theirs = id.insecure_rng();
+        for _ in 0..2 {
+            let proof = prove(&params, PostKind::Window, size, &proofs, &mut ours).unwrap();
+            let circuit = PostCircuit {
+                kind: PostKind::Window,
+                size,
+                witness: Some(&proofs),
+            };
+            let reference = groth16::create_random_proof(circuit, &params, &mut theirs).unwrap();
+            assert_eq!(proof, proof_to_bytes(&reference));
+        }
         // Other randomness, another comm_r, swapped sectors, a flipped byte: all rejected.
         assert!(
             verify(

@@ -19,7 +19,7 @@ use bls12_381::Scalar;
 use ff::{Field, PrimeField};
 
 /// The modulus `r`, least significant limb first.
-const MODULUS: [u64; 4] = [
+pub(crate) const MODULUS: [u64; 4] = [
     0xffff_ffff_0000_0001,
     0x53bd_a402_fffe_5bfe,
     0x3339_d808_09a1_d805,
@@ -27,7 +27,7 @@ const MODULUS: [u64; 4] = [
 ];
 
 /// `-r^-1 mod 2^64`, the per-word Montgomery factor.
-const INV: u64 = 0xffff_fffe_ffff_ffff;
+pub(crate) const INV: u64 = 0xffff_fffe_ffff_ffff;
 
 /// `R^2 mod r` for `R = 2^256`: a Montgomery product with it maps a
 /// canonical integer `x` to its Montgomery form `x R mod r`.
@@ -63,6 +63,17 @@ impl Fe {
             chunk.copy_from_slice(&limb.to_le_bytes());
         }
         out
+    }
+
+    /// The Montgomery representation `x R mod r` (below `r`).
+    pub(crate) fn montgomery(self) -> [u64; 4] {
+        self.0
+    }
+
+    /// The element with Montgomery representation `limbs`; `None` unless `limbs < r`.
+    pub(crate) fn from_montgomery(limbs: [u64; 4]) -> Option<Fe> {
+        let (_, borrow) = sub4(&limbs, &MODULUS);
+        (borrow != 0).then_some(Fe(limbs))
     }
 
     /// Converts from `Scalar`.

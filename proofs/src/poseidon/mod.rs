@@ -14,7 +14,7 @@
 //! round structure literally and is the yardstick the fast path is tested
 //! against.
 
-mod field;
+pub(crate) mod field;
 mod grain;
 mod matrix;
 mod optimized;
