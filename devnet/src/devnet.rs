@@ -56,6 +56,16 @@ pub struct DevnetOptions {
     pub epoch_seconds: Option<u64>,
 }
 
+/// The epoch length when none is asked for: the devnet policy's (1 s) where the machine has two
+/// cores or more per miner, else 2 s. Every genesis miner wins nearly every epoch (five leaders
+/// are expected per epoch), so each proves a Winning PoSt per epoch, and on a 2-core machine two
+/// miners proving at once take about 0.9 s each: with 1-second epochs each would make a block
+/// only every other epoch.
+pub fn default_epoch_seconds(miners: usize) -> Option<u64> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    (cores < miners.saturating_mul(2)).then_some(2)
+}
+
 /// A node of `devnet.json`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeEntry {
@@ -291,7 +301,10 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         Some(mut g) => {
             progress(Stage::Reusing);
             g.timestamp = start;
-            if let Some(secs) = opts.epoch_seconds {
+            if let Some(secs) = opts
+                .epoch_seconds
+                .or_else(|| default_epoch_seconds(opts.miners))
+            {
                 g.policy.epoch_duration_seconds = secs.max(1);
             }
             g.save(&genesis_path)?;
@@ -318,7 +331,10 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             gopts.miners = opts.miners;
             gopts.sectors_per_miner = opts.sectors_per_miner;
             gopts.sector_size = opts.sector_size;
-            if let Some(secs) = opts.epoch_seconds {
+            if let Some(secs) = opts
+                .epoch_seconds
+                .or_else(|| default_epoch_seconds(opts.miners))
+            {
                 gopts.policy.epoch_duration_seconds = secs.max(1);
             }
             let (g, _) = genesis::new_genesis(dir, &opts.cache_dir, &gopts, &mut |d, t| {

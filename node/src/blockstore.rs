@@ -3,7 +3,9 @@
 //! Blocks are content-addressed and written before they are applied (a write that a crash
 //! interrupts leaves a block nobody points at, which is harmless); which tipset is the head is
 //! not stored here but in the state store's metadata, atomically with the state it belongs to
-//! (see [`crate::core`]).
+//! (see [`crate::core`]). **Invariant:** a tipset record and its blocks are durable (the
+//! database flushed by [`BlockStore::flush`]) before any state commit names that tipset as the
+//! head, so a node killed at any point reopens at a head whose tipset it has.
 
 use std::path::Path;
 
@@ -135,6 +137,14 @@ impl BlockStore {
         Ok(())
     }
 
+    /// Makes every record written so far durable. sled otherwise writes its buffers out in the
+    /// background, and a killed process loses what was still buffered: the node calls this before
+    /// a state commit names a tipset as its head.
+    pub fn flush(&self) -> NodeResult<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
     /// Every stored tipset record.
     pub fn tipsets(&self) -> NodeResult<Vec<TipsetMeta>> {
         self.tipsets
@@ -144,11 +154,5 @@ impl BlockStore {
                 decode(&v, "a tipset record")
             })
             .collect()
-    }
-
-    /// Makes everything written so far durable.
-    pub fn flush(&self) -> NodeResult<()> {
-        self.db.flush()?;
-        Ok(())
     }
 }

@@ -947,6 +947,8 @@ impl NodeCore {
                 })
                 .collect(),
         };
+        // The tipset's record and blocks are durable before the state names it as the head.
+        self.blocks.flush()?;
         self.chain.clear_staged_meta();
         self.chain.stage_meta(
             HEAD_META.to_vec(),

@@ -307,6 +307,9 @@ impl Poster {
     ) -> ProviderResult<()> {
         let next = view.head_epoch.saturating_add(1);
         let index = self.prover.store().scan();
+        self.metrics
+            .sectors
+            .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
         let mut faults = Vec::new();
         let mut recoveries = Vec::new();
         for dl in &view.deadlines {

@@ -251,6 +251,9 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     })?);
     let mut registry = Registry::default();
     let metrics = ProviderMetrics::register(&mut registry);
+    metrics
+        .sectors
+        .set(i64::try_from(prover.store().scan().len()).unwrap_or(i64::MAX));
     let registry = Arc::new(registry);
     let (metrics_addr, metrics_server) = lode_node::rpc::serve_metrics(settings.metrics, {
         let registry = registry.clone();

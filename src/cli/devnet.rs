@@ -123,8 +123,8 @@ pub(crate) struct DevnetRunArgs {
     /// Sector size: 2KiB or 8MiB.
     #[arg(long, value_parser = parse_size, default_value = "2KiB")]
     sector_size: SectorSize,
-    /// Seconds per epoch (default: the devnet rules', 1 s; a slow machine may need more, since a
-    /// miner must prove its Winning PoSt within the epoch).
+    /// Seconds per epoch (default: the devnet rules', 1 s, on machines with two cores or more per
+    /// miner, else 2 s: every miner proves a Winning PoSt nearly every epoch).
     #[arg(long)]
     epoch_seconds: Option<u64>,
     /// Start in the background and return (stop with `lode devnet stop`).
