@@ -155,6 +155,138 @@ fn promtool_check(body: &str) {
     );
 }
 
+/// A peer speaking the devnet's own protocols that floods node 0's mempool past its per-sender
+/// bound with valid messages, then gossips malformed blocks and messages: the mempool stays within
+/// its bound, the peer is scored down and disconnected, and the chain keeps growing.
+async fn adversary(dir: &Path, a: &NodeClient) {
+    use lode_chain::message::{Message, Method};
+    use lode_chain::types::{Address, TokenAmount};
+    use lode_node::net::{self, NetConfig, NetEvent, Topic};
+
+    let genesis = lode_node::genesis::GenesisFile::load(&dir.join("genesis.json")).unwrap();
+    let policy = &genesis.policy;
+    let node0 = devnet_json(dir)["nodes"][0].clone();
+    let node0_peer = node0["peer_id"].as_str().unwrap().to_string();
+    let mut config = NetConfig::new(policy.network.clone(), net::generate_keypair());
+    config.bootstrap = vec![node0["multiaddr"].as_str().unwrap().parse().unwrap()];
+    let mut registry = prometheus_client::registry::Registry::default();
+    let (evil, mut events) = net::spawn(config, &mut registry).unwrap();
+    let evil_id = evil.local_peer_id().to_string();
+
+    // The faucet's messages, valid and funded, at every nonce up to 300 past the mempool's
+    // per-sender bound (1,000 pending): the excess is refused, not held.
+    let faucet = lode_node::wallet::parse_secret(
+        &std::fs::read_to_string(dir.join("keys/faucet.key")).unwrap(),
+    )
+    .unwrap();
+    let from = Address::Bls(faucet.public_key());
+    let first = a.mpool_nonce(&from).await.unwrap().unwrap_or(0);
+    let to = Address::Bls(lode_chain::crypto::SecretKey::from_seed(&[9; 32]).public_key());
+    let gas_limit = lode_node::wallet::transfer_gas_limit(policy, &from, &to);
+    let flood: Vec<Vec<u8>> = (first..first + 1_300)
+        .map(|nonce| {
+            let m = Message {
+                from,
+                to,
+                nonce,
+                value: TokenAmount(1),
+                method: Method::Send,
+                gas_limit,
+                gas_price: policy.min_gas_price,
+            }
+            .sign(&policy.network, &faucet);
+            lode_node::wire::encode(&m)
+        })
+        .collect();
+    // Publishing needs node 0 in the adversary's mesh.
+    let start = Instant::now();
+    let mut flood = flood.into_iter();
+    let first_msg = flood.next().unwrap();
+    while evil
+        .publish(Topic::Messages, first_msg.clone())
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no gossip mesh with node 0"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for m in flood {
+        evil.publish(Topic::Messages, m).await.unwrap();
+    }
+    let node0_metrics = node0["metrics"].as_str().unwrap().to_string();
+    let mut most = 0.0f64;
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(15) {
+        let size = metric(&metrics(&node0_metrics), "lode_mempool_size").unwrap();
+        most = most.max(size);
+        // The bound, plus the providers' own messages (Window PoSts, declarations).
+        assert!(
+            size <= 1_010.0,
+            "mempool of {size} messages past its per-sender bound"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(most > 0.0, "the flood never reached node 0's mempool");
+    eprintln!("adversary: 1,300 valid messages flooded, node 0's mempool peaked at {most}");
+
+    // Malformed blocks and messages: rejected, costing the sender its score until node 0
+    // disconnects and bans it.
+    let mut disconnected = false;
+    let mut sent = 0u64;
+    let junk = Instant::now();
+    while !disconnected {
+        assert!(
+            junk.elapsed() < Duration::from_secs(60),
+            "node 0 kept a peer that gossips junk"
+        );
+        // Each payload new (gossip drops what it has seen).
+        for _ in 0..20 {
+            sent += 1;
+            let _ = evil
+                .publish(Topic::Blocks, sent.to_le_bytes().repeat(25))
+                .await;
+            let _ = evil
+                .publish(Topic::Messages, sent.to_be_bytes().repeat(7))
+                .await;
+        }
+        while let Ok(Some(e)) =
+            tokio::time::timeout(Duration::from_millis(500), events.recv()).await
+        {
+            if matches!(&e, NetEvent::PeerDisconnected(p) if p.to_string() == node0_peer) {
+                disconnected = true;
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "adversary: disconnected by node 0 {:.1} s after it began to gossip junk ({sent} blocks, {sent} messages)",
+        junk.elapsed().as_secs_f64()
+    );
+    let body = metrics(&node0_metrics);
+    assert!(
+        body.contains("lode_blocks_rejected_total{reason=\"malformed\"}"),
+        "{body}"
+    );
+    assert!(
+        a.net_peers()
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.peer_id != evil_id),
+        "node 0 still lists the adversary"
+    );
+    // The honest network keeps producing blocks.
+    let h = height(a).await.unwrap();
+    wait_for(60, "blocks after the adversary", || async {
+        height(a).await.unwrap_or(0) >= h + 3
+    })
+    .await;
+    let _ = evil.shutdown().await;
+}
+
 /// The last lines of a log file.
 fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -307,6 +439,8 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
             e > split + 3 && agree_at(&a, &b, e).await
         })
         .await;
+
+        adversary(&dir, &a).await;
 
         let _ = restarted.kill();
         let _ = restarted.wait();
