@@ -3,7 +3,7 @@
 //! Order of one epoch `e` (all of it in one overlay, committed atomically at the end):
 //!
 //! 1. record the beacon as the randomness of `e`;
-//! 2. validate every block against the state of `e − 1`: parent root, one block per miner, the
+//! 2. validate every block against the state before `e`: parent root, one block per miner, the
 //!    miner is eligible (power, no fee debt, no consensus-fault ban), ticket, election proof, win count,
 //!    Winning PoSt, header signature, messages root — any failure rejects the whole tipset;
 //! 3. apply the blocks' messages in order (a message in two blocks runs once);
@@ -12,6 +12,17 @@
 //!    actor's smoothed QA estimate, the reward actor's smoothed reward and minting step;
 //! 6. forget randomness older than any proof can ask for;
 //! 7. commit: writes and the new head go to the backend in one atomic, flushed batch.
+//!
+//! **Null rounds.** An epoch nobody won still happens: it has a beacon (recorded as its
+//! randomness) and runs cron — steps 1, 5 and 6 with no blocks and no messages. The null rounds
+//! between the head `h` and a tipset at `e > h + 1` are never committed on their own: they run
+//! in the tipset's overlay before it ([`Chain::run_null_rounds`] computes them as an
+//! [`AfterNulls`], which [`Chain::apply_tipset_after`] starts from), and the whole span `h+1..=e`
+//! is one commit at `e` whose undo record goes back to `h`. The state after it is exactly what
+//! applying the null rounds one by one and then the tipset would give (tested), so there is no
+//! limit on how many null rounds a tipset may follow. The parent state root a block names is the
+//! root after the null rounds before it ([`AfterNulls::root`]), computed without committing
+//! anything. The beacons of null rounds are inputs, like every beacon: the chain never draws one.
 
 use std::collections::BTreeSet;
 
@@ -29,7 +40,7 @@ use crate::keys;
 use crate::message::{Method, Receipt, SignedMessage};
 use crate::policy::Policy;
 use crate::runtime::{RandomnessTag, Runtime, draw_randomness};
-use crate::store::{Head, Overlay, StateStore};
+use crate::store::{Head, Overlay, StateStore, Writes};
 use crate::types::{ActorId, Address, Epoch, TokenAmount};
 
 /// What the executor applies at one epoch: the beacon, the winners' headers and the messages of
@@ -44,6 +55,53 @@ pub struct EpochInput {
     pub blocks: Vec<BlockHeader>,
     /// Messages in order.
     pub messages: Vec<SignedMessage>,
+}
+
+/// A null round: an epoch in which no block was made. It still has a beacon, and still runs cron.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NullRound {
+    /// Epoch.
+    pub epoch: Epoch,
+    /// The epoch's beacon value (recorded as its randomness).
+    pub beacon: [u8; 32],
+}
+
+/// The state after null rounds that follow the committed head: computed in a scratch overlay by
+/// [`Chain::run_null_rounds`], never committed. A tipset after them is built on it and applied
+/// with [`Chain::apply_tipset_after`]; [`Chain::view_after`] reads it. It belongs to the head it
+/// was computed on: once the head moves, the chain refuses it ([`ChainError::StaleNullRounds`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AfterNulls {
+    /// The committed head the null rounds follow.
+    base: Head,
+    /// The last null round (`base.epoch` when there are none).
+    epoch: Epoch,
+    /// What the null rounds wrote, over the committed state.
+    writes: Writes,
+    /// The state root after them.
+    root: [u8; 32],
+}
+
+impl AfterNulls {
+    /// The committed head the null rounds follow.
+    pub fn base(&self) -> Head {
+        self.base
+    }
+
+    /// The epoch of the state: the last null round's (the base's when there are none).
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// How many null rounds were run.
+    pub fn rounds(&self) -> u64 {
+        self.epoch.saturating_sub(self.base.epoch)
+    }
+
+    /// The state root after the null rounds: the parent state root of a block at `epoch() + 1`.
+    pub fn root(&self) -> [u8; 32] {
+        self.root
+    }
 }
 
 /// What applying a tipset produced.
@@ -145,8 +203,106 @@ impl Chain {
         f(&mut rt)
     }
 
-    /// Rolls the state back to what it was after `epoch` (a reorganisation): at most
-    /// `chain_finality` epochs back. On any error nothing changes.
+    /// The committed head as a starting point for [`Chain::run_null_rounds`] (no null rounds).
+    pub fn at_head(&self) -> AfterNulls {
+        let base = self.head();
+        AfterNulls {
+            base,
+            epoch: base.epoch,
+            writes: Writes::new(),
+            root: base.root,
+        }
+    }
+
+    /// Runs the null rounds `nulls` after `from` (which must belong to the committed head) in a
+    /// scratch overlay, committing nothing: `nulls` must be the epochs right after
+    /// `from.epoch()`, in order (an iterator, so that a long run of them need not be held in
+    /// memory at once). Extending an earlier result this way runs only the new rounds.
+    /// Computing the new root updates and restores the state tree in place, hence `&mut self`;
+    /// the committed state does not change. On an error `from` is consumed: start again from
+    /// [`Chain::at_head`].
+    pub fn run_null_rounds(
+        &mut self,
+        from: AfterNulls,
+        nulls: impl IntoIterator<Item = NullRound>,
+    ) -> ChainResult<AfterNulls> {
+        self.check_current(&from)?;
+        let mut nulls = nulls.into_iter().peekable();
+        if nulls.peek().is_none() {
+            return Ok(from);
+        }
+        let AfterNulls {
+            base,
+            mut epoch,
+            writes,
+            ..
+        } = from;
+        let writes = {
+            let mut rt = Runtime::new(
+                Overlay::with_writes(&self.store, writes),
+                &self.policy,
+                epoch,
+                self.verifier.as_ref(),
+            );
+            for round in nulls {
+                let expected = epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
+                if round.epoch != expected {
+                    return Err(ChainError::NullRoundOutOfOrder {
+                        expected,
+                        got: round.epoch,
+                    });
+                }
+                run_null_round(&mut rt, &round)?;
+                epoch = expected;
+            }
+            let mut writes = rt.state.into_writes();
+            // A record written and deleted again within the rounds (randomness past its
+            // retention) leaves a deletion of a key that is not committed: a no-op, dropped so
+            // that what is kept grows with the state the rounds change, not with their number.
+            writes.retain(|k, v| v.is_some() || self.store.get_raw(k).is_some());
+            writes
+        };
+        let root = self.store.root_with(&writes);
+        Ok(AfterNulls {
+            base,
+            epoch,
+            writes,
+            root,
+        })
+    }
+
+    /// Runs `f` against the state after the null rounds of `after` (read-only: its writes are
+    /// dropped), at `after.epoch()`.
+    pub fn view_after<R>(
+        &self,
+        after: &AfterNulls,
+        f: impl FnOnce(&mut Runtime<'_, '_>) -> R,
+    ) -> ChainResult<R> {
+        self.check_current(after)?;
+        let mut rt = Runtime::new(
+            Overlay::with_writes(&self.store, after.writes.clone()),
+            &self.policy,
+            after.epoch,
+            self.verifier.as_ref(),
+        );
+        Ok(f(&mut rt))
+    }
+
+    fn check_current(&self, after: &AfterNulls) -> ChainResult<()> {
+        let head = self.head();
+        if after.base != head {
+            return Err(ChainError::StaleNullRounds {
+                base: after.base.epoch,
+                head: head.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Rolls the state back to what it was after `epoch` (a reorganisation), undoing whole
+    /// commits (a tipset with the null rounds before it is one): `epoch` must be a committed
+    /// epoch whose later commits are all within the undo records' window (`chain_finality`
+    /// epochs). On any error nothing changes.
     pub fn revert_to(&mut self, epoch: Epoch) -> ChainResult<Head> {
         Ok(self.store.revert_to(epoch)?)
     }
@@ -169,6 +325,19 @@ impl Chain {
 
     /// Applies the next epoch from its blocks. On any error nothing is committed.
     pub fn apply_tipset(&mut self, tipset: &Tipset) -> ChainResult<TipsetOutcome> {
+        let at = self.at_head();
+        self.apply_tipset_after(&at, tipset)
+    }
+
+    /// Applies a tipset after the null rounds of `after` (computed on the committed head), all
+    /// in one commit at the tipset's epoch: the tipset must be at `after.epoch() + 1`, and its
+    /// blocks name `after.root()` as their parent state root. On any error nothing is committed
+    /// (and `after` can be used again).
+    pub fn apply_tipset_after(
+        &mut self,
+        after: &AfterNulls,
+        tipset: &Tipset,
+    ) -> ChainResult<TipsetOutcome> {
         let mut input = EpochInput {
             epoch: tipset.epoch,
             beacon: tipset.beacon,
@@ -185,17 +354,28 @@ impl Chain {
             input.blocks.push(block.header.clone());
             input.messages.extend(block.messages.iter().cloned());
         }
-        self.apply_epoch(&input)
+        self.apply_epoch_after(after, &input)
     }
 
     /// Applies the next epoch: its winners' headers (validated here except for their messages
     /// roots, which [`Chain::apply_tipset`] checks) and the messages of all its blocks. On any error
     /// nothing is committed.
     pub fn apply_epoch(&mut self, input: &EpochInput) -> ChainResult<TipsetOutcome> {
-        let head = self.head();
+        let at = self.at_head();
+        self.apply_epoch_after(&at, input)
+    }
+
+    /// [`Chain::apply_epoch`] after the null rounds of `after`, in one commit at `input.epoch`
+    /// (see [`Chain::apply_tipset_after`]).
+    pub fn apply_epoch_after(
+        &mut self,
+        after: &AfterNulls,
+        input: &EpochInput,
+    ) -> ChainResult<TipsetOutcome> {
+        self.check_current(after)?;
         let epoch = input.epoch;
         let invalid = |reason: BlockRejection| ChainError::InvalidBlock { epoch, reason };
-        let next = head.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
+        let next = after.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
         if epoch != next {
             return Err(invalid(BlockRejection::NotNextEpoch {
                 expected: next,
@@ -204,13 +384,13 @@ impl Chain {
         }
         let (writes, outcome) = {
             let mut rt = Runtime::new(
-                Overlay::new(&self.store),
+                Overlay::with_writes(&self.store, after.writes.clone()),
                 &self.policy,
                 epoch,
                 self.verifier.as_ref(),
             );
             rt.state.put(keys::randomness(epoch), &input.beacon)?;
-            validate_blocks(&rt, input, head.root).map_err(invalid)?;
+            validate_blocks(&rt, input, after.root).map_err(invalid)?;
 
             let checked = presign_check(&rt, &input.messages)?;
             let mut receipts = Vec::new();
@@ -567,6 +747,14 @@ fn run_method(
             format!("{to} ({kind:?}) has no such method"),
         )),
     }
+}
+
+/// One null round on the runtime's overlay: exactly what [`Chain::apply_epoch`] does at an epoch
+/// with no blocks and no messages (the beacon recorded as randomness, then cron).
+fn run_null_round(rt: &mut Runtime<'_, '_>, round: &NullRound) -> ChainResult<()> {
+    rt.epoch = round.epoch;
+    rt.state.put(keys::randomness(round.epoch), &round.beacon)?;
+    run_cron(rt)
 }
 
 fn run_cron(rt: &mut Runtime<'_, '_>) -> ChainResult<()> {

@@ -140,6 +140,27 @@ pub enum StoreError {
         /// The epoch without an undo record.
         epoch: Epoch,
     },
+    /// A revert target lies inside a span of null rounds that was committed as one step with the
+    /// tipset after it: no state was ever committed at that epoch.
+    #[error(
+        "cannot revert to epoch {epoch}: no state was committed there (it lies inside the null rounds committed with epoch {span_end} on top of epoch {span_start}); revert to {span_start} instead"
+    )]
+    InsideSpan {
+        /// The epoch asked for.
+        epoch: Epoch,
+        /// The committed epoch the span starts from.
+        span_start: Epoch,
+        /// The epoch of the commit that spans it.
+        span_end: Epoch,
+    },
+    /// A commit was asked for an epoch that is not after the head.
+    #[error("cannot commit epoch {epoch} on a head at epoch {head}: commits only move forward")]
+    NotAfterHead {
+        /// The epoch of the commit.
+        epoch: Epoch,
+        /// The head's epoch.
+        head: Epoch,
+    },
 }
 
 /// Errors of the state machine that are not a message's fault.
@@ -163,6 +184,25 @@ pub enum ChainError {
     /// An amount or counter left its range.
     #[error(transparent)]
     OutOfRange(#[from] OutOfRange),
+    /// Null rounds were computed on another state than the committed head (the head moved since
+    /// [`Chain::run_null_rounds`](crate::Chain::run_null_rounds)); nothing was applied.
+    #[error(
+        "the null rounds were computed after epoch {base}, but the head is now at epoch {head} (or has another root): compute them again"
+    )]
+    StaleNullRounds {
+        /// The epoch of the state they were computed on.
+        base: Epoch,
+        /// The committed head's epoch.
+        head: Epoch,
+    },
+    /// Null rounds must follow each other, from the epoch after the state they start from.
+    #[error("a null round at epoch {got} where epoch {expected} was due")]
+    NullRoundOutOfOrder {
+        /// The epoch due.
+        expected: Epoch,
+        /// The epoch given.
+        got: Epoch,
+    },
     /// [`Chain::genesis`](crate::Chain::genesis) was given a store that already holds a chain.
     #[error("the store already holds a chain")]
     AlreadyInitialised,

@@ -6,7 +6,8 @@
 //!   binary encoding.
 //! - [`message`]: signed messages, methods, gas and receipts.
 //! - [`store`], [`smt`] and [`keys`]: the state as a key–value map in sled, its authenticated root
-//!   (a sparse Merkle tree), atomic flushed commits per epoch.
+//!   (a sparse Merkle tree), atomic flushed commits (one per applied epoch, the null rounds
+//!   before it included) with undo records for reorganisations.
 //! - [`actor`]: the record every actor has and the built-in ids; [`runtime`]: what a method sees.
 //! - [`actors`]: accounts, miner, power, market, verified registry, reward, the compute slot, and
 //!   the economic snapshot their formulas read.
@@ -14,7 +15,8 @@
 //! - [`header`]: block headers, election proofs and win counts (Expected Consensus); [`consensus`]:
 //!   tickets, beacons, tipset keys and the fork-choice weight; [`block`]:
 //!   blocks with their messages, and tipsets.
-//! - [`chain`]: genesis and the epoch executor; [`invariants`]: the state checks.
+//! - [`chain`]: genesis and the epoch executor (a tipset and the null rounds before it in one
+//!   commit); [`invariants`]: the state checks.
 //!
 //! Only this crate decides consensus. It verifies proofs through
 //! [`lode_proofs::verifier::ProofVerifier`] and knows nothing of networking.
@@ -59,7 +61,7 @@ pub mod smt;
 pub mod store;
 pub mod types;
 
-pub use chain::{Chain, EpochInput, TipsetOutcome};
+pub use chain::{AfterNulls, Chain, EpochInput, NullRound, TipsetOutcome};
 pub use error::{ActorError, ChainError, ExitCode};
 pub use genesis::Genesis;
 pub use policy::Policy;

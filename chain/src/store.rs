@@ -18,16 +18,26 @@
 //! so a failed message changes nothing. Opening the store re-reads every record, rebuilds the tree
 //! and checks its root against the head.
 //!
-//! **Undo and revert.** Each commit also stores, in the same atomic batch, the epoch's *undo
-//! record*: the head before it and the previous value (or absence) of every key it wrote. The
-//! store keeps the undo records of the last [`StateStore::undo_retention`] epochs (the chain sets
-//! it to `chain_finality`), so [`StateStore::revert_to`] can roll the state back to any epoch in
-//! that window — applying the undo records newest first, checking the root it reaches against the
-//! recorded head, and committing the result (and the deletion of the used undo records) as one
-//! batch. A reorganisation deeper than the window is refused. A caller can also *stage* opaque
-//! metadata ([`StateStore::stage_meta`]) that the next commit or revert writes in the same batch:
-//! the node records there which tipset the state belongs to, so the state and its label never
-//! disagree after a crash.
+//! **Undo and revert.** Each commit also stores, in the same atomic batch, its *undo record*
+//! (`u/<epoch>`, keyed by the epoch it commits): the head before it and the previous value (or
+//! absence) of every key it wrote. A commit usually moves the state one epoch forward, but it
+//! may move it several: the chain commits a tipset together with the null rounds before it as
+//! one commit, whose record's `head_before` is the state those null rounds started from, so no
+//! epoch inside such a *span* has a state, a head or an undo record of its own.
+//! [`StateStore::revert_to`] therefore walks the records from the head by `head_before`, never
+//! by `epoch − 1`: it applies them newest first until it reaches the target, checks the root it
+//! reaches against the recorded head, and commits the result (and the deletion of the used
+//! records) as one batch. A target inside a span is refused ([`StoreError::InsideSpan`]): no
+//! state was ever committed there.
+//!
+//! The store keeps the undo records of the last [`StateStore::undo_retention`] epochs (the chain
+//! sets it to `chain_finality`): every commit at epoch `e` deletes, in its batch, every record at
+//! or below `e − retention` — a range, since records do not sit at every epoch — so a record is
+//! kept exactly while its epoch is within the window, whatever gap lies before it. A revert that
+//! needs a record past the window is refused ([`StoreError::UndoMissing`]). A caller can also
+//! *stage* opaque metadata ([`StateStore::stage_meta`]) that the next commit or revert writes in
+//! the same batch: the node records there which tipset the state belongs to, so the state and
+//! its label never disagree after a crash.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -55,13 +65,14 @@ pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 /// Every committed record and the head, as a backend loads them.
 pub type Loaded = (Vec<(Vec<u8>, Vec<u8>)>, Option<Head>);
 
-/// What reverting one epoch needs: the head before it and the previous value of every key it
+/// What reverting one commit needs: the head before it and the previous value of every key it
 /// wrote (`None`: the key did not exist).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Undo {
-    /// The head before the epoch (`None` before genesis).
+    /// The head before the commit (`None` before genesis). Its epoch is the commit's minus one,
+    /// or earlier when the commit spans null rounds: [`StateStore::revert_to`] goes on from it.
     pub head_before: Option<Head>,
-    /// Previous values of the keys the epoch wrote.
+    /// Previous values of the keys the commit wrote.
     pub writes: Writes,
 }
 
@@ -74,8 +85,10 @@ pub struct CommitBatch<'a> {
     pub head: Head,
     /// The undo record of `head.epoch`, stored with it (absent for a revert).
     pub undo: Option<&'a Undo>,
-    /// Undo records to delete: the reverted epochs', and those past the retention window.
+    /// Undo records to delete: the reverted commits'.
     pub forget_undo: &'a [Epoch],
+    /// Every undo record at or below this epoch is deleted too (those past the retention window).
+    pub prune_undo_through: Option<Epoch>,
     /// Opaque metadata written in the same batch.
     pub meta: &'a [(Vec<u8>, Vec<u8>)],
 }
@@ -108,6 +121,9 @@ impl Backend for MemBackend {
     fn commit(&mut self, batch: &CommitBatch<'_>) -> StoreResult<()> {
         for e in batch.forget_undo {
             self.undo.remove(e);
+        }
+        if let Some(through) = batch.prune_undo_through {
+            self.undo.retain(|e, _| *e > through);
         }
         if let Some(u) = batch.undo {
             self.undo.insert(batch.head.epoch, u.clone());
@@ -185,6 +201,16 @@ impl Backend for SledBackend {
         }
         for e in c.forget_undo {
             batch.remove(prefixed(UNDO_PREFIX, &e.to_be_bytes()));
+        }
+        if let Some(through) = c.prune_undo_through {
+            // Undo keys are the prefix and a fixed-width big-endian epoch: key order is epoch
+            // order, and the range holds undo records only.
+            let first = prefixed(UNDO_PREFIX, &0u64.to_be_bytes());
+            let last = prefixed(UNDO_PREFIX, &through.to_be_bytes());
+            for item in self.tree.range(first..=last) {
+                let (k, _) = item?;
+                batch.remove(k);
+            }
         }
         if let Some(u) = c.undo {
             batch.insert(
@@ -311,7 +337,8 @@ impl StateStore {
         self.tree.prove(key)
     }
 
-    /// How many epochs back [`StateStore::revert_to`] can go (0: no undo records are kept).
+    /// How many epochs of undo records are kept (0: none): a commit at epoch `e` deletes every
+    /// record at or below `e − retention`.
     pub fn undo_retention(&self) -> u64 {
         self.undo_retention
     }
@@ -336,10 +363,24 @@ impl StateStore {
         self.backend.meta(key)
     }
 
-    /// Applies `writes` as the state after `epoch`, durably, with the epoch's undo record and any
-    /// staged metadata; returns the new root. On a backend error nothing changes in memory either
-    /// (the staged metadata stays staged).
-    pub fn commit(&mut self, writes: Writes, epoch: Epoch) -> StoreResult<[u8; 32]> {
+    /// Applies `writes` as the state after `epoch`, durably, with the commit's undo record, the
+    /// pruning of undo records past the retention window and any staged metadata; returns the new
+    /// root. `epoch` must be after the head, by one or by more (a commit that spans null rounds:
+    /// its undo record's `head_before` is the head before them). On any error nothing changes,
+    /// in memory either (the staged metadata stays staged).
+    pub fn commit(&mut self, mut writes: Writes, epoch: Epoch) -> StoreResult<[u8; 32]> {
+        if let Some(head) = self.head
+            && epoch <= head.epoch
+        {
+            return Err(StoreError::NotAfterHead {
+                epoch,
+                head: head.epoch,
+            });
+        }
+        // Deleting a key that is not committed changes nothing (a record written and deleted
+        // again within one commit, such as a span's short-lived randomness): keep it out of the
+        // batch and of the undo record.
+        writes.retain(|k, v| v.is_some() || self.records.contains_key(k));
         let undo = (self.undo_retention > 0).then(|| Undo {
             head_before: self.head,
             writes: writes
@@ -347,70 +388,80 @@ impl StateStore {
                 .map(|k| (k.clone(), self.records.get(k).cloned()))
                 .collect(),
         });
-        let mut forget = Vec::new();
-        if let Some(old) = epoch.checked_sub(self.undo_retention) {
-            forget.push(old);
-        }
-        // A commit at an epoch that still has an undo record (after a revert that kept it, which
-        // revert_to never does) replaces it.
-        self.apply(writes, epoch, undo.as_ref(), &forget)
+        let prune = epoch.checked_sub(self.undo_retention);
+        self.apply(writes, epoch, undo.as_ref(), &[], prune)
     }
 
-    /// Rolls the state back to what it was after `epoch`, using the undo records of every later
-    /// epoch, in one durable batch (with any staged metadata). Fails, changing nothing, when an
-    /// epoch in between has no undo record (it is older than the retention window) or the root
-    /// reached differs from the one recorded for `epoch`.
+    /// The state root the committed state would have with `writes` on top, computed without
+    /// committing or changing anything (the tree is updated in place, read and restored).
+    pub fn root_with(&mut self, writes: &Writes) -> [u8; 32] {
+        self.update_tree(writes);
+        let root = self.tree.root();
+        self.restore_tree(writes);
+        root
+    }
+
+    /// Rolls the state back to what it was after `epoch`, in one durable batch (with any staged
+    /// metadata). The undo records are walked from the head by their `head_before`, so a commit
+    /// that spans null rounds is undone in one step. Fails, changing nothing, when a commit on
+    /// the way has no undo record (it is older than the retention window), when `epoch` lies
+    /// inside a span of null rounds (no state was committed at it: [`StoreError::InsideSpan`]),
+    /// or when the root reached differs from the one recorded for `epoch`. A target at or after
+    /// the head changes nothing and returns the head.
     pub fn revert_to(&mut self, epoch: Epoch) -> StoreResult<Head> {
         let Some(head) = self.head else {
             return Err(StoreError::NothingToRevert);
         };
-        if epoch >= head.epoch {
-            return Ok(head);
-        }
-        // Newest first: an older epoch's undo overrides a newer one's for the same key.
+        // Newest first: an older commit's undo overrides a newer one's for the same key.
         let mut merged = Writes::new();
         let mut forget = Vec::new();
-        let mut target = None;
-        let mut e = head.epoch;
-        while e > epoch {
+        let mut at = head;
+        while at.epoch > epoch {
             let undo = self
                 .backend
-                .undo(e)?
-                .ok_or(StoreError::UndoMissing { epoch: e })?;
+                .undo(at.epoch)?
+                .ok_or(StoreError::UndoMissing { epoch: at.epoch })?;
+            // Only the genesis commit has no head before it, and nothing is before genesis.
+            let Some(before) = undo.head_before else {
+                return Err(StoreError::Corrupt("an undo record's head"));
+            };
+            // Strictly decreasing epochs: the walk ends.
+            if before.epoch >= at.epoch {
+                return Err(StoreError::Corrupt(
+                    "an undo record's head is not before it",
+                ));
+            }
+            if before.epoch < epoch {
+                return Err(StoreError::InsideSpan {
+                    epoch,
+                    span_start: before.epoch,
+                    span_end: at.epoch,
+                });
+            }
             merged.extend(undo.writes);
-            target = undo.head_before;
-            forget.push(e);
-            e = e.saturating_sub(1);
+            forget.push(at.epoch);
+            at = before;
         }
-        let Some(target) = target.filter(|t| t.epoch == epoch) else {
-            return Err(StoreError::Corrupt("an undo record's head"));
-        };
-        let expected = target.root;
+        if at == head {
+            return Ok(head);
+        }
         // Check the root before touching the backend: `apply` restores the tree on failure only
         // for backend errors, so verify on a scratch copy of the changed paths.
-        self.apply_checked(merged, target, &forget, expected)?;
-        Ok(target)
+        self.apply_checked(merged, at, &forget)?;
+        Ok(at)
     }
 
-    fn apply_checked(
-        &mut self,
-        writes: Writes,
-        head: Head,
-        forget: &[Epoch],
-        expected_root: [u8; 32],
-    ) -> StoreResult<()> {
-        self.update_tree(&writes);
-        if self.tree.root() != expected_root {
-            let found = self.tree.root();
-            self.restore_tree(&writes);
+    fn apply_checked(&mut self, writes: Writes, head: Head, forget: &[Epoch]) -> StoreResult<()> {
+        let found = self.root_with(&writes);
+        if found != head.root {
             return Err(StoreError::RootMismatch {
                 epoch: head.epoch,
-                expected: hex::encode(expected_root),
+                expected: hex::encode(head.root),
                 found: hex::encode(found),
             });
         }
-        self.restore_tree(&writes);
-        self.apply(writes, head.epoch, None, forget).map(|_| ())
+        self.apply(writes, head.epoch, None, forget, None)
+            .map(|_| ())
     }
 
     fn update_tree(&mut self, writes: &Writes) {
@@ -441,6 +492,7 @@ impl StateStore {
         epoch: Epoch,
         undo: Option<&Undo>,
         forget: &[Epoch],
+        prune_undo_through: Option<Epoch>,
     ) -> StoreResult<[u8; 32]> {
         // Update the tree in place (O(changes × depth)); undo from the old records if the backend
         // fails, so memory and disk never disagree.
@@ -454,6 +506,7 @@ impl StateStore {
             head,
             undo,
             forget_undo: forget,
+            prune_undo_through,
             meta: &self.staged_meta,
         };
         if let Err(e) = self.backend.commit(&batch) {
@@ -486,9 +539,15 @@ pub struct Overlay<'a> {
 impl<'a> Overlay<'a> {
     /// One (block) layer over `base`.
     pub fn new(base: &'a StateStore) -> Self {
+        Self::with_writes(base, Writes::new())
+    }
+
+    /// One (block) layer over `base` that already holds `writes`: uncommitted work carried on,
+    /// such as the null rounds before a tipset.
+    pub fn with_writes(base: &'a StateStore, writes: Writes) -> Self {
         Overlay {
             base,
-            layers: vec![Writes::new()],
+            layers: vec![writes],
         }
     }
 
@@ -722,6 +781,191 @@ mod tests {
         assert_eq!(s.root(), root);
         assert_eq!(s.head().unwrap().epoch, 4);
         assert_eq!(s.meta(b"tipset").unwrap().as_deref(), Some(&b"three"[..]));
+    }
+
+    /// One commit at `to` holding what epochs `from..=to` would each have written with [`step`]
+    /// (a tipset after null rounds): `counter`, `e<to>`, and `e<n>` written and deleted again
+    /// for the epochs between, which must not reach the batch.
+    fn span(s: &mut StateStore, from: Epoch, to: Epoch) -> [u8; 32] {
+        let mut o = Overlay::new(s);
+        for epoch in from..=to {
+            o.put(b"counter".to_vec(), &epoch).unwrap();
+            o.put(format!("e{epoch}").into_bytes(), &epoch).unwrap();
+            if epoch > 1 {
+                o.delete(format!("e{}", epoch - 1).as_bytes());
+            }
+        }
+        let w = o.into_writes();
+        s.commit(w, to).unwrap()
+    }
+
+    fn spans_revert_and_prune(mut s: StateStore) -> StateStore {
+        s.set_undo_retention(10);
+        let mut roots = BTreeMap::new();
+        for e in 1..=3 {
+            roots.insert(e, step(&mut s, e));
+        }
+        // 4..=8 in one commit (a tipset at 8 after four null rounds), then 9.
+        roots.insert(8, span(&mut s, 4, 8));
+        let undo = s.backend.undo(8).unwrap().unwrap();
+        assert_eq!(undo.head_before.map(|h| h.epoch), Some(3));
+        // The null rounds' short-lived records never reached the undo record.
+        assert!(undo.writes.keys().all(|k| !k.starts_with(b"e5")));
+        assert!((4..8).all(|e| s.backend.undo(e).unwrap().is_none()));
+        roots.insert(9, step(&mut s, 9));
+        // The same epochs one by one give the same states.
+        let mut twin = StateStore::memory();
+        for e in 1..=9 {
+            let r = step(&mut twin, e);
+            if let Some(root) = roots.get(&e) {
+                assert_eq!(r, *root, "epoch {e}");
+            }
+        }
+
+        // A target inside a span is refused, and nothing changes.
+        s.stage_meta(b"tipset".to_vec(), b"five".to_vec());
+        assert!(matches!(
+            s.revert_to(5),
+            Err(StoreError::InsideSpan {
+                epoch: 5,
+                span_start: 3,
+                span_end: 8
+            })
+        ));
+        assert_eq!(s.head().map(|h| (h.epoch, h.root)), Some((9, roots[&9])));
+        assert_eq!(s.root(), roots[&9]);
+        assert!(s.backend.undo(9).unwrap().is_some() && s.backend.undo(8).unwrap().is_some());
+        s.clear_staged_meta();
+
+        // Back across the span in one walk: 9, then 8 (to 3).
+        s.stage_meta(b"tipset".to_vec(), b"three".to_vec());
+        let h = s.revert_to(3).unwrap();
+        assert_eq!((h.epoch, h.root), (3, roots[&3]));
+        assert_eq!(s.root(), roots[&3]);
+        assert_eq!(s.meta(b"tipset").unwrap().as_deref(), Some(&b"three"[..]));
+        assert!(s.get_raw(b"e3").is_some() && s.get_raw(b"e8").is_none());
+        assert!(s.backend.undo(8).unwrap().is_none() && s.backend.undo(9).unwrap().is_none());
+        assert!((1..=3).all(|e| s.backend.undo(e).unwrap().is_some()));
+
+        // Forward again with a span longer than the window: every record at or below 30 − 10
+        // goes (1, 2 and 3), although none sits at exactly 20.
+        roots.insert(30, span(&mut s, 4, 30));
+        assert!((1..=29).all(|e| s.backend.undo(e).unwrap().is_none()));
+        assert!(s.backend.undo(30).unwrap().is_some());
+        // The span's own record stays while 30 is in the window, however far back it reaches.
+        for e in 31..=39 {
+            roots.insert(e, step(&mut s, e));
+        }
+        assert_eq!(s.revert_to(3).unwrap().root, roots[&3]);
+        roots.insert(30, span(&mut s, 4, 30));
+        for e in 31..=40 {
+            roots.insert(e, step(&mut s, e));
+        }
+        // At 40, 30 left the window: its record is gone, and so is any revert across it.
+        assert!(s.backend.undo(30).unwrap().is_none());
+        assert!(matches!(
+            s.revert_to(29),
+            Err(StoreError::UndoMissing { epoch: 30 })
+        ));
+        assert_eq!(s.head().unwrap().epoch, 40);
+        assert_eq!(s.revert_to(30).unwrap().root, roots[&30]);
+        s
+    }
+
+    #[test]
+    fn spans_revert_and_prune_in_memory_and_in_sled() {
+        spans_revert_and_prune(StateStore::memory());
+        let dir = tempfile::tempdir().unwrap();
+        let root = spans_revert_and_prune(StateStore::open_sled(dir.path()).unwrap()).root();
+        let mut s = reopen(|| StateStore::open_sled(dir.path())).unwrap();
+        assert_eq!((s.head().unwrap().epoch, s.root()), (30, root));
+        // What survives a reopen: the records of 31..=40 are gone with the revert, none below
+        // the window is left, and a span commit's record still walks back over its null rounds.
+        assert!((1..=40).all(|e| s.backend.undo(e).unwrap().is_none()));
+        s.set_undo_retention(10);
+        let before = s.root();
+        span(&mut s, 31, 36);
+        drop(s);
+        let mut s = reopen(|| StateStore::open_sled(dir.path())).unwrap();
+        assert_eq!(s.head().unwrap().epoch, 36);
+        assert_eq!(s.revert_to(30).unwrap().root, before);
+    }
+
+    #[test]
+    fn commits_only_move_forward() {
+        let mut s = StateStore::memory();
+        s.set_undo_retention(5);
+        step(&mut s, 1);
+        step(&mut s, 2);
+        let root = s.root();
+        let mut o = Overlay::new(&s);
+        o.put(b"x".to_vec(), &1u8).unwrap();
+        let w = o.into_writes();
+        assert!(matches!(
+            s.commit(w.clone(), 2),
+            Err(StoreError::NotAfterHead { epoch: 2, head: 2 })
+        ));
+        assert!(matches!(
+            s.commit(w, 1),
+            Err(StoreError::NotAfterHead { epoch: 1, head: 2 })
+        ));
+        assert_eq!(s.root(), root);
+    }
+
+    /// A memory backend whose commits fail while `fail` is set.
+    struct Flaky {
+        inner: MemBackend,
+        fail: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl Backend for Flaky {
+        fn load(&self) -> StoreResult<Loaded> {
+            self.inner.load()
+        }
+        fn commit(&mut self, batch: &CommitBatch<'_>) -> StoreResult<()> {
+            if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(StoreError::Database(sled::Error::Io(
+                    std::io::Error::other("disk full"),
+                )));
+            }
+            self.inner.commit(batch)
+        }
+        fn undo(&self, epoch: Epoch) -> StoreResult<Option<Undo>> {
+            self.inner.undo(epoch)
+        }
+        fn meta(&self, key: &[u8]) -> StoreResult<Option<Vec<u8>>> {
+            self.inner.meta(key)
+        }
+    }
+
+    #[test]
+    fn a_failed_span_commit_changes_nothing() {
+        let fail = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let backend = Flaky {
+            inner: MemBackend::default(),
+            fail: fail.clone(),
+        };
+        let mut s = StateStore::open(Box::new(backend)).unwrap();
+        s.set_undo_retention(4);
+        for e in 1..=3 {
+            step(&mut s, e);
+        }
+        let (head, root, len) = (s.head(), s.root(), s.len());
+        fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        s.stage_meta(b"tipset".to_vec(), b"nine".to_vec());
+        let mut o = Overlay::new(&s);
+        o.put(b"counter".to_vec(), &9u64).unwrap();
+        o.delete(b"e3");
+        let w = o.into_writes();
+        assert!(s.commit(w.clone(), 9).is_err());
+        // Nothing moved: head, root, records, undo records (none pruned), metadata still staged.
+        assert_eq!((s.head(), s.root(), s.len()), (head, root, len));
+        assert!((1..=3).all(|e| s.backend.undo(e).unwrap().is_some()));
+        assert_eq!(s.meta(b"tipset").unwrap(), None);
+        fail.store(false, std::sync::atomic::Ordering::SeqCst);
+        s.commit(w, 9).unwrap();
+        assert_eq!(s.meta(b"tipset").unwrap().as_deref(), Some(&b"nine"[..]));
+        assert_eq!(s.revert_to(3).unwrap().root, root);
     }
 
     #[test]

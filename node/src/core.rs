@@ -5,24 +5,40 @@
 //! the state machine ([`Chain`]), the [`BlockStore`], the record of every known tipset and the
 //! [`Mempool`].
 //!
-//! **Head and state.** The state in the chain store is the state after the head tipset, possibly
-//! advanced through the null rounds after it (when a miner asked for a mining base at a later
-//! epoch). Which tipset the state belongs to is written as metadata in the same atomic commit as
-//! the state (`node/head`), so after a crash the node reopens at a committed head, reverts any null
-//! rounds past it, and checks the state root against the tipset's record.
+//! **Head and state.** The state in the chain store is always exactly the state after the head
+//! tipset: null rounds are never committed on their own. Which tipset the state belongs to is
+//! written as metadata in the same atomic commit as the state (`node/head`), so after a crash the
+//! node reopens at a committed head and checks the state root against the tipset's record. (A
+//! directory written before null rounds were committed with their tipset may hold null rounds
+//! past the head: opening reverts them.)
 //!
-//! **Applying a tipset** on the head: the state is moved to `epoch − 1` (null rounds applied with
-//! their beacons), each block's consensus fields are checked against the parent (parents, beacon,
-//! parent weight, timestamp slot), the weight is computed from the parent state's QA power, and
-//! the state machine validates and applies the blocks (signatures, ticket, election, Winning PoSt,
-//! messages) — all or nothing.
+//! **Null rounds.** The epochs between the head and a later epoch `e` that nobody won are run in
+//! a scratch overlay ([`lode_chain::AfterNulls`]), never committed: each has its beacon (from the
+//! head's tickets) and runs cron. The result is kept for the head — a later request extends it
+//! with the new rounds only — and is what a block at `e` is built on and checked against: its
+//! parent state root, the network power its weight and elections divide by, the miner's power,
+//! eligibility and sectors. There is no limit tied to finality, so the chain lives on after any
+//! stall: a tipset after `n` null rounds is applied with them in one commit whose undo record
+//! reaches back to its parent. What bounds the work: a received block must be no later than the
+//! clock allows (its slot at most `clock_drift_secs` ahead of `now`), and a mining base is refused
+//! more than [`MAX_NULL_ROUNDS`] null rounds after the head.
+//!
+//! **Applying a tipset** on the head: each block's consensus fields are checked against the
+//! parent (parents, beacon, parent weight, timestamp slot), the weight is computed from the QA
+//! power after the null rounds before it, and the state machine runs those null rounds and
+//! validates and applies the blocks (signatures, ticket, election, Winning PoSt, messages) — all
+//! or nothing, one commit.
 //!
 //! **Fork choice.** Blocks with the same epoch and parents form one tipset (first block per miner;
 //! a second block by the same miner is kept as consensus-fault evidence). A tipset heavier than
 //! the head (by its claimed parent weight plus its own share, then by the smallest ticket) is
-//! switched to: the state is reverted to the common ancestor (at most `chain_finality` epochs, by
-//! the state store's undo records) and the branch applied tipset by tipset. If a tipset of the
-//! branch fails, it and its block at fault are marked invalid and the old branch is restored.
+//! switched to: the state is reverted to the common ancestor by the state store's undo records
+//! (one per tipset, walked back tipset by tipset) and the branch applied tipset by tipset. A
+//! reorganisation may revert only tipsets within `chain_finality` epochs of the head: its depth
+//! is counted from the oldest tipset it reverts, not from the ancestor, which may lie far before
+//! it behind null rounds (two miners that both end a long stall fork there, and that fork must
+//! resolve). If a tipset of the branch fails, it and its block at fault are marked invalid and
+//! the old branch is restored.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -34,7 +50,7 @@ use lode_chain::error::{BlockRejection, ChainError};
 use lode_chain::message::SignedMessage;
 use lode_chain::store::StateStore;
 use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
-use lode_chain::{Chain, EpochInput};
+use lode_chain::{AfterNulls, Chain, NullRound};
 use lode_proofs::post::PublicSector;
 use lode_proofs::verifier::ProofVerifier;
 use serde::{Deserialize, Serialize};
@@ -51,6 +67,12 @@ const HEAD_META: &[u8] = b"node/head";
 const GENESIS_ID_FILE: &str = "genesis-id";
 /// How many bad block ids are remembered.
 const MAX_BAD_BLOCKS: usize = 10_000;
+/// The most null rounds a mining base may follow the head by: a bound on the work one request
+/// can cause (each null round runs cron, about a tenth of a millisecond on a small devnet, more
+/// with more miners), not a consensus rule — a received block is bounded by the clock instead.
+/// 100,000 epochs are 28 hours of one-second epochs, 35 days of thirty-second ones; a network
+/// stalled longer than that cannot mine again.
+pub const MAX_NULL_ROUNDS: u64 = 100_000;
 
 /// Limits and tolerances of the core.
 #[derive(Clone, Debug)]
@@ -222,6 +244,15 @@ pub struct NodeCore {
     beacon: Box<dyn Beacon>,
     config: CoreConfig,
     faults: Vec<ConsensusFaultEvidence>,
+    nulls: NullCache,
+}
+
+/// The state after the null rounds since the head, as last computed (see the module docs).
+struct NullCache {
+    /// The head tipset it was computed for (its tickets give the null rounds' beacons).
+    head: [u8; 32],
+    /// The state after them.
+    after: AfterNulls,
 }
 
 impl std::fmt::Debug for NodeCore {
@@ -302,7 +333,8 @@ impl NodeCore {
             }
             None => return Err(NodeError::Corrupt("the genesis tipset record is missing")),
         };
-        // Which tipset the state belongs to; revert null rounds past it.
+        // Which tipset the state belongs to. The state is that tipset's, except in a directory
+        // written when null rounds past the head were committed on their own: revert those.
         let (head, head_epoch) = match chain.meta(HEAD_META)? {
             Some(bytes) => postcard::from_bytes::<([u8; 32], Epoch)>(&bytes)
                 .map_err(|_| NodeError::Corrupt("the head record"))?,
@@ -346,6 +378,10 @@ impl NodeCore {
             let slot = slots.entry((m.epoch, m.parents.hash())).or_default();
             slot.extend(m.key.0.iter().copied());
         }
+        let nulls = NullCache {
+            head,
+            after: chain.at_head(),
+        };
         Ok(NodeCore {
             genesis,
             genesis_id,
@@ -361,6 +397,7 @@ impl NodeCore {
             beacon: Box::new(TicketBeacon),
             config,
             faults: Vec::new(),
+            nulls,
         })
     }
 
@@ -775,7 +812,16 @@ impl NodeCore {
     fn switch_to(&mut self, target: [u8; 32]) -> NodeResult<HeadChange> {
         let (ancestor, path) = self.path_to(target)?;
         let anc_epoch = self.tipsets.get(&ancestor).map_or(0, |m| m.epoch);
-        let depth = self.head_epoch().saturating_sub(anc_epoch);
+        let old: Vec<(Epoch, [u8; 32])> = self
+            .canonical
+            .range(anc_epoch.saturating_add(1)..)
+            .map(|(e, h)| (*e, *h))
+            .collect();
+        // The depth counts from the oldest tipset to revert (the null rounds between it and the
+        // ancestor were committed with it): exactly what the undo records' window keeps.
+        let depth = old.first().map_or(0, |(oldest, _)| {
+            self.head_epoch().saturating_sub(*oldest).saturating_add(1)
+        });
         let finality = self.policy().chain_finality;
         if depth > finality {
             return Err(NodeError::BeyondFinality {
@@ -784,11 +830,7 @@ impl NodeCore {
                 finality,
             });
         }
-        let old: Vec<[u8; 32]> = self
-            .canonical
-            .range(anc_epoch.saturating_add(1)..)
-            .map(|(_, h)| *h)
-            .collect();
+        let old: Vec<[u8; 32]> = old.into_iter().map(|(_, h)| h).collect();
         let reverted_messages = self.messages_of(&old)?;
         self.rewind_to(ancestor)?;
         for (i, h) in path.iter().enumerate() {
@@ -855,49 +897,66 @@ impl NodeCore {
         }
         self.chain.clear_staged_meta();
         self.canonical.split_off(&epoch.saturating_add(1));
-        self.head = ancestor;
+        self.set_head(ancestor);
         Ok(())
     }
 
-    /// Moves the state (on the head's branch) to just before `epoch`: reverts null rounds past
-    /// it, or applies those missing.
-    fn state_before(&mut self, epoch: Epoch) -> NodeResult<()> {
-        let head = self.head().clone();
-        let target = epoch.saturating_sub(1);
-        if target < head.epoch {
+    /// Makes `hash` (whose state the chain now holds) the head, and forgets the null rounds
+    /// computed after the old one.
+    fn set_head(&mut self, hash: [u8; 32]) {
+        self.head = hash;
+        self.nulls = NullCache {
+            head: hash,
+            after: self.chain.at_head(),
+        };
+    }
+
+    /// Makes `self.nulls` the state after the null rounds between the head and `epoch` (the
+    /// epochs `head + 1 .. epoch`), committing nothing: kept if it is already there, extended
+    /// by the missing rounds if it stops earlier, computed from the head otherwise. The beacons
+    /// come from the head's tickets.
+    fn prepare_nulls(&mut self, epoch: Epoch) -> NodeResult<()> {
+        let (head_epoch, min_ticket) = {
+            let head = self.head();
+            (head.epoch, head.min_ticket)
+        };
+        let Some(last) = epoch.checked_sub(1).filter(|last| *last >= head_epoch) else {
             return Err(NodeError::InvalidBlock {
                 epoch,
-                why: "not after the head".into(),
+                why: format!("not after the head at epoch {head_epoch}"),
             });
-        }
-        // Null rounds are applied to the state store (and undone when a tipset arrives): never
-        // more than finality of them, so the head stays within the undo records' reach.
-        let finality = self.policy().chain_finality;
-        if target > head.epoch.saturating_add(finality) {
-            return Err(NodeError::InvalidBlock {
-                epoch,
-                why: format!(
-                    "more than chain finality ({finality} epochs) after the head at epoch {}: nothing can be built on it; is the node still syncing?",
-                    head.epoch
-                ),
-            });
-        }
-        if self.chain.head().epoch > target {
-            self.chain.clear_staged_meta();
-            self.chain.revert_to(target)?;
-        }
-        while self.chain.head().epoch < target {
-            let e = self.chain.head().epoch.saturating_add(1);
-            let input = EpochInput {
-                epoch: e,
-                beacon: self.beacon.beacon(&head.min_ticket, e),
-                blocks: Vec::new(),
-                messages: Vec::new(),
-            };
-            self.chain.clear_staged_meta();
-            self.chain.apply_epoch(&input)?;
-        }
+        };
+        let fresh = NullCache {
+            head: self.head,
+            after: self.chain.at_head(),
+        };
+        let cached = std::mem::replace(&mut self.nulls, fresh);
+        let start = if cached.head == self.head
+            && cached.after.base() == self.chain.head()
+            && cached.after.epoch() <= last
+        {
+            cached.after
+        } else {
+            self.chain.at_head()
+        };
+        let first = start.epoch().saturating_add(1);
+        let beacon = &self.beacon;
+        let rounds = (first..=last).map(|e| NullRound {
+            epoch: e,
+            beacon: beacon.beacon(&min_ticket, e),
+        });
+        // On an error the cache stays empty (at the head).
+        let after = self.chain.run_null_rounds(start, rounds)?;
+        self.nulls.after = after;
         Ok(())
+    }
+
+    /// The network's QA power after the null rounds in `self.nulls`.
+    fn network_qa_after_nulls(&self) -> NodeResult<u128> {
+        Ok(self.chain.view_after(&self.nulls.after, |rt| {
+            let st = power::load(rt)?;
+            Ok::<_, ChainError>(power::current_total(rt, &st).qa)
+        })??)
     }
 
     /// Applies the stored tipset `hash`, a child of the head, and makes it the head.
@@ -925,10 +984,10 @@ impl NodeCore {
                 });
             }
         }
-        self.state_before(meta.epoch)?;
+        self.prepare_nulls(meta.epoch)?;
         let weight = consensus::weight(
             parent.weight.unwrap_or(0),
-            self.network_qa()?,
+            self.network_qa_after_nulls()?,
             meta.wins,
             self.policy().expected_leaders_per_epoch,
         );
@@ -954,7 +1013,7 @@ impl NodeCore {
             HEAD_META.to_vec(),
             lode_chain::codec::encode(&(hash, meta.epoch)),
         );
-        let outcome = match self.chain.apply_tipset(&tipset) {
+        let outcome = match self.chain.apply_tipset_after(&self.nulls.after, &tipset) {
             Ok(o) => o,
             Err(e) => {
                 self.chain.clear_staged_meta();
@@ -979,12 +1038,13 @@ impl NodeCore {
         self.blocks.put_tipset(&meta)?;
         self.canonical.insert(meta.epoch, hash);
         self.tipsets.insert(hash, meta);
-        self.head = hash;
+        self.set_head(hash);
         Ok(())
     }
 
-    /// The mining base at `epoch` (after the head): moves the state through the null rounds
-    /// since the head.
+    /// The mining base at `epoch` (after the head): the state after the null rounds since the
+    /// head, computed without committing it (see the module docs). Refused for an epoch not
+    /// after the head, or more than [`MAX_NULL_ROUNDS`] null rounds after it.
     pub fn mining_base(&mut self, epoch: Epoch) -> NodeResult<MiningBase> {
         let head = self.head().clone();
         if epoch <= head.epoch {
@@ -993,34 +1053,47 @@ impl NodeCore {
                 why: format!("the head is already at epoch {}", head.epoch),
             });
         }
-        self.state_before(epoch)?;
+        let rounds = epoch.saturating_sub(head.epoch).saturating_sub(1);
+        if rounds > MAX_NULL_ROUNDS {
+            return Err(NodeError::InvalidBlock {
+                epoch,
+                why: format!(
+                    "{rounds} null rounds after the head at epoch {}, more than the {MAX_NULL_ROUNDS} a mining base may follow; is the epoch right?",
+                    head.epoch
+                ),
+            });
+        }
+        self.prepare_nulls(epoch)?;
         Ok(MiningBase {
             epoch,
             parents: head.key.clone(),
             parent_weight: head.weight.unwrap_or(0),
-            parent_state_root: self.chain.head().root,
+            parent_state_root: self.nulls.after.root(),
             beacon: self.beacon.beacon(&head.min_ticket, epoch),
             timestamp: self.genesis.slot_time(epoch),
-            network_qa: self.network_qa()?,
+            network_qa: self.network_qa_after_nulls()?,
         })
     }
 
-    /// A miner's view at the mining base of `epoch`.
+    /// A miner's view at the mining base of `epoch`: its power, eligibility and sectors after the
+    /// null rounds since the head; the messages come from the pool, checked against the head's
+    /// accounts (null rounds run only cron, which moves no account's nonce or balance).
     pub fn miner_base(&mut self, miner_id: ActorId, epoch: Epoch) -> NodeResult<MinerBase> {
         let base = self.mining_base(epoch)?;
-        let (miner_qa, ineligible, sectors) = self.chain.view(|rt| {
-            let qa = power::claim(rt, miner_id)?.map_or(0, |c| c.power.qa);
-            let inel = miner::ineligibility(rt, miner_id).map_err(NodeError::Actor)?;
-            let sectors = miner::active_sectors(rt, miner_id)
-                .map_err(NodeError::Actor)?
-                .into_iter()
-                .map(|s| SectorRef {
-                    sector_number: s.sector_number,
-                    comm_r: s.comm_r.0,
-                })
-                .collect();
-            Ok::<_, NodeError>((qa, inel, sectors))
-        })?;
+        let (miner_qa, ineligible, sectors) =
+            self.chain.view_after(&self.nulls.after, |rt| {
+                let qa = power::claim(rt, miner_id)?.map_or(0, |c| c.power.qa);
+                let inel = miner::ineligibility(rt, miner_id).map_err(NodeError::Actor)?;
+                let sectors = miner::active_sectors(rt, miner_id)
+                    .map_err(NodeError::Actor)?
+                    .into_iter()
+                    .map(|s| SectorRef {
+                        sector_number: s.sector_number,
+                        comm_r: s.comm_r.0,
+                    })
+                    .collect();
+                Ok::<_, NodeError>((qa, inel, sectors))
+            })??;
         let messages = if ineligible.is_none() && miner_qa > 0 {
             self.select_messages()
         } else {

@@ -70,12 +70,12 @@ pub enum NodeError {
     Mempool(#[from] crate::mempool::MempoolError),
     /// A reorganisation would revert past finality.
     #[error(
-        "switching to the fork at epoch {fork_epoch} would revert {depth} epochs, more than chain finality ({finality})"
+        "switching to the fork at epoch {fork_epoch} would revert a tipset {depth} epochs deep, more than chain finality ({finality})"
     )]
     BeyondFinality {
         /// Epoch of the common ancestor.
         fork_epoch: Epoch,
-        /// Epochs to revert.
+        /// How far back the oldest tipset to revert is, in epochs, counting its own.
         depth: u64,
         /// The policy's finality.
         finality: u64,

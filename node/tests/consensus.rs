@@ -1,6 +1,7 @@
 //! The consensus core without a network: block production by genesis miners (fake proofs, checked
 //! by the test verifier), tipsets, null rounds, sync between two cores, forks and their
-//! resolution, restarts, and blocks that must be refused.
+//! resolution, restarts, blocks that must be refused, and the chain going on after a stall longer
+//! than finality (a block after it, and two miners forking across it).
 
 #![allow(
     clippy::unwrap_used,
@@ -11,6 +12,7 @@
 )]
 use lode_chain::block::{BlockHeader, messages_root, win_count};
 use lode_chain::consensus::TipsetKey;
+use lode_chain::consensus::{Beacon, TicketBeacon};
 use lode_chain::crypto::SecretKey;
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
 use lode_chain::runtime::{RandomnessTag, draw_randomness};
@@ -338,22 +340,50 @@ fn a_split_network_forks_and_converges_on_the_heaviest_chain() {
 }
 
 #[test]
-fn a_restarted_node_reopens_at_its_head_and_reverts_null_rounds_past_it() {
+fn a_restarted_node_reopens_at_its_head_and_reverts_old_null_rounds_past_it() {
     let (g, miners) = genesis_file(2);
     let d = tempfile::tempdir().unwrap();
-    let (hash, root, epoch) = {
+    let (hash, root, epoch, min_ticket) = {
         let mut a = open(d.path(), &g);
         let ms: Vec<&Miner> = miners.iter().collect();
         run(&mut a, &ms, 1, 20);
-        let h = (a.head_hash(), a.chain().head().root, a.head_epoch());
-        // A mining base 5 epochs ahead moves the state through 4 null rounds.
-        a.mining_base(h.2 + 5).unwrap();
-        assert_eq!(a.chain().head().epoch, h.2 + 4);
+        let h = (
+            a.head_hash(),
+            a.chain().head().root,
+            a.head_epoch(),
+            a.head().min_ticket,
+        );
+        // A mining base 5 epochs ahead runs 4 null rounds but commits nothing: the state stays
+        // the head's.
+        let mb = a.mining_base(h.2 + 5).unwrap();
+        assert_ne!(mb.parent_state_root, h.1);
+        assert_eq!((a.chain().head().epoch, a.chain().head().root), (h.2, h.1));
         h
     };
-    let mut a = open(d.path(), &g);
+    let a = open(d.path(), &g);
     assert_eq!((a.head_hash(), a.head_epoch()), (hash, epoch));
     assert_eq!(a.chain().head().root, root);
+    drop(a);
+    // A directory written when null rounds were committed on their own: the state is 4 null
+    // rounds past the head tipset. Opening reverts them.
+    {
+        let store = lode_chain::store::StateStore::open_sled(&d.path().join("state")).unwrap();
+        let mut chain =
+            lode_chain::Chain::open(store, g.policy.clone(), Box::new(FakeVerifier)).unwrap();
+        for e in epoch + 1..=epoch + 4 {
+            chain
+                .apply_epoch(&lode_chain::EpochInput {
+                    epoch: e,
+                    beacon: TicketBeacon.beacon(&min_ticket, e),
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        assert_eq!(chain.head().epoch, epoch + 4);
+    }
+    let mut a = open(d.path(), &g);
+    assert_eq!((a.head_hash(), a.head_epoch()), (hash, epoch));
+    assert_eq!(a.chain().head(), lode_chain::store::Head { epoch, root });
     // It carries on from there.
     let ms: Vec<&Miner> = miners.iter().collect();
     run(&mut a, &ms, epoch + 1, epoch + 5);
@@ -480,22 +510,156 @@ fn invalid_blocks_are_refused_and_change_nothing() {
     }
 }
 
+/// Runs `core` with `miners` (each proving) until none of their deadline windows opens within
+/// `quiet` epochs after the head, so that that many epochs without blocks (and so without Window
+/// PoSts) fault nobody.
+fn run_until_quiet(core: &mut NodeCore, miners: &[&Miner], quiet: u64) {
+    let period = core.genesis().policy.wpost_proving_period();
+    for _ in 0..2 * period {
+        let head = core.head_epoch();
+        let calm = miners.iter().all(|m| {
+            let view = core.proving_view(m.id).unwrap();
+            view.deadlines.iter().all(|d| d.open > head + quiet)
+        });
+        if calm {
+            return;
+        }
+        run(core, miners, head + 1, head + 1);
+    }
+    panic!("no quiet stretch of {quiet} epochs in two proving periods");
+}
+
+/// `m`'s first block on `core`'s head at `from` or later.
+fn first_win(core: &mut NodeCore, m: &Miner, from: u64) -> FullBlock {
+    (from..from + 40)
+        .find_map(|e| try_block(core, m, e))
+        .expect("no win in 40 epochs")
+}
+
 #[test]
-fn mining_far_ahead_is_refused_and_never_strands_the_head() {
+fn the_chain_lives_on_after_a_stall_longer_than_finality() {
     let (g, miners) = genesis_file(2);
-    let d = tempfile::tempdir().unwrap();
-    let mut a = open(d.path(), &g);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = open(da.path(), &g);
+    let mut b = open(db.path(), &g);
     let ms: Vec<&Miner> = miners.iter().collect();
-    run(&mut a, &ms, 1, 3);
-    let head = a.head_epoch();
     let finality = g.policy.chain_finality;
-    // Beyond finality: refused, nothing applied.
-    let root = a.chain().head().root;
-    assert!(a.miner_base(ms[0].id, head + finality + 2).is_err());
-    assert_eq!(a.chain().head().root, root);
-    // Right at the limit: the null rounds are applied, and a block at the next epoch still lands.
-    a.miner_base(ms[0].id, head + finality + 1).unwrap();
-    let blocks = run(&mut a, &ms, head + 1, head + 4);
-    assert!(!blocks.is_empty());
-    assert!(a.head_epoch() > head);
+    let stall = finality + 10;
+    run(&mut a, &ms, 1, 5);
+    run_until_quiet(&mut a, &ms, stall + 40);
+    sync(&mut b, &a);
+    let (head, root) = (a.head().clone(), a.chain().head().root);
+
+    // Nobody makes a block for more than finality epochs. A mining base after them runs the null
+    // rounds without committing them, however many.
+    let late = head.epoch + stall + 1;
+    let mb = a.mining_base(late).unwrap();
+    assert_ne!(mb.parent_state_root, root);
+    assert_eq!(
+        a.chain().head(),
+        lode_chain::store::Head {
+            epoch: head.epoch,
+            root
+        }
+    );
+    // Asked twice, or for an earlier epoch after a later one: the same base.
+    assert_eq!(a.mining_base(late + 3).unwrap().epoch, late + 3);
+    assert_eq!(a.mining_base(late).unwrap(), mb);
+    // Absurdly far: refused with a reason, nothing computed.
+    let far = head.epoch + lode_node::core::MAX_NULL_ROUNDS + 2;
+    let err = a.mining_base(far).unwrap_err();
+    assert!(err.to_string().contains("null rounds"), "{err}");
+
+    // The first block after the stall: accepted by its node, and by every other.
+    let block = first_win(&mut a, &miners[0], late);
+    let e = block.header.epoch;
+    assert!(e - head.epoch > finality);
+    assert_eq!(
+        a.receive_block(block.clone(), g.slot_time(e)).unwrap(),
+        BlockVerdict::Accepted
+    );
+    assert_eq!(
+        b.receive_block(block.clone(), g.slot_time(e)).unwrap(),
+        BlockVerdict::Accepted
+    );
+    assert_eq!(
+        (a.head_hash(), b.head_hash()),
+        (block_tipset(&block), block_tipset(&block))
+    );
+    assert_eq!(a.chain().head(), b.chain().head());
+    assert_eq!(a.chain().head().epoch, e);
+    // The chain goes on, and a third node syncs all of it.
+    run(&mut a, &ms, e + 1, e + 10);
+    sync(&mut b, &a);
+    assert_eq!(a.head_hash(), b.head_hash());
+    let dc = tempfile::tempdir().unwrap();
+    let mut c = open(dc.path(), &g);
+    sync(&mut c, &a);
+    assert_eq!(c.head_hash(), a.head_hash());
+    assert_eq!(c.chain().head(), a.chain().head());
+    assert!(c.tipset_at(head.epoch + 1).is_none(), "a null round");
+}
+
+/// The hash of the tipset made of `block` alone.
+fn block_tipset(block: &FullBlock) -> [u8; 32] {
+    TipsetKey::new(vec![block.id()]).hash()
+}
+
+#[test]
+fn two_miners_ending_a_long_stall_apart_converge() {
+    let (g, miners) = genesis_file(2);
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = open(da.path(), &g);
+    let mut b = open(db.path(), &g);
+    let ms: Vec<&Miner> = miners.iter().collect();
+    let finality = g.policy.chain_finality;
+    let stall = finality + 10;
+    run(&mut a, &ms, 1, 5);
+    run_until_quiet(&mut a, &ms, stall + 80);
+    sync(&mut b, &a);
+    let base = a.head().clone();
+
+    // After the stall, miner 0 on A and miner 1 on B each make a block on the old head without
+    // seeing the other's: a fork whose common ancestor is more than finality behind both.
+    let on_a = first_win(&mut a, &miners[0], base.epoch + stall + 1);
+    let on_b = first_win(&mut b, &miners[1], on_a.header.epoch + 1);
+    let (ea, eb) = (on_a.header.epoch, on_b.header.epoch);
+    assert!(ea - base.epoch > finality && eb > ea);
+    assert_eq!(
+        a.receive_block(on_a.clone(), g.slot_time(ea)).unwrap(),
+        BlockVerdict::Accepted
+    );
+    assert_eq!(
+        b.receive_block(on_b.clone(), g.slot_time(eb)).unwrap(),
+        BlockVerdict::Accepted
+    );
+    // Each learns the other's block: both settle on the heavier tipset, one of them reverting
+    // its own (a tipset committed with the null rounds before it) back to the old head.
+    a.receive_block(on_b.clone(), g.slot_time(eb)).unwrap();
+    b.receive_block(on_a.clone(), g.slot_time(eb)).unwrap();
+    assert_eq!(a.head_hash(), b.head_hash());
+    assert_eq!(a.chain().head(), b.chain().head());
+    // Either way, the losing block's node reverted it across the stall (the ancestor is more
+    // than finality behind, the reverted tipset is not) and applied the winner after its own
+    // null rounds: its state is the winner's, and the losing epoch is off the chain.
+    let (winner, loser) = if a.head_hash() == block_tipset(&on_a) {
+        (&on_a, &on_b)
+    } else {
+        (&on_b, &on_a)
+    };
+    assert_eq!(a.head_hash(), block_tipset(winner));
+    assert_eq!(a.head().parents, base.key);
+    for n in [&a, &b] {
+        assert!(n.tipset_at(loser.header.epoch).is_none());
+        assert_eq!(
+            n.tipset_at(winner.header.epoch).unwrap().key.0,
+            vec![winner.id()]
+        );
+        assert!((base.epoch + 1..winner.header.epoch).all(|e| n.tipset_at(e).is_none()));
+    }
+    // And they go on together.
+    run(&mut a, &ms, eb + 1, eb + 10);
+    sync(&mut b, &a);
+    assert_eq!(a.head_hash(), b.head_hash());
+    assert_eq!(a.chain().head(), b.chain().head());
 }

@@ -67,13 +67,13 @@ fn genesis_miner(owner: &str, tag: &str) -> GenesisMiner {
 
 /// The harness genesis with two miners: "a" owned by "owner", "b" owned by a key that is not a
 /// genesis account yet.
-fn two_miners() -> Genesis {
+pub(crate) fn two_miners() -> Genesis {
     let mut g = devnet_genesis();
     g.miners = vec![genesis_miner("owner", "a"), genesis_miner("b-owner", "b")];
     g
 }
 
-fn harness(genesis: &Genesis) -> (Harness, Vec<ActorId>) {
+pub(crate) fn harness(genesis: &Genesis) -> (Harness, Vec<ActorId>) {
     let h = Harness::from_genesis(StateStore::memory(), genesis, Box::new(FakeVerifier), None);
     (h, genesis.miner_ids())
 }

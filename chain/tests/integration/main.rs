@@ -5,7 +5,8 @@
 //! - [`genesis`]: genesis miners with pre-sealed sectors, proving and mining from epoch 1;
 //! - [`lifecycle`]: one sector through the chain with real 2 KiB Groth16 proofs;
 //! - [`messages`]: rejections against a lockstep twin chain, random operation sequences;
-//! - [`durability`]: the sled-backed chain killed mid-commit and reopened, damaged databases.
+//! - [`durability`]: the sled-backed chain killed mid-commit and reopened, damaged databases;
+//! - [`nulls`]: null rounds committed with the tipset after them, equal to one by one; reverts.
 //!
 //! Tests that need real Groth16 proofs are ignored unless `--include-ignored` is passed.
 
@@ -14,3 +15,4 @@ mod economics;
 mod genesis;
 mod lifecycle;
 mod messages;
+mod nulls;

@@ -45,7 +45,7 @@
 //! | `net_blockPeer` | peer id | `null`; the peer is disconnected and refused until unblocked | protected |
 //! | `net_unblockPeer` | peer id | `null` | protected |
 //! | `sync_status` | — | [`SyncStatusInfo`]: genesis, head key, epoch, weight, clock epoch, lag, peers | open |
-//! | `miner_base` | miner, epoch | [`MinerBase`](crate::core::MinerBase): mining base, miner QA power, eligibility, active sectors, messages to include (moves the node's state through the null rounds before `epoch`) | protected |
+//! | `miner_base` | miner, epoch | [`MinerBase`](crate::core::MinerBase): mining base, miner QA power, eligibility, active sectors, messages to include (after the null rounds before `epoch`, computed without committing them) | protected |
 //! | `miner_provingView` | miner | [`ProvingView`](crate::core::ProvingView): the miner's deadlines at the head with their windows, challenge randomness (once drawn), posted partitions and each partition's sectors, faults and recoveries — what its Window PoSt prover needs | open |
 //! | `miner_submitBlock` | hex of a [`FullBlock`]'s postcard encoding | [`SubmitVerdict`]: `accepted` (and gossiped), `stored`, `duplicate`, `need_parents`, `rejected` with a reason | protected |
 //! | `node_version` | — | [`VersionInfo`]: version, API version, network, genesis id | open |
