@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use lode_chain::Genesis;
 use lode_chain::Policy;
-use lode_chain::block::{BlockHeader, messages_root, win_count};
+use lode_chain::block::{BlockHeader, BlockMessages, win_count};
 use lode_chain::crypto::SecretKey;
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
 use lode_chain::runtime::{RandomnessTag, draw_randomness};
@@ -190,6 +190,7 @@ fn make_block(g: &GenesisFile, miner: ActorId, mb: MinerBase) -> Option<FullBloc
         randomness: draw_randomness(RandomnessTag::WinningPost, &b.beacon, epoch, &entropy),
         sectors: mb.sectors.iter().map(|s| s.public()).collect(),
     };
+    let body = BlockMessages::from_signed(&mb.messages).unwrap();
     let mut header = BlockHeader {
         epoch,
         miner,
@@ -204,7 +205,8 @@ fn make_block(g: &GenesisFile, miner: ActorId, mb: MinerBase) -> Option<FullBloc
         timestamp: b.timestamp,
         parent_state_root: b.parent_state_root,
         beacon: b.beacon,
-        messages_root: messages_root(&mb.messages),
+        messages_root: body.root(),
+        bls_aggregate: body.bls_aggregate,
         election_proof,
         win_count: wins,
         winning_post: fake_winning_proof(&statement),
@@ -213,7 +215,7 @@ fn make_block(g: &GenesisFile, miner: ActorId, mb: MinerBase) -> Option<FullBloc
     header.signature = worker.sign(&header.signing_bytes(&g.policy.network));
     Some(FullBlock {
         header,
-        messages: mb.messages,
+        messages: body.messages,
     })
 }
 

@@ -5,7 +5,9 @@
 //! 1. record the beacon as the randomness of `e`;
 //! 2. validate every block against the state before `e`: parent root, one block per miner, the
 //!    miner is eligible (power, no fee debt, no consensus-fault ban), ticket, election proof, win count,
-//!    Winning PoSt, header signature, messages root — any failure rejects the whole tipset;
+//!    Winning PoSt, header signature, messages root, then its messages against its one BLS
+//!    aggregate signature (distinct messages, every sender's key known, one multi-pairing:
+//!    [`crate::block`]) — any failure rejects the whole tipset;
 //! 3. apply the blocks' messages in order (a message in two blocks runs once);
 //! 4. pay each block's reward (`R(e) × win_count / 5`, 75% vesting);
 //! 5. cron: miner deadline ends scheduled at `e` (by miner id), market deal timeouts, the power
@@ -23,28 +25,37 @@
 //! limit on how many null rounds a tipset may follow. The parent state root a block names is the
 //! root after the null rounds before it ([`AfterNulls::root`]), computed without committing
 //! anything. The beacons of null rounds are inputs, like every beacon: the chain never draws one.
+//!
+//! Two entry points: [`Chain::apply_tipset`] applies blocks, whose messages are covered by their
+//! aggregates (what the network exchanges); [`Chain::apply_epoch`] applies winners' headers and a
+//! list of individually signed messages, each signature checked on its own (in parallel) and a
+//! message with a bad one rejected with [`ExitCode::SysInvalidSignature`] — the executor without
+//! blocks, which the test harness and the executor's benchmarks drive.
 
 use std::collections::BTreeSet;
 
 use lode_proofs::verifier::{ProofVerifier, WinningPostStatement};
 use serde::{Deserialize, Serialize};
 
-use crate::actors::{Actor, ActorKind, market, miner, power, reward, verifreg};
-use crate::block::{BlockHeader, Tipset, messages_root, win_count};
+use crate::actors::{ActorKind, market, miner, power, reward, verifreg};
+use crate::block::{
+    Block, BlockHeader, Tipset, check_messages, messages_root, sender_key, win_count,
+};
+use crate::crypto::Signature;
 use crate::error::{
     ActorError, ActorResult, BlockFault, BlockRejection, ChainError, ChainResult, ExitCode,
     ImplicitOp, OutOfRange,
 };
 use crate::genesis::Genesis;
 use crate::keys;
-use crate::message::{Method, Receipt, SignedMessage};
+use crate::message::{Message, Method, Receipt, SignedMessage};
 use crate::policy::Policy;
 use crate::runtime::{RandomnessTag, Runtime, draw_randomness};
 use crate::store::{Head, Overlay, StateStore, Writes};
 use crate::types::{ActorId, Address, Epoch, TokenAmount};
 
-/// What the executor applies at one epoch: the beacon, the winners' headers and the messages of
-/// all the epoch's blocks (a null round has no headers and no messages).
+/// What [`Chain::apply_epoch`] applies at one epoch: the beacon, the winners' headers and signed
+/// messages, each with its own signature (a null round has no headers and no messages).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EpochInput {
     /// Epoch.
@@ -53,7 +64,7 @@ pub struct EpochInput {
     pub beacon: [u8; 32],
     /// Winners' headers.
     pub blocks: Vec<BlockHeader>,
-    /// Messages in order.
+    /// Messages in order, each checked against its own signature.
     pub messages: Vec<SignedMessage>,
 }
 
@@ -102,6 +113,15 @@ impl AfterNulls {
     pub fn root(&self) -> [u8; 32] {
         self.root
     }
+}
+
+/// The messages of an epoch, and what vouches for their signatures.
+#[derive(Clone, Copy)]
+enum EpochMessages<'a> {
+    /// Each with its own signature ([`EpochInput::messages`]).
+    Signed(&'a [SignedMessage]),
+    /// The blocks' messages, covered by each block's aggregate.
+    Aggregated(&'a [Block]),
 }
 
 /// What applying a tipset produced.
@@ -323,7 +343,8 @@ impl Chain {
         Ok(self.store.meta(key)?)
     }
 
-    /// Applies the next epoch from its blocks. On any error nothing is committed.
+    /// Applies the next epoch from its blocks: each block's messages are checked against its
+    /// aggregate signature ([`crate::block`]). On any error nothing is committed.
     pub fn apply_tipset(&mut self, tipset: &Tipset) -> ChainResult<TipsetOutcome> {
         let at = self.at_head();
         self.apply_tipset_after(&at, tipset)
@@ -352,13 +373,12 @@ impl Chain {
                 });
             }
             input.blocks.push(block.header.clone());
-            input.messages.extend(block.messages.iter().cloned());
         }
-        self.apply_epoch_after(after, &input)
+        self.apply_epoch_with(after, &input, EpochMessages::Aggregated(&tipset.blocks))
     }
 
     /// Applies the next epoch: its winners' headers (validated here except for their messages
-    /// roots, which [`Chain::apply_tipset`] checks) and the messages of all its blocks. On any error
+    /// roots, which [`Chain::apply_tipset`] checks) and individually signed messages. On any error
     /// nothing is committed.
     pub fn apply_epoch(&mut self, input: &EpochInput) -> ChainResult<TipsetOutcome> {
         let at = self.at_head();
@@ -371,6 +391,15 @@ impl Chain {
         &mut self,
         after: &AfterNulls,
         input: &EpochInput,
+    ) -> ChainResult<TipsetOutcome> {
+        self.apply_epoch_with(after, input, EpochMessages::Signed(&input.messages))
+    }
+
+    fn apply_epoch_with(
+        &mut self,
+        after: &AfterNulls,
+        input: &EpochInput,
+        messages: EpochMessages<'_>,
     ) -> ChainResult<TipsetOutcome> {
         self.check_current(after)?;
         let epoch = input.epoch;
@@ -391,15 +420,10 @@ impl Chain {
             );
             rt.state.put(keys::randomness(epoch), &input.beacon)?;
             validate_blocks(&rt, input, after.root).map_err(invalid)?;
-
-            let checked = presign_check(&rt, &input.messages)?;
-            let mut receipts = Vec::new();
-            let mut seen = BTreeSet::new();
-            for (msg, ok) in input.messages.iter().zip(checked) {
-                if seen.insert(msg.id()) {
-                    receipts.push(apply_message_checked(&mut rt, msg, ok)?);
-                }
-            }
+            let receipts = apply_messages(&mut rt, messages).map_err(|e| match e {
+                Rejected::Block(r) => invalid(r),
+                Rejected::Chain(e) => e,
+            })?;
             let mut rewards = Vec::new();
             for header in &input.blocks {
                 let r = reward::award_block_reward(&mut rt, header.miner, header.win_count)
@@ -535,6 +559,72 @@ fn reject(code: ExitCode, error: impl Into<String>) -> Receipt {
     }
 }
 
+/// Why an epoch's messages could not be applied.
+enum Rejected {
+    /// A block's messages are invalid (its aggregate, a repeat, a sender without a key).
+    Block(BlockRejection),
+    /// The executor failed.
+    Chain(ChainError),
+}
+
+impl From<ChainError> for Rejected {
+    fn from(e: ChainError) -> Self {
+        Rejected::Chain(e)
+    }
+}
+
+/// Checks the epoch's signatures, then applies its messages in order, each once: a message in two
+/// blocks by its id, an individually signed one by its id and signature. One receipt per message
+/// applied.
+fn apply_messages(
+    rt: &mut Runtime<'_, '_>,
+    messages: EpochMessages<'_>,
+) -> Result<Vec<Receipt>, Rejected> {
+    use rayon::prelude::*;
+    let mut receipts = Vec::new();
+    match messages {
+        EpochMessages::Signed(messages) => {
+            // A copy is the message with its signature: a copy with a bad signature does not
+            // stand in for the message (only the valid signature, which is unique, can run it).
+            let mut copies = BTreeSet::new();
+            let checked = presign_check(rt, messages)?;
+            for (msg, ok) in messages.iter().zip(checked) {
+                if copies.insert((msg.id(), msg.signature.to_bytes())) {
+                    let check = match ok {
+                        Some(valid) => SignatureCheck::Done(valid),
+                        None => SignatureCheck::Pending(&msg.signature),
+                    };
+                    receipts.push(apply_message_checked(rt, &msg.message, check)?);
+                }
+            }
+        }
+        EpochMessages::Aggregated(blocks) => {
+            // Every block's messages are checked against the parent state before any runs.
+            let mut ids = Vec::with_capacity(blocks.len());
+            for (index, block) in blocks.iter().enumerate() {
+                let block_ids: Vec<[u8; 32]> = block.messages.par_iter().map(Message::id).collect();
+                check_messages(rt, block, &block_ids).map_err(|fault| {
+                    Rejected::Block(BlockRejection::Block {
+                        index,
+                        miner: block.header.miner,
+                        fault,
+                    })
+                })?;
+                ids.push(block_ids);
+            }
+            let mut seen = BTreeSet::new();
+            for (block, block_ids) in blocks.iter().zip(&ids) {
+                for (msg, id) in block.messages.iter().zip(block_ids) {
+                    if seen.insert(*id) {
+                        receipts.push(apply_message_checked(rt, msg, SignatureCheck::Done(true))?);
+                    }
+                }
+            }
+        }
+    }
+    Ok(receipts)
+}
+
 /// Verifies the messages' signatures in parallel where the sender's key is known before the epoch
 /// (its BLS address, or an account that already exists). `Some(valid)` per message; `None` when the
 /// key can only be known during execution (checked then).
@@ -545,17 +635,7 @@ fn presign_check(
     use rayon::prelude::*;
     let mut keys = Vec::with_capacity(messages.len());
     for m in messages {
-        let key = match &m.message.from {
-            Address::Bls(k) => Some(*k),
-            Address::Id(id) => match rt.actor(*id)? {
-                Some(Actor {
-                    kind: ActorKind::Account { key },
-                    ..
-                }) => Some(key),
-                _ => None,
-            },
-        };
-        keys.push(key);
+        keys.push(sender_key(rt, &m.message.from)?);
     }
     let network = &rt.policy.network;
     Ok(messages
@@ -565,21 +645,30 @@ fn presign_check(
         .collect())
 }
 
+/// How a message's signature is established when it runs.
+#[derive(Clone, Copy)]
+enum SignatureCheck<'a> {
+    /// Already checked against the sender's key (one by one, or by its block's aggregate).
+    Done(bool),
+    /// This signature, to check against the sender's key when the message runs (the key was not
+    /// known before the epoch).
+    Pending(&'a Signature),
+}
+
 /// Applies one message. System failures (bad signature, nonce, funds for gas…) reject it with no
 /// state change; a method failure rolls back the method and still charges gas and the nonce.
 pub fn apply_message(rt: &mut Runtime<'_, '_>, smsg: &SignedMessage) -> ChainResult<Receipt> {
-    apply_message_checked(rt, smsg, None)
+    apply_message_checked(rt, &smsg.message, SignatureCheck::Pending(&smsg.signature))
 }
 
-/// [`apply_message`] with the signature already checked against the sender's key (`Some`).
+/// [`apply_message`] with the signature established as `signature` says.
 fn apply_message_checked(
     rt: &mut Runtime<'_, '_>,
-    smsg: &SignedMessage,
-    signature_checked: Option<bool>,
+    msg: &Message,
+    signature: SignatureCheck<'_>,
 ) -> ChainResult<Receipt> {
     let p = rt.policy;
-    let msg = &smsg.message;
-    let len = smsg.encoded_len() as u64;
+    let len = msg.signed_len() as u64;
     if len > p.max_message_size {
         return Ok(reject(
             ExitCode::SysInvalidMessage,
@@ -639,9 +728,9 @@ fn apply_message_checked(
     }
     // A key that changed since the parallel check cannot happen (account keys are fixed), but only
     // a check against this very key counts.
-    let valid = match signature_checked {
-        Some(v) => v,
-        None => smsg.verify(&p.network, &key),
+    let valid = match signature {
+        SignatureCheck::Done(v) => v,
+        SignatureCheck::Pending(s) => key.verify(&msg.signing_bytes(&p.network), s).is_ok(),
     };
     if !valid {
         return Ok(reject(
@@ -676,7 +765,7 @@ fn apply_message_checked(
     rt.put_actor(from, &sender)?;
     rt.start_gas(base_gas, msg.gas_limit);
     rt.state.begin();
-    let result = run_method(rt, from, smsg);
+    let result = run_method(rt, from, msg);
     let gas_used = rt.stop_gas();
     let (exit_code, return_data, error) = match result {
         Ok(ret) => {
@@ -706,12 +795,7 @@ fn apply_message_checked(
     })
 }
 
-fn run_method(
-    rt: &mut Runtime<'_, '_>,
-    from: ActorId,
-    smsg: &SignedMessage,
-) -> ActorResult<Vec<u8>> {
-    let msg = &smsg.message;
+fn run_method(rt: &mut Runtime<'_, '_>, from: ActorId, msg: &Message) -> ActorResult<Vec<u8>> {
     let to = rt.resolve_or_create(&msg.to)?;
     let kind = rt.expect_actor(to)?.kind;
     // Value goes only where it is accounted for: to accounts and miners (their free balance), to

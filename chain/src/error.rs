@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ActorId, Epoch, SectorNumber, TokenAmount};
+use crate::types::{ActorId, Address, Epoch, SectorNumber, TokenAmount};
 
 /// The result of a method: a value, or the [`ActorError`] that fails the message.
 pub type ActorResult<T> = Result<T, ActorError>;
@@ -173,7 +173,7 @@ pub enum ChainError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// A block is invalid as a whole (not the next epoch, a wrong messages root, an ineligible
-    /// winner, a bad proof); nothing was applied.
+    /// winner, a bad proof, messages its aggregate signature does not cover); nothing was applied.
     #[error("invalid block at epoch {epoch}: {reason}")]
     InvalidBlock {
         /// The block's epoch.
@@ -413,6 +413,33 @@ pub enum BlockFault {
     /// The Winning PoSt does not verify.
     #[error("Winning PoSt rejected: {0}")]
     WinningPost(#[source] lode_proofs::verifier::VerifyError),
+    /// A message appears twice in the block (by id).
+    #[error("message {message} repeats message {first}")]
+    DuplicateMessage {
+        /// The repeat's position in the block.
+        message: usize,
+        /// The first copy's position.
+        first: usize,
+    },
+    /// The block has messages but its header no aggregate signature.
+    #[error("the block has messages but no BLS aggregate")]
+    MissingAggregate,
+    /// The block has no messages but its header an aggregate signature.
+    #[error("the block has a BLS aggregate but no messages")]
+    UnexpectedAggregate,
+    /// A message's sender has no key in the parent state (an id that is not an account): its
+    /// signature cannot be checked, and a producer must not include it.
+    #[error("message {message}: sender {sender} has no key in the parent state")]
+    UnknownSender {
+        /// The message's position in the block.
+        message: usize,
+        /// Its sender.
+        sender: Address,
+    },
+    /// The header's aggregate is not the aggregate of the messages' signatures by their senders'
+    /// keys.
+    #[error("the BLS aggregate does not verify for the block's messages")]
+    BlsAggregate,
     /// The miner's records could not be read (it is not a miner, or has no such record).
     #[error("{}", .0.message)]
     Miner(ActorError),

@@ -42,6 +42,9 @@ pub struct BlockHeader {
     pub beacon: [u8; 32],
     /// [`messages_root`](crate::block::messages_root) of the block's messages.
     pub messages_root: [u8; 32],
+    /// The aggregate of the block's messages' signatures ([`crate::crypto::Signature::aggregate`]),
+    /// `None` exactly when the block has no messages: the messages themselves travel unsigned.
+    pub bls_aggregate: Option<Signature>,
     /// The worker's signature of the election randomness.
     pub election_proof: Signature,
     /// Win count the election proof yields.
@@ -63,13 +66,15 @@ struct Unsigned<'a> {
     parent_state_root: &'a [u8; 32],
     beacon: &'a [u8; 32],
     messages_root: &'a [u8; 32],
+    bls_aggregate: &'a Option<Signature>,
     election_proof: &'a Signature,
     win_count: u64,
     winning_post: &'a [u8],
 }
 
 impl BlockHeader {
-    /// The bytes the worker signs: every field but the signature, on `network`.
+    /// The bytes the worker signs: every field but the signature (the messages' aggregate
+    /// included), on `network`.
     pub fn signing_bytes(&self, network: &str) -> [u8; 32] {
         let u = Unsigned {
             epoch: self.epoch,
@@ -81,6 +86,7 @@ impl BlockHeader {
             parent_state_root: &self.parent_state_root,
             beacon: &self.beacon,
             messages_root: &self.messages_root,
+            bls_aggregate: &self.bls_aggregate,
             election_proof: &self.election_proof,
             win_count: self.win_count,
             winning_post: &self.winning_post,

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use lode_chain::block::BlockHeader;
 use lode_chain::consensus::TipsetKey;
-use lode_chain::message::SignedMessage;
+use lode_chain::message::Message;
 use lode_chain::types::Epoch;
 use serde::{Deserialize, Serialize};
 
@@ -123,7 +123,7 @@ impl BlockStore {
         let Some(header) = self.header(id)? else {
             return Ok(None);
         };
-        let messages: Vec<SignedMessage> = match self.messages.get(id)? {
+        let messages: Vec<Message> = match self.messages.get(id)? {
             Some(b) => decode(&b, "a block's messages")?,
             None => return Ok(None),
         };

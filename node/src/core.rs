@@ -47,7 +47,7 @@ use lode_chain::actors::{miner, power};
 use lode_chain::block::{Block, BlockHeader, Tipset};
 use lode_chain::consensus::{self, Beacon, TicketBeacon, TipsetKey};
 use lode_chain::error::{BlockRejection, ChainError};
-use lode_chain::message::SignedMessage;
+use lode_chain::message::{Message, SignedMessage};
 use lode_chain::store::StateStore;
 use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
 use lode_chain::{AfterNulls, Chain, NullRound};
@@ -149,7 +149,9 @@ pub struct MinerBase {
     pub ineligible: Option<String>,
     /// Its active sectors (what a Winning PoSt challenges).
     pub sectors: Vec<SectorRef>,
-    /// The messages a block would carry (by gas price), when the miner can win.
+    /// The messages a block would carry (by gas price), when the miner can win, with their
+    /// signatures: the producer puts them in its block unsigned and their aggregate in the header
+    /// ([`lode_chain::block::BlockMessages::from_signed`]).
     pub messages: Vec<SignedMessage>,
 }
 
@@ -851,8 +853,15 @@ impl NodeCore {
             }
         }
         // Messages of reverted blocks go back to the pool (those now included are dropped by the
-        // revalidation below).
+        // revalidation below), when the pool remembers their signatures (blocks carry none).
         for m in reverted_messages {
+            let Some(m) = self.mempool.signed(&m) else {
+                tracing::debug!(
+                    id = %hex::encode(m.id()),
+                    "a reverted block's message has no known signature: not returned to the pool"
+                );
+                continue;
+            };
             let lookup = |a: &Address| account_in(&self.chain, a);
             let _ = self.mempool.add(m, self.chain.policy(), &lookup);
         }
@@ -866,7 +875,7 @@ impl NodeCore {
         })
     }
 
-    fn messages_of(&self, tipsets: &[[u8; 32]]) -> NodeResult<Vec<SignedMessage>> {
+    fn messages_of(&self, tipsets: &[[u8; 32]]) -> NodeResult<Vec<Message>> {
         let mut out = Vec::new();
         for h in tipsets {
             if let Some(m) = self.tipsets.get(h) {

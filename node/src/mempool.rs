@@ -11,13 +11,20 @@
 //! sender's queue if it pays more, and is refused otherwise. After every head change the pool
 //! drops what the new state makes stale (included nonces, senders that vanished, messages the
 //! balance no longer covers). Block producers take messages by gas price, each sender's in nonce
-//! order without gaps.
+//! order without gaps, and aggregate their signatures into the block's header.
+//!
+//! **Signatures remembered.** Blocks carry their messages without signatures (one aggregate
+//! covers them), so a message taken off the chain by a reorganisation can return to the pool only
+//! with a signature from somewhere else: the pool remembers the signatures of the last
+//! [`MempoolConfig::remembered_signatures`] messages it accepted, by message id, after they leave
+//! it. A reverted message whose signature is forgotten (or was never seen here) is dropped; its
+//! sender can send it again.
 
-use std::collections::{BTreeMap, BinaryHeap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 
 use lode_chain::Policy;
-use lode_chain::crypto::PublicKey;
-use lode_chain::message::SignedMessage;
+use lode_chain::crypto::{PublicKey, Signature};
+use lode_chain::message::{Message, SignedMessage};
 use lode_chain::types::{ActorId, Address, TokenAmount};
 
 /// Limits of the pool.
@@ -31,6 +38,8 @@ pub struct MempoolConfig {
     pub max_per_sender: u64,
     /// The least gas-price increase, in percent, for a replacement.
     pub replace_by_fee_percent: u128,
+    /// How many accepted messages' signatures are remembered (see the module docs).
+    pub remembered_signatures: usize,
 }
 
 impl Default for MempoolConfig {
@@ -40,6 +49,7 @@ impl Default for MempoolConfig {
             max_bytes: 32 << 20,
             max_per_sender: 1_000,
             replace_by_fee_percent: 25,
+            remembered_signatures: 40_000,
         }
     }
 }
@@ -150,6 +160,8 @@ pub struct Mempool {
     by_sender: BTreeMap<ActorId, BTreeMap<u64, Entry>>,
     ids: HashSet<[u8; 32]>,
     bytes: usize,
+    signatures: HashMap<[u8; 32], Signature>,
+    signature_order: VecDeque<[u8; 32]>,
 }
 
 fn worst_cost(m: &SignedMessage) -> Option<TokenAmount> {
@@ -183,6 +195,27 @@ impl Mempool {
     /// Whether a message is pending.
     pub fn contains(&self, id: &[u8; 32]) -> bool {
         self.ids.contains(id)
+    }
+
+    /// `message` with the signature the pool remembers for it, if it does (see the module docs).
+    pub fn signed(&self, message: &Message) -> Option<SignedMessage> {
+        self.signatures
+            .get(&message.id())
+            .map(|signature| SignedMessage {
+                message: message.clone(),
+                signature: *signature,
+            })
+    }
+
+    fn remember(&mut self, id: [u8; 32], signature: Signature) {
+        if self.signatures.insert(id, signature).is_none() {
+            self.signature_order.push_back(id);
+        }
+        while self.signature_order.len() > self.config.remembered_signatures {
+            if let Some(old) = self.signature_order.pop_front() {
+                self.signatures.remove(&old);
+            }
+        }
     }
 
     /// Every pending message, by sender and nonce.
@@ -304,6 +337,7 @@ impl Mempool {
         while over(self) {
             self.evict_cheaper_than(m.gas_price, account.id)?;
         }
+        let signature = msg.signature;
         let entry = Entry { msg, id, size };
         let q = self.by_sender.entry(account.id).or_default();
         if let Some(old) = q.insert(entry.msg.message.nonce, entry) {
@@ -312,6 +346,7 @@ impl Mempool {
         }
         self.ids.insert(id);
         self.bytes = self.bytes.saturating_add(size);
+        self.remember(id, signature);
         Ok(id)
     }
 
@@ -570,6 +605,30 @@ mod tests {
             p.add(w.msg(0, 0, min), &w.policy, &w.lookup()),
             Err(MempoolError::NonceTooLow { .. })
         ));
+    }
+
+    #[test]
+    fn signatures_are_remembered_after_messages_leave_the_pool_within_a_bound() {
+        let mut w = World::new(1, TokenAmount::tokens(1));
+        let min = w.policy.min_gas_price.0;
+        let mut p = Mempool::new(MempoolConfig {
+            remembered_signatures: 2,
+            ..MempoolConfig::default()
+        });
+        let sent: Vec<SignedMessage> = (0..3).map(|n| w.msg(0, n, min)).collect();
+        for m in &sent {
+            p.add(m.clone(), &w.policy, &w.lookup()).unwrap();
+        }
+        // The three are included in a block: the pool drops them.
+        w.accounts.get_mut(&ActorId(100)).unwrap().nonce = 3;
+        p.revalidate(&w.lookup());
+        assert!(p.is_empty());
+        // The last two signatures are remembered (the bound), the first is forgotten.
+        assert_eq!(p.signed(&sent[0].message), None);
+        assert_eq!(p.signed(&sent[1].message).as_ref(), Some(&sent[1]));
+        assert_eq!(p.signed(&sent[2].message).as_ref(), Some(&sent[2]));
+        // A message never seen here has no signature to put back.
+        assert_eq!(p.signed(&w.msg(0, 9, min).message), None);
     }
 
     #[test]

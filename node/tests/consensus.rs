@@ -10,7 +10,7 @@
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects
 )]
-use lode_chain::block::{BlockHeader, messages_root, win_count};
+use lode_chain::block::{BlockHeader, BlockMessages, messages_root, win_count};
 use lode_chain::consensus::TipsetKey;
 use lode_chain::consensus::{Beacon, TicketBeacon};
 use lode_chain::crypto::SecretKey;
@@ -138,6 +138,7 @@ fn try_block(core: &mut NodeCore, m: &Miner, epoch: u64) -> Option<FullBlock> {
         randomness: draw_randomness(RandomnessTag::WinningPost, &b.beacon, epoch, &entropy),
         sectors: mb.sectors.iter().map(|s| s.public()).collect(),
     };
+    let body = BlockMessages::from_signed(&mb.messages).unwrap();
     let mut header = BlockHeader {
         epoch,
         miner: m.id,
@@ -152,7 +153,8 @@ fn try_block(core: &mut NodeCore, m: &Miner, epoch: u64) -> Option<FullBlock> {
         timestamp: b.timestamp,
         parent_state_root: b.parent_state_root,
         beacon: b.beacon,
-        messages_root: messages_root(&mb.messages),
+        messages_root: body.root(),
+        bls_aggregate: body.bls_aggregate,
         election_proof,
         win_count: wins,
         winning_post: fake_winning_proof(&statement),
@@ -161,7 +163,7 @@ fn try_block(core: &mut NodeCore, m: &Miner, epoch: u64) -> Option<FullBlock> {
     header.signature = m.worker.sign(&header.signing_bytes(&policy.network));
     Some(FullBlock {
         header,
-        messages: mb.messages,
+        messages: body.messages,
     })
 }
 
@@ -412,6 +414,19 @@ fn invalid_blocks_are_refused_and_change_nothing() {
     let ms: Vec<&Miner> = miners.iter().collect();
     run(&mut a, &ms, 1, 5);
     let (head, root) = (a.head_hash(), a.chain().head().root);
+    // A transfer, so the block has messages and an aggregate.
+    let owner = lode_chain::types::Address::Bls(key(10).public_key());
+    let transfer = lode_chain::message::Message {
+        from: owner,
+        to: lode_chain::types::Address::Bls(key(11).public_key()),
+        nonce: a.next_nonce(&owner).unwrap(),
+        value: TokenAmount::tokens(1),
+        method: lode_chain::message::Method::Send,
+        gas_limit: 1_000_000,
+        gas_price: g.policy.min_gas_price,
+    }
+    .sign(&g.policy.network, &key(10));
+    a.push_message(transfer.clone()).unwrap();
     let mut e = a.head_epoch() + 1;
     let good = loop {
         if let Some(b) = ms.iter().find_map(|m| try_block(&mut a, m, e)) {
@@ -471,12 +486,41 @@ fn invalid_blocks_are_refused_and_change_nothing() {
             b.header.parent_state_root[0] ^= 1;
             resign(b)
         }),
+        ("bls aggregate", {
+            let mut b = good.clone();
+            b.header.bls_aggregate = Some(m.worker.sign(b"not the messages' aggregate"));
+            resign(b)
+        }),
+        ("a message altered", {
+            let mut b = good.clone();
+            b.messages[0].value = TokenAmount::tokens(2);
+            b.header.messages_root = messages_root(&b.messages);
+            resign(b)
+        }),
+        ("a message removed", {
+            let mut b = good.clone();
+            b.messages.retain(|m| *m != transfer.message);
+            b.header.messages_root = messages_root(&b.messages);
+            resign(b)
+        }),
     ];
+    assert!(
+        good.messages.contains(&transfer.message) && good.header.bls_aggregate.is_some(),
+        "the block carries the transfer under its aggregate"
+    );
     for (what, bad) in cases {
         let v = a.receive_block(bad, now).unwrap();
         assert!(matches!(v, BlockVerdict::Rejected(_)), "{what}: {v:?}");
         assert_eq!(a.head_hash(), head, "{what}");
+        // The chain names the aggregate when the messages are not what it covers.
+        if what.starts_with("a message") || what == "bls aggregate" {
+            assert!(
+                matches!(v, BlockVerdict::Rejected(ref why) if why.contains("BLS aggregate")),
+                "{what}: {v:?}"
+            );
+        }
     }
+
     // From the future: refused by the clock.
     let v = a.receive_block(good.clone(), now - 10).unwrap();
     assert!(
@@ -501,6 +545,7 @@ fn invalid_blocks_are_refused_and_change_nothing() {
     twin.header.timestamp = good.header.timestamp; // same slot
     twin.messages.clear();
     twin.header.messages_root = messages_root(&[]);
+    twin.header.bls_aggregate = None;
     twin.header.winning_post.push(0);
     let twin = resign(twin);
     if twin.id() != good.id() {

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use jsonrpsee::core::client::ClientT;
-use lode_chain::block::{BlockHeader, messages_root, win_count};
+use lode_chain::block::{BlockHeader, BlockMessages, win_count};
 use lode_chain::crypto::SecretKey;
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
 use lode_chain::message::{Message, Method, SignedMessage};
@@ -646,6 +646,7 @@ fn make_block(
         randomness: draw_randomness(RandomnessTag::WinningPost, &b.beacon, epoch, &entropy),
         sectors: mb.sectors.iter().map(|s| s.public()).collect(),
     };
+    let body = BlockMessages::from_signed(&mb.messages).unwrap();
     let mut header = BlockHeader {
         epoch,
         miner,
@@ -660,7 +661,8 @@ fn make_block(
         timestamp: b.timestamp,
         parent_state_root: b.parent_state_root,
         beacon: b.beacon,
-        messages_root: messages_root(&mb.messages),
+        messages_root: body.root(),
+        bls_aggregate: body.bls_aggregate,
         election_proof,
         win_count: wins,
         winning_post: fake_winning_proof(&statement),
@@ -669,7 +671,7 @@ fn make_block(
     header.signature = worker.sign(&header.signing_bytes(&g.policy.network));
     Some(FullBlock {
         header,
-        messages: mb.messages,
+        messages: body.messages,
     })
 }
 
@@ -698,7 +700,7 @@ async fn a_block_through_the_miner_methods_reaches_head_subscribers() {
         }
         let block = made.expect("the only miner won within 20 epochs");
         let epoch = block.header.epoch;
-        assert!(block.messages.contains(&msg));
+        assert!(block.messages.contains(&msg.message));
         assert_eq!(
             admin.miner_submit_block(&block).await.unwrap(),
             SubmitVerdict::Accepted
@@ -742,7 +744,7 @@ async fn a_block_through_the_miner_methods_reaches_head_subscribers() {
         assert_eq!(info.messages, vec![msg.id()]);
         let msgs = open.chain_get_messages(&block.id()).await.unwrap().unwrap();
         assert_eq!(msgs.len(), 1);
-        assert_eq!(msgs[0].message, msg);
+        assert_eq!((msgs[0].id, &msgs[0].message), (msg.id(), &msg.message));
         // The transfer was applied.
         assert_eq!(
             open.state_balance(&account(11)).await.unwrap(),

@@ -29,6 +29,10 @@ pub enum ProviderError {
         /// What is wrong, and what to do.
         why: String,
     },
+    /// The signatures of the messages selected for a block sum to the identity, which no
+    /// aggregate may be (negligibly likely for honest signatures): the block is not made.
+    #[error("the selected messages' signatures cannot be aggregated: {0}")]
+    Aggregate(#[source] lode_chain::crypto::CryptoError),
     /// The daemon is stopping.
     #[error("stopping")]
     Stopped,

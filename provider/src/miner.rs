@@ -4,7 +4,8 @@
 //! its power and the network's, its active sectors, the messages a block would carry). It signs
 //! the ticket (`draw(Ticket, beacon, e, miner)`) and the election randomness
 //! (`draw(Election, beacon, e, miner)`) with its worker key; the election proof's win count is
-//! drawn as the chain draws it. When it wins, it proves a Winning PoSt over its sectors, builds
+//! drawn as the chain draws it. When it wins, it proves a Winning PoSt over its sectors, puts the
+//! messages in the block unsigned with the aggregate of their signatures in the header, builds
 //! and signs the header and submits the block; the node validates it like any other before
 //! applying and gossiping it.
 
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use lode_chain::Policy;
-use lode_chain::block::{BlockHeader, messages_root, win_count};
+use lode_chain::block::{BlockHeader, BlockMessages, win_count};
 use lode_chain::crypto::SecretKey;
 use lode_chain::runtime::{RandomnessTag, draw_randomness};
 use lode_chain::types::{ActorId, Epoch};
@@ -109,6 +110,7 @@ impl Miner {
             return Ok(Election::Lost);
         }
         self.metrics.elections_won.inc();
+        let body = BlockMessages::from_signed(&mb.messages).map_err(ProviderError::Aggregate)?;
         let randomness = draw_randomness(RandomnessTag::WinningPost, &base.beacon, epoch, &entropy);
         let started = Instant::now();
         let prover = self.prover.clone();
@@ -131,7 +133,8 @@ impl Miner {
             timestamp: base.timestamp,
             parent_state_root: base.parent_state_root,
             beacon: base.beacon,
-            messages_root: messages_root(&mb.messages),
+            messages_root: body.root(),
+            bls_aggregate: body.bls_aggregate,
             election_proof,
             win_count: wins,
             winning_post,
@@ -142,7 +145,7 @@ impl Miner {
             .sign(&header.signing_bytes(&self.policy.network));
         let block = FullBlock {
             header,
-            messages: mb.messages,
+            messages: body.messages,
         };
         let id = block.id();
         match api.submit_block(block).await? {

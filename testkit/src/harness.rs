@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use lode_chain::actors::miner::{DeadlineInfo, MinerState, PreCommitInfo, SectorOnChain};
 use lode_chain::actors::power::Claim;
-use lode_chain::block::{BlockHeader, win_count};
+use lode_chain::block::{Block, BlockHeader, BlockMessages, Tipset, win_count};
 use lode_chain::chain::EpochInput;
 use lode_chain::crypto::SecretKey;
 use lode_chain::invariants::check_invariants;
@@ -278,6 +278,48 @@ impl Harness {
         Ok(out.receipts)
     }
 
+    /// Applies the next epoch from `blocks` through [`Chain::apply_tipset`] (each block's messages
+    /// checked against its aggregate), with the harness's beacon.
+    pub fn try_step_blocks(
+        &mut self,
+        blocks: Vec<Block>,
+    ) -> Result<Vec<Receipt>, lode_chain::ChainError> {
+        let epoch = self.epoch() + 1;
+        let out = self.chain.apply_tipset(&Tipset {
+            epoch,
+            beacon: beacon(epoch),
+            blocks,
+        })?;
+        if self.check_every_epoch {
+            self.assert_invariants();
+        }
+        Ok(out.receipts)
+    }
+
+    /// Signs `header` again with the harness's "worker" key (after a field changed).
+    pub fn resign(&self, header: &mut BlockHeader) {
+        header.signature = key("worker").sign(&header.signing_bytes(&self.policy.network));
+    }
+
+    /// A block by the miner for the next epoch carrying `messages` — unsigned, their signatures
+    /// aggregated into the header — if the miner wins it.
+    pub fn try_full_block(
+        &self,
+        m: ActorId,
+        winning_proof: impl Fn(&WinningPostStatement) -> Vec<u8>,
+        messages: &[lode_chain::message::SignedMessage],
+    ) -> Option<Block> {
+        let mut header = self.try_block(m, winning_proof)?;
+        let body = BlockMessages::from_signed(messages).unwrap();
+        header.messages_root = body.root();
+        header.bls_aggregate = body.bls_aggregate;
+        self.resign(&mut header);
+        Some(Block {
+            header,
+            messages: body.messages,
+        })
+    }
+
     /// Null rounds up to and including `epoch`.
     pub fn advance_to(&mut self, epoch: Epoch) {
         while self.epoch() < epoch {
@@ -425,6 +467,7 @@ impl Harness {
             parent_state_root: self.chain.head().root,
             beacon: beacon(epoch),
             messages_root: lode_chain::block::messages_root(&[]),
+            bls_aggregate: None,
             election_proof,
             win_count: wins,
             winning_post: winning_proof(&statement),

@@ -1,6 +1,7 @@
 //! lode-chain's integration tests, one test binary for all of them (each further binary would link
 //! the whole dependency graph again): the chain driven through `lode_testkit`'s harness.
 //!
+//! - [`blocks`]: blocks with one aggregate signature, honest and refused;
 //! - [`economics`]: every economic scenario, with the test verifier and with real proofs;
 //! - [`genesis`]: genesis miners with pre-sealed sectors, proving and mining from epoch 1;
 //! - [`lifecycle`]: one sector through the chain with real 2 KiB Groth16 proofs;
@@ -10,6 +11,7 @@
 //!
 //! Tests that need real Groth16 proofs are ignored unless `--include-ignored` is passed.
 
+mod blocks;
 mod durability;
 mod economics;
 mod genesis;

@@ -32,9 +32,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::types::{
-    ActorInfo, BlockInfo, GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress, MessageInfo,
-    MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView,
-    SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress,
+    MessageInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo,
+    PeerView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
 };
 use crate::core::{MinerBase, ProvingView};
 use crate::wire::{self, FullBlock};
@@ -422,7 +422,7 @@ impl NodeClient {
     pub async fn chain_get_messages(
         &self,
         id: &[u8; 32],
-    ) -> ClientResult<Option<Vec<MessageInfo>>> {
+    ) -> ClientResult<Option<Vec<BlockMessageInfo>>> {
         self.call("chain_getMessages", vec![hex::encode(id).into()])
             .await
     }

@@ -24,7 +24,7 @@
 //! | `chain_head` | — | [`HeadInfo`]: epoch, key, weight, parent state root, state root | open |
 //! | `chain_tipsetByHeight` | epoch | [`TipsetInfo`] (blocks' header fields, parent state root) or `null` for a null round or a future epoch | open |
 //! | `chain_getBlock` | block id | [`BlockInfo`]: header and message ids, or `null` | open |
-//! | `chain_getMessages` | block id | [`MessageInfo`] list (id and signed message), or `null` | open |
+//! | `chain_getMessages` | block id | [`BlockMessageInfo`] list (id and message, unsigned: the block's aggregate signature covers them), or `null` | open |
 //! | `chain_genesis` | — | [`GenesisInfo`]: id, network, timestamp, policy | open |
 //! | `chain_subscribeHeads` | — | subscription id; then notifications `chain_headEvent` of [`HeadEventInfo`] (WebSocket only) | open |
 //! | `chain_unsubscribeHeads` | subscription id | `true` | open |
@@ -95,9 +95,9 @@ pub use metrics_http::{
     MetricsServerHandle, OPENMETRICS_CONTENT_TYPE, serve_metrics, serve_node_metrics,
 };
 pub use types::{
-    ActorInfo, BlockInfo, GenesisInfo, HeadEventInfo, HeadInfo, MessageInfo, MessageParam,
-    MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView,
-    SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, GenesisInfo, HeadEventInfo, HeadInfo, MessageInfo,
+    MessageParam, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo,
+    PeerView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
 };
 
 use crate::core::NodeCore;

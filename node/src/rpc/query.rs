@@ -11,9 +11,9 @@ use lode_chain::error::ExitCode;
 use lode_chain::types::{ActorId, Address, Epoch};
 
 use super::types::{
-    ActorInfo, BlockInfo, DeadlineInfoView, DeadlineTiming, GenesisInfo, HeadInfo, HeaderInfo,
-    MessageInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetworkPowerInfo,
-    PartitionInfo, SectorInfo, SectorRefInfo, TipsetInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, DeadlineInfoView, DeadlineTiming, GenesisInfo,
+    HeadInfo, HeaderInfo, MessageInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo,
+    NetworkPowerInfo, PartitionInfo, SectorInfo, SectorRefInfo, TipsetInfo,
 };
 use crate::blockstore::TipsetMeta;
 use crate::core::NodeCore;
@@ -78,13 +78,14 @@ pub fn block(c: &NodeCore, id: &[u8; 32]) -> NodeResult<Option<BlockInfo>> {
     }))
 }
 
-/// A stored block's messages; `None` if the node does not have it.
+/// A stored block's messages (unsigned: the block's aggregate covers them); `None` if the node
+/// does not have it.
 ///
 /// # Errors
 /// A store failure.
-pub fn block_messages(c: &NodeCore, id: &[u8; 32]) -> NodeResult<Option<Vec<MessageInfo>>> {
+pub fn block_messages(c: &NodeCore, id: &[u8; 32]) -> NodeResult<Option<Vec<BlockMessageInfo>>> {
     Ok(c.block(id)?
-        .map(|b| b.messages.into_iter().map(MessageInfo::of).collect()))
+        .map(|b| b.messages.into_iter().map(BlockMessageInfo::of).collect()))
 }
 
 /// The genesis.

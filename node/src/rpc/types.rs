@@ -8,7 +8,7 @@
 
 use lode_chain::Policy;
 use lode_chain::crypto::PublicKey;
-use lode_chain::message::SignedMessage;
+use lode_chain::message::{Message, SignedMessage};
 use lode_chain::types::{ActorId, Address, DealId, Epoch, SectorNumber, TokenAmount};
 use lode_proofs::sector::SectorSize;
 use serde::{Deserialize, Serialize};
@@ -363,7 +363,28 @@ pub struct BlockInfo {
     pub messages: Vec<[u8; 32]>,
 }
 
-/// A signed message and its id (`chain_getMessages`, `mpool_pending`).
+/// A block's message and its id (`chain_getMessages`): unsigned, as blocks carry messages (the
+/// block's aggregate signature covers them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockMessageInfo {
+    /// The message id (the same as the signed message's, which `mpool_push` returned).
+    #[serde(with = "serde_hex::hash")]
+    pub id: [u8; 32],
+    /// The message as the chain's JSON encoding has it.
+    pub message: Message,
+}
+
+impl BlockMessageInfo {
+    /// `m` with its id.
+    pub fn of(m: Message) -> Self {
+        BlockMessageInfo {
+            id: m.id(),
+            message: m,
+        }
+    }
+}
+
+/// A signed message and its id (`mpool_pending`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageInfo {
     /// The message id.

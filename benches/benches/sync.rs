@@ -1,0 +1,363 @@
+//! Sync speed: how many epochs per second a fresh node imports when it syncs a 1,000-epoch chain
+//! from a peer.
+//!
+//! The chain is made once, before the timings, by a `NodeCore` with two genesis miners (2 KiB
+//! sectors): every epoch each miner submits its Window PoSt when a window is open, the mempool
+//! gets [`TRANSFERS`] signed transfers, and every miner that wins makes a block from its mining
+//! base (the messages unsigned, their aggregate in the header) that the node accepts — as the
+//! consensus tests in `node/tests/consensus.rs` do. A timed run opens a fresh node in a new
+//! directory and syncs the way the service does: it asks the peer for the ancestors of its head
+//! (`MAX_SYNC_TIPSETS` per request, `NodeCore::serve`), stores them (`NodeCore::import`), and
+//! switches to the head (`NodeCore::consider`), which validates and applies every tipset and
+//! commits it (sled, flushed per epoch). The network between the two is not involved.
+//!
+//! Proofs are fakes checked by the test verifier (`lode_testkit::harness::FakeVerifier`: a hash of
+//! the statement), the seam the node's tests use; everything else — BLS signatures of headers,
+//! tickets and election proofs, each block's aggregate, state, stores — is the real path.
+//! Throughput is reported in epochs per second.
+//!
+//! `cargo bench -p lode-benches --bench sync`
+
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
+use lode_chain::actors::miner::{MinerMethod, PostPartition, WindowPostParams};
+use lode_chain::block::{BlockHeader, BlockMessages, win_count};
+use lode_chain::crypto::SecretKey;
+use lode_chain::genesis::{GenesisMiner, GenesisSector};
+use lode_chain::message::{Message, Method};
+use lode_chain::runtime::{RandomnessTag, draw_randomness};
+use lode_chain::types::{ActorId, Address, TokenAmount};
+use lode_chain::{Genesis, Policy};
+use lode_node::core::{BlockVerdict, CoreConfig, NodeCore};
+use lode_node::genesis::GenesisFile;
+use lode_node::wire::{FullBlock, MAX_SYNC_TIPSETS, SyncRequest, SyncResponse};
+use lode_proofs::sector::SectorSize;
+use lode_proofs::verifier::{WindowPostStatement, WinningPostStatement};
+use lode_testkit::harness::{FakeVerifier, fake_window_proof, fake_winning_proof, node};
+
+/// Epochs in the synced chain.
+const EPOCHS: u64 = 1_000;
+/// Transfers sent each epoch (each block carries those pending when it is made).
+const TRANSFERS: usize = 10;
+/// Accounts that send them, in turn.
+const SENDERS: usize = 40;
+const T0: u64 = 1_700_000_000;
+
+fn key(seed: u64) -> SecretKey {
+    SecretKey::from_seed(blake3::hash(&seed.to_le_bytes()).as_bytes())
+}
+
+fn or_die<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e:?}"))
+}
+
+struct Miner {
+    id: ActorId,
+    worker: SecretKey,
+}
+
+/// Two miners (owners `key(10 + i)`, workers `key(20 + i)`) and [`SENDERS`] funded accounts.
+fn genesis_file() -> (GenesisFile, Vec<Miner>) {
+    let policy = Policy::devnet();
+    let exp = *GenesisSector::expiration_range(&policy).start();
+    let empty = or_die(
+        lode_proofs::piece::comm_d(
+            or_die(lode_proofs::piece::PaddedPieceSize::new(2048), "size"),
+            &[],
+        ),
+        "comm_d",
+    )
+    .0;
+    let mut accounts: Vec<_> = (0..2u64)
+        .flat_map(|i| {
+            [
+                (key(10 + i).public_key(), TokenAmount::tokens(1000)),
+                (key(20 + i).public_key(), TokenAmount::tokens(100)),
+            ]
+        })
+        .collect();
+    accounts.extend(
+        (0..SENDERS as u64).map(|i| (key(100 + i).public_key(), TokenAmount::tokens(1000))),
+    );
+    let mut g = Genesis {
+        accounts,
+        verifreg_root: key(1).public_key(),
+        beacon: [7; 32],
+        miners: Vec::new(),
+    };
+    for i in 0..2u64 {
+        g.miners.push(GenesisMiner {
+            owner: key(10 + i).public_key(),
+            worker: key(20 + i).public_key(),
+            sector_size: SectorSize::S2KiB,
+            balance: TokenAmount::tokens(10),
+            peer_id: Vec::new(),
+            multiaddrs: Vec::new(),
+            sectors: (0..2u64)
+                .map(|n| GenesisSector {
+                    sector_number: n,
+                    comm_r: node(&format!("m{i}s{n}")),
+                    comm_d: empty,
+                    expiration: exp,
+                })
+                .collect(),
+        });
+    }
+    let miners = g
+        .miner_ids()
+        .into_iter()
+        .zip(0..)
+        .map(|(id, i)| Miner {
+            id,
+            worker: key(20 + i),
+        })
+        .collect();
+    (
+        GenesisFile {
+            policy,
+            timestamp: T0,
+            genesis: g,
+        },
+        miners,
+    )
+}
+
+fn open(dir: &std::path::Path, g: &GenesisFile) -> NodeCore {
+    or_die(
+        NodeCore::open(
+            dir,
+            g.clone(),
+            Box::new(FakeVerifier),
+            CoreConfig::default(),
+        ),
+        "open a node",
+    )
+}
+
+/// The block `m` makes at `epoch` on `core`'s head, if it wins.
+fn try_block(core: &mut NodeCore, m: &Miner, epoch: u64) -> Option<FullBlock> {
+    let mb = or_die(core.miner_base(m.id, epoch), "a mining base");
+    let policy = core.genesis().policy.clone();
+    let b = &mb.base;
+    let entropy = m.id.0.to_le_bytes();
+    let draw = |tag| draw_randomness(tag, &b.beacon, epoch, &entropy);
+    let election_proof = m.worker.sign(&draw(RandomnessTag::Election));
+    let wins = win_count(
+        &election_proof,
+        mb.miner_qa,
+        b.network_qa,
+        policy.expected_leaders_per_epoch,
+        policy.max_win_count,
+    );
+    if wins == 0 || mb.ineligible.is_some() {
+        return None;
+    }
+    let statement = WinningPostStatement {
+        size: SectorSize::S2KiB,
+        miner_id: m.id.0,
+        randomness: draw(RandomnessTag::WinningPost),
+        sectors: mb.sectors.iter().map(|s| s.public()).collect(),
+    };
+    let body = or_die(BlockMessages::from_signed(&mb.messages), "an aggregate");
+    let mut header = BlockHeader {
+        epoch,
+        miner: m.id,
+        parents: b.parents.0.clone(),
+        parent_weight: b.parent_weight,
+        ticket: m.worker.sign(&draw(RandomnessTag::Ticket)),
+        timestamp: b.timestamp,
+        parent_state_root: b.parent_state_root,
+        beacon: b.beacon,
+        messages_root: body.root(),
+        bls_aggregate: body.bls_aggregate,
+        election_proof,
+        win_count: wins,
+        winning_post: fake_winning_proof(&statement),
+        signature: m.worker.sign(b""),
+    };
+    header.signature = m.worker.sign(&header.signing_bytes(&policy.network));
+    Some(FullBlock {
+        header,
+        messages: body.messages,
+    })
+}
+
+/// Pushes `m`'s Window PoSt (fake proofs) for every deadline open at the next epoch.
+fn post(core: &mut NodeCore, m: &Miner) {
+    let view = or_die(core.proving_view(m.id), "a proving view");
+    let next = view.head_epoch + 1;
+    for dl in &view.deadlines {
+        let Some(randomness) = dl.randomness else {
+            continue;
+        };
+        if !(dl.open <= next && next < dl.close) {
+            continue;
+        }
+        let mut params = WindowPostParams {
+            deadline: dl.index,
+            partitions: Vec::new(),
+            proofs: Vec::new(),
+        };
+        for p in dl
+            .partitions
+            .iter()
+            .filter(|p| !dl.posted.contains(&p.index))
+        {
+            let sectors: Vec<_> = p
+                .sectors
+                .iter()
+                .filter(|s| {
+                    !p.faults.contains(&s.sector_number) || p.recoveries.contains(&s.sector_number)
+                })
+                .map(|s| s.public())
+                .collect();
+            if sectors.is_empty() {
+                continue;
+            }
+            params.partitions.push(PostPartition {
+                index: p.index,
+                skipped: Default::default(),
+            });
+            params.proofs.push(fake_window_proof(&WindowPostStatement {
+                size: SectorSize::S2KiB,
+                randomness,
+                sectors,
+            }));
+        }
+        if params.partitions.is_empty() {
+            continue;
+        }
+        let from = Address::Id(view.worker);
+        let Some(nonce) = core.next_nonce(&from) else {
+            continue;
+        };
+        let msg = Message {
+            from,
+            to: m.id.into(),
+            nonce,
+            value: TokenAmount::ZERO,
+            method: Method::Miner(MinerMethod::SubmitWindowPost(params)),
+            gas_limit: 10_000_000,
+            gas_price: core.genesis().policy.min_gas_price,
+        };
+        // Already pending (a window spans several epochs): the pool says so.
+        let _ = core.push_message(msg.sign(&core.genesis().policy.network, &m.worker));
+    }
+}
+
+/// [`TRANSFERS`] transfers for epoch `e`, from the senders in turn.
+fn transfers(core: &mut NodeCore, e: u64) {
+    let policy = core.genesis().policy.clone();
+    for t in 0..TRANSFERS as u64 {
+        let i = (e * TRANSFERS as u64 + t) % SENDERS as u64;
+        let k = key(100 + i);
+        let from = Address::Bls(k.public_key());
+        let to = Address::Bls(key(100 + (i + 1) % SENDERS as u64).public_key());
+        let Some(nonce) = core.next_nonce(&from) else {
+            continue;
+        };
+        let msg = Message {
+            from,
+            to,
+            nonce,
+            value: TokenAmount::atto(1 + u128::from(e)),
+            method: Method::Send,
+            gas_limit: 1_000_000,
+            gas_price: policy.min_gas_price,
+        };
+        let _ = core.push_message(msg.sign(&policy.network, &k));
+    }
+}
+
+/// The chain: [`EPOCHS`] epochs made by the two miners on a node in `dir`.
+fn make_chain(dir: &std::path::Path, g: &GenesisFile, miners: &[Miner]) -> (NodeCore, u64) {
+    let mut core = open(dir, g);
+    let mut messages = 0u64;
+    for e in 1..=EPOCHS {
+        for m in miners {
+            post(&mut core, m);
+        }
+        transfers(&mut core, e);
+        let blocks: Vec<FullBlock> = miners
+            .iter()
+            .filter_map(|m| try_block(&mut core, m, e))
+            .collect();
+        for b in blocks {
+            messages += b.messages.len() as u64;
+            let v = or_die(core.receive_block(b, g.slot_time(e)), "a block");
+            assert_eq!(v, BlockVerdict::Accepted, "epoch {e}");
+        }
+    }
+    (core, messages)
+}
+
+/// Syncs `to` from `from` as the service does: ancestors of the head until known, then the switch.
+fn sync(to: &mut NodeCore, from: &NodeCore) {
+    let target = from.head().key.clone();
+    let target_hash = target.hash();
+    let now = from.genesis().slot_time(from.head_epoch());
+    let mut want = Some(target);
+    while let Some(k) = want {
+        let SyncResponse::Tipsets(ts) = from.serve(&SyncRequest::Ancestors {
+            head: k,
+            count: MAX_SYNC_TIPSETS,
+        }) else {
+            panic!("the peer sent no tipsets")
+        };
+        or_die(to.import(ts, now), "import");
+        want = to.missing_ancestor(&target_hash);
+    }
+    or_die(to.consider(target_hash), "switch to the synced head");
+}
+
+fn sync_bench(c: &mut Criterion) {
+    let (g, miners) = genesis_file();
+    let source_dir = or_die(tempfile::tempdir(), "a directory");
+    let t = Instant::now();
+    let (source, messages) = make_chain(source_dir.path(), &g, &miners);
+    let head = source.head_epoch();
+    let tipsets = (1..=head)
+        .filter(|e| source.tipset_at(*e).is_some())
+        .count();
+    eprintln!(
+        "sync: made a chain of {head} epochs ({tipsets} tipsets, {messages} block messages) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    // A first sync checks the result: the same head and state.
+    {
+        let d = or_die(tempfile::tempdir(), "a directory");
+        let mut fresh = open(d.path(), &g);
+        sync(&mut fresh, &source);
+        assert_eq!(fresh.head_hash(), source.head_hash());
+        assert_eq!(fresh.chain().head().root, source.chain().head().root);
+    }
+    let mut group = c.benchmark_group("sync");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(60))
+        .throughput(Throughput::Elements(head));
+    group.bench_function(
+        format!("{EPOCHS}_epochs_{TRANSFERS}_transfers_per_epoch"),
+        |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let d = or_die(tempfile::tempdir(), "a directory");
+                    let mut fresh = open(d.path(), &g);
+                    let t = Instant::now();
+                    sync(&mut fresh, &source);
+                    total += t.elapsed();
+                    assert_eq!(fresh.head_hash(), source.head_hash());
+                }
+                total
+            });
+        },
+    );
+    group.finish();
+}
+
+criterion_group!(benches, sync_bench);
+criterion_main!(benches);
