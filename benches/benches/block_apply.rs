@@ -228,10 +228,10 @@ mod reference {
                     chunk.iter().map(|(pk, _)| pk).zip(hashed.iter()).collect();
                 multi_miller_loop(&terms)
             })
-            .reduce(MillerLoopResult::default, |a, b| a + &b);
+            .reduce(MillerLoopResult::default, |a, b| a + b);
         let neg_g1 = -G1Affine::generator();
         let sig = G2Prepared::from(*aggregate);
-        (product + &multi_miller_loop(&[(&neg_g1, &sig)])).final_exponentiation() == Gt::identity()
+        (product + multi_miller_loop(&[(&neg_g1, &sig)])).final_exponentiation() == Gt::identity()
     }
 }
 

@@ -147,7 +147,7 @@ pub(crate) fn check_messages(
             None => {
                 return Err(BlockFault::UnknownSender {
                     message,
-                    sender: m.from,
+                    sender: Box::new(m.from),
                 });
             }
         }

@@ -433,8 +433,8 @@ pub enum BlockFault {
     UnknownSender {
         /// The message's position in the block.
         message: usize,
-        /// Its sender.
-        sender: Address,
+        /// Its sender (boxed: a BLS address would make every chain error large).
+        sender: Box<Address>,
     },
     /// The header's aggregate is not the aggregate of the messages' signatures by their senders'
     /// keys.
