@@ -1,6 +1,7 @@
 //! `lode devnet` as a user runs it: separate node and provider processes on loopback, real
 //! Winning and Window PoSt over 2 KiB sectors sealed at genesis; then the faults a network must
-//! survive — a node killed with SIGKILL and restarted, a network split and healed.
+//! survive — a node killed with SIGKILL and restarted, a network split and healed. The first
+//! miner's deadlines are read through its own API (`lode provider proving`).
 
 #![allow(
     clippy::unwrap_used,
@@ -354,6 +355,24 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["nodes"].as_array().unwrap().len(), 2);
     assert_eq!(j["miners"].as_array().unwrap().len(), 2);
+    for m in j["miners"].as_array().unwrap() {
+        // Each miner's `rpc` is the provider's own API, with its own token.
+        let rpc = m["rpc"].as_str().unwrap();
+        assert!(rpc.starts_with("http://127.0.0.1:"), "{m}");
+        assert!(
+            j["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|n| n["rpc"] != rpc)
+        );
+        let token = dir.join(m["token_file"].as_str().unwrap());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
     for n in j["nodes"].as_array().unwrap() {
         assert!(n["rpc"].as_str().unwrap().starts_with("http://127.0.0.1:"));
         assert!(n["metrics"].as_str().unwrap().ends_with("/metrics"));
@@ -397,6 +416,30 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
             assert!(metric(&body, "lode_chain_height") >= Some(4.0), "{body}");
             promtool_check(&body);
         }
+        // The providers' own API: the first miner's deadlines through `lode provider proving`.
+        let out = lode(&["provider", "proving", "--devnet", &d, "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let proving: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(proving["actor"], j["miners"][0]["actor"], "{proving}");
+        assert!(proving["head_epoch"].as_u64() >= Some(1), "{proving}");
+        let deadlines = proving["deadlines"].as_array().unwrap();
+        assert!(!deadlines.is_empty(), "{proving}");
+        let mut sectors = 0;
+        for dl in deadlines {
+            assert!(dl["open"].as_u64() < dl["close"].as_u64(), "{dl}");
+            assert!(dl["partitions"].as_u64() >= Some(1), "{dl}");
+            let state = dl["state"].as_str().unwrap();
+            assert!(
+                ["waiting", "proving", "proved", "submitted", "confirmed"].contains(&state),
+                "{dl}"
+            );
+            sectors += dl["sectors"].as_u64().unwrap();
+        }
+        assert_eq!(sectors, 2, "{proving}");
 
         // kill -9 node 1, restart it: it reopens at a committed head and catches up.
         let pid = devnet_json(&dir)["nodes"][1]["pid"].as_u64().unwrap();

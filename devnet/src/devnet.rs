@@ -92,10 +92,9 @@ pub struct NodeEntry {
 pub struct MinerEntry {
     /// Its actor (`l0…`).
     pub actor: String,
-    /// The index of the node it is connected to.
+    /// The index of the node it is connected to (that node's entry has its RPC).
     pub node: usize,
-    /// The API for this miner: its node's RPC (the provider's own API comes with the sealing
-    /// daemon).
+    /// The provider's own JSON-RPC API (`lode provider info|sectors|proving`).
     pub rpc: String,
     /// That API's token file, relative to the devnet directory.
     pub token_file: PathBuf,
@@ -371,8 +370,9 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             metrics: tcp()?,
         });
     }
-    let miner_ports: Vec<u16> = (0..opts.miners)
-        .map(|_| tcp())
+    // Per miner: metrics, API.
+    let miner_ports: Vec<(u16, u16)> = (0..opts.miners)
+        .map(|_| Ok((tcp()?, tcp()?)))
         .collect::<DevnetResult<_>>()?;
     drop(held_tcp);
     drop(held_udp);
@@ -421,7 +421,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         settings.save(&ndir)?;
     }
     let mut miners = Vec::new();
-    for (i, (actor, port)) in actors.iter().zip(&miner_ports).enumerate() {
+    for (i, (actor, (port, api_port))) in actors.iter().zip(&miner_ports).enumerate() {
         let name = format!("miner-{i}");
         let mdir = dir.join(&name);
         let node_index = i.checked_rem(opts.nodes.max(1)).unwrap_or(0);
@@ -440,13 +440,14 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             sectors: PathBuf::from("sectors"),
             params_dir: opts.params_dir.clone(),
             metrics: SocketAddr::from(([127, 0, 0, 1], *port)),
+            api: SocketAddr::from(([127, 0, 0, 1], *api_port)),
         };
         settings.save(&mdir)?;
         miners.push(MinerEntry {
             actor: actor.to_string(),
             node: node_index,
-            rpc: node.rpc.clone(),
-            token_file: node.token_file.clone(),
+            rpc: format!("http://127.0.0.1:{api_port}"),
+            token_file: rel(&format!("{name}/{}", lode_node::rpc::TOKEN_FILE)),
             metrics: format!("http://127.0.0.1:{port}/metrics"),
             http: format!("http://127.0.0.1:{port}"),
             dir: rel(&name),

@@ -10,7 +10,7 @@
 //! | `devnet.json` | endpoints, directories, logs and process ids of every node and miner ([`devnet::DevnetFile`]) |
 //! | `genesis.json`, `keys/` | the genesis and its keys (`keys/faucet.key` is a funded account) |
 //! | `node-<i>/` | a node's directory (`config.toml`, chain, `token`, `p2p.key`, `endpoints.json`) |
-//! | `miner-<i>/` | a provider's directory (`config.toml`, `worker.key`, `sectors/`, `endpoints.json`) |
+//! | `miner-<i>/` | a provider's directory (`config.toml`, `worker.key`, `sectors/`, its API `token`, `endpoints.json`) |
 //! | `logs/` | one log file per process |
 
 #![forbid(unsafe_code)]

@@ -8,6 +8,7 @@ use std::future::Future;
 use lode_chain::message::SignedMessage;
 use lode_chain::types::{ActorId, Address, Epoch};
 use lode_node::core::{BlockVerdict, MinerBase, ProvingView};
+use lode_node::rpc::types::{HeadInfo, SectorInfo};
 use lode_node::service::NodeService;
 use lode_node::wire::FullBlock;
 
@@ -38,6 +39,13 @@ pub trait NodeApi: Send + Sync + 'static {
     ) -> impl Future<Output = ProviderResult<[u8; 32]>> + Send;
     /// The sender's next nonce, counting pending messages.
     fn next_nonce(&self, addr: Address) -> impl Future<Output = ProviderResult<u64>> + Send;
+    /// The node's head (`chain_head`).
+    fn chain_head(&self) -> impl Future<Output = ProviderResult<HeadInfo>> + Send;
+    /// The miner's live sectors at the head with their status (`state_minerSectors`).
+    fn miner_sectors(
+        &self,
+        miner: ActorId,
+    ) -> impl Future<Output = ProviderResult<Vec<SectorInfo>>> + Send;
 }
 
 impl NodeApi for NodeService {
@@ -64,6 +72,16 @@ impl NodeApi for NodeService {
             .with_core(move |c| c.next_nonce(&addr))
             .await?
             .unwrap_or(0))
+    }
+
+    async fn chain_head(&self) -> ProviderResult<HeadInfo> {
+        Ok(self.with_core(|c| lode_node::rpc::query::head(c)).await??)
+    }
+
+    async fn miner_sectors(&self, miner: ActorId) -> ProviderResult<Vec<SectorInfo>> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::miner_sectors(c, miner))
+            .await??)
     }
 }
 
@@ -105,6 +123,16 @@ impl NodeApi for lode_node::rpc::client::NodeClient {
             .await
             .map_err(client_error)?
             .unwrap_or(0))
+    }
+
+    async fn chain_head(&self) -> ProviderResult<HeadInfo> {
+        lode_node::rpc::client::NodeClient::chain_head(self)
+            .await
+            .map_err(client_error)
+    }
+
+    async fn miner_sectors(&self, miner: ActorId) -> ProviderResult<Vec<SectorInfo>> {
+        self.state_miner_sectors(miner).await.map_err(client_error)
     }
 }
 

@@ -3,7 +3,8 @@
 //! Epoch `e` starts at `genesis.timestamp + e × epoch_duration`. The mining loop runs each epoch's
 //! election shortly after the epoch starts (`mine_delay`, so the previous epoch's blocks have
 //! arrived); the proving loop ticks the [`Poster`] in the middle of each epoch. They are separate
-//! tasks, so a long Window PoSt never delays an election.
+//! tasks, so a long Window PoSt never delays an election. The mining loop publishes what it saw
+//! last ([`MiningEvents`]) for the provider's API; the poster publishes its own status.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,7 @@ use tokio::sync::watch;
 use crate::api::NodeApi;
 use crate::miner::{Election, Miner};
 use crate::poster::Poster;
+use crate::status::{BlockRecord, EpochNote, MiningEvents};
 
 /// Timing of the loops.
 #[derive(Clone, Copy, Debug)]
@@ -59,12 +61,13 @@ async fn next_slot(genesis: &GenesisFile, offset: Duration, after: u64) -> u64 {
     }
 }
 
-/// Runs the mining loop until `stop` turns true.
+/// Runs the mining loop until `stop` turns true, recording each election's outcome in `events`.
 pub async fn mine_loop<A: NodeApi>(
     api: Arc<A>,
     miner: Miner,
     genesis: GenesisFile,
     timing: Timing,
+    events: watch::Sender<MiningEvents>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut next = 1u64;
@@ -77,7 +80,8 @@ pub async fn mine_loop<A: NodeApi>(
             return;
         }
         next = epoch.saturating_add(1);
-        match miner.mine(api.as_ref(), epoch).await {
+        let outcome = miner.mine(api.as_ref(), epoch).await;
+        match &outcome {
             Ok(Election::Produced { wins, id }) => {
                 tracing::info!(epoch, wins, block = %hex::encode(id), "won the election: block accepted");
             }
@@ -88,6 +92,27 @@ pub async fn mine_loop<A: NodeApi>(
             Ok(Election::Ineligible(why)) => tracing::debug!(epoch, why = %why, "not eligible"),
             Err(e) => tracing::warn!(epoch, error = %e, "mining failed"),
         }
+        events.send_modify(|ev| record(ev, epoch, &outcome));
+    }
+}
+
+/// Folds one election's outcome into `ev`.
+fn record(ev: &mut MiningEvents, epoch: u64, outcome: &crate::error::ProviderResult<Election>) {
+    let note = |why: String| Some(EpochNote { epoch, why });
+    ev.last_election = Some(epoch);
+    ev.ineligible = None;
+    match outcome {
+        Ok(Election::Produced { wins, id }) => {
+            ev.last_block = Some(BlockRecord {
+                epoch,
+                id: *id,
+                wins: *wins,
+            });
+        }
+        Ok(Election::Refused(why)) => ev.last_refused = note(why.clone()),
+        Ok(Election::Lost) => {}
+        Ok(Election::Ineligible(why)) => ev.ineligible = note(why.clone()),
+        Err(e) => ev.last_error = note(e.to_string()),
     }
 }
 

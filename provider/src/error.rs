@@ -33,6 +33,12 @@ pub enum ProviderError {
     /// aggregate may be (negligibly likely for honest signatures): the block is not made.
     #[error("the selected messages' signatures cannot be aggregated: {0}")]
     Aggregate(#[source] lode_chain::crypto::CryptoError),
+    /// A declaration the chain would refuse (nothing was sent): which sector, and why.
+    #[error("cannot declare: {0}")]
+    Declaration(String),
+    /// The API server could not be started.
+    #[error("API server: {0}")]
+    Serve(String),
     /// The daemon is stopping.
     #[error("stopping")]
     Stopped,

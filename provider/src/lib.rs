@@ -9,6 +9,8 @@
 //! network's clock. The sealing pipeline joins it in a later step.
 //!
 //! - [`prover`]: the sector store and the Groth16 proving of Winning and Window PoSt;
+//! - [`rpc`]: the provider's own JSON-RPC API (info, sectors, deadlines, elections, fault and
+//!   recovery declarations) and its typed client; [`status`]: what the loops publish for it;
 //! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`).
 
 #![forbid(unsafe_code)]
@@ -31,7 +33,9 @@ pub mod miner;
 pub mod poster;
 pub mod preseal;
 pub mod prover;
+pub mod rpc;
 pub mod run;
+pub mod status;
 
 pub use api::NodeApi;
 pub use error::{ProviderError, ProviderResult};

@@ -19,10 +19,16 @@
 //!
 //! Before each upcoming deadline's fault cutoff it **declares faulty** the sectors it cannot read
 //! (cheaper than being caught by a missed proof) and **declares recovered** faulty sectors that are
-//! readable again, so they regain power with the next proof.
+//! readable again, so they regain power with the next proof — except the sectors an operator
+//! declared faulty through the API ([`PosterHandle::declare`]), which stay faulty until the
+//! operator declares them recovered (or the provider restarts).
+//!
+//! After every round (and as a proof starts) the poster publishes a [`ProvingStatus`] that a
+//! [`PosterHandle`] reads; the handle also sends the operator's declarations, through the same
+//! [`Messenger`] as the poster's own messages so that their nonces never collide.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use lode_chain::Policy;
@@ -31,11 +37,14 @@ use lode_chain::crypto::SecretKey;
 use lode_chain::message::{Message, Method};
 use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
 use lode_node::core::{DeadlineView, ProvingView, SectorRef};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use crate::api::NodeApi;
 use crate::error::{ProviderError, ProviderResult};
 use crate::metrics::ProviderMetrics;
 use crate::prover::Prover;
+use crate::status::{DeadlineStatus, PostState, ProvingStatus, WindowResult};
 
 /// Epochs after submission before a proof still not on chain is sent again.
 const RESUBMIT_AFTER: Epoch = 3;
@@ -64,15 +73,258 @@ pub struct TickReport {
     pub recoveries: Vec<u64>,
 }
 
-/// The Window PoSt half of a miner.
-pub struct Poster {
+/// Signs messages from the worker to the miner actor and pushes them, one at a time (each takes
+/// the next nonce the node reports, counting pending messages).
+pub struct Messenger {
     actor: ActorId,
     worker: SecretKey,
     policy: Policy,
+    sending: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Messenger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Messenger")
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Messenger {
+    /// A messenger for `actor`, signing with its worker key.
+    pub fn new(actor: ActorId, worker: SecretKey, policy: Policy) -> Self {
+        Messenger {
+            actor,
+            worker,
+            policy,
+            sending: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Signs and pushes `method` from the worker account `worker` to the miner actor, with a gas
+    /// limit for `proofs` SNARKs over `sectors` sectors; returns the message id.
+    ///
+    /// # Errors
+    /// [`ProviderError::Node`] when the node refuses the message or cannot be reached.
+    pub async fn send<A: NodeApi>(
+        &self,
+        api: &A,
+        worker: ActorId,
+        method: Method,
+        proofs: usize,
+        sectors: usize,
+    ) -> ProviderResult<[u8; 32]> {
+        let _one_at_a_time = self.sending.lock().await;
+        let from = Address::Id(worker);
+        let nonce = api.next_nonce(from).await?;
+        let p = &self.policy;
+        let mut msg = Message {
+            from,
+            to: Address::Id(self.actor),
+            nonce,
+            value: TokenAmount::ZERO,
+            method,
+            gas_limit: 0,
+            gas_price: p.min_gas_price,
+        };
+        let len = lode_chain::codec::encode(&msg).len() as u64;
+        let estimate = p
+            .gas_base
+            .saturating_add(p.gas_per_byte.saturating_mul(len.saturating_add(256)))
+            .saturating_add(p.gas_per_proof.saturating_mul(proofs as u64))
+            .saturating_add(p.gas_per_sector.saturating_mul(sectors as u64))
+            .saturating_add(p.gas_per_signature.saturating_mul(2));
+        msg.gas_limit = estimate.saturating_mul(2);
+        let signed = msg.sign(&p.network, &self.worker);
+        api.push_message(signed).await
+    }
+}
+
+/// Sectors the operator declared faulty through the API (see the module docs).
+type Holds = Arc<Mutex<BTreeSet<u64>>>;
+
+fn held(holds: &Holds) -> BTreeSet<u64> {
+    holds.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}
+
+/// What an operator declares through the API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Declaration {
+    /// Sectors are faulty (they lose power until declared recovered and proven).
+    Faults,
+    /// Faulty sectors are back (they regain power with the next proof of their deadline).
+    Recoveries,
+}
+
+/// Sectors of one partition, in a declaration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeclaredLocation {
+    /// The deadline.
+    pub deadline: u64,
+    /// The partition in it.
+    pub partition: u64,
+    /// The sectors.
+    pub sectors: Vec<u64>,
+}
+
+/// A declaration sent: `provider_declareFaults`' and `provider_declareRecoveries`' result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Declared {
+    /// What was declared.
+    pub declaration: Declaration,
+    /// The message's id (it lands in a block like any other).
+    #[serde(with = "lode_node::rpc::types::serde_hex::hash")]
+    pub message: [u8; 32],
+    /// Where the sectors are.
+    pub locations: Vec<DeclaredLocation>,
+}
+
+/// Where `sectors` are in `view`, checked the way the chain checks a declaration sent at the
+/// next epoch: each must be live in a deadline whose fault cutoff is still ahead, and a recovered
+/// sector must be faulty.
+///
+/// # Errors
+/// [`ProviderError::Declaration`] naming the first sector that cannot be declared, and why.
+pub fn plan_declaration(
+    view: &ProvingView,
+    declaration: Declaration,
+    sectors: &[u64],
+) -> ProviderResult<Vec<SectorLocation>> {
+    let refuse = |why: String| Err(ProviderError::Declaration(why));
+    if sectors.is_empty() {
+        return refuse("no sectors given".into());
+    }
+    let next = view.head_epoch.saturating_add(1);
+    let mut plan: BTreeMap<(u64, u64), BTreeSet<u64>> = BTreeMap::new();
+    for &n in sectors {
+        let found = view.deadlines.iter().find_map(|dl| {
+            dl.partitions
+                .iter()
+                .find(|p| p.sectors.iter().any(|s| s.sector_number == n))
+                .map(|p| (dl, p))
+        });
+        let Some((dl, p)) = found else {
+            return refuse(format!(
+                "sector {n} is not live in any of this miner's deadlines"
+            ));
+        };
+        if next >= dl.fault_cutoff {
+            return refuse(format!(
+                "too late to declare sector {n}: deadline {}'s fault cutoff is epoch {} (its window opens at {}); declare it after epoch {}, for the next window",
+                dl.index, dl.fault_cutoff, dl.open, dl.close
+            ));
+        }
+        if declaration == Declaration::Recoveries && !p.faults.contains(&n) {
+            return refuse(format!("sector {n} is not faulty"));
+        }
+        plan.entry((dl.index, p.index)).or_default().insert(n);
+    }
+    Ok(plan
+        .into_iter()
+        .map(|((deadline, partition), sectors)| SectorLocation {
+            deadline,
+            partition,
+            sectors,
+        })
+        .collect())
+}
+
+/// The API's handle on a [`Poster`]: its latest [`ProvingStatus`], and declarations sent on the
+/// operator's behalf. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct PosterHandle {
+    actor: ActorId,
+    status: watch::Receiver<ProvingStatus>,
+    messenger: Arc<Messenger>,
+    holds: Holds,
+    metrics: ProviderMetrics,
+}
+
+impl PosterHandle {
+    /// The poster's latest snapshot.
+    pub fn status(&self) -> ProvingStatus {
+        let mut s = self.status.borrow().clone();
+        s.held_faults = held(&self.holds).into_iter().collect();
+        s
+    }
+
+    /// Declares `sectors` faulty or recovered: locates them in the miner's deadlines at the
+    /// node's head, checks them as the chain will ([`plan_declaration`]), and sends the message.
+    /// Sectors declared faulty are held faulty (the poster does not declare them recovered);
+    /// declaring them recovered releases them.
+    ///
+    /// # Errors
+    /// [`ProviderError::Declaration`] when a sector cannot be declared (nothing is sent);
+    /// [`ProviderError::Node`] when the node fails.
+    pub async fn declare<A: NodeApi>(
+        &self,
+        api: &A,
+        declaration: Declaration,
+        sectors: &[u64],
+    ) -> ProviderResult<Declared> {
+        let view = api.proving_view(self.actor).await?;
+        let locations = plan_declaration(&view, declaration, sectors)?;
+        let count: usize = locations.iter().map(|l| l.sectors.len()).sum();
+        let method = match declaration {
+            Declaration::Faults => MinerMethod::DeclareFaults(locations.clone()),
+            Declaration::Recoveries => MinerMethod::DeclareRecoveries(locations.clone()),
+        };
+        let message = self
+            .messenger
+            .send(api, view.worker, Method::Miner(method), 0, count)
+            .await?;
+        let numbers = locations.iter().flat_map(|l| l.sectors.iter().copied());
+        {
+            let mut holds = self.holds.lock().unwrap_or_else(PoisonError::into_inner);
+            match declaration {
+                Declaration::Faults => holds.extend(numbers),
+                Declaration::Recoveries => numbers.for_each(|n| {
+                    holds.remove(&n);
+                }),
+            }
+        }
+        match declaration {
+            Declaration::Faults => self.metrics.faults_declared.inc_by(count as u64),
+            Declaration::Recoveries => self.metrics.recoveries_declared.inc_by(count as u64),
+        };
+        tracing::info!(?declaration, sectors = ?sectors, message = %hex::encode(message), "declaration sent for the operator");
+        Ok(Declared {
+            declaration,
+            message,
+            locations: locations
+                .into_iter()
+                .map(|l| DeclaredLocation {
+                    deadline: l.deadline,
+                    partition: l.partition,
+                    sectors: l.sectors.into_iter().collect(),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The Window PoSt half of a miner.
+pub struct Poster {
+    actor: ActorId,
+    messenger: Arc<Messenger>,
     prover: Arc<Prover>,
     metrics: ProviderMetrics,
     tasks: BTreeMap<(u64, Epoch), Task>,
     declared: BTreeSet<(u64, Epoch, u64)>,
+    holds: Holds,
+    status: watch::Sender<ProvingStatus>,
+    /// The deadline being proven now.
+    proving: Option<(u64, Epoch)>,
+    /// The last view of the deadlines.
+    view: Option<ProvingView>,
+    /// Unix time of that view.
+    viewed_at: Option<u64>,
+    /// Per deadline: the last submission's epoch, how its previous window ended, windows missed.
+    last_submitted: BTreeMap<u64, Epoch>,
+    last_result: BTreeMap<u64, WindowResult>,
+    missed: BTreeMap<u64, u64>,
 }
 
 impl std::fmt::Debug for Poster {
@@ -111,20 +363,114 @@ impl Poster {
         prover: Arc<Prover>,
         metrics: ProviderMetrics,
     ) -> Self {
+        let (status, _) = watch::channel(ProvingStatus {
+            actor,
+            ..ProvingStatus::default()
+        });
         Poster {
             actor,
-            worker,
-            policy,
+            messenger: Arc::new(Messenger::new(actor, worker, policy)),
             prover,
             metrics,
             tasks: BTreeMap::new(),
             declared: BTreeSet::new(),
+            holds: Holds::default(),
+            status,
+            proving: None,
+            view: None,
+            viewed_at: None,
+            last_submitted: BTreeMap::new(),
+            last_result: BTreeMap::new(),
+            missed: BTreeMap::new(),
         }
     }
 
-    /// One round: see the module docs.
+    /// The handle the provider's API reads this poster's status through and sends the
+    /// operator's declarations with.
+    pub fn handle(&self) -> PosterHandle {
+        PosterHandle {
+            actor: self.actor,
+            status: self.status.subscribe(),
+            messenger: self.messenger.clone(),
+            holds: self.holds.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+
+    /// One round (see the module docs), then the status is published, whether the round
+    /// succeeded or not.
     pub async fn tick<A: NodeApi>(&mut self, api: &A) -> ProviderResult<TickReport> {
+        let result = self.round(api).await;
+        self.proving = None;
+        self.publish(result.as_ref().err().map(ToString::to_string));
+        result
+    }
+
+    /// Publishes the status of every deadline of the last view.
+    fn publish(&self, error: Option<String>) {
+        let view = self.view.as_ref();
+        let next = view.map_or(0, |v| v.head_epoch.saturating_add(1));
+        let deadlines = view
+            .map(|v| v.deadlines.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|dl| self.deadline_status(dl, next))
+            .collect();
+        let status = ProvingStatus {
+            actor: self.actor,
+            head_epoch: view.map(|v| v.head_epoch),
+            updated_at: self.viewed_at,
+            deadlines,
+            missed: self.missed.values().fold(0u64, |a, b| a.saturating_add(*b)),
+            held_faults: held(&self.holds).into_iter().collect(),
+            last_error: error,
+        };
+        self.status.send_replace(status);
+    }
+
+    fn deadline_status(&self, dl: &DeadlineView, next: Epoch) -> DeadlineStatus {
+        let key = (dl.index, dl.open);
+        let current = dl.open <= next && next < dl.close;
+        let state = if self.proving == Some(key) {
+            PostState::Proving
+        } else {
+            match self.tasks.get(&key) {
+                Some(Task::Proved(_)) => PostState::Proved,
+                Some(Task::Submitted { .. }) => PostState::Submitted,
+                Some(Task::Confirmed) => PostState::Confirmed,
+                // Posted before this poster looked (a restart), or by an earlier submission.
+                None if current && !dl.posted.is_empty() && pending_partitions(dl).is_empty() => {
+                    PostState::Confirmed
+                }
+                None => PostState::Waiting,
+            }
+        };
+        let count = |f: fn(&lode_node::core::PartitionView) -> usize| -> u64 {
+            dl.partitions.iter().map(|p| f(p) as u64).sum()
+        };
+        DeadlineStatus {
+            index: dl.index,
+            open: dl.open,
+            close: dl.close,
+            challenge: dl.challenge,
+            fault_cutoff: dl.fault_cutoff,
+            current,
+            partitions: dl.partitions.len() as u64,
+            sectors: count(|p| p.sectors.len()),
+            faults: count(|p| p.faults.len()),
+            recoveries: count(|p| p.recoveries.len()),
+            posted: dl.posted.len() as u64,
+            state,
+            last_submitted: self.last_submitted.get(&dl.index).copied(),
+            last_result: self.last_result.get(&dl.index).copied(),
+            missed: self.missed.get(&dl.index).copied().unwrap_or(0),
+        }
+    }
+
+    async fn round<A: NodeApi>(&mut self, api: &A) -> ProviderResult<TickReport> {
         let view = api.proving_view(self.actor).await?;
+        self.view = Some(view.clone());
+        self.viewed_at = Some(lode_node::genesis::unix_now());
         let mut report = TickReport::default();
         let now = view.head_epoch;
         let next = now.saturating_add(1);
@@ -152,7 +498,11 @@ impl Poster {
                     if now < dl.challenge.saturating_add(1) {
                         continue;
                     }
-                    let params = self.prove(dl, &pending, randomness).await?;
+                    self.proving = Some(key);
+                    self.publish(None);
+                    let proved = self.prove(dl, &pending, randomness).await;
+                    self.proving = None;
+                    let params = proved?;
                     // The window may have closed while proving: drop stale work.
                     report.proved.push(dl.index);
                     if params.partitions.is_empty() {
@@ -196,7 +546,12 @@ impl Poster {
                 None => true,
             };
             if closed {
-                if !matches!(self.tasks.get(&key), Some(Task::Confirmed)) {
+                if matches!(self.tasks.get(&key), Some(Task::Confirmed)) {
+                    self.last_result.insert(index, WindowResult::Confirmed);
+                } else {
+                    self.last_result.insert(index, WindowResult::Missed);
+                    let missed = self.missed.entry(index).or_default();
+                    *missed = missed.saturating_add(1);
                     self.metrics.window_post_missed.inc();
                     report.missed.push(index);
                     tracing::warn!(
@@ -278,14 +633,16 @@ impl Poster {
             .flat_map(|d| d.partitions.iter().map(|p| p.sectors.len()))
             .sum();
         let proofs = params.proofs.len();
-        self.send(
-            api,
-            view,
-            Method::Miner(MinerMethod::SubmitWindowPost(params.clone())),
-            proofs,
-            sectors,
-        )
-        .await?;
+        self.messenger
+            .send(
+                api,
+                view.worker,
+                Method::Miner(MinerMethod::SubmitWindowPost(params.clone())),
+                proofs,
+                sectors,
+            )
+            .await?;
+        self.last_submitted.insert(key.0, now);
         self.metrics.window_post_submitted.inc();
         report.submitted.push(key.0);
         tracing::info!(
@@ -310,6 +667,7 @@ impl Poster {
         self.metrics
             .sectors
             .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
+        let holds = held(&self.holds);
         let mut faults = Vec::new();
         let mut recoveries = Vec::new();
         for dl in &view.deadlines {
@@ -328,7 +686,11 @@ impl Poster {
                     let faulty = p.faults.contains(&n);
                     if !readable && !faulty {
                         bad.insert(n);
-                    } else if readable && faulty && !p.recoveries.contains(&n) {
+                    } else if readable
+                        && faulty
+                        && !p.recoveries.contains(&n)
+                        && !holds.contains(&n)
+                    {
                         back.insert(n);
                     }
                 }
@@ -356,62 +718,31 @@ impl Poster {
         if !faults.is_empty() {
             let n: usize = faults.iter().map(|l| l.sectors.len()).sum();
             tracing::warn!(sectors = ?report.faults, "declaring unreadable sectors faulty");
-            self.send(
-                api,
-                view,
-                Method::Miner(MinerMethod::DeclareFaults(faults)),
-                0,
-                n,
-            )
-            .await?;
+            self.messenger
+                .send(
+                    api,
+                    view.worker,
+                    Method::Miner(MinerMethod::DeclareFaults(faults)),
+                    0,
+                    n,
+                )
+                .await?;
             self.metrics.faults_declared.inc_by(n as u64);
         }
         if !recoveries.is_empty() {
             let n: usize = recoveries.iter().map(|l| l.sectors.len()).sum();
             tracing::info!(sectors = ?report.recoveries, "declaring sectors recovered");
-            self.send(
-                api,
-                view,
-                Method::Miner(MinerMethod::DeclareRecoveries(recoveries)),
-                0,
-                n,
-            )
-            .await?;
+            self.messenger
+                .send(
+                    api,
+                    view.worker,
+                    Method::Miner(MinerMethod::DeclareRecoveries(recoveries)),
+                    0,
+                    n,
+                )
+                .await?;
             self.metrics.recoveries_declared.inc_by(n as u64);
         }
         Ok(())
-    }
-
-    /// Signs and pushes a message from the worker to the miner actor.
-    async fn send<A: NodeApi>(
-        &self,
-        api: &A,
-        view: &ProvingView,
-        method: Method,
-        proofs: usize,
-        sectors: usize,
-    ) -> ProviderResult<[u8; 32]> {
-        let from = Address::Id(view.worker);
-        let nonce = api.next_nonce(from).await?;
-        let p = &self.policy;
-        let mut msg = Message {
-            from,
-            to: Address::Id(self.actor),
-            nonce,
-            value: TokenAmount::ZERO,
-            method,
-            gas_limit: 0,
-            gas_price: p.min_gas_price,
-        };
-        let len = lode_chain::codec::encode(&msg).len() as u64;
-        let estimate = p
-            .gas_base
-            .saturating_add(p.gas_per_byte.saturating_mul(len.saturating_add(256)))
-            .saturating_add(p.gas_per_proof.saturating_mul(proofs as u64))
-            .saturating_add(p.gas_per_sector.saturating_mul(sectors as u64))
-            .saturating_add(p.gas_per_signature.saturating_mul(2));
-        msg.gas_limit = estimate.saturating_mul(2);
-        let signed = msg.sign(&p.network, &self.worker);
-        api.push_message(signed).await
     }
 }

@@ -9,7 +9,8 @@
 //! | `genesis.json` | the network's genesis (the slot clock and the rules; another path may be configured) |
 //! | `worker.key` | the worker's BLS secret key, hex (`0600`; never logged) |
 //! | `sectors/` | sealed sector directories, found by scanning |
-//! | `endpoints.json` | written at every start: the metrics URL, the actor and the process id |
+//! | `token` | the provider API's bearer token for protected methods (`0600`; created at the first start) |
+//! | `endpoints.json` | written at every start: the API URL and token file, the metrics URL, the actor and the process id |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ use crate::metrics::ProviderMetrics;
 use crate::miner::Miner;
 use crate::poster::Poster;
 use crate::prover::{Prover, SectorStore};
+use crate::rpc::{Identity, ProviderRpc};
+use crate::status::MiningEvents;
 
 /// The configuration file's name in a provider's directory.
 pub const CONFIG_FILE: &str = "config.toml";
@@ -60,6 +63,10 @@ pub struct ProviderSettings {
     /// The Prometheus endpoint's address (`GET /metrics`).
     #[serde(default = "default_metrics")]
     pub metrics: SocketAddr,
+    /// The provider's JSON-RPC API address (see [`crate::rpc`]); port 0 picks a free port,
+    /// recorded in `endpoints.json`.
+    #[serde(default = "default_api")]
+    pub api: SocketAddr,
 }
 
 fn default_genesis() -> PathBuf {
@@ -73,6 +80,9 @@ fn default_sectors() -> PathBuf {
 }
 fn default_metrics() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9501))
+}
+fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
 fn config_error(path: &Path, why: impl std::fmt::Display) -> ProviderError {
@@ -176,10 +186,44 @@ pub fn read_key_file(path: &Path) -> ProviderResult<SecretKey> {
 pub struct ProviderEndpoints {
     /// The miner actor (`l0…`).
     pub actor: String,
+    /// The provider API's URL.
+    pub rpc: String,
+    /// The API's token file, relative to the provider's directory.
+    pub token_file: PathBuf,
     /// The metrics URL.
     pub metrics: String,
     /// The process id.
     pub pid: u32,
+}
+
+impl ProviderEndpoints {
+    /// Reads `<dir>/endpoints.json`.
+    ///
+    /// # Errors
+    /// [`ProviderError::Config`] for a missing or invalid file (the provider has not run there).
+    pub fn load(dir: &Path) -> ProviderResult<ProviderEndpoints> {
+        let path = dir.join(ENDPOINTS_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            config_error(
+                &path,
+                format!("{e} (written when `lode provider run` starts in this directory)"),
+            )
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| config_error(&path, e))
+    }
+
+    /// The API and its token, for a client (the token file is read, relative to `dir`).
+    ///
+    /// # Errors
+    /// [`ProviderError::Config`] when the token file cannot be read.
+    pub fn api_info(&self, dir: &Path) -> ProviderResult<ApiInfo> {
+        let path = resolve(dir, &self.token_file);
+        let token = std::fs::read_to_string(&path).map_err(|e| config_error(&path, e))?;
+        Ok(ApiInfo {
+            url: self.rpc.clone(),
+            token: Some(token.trim().to_string()),
+        })
+    }
 }
 
 /// A running provider.
@@ -190,15 +234,18 @@ pub struct RunningProvider {
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     metrics: lode_node::rpc::MetricsServerHandle,
+    rpc: lode_node::rpc::RpcServerHandle,
 }
 
 impl RunningProvider {
-    /// Stops the loops (a proof in progress finishes first) and the metrics endpoint.
+    /// Stops the API, the loops (a proof in progress finishes first) and the metrics endpoint.
     pub async fn stop(self) {
+        self.rpc.stop();
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
         }
+        self.rpc.stopped().await;
         self.metrics.stop().await;
     }
 }
@@ -213,7 +260,7 @@ fn resolve(dir: &Path, p: &Path) -> PathBuf {
 
 /// Starts the provider in `dir`: loads the genesis, the worker key and the PoSt parameters,
 /// checks with the node that the actor exists with this worker key, and starts the mining and
-/// proving loops and the metrics endpoint.
+/// proving loops, the provider's API (token in `<dir>/token`) and the metrics endpoint.
 ///
 /// # Errors
 /// [`ProviderError`]: a bad configuration, a key that is not the actor's worker, missing
@@ -270,30 +317,60 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         prover.clone(),
         metrics.clone(),
     );
-    let poster = Poster::new(actor, worker, genesis.policy.clone(), prover, metrics);
+    let store = prover.store().clone();
+    let poster = Poster::new(
+        actor,
+        worker,
+        genesis.policy.clone(),
+        prover,
+        metrics.clone(),
+    );
+    let (mining, mining_events) = watch::channel(MiningEvents::default());
+    let rpc_context = ProviderRpc {
+        api: api.clone(),
+        identity: Identity {
+            actor,
+            owner: info.owner,
+            worker: info.worker,
+            sector_size: size,
+            network: genesis.policy.network.clone(),
+            node_api: settings.node_api.clone(),
+            started_at: lode_node::genesis::unix_now(),
+        },
+        store,
+        poster: poster.handle(),
+        mining: mining_events,
+        metrics,
+    };
+    let api_token = lode_node::rpc::load_or_create_token(dir)?;
+    let (rpc_addr, rpc) = crate::rpc::serve(settings.api, rpc_context, api_token).await?;
     let tasks = vec![
         tokio::spawn(mine_loop(
             api.clone(),
             miner,
             genesis.clone(),
             timing,
+            mining,
             stopped.clone(),
         )),
         tokio::spawn(post_loop(api, poster, genesis, timing, stopped)),
     ];
     let endpoints = ProviderEndpoints {
         actor: actor.to_string(),
+        rpc: format!("http://{rpc_addr}"),
+        token_file: PathBuf::from(lode_node::rpc::TOKEN_FILE),
         metrics: format!("http://{metrics_addr}/metrics"),
         pid: std::process::id(),
     };
     let path = dir.join(ENDPOINTS_FILE);
     let json = serde_json::to_vec_pretty(&endpoints).map_err(|e| config_error(&path, e))?;
     lode_proofs::durable::write_atomic(&path, &json).map_err(|e| config_error(&path, e))?;
-    tracing::info!(actor = %endpoints.actor, metrics = %endpoints.metrics, "provider started");
+    tracing::info!(actor = %endpoints.actor, api = %endpoints.rpc, metrics = %endpoints.metrics, "provider started");
     Ok(RunningProvider {
         endpoints,
         stop,
         tasks,
         metrics: metrics_server,
+        rpc,
     })
 }

@@ -1,6 +1,7 @@
 //! What the command groups share: argument parsers, default directories, Groth16 parameters for
-//! proving, how a verification outcome is reported, and how client commands reach a node. The
-//! command modules import from here and never from each other.
+//! proving, how a verification outcome is reported, how client commands reach a node or a
+//! storage provider, and how the daemons run until a signal. The command modules import from here
+//! and never from each other.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +10,9 @@ use anyhow::Context;
 use bls12_381::Bls12;
 use clap::{Args, ValueEnum};
 use groth16::Parameters;
-use lode_node::rpc::client::{ApiInfo, ApiOptions, ApiTarget, ClientError, NodeClient};
+use lode_node::rpc::client::{
+    ApiInfo, ApiOptions, ApiTarget, ClientError, ENV_API, ENV_TOKEN, NodeClient,
+};
 use lode_proofs::circuit::porep::{self as porep_circuit, PorepCircuit};
 use lode_proofs::circuit::post::{PostCircuit, PostKind};
 use lode_proofs::circuit::{CircuitInfo, circuit_info};
@@ -18,6 +21,8 @@ use lode_proofs::node::Node;
 use lode_proofs::params::{Origin, ParamStore, ParamsId};
 use lode_proofs::porep::PorepPublic;
 use lode_proofs::sector::SectorSize;
+use lode_provider::rpc::client::ProviderClient;
+use lode_provider::run::ProviderEndpoints;
 
 pub(crate) fn parse_size(s: &str) -> Result<SectorSize, String> {
     s.parse()
@@ -251,6 +256,94 @@ impl ApiArgs {
         };
         let api = ApiInfo::from_env(&opts).map_err(client_error)?;
         NodeClient::new(api).map_err(client_error)
+    }
+}
+
+/// Which storage provider a provider command talks to: `--api` (with `--token` or
+/// `LODE_TOKEN`), else `--dir` (the provider directory's `endpoints.json`), else `LODE_API`,
+/// else `--devnet`'s first miner. There is no default address: a provider's API port is its own.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct ProviderApiArgs {
+    /// The provider's API address (`host:port` or `http://host:port`: `rpc` in its
+    /// endpoints.json); else `--dir`, `$LODE_API` or `--devnet`.
+    #[arg(long, value_name = "URL")]
+    pub(crate) api: Option<String>,
+    /// The provider's API token, needed by declarations; else `$LODE_TOKEN` (the provider keeps
+    /// it in `<provider dir>/token`).
+    #[arg(long, value_name = "TOKEN")]
+    pub(crate) token: Option<String>,
+    /// A provider's directory: its `endpoints.json` names the API and the token file.
+    #[arg(long, value_name = "DIR", conflicts_with = "devnet")]
+    pub(crate) dir: Option<PathBuf>,
+    /// A devnet directory: the first miner of its `devnet.json` (its API and token file).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) devnet: Option<PathBuf>,
+}
+
+impl ProviderApiArgs {
+    /// The client for the provider these flags (and the environment) name.
+    pub(crate) fn client(&self) -> anyhow::Result<ProviderClient> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let opts = ApiOptions {
+            api: self.api.clone(),
+            token: self.token.clone(),
+            devnet: self.devnet.clone(),
+            target: ApiTarget::Miner,
+        };
+        let api = match &self.dir {
+            Some(dir) if self.api.is_none() => {
+                let endpoints = ProviderEndpoints::load(dir)?;
+                let mut api = endpoints.api_info(dir)?;
+                if let Some(t) = self.token.clone().or_else(|| env(ENV_TOKEN)) {
+                    api.token = Some(t.trim().to_string());
+                }
+                api
+            }
+            _ if self.api.is_some() || self.devnet.is_some() || env(ENV_API).is_some() => {
+                ApiInfo::from_env(&opts).map_err(provider_client_error)?
+            }
+            _ => anyhow::bail!(
+                "which provider? Pass --api URL (the `rpc` of <provider dir>/endpoints.json), --dir PROVIDER_DIR, --devnet DIR, or set LODE_API"
+            ),
+        };
+        ProviderClient::new(api).map_err(provider_client_error)
+    }
+}
+
+/// A provider client error as the user should read it.
+pub(crate) fn provider_client_error(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::Transport { url, why } => anyhow::anyhow!(
+            "cannot reach the provider at {url}: is `lode provider run` (or `lode devnet`) running? Pass --api, --dir or --devnet ({why})"
+        ),
+        ClientError::Unauthorized => anyhow::anyhow!(
+            "the provider refused the call without its token: pass --token or LODE_TOKEN (the token is in <provider dir>/token)"
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
+
+/// A multi-threaded runtime for a daemon.
+pub(crate) fn daemon_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
     }
 }
 

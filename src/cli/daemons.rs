@@ -1,4 +1,5 @@
-//! `lode node run` and `lode provider run`: the long-running processes.
+//! `lode node run`: the node's long-running process (`lode provider run` is with the provider's
+//! other commands, in `provider.rs`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +9,8 @@ use clap::{Args, Subcommand};
 use lode_node::daemon::NodeSettings;
 use lode_proofs::params::ParamStore;
 use lode_proofs::verifier::SnarkVerifier;
-use lode_provider::run::ProviderSettings;
 
-use super::common::{ParamsDir, default_data_dir};
+use super::common::{ParamsDir, daemon_runtime, default_data_dir, shutdown_signal};
 
 /// Node subcommands.
 #[derive(Debug, Subcommand)]
@@ -52,55 +52,6 @@ pub(crate) struct NodeRunArgs {
     params: ParamsDir,
 }
 
-/// Provider subcommands.
-#[derive(Debug, Subcommand)]
-pub(crate) enum ProviderCommand {
-    /// Run a storage provider's proving daemon: mines blocks with Winning PoSt when it wins,
-    /// proves every deadline with Window PoSt, declares faults and recoveries, until Ctrl-C or
-    /// SIGTERM. Its directory's `config.toml` names the miner actor, the node and the files.
-    #[command(after_help = "Examples:
-  lode provider run --dir ~/.local/share/lode/devnet/miner-0
-
-config.toml:
-  actor = \"l01004\"
-  node_api = \"http://127.0.0.1:1234\"
-  node_token_file = \"../node-0/token\"
-  params_dir = \"/home/me/.cache/lode/params\"
-  metrics = \"127.0.0.1:9501\"     # optional; also genesis, worker_key, sectors")]
-    Run(ProviderRunArgs),
-}
-
-/// Arguments of `lode provider run`.
-#[derive(Debug, Args)]
-pub(crate) struct ProviderRunArgs {
-    /// The provider's directory.
-    #[arg(long)]
-    dir: PathBuf,
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
-/// Waits for Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
-
 /// Runs a node subcommand.
 pub(crate) fn node(cmd: NodeCommand) -> anyhow::Result<()> {
     let NodeCommand::Run(a) = cmd;
@@ -129,7 +80,7 @@ pub(crate) fn node(cmd: NodeCommand) -> anyhow::Result<()> {
             dir.join(&settings.genesis).display()
         );
     }
-    runtime()?.block_on(async move {
+    daemon_runtime()?.block_on(async move {
         let verifier = Box::new(SnarkVerifier::new(params));
         let node = lode_node::daemon::start(&dir, &settings, verifier)
             .await
@@ -141,25 +92,6 @@ pub(crate) fn node(cmd: NodeCommand) -> anyhow::Result<()> {
         shutdown_signal().await;
         tracing::info!("stopping");
         node.stop().await;
-        Ok(())
-    })
-}
-
-/// Runs a provider subcommand.
-pub(crate) fn provider(cmd: ProviderCommand) -> anyhow::Result<()> {
-    let ProviderCommand::Run(a) = cmd;
-    let settings = ProviderSettings::load(&a.dir)?;
-    runtime()?.block_on(async move {
-        let p = lode_provider::run::start(&a.dir, &settings)
-            .await
-            .with_context(|| format!("cannot start the provider in {}", a.dir.display()))?;
-        eprintln!(
-            "provider running: miner {}, metrics {}",
-            p.endpoints.actor, p.endpoints.metrics
-        );
-        shutdown_signal().await;
-        tracing::info!("stopping");
-        p.stop().await;
         Ok(())
     })
 }

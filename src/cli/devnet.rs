@@ -408,11 +408,18 @@ fn print_started(dir: &std::path::Path, file: &DevnetFile) {
         );
     }
     for m in &file.miners {
-        println!("  miner {}: node {} metrics {}", m.actor, m.node, m.metrics);
+        println!(
+            "  miner {}: node {} api {} metrics {}",
+            m.actor, m.node, m.rpc, m.metrics
+        );
     }
     println!(
         "  use it: lode chain head --devnet {}   (or LODE_API={} )",
         dir.display(),
         file.nodes.first().map_or("", |n| n.rpc.as_str())
+    );
+    println!(
+        "          lode provider proving --devnet {}   (the first miner's deadlines)",
+        dir.display()
     );
 }

@@ -7,6 +7,7 @@ mod daemons;
 mod devnet;
 mod piece;
 mod progress;
+mod provider;
 mod seal;
 mod snark;
 mod wallet;
@@ -74,9 +75,10 @@ enum Command {
     /// Run a node: chain, libp2p, sync, mempool, JSON-RPC, metrics.
     #[command(subcommand)]
     Node(daemons::NodeCommand),
-    /// Run a storage provider: block production (Winning PoSt) and Window PoSt.
+    /// A storage provider: run it (block production with Winning PoSt, Window PoSt, its own API),
+    /// or read and drive a running one through its API.
     #[command(subcommand)]
-    Provider(daemons::ProviderCommand),
+    Provider(provider::ProviderCommand),
     /// Create a genesis with miners whose sectors are sealed for real.
     #[command(subcommand)]
     Genesis(devnet::GenesisCommand),
@@ -105,7 +107,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mpool(cmd) => client::mpool(cmd).map(|()| ExitCode::SUCCESS),
         Command::Sync(cmd) => client::sync(cmd).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => daemons::node(cmd).map(|()| ExitCode::SUCCESS),
-        Command::Provider(cmd) => daemons::provider(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Provider(cmd) => provider::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Genesis(cmd) => devnet::genesis(cmd).map(|()| ExitCode::SUCCESS),
         Command::Devnet(a) => devnet::run(a).map(|()| ExitCode::SUCCESS),
     }

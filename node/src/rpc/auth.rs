@@ -1,7 +1,8 @@
 //! The RPC's authorisation: the API token, the HTTP layer that refuses protected calls without it,
 //! and the JSON-RPC layer that refuses them on connections that did not present it.
 //!
-//! **The token** is 32 random bytes as 64 hex characters, kept in `<node dir>/token` (mode
+//! **The token** is 32 random bytes as 64 hex characters, kept in `<node dir>/token` (or a
+//! storage provider's `<provider dir>/token`, whose API is served the same way; mode
 //! `0600`, set before the token is written; written through [`lode_proofs::durable`]). It is never
 //! logged. Clients send it as `Authorization: Bearer <token>`.
 //!
@@ -148,7 +149,7 @@ pub fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
 pub fn unauthorized_error() -> ErrorObjectOwned {
     ErrorObjectOwned::owned::<()>(
         super::codes::UNAUTHORIZED,
-        "unauthorized: this method needs the node's API token (Authorization: Bearer <token>)",
+        "unauthorized: this method needs the API token (Authorization: Bearer <token>)",
         None,
     )
 }

@@ -1,8 +1,9 @@
 //! The node's JSON-RPC 2.0 API (HTTP `POST` and WebSocket on one address), its authorisation, the
 //! Prometheus endpoint, and the typed client the CLI uses.
 //!
-//! [`serve_rpc`] starts the server (jsonrpsee) on a [`NodeService`]; [`serve_metrics`] serves
-//! `GET /metrics`; [`client::NodeClient`] calls every method below with the same result types
+//! [`serve_rpc`] starts the server (jsonrpsee) on a [`NodeService`] through [`serve_module`],
+//! which serves any method table with the same bounds and token rule (the storage provider's API
+//! uses it); [`serve_metrics`] serves `GET /metrics`; [`client::NodeClient`] calls every method below with the same result types
 //! ([`types`]) the server builds.
 //!
 //! # Conventions
@@ -242,12 +243,32 @@ pub async fn serve_rpc_with(
     token: String,
     config: RpcConfig,
 ) -> NodeResult<(SocketAddr, RpcServerHandle)> {
+    let module = module(svc).map_err(|e| NodeError::Serve {
+        addr,
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    serve_module(addr, module, OPEN_METHODS, token, config).await
+}
+
+/// Serves any JSON-RPC `module` on `addr` the way this API is served: HTTP `POST` and WebSocket,
+/// `config`'s bounds, and the token rule of [`auth`] — every method of `module` not named in
+/// `open` is protected (HTTP 401 without `Authorization: Bearer <token>`). The node's API is
+/// one such module; the storage provider serves its own API with it.
+///
+/// # Errors
+/// [`NodeError::Serve`] when `addr` cannot be bound.
+pub async fn serve_module<C: Send + Sync + 'static>(
+    addr: SocketAddr,
+    module: RpcModule<C>,
+    open: &[&str],
+    token: String,
+    config: RpcConfig,
+) -> NodeResult<(SocketAddr, RpcServerHandle)> {
     let serve_error = |source: std::io::Error| NodeError::Serve { addr, source };
-    let module = module(svc).map_err(|e| serve_error(std::io::Error::other(e.to_string())))?;
     let protected: Arc<HashSet<&'static str>> = Arc::new(
         module
             .method_names()
-            .filter(|m| !OPEN_METHODS.contains(m))
+            .filter(|m| !open.contains(m))
             .collect(),
     );
     let http = tower::ServiceBuilder::new().layer(auth::AuthLayer::new(

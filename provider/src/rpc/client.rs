@@ -1,0 +1,122 @@
+//! The typed client of a provider's API: one async method per method of [`super`], returning
+//! the server's own result types, over the node client's HTTP transport (same URLs, token and
+//! errors: [`ClientError`]).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lode_node::rpc::client::ClientError> {
+//! use lode_node::rpc::client::{ApiInfo, ApiOptions, ApiTarget};
+//! use lode_provider::rpc::client::ProviderClient;
+//! let opts = ApiOptions {
+//!     devnet: Some("devnet".into()),
+//!     target: ApiTarget::Miner,
+//!     ..ApiOptions::default()
+//! };
+//! let client = ProviderClient::new(ApiInfo::from_env(&opts)?)?;
+//! for d in client.proving().await?.deadlines {
+//!     println!("deadline {}: {}", d.index, d.state.as_str());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+use std::time::Duration;
+
+use lode_node::rpc::client::{ApiInfo, ClientError, ClientResult, DEFAULT_TIMEOUT, NodeClient};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::types::{MiningInfo, ProviderInfo, ProviderSectors};
+use crate::poster::Declared;
+use crate::status::ProvingStatus;
+
+/// A client of one provider's API (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct ProviderClient {
+    http: NodeClient,
+}
+
+impl ProviderClient {
+    /// A client of `api` with the default timeout.
+    ///
+    /// # Errors
+    /// [`ClientError::Url`] for an unusable address.
+    pub fn new(api: ApiInfo) -> ClientResult<Self> {
+        ProviderClient::with_timeout(api, DEFAULT_TIMEOUT)
+    }
+
+    /// A client of `api` whose calls wait at most `timeout`.
+    ///
+    /// # Errors
+    /// [`ClientError::Url`] for an unusable address.
+    pub fn with_timeout(api: ApiInfo, timeout: Duration) -> ClientResult<Self> {
+        Ok(ProviderClient {
+            http: NodeClient::with_timeout(api, timeout)?,
+        })
+    }
+
+    /// Where it connects.
+    pub fn api(&self) -> &ApiInfo {
+        self.http.api()
+    }
+
+    async fn call<R: DeserializeOwned>(&self, method: &str, params: Vec<Value>) -> ClientResult<R> {
+        let v = self.http.call_raw(method, params).await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `provider_info`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn info(&self) -> ClientResult<ProviderInfo> {
+        self.call("provider_info", vec![]).await
+    }
+
+    /// `provider_sectors`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn sectors(&self) -> ClientResult<ProviderSectors> {
+        self.call("provider_sectors", vec![]).await
+    }
+
+    /// `provider_proving`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn proving(&self) -> ClientResult<ProvingStatus> {
+        self.call("provider_proving", vec![]).await
+    }
+
+    /// `provider_mining`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn mining(&self) -> ClientResult<MiningInfo> {
+        self.call("provider_mining", vec![]).await
+    }
+
+    /// `provider_declareFaults` (protected).
+    ///
+    /// # Errors
+    /// [`ClientError`] ([`ClientError::Unauthorized`] without the token).
+    pub async fn declare_faults(&self, sectors: &[u64]) -> ClientResult<Declared> {
+        self.call(
+            "provider_declareFaults",
+            vec![Value::from(sectors.to_vec())],
+        )
+        .await
+    }
+
+    /// `provider_declareRecoveries` (protected).
+    ///
+    /// # Errors
+    /// [`ClientError`] ([`ClientError::Unauthorized`] without the token).
+    pub async fn declare_recoveries(&self, sectors: &[u64]) -> ClientResult<Declared> {
+        self.call(
+            "provider_declareRecoveries",
+            vec![Value::from(sectors.to_vec())],
+        )
+        .await
+    }
+}

@@ -1,0 +1,295 @@
+//! The storage provider's own JSON-RPC 2.0 API: what it holds, how its deadlines and elections
+//! go, and declarations on the operator's behalf.
+//!
+//! It is served like the node's API ([`lode_node::rpc::serve_module`]: HTTP `POST` and
+//! WebSocket on one address, the same bounds, the same token rule), on the address `api` of the
+//! provider's `config.toml` (loopback by default), with its token in `<provider dir>/token`
+//! (`0600`). `endpoints.json` records the bound URL and the token file. [`client::ProviderClient`]
+//! calls every method below with the same result types.
+//!
+//! # Methods
+//!
+//! Parameters are positional (a JSON array); actors are `l0<id>` addresses, hashes lowercase
+//! hex, epochs and counts numbers. *open*: anyone who can reach the address may call it.
+//! *protected*: it needs `Authorization: Bearer <token>`; without it the request gets
+//! **HTTP 401** and nothing of it runs.
+//!
+//! | method | params | result | access |
+//! |---|---|---|---|
+//! | `provider_info` | — | [`ProviderInfo`]: actor, owner, worker, sector size, network, the node API it uses, version, API version, start time, sectors in the store, and the node's head (or why the node did not answer) | open |
+//! | `provider_sectors` | — | [`ProviderSectors`]: every sector in the sector store or live on chain — its directory, whether it is readable, its chain record from the node's `state_minerSectors` (status, deadline, partition, activation, expiration), whether the operator holds it faulty | open |
+//! | `provider_proving` | — | [`ProvingStatus`]: the poster's last view — per deadline holding partitions: index, window (open, close, challenge, fault cutoff), whether it is current, partitions, sectors, faults, recoveries, partitions posted, the poster's state (`waiting`, `proving`, `proved`, `submitted`, `confirmed`), last submission epoch, how the previous window ended (`confirmed`/`missed`), windows missed; totals and the last round's error | open |
+//! | `provider_mining` | — | [`MiningInfo`]: elections won, blocks produced and refused, Winning PoSt count and mean seconds, Window PoSt partition count and mean seconds, the last election's epoch, the last block (epoch, id, win count), the last refusal, ineligibility, the last error | open |
+//! | `provider_declareFaults` | sector numbers | [`Declared`]: the message id and each sector's deadline and partition; the sectors stay faulty until declared recovered through this API | protected |
+//! | `provider_declareRecoveries` | sector numbers | [`Declared`] | protected |
+//!
+//! A declaration is checked before anything is sent ([`crate::poster::plan_declaration`]: every
+//! sector live, its deadline's fault cutoff ahead, a recovered sector faulty); a sector that fails
+//! refuses the whole call with `-32003` and nothing is sent.
+//!
+//! # Errors
+//!
+//! The node API's codes ([`lode_node::rpc::codes`]): `-32602` invalid params, `-32003` refused
+//! (a declaration the chain would refuse), `-32000` internal (the node failed or could not be
+//! reached), `-32001` unauthorised (a protected method on a WebSocket opened without the token).
+
+pub mod client;
+pub mod types;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use jsonrpsee::RpcModule;
+use jsonrpsee::types::ErrorObjectOwned;
+use lode_chain::types::ActorId;
+use lode_node::rpc::{RpcConfig, RpcServerHandle, codes};
+use lode_proofs::sector::SectorSize;
+use tokio::sync::watch;
+
+pub use types::{ChainSector, MiningInfo, ProviderInfo, ProviderSector, ProviderSectors};
+
+use crate::api::NodeApi;
+use crate::error::{ProviderError, ProviderResult};
+use crate::metrics::ProviderMetrics;
+use crate::poster::{Declaration, Declared, PosterHandle};
+use crate::prover::SectorStore;
+use crate::status::{MiningEvents, ProvingStatus};
+
+/// The API's version (`provider_info`): raised when a method changes incompatibly.
+pub const API_VERSION: u32 = 1;
+
+/// Methods anyone may call.
+pub const OPEN_METHODS: &[&str] = &[
+    "provider_info",
+    "provider_sectors",
+    "provider_proving",
+    "provider_mining",
+];
+
+/// Methods that need the token.
+pub const PROTECTED_METHODS: &[&str] = &["provider_declareFaults", "provider_declareRecoveries"];
+
+/// What the provider knows about itself from its start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// The miner actor.
+    pub actor: ActorId,
+    /// Its owner.
+    pub owner: ActorId,
+    /// Its worker.
+    pub worker: ActorId,
+    /// Its sector size.
+    pub sector_size: SectorSize,
+    /// The network's name.
+    pub network: String,
+    /// The node API the provider uses.
+    pub node_api: String,
+    /// Unix time the provider started.
+    pub started_at: u64,
+}
+
+/// What every method runs on: the node (through [`NodeApi`]), the sector store, and what the
+/// daemon's loops publish.
+pub struct ProviderRpc<A> {
+    /// The node.
+    pub api: Arc<A>,
+    /// Who the provider is.
+    pub identity: Identity,
+    /// The sector store.
+    pub store: SectorStore,
+    /// The poster's status and declarations.
+    pub poster: PosterHandle,
+    /// The mining loop's last events.
+    pub mining: watch::Receiver<MiningEvents>,
+    /// The provider's metrics (the counters `provider_mining` reports).
+    pub metrics: ProviderMetrics,
+}
+
+impl<A> std::fmt::Debug for ProviderRpc<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderRpc")
+            .field("identity", &self.identity)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serves the API for `ctx` on `addr` with the default bounds; returns the bound address (a port
+/// 0 resolved) and the server's handle (dropping it stops the server).
+///
+/// # Errors
+/// [`ProviderError::Serve`] when `addr` cannot be bound.
+pub async fn serve<A: NodeApi>(
+    addr: SocketAddr,
+    ctx: ProviderRpc<A>,
+    token: String,
+) -> ProviderResult<(SocketAddr, RpcServerHandle)> {
+    let module = module(ctx).map_err(|e| ProviderError::Serve(e.to_string()))?;
+    lode_node::rpc::serve_module(addr, module, OPEN_METHODS, token, RpcConfig::default())
+        .await
+        .map_err(|e| ProviderError::Serve(e.to_string()))
+}
+
+fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned::<()>(code, message.into(), None)
+}
+
+/// The JSON-RPC error for a provider error.
+fn provider_error(e: ProviderError) -> ErrorObjectOwned {
+    let code = match &e {
+        ProviderError::Declaration(_) => codes::REFUSED,
+        _ => codes::INTERNAL,
+    };
+    error(code, e.to_string())
+}
+
+/// The API's methods on `ctx` (what [`serve`] serves).
+///
+/// # Errors
+/// A method registered twice (a bug).
+pub fn module<A: NodeApi>(
+    ctx: ProviderRpc<A>,
+) -> Result<RpcModule<ProviderRpc<A>>, jsonrpsee::core::RegisterMethodError> {
+    let mut m = RpcModule::new(ctx);
+    m.register_async_method("provider_info", |_, ctx, _| async move {
+        Ok::<_, ErrorObjectOwned>(info(&ctx).await)
+    })?;
+    m.register_async_method("provider_sectors", |_, ctx, _| async move {
+        sectors(&ctx).await.map_err(provider_error)
+    })?;
+    m.register_method("provider_proving", |_, ctx, _| {
+        Ok::<ProvingStatus, ErrorObjectOwned>(ctx.poster.status())
+    })?;
+    m.register_method("provider_mining", |_, ctx, _| {
+        Ok::<MiningInfo, ErrorObjectOwned>(mining(ctx))
+    })?;
+    m.register_async_method("provider_declareFaults", |params, ctx, _| async move {
+        let sectors: Vec<u64> = params.one()?;
+        declare(&ctx, Declaration::Faults, &sectors).await
+    })?;
+    m.register_async_method("provider_declareRecoveries", |params, ctx, _| async move {
+        let sectors: Vec<u64> = params.one()?;
+        declare(&ctx, Declaration::Recoveries, &sectors).await
+    })?;
+    Ok(m)
+}
+
+async fn info<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderInfo {
+    let id = &ctx.identity;
+    let store = ctx.store.clone();
+    let in_store = tokio::task::spawn_blocking(move || store.scan().len() as u64)
+        .await
+        .unwrap_or(0);
+    let (head, node_error) = match ctx.api.chain_head().await {
+        Ok(h) => (Some(h), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    ProviderInfo {
+        actor: id.actor,
+        owner: id.owner,
+        worker: id.worker,
+        sector_size: id.sector_size,
+        network: id.network.clone(),
+        node_api: id.node_api.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        api_version: API_VERSION,
+        started_at: id.started_at,
+        sectors_in_store: in_store,
+        head,
+        node_error,
+    }
+}
+
+async fn sectors<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderResult<ProviderSectors> {
+    use std::collections::BTreeMap;
+    let store = ctx.store.clone();
+    let on_disk = tokio::task::spawn_blocking(move || {
+        let index = store.scan();
+        index
+            .iter()
+            .map(|(n, path)| {
+                let readable = store.open(*n, &index).is_some();
+                (*n, (path.display().to_string(), readable))
+            })
+            .collect::<BTreeMap<_, _>>()
+    })
+    .await
+    .map_err(|_| ProviderError::Stopped)?;
+    let (on_chain, node_error) = match ctx.api.miner_sectors(ctx.identity.actor).await {
+        Ok(list) => (
+            list.into_iter()
+                .map(|s| {
+                    let record = ChainSector {
+                        status: s.status,
+                        deadline: s.deadline,
+                        partition: s.partition,
+                        activation: s.activation,
+                        expiration: s.expiration,
+                    };
+                    (s.sector_number, record)
+                })
+                .collect::<BTreeMap<_, _>>(),
+            None,
+        ),
+        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+    };
+    let held = ctx.poster.status().held_faults;
+    let mut numbers: Vec<u64> = on_disk.keys().chain(on_chain.keys()).copied().collect();
+    numbers.sort_unstable();
+    numbers.dedup();
+    let sectors = numbers
+        .into_iter()
+        .map(|n| {
+            let disk = on_disk.get(&n);
+            ProviderSector {
+                sector_number: n,
+                dir: disk.map(|(d, _)| d.clone()),
+                readable: disk.is_some_and(|(_, r)| *r),
+                chain: on_chain.get(&n).cloned(),
+                held_faulty: held.contains(&n),
+            }
+        })
+        .collect();
+    Ok(ProviderSectors {
+        sectors,
+        node_error,
+    })
+}
+
+fn mining<A>(ctx: &ProviderRpc<A>) -> MiningInfo {
+    let m = &ctx.metrics;
+    MiningInfo {
+        elections_won: m.elections_won.get(),
+        blocks_produced: m.blocks_produced.get(),
+        blocks_refused: m.blocks_refused.get(),
+        winning_posts: m.winning_post_seconds.count(),
+        winning_post_average_seconds: m.winning_post_seconds.mean(),
+        window_post_partitions: m.window_post_seconds.count(),
+        window_post_average_seconds: m.window_post_seconds.mean(),
+        events: ctx.mining.borrow().clone(),
+    }
+}
+
+async fn declare<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    declaration: Declaration,
+    sectors: &[u64],
+) -> Result<Declared, ErrorObjectOwned> {
+    if sectors.is_empty() {
+        return Err(error(codes::INVALID_PARAMS, "no sectors given"));
+    }
+    ctx.poster
+        .declare(ctx.api.as_ref(), declaration, sectors)
+        .await
+        .map_err(provider_error)
+}
+
+/// Every method is either open or protected.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lists_are_disjoint() {
+        for m in super::PROTECTED_METHODS {
+            assert!(!super::OPEN_METHODS.contains(m), "{m}");
+        }
+    }
+}

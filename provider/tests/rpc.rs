@@ -1,0 +1,721 @@
+//! The provider's API end to end over real HTTP: its server on 127.0.0.1 port 0 in front of a
+//! poster, a sector store with a sector sealed for real, and a node — a recording [`NodeApi`]
+//! whose deadlines the test sets, or a real in-process node (the test verifier) whose mempool must
+//! accept the declarations. Covers every open method, the poster's snapshot after its rounds, the
+//! token rule (HTTP 401 and nothing sent without it, for single calls and batches), declarations
+//! sent with it, the poster leaving operator-declared faults alone, and refused declarations.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bls12_381::{Bls12, G1Affine, G2Affine};
+use groth16::{Parameters, VerifyingKey};
+use lode_chain::Policy;
+use lode_chain::actors::miner::MinerMethod;
+use lode_chain::crypto::SecretKey;
+use lode_chain::message::{Method, SignedMessage};
+use lode_chain::types::{ActorId, Address, Epoch};
+use lode_node::core::{
+    BlockVerdict, DeadlineView, MinerBase, PartitionView, ProvingView, SectorRef,
+};
+use lode_node::rpc::client::{ApiInfo, ClientError};
+use lode_node::rpc::types::{HeadInfo, SectorInfo};
+use lode_node::rpc::{RpcServerHandle, codes};
+use lode_node::wire::FullBlock;
+use lode_proofs::sector::SectorSize;
+use lode_provider::metrics::ProviderMetrics;
+use lode_provider::poster::{Declaration, Poster};
+use lode_provider::prover::{Prover, SectorStore};
+use lode_provider::rpc::client::ProviderClient;
+use lode_provider::rpc::{self, Identity, ProviderRpc};
+use lode_provider::status::{BlockRecord, MiningEvents, PostState};
+use lode_provider::{NodeApi, ProviderError, ProviderResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+
+const LIMIT: Duration = Duration::from_secs(120);
+const MINER: ActorId = ActorId(1000);
+const WORKER: ActorId = ActorId(101);
+const OWNER: ActorId = ActorId(100);
+
+async fn bounded<F: Future<Output = ()>>(f: F) {
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("the test ran past its time limit");
+}
+
+fn worker_key() -> SecretKey {
+    SecretKey::from_seed(&[20; 32])
+}
+
+/// Parameters no proof is made with: the poster of these tests never reaches a challenge.
+fn unused_params() -> Arc<Parameters<Bls12>> {
+    let (g1, g2) = (G1Affine::generator(), G2Affine::generator());
+    Arc::new(Parameters {
+        vk: VerifyingKey {
+            alpha_g1: g1,
+            beta_g1: g1,
+            beta_g2: g2,
+            gamma_g2: g2,
+            delta_g1: g1,
+            delta_g2: g2,
+            ic: Vec::new(),
+        },
+        h: Arc::new(Vec::new()),
+        l: Arc::new(Vec::new()),
+        a: Arc::new(Vec::new()),
+        b_g1: Arc::new(Vec::new()),
+        b_g2: Arc::new(Vec::new()),
+    })
+}
+
+/// A node that answers from what the test sets and records every message pushed.
+#[derive(Default)]
+struct FakeNode {
+    view: Mutex<Option<ProvingView>>,
+    pushed: Mutex<Vec<SignedMessage>>,
+}
+
+impl FakeNode {
+    fn set_view(&self, v: ProvingView) {
+        *self.view.lock().unwrap() = Some(v);
+    }
+    fn pushed(&self) -> Vec<SignedMessage> {
+        self.pushed.lock().unwrap().clone()
+    }
+}
+
+impl NodeApi for FakeNode {
+    async fn miner_base(&self, _: ActorId, _: Epoch) -> ProviderResult<MinerBase> {
+        Err(ProviderError::Node("not in this test".into()))
+    }
+    async fn submit_block(&self, _: FullBlock) -> ProviderResult<BlockVerdict> {
+        Err(ProviderError::Node("not in this test".into()))
+    }
+    async fn proving_view(&self, _: ActorId) -> ProviderResult<ProvingView> {
+        self.view
+            .lock()
+            .unwrap()
+            .clone()
+            .ok_or_else(|| ProviderError::Node("no view yet".into()))
+    }
+    async fn push_message(&self, msg: SignedMessage) -> ProviderResult<[u8; 32]> {
+        let id = msg.id();
+        self.pushed.lock().unwrap().push(msg);
+        Ok(id)
+    }
+    async fn next_nonce(&self, _: Address) -> ProviderResult<u64> {
+        Ok(self.pushed.lock().unwrap().len() as u64)
+    }
+    async fn chain_head(&self) -> ProviderResult<HeadInfo> {
+        let epoch = self
+            .view
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map_or(0, |v| v.head_epoch);
+        Ok(HeadInfo {
+            epoch,
+            key: vec![[1; 32]],
+            weight: 7,
+            parent_state_root: None,
+            state_root: Some([2; 32]),
+        })
+    }
+    async fn miner_sectors(&self, _: ActorId) -> ProviderResult<Vec<SectorInfo>> {
+        let view = self.view.lock().unwrap().clone();
+        let mut out = Vec::new();
+        for dl in view.iter().flat_map(|v| v.deadlines.iter()) {
+            for p in &dl.partitions {
+                for s in &p.sectors {
+                    let n = s.sector_number;
+                    let status = match (p.faults.contains(&n), p.recoveries.contains(&n)) {
+                        (false, _) => "active",
+                        (true, false) => "faulty",
+                        (true, true) => "recovering",
+                    };
+                    out.push(SectorInfo {
+                        sector_number: n,
+                        comm_r: s.comm_r,
+                        status: status.into(),
+                        activation: 0,
+                        expiration: 5000,
+                        deal_ids: Vec::new(),
+                        deal_weight: 0,
+                        verified_deal_weight: 0,
+                        initial_pledge: lode_chain::types::TokenAmount::ZERO,
+                        deadline: dl.index,
+                        partition: p.index,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One deadline (index 3, window 20–40, fault cutoff 15, challenge not drawn) holding sectors 0
+/// (on disk) and 1 (not), with the given faults, at `head`.
+fn view(head: Epoch, comm_r: [u8; 32], faults: &[u64], recoveries: &[u64]) -> ProvingView {
+    ProvingView {
+        head_epoch: head,
+        sector_size: SectorSize::S2KiB,
+        worker: WORKER,
+        deadlines: vec![DeadlineView {
+            index: 3,
+            open: 20,
+            close: 40,
+            challenge: 0,
+            fault_cutoff: 15,
+            randomness: None,
+            posted: Vec::new(),
+            partitions: vec![PartitionView {
+                index: 0,
+                sectors: vec![
+                    SectorRef {
+                        sector_number: 0,
+                        comm_r,
+                    },
+                    SectorRef {
+                        sector_number: 1,
+                        comm_r: [9; 32],
+                    },
+                ],
+                faults: faults.to_vec(),
+                recoveries: recoveries.to_vec(),
+            }],
+        }],
+    }
+}
+
+struct Provider {
+    node: Arc<FakeNode>,
+    poster: Poster,
+    mining: watch::Sender<MiningEvents>,
+    metrics: ProviderMetrics,
+    rpc: RpcServerHandle,
+    addr: SocketAddr,
+    token: String,
+    comm_r: [u8; 32],
+    _dir: tempfile::TempDir,
+}
+
+impl Provider {
+    /// A provider whose store holds sector 0 of [`MINER`], sealed for real (2 KiB).
+    async fn start() -> Provider {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("sectors");
+        let cache = dir.path().join("cache");
+        std::fs::create_dir_all(&store_dir).unwrap();
+        let sealed = {
+            let (s, c) = (store_dir.clone(), cache.clone());
+            tokio::task::spawn_blocking(move || {
+                lode_provider::preseal::preseal(&s, &c, MINER, SectorSize::S2KiB, 0, 5000)
+            })
+            .await
+            .unwrap()
+            .unwrap()
+        };
+        let store = SectorStore::new(&store_dir, MINER.0, SectorSize::S2KiB);
+        let prover = Arc::new(Prover::with_params(
+            store.clone(),
+            SectorSize::S2KiB,
+            unused_params(),
+            unused_params(),
+        ));
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = ProviderMetrics::register(&mut registry);
+        let node = Arc::new(FakeNode::default());
+        let poster = Poster::new(
+            MINER,
+            worker_key(),
+            Policy::devnet(),
+            prover,
+            metrics.clone(),
+        );
+        let (mining, mining_rx) = watch::channel(MiningEvents::default());
+        let ctx = ProviderRpc {
+            api: node.clone(),
+            identity: Identity {
+                actor: MINER,
+                owner: OWNER,
+                worker: WORKER,
+                sector_size: SectorSize::S2KiB,
+                network: "devnet".into(),
+                node_api: "http://127.0.0.1:1234".into(),
+                started_at: 1_700_000_000,
+            },
+            store,
+            poster: poster.handle(),
+            mining: mining_rx,
+            metrics: metrics.clone(),
+        };
+        let token = lode_node::rpc::load_or_create_token(dir.path()).unwrap();
+        let (addr, rpc) = rpc::serve("127.0.0.1:0".parse().unwrap(), ctx, token.clone())
+            .await
+            .unwrap();
+        Provider {
+            node,
+            poster,
+            mining,
+            metrics,
+            rpc,
+            addr,
+            token,
+            comm_r: sealed.comm_r,
+            _dir: dir,
+        }
+    }
+
+    fn client(&self, token: Option<&str>) -> ProviderClient {
+        ProviderClient::with_timeout(
+            ApiInfo {
+                url: format!("http://{}", self.addr),
+                token: token.map(str::to_string),
+            },
+            Duration::from_secs(20),
+        )
+        .unwrap()
+    }
+}
+
+/// A raw HTTP/1.1 `POST /` of a JSON body: status and body.
+async fn post_json(addr: SocketAddr, token: Option<&str>, body: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "POST / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    (status, body.to_string())
+}
+
+fn rpc_code(e: &ClientError) -> Option<i32> {
+    match e {
+        ClientError::Rpc { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+/// The miner method of a recorded message, checked to come from the worker, to the miner, with
+/// a valid signature.
+fn miner_method(m: &SignedMessage) -> MinerMethod {
+    assert_eq!(m.message.from, Address::Id(WORKER));
+    assert_eq!(m.message.to, Address::Id(MINER));
+    assert!(m.verify(&Policy::devnet().network, &worker_key().public_key()));
+    match &m.message.method {
+        Method::Miner(mm) => mm.clone(),
+        other => panic!("not a miner method: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_methods_report_the_store_the_poster_and_the_miner() {
+    bounded(async {
+        let mut p = Provider::start().await;
+        let c = p.client(None);
+
+        // Every registered method is classified.
+        let module = rpc::module(ProviderRpc {
+            api: p.node.clone(),
+            identity: Identity {
+                actor: MINER,
+                owner: OWNER,
+                worker: WORKER,
+                sector_size: SectorSize::S2KiB,
+                network: String::new(),
+                node_api: String::new(),
+                started_at: 0,
+            },
+            store: SectorStore::new("/nonexistent", MINER.0, SectorSize::S2KiB),
+            poster: p.poster.handle(),
+            mining: p.mining.subscribe(),
+            metrics: p.metrics.clone(),
+        })
+        .unwrap();
+        let registered: Vec<&str> = module.method_names().collect();
+        for m in &registered {
+            assert!(
+                rpc::OPEN_METHODS.contains(m) || rpc::PROTECTED_METHODS.contains(m),
+                "{m} is neither open nor protected"
+            );
+        }
+        for m in rpc::OPEN_METHODS.iter().chain(rpc::PROTECTED_METHODS) {
+            assert!(registered.contains(m), "{m} is listed but not registered");
+        }
+
+        // Before the poster's first round: no view, and the node has no answer yet either.
+        let st = c.proving().await.unwrap();
+        assert_eq!((st.actor, st.head_epoch), (MINER, None));
+        assert!(st.deadlines.is_empty());
+
+        // A round at epoch 10: sector 1 is not on disk, so the poster declares it faulty.
+        p.node.set_view(view(10, p.comm_r, &[], &[]));
+        let report = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!(report.faults, vec![1]);
+        let pushed = p.node.pushed();
+        assert_eq!(pushed.len(), 1);
+        assert!(matches!(
+            miner_method(&pushed[0]),
+            MinerMethod::DeclareFaults(_)
+        ));
+
+        let st = c.proving().await.unwrap();
+        assert_eq!(st.head_epoch, Some(10));
+        assert!(st.updated_at.is_some());
+        assert_eq!(st.last_error, None);
+        assert_eq!(st.deadlines.len(), 1);
+        let d = &st.deadlines[0];
+        assert_eq!((d.index, d.open, d.close, d.fault_cutoff), (3, 20, 40, 15));
+        assert_eq!((d.partitions, d.sectors, d.faults, d.posted), (1, 2, 0, 0));
+        assert_eq!(d.state, PostState::Waiting);
+        assert!(!d.current);
+        assert_eq!((d.last_submitted, d.last_result, d.missed), (None, None, 0));
+        // The JSON names the states as documented.
+        let raw = c.proving().await.unwrap();
+        let json = serde_json::to_value(&raw).unwrap();
+        assert_eq!(json["deadlines"][0]["state"], "waiting");
+        assert_eq!(json["actor"], "l01000");
+
+        // A failed round is reported, the last view kept.
+        *p.node.view.lock().unwrap() = None;
+        assert!(p.poster.tick(p.node.as_ref()).await.is_err());
+        let st = c.proving().await.unwrap();
+        assert!(st.last_error.unwrap().contains("no view yet"));
+        assert_eq!(st.head_epoch, Some(10));
+        p.node.set_view(view(10, p.comm_r, &[1], &[]));
+
+        // info: who, and the node's head.
+        let info = c.info().await.unwrap();
+        assert_eq!(
+            (info.actor, info.owner, info.worker),
+            (MINER, OWNER, WORKER)
+        );
+        assert_eq!(info.sector_size, SectorSize::S2KiB);
+        assert_eq!(info.node_api, "http://127.0.0.1:1234");
+        assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+        assert_eq!(info.api_version, rpc::API_VERSION);
+        assert_eq!(info.sectors_in_store, 1);
+        assert_eq!(info.head.map(|h| h.epoch), Some(10));
+        assert_eq!(info.node_error, None);
+
+        // sectors: the store beside the chain.
+        let list = c.sectors().await.unwrap();
+        assert_eq!(list.node_error, None);
+        assert_eq!(list.sectors.len(), 2);
+        let (s0, s1) = (&list.sectors[0], &list.sectors[1]);
+        assert_eq!(s0.sector_number, 0);
+        assert!(s0.dir.as_ref().unwrap().ends_with("s-1000-0"));
+        assert!(s0.readable);
+        let chain0 = s0.chain.as_ref().unwrap();
+        assert_eq!(
+            (chain0.status.as_str(), chain0.deadline, chain0.partition),
+            ("active", 3, 0)
+        );
+        assert_eq!(
+            (s1.sector_number, s1.dir.as_deref(), s1.readable),
+            (1, None, false)
+        );
+        assert_eq!(s1.chain.as_ref().unwrap().status, "faulty");
+
+        // mining: the metrics' counters and the loop's events.
+        p.metrics.elections_won.inc();
+        p.metrics.blocks_produced.inc();
+        p.metrics.winning_post_seconds.observe(0.25);
+        p.metrics.winning_post_seconds.observe(0.75);
+        p.mining.send_replace(MiningEvents {
+            last_election: Some(9),
+            last_block: Some(BlockRecord {
+                epoch: 9,
+                id: [5; 32],
+                wins: 2,
+            }),
+            ..MiningEvents::default()
+        });
+        let m = c.mining().await.unwrap();
+        assert_eq!(
+            (m.elections_won, m.blocks_produced, m.blocks_refused),
+            (1, 1, 0)
+        );
+        assert_eq!(m.winning_posts, 2);
+        assert_eq!(m.winning_post_average_seconds, Some(0.5));
+        assert_eq!(m.window_post_average_seconds, None);
+        assert_eq!(
+            m.events.last_block.as_ref().map(|b| (b.epoch, b.wins)),
+            Some((9, 2))
+        );
+        let json = c.mining().await.unwrap();
+        let json = serde_json::to_value(&json).unwrap();
+        assert_eq!(json["last_block"]["id"], hex::encode([5; 32]));
+
+        p.rpc.stop();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declarations_need_the_token_and_stay_declared() {
+    bounded(async {
+        let mut p = Provider::start().await;
+        p.node.set_view(view(10, p.comm_r, &[], &[]));
+        let before = p.node.pushed().len();
+
+        // Without the token: HTTP 401, nothing sent, nothing held — single calls and batches.
+        let call = r#"{"jsonrpc":"2.0","id":1,"method":"provider_declareFaults","params":[[0]]}"#;
+        let batch = r#"[{"jsonrpc":"2.0","id":1,"method":"provider_info"},{"jsonrpc":"2.0","id":2,"method":"provider_declareRecoveries","params":[[0]]}]"#;
+        for body in [call, batch] {
+            let (status, text) = post_json(p.addr, None, body).await;
+            assert_eq!(status, 401, "{body}: {text}");
+            assert!(text.contains(&codes::UNAUTHORIZED.to_string()), "{text}");
+            let (status, _) = post_json(p.addr, Some("00"), body).await;
+            assert_eq!(status, 401, "a wrong token is no token");
+        }
+        let open = p.client(None);
+        assert!(matches!(
+            open.declare_faults(&[0]).await,
+            Err(ClientError::Unauthorized)
+        ));
+        assert_eq!(p.node.pushed().len(), before);
+        assert!(open.proving().await.unwrap().held_faults.is_empty());
+        // Open methods need no token.
+        let (status, text) = post_json(
+            p.addr,
+            None,
+            r#"{"jsonrpc":"2.0","id":1,"method":"provider_proving"}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+
+        // With it: the declaration is sent, located, and held.
+        let c = p.client(Some(&p.token));
+        let d = c.declare_faults(&[0]).await.unwrap();
+        assert_eq!(d.declaration, Declaration::Faults);
+        assert_eq!(d.locations.len(), 1);
+        let l = &d.locations[0];
+        assert_eq!((l.deadline, l.partition, l.sectors.clone()), (3, 0, vec![0]));
+        let pushed = p.node.pushed();
+        assert_eq!(pushed.len(), before + 1);
+        let msg = pushed.last().unwrap();
+        assert_eq!(msg.id(), d.message);
+        assert_eq!(msg.message.nonce, before as u64);
+        match miner_method(msg) {
+            MinerMethod::DeclareFaults(locs) => {
+                assert_eq!(locs.len(), 1);
+                assert_eq!((locs[0].deadline, locs[0].partition), (3, 0));
+                assert_eq!(locs[0].sectors.iter().copied().collect::<Vec<_>>(), vec![0]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.proving().await.unwrap().held_faults, vec![0]);
+        assert_eq!(p.metrics.faults_declared.get(), 1);
+
+        // The chain now has sector 0 faulty; it is readable, but held: the poster leaves it.
+        p.node.set_view(view(11, p.comm_r, &[0, 1], &[]));
+        let report = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert!(report.recoveries.is_empty(), "{report:?}");
+        assert_eq!(p.node.pushed().len(), before + 1);
+        let sectors = c.sectors().await.unwrap();
+        assert!(sectors.sectors[0].held_faulty);
+
+        // Refusals, nothing sent: a sector not live, a recovery of a sector not faulty, an
+        // empty list, and anything once the deadline's fault cutoff has passed.
+        let refused = |r: Result<_, ClientError>| rpc_code(&r.unwrap_err());
+        assert_eq!(refused(c.declare_faults(&[7]).await), Some(codes::REFUSED));
+        p.node.set_view(view(11, p.comm_r, &[1], &[]));
+        assert_eq!(refused(c.declare_recoveries(&[0]).await), Some(codes::REFUSED));
+        assert_eq!(refused(c.declare_faults(&[]).await), Some(codes::INVALID_PARAMS));
+        p.node.set_view(view(14, p.comm_r, &[0, 1], &[]));
+        let late = c.declare_recoveries(&[0]).await.unwrap_err();
+        assert_eq!(rpc_code(&late), Some(codes::REFUSED));
+        assert!(late.to_string().contains("fault cutoff"), "{late}");
+        assert_eq!(p.node.pushed().len(), before + 1);
+
+        // Declared recovered by the operator: sent, and released.
+        p.node.set_view(view(12, p.comm_r, &[0, 1], &[]));
+        let d = c.declare_recoveries(&[0]).await.unwrap();
+        assert_eq!(d.declaration, Declaration::Recoveries);
+        let pushed = p.node.pushed();
+        assert_eq!(pushed.len(), before + 2);
+        assert!(matches!(
+            miner_method(pushed.last().unwrap()),
+            MinerMethod::DeclareRecoveries(_)
+        ));
+        assert!(c.proving().await.unwrap().held_faults.is_empty());
+
+        p.rpc.stop();
+    })
+    .await;
+}
+
+/// Against a real node: the declaration the API sends is one the node's mempool accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_node_accepts_the_declaration() {
+    use lode_chain::Genesis;
+    use lode_chain::genesis::{GenesisMiner, GenesisSector};
+    use lode_chain::types::TokenAmount;
+    use lode_node::core::CoreConfig;
+    use lode_node::genesis::{GenesisFile, unix_now};
+    use lode_node::service::{NodeConfig, NodeService};
+    use lode_testkit::harness::FakeVerifier;
+
+    bounded(async {
+        let policy = Policy::devnet();
+        let exp = *GenesisSector::expiration_range(&policy).start();
+        let empty_comm_d = {
+            use lode_proofs::piece::{PaddedPieceSize, comm_d};
+            comm_d(PaddedPieceSize::new(2048).unwrap(), &[]).unwrap().0
+        };
+        let g = Genesis {
+            accounts: vec![(worker_key().public_key(), TokenAmount::tokens(1000))],
+            verifreg_root: SecretKey::from_seed(&[1; 32]).public_key(),
+            beacon: [7; 32],
+            miners: vec![GenesisMiner {
+                owner: SecretKey::from_seed(&[10; 32]).public_key(),
+                worker: worker_key().public_key(),
+                sector_size: SectorSize::S2KiB,
+                balance: TokenAmount::tokens(10),
+                peer_id: Vec::new(),
+                multiaddrs: Vec::new(),
+                sectors: (0..4u64)
+                    .map(|n| GenesisSector {
+                        sector_number: n,
+                        comm_r: lode_testkit::harness::node(&format!("s{n}")),
+                        comm_d: empty_comm_d,
+                        expiration: exp,
+                    })
+                    .collect(),
+            }],
+        };
+        let miner = *g.miner_ids().first().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let genesis = GenesisFile {
+            policy: policy.clone(),
+            timestamp: unix_now().saturating_sub(600),
+            genesis: g,
+        };
+        let svc = NodeService::start(
+            NodeConfig {
+                dir: dir.path().join("node"),
+                genesis,
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+                bootstrap: Vec::new(),
+                core: CoreConfig::default(),
+                status_interval: Duration::from_secs(1),
+            },
+            Box::new(FakeVerifier),
+        )
+        .await
+        .unwrap();
+        let node = Arc::new(svc.clone());
+        let view = node.proving_view(miner).await.unwrap();
+        let next = view.head_epoch + 1;
+        let sector = view
+            .deadlines
+            .iter()
+            .filter(|d| next < d.fault_cutoff)
+            .flat_map(|d| d.partitions.iter().flat_map(|p| p.sectors.iter()))
+            .map(|s| s.sector_number)
+            .next()
+            .expect("a sector whose deadline's fault cutoff is ahead");
+        let info = node.chain_head().await.unwrap();
+
+        let store_dir = dir.path().join("sectors");
+        let store = SectorStore::new(&store_dir, miner.0, SectorSize::S2KiB);
+        let prover = Arc::new(Prover::with_params(
+            store.clone(),
+            SectorSize::S2KiB,
+            unused_params(),
+            unused_params(),
+        ));
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = ProviderMetrics::register(&mut registry);
+        let poster = Poster::new(miner, worker_key(), policy, prover, metrics.clone());
+        let (_mining, mining_rx) = watch::channel(MiningEvents::default());
+        let token = "ab".repeat(32);
+        let (addr, rpc) = rpc::serve(
+            "127.0.0.1:0".parse().unwrap(),
+            ProviderRpc {
+                api: node.clone(),
+                identity: Identity {
+                    actor: miner,
+                    owner: view.worker,
+                    worker: view.worker,
+                    sector_size: SectorSize::S2KiB,
+                    network: "devnet".into(),
+                    node_api: "in-process".into(),
+                    started_at: unix_now(),
+                },
+                store,
+                poster: poster.handle(),
+                mining: mining_rx,
+                metrics,
+            },
+            token.clone(),
+        )
+        .await
+        .unwrap();
+        let url = format!("http://{addr}");
+        let client = |token: Option<String>| {
+            ProviderClient::new(ApiInfo {
+                url: url.clone(),
+                token,
+            })
+            .unwrap()
+        };
+
+        // The chain's sectors, none on disk; the head as the node reports it.
+        let c = client(None);
+        let i = c.info().await.unwrap();
+        assert_eq!(i.head, Some(info));
+        let list = c.sectors().await.unwrap();
+        assert_eq!(list.sectors.len(), 4);
+        assert!(
+            list.sectors
+                .iter()
+                .all(|s| s.dir.is_none() && s.chain.is_some())
+        );
+
+        // Refused without the token, the mempool untouched.
+        assert!(matches!(
+            c.declare_faults(&[sector]).await,
+            Err(ClientError::Unauthorized)
+        ));
+        let pending = |svc: NodeService| async move {
+            svc.with_core(|c| lode_node::rpc::query::pending(c))
+                .await
+                .unwrap()
+        };
+        assert!(pending(svc.clone()).await.is_empty());
+        // With it, the message is in the node's mempool.
+        let d = client(Some(token)).declare_faults(&[sector]).await.unwrap();
+        let pending = pending(svc.clone()).await;
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].id, d.message);
+        rpc.stop();
+    })
+    .await;
+}

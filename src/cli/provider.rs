@@ -1,0 +1,478 @@
+//! `lode provider`: the storage provider's daemon (`run`) and the commands that read and drive a
+//! running one through its own API (`info`, `sectors`, `proving`, `declare-faults`,
+//! `declare-recoveries`).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use lode_provider::rpc::client::ProviderClient;
+use lode_provider::rpc::{MiningInfo, ProviderInfo, ProviderSectors};
+use lode_provider::run::ProviderSettings;
+use lode_provider::status::ProvingStatus;
+
+use super::common::{
+    ProviderApiArgs, block_on, daemon_runtime, print_json, provider_client_error, shutdown_signal,
+};
+
+/// Provider subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProviderCommand {
+    /// Run a storage provider's proving daemon: mines blocks with Winning PoSt when it wins,
+    /// proves every deadline with Window PoSt, declares faults and recoveries, and serves its own
+    /// API, until Ctrl-C or SIGTERM. Its directory's `config.toml` names the miner actor, the
+    /// node and the files.
+    #[command(after_help = "Examples:
+  lode provider run --dir ~/.local/share/lode/devnet/miner-0
+
+config.toml:
+  actor = \"l01004\"
+  node_api = \"http://127.0.0.1:1234\"
+  node_token_file = \"../node-0/token\"
+  params_dir = \"/home/me/.cache/lode/params\"
+  metrics = \"127.0.0.1:9501\"     # optional; also genesis, worker_key, sectors
+  api = \"127.0.0.1:0\"            # optional: the provider's API (0: a free port)
+
+The provider writes <dir>/token (its API token for declarations, 0600) and <dir>/endpoints.json
+(the API URL and token file, the metrics URL); `lode provider info --dir <dir>` reads them.")]
+    Run(ProviderRunArgs),
+    /// Who the provider is and how it mines: actor, owner, worker, sector size, its node and the
+    /// node's head, version, uptime, elections won, blocks, Winning PoSt time.
+    #[command(after_help = "Examples:
+  lode provider info --devnet ~/.local/share/lode/devnet
+  lode provider info --dir mynet/miner-0 --json
+  lode provider info --api 127.0.0.1:2345")]
+    Info(ProviderClientArgs),
+    /// The sectors in the provider's store beside the chain's record of each: readable or not,
+    /// status (active, unproven, faulty, recovering), deadline, partition, expiration.
+    #[command(after_help = "Examples:
+  lode provider sectors --devnet ~/.local/share/lode/devnet
+  lode provider sectors --dir mynet/miner-0 --json")]
+    Sectors(ProviderClientArgs),
+    /// The deadlines holding the miner's partitions, with each window and what the Window PoSt
+    /// prover did in it: waiting, proving, proved, submitted, confirmed; the last submission,
+    /// how the previous window ended, windows missed.
+    #[command(after_help = "Examples:
+  lode provider proving --devnet ~/.local/share/lode/devnet
+  lode provider proving --dir mynet/miner-0 --json")]
+    Proving(ProviderClientArgs),
+    /// Declare sectors faulty (protected: needs the provider's token). They lose power until
+    /// declared recovered and proven; the provider does not declare them recovered by itself.
+    #[command(after_help = "Examples:
+  lode provider declare-faults 3 --devnet ~/.local/share/lode/devnet
+  lode provider declare-faults 3 4 --dir mynet/miner-0 --json")]
+    DeclareFaults(DeclareArgs),
+    /// Declare faulty sectors recovered (protected: needs the provider's token); they regain
+    /// power when their deadline's next Window PoSt proves them.
+    #[command(after_help = "Examples:
+  lode provider declare-recoveries 3 --devnet ~/.local/share/lode/devnet
+  lode provider declare-recoveries 3 4 --api 127.0.0.1:2345 --token $(cat mynet/miner-0/token) --json")]
+    DeclareRecoveries(DeclareArgs),
+}
+
+/// Arguments of `lode provider run`.
+#[derive(Debug, Args)]
+pub(crate) struct ProviderRunArgs {
+    /// The provider's directory.
+    #[arg(long)]
+    dir: PathBuf,
+}
+
+/// The provider flags and the output flag every provider client command takes.
+#[derive(Debug, Args)]
+pub(crate) struct ProviderClientArgs {
+    #[command(flatten)]
+    api: ProviderApiArgs,
+    /// Print JSON (the API's result as the provider returns it).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of the declarations.
+#[derive(Debug, Args)]
+pub(crate) struct DeclareArgs {
+    /// Sector numbers.
+    #[arg(required = true, value_name = "SECTOR")]
+    sectors: Vec<u64>,
+    #[command(flatten)]
+    client: ProviderClientArgs,
+}
+
+/// Runs a provider subcommand.
+pub(crate) fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
+    match cmd {
+        ProviderCommand::Run(a) => run_daemon(a),
+        ProviderCommand::Info(c) => info(&c),
+        ProviderCommand::Sectors(c) => sectors(&c),
+        ProviderCommand::Proving(c) => proving(&c),
+        ProviderCommand::DeclareFaults(a) => declare(&a, true),
+        ProviderCommand::DeclareRecoveries(a) => declare(&a, false),
+    }
+}
+
+fn run_daemon(a: ProviderRunArgs) -> anyhow::Result<()> {
+    let settings = ProviderSettings::load(&a.dir)?;
+    daemon_runtime()?.block_on(async move {
+        let p = lode_provider::run::start(&a.dir, &settings)
+            .await
+            .with_context(|| format!("cannot start the provider in {}", a.dir.display()))?;
+        eprintln!(
+            "provider running: miner {}, api {}, metrics {}",
+            p.endpoints.actor, p.endpoints.rpc, p.endpoints.metrics
+        );
+        shutdown_signal().await;
+        tracing::info!("stopping");
+        p.stop().await;
+        Ok(())
+    })
+}
+
+fn client(c: &ProviderClientArgs) -> anyhow::Result<ProviderClient> {
+    c.api.client()
+}
+
+fn info(c: &ProviderClientArgs) -> anyhow::Result<()> {
+    let client = client(c)?;
+    let (info, mining) = block_on(async { (client.info().await, client.mining().await) })?;
+    let info = info.map_err(provider_client_error)?;
+    let mining = mining.map_err(provider_client_error)?;
+    if c.json {
+        return print_json(&serde_json::json!({ "info": info, "mining": mining }));
+    }
+    print!(
+        "{}",
+        info_text(&info, &mining, lode_node::genesis::unix_now())
+    );
+    Ok(())
+}
+
+/// `lode provider info`'s text, at unix time `now`.
+fn info_text(info: &ProviderInfo, mining: &MiningInfo, now: u64) -> String {
+    let head = match (&info.head, &info.node_error) {
+        (Some(h), _) => format!("head epoch {}", h.epoch),
+        (None, Some(e)) => format!("not answering: {e}"),
+        (None, None) => "no head".to_string(),
+    };
+    let seconds = |v: Option<f64>, n: u64, what: &str| match v {
+        Some(s) => format!("{n} {what}, {s:.2} s on average"),
+        None => format!("none yet ({what})"),
+    };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<15}{v}\n"));
+    line("Miner:", info.actor.to_string());
+    line("Owner:", info.owner.to_string());
+    line("Worker:", info.worker.to_string());
+    line("Sector size:", info.sector_size.to_string());
+    line("Network:", info.network.clone());
+    line("Node:", format!("{} ({head})", info.node_api));
+    line(
+        "Version:",
+        format!("{} (API {})", info.version, info.api_version),
+    );
+    line(
+        "Started:",
+        format!(
+            "unix {} ({} ago)",
+            info.started_at,
+            duration(now.saturating_sub(info.started_at))
+        ),
+    );
+    line(
+        "Sectors:",
+        format!("{} in the store", info.sectors_in_store),
+    );
+    line("Elections won:", mining.elections_won.to_string());
+    line(
+        "Blocks:",
+        format!(
+            "{} produced, {} refused",
+            mining.blocks_produced, mining.blocks_refused
+        ),
+    );
+    let last = match &mining.events.last_block {
+        Some(b) => format!(
+            "epoch {}, win count {}, {}",
+            b.epoch,
+            b.wins,
+            hex::encode(b.id)
+        ),
+        None => "none yet".to_string(),
+    };
+    line("Last block:", last);
+    if let Some(n) = &mining.events.ineligible {
+        line("Ineligible:", format!("{} (epoch {})", n.why, n.epoch));
+    }
+    if let Some(n) = &mining.events.last_error {
+        line("Last error:", format!("{} (epoch {})", n.why, n.epoch));
+    }
+    line(
+        "Winning PoSt:",
+        seconds(
+            mining.winning_post_average_seconds,
+            mining.winning_posts,
+            "proofs",
+        ),
+    );
+    line(
+        "Window PoSt:",
+        seconds(
+            mining.window_post_average_seconds,
+            mining.window_post_partitions,
+            "partition proofs",
+        ),
+    );
+    out
+}
+
+/// `3h 2m 5s`.
+fn duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h {m}m {s}s")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn sectors(c: &ProviderClientArgs) -> anyhow::Result<()> {
+    let client = client(c)?;
+    let list = block_on(client.sectors())?.map_err(provider_client_error)?;
+    if c.json {
+        return print_json(&list);
+    }
+    print!("{}", sectors_text(&list));
+    Ok(())
+}
+
+/// `lode provider sectors`' text.
+fn sectors_text(list: &ProviderSectors) -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let rows: Vec<Vec<String>> = list
+        .sectors
+        .iter()
+        .map(|s| {
+            let (status, deadline, partition, expiration) = match &s.chain {
+                Some(c) => (
+                    c.status.clone(),
+                    c.deadline.to_string(),
+                    c.partition.to_string(),
+                    c.expiration.to_string(),
+                ),
+                None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            let status = if s.held_faulty {
+                format!("{status} (held)")
+            } else {
+                status
+            };
+            vec![
+                s.sector_number.to_string(),
+                yes(s.dir.is_some()),
+                yes(s.readable),
+                status,
+                deadline,
+                partition,
+                expiration,
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "Sector",
+            "In store",
+            "Readable",
+            "On chain",
+            "Deadline",
+            "Partition",
+            "Expiration",
+        ],
+        &rows,
+    );
+    if list.sectors.is_empty() {
+        out.push_str("no sectors in the store or on chain\n");
+    }
+    if let Some(e) = &list.node_error {
+        out.push_str(&format!("the node did not answer: {e}\n"));
+    }
+    out
+}
+
+fn proving(c: &ProviderClientArgs) -> anyhow::Result<()> {
+    let client = client(c)?;
+    let status = block_on(client.proving())?.map_err(provider_client_error)?;
+    if c.json {
+        return print_json(&status);
+    }
+    print!("{}", proving_text(&status));
+    Ok(())
+}
+
+/// `lode provider proving`'s text: like `lotus-miner proving deadlines`.
+fn proving_text(st: &ProvingStatus) -> String {
+    let mut out = match st.head_epoch {
+        Some(h) => format!(
+            "Miner: {}  head epoch {h}  windows missed: {}\n",
+            st.actor, st.missed
+        ),
+        None => format!(
+            "Miner: {}  the prover has not looked at the chain yet\n",
+            st.actor
+        ),
+    };
+    let opt = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+    let rows: Vec<Vec<String>> = st
+        .deadlines
+        .iter()
+        .map(|d| {
+            vec![
+                format!("{}{}", d.index, if d.current { " (current)" } else { "" }),
+                format!("{}-{}", d.open, d.close),
+                d.partitions.to_string(),
+                format!(
+                    "{} ({} faulty, {} recovering)",
+                    d.sectors, d.faults, d.recoveries
+                ),
+                format!("{}/{}", d.posted, d.partitions),
+                d.state.as_str().to_string(),
+                opt(d.last_submitted),
+                d.last_result
+                    .map_or("-".to_string(), |r| r.as_str().to_string()),
+                d.missed.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "Deadline",
+            "Window",
+            "Partitions",
+            "Sectors",
+            "Posted",
+            "State",
+            "Submitted",
+            "Previous",
+            "Missed",
+        ],
+        &rows,
+    ));
+    if st.deadlines.is_empty() && st.head_epoch.is_some() {
+        out.push_str("no deadline holds a partition of this miner\n");
+    }
+    if !st.held_faults.is_empty() {
+        let held: Vec<String> = st.held_faults.iter().map(u64::to_string).collect();
+        out.push_str(&format!(
+            "held faulty by the operator: {}\n",
+            held.join(", ")
+        ));
+    }
+    if let Some(e) = &st.last_error {
+        out.push_str(&format!("last round failed: {e}\n"));
+    }
+    out
+}
+
+fn declare(a: &DeclareArgs, faults: bool) -> anyhow::Result<()> {
+    let client = client(&a.client)?;
+    let declared = block_on(async {
+        if faults {
+            client.declare_faults(&a.sectors).await
+        } else {
+            client.declare_recoveries(&a.sectors).await
+        }
+    })?
+    .map_err(provider_client_error)?;
+    if a.client.json {
+        return print_json(&declared);
+    }
+    let what = if faults { "faulty" } else { "recovered" };
+    for l in &declared.locations {
+        let sectors: Vec<String> = l.sectors.iter().map(u64::to_string).collect();
+        println!(
+            "declared {what}: sectors {} (deadline {}, partition {})",
+            sectors.join(", "),
+            l.deadline,
+            l.partition
+        );
+    }
+    println!("message: {}", hex::encode(declared.message));
+    Ok(())
+}
+
+/// Left-aligned columns two spaces apart.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        format!("{}\n", text.join("  ").trim_end())
+    };
+    let mut out = line(headers.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use lode_provider::status::{DeadlineStatus, PostState, WindowResult};
+
+    use super::*;
+
+    #[test]
+    fn proving_prints_one_row_per_deadline() {
+        let st = ProvingStatus {
+            actor: lode_chain::types::ActorId(1000),
+            head_epoch: Some(57),
+            updated_at: Some(1),
+            deadlines: vec![DeadlineStatus {
+                index: 2,
+                open: 40,
+                close: 60,
+                challenge: 20,
+                fault_cutoff: 30,
+                current: true,
+                partitions: 1,
+                sectors: 2,
+                posted: 1,
+                state: PostState::Confirmed,
+                last_submitted: Some(41),
+                last_result: Some(WindowResult::Missed),
+                missed: 1,
+                ..DeadlineStatus::default()
+            }],
+            missed: 1,
+            held_faults: vec![3],
+            last_error: None,
+        };
+        let text = proving_text(&st);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some("Miner: l01000  head epoch 57  windows missed: 1")
+        );
+        assert!(lines.get(1).is_some_and(|l| l.starts_with("Deadline")));
+        let row = lines.get(2).copied().unwrap_or_default();
+        for cell in ["2 (current)", "40-60", "1/1", "confirmed", "41", "missed"] {
+            assert!(row.contains(cell), "{row}");
+        }
+        assert!(text.contains("held faulty by the operator: 3"));
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(duration(5), "5s");
+        assert_eq!(duration(65), "1m 5s");
+        assert_eq!(duration(3725), "1h 2m 5s");
+    }
+}
