@@ -312,6 +312,16 @@ fn log_tail(path: &Path) -> String {
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
+/// A child process killed and reaped when dropped.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn start_node(dir: &Path, i: usize) -> Child {
     let log = std::fs::OpenOptions::new()
         .append(true)
@@ -449,11 +459,12 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
             .unwrap();
         assert!(killed.success());
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let mut restarted = start_node(&dir, 1);
+        // Killed when the test ends however it ends (`devnet stop` knows only the first pid).
+        let mut restarted = Reaped(start_node(&dir, 1));
         let b = client(&dir, 1);
         let back = Instant::now();
         while height(&b).await.is_none() {
-            if let Ok(Some(status)) = restarted.try_wait() {
+            if let Ok(Some(status)) = restarted.0.try_wait() {
                 panic!(
                     "the restarted node exited ({status}):\n{}",
                     log_tail(&dir.join("logs/node-1.log"))
@@ -502,8 +513,7 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
 
         adversary(&dir, &a).await;
 
-        let _ = restarted.kill();
-        let _ = restarted.wait();
+        drop(restarted);
     });
     // A clean stop.
     let out = lode(&["devnet", "stop", "--dir", &d]);
