@@ -181,14 +181,21 @@ fn block_apply(c: &mut Criterion) {
         g.bench_with_input(BenchmarkId::new("per_message", n), &s, |bench, s| {
             bench.iter_batched(
                 || (fresh(s), input(s)),
-                |(mut h, input)| h.chain.apply_epoch(&input).expect("the epoch applies"),
+                |(mut h, input)| {
+                    let out = h.chain.apply_epoch(&input).expect("the epoch applies");
+                    // Dropped after the timing.
+                    (h, out)
+                },
                 BatchSize::PerIteration,
             );
         });
         g.bench_with_input(BenchmarkId::new("aggregate", n), &s, |bench, s| {
             bench.iter_batched(
                 || (fresh(s), tipset(s)),
-                |(mut h, tipset)| h.chain.apply_tipset(&tipset).expect("the block applies"),
+                |(mut h, tipset)| {
+                    let out = h.chain.apply_tipset(&tipset).expect("the block applies");
+                    (h, out)
+                },
                 BatchSize::PerIteration,
             );
         });

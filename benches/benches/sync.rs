@@ -11,6 +11,11 @@
 //! switches to the head (`NodeCore::consider`), which validates and applies every tipset and
 //! commits it (sled, flushed per epoch). The network between the two is not involved.
 //!
+//! Two rows: the node's directory on the development disk (every epoch's commits flushed with
+//! fsync, as always), and in `/dev/shm` (tmpfs, where a flush costs nothing) — the same work
+//! without the disk's latency, i.e. what the CPU allows. The first sync of each prints its wall
+//! and CPU time.
+//!
 //! Proofs are fakes checked by the test verifier (`lode_testkit::harness::FakeVerifier`: a hash of
 //! the statement), the seam the node's tests use; everything else — BLS signatures of headers,
 //! tickets and election proofs, each block's aggregate, state, stores — is the real path.
@@ -324,11 +329,32 @@ fn sync_bench(c: &mut Criterion) {
         "sync: made a chain of {head} epochs ({tipsets} tipsets, {messages} block messages) in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    // A first sync checks the result: the same head and state.
-    {
-        let d = or_die(tempfile::tempdir(), "a directory");
+    let shm = std::path::Path::new("/dev/shm");
+    let places: Vec<(&str, Option<&std::path::Path>)> = if shm.is_dir() {
+        vec![("disk", None), ("tmpfs", Some(shm))]
+    } else {
+        vec![("disk", None)]
+    };
+    let fresh_dir = |place: Option<&std::path::Path>| {
+        or_die(
+            match place {
+                Some(p) => tempfile::tempdir_in(p),
+                None => tempfile::tempdir(),
+            },
+            "a directory",
+        )
+    };
+    // A first sync checks the result (the same head and state) and says what it cost.
+    for (name, place) in &places {
+        let d = fresh_dir(*place);
         let mut fresh = open(d.path(), &g);
+        let (t, cpu) = (Instant::now(), cpu_seconds());
         sync(&mut fresh, &source);
+        eprintln!(
+            "sync ({name}): {:.2} s wall, {:.2} s CPU (user + system, all threads)",
+            t.elapsed().as_secs_f64(),
+            cpu_seconds() - cpu
+        );
         assert_eq!(fresh.head_hash(), source.head_hash());
         assert_eq!(fresh.chain().head().root, source.chain().head().root);
     }
@@ -339,13 +365,13 @@ fn sync_bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_millis(1))
         .measurement_time(Duration::from_secs(60))
         .throughput(Throughput::Elements(head));
-    group.bench_function(
-        format!("{EPOCHS}_epochs_{TRANSFERS}_transfers_per_epoch"),
-        |b| {
+    for (name, place) in &places {
+        let id = format!("{EPOCHS}_epochs_{TRANSFERS}_transfers_per_epoch_{name}");
+        group.bench_function(id, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let d = or_die(tempfile::tempdir(), "a directory");
+                    let d = fresh_dir(*place);
                     let mut fresh = open(d.path(), &g);
                     let t = Instant::now();
                     sync(&mut fresh, &source);
@@ -354,9 +380,29 @@ fn sync_bench(c: &mut Criterion) {
                 }
                 total
             });
-        },
-    );
+        });
+    }
     group.finish();
+}
+
+/// This process's CPU time so far (user + system, every thread), from `/proc/self/stat`; zero
+/// where that cannot be read.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The fields after the command name (which ends at the last ')'): utime is the 12th, stime
+    // the 13th, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 criterion_group!(benches, sync_bench);

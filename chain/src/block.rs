@@ -34,7 +34,7 @@ use crate::crypto::{self, CryptoResult, PublicKey, Signature};
 use crate::error::{BlockFault, ChainResult};
 use crate::message::{Message, SignedMessage};
 use crate::runtime::Runtime;
-use crate::types::{Address, Epoch};
+use crate::types::{ActorId, Address, Epoch};
 
 pub use crate::header::{BlockHeader, win_count};
 
@@ -107,15 +107,20 @@ pub fn messages_root(messages: &[Message]) -> [u8; 32] {
 /// The key that signs for `sender` in `rt`'s state: the key an `Address::Bls` names, or the key of
 /// the account an `Address::Id` names; `None` for an id that is no account.
 pub(crate) fn sender_key(rt: &Runtime<'_, '_>, sender: &Address) -> ChainResult<Option<PublicKey>> {
-    Ok(match sender {
-        Address::Bls(k) => Some(*k),
-        Address::Id(id) => match rt.actor(*id)? {
-            Some(Actor {
-                kind: ActorKind::Account { key },
-                ..
-            }) => Some(key),
-            _ => None,
-        },
+    match sender {
+        Address::Bls(k) => Ok(Some(*k)),
+        Address::Id(id) => account_key(rt, *id),
+    }
+}
+
+/// The key of account `id` in `rt`'s state; `None` if `id` is no account.
+fn account_key(rt: &Runtime<'_, '_>, id: ActorId) -> ChainResult<Option<PublicKey>> {
+    Ok(match rt.actor(id)? {
+        Some(Actor {
+            kind: ActorKind::Account { key },
+            ..
+        }) => Some(key),
+        _ => None,
     })
 }
 
@@ -142,15 +147,13 @@ pub(crate) fn check_messages(
     };
     let mut keys = Vec::with_capacity(block.messages.len());
     for (message, m) in block.messages.iter().enumerate() {
-        match sender_key(rt, &m.from).map_err(|e| BlockFault::State(Box::new(e)))? {
-            Some(k) => keys.push(k),
-            None => {
-                return Err(BlockFault::UnknownSender {
-                    message,
-                    sender: Box::new(m.from),
-                });
-            }
-        }
+        let key = match m.from {
+            Address::Bls(k) => k,
+            Address::Id(sender) => account_key(rt, sender)
+                .map_err(|e| BlockFault::State(Box::new(e)))?
+                .ok_or(BlockFault::UnknownSender { message, sender })?,
+        };
+        keys.push(key);
     }
     let network = &rt.policy.network;
     let signed: Vec<[u8; 32]> = block

@@ -254,11 +254,15 @@ impl PublicKey {
         check_len(WHAT, PUBLIC_KEY_LEN, bytes.len())?;
         let mut arr = [0u8; PUBLIC_KEY_LEN];
         arr.copy_from_slice(bytes);
+        if let Some(point) = key_cache::get(&arr) {
+            return Ok(PublicKey { bytes: arr, point });
+        }
         let point: Option<G1Affine> = G1Affine::from_compressed(&arr).into();
         let point = point.ok_or(CryptoError::InvalidPoint { what: WHAT })?;
         if bool::from(point.is_identity()) {
             return Err(CryptoError::Identity { what: WHAT });
         }
+        key_cache::put(arr, point);
         Ok(PublicKey { bytes: arr, point })
     }
 
@@ -333,6 +337,53 @@ impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let bytes = deserialize_bytes::<D, PUBLIC_KEY_LEN>(deserializer, "public key")?;
         PublicKey::from_bytes(&bytes).map_err(de::Error::custom)
+    }
+}
+
+/// Public keys decoded before, by encoding. Decoding a key (a square root and a subgroup check)
+/// costs tens of microseconds, and account records decode their key on every read of the state —
+/// several times per message. Only keys that passed every check are kept, so a hit returns exactly
+/// what decoding would; the cache is bounded (oldest entries forgotten first) and, if its lock is
+/// ever poisoned, simply not used.
+mod key_cache {
+    use std::collections::{HashMap, VecDeque};
+    use std::sync::Mutex;
+
+    use bls12_381::G1Affine;
+
+    use super::PUBLIC_KEY_LEN;
+
+    /// Most keys kept (about 200 bytes each).
+    const ENTRIES: usize = 1 << 15;
+
+    type Key = [u8; PUBLIC_KEY_LEN];
+
+    #[derive(Default)]
+    struct Cache {
+        points: HashMap<Key, G1Affine>,
+        order: VecDeque<Key>,
+    }
+
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+
+    pub(super) fn get(key: &Key) -> Option<G1Affine> {
+        let guard = CACHE.lock().ok()?;
+        guard.as_ref()?.points.get(key).copied()
+    }
+
+    pub(super) fn put(key: Key, point: G1Affine) {
+        let Ok(mut guard) = CACHE.lock() else {
+            return;
+        };
+        let cache = guard.get_or_insert_with(Cache::default);
+        if cache.points.insert(key, point).is_none() {
+            cache.order.push_back(key);
+        }
+        while cache.order.len() > ENTRIES {
+            if let Some(old) = cache.order.pop_front() {
+                cache.points.remove(&old);
+            }
+        }
     }
 }
 

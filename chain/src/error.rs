@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::{ActorId, Address, Epoch, SectorNumber, TokenAmount};
+use crate::types::{ActorId, Epoch, SectorNumber, TokenAmount};
 
 /// The result of a method: a value, or the [`ActorError`] that fails the message.
 pub type ActorResult<T> = Result<T, ActorError>;
@@ -427,14 +427,15 @@ pub enum BlockFault {
     /// The block has no messages but its header an aggregate signature.
     #[error("the block has a BLS aggregate but no messages")]
     UnexpectedAggregate,
-    /// A message's sender has no key in the parent state (an id that is not an account): its
-    /// signature cannot be checked, and a producer must not include it.
+    /// A message's sender has no key in the parent state (an id that is not an account; a BLS
+    /// address always names its key): its signature cannot be checked, and a producer must not
+    /// include it.
     #[error("message {message}: sender {sender} has no key in the parent state")]
     UnknownSender {
         /// The message's position in the block.
         message: usize,
-        /// Its sender (boxed: a BLS address would make every chain error large).
-        sender: Box<Address>,
+        /// Its sender.
+        sender: ActorId,
     },
     /// The header's aggregate is not the aggregate of the messages' signatures by their senders'
     /// keys.

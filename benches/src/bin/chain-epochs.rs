@@ -95,7 +95,7 @@ fn bls() {
         .all(|(i, s)| pk.verify(&(i as u32).to_le_bytes(), s).is_ok());
     let verify = t.elapsed().as_secs_f64() / f64::from(n);
     println!(
-        "BLS (bls12_381, one core): sign {:.2} ms, verify {:.2} ms{}",
+        "BLS (lode_chain::crypto, blst, one core): sign {:.2} ms, verify {:.2} ms{}",
         sign * 1e3,
         verify * 1e3,
         if ok { "" } else { " (FAILED)" }

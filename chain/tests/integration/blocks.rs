@@ -287,7 +287,7 @@ fn blocks_their_aggregate_does_not_cover_are_refused_and_change_nothing() {
             },
             BlockFault::UnknownSender {
                 message: 4,
-                sender: Box::new(Address::Id(ActorId(9_999))),
+                sender: ActorId(9_999),
             },
         ),
         (
@@ -301,7 +301,7 @@ fn blocks_their_aggregate_does_not_cover_are_refused_and_change_nothing() {
             },
             BlockFault::UnknownSender {
                 message: 0,
-                sender: Box::new(Address::Id(miners[0])),
+                sender: miners[0],
             },
         ),
         (
