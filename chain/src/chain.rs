@@ -291,6 +291,18 @@ impl Chain {
         })
     }
 
+    /// Commits the null rounds of `after` by themselves, as one commit at their last epoch, and
+    /// returns the new root. A node never does this (it commits null rounds with the tipset after
+    /// them, so that a reorganisation undoes both at once); tools and tests that replay a chain
+    /// epoch by epoch do. Nothing changes when there are no rounds or on an error.
+    pub fn commit_null_rounds(&mut self, after: AfterNulls) -> ChainResult<[u8; 32]> {
+        self.check_current(&after)?;
+        if after.epoch == after.base.epoch {
+            return Ok(after.base.root);
+        }
+        Ok(self.store.commit(after.writes, after.epoch)?)
+    }
+
     /// Runs `f` against the state after the null rounds of `after` (read-only: its writes are
     /// dropped), at `after.epoch()`.
     pub fn view_after<R>(
@@ -419,6 +431,8 @@ impl Chain {
                 self.verifier.as_ref(),
             );
             rt.state.put(keys::randomness(epoch), &input.beacon)?;
+            // A tipset ends any run of null rounds (a no-op when there was none).
+            rt.state.delete(keys::NULL_RUN);
             validate_blocks(&rt, input, after.root).map_err(invalid)?;
             let receipts = apply_messages(&mut rt, messages).map_err(|e| match e {
                 Rejected::Block(r) => invalid(r),
@@ -833,11 +847,16 @@ fn run_method(rt: &mut Runtime<'_, '_>, from: ActorId, msg: &Message) -> ActorRe
     }
 }
 
-/// One null round on the runtime's overlay: exactly what [`Chain::apply_epoch`] does at an epoch
-/// with no blocks and no messages (the beacon recorded as randomness, then cron).
+/// One null round on the runtime's overlay: what [`Chain::apply_epoch`] does at an epoch with no
+/// blocks and no messages (the beacon recorded as randomness, then cron), except that the first
+/// null round of a run records its epoch ([`keys::NULL_RUN`]): a deadline whose whole window
+/// falls in the run is excused ([`crate::actors::miner::on_deadline_cron`]).
 fn run_null_round(rt: &mut Runtime<'_, '_>, round: &NullRound) -> ChainResult<()> {
     rt.epoch = round.epoch;
     rt.state.put(keys::randomness(round.epoch), &round.beacon)?;
+    if rt.state.get_raw(keys::NULL_RUN).is_none() {
+        rt.state.put(keys::NULL_RUN.to_vec(), &round.epoch)?;
+    }
     run_cron(rt)
 }
 

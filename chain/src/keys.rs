@@ -30,6 +30,7 @@
 //! | `T/<epoch>/<deal>` | a deal that must be activated by `epoch` |
 //! | `h/<hash>` | a published deal proposal (replay protection) |
 //! | `x/<id>` | compute-job escrow of an actor |
+//! | `n` | the first epoch of the run of null rounds the chain is in (absent after a tipset) |
 
 use crate::types::{ActorId, DealId, Epoch, SectorNumber};
 
@@ -52,6 +53,9 @@ pub const REWARD: &[u8] = b"R";
 pub const MARKET: &[u8] = b"M";
 /// Verified registry state.
 pub const VERIFREG: &[u8] = b"V";
+/// The first epoch of the run of null rounds the chain is in: written by the first null round of
+/// a run, deleted by the next tipset (so a chain without null rounds never holds it).
+pub const NULL_RUN: &[u8] = b"n";
 
 /// Randomness of an epoch.
 pub fn randomness(epoch: Epoch) -> Vec<u8> {

@@ -49,11 +49,40 @@ use crate::status::{DeadlineStatus, PostState, ProvingStatus, WindowResult};
 /// Epochs after submission before a proof still not on chain is sent again.
 const RESUBMIT_AFTER: Epoch = 3;
 
+/// A window's proofs, and the sectors they prove per partition (what the chain faults if they
+/// never land).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Proof {
+    params: WindowPostParams,
+    proven: Vec<(u64, BTreeSet<u64>)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Task {
-    Proved(WindowPostParams),
-    Submitted { at: Epoch, params: WindowPostParams },
+    Proved(Proof),
+    Submitted { at: Epoch, proof: Proof },
     Confirmed,
+}
+
+/// How a window that closed while its proof was not seen on chain really ended, judged from the
+/// deadline after its close (the chain's cron has run): a sector the proof covered that is now
+/// faulty means the chain did not take the proof; none means it did (the proof landed in the
+/// window's last epochs, or a reorganisation hid it from this poster's last look), or that the
+/// chain excused the window (it made no block in it).
+fn verdict(proof: &Proof, after: Option<&DeadlineView>) -> WindowResult {
+    let faulted = after.is_some_and(|dl| {
+        proof.proven.iter().any(|(index, sectors)| {
+            dl.partitions
+                .iter()
+                .filter(|p| p.index == *index)
+                .any(|p| p.faults.iter().any(|n| sectors.contains(n)))
+        })
+    });
+    if faulted {
+        WindowResult::Missed
+    } else {
+        WindowResult::Confirmed
+    }
 }
 
 /// What one tick did (for logs and tests).
@@ -502,13 +531,13 @@ impl Poster {
                     self.publish(None);
                     let proved = self.prove(dl, &pending, randomness).await;
                     self.proving = None;
-                    let params = proved?;
+                    let proof = proved?;
                     // The window may have closed while proving: drop stale work.
                     report.proved.push(dl.index);
-                    if params.partitions.is_empty() {
+                    if proof.params.partitions.is_empty() {
                         continue;
                     }
-                    self.tasks.insert(key, Task::Proved(params));
+                    self.tasks.insert(key, Task::Proved(proof));
                     if next >= dl.open {
                         self.submit(api, key, now, &view, &mut report).await?;
                     }
@@ -533,7 +562,10 @@ impl Poster {
         Ok(report)
     }
 
-    /// Drops the tasks of windows that have closed, counting the unconfirmed ones as missed.
+    /// Drops the tasks of windows that have closed. One confirmed on chain ended well; one
+    /// submitted but not seen on chain is judged by what the chain did at the close
+    /// ([`verdict`]): missed only if the chain faulted the sectors it proves. One never submitted
+    /// is missed likewise, or was excused.
     fn retire(&mut self, view: &ProvingView, report: &mut TickReport) {
         let next = view.head_epoch.saturating_add(1);
         let current: BTreeMap<u64, &DeadlineView> =
@@ -546,10 +578,30 @@ impl Poster {
                 None => true,
             };
             if closed {
-                if matches!(self.tasks.get(&key), Some(Task::Confirmed)) {
-                    self.last_result.insert(index, WindowResult::Confirmed);
-                } else {
-                    self.last_result.insert(index, WindowResult::Missed);
+                let result = match self.tasks.get(&key) {
+                    Some(Task::Confirmed) => Some(WindowResult::Confirmed),
+                    Some(Task::Submitted { proof, .. }) => {
+                        let result = verdict(proof, current.get(&index).copied());
+                        if result == WindowResult::Confirmed {
+                            self.metrics.window_post_proven.inc();
+                            report.confirmed.push(index);
+                            tracing::info!(
+                                deadline = index,
+                                open,
+                                "Window PoSt taken by the chain (seen after its window closed)"
+                            );
+                        }
+                        Some(result)
+                    }
+                    // Never sent: missed if the chain faulted the sectors, else excused.
+                    Some(Task::Proved(proof)) => Some(verdict(proof, current.get(&index).copied()))
+                        .filter(|r| *r == WindowResult::Missed),
+                    None => None,
+                };
+                if let Some(result) = result {
+                    self.last_result.insert(index, result);
+                }
+                if result == Some(WindowResult::Missed) {
                     let missed = self.missed.entry(index).or_default();
                     *missed = missed.saturating_add(1);
                     self.metrics.window_post_missed.inc();
@@ -572,7 +624,7 @@ impl Poster {
         dl: &DeadlineView,
         pending: &[u64],
         randomness: [u8; 32],
-    ) -> ProviderResult<WindowPostParams> {
+    ) -> ProviderResult<Proof> {
         let work: Vec<(u64, Vec<SectorRef>)> = dl
             .partitions
             .iter()
@@ -588,6 +640,7 @@ impl Poster {
                 partitions: Vec::new(),
                 proofs: Vec::new(),
             };
+            let mut proven = Vec::new();
             for (index, sectors) in work {
                 let started = Instant::now();
                 let p = prover.window_post(randomness, &sectors)?;
@@ -602,13 +655,19 @@ impl Poster {
                     );
                     continue;
                 }
-                params.partitions.push(PostPartition {
+                let skipped: BTreeSet<u64> = p.skipped.into_iter().collect();
+                proven.push((
                     index,
-                    skipped: p.skipped.into_iter().collect(),
-                });
+                    sectors
+                        .iter()
+                        .map(|s| s.sector_number)
+                        .filter(|n| !skipped.contains(n))
+                        .collect(),
+                ));
+                params.partitions.push(PostPartition { index, skipped });
                 params.proofs.push(p.proof);
             }
-            Ok::<_, ProviderError>(params)
+            Ok::<_, ProviderError>(Proof { params, proven })
         })
         .await
         .map_err(|_| ProviderError::Stopped)?
@@ -622,10 +681,11 @@ impl Poster {
         view: &ProvingView,
         report: &mut TickReport,
     ) -> ProviderResult<()> {
-        let params = match self.tasks.get(&key) {
-            Some(Task::Proved(p)) | Some(Task::Submitted { params: p, .. }) => p.clone(),
+        let proof = match self.tasks.get(&key) {
+            Some(Task::Proved(p)) | Some(Task::Submitted { proof: p, .. }) => p.clone(),
             _ => return Ok(()),
         };
+        let params = &proof.params;
         let sectors: usize = view
             .deadlines
             .iter()
@@ -650,7 +710,7 @@ impl Poster {
             partitions = proofs,
             "Window PoSt submitted"
         );
-        self.tasks.insert(key, Task::Submitted { at: now, params });
+        self.tasks.insert(key, Task::Submitted { at: now, proof });
         Ok(())
     }
 

@@ -18,6 +18,7 @@ use groth16::Parameters;
 use lode_node::core::SectorRef;
 use lode_proofs::circuit::post::{self as post_circuit, PostKind};
 use lode_proofs::params::ParamStore;
+use lode_proofs::post::window_partitions;
 use lode_proofs::sector::{SectorSize, randomness_node};
 use lode_sealing::post::{SealedSector, prove_window, prove_winning};
 use rand_chacha::ChaCha20Rng;
@@ -199,12 +200,22 @@ impl Prover {
                 skipped,
             });
         }
+        // The circuit proves a full partition: when sectors were skipped, the last proven one
+        // fills the places left, as the verifier pads the statement's sectors.
+        let mut padded = window_partitions(self.size, &outcome.proofs);
+        let (Some(vanilla), true) = (padded.pop(), padded.is_empty()) else {
+            return Err(ProviderError::Snark(format!(
+                "{} sectors do not fit one Window PoSt partition of {} sectors",
+                outcome.proofs.len(),
+                self.size.window_post_sectors_per_partition()
+            )));
+        };
         let mut rng = os_rng()?;
         let proof = post_circuit::prove(
             &self.window,
             PostKind::Window,
             self.size,
-            &outcome.proofs,
+            &vanilla,
             &mut rng,
         )
         .map_err(|e| ProviderError::Snark(e.to_string()))?;

@@ -3,7 +3,10 @@
 //! whose deadlines the test sets, or a real in-process node (the test verifier) whose mempool must
 //! accept the declarations. Covers every open method, the poster's snapshot after its rounds, the
 //! token rule (HTTP 401 and nothing sent without it, for single calls and batches), declarations
-//! sent with it, the poster leaving operator-declared faults alone, and refused declarations.
+//! sent with it, the poster leaving operator-declared faults alone, and refused declarations; and,
+//! with real Window PoSt parameters, the poster's states through windows (waiting, proving,
+//! proved, submitted, confirmed) and its verdict on windows that closed before it saw its proof on
+//! chain (taken, or missed when the chain faulted the sectors).
 
 #![allow(
     clippy::unwrap_used,
@@ -31,13 +34,16 @@ use lode_node::rpc::client::{ApiInfo, ClientError};
 use lode_node::rpc::types::{HeadInfo, SectorInfo};
 use lode_node::rpc::{RpcServerHandle, codes};
 use lode_node::wire::FullBlock;
+use lode_proofs::node::Node;
+use lode_proofs::post::PublicSector;
 use lode_proofs::sector::SectorSize;
+use lode_proofs::verifier::{ProofVerifier, SnarkVerifier, WindowPostStatement};
 use lode_provider::metrics::ProviderMetrics;
 use lode_provider::poster::{Declaration, Poster};
 use lode_provider::prover::{Prover, SectorStore};
 use lode_provider::rpc::client::ProviderClient;
 use lode_provider::rpc::{self, Identity, ProviderRpc};
-use lode_provider::status::{BlockRecord, MiningEvents, PostState};
+use lode_provider::status::{BlockRecord, MiningEvents, PostState, WindowResult};
 use lode_provider::{NodeApi, ProviderError, ProviderResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
@@ -212,6 +218,11 @@ struct Provider {
 impl Provider {
     /// A provider whose store holds sector 0 of [`MINER`], sealed for real (2 KiB).
     async fn start() -> Provider {
+        Self::start_with(unused_params()).await
+    }
+
+    /// [`Provider::start`], proving Window PoSts with `window` parameters.
+    async fn start_with(window: Arc<Parameters<Bls12>>) -> Provider {
         let dir = tempfile::tempdir().unwrap();
         let store_dir = dir.path().join("sectors");
         let cache = dir.path().join("cache");
@@ -230,7 +241,7 @@ impl Provider {
             store.clone(),
             SectorSize::S2KiB,
             unused_params(),
-            unused_params(),
+            window,
         ));
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = ProviderMetrics::register(&mut registry);
@@ -716,6 +727,146 @@ async fn a_real_node_accepts_the_declaration() {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, d.message);
         rpc.stop();
+    })
+    .await;
+}
+
+/// Deadline 3's instance opening at `open` (window 20 epochs, challenge 2 before it and drawn),
+/// at `head`: sector 0 (on disk) and 1 (not), with `faults`, and `posted`.
+fn window_view(
+    head: Epoch,
+    open: Epoch,
+    comm_r: [u8; 32],
+    faults: &[u64],
+    posted: &[u64],
+) -> ProvingView {
+    let mut v = view(head, comm_r, faults, &[]);
+    let dl = &mut v.deadlines[0];
+    (dl.open, dl.close, dl.challenge, dl.fault_cutoff) = (open, open + 20, open - 2, open - 5);
+    dl.randomness = Some([open as u8; 32]);
+    dl.posted = posted.to_vec();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poster_walks_its_windows_and_judges_lost_ones_by_the_chain() {
+    bounded(async {
+        let params = tokio::task::spawn_blocking(lode_testkit::harness::shared_params)
+            .await
+            .unwrap();
+        let mut p = Provider::start_with(Arc::new(params.window.clone())).await;
+        let c = p.client(None);
+        let state = |st: &lode_provider::status::ProvingStatus| {
+            let d = &st.deadlines[0];
+            (d.state, d.last_result, d.missed)
+        };
+        let posts = |node: &FakeNode| -> Vec<lode_chain::actors::miner::WindowPostParams> {
+            node.pushed()
+                .iter()
+                .filter_map(|m| match miner_method(m) {
+                    MinerMethod::SubmitWindowPost(w) => Some(w),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (a, b, d) = (100, 340, 580); // three windows of deadline 3, a period (240) apart
+
+        // Window a, seen through: waiting before the challenge is deep, proved once it is (sector
+        // 1, faulty and not on disk, is not asked for), submitted once the window opens,
+        // confirmed when the chain shows it posted, and kept as the last result when it closes.
+        p.node.set_view(window_view(a - 2, a, p.comm_r, &[1], &[]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert!(r.proved.is_empty());
+        assert_eq!(state(&c.proving().await.unwrap()).0, PostState::Waiting);
+        p.node.set_view(window_view(a - 1, a, p.comm_r, &[1], &[]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!(
+            (r.proved.as_slice(), r.submitted.as_slice()),
+            (&[3][..], &[3][..])
+        );
+        let sent = posts(&p.node);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            (
+                sent[0].deadline,
+                sent[0].partitions.len(),
+                sent[0].proofs.len()
+            ),
+            (3, 1, 1)
+        );
+        assert!(sent[0].partitions[0].skipped.is_empty());
+        // The chain's verifier takes it: one sector proven in a partition of two (the circuit's
+        // second place is filled as the verifier fills it).
+        let verifier = SnarkVerifier::new(lode_testkit::harness::test_params());
+        let statement = WindowPostStatement {
+            size: SectorSize::S2KiB,
+            randomness: [a as u8; 32],
+            sectors: vec![PublicSector {
+                sector_number: 0,
+                comm_r: Node(p.comm_r),
+            }],
+        };
+        verifier
+            .verify_window_post(&statement, &sent[0].proofs[0])
+            .unwrap();
+        assert_eq!(
+            state(&c.proving().await.unwrap()),
+            (PostState::Submitted, None, 0)
+        );
+        p.node.set_view(window_view(a + 1, a, p.comm_r, &[1], &[0]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!(r.confirmed, vec![3]);
+        assert_eq!(
+            state(&c.proving().await.unwrap()),
+            (PostState::Confirmed, None, 0)
+        );
+        p.node.set_view(window_view(a + 19, b, p.comm_r, &[1], &[]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert!(r.missed.is_empty());
+        assert_eq!(
+            state(&c.proving().await.unwrap()),
+            (PostState::Waiting, Some(WindowResult::Confirmed), 0)
+        );
+
+        // Window b: submitted, then the poster next looks after the close without having seen
+        // the proof on chain (it landed in the last epochs, or a reorganisation hid it). The chain
+        // did not fault sector 0: the proof was taken, not missed.
+        p.node.set_view(window_view(b - 1, b, p.comm_r, &[1], &[]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!(r.submitted, vec![3]);
+        p.node.set_view(window_view(b + 19, d, p.comm_r, &[1], &[]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!(
+            (r.confirmed.as_slice(), r.missed.as_slice()),
+            (&[3][..], &[][..])
+        );
+        assert_eq!(
+            state(&c.proving().await.unwrap()),
+            (PostState::Waiting, Some(WindowResult::Confirmed), 0)
+        );
+        assert_eq!(p.metrics.window_post_missed.get(), 0);
+
+        // Window d: the same, but the chain faulted sector 0 at the close: missed.
+        p.node.set_view(window_view(d - 1, d, p.comm_r, &[1], &[]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!(r.submitted, vec![3]);
+        p.node
+            .set_view(window_view(d + 19, d + 240, p.comm_r, &[0, 1], &[]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!(
+            (r.confirmed.as_slice(), r.missed.as_slice()),
+            (&[][..], &[3][..])
+        );
+        let st = c.proving().await.unwrap();
+        assert_eq!(
+            state(&st),
+            (PostState::Waiting, Some(WindowResult::Missed), 1)
+        );
+        assert_eq!(st.missed, 1);
+        assert_eq!(p.metrics.window_post_missed.get(), 1);
+        assert_eq!(posts(&p.node).len(), 3);
+
+        p.rpc.stop();
     })
     .await;
 }

@@ -28,7 +28,7 @@ use lode_proofs::sector::SectorSize;
 /// Each genesis miner's balance in these tests.
 const MINER_BALANCE: TokenAmount = TokenAmount::tokens(50);
 /// Power of two 2 KiB committed-capacity sectors.
-const TWO_SECTORS: PowerPair = PowerPair {
+pub(crate) const TWO_SECTORS: PowerPair = PowerPair {
     raw: 4096,
     qa: 4096,
 };
@@ -79,7 +79,7 @@ pub(crate) fn harness(genesis: &Genesis) -> (Harness, Vec<ActorId>) {
 }
 
 /// The deadline a miner's sectors were assigned (all of them share one in these tests).
-fn deadline_of(h: &Harness, m: ActorId) -> u64 {
+pub(crate) fn deadline_of(h: &Harness, m: ActorId) -> u64 {
     let d = h.sector(m, 1).unwrap().deadline;
     assert_eq!(h.sector(m, 2).unwrap().deadline, d);
     d
@@ -87,13 +87,13 @@ fn deadline_of(h: &Harness, m: ActorId) -> u64 {
 
 /// What [`run`] saw: Window PoSts submitted and blocks won, per miner.
 #[derive(Debug, Default)]
-struct Run {
+pub(crate) struct Run {
     posts: BTreeMap<ActorId, u32>,
     wins: BTreeMap<ActorId, u32>,
 }
 
 impl Run {
-    fn posts(&self, m: ActorId) -> u32 {
+    pub(crate) fn posts(&self, m: ActorId) -> u32 {
         self.posts.get(&m).copied().unwrap_or(0)
     }
     fn wins(&self, m: ActorId) -> u32 {
@@ -105,7 +105,7 @@ impl Run {
 /// first epoch of each of its deadline's windows (one message per epoch, so a clash waits an epoch
 /// inside the window), each of `miners` adds a block whenever it is elected, and `first`, if any,
 /// is sent by "worker" in the first epoch.
-fn run(
+pub(crate) fn run(
     h: &mut Harness,
     provers: &[ActorId],
     miners: &[ActorId],

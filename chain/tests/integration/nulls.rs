@@ -1,8 +1,9 @@
 //! Null rounds committed with the tipset after them ([`Chain::run_null_rounds`],
 //! [`Chain::apply_epoch_after`]): the state, receipts and rewards equal those of the same null
-//! rounds applied one by one and then the tipset, for spans that cross deadline crons and outlast
-//! chain finality; a block names the root after the null rounds; the whole span reverts as one
-//! commit, and a revert into it is refused.
+//! rounds committed one by one and then the tipset, for spans that cross deadline crons and
+//! outlast chain finality; a block names the root after the null rounds; the whole span reverts
+//! as one commit, and a revert into it is refused. A halt (a run of null rounds) excuses the
+//! Window PoSt of every deadline whose whole window it covers, and no other.
 
 #![allow(clippy::unwrap_used)]
 
@@ -18,7 +19,11 @@ use lode_chain::store::Overlay;
 use lode_chain::types::{Address, Epoch, TokenAmount};
 use lode_chain::{Chain, ChainError};
 
-use crate::genesis::{harness, two_miners};
+use lode_chain::actors::miner::{Deadline, DeadlineInfo};
+use lode_chain::keys;
+use lode_chain::types::PowerPair;
+
+use crate::genesis::{TWO_SECTORS, deadline_of, harness, run, two_miners};
 
 /// The null rounds `from..=to`, with the harness's beacons.
 fn nulls(from: Epoch, to: Epoch) -> Vec<NullRound> {
@@ -67,12 +72,18 @@ fn a_tipset_after_null_rounds_commits_what_the_rounds_one_by_one_give() {
     let mut bases = Vec::new();
     let mut qa = Vec::new();
     // No null round, a few, more than finality, more than a proving period (the miners' deadline
-    // crons run inside the span and fault them for the missed Window PoSts).
+    // crons run inside the span: a window only partly inside it faults the miner for its missed
+    // Window PoSt, a window wholly inside it is excused).
     for gap in [0, 3, finality + 5, period + 20] {
         let h = one.chain.head().epoch;
         bases.push(h);
         for _ in 0..gap {
-            one.step(Vec::new(), Vec::new());
+            let e = one.chain.head().epoch + 1;
+            let round = one
+                .chain
+                .run_null_rounds(one.chain.at_head(), nulls(e, e))
+                .unwrap();
+            one.chain.commit_null_rounds(round).unwrap();
             roots.insert(one.chain.head().epoch, one.chain.head().root);
         }
         let e = h + gap + 1;
@@ -129,8 +140,6 @@ fn a_tipset_after_null_rounds_commits_what_the_rounds_one_by_one_give() {
         blocks_after_nulls > 0,
         "no block was made after null rounds"
     );
-    // The longest span ran deadline crons that faulted the miners for their missed PoSts.
-    assert!(qa.last() < qa.first(), "network QA power {qa:?}");
 
     // The last span (longer than finality and a proving period) reverts as one commit.
     let base = *bases.last().unwrap();
@@ -213,4 +222,88 @@ fn null_rounds_are_checked_against_the_head_and_the_tipset() {
         );
     }
     assert_eq!(h.chain.head().epoch, 4);
+}
+
+/// Commits the null rounds `from..=to` (by themselves) and then an empty epoch after them.
+fn halt(h: &mut Harness, to: Epoch) {
+    let from = h.epoch() + 1;
+    let after = h
+        .chain
+        .run_null_rounds(h.chain.at_head(), nulls(from, to))
+        .unwrap();
+    let next = to + 1;
+    let input = EpochInput {
+        epoch: next,
+        beacon: beacon(next),
+        ..EpochInput::default()
+    };
+    h.chain.apply_epoch_after(&after, &input).unwrap();
+    h.assert_invariants();
+}
+
+fn faults(h: &Harness, m: lode_chain::types::ActorId) -> Vec<u64> {
+    let d = deadline_of(h, m);
+    let dl: Deadline = h.get(&keys::deadline(m, d)).unwrap();
+    dl.partitions[0].faults.iter().copied().collect()
+}
+
+#[test]
+fn a_halt_excuses_the_window_posts_of_the_deadlines_it_covers_whole() {
+    let g = two_miners();
+    let (mut h, ids) = harness(&g);
+    let (a, b) = (ids[0], ids[1]);
+    h.check_every_epoch = false;
+    let pp = h.policy.wpost_proving_period();
+    // A proving period in which both prove, each at the first epoch of its window: every window
+    // open at the halt's start is proven already, every later one lies wholly inside the halt.
+    run(&mut h, &ids, &[], pp, None);
+    let debt = |h: &Harness, m| h.miner_state(m).fee_debt;
+    // Two proving periods and a bit of null rounds: nobody could post, nobody is faulted.
+    let end = pp + 2 * pp + 7;
+    halt(&mut h, end);
+    for m in [a, b] {
+        assert_eq!(h.claim(m).power, TWO_SECTORS, "{m}");
+        assert_eq!(faults(&h, m), Vec::<u64>::new(), "{m}");
+        assert_eq!(debt(&h, m), TokenAmount::ZERO, "{m}");
+    }
+    // And they go on proving after it.
+    let seen = run(&mut h, &ids, &[], end + 1 + pp, None);
+    assert!(seen.posts(a) > 0 && seen.posts(b) > 0, "{seen:?}");
+    assert_eq!(h.claim(a).power, TWO_SECTORS);
+    assert_eq!(h.claim(b).power, TWO_SECTORS);
+
+    // The same stretch as epochs without blocks that are not null rounds (what a harness or a
+    // chain replayed without its null-round marks gives): the missed windows fault both.
+    let (mut blockless, _) = harness(&g);
+    blockless.check_every_epoch = false;
+    run(&mut blockless, &ids, &[], pp, None);
+    blockless.advance_to(end + 1);
+    for m in [a, b] {
+        assert_eq!(blockless.claim(m).power, PowerPair::ZERO, "{m}");
+        assert_eq!(faults(&blockless, m), vec![1, 2], "{m}");
+    }
+}
+
+#[test]
+fn a_halt_that_starts_inside_an_unproven_window_faults_that_deadline() {
+    let (mut h, ids) = harness(&two_miners());
+    let (a, b) = (ids[0], ids[1]);
+    h.check_every_epoch = false;
+    let pp = h.policy.wpost_proving_period();
+    run(&mut h, &ids, &[], pp, None);
+    // B's next window opens with a block in which B does not post; the halt starts right after.
+    let d = deadline_of(&h, b);
+    let mut window = h.deadline(b, d);
+    if window.open <= h.epoch() {
+        window = DeadlineInfo::new(&h.policy, window.period_start + pp, d);
+    }
+    run(&mut h, &[a], &[], window.open, None);
+    assert_eq!(faults(&h, b), Vec::<u64>::new());
+    halt(&mut h, window.open + 2 * pp);
+    // B had a block in its window and did not post: faulted once, then excused (its later windows
+    // were wholly inside the halt); A, which posted before the halt, keeps its power.
+    assert_eq!(faults(&h, b), vec![1, 2]);
+    assert_eq!(h.claim(b).power, PowerPair::ZERO);
+    assert_eq!(h.claim(a).power, TWO_SECTORS);
+    assert_eq!(faults(&h, a), Vec::<u64>::new());
 }

@@ -56,6 +56,15 @@ pub(super) fn schedule_cron(
     rt.state.put(keys::cron(at, miner), &())
 }
 
+/// Whether every epoch of the window `dl` (the cron runs at its last) was a null round: the run of
+/// null rounds the chain is in started at or before the window opened.
+fn window_was_null(rt: &Runtime<'_, '_>, dl: &DeadlineInfo) -> ChainResult<bool> {
+    Ok(rt
+        .state
+        .get::<Epoch>(keys::NULL_RUN)?
+        .is_some_and(|start| start <= dl.open))
+}
+
 /// Deadline cron: runs at the last epoch of the miner's current deadline.
 pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> ActorResult<()> {
     let info = info(rt, miner)?;
@@ -89,7 +98,11 @@ pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> ActorResult
 
     // 2. Missed PoSt: every partition not proven this window becomes faulty. The fault fee is charged
     //    on the power that was faulty *before* this detection (no fee for newly detected faults).
+    //    A window in which the chain made no block at all (every epoch a null round: a halted
+    //    network) is excused: nobody could have posted, so nothing is detected and declared
+    //    recoveries stay for the next window.
     let mut dl = load_deadline(rt, miner, st.current_deadline)?;
+    let excused = window_was_null(rt, &dl_info)?;
     let mut previously_faulty = PowerPair::ZERO;
     let mut sub = PowerPair::ZERO;
     for part in &dl.partitions {
@@ -99,7 +112,7 @@ pub fn on_deadline_cron(rt: &mut Runtime<'_, '_>, miner: ActorId) -> ActorResult
         }
     }
     for (i, part) in dl.partitions.iter_mut().enumerate() {
-        if dl.posted.contains(&(i as u64)) {
+        if excused || dl.posted.contains(&(i as u64)) {
             continue;
         }
         let newly: Vec<_> = part.sectors.difference(&part.faults).copied().collect();
