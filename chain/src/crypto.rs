@@ -364,6 +364,20 @@ mod key_cache {
         order: VecDeque<Key>,
     }
 
+    impl Cache {
+        /// Keeps `point` for `key`, then forgets the oldest entries beyond `bound`.
+        fn put(&mut self, key: Key, point: G1Affine, bound: usize) {
+            if self.points.insert(key, point).is_none() {
+                self.order.push_back(key);
+            }
+            while self.order.len() > bound {
+                if let Some(old) = self.order.pop_front() {
+                    self.points.remove(&old);
+                }
+            }
+        }
+    }
+
     static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
 
     pub(super) fn get(key: &Key) -> Option<G1Affine> {
@@ -375,15 +389,46 @@ mod key_cache {
         let Ok(mut guard) = CACHE.lock() else {
             return;
         };
-        let cache = guard.get_or_insert_with(Cache::default);
-        if cache.points.insert(key, point).is_none() {
-            cache.order.push_back(key);
+        guard
+            .get_or_insert_with(Cache::default)
+            .put(key, point, ENTRIES);
+    }
+
+    /// The bound on the global cache.
+    #[cfg(test)]
+    pub(super) const BOUND: usize = ENTRIES;
+
+    /// Whether the global cache holds `key`.
+    #[cfg(test)]
+    pub(super) fn contains(key: &Key) -> bool {
+        get(key).is_some()
+    }
+
+    /// How many keys the global cache holds; checks its map and its order agree.
+    #[cfg(test)]
+    pub(super) fn len() -> usize {
+        let guard = CACHE
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        guard.as_ref().map_or(0, |c| {
+            assert_eq!(c.points.len(), c.order.len(), "map and order disagree");
+            c.points.len()
+        })
+    }
+
+    /// A private cache with `bound` entries after putting `keys` in order (with the points
+    /// given): what it keeps, oldest first.
+    #[cfg(test)]
+    pub(super) fn simulate(keys: &[(Key, G1Affine)], bound: usize) -> Vec<(Key, G1Affine)> {
+        let mut c = Cache::default();
+        for (k, p) in keys {
+            c.put(*k, *p, bound);
+            assert!(c.order.len() <= bound && c.points.len() == c.order.len());
         }
-        while cache.order.len() > ENTRIES {
-            if let Some(old) = cache.order.pop_front() {
-                cache.points.remove(&old);
-            }
-        }
+        c.order
+            .iter()
+            .filter_map(|k| c.points.get(k).map(|p| (*k, *p)))
+            .collect()
     }
 }
 
@@ -703,6 +748,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
     use super::*;
+    use bls12_381::G1Projective;
     use proptest::prelude::*;
     use serde::de::IntoDeserializer;
     use serde::de::value::{BytesDeserializer, Error as DeError, StrDeserializer};
@@ -1097,6 +1143,177 @@ mod tests {
         let neg = G2Affine::from(-G2Projective::from(sigs[0].point));
         let neg = Signature::from_bytes(&neg.to_compressed()).unwrap();
         assert!(Signature::aggregate([&sigs[0], &neg]).is_err());
+    }
+
+    /// Serialises the tests that read the global key cache's contents (the bound test floods
+    /// it, which would evict what another test just decoded).
+    static KEY_CACHE_TESTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn key_cache_lock() -> std::sync::MutexGuard<'static, ()> {
+        KEY_CACHE_TESTS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A compressed G1 encoding that is on the curve but outside the prime-order subgroup.
+    fn off_subgroup_g1() -> [u8; 48] {
+        for i in 0u32.. {
+            let mut b = [0u8; 48];
+            b[..32].copy_from_slice(blake3::hash(&i.to_le_bytes()).as_bytes());
+            b[0] = (b[0] & 0x1f) | 0x80;
+            let on_curve: Option<G1Affine> = G1Affine::from_compressed_unchecked(&b).into();
+            let valid: Option<G1Affine> = G1Affine::from_compressed(&b).into();
+            if on_curve.is_some_and(|p| !bool::from(p.is_identity())) && valid.is_none() {
+                return b;
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn key_cache_hits_decode_and_verify_like_a_fresh_decode() {
+        let _serial = key_cache_lock();
+        for i in 40..48u8 {
+            let sk = key(i);
+            let bytes = sk.public_key().to_bytes();
+            let msg = [i; 40];
+            let sig = sk.sign(&msg);
+            let other_sig = key(i.wrapping_add(1)).sign(&msg);
+            // The first decode may or may not hit; afterwards the key is cached.
+            let first = PublicKey::from_bytes(&bytes).unwrap();
+            assert!(key_cache::contains(&bytes), "key {i} not cached");
+            let hit = PublicKey::from_bytes(&bytes).unwrap();
+            // A fresh decode, without the cache.
+            let fresh: G1Affine = Option::from(G1Affine::from_compressed(&bytes)).unwrap();
+            for pk in [first, hit] {
+                assert_eq!(
+                    pk.point, fresh,
+                    "key {i}: the cached point is not the key's"
+                );
+                assert_eq!(pk.to_bytes(), bytes);
+                assert_eq!(pk.verify(&msg, &sig), Ok(()));
+                assert_eq!(
+                    pk.verify(&msg, &other_sig),
+                    Err(CryptoError::SignatureMismatch)
+                );
+                assert_eq!(
+                    pk.verify(b"another message", &sig),
+                    Err(CryptoError::SignatureMismatch)
+                );
+                assert_eq!(aggregate_verify(&[(&pk, &msg[..])], &sig), Ok(()));
+                assert!(reference::verify(&[(&pk, &msg[..])], &sig));
+            }
+            // Decoded through serde (how state records and blocks decode keys): the same key.
+            let via_serde: PublicKey = postcard::from_bytes(&crate::codec::encode(&first)).unwrap();
+            assert_eq!(via_serde.point, fresh);
+        }
+    }
+
+    #[test]
+    fn invalid_keys_are_errors_every_time_and_never_cached() {
+        let _serial = key_cache_lock();
+        let valid = key(50).public_key().to_bytes();
+        let mut not_canonical = valid;
+        not_canonical[0] |= 0x40; // the infinity flag on a finite point
+        let mut no_compression_flag = valid;
+        no_compression_flag[0] &= 0x7f;
+        let mut x_too_large = [0xffu8; 48];
+        x_too_large[0] = 0x9f;
+        let mut invalid: Vec<([u8; 48], &str)> = vec![
+            (identity_g1(), "identity"),
+            (off_subgroup_g1(), "outside the subgroup"),
+            (not_canonical, "bad flags"),
+            (no_compression_flag, "uncompressed flag"),
+            (x_too_large, "x not in the field"),
+            ([0u8; 48], "zeros"),
+        ];
+        // Single bit flips of a valid key that leave no valid key.
+        for bit in (0..PUBLIC_KEY_LEN * 8).step_by(7) {
+            let mut b = valid;
+            b[bit / 8] ^= 1 << (bit % 8);
+            if PublicKey::from_bytes(&b).is_err() {
+                invalid.push((b, "flipped bit"));
+            }
+        }
+        assert!(invalid.len() > 20);
+        // The valid key is decoded (and cached) first, so a cache keyed loosely would show.
+        PublicKey::from_bytes(&valid).unwrap();
+        let decoded: PublicKey = postcard::from_bytes(&serde_bytes_of(&valid)).unwrap();
+        assert_eq!(decoded.to_bytes(), valid);
+        for (bytes, what) in &invalid {
+            let first = PublicKey::from_bytes(bytes).unwrap_err();
+            for _ in 0..3 {
+                assert_eq!(PublicKey::from_bytes(bytes), Err(first), "{what}");
+                let via_serde: Result<PublicKey, _> = postcard::from_bytes(&serde_bytes_of(bytes));
+                assert!(via_serde.is_err(), "{what}");
+                assert!(
+                    !key_cache::contains(bytes),
+                    "{what}: an invalid key was cached"
+                );
+            }
+        }
+        assert_eq!(
+            PublicKey::from_bytes(&identity_g1()),
+            Err(CryptoError::Identity { what: "public key" })
+        );
+        assert_eq!(
+            PublicKey::from_bytes(&off_subgroup_g1()),
+            Err(CryptoError::InvalidPoint { what: "public key" })
+        );
+        assert!(key_cache::contains(&valid));
+    }
+
+    /// `bytes` as postcard writes a key: a byte string.
+    fn serde_bytes_of(bytes: &[u8; 48]) -> Vec<u8> {
+        let mut out = vec![48u8];
+        out.extend_from_slice(bytes);
+        out
+    }
+
+    #[test]
+    fn key_cache_forgets_the_oldest_keys_beyond_its_bound() {
+        // The eviction rule on a private cache with a small bound.
+        let points: Vec<([u8; 48], G1Affine)> = (0..10u8)
+            .map(|i| {
+                let pk = key(60 + i).public_key();
+                (pk.to_bytes(), pk.point)
+            })
+            .collect();
+        let kept = key_cache::simulate(&points, 4);
+        assert_eq!(kept, points[6..].to_vec());
+        // A key put again is not counted twice, nor does it push out another.
+        let mut again = points[..4].to_vec();
+        again.extend_from_slice(&points[..4]);
+        assert_eq!(key_cache::simulate(&again, 4), points[..4].to_vec());
+        assert!(key_cache::simulate(&points, 0).is_empty());
+
+        // The global cache: decode more distinct keys than it holds.
+        let _serial = key_cache_lock();
+        let n = key_cache::BOUND + 100;
+        let mut acc = G1Projective::from(G1Affine::generator());
+        let g = G1Affine::generator();
+        let mut projective = Vec::with_capacity(n);
+        for _ in 0..n {
+            acc += g;
+            projective.push(acc);
+        }
+        let mut affine = vec![G1Affine::identity(); n];
+        G1Projective::batch_normalize(&projective, &mut affine);
+        let encoded: Vec<[u8; 48]> = affine.iter().map(G1Affine::to_compressed).collect();
+        for (i, b) in encoded.iter().enumerate() {
+            let pk = PublicKey::from_bytes(b).unwrap();
+            assert_eq!(pk.point, affine[i]);
+        }
+        assert_eq!(key_cache::len(), key_cache::BOUND);
+        assert!(!key_cache::contains(&encoded[0]), "the oldest key was kept");
+        assert!(
+            key_cache::contains(&encoded[n - 1]),
+            "the newest key was dropped"
+        );
+        // Forgotten keys still decode (they are decoded afresh and cached again).
+        assert_eq!(PublicKey::from_bytes(&encoded[0]).unwrap().point, affine[0]);
+        assert!(key_cache::contains(&encoded[0]));
+        assert_eq!(key_cache::len(), key_cache::BOUND);
     }
 
     proptest! {

@@ -502,12 +502,11 @@ impl NodeCore {
         self.bad_blocks.insert(id, why);
     }
 
-    /// Checks what a block can be checked for without state.
-    fn check_stateless(&self, b: &FullBlock, now: u64) -> Result<(), String> {
-        let h = &b.header;
-        if h.epoch == 0 {
-            return Err("a block cannot be at epoch 0".into());
-        }
+    /// Checks that a block carries the messages its header commits to, and not too many. A
+    /// failure condemns the copy, not the header: anyone can pair a gossiped header with other
+    /// messages, so it must not be remembered against the block's id (which covers the header
+    /// only), or the honest block would be refused when it arrives.
+    fn check_body(&self, b: &FullBlock) -> Result<(), String> {
         if b.messages.len() > self.config.max_block_messages {
             return Err(format!(
                 "{} messages exceed the limit of {}",
@@ -515,8 +514,17 @@ impl NodeCore {
                 self.config.max_block_messages
             ));
         }
-        if h.messages_root != lode_chain::block::messages_root(&b.messages) {
+        if b.header.messages_root != lode_chain::block::messages_root(&b.messages) {
             return Err("the messages root does not match the messages".into());
+        }
+        Ok(())
+    }
+
+    /// Checks what a block's header can be checked for without state.
+    fn check_stateless(&self, b: &FullBlock, now: u64) -> Result<(), String> {
+        let h = &b.header;
+        if h.epoch == 0 {
+            return Err("a block cannot be at epoch 0".into());
         }
         if TipsetKey::new(h.parents.clone()).0 != h.parents {
             return Err("the parents are not sorted and distinct".into());
@@ -578,6 +586,10 @@ impl NodeCore {
                 "epoch {} starts at {slot}, in the future (now {now})",
                 block.header.epoch
             )));
+        }
+        // Messages that are not the header's: refused, and the header not held against the id.
+        if let Err(why) = self.check_body(&block) {
+            return Ok(BlockVerdict::Rejected(why));
         }
         if let Err(why) = self.check_stateless(&block, now) {
             self.remember_bad(id, why.clone());
@@ -696,7 +708,10 @@ impl NodeCore {
                         why: "blocks of one tipset disagree on epoch or parents".into(),
                     });
                 }
-                if let Err(why) = self.check_stateless(b, now) {
+                if let Err(why) = self
+                    .check_body(b)
+                    .and_then(|()| self.check_stateless(b, now))
+                {
                     return Err(NodeError::InvalidBlock {
                         epoch: h.epoch,
                         why,

@@ -7,8 +7,9 @@
 //! and every pending one before it. A message with the nonce of a pending one replaces it only if
 //! it raises the gas price by at least [`MempoolConfig::replace_by_fee_percent`] (replace-by-fee).
 //! The pool holds at most [`MempoolConfig::max_messages`] messages and
-//! [`MempoolConfig::max_bytes`] bytes: when full, a newcomer evicts the cheapest message that ends a
-//! sender's queue if it pays more, and is refused otherwise. After every head change the pool
+//! [`MempoolConfig::max_bytes`] bytes: when full, a newcomer evicts the cheapest messages that end
+//! senders' queues if it pays more than each, and is refused otherwise — with nothing evicted when
+//! those it outbids do not make room. After every head change the pool
 //! drops what the new state makes stale (included nonces, senders that vanished, messages the
 //! balance no longer covers). Block producers take messages by gas price, each sender's in nonce
 //! order without gaps, and aggregate their signatures into the block's header.
@@ -329,13 +330,16 @@ impl Mempool {
         }
         let freed = replaced.map_or(0, |e| e.size);
         let adds = usize::from(replaced.is_none());
-        let over = |s: &Self| {
-            let count = s.ids.len().saturating_add(adds);
-            let bytes = s.bytes.saturating_sub(freed).saturating_add(size);
-            count > s.config.max_messages || bytes > s.config.max_bytes
-        };
-        while over(self) {
-            self.evict_cheaper_than(m.gas_price, account.id)?;
+        // Every eviction the newcomer needs is decided before any is made: one that does not fit
+        // even then is refused with the pool untouched.
+        let evictions = self.evictions_for(
+            m.gas_price,
+            account.id,
+            self.ids.len().saturating_add(adds),
+            self.bytes.saturating_sub(freed).saturating_add(size),
+        )?;
+        for (sender, nonce) in evictions {
+            self.remove(sender, nonce);
         }
         let signature = msg.signature;
         let entry = Entry { msg, id, size };
@@ -350,29 +354,44 @@ impl Mempool {
         Ok(id)
     }
 
-    /// Evicts the cheapest message that ends a sender's queue (not `keep`'s), if it pays less
-    /// than `price`.
-    fn evict_cheaper_than(
-        &mut self,
+    /// The messages to evict so that a pool of `count` messages and `bytes` bytes (the newcomer
+    /// counted) fits its limits: each time the cheapest message that ends a sender's queue (not
+    /// `keep`'s), as long as it pays less than `price`. [`MempoolError::Full`] when that does not
+    /// make room.
+    fn evictions_for(
+        &self,
         price: TokenAmount,
         keep: ActorId,
-    ) -> Result<(), MempoolError> {
-        let victim = self
-            .by_sender
-            .iter()
-            .filter(|(s, _)| **s != keep)
-            .filter_map(|(s, q)| {
-                q.last_key_value()
-                    .map(|(n, e)| (e.msg.message.gas_price, *s, *n))
-            })
-            .min();
-        match victim {
-            Some((p, sender, nonce)) if p < price => {
-                self.remove(sender, nonce);
-                Ok(())
+        mut count: usize,
+        mut bytes: usize,
+    ) -> Result<Vec<(ActorId, u64)>, MempoolError> {
+        let mut taken: HashMap<ActorId, usize> = HashMap::new();
+        let mut out = Vec::new();
+        while count > self.config.max_messages || bytes > self.config.max_bytes {
+            let victim = self
+                .by_sender
+                .iter()
+                .filter(|(s, _)| **s != keep)
+                .filter_map(|(s, q)| {
+                    let skip = taken.get(s).copied().unwrap_or(0);
+                    q.iter()
+                        .rev()
+                        .nth(skip)
+                        .map(|(n, e)| (e.msg.message.gas_price, *s, *n, e.size))
+                })
+                .min();
+            match victim {
+                Some((p, sender, nonce, size)) if p < price => {
+                    let t = taken.entry(sender).or_default();
+                    *t = t.saturating_add(1);
+                    out.push((sender, nonce));
+                    count = count.saturating_sub(1);
+                    bytes = bytes.saturating_sub(size);
+                }
+                _ => return Err(MempoolError::Full),
             }
-            _ => Err(MempoolError::Full),
         }
+        Ok(out)
     }
 
     fn remove(&mut self, sender: ActorId, nonce: u64) {
@@ -654,5 +673,219 @@ mod tests {
             Err(MempoolError::Full)
         );
         assert!(p.bytes() <= MempoolConfig::default().max_bytes);
+    }
+
+    /// The pool's books agree with what it holds: its count, its bytes, its ids; a block's
+    /// selection is pending messages only, and their aggregate verifies under the senders' keys.
+    fn check_books(p: &Mempool, w: &World) {
+        let pending = p.pending();
+        assert_eq!(p.len(), pending.len());
+        assert_eq!(
+            p.bytes(),
+            pending
+                .iter()
+                .map(SignedMessage::encoded_len)
+                .sum::<usize>()
+        );
+        assert!(pending.iter().all(|m| p.contains(&m.id())));
+        let selected = p.select(usize::MAX, &w.lookup());
+        assert!(selected.iter().all(|m| p.contains(&m.id())));
+        if !selected.is_empty() {
+            let body = lode_chain::block::BlockMessages::from_signed(&selected).unwrap();
+            let keys: Vec<PublicKey> = selected
+                .iter()
+                .map(|m| w.lookup()(&m.message.from).unwrap().key)
+                .collect();
+            let bytes: Vec<[u8; 32]> = selected
+                .iter()
+                .map(|m| m.message.signing_bytes(&w.policy.network))
+                .collect();
+            let pairs: Vec<(&PublicKey, &[u8])> = keys
+                .iter()
+                .zip(&bytes)
+                .map(|(k, b)| (k, b.as_slice()))
+                .collect();
+            assert_eq!(
+                lode_chain::crypto::aggregate_verify(&pairs, &body.bls_aggregate.unwrap()),
+                Ok(())
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_signature_is_refused_and_leaves_nothing_behind() {
+        let w = World::new(2, TokenAmount::tokens(1));
+        let look = w.lookup();
+        let min = w.policy.min_gas_price.0;
+        let mut p = Mempool::new(MempoolConfig::default());
+        let first = w.msg(0, 0, min);
+        p.add(first.clone(), &w.policy, &look).unwrap();
+        let (len, bytes) = (p.len(), p.bytes());
+        let good = w.msg(0, 1, min);
+        let forgeries = [
+            // Another key's signature of the message.
+            SignedMessage {
+                signature: good
+                    .message
+                    .clone()
+                    .sign(&w.policy.network, &w.keys[1])
+                    .signature,
+                ..good.clone()
+            },
+            // The sender's signature of another message.
+            SignedMessage {
+                signature: w.msg(0, 2, min).signature,
+                ..good.clone()
+            },
+            // The sender's signature on another network.
+            good.message.clone().sign("elsewhere", &w.keys[0]),
+            // A replacement of the pending nonce 0 that pays more, badly signed.
+            SignedMessage {
+                signature: first.signature,
+                ..w.msg(0, 0, min * 2)
+            },
+        ];
+        for bad in forgeries {
+            assert_eq!(
+                p.add(bad.clone(), &w.policy, &look),
+                Err(MempoolError::BadSignature)
+            );
+            assert!(!p.contains(&bad.id()) || bad.id() == first.id());
+            assert_eq!((p.len(), p.bytes()), (len, bytes));
+            // Its signature is not remembered either: no reorganisation can bring it back.
+            assert_ne!(p.signed(&bad.message), Some(bad.clone()));
+            assert_eq!(p.next_nonce(ActorId(100), 0), 1);
+            check_books(&p, &w);
+        }
+        assert_eq!(p.pending(), vec![first.clone()]);
+        assert_eq!(p.signed(&first.message), Some(first.clone()));
+        // Nothing of the forgeries stands in the way of the genuine message.
+        p.add(good.clone(), &w.policy, &look).unwrap();
+        assert_eq!(p.signed(&good.message), Some(good.clone()));
+        // A forged copy of a pending message is a duplicate, and the signature kept is the good
+        // one.
+        let forged = SignedMessage {
+            signature: first.signature,
+            ..good.clone()
+        };
+        assert_eq!(
+            p.add(forged, &w.policy, &look),
+            Err(MempoolError::Duplicate)
+        );
+        assert_eq!(p.signed(&good.message), Some(good.clone()));
+        check_books(&p, &w);
+    }
+
+    #[test]
+    fn messages_leave_the_pool_when_included_replaced_or_evicted() {
+        let mut w = World::new(6, TokenAmount::tokens(1));
+        let min = w.policy.min_gas_price.0;
+        let remembered = 5;
+        let mut p = Mempool::new(MempoolConfig {
+            max_messages: 6,
+            remembered_signatures: remembered,
+            ..MempoolConfig::default()
+        });
+        let mut accepted: Vec<SignedMessage> = Vec::new();
+        let mut add = |p: &mut Mempool, w: &World, m: SignedMessage| {
+            p.add(m.clone(), &w.policy, &w.lookup()).unwrap();
+            accepted.push(m);
+        };
+        for who in 0..3 {
+            add(&mut p, &w, w.msg(who, 0, min * 2));
+            add(&mut p, &w, w.msg(who, 1, min * 2));
+        }
+        check_books(&p, &w);
+        // Replaced by fee: the old message is gone from the pool and from blocks.
+        let old = w.msg(1, 1, min * 2);
+        let new = w.msg(1, 1, min * 3);
+        add(&mut p, &w, new.clone());
+        assert!(!p.contains(&old.id()) && p.contains(&new.id()));
+        assert_eq!(p.len(), 6);
+        assert!(!p.select(usize::MAX, &w.lookup()).contains(&old));
+        check_books(&p, &w);
+        // Evicted: the pool is full, a dearer newcomer pushes out the cheapest queue tail (sender
+        // 0's nonce 1, the lowest sender among the cheapest).
+        let evicted = w.msg(0, 1, min * 2);
+        add(&mut p, &w, w.msg(4, 0, min * 5));
+        assert!(!p.contains(&evicted.id()));
+        assert_eq!(p.len(), 6);
+        assert!(!p.select(usize::MAX, &w.lookup()).contains(&evicted));
+        check_books(&p, &w);
+        // Included: the head takes senders 2's two messages.
+        w.accounts.get_mut(&ActorId(102)).unwrap().nonce = 2;
+        p.revalidate(&w.lookup());
+        assert!(!p.contains(&w.msg(2, 0, min * 2).id()));
+        assert!(!p.contains(&w.msg(2, 1, min * 2).id()));
+        assert_eq!(p.len(), 4);
+        check_books(&p, &w);
+        // Every message has left: the pool is empty and holds no bytes.
+        for a in w.accounts.values_mut() {
+            a.nonce = 10;
+        }
+        p.revalidate(&w.lookup());
+        assert!(p.is_empty());
+        assert_eq!(p.bytes(), 0);
+        assert!(p.select(usize::MAX, &w.lookup()).is_empty());
+        // What the pool remembers of signatures after the messages left (for reorganisations)
+        // is the last `remembered` accepted ones, and they are the accepted signatures.
+        let known: Vec<&SignedMessage> = accepted
+            .iter()
+            .filter(|m| p.signed(&m.message).is_some())
+            .collect();
+        assert_eq!(known.len(), remembered);
+        let newest: Vec<&SignedMessage> = accepted.iter().rev().take(remembered).collect();
+        for m in &newest {
+            assert_eq!(p.signed(&m.message).as_ref(), Some(*m));
+        }
+    }
+
+    #[test]
+    fn a_newcomer_that_does_not_fit_evicts_nothing() {
+        let w = World::new(4, TokenAmount::tokens(1));
+        let look = w.lookup();
+        let min = w.policy.min_gas_price.0;
+        let small = |who: usize, price: u128| w.msg(who, 0, price);
+        // A larger message: its receiver named by a key.
+        let large = |who: usize, price: u128| {
+            Message {
+                from: Address::Id(ActorId(100 + who as u64)),
+                to: Address::Bls(w.keys[0].public_key()),
+                nonce: 0,
+                value: TokenAmount(1),
+                method: Method::Send,
+                gas_limit: 1_000_000,
+                gas_price: TokenAmount(price),
+            }
+            .sign(&w.policy.network, &w.keys[who])
+        };
+        let s = small(0, min).encoded_len();
+        let l = large(3, min).encoded_len();
+        assert!(l > s + s / 4, "{l} vs {s}");
+        // Room for three small messages: the large one needs two of them out.
+        let mut p = Mempool::new(MempoolConfig {
+            max_bytes: 3 * s + (l - s) / 2,
+            ..MempoolConfig::default()
+        });
+        let cheap = small(0, min);
+        let dear = [small(1, min * 3), small(2, min * 3)];
+        p.add(cheap.clone(), &w.policy, &look).unwrap();
+        for m in &dear {
+            p.add(m.clone(), &w.policy, &look).unwrap();
+        }
+        let before = p.pending();
+        // It outbids the cheap message but not the others: refused, and nothing evicted.
+        assert_eq!(
+            p.add(large(3, min * 2), &w.policy, &look),
+            Err(MempoolError::Full)
+        );
+        assert_eq!(p.pending(), before);
+        check_books(&p, &w);
+        // Outbidding all of them, it gets in by evicting the two cheapest.
+        p.add(large(3, min * 4), &w.policy, &look).unwrap();
+        assert!(!p.contains(&cheap.id()));
+        assert_eq!(p.len(), 2);
+        assert!(p.bytes() <= 3 * s + (l - s) / 2);
+        check_books(&p, &w);
     }
 }

@@ -13,14 +13,16 @@
 use lode_chain::block::{BlockHeader, BlockMessages, messages_root, win_count};
 use lode_chain::consensus::TipsetKey;
 use lode_chain::consensus::{Beacon, TicketBeacon};
-use lode_chain::crypto::SecretKey;
+use lode_chain::crypto::{SecretKey, Signature};
+use lode_chain::error::BlockFault;
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
+use lode_chain::message::{Message, Method, SignedMessage};
 use lode_chain::runtime::{RandomnessTag, draw_randomness};
-use lode_chain::types::{ActorId, TokenAmount};
+use lode_chain::types::{ActorId, Address, TokenAmount};
 use lode_chain::{Genesis, Policy};
 use lode_node::core::{BlockVerdict, CoreConfig, NodeCore};
 use lode_node::genesis::GenesisFile;
-use lode_node::wire::{FullBlock, MAX_SYNC_TIPSETS, SyncRequest, SyncResponse};
+use lode_node::wire::{FullBlock, FullTipset, MAX_SYNC_TIPSETS, SyncRequest, SyncResponse};
 use lode_proofs::sector::SectorSize;
 use lode_proofs::verifier::WinningPostStatement;
 use lode_testkit::harness::{FakeVerifier, fake_winning_proof};
@@ -171,7 +173,6 @@ fn try_block(core: &mut NodeCore, m: &Miner, epoch: u64) -> Option<FullBlock> {
 /// epoch and not yet posted, as its prover would.
 fn post(core: &mut NodeCore, m: &Miner) {
     use lode_chain::actors::miner::{MinerMethod, PostPartition, WindowPostParams};
-    use lode_chain::message::{Message, Method};
     use lode_proofs::verifier::WindowPostStatement;
     let view = core.proving_view(m.id).unwrap();
     let next = view.head_epoch + 1;
@@ -707,4 +708,260 @@ fn two_miners_ending_a_long_stall_apart_converge() {
     sync(&mut b, &a);
     assert_eq!(a.head_hash(), b.head_hash());
     assert_eq!(a.chain().head(), b.chain().head());
+}
+
+/// A node at epoch 5 or later with a transfer pending, and the first winning block on its head
+/// (carrying the transfer under its aggregate), the miner that made it and the time to receive it.
+fn node_with_a_block_to_receive(
+    g: &GenesisFile,
+    miners: &[Miner],
+    dir: &std::path::Path,
+) -> (NodeCore, FullBlock, SignedMessage, u64) {
+    let mut a = open(dir, g);
+    let ms: Vec<&Miner> = miners.iter().collect();
+    run(&mut a, &ms, 1, 5);
+    let owner = Address::Bls(key(10).public_key());
+    let transfer = Message {
+        from: owner,
+        to: Address::Bls(key(11).public_key()),
+        nonce: a.next_nonce(&owner).unwrap(),
+        value: TokenAmount::tokens(1),
+        method: Method::Send,
+        gas_limit: 1_000_000,
+        gas_price: g.policy.min_gas_price,
+    }
+    .sign(&g.policy.network, &key(10));
+    a.push_message(transfer.clone()).unwrap();
+    let mut e = a.head_epoch() + 1;
+    let good = loop {
+        if let Some(b) = ms.iter().find_map(|m| try_block(&mut a, m, e)) {
+            break b;
+        }
+        e += 1;
+    };
+    assert!(good.messages.contains(&transfer.message));
+    assert!(good.header.bls_aggregate.is_some());
+    (a, good, transfer, g.slot_time(e))
+}
+
+/// `block` with these messages and aggregate, its messages root and header signature made to
+/// match (as a dishonest miner would make it).
+fn remade(
+    block: &FullBlock,
+    worker: &SecretKey,
+    network: &str,
+    messages: Vec<Message>,
+    bls_aggregate: Option<Signature>,
+) -> FullBlock {
+    let mut b = block.clone();
+    b.header.messages_root = messages_root(&messages);
+    b.header.bls_aggregate = bls_aggregate;
+    b.messages = messages;
+    b.header.signature = worker.sign(&b.header.signing_bytes(network));
+    b
+}
+
+/// What the node can observe of its committed state: head tipset, state head, the owner's balance
+/// and nonce, and whether the transfer is still pending.
+type Observed = (
+    [u8; 32],
+    lode_chain::store::Head,
+    TokenAmount,
+    Option<u64>,
+    bool,
+    usize,
+);
+
+fn observed(a: &NodeCore, transfer: &SignedMessage) -> Observed {
+    let owner = transfer.message.from;
+    (
+        a.head_hash(),
+        a.chain().head(),
+        a.balance(&owner),
+        a.account(&owner).map(|s| s.nonce),
+        a.mempool().contains(&transfer.id()),
+        a.mempool().len(),
+    )
+}
+
+#[test]
+fn blocks_with_a_bad_aggregate_are_refused_with_their_fault_and_change_nothing() {
+    let (g, miners) = genesis_file(2);
+    let d = tempfile::tempdir().unwrap();
+    let (mut a, good, transfer, now) = node_with_a_block_to_receive(&g, &miners, d.path());
+    let m = miners.iter().find(|m| m.id == good.header.miner).unwrap();
+    let net = g.policy.network.clone();
+    // The signatures the producer aggregated, as the pool remembers them.
+    let signed: Vec<SignedMessage> = good
+        .messages
+        .iter()
+        .map(|msg| a.mempool().signed(msg).unwrap())
+        .collect();
+    let agg =
+        |s: &[&SignedMessage]| Some(Signature::aggregate(s.iter().map(|m| &m.signature)).unwrap());
+    let all: Vec<&SignedMessage> = signed.iter().collect();
+    assert_eq!(
+        agg(&all),
+        good.header.bls_aggregate,
+        "the fixture's aggregate"
+    );
+    let n = good.messages.len();
+    let at = good
+        .messages
+        .iter()
+        .position(|msg| *msg == transfer.message)
+        .unwrap();
+    // The transfer with the next nonce: a valid signature of a message not in the block.
+    let next = Message {
+        nonce: transfer.message.nonce + 1,
+        ..transfer.message.clone()
+    }
+    .sign(&net, &key(10));
+    let stranger = Message {
+        from: Address::Id(ActorId(9_999)),
+        ..transfer.message.clone()
+    }
+    .sign(&net, &key(10));
+
+    let cases: Vec<(&str, FullBlock, BlockFault)> = vec![
+        (
+            "an aggregate over different messages",
+            {
+                let mut other = all.clone();
+                other[at] = &next;
+                remade(&good, &m.worker, &net, good.messages.clone(), agg(&other))
+            },
+            BlockFault::BlsAggregate,
+        ),
+        (
+            "the aggregate of the messages but one",
+            {
+                let mut fewer = all.clone();
+                fewer.remove(at);
+                let a = if fewer.is_empty() {
+                    Some(next.signature)
+                } else {
+                    agg(&fewer)
+                };
+                remade(&good, &m.worker, &net, good.messages.clone(), a)
+            },
+            BlockFault::BlsAggregate,
+        ),
+        (
+            "messages without an aggregate",
+            remade(&good, &m.worker, &net, good.messages.clone(), None),
+            BlockFault::MissingAggregate,
+        ),
+        (
+            "an aggregate without messages",
+            remade(
+                &good,
+                &m.worker,
+                &net,
+                Vec::new(),
+                good.header.bls_aggregate,
+            ),
+            BlockFault::UnexpectedAggregate,
+        ),
+        (
+            "a message twice, with its signature twice in the aggregate",
+            {
+                let mut msgs = good.messages.clone();
+                msgs.push(transfer.message.clone());
+                let mut twice = all.clone();
+                twice.push(&transfer);
+                remade(&good, &m.worker, &net, msgs, agg(&twice))
+            },
+            BlockFault::DuplicateMessage {
+                message: n,
+                first: at,
+            },
+        ),
+        (
+            "a sender that is no actor",
+            {
+                let mut msgs = good.messages.clone();
+                msgs.push(stranger.message.clone());
+                let mut with = all.clone();
+                with.push(&stranger);
+                remade(&good, &m.worker, &net, msgs, agg(&with))
+            },
+            BlockFault::UnknownSender {
+                message: n,
+                sender: ActorId(9_999),
+            },
+        ),
+    ];
+    let before = observed(&a, &transfer);
+    for (what, bad, fault) in cases {
+        assert_ne!(bad.id(), good.id(), "{what}");
+        let want = fault.to_string();
+        let v = a.receive_block(bad.clone(), now).unwrap();
+        assert!(
+            matches!(&v, BlockVerdict::Rejected(why) if why.contains(&want)),
+            "{what}: {v:?}, want {want:?}"
+        );
+        assert_eq!(observed(&a, &transfer), before, "{what}: the state changed");
+        // Remembered as bad: refused again without work, with the same reason.
+        assert_eq!(a.receive_block(bad, now).unwrap(), v, "{what}");
+        assert_eq!(observed(&a, &transfer), before, "{what}");
+    }
+    // None of them counts as a second block by the miner, and the honest block is accepted.
+    assert!(a.consensus_faults().is_empty());
+    assert_eq!(
+        a.receive_block(good.clone(), now).unwrap(),
+        BlockVerdict::Accepted
+    );
+    assert_eq!(a.head_hash(), TipsetKey::new(vec![good.id()]).hash());
+    assert!(
+        !a.mempool().contains(&transfer.id()),
+        "the transfer is included"
+    );
+    assert_eq!(
+        a.account(&transfer.message.from).unwrap().nonce,
+        transfer.message.nonce + 1
+    );
+}
+
+#[test]
+fn an_honest_header_with_other_messages_does_not_get_the_honest_block_refused() {
+    // Anyone can pair a gossiped header with messages it does not commit to. The copy is
+    // refused, but the header's id must not be held against the real block.
+    let (g, miners) = genesis_file(2);
+    let d = tempfile::tempdir().unwrap();
+    let (mut a, good, transfer, now) = node_with_a_block_to_receive(&g, &miners, d.path());
+    let mut altered = good.clone();
+    altered.messages[0].value = TokenAmount::tokens(7);
+    let mut dropped = good.clone();
+    dropped.messages.pop();
+    let mut added = good.clone();
+    added.messages.push(transfer.message.clone());
+    let mut too_many = good.clone();
+    too_many.messages =
+        vec![transfer.message.clone(); CoreConfig::default().max_block_messages + 1];
+    let before = observed(&a, &transfer);
+    for (what, copy) in [
+        ("a message altered", altered),
+        ("a message dropped", dropped),
+        ("a message added", added),
+        ("more messages than a block may have", too_many),
+    ] {
+        assert_eq!(copy.id(), good.id());
+        let v = a.receive_block(copy, now).unwrap();
+        assert!(matches!(v, BlockVerdict::Rejected(_)), "{what}: {v:?}");
+        assert_eq!(observed(&a, &transfer), before, "{what}");
+    }
+    // Synced copies are refused too, and poison nothing either.
+    let copy = FullTipset {
+        blocks: vec![FullBlock {
+            messages: Vec::new(),
+            ..good.clone()
+        }],
+    };
+    assert!(a.import(vec![copy], now).is_err());
+    assert_eq!(
+        a.receive_block(good.clone(), now).unwrap(),
+        BlockVerdict::Accepted
+    );
+    assert_eq!(a.head_hash(), TipsetKey::new(vec![good.id()]).hash());
 }
