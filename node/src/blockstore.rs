@@ -1,17 +1,20 @@
-//! The block store: headers, their messages and tipset records, by hash, in sled.
+//! The block store: headers, their messages and tipset records, by hash, in sled; and the
+//! receipts of every applied tipset, with an index from message id to the tipsets that carried it.
 //!
 //! Blocks are content-addressed and written before they are applied (a write that a crash
 //! interrupts leaves a block nobody points at, which is harmless); which tipset is the head is
 //! not stored here but in the state store's metadata, atomically with the state it belongs to
 //! (see [`crate::core`]). **Invariant:** a tipset record and its blocks are durable (the
 //! database flushed by [`BlockStore::flush`]) before any state commit names that tipset as the
-//! head, so a node killed at any point reopens at a head whose tipset it has.
+//! head, so a node killed at any point reopens at a head whose tipset it has. A tipset's receipts
+//! are written right after its state commit, and so are durable before the next commit: only the
+//! head's can be missing after a crash, and the node re-applies the head then ([`crate::core`]).
 
 use std::path::Path;
 
 use lode_chain::block::BlockHeader;
 use lode_chain::consensus::TipsetKey;
-use lode_chain::message::Message;
+use lode_chain::message::{Message, Receipt};
 use lode_chain::types::Epoch;
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +80,14 @@ pub struct BlockStore {
     headers: sled::Tree,
     messages: sled::Tree,
     tipsets: sled::Tree,
+    /// Tipset hash → its receipts, one per distinct message in order, with the message ids.
+    receipts: sled::Tree,
+    /// Message id ‖ tipset hash → nothing: the tipsets whose receipts name the message.
+    carried_by: sled::Tree,
 }
+
+/// The receipts of a tipset: `(message id, receipt)` per distinct message, in execution order.
+pub type TipsetReceipts = Vec<([u8; 32], Receipt)>;
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str) -> NodeResult<T> {
     postcard::from_bytes(bytes).map_err(|_| NodeError::Corrupt(what))
@@ -91,6 +101,8 @@ impl BlockStore {
             headers: db.open_tree("headers")?,
             messages: db.open_tree("messages")?,
             tipsets: db.open_tree("tipsets")?,
+            receipts: db.open_tree("receipts")?,
+            carried_by: db.open_tree("carried_by")?,
             db,
         })
     }
@@ -135,6 +147,42 @@ impl BlockStore {
         self.tipsets
             .insert(meta.hash(), lode_chain::codec::encode(meta))?;
         Ok(())
+    }
+
+    /// Stores the receipts of applied tipset `tipset` (idempotent: a tipset applied again after a
+    /// reorganisation has the same receipts). The index entries go first, so a receipts record
+    /// always has its index.
+    pub fn put_receipts(&self, tipset: &[u8; 32], receipts: &TipsetReceipts) -> NodeResult<()> {
+        for (id, _) in receipts {
+            let mut key = id.to_vec();
+            key.extend_from_slice(tipset);
+            self.carried_by.insert(key, &[])?;
+        }
+        self.receipts
+            .insert(tipset, lode_chain::codec::encode(receipts))?;
+        Ok(())
+    }
+
+    /// The receipts of tipset `tipset`, if it was applied and they were written.
+    pub fn receipts(&self, tipset: &[u8; 32]) -> NodeResult<Option<TipsetReceipts>> {
+        self.receipts
+            .get(tipset)?
+            .map(|b| decode(&b, "a tipset's receipts"))
+            .transpose()
+    }
+
+    /// The tipsets (by hash) whose receipts name message `id`, on any fork.
+    pub fn tipsets_with_message(&self, id: &[u8; 32]) -> NodeResult<Vec<[u8; 32]>> {
+        let mut out = Vec::new();
+        for r in self.carried_by.scan_prefix(id) {
+            let (key, _) = r?;
+            let hash: [u8; 32] = key
+                .get(32..)
+                .and_then(|t| t.try_into().ok())
+                .ok_or(NodeError::Corrupt("a message index entry"))?;
+            out.push(hash);
+        }
+        Ok(out)
     }
 
     /// Makes every record written so far durable. sled otherwise writes its buffers out in the

@@ -47,7 +47,7 @@ use lode_chain::actors::{miner, power};
 use lode_chain::block::{Block, BlockHeader, Tipset};
 use lode_chain::consensus::{self, Beacon, TicketBeacon, TipsetKey};
 use lode_chain::error::{BlockRejection, ChainError};
-use lode_chain::message::{Message, SignedMessage};
+use lode_chain::message::{Message, Receipt, SignedMessage};
 use lode_chain::store::StateStore;
 use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
 use lode_chain::{AfterNulls, Chain, NullRound};
@@ -55,7 +55,7 @@ use lode_proofs::post::PublicSector;
 use lode_proofs::verifier::ProofVerifier;
 use serde::{Deserialize, Serialize};
 
-use crate::blockstore::{BlockStore, TipsetMeta};
+use crate::blockstore::{BlockStore, TipsetMeta, TipsetReceipts};
 use crate::error::{NodeError, NodeResult};
 use crate::genesis::GenesisFile;
 use crate::mempool::{AccountState, Mempool, MempoolConfig};
@@ -174,6 +174,17 @@ pub struct DeadlineView {
     pub posted: Vec<u64>,
     /// Its partitions.
     pub partitions: Vec<PartitionView>,
+}
+
+/// Where a message was executed on the canonical chain ([`NodeCore::search_message`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageLookup {
+    /// The tipset's epoch.
+    pub epoch: Epoch,
+    /// The tipset's key.
+    pub tipset: TipsetKey,
+    /// What executing the message gave.
+    pub receipt: Receipt,
 }
 
 /// One partition of a deadline.
@@ -384,7 +395,9 @@ impl NodeCore {
             head,
             after: chain.at_head(),
         };
-        Ok(NodeCore {
+        let missing_receipts = !tipsets.get(&head).is_some_and(|m| m.key.is_genesis())
+            && blocks.receipts(&head)?.is_none();
+        let mut core = NodeCore {
             genesis,
             genesis_id,
             genesis_hash,
@@ -400,7 +413,46 @@ impl NodeCore {
             config,
             faults: Vec::new(),
             nulls,
-        })
+        };
+        if missing_receipts {
+            // The process died between the head's state commit and its receipts (or the directory
+            // predates receipts): apply the head again from its parent.
+            let parent = core
+                .tipsets
+                .get(&head)
+                .map(|m| m.parents.hash())
+                .ok_or_else(|| missing(&head))?;
+            tracing::info!(
+                epoch = head_epoch,
+                "the head's receipts are missing: applying it again"
+            );
+            core.rewind_to(parent)?;
+            core.apply_child(head)?;
+        }
+        Ok(core)
+    }
+
+    /// Where message `id` was executed on the canonical chain: the tipset and its receipt.
+    pub fn search_message(&self, id: &[u8; 32]) -> NodeResult<Option<MessageLookup>> {
+        for hash in self.blocks.tipsets_with_message(id)? {
+            let Some(meta) = self.tipsets.get(&hash) else {
+                continue;
+            };
+            if self.canonical.get(&meta.epoch) != Some(&hash) {
+                continue;
+            }
+            let Some(receipts) = self.blocks.receipts(&hash)? else {
+                continue;
+            };
+            if let Some((_, receipt)) = receipts.into_iter().find(|(m, _)| m == id) {
+                return Ok(Some(MessageLookup {
+                    epoch: meta.epoch,
+                    tipset: meta.key.clone(),
+                    receipt,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     /// The genesis file.
@@ -1058,6 +1110,15 @@ impl NodeCore {
         for r in outcome.receipts.iter().filter(|r| !r.error.is_empty()) {
             tracing::debug!(epoch = meta.epoch, exit = ?r.exit_code, error = %r.error, "a message failed");
         }
+        // Receipts, with the ids of the distinct messages they belong to (in execution order).
+        let mut seen = BTreeSet::new();
+        let executed = tipset
+            .blocks
+            .iter()
+            .flat_map(|b| b.messages.iter().map(Message::id))
+            .filter(|id| seen.insert(*id));
+        let receipts: TipsetReceipts = executed.zip(outcome.receipts).collect();
+        self.blocks.put_receipts(&hash, &receipts)?;
         meta.post_root = Some(outcome.root);
         self.blocks.put_tipset(&meta)?;
         self.canonical.insert(meta.epoch, hash);

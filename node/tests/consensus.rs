@@ -965,3 +965,88 @@ fn an_honest_header_with_other_messages_does_not_get_the_honest_block_refused() 
     );
     assert_eq!(a.head_hash(), TipsetKey::new(vec![good.id()]).hash());
 }
+
+#[test]
+fn receipts_are_found_by_message_id_and_rebuilt_when_the_head_lost_them() {
+    use lode_chain::actors::miner::MinerMethod as M;
+    use lode_chain::error::ExitCode;
+    let (g, miners) = genesis_file(2);
+    let d = tempfile::tempdir().unwrap();
+    let network = g.policy.network.clone();
+    let send = |from: u8, to: Address, method: Method, value: TokenAmount| {
+        Message {
+            from: Address::Bls(key(from).public_key()),
+            to,
+            nonce: 0,
+            value,
+            method,
+            gas_limit: 10_000_000,
+            gas_price: g.policy.min_gas_price,
+        }
+        .sign(&network, &key(from))
+    };
+    // A transfer that succeeds, and a withdrawal by an account that does not control the miner.
+    let ok = send(
+        10,
+        Address::Bls(key(12).public_key()),
+        Method::Send,
+        TokenAmount::tokens(1),
+    );
+    let refused = send(
+        11,
+        miners[0].id.into(),
+        Method::Miner(M::WithdrawBalance {
+            amount: TokenAmount::tokens(1),
+        }),
+        TokenAmount::ZERO,
+    );
+    let (head, epoch) = {
+        let mut a = open(d.path(), &g);
+        let ok_id = a.push_message(ok.clone()).unwrap();
+        let refused_id = a.push_message(refused.clone()).unwrap();
+        assert!(a.search_message(&ok_id).unwrap().is_none(), "still pending");
+        let ms: Vec<&Miner> = miners.iter().collect();
+        // Epoch by epoch until both are executed: they are then in the head tipset.
+        for e in 1..=20 {
+            run(&mut a, &ms, e, e);
+            if a.search_message(&ok_id).unwrap().is_some()
+                && a.search_message(&refused_id).unwrap().is_some()
+            {
+                break;
+            }
+        }
+        let found = a
+            .search_message(&ok_id)
+            .unwrap()
+            .expect("the transfer was executed");
+        assert_eq!(found.epoch, a.head_epoch());
+        assert_eq!(found.receipt.exit_code, ExitCode::Ok);
+        assert!(found.receipt.error.is_empty());
+        assert_eq!(a.tipset_at(found.epoch).unwrap().key, found.tipset);
+        let no = a
+            .search_message(&refused_id)
+            .unwrap()
+            .expect("executed too");
+        assert_ne!(no.receipt.exit_code, ExitCode::Ok);
+        assert!(!no.receipt.error.is_empty());
+        assert!(a.search_message(&[9; 32]).unwrap().is_none());
+        (a.head_hash(), a.head_epoch())
+    };
+    // The process died after the head's state commit and before its receipts: opening applies
+    // the head again, receipts and all, and the chain is where it was.
+    {
+        let db = sled::open(d.path().join("blocks")).unwrap();
+        let receipts = db.open_tree("receipts").unwrap();
+        assert!(receipts.remove(head).unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let a = open(d.path(), &g);
+    assert_eq!((a.head_hash(), a.head_epoch()), (head, epoch));
+    let found = a.search_message(&ok.id()).unwrap().unwrap();
+    assert_eq!(
+        (found.epoch, found.receipt.exit_code),
+        (epoch, ExitCode::Ok)
+    );
+    let no = a.search_message(&refused.id()).unwrap().unwrap();
+    assert_ne!(no.receipt.exit_code, ExitCode::Ok);
+}

@@ -755,6 +755,20 @@ async fn a_block_through_the_miner_methods_reaches_head_subscribers() {
             1
         );
         assert_eq!(open.sync_status().await.unwrap().epoch, epoch);
+        // Its receipt, by message id; an unknown id has none.
+        let found = open.state_search_msg(msg.id()).await.unwrap().unwrap();
+        assert_eq!(
+            (found.epoch, found.tipset.clone()),
+            (epoch, vec![block.id()])
+        );
+        assert!(found.receipt.ok(), "{:?}", found.receipt);
+        assert_eq!(found.receipt.exit, "Ok");
+        assert!(open.state_search_msg([3; 32]).await.unwrap().is_none());
+        // No pre-commits; a seal ticket from an epoch on chain, none from the future.
+        assert!(open.state_miner_precommits(miner).await.unwrap().is_empty());
+        let ticket = open.state_seal_ticket(miner, epoch).await.unwrap();
+        assert_eq!(open.state_seal_ticket(miner, epoch).await.unwrap(), ticket);
+        assert!(open.state_seal_ticket(miner, epoch + 50).await.is_err());
 
         // A block for an epoch the head has passed is refused, not a crash.
         let e = admin.miner_base(miner, epoch).await.unwrap_err();

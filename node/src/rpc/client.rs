@@ -33,8 +33,9 @@ use serde_json::Value;
 
 use super::types::{
     ActorInfo, BlockInfo, BlockMessageInfo, GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress,
-    MessageInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo,
-    PeerView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
+    MessageInfo, MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo,
+    NetworkPowerInfo, PeerView, PreCommitView, SectorInfo, SubmitVerdict, SyncStatusInfo,
+    TipsetInfo, VersionInfo,
 };
 use crate::core::{MinerBase, ProvingView};
 use crate::wire::{self, FullBlock};
@@ -488,6 +489,38 @@ impl NodeClient {
     /// [`ClientError`].
     pub async fn state_miner_sectors(&self, miner: ActorId) -> ClientResult<Vec<SectorInfo>> {
         self.call("state_minerSectors", vec![miner.to_string().into()])
+            .await
+    }
+
+    /// `state_minerPreCommits`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_miner_precommits(&self, miner: ActorId) -> ClientResult<Vec<PreCommitView>> {
+        self.call("state_minerPreCommits", vec![miner.to_string().into()])
+            .await
+    }
+
+    /// `state_sealTicket`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_seal_ticket(&self, miner: ActorId, epoch: Epoch) -> ClientResult<[u8; 32]> {
+        let ticket: Hash = self
+            .call(
+                "state_sealTicket",
+                vec![miner.to_string().into(), epoch.into()],
+            )
+            .await?;
+        Ok(ticket.0)
+    }
+
+    /// `state_searchMsg`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_search_msg(&self, id: [u8; 32]) -> ClientResult<Option<MessageLookupInfo>> {
+        self.call("state_searchMsg", vec![hex::encode(id).into()])
             .await
     }
 

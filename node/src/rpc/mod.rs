@@ -36,6 +36,9 @@
 //! | `state_minerInfo` | miner | [`MinerInfoView`]: owner, worker, worker key, sector size, partition size, peer id, multiaddrs, balances, proving period | open |
 //! | `state_minerSectors` | miner | [`SectorInfo`] list: every live sector with status `active`/`unproven`/`faulty`/`recovering` | open |
 //! | `state_minerDeadlines` | miner | [`MinerDeadlinesInfo`]: head epoch, proving period, the current deadline's window, each deadline with partitions: open/close/challenge/fault cutoff epochs, randomness, posted partitions, sectors, faults, recoveries | open |
+//! | `state_minerPreCommits` | miner | [`PreCommitView`] list: each pre-committed sector with its commitments, deposit, ticket, seed epoch and seed (once on chain), and the last epoch its prove-commit is accepted | open |
+//! | `state_sealTicket` | miner, epoch | the seal ticket (hex) the miner draws from that epoch's randomness, for a pre-commit naming it | open |
+//! | `state_searchMsg` | message id | [`MessageLookupInfo`]: the canonical tipset that executed it and its receipt (exit code, gas, fee, return value, error); `null` while pending, unknown, or only on a reverted fork | open |
 //! | `state_networkPower` | — | [`NetworkPowerInfo`]: consensus, committed and above-minimum totals, miner counts, smoothed QA estimate, total locked | open |
 //! | `mpool_push` | signed message: hex of its postcard encoding, or its JSON | message id | open (the signature authorises it) |
 //! | `mpool_pending` | — | [`MessageInfo`] list, by sender and nonce | open |
@@ -143,6 +146,9 @@ pub const OPEN_METHODS: &[&str] = &[
     "state_minerInfo",
     "state_minerSectors",
     "state_minerDeadlines",
+    "state_minerPreCommits",
+    "state_sealTicket",
+    "state_searchMsg",
     "state_networkPower",
     "miner_provingView",
     "mpool_push",
@@ -436,6 +442,22 @@ pub fn module(
     m.register_async_method("state_minerSectors", |params, ctx, _| async move {
         let id = actor_param(&params.one::<String>()?)?;
         on_core(&ctx, move |c| query::miner_sectors(c, id)).await
+    })?;
+    m.register_async_method("state_minerPreCommits", |params, ctx, _| async move {
+        let id = actor_param(&params.one::<String>()?)?;
+        on_core(&ctx, move |c| query::miner_precommits(c, id)).await
+    })?;
+    m.register_async_method("state_sealTicket", |params, ctx, _| async move {
+        let (miner, epoch): (String, Epoch) = params.parse()?;
+        let id = actor_param(&miner)?;
+        on_core(&ctx, move |c| {
+            query::seal_ticket(c, id, epoch).map(hex::encode)
+        })
+        .await
+    })?;
+    m.register_async_method("state_searchMsg", |params, ctx, _| async move {
+        let id = hash_param(&params)?;
+        on_core(&ctx, move |c| query::search_message(c, &id)).await
     })?;
     m.register_async_method("state_minerDeadlines", |params, ctx, _| async move {
         let id = actor_param(&params.one::<String>()?)?;

@@ -8,12 +8,14 @@ use lode_chain::actor::ActorKind;
 use lode_chain::actors::miner::{self, Deadline, DeadlineInfo, Partition, SectorOnChain};
 use lode_chain::actors::power;
 use lode_chain::error::ExitCode;
+use lode_chain::runtime::RandomnessTag;
 use lode_chain::types::{ActorId, Address, Epoch};
 
 use super::types::{
     ActorInfo, BlockInfo, BlockMessageInfo, DeadlineInfoView, DeadlineTiming, GenesisInfo,
-    HeadInfo, HeaderInfo, MessageInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo,
-    NetworkPowerInfo, PartitionInfo, SectorInfo, SectorRefInfo, TipsetInfo,
+    HeadInfo, HeaderInfo, MessageInfo, MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView,
+    MinerPowerInfo, NetworkPowerInfo, PartitionInfo, PreCommitView, SectorInfo, SectorRefInfo,
+    TipsetInfo,
 };
 use crate::blockstore::TipsetMeta;
 use crate::core::NodeCore;
@@ -342,4 +344,74 @@ pub fn pending(c: &NodeCore) -> Vec<MessageInfo> {
 /// account.
 pub fn next_nonce(c: &NodeCore, addr: &Address) -> Option<u64> {
     c.next_nonce(addr)
+}
+
+/// Where message `id` was executed on the canonical chain, or `None` (pending, unknown, or on a
+/// fork that was reverted).
+///
+/// # Errors
+/// A block store failure.
+pub fn search_message(c: &NodeCore, id: &[u8; 32]) -> NodeResult<Option<MessageLookupInfo>> {
+    Ok(c.search_message(id)?.map(|l| MessageLookupInfo {
+        epoch: l.epoch,
+        tipset: l.tipset.0,
+        receipt: l.receipt.into(),
+    }))
+}
+
+/// A miner's pre-committed sectors with their ticket and (once drawn) seed.
+///
+/// # Errors
+/// [`NodeError::Actor`] (`NotFound`) when `id` is not a miner; a state store failure.
+pub fn miner_precommits(c: &NodeCore, id: ActorId) -> NodeResult<Vec<PreCommitView>> {
+    let head = c.head_epoch();
+    let policy = c.chain().policy().clone();
+    c.chain().view(|rt| {
+        miner::info(rt, id).map_err(NodeError::Actor)?;
+        let mut out = Vec::new();
+        for (_, pc) in rt
+            .state
+            .scan::<miner::PreCommit>(&lode_chain::keys::precommit_prefix(id))?
+        {
+            let entropy = id.0.to_le_bytes();
+            let ticket = rt
+                .randomness(RandomnessTag::SealTicket, pc.info.seal_rand_epoch, &entropy)
+                .map_err(NodeError::Actor)?;
+            let seed_epoch = pc.epoch.saturating_add(policy.pre_commit_challenge_delay);
+            let seed = if seed_epoch <= head {
+                rt.randomness(RandomnessTag::InteractiveSeed, seed_epoch, &entropy)
+                    .ok()
+            } else {
+                None
+            };
+            out.push(PreCommitView {
+                sector_number: pc.info.sector_number,
+                comm_r: pc.info.comm_r,
+                comm_d: pc.info.comm_d,
+                deal_ids: pc.info.deal_ids.clone(),
+                expiration: pc.info.expiration,
+                seal_rand_epoch: pc.info.seal_rand_epoch,
+                ticket,
+                epoch: pc.epoch,
+                deposit: pc.deposit,
+                seed_epoch,
+                seed,
+                prove_by: pc.epoch.saturating_add(policy.max_prove_commit_duration),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// The seal ticket miner `id` draws from `epoch` (the randomness a pre-commit naming
+/// `seal_rand_epoch = epoch` is checked against).
+///
+/// # Errors
+/// [`NodeError::Actor`] when the epoch's randomness is not on chain (in the future, or older than
+/// the state keeps); a state store failure.
+pub fn seal_ticket(c: &NodeCore, id: ActorId, epoch: Epoch) -> NodeResult<[u8; 32]> {
+    c.chain().view(|rt| {
+        rt.randomness(RandomnessTag::SealTicket, epoch, &id.0.to_le_bytes())
+            .map_err(NodeError::Actor)
+    })
 }

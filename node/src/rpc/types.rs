@@ -546,6 +546,90 @@ pub struct SectorInfo {
     pub partition: u64,
 }
 
+/// Where a message was executed on the canonical chain (`state_searchMsg`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageLookupInfo {
+    /// The epoch of the tipset that executed it.
+    pub epoch: Epoch,
+    /// That tipset's block ids.
+    #[serde(with = "serde_hex::hashes")]
+    pub tipset: Vec<[u8; 32]>,
+    /// What executing it gave.
+    pub receipt: ReceiptInfo,
+}
+
+/// A message's receipt.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptInfo {
+    /// The exit code's number (0 is success).
+    pub exit_code: u32,
+    /// The exit code's name (`Ok`, `InsufficientFunds`, …).
+    pub exit: String,
+    /// Gas charged.
+    pub gas_used: u64,
+    /// The fee paid (burnt).
+    pub fee: TokenAmount,
+    /// The method's return value (postcard), hex; empty on failure.
+    #[serde(with = "serde_hex::bytes")]
+    pub return_data: Vec<u8>,
+    /// Why it failed; empty on success.
+    pub error: String,
+}
+
+impl ReceiptInfo {
+    /// Whether the message succeeded.
+    pub fn ok(&self) -> bool {
+        self.exit_code == 0
+    }
+}
+
+impl From<lode_chain::message::Receipt> for ReceiptInfo {
+    fn from(r: lode_chain::message::Receipt) -> Self {
+        ReceiptInfo {
+            exit_code: r.exit_code as u32,
+            exit: format!("{:?}", r.exit_code),
+            gas_used: r.gas_used,
+            fee: r.fee,
+            return_data: r.return_data,
+            error: r.error,
+        }
+    }
+}
+
+/// A pre-committed sector waiting for its proof (`state_minerPreCommits`), with the randomness a
+/// sealer needs: the ticket, and the seed once its epoch is on chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreCommitView {
+    /// Sector number.
+    pub sector_number: SectorNumber,
+    /// Its `comm_r`.
+    #[serde(with = "serde_hex::hash")]
+    pub comm_r: [u8; 32],
+    /// Its `comm_d`.
+    #[serde(with = "serde_hex::hash")]
+    pub comm_d: [u8; 32],
+    /// Deals it stores.
+    pub deal_ids: Vec<DealId>,
+    /// Requested expiration.
+    pub expiration: Epoch,
+    /// The epoch whose randomness is the ticket.
+    pub seal_rand_epoch: Epoch,
+    /// The ticket (from `seal_rand_epoch`).
+    #[serde(with = "serde_hex::hash")]
+    pub ticket: [u8; 32],
+    /// The epoch the pre-commit landed.
+    pub epoch: Epoch,
+    /// Its deposit.
+    pub deposit: TokenAmount,
+    /// The epoch whose randomness is the interactive seed; the prove-commit is accepted after it.
+    pub seed_epoch: Epoch,
+    /// The seed, once `seed_epoch` is on chain.
+    #[serde(with = "serde_hex::opt_hash")]
+    pub seed: Option<[u8; 32]>,
+    /// The last epoch a prove-commit is accepted.
+    pub prove_by: Epoch,
+}
+
 /// A sector as a PoSt names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SectorRefInfo {
