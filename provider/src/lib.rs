@@ -11,7 +11,9 @@
 //! - [`prover`]: the sector store and the Groth16 proving of Winning and Window PoSt;
 //! - [`rpc`]: the provider's own JSON-RPC API (info, sectors, deadlines, elections, fault and
 //!   recovery declarations) and its typed client; [`status`]: what the loops publish for it;
-//! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`).
+//! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`);
+//! - [`pipeline`]: the sector pipeline's persisted state machine (states, retries, the sled
+//!   records the sealing daemon drives).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -30,6 +32,7 @@ pub mod daemon;
 pub mod error;
 pub mod metrics;
 pub mod miner;
+pub mod pipeline;
 pub mod poster;
 pub mod preseal;
 pub mod prover;

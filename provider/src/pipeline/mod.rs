@@ -1,0 +1,13 @@
+//! The sector pipeline: each sector's way from creation to `Proving`, as a persisted state
+//! machine.
+//!
+//! - [`state`]: the states, the events that move a sector between them, bounded retries with
+//!   back-off, and the one pure function that applies an event ([`state::transition`]);
+//! - [`store`]: the records in the provider's sled database, changed by compare-and-swap on a
+//!   version that fences stale workers, durable before a change is reported.
+
+pub mod state;
+pub mod store;
+
+pub use state::{Event, RetryPolicy, SectorProgress, SectorState};
+pub use store::{PipelineError, PipelineResult, PipelineStore, SectorKind, SectorRecord};

@@ -1,0 +1,309 @@
+//! The pipeline's records in the provider's embedded database (sled): one record per sector,
+//! changed only by compare-and-swap on its version, and flushed before a change is reported done.
+//!
+//! **Invariants:** a sector number is allocated once (the counter and the new record are written
+//! in one transaction, so a crash never hands the same number out twice); a change names the
+//! version it was computed from and is refused when the record moved on since (a stale worker's
+//! result never overwrites a newer state: the version is the fencing token); a change the caller
+//! has been told about is durable.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::state::{Event, RetryPolicy, SectorProgress, SectorState, TransitionError, transition};
+
+/// What a sector holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SectorKind {
+    /// Committed capacity: zeros, no deals.
+    CommittedCapacity,
+    /// Deal data.
+    Deals,
+}
+
+/// A sector in the pipeline.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorRecord {
+    /// Sector number.
+    pub number: u64,
+    /// What it holds.
+    pub kind: SectorKind,
+    /// Unix time it was created.
+    pub created_at: u64,
+    /// Bumped by every change: the fencing token of whoever works on the sector.
+    pub version: u64,
+    /// Its state and history.
+    pub progress: SectorProgress,
+}
+
+impl SectorRecord {
+    /// The state.
+    pub fn state(&self) -> SectorState {
+        self.progress.state
+    }
+}
+
+/// Errors of the pipeline's store.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The database failed.
+    #[error("pipeline database: {0}")]
+    Db(#[from] sled::Error),
+    /// A record does not decode.
+    #[error("pipeline database: the record of sector {0} is corrupt")]
+    Corrupt(u64),
+    /// No such sector.
+    #[error("sector {0} is not in the pipeline")]
+    Unknown(u64),
+    /// The record changed since the caller read it (another worker, or an operator, moved it).
+    #[error(
+        "sector {number} changed since version {expected} (it is at version {found}): read it again"
+    )]
+    Conflict {
+        /// The sector.
+        number: u64,
+        /// The version the change was computed from.
+        expected: u64,
+        /// The version found.
+        found: u64,
+    },
+    /// The event does not apply to the sector's state.
+    #[error("sector {number}: {source}")]
+    Transition {
+        /// The sector.
+        number: u64,
+        /// Why.
+        #[source]
+        source: TransitionError,
+    },
+}
+
+/// The pipeline store's result type.
+pub type PipelineResult<T> = Result<T, PipelineError>;
+
+const NEXT_NUMBER: &[u8] = b"next_sector_number";
+
+/// The pipeline's records.
+#[derive(Debug, Clone)]
+pub struct PipelineStore {
+    db: sled::Db,
+    sectors: sled::Tree,
+    meta: sled::Tree,
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    lode_chain::codec::encode(v)
+}
+
+fn decode_record(number: u64, bytes: &[u8]) -> PipelineResult<SectorRecord> {
+    postcard::from_bytes(bytes).map_err(|_| PipelineError::Corrupt(number))
+}
+
+fn number_from(bytes: &[u8]) -> u64 {
+    bytes.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX)
+}
+
+impl PipelineStore {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> PipelineResult<Self> {
+        let db = sled::open(dir)?;
+        Ok(PipelineStore {
+            sectors: db.open_tree("sectors")?,
+            meta: db.open_tree("meta")?,
+            db,
+        })
+    }
+
+    /// Creates a sector with the next free number, at least `min_number` (the chain's numbers
+    /// already used, such as pre-sealed sectors', stay below it), at unix time `now`.
+    pub fn create(
+        &self,
+        kind: SectorKind,
+        min_number: u64,
+        now: u64,
+    ) -> PipelineResult<SectorRecord> {
+        let result = (&self.sectors, &self.meta).transaction(|(sectors, meta)| {
+            let next = meta
+                .get(NEXT_NUMBER)?
+                .map(|b| number_from(b.as_ref()))
+                .unwrap_or(0)
+                .max(min_number);
+            let record = SectorRecord {
+                number: next,
+                kind,
+                created_at: now,
+                version: 1,
+                progress: SectorProgress::new(now),
+            };
+            if sectors.get(next.to_be_bytes())?.is_some() {
+                return Err(ConflictableTransactionError::Abort(
+                    PipelineError::Conflict {
+                        number: next,
+                        expected: 0,
+                        found: 1,
+                    },
+                ));
+            }
+            sectors.insert(&next.to_be_bytes(), encode(&record))?;
+            meta.insert(NEXT_NUMBER, &next.saturating_add(1).to_be_bytes())?;
+            Ok(record)
+        });
+        let record = result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => PipelineError::Db(e),
+        })?;
+        self.db.flush()?;
+        Ok(record)
+    }
+
+    /// A sector's record.
+    pub fn get(&self, number: u64) -> PipelineResult<Option<SectorRecord>> {
+        self.sectors
+            .get(number.to_be_bytes())?
+            .map(|b| decode_record(number, &b))
+            .transpose()
+    }
+
+    /// Every sector, by number.
+    pub fn list(&self) -> PipelineResult<Vec<SectorRecord>> {
+        self.sectors
+            .iter()
+            .map(|r| {
+                let (k, v) = r?;
+                decode_record(number_from(&k), &v)
+            })
+            .collect()
+    }
+
+    /// Applies `event` to sector `number`, whose record the caller read at `version`: refused
+    /// (nothing changes) when the record moved on since, or when the event does not apply.
+    /// Returns the new record once it is durable.
+    pub fn apply(
+        &self,
+        number: u64,
+        version: u64,
+        event: &Event,
+        now: u64,
+        policy: &RetryPolicy,
+    ) -> PipelineResult<SectorRecord> {
+        let key = number.to_be_bytes();
+        let old_bytes = self
+            .sectors
+            .get(key)?
+            .ok_or(PipelineError::Unknown(number))?;
+        let old = decode_record(number, &old_bytes)?;
+        if old.version != version {
+            return Err(PipelineError::Conflict {
+                number,
+                expected: version,
+                found: old.version,
+            });
+        }
+        let progress = transition(&old.progress, event, now, policy)
+            .map_err(|source| PipelineError::Transition { number, source })?;
+        let new = SectorRecord {
+            version: old.version.saturating_add(1),
+            progress,
+            ..old
+        };
+        match self
+            .sectors
+            .compare_and_swap(key, Some(old_bytes), Some(encode(&new)))?
+        {
+            Ok(()) => {}
+            Err(cas) => {
+                let found = cas
+                    .current
+                    .map(|b| decode_record(number, &b).map(|r| r.version))
+                    .transpose()?
+                    .unwrap_or(0);
+                return Err(PipelineError::Conflict {
+                    number,
+                    expected: version,
+                    found,
+                });
+            }
+        }
+        self.db.flush()?;
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_allocated_once_and_survive_reopening() {
+        let d = tempfile::tempdir().unwrap();
+        let s = PipelineStore::open(d.path()).unwrap();
+        let a = s.create(SectorKind::CommittedCapacity, 2, 10).unwrap();
+        let b = s.create(SectorKind::CommittedCapacity, 2, 11).unwrap();
+        assert_eq!((a.number, b.number), (2, 3));
+        // A higher floor skips ahead; a lower one does not go back.
+        assert_eq!(s.create(SectorKind::Deals, 10, 12).unwrap().number, 10);
+        assert_eq!(s.create(SectorKind::Deals, 0, 13).unwrap().number, 11);
+        drop(s);
+        let s = PipelineStore::open(d.path()).unwrap();
+        assert_eq!(
+            s.create(SectorKind::CommittedCapacity, 0, 14)
+                .unwrap()
+                .number,
+            12
+        );
+        let all: Vec<u64> = s.list().unwrap().iter().map(|r| r.number).collect();
+        assert_eq!(all, vec![2, 3, 10, 11, 12]);
+        assert_eq!(s.get(3).unwrap().unwrap(), b);
+        assert!(s.get(4).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_change_from_a_stale_version_is_refused_and_changes_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let s = PipelineStore::open(d.path()).unwrap();
+        let policy = RetryPolicy::default();
+        let r = s.create(SectorKind::CommittedCapacity, 0, 0).unwrap();
+        let r2 = s
+            .apply(r.number, r.version, &Event::Done, 5, &policy)
+            .unwrap();
+        assert_eq!((r2.state(), r2.version), (SectorState::Packing, 2));
+        // A worker that read version 1 reports late: refused.
+        let err = s
+            .apply(r.number, r.version, &Event::Done, 6, &policy)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PipelineError::Conflict {
+                    expected: 1,
+                    found: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // An event that does not apply: refused, nothing changes.
+        let err = s.apply(r.number, 2, &Event::Retry, 7, &policy).unwrap_err();
+        assert!(matches!(err, PipelineError::Transition { .. }), "{err}");
+        assert!(matches!(
+            s.apply(99, 1, &Event::Done, 7, &policy).unwrap_err(),
+            PipelineError::Unknown(99)
+        ));
+        assert_eq!(s.get(r.number).unwrap().unwrap(), r2);
+    }
+
+    #[test]
+    fn a_corrupt_record_is_an_error_not_a_panic() {
+        let d = tempfile::tempdir().unwrap();
+        let s = PipelineStore::open(d.path()).unwrap();
+        s.sectors
+            .insert(7u64.to_be_bytes(), &[0xff, 0x01][..])
+            .unwrap();
+        assert!(matches!(s.get(7).unwrap_err(), PipelineError::Corrupt(7)));
+        assert!(s.list().is_err());
+    }
+}
