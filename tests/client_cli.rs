@@ -14,20 +14,18 @@ use std::time::{Duration, Instant};
 
 use lode_chain::Genesis;
 use lode_chain::Policy;
-use lode_chain::block::{BlockHeader, BlockMessages, win_count};
 use lode_chain::crypto::SecretKey;
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
-use lode_chain::runtime::{RandomnessTag, draw_randomness};
 use lode_chain::types::{ATTO_PER_TOKEN, ActorId, Address, TokenAmount};
-use lode_node::core::{CoreConfig, MinerBase};
+use lode_node::core::CoreConfig;
 use lode_node::genesis::{GenesisFile, unix_now};
 use lode_node::rpc::client::{ApiInfo, NodeClient};
 use lode_node::rpc::{self, RpcServerHandle, SubmitVerdict};
 use lode_node::service::{NodeConfig, NodeService};
 use lode_node::wire::FullBlock;
 use lode_proofs::sector::SectorSize;
-use lode_proofs::verifier::WinningPostStatement;
-use lode_testkit::harness::{FakeVerifier, fake_winning_proof};
+use lode_testkit::harness::FakeVerifier;
+use lode_testkit::mining::make_block;
 use serde_json::Value;
 
 /// How long one `lode` command may run before the test fails.
@@ -145,7 +143,9 @@ impl Node {
             for epoch in head + 1..=head + 20 {
                 let mb = admin.miner_base(miner, epoch).await.unwrap();
                 assert!(mb.ineligible.is_none(), "{:?}", mb.ineligible);
-                if let Some(block) = make_block(g, miner, mb) {
+                // The worker is key 20.
+                let block = make_block(&g.policy, miner, &key(20), &mb).unwrap();
+                if let Some(block) = block {
                     let verdict = admin.miner_submit_block(&block).await.unwrap();
                     assert_eq!(verdict, SubmitVerdict::Accepted);
                     return block;
@@ -160,63 +160,6 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.rpc.stop();
     }
-}
-
-/// The block the worker (key 20) makes for `miner` at the base the node gives, if it wins.
-fn make_block(g: &GenesisFile, miner: ActorId, mb: MinerBase) -> Option<FullBlock> {
-    let worker = key(20);
-    let b = &mb.base;
-    let epoch = b.epoch;
-    let entropy = miner.0.to_le_bytes();
-    let election_proof = worker.sign(&draw_randomness(
-        RandomnessTag::Election,
-        &b.beacon,
-        epoch,
-        &entropy,
-    ));
-    let wins = win_count(
-        &election_proof,
-        mb.miner_qa,
-        b.network_qa,
-        g.policy.expected_leaders_per_epoch,
-        g.policy.max_win_count,
-    );
-    if wins == 0 {
-        return None;
-    }
-    let statement = WinningPostStatement {
-        size: SectorSize::S2KiB,
-        miner_id: miner.0,
-        randomness: draw_randomness(RandomnessTag::WinningPost, &b.beacon, epoch, &entropy),
-        sectors: mb.sectors.iter().map(|s| s.public()).collect(),
-    };
-    let body = BlockMessages::from_signed(&mb.messages).unwrap();
-    let mut header = BlockHeader {
-        epoch,
-        miner,
-        parents: b.parents.0.clone(),
-        parent_weight: b.parent_weight,
-        ticket: worker.sign(&draw_randomness(
-            RandomnessTag::Ticket,
-            &b.beacon,
-            epoch,
-            &entropy,
-        )),
-        timestamp: b.timestamp,
-        parent_state_root: b.parent_state_root,
-        beacon: b.beacon,
-        messages_root: body.root(),
-        bls_aggregate: body.bls_aggregate,
-        election_proof,
-        win_count: wins,
-        winning_post: fake_winning_proof(&statement),
-        signature: worker.sign(b""),
-    };
-    header.signature = worker.sign(&header.signing_bytes(&g.policy.network));
-    Some(FullBlock {
-        header,
-        messages: body.messages,
-    })
 }
 
 /// `lode` with `args`, none of the environment's node or wallet settings, and `stdin`.

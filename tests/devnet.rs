@@ -137,42 +137,6 @@ fn metric(body: &str, name: &str) -> Option<f64> {
         .find_map(|v| v.trim().parse().ok())
 }
 
-/// Checks an exposition with `promtool check metrics` where promtool is installed (CI installs it
-/// and sets LODE_REQUIRE_PROMTOOL, making a missing one a failure).
-fn promtool_check(body: &str) {
-    use std::io::Write;
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        assert!(
-            std::env::var_os("LODE_REQUIRE_PROMTOOL").is_none(),
-            "promtool is required (LODE_REQUIRE_PROMTOOL is set) but could not be run"
-        );
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Lint findings exit non-zero too; only a parse error fails the test.
-    assert!(
-        out.status.success() || !report.contains("error while linting"),
-        "promtool could not parse the exposition:\n{report}"
-    );
-}
-
 /// A peer speaking the devnet's own protocols that floods node 0's mempool past its per-sender
 /// bound with valid messages, then gossips malformed blocks and messages: the mempool stays within
 /// its bound, the peer is scored down and disconnected, and the chain keeps growing.
@@ -419,12 +383,12 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
             let body = metrics(m["metrics"].as_str().unwrap());
             assert_eq!(metric(&body, "lode_provider_sectors"), Some(2.0), "{body}");
             assert!(metric(&body, "lode_provider_winning_post_seconds_count") > Some(0.0));
-            promtool_check(&body);
+            lode_testkit::metrics::promtool_check(&body);
         }
         for n in j["nodes"].as_array().unwrap() {
             let body = metrics(n["metrics"].as_str().unwrap());
             assert!(metric(&body, "lode_chain_height") >= Some(4.0), "{body}");
-            promtool_check(&body);
+            lode_testkit::metrics::promtool_check(&body);
         }
         // The providers' own API: the first miner's deadlines through `lode provider proving`.
         let out = lode(&["provider", "proving", "--devnet", &d, "--json"]);

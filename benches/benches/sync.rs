@@ -4,8 +4,8 @@
 //! The chain is made once, before the timings, by a `NodeCore` with two genesis miners (2 KiB
 //! sectors): every epoch each miner submits its Window PoSt when a window is open, the mempool
 //! gets [`TRANSFERS`] signed transfers, and every miner that wins makes a block from its mining
-//! base (the messages unsigned, their aggregate in the header) that the node accepts — as the
-//! consensus tests in `node/tests/consensus.rs` do. A timed run opens a fresh node in a new
+//! base (the messages unsigned, their aggregate in the header) that the node accepts — with
+//! `lode_testkit::mining`, as the consensus tests in `node/tests/consensus.rs` do. A timed run opens a fresh node in a new
 //! directory and syncs the way the service does: it asks the peer for the ancestors of its head
 //! (`MAX_SYNC_TIPSETS` per request, `NodeCore::serve`), stores them (`NodeCore::import`), and
 //! switches to the head (`NodeCore::consider`), which validates and applies every tipset and
@@ -26,20 +26,17 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use lode_chain::actors::miner::{MinerMethod, PostPartition, WindowPostParams};
-use lode_chain::block::{BlockHeader, BlockMessages, win_count};
 use lode_chain::crypto::SecretKey;
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
 use lode_chain::message::{Message, Method};
-use lode_chain::runtime::{RandomnessTag, draw_randomness};
 use lode_chain::types::{ActorId, Address, TokenAmount};
 use lode_chain::{Genesis, Policy};
 use lode_node::core::{BlockVerdict, CoreConfig, NodeCore};
 use lode_node::genesis::GenesisFile;
 use lode_node::wire::{FullBlock, MAX_SYNC_TIPSETS, SyncRequest, SyncResponse};
 use lode_proofs::sector::SectorSize;
-use lode_proofs::verifier::{WindowPostStatement, WinningPostStatement};
-use lode_testkit::harness::{FakeVerifier, fake_window_proof, fake_winning_proof, node};
+use lode_testkit::harness::{FakeVerifier, node};
+use lode_testkit::mining::{make_block, push_window_posts};
 
 /// Epochs in the synced chain.
 const EPOCHS: u64 = 1_000;
@@ -143,112 +140,15 @@ fn open(dir: &std::path::Path, g: &GenesisFile) -> NodeCore {
 /// The block `m` makes at `epoch` on `core`'s head, if it wins.
 fn try_block(core: &mut NodeCore, m: &Miner, epoch: u64) -> Option<FullBlock> {
     let mb = or_die(core.miner_base(m.id, epoch), "a mining base");
-    let policy = core.genesis().policy.clone();
-    let b = &mb.base;
-    let entropy = m.id.0.to_le_bytes();
-    let draw = |tag| draw_randomness(tag, &b.beacon, epoch, &entropy);
-    let election_proof = m.worker.sign(&draw(RandomnessTag::Election));
-    let wins = win_count(
-        &election_proof,
-        mb.miner_qa,
-        b.network_qa,
-        policy.expected_leaders_per_epoch,
-        policy.max_win_count,
-    );
-    if wins == 0 || mb.ineligible.is_some() {
-        return None;
-    }
-    let statement = WinningPostStatement {
-        size: SectorSize::S2KiB,
-        miner_id: m.id.0,
-        randomness: draw(RandomnessTag::WinningPost),
-        sectors: mb.sectors.iter().map(|s| s.public()).collect(),
-    };
-    let body = or_die(BlockMessages::from_signed(&mb.messages), "an aggregate");
-    let mut header = BlockHeader {
-        epoch,
-        miner: m.id,
-        parents: b.parents.0.clone(),
-        parent_weight: b.parent_weight,
-        ticket: m.worker.sign(&draw(RandomnessTag::Ticket)),
-        timestamp: b.timestamp,
-        parent_state_root: b.parent_state_root,
-        beacon: b.beacon,
-        messages_root: body.root(),
-        bls_aggregate: body.bls_aggregate,
-        election_proof,
-        win_count: wins,
-        winning_post: fake_winning_proof(&statement),
-        signature: m.worker.sign(b""),
-    };
-    header.signature = m.worker.sign(&header.signing_bytes(&policy.network));
-    Some(FullBlock {
-        header,
-        messages: body.messages,
-    })
+    or_die(
+        make_block(&core.genesis().policy, m.id, &m.worker, &mb),
+        "an aggregate",
+    )
 }
 
 /// Pushes `m`'s Window PoSt (fake proofs) for every deadline open at the next epoch.
 fn post(core: &mut NodeCore, m: &Miner) {
-    let view = or_die(core.proving_view(m.id), "a proving view");
-    let next = view.head_epoch + 1;
-    for dl in &view.deadlines {
-        let Some(randomness) = dl.randomness else {
-            continue;
-        };
-        if !(dl.open <= next && next < dl.close) {
-            continue;
-        }
-        let mut params = WindowPostParams {
-            deadline: dl.index,
-            partitions: Vec::new(),
-            proofs: Vec::new(),
-        };
-        for p in dl
-            .partitions
-            .iter()
-            .filter(|p| !dl.posted.contains(&p.index))
-        {
-            let sectors: Vec<_> = p
-                .sectors
-                .iter()
-                .filter(|s| {
-                    !p.faults.contains(&s.sector_number) || p.recoveries.contains(&s.sector_number)
-                })
-                .map(|s| s.public())
-                .collect();
-            if sectors.is_empty() {
-                continue;
-            }
-            params.partitions.push(PostPartition {
-                index: p.index,
-                skipped: Default::default(),
-            });
-            params.proofs.push(fake_window_proof(&WindowPostStatement {
-                size: SectorSize::S2KiB,
-                randomness,
-                sectors,
-            }));
-        }
-        if params.partitions.is_empty() {
-            continue;
-        }
-        let from = Address::Id(view.worker);
-        let Some(nonce) = core.next_nonce(&from) else {
-            continue;
-        };
-        let msg = Message {
-            from,
-            to: m.id.into(),
-            nonce,
-            value: TokenAmount::ZERO,
-            method: Method::Miner(MinerMethod::SubmitWindowPost(params)),
-            gas_limit: 10_000_000,
-            gas_price: core.genesis().policy.min_gas_price,
-        };
-        // Already pending (a window spans several epochs): the pool says so.
-        let _ = core.push_message(msg.sign(&core.genesis().policy.network, &m.worker));
-    }
+    or_die(push_window_posts(core, m.id, &m.worker), "a proving view");
 }
 
 /// [`TRANSFERS`] transfers for epoch `e`, from the senders in turn.

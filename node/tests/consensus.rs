@@ -10,22 +10,21 @@
     clippy::indexing_slicing,
     clippy::arithmetic_side_effects
 )]
-use lode_chain::block::{BlockHeader, BlockMessages, messages_root, win_count};
+use lode_chain::block::messages_root;
 use lode_chain::consensus::TipsetKey;
 use lode_chain::consensus::{Beacon, TicketBeacon};
 use lode_chain::crypto::{SecretKey, Signature};
 use lode_chain::error::BlockFault;
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
 use lode_chain::message::{Message, Method, SignedMessage};
-use lode_chain::runtime::{RandomnessTag, draw_randomness};
 use lode_chain::types::{ActorId, Address, TokenAmount};
 use lode_chain::{Genesis, Policy};
 use lode_node::core::{BlockVerdict, CoreConfig, NodeCore};
 use lode_node::genesis::GenesisFile;
 use lode_node::wire::{FullBlock, FullTipset, MAX_SYNC_TIPSETS, SyncRequest, SyncResponse};
 use lode_proofs::sector::SectorSize;
-use lode_proofs::verifier::WinningPostStatement;
-use lode_testkit::harness::{FakeVerifier, fake_winning_proof};
+use lode_testkit::harness::FakeVerifier;
+use lode_testkit::mining::{make_block, push_window_posts};
 
 const T0: u64 = 1_700_000_000;
 
@@ -115,123 +114,13 @@ fn try_block(core: &mut NodeCore, m: &Miner, epoch: u64) -> Option<FullBlock> {
         "epoch {epoch}: {:?}",
         mb.ineligible
     );
-    let policy = core.genesis().policy.clone();
-    let b = &mb.base;
-    let entropy = m.id.0.to_le_bytes();
-    let election_proof = m.worker.sign(&draw_randomness(
-        RandomnessTag::Election,
-        &b.beacon,
-        epoch,
-        &entropy,
-    ));
-    let wins = win_count(
-        &election_proof,
-        mb.miner_qa,
-        b.network_qa,
-        policy.expected_leaders_per_epoch,
-        policy.max_win_count,
-    );
-    if wins == 0 {
-        return None;
-    }
-    let statement = WinningPostStatement {
-        size: SectorSize::S2KiB,
-        miner_id: m.id.0,
-        randomness: draw_randomness(RandomnessTag::WinningPost, &b.beacon, epoch, &entropy),
-        sectors: mb.sectors.iter().map(|s| s.public()).collect(),
-    };
-    let body = BlockMessages::from_signed(&mb.messages).unwrap();
-    let mut header = BlockHeader {
-        epoch,
-        miner: m.id,
-        parents: b.parents.0.clone(),
-        parent_weight: b.parent_weight,
-        ticket: m.worker.sign(&draw_randomness(
-            RandomnessTag::Ticket,
-            &b.beacon,
-            epoch,
-            &entropy,
-        )),
-        timestamp: b.timestamp,
-        parent_state_root: b.parent_state_root,
-        beacon: b.beacon,
-        messages_root: body.root(),
-        bls_aggregate: body.bls_aggregate,
-        election_proof,
-        win_count: wins,
-        winning_post: fake_winning_proof(&statement),
-        signature: m.worker.sign(b""),
-    };
-    header.signature = m.worker.sign(&header.signing_bytes(&policy.network));
-    Some(FullBlock {
-        header,
-        messages: body.messages,
-    })
+    make_block(&core.genesis().policy, m.id, &m.worker, &mb).unwrap()
 }
 
 /// Pushes `m`'s Window PoSt (fake proofs) for every deadline whose window is open at the next
 /// epoch and not yet posted, as its prover would.
 fn post(core: &mut NodeCore, m: &Miner) {
-    use lode_chain::actors::miner::{MinerMethod, PostPartition, WindowPostParams};
-    use lode_proofs::verifier::WindowPostStatement;
-    let view = core.proving_view(m.id).unwrap();
-    let next = view.head_epoch + 1;
-    for dl in &view.deadlines {
-        let Some(randomness) = dl.randomness else {
-            continue;
-        };
-        if !(dl.open <= next && next < dl.close) {
-            continue;
-        }
-        let mut params = WindowPostParams {
-            deadline: dl.index,
-            partitions: Vec::new(),
-            proofs: Vec::new(),
-        };
-        for p in &dl.partitions {
-            if dl.posted.contains(&p.index) {
-                continue;
-            }
-            let sectors: Vec<_> = p
-                .sectors
-                .iter()
-                .filter(|s| {
-                    !p.faults.contains(&s.sector_number) || p.recoveries.contains(&s.sector_number)
-                })
-                .map(|s| s.public())
-                .collect();
-            if sectors.is_empty() {
-                continue;
-            }
-            let st = WindowPostStatement {
-                size: SectorSize::S2KiB,
-                randomness,
-                sectors,
-            };
-            params.partitions.push(PostPartition {
-                index: p.index,
-                skipped: Default::default(),
-            });
-            params
-                .proofs
-                .push(lode_testkit::harness::fake_window_proof(&st));
-        }
-        if params.partitions.is_empty() {
-            continue;
-        }
-        let from = lode_chain::types::Address::Id(view.worker);
-        let msg = Message {
-            from,
-            to: m.id.into(),
-            nonce: core.next_nonce(&from).unwrap(),
-            value: TokenAmount::ZERO,
-            method: Method::Miner(MinerMethod::SubmitWindowPost(params)),
-            gas_limit: 10_000_000,
-            gas_price: core.genesis().policy.min_gas_price,
-        };
-        // Already pending (the window spans several epochs): the pool says so.
-        let _ = core.push_message(msg.sign(&core.genesis().policy.network, &m.worker));
-    }
+    push_window_posts(core, m.id, &m.worker).unwrap();
 }
 
 /// Runs epochs `from..=to` on `core` with `miners` (each proving its deadlines); returns the

@@ -11,11 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use jsonrpsee::core::client::ClientT;
-use lode_chain::block::{BlockHeader, BlockMessages, win_count};
 use lode_chain::crypto::SecretKey;
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
 use lode_chain::message::{Message, Method, SignedMessage};
-use lode_chain::runtime::{RandomnessTag, draw_randomness};
 use lode_chain::types::{ActorId, Address, TokenAmount};
 use lode_chain::{Genesis, Policy};
 use lode_node::core::CoreConfig;
@@ -23,10 +21,9 @@ use lode_node::genesis::{GenesisFile, unix_now};
 use lode_node::rpc::client::{ApiInfo, ClientError, NodeClient};
 use lode_node::rpc::{self, RpcServerHandle, SubmitVerdict, codes};
 use lode_node::service::{NodeConfig, NodeService};
-use lode_node::wire::FullBlock;
 use lode_proofs::sector::SectorSize;
-use lode_proofs::verifier::WinningPostStatement;
-use lode_testkit::harness::{FakeVerifier, fake_winning_proof};
+use lode_testkit::harness::FakeVerifier;
+use lode_testkit::mining::make_block;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -614,67 +611,6 @@ async fn malformed_unknown_and_oversized_requests_get_errors() {
     .await;
 }
 
-/// The block `worker` makes for `miner` at the base the node gives, if it wins.
-fn make_block(
-    g: &GenesisFile,
-    miner: ActorId,
-    mb: lode_node::core::MinerBase,
-) -> Option<FullBlock> {
-    let worker = key(20);
-    let b = &mb.base;
-    let epoch = b.epoch;
-    let entropy = miner.0.to_le_bytes();
-    let election_proof = worker.sign(&draw_randomness(
-        RandomnessTag::Election,
-        &b.beacon,
-        epoch,
-        &entropy,
-    ));
-    let wins = win_count(
-        &election_proof,
-        mb.miner_qa,
-        b.network_qa,
-        g.policy.expected_leaders_per_epoch,
-        g.policy.max_win_count,
-    );
-    if wins == 0 {
-        return None;
-    }
-    let statement = WinningPostStatement {
-        size: SectorSize::S2KiB,
-        miner_id: miner.0,
-        randomness: draw_randomness(RandomnessTag::WinningPost, &b.beacon, epoch, &entropy),
-        sectors: mb.sectors.iter().map(|s| s.public()).collect(),
-    };
-    let body = BlockMessages::from_signed(&mb.messages).unwrap();
-    let mut header = BlockHeader {
-        epoch,
-        miner,
-        parents: b.parents.0.clone(),
-        parent_weight: b.parent_weight,
-        ticket: worker.sign(&draw_randomness(
-            RandomnessTag::Ticket,
-            &b.beacon,
-            epoch,
-            &entropy,
-        )),
-        timestamp: b.timestamp,
-        parent_state_root: b.parent_state_root,
-        beacon: b.beacon,
-        messages_root: body.root(),
-        bls_aggregate: body.bls_aggregate,
-        election_proof,
-        win_count: wins,
-        winning_post: fake_winning_proof(&statement),
-        signature: worker.sign(b""),
-    };
-    header.signature = worker.sign(&header.signing_bytes(&g.policy.network));
-    Some(FullBlock {
-        header,
-        messages: body.messages,
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_block_through_the_miner_methods_reaches_head_subscribers() {
     bounded(async {
@@ -693,7 +629,8 @@ async fn a_block_through_the_miner_methods_reaches_head_subscribers() {
             let mb = admin.miner_base(miner, epoch).await.unwrap();
             assert!(mb.ineligible.is_none(), "{:?}", mb.ineligible);
             assert_eq!(mb.sectors.len(), 2);
-            if let Some(block) = make_block(&g, miner, mb) {
+            // The worker is key 20.
+            if let Some(block) = make_block(&g.policy, miner, &key(20), &mb).unwrap() {
                 made = Some(block);
                 break;
             }
@@ -813,7 +750,7 @@ async fn the_metrics_endpoint_serves_node_and_libp2p_metrics() {
         assert!(body.contains("lode_libp2p_"), "no libp2p metrics in {body}");
         assert!(body.contains("lode_net_"), "no net metrics in {body}");
         assert!(body.trim_end().ends_with("# EOF"));
-        promtool_check(&body);
+        lode_testkit::metrics::promtool_check(&body);
 
         let (status, _, _) = http(addr, "GET", "/other", &[], b"").await;
         assert_eq!(status, 404);
@@ -823,45 +760,4 @@ async fn the_metrics_endpoint_serves_node_and_libp2p_metrics() {
         assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     })
     .await;
-}
-
-/// Checks the exposition with `promtool check metrics` when promtool is installed.
-fn promtool_check(body: &str) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn();
-    let Ok(mut child) = child else {
-        // CI installs promtool and sets LODE_REQUIRE_PROMTOOL: there, a missing one is a failure.
-        assert!(
-            std::env::var_os("LODE_REQUIRE_PROMTOOL").is_none(),
-            "promtool is required (LODE_REQUIRE_PROMTOOL is set) but could not be run"
-        );
-        eprintln!("note: promtool is not installed; the exposition format was not checked by it");
-        return;
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // promtool reads the exposition with the Prometheus text parser and exits non-zero for lint
-    // findings too ("no help text": OpenMetrics names a counter's HELP without `_total`); only a
-    // parse error fails the test.
-    assert!(
-        out.status.success() || !report.contains("error while linting"),
-        "promtool could not parse the exposition:\n{report}"
-    );
-    eprintln!("promtool check metrics: {}", report.trim());
 }

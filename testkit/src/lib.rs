@@ -6,8 +6,15 @@
 //! statement, so nothing outside dev-dependencies may depend on it. `lode-chain` takes it as a
 //! dev-dependency, so the integration tests under `chain/tests/` and this crate share one
 //! `lode-chain` and its types.
+//!
+//! The `node` feature adds [`mining`], block production on a `lode-node` core, for the tests and
+//! benchmarks of the crates above the chain; `lode-chain`'s tests do without it (and without
+//! building the node). [`metrics`] checks a `/metrics` exposition with promtool.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod harness;
+pub mod metrics;
+#[cfg(feature = "node")]
+pub mod mining;
 pub mod scenarios;

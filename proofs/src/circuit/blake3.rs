@@ -780,13 +780,7 @@ mod tests {
         }
 
         fn eval(&self, lc: &Lc) -> Scalar {
-            lc.as_ref().iter().fold(Scalar::ZERO, |acc, (var, coeff)| {
-                let v = match var.get_unchecked() {
-                    Index::Input(i) => self.inputs[i],
-                    Index::Aux(i) => self.aux[i],
-                };
-                acc + v * coeff
-            })
+            crate::prover::synth::lc_value(lc, &self.inputs, &self.aux)
         }
 
         fn holds(&self, (a, b, c): &(Lc, Lc, Lc)) -> bool {
@@ -804,8 +798,6 @@ mod tests {
     }
 
     impl ConstraintSystem<Scalar> for CheckCs {
-        type Root = Self;
-
         fn alloc<F, A, AR>(&mut self, _: A, f: F) -> Result<Variable, SynthesisError>
         where
             F: FnOnce() -> Result<Scalar, SynthesisError>,
@@ -846,18 +838,7 @@ mod tests {
             self.constraints += 1;
         }
 
-        fn push_namespace<NR, N>(&mut self, _: N)
-        where
-            NR: Into<String>,
-            N: FnOnce() -> NR,
-        {
-        }
-
-        fn pop_namespace(&mut self) {}
-
-        fn get_root(&mut self) -> &mut Self::Root {
-            self
-        }
+        crate::circuit::root_without_namespaces!();
     }
 
     /// Deterministic pseudo-random bytes: BLAKE3's XOF under a test key.

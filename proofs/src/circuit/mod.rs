@@ -21,13 +21,34 @@ pub struct CircuitInfo {
     pub private_variables: usize,
 }
 
+/// The parts of a [`ConstraintSystem`] implementation for a system that is its own root and
+/// ignores names: `type Root = Self`, namespaces that do nothing, and `get_root`. Every constraint
+/// system of this crate is one; it writes only `alloc`, `alloc_input` and `enforce`.
+macro_rules! root_without_namespaces {
+    () => {
+        type Root = Self;
+
+        fn push_namespace<NR, N>(&mut self, _: N)
+        where
+            NR: Into<String>,
+            N: FnOnce() -> NR,
+        {
+        }
+
+        fn pop_namespace(&mut self) {}
+
+        fn get_root(&mut self) -> &mut Self::Root {
+            self
+        }
+    };
+}
+pub(crate) use root_without_namespaces;
+
 /// A constraint system that only counts, never asking for values: blank circuits synthesize in it.
 #[derive(Default)]
 pub(crate) struct Counter(pub(crate) CircuitInfo);
 
 impl ConstraintSystem<Scalar> for Counter {
-    type Root = Self;
-
     fn alloc<F, A, AR>(&mut self, _: A, _: F) -> Result<Variable, SynthesisError>
     where
         F: FnOnce() -> Result<Scalar, SynthesisError>,
@@ -61,18 +82,7 @@ impl ConstraintSystem<Scalar> for Counter {
         self.0.constraints += 1;
     }
 
-    fn push_namespace<NR, N>(&mut self, _: N)
-    where
-        NR: Into<String>,
-        N: FnOnce() -> NR,
-    {
-    }
-
-    fn pop_namespace(&mut self) {}
-
-    fn get_root(&mut self) -> &mut Self::Root {
-        self
-    }
+    root_without_namespaces!();
 }
 
 /// Counts the constraints, public inputs and private variables of a (blank) circuit.

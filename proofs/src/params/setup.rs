@@ -316,8 +316,6 @@ impl R1cs {
 }
 
 impl ConstraintSystem<Scalar> for R1cs {
-    type Root = Self;
-
     fn alloc<F, A, AR>(&mut self, _: A, _: F) -> Result<Variable, SynthesisError>
     where
         F: FnOnce() -> Result<Scalar, SynthesisError>,
@@ -369,18 +367,7 @@ impl ConstraintSystem<Scalar> for R1cs {
         self.num_constraints += 1;
     }
 
-    fn push_namespace<NR, N>(&mut self, _: N)
-    where
-        NR: Into<String>,
-        N: FnOnce() -> NR,
-    {
-    }
-
-    fn pop_namespace(&mut self) {}
-
-    fn get_root(&mut self) -> &mut Self::Root {
-        self
-    }
+    crate::circuit::root_without_namespaces!();
 }
 
 /// Sums one matrix's entries, each multiplied by its row's Lagrange coefficient, per column: the

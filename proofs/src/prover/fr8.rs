@@ -21,60 +21,15 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use super::lanes::{self, MASK, join, split};
 use crate::poseidon::field::{Fe, INV, MODULUS};
-
-/// Low 52 bits.
-const MASK: u64 = (1 << 52) - 1;
 
 /// `-r^-1 mod 2^52`.
 const RINV: u64 = INV & MASK;
 
 /// `k r` as 52-bit limbs (`k ≤ 4`).
 const fn kr(k: u64) -> [u64; 5] {
-    let mut w = [0u64; 5];
-    let mut carry: u128 = 0;
-    let mut i = 0;
-    while i < 4 {
-        let t = (MODULUS[i] as u128) * (k as u128) + carry;
-        w[i] = t as u64;
-        carry = t >> 64;
-        i += 1;
-    }
-    w[4] = carry as u64;
-    split(w)
-}
-
-/// A number below `2^260` on 64-bit words, as 52-bit limbs.
-const fn split(w: [u64; 5]) -> [u64; 5] {
-    let mut out = [0u64; 5];
-    let mut i = 0;
-    while i < 5 {
-        let bit = i * 52;
-        let (k, s) = (bit / 64, bit % 64);
-        let lo = w[k] >> s;
-        let hi = if s > 12 && k + 1 < 5 {
-            w[k + 1] << (64 - s)
-        } else {
-            0
-        };
-        out[i] = (lo | hi) & MASK;
-        i += 1;
-    }
-    out
-}
-
-/// 52-bit limbs as 64-bit words.
-fn join(l: [u64; 5]) -> [u64; 5] {
-    let mut w = [0u64; 5];
-    for (i, limb) in l.iter().enumerate() {
-        let bit = i * 52;
-        let (k, s) = (bit / 64, bit % 64);
-        w[k] |= limb << s;
-        if s > 12 && k + 1 < 5 {
-            w[k + 1] |= limb >> (64 - s);
-        }
-    }
-    w
+    lanes::times::<4, 5, 5>(MODULUS, k)
 }
 
 const R: [u64; 5] = kr(1);
@@ -104,12 +59,12 @@ pub(crate) type Limbs5 = [u64; 5];
 /// `x` in this module's Montgomery form (`x 2^260 mod r`, canonical) as limbs.
 pub(crate) fn limbs_of(x: Fe) -> Limbs5 {
     let m = x.double().double().double().double().montgomery();
-    split([m[0], m[1], m[2], m[3], 0])
+    split([m[0], m[1], m[2], m[3]])
 }
 
 /// The element whose Montgomery form is `l` (below `2^256`), given `2^-4` as `inv16`.
 fn fe_of(l: Limbs5, inv16: Fe) -> Fe {
-    let w = join(l);
+    let w: [u64; 5] = join(l);
     let mut v = [w[0], w[1], w[2], w[3]];
     let mut top = w[4];
     loop {
@@ -128,94 +83,9 @@ fn fe_of(l: Limbs5, inv16: Fe) -> Fe {
     }
 }
 
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn splat(l: &Limbs5) -> F8 {
-    F8(l.map(|x| _mm512_set1_epi64(x as i64)))
-}
-
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn normalize(t: [__m512i; 5]) -> F8 {
-    let mask = _mm512_set1_epi64(MASK as i64);
-    let mut carry = _mm512_setzero_si512();
-    let mut out = t;
-    for o in out.iter_mut() {
-        let s = _mm512_add_epi64(*o, carry);
-        *o = _mm512_and_si512(s, mask);
-        carry = _mm512_srai_epi64::<52>(s);
-    }
-    F8(out)
-}
-
-/// Montgomery product (below `2r` for inputs below `4r`).
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn mul(a: &F8, b: &F8) -> F8 {
-    let zero = _mm512_setzero_si512();
-    let rinv = _mm512_set1_epi64(RINV as i64);
-    let r = splat(&R);
-    let mut t = [zero; 6];
-    for bi in b.0 {
-        for j in 0..5 {
-            t[j] = _mm512_madd52lo_epu64(t[j], a.0[j], bi);
-            t[j + 1] = _mm512_madd52hi_epu64(t[j + 1], a.0[j], bi);
-        }
-        let m = _mm512_madd52lo_epu64(zero, t[0], rinv);
-        for j in 0..5 {
-            t[j] = _mm512_madd52lo_epu64(t[j], r.0[j], m);
-            t[j + 1] = _mm512_madd52hi_epu64(t[j + 1], r.0[j], m);
-        }
-        // At most 20 terms below 2^52 per accumulator: no overflow.
-        let carry = _mm512_srli_epi64::<52>(t[0]);
-        t = [_mm512_add_epi64(t[1], carry), t[2], t[3], t[4], t[5], zero];
-    }
-    normalize([t[0], t[1], t[2], t[3], t[4]])
-}
-
-/// `a + b`.
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn add(a: &F8, b: &F8) -> F8 {
-    let mut t = a.0;
-    for (t, b) in t.iter_mut().zip(b.0) {
-        *t = _mm512_add_epi64(*t, b);
-    }
-    normalize(t)
-}
-
-/// `a + 2r − b` for `b < 2r`.
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn sub(a: &F8, b: &F8) -> F8 {
-    let k = splat(&R2);
-    let mut t = a.0;
-    for ((t, k), b) in t.iter_mut().zip(k.0).zip(b.0) {
-        *t = _mm512_sub_epi64(_mm512_add_epi64(*t, k), b);
-    }
-    normalize(t)
-}
-
-/// `a − 2r` where `a ≥ 2r`, else `a`.
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn reduce(a: &F8) -> F8 {
-    let k = splat(&R2);
-    let mask = _mm512_set1_epi64(MASK as i64);
-    let mut borrow = _mm512_setzero_si512();
-    let mut d = a.0;
-    for (d, k) in d.iter_mut().zip(k.0) {
-        let s = _mm512_add_epi64(_mm512_sub_epi64(*d, k), borrow);
-        *d = _mm512_and_si512(s, mask);
-        borrow = _mm512_srai_epi64::<52>(s);
-    }
-    let keep = _mm512_cmpeq_epi64_mask(borrow, _mm512_setzero_si512());
-    let mut out = a.0;
-    for (o, d) in out.iter_mut().zip(d) {
-        *o = _mm512_mask_blend_epi64(keep, *o, d);
-    }
-    F8(out)
-}
+// `splat`, `normalize`, `mul` (below `2r` for inputs below `4r`), `add`, `sub` (`a + 2r − b` for
+// `b < 2r` with `R2`), `reduce` (`a − 2r` where `a ≥ 2r`, else `a`, with `R2`) and `blend`.
+lanes::lane_arithmetic!(F8, 5, R, RINV, [0, 1, 2, 3, 4], [2, 3, 4, 5]);
 
 #[target_feature(enable = "avx512f,avx512ifma")]
 #[inline]
@@ -236,25 +106,8 @@ fn pack(x: [Limbs5; 8]) -> F8 {
 
 #[target_feature(enable = "avx512f,avx512ifma,avx2")]
 #[inline]
-fn lanes(h: __m512i) -> [u64; 8] {
-    let lo = _mm512_extracti64x4_epi64::<0>(h);
-    let hi = _mm512_extracti64x4_epi64::<1>(h);
-    [
-        _mm256_extract_epi64::<0>(lo) as u64,
-        _mm256_extract_epi64::<1>(lo) as u64,
-        _mm256_extract_epi64::<2>(lo) as u64,
-        _mm256_extract_epi64::<3>(lo) as u64,
-        _mm256_extract_epi64::<0>(hi) as u64,
-        _mm256_extract_epi64::<1>(hi) as u64,
-        _mm256_extract_epi64::<2>(hi) as u64,
-        _mm256_extract_epi64::<3>(hi) as u64,
-    ]
-}
-
-#[target_feature(enable = "avx512f,avx512ifma,avx2")]
-#[inline]
 fn unpack(v: &F8) -> [Limbs5; 8] {
-    let l = v.0.map(|h| lanes(h));
+    let l = v.0.map(|h| lanes::lanes(h));
     std::array::from_fn(|lane| std::array::from_fn(|j| l[j][lane]))
 }
 
@@ -386,13 +239,13 @@ fn butterflies(
         let w = splat(&tw[(first + j) * stride]);
         if dif {
             let (x, y) = (*u, *v);
-            *u = reduce(&add(&x, &y));
-            *v = mul(&sub(&x, &y), &w);
+            *u = reduce(&add(&x, &y), &R2);
+            *v = mul(&sub(&x, &y, &R2), &w);
         } else {
             let t = mul(v, &w);
             let x = *u;
-            *u = reduce(&add(&x, &t));
-            *v = reduce(&sub(&x, &t));
+            *u = reduce(&add(&x, &t), &R2);
+            *v = reduce(&sub(&x, &t, &R2), &R2);
         }
     }
 }
@@ -447,8 +300,8 @@ mod tests {
                 .map(|(a, b)| unsafe {
                     match op {
                         0 => mul(a, b),
-                        1 => reduce(&add(a, b)),
-                        _ => reduce(&sub(a, b)),
+                        1 => reduce(&add(a, b), &R2),
+                        _ => reduce(&sub(a, b, &R2), &R2),
                     }
                 })
                 .collect();
@@ -456,7 +309,7 @@ mod tests {
             assert_eq!(out, want, "op {op}");
         }
         for k in [1, 2, 4] {
-            let w = join(kr(k));
+            let w: [u64; 5] = join(kr(k));
             assert_eq!(split(w), kr(k));
         }
         assert_eq!(RINV.wrapping_mul(R[0]) & MASK, MASK);

@@ -36,60 +36,15 @@ use std::arch::x86_64::*;
 
 use super::curve::{Affine, Xyzz};
 use super::field::{Field, Fp, Fp2, INV, MODULUS};
+use super::lanes::{self, MASK, join, split};
 use super::msm::{BATCH, Backend, BucketSums, Pair, Source, add_batch};
-
-/// Low 52 bits.
-const MASK: u64 = (1 << 52) - 1;
 
 /// `-p^-1 mod 2^52`.
 const PINV: u64 = INV & MASK;
 
 /// The limbs of `k p` (`k ≤ 32`, below `2^386`).
 const fn kp(k: u64) -> [u64; 8] {
-    let mut w = [0u64; 7];
-    let mut carry: u128 = 0;
-    let mut i = 0;
-    while i < 6 {
-        let t = (MODULUS[i] as u128) * (k as u128) + carry;
-        w[i] = t as u64;
-        carry = t >> 64;
-        i += 1;
-    }
-    w[6] = carry as u64;
-    split(w)
-}
-
-/// A number below `2^416` on 64-bit words, as 52-bit limbs.
-const fn split(w: [u64; 7]) -> [u64; 8] {
-    let mut out = [0u64; 8];
-    let mut i = 0;
-    while i < 8 {
-        let bit = i * 52;
-        let (k, s) = (bit / 64, bit % 64);
-        let lo = if k < 7 { w[k] >> s } else { 0 };
-        let hi = if s > 12 && k + 1 < 7 {
-            w[k + 1] << (64 - s)
-        } else {
-            0
-        };
-        out[i] = (lo | hi) & MASK;
-        i += 1;
-    }
-    out
-}
-
-/// 52-bit limbs as 64-bit words.
-fn join(l: [u64; 8]) -> [u64; 7] {
-    let mut w = [0u64; 7];
-    for (i, limb) in l.iter().enumerate() {
-        let bit = i * 52;
-        let (k, s) = (bit / 64, bit % 64);
-        w[k] |= limb << s;
-        if s > 12 {
-            w[k + 1] |= limb >> (64 - s);
-        }
-    }
-    w
+    lanes::times::<6, 7, 8>(MODULUS, k)
 }
 
 const P: [u64; 8] = kp(1);
@@ -114,32 +69,9 @@ pub(crate) struct V2(V, V);
 
 #[target_feature(enable = "avx512f,avx512ifma")]
 #[inline]
-fn splat(l: &[u64; 8]) -> V {
-    V(l.map(|x| _mm512_set1_epi64(x as i64)))
-}
-
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
 fn from_limbs(l: [u64; 8]) -> H {
     let l = l.map(|x| x as i64);
     _mm512_set_epi64(l[7], l[6], l[5], l[4], l[3], l[2], l[1], l[0])
-}
-
-#[target_feature(enable = "avx512f,avx512ifma,avx2")]
-#[inline]
-fn to_limbs(h: H) -> [u64; 8] {
-    let lo = _mm512_extracti64x4_epi64::<0>(h);
-    let hi = _mm512_extracti64x4_epi64::<1>(h);
-    [
-        _mm256_extract_epi64::<0>(lo) as u64,
-        _mm256_extract_epi64::<1>(lo) as u64,
-        _mm256_extract_epi64::<2>(lo) as u64,
-        _mm256_extract_epi64::<3>(lo) as u64,
-        _mm256_extract_epi64::<0>(hi) as u64,
-        _mm256_extract_epi64::<1>(hi) as u64,
-        _mm256_extract_epi64::<2>(hi) as u64,
-        _mm256_extract_epi64::<3>(hi) as u64,
-    ]
 }
 
 /// `_mm512_permutex2var_epi64` indices, lane 0 first.
@@ -185,112 +117,16 @@ fn transpose(r: [__m512i; 8]) -> [__m512i; 8] {
     ]
 }
 
-/// Carries nonnegative limbs below `2^63` into normalised ones (the value must fit 416 bits).
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn normalize(t: [__m512i; 8]) -> V {
-    let mask = _mm512_set1_epi64(MASK as i64);
-    let mut carry = _mm512_setzero_si512();
-    let mut out = t;
-    for o in out.iter_mut() {
-        let s = _mm512_add_epi64(*o, carry);
-        *o = _mm512_and_si512(s, mask);
-        carry = _mm512_srli_epi64::<52>(s);
-    }
-    V(out)
-}
-
-/// Carries signed limbs (each in `(-2^62, 2^62)`) of a nonnegative value into normalised ones.
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn normalize_signed(t: [__m512i; 8]) -> V {
-    let mask = _mm512_set1_epi64(MASK as i64);
-    let mut carry = _mm512_setzero_si512();
-    let mut out = t;
-    for o in out.iter_mut() {
-        let s = _mm512_add_epi64(*o, carry);
-        *o = _mm512_and_si512(s, mask);
-        carry = _mm512_srai_epi64::<52>(s);
-    }
-    V(out)
-}
-
-/// Montgomery product `a b / 2^416 mod p` (below `2p` for inputs below `2^397`).
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn mul(a: &V, b: &V) -> V {
-    let zero = _mm512_setzero_si512();
-    let pinv = _mm512_set1_epi64(PINV as i64);
-    let p = splat(&P);
-    let mut t = [zero; 9];
-    for bi in b.0 {
-        for j in 0..8 {
-            t[j] = _mm512_madd52lo_epu64(t[j], a.0[j], bi);
-            t[j + 1] = _mm512_madd52hi_epu64(t[j + 1], a.0[j], bi);
-        }
-        // m = t0 · (−p^-1) mod 2^52 makes t + m p divisible by 2^52.
-        let m = _mm512_madd52lo_epu64(zero, t[0], pinv);
-        for j in 0..8 {
-            t[j] = _mm512_madd52lo_epu64(t[j], p.0[j], m);
-            t[j + 1] = _mm512_madd52hi_epu64(t[j + 1], p.0[j], m);
-        }
-        // Each accumulator takes at most 32 terms below 2^52 over the whole product: no overflow.
-        let carry = _mm512_srli_epi64::<52>(t[0]);
-        t = [
-            _mm512_add_epi64(t[1], carry),
-            t[2],
-            t[3],
-            t[4],
-            t[5],
-            t[6],
-            t[7],
-            t[8],
-            zero,
-        ];
-    }
-    normalize([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]])
-}
-
-/// `a + b`.
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn add(a: &V, b: &V) -> V {
-    let mut t = a.0;
-    for (t, b) in t.iter_mut().zip(b.0) {
-        *t = _mm512_add_epi64(*t, b);
-    }
-    normalize(t)
-}
-
-/// `a + kp − b` for `b < kp` (`kp` a multiple of `p`).
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn sub(a: &V, b: &V, kp: &[u64; 8]) -> V {
-    let k = splat(kp);
-    let mut t = a.0;
-    for ((t, k), b) in t.iter_mut().zip(k.0).zip(b.0) {
-        *t = _mm512_sub_epi64(_mm512_add_epi64(*t, k), b);
-    }
-    normalize_signed(t)
-}
-
-/// `a − kp` where `a ≥ kp`, else `a`.
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn reduce(a: &V, kp: &[u64; 8]) -> V {
-    let k = splat(kp);
-    let mask = _mm512_set1_epi64(MASK as i64);
-    let mut borrow = _mm512_setzero_si512();
-    let mut d = a.0;
-    for (d, k) in d.iter_mut().zip(k.0) {
-        let s = _mm512_add_epi64(_mm512_sub_epi64(*d, k), borrow);
-        *d = _mm512_and_si512(s, mask);
-        borrow = _mm512_srai_epi64::<52>(s);
-    }
-    // No borrow out of the top limb: a ≥ kp, take the difference.
-    let keep = _mm512_cmpeq_epi64_mask(borrow, _mm512_setzero_si512());
-    blend(keep, a, &V(d))
-}
+// `splat`, `normalize`, `mul` (`a b / 2^416 mod p`, below `2p` for inputs below `2^397`), `add`,
+// `sub` (`a + kp − b` for `b < kp`), `reduce` (`a − kp` where `a ≥ kp`, else `a`) and `blend`.
+lanes::lane_arithmetic!(
+    V,
+    8,
+    P,
+    PINV,
+    [0, 1, 2, 3, 4, 5, 6, 7],
+    [2, 3, 4, 5, 6, 7, 8]
+);
 
 /// `p − a` (for `a` below `p`) in the lanes of `mask`, `a` elsewhere.
 #[target_feature(enable = "avx512f,avx512ifma")]
@@ -301,17 +137,6 @@ fn negate(mask: __mmask8, a: &V) -> V {
     }
     let zero = V([_mm512_setzero_si512(); 8]);
     blend(mask, a, &sub(&zero, a, &P))
-}
-
-/// `b` in the lanes of `mask`, `a` elsewhere.
-#[target_feature(enable = "avx512f,avx512ifma")]
-#[inline]
-fn blend(mask: __mmask8, a: &V, b: &V) -> V {
-    let mut out = a.0;
-    for (o, b) in out.iter_mut().zip(b.0) {
-        *o = _mm512_mask_blend_epi64(mask, *o, b);
-    }
-    V(out)
 }
 
 #[target_feature(enable = "avx512f,avx512ifma")]
@@ -395,7 +220,7 @@ impl Convert {
     /// subtraction of `p` per multiple).
     #[target_feature(enable = "avx512f,avx512ifma,avx2")]
     fn raw(&self, h: H) -> Fp {
-        let mut v = join(to_limbs(h));
+        let mut v: [u64; 7] = join(lanes::lanes(h));
         let m = [
             MODULUS[0], MODULUS[1], MODULUS[2], MODULUS[3], MODULUS[4], MODULUS[5], 0,
         ];
@@ -1319,7 +1144,7 @@ mod tests {
         for k in [1, 2, 8, 16, 32] {
             let l = kp(k);
             assert!(l.iter().all(|x| *x <= MASK));
-            let w = join(l);
+            let w: [u64; 7] = join(l);
             assert_eq!(split(w), l);
         }
         assert_eq!(PINV.wrapping_mul(P[0]) & MASK, MASK);
@@ -1355,7 +1180,7 @@ mod tests {
                 let rows = xs.map(|x| c.encode(x));
                 let twice = transpose(transpose(rows));
                 for l in 0..8 {
-                    assert_eq!(to_limbs(twice[l]), to_limbs(rows[l]));
+                    assert_eq!(lanes::lanes(twice[l]), lanes::lanes(rows[l]));
                 }
             }
         }

@@ -34,6 +34,8 @@ mod field;
 mod fr8;
 #[cfg(target_arch = "x86_64")]
 mod ifma;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 mod msm;
 pub(crate) mod synth;
 

@@ -97,20 +97,7 @@ impl Assignment {
 
     /// The value of `lc` (every variable in it was checked when it was recorded).
     fn value(&self, lc: &LinearCombination<Scalar>) -> Scalar {
-        let mut acc = Scalar::ZERO;
-        for (var, coeff) in lc.as_ref() {
-            let value = match var.get_unchecked() {
-                Index::Input(i) => self.inputs.get(i),
-                Index::Aux(i) => self.aux.get(i),
-            };
-            let Some(&value) = value else { continue };
-            if *coeff == Scalar::ONE {
-                acc += value;
-            } else {
-                acc += value * coeff;
-            }
-        }
-        acc
+        lc_value(lc, &self.inputs, &self.aux)
     }
 
     /// Marks the variables of `lc` with a nonzero coefficient in the given density vectors (as the
@@ -139,6 +126,29 @@ impl Assignment {
             }
         }
     }
+}
+
+/// The value of `lc` for the assignment `inputs`, `aux`; a variable beyond them counts as zero.
+#[inline]
+pub(crate) fn lc_value(
+    lc: &LinearCombination<Scalar>,
+    inputs: &[Scalar],
+    aux: &[Scalar],
+) -> Scalar {
+    let mut acc = Scalar::ZERO;
+    for (var, coeff) in lc.as_ref() {
+        let value = match var.get_unchecked() {
+            Index::Input(i) => inputs.get(i),
+            Index::Aux(i) => aux.get(i),
+        };
+        let Some(&value) = value else { continue };
+        if *coeff == Scalar::ONE {
+            acc += value;
+        } else {
+            acc += value * coeff;
+        }
+    }
+    acc
 }
 
 /// A term of a constraint matrix: the variable (inputs first, then private variables) and the index
@@ -306,8 +316,6 @@ impl Witness {
 }
 
 impl ConstraintSystem<Scalar> for Witness {
-    type Root = Self;
-
     fn alloc<F, A, AR>(&mut self, _: A, f: F) -> Result<Variable, SynthesisError>
     where
         F: FnOnce() -> Result<Scalar, SynthesisError>,
@@ -339,18 +347,7 @@ impl ConstraintSystem<Scalar> for Witness {
         self.constraints += 1;
     }
 
-    fn push_namespace<NR, N>(&mut self, _: N)
-    where
-        NR: Into<String>,
-        N: FnOnce() -> NR,
-    {
-    }
-
-    fn pop_namespace(&mut self) {}
-
-    fn get_root(&mut self) -> &mut Self::Root {
-        self
-    }
+    crate::circuit::root_without_namespaces!();
 }
 
 /// A density vector.
@@ -362,8 +359,6 @@ enum Which {
 }
 
 impl ConstraintSystem<Scalar> for Assignment {
-    type Root = Self;
-
     fn alloc<F, A, AR>(&mut self, _: A, f: F) -> Result<Variable, SynthesisError>
     where
         F: FnOnce() -> Result<Scalar, SynthesisError>,
@@ -407,16 +402,5 @@ impl ConstraintSystem<Scalar> for Assignment {
         self.constraints.push([a, b, c]);
     }
 
-    fn push_namespace<NR, N>(&mut self, _: N)
-    where
-        NR: Into<String>,
-        N: FnOnce() -> NR,
-    {
-    }
-
-    fn pop_namespace(&mut self) {}
-
-    fn get_root(&mut self) -> &mut Self::Root {
-        self
-    }
+    crate::circuit::root_without_namespaces!();
 }

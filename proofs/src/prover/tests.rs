@@ -138,7 +138,6 @@ impl Products {
 struct Inputs(Vec<Scalar>);
 
 impl ConstraintSystem<Scalar> for Inputs {
-    type Root = Self;
     fn alloc<F, A, AR>(&mut self, _: A, _: F) -> Result<Variable, SynthesisError>
     where
         F: FnOnce() -> Result<Scalar, SynthesisError>,
@@ -165,16 +164,7 @@ impl ConstraintSystem<Scalar> for Inputs {
         LC: FnOnce(LinearCombination<Scalar>) -> LinearCombination<Scalar>,
     {
     }
-    fn push_namespace<NR, N>(&mut self, _: N)
-    where
-        NR: Into<String>,
-        N: FnOnce() -> NR,
-    {
-    }
-    fn pop_namespace(&mut self) {}
-    fn get_root(&mut self) -> &mut Self {
-        self
-    }
+    crate::circuit::root_without_namespaces!();
 }
 
 fn params_for(c: &Products, seed: u8) -> Parameters<Bls12> {
