@@ -44,7 +44,7 @@ use crate::block::{
 use crate::crypto::Signature;
 use crate::error::{
     ActorError, ActorResult, BlockFault, BlockRejection, ChainError, ChainResult, ExitCode,
-    ImplicitOp, OutOfRange,
+    ImplicitOp, OutOfRange, StoreError,
 };
 use crate::genesis::Genesis;
 use crate::keys;
@@ -234,6 +234,74 @@ impl Chain {
         }
     }
 
+    /// The state after `epoch`, a committed epoch at or before the head within the undo window,
+    /// as a starting point for [`Chain::run_null_rounds`], [`Chain::view_after`] and
+    /// [`Chain::check_header_after`]: read from the undo records over the committed state,
+    /// changing nothing. It can be read and extended but never applied or committed (a tipset
+    /// after it would not follow the head: [`ChainError::StaleNullRounds`]). Fails like
+    /// [`Chain::revert_to`] would (an epoch inside a span of null rounds, or past the window).
+    pub fn at_past(&mut self, epoch: Epoch) -> ChainResult<AfterNulls> {
+        let head = self.head();
+        if epoch >= head.epoch {
+            return Ok(self.at_head());
+        }
+        let (writes, at) = self.store.writes_back_to(epoch)?;
+        let root = self.store.root_with(&writes);
+        if root != at.root {
+            return Err(StoreError::RootMismatch {
+                epoch: at.epoch,
+                expected: hex::encode(at.root),
+                found: hex::encode(root),
+            }
+            .into());
+        }
+        Ok(AfterNulls {
+            base: head,
+            epoch: at.epoch,
+            writes,
+            root,
+        })
+    }
+
+    /// Checks one block header as applying it after `after` would (the header at
+    /// `after.epoch() + 1`, with the epoch's beacon): epoch and beacon, parent state root, the
+    /// miner and its eligibility, the header signature by the worker key, ticket, election proof
+    /// and win count, Winning PoSt. Its messages are not checked and nothing is applied. `Ok`
+    /// when the header passes; [`ChainError::InvalidBlock`] when it does not.
+    pub fn check_header_after(
+        &self,
+        after: &AfterNulls,
+        beacon: [u8; 32],
+        header: &BlockHeader,
+    ) -> ChainResult<()> {
+        self.check_current(after)?;
+        let epoch = header.epoch;
+        let invalid = |reason: BlockRejection| ChainError::InvalidBlock { epoch, reason };
+        let next = after.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
+        if epoch != next {
+            return Err(invalid(BlockRejection::NotNextEpoch {
+                expected: next,
+                got: epoch,
+            }));
+        }
+        let mut rt = Runtime::new(
+            Overlay::with_writes(&self.store, after.writes.clone()),
+            &self.policy,
+            epoch,
+            self.verifier.as_ref(),
+        );
+        // The state the blocks of the epoch are validated in when applied.
+        rt.state.put(keys::randomness(epoch), &beacon)?;
+        rt.state.delete(keys::NULL_RUN);
+        let input = EpochInput {
+            epoch,
+            beacon,
+            blocks: vec![header.clone()],
+            messages: Vec::new(),
+        };
+        validate_blocks(&rt, &input, after.root).map_err(invalid)
+    }
+
     /// Runs the null rounds `nulls` after `from` (which must belong to the committed head) in a
     /// scratch overlay, committing nothing: `nulls` must be the epochs right after
     /// `from.epoch()`, in order (an iterator, so that a long run of them need not be held in
@@ -296,7 +364,7 @@ impl Chain {
     /// them, so that a reorganisation undoes both at once); tools and tests that replay a chain
     /// epoch by epoch do. Nothing changes when there are no rounds or on an error.
     pub fn commit_null_rounds(&mut self, after: AfterNulls) -> ChainResult<[u8; 32]> {
-        self.check_current(&after)?;
+        self.check_follows_head(&after)?;
         if after.epoch == after.base.epoch {
             return Ok(after.base.root);
         }
@@ -318,6 +386,19 @@ impl Chain {
             self.verifier.as_ref(),
         );
         Ok(f(&mut rt))
+    }
+
+    /// [`Chain::check_current`], and `after` is not a past state ([`Chain::at_past`]): what
+    /// may be committed.
+    fn check_follows_head(&self, after: &AfterNulls) -> ChainResult<()> {
+        self.check_current(after)?;
+        if after.epoch < after.base.epoch {
+            return Err(ChainError::StaleNullRounds {
+                base: after.epoch,
+                head: after.base.epoch,
+            });
+        }
+        Ok(())
     }
 
     fn check_current(&self, after: &AfterNulls) -> ChainResult<()> {
@@ -413,7 +494,7 @@ impl Chain {
         input: &EpochInput,
         messages: EpochMessages<'_>,
     ) -> ChainResult<TipsetOutcome> {
-        self.check_current(after)?;
+        self.check_follows_head(after)?;
         let epoch = input.epoch;
         let invalid = |reason: BlockRejection| ChainError::InvalidBlock { epoch, reason };
         let next = after.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;

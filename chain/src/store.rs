@@ -409,6 +409,29 @@ impl StateStore {
     /// or when the root reached differs from the one recorded for `epoch`. A target at or after
     /// the head changes nothing and returns the head.
     pub fn revert_to(&mut self, epoch: Epoch) -> StoreResult<Head> {
+        let (merged, at, forget) = self.undo_back_to(epoch)?;
+        if Some(at) == self.head {
+            return Ok(at);
+        }
+        // Check the root before touching the backend: `apply` restores the tree on failure only
+        // for backend errors, so verify on a scratch copy of the changed paths.
+        self.apply_checked(merged, at, &forget)?;
+        Ok(at)
+    }
+
+    /// The writes that would take the committed state back to what it was after `epoch`, and
+    /// the head there, changing nothing: what [`StateStore::revert_to`] applies, read without
+    /// applying it (a read-only view of a recent past state, laid over the committed one). Fails
+    /// like `revert_to`; the root is not checked here (the caller can, with
+    /// [`StateStore::root_with`]).
+    pub fn writes_back_to(&self, epoch: Epoch) -> StoreResult<(Writes, Head)> {
+        let (merged, at, _) = self.undo_back_to(epoch)?;
+        Ok((merged, at))
+    }
+
+    /// The merged undo writes from the head back to `epoch`, the head reached, and the undo
+    /// records used.
+    fn undo_back_to(&self, epoch: Epoch) -> StoreResult<(Writes, Head, Vec<Epoch>)> {
         let Some(head) = self.head else {
             return Err(StoreError::NothingToRevert);
         };
@@ -442,13 +465,7 @@ impl StateStore {
             forget.push(at.epoch);
             at = before;
         }
-        if at == head {
-            return Ok(head);
-        }
-        // Check the root before touching the backend: `apply` restores the tree on failure only
-        // for backend errors, so verify on a scratch copy of the changed paths.
-        self.apply_checked(merged, at, &forget)?;
-        Ok(at)
+        Ok((merged, at, forget))
     }
 
     fn apply_checked(&mut self, writes: Writes, head: Head, forget: &[Epoch]) -> StoreResult<()> {

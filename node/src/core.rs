@@ -29,8 +29,15 @@
 //! validates and applies the blocks (signatures, ticket, election, Winning PoSt, messages) — all
 //! or nothing, one commit.
 //!
-//! **Fork choice.** Blocks with the same epoch and parents form one tipset (first block per miner;
-//! a second block by the same miner is kept as consensus-fault evidence). A tipset heavier than
+//! **Fork choice.** Blocks with the same epoch and parents form one tipset (one block per miner).
+//! A second block by the same miner in the slot is consensus-fault evidence only once both headers
+//! have passed the header checks against the parent state (the consensus fields, then
+//! [`Chain::check_header_after`]: worker signature, eligibility, ticket, election proof and win
+//! count, Winning PoSt): checked when the second one arrives if the parent is on the canonical
+//! chain (the head's null rounds, or a recent past state, [`Chain::at_past`]), otherwise when the
+//! slot is applied. A header that fails is remembered as bad; one that was only stored (a lighter
+//! fork, a synced tipset) never counts, so a forged header neither accuses the miner nor gets its
+//! honest block refused. A tipset heavier than
 //! the head (by its claimed parent weight plus its own share, then by the smallest ticket) is
 //! switched to: the state is reverted to the common ancestor by the state store's undo records
 //! (one per tipset, walked back tipset by tipset) and the branch applied tipset by tipset. A
@@ -40,7 +47,7 @@
 //! resolve). If a tipset of the branch fails, it and its block at fault are marked invalid and
 //! the old branch is restored.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 
 use lode_chain::actors::{miner, power};
@@ -67,6 +74,8 @@ const HEAD_META: &[u8] = b"node/head";
 const GENESIS_ID_FILE: &str = "genesis-id";
 /// How many bad block ids are remembered.
 const MAX_BAD_BLOCKS: usize = 10_000;
+/// How many ids of headers known to pass the header checks are remembered.
+const MAX_VALID_HEADERS: usize = 10_000;
 /// The most null rounds a mining base may follow the head by: a bound on the work one request
 /// can cause (each null round runs cron, about a tenth of a millisecond on a small devnet, more
 /// with more miners), not a consensus rule — a received block is bounded by the clock instead.
@@ -232,13 +241,27 @@ impl SectorRef {
     }
 }
 
-/// Two headers signed by one miner at one epoch.
+/// Two headers by one miner at one epoch (and on the same parents), each of which passed the
+/// header checks against its parent state: the miner's worker signed both, and both won.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConsensusFaultEvidence {
     /// The first header seen.
     pub first: BlockHeader,
     /// The second.
     pub second: BlockHeader,
+}
+
+/// What the checks made of a received block with twins (other blocks by its miner in its slot).
+enum Twins {
+    /// The received block's header fails the checks.
+    Invalid(String),
+    /// Both pass: a consensus fault, with this twin as the first header.
+    Fault(Box<BlockHeader>),
+    /// The received block passes and no twin does (each failing one is now remembered as bad).
+    NoValidTwin,
+    /// The slot's parent state cannot be had now (a parent off the canonical chain): nothing
+    /// checked, nothing recorded.
+    Unchecked,
 }
 
 /// The consensus core (see the module docs).
@@ -251,6 +274,7 @@ pub struct NodeCore {
     tipsets: HashMap<[u8; 32], TipsetMeta>,
     slots: HashMap<(Epoch, [u8; 32]), BTreeSet<[u8; 32]>>,
     bad_blocks: HashMap<[u8; 32], String>,
+    valid_headers: HashSet<[u8; 32]>,
     head: [u8; 32],
     canonical: BTreeMap<Epoch, [u8; 32]>,
     mempool: Mempool,
@@ -406,6 +430,7 @@ impl NodeCore {
             tipsets,
             slots,
             bad_blocks: HashMap::new(),
+            valid_headers: HashSet::new(),
             head,
             canonical,
             mempool: Mempool::new(config.mempool.clone()),
@@ -526,7 +551,8 @@ impl NodeCore {
         &self.mempool
     }
 
-    /// Consensus-fault evidence seen so far (two blocks by one miner at one epoch).
+    /// Consensus-fault evidence seen so far: two blocks by one miner at one epoch, both of whose
+    /// headers passed the header checks (never a header that was not checked, or failed).
     pub fn consensus_faults(&self) -> &[ConsensusFaultEvidence] {
         &self.faults
     }
@@ -551,7 +577,126 @@ impl NodeCore {
         if self.bad_blocks.len() >= MAX_BAD_BLOCKS {
             self.bad_blocks.clear();
         }
+        self.valid_headers.remove(&id);
         self.bad_blocks.insert(id, why);
+    }
+
+    /// Remembers that a header passed the header checks against its parent state (forgetting
+    /// costs only a check again).
+    fn remember_valid(&mut self, id: [u8; 32]) {
+        if self.valid_headers.len() >= MAX_VALID_HEADERS {
+            self.valid_headers.clear();
+        }
+        self.valid_headers.insert(id);
+    }
+
+    /// Records consensus-fault evidence, once per pair. Both headers must have passed the header
+    /// checks: the callers check that.
+    fn record_fault(&mut self, first: BlockHeader, second: BlockHeader) {
+        let (a, b) = (first.id(), second.id());
+        let known = self.faults.iter().any(|f| {
+            let (x, y) = (f.first.id(), f.second.id());
+            (x == a && y == b) || (x == b && y == a)
+        });
+        if known {
+            return;
+        }
+        tracing::warn!(
+            miner = %first.miner,
+            epoch = first.epoch,
+            "consensus fault: two blocks by one miner at one epoch"
+        );
+        self.faults.push(ConsensusFaultEvidence { first, second });
+    }
+
+    /// The state the blocks at `epoch` on the parent tipset `parent_hash` are checked against
+    /// (the parent's state after the null rounds before `epoch`), when it can be had now: the
+    /// parent is on the canonical chain, within the undo records' window. `None` otherwise.
+    fn state_for_slot(
+        &mut self,
+        parent_hash: [u8; 32],
+        parent: &TipsetMeta,
+        epoch: Epoch,
+    ) -> NodeResult<Option<AfterNulls>> {
+        if self.canonical.get(&parent.epoch) != Some(&parent_hash) {
+            return Ok(None);
+        }
+        if parent_hash == self.head {
+            self.prepare_nulls(epoch)?;
+            return Ok(Some(self.nulls.after.clone()));
+        }
+        let past = match self.chain.at_past(parent.epoch) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, epoch = parent.epoch, "a past state cannot be read");
+                return Ok(None);
+            }
+        };
+        let first = parent.epoch.saturating_add(1);
+        let beacon = &self.beacon;
+        let rounds = (first..epoch).map(|e| NullRound {
+            epoch: e,
+            beacon: beacon.beacon(&parent.min_ticket, e),
+        });
+        Ok(Some(self.chain.run_null_rounds(past, rounds)?))
+    }
+
+    /// Runs the header checks on `header`, a block at its epoch on `parent`, against `state`
+    /// ([`NodeCore::state_for_slot`]): the consensus fields against the parent, then what the
+    /// chain checks of a header (signature by the worker key, ticket, election proof and win
+    /// count, Winning PoSt, eligibility, parent state root). `Err(why)` when it fails.
+    fn check_header(
+        &self,
+        header: &BlockHeader,
+        parent: &TipsetMeta,
+        state: &AfterNulls,
+    ) -> NodeResult<Result<(), String>> {
+        if let Err(why) = self.check_against_parent(header, parent) {
+            return Ok(Err(why));
+        }
+        let beacon = self.beacon.beacon(&parent.min_ticket, header.epoch);
+        match self.chain.check_header_after(state, beacon, header) {
+            Ok(()) => Ok(Ok(())),
+            Err(e @ ChainError::InvalidBlock { .. }) => Ok(Err(e.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Judges a received block `id` that has `twins` in its slot: other stored blocks by the same
+    /// miner at the same epoch on the same parents, none known bad. Both sides are checked first
+    /// (see [`Twins`]); a header that fails is remembered as bad.
+    fn judge_twins(
+        &mut self,
+        id: [u8; 32],
+        header: &BlockHeader,
+        parent_hash: [u8; 32],
+        parent: &TipsetMeta,
+        twins: Vec<([u8; 32], BlockHeader)>,
+    ) -> NodeResult<Twins> {
+        let Some(state) = self.state_for_slot(parent_hash, parent, header.epoch)? else {
+            return Ok(Twins::Unchecked);
+        };
+        if !self.valid_headers.contains(&id) {
+            if let Err(why) = self.check_header(header, parent, &state)? {
+                return Ok(Twins::Invalid(why));
+            }
+            self.remember_valid(id);
+        }
+        let mut valid_twin = None;
+        for (twin_id, twin) in twins {
+            if !self.valid_headers.contains(&twin_id) {
+                if let Err(why) = self.check_header(&twin, parent, &state)? {
+                    self.remember_bad(twin_id, why);
+                    continue;
+                }
+                self.remember_valid(twin_id);
+            }
+            valid_twin.get_or_insert(twin);
+        }
+        Ok(match valid_twin {
+            Some(first) => Twins::Fault(Box::new(first)),
+            None => Twins::NoValidTwin,
+        })
     }
 
     /// Checks that a block carries the messages its header commits to, and not too many. A
@@ -669,25 +814,35 @@ impl NodeCore {
             )));
         }
         let slot_key = (block.header.epoch, parent_hash);
-        // Equivocation: another block by this miner in the same slot.
+        // Equivocation: another block by this miner in the same slot. Blocks already found
+        // invalid do not count, and neither does one whose header has not passed the checks:
+        // both headers are checked before a fault is recorded (a forged or unchecked header
+        // never accuses the miner, nor gets its honest block refused).
         let slot = self.slots.get(&slot_key).cloned().unwrap_or_default();
-        // Blocks already found invalid do not count: only two valid blocks make a fault.
+        let mut twins = Vec::new();
         for other in slot.iter().filter(|b| !self.bad_blocks.contains_key(*b)) {
             if let Some(h) = self.blocks.header(other)?
                 && h.miner == block.header.miner
             {
-                tracing::warn!(
-                    miner = %h.miner,
-                    epoch = h.epoch,
-                    "consensus fault: two blocks by one miner at one epoch"
-                );
-                self.faults.push(ConsensusFaultEvidence {
-                    first: h,
-                    second: block.header.clone(),
-                });
-                return Ok(BlockVerdict::Rejected(
-                    "a second block by this miner at this epoch (consensus fault recorded)".into(),
-                ));
+                twins.push((*other, h));
+            }
+        }
+        if !twins.is_empty() {
+            match self.judge_twins(id, &block.header, parent_hash, &parent, twins)? {
+                Twins::Invalid(why) => {
+                    self.remember_bad(id, why.clone());
+                    return Ok(BlockVerdict::Rejected(why));
+                }
+                Twins::Fault(first) => {
+                    self.record_fault(*first, block.header.clone());
+                    return Ok(BlockVerdict::Rejected(
+                        "a second block by this miner at this epoch (consensus fault recorded)"
+                            .into(),
+                    ));
+                }
+                // Stored: the tipset takes one block per miner; the pair is judged when the slot
+                // is applied.
+                Twins::NoValidTwin | Twins::Unchecked => {}
             }
         }
         self.blocks.put_block(&block)?;
@@ -696,16 +851,31 @@ impl NodeCore {
             slot.insert(id);
             slot.iter().copied().collect::<Vec<_>>()
         };
-        let mut headers = Vec::new();
+        // One block per miner: one whose header passed the checks, else the one just received,
+        // else the first by id.
+        let mut per_miner: BTreeMap<ActorId, (u8, BlockHeader)> = BTreeMap::new();
         for b in &candidate {
             if self.bad_blocks.contains_key(b) {
                 continue;
             }
-            if let Some(h) = self.blocks.header(b)? {
-                headers.push(h);
+            let Some(h) = self.blocks.header(b)? else {
+                continue;
+            };
+            let rank = if self.valid_headers.contains(b) {
+                0
+            } else if *b == id {
+                1
+            } else {
+                2
+            };
+            match per_miner.get(&h.miner) {
+                Some((r, _)) if *r <= rank => {}
+                _ => {
+                    per_miner.insert(h.miner, (rank, h));
+                }
             }
         }
-        let refs: Vec<&BlockHeader> = headers.iter().collect();
+        let refs: Vec<&BlockHeader> = per_miner.values().map(|(_, h)| h).collect();
         let Some(meta) = TipsetMeta::of_headers(&refs) else {
             return Ok(BlockVerdict::Stored);
         };
@@ -1061,6 +1231,7 @@ impl NodeCore {
             }
         }
         self.prepare_nulls(meta.epoch)?;
+        let twins = self.check_twins(&meta, &parent, &blocks)?;
         let weight = consensus::weight(
             parent.weight.unwrap_or(0),
             self.network_qa_after_nulls()?,
@@ -1119,12 +1290,58 @@ impl NodeCore {
             .filter(|id| seen.insert(*id));
         let receipts: TipsetReceipts = executed.zip(outcome.receipts).collect();
         self.blocks.put_receipts(&hash, &receipts)?;
+        // Every header of the tipset passed the checks: with a twin that passed them too, a fault.
+        for id in &ids {
+            self.remember_valid(*id);
+        }
+        for (first, second) in twins {
+            self.record_fault(first, second);
+        }
         meta.post_root = Some(outcome.root);
         self.blocks.put_tipset(&meta)?;
         self.canonical.insert(meta.epoch, hash);
         self.tipsets.insert(hash, meta);
         self.set_head(hash);
         Ok(())
+    }
+
+    /// Checks, against the state the tipset `meta` (a child of the head, whose `blocks` these
+    /// are) is about to be applied in, the other stored blocks of its slot by its miners (twins,
+    /// stored because they could not be checked when received): a failing one is remembered as
+    /// bad; a passing one is returned with the tipset's block by the same miner, a fault to
+    /// record once the tipset's own headers pass.
+    fn check_twins(
+        &mut self,
+        meta: &TipsetMeta,
+        parent: &TipsetMeta,
+        blocks: &[FullBlock],
+    ) -> NodeResult<Vec<(BlockHeader, BlockHeader)>> {
+        let slot = self
+            .slots
+            .get(&(meta.epoch, meta.parents.hash()))
+            .cloned()
+            .unwrap_or_default();
+        let mut found = Vec::new();
+        for other in &slot {
+            if self.bad_blocks.contains_key(other) || meta.key.0.contains(other) {
+                continue;
+            }
+            let Some(h) = self.blocks.header(other)? else {
+                continue;
+            };
+            let Some(mine) = blocks.iter().find(|b| b.header.miner == h.miner) else {
+                continue;
+            };
+            if !self.valid_headers.contains(other) {
+                if let Err(why) = self.check_header(&h, parent, &self.nulls.after)? {
+                    self.remember_bad(*other, why);
+                    continue;
+                }
+                self.remember_valid(*other);
+            }
+            found.push((mine.header.clone(), h));
+        }
+        Ok(found)
     }
 
     /// The mining base at `epoch` (after the head): the state after the null rounds since the

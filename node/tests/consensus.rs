@@ -430,19 +430,28 @@ fn invalid_blocks_are_refused_and_change_nothing() {
         a.receive_block(good.clone(), now).unwrap(),
         BlockVerdict::Accepted
     );
-    // A second, different block by the same miner at the same epoch: a consensus fault.
+    // A second block by the same miner at the same epoch with a Winning PoSt that fails: refused,
+    // and no consensus fault (only two headers that pass the checks make one).
+    let mut forged = good.clone();
+    forged.messages.clear();
+    forged.header.messages_root = messages_root(&[]);
+    forged.header.bls_aggregate = None;
+    forged.header.winning_post.push(0);
+    let forged = resign(forged);
+    let v = a.receive_block(forged, now).unwrap();
+    assert!(matches!(v, BlockVerdict::Rejected(_)), "{v:?}");
+    assert!(a.consensus_faults().is_empty());
+    // A second, different and valid block by the same miner at the same epoch: a consensus fault.
     let mut twin = good.clone();
-    twin.header.timestamp = good.header.timestamp; // same slot
     twin.messages.clear();
     twin.header.messages_root = messages_root(&[]);
     twin.header.bls_aggregate = None;
-    twin.header.winning_post.push(0);
     let twin = resign(twin);
-    if twin.id() != good.id() {
-        let v = a.receive_block(twin, now).unwrap();
-        assert!(matches!(v, BlockVerdict::Rejected(_)), "{v:?}");
-        assert_eq!(a.consensus_faults().len(), 1);
-    }
+    assert_ne!(twin.id(), good.id());
+    let v = a.receive_block(twin, now).unwrap();
+    assert!(matches!(v, BlockVerdict::Rejected(_)), "{v:?}");
+    assert_eq!(a.consensus_faults().len(), 1);
+    assert_eq!(a.head_hash(), TipsetKey::new(vec![good.id()]).hash());
 }
 
 /// Runs `core` with `miners` (each proving) until none of their deadline windows opens within
@@ -938,4 +947,271 @@ fn receipts_are_found_by_message_id_and_rebuilt_when_the_head_lost_them() {
     );
     let no = a.search_message(&refused.id()).unwrap().unwrap();
     assert_ne!(no.receipt.exit_code, ExitCode::Ok);
+}
+
+/// Second blocks by `good`'s miner at its epoch on its parents that fail the header checks, each
+/// with other messages than `good` (so another id), named by what is wrong.
+fn forged_twins(
+    good: &FullBlock,
+    worker: &SecretKey,
+    g: &GenesisFile,
+) -> Vec<(&'static str, FullBlock)> {
+    let net = g.policy.network.clone();
+    let base = remade(good, worker, &net, Vec::new(), None);
+    let resign = |mut b: FullBlock| {
+        b.header.signature = worker.sign(&b.header.signing_bytes(&net));
+        b
+    };
+    vec![
+        ("a header signature over other bytes", {
+            let mut b = base.clone();
+            b.header.signature = worker.sign(b"not the header");
+            b
+        }),
+        ("a header signed by another key", {
+            let mut b = base.clone();
+            b.header.signature = key(99).sign(&b.header.signing_bytes(&net));
+            b
+        }),
+        ("a bad election proof", {
+            let mut b = base.clone();
+            b.header.election_proof = worker.sign(b"not the election");
+            resign(b)
+        }),
+        ("a bad ticket", {
+            let mut b = base.clone();
+            b.header.ticket = worker.sign(b"not the ticket");
+            resign(b)
+        }),
+        ("a bad win count", {
+            let mut b = base.clone();
+            b.header.win_count += 1;
+            resign(b)
+        }),
+        ("a bad Winning PoSt", {
+            let mut b = base.clone();
+            b.header.winning_post[0] ^= 1;
+            resign(b)
+        }),
+    ]
+}
+
+#[test]
+fn a_forged_second_header_received_after_the_honest_block_makes_no_consensus_fault() {
+    let (g, miners) = genesis_file(2);
+    let d = tempfile::tempdir().unwrap();
+    let (mut a, good, _, now) = node_with_a_block_to_receive(&g, &miners, d.path());
+    let m = miners.iter().find(|m| m.id == good.header.miner).unwrap();
+    assert_eq!(
+        a.receive_block(good.clone(), now).unwrap(),
+        BlockVerdict::Accepted
+    );
+    let head = a.head_hash();
+    assert_eq!(head, TipsetKey::new(vec![good.id()]).hash());
+    for (what, forged) in forged_twins(&good, &m.worker, &g) {
+        assert_ne!(forged.id(), good.id(), "{what}");
+        let v = a.receive_block(forged.clone(), now).unwrap();
+        assert!(matches!(v, BlockVerdict::Rejected(_)), "{what}: {v:?}");
+        assert!(
+            a.consensus_faults().is_empty(),
+            "{what}: a forged header was recorded as a consensus fault"
+        );
+        assert_eq!(a.head_hash(), head, "{what}");
+        // Remembered as bad: refused again, still no fault.
+        assert!(matches!(
+            a.receive_block(forged, now).unwrap(),
+            BlockVerdict::Rejected(_)
+        ));
+        assert!(a.consensus_faults().is_empty(), "{what}");
+    }
+    // The chain goes on from the honest block.
+    let ms: Vec<&Miner> = miners.iter().collect();
+    let e = a.head_epoch();
+    run(&mut a, &ms, e + 1, e + 3);
+    assert!(a.consensus_faults().is_empty());
+}
+
+#[test]
+fn a_forged_second_header_stored_before_the_honest_block_neither_refuses_it_nor_makes_a_fault() {
+    let (g, miners) = genesis_file(2);
+    for case in 0.. {
+        // Every node is built the same way: the same head, the same honest block to receive.
+        let d = tempfile::tempdir().unwrap();
+        let (mut a, good, _, now) = node_with_a_block_to_receive(&g, &miners, d.path());
+        let m = miners.iter().find(|m| m.id == good.header.miner).unwrap();
+        let mut cases = forged_twins(&good, &m.worker, &g);
+        if case >= cases.len() {
+            break;
+        }
+        let (what, forged) = cases.swap_remove(case);
+        let head = a.head_hash();
+        // The forged header is stored without being applied or checked, as sync stores a tipset
+        // before (or without) switching to it.
+        a.import(
+            vec![FullTipset {
+                blocks: vec![forged.clone()],
+            }],
+            now,
+        )
+        .unwrap();
+        assert_eq!(a.head_hash(), head, "{what}");
+        // The honest block: accepted, its tipset the head, and nobody accused.
+        let v = a.receive_block(good.clone(), now).unwrap();
+        assert_eq!(v, BlockVerdict::Accepted, "{what}");
+        assert_eq!(
+            a.head_hash(),
+            TipsetKey::new(vec![good.id()]).hash(),
+            "{what}"
+        );
+        assert!(
+            a.consensus_faults().is_empty(),
+            "{what}: a forged header was recorded as a consensus fault"
+        );
+        // The forged block was checked on the way, and is refused.
+        let v = a.receive_block(forged, now).unwrap();
+        assert!(matches!(v, BlockVerdict::Rejected(_)), "{what}: {v:?}");
+        assert!(a.consensus_faults().is_empty(), "{what}");
+    }
+}
+
+#[test]
+fn a_genuine_equivocation_is_recorded_whichever_block_comes_first() {
+    let (g, miners) = genesis_file(2);
+    for twin_first in [false, true] {
+        let d = tempfile::tempdir().unwrap();
+        let (mut a, good, _, now) = node_with_a_block_to_receive(&g, &miners, d.path());
+        let m = miners.iter().find(|m| m.id == good.header.miner).unwrap();
+        // A second block the miner really made: other messages, signed by its worker, and the
+        // same (valid) ticket, election proof and Winning PoSt.
+        let twin = remade(&good, &m.worker, &g.policy.network, Vec::new(), None);
+        assert_ne!(twin.id(), good.id());
+        if twin_first {
+            // Stored unchecked first (as sync would), then the other block is received.
+            a.import(
+                vec![FullTipset {
+                    blocks: vec![twin.clone()],
+                }],
+                now,
+            )
+            .unwrap();
+            let v = a.receive_block(good.clone(), now).unwrap();
+            assert!(
+                matches!(v, BlockVerdict::Rejected(ref w) if w.contains("consensus fault")),
+                "{v:?}"
+            );
+        } else {
+            assert_eq!(
+                a.receive_block(good.clone(), now).unwrap(),
+                BlockVerdict::Accepted
+            );
+            let v = a.receive_block(twin.clone(), now).unwrap();
+            assert!(
+                matches!(v, BlockVerdict::Rejected(ref w) if w.contains("consensus fault")),
+                "{v:?}"
+            );
+            assert_eq!(a.head_hash(), TipsetKey::new(vec![good.id()]).hash());
+        }
+        let faults = a.consensus_faults();
+        assert_eq!(faults.len(), 1, "twin first: {twin_first}");
+        let mut pair = [faults[0].first.id(), faults[0].second.id()];
+        pair.sort();
+        let mut want = [good.id(), twin.id()];
+        want.sort();
+        assert_eq!(pair, want);
+        // Received again: refused, and recorded once.
+        let again = if twin_first {
+            good.clone()
+        } else {
+            twin.clone()
+        };
+        assert!(matches!(
+            a.receive_block(again, now).unwrap(),
+            BlockVerdict::Rejected(_)
+        ));
+        assert_eq!(a.consensus_faults().len(), 1);
+    }
+}
+
+#[test]
+fn twins_on_a_fork_off_the_canonical_chain_are_judged_when_their_slot_is_applied() {
+    let (g, miners) = genesis_file(2);
+    let net = g.policy.network.clone();
+    for genuine in [false, true] {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut a, _, _, _) = node_with_a_block_to_receive(&g, &miners, da.path());
+        let (mut b, s, _, now_s) = node_with_a_block_to_receive(&g, &miners, db.path());
+        let head = a.head_hash();
+        assert_eq!(b.head_hash(), head);
+        // On B, a block S, then a block G on it: a fork A has not adopted.
+        assert_eq!(
+            b.receive_block(s.clone(), now_s).unwrap(),
+            BlockVerdict::Accepted
+        );
+        let m = &miners[0];
+        let honest = first_win(&mut b, m, s.header.epoch + 1);
+        let now = g.slot_time(honest.header.epoch);
+        // Its twin: the miner's own second block (other messages), or a forged one.
+        let extra = Message {
+            from: Address::Bls(key(11).public_key()),
+            to: Address::Bls(key(10).public_key()),
+            nonce: 0,
+            value: TokenAmount::tokens(1),
+            method: Method::Send,
+            gas_limit: 1_000_000,
+            gas_price: g.policy.min_gas_price,
+        }
+        .sign(&net, &key(11));
+        let mut twin = remade(
+            &honest,
+            &m.worker,
+            &net,
+            vec![extra.message.clone()],
+            Some(extra.signature),
+        );
+        if !genuine {
+            twin.header.winning_post[0] ^= 1;
+            twin.header.signature = m.worker.sign(&twin.header.signing_bytes(&net));
+        }
+        assert_ne!(twin.id(), honest.id());
+        // A stores the twin and S (synced, not applied): the twin's parent is off A's chain.
+        a.import(
+            vec![
+                FullTipset {
+                    blocks: vec![twin.clone()],
+                },
+                FullTipset {
+                    blocks: vec![s.clone()],
+                },
+            ],
+            now,
+        )
+        .unwrap();
+        assert_eq!(a.head_hash(), head);
+        // The honest block is accepted (S applied under it) and its tipset is the head.
+        assert_eq!(
+            a.receive_block(honest.clone(), now).unwrap(),
+            BlockVerdict::Accepted,
+            "genuine: {genuine}"
+        );
+        assert_eq!(a.head_hash(), TipsetKey::new(vec![honest.id()]).hash());
+        // Its slot was applied: the twin was checked against the same parent state.
+        if genuine {
+            let f = a.consensus_faults();
+            assert_eq!(f.len(), 1);
+            assert_eq!(
+                (f[0].first.id(), f[0].second.id()),
+                (honest.id(), twin.id())
+            );
+        } else {
+            assert!(
+                a.consensus_faults().is_empty(),
+                "a forged header was recorded"
+            );
+            assert!(matches!(
+                a.receive_block(twin, now).unwrap(),
+                BlockVerdict::Rejected(_)
+            ));
+            assert!(a.consensus_faults().is_empty());
+        }
+    }
 }
