@@ -616,3 +616,113 @@ fn verify_commit1_names_the_public_input_that_fails() {
     check("comm_d", OTHER.into(), "comm_d");
     check("comm_r", OTHER.into(), "comm_r");
 }
+
+/// `lode` with the capacity check's stand-in figures (bytes) in place of the system's.
+fn lode_with_space(args: &[String], disk: Option<&str>, memory: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lode"));
+    cmd.args(args)
+        .env_remove("LODE_PARAMS_DIR")
+        .env_remove("LODE_CACHE_DIR")
+        .env_remove("LODE_TEST_AVAILABLE_DISK")
+        .env_remove("LODE_TEST_AVAILABLE_MEMORY");
+    if let Some(d) = disk {
+        cmd.env("LODE_TEST_AVAILABLE_DISK", d);
+    }
+    if let Some(m) = memory {
+        cmd.env("LODE_TEST_AVAILABLE_MEMORY", m);
+    }
+    cmd.output().unwrap()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+#[test]
+fn seal_commands_without_the_space_they_need_are_refused_before_writing_anything() {
+    let f = Fixture::new();
+    let piece = f.piece("p", 1000, 5);
+    let cache = f.s("cache");
+    let command = |cmd: &str, dir: &str, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["seal", cmd, "--sector-size", "2KiB", "--sector-dir", dir]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(["--cache-dir".into(), cache.clone(), "--json".into()]);
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let dir = f.s("s");
+    let run = command("run", &dir, &["--ticket", TICKET, "--seed", SEED, &piece]);
+
+    // A whole run on 4 KiB of disk: refused with the figures, and nothing is created.
+    let o = lode_with_space(&run, Some("4096"), None);
+    refused(
+        &o,
+        "AddPiece, PreCommit1, PreCommit2 and Commit1 of a 2KiB sector needs",
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    for needle in [
+        "(4.0 KiB free)",
+        "the parent cache (3.6 KiB)",
+        "2 layers (4.0 KiB)",
+        "the pieces (1.0 KiB)",
+        "--sector-dir",
+    ] {
+        assert!(err.contains(needle), "{needle:?} in {err}");
+    }
+    assert!(o.stdout.is_empty());
+    assert!(!f.path("s").exists() && !f.path("cache").exists());
+
+    // The piece fits; PreCommit1 then does not (its layers, tree D and the parent cache), and
+    // nothing of it is written.
+    ok(&lode_with_space(
+        &command("add-piece", &dir, &[&piece]),
+        None,
+        None,
+    ));
+    let before = files_in(&f.path("s"));
+    let pc1 = command("pc1", &dir, &["--ticket", TICKET]);
+    refused(
+        &lode_with_space(&pc1, Some("50000"), None),
+        "PreCommit1 of a 2KiB sector needs",
+    );
+    // Memory too: two 2 KiB layers of labels.
+    refused(
+        &lode_with_space(&pc1, None, Some("1000")),
+        "needs 4.0 KiB of memory for two layers of labels, but 1000 bytes is available",
+    );
+    // A stand-in figure that is not a number is an error, not a silent default.
+    refused(
+        &lode_with_space(&pc1, Some("lots"), None),
+        "LODE_TEST_AVAILABLE_DISK=\"lots\" is not a byte count",
+    );
+    assert_eq!(files_in(&f.path("s")), before);
+    assert!(files_in(&f.path("cache")).is_empty());
+    assert!(!f.path("s").join("layer-1").exists());
+
+    // With the space, the same run seals. Run again on the sealed sector, only the Commit1 output and
+    // the records need room (PreCommit1 and PreCommit2 are done), so a limit that refuses a new
+    // sector lets it through.
+    let sealed = ok(&lode_with_space(&run, None, None));
+    assert!(sealed["comm_r"].is_string());
+    let again = ok(&lode_with_space(&run, Some("200000"), None));
+    assert_eq!(again["comm_r"], sealed["comm_r"]);
+    let fresh = command(
+        "run",
+        &f.s("t"),
+        &["--ticket", TICKET, "--seed", SEED, &piece],
+    );
+    refused(
+        &lode_with_space(&fresh, Some("200000"), None),
+        "of a 2KiB sector needs",
+    );
+    assert!(!f.path("t").exists());
+}

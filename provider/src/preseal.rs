@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use lode_chain::genesis::GenesisSector;
 use lode_chain::types::{ActorId, Epoch};
 use lode_proofs::sector::SectorSize;
+use lode_sealing::capacity::{self, Phase, SystemProbe, Work};
 use lode_sealing::seal::{self, SectorId, no_progress};
 use lode_sealing::sector_dir::SectorDir;
 
@@ -48,7 +49,14 @@ pub fn preseal(
         miner_id: miner.0,
         sector_number,
     };
-    let dir = SectorDir::create(&sector_path(store, miner, sector_number))?;
+    let path = sector_path(store, miner, sector_number);
+    // Refused with the figures before anything is written when the disks or memory are short.
+    let work = Work {
+        phases: vec![Phase::PreCommit1, Phase::PreCommit2, Phase::Finalize],
+        piece_bytes: 0,
+    };
+    capacity::check(&path, cache_dir, size, &work, &SystemProbe)?;
+    let dir = SectorDir::create(&path)?;
     let ticket = lode_proofs::sector::randomness_node(preseal_ticket(miner, sector_number));
     let pc1 = seal::pre_commit1(&dir, &id, ticket, cache_dir, None, &mut no_progress)?;
     let pc2 = seal::pre_commit2(&dir, &id, &mut no_progress)?;

@@ -6,6 +6,7 @@ use lode_proofs::merkle::TreeError;
 use lode_proofs::piece::PieceError;
 use lode_proofs::sdr::SdrError;
 
+use crate::capacity::human_bytes;
 use crate::parent_cache::ParentCacheError;
 
 /// Everything that can stop a sealing phase. Each variant says what to do about it.
@@ -203,6 +204,47 @@ pub enum SealError {
         expected: String,
         /// What the directory holds.
         found: String,
+    },
+    /// A phase would run out of disk: refused before it writes anything (see [`crate::capacity`]).
+    #[error(
+        "{work} of a {size} sector needs {} more on {place} ({} free) to write {parts}: free {} there, or {remedy}",
+        human_bytes(*.needed),
+        human_bytes(*.available),
+        human_bytes(.needed.saturating_sub(*.available))
+    )]
+    InsufficientDisk {
+        /// The phases that would run, as a phrase (`PreCommit1`, `AddPiece, PreCommit1 and PreCommit2`).
+        work: String,
+        /// The sector size.
+        size: lode_proofs::sector::SectorSize,
+        /// The directory or directories on that filesystem (`/data/s-7 and /data/cache`).
+        place: String,
+        /// Bytes the work needs there at its peak, beyond what is already written.
+        needed: u64,
+        /// Bytes the filesystem has available to this process.
+        available: u64,
+        /// What the bytes are for, largest first (`11 layers (704.0 GiB), tree D (64.0 GiB)`).
+        parts: String,
+        /// What to do besides freeing space (which directory option to point elsewhere).
+        remedy: &'static str,
+    },
+    /// A phase would run out of memory: refused before it writes anything (see [`crate::capacity`]).
+    #[error(
+        "{work} of a {size} sector needs {} of memory for {what}, but {} is available: stop other jobs, or run it on a machine with more memory",
+        human_bytes(*.needed),
+        human_bytes(*.available)
+    )]
+    InsufficientMemory {
+        /// The phase that needs the most memory.
+        work: String,
+        /// The sector size.
+        size: lode_proofs::sector::SectorSize,
+        /// What the memory holds (`two layers of labels`).
+        what: &'static str,
+        /// Bytes it needs.
+        needed: u64,
+        /// Bytes available (`MemAvailable`, or less under a cgroup limit).
+        available: u64,
     },
     /// A SNARK could not be made or does not verify.
     #[error(transparent)]

@@ -4,11 +4,14 @@
 //! parent cache ([`parent_cache`]), layer labelling behind the [`labels::Labeller`] seam, and the sector
 //! phases a miner schedules ([`seal`]): AddPiece → PreCommit1 → PreCommit2 → Commit1 → Finalize, plus
 //! unsealing. Every phase reads and writes files in one sector directory ([`sector_dir`]), written
-//! atomically, so a phase can run in another process or resume after a crash.
+//! atomically, so a phase can run in another process or resume after a crash. Before a phase runs, its
+//! caller asks [`capacity`] whether the disk and memory it needs are there, so a phase that could not
+//! finish is refused before it writes anything.
 //!
 //! It never touches the network and never redefines a protocol function: labels, columns, encodings,
 //! commitments and proofs all come from `lode-proofs`.
 
+pub mod capacity;
 pub mod error;
 pub mod labels;
 pub mod parent_cache;

@@ -177,6 +177,21 @@ impl ParentCache {
         )
     }
 
+    /// The exact length of the cache file of `size`: the 128-byte header and 56 bytes per node
+    /// (120 GiB + 128 bytes for a 64 GiB sector).
+    pub fn file_len(size: SectorSize) -> u64 {
+        size.nodes()
+            .saturating_mul(NODE_BYTES as u64)
+            .saturating_add(HEADER_LEN as u64)
+    }
+
+    /// Whether `dir` holds a cache of `size` that [`ParentCache::open_or_build`] will use rather than
+    /// build: its header names this graph and its length is right. The body's checksum is not hashed
+    /// (that reads the whole file, 120 GiB for 64 GiB sectors); a body that fails it on open is rebuilt.
+    pub fn is_present(dir: &Path, size: SectorSize) -> bool {
+        Self::map_and_check(dir.join(Self::file_name(size)), size, false).is_ok()
+    }
+
     /// Opens and verifies the cache of `size` in `dir`; [`ParentCacheError::NotFound`] if there is none.
     /// Verification reads the whole file once (hashed on all rayon threads).
     pub fn open(dir: &Path, size: SectorSize) -> Result<ParentCache, ParentCacheError> {

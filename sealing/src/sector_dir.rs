@@ -48,6 +48,14 @@ impl SectorDir {
         })
     }
 
+    /// The paths of a sector directory at `root`, which need not exist: nothing is created or checked
+    /// (what [`crate::capacity`] looks at before a sector is started).
+    pub(crate) fn at(root: &Path) -> Self {
+        SectorDir {
+            root: root.to_path_buf(),
+        }
+    }
+
     /// The existing sector directory at `root`; a missing one is an error, never created.
     pub fn open(root: &Path) -> SealResult<Self> {
         match std::fs::metadata(root) {

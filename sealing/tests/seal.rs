@@ -536,3 +536,56 @@ fn window_and_winning_post_with_a_faulty_sector() {
     post::verify_winning(size, 1000, &randomness, &publics[..1], &proof).unwrap();
     assert!(post::verify_winning(size, 1001, &other, &publics, &proof).is_err());
 }
+
+/// The capacity figures are the lengths of the files the phases really write, for the sizes a test can
+/// seal (the larger sizes follow from the same formulas: see `capacity`'s unit tests).
+#[test]
+fn capacity_figures_are_the_lengths_of_the_files_sealing_writes() {
+    use lode_sealing::capacity::{self, Phase, Plan, Work};
+    use lode_sealing::parent_cache::ParentCache;
+
+    for size in [SectorSize::S2KiB, SectorSize::S8MiB] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = tmp.path().join("cache");
+        let data = random_bytes(1000, 3);
+        let root = tmp.path().join("s");
+        let (id, dir) = seal_all(&root, &cache, size, &data, node(&"11".repeat(32)));
+        seal::commit1(&dir, &id, Node::ZERO).unwrap();
+        let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+        assert_eq!(
+            len(&cache.join(ParentCache::file_name(size))),
+            ParentCache::file_len(size)
+        );
+        for l in 1..=size.layers() {
+            assert_eq!(len(&dir.layer(l)), capacity::layer_bytes(size), "{size}");
+        }
+        let files = [
+            (dir.tree_d(), capacity::tree_d_bytes(size)),
+            (dir.columns(), size.bytes()),
+            (dir.tree_c(), capacity::tree_c_bytes(size)),
+            (dir.sealed(), size.bytes()),
+            (dir.tree_r(), capacity::tree_r_bytes(size)),
+            (dir.commit1(), capacity::commit1_bytes(size)),
+        ];
+        for (path, bytes) in files {
+            assert_eq!(len(&path), bytes, "{size}: {}", path.display());
+        }
+        // Every record is within the allowance.
+        for path in [
+            dir.sector_meta(),
+            dir.pc1(),
+            dir.pc2(),
+            dir.commit1_public(),
+        ] {
+            assert!(len(&path) < capacity::RECORDS_BYTES, "{}", path.display());
+        }
+        // Sealed: a second run of PreCommit1 and PreCommit2 is skipped and needs nothing.
+        let work = Work {
+            phases: vec![Phase::PreCommit1, Phase::PreCommit2],
+            piece_bytes: 0,
+        };
+        let plan = Plan::new(&root, &cache, size, &work).unwrap();
+        assert_eq!(plan.skipped, work.phases);
+        assert_eq!(plan.peak(|_| true), 0);
+    }
+}

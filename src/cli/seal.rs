@@ -3,6 +3,11 @@
 //! Every command on a sector directory takes the sector's lock, reads which sector it holds from its
 //! `sector.json`, and lets the sealing engine skip what is already done, so any command can be run
 //! again after an interruption.
+//!
+//! Before anything is written, each command asks `lode_sealing::capacity` whether the disk and memory
+//! its phases still need are there, and refuses with the figures if not. For tests only,
+//! `LODE_TEST_AVAILABLE_DISK` and `LODE_TEST_AVAILABLE_MEMORY` (bytes) stand in for what the
+//! filesystems and the kernel report.
 
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
@@ -14,6 +19,8 @@ use clap::{Args, Subcommand};
 use lode_proofs::node::Node;
 use lode_proofs::porep::{self, PorepProof};
 use lode_proofs::sector::SectorSize;
+use lode_sealing::SealError;
+use lode_sealing::capacity::{self, FixedSpace, Phase, Work};
 use lode_sealing::seal::{self, Placement, SectorId, SectorSpec};
 use lode_sealing::sector_dir::{SectorDir, SectorLock};
 use serde::Serialize;
@@ -227,6 +234,58 @@ impl SectorArgs {
     fn cache_dir(&self) -> PathBuf {
         self.cache_dir.clone().unwrap_or_else(default_cache_dir)
     }
+
+    /// Opens the sector like [`SectorArgs::open`], after checking that `phases` (with `pieces` to place)
+    /// fit on its disks and in memory. A new directory is checked before it is created, an existing one
+    /// once locked, so a refused command leaves nothing behind but what was already there.
+    fn open_checked(
+        &self,
+        create: bool,
+        phases: &[Phase],
+        pieces: Option<(&[PathBuf], Placement)>,
+    ) -> anyhow::Result<OpenSector> {
+        let cache = self.cache_dir();
+        let check = |size: SectorSize| -> anyhow::Result<()> {
+            let piece_bytes = match pieces {
+                Some((files, placement)) => {
+                    capacity::pending_piece_bytes(&self.sector_dir, size, files, placement)?
+                }
+                None => 0,
+            };
+            let work = Work {
+                phases: phases.to_vec(),
+                piece_bytes,
+            };
+            capacity::check(&self.sector_dir, &cache, size, &work, &space_probe()?)?;
+            Ok(())
+        };
+        if create && !self.sector_dir.exists() {
+            check(self.sector_size.ok_or(SealError::SizeNeeded)?)?;
+            return self.open(true);
+        }
+        let s = self.open(create)?;
+        check(s.id.size)?;
+        Ok(s)
+    }
+}
+
+/// Where the capacity check reads free disk and memory: the system, unless a test sets
+/// `LODE_TEST_AVAILABLE_DISK` or `LODE_TEST_AVAILABLE_MEMORY` (bytes; for tests only).
+fn space_probe() -> anyhow::Result<FixedSpace> {
+    let var = |name: &str| -> anyhow::Result<Option<u64>> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .trim()
+                .parse()
+                .map(Some)
+                .with_context(|| format!("{name}={v:?} is not a byte count; unset it")),
+            Err(_) => Ok(None),
+        }
+    };
+    Ok(FixedSpace {
+        disk: var("LODE_TEST_AVAILABLE_DISK")?,
+        memory: var("LODE_TEST_AVAILABLE_MEMORY")?,
+    })
 }
 
 fn open_sector(
@@ -459,7 +518,14 @@ fn run_commit1(s: &OpenSector, seed: Option<Node>, report: &mut SealReport) -> a
 pub(crate) fn run(cmd: SealCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         SealCommand::Run(a) => {
-            let s = a.sector.open(true)?;
+            let phases = [
+                Phase::AddPiece,
+                Phase::PreCommit1,
+                Phase::PreCommit2,
+                Phase::Commit1,
+            ];
+            let pieces = Some((a.pieces.as_slice(), Placement::AllInOrder));
+            let s = a.sector.open_checked(true, &phases, pieces)?;
             let mut report = SealReport::new(&s.id);
             add_pieces(&s, &a.pieces, Placement::AllInOrder, &mut report)?;
             run_pc1(&s, a.ticket, &a.sector.cache_dir(), &mut report)?;
@@ -474,25 +540,26 @@ pub(crate) fn run(cmd: SealCommand) -> anyhow::Result<ExitCode> {
             report.print(a.sector.json)
         }
         SealCommand::AddPiece(a) => {
-            let s = a.sector.open(true)?;
+            let pieces = Some((a.pieces.as_slice(), Placement::Append));
+            let s = a.sector.open_checked(true, &[Phase::AddPiece], pieces)?;
             let mut report = SealReport::new(&s.id);
             add_pieces(&s, &a.pieces, Placement::Append, &mut report)?;
             report.print(a.sector.json)
         }
         SealCommand::Pc1(a) => {
-            let s = a.sector.open(true)?;
+            let s = a.sector.open_checked(true, &[Phase::PreCommit1], None)?;
             let mut report = SealReport::new(&s.id);
             run_pc1(&s, a.ticket, &a.sector.cache_dir(), &mut report)?;
             report.print(a.sector.json)
         }
         SealCommand::Pc2(a) => {
-            let s = a.open(false)?;
+            let s = a.open_checked(false, &[Phase::PreCommit2], None)?;
             let mut report = SealReport::new(&s.id);
             run_pc2(&s, &mut report)?;
             report.print(a.json)
         }
         SealCommand::Commit1(a) => {
-            let s = a.sector.open(false)?;
+            let s = a.sector.open_checked(false, &[Phase::Commit1], None)?;
             let mut report = SealReport::new(&s.id);
             run_commit1(&s, a.seed, &mut report)?;
             report.print(a.sector.json)
@@ -517,6 +584,15 @@ fn commit2(a: &Commit2Args) -> anyhow::Result<ExitCode> {
     let s = open_sector(&a.sector_dir, &SectorSpec::default(), false)?;
     // Refuse damaged or mismatched inputs before loading (or generating) any parameters.
     seal::commit1_output(&s.dir, &s.id)?;
+    // No parent cache is involved: the cache directory is the sector's own.
+    let work = Work::phase(Phase::Commit2);
+    capacity::check(
+        &a.sector_dir,
+        &a.sector_dir,
+        s.id.size,
+        &work,
+        &space_probe()?,
+    )?;
     let params = params_for(&a.params.store(), CircuitArg::Porep, s.id.size)?;
     let mut rng = fresh_rng()?;
     let mut bars = Bars::new();
@@ -565,7 +641,7 @@ fn verify_commit1(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn unseal(a: &UnsealArgs) -> anyhow::Result<ExitCode> {
-    let s = a.sector.open(false)?;
+    let s = a.sector.open_checked(false, &[Phase::Unseal], None)?;
     let cache_dir = a.sector.cache_dir();
     let out = lode_proofs::durable::AtomicFile::create(&a.output)
         .with_context(|| format!("cannot create {}", a.output.display()))?;

@@ -47,6 +47,25 @@ pub struct TreeConfig {
     pub discard_rows: usize,
 }
 
+impl TreeConfig {
+    /// The first level above the leaves that is stored: `1 + discard_rows`, at most the height.
+    fn first_stored(&self, shape: &TreeShape) -> usize {
+        self.discard_rows
+            .saturating_add(1)
+            .min(shape.height().max(1))
+    }
+
+    /// The exact length of the file [`DiskTree::build`] (`leaves_inside`) or
+    /// [`DiskTree::build_over_file`] (not `leaves_inside`) writes for `shape` under this config: the
+    /// 256-byte header, then 32 bytes per stored node. What a caller sizes disk space with.
+    pub fn file_len(&self, shape: &TreeShape, leaves_inside: bool) -> u64 {
+        let (_, body_nodes) = layout(shape, self.first_stored(shape), leaves_inside);
+        body_nodes
+            .saturating_mul(NODE_SIZE as u64)
+            .saturating_add(HEADER_LEN as u64)
+    }
+}
+
 enum Leaves {
     /// Inside the tree file, at this node offset of the map.
     Inside,
@@ -417,12 +436,12 @@ fn write_tree<H: TreeHasher>(
         });
     }
     let height = shape.height();
-    let first_stored = (1 + config.discard_rows).min(height.max(1));
-    let (offsets, body_nodes) = layout(shape, first_stored, leaves_inside);
+    let first_stored = config.first_stored(shape);
+    let (offsets, _) = layout(shape, first_stored, leaves_inside);
 
     let mut file = AtomicFile::create(path).map_err(durable_err)?;
     let mut map = file
-        .map_mut(HEADER_LEN as u64 + body_nodes * NODE_SIZE as u64)
+        .map_mut(config.file_len(shape, leaves_inside))
         .map_err(durable_err)?;
     let (header, body) = map.split_at_mut(HEADER_LEN);
     let body = nodes_from_bytes_mut(body).ok_or(TreeError::LeafCount {
@@ -505,6 +524,9 @@ mod tests {
             )
             .unwrap();
             assert_eq!(t.root(), crate::piece::tree_d_root(&l));
+            let config = TreeConfig { discard_rows: rows };
+            let len = std::fs::metadata(&path).unwrap().len();
+            assert_eq!(config.file_len(&shape, true), len);
             t.check().unwrap();
             for i in [0u64, 1, 2, 77, 4095] {
                 let p = t.prove(i).unwrap();
