@@ -8,7 +8,7 @@ use std::future::Future;
 use lode_chain::message::SignedMessage;
 use lode_chain::types::{ActorId, Address, Epoch};
 use lode_node::core::{BlockVerdict, MinerBase, ProvingView};
-use lode_node::rpc::types::{HeadInfo, SectorInfo};
+use lode_node::rpc::types::{HeadInfo, MessageLookupInfo, PreCommitView, SectorInfo};
 use lode_node::service::NodeService;
 use lode_node::wire::FullBlock;
 
@@ -46,6 +46,22 @@ pub trait NodeApi: Send + Sync + 'static {
         &self,
         miner: ActorId,
     ) -> impl Future<Output = ProviderResult<Vec<SectorInfo>>> + Send;
+    /// The miner's pre-committed sectors with their ticket and seed (`state_minerPreCommits`).
+    fn miner_precommits(
+        &self,
+        miner: ActorId,
+    ) -> impl Future<Output = ProviderResult<Vec<PreCommitView>>> + Send;
+    /// The seal ticket the miner draws from `epoch` (`state_sealTicket`).
+    fn seal_ticket(
+        &self,
+        miner: ActorId,
+        epoch: Epoch,
+    ) -> impl Future<Output = ProviderResult<[u8; 32]>> + Send;
+    /// Where a message was executed on the canonical chain, with its receipt (`state_searchMsg`).
+    fn search_message(
+        &self,
+        id: [u8; 32],
+    ) -> impl Future<Output = ProviderResult<Option<MessageLookupInfo>>> + Send;
 }
 
 impl NodeApi for NodeService {
@@ -81,6 +97,24 @@ impl NodeApi for NodeService {
     async fn miner_sectors(&self, miner: ActorId) -> ProviderResult<Vec<SectorInfo>> {
         Ok(self
             .with_core(move |c| lode_node::rpc::query::miner_sectors(c, miner))
+            .await??)
+    }
+
+    async fn miner_precommits(&self, miner: ActorId) -> ProviderResult<Vec<PreCommitView>> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::miner_precommits(c, miner))
+            .await??)
+    }
+
+    async fn seal_ticket(&self, miner: ActorId, epoch: Epoch) -> ProviderResult<[u8; 32]> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::seal_ticket(c, miner, epoch))
+            .await??)
+    }
+
+    async fn search_message(&self, id: [u8; 32]) -> ProviderResult<Option<MessageLookupInfo>> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::search_message(c, &id))
             .await??)
     }
 }
@@ -133,6 +167,22 @@ impl NodeApi for lode_node::rpc::client::NodeClient {
 
     async fn miner_sectors(&self, miner: ActorId) -> ProviderResult<Vec<SectorInfo>> {
         self.state_miner_sectors(miner).await.map_err(client_error)
+    }
+
+    async fn miner_precommits(&self, miner: ActorId) -> ProviderResult<Vec<PreCommitView>> {
+        self.state_miner_precommits(miner)
+            .await
+            .map_err(client_error)
+    }
+
+    async fn seal_ticket(&self, miner: ActorId, epoch: Epoch) -> ProviderResult<[u8; 32]> {
+        self.state_seal_ticket(miner, epoch)
+            .await
+            .map_err(client_error)
+    }
+
+    async fn search_message(&self, id: [u8; 32]) -> ProviderResult<Option<MessageLookupInfo>> {
+        self.state_search_msg(id).await.map_err(client_error)
     }
 }
 

@@ -167,6 +167,21 @@ impl NodeApi for FakeNode {
         }
         Ok(out)
     }
+    async fn miner_precommits(
+        &self,
+        _: ActorId,
+    ) -> ProviderResult<Vec<lode_node::rpc::types::PreCommitView>> {
+        Ok(Vec::new())
+    }
+    async fn seal_ticket(&self, _: ActorId, _: Epoch) -> ProviderResult<[u8; 32]> {
+        Err(ProviderError::Node("not in this test".into()))
+    }
+    async fn search_message(
+        &self,
+        _: [u8; 32],
+    ) -> ProviderResult<Option<lode_node::rpc::types::MessageLookupInfo>> {
+        Ok(None)
+    }
 }
 
 /// One deadline (index 3, window 20–40, fault cutoff 15, challenge not drawn) holding sectors 0
