@@ -277,13 +277,7 @@ impl Chain {
         self.check_current(after)?;
         let epoch = header.epoch;
         let invalid = |reason: BlockRejection| ChainError::InvalidBlock { epoch, reason };
-        let next = after.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
-        if epoch != next {
-            return Err(invalid(BlockRejection::NotNextEpoch {
-                expected: next,
-                got: epoch,
-            }));
-        }
+        expect_next(after, epoch)?;
         let mut rt = Runtime::new(
             Overlay::with_writes(&self.store, after.writes.clone()),
             &self.policy,
@@ -497,13 +491,7 @@ impl Chain {
         self.check_follows_head(after)?;
         let epoch = input.epoch;
         let invalid = |reason: BlockRejection| ChainError::InvalidBlock { epoch, reason };
-        let next = after.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
-        if epoch != next {
-            return Err(invalid(BlockRejection::NotNextEpoch {
-                expected: next,
-                got: epoch,
-            }));
-        }
+        expect_next(after, epoch)?;
         let (writes, outcome) = {
             let mut rt = Runtime::new(
                 Overlay::with_writes(&self.store, after.writes.clone()),
@@ -537,6 +525,21 @@ impl Chain {
             rewards: outcome.1,
         })
     }
+}
+
+/// Refuses a block or tipset at `epoch` unless it comes right after the state of `after`.
+fn expect_next(after: &AfterNulls, epoch: Epoch) -> ChainResult<()> {
+    let next = after.epoch.checked_add(1).ok_or(OutOfRange("the epoch"))?;
+    if epoch != next {
+        return Err(ChainError::InvalidBlock {
+            epoch,
+            reason: BlockRejection::NotNextEpoch {
+                expected: next,
+                got: epoch,
+            },
+        });
+    }
+    Ok(())
 }
 
 /// How many epochs of randomness the state keeps (the oldest a prove-commit can ask for).

@@ -22,9 +22,31 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Where a sector is in the pipeline.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum SectorState {
+/// Defines [`SectorState`], [`ALL_STATES`] and [`SectorState::name`] from one list, so that a
+/// state's name is written once.
+macro_rules! sector_states {
+    ($($(#[doc = $doc:literal])+ $state:ident,)+) => {
+        /// Where a sector is in the pipeline.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        pub enum SectorState {
+            $($(#[doc = $doc])+ $state,)+
+        }
+
+        /// Every state, in pipeline order then failures, then the way out.
+        pub const ALL_STATES: &[SectorState] = &[$(SectorState::$state,)+];
+
+        impl SectorState {
+            /// The state's name as the CLI and API write it (the variant's name).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(SectorState::$state => stringify!($state),)+
+                }
+            }
+        }
+    };
+}
+
+sector_states! {
     /// Created; waiting for deals (or, for a pledged sector, for packing to start).
     WaitDeals,
     /// AddPiece: the sector's pieces (or zeros, for committed capacity) are written.
@@ -77,75 +99,12 @@ pub enum SectorState {
     Terminated,
 }
 
-/// Every state, in pipeline order then failures, then the way out.
-pub const ALL_STATES: [SectorState; 25] = {
-    use SectorState::*;
-    [
-        WaitDeals,
-        Packing,
-        PreCommit1,
-        PreCommit2,
-        SubmitPreCommit,
-        PreCommitLanded,
-        WaitSeed,
-        Commit1,
-        Commit2,
-        SubmitProveCommit,
-        ProveCommitLanded,
-        Finalize,
-        Proving,
-        AddPieceFailed,
-        SealPreCommit1Failed,
-        SealPreCommit2Failed,
-        PreCommitFailed,
-        ComputeProofFailed,
-        CommitFailed,
-        FinalizeFailed,
-        FailedUnrecoverable,
-        Removing,
-        Removed,
-        Terminating,
-        Terminated,
-    ]
-};
-
 impl SectorState {
-    /// The state's name as the CLI and API write it (the variant's name).
-    pub fn name(self) -> &'static str {
-        use SectorState::*;
-        match self {
-            WaitDeals => "WaitDeals",
-            Packing => "Packing",
-            PreCommit1 => "PreCommit1",
-            PreCommit2 => "PreCommit2",
-            SubmitPreCommit => "SubmitPreCommit",
-            PreCommitLanded => "PreCommitLanded",
-            WaitSeed => "WaitSeed",
-            Commit1 => "Commit1",
-            Commit2 => "Commit2",
-            SubmitProveCommit => "SubmitProveCommit",
-            ProveCommitLanded => "ProveCommitLanded",
-            Finalize => "Finalize",
-            Proving => "Proving",
-            AddPieceFailed => "AddPieceFailed",
-            SealPreCommit1Failed => "SealPreCommit1Failed",
-            SealPreCommit2Failed => "SealPreCommit2Failed",
-            PreCommitFailed => "PreCommitFailed",
-            ComputeProofFailed => "ComputeProofFailed",
-            CommitFailed => "CommitFailed",
-            FinalizeFailed => "FinalizeFailed",
-            FailedUnrecoverable => "FailedUnrecoverable",
-            Removing => "Removing",
-            Removed => "Removed",
-            Terminating => "Terminating",
-            Terminated => "Terminated",
-        }
-    }
-
     /// The state named `name` (as [`SectorState::name`] writes it, any case).
     pub fn from_name(name: &str) -> Option<Self> {
         ALL_STATES
-            .into_iter()
+            .iter()
+            .copied()
             .find(|s| s.name().eq_ignore_ascii_case(name))
     }
 
@@ -499,7 +458,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in ALL_STATES {
+        for &s in ALL_STATES {
             assert_eq!(SectorState::from_name(s.name()), Some(s));
             assert_eq!(SectorState::from_name(&s.name().to_lowercase()), Some(s));
         }
@@ -566,7 +525,7 @@ mod tests {
     #[test]
     fn removal_before_the_chain_and_termination_after() {
         let policy = RetryPolicy::default();
-        for s in ALL_STATES {
+        for &s in ALL_STATES {
             let mut p = SectorProgress::new(0);
             p.state = s;
             let removed = transition(&p, &Event::Remove, 1, &policy);
