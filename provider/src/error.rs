@@ -39,6 +39,9 @@ pub enum ProviderError {
     /// The API server could not be started.
     #[error("API server: {0}")]
     Serve(String),
+    /// The sector pipeline's records could not be read or changed.
+    #[error("sector pipeline: {0}")]
+    Pipeline(String),
     /// The daemon is stopping.
     #[error("stopping")]
     Stopped,

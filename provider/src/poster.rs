@@ -34,7 +34,7 @@ use std::time::Instant;
 use lode_chain::Policy;
 use lode_chain::actors::miner::{MinerMethod, PostPartition, SectorLocation, WindowPostParams};
 use lode_chain::crypto::SecretKey;
-use lode_chain::message::{Message, Method};
+use lode_chain::message::{Message, Method, SignedMessage};
 use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
 use lode_node::core::{DeadlineView, ProvingView, SectorRef};
 use serde::{Deserialize, Serialize};
@@ -144,6 +144,27 @@ impl Messenger {
         proofs: usize,
         sectors: usize,
     ) -> ProviderResult<[u8; 32]> {
+        self.send_recorded(api, worker, method, proofs, sectors, |_| Ok(()))
+            .await
+    }
+
+    /// Like [`Messenger::send`], but hands the signed message to `record` before pushing it, and
+    /// pushes only if `record` succeeds: a caller that persists the message there can, after a
+    /// crash, push the same message again instead of signing a second one. No other message of
+    /// this messenger is signed in between (their nonces never collide).
+    ///
+    /// # Errors
+    /// What `record` returns (nothing is pushed), or [`ProviderError::Node`] when the node refuses
+    /// the message or cannot be reached.
+    pub async fn send_recorded<A: NodeApi>(
+        &self,
+        api: &A,
+        worker: ActorId,
+        method: Method,
+        proofs: usize,
+        sectors: usize,
+        record: impl FnOnce(&SignedMessage) -> ProviderResult<()>,
+    ) -> ProviderResult<[u8; 32]> {
         let _one_at_a_time = self.sending.lock().await;
         let from = Address::Id(worker);
         let nonce = api.next_nonce(from).await?;
@@ -166,6 +187,22 @@ impl Messenger {
             .saturating_add(p.gas_per_signature.saturating_mul(2));
         msg.gas_limit = estimate.saturating_mul(2);
         let signed = msg.sign(&p.network, &self.worker);
+        record(&signed)?;
+        api.push_message(signed).await
+    }
+
+    /// Pushes a message signed earlier (one [`Messenger::send_recorded`] recorded) again, under
+    /// the same lock as new messages.
+    ///
+    /// # Errors
+    /// [`ProviderError::Node`] when the node refuses it (already pending or executed, or its
+    /// nonce is taken) or cannot be reached.
+    pub async fn push_again<A: NodeApi>(
+        &self,
+        api: &A,
+        signed: SignedMessage,
+    ) -> ProviderResult<[u8; 32]> {
+        let _one_at_a_time = self.sending.lock().await;
         api.push_message(signed).await
     }
 }

@@ -103,7 +103,7 @@ pub struct PartitionProof {
     pub skipped: Vec<u64>,
 }
 
-fn os_rng() -> ProviderResult<ChaCha20Rng> {
+pub(crate) fn os_rng() -> ProviderResult<ChaCha20Rng> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| ProviderError::Random(e.to_string()))?;
     Ok(ChaCha20Rng::from_seed(seed))

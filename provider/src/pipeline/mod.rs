@@ -4,10 +4,16 @@
 //! - [`state`]: the states, the events that move a sector between them, bounded retries with
 //!   back-off, and the one pure function that applies an event ([`state::transition`]);
 //! - [`store`]: the records in the provider's sled database, changed by compare-and-swap on a
-//!   version that fences stale workers, durable before a change is reported.
+//!   version that fences stale workers, durable before a change is reported;
+//! - [`runner`]: the driver that does each state's work (sealing phases, idempotent chain steps)
+//!   and applies what came of it, once per epoch.
 
+pub mod runner;
 pub mod state;
 pub mod store;
 
 pub use state::{Event, RetryPolicy, SectorProgress, SectorState};
-pub use store::{PipelineError, PipelineResult, PipelineStore, SectorKind, SectorRecord};
+pub use store::{
+    PipelineError, PipelineResult, PipelineStore, SectorChain, SectorKind, SectorRecord,
+    SentMessage,
+};

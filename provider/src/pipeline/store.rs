@@ -37,6 +37,42 @@ pub struct SectorRecord {
     pub version: u64,
     /// Its state and history.
     pub progress: SectorProgress,
+    /// What the sector's chain steps chose and sent (changed in the same compare-and-swap as
+    /// the state, so the two never disagree after a crash).
+    pub chain: SectorChain,
+}
+
+/// A message the pipeline signed for a sector, recorded **before** it is pushed: after a crash
+/// the same signed message is pushed again (harmless: the node's pool and the chain take a message
+/// once) instead of signing a second one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SentMessage {
+    /// The message id (`state_searchMsg` finds its receipt by it).
+    pub id: [u8; 32],
+    /// The chain head's epoch when it was signed.
+    pub sent_at: u64,
+    /// The signed message, encoded (what is pushed again).
+    pub signed: Vec<u8>,
+}
+
+/// A sector's chain bookkeeping: the seal randomness it was sealed with, its commitments, and the
+/// messages sent for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorChain {
+    /// The epoch whose randomness is the seal ticket (chosen by PreCommit1).
+    pub seal_rand_epoch: Option<u64>,
+    /// The ticket drawn from it.
+    pub ticket: Option<[u8; 32]>,
+    /// `comm_d` (PreCommit1).
+    pub comm_d: Option<[u8; 32]>,
+    /// `comm_r` (PreCommit2).
+    pub comm_r: Option<[u8; 32]>,
+    /// The interactive seed (WaitSeed).
+    pub seed: Option<[u8; 32]>,
+    /// The pre-commit message.
+    pub pre_commit: Option<SentMessage>,
+    /// The prove-commit message.
+    pub prove_commit: Option<SentMessage>,
 }
 
 impl SectorRecord {
@@ -137,6 +173,7 @@ impl PipelineStore {
                 created_at: now,
                 version: 1,
                 progress: SectorProgress::new(now),
+                chain: SectorChain::default(),
             };
             if sectors.get(next.to_be_bytes())?.is_some() {
                 return Err(ConflictableTransactionError::Abort(
@@ -189,6 +226,41 @@ impl PipelineStore {
         now: u64,
         policy: &RetryPolicy,
     ) -> PipelineResult<SectorRecord> {
+        self.update(number, version, Some(event), None, now, policy)
+    }
+
+    /// Records `chain` as sector `number`'s chain bookkeeping without changing its state (a
+    /// message signed and about to be pushed), under the same fencing as [`Self::apply`].
+    pub fn record_chain(
+        &self,
+        number: u64,
+        version: u64,
+        chain: SectorChain,
+        now: u64,
+    ) -> PipelineResult<SectorRecord> {
+        self.update(
+            number,
+            version,
+            None,
+            Some(chain),
+            now,
+            &RetryPolicy::default(),
+        )
+    }
+
+    /// The one change of a record: `event` (if any) applied to its state and `chain` (if any)
+    /// replacing its chain bookkeeping, in one compare-and-swap on `version`, durable before it
+    /// returns. Refused, with nothing changed, when the record moved on since `version` or the
+    /// event does not apply. The version is bumped even when only `chain` changes.
+    pub fn update(
+        &self,
+        number: u64,
+        version: u64,
+        event: Option<&Event>,
+        chain: Option<SectorChain>,
+        now: u64,
+        policy: &RetryPolicy,
+    ) -> PipelineResult<SectorRecord> {
         let key = number.to_be_bytes();
         let old_bytes = self
             .sectors
@@ -202,11 +274,15 @@ impl PipelineStore {
                 found: old.version,
             });
         }
-        let progress = transition(&old.progress, event, now, policy)
-            .map_err(|source| PipelineError::Transition { number, source })?;
+        let progress = match event {
+            Some(event) => transition(&old.progress, event, now, policy)
+                .map_err(|source| PipelineError::Transition { number, source })?,
+            None => old.progress.clone(),
+        };
         let new = SectorRecord {
             version: old.version.saturating_add(1),
             progress,
+            chain: chain.unwrap_or_else(|| old.chain.clone()),
             ..old
         };
         match self
@@ -294,6 +370,69 @@ mod tests {
             PipelineError::Unknown(99)
         ));
         assert_eq!(s.get(r.number).unwrap().unwrap(), r2);
+    }
+
+    #[test]
+    fn chain_bookkeeping_changes_with_the_state_in_one_fenced_swap() {
+        let d = tempfile::tempdir().unwrap();
+        let s = PipelineStore::open(d.path()).unwrap();
+        let policy = RetryPolicy::default();
+        let r = s.create(SectorKind::CommittedCapacity, 0, 0).unwrap();
+        assert_eq!(r.chain, SectorChain::default());
+        let chain = SectorChain {
+            seal_rand_epoch: Some(4),
+            ..SectorChain::default()
+        };
+        let r2 = s
+            .update(
+                r.number,
+                1,
+                Some(&Event::Done),
+                Some(chain.clone()),
+                3,
+                &policy,
+            )
+            .unwrap();
+        assert_eq!(
+            (r2.state(), r2.version, &r2.chain),
+            (SectorState::Packing, 2, &chain)
+        );
+        // Only the bookkeeping: the state stays, the version moves on.
+        let sent = SectorChain {
+            pre_commit: Some(SentMessage {
+                id: [9; 32],
+                sent_at: 5,
+                signed: vec![1, 2, 3],
+            }),
+            ..chain.clone()
+        };
+        let r3 = s.record_chain(r.number, 2, sent.clone(), 4).unwrap();
+        assert_eq!(
+            (r3.state(), r3.version, &r3.chain),
+            (SectorState::Packing, 3, &sent)
+        );
+        // A stale writer's bookkeeping is refused like its events; an event that does not apply
+        // takes its bookkeeping down with it.
+        assert!(matches!(
+            s.record_chain(r.number, 2, SectorChain::default(), 5)
+                .unwrap_err(),
+            PipelineError::Conflict { .. }
+        ));
+        assert!(matches!(
+            s.update(
+                r.number,
+                3,
+                Some(&Event::Retry),
+                Some(SectorChain::default()),
+                5,
+                &policy
+            )
+            .unwrap_err(),
+            PipelineError::Transition { .. }
+        ));
+        drop(s);
+        let s = PipelineStore::open(d.path()).unwrap();
+        assert_eq!(s.get(r.number).unwrap().unwrap(), r3);
     }
 
     #[test]

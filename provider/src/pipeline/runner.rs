@@ -1,0 +1,688 @@
+//! The pipeline's driver: it reads a sector's record, does the work of its state (a sealing phase
+//! on a blocking thread, or one look at the chain and at most one message), and applies the
+//! [`Event`] that came of it through the store, with the record's version as fencing token.
+//!
+//! **Chain steps are idempotent.** `SubmitPreCommit` and `SubmitProveCommit` first ask the chain
+//! whether the step is already done (the pre-commit, or the sector, is there); then whether the
+//! message recorded for the sector was executed (`state_searchMsg`): a success is `Done`, a failure
+//! is `Failed` with the receipt's error. Only when neither holds is a message signed — and it is
+//! recorded in the sector's record **before** it is pushed ([`Messenger::send_recorded`]), so a
+//! crash between the two leads to the same signed message being pushed again, never to a second
+//! message (and never to a second deposit: the chain also refuses a second pre-commit of a
+//! number). A recorded message not executed [`RESEND_AFTER`] epochs after it was signed (dropped
+//! from the pool, or its nonce taken by another message) is replaced by a fresh one, and only
+//! while the chain still lacks what it was for.
+//!
+//! New sectors are sealed into `preseal::sector_path(store, miner, n)`, the directory the prover
+//! scans, so `Finalize` only deletes what proving does not need.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bls12_381::Bls12;
+use lode_chain::Policy;
+use lode_chain::actors::miner::{MinerMethod, PreCommitInfo};
+use lode_chain::message::{Method, SignedMessage};
+use lode_chain::types::{ActorId, Epoch};
+use lode_node::rpc::types::MessageLookupInfo;
+use lode_proofs::sector::{SectorSize, randomness_node};
+use lode_sealing::seal::{self, SectorId, no_progress};
+use lode_sealing::sector_dir::SectorDir;
+
+use super::state::{Event, RetryPolicy, SectorState};
+use super::store::{
+    PipelineError, PipelineStore, SectorChain, SectorKind, SectorRecord, SentMessage,
+};
+use crate::api::NodeApi;
+use crate::error::{ProviderError, ProviderResult};
+use crate::poster::Messenger;
+use crate::preseal::sector_path;
+
+/// Epochs after a message was signed before, still not executed, it is replaced by a new one.
+pub const RESEND_AFTER: Epoch = 10;
+
+/// What the pipeline needs to know about the miner and its disks.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// The miner actor.
+    pub miner: ActorId,
+    /// Its sector size.
+    pub size: SectorSize,
+    /// The sector store (where the prover looks for sealed sectors).
+    pub store_dir: PathBuf,
+    /// The SDR parent cache's directory.
+    pub cache_dir: PathBuf,
+    /// How many epochs below the head the seal ticket is drawn (deeper is safer from
+    /// reorganisations; it must stay well inside the chain's randomness lookback).
+    pub ticket_depth: Epoch,
+    /// Epochs of margin added to the shortest expiration the chain accepts (the pre-commit may
+    /// land a few epochs after it is signed).
+    pub expiration_margin: Epoch,
+    /// Retries and back-off of failed phases.
+    pub retry: RetryPolicy,
+}
+
+/// The outcome of one step of a sector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Apply this event (with this chain bookkeeping, when it changed).
+    Apply(Event, Option<Box<SectorChain>>),
+    /// Nothing to apply yet: the chain has not moved far enough (why, for the log).
+    Wait(String),
+}
+
+/// One transition the pipeline made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The sector.
+    pub number: u64,
+    /// From.
+    pub from: SectorState,
+    /// To.
+    pub to: SectorState,
+}
+
+/// The sealing pipeline of one miner: its records, the node, the worker's messenger and the
+/// PoRep parameters.
+pub struct Pipeline<A: NodeApi> {
+    api: Arc<A>,
+    store: PipelineStore,
+    messenger: Arc<Messenger>,
+    porep: Arc<groth16::Parameters<Bls12>>,
+    policy: Policy,
+    config: PipelineConfig,
+}
+
+impl<A: NodeApi> std::fmt::Debug for Pipeline<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix_now() -> u64 {
+    lode_node::genesis::unix_now()
+}
+
+fn pipeline_err(e: PipelineError) -> ProviderError {
+    ProviderError::Pipeline(e.to_string())
+}
+
+fn failed(reason: impl Into<String>, retry: bool) -> Step {
+    Step::Apply(
+        Event::Failed {
+            reason: reason.into(),
+            retry,
+        },
+        None,
+    )
+}
+
+fn done() -> Step {
+    Step::Apply(Event::Done, None)
+}
+
+fn done_with(chain: SectorChain) -> Step {
+    Step::Apply(Event::Done, Some(Box::new(chain)))
+}
+
+/// Runs a CPU-bound sealing phase on a blocking thread; its error becomes a retryable failure.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ProviderResult<T> + Send + 'static,
+) -> ProviderResult<Result<T, String>> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(v)) => Ok(Ok(v)),
+        Ok(Err(e)) => Ok(Err(e.to_string())),
+        Err(_) => Err(ProviderError::Stopped),
+    }
+}
+
+/// What the chain says of a recorded message.
+enum Lookup {
+    /// Executed successfully.
+    Ok,
+    /// Executed and failed: the receipt's error.
+    Failed(String),
+    /// Not executed yet (pushed again); replace it from this epoch on.
+    Pending,
+    /// Not executed after [`RESEND_AFTER`] epochs: send a new one.
+    Stale,
+}
+
+impl<A: NodeApi> Pipeline<A> {
+    /// A pipeline over `store`, talking to `api`, signing with `messenger`, proving with the
+    /// PoRep parameters `porep`.
+    pub fn new(
+        api: Arc<A>,
+        store: PipelineStore,
+        messenger: Arc<Messenger>,
+        porep: Arc<groth16::Parameters<Bls12>>,
+        policy: Policy,
+        config: PipelineConfig,
+    ) -> Self {
+        Pipeline {
+            api,
+            store,
+            messenger,
+            porep,
+            policy,
+            config,
+        }
+    }
+
+    /// The pipeline's records.
+    pub fn store(&self) -> &PipelineStore {
+        &self.store
+    }
+
+    /// Pledges a committed-capacity sector: a new record with a number above every number the
+    /// chain or the store already used.
+    ///
+    /// # Errors
+    /// [`ProviderError::Node`] when the chain cannot be read; [`ProviderError::Pipeline`] when the
+    /// store cannot be written.
+    pub async fn pledge(&self) -> ProviderResult<SectorRecord> {
+        let miner = self.config.miner;
+        let sectors = self.api.miner_sectors(miner).await?;
+        let pre = self.api.miner_precommits(miner).await?;
+        let min = sectors
+            .iter()
+            .map(|s| s.sector_number)
+            .chain(pre.iter().map(|p| p.sector_number))
+            .max()
+            .map_or(0, |n| n.saturating_add(1));
+        let r = self
+            .store
+            .create(SectorKind::CommittedCapacity, min, unix_now())
+            .map_err(pipeline_err)?;
+        tracing::info!(sector = r.number, "committed-capacity sector pledged");
+        Ok(r)
+    }
+
+    fn sector_id(&self, number: u64) -> SectorId {
+        SectorId {
+            size: self.config.size,
+            miner_id: self.config.miner.0,
+            sector_number: number,
+        }
+    }
+
+    fn dir(&self, number: u64) -> PathBuf {
+        sector_path(&self.config.store_dir, self.config.miner, number)
+    }
+
+    /// Does the work of `record`'s state once, at chain head `head`, and says what to apply.
+    ///
+    /// # Errors
+    /// [`ProviderError::Node`] when the node cannot be reached (nothing is decided: try again
+    /// next epoch); [`ProviderError::Stopped`] when a blocking phase could not run.
+    pub async fn step(&self, record: &SectorRecord, head: Epoch) -> ProviderResult<Step> {
+        use SectorState::*;
+        let n = record.number;
+        let id = self.sector_id(n);
+        let path = self.dir(n);
+        let chain = &record.chain;
+        Ok(match record.state() {
+            WaitDeals => match record.kind {
+                SectorKind::CommittedCapacity => done(),
+                SectorKind::Deals => Step::Wait("deal sectors are not packed yet".into()),
+            },
+            Packing => {
+                // Committed capacity: no pieces (PreCommit1 seals zeros).
+                match SectorDir::create(&path) {
+                    Ok(_) => done(),
+                    Err(e) => failed(e.to_string(), true),
+                }
+            }
+            PreCommit1 => self.pre_commit1(record, head, id, path).await?,
+            PreCommit2 => {
+                match blocking(move || {
+                    let dir = SectorDir::open(&path)?;
+                    Ok(seal::pre_commit2(&dir, &id, &mut no_progress)?)
+                })
+                .await?
+                {
+                    Ok(pc2) => done_with(SectorChain {
+                        comm_r: Some(pc2.comm_r.0.0),
+                        ..chain.clone()
+                    }),
+                    Err(e) => failed(e, true),
+                }
+            }
+            SubmitPreCommit => self.submit_pre_commit(record, head).await?,
+            PreCommitLanded => done(),
+            WaitSeed => {
+                let pre = self.api.miner_precommits(self.config.miner).await?;
+                match pre.iter().find(|p| p.sector_number == n) {
+                    Some(p) => match p.seed {
+                        Some(seed) => done_with(SectorChain {
+                            seed: Some(seed),
+                            ..chain.clone()
+                        }),
+                        None if head > p.prove_by => failed(
+                            format!("the pre-commit expired at epoch {}", p.prove_by),
+                            false,
+                        ),
+                        None => Step::Wait(format!("seed at epoch {}", p.seed_epoch)),
+                    },
+                    None => failed(
+                        "the pre-commit is no longer on chain (expired: its deposit is gone); remove the sector",
+                        false,
+                    ),
+                }
+            }
+            Commit1 => {
+                let Some(seed) = chain.seed else {
+                    return Ok(failed("no seed recorded: wait for it again", true));
+                };
+                match blocking(move || {
+                    let dir = SectorDir::open(&path)?;
+                    seal::commit1(&dir, &id, randomness_node(seed))?;
+                    Ok(())
+                })
+                .await?
+                {
+                    Ok(()) => done(),
+                    Err(e) => failed(e, true),
+                }
+            }
+            Commit2 => {
+                let params = self.porep.clone();
+                match blocking(move || {
+                    let dir = SectorDir::open(&path)?;
+                    let mut rng = crate::prover::os_rng()?;
+                    seal::commit2(&dir, &id, &params, &mut rng, &mut no_progress)?;
+                    Ok(())
+                })
+                .await?
+                {
+                    Ok(()) => done(),
+                    Err(e) => failed(e, true),
+                }
+            }
+            SubmitProveCommit => self.submit_prove_commit(record, head).await?,
+            ProveCommitLanded => done(),
+            Finalize => {
+                match blocking(move || {
+                    let dir = SectorDir::open(&path)?;
+                    seal::finalize(&dir, &id, false)?;
+                    Ok(())
+                })
+                .await?
+                {
+                    Ok(()) => done(),
+                    Err(e) => failed(e, true),
+                }
+            }
+            Removing => match std::fs::remove_dir_all(&path) {
+                Ok(()) => done(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => done(),
+                Err(e) => Step::Wait(format!("cannot delete {}: {e}", path.display())),
+            },
+            Terminating => Step::Wait("terminations are not sent by the pipeline yet".into()),
+            s if s.is_retryable_failure() => {
+                let due = record.progress.retry_at.unwrap_or(0);
+                if unix_now() >= due {
+                    Step::Apply(Event::Retry, None)
+                } else {
+                    Step::Wait(format!("retry at unix time {due}"))
+                }
+            }
+            _ => Step::Wait("nothing to do".into()),
+        })
+    }
+
+    async fn pre_commit1(
+        &self,
+        record: &SectorRecord,
+        head: Epoch,
+        id: SectorId,
+        path: PathBuf,
+    ) -> ProviderResult<Step> {
+        // A ticket drawn earlier stays if a pre-commit can still use it (half the lookback is
+        // kept for the rest of sealing); otherwise a new one, `ticket_depth` below the head.
+        let lookback = self.policy.max_pre_commit_randomness_lookback;
+        let fresh_enough = |e: Epoch| head.saturating_sub(e) < lookback.checked_div(2).unwrap_or(0);
+        let epoch = match record.chain.seal_rand_epoch {
+            Some(e) if fresh_enough(e) => e,
+            _ => head.saturating_sub(self.config.ticket_depth),
+        };
+        let ticket = self.api.seal_ticket(self.config.miner, epoch).await?;
+        let cache_dir = self.config.cache_dir.clone();
+        match blocking(move || {
+            let dir = SectorDir::create(&path)?;
+            Ok(seal::pre_commit1(
+                &dir,
+                &id,
+                randomness_node(ticket),
+                &cache_dir,
+                None,
+                &mut no_progress,
+            )?)
+        })
+        .await?
+        {
+            Ok(pc1) => Ok(done_with(SectorChain {
+                seal_rand_epoch: Some(epoch),
+                ticket: Some(ticket),
+                comm_d: Some(pc1.comm_d.0.0),
+                comm_r: None,
+                ..record.chain.clone()
+            })),
+            Err(e) => Ok(failed(e, true)),
+        }
+    }
+
+    /// What the chain says of `sent`; pushes it again while it is pending.
+    async fn lookup(&self, sent: &SentMessage, head: Epoch) -> ProviderResult<Lookup> {
+        let found: Option<MessageLookupInfo> = self.api.search_message(sent.id).await?;
+        Ok(match found {
+            Some(info) if info.receipt.ok() => Lookup::Ok,
+            Some(info) => Lookup::Failed(format!(
+                "the message was executed at epoch {} and failed: {} ({})",
+                info.epoch, info.receipt.exit, info.receipt.error
+            )),
+            None if head >= sent.sent_at.saturating_add(RESEND_AFTER) => Lookup::Stale,
+            None => {
+                // Lost by a crash before the push, or dropped by a restarted node: the same
+                // message again (the pool refuses a duplicate, which is fine).
+                if let Ok(signed) = postcard::from_bytes::<SignedMessage>(&sent.signed)
+                    && let Err(e) = self.messenger.push_again(&*self.api, signed).await
+                {
+                    tracing::debug!(error = %e, "pushing a recorded message again");
+                }
+                Lookup::Pending
+            }
+        })
+    }
+
+    /// Signs `method`, records it in the sector's record (`slot` picks which message), then
+    /// pushes it. A refused push leaves the recorded message to be looked up (and replaced once
+    /// stale) like any other.
+    async fn send(
+        &self,
+        record: &SectorRecord,
+        head: Epoch,
+        method: Method,
+        proofs: usize,
+        slot: fn(&mut SectorChain) -> &mut Option<SentMessage>,
+    ) -> ProviderResult<Step> {
+        let view = self.api.proving_view(self.config.miner).await?;
+        let store = &self.store;
+        let pushed = self
+            .messenger
+            .send_recorded(&*self.api, view.worker, method, proofs, 1, |signed| {
+                let mut chain = record.chain.clone();
+                *slot(&mut chain) = Some(SentMessage {
+                    id: signed.id(),
+                    sent_at: head,
+                    signed: lode_chain::codec::encode(signed),
+                });
+                store
+                    .record_chain(record.number, record.version, chain, unix_now())
+                    .map(|_| ())
+                    .map_err(pipeline_err)
+            })
+            .await;
+        Ok(match pushed {
+            Ok(id) => Step::Wait(format!("message {} sent", hex::encode(id))),
+            // Recorded but refused: looked up next epoch like a message lost by a crash.
+            Err(ProviderError::Node(e)) => Step::Wait(format!("the node refused the message: {e}")),
+            Err(e) => return Err(e),
+        })
+    }
+
+    async fn submit_pre_commit(&self, record: &SectorRecord, head: Epoch) -> ProviderResult<Step> {
+        let n = record.number;
+        let miner = self.config.miner;
+        let chain = &record.chain;
+        let (Some(comm_r), Some(comm_d), Some(seal_rand_epoch)) =
+            (chain.comm_r, chain.comm_d, chain.seal_rand_epoch)
+        else {
+            return Ok(failed(
+                "the sector has no recorded commitments: seal it again",
+                false,
+            ));
+        };
+        let pre = self.api.miner_precommits(miner).await?;
+        if let Some(p) = pre.iter().find(|p| p.sector_number == n) {
+            return Ok(if p.comm_r == comm_r {
+                done()
+            } else {
+                failed(
+                    format!("the chain holds another pre-commit for sector {n}: remove this one"),
+                    false,
+                )
+            });
+        }
+        let sectors = self.api.miner_sectors(miner).await?;
+        if sectors.iter().any(|s| s.sector_number == n) {
+            return Ok(done());
+        }
+        if let Some(sent) = &chain.pre_commit {
+            match self.lookup(sent, head).await? {
+                Lookup::Ok => return Ok(done()),
+                Lookup::Failed(reason) => {
+                    // The next attempt sends a new message.
+                    let mut chain = chain.clone();
+                    chain.pre_commit = None;
+                    return Ok(Step::Apply(
+                        Event::Failed {
+                            reason,
+                            retry: true,
+                        },
+                        Some(Box::new(chain)),
+                    ));
+                }
+                Lookup::Pending => {
+                    return Ok(Step::Wait(format!(
+                        "pre-commit message {} not executed yet",
+                        hex::encode(sent.id)
+                    )));
+                }
+                Lookup::Stale => {
+                    tracing::warn!(
+                        sector = n,
+                        "pre-commit message not executed after {RESEND_AFTER} epochs: sending a new one"
+                    );
+                }
+            }
+        }
+        let p = &self.policy;
+        let landing = head.saturating_add(1);
+        if landing.saturating_sub(seal_rand_epoch) >= p.max_pre_commit_randomness_lookback {
+            return Ok(failed(
+                format!(
+                    "the seal ticket (epoch {seal_rand_epoch}) is too old for a pre-commit: remove the sector and pledge a new one"
+                ),
+                false,
+            ));
+        }
+        let expiration = landing
+            .saturating_add(p.max_prove_commit_duration)
+            .saturating_add(p.min_sector_expiration)
+            .saturating_add(self.config.expiration_margin);
+        let method = Method::Miner(MinerMethod::PreCommitSectors(vec![PreCommitInfo {
+            sector_number: n,
+            comm_r,
+            comm_d,
+            seal_rand_epoch,
+            deal_ids: Vec::new(),
+            expiration,
+        }]));
+        self.send(record, head, method, 0, |c| &mut c.pre_commit)
+            .await
+    }
+
+    async fn submit_prove_commit(
+        &self,
+        record: &SectorRecord,
+        head: Epoch,
+    ) -> ProviderResult<Step> {
+        let n = record.number;
+        let miner = self.config.miner;
+        let chain = &record.chain;
+        let sectors = self.api.miner_sectors(miner).await?;
+        if sectors.iter().any(|s| s.sector_number == n) {
+            return Ok(done());
+        }
+        if let Some(sent) = &chain.prove_commit {
+            match self.lookup(sent, head).await? {
+                Lookup::Ok => return Ok(done()),
+                Lookup::Failed(reason) => {
+                    let mut chain = chain.clone();
+                    chain.prove_commit = None;
+                    return Ok(Step::Apply(
+                        Event::Failed {
+                            reason,
+                            retry: true,
+                        },
+                        Some(Box::new(chain)),
+                    ));
+                }
+                Lookup::Pending => {
+                    return Ok(Step::Wait(format!(
+                        "prove-commit message {} not executed yet",
+                        hex::encode(sent.id)
+                    )));
+                }
+                Lookup::Stale => {
+                    tracing::warn!(
+                        sector = n,
+                        "prove-commit message not executed after {RESEND_AFTER} epochs: sending a new one"
+                    );
+                }
+            }
+        }
+        let pre = self.api.miner_precommits(miner).await?;
+        let Some(p) = pre.iter().find(|p| p.sector_number == n) else {
+            return Ok(failed(
+                "the pre-commit is no longer on chain (expired: its deposit is gone); remove the sector",
+                false,
+            ));
+        };
+        if head > p.prove_by {
+            return Ok(failed(
+                format!("the pre-commit expired at epoch {}", p.prove_by),
+                false,
+            ));
+        }
+        let path = self.dir(n);
+        let proofs = match std::fs::read(SectorDir::open(&path)?.commit2()) {
+            Ok(bytes) => bytes
+                .chunks(lode_proofs::snark::PROOF_LEN)
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                return Ok(failed(
+                    format!("the PoRep proof cannot be read ({e}): prove again"),
+                    true,
+                ));
+            }
+        };
+        let count = proofs.len();
+        let method = Method::Miner(MinerMethod::ProveCommitSector {
+            sector_number: n,
+            proofs,
+        });
+        self.send(record, head, method, count, |c| &mut c.prove_commit)
+            .await
+    }
+
+    /// Advances every sector that has work by one step at the current head, applies what came of
+    /// it, and logs each transition. A sector whose step fails (the node unreachable) or whose
+    /// record moved on meanwhile is left for the next tick.
+    ///
+    /// # Errors
+    /// [`ProviderError::Node`] when the head cannot be read; [`ProviderError::Pipeline`] when the
+    /// records cannot be read.
+    pub async fn tick(&self) -> ProviderResult<Vec<Transition>> {
+        let head = self.api.chain_head().await?.epoch;
+        let records = self.store.list().map_err(pipeline_err)?;
+        let mut out = Vec::new();
+        for record in records {
+            let state = record.state();
+            if state.is_final() || state == SectorState::Proving {
+                continue;
+            }
+            let step = match self.step(&record, head).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(sector = record.number, state = %state, error = %e, "sector step failed; trying again next epoch");
+                    continue;
+                }
+            };
+            let Step::Apply(event, chain) = step else {
+                continue;
+            };
+            // A chain message may have been recorded during the step: the version moved.
+            let version = match self.store.get(record.number).map_err(pipeline_err)? {
+                Some(r) if r.state() == state => r.version,
+                _ => continue,
+            };
+            match self.store.update(
+                record.number,
+                version,
+                Some(&event),
+                chain.map(|c| *c),
+                unix_now(),
+                &self.config.retry,
+            ) {
+                Ok(new) => {
+                    match &event {
+                        Event::Failed { reason, .. } => tracing::warn!(
+                            sector = record.number,
+                            from = %state,
+                            to = %new.state(),
+                            %reason,
+                            "sector failed"
+                        ),
+                        _ => tracing::info!(
+                            sector = record.number,
+                            from = %state,
+                            to = %new.state(),
+                            epoch = head,
+                            "sector moved"
+                        ),
+                    }
+                    out.push(Transition {
+                        number: record.number,
+                        from: state,
+                        to: new.state(),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(sector = record.number, error = %e, "sector change refused");
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Runs `pipeline` once per epoch of the network's clock until `stop` turns true.
+///
+/// # Errors
+/// None: a tick's error is logged and the next epoch tried again.
+pub async fn run_pipeline<A: NodeApi>(
+    pipeline: Arc<Pipeline<A>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> ProviderResult<()> {
+    let epoch = std::time::Duration::from_secs(pipeline.policy.epoch_duration_seconds.max(1));
+    let mut interval = tokio::time::interval(epoch);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+        // Several steps per epoch while sealing phases move on without the chain.
+        if let Err(e) = pipeline.tick().await {
+            tracing::warn!(error = %e, "pipeline tick failed; trying again next epoch");
+        }
+    }
+}
