@@ -38,7 +38,7 @@ use lode_proofs::sector::SectorSize;
 use lode_proofs::verifier::{
     ProofVerifier, SnarkVerifier, VerifyError, WindowPostStatement, WinningPostStatement,
 };
-use lode_provider::pipeline::runner::{Pipeline, PipelineConfig};
+use lode_provider::pipeline::runner::{Pipeline, PipelineConfig, run_pipeline};
 use lode_provider::pipeline::{PipelineStore, RetryPolicy, SectorChain, SectorState};
 use lode_provider::poster::Messenger;
 use lode_provider::prover::SectorStore;
@@ -507,6 +507,41 @@ async fn restarts_at_every_step_send_each_message_once() {
             1,
             "one prove-commit message reached the node"
         );
+        w.check_proving(n).await;
+    })
+    .await;
+}
+
+/// `run_pipeline` on the network's clock, while blocks come: the sector reaches `Proving`, and
+/// the loop ends when told to stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_pipeline_seals_a_sector_on_the_clock_and_stops() {
+    bounded(async {
+        let w = world().await;
+        for _ in 0..3 {
+            w.mine().await;
+        }
+        let db = w.root.join("pipeline");
+        let p = Arc::new(w.pipeline(&db));
+        let n = p.pledge().await.unwrap().number;
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(run_pipeline(p.clone(), stop_rx));
+        let started = std::time::Instant::now();
+        while p.store().get(n).unwrap().unwrap().state() != SectorState::Proving {
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "{:?}",
+                p.store().get(n).unwrap()
+            );
+            w.mine().await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(60), running)
+            .await
+            .expect("the loop stops when told")
+            .unwrap()
+            .unwrap();
         w.check_proving(n).await;
     })
     .await;

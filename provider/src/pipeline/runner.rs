@@ -569,7 +569,10 @@ impl<A: NodeApi> Pipeline<A> {
             ));
         }
         let path = self.dir(n);
-        let proofs = match std::fs::read(SectorDir::open(&path)?.commit2()) {
+        let read = SectorDir::open(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|dir| std::fs::read(dir.commit2()).map_err(|e| e.to_string()));
+        let proofs = match read {
             Ok(bytes) => bytes
                 .chunks(lode_proofs::snark::PROOF_LEN)
                 .map(<[u8]>::to_vec)
@@ -616,14 +619,11 @@ impl<A: NodeApi> Pipeline<A> {
             let Step::Apply(event, chain) = step else {
                 continue;
             };
-            // A chain message may have been recorded during the step: the version moved.
-            let version = match self.store.get(record.number).map_err(pipeline_err)? {
-                Some(r) if r.state() == state => r.version,
-                _ => continue,
-            };
+            // The version read before the step fences it: a step that recorded a message
+            // returns `Wait`, so a moved version means someone else changed the sector.
             match self.store.update(
                 record.number,
-                version,
+                record.version,
                 Some(&event),
                 chain.map(|c| *c),
                 unix_now(),
@@ -661,7 +661,11 @@ impl<A: NodeApi> Pipeline<A> {
     }
 }
 
-/// Runs `pipeline` once per epoch of the network's clock until `stop` turns true.
+/// The most ticks [`run_pipeline`] makes in one epoch.
+pub const TICKS_PER_EPOCH: usize = 16;
+
+/// Runs `pipeline` every epoch of the network's clock, ticking again at once while sectors move
+/// (at most [`TICKS_PER_EPOCH`] times), until `stop` turns true (or its sender is dropped).
 ///
 /// # Errors
 /// None: a tick's error is logged and the next epoch tried again.
@@ -675,14 +679,29 @@ pub async fn run_pipeline<A: NodeApi>(
     loop {
         tokio::select! {
             _ = interval.tick() => {}
-            _ = stop.changed() => {}
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
         }
         if *stop.borrow() {
             return Ok(());
         }
-        // Several steps per epoch while sealing phases move on without the chain.
-        if let Err(e) = pipeline.tick().await {
-            tracing::warn!(error = %e, "pipeline tick failed; trying again next epoch");
+        // Sealing phases do not wait for the chain: tick again while sectors move, a bounded
+        // number of times an epoch.
+        for _ in 0..TICKS_PER_EPOCH {
+            match pipeline.tick().await {
+                Ok(moved) if moved.is_empty() => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "pipeline tick failed; trying again next epoch");
+                    break;
+                }
+            }
+            if *stop.borrow() {
+                return Ok(());
+            }
         }
     }
 }
