@@ -475,3 +475,35 @@ async fn a_failure_state_is_retried_once_its_back_off_passed() {
         .unwrap();
     assert!(matches!(s.p.step(&again, 50).await.unwrap(), Step::Wait(_)));
 }
+
+#[tokio::test]
+async fn the_seal_ticket_is_recorded_before_pre_commit1_and_redrawn_when_too_old() {
+    let s = setup();
+    let store = s.p.store();
+    let mut r = store.create(SectorKind::CommittedCapacity, 5, 0).unwrap();
+    while r.state() != SectorState::PreCommit1 {
+        r = store
+            .apply(
+                r.number,
+                r.version,
+                &Event::Done,
+                0,
+                &RetryPolicy::default(),
+            )
+            .unwrap();
+    }
+    let step = s.p.step(&r, 50).await.unwrap();
+    assert!(matches!(step, Step::Wait(_)), "{step:?}");
+    let r = store.get(r.number).unwrap().unwrap();
+    assert_eq!(r.state(), SectorState::PreCommit1);
+    assert_eq!(
+        (r.chain.seal_rand_epoch, r.chain.ticket),
+        (Some(48), Some([1; 32]))
+    );
+    // Half the lookback later the ticket is redrawn (not sealed with).
+    let later = 48 + Policy::devnet().max_pre_commit_randomness_lookback / 2;
+    let step = s.p.step(&r, later).await.unwrap();
+    assert!(matches!(step, Step::Wait(_)), "{step:?}");
+    let r = store.get(r.number).unwrap().unwrap();
+    assert_eq!(r.chain.seal_rand_epoch, Some(later - 2));
+}

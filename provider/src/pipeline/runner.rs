@@ -341,14 +341,18 @@ impl<A: NodeApi> Pipeline<A> {
         path: PathBuf,
     ) -> ProviderResult<Step> {
         // A ticket drawn earlier stays if a pre-commit can still use it (half the lookback is
-        // kept for the rest of sealing); otherwise a new one, `ticket_depth` below the head.
+        // kept for the rest of sealing), so a PreCommit1 interrupted by a crash resumes over the
+        // layers it wrote. Otherwise a new one, `ticket_depth` below the head, recorded before
+        // any layer is computed (the next tick seals with it).
         let lookback = self.policy.max_pre_commit_randomness_lookback;
         let fresh_enough = |e: Epoch| head.saturating_sub(e) < lookback.checked_div(2).unwrap_or(0);
-        let epoch = match record.chain.seal_rand_epoch {
-            Some(e) if fresh_enough(e) => e,
-            _ => head.saturating_sub(self.config.ticket_depth),
+        let (Some(epoch), Some(ticket)) = (record.chain.seal_rand_epoch, record.chain.ticket)
+        else {
+            return self.choose_ticket(record, head).await;
         };
-        let ticket = self.api.seal_ticket(self.config.miner, epoch).await?;
+        if !fresh_enough(epoch) {
+            return self.choose_ticket(record, head).await;
+        }
         let cache_dir = self.config.cache_dir.clone();
         match blocking(move || {
             let dir = SectorDir::create(&path)?;
@@ -364,14 +368,30 @@ impl<A: NodeApi> Pipeline<A> {
         .await?
         {
             Ok(pc1) => Ok(done_with(SectorChain {
-                seal_rand_epoch: Some(epoch),
-                ticket: Some(ticket),
                 comm_d: Some(pc1.comm_d.0.0),
                 comm_r: None,
                 ..record.chain.clone()
             })),
             Err(e) => Ok(failed(e, true)),
         }
+    }
+
+    /// Draws a new seal ticket `ticket_depth` below `head` and records it (the state stays
+    /// `PreCommit1`: the next tick seals with it).
+    async fn choose_ticket(&self, record: &SectorRecord, head: Epoch) -> ProviderResult<Step> {
+        let epoch = head.saturating_sub(self.config.ticket_depth);
+        let ticket = self.api.seal_ticket(self.config.miner, epoch).await?;
+        let chain = SectorChain {
+            seal_rand_epoch: Some(epoch),
+            ticket: Some(ticket),
+            comm_d: None,
+            comm_r: None,
+            ..record.chain.clone()
+        };
+        self.store
+            .record_chain(record.number, record.version, chain, unix_now())
+            .map_err(pipeline_err)?;
+        Ok(Step::Wait(format!("seal ticket drawn from epoch {epoch}")))
     }
 
     /// What the chain says of `sent`; pushes it again while it is pending.
