@@ -5,15 +5,17 @@
 //! (the node's RPC, or an in-process node), produces a block whenever it wins an election
 //! ([`miner`]: ticket, election proof, Winning PoSt, signature), proves every deadline that holds
 //! its partitions with a Window PoSt, declares the sectors it cannot read faulty and declares them
-//! recovered when they come back ([`poster`]). [`daemon::run`] drives both once per epoch, on the
-//! network's clock. The sealing pipeline joins it in a later step.
+//! recovered when they come back ([`poster`]). [`daemon::mine_loop`] and [`daemon::post_loop`] drive them once per epoch, on the
+//! network's clock. The sealing pipeline ([`pipeline::runner::run_pipeline`]) runs on the same
+//! clock; `lode provider run` does not start it yet.
 //!
 //! - [`prover`]: the sector store and the Groth16 proving of Winning and Window PoSt;
 //! - [`rpc`]: the provider's own JSON-RPC API (info, sectors, deadlines, elections, fault and
 //!   recovery declarations) and its typed client; [`status`]: what the loops publish for it;
 //! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`);
-//! - [`pipeline`]: the sector pipeline's persisted state machine (states, retries, the sled
-//!   records the sealing daemon drives).
+//! - [`pipeline`]: the sector pipeline: its persisted state machine (states, retries, the sled
+//!   records) and the driver that seals committed-capacity sectors through it
+//!   ([`pipeline::runner`]).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
