@@ -507,3 +507,13 @@ async fn the_seal_ticket_is_recorded_before_pre_commit1_and_redrawn_when_too_old
     let r = store.get(r.number).unwrap().unwrap();
     assert_eq!(r.chain.seal_rand_epoch, Some(later - 2));
 }
+
+#[test]
+fn the_default_ticket_leaves_time_to_seal_before_the_lookback() {
+    for policy in [Policy::devnet(), Policy::mainnet()] {
+        let c = PipelineConfig::new(MINER, SectorSize::S2KiB, "s".into(), "c".into(), &policy);
+        // PreCommit1 keeps a ticket up to half the lookback old: the default one is younger.
+        assert!(c.ticket_depth < policy.max_pre_commit_randomness_lookback / 2);
+        assert!(c.expiration_margin >= RESEND_AFTER);
+    }
+}

@@ -62,6 +62,29 @@ pub struct PipelineConfig {
     pub retry: RetryPolicy,
 }
 
+impl PipelineConfig {
+    /// The configuration a daemon uses under `policy`: the ticket drawn a finality below the head
+    /// (a reorganisation cannot change it), expirations [`RESEND_AFTER`] × 2 epochs past the
+    /// shortest the chain accepts, the default retry policy.
+    pub fn new(
+        miner: ActorId,
+        size: SectorSize,
+        store_dir: PathBuf,
+        cache_dir: PathBuf,
+        policy: &Policy,
+    ) -> Self {
+        PipelineConfig {
+            miner,
+            size,
+            store_dir,
+            cache_dir,
+            ticket_depth: policy.chain_finality,
+            expiration_margin: RESEND_AFTER.saturating_mul(2),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
 /// The outcome of one step of a sector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
