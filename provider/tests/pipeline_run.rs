@@ -289,6 +289,7 @@ impl World {
                 store_dir: self.store_dir(),
                 cache_dir: self.root.join("cache"),
                 ticket_depth: 2,
+                seed_confidence: 2,
                 expiration_margin: 20,
                 retry: RetryPolicy {
                     max_retries: 3,

@@ -191,6 +191,7 @@ fn setup() -> Setup {
             store_dir: dir.path().join("sectors"),
             cache_dir: dir.path().join("cache"),
             ticket_depth: 2,
+            seed_confidence: 2,
             expiration_margin: 20,
             retry: RetryPolicy::default(),
         },
@@ -397,9 +398,11 @@ async fn wait_seed_waits_for_the_seed_and_fails_when_the_pre_commit_is_gone() {
     // Past prove_by without a seed: expired.
     let (_, retry) = failure(&s.p.step(&r, 201).await.unwrap());
     assert!(!retry);
-    // The seed: done, and recorded.
+    // The seed, not deep enough yet (seed epoch 32, confidence 2): wait.
     s.chain.precommits.lock().unwrap()[0].seed = Some([5; 32]);
-    let step = s.p.step(&r, 33).await.unwrap();
+    assert!(matches!(s.p.step(&r, 33).await.unwrap(), Step::Wait(_)));
+    // Deep enough: done, and recorded.
+    let step = s.p.step(&r, 34).await.unwrap();
     let Step::Apply(Event::Done, Some(chain)) = step else {
         panic!("{step:?}")
     };

@@ -38,6 +38,9 @@ use crate::error::{ProviderError, ProviderResult};
 use crate::poster::Messenger;
 use crate::preseal::sector_path;
 
+/// The default [`PipelineConfig::seed_confidence`].
+pub const SEED_CONFIDENCE: Epoch = 6;
+
 /// Epochs after a message was signed before, still not executed, it is replaced by a new one.
 pub const RESEND_AFTER: Epoch = 10;
 
@@ -55,6 +58,9 @@ pub struct PipelineConfig {
     /// How many epochs below the head the seal ticket is drawn (deeper is safer from
     /// reorganisations; it must stay well inside the chain's randomness lookback).
     pub ticket_depth: Epoch,
+    /// Epochs the seed's epoch must be below the head before Commit1 uses it (a reorganisation
+    /// of shallower epochs could change the seed and void the proof).
+    pub seed_confidence: Epoch,
     /// Epochs of margin added to the shortest expiration the chain accepts (the pre-commit may
     /// land a few epochs after it is signed).
     pub expiration_margin: Epoch,
@@ -64,7 +70,7 @@ pub struct PipelineConfig {
 
 impl PipelineConfig {
     /// The configuration a daemon uses under `policy`: the ticket drawn a finality below the head
-    /// (a reorganisation cannot change it), expirations [`RESEND_AFTER`] × 2 epochs past the
+    /// (a reorganisation cannot change it), the seed [`SEED_CONFIDENCE`] epochs deep, expirations [`RESEND_AFTER`] × 2 epochs past the
     /// shortest the chain accepts, the default retry policy.
     pub fn new(
         miner: ActorId,
@@ -79,6 +85,7 @@ impl PipelineConfig {
             store_dir,
             cache_dir,
             ticket_depth: policy.chain_finality,
+            seed_confidence: SEED_CONFIDENCE,
             expiration_margin: RESEND_AFTER.saturating_mul(2),
             retry: RetryPolicy::default(),
         }
@@ -279,6 +286,14 @@ impl<A: NodeApi> Pipeline<A> {
                 let pre = self.api.miner_precommits(self.config.miner).await?;
                 match pre.iter().find(|p| p.sector_number == n) {
                     Some(p) => match p.seed {
+                        Some(_)
+                            if head < p.seed_epoch.saturating_add(self.config.seed_confidence) =>
+                        {
+                            Step::Wait(format!(
+                                "seed of epoch {} not {} epochs deep yet",
+                                p.seed_epoch, self.config.seed_confidence
+                            ))
+                        }
                         Some(seed) => done_with(SectorChain {
                             seed: Some(seed),
                             ..chain.clone()
