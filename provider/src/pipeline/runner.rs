@@ -13,6 +13,10 @@
 //! from the pool, or its nonce taken by another message) is replaced by a fresh one, and only
 //! while the chain still lacks what it was for.
 //!
+//! The seal ticket is drawn [`PipelineConfig::ticket_depth`] below the head and recorded before
+//! PreCommit1 runs (a restarted PreCommit1 reuses its layers); the interactive seed is used once it
+//! is [`PipelineConfig::seed_confidence`] epochs deep.
+//!
 //! New sectors are sealed into `preseal::sector_path(store, miner, n)`, the directory the prover
 //! scans, so `Finalize` only deletes what proving does not need.
 
