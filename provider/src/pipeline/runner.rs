@@ -462,6 +462,46 @@ impl<A: NodeApi> Pipeline<A> {
     /// Signs `method`, records it in the sector's record (`slot` picks which message), then
     /// pushes it. A refused push leaves the recorded message to be looked up (and replaced once
     /// stale) like any other.
+    /// Follows the message recorded in `slot` (a `what` message): `Some` step when the chain
+    /// executed it (done, or failed — the record then forgets it, so the retry sends a new one)
+    /// or it is still pending; `None` when there is none, or it is stale and a new one is due.
+    async fn follow(
+        &self,
+        record: &SectorRecord,
+        head: Epoch,
+        what: &str,
+        slot: fn(&mut SectorChain) -> &mut Option<SentMessage>,
+    ) -> ProviderResult<Option<Step>> {
+        let mut chain = record.chain.clone();
+        let Some(sent) = slot(&mut chain).clone() else {
+            return Ok(None);
+        };
+        Ok(match self.lookup(&sent, head).await? {
+            Lookup::Ok => Some(done()),
+            Lookup::Failed(reason) => {
+                *slot(&mut chain) = None;
+                Some(Step::Apply(
+                    Event::Failed {
+                        reason,
+                        retry: true,
+                    },
+                    Some(Box::new(chain)),
+                ))
+            }
+            Lookup::Pending => Some(Step::Wait(format!(
+                "{what} message {} not executed yet",
+                hex::encode(sent.id)
+            ))),
+            Lookup::Stale => {
+                tracing::warn!(
+                    sector = record.number,
+                    "{what} message not executed after {RESEND_AFTER} epochs: sending a new one"
+                );
+                None
+            }
+        })
+    }
+
     async fn send(
         &self,
         record: &SectorRecord,
@@ -522,34 +562,11 @@ impl<A: NodeApi> Pipeline<A> {
         if sectors.iter().any(|s| s.sector_number == n) {
             return Ok(done());
         }
-        if let Some(sent) = &chain.pre_commit {
-            match self.lookup(sent, head).await? {
-                Lookup::Ok => return Ok(done()),
-                Lookup::Failed(reason) => {
-                    // The next attempt sends a new message.
-                    let mut chain = chain.clone();
-                    chain.pre_commit = None;
-                    return Ok(Step::Apply(
-                        Event::Failed {
-                            reason,
-                            retry: true,
-                        },
-                        Some(Box::new(chain)),
-                    ));
-                }
-                Lookup::Pending => {
-                    return Ok(Step::Wait(format!(
-                        "pre-commit message {} not executed yet",
-                        hex::encode(sent.id)
-                    )));
-                }
-                Lookup::Stale => {
-                    tracing::warn!(
-                        sector = n,
-                        "pre-commit message not executed after {RESEND_AFTER} epochs: sending a new one"
-                    );
-                }
-            }
+        if let Some(step) = self
+            .follow(record, head, "pre-commit", |c| &mut c.pre_commit)
+            .await?
+        {
+            return Ok(step);
         }
         let p = &self.policy;
         let landing = head.saturating_add(1);
@@ -584,38 +601,15 @@ impl<A: NodeApi> Pipeline<A> {
     ) -> ProviderResult<Step> {
         let n = record.number;
         let miner = self.config.miner;
-        let chain = &record.chain;
         let sectors = self.api.miner_sectors(miner).await?;
         if sectors.iter().any(|s| s.sector_number == n) {
             return Ok(done());
         }
-        if let Some(sent) = &chain.prove_commit {
-            match self.lookup(sent, head).await? {
-                Lookup::Ok => return Ok(done()),
-                Lookup::Failed(reason) => {
-                    let mut chain = chain.clone();
-                    chain.prove_commit = None;
-                    return Ok(Step::Apply(
-                        Event::Failed {
-                            reason,
-                            retry: true,
-                        },
-                        Some(Box::new(chain)),
-                    ));
-                }
-                Lookup::Pending => {
-                    return Ok(Step::Wait(format!(
-                        "prove-commit message {} not executed yet",
-                        hex::encode(sent.id)
-                    )));
-                }
-                Lookup::Stale => {
-                    tracing::warn!(
-                        sector = n,
-                        "prove-commit message not executed after {RESEND_AFTER} epochs: sending a new one"
-                    );
-                }
-            }
+        if let Some(step) = self
+            .follow(record, head, "prove-commit", |c| &mut c.prove_commit)
+            .await?
+        {
+            return Ok(step);
         }
         let pre = self.api.miner_precommits(miner).await?;
         let Some(p) = pre.iter().find(|p| p.sector_number == n) else {
