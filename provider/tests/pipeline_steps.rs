@@ -14,8 +14,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bls12_381::{Bls12, G1Affine, G2Affine};
-use groth16::{Parameters, VerifyingKey};
 use lode_chain::Policy;
 use lode_chain::actors::miner::MinerMethod;
 use lode_chain::crypto::SecretKey;
@@ -36,26 +34,6 @@ use lode_provider::{NodeApi, ProviderError, ProviderResult};
 const MINER: ActorId = ActorId(1000);
 const WORKER: ActorId = ActorId(101);
 const COMM_R: [u8; 32] = [3; 32];
-
-fn unused_params() -> Arc<Parameters<Bls12>> {
-    let (g1, g2) = (G1Affine::generator(), G2Affine::generator());
-    Arc::new(Parameters {
-        vk: VerifyingKey {
-            alpha_g1: g1,
-            beta_g1: g1,
-            beta_g2: g2,
-            gamma_g2: g2,
-            delta_g1: g1,
-            delta_g2: g2,
-            ic: Vec::new(),
-        },
-        h: Arc::new(Vec::new()),
-        l: Arc::new(Vec::new()),
-        a: Arc::new(Vec::new()),
-        b_g1: Arc::new(Vec::new()),
-        b_g2: Arc::new(Vec::new()),
-    })
-}
 
 /// A node that answers from what the test sets and records every message pushed.
 #[derive(Default)]
@@ -183,7 +161,7 @@ fn setup() -> Setup {
             SecretKey::from_seed(&[20; 32]),
             policy.clone(),
         )),
-        unused_params(),
+        lode_testkit::harness::unused_params(),
         policy,
         PipelineConfig {
             miner: MINER,

@@ -20,8 +20,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bls12_381::{Bls12, G1Affine, G2Affine};
-use groth16::{Parameters, VerifyingKey};
+use bls12_381::Bls12;
+use groth16::Parameters;
 use lode_chain::Policy;
 use lode_chain::actors::miner::MinerMethod;
 use lode_chain::crypto::SecretKey;
@@ -61,27 +61,6 @@ async fn bounded<F: Future<Output = ()>>(f: F) {
 
 fn worker_key() -> SecretKey {
     SecretKey::from_seed(&[20; 32])
-}
-
-/// Parameters no proof is made with: the poster of these tests never reaches a challenge.
-fn unused_params() -> Arc<Parameters<Bls12>> {
-    let (g1, g2) = (G1Affine::generator(), G2Affine::generator());
-    Arc::new(Parameters {
-        vk: VerifyingKey {
-            alpha_g1: g1,
-            beta_g1: g1,
-            beta_g2: g2,
-            gamma_g2: g2,
-            delta_g1: g1,
-            delta_g2: g2,
-            ic: Vec::new(),
-        },
-        h: Arc::new(Vec::new()),
-        l: Arc::new(Vec::new()),
-        a: Arc::new(Vec::new()),
-        b_g1: Arc::new(Vec::new()),
-        b_g2: Arc::new(Vec::new()),
-    })
 }
 
 /// A node that answers from what the test sets and records every message pushed.
@@ -233,7 +212,7 @@ struct Provider {
 impl Provider {
     /// A provider whose store holds sector 0 of [`MINER`], sealed for real (2 KiB).
     async fn start() -> Provider {
-        Self::start_with(unused_params()).await
+        Self::start_with(lode_testkit::harness::unused_params()).await
     }
 
     /// [`Provider::start`], proving Window PoSts with `window` parameters.
@@ -255,7 +234,7 @@ impl Provider {
         let prover = Arc::new(Prover::with_params(
             store.clone(),
             SectorSize::S2KiB,
-            unused_params(),
+            lode_testkit::harness::unused_params(),
             window,
         ));
         let mut registry = prometheus_client::registry::Registry::default();
@@ -674,8 +653,8 @@ async fn a_real_node_accepts_the_declaration() {
         let prover = Arc::new(Prover::with_params(
             store.clone(),
             SectorSize::S2KiB,
-            unused_params(),
-            unused_params(),
+            lode_testkit::harness::unused_params(),
+            lode_testkit::harness::unused_params(),
         ));
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = ProviderMetrics::register(&mut registry);

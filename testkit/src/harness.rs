@@ -728,6 +728,30 @@ impl Harness {
     }
 }
 
+/// Groth16 parameters no proof is ever made with (every point the generator, no queries): for
+/// tests whose provers never reach a proof, so that they need not load real parameters.
+pub fn unused_params() -> std::sync::Arc<groth16::Parameters<bls12_381::Bls12>> {
+    use bls12_381::{G1Affine, G2Affine};
+    use std::sync::Arc;
+    let (g1, g2) = (G1Affine::generator(), G2Affine::generator());
+    Arc::new(groth16::Parameters {
+        vk: groth16::VerifyingKey {
+            alpha_g1: g1,
+            beta_g1: g1,
+            beta_g2: g2,
+            gamma_g2: g2,
+            delta_g1: g1,
+            delta_g2: g2,
+            ic: Vec::new(),
+        },
+        h: Arc::new(Vec::new()),
+        l: Arc::new(Vec::new()),
+        a: Arc::new(Vec::new()),
+        b_g1: Arc::new(Vec::new()),
+        b_g2: Arc::new(Vec::new()),
+    })
+}
+
 /// The insecure test parameters, generated once under `target/`.
 pub fn test_params() -> lode_proofs::params::ParamStore {
     lode_proofs::params::ParamStore::new(concat!(
