@@ -20,7 +20,7 @@ use lode_node::genesis::GenesisFile;
 use lode_node::rpc::client::{ApiInfo, NodeClient};
 use lode_proofs::params::ParamStore;
 use lode_proofs::sector::SectorSize;
-use lode_provider::run::ProviderSettings;
+use lode_provider::run::{ProviderSettings, SealingSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DevnetError, DevnetResult};
@@ -441,6 +441,10 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             params_dir: opts.params_dir.clone(),
             metrics: SocketAddr::from(([127, 0, 0, 1], *port)),
             api: SocketAddr::from(([127, 0, 0, 1], *api_port)),
+            sealing: SealingSettings {
+                parent_cache: opts.cache_dir.clone(),
+                ..SealingSettings::default()
+            },
         };
         settings.save(&mdir)?;
         miners.push(MinerEntry {

@@ -43,6 +43,9 @@ pub struct GenesisOptions {
     pub owner_balance: TokenAmount,
     /// Each worker's balance (it pays for Window PoSt messages).
     pub worker_balance: TokenAmount,
+    /// Each miner actor's free balance: the pre-commit deposits and initial pledges of the
+    /// sectors its operator pledges come out of it.
+    pub miner_balance: TokenAmount,
 }
 
 impl GenesisOptions {
@@ -59,6 +62,7 @@ impl GenesisOptions {
             faucet: TokenAmount::tokens(1_000_000),
             owner_balance: TokenAmount::tokens(10_000),
             worker_balance: TokenAmount::tokens(1_000),
+            miner_balance: TokenAmount::tokens(1_000),
         }
     }
 }
@@ -152,7 +156,7 @@ pub fn new_genesis(
             owner: owner.public_key(),
             worker: worker.public_key(),
             sector_size: opts.sector_size,
-            balance: TokenAmount::ZERO,
+            balance: opts.miner_balance,
             peer_id: Vec::new(),
             multiaddrs: Vec::new(),
             sectors: Vec::new(),

@@ -463,6 +463,12 @@ impl Poster {
         }
     }
 
+    /// The messenger the poster signs with: every other sender of the worker's messages (the
+    /// sealing pipeline) must share it, so that their nonces never collide.
+    pub fn messenger(&self) -> Arc<Messenger> {
+        self.messenger.clone()
+    }
+
     /// One round (see the module docs), then the status is published, whether the round
     /// succeeded or not.
     pub async fn tick<A: NodeApi>(&mut self, api: &A) -> ProviderResult<TickReport> {

@@ -8,7 +8,9 @@
 //! | `config.toml` | [`ProviderSettings`] |
 //! | `genesis.json` | the network's genesis (the slot clock and the rules; another path may be configured) |
 //! | `worker.key` | the worker's BLS secret key, hex (`0600`; never logged) |
-//! | `sectors/` | sealed sector directories, found by scanning |
+//! | `sectors/` | sealed sector directories, found by scanning (the pipeline seals new sectors there) |
+//! | `pipeline/` | the sealing pipeline's database (sled): one record per sector (`[sealing] db`) |
+//! | `cache/` | the SDR parent cache, shared by every sector of a size (`[sealing] parent_cache`) |
 //! | `token` | the provider API's bearer token for protected methods (`0600`; created at the first start) |
 //! | `endpoints.json` | written at every start: the API URL and token file, the metrics URL, the actor and the process id |
 
@@ -25,11 +27,14 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::api::NodeApi;
 use crate::daemon::{Timing, mine_loop, post_loop};
 use crate::error::{ProviderError, ProviderResult};
 use crate::metrics::ProviderMetrics;
 use crate::miner::Miner;
-use crate::poster::Poster;
+use crate::pipeline::PipelineStore;
+use crate::pipeline::runner::{Pipeline, PipelineConfig, run_pipeline};
+use crate::poster::{Messenger, Poster};
 use crate::prover::{Prover, SectorStore};
 use crate::rpc::{Identity, ProviderRpc};
 use crate::status::MiningEvents;
@@ -67,6 +72,31 @@ pub struct ProviderSettings {
     /// recorded in `endpoints.json`.
     #[serde(default = "default_api")]
     pub api: SocketAddr,
+    /// The sealing pipeline (`[sealing]`).
+    #[serde(default)]
+    pub sealing: SealingSettings,
+}
+
+/// `[sealing]` of `config.toml`: where the sealing pipeline keeps its records and its scratch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SealingSettings {
+    /// Whether the pipeline runs (`false`: a proving-only provider; pledges are refused).
+    pub enabled: bool,
+    /// The pipeline's database (relative to the provider's directory).
+    pub db: PathBuf,
+    /// The SDR parent cache's directory (absolute, or relative to the provider's directory).
+    pub parent_cache: PathBuf,
+}
+
+impl Default for SealingSettings {
+    fn default() -> Self {
+        SealingSettings {
+            enabled: true,
+            db: PathBuf::from("pipeline"),
+            parent_cache: PathBuf::from("cache"),
+        }
+    }
 }
 
 fn default_genesis() -> PathBuf {
@@ -258,6 +288,50 @@ fn resolve(dir: &Path, p: &Path) -> PathBuf {
     }
 }
 
+/// Opens the sealing pipeline of a provider: its database and the PoRep parameters. `Err` says
+/// why it does not run (disabled, parameters missing, database locked or damaged); the provider
+/// then proves and mines without it.
+fn start_pipeline<A: NodeApi>(
+    dir: &Path,
+    settings: &ProviderSettings,
+    api: &Arc<A>,
+    messenger: Arc<Messenger>,
+    genesis: &GenesisFile,
+    actor: ActorId,
+    size: lode_proofs::sector::SectorSize,
+) -> Result<Arc<Pipeline<A>>, String> {
+    let s = &settings.sealing;
+    if !s.enabled {
+        return Err("disabled by `[sealing] enabled = false` in config.toml".into());
+    }
+    let params = ParamStore::new(resolve(dir, &settings.params_dir));
+    let id = lode_proofs::circuit::porep::params_id(size);
+    let porep = tokio::task::block_in_place(|| params.load(&id)).map_err(|e| {
+        format!(
+            "the PoRep parameters of {size} sectors cannot be loaded from {}: {e} (run `lode params generate --sector-size {size}`)",
+            params.dir().display()
+        )
+    })?;
+    let db = resolve(dir, &s.db);
+    let store = PipelineStore::open(&db)
+        .map_err(|e| format!("the pipeline database {}: {e}", db.display()))?;
+    let config = PipelineConfig::new(
+        actor,
+        size,
+        resolve(dir, &settings.sectors),
+        resolve(dir, &s.parent_cache),
+        &genesis.policy,
+    );
+    Ok(Arc::new(Pipeline::new(
+        api.clone(),
+        store,
+        messenger,
+        Arc::new(porep.0),
+        genesis.policy.clone(),
+        config,
+    )))
+}
+
 /// Starts the provider in `dir`: loads the genesis, the worker key and the PoSt parameters,
 /// checks with the node that the actor exists with this worker key, and starts the mining and
 /// proving loops, the provider's API (token in `<dir>/token`) and the metrics endpoint.
@@ -325,6 +399,18 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         prover,
         metrics.clone(),
     );
+    let pipeline = start_pipeline(
+        dir,
+        settings,
+        &api,
+        poster.messenger(),
+        &genesis,
+        actor,
+        size,
+    );
+    if let Err(why) = &pipeline {
+        tracing::warn!(%why, "the sealing pipeline does not run: pledges are refused");
+    }
     let (mining, mining_events) = watch::channel(MiningEvents::default());
     let rpc_context = ProviderRpc {
         api: api.clone(),
@@ -341,10 +427,11 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         poster: poster.handle(),
         mining: mining_events,
         metrics,
+        pipeline: pipeline.clone(),
     };
     let api_token = lode_node::rpc::load_or_create_token(dir)?;
     let (rpc_addr, rpc) = crate::rpc::serve(settings.api, rpc_context, api_token).await?;
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(mine_loop(
             api.clone(),
             miner,
@@ -353,8 +440,15 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
             mining,
             stopped.clone(),
         )),
-        tokio::spawn(post_loop(api, poster, genesis, timing, stopped)),
+        tokio::spawn(post_loop(api, poster, genesis, timing, stopped.clone())),
     ];
+    if let Ok(p) = pipeline {
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = run_pipeline(p, stopped).await {
+                tracing::error!(error = %e, "the sealing pipeline stopped");
+            }
+        }));
+    }
     let endpoints = ProviderEndpoints {
         actor: actor.to_string(),
         rpc: format!("http://{rpc_addr}"),

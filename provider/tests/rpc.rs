@@ -39,6 +39,8 @@ use lode_proofs::post::PublicSector;
 use lode_proofs::sector::SectorSize;
 use lode_proofs::verifier::{ProofVerifier, SnarkVerifier, WindowPostStatement};
 use lode_provider::metrics::ProviderMetrics;
+use lode_provider::pipeline::runner::{Pipeline, PipelineConfig};
+use lode_provider::pipeline::{PipelineStore, SectorState};
 use lode_provider::poster::{Declaration, Poster};
 use lode_provider::prover::{Prover, SectorStore};
 use lode_provider::rpc::client::ProviderClient;
@@ -263,6 +265,7 @@ impl Provider {
             poster: poster.handle(),
             mining: mining_rx,
             metrics: metrics.clone(),
+            pipeline: Err("not in this test".into()),
         };
         let token = lode_node::rpc::load_or_create_token(dir.path()).unwrap();
         let (addr, rpc) = rpc::serve("127.0.0.1:0".parse().unwrap(), ctx, token.clone())
@@ -360,6 +363,7 @@ async fn open_methods_report_the_store_the_poster_and_the_miner() {
             poster: p.poster.handle(),
             mining: p.mining.subscribe(),
             metrics: p.metrics.clone(),
+            pipeline: Err("not in this test".into()),
         })
         .unwrap();
         let registered: Vec<&str> = module.method_names().collect();
@@ -372,6 +376,13 @@ async fn open_methods_report_the_store_the_poster_and_the_miner() {
         for m in rpc::OPEN_METHODS.iter().chain(rpc::PROTECTED_METHODS) {
             assert!(registered.contains(m), "{m} is listed but not registered");
         }
+
+        // Without a pipeline: the listing says why, a pledge is refused with it.
+        let listed = c.pipeline().await.unwrap();
+        assert_eq!(listed.disabled.as_deref(), Some("not in this test"));
+        let e = p.client(Some(&p.token)).pledge(1).await.unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
+        assert!(e.to_string().contains("not in this test"), "{e}");
 
         // Before the poster's first round: no view, and the node has no answer yet either.
         let st = c.proving().await.unwrap();
@@ -658,9 +669,23 @@ async fn a_real_node_accepts_the_declaration() {
         ));
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = ProviderMetrics::register(&mut registry);
-        let poster = Poster::new(miner, worker_key(), policy, prover, metrics.clone());
+        let poster = Poster::new(miner, worker_key(), policy.clone(), prover, metrics.clone());
         let (_mining, mining_rx) = watch::channel(MiningEvents::default());
         let token = "ab".repeat(32);
+        let pipeline = Arc::new(Pipeline::new(
+            node.clone(),
+            PipelineStore::open(&dir.path().join("pipeline")).unwrap(),
+            poster.messenger(),
+            lode_testkit::harness::unused_params(),
+            policy.clone(),
+            PipelineConfig::new(
+                miner,
+                SectorSize::S2KiB,
+                store_dir.clone(),
+                dir.path().join("cache"),
+                &policy,
+            ),
+        ));
         let (addr, rpc) = rpc::serve(
             "127.0.0.1:0".parse().unwrap(),
             ProviderRpc {
@@ -678,6 +703,7 @@ async fn a_real_node_accepts_the_declaration() {
                 poster: poster.handle(),
                 mining: mining_rx,
                 metrics,
+                pipeline: Ok(pipeline),
             },
             token.clone(),
         )
@@ -716,10 +742,61 @@ async fn a_real_node_accepts_the_declaration() {
         };
         assert!(pending(svc.clone()).await.is_empty());
         // With it, the message is in the node's mempool.
-        let d = client(Some(token)).declare_faults(&[sector]).await.unwrap();
+        let d = client(Some(token.clone()))
+            .declare_faults(&[sector])
+            .await
+            .unwrap();
         let pending = pending(svc.clone()).await;
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, d.message);
+
+        // Pledges: protected, bounded, numbered above the chain's sectors (0–3), listed by the
+        // pipeline and by a sector's status; a removal moves the record, a second is refused.
+        assert!(matches!(c.pledge(1).await, Err(ClientError::Unauthorized)));
+        let owner = client(Some(token.clone()));
+        for bad in [0, rpc::MAX_PLEDGE + 1] {
+            let e = owner.pledge(bad).await.unwrap_err();
+            assert_eq!(rpc_code(&e), Some(codes::INVALID_PARAMS), "{e}");
+        }
+        let pledged = owner.pledge(2).await.unwrap();
+        assert_eq!(pledged.sectors, vec![4, 5]);
+        let listed = c.pipeline().await.unwrap();
+        assert_eq!(listed.disabled, None);
+        let states: Vec<(u64, SectorState)> = listed
+            .sectors
+            .iter()
+            .map(|s| (s.sector_number, s.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![(4, SectorState::WaitDeals), (5, SectorState::WaitDeals)]
+        );
+        let st = c.sector_status(5).await.unwrap();
+        assert_eq!(
+            st.pipeline.as_ref().map(|p| p.state),
+            Some(SectorState::WaitDeals)
+        );
+        assert!(st.sector.is_none(), "not sealed, not on chain");
+        let st = c.sector_status(2).await.unwrap();
+        assert!(st.pipeline.is_none());
+        assert!(
+            st.sector.and_then(|s| s.chain).is_some(),
+            "a genesis sector"
+        );
+        let e = c.sector_status(99).await.unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::INVALID_PARAMS), "{e}");
+        assert!(matches!(
+            c.remove_sector(5).await,
+            Err(ClientError::Unauthorized)
+        ));
+        let removed = owner.remove_sector(5).await.unwrap();
+        assert_eq!(removed.state, SectorState::Removing);
+        let e = owner.remove_sector(5).await.unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
+        let e = owner.remove_sector(99).await.unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::INVALID_PARAMS), "{e}");
+        // The next pledge does not reuse a number.
+        assert_eq!(owner.pledge(1).await.unwrap().sectors, vec![6]);
         rpc.stop();
     })
     .await;

@@ -9,6 +9,7 @@ mod piece;
 mod progress;
 mod provider;
 mod seal;
+mod sectors;
 mod snark;
 mod wallet;
 
@@ -79,6 +80,10 @@ enum Command {
     /// or read and drive a running one through its API.
     #[command(subcommand)]
     Provider(provider::ProviderCommand),
+    /// A storage provider's sectors: pledge committed capacity, list them with their pipeline
+    /// state and chain record, one sector's status, remove one.
+    #[command(subcommand)]
+    Sectors(sectors::SectorsCommand),
     /// Create a genesis with miners whose sectors are sealed for real.
     #[command(subcommand)]
     Genesis(devnet::GenesisCommand),
@@ -108,6 +113,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sync(cmd) => client::sync(cmd).map(|()| ExitCode::SUCCESS),
         Command::Node(cmd) => daemons::node(cmd).map(|()| ExitCode::SUCCESS),
         Command::Provider(cmd) => provider::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Sectors(cmd) => sectors::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Genesis(cmd) => devnet::genesis(cmd).map(|()| ExitCode::SUCCESS),
         Command::Devnet(a) => devnet::run(a).map(|()| ExitCode::SUCCESS),
     }

@@ -13,6 +13,7 @@ use lode_provider::status::ProvingStatus;
 
 use super::common::{
     ProviderApiArgs, block_on, daemon_runtime, print_json, provider_client_error, shutdown_signal,
+    table,
 };
 
 /// Provider subcommands.
@@ -398,29 +399,6 @@ fn declare(a: &DeclareArgs, faults: bool) -> anyhow::Result<()> {
     }
     println!("message: {}", hex::encode(declared.message));
     Ok(())
-}
-
-/// Left-aligned columns two spaces apart.
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let text: Vec<String> = cells
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        format!("{}\n", text.join("  ").trim_end())
-    };
-    let mut out = line(headers.to_vec());
-    for row in rows {
-        out.push_str(&line(row.iter().map(String::as_str).collect()));
-    }
-    out
 }
 
 #[cfg(test)]

@@ -210,6 +210,11 @@ impl<A: NodeApi> Pipeline<A> {
         &self.store
     }
 
+    /// Its configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
     /// Pledges a committed-capacity sector: a new record with a number above every number the
     /// chain or the store already used.
     ///

@@ -25,7 +25,10 @@ use lode_node::rpc::client::{ApiInfo, ClientError, ClientResult, DEFAULT_TIMEOUT
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::types::{MiningInfo, ProviderInfo, ProviderSectors};
+use super::types::{
+    MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo, ProviderSectors,
+    SectorStatus,
+};
 use crate::poster::Declared;
 use crate::status::ProvingStatus;
 
@@ -118,5 +121,39 @@ impl ProviderClient {
             vec![Value::from(sectors.to_vec())],
         )
         .await
+    }
+
+    /// `provider_pipeline`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn pipeline(&self) -> ClientResult<PipelineSectors> {
+        self.call("provider_pipeline", vec![]).await
+    }
+
+    /// `provider_sectorStatus`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn sector_status(&self, sector: u64) -> ClientResult<SectorStatus> {
+        self.call("provider_sectorStatus", vec![Value::from(sector)])
+            .await
+    }
+
+    /// `provider_pledge` (protected): `count` committed-capacity sectors.
+    ///
+    /// # Errors
+    /// [`ClientError`] ([`ClientError::Unauthorized`] without the token).
+    pub async fn pledge(&self, count: u64) -> ClientResult<Pledged> {
+        self.call("provider_pledge", vec![Value::from(count)]).await
+    }
+
+    /// `provider_removeSector` (protected).
+    ///
+    /// # Errors
+    /// [`ClientError`] ([`ClientError::Unauthorized`] without the token).
+    pub async fn remove_sector(&self, sector: u64) -> ClientResult<PipelineSector> {
+        self.call("provider_removeSector", vec![Value::from(sector)])
+            .await
     }
 }

@@ -20,6 +20,10 @@
 //! | `provider_sectors` | — | [`ProviderSectors`]: every sector in the sector store or live on chain — its directory, whether it is readable, its chain record from the node's `state_minerSectors` (status, deadline, partition, activation, expiration), whether the operator holds it faulty | open |
 //! | `provider_proving` | — | [`ProvingStatus`]: the poster's last view — per deadline holding partitions: index, window (open, close, challenge, fault cutoff), whether it is current, partitions, sectors, faults, recoveries, partitions posted, the poster's state (`waiting`, `proving`, `proved`, `submitted`, `confirmed`), last submission epoch, how the previous window ended (`confirmed`/`missed`), windows missed; totals and the last round's error | open |
 //! | `provider_mining` | — | [`MiningInfo`]: elections won, blocks produced and refused, Winning PoSt count and mean seconds, Window PoSt partition count and mean seconds, the last election's epoch, the last block (epoch, id, win count), the last refusal, ineligibility, the last error | open |
+//! | `provider_pipeline` | — | [`PipelineSectors`]: every sector of the sealing pipeline — state, failures and the last reason, the next retry, ticket epoch, `comm_r`, the pre-commit and prove-commit message ids, its last transitions; or why the pipeline does not run | open |
+//! | `provider_sectorStatus` | sector number | [`SectorStatus`]: the sector's pipeline record and its store and chain records (`provider_sectors`' row) | open |
+//! | `provider_pledge` | count (1–256) | [`Pledged`]: the numbers of the committed-capacity sectors created; the pipeline seals, pre-commits and prove-commits them | protected |
+//! | `provider_removeSector` | sector number | [`PipelineSector`]: the sector moved to `Removing` (its files are deleted, then `Removed`); refused for a sector on chain (terminate it instead) | protected |
 //! | `provider_declareFaults` | sector numbers | [`Declared`]: the message id and each sector's deadline and partition; the sectors stay faulty until declared recovered through this API | protected |
 //! | `provider_declareRecoveries` | sector numbers | [`Declared`] | protected |
 //!
@@ -46,11 +50,16 @@ use lode_node::rpc::{RpcConfig, RpcServerHandle, codes};
 use lode_proofs::sector::SectorSize;
 use tokio::sync::watch;
 
-pub use types::{ChainSector, MiningInfo, ProviderInfo, ProviderSector, ProviderSectors};
+pub use types::{
+    ChainSector, MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo,
+    ProviderSector, ProviderSectors, SectorStatus,
+};
 
 use crate::api::NodeApi;
 use crate::error::{ProviderError, ProviderResult};
 use crate::metrics::ProviderMetrics;
+use crate::pipeline::runner::Pipeline;
+use crate::pipeline::{Event, PipelineError};
 use crate::poster::{Declaration, Declared, PosterHandle};
 use crate::prover::SectorStore;
 use crate::status::{MiningEvents, ProvingStatus};
@@ -64,10 +73,20 @@ pub const OPEN_METHODS: &[&str] = &[
     "provider_sectors",
     "provider_proving",
     "provider_mining",
+    "provider_pipeline",
+    "provider_sectorStatus",
 ];
 
 /// Methods that need the token.
-pub const PROTECTED_METHODS: &[&str] = &["provider_declareFaults", "provider_declareRecoveries"];
+pub const PROTECTED_METHODS: &[&str] = &[
+    "provider_declareFaults",
+    "provider_declareRecoveries",
+    "provider_pledge",
+    "provider_removeSector",
+];
+
+/// The most sectors one `provider_pledge` creates.
+pub const MAX_PLEDGE: u64 = 256;
 
 /// What the provider knows about itself from its start.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,7 +109,7 @@ pub struct Identity {
 
 /// What every method runs on: the node (through [`NodeApi`]), the sector store, and what the
 /// daemon's loops publish.
-pub struct ProviderRpc<A> {
+pub struct ProviderRpc<A: NodeApi> {
     /// The node.
     pub api: Arc<A>,
     /// Who the provider is.
@@ -103,9 +122,11 @@ pub struct ProviderRpc<A> {
     pub mining: watch::Receiver<MiningEvents>,
     /// The provider's metrics (the counters `provider_mining` reports).
     pub metrics: ProviderMetrics,
+    /// The sealing pipeline, or why it does not run.
+    pub pipeline: Result<Arc<Pipeline<A>>, String>,
 }
 
-impl<A> std::fmt::Debug for ProviderRpc<A> {
+impl<A: NodeApi> std::fmt::Debug for ProviderRpc<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderRpc")
             .field("identity", &self.identity)
@@ -161,6 +182,19 @@ pub fn module<A: NodeApi>(
     })?;
     m.register_method("provider_mining", |_, ctx, _| {
         Ok::<MiningInfo, ErrorObjectOwned>(mining(ctx))
+    })?;
+    m.register_method("provider_pipeline", |_, ctx, _| pipeline(ctx))?;
+    m.register_async_method("provider_sectorStatus", |params, ctx, _| async move {
+        let n: u64 = params.one()?;
+        sector_status(&ctx, n).await
+    })?;
+    m.register_async_method("provider_pledge", |params, ctx, _| async move {
+        let count: u64 = params.one()?;
+        pledge(&ctx, count).await
+    })?;
+    m.register_method("provider_removeSector", |params, ctx, _| {
+        let n: u64 = params.one()?;
+        remove(ctx, n)
     })?;
     m.register_async_method("provider_declareFaults", |params, ctx, _| async move {
         let sectors: Vec<u64> = params.one()?;
@@ -255,7 +289,7 @@ async fn sectors<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderResult<ProviderSec
     })
 }
 
-fn mining<A>(ctx: &ProviderRpc<A>) -> MiningInfo {
+fn mining<A: NodeApi>(ctx: &ProviderRpc<A>) -> MiningInfo {
     let m = &ctx.metrics;
     MiningInfo {
         elections_won: m.elections_won.get(),
@@ -281,6 +315,101 @@ async fn declare<A: NodeApi>(
         .declare(ctx.api.as_ref(), declaration, sectors)
         .await
         .map_err(provider_error)
+}
+
+fn sealing<A: NodeApi>(ctx: &ProviderRpc<A>) -> Result<&Arc<Pipeline<A>>, ErrorObjectOwned> {
+    ctx.pipeline.as_ref().map_err(|why| {
+        error(
+            codes::REFUSED,
+            format!("the sealing pipeline does not run: {why}"),
+        )
+    })
+}
+
+fn pipeline_error(e: PipelineError) -> ErrorObjectOwned {
+    match e {
+        PipelineError::Unknown(_) => error(codes::INVALID_PARAMS, e.to_string()),
+        PipelineError::Transition { .. } | PipelineError::Conflict { .. } => {
+            error(codes::REFUSED, e.to_string())
+        }
+        PipelineError::Db(_) | PipelineError::Corrupt(_) => error(codes::INTERNAL, e.to_string()),
+    }
+}
+
+fn pipeline<A: NodeApi>(ctx: &ProviderRpc<A>) -> Result<PipelineSectors, ErrorObjectOwned> {
+    match &ctx.pipeline {
+        Ok(p) => {
+            let records = p.store().list().map_err(pipeline_error)?;
+            Ok(PipelineSectors {
+                disabled: None,
+                sectors: records.iter().map(PipelineSector::from_record).collect(),
+            })
+        }
+        Err(why) => Ok(PipelineSectors {
+            disabled: Some(why.clone()),
+            sectors: Vec::new(),
+        }),
+    }
+}
+
+async fn sector_status<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    n: u64,
+) -> Result<SectorStatus, ErrorObjectOwned> {
+    let record = match &ctx.pipeline {
+        Ok(p) => p.store().get(n).map_err(pipeline_error)?,
+        Err(_) => None,
+    };
+    let sectors = sectors(ctx).await.map_err(provider_error)?;
+    let sector = sectors.sectors.into_iter().find(|s| s.sector_number == n);
+    if record.is_none() && sector.is_none() {
+        return Err(error(
+            codes::INVALID_PARAMS,
+            format!(
+                "sector {n} is neither in the pipeline, nor in the sector store, nor live on chain"
+            ),
+        ));
+    }
+    Ok(SectorStatus {
+        sector_number: n,
+        pipeline: record.as_ref().map(PipelineSector::from_record),
+        sector,
+    })
+}
+
+async fn pledge<A: NodeApi>(ctx: &ProviderRpc<A>, count: u64) -> Result<Pledged, ErrorObjectOwned> {
+    if count == 0 || count > MAX_PLEDGE {
+        return Err(error(
+            codes::INVALID_PARAMS,
+            format!("count must be between 1 and {MAX_PLEDGE}, not {count}"),
+        ));
+    }
+    let p = sealing(ctx)?;
+    let mut sectors = Vec::new();
+    for _ in 0..count {
+        let r = p.pledge().await.map_err(provider_error)?;
+        sectors.push(r.number);
+    }
+    Ok(Pledged { sectors })
+}
+
+fn remove<A: NodeApi>(ctx: &ProviderRpc<A>, n: u64) -> Result<PipelineSector, ErrorObjectOwned> {
+    let p = sealing(ctx)?;
+    let store = p.store();
+    let record = store
+        .get(n)
+        .map_err(pipeline_error)?
+        .ok_or_else(|| pipeline_error(PipelineError::Unknown(n)))?;
+    let new = store
+        .apply(
+            n,
+            record.version,
+            &Event::Remove,
+            lode_node::genesis::unix_now(),
+            &p.config().retry,
+        )
+        .map_err(pipeline_error)?;
+    Ok(PipelineSector::from_record(&new))
 }
 
 /// Every method is either open or protected.

@@ -7,6 +7,8 @@ use lode_node::rpc::types::{HeadInfo, serde_hex};
 use lode_proofs::sector::SectorSize;
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::state::HistoryEntry;
+use crate::pipeline::{SectorKind, SectorRecord, SectorState};
 use crate::status::MiningEvents;
 
 /// `provider_info`: who the provider is, what it runs on, and the chain as its node sees it.
@@ -100,4 +102,84 @@ pub struct MiningInfo {
     /// The mining loop's last events.
     #[serde(flatten)]
     pub events: MiningEvents,
+}
+
+/// A sector in the sealing pipeline (`provider_pipeline`, `provider_sectorStatus`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineSector {
+    /// Sector number.
+    pub sector_number: u64,
+    /// `CommittedCapacity` or `Deals`.
+    pub kind: SectorKind,
+    /// Its state (`PreCommit1`, `WaitSeed`, `Proving`, `CommitFailed`, …).
+    pub state: SectorState,
+    /// Failures of the phase being retried.
+    pub failures: u32,
+    /// The last failure's reason.
+    pub last_error: Option<String>,
+    /// Unix time before which a failed phase is not retried.
+    pub retry_at: Option<u64>,
+    /// Unix time it was pledged.
+    pub created_at: u64,
+    /// Unix time of its last change.
+    pub updated_at: u64,
+    /// The epoch of its seal ticket (once PreCommit1 drew it).
+    pub ticket_epoch: Option<u64>,
+    /// Its `comm_r` (once PreCommit2 computed it), hex.
+    pub comm_r: Option<String>,
+    /// The pre-commit message's id, hex.
+    pub pre_commit: Option<String>,
+    /// The prove-commit message's id, hex.
+    pub prove_commit: Option<String>,
+    /// Its last transitions, oldest first.
+    pub history: Vec<HistoryEntry>,
+}
+
+impl PipelineSector {
+    /// The view of a pipeline record.
+    pub fn from_record(r: &SectorRecord) -> Self {
+        let c = &r.chain;
+        PipelineSector {
+            sector_number: r.number,
+            kind: r.kind,
+            state: r.state(),
+            failures: r.progress.failures,
+            last_error: r.progress.last_error.clone(),
+            retry_at: r.progress.retry_at,
+            created_at: r.created_at,
+            updated_at: r.progress.updated_at,
+            ticket_epoch: c.seal_rand_epoch,
+            comm_r: c.comm_r.map(hex::encode),
+            pre_commit: c.pre_commit.as_ref().map(|m| hex::encode(m.id)),
+            prove_commit: c.prove_commit.as_ref().map(|m| hex::encode(m.id)),
+            history: r.progress.history.clone(),
+        }
+    }
+}
+
+/// `provider_pipeline`: the sealing pipeline's sectors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineSectors {
+    /// Why the pipeline does not run (`null` when it does): then no sector can be pledged.
+    pub disabled: Option<String>,
+    /// Its sectors, by number.
+    pub sectors: Vec<PipelineSector>,
+}
+
+/// `provider_sectorStatus`: everything the provider knows of one sector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorStatus {
+    /// Sector number.
+    pub sector_number: u64,
+    /// Its pipeline record (`null`: not sealed by the pipeline, e.g. pre-sealed at genesis).
+    pub pipeline: Option<PipelineSector>,
+    /// Its directory in the sector store and whether it is readable, and its chain record.
+    pub sector: Option<ProviderSector>,
+}
+
+/// `provider_pledge`: the committed-capacity sectors created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pledged {
+    /// Their numbers.
+    pub sectors: Vec<u64>,
 }

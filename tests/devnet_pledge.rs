@@ -1,0 +1,206 @@
+//! An operator's pledge on a devnet, as a user runs it: `lode sectors pledge --count 4 --wait`
+//! against a running `lode devnet` brings four new committed-capacity sectors through the
+//! provider's sealing pipeline — real SDR sealing, a real PoRep checked by the node, pre-commit and
+//! prove-commit messages in blocks — to `Proving`, and their power appears on chain once their
+//! deadlines' Window PoSts prove them. `lode sectors list` and `lode sectors status` show them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lode_chain::types::ActorId;
+use lode_node::rpc::client::{ApiInfo, NodeClient};
+
+fn lode(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn params_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lode-test-params")
+}
+
+/// Stops the devnet when the test ends, however it ends.
+struct Devnet(PathBuf);
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = lode(&["devnet", "stop", "--dir", self.0.to_str().unwrap()]);
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+#[test]
+#[ignore = "a devnet sealing four sectors for real: minutes"]
+fn pledged_sectors_reach_proving_and_gain_power() {
+    let started = Instant::now();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let d = dir.to_str().unwrap().to_string();
+    let params = params_dir();
+    let j = ok(&lode(&[
+        "devnet",
+        "--dir",
+        &d,
+        "--detach",
+        "--json",
+        "--nodes",
+        "1",
+        "--miners",
+        "1",
+        "--epoch-seconds",
+        "1",
+        "--params-dir",
+        params.to_str().unwrap(),
+    ]));
+    let _guard = Devnet(dir.clone());
+    let miner = &j["miners"][0];
+    let actor = ActorId(miner["actor"].as_str().unwrap()[2..].parse().unwrap());
+    let provider_log = dir.join(miner["log"].as_str().unwrap());
+    let node = &j["nodes"][0];
+    let token = std::fs::read_to_string(dir.join(node["token_file"].as_str().unwrap())).unwrap();
+    let client = NodeClient::with_timeout(
+        ApiInfo {
+            url: node["rpc"].as_str().unwrap().to_string(),
+            token: Some(token.trim().to_string()),
+        },
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let power = || {
+        rt.block_on(client.state_miner_power(actor))
+            .ok()
+            .map(|p| p.power.raw)
+    };
+    let wait = |secs: u64, what: &str, cond: &mut dyn FnMut() -> bool| {
+        let start = Instant::now();
+        while !cond() {
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "timed out after {secs} s waiting for {what}\nprovider log:\n{}",
+                log_tail(&provider_log)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
+    let mut before = 0;
+    wait(120, "the genesis sectors' power", &mut || {
+        before = power().unwrap_or(0);
+        before > 0
+    });
+    let genesis_sectors = u64::try_from(before / 2048).unwrap();
+    eprintln!(
+        "devnet up in {:.1} s: {genesis_sectors} genesis sectors",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Pledge four sectors and wait for them to be proving.
+    let pledge_start = Instant::now();
+    let out = lode(&[
+        "sectors",
+        "pledge",
+        "--count",
+        "4",
+        "--wait",
+        "--timeout",
+        "600",
+        "--devnet",
+        &d,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\nprovider log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        log_tail(&provider_log)
+    );
+    let proving: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let numbers: Vec<u64> = proving
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert_eq!(s["state"], "Proving", "{s}");
+            assert!(
+                s["pre_commit"].is_string() && s["prove_commit"].is_string(),
+                "{s}"
+            );
+            s["sector_number"].as_u64().unwrap()
+        })
+        .collect();
+    assert_eq!(numbers.len(), 4);
+    let first = genesis_sectors;
+    assert_eq!(numbers, (first..first + 4).collect::<Vec<_>>());
+    let sealed_in = pledge_start.elapsed().as_secs_f64();
+    eprintln!("4 sectors Proving {sealed_in:.1} s after the pledge");
+
+    // Their power appears once their deadlines prove them (at most a proving period).
+    wait(400, "the pledged sectors' power", &mut || {
+        power() == Some(before + 4 * 2048)
+    });
+    let powered_in = pledge_start.elapsed().as_secs_f64();
+    eprintln!("their power on chain {powered_in:.1} s after the pledge");
+
+    // The operator's views.
+    let list = ok(&lode(&["sectors", "list", "--devnet", &d, "--json"]));
+    let on_chain: Vec<&serde_json::Value> = list["sectors"]["sectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| numbers.contains(&s["sector_number"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(on_chain.len(), 4, "{list}");
+    for s in on_chain {
+        assert_eq!(s["chain"]["status"], "active", "{s}");
+        assert_eq!(s["readable"], true, "{s}");
+    }
+    let text = lode(&["sectors", "list", "--devnet", &d]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert_eq!(text.matches("Proving").count(), 4, "{text}");
+    let st = ok(&lode(&[
+        "sectors",
+        "status",
+        &first.to_string(),
+        "--devnet",
+        &d,
+        "--json",
+    ]));
+    assert_eq!(st["pipeline"]["state"], "Proving", "{st}");
+    let states: Vec<&str> = st["pipeline"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.len(), 12, "every step once: {states:?}");
+    assert_eq!(states.last(), Some(&"Proving"));
+    eprintln!(
+        "BENCH devnet-pledge sectors=4 size=2KiB proving_s={sealed_in:.1} powered_s={powered_in:.1} sectors_per_hour={:.0}",
+        4.0 * 3600.0 / sealed_in
+    );
+}
