@@ -54,6 +54,37 @@ pub struct DevnetOptions {
     pub resume: bool,
     /// Seconds per epoch (the devnet policy's when unset).
     pub epoch_seconds: Option<u64>,
+    /// Deadlines per proving period (the devnet policy's 48 when unset): fewer make a shorter
+    /// proving period, so each deadline comes round sooner (tests of faults and recoveries).
+    pub period_deadlines: Option<u64>,
+}
+
+/// The fewest deadlines a proving period may have: the open deadline and the next cannot take
+/// new sectors, so a period needs others, and a window's fault cutoff must fall after the
+/// previous window of the same deadline.
+pub const MIN_PERIOD_DEADLINES: u64 = 4;
+
+/// Applies the epoch length and the period's deadlines `opts` asks for to `policy`.
+fn shape_policy(policy: &mut lode_chain::Policy, opts: &DevnetOptions) -> DevnetResult<()> {
+    if let Some(secs) = opts
+        .epoch_seconds
+        .or_else(|| default_epoch_seconds(opts.miners))
+    {
+        policy.epoch_duration_seconds = secs.max(1);
+    }
+    let deadlines = opts
+        .period_deadlines
+        .unwrap_or(lode_chain::Policy::devnet().wpost_period_deadlines);
+    if !(MIN_PERIOD_DEADLINES..=lode_chain::Policy::devnet().wpost_period_deadlines)
+        .contains(&deadlines)
+    {
+        return Err(DevnetError::Genesis(format!(
+            "a proving period of {deadlines} deadlines: a devnet's has {MIN_PERIOD_DEADLINES} to {}",
+            lode_chain::Policy::devnet().wpost_period_deadlines
+        )));
+    }
+    policy.wpost_period_deadlines = deadlines;
+    Ok(())
 }
 
 /// The epoch length when none is asked for: the devnet policy's (1 s) where the machine has two
@@ -300,12 +331,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         Some(mut g) => {
             progress(Stage::Reusing);
             g.timestamp = start;
-            if let Some(secs) = opts
-                .epoch_seconds
-                .or_else(|| default_epoch_seconds(opts.miners))
-            {
-                g.policy.epoch_duration_seconds = secs.max(1);
-            }
+            shape_policy(&mut g.policy, opts)?;
             g.save(&genesis_path)?;
             // A new chain: the nodes' old chains are of another genesis.
             for i in 0..opts.nodes.max(64) {
@@ -330,12 +356,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             gopts.miners = opts.miners;
             gopts.sectors_per_miner = opts.sectors_per_miner;
             gopts.sector_size = opts.sector_size;
-            if let Some(secs) = opts
-                .epoch_seconds
-                .or_else(|| default_epoch_seconds(opts.miners))
-            {
-                gopts.policy.epoch_duration_seconds = secs.max(1);
-            }
+            shape_policy(&mut gopts.policy, opts)?;
             let (g, _) = genesis::new_genesis(dir, &opts.cache_dir, &gopts, &mut |d, t| {
                 progress(Stage::Sealing(d, t))
             })?;
@@ -445,6 +466,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
                 parent_cache: opts.cache_dir.clone(),
                 ..SealingSettings::default()
             },
+            proving: lode_provider::poster::ProvingSettings::default(),
         };
         settings.save(&mdir)?;
         miners.push(MinerEntry {

@@ -4,8 +4,8 @@
 //! directories and the PoSt parameters in memory and, connected to a node through [`NodeApi`]
 //! (the node's RPC, or an in-process node), produces a block whenever it wins an election
 //! ([`miner`]: ticket, election proof, Winning PoSt, signature), proves every deadline that holds
-//! its partitions with a Window PoSt, declares the sectors it cannot read faulty and declares them
-//! recovered when they come back ([`poster`]). [`daemon::mine_loop`] and [`daemon::post_loop`] drive them once per epoch, on the
+//! its partitions with a Window PoSt, declares faulty the sectors that fail the proving check
+//! ([`prover::SectorStore::check`]) and declares them recovered when they pass again ([`poster`]). [`daemon::mine_loop`] and [`daemon::post_loop`] drive them once per epoch, on the
 //! network's clock. The sealing pipeline ([`pipeline::runner::run_pipeline`]) runs on the same
 //! clock; `lode provider run` does not start it yet.
 //!

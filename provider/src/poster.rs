@@ -4,24 +4,37 @@
 //! deadline instance (its index and the epoch its window opens):
 //!
 //! - **proves** once the challenge epoch is on chain and at least one epoch deep (a shallower one
-//!   could still be reorganised away), while the window has not closed: one SNARK per partition
-//!   that has sectors to prove and is not yet posted, over the sectors it expects proven (live and
-//!   not faulty, or faulty but declared recovered); sectors it cannot read or whose openings fail
-//!   are *skipped* (they become faulty, without the cost of a failed proof);
-//! - **submits** the proofs as one `SubmitWindowPost` message once the window is open (the
-//!   message lands in a block of the window);
+//!   could still be reorganised away: on the devnet and mainnet rules that is as the window
+//!   opens), until the window's *margin* ([`ProvingSettings::margin_epochs`] epochs before its
+//!   close): one SNARK per partition that has sectors to prove and is not yet posted, over the
+//!   sectors it expects proven (live and not faulty, or faulty but declared recovered); sectors it
+//!   cannot read or whose openings fail are *skipped* (they become faulty, without the cost of a
+//!   failed proof). A proof that fails (or proves nothing) is tried again at the next tick while
+//!   the margin allows; past it the window is given up (reported once in
+//!   [`TickReport::late`]), and a failure of one deadline never stops the others' work or the
+//!   declarations;
+//! - **submits** the proofs as one `SubmitWindowPost` message once the window is open and before
+//!   the margin (the message lands in a block of the window);
 //! - **re-submits** if, a few epochs later, the partitions are still not posted while the window
-//!   is open (a reorganisation dropped the message, or it was never included);
+//!   is open (a reorganisation dropped the message, or it was never included): the margin's
+//!   epochs are there for this;
 //! - **drops** any work whose window has closed, and counts a deadline that closed without its
 //!   partitions posted as *missed* (a warning in the log, `lode_provider_window_post_missed`).
 //!   Each step checks its own window when it starts, so stale work never delays the current
 //!   deadline.
 //!
-//! Before each upcoming deadline's fault cutoff it **declares faulty** the sectors it cannot read
-//! (cheaper than being caught by a missed proof) and **declares recovered** faulty sectors that are
-//! readable again, so they regain power with the next proof — except the sectors an operator
-//! declared faulty through the API ([`PosterHandle::declare`]), which stay faulty until the
-//! operator declares them recovered (or the provider restarts).
+//! Before each upcoming deadline's fault cutoff (every tick from
+//! [`ProvingSettings::check_ahead_epochs`] before it) it runs the **proving check**
+//! ([`crate::prover::SectorStore::check`]: files readable, a few challenged leaves opening against
+//! the sector's `comm_r`) on every sector the deadline must prove, **declares faulty** the sectors
+//! that fail it (cheaper than being caught by a missed proof) and **declares recovered** faulty
+//! sectors that pass it again, so they regain power with the next proof — except the sectors an
+//! operator declared faulty through the API ([`PosterHandle::declare`]), which stay faulty until
+//! the operator declares them recovered (or the provider restarts). Each sector is declared faulty
+//! at most once per deadline instance, and recovered at most once (a sector declared faulty may
+//! be declared recovered in the same instance once the chain shows it faulty, so a repair before
+//! the cutoff is proven in that very window); the last check's failures are published with their
+//! reasons.
 //!
 //! After every round (and as a proof starts) the poster publishes a [`ProvingStatus`] that a
 //! [`PosterHandle`] reads; the handle also sends the operator's declarations, through the same
@@ -44,10 +57,113 @@ use crate::api::NodeApi;
 use crate::error::{ProviderError, ProviderResult};
 use crate::metrics::ProviderMetrics;
 use crate::prover::Prover;
-use crate::status::{DeadlineStatus, PostState, ProvingStatus, WindowResult};
+use crate::status::{
+    CheckFailureStatus, DeadlineStatus, PostState, ProvingPeriod, ProvingStatus, WindowResult,
+};
 
 /// Epochs after submission before a proof still not on chain is sent again.
 const RESUBMIT_AFTER: Epoch = 3;
+
+/// The default [`ProvingSettings::margin_epochs`].
+pub const DEFAULT_MARGIN_EPOCHS: u64 = 2;
+
+/// Challenge windows before a deadline's fault cutoff from which its sectors are checked, when
+/// [`ProvingSettings::check_ahead_epochs`] is not set.
+pub const DEFAULT_CHECK_AHEAD_WINDOWS: u64 = 4;
+
+fn default_margin() -> u64 {
+    DEFAULT_MARGIN_EPOCHS
+}
+
+/// How the poster proves and checks: the `[proving]` table of a provider's `config.toml`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProvingSettings {
+    /// The safety margin: epochs before a window's close by which its Window PoSt must be
+    /// submitted. Proving, retrying a failed proof and the first submission stop then; the last
+    /// epochs are left for the message to land (and be sent again). Less than a challenge window.
+    #[serde(default = "default_margin")]
+    pub margin_epochs: u64,
+    /// Epochs before a deadline's fault cutoff from which the poster checks its sectors, every
+    /// tick until the cutoff (unset: four challenge windows). A larger value finds damage sooner
+    /// and reads more per tick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check_ahead_epochs: Option<u64>,
+}
+
+impl Default for ProvingSettings {
+    fn default() -> Self {
+        ProvingSettings {
+            margin_epochs: DEFAULT_MARGIN_EPOCHS,
+            check_ahead_epochs: None,
+        }
+    }
+}
+
+impl ProvingSettings {
+    /// Checks the settings against the network's rules.
+    ///
+    /// # Errors
+    /// What is wrong, for the configuration error: a margin of a whole challenge window or more
+    /// leaves no epoch to submit in.
+    pub fn validate(&self, policy: &Policy) -> Result<(), String> {
+        if self.margin_epochs >= policy.wpost_challenge_window {
+            return Err(format!(
+                "proving.margin_epochs = {} leaves no epoch to submit a Window PoSt in: a challenge window lasts {} epochs on network {}",
+                self.margin_epochs, policy.wpost_challenge_window, policy.network
+            ));
+        }
+        Ok(())
+    }
+
+    /// Epochs before a fault cutoff from which a deadline's sectors are checked.
+    pub fn check_ahead(&self, policy: &Policy) -> u64 {
+        self.check_ahead_epochs.unwrap_or_else(|| {
+            policy
+                .wpost_challenge_window
+                .saturating_mul(DEFAULT_CHECK_AHEAD_WINDOWS)
+        })
+    }
+}
+
+/// The proving period holding `next`, from one deadline instance (`index` opening at `open`).
+fn proving_period(policy: &Policy, index: u64, open: Epoch, next: Epoch) -> Option<ProvingPeriod> {
+    let window = policy.wpost_challenge_window;
+    let deadlines = policy.wpost_period_deadlines;
+    let period = window.checked_mul(deadlines).filter(|p| *p > 0)?;
+    let base = open.checked_sub(index.checked_mul(window)?)?;
+    let start = if base <= next {
+        base.checked_add(
+            next.checked_sub(base)?
+                .checked_div(period)?
+                .checked_mul(period)?,
+        )?
+    } else {
+        // The period of `base` starts later: the one before it, unless that is before epoch 0
+        // (a miner's first period may start after genesis).
+        let back = base
+            .checked_sub(next)?
+            .div_ceil(period)
+            .checked_mul(period)?;
+        base.checked_sub(back).unwrap_or(base)
+    };
+    let current = next
+        .checked_sub(start)
+        .and_then(|d| d.checked_div(window))
+        .filter(|i| *i < deadlines);
+    let timing = current.and_then(|i| {
+        let open = start.checked_add(i.checked_mul(window)?)?;
+        Some((open, open.checked_add(window)?))
+    });
+    Some(ProvingPeriod {
+        start,
+        deadlines,
+        challenge_window: window,
+        current_deadline: current,
+        current_open: timing.map(|t| t.0),
+        current_close: timing.map(|t| t.1),
+    })
+}
 
 /// A window's proofs, and the sectors they prove per partition (what the chain faults if they
 /// never land).
@@ -100,6 +216,11 @@ pub struct TickReport {
     pub faults: Vec<u64>,
     /// Sectors declared recovered.
     pub recoveries: Vec<u64>,
+    /// Deadlines whose window reached its margin without a proof submitted (given up; reported
+    /// once per window).
+    pub late: Vec<u64>,
+    /// Sectors that failed this tick's proving check.
+    pub failed_checks: Vec<u64>,
 }
 
 /// Signs messages from the worker to the miner actor and pushes them, one at a time (each takes
@@ -309,6 +430,11 @@ pub struct PosterHandle {
 }
 
 impl PosterHandle {
+    /// Deadlines per proving period on the poster's network.
+    pub fn period_deadlines(&self) -> u64 {
+        self.messenger.policy.wpost_period_deadlines
+    }
+
     /// The poster's latest snapshot.
     pub fn status(&self) -> ProvingStatus {
         let mut s = self.status.borrow().clone();
@@ -378,9 +504,16 @@ pub struct Poster {
     prover: Arc<Prover>,
     metrics: ProviderMetrics,
     tasks: BTreeMap<(u64, Epoch), Task>,
-    declared: BTreeSet<(u64, Epoch, u64)>,
+    /// Declarations sent, per deadline instance: (index, open, sector, whether a recovery).
+    declared: BTreeSet<(u64, Epoch, u64, bool)>,
     holds: Holds,
+    settings: ProvingSettings,
     status: watch::Sender<ProvingStatus>,
+    /// Windows given up at their margin (reported once).
+    late: BTreeSet<(u64, Epoch)>,
+    /// Per sector, its last proving check's failure (removed when it passes or leaves the
+    /// deadlines).
+    check_failures: BTreeMap<u64, CheckFailureStatus>,
     /// The deadline being proven now.
     proving: Option<(u64, Epoch)>,
     /// The last view of the deadlines.
@@ -441,7 +574,10 @@ impl Poster {
             tasks: BTreeMap::new(),
             declared: BTreeSet::new(),
             holds: Holds::default(),
+            settings: ProvingSettings::default(),
             status,
+            late: BTreeSet::new(),
+            check_failures: BTreeMap::new(),
             proving: None,
             view: None,
             viewed_at: None,
@@ -449,6 +585,12 @@ impl Poster {
             last_result: BTreeMap::new(),
             missed: BTreeMap::new(),
         }
+    }
+
+    /// The poster with `settings` instead of the defaults.
+    pub fn with_settings(mut self, settings: ProvingSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// The handle the provider's API reads this poster's status through and sends the
@@ -488,6 +630,11 @@ impl Poster {
             .iter()
             .map(|dl| self.deadline_status(dl, next))
             .collect();
+        let period = view.and_then(|v| {
+            v.deadlines
+                .first()
+                .and_then(|dl| proving_period(&self.messenger.policy, dl.index, dl.open, next))
+        });
         let status = ProvingStatus {
             actor: self.actor,
             head_epoch: view.map(|v| v.head_epoch),
@@ -496,6 +643,9 @@ impl Poster {
             missed: self.missed.values().fold(0u64, |a, b| a.saturating_add(*b)),
             held_faults: held(&self.holds).into_iter().collect(),
             last_error: error,
+            margin_epochs: self.settings.margin_epochs,
+            period,
+            check_failures: self.check_failures.values().cloned().collect(),
         };
         self.status.send_replace(status);
     }
@@ -526,6 +676,7 @@ impl Poster {
             close: dl.close,
             challenge: dl.challenge,
             fault_cutoff: dl.fault_cutoff,
+            submit_by: dl.close.saturating_sub(self.settings.margin_epochs),
             current,
             partitions: dl.partitions.len() as u64,
             sectors: count(|p| p.sectors.len()),
@@ -547,6 +698,9 @@ impl Poster {
         let now = view.head_epoch;
         let next = now.saturating_add(1);
         self.retire(&view, &mut report);
+        // A deadline's failure is kept for the end: the other deadlines and the declarations
+        // still run.
+        let mut failed: Option<ProviderError> = None;
         for dl in &view.deadlines {
             let key = (dl.index, dl.open);
             let pending = pending_partitions(dl);
@@ -562,6 +716,8 @@ impl Poster {
             if next >= dl.close {
                 continue;
             }
+            // New work (a proof, a retry, a first submission) only before the margin.
+            let in_margin = next.saturating_add(self.settings.margin_epochs) < dl.close;
             match self.tasks.get(&key).cloned() {
                 None | Some(Task::Confirmed) => {
                     let Some(randomness) = dl.randomness else {
@@ -570,24 +726,41 @@ impl Poster {
                     if now < dl.challenge.saturating_add(1) {
                         continue;
                     }
+                    if !in_margin {
+                        self.give_up(dl, "no Window PoSt could be made", &mut report);
+                        continue;
+                    }
                     self.proving = Some(key);
                     self.publish(None);
                     let proved = self.prove(dl, &pending, randomness).await;
                     self.proving = None;
-                    let proof = proved?;
-                    // The window may have closed while proving: drop stale work.
+                    let proof = match proved {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(deadline = dl.index, error = %e, "Window PoSt failed: trying again next epoch while the margin allows");
+                            failed.get_or_insert(e);
+                            continue;
+                        }
+                    };
                     report.proved.push(dl.index);
                     if proof.params.partitions.is_empty() {
+                        // Nothing provable now: tried again next tick, while the margin allows.
                         continue;
                     }
                     self.tasks.insert(key, Task::Proved(proof));
-                    if next >= dl.open {
-                        self.submit(api, key, now, &view, &mut report).await?;
+                    if next >= dl.open
+                        && let Err(e) = self.submit(api, key, now, &view, &mut report).await
+                    {
+                        failed.get_or_insert(e);
                     }
                 }
                 Some(Task::Proved(_)) => {
-                    if next >= dl.open {
-                        self.submit(api, key, now, &view, &mut report).await?;
+                    if !in_margin {
+                        self.give_up(dl, "the Window PoSt was not submitted", &mut report);
+                    } else if next >= dl.open
+                        && let Err(e) = self.submit(api, key, now, &view, &mut report).await
+                    {
+                        failed.get_or_insert(e);
                     }
                 }
                 Some(Task::Submitted { at, .. }) => {
@@ -596,13 +769,34 @@ impl Poster {
                             deadline = dl.index,
                             "Window PoSt not on chain {RESUBMIT_AFTER} epochs after submission: sending it again"
                         );
-                        self.submit(api, key, now, &view, &mut report).await?;
+                        if let Err(e) = self.submit(api, key, now, &view, &mut report).await {
+                            failed.get_or_insert(e);
+                        }
                     }
                 }
             }
         }
-        self.declare(api, &view, &mut report).await?;
-        Ok(report)
+        if let Err(e) = self.declare(api, &view, &mut report).await {
+            failed.get_or_insert(e);
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+
+    /// A window reached its margin without a submitted proof: warned and reported once.
+    fn give_up(&mut self, dl: &DeadlineView, why: &str, report: &mut TickReport) {
+        if self.late.insert((dl.index, dl.open)) {
+            tracing::warn!(
+                deadline = dl.index,
+                open = dl.open,
+                close = dl.close,
+                margin = self.settings.margin_epochs,
+                "{why} before the window's margin: it will be missed"
+            );
+            report.late.push(dl.index);
+        }
     }
 
     /// Drops the tasks of windows that have closed. One confirmed on chain ended well; one
@@ -659,7 +853,9 @@ impl Poster {
             }
         }
         self.declared
-            .retain(|(_, open, _)| current.values().any(|d| d.open == *open) || *open > next);
+            .retain(|(_, open, _, _)| current.values().any(|d| d.open == *open) || *open > next);
+        self.late
+            .retain(|(index, open)| current.get(index).is_some_and(|d| d.open == *open));
     }
 
     async fn prove(
@@ -757,8 +953,8 @@ impl Poster {
         Ok(())
     }
 
-    /// Declares unreadable sectors faulty and readable faulty ones recovered, for deadlines
-    /// whose fault cutoff is still ahead.
+    /// Checks the sectors of the deadlines whose fault cutoff is near and still ahead, declares
+    /// those that fail faulty and faulty ones that pass recovered (see the module docs).
     async fn declare<A: NodeApi>(
         &mut self,
         api: &A,
@@ -766,61 +962,102 @@ impl Poster {
         report: &mut TickReport,
     ) -> ProviderResult<()> {
         let next = view.head_epoch.saturating_add(1);
-        let index = self.prover.store().scan();
-        self.metrics
-            .sectors
-            .set(i64::try_from(index.len()).unwrap_or(i64::MAX));
+        let ahead = self.settings.check_ahead(&self.messenger.policy);
         let holds = held(&self.holds);
-        let mut faults = Vec::new();
-        let mut recoveries = Vec::new();
+        // The sectors to check: per deadline near its cutoff, those live and not faulty, or
+        // faulty, not recovering and not held by the operator — in either case unless this
+        // instance has had the declaration a failure or a pass would send.
+        let mut todo: Vec<(u64, Epoch, u64, SectorRef, bool)> = Vec::new();
         for dl in &view.deadlines {
-            if next >= dl.fault_cutoff {
+            if next >= dl.fault_cutoff || dl.fault_cutoff.saturating_sub(next) > ahead {
                 continue;
             }
             for p in &dl.partitions {
-                let mut bad = BTreeSet::new();
-                let mut back = BTreeSet::new();
                 for s in &p.sectors {
                     let n = s.sector_number;
-                    if self.declared.contains(&(dl.index, dl.open, n)) {
+                    let faulty = p.faults.contains(&n);
+                    if self.declared.contains(&(dl.index, dl.open, n, faulty))
+                        || (faulty && (p.recoveries.contains(&n) || holds.contains(&n)))
+                    {
                         continue;
                     }
-                    let readable = self.prover.store().open(n, &index).is_some();
-                    let faulty = p.faults.contains(&n);
-                    if !readable && !faulty {
-                        bad.insert(n);
-                    } else if readable
-                        && faulty
-                        && !p.recoveries.contains(&n)
-                        && !holds.contains(&n)
-                    {
-                        back.insert(n);
+                    todo.push((dl.index, dl.open, p.index, *s, faulty));
+                }
+            }
+        }
+        let store = self.prover.store().clone();
+        let refs: Vec<SectorRef> = todo.iter().map(|t| t.3).collect();
+        let epoch = view.head_epoch;
+        let (in_store, results) =
+            tokio::task::spawn_blocking(move || (store.scan().len(), store.check(&refs, epoch)))
+                .await
+                .map_err(|_| ProviderError::Stopped)?;
+        self.metrics
+            .sectors
+            .set(i64::try_from(in_store).unwrap_or(i64::MAX));
+        let mut plan: BTreeMap<(u64, u64), (BTreeSet<u64>, BTreeSet<u64>)> = BTreeMap::new();
+        self.check_failures.retain(|n, _| {
+            view.deadlines.iter().any(|dl| {
+                dl.partitions
+                    .iter()
+                    .any(|p| p.sectors.iter().any(|s| s.sector_number == *n))
+            })
+        });
+        for ((deadline, open, partition, s, faulty), (_, result)) in todo.iter().zip(results) {
+            let n = s.sector_number;
+            let entry = plan.entry((*deadline, *partition)).or_default();
+            match result {
+                Err(why) => {
+                    report.failed_checks.push(n);
+                    self.check_failures.insert(
+                        n,
+                        CheckFailureStatus {
+                            sector_number: n,
+                            deadline: *deadline,
+                            partition: *partition,
+                            epoch,
+                            reason: why.to_string(),
+                        },
+                    );
+                    if !faulty {
+                        tracing::warn!(sector = n, deadline, reason = %why, "sector failed its proving check");
+                        self.declared.insert((*deadline, *open, n, false));
+                        entry.0.insert(n);
                     }
                 }
-                for n in bad.iter().chain(back.iter()) {
-                    self.declared.insert((dl.index, dl.open, *n));
+                Ok(()) if *faulty => {
+                    self.check_failures.remove(&n);
+                    self.declared.insert((*deadline, *open, n, true));
+                    entry.1.insert(n);
                 }
-                if !bad.is_empty() {
-                    report.faults.extend(bad.iter().copied());
-                    faults.push(SectorLocation {
-                        deadline: dl.index,
-                        partition: p.index,
-                        sectors: bad,
-                    });
+                Ok(()) => {
+                    self.check_failures.remove(&n);
                 }
-                if !back.is_empty() {
-                    report.recoveries.extend(back.iter().copied());
-                    recoveries.push(SectorLocation {
-                        deadline: dl.index,
-                        partition: p.index,
-                        sectors: back,
-                    });
-                }
+            }
+        }
+        let mut faults = Vec::new();
+        let mut recoveries = Vec::new();
+        for ((deadline, partition), (bad, back)) in plan {
+            if !bad.is_empty() {
+                report.faults.extend(bad.iter().copied());
+                faults.push(SectorLocation {
+                    deadline,
+                    partition,
+                    sectors: bad,
+                });
+            }
+            if !back.is_empty() {
+                report.recoveries.extend(back.iter().copied());
+                recoveries.push(SectorLocation {
+                    deadline,
+                    partition,
+                    sectors: back,
+                });
             }
         }
         if !faults.is_empty() {
             let n: usize = faults.iter().map(|l| l.sectors.len()).sum();
-            tracing::warn!(sectors = ?report.faults, "declaring unreadable sectors faulty");
+            tracing::warn!(sectors = ?report.faults, "declaring sectors that failed their proving check faulty");
             self.messenger
                 .send(
                     api,
@@ -847,5 +1084,57 @@ impl Poster {
             self.metrics.recoveries_declared.inc_by(n as u64);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_period_and_current_deadline_follow_from_any_deadline() {
+        let p = Policy::devnet(); // 48 deadlines of 5 epochs: a 240-epoch period
+        // Deadline 3's window opens at 115: the period started at 100.
+        let at = |next| proving_period(&p, 3, 115, next).unwrap();
+        let now = at(112);
+        assert_eq!(
+            (now.start, now.deadlines, now.challenge_window),
+            (100, 48, 5)
+        );
+        assert_eq!(
+            (now.current_deadline, now.current_open, now.current_close),
+            (Some(2), Some(110), Some(115))
+        );
+        // Deadline 3's next instance (355) seen from the same period, and from the next one.
+        assert_eq!(proving_period(&p, 3, 355, 112).unwrap().start, 100);
+        let later = proving_period(&p, 3, 355, 345).unwrap();
+        assert_eq!((later.start, later.current_deadline), (340, Some(1)));
+        // Before a miner's first period (it starts after genesis): no current deadline.
+        let first = proving_period(&p, 0, 30, 10).unwrap();
+        assert_eq!((first.start, first.current_deadline), (30, None));
+        // An instance that cannot be (opening before its own period): nothing, no panic.
+        assert_eq!(proving_period(&p, 47, 10, 5), None);
+    }
+
+    #[test]
+    fn the_margin_must_leave_epochs_to_submit_in() {
+        let p = Policy::devnet();
+        let with = |margin_epochs| ProvingSettings {
+            margin_epochs,
+            check_ahead_epochs: None,
+        };
+        assert!(with(p.wpost_challenge_window - 1).validate(&p).is_ok());
+        let e = with(p.wpost_challenge_window).validate(&p).unwrap_err();
+        assert!(e.contains("margin_epochs"), "{e}");
+        assert_eq!(
+            ProvingSettings::default().check_ahead(&p),
+            DEFAULT_CHECK_AHEAD_WINDOWS * p.wpost_challenge_window
+        );
+        let set = ProvingSettings {
+            check_ahead_epochs: Some(7),
+            ..ProvingSettings::default()
+        };
+        assert_eq!(set.check_ahead(&p), 7);
     }
 }

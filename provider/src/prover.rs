@@ -8,6 +8,14 @@
 //!
 //! Proofs are made with the Winning and Window PoSt parameters, loaded once and kept in memory, and
 //! randomness from the operating system for the zero-knowledge blinding.
+//!
+//! **Proving check.** Before a deadline's fault cutoff the poster checks every sector the deadline
+//! must prove ([`SectorStore::check`]): its directory opens, its replica and tree R are there, a
+//! handful of leaves drawn from the epoch ([`check_randomness`]) open against tree R's root, read
+//! from the replica and checked natively, and that root with `comm_c` gives the `comm_r` the chain
+//! holds. A corrupted replica byte under a challenged leaf, a truncated or damaged tree, or a
+//! record that no longer matches the chain fails the check with a [`CheckFailure`], the reason the
+//! API reports; the leaves change every epoch, so damage anywhere is found in time.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,12 +23,14 @@ use std::sync::Arc;
 
 use bls12_381::Bls12;
 use groth16::Parameters;
+use lode_chain::types::Epoch;
 use lode_node::core::SectorRef;
 use lode_proofs::circuit::post::{self as post_circuit, PostKind};
+use lode_proofs::node::{Node, trunc254};
 use lode_proofs::params::ParamStore;
-use lode_proofs::post::window_partitions;
+use lode_proofs::post::{WINDOW_CHALLENGES_PER_SECTOR, window_partitions};
 use lode_proofs::sector::{SectorSize, randomness_node};
-use lode_sealing::post::{SealedSector, prove_window, prove_winning};
+use lode_sealing::post::{SealedSector, prove_sector, prove_window, prove_winning};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -76,6 +86,95 @@ impl SectorStore {
         let s = SealedSector::open(path).ok()?;
         (s.dir.sealed().is_file() && s.dir.tree_r().is_file()).then_some(s)
     }
+
+    /// The proving check of one sector the chain lists (its number and `comm_r`): see the module
+    /// docs. `randomness` comes from [`check_randomness`]; `index` from [`SectorStore::scan`].
+    ///
+    /// # Errors
+    /// The [`CheckFailure`] that makes the sector unprovable.
+    pub fn check_sector(
+        &self,
+        index: &BTreeMap<u64, PathBuf>,
+        sector: &SectorRef,
+        randomness: &Node,
+    ) -> Result<(), CheckFailure> {
+        let path = index
+            .get(&sector.sector_number)
+            .ok_or(CheckFailure::NotInStore)?;
+        let sealed =
+            SealedSector::open(path).map_err(|e| CheckFailure::Unreadable(e.to_string()))?;
+        if !sealed.dir.sealed().is_file() {
+            return Err(CheckFailure::Missing("replica"));
+        }
+        if !sealed.dir.tree_r().is_file() {
+            return Err(CheckFailure::Missing("tree R"));
+        }
+        let proof = prove_sector(&sealed, randomness, CHECK_CHALLENGES)
+            .map_err(|e| CheckFailure::Opening(e.to_string()))?;
+        let comm_r = lode_proofs::sdr::comm_r(&proof.comm_c, &proof.comm_r_last)
+            .map_err(|e| CheckFailure::Unreadable(e.to_string()))?;
+        if comm_r.0 != sector.comm_r {
+            return Err(CheckFailure::WrongCommR {
+                found: hex::encode(comm_r.0),
+                expected: hex::encode(sector.comm_r),
+            });
+        }
+        Ok(())
+    }
+
+    /// The proving check of `sectors` at `epoch` (one scan of the store), in order: each sector's
+    /// number and, when it fails, why.
+    pub fn check(
+        &self,
+        sectors: &[SectorRef],
+        epoch: Epoch,
+    ) -> Vec<(u64, Result<(), CheckFailure>)> {
+        let index = self.scan();
+        let randomness = check_randomness(self.miner, epoch);
+        sectors
+            .iter()
+            .map(|s| (s.sector_number, self.check_sector(&index, s, &randomness)))
+            .collect()
+    }
+}
+
+/// Leaves a proving check opens per sector: as many as a Window PoSt challenges.
+pub const CHECK_CHALLENGES: usize = WINDOW_CHALLENGES_PER_SECTOR;
+
+/// Why a sector failed its proving check ([`SectorStore::check`]).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CheckFailure {
+    /// No directory of the store holds it.
+    #[error("not in the sector store")]
+    NotInStore,
+    /// Its directory or its records cannot be read.
+    #[error("its directory cannot be read: {0}")]
+    Unreadable(String),
+    /// A file proving needs is missing.
+    #[error("its {0} is missing")]
+    Missing(&'static str),
+    /// A challenged leaf could not be opened, or its opening does not lead to tree R's root (a
+    /// damaged replica or tree), or the tree's root is not the one the sector was sealed with.
+    #[error("challenged leaves do not open: {0}")]
+    Opening(String),
+    /// Tree R's root and `comm_c` do not give the `comm_r` the chain holds.
+    #[error("its comm_r is {found}, the chain's is {expected}")]
+    WrongCommR {
+        /// What the sector's files give (hex).
+        found: String,
+        /// What the chain holds (hex).
+        expected: String,
+    },
+}
+
+/// The randomness a proving check of `miner`'s sectors at `epoch` draws its leaves from (each
+/// sector's leaves are then drawn with its number, as a PoSt's are): new every epoch, so repeated
+/// checks cover the whole sector, and known to nobody before the epoch.
+pub fn check_randomness(miner: u64, epoch: Epoch) -> Node {
+    let mut h = blake3::Hasher::new_derive_key("lode/provider/proving-check");
+    h.update(&miner.to_le_bytes());
+    h.update(&epoch.to_le_bytes());
+    trunc254(*h.finalize().as_bytes())
 }
 
 /// Proves PoSts over the sector store.

@@ -34,7 +34,7 @@ use crate::metrics::ProviderMetrics;
 use crate::miner::Miner;
 use crate::pipeline::PipelineStore;
 use crate::pipeline::runner::{Pipeline, PipelineConfig, run_pipeline};
-use crate::poster::{Messenger, Poster};
+use crate::poster::{Messenger, Poster, ProvingSettings};
 use crate::prover::{Prover, SectorStore};
 use crate::rpc::{Identity, ProviderRpc};
 use crate::status::MiningEvents;
@@ -72,6 +72,10 @@ pub struct ProviderSettings {
     /// recorded in `endpoints.json`.
     #[serde(default = "default_api")]
     pub api: SocketAddr,
+    /// How Window PoSts are proven and sectors checked (the `[proving]` table: `margin_epochs`,
+    /// `check_ahead_epochs`; see [`ProvingSettings`]).
+    #[serde(default)]
+    pub proving: ProvingSettings,
     /// The sealing pipeline (`[sealing]`).
     #[serde(default)]
     pub sealing: SealingSettings,
@@ -343,6 +347,10 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     let actor = settings.actor_id(dir)?;
     let genesis_path = resolve(dir, &settings.genesis);
     let genesis = GenesisFile::load(&genesis_path)?;
+    settings
+        .proving
+        .validate(&genesis.policy)
+        .map_err(|why| config_error(&dir.join(CONFIG_FILE), why))?;
     let worker = read_key_file(&resolve(dir, &settings.worker_key))?;
     let token_path = resolve(dir, &settings.node_token_file);
     let token = std::fs::read_to_string(&token_path)
@@ -398,7 +406,8 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         genesis.policy.clone(),
         prover,
         metrics.clone(),
-    );
+    )
+    .with_settings(settings.proving.clone());
     let pipeline = start_pipeline(
         dir,
         settings,
@@ -467,4 +476,39 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         metrics: metrics_server,
         rpc,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+actor = "l01000"
+node_api = "http://127.0.0.1:1234"
+node_token_file = "../node-0/token"
+params_dir = "/params"
+"#;
+
+    #[test]
+    fn the_proving_table_is_optional_and_strict() {
+        let plain: ProviderSettings = toml::from_str(BASE).unwrap();
+        assert_eq!(plain.proving, ProvingSettings::default());
+        let set: ProviderSettings = toml::from_str(&format!(
+            "{BASE}\n[proving]\nmargin_epochs = 3\ncheck_ahead_epochs = 12\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            set.proving,
+            ProvingSettings {
+                margin_epochs: 3,
+                check_ahead_epochs: Some(12),
+            }
+        );
+        // What is saved reads back the same.
+        let text = toml::to_string_pretty(&set).unwrap();
+        assert_eq!(toml::from_str::<ProviderSettings>(&text).unwrap(), set);
+        let typo = toml::from_str::<ProviderSettings>(&format!("{BASE}\n[proving]\nmargin = 3\n"));
+        assert!(typo.unwrap_err().to_string().contains("margin"));
+    }
 }

@@ -73,6 +73,10 @@ pub struct DeadlineStatus {
     pub challenge: Epoch,
     /// Faults and recoveries for this window must land before this epoch.
     pub fault_cutoff: Epoch,
+    /// The poster proves and first submits only before this epoch: the window's close less the
+    /// safety margin.
+    #[serde(default)]
+    pub submit_by: Epoch,
     /// Whether the window is open at the next epoch.
     pub current: bool,
     /// Partitions in the deadline.
@@ -114,6 +118,49 @@ pub struct ProvingStatus {
     pub held_faults: Vec<u64>,
     /// What the last round failed with (`null` when it succeeded).
     pub last_error: Option<String>,
+    /// The safety margin: epochs before a window's close by which its proof must be submitted.
+    #[serde(default)]
+    pub margin_epochs: u64,
+    /// The proving period at the next epoch (`null` before the first view, or while the miner
+    /// has no partition).
+    #[serde(default)]
+    pub period: Option<ProvingPeriod>,
+    /// Sectors whose last proving check failed, and why (those of deadlines whose fault cutoff
+    /// was near are checked; a sector that passes again is removed).
+    #[serde(default)]
+    pub check_failures: Vec<CheckFailureStatus>,
+}
+
+/// The miner's proving period at the next epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvingPeriod {
+    /// Its first epoch.
+    pub start: Epoch,
+    /// Deadlines per period.
+    pub deadlines: u64,
+    /// Epochs per deadline's challenge window.
+    pub challenge_window: u64,
+    /// The deadline whose window holds the next epoch (`null` before the miner's first period).
+    pub current_deadline: Option<u64>,
+    /// Its window's first epoch.
+    pub current_open: Option<Epoch>,
+    /// The first epoch after its window.
+    pub current_close: Option<Epoch>,
+}
+
+/// A sector that failed its last proving check.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckFailureStatus {
+    /// The sector.
+    pub sector_number: u64,
+    /// Its deadline.
+    pub deadline: u64,
+    /// Its partition.
+    pub partition: u64,
+    /// The head epoch of the check.
+    pub epoch: Epoch,
+    /// Why it failed.
+    pub reason: String,
 }
 
 /// A block this provider made and the node accepted.

@@ -127,6 +127,10 @@ pub(crate) struct DevnetRunArgs {
     /// miner, else 2 s: every miner proves a Winning PoSt nearly every epoch).
     #[arg(long)]
     epoch_seconds: Option<u64>,
+    /// Deadlines per proving period (default: the devnet rules' 48, a 240-epoch period; 4 to
+    /// 48): fewer bring each deadline round sooner, e.g. to watch faults and recoveries.
+    #[arg(long, value_name = "N")]
+    period_deadlines: Option<u64>,
     /// Start in the background and return (stop with `lode devnet stop`).
     #[arg(long)]
     detach: bool,
@@ -335,6 +339,7 @@ fn start(a: DevnetRunArgs) -> anyhow::Result<()> {
         start_delay_secs: 6,
         resume: a.resume,
         epoch_seconds: a.epoch_seconds,
+        period_deadlines: a.period_deadlines,
     };
     let mut display = StageDisplay::new();
     devnet::prepare(&opts, &mut |s| display.update(s))

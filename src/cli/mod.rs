@@ -8,6 +8,7 @@ mod devnet;
 mod piece;
 mod progress;
 mod provider;
+mod proving;
 mod seal;
 mod sectors;
 mod snark;
@@ -84,6 +85,10 @@ enum Command {
     /// state and chain record, one sector's status, remove one.
     #[command(subcommand)]
     Sectors(sectors::SectorsCommand),
+    /// A running provider's proving: the proving period, its deadlines, faults, and the proving
+    /// check of its sectors, through the provider's API.
+    #[command(subcommand)]
+    Proving(proving::ProvingCommand),
     /// Create a genesis with miners whose sectors are sealed for real.
     #[command(subcommand)]
     Genesis(devnet::GenesisCommand),
@@ -114,6 +119,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Node(cmd) => daemons::node(cmd).map(|()| ExitCode::SUCCESS),
         Command::Provider(cmd) => provider::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Sectors(cmd) => sectors::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Proving(cmd) => proving::run(cmd),
         Command::Genesis(cmd) => devnet::genesis(cmd).map(|()| ExitCode::SUCCESS),
         Command::Devnet(a) => devnet::run(a).map(|()| ExitCode::SUCCESS),
     }

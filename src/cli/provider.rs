@@ -34,6 +34,10 @@ config.toml:
   metrics = \"127.0.0.1:9501\"     # optional; also genesis, worker_key, sectors
   api = \"127.0.0.1:0\"            # optional: the provider's API (0: a free port)
 
+  [proving]                      # optional
+  margin_epochs = 2              # submit each Window PoSt at least 2 epochs before its window closes
+  check_ahead_epochs = 20        # check a deadline's sectors from 20 epochs before its fault cutoff
+
 The provider writes <dir>/token (its API token for declarations, 0600) and <dir>/endpoints.json
 (the API URL and token file, the metrics URL); `lode provider info --dir <dir>` reads them.")]
     Run(ProviderRunArgs),
@@ -432,6 +436,7 @@ mod tests {
             missed: 1,
             held_faults: vec![3],
             last_error: None,
+            ..ProvingStatus::default()
         };
         let text = proving_text(&st);
         let lines: Vec<&str> = text.lines().collect();

@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::types::{
     MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo, ProviderSectors,
-    SectorStatus,
+    ProvingCheck, SectorStatus,
 };
 use crate::poster::Declared;
 use crate::status::ProvingStatus;
@@ -97,6 +97,15 @@ impl ProviderClient {
     /// [`ClientError`].
     pub async fn mining(&self) -> ClientResult<MiningInfo> {
         self.call("provider_mining", vec![]).await
+    }
+
+    /// `provider_check`: the proving check of every deadline's sectors, or of `deadline`'s.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`-32602` for a deadline index past the proving period's).
+    pub async fn check(&self, deadline: Option<u64>) -> ClientResult<ProvingCheck> {
+        let params = deadline.map(Value::from).into_iter().collect();
+        self.call("provider_check", params).await
     }
 
     /// `provider_declareFaults` (protected).

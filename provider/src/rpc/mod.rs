@@ -19,6 +19,7 @@
 //! | `provider_info` | — | [`ProviderInfo`]: actor, owner, worker, sector size, network, the node API it uses, version, API version, start time, sectors in the store, and the node's head (or why the node did not answer) | open |
 //! | `provider_sectors` | — | [`ProviderSectors`]: every sector in the sector store or live on chain — its directory, whether it is readable, its chain record from the node's `state_minerSectors` (status, deadline, partition, activation, expiration), whether the operator holds it faulty | open |
 //! | `provider_proving` | — | [`ProvingStatus`]: the poster's last view — per deadline holding partitions: index, window (open, close, challenge, fault cutoff), whether it is current, partitions, sectors, faults, recoveries, partitions posted, the poster's state (`waiting`, `proving`, `proved`, `submitted`, `confirmed`), last submission epoch, how the previous window ended (`confirmed`/`missed`), windows missed; totals and the last round's error | open |
+//! | `provider_check` | optional deadline index | [`ProvingCheck`]: the proving check, run now at the head, of the live sectors of every deadline (or of the one given): per sector its number, deadline, partition, whether it is faulty on chain, whether it passed (files readable, challenged leaves opening against its `comm_r`) and why not | open |
 //! | `provider_mining` | — | [`MiningInfo`]: elections won, blocks produced and refused, Winning PoSt count and mean seconds, Window PoSt partition count and mean seconds, the last election's epoch, the last block (epoch, id, win count), the last refusal, ineligibility, the last error | open |
 //! | `provider_pipeline` | — | [`PipelineSectors`]: every sector of the sealing pipeline — state, failures and the last reason, the next retry, ticket epoch, `comm_r`, the pre-commit and prove-commit message ids, its last transitions; or why the pipeline does not run | open |
 //! | `provider_sectorStatus` | sector number | [`SectorStatus`]: the sector's pipeline record and its store and chain records (`provider_sectors`' row) | open |
@@ -52,7 +53,7 @@ use tokio::sync::watch;
 
 pub use types::{
     ChainSector, MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo,
-    ProviderSector, ProviderSectors, SectorStatus,
+    ProviderSector, ProviderSectors, ProvingCheck, SectorCheck, SectorStatus,
 };
 
 use crate::api::NodeApi;
@@ -75,6 +76,7 @@ pub const OPEN_METHODS: &[&str] = &[
     "provider_mining",
     "provider_pipeline",
     "provider_sectorStatus",
+    "provider_check",
 ];
 
 /// Methods that need the token.
@@ -196,6 +198,10 @@ pub fn module<A: NodeApi>(
         let n: u64 = params.one()?;
         remove(ctx, n)
     })?;
+    m.register_async_method("provider_check", |params, ctx, _| async move {
+        let deadline: Option<u64> = params.sequence().optional_next()?;
+        check(&ctx, deadline).await
+    })?;
     m.register_async_method("provider_declareFaults", |params, ctx, _| async move {
         let sectors: Vec<u64> = params.one()?;
         declare(&ctx, Declaration::Faults, &sectors).await
@@ -301,6 +307,70 @@ fn mining<A: NodeApi>(ctx: &ProviderRpc<A>) -> MiningInfo {
         window_post_average_seconds: m.window_post_seconds.mean(),
         events: ctx.mining.borrow().clone(),
     }
+}
+
+async fn check<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    deadline: Option<u64>,
+) -> Result<ProvingCheck, ErrorObjectOwned> {
+    let deadlines = ctx.poster.period_deadlines();
+    if let Some(d) = deadline
+        && d >= deadlines
+    {
+        return Err(error(
+            codes::INVALID_PARAMS,
+            format!(
+                "no deadline {d}: a proving period has deadlines 0 to {}",
+                deadlines.saturating_sub(1)
+            ),
+        ));
+    }
+    let view = ctx
+        .api
+        .proving_view(ctx.identity.actor)
+        .await
+        .map_err(provider_error)?;
+    let mut located = Vec::new();
+    for dl in view
+        .deadlines
+        .iter()
+        .filter(|dl| deadline.is_none_or(|d| d == dl.index))
+    {
+        for p in &dl.partitions {
+            for s in &p.sectors {
+                located.push((dl.index, p.index, p.faults.contains(&s.sector_number), *s));
+            }
+        }
+    }
+    let store = ctx.store.clone();
+    let epoch = view.head_epoch;
+    let started = std::time::Instant::now();
+    let sectors = tokio::task::spawn_blocking(move || {
+        let refs: Vec<_> = located.iter().map(|l| l.3).collect();
+        let results = store.check(&refs, epoch);
+        located
+            .iter()
+            .zip(results)
+            .map(
+                |((deadline, partition, faulty, s), (_, result))| SectorCheck {
+                    sector_number: s.sector_number,
+                    deadline: *deadline,
+                    partition: *partition,
+                    faulty: *faulty,
+                    ok: result.is_ok(),
+                    reason: result.err().map(|e| e.to_string()),
+                },
+            )
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|_| provider_error(ProviderError::Stopped))?;
+    Ok(ProvingCheck {
+        head_epoch: epoch,
+        deadline,
+        sectors,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 async fn declare<A: NodeApi>(

@@ -183,3 +183,34 @@ pub struct Pledged {
     /// Their numbers.
     pub sectors: Vec<u64>,
 }
+
+/// One sector's proving check, in `provider_check`'s result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorCheck {
+    /// Sector number.
+    pub sector_number: u64,
+    /// Its deadline.
+    pub deadline: u64,
+    /// Its partition in that deadline.
+    pub partition: u64,
+    /// Whether the chain holds it faulty now.
+    pub faulty: bool,
+    /// Whether it passed: its files readable and the challenged leaves opening against its
+    /// `comm_r`.
+    pub ok: bool,
+    /// Why it failed (`null` when it passed).
+    pub reason: Option<String>,
+}
+
+/// `provider_check`: the proving check of the live sectors of every deadline, or of one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProvingCheck {
+    /// The head epoch the check ran at (its leaves are drawn from it).
+    pub head_epoch: Epoch,
+    /// The deadline asked for (`null`: every deadline).
+    pub deadline: Option<u64>,
+    /// Every live sector checked, by deadline, partition and number.
+    pub sectors: Vec<SectorCheck>,
+    /// How long the check took, in seconds.
+    pub seconds: f64,
+}
