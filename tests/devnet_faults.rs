@@ -188,8 +188,11 @@ fn a_corrupt_replica_is_declared_faulty_and_recovers() {
         // deadline's sectors from 20 epochs (four challenge windows) before its cutoff, so the
         // damage is found at once and both declarations have 20 epochs to land (blocks are
         // missed while the damaged sector is drawn for Winning PoSt).
-        let (h_ready, _, _, (open, cutoff)) = until(&c, miner, 120, "a fault cutoff ahead", |l| {
-            l.3.1 >= l.0 + 20
+        // First, the deadline's window that opens right after genesis is judged (the sector
+        // proven, full power), so that only the damage changes the power.
+        let first_close = open + 5;
+        let (h_ready, _, _, (open, cutoff)) = until(&c, miner, 150, "a fault cutoff ahead", |l| {
+            l.0 > first_close && l.1 == full && l.2 == "active" && l.3.1 >= l.0 + 20
         })
         .await;
         eprintln!(
