@@ -74,6 +74,8 @@ fn pledged_sectors_reach_proving_and_gain_power() {
         "1",
         "--epoch-seconds",
         "1",
+        "--period-deadlines",
+        "8",
         "--params-dir",
         params.to_str().unwrap(),
     ]));
@@ -199,6 +201,74 @@ fn pledged_sectors_reach_proving_and_gain_power() {
         .collect();
     assert_eq!(states.len(), 12, "every step once: {states:?}");
     assert_eq!(states.last(), Some(&"Proving"));
+
+    // The actor: its power and balances through the node; the owner withdraws.
+    let info = ok(&lode(&["actor", "info", "--devnet", &d, "--json"]));
+    assert_eq!(
+        info["power"]["power"]["raw"],
+        serde_json::json!(before + 4 * 2048),
+        "{info}"
+    );
+    let pledged = info["info"]["initial_pledge"].clone();
+    assert_ne!(pledged, serde_json::json!("0"), "{info}");
+    let owner_key = dir.join("keys/owner-0.key");
+    let w = ok(&lode(&[
+        "actor",
+        "withdraw",
+        "1",
+        "--devnet",
+        &d,
+        "--owner-key",
+        owner_key.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(w["amount"], "1000000000000000000", "{w}");
+
+    // A second provider created on the running chain by an operator: `lode provider init`
+    // creates its miner actor (funded by the faucet's account) and writes its directory.
+    let sp = tmp.path().join("sp");
+    let faucet_key = dir.join("keys/faucet.key");
+    let init = ok(&lode(&[
+        "provider",
+        "init",
+        "--dir",
+        sp.to_str().unwrap(),
+        "--sector-size",
+        "2KiB",
+        "--owner-key",
+        faucet_key.to_str().unwrap(),
+        "--devnet",
+        &d,
+        "--params-dir",
+        params.to_str().unwrap(),
+        "--json",
+    ]));
+    let new_actor = init["actor"].as_str().unwrap().to_string();
+    let settings = lode_provider::run::ProviderSettings::load(&sp).unwrap();
+    assert_eq!(settings.actor, new_actor);
+    let new_info = ok(&lode(&[
+        "actor", "info", "--actor", &new_actor, "--devnet", &d, "--json",
+    ]));
+    assert_eq!(
+        new_info["info"]["available"], "100000000000000000000",
+        "{new_info}"
+    );
+    assert_eq!(new_info["info"]["sector_size_bytes"], 2048, "{new_info}");
+    let again = lode(&[
+        "provider",
+        "init",
+        "--dir",
+        sp.to_str().unwrap(),
+        "--sector-size",
+        "2KiB",
+        "--devnet",
+        &d,
+    ]);
+    assert!(
+        !again.status.success(),
+        "a second init in the same directory is refused"
+    );
+
     eprintln!(
         "BENCH devnet-pledge sectors=4 size=2KiB proving_s={sealed_in:.1} powered_s={powered_in:.1} sectors_per_hour={:.0}",
         4.0 * 3600.0 / sealed_in

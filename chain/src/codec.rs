@@ -11,15 +11,36 @@
 //! catches.
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// The postcard encoding of `value` (see the module docs for why it cannot fail).
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
+/// Decodes exactly one `T` that [`encode`] wrote; `None` for bytes that are not one (malformed,
+/// cut short, or followed by more bytes).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    match postcard::take_from_bytes(bytes) {
+        Ok((v, [])) => Some(v),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decodes_exactly_one_value() {
+        let v = (7u32, String::from("lode"));
+        let bytes = encode(&v);
+        assert_eq!(decode::<(u32, String)>(&bytes), Some(v));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode::<(u32, String)>(&longer), None);
+        assert_eq!(decode::<(u32, String)>(&bytes[..bytes.len() - 1]), None);
+    }
 
     #[test]
     fn encodes_like_postcard() {

@@ -676,6 +676,110 @@ fn write_private(path: &Path, bytes: &[u8]) -> WalletResult<()> {
     result
 }
 
+/// The gas limit a method message is given: twice what the chain charges for it — including
+/// `msg` (`gas_base + gas_per_byte × size`, with room for the signature), `proofs` SNARKs,
+/// `sectors` sectors and two signature checks. Only the gas used is paid.
+pub fn method_gas_limit(policy: &Policy, msg: &Message, proofs: u64, sectors: u64) -> u64 {
+    let len = lode_chain::codec::encode(msg).len() as u64;
+    policy
+        .gas_base
+        .saturating_add(policy.gas_per_byte.saturating_mul(len.saturating_add(256)))
+        .saturating_add(policy.gas_per_proof.saturating_mul(proofs))
+        .saturating_add(policy.gas_per_sector.saturating_mul(sectors))
+        .saturating_add(policy.gas_per_signature.saturating_mul(2))
+        .saturating_mul(2)
+}
+
+/// Signs `method` from `key`'s account to `to` with `value` at `nonce`, at the network's minimum
+/// gas price and [`method_gas_limit`] for `proofs` and `sectors`.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_method(
+    policy: &Policy,
+    key: &SecretKey,
+    to: Address,
+    value: TokenAmount,
+    method: Method,
+    nonce: u64,
+    proofs: u64,
+    sectors: u64,
+) -> SignedMessage {
+    let mut msg = Message {
+        from: Address::Bls(key.public_key()),
+        to,
+        nonce,
+        value,
+        method,
+        gas_limit: 0,
+        gas_price: policy.min_gas_price,
+    };
+    msg.gas_limit = method_gas_limit(policy, &msg, proofs, sectors);
+    msg.sign(&policy.network, key)
+}
+
+/// Waits until the node has executed message `id` (its receipt, through `state_searchMsg`),
+/// asking every `poll`, for at most `timeout`.
+///
+/// # Errors
+/// [`WalletError::NotIncluded`] after `timeout`; [`WalletError::Client`] when a call fails.
+pub async fn wait_for_receipt(
+    client: &NodeClient,
+    id: [u8; 32],
+    timeout: Duration,
+    poll: Duration,
+) -> WalletResult<crate::rpc::types::MessageLookupInfo> {
+    let started = tokio::time::Instant::now();
+    loop {
+        if let Some(found) = client.state_search_msg(id).await? {
+            return Ok(found);
+        }
+        let waited = started.elapsed();
+        if waited >= timeout {
+            let epoch = client.chain_head().await.map(|h| h.epoch).unwrap_or(0);
+            return Err(WalletError::NotIncluded {
+                id: hex::encode(id),
+                waited,
+                epoch,
+            });
+        }
+        tokio::time::sleep(poll.min(timeout.saturating_sub(waited))).await;
+    }
+}
+
+/// The key in `keystore` that controls account `account` (an id address looked up on chain, or a
+/// key address).
+///
+/// # Errors
+/// [`WalletError::UnknownAddress`] when the keystore lacks it; [`WalletError::Transfer`] when the
+/// chain has no such account; [`WalletError::Client`] when the node cannot be asked.
+pub async fn key_for_account(
+    client: &NodeClient,
+    keystore: &Keystore,
+    account: &Address,
+) -> WalletResult<SecretKey> {
+    let key_address = match account {
+        Address::Bls(_) => *account,
+        Address::Id(_) => {
+            let actor = client.state_actor(account).await?.ok_or_else(|| {
+                WalletError::Transfer(format!("{account} is not an actor on chain"))
+            })?;
+            let key = actor.key.ok_or_else(|| {
+                WalletError::Transfer(format!(
+                    "{account} is a {} actor, not an account",
+                    actor.kind
+                ))
+            })?;
+            hex::decode(&key)
+                .ok()
+                .and_then(|b| lode_chain::crypto::PublicKey::from_bytes(&b).ok())
+                .map(Address::Bls)
+                .ok_or_else(|| {
+                    WalletError::Transfer(format!("{account}'s key {key} is not a BLS public key"))
+                })?
+        }
+    };
+    keystore.get(&key_address)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {

@@ -299,14 +299,7 @@ impl Messenger {
             gas_limit: 0,
             gas_price: p.min_gas_price,
         };
-        let len = lode_chain::codec::encode(&msg).len() as u64;
-        let estimate = p
-            .gas_base
-            .saturating_add(p.gas_per_byte.saturating_mul(len.saturating_add(256)))
-            .saturating_add(p.gas_per_proof.saturating_mul(proofs as u64))
-            .saturating_add(p.gas_per_sector.saturating_mul(sectors as u64))
-            .saturating_add(p.gas_per_signature.saturating_mul(2));
-        msg.gas_limit = estimate.saturating_mul(2);
+        msg.gas_limit = lode_node::wallet::method_gas_limit(p, &msg, proofs as u64, sectors as u64);
         let signed = msg.sign(&p.network, &self.worker);
         record(&signed)?;
         api.push_message(signed).await

@@ -1,5 +1,6 @@
 //! Command-line definitions and dispatch.
 
+mod actor;
 mod chain;
 mod client;
 mod common;
@@ -89,6 +90,9 @@ enum Command {
     /// check of its sectors, through the provider's API.
     #[command(subcommand)]
     Proving(proving::ProvingCommand),
+    /// A miner actor on chain: owner, worker, power and balances; withdrawing to the owner.
+    #[command(subcommand)]
+    Actor(actor::ActorCommand),
     /// Create a genesis with miners whose sectors are sealed for real.
     #[command(subcommand)]
     Genesis(devnet::GenesisCommand),
@@ -120,6 +124,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Provider(cmd) => provider::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Sectors(cmd) => sectors::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Proving(cmd) => proving::run(cmd),
+        Command::Actor(cmd) => actor::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Genesis(cmd) => devnet::genesis(cmd).map(|()| ExitCode::SUCCESS),
         Command::Devnet(a) => devnet::run(a).map(|()| ExitCode::SUCCESS),
     }

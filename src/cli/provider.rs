@@ -6,14 +6,15 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use lode_chain::types::TokenAmount;
 use lode_provider::rpc::client::ProviderClient;
 use lode_provider::rpc::{MiningInfo, ProviderInfo, ProviderSectors};
 use lode_provider::run::ProviderSettings;
 use lode_provider::status::ProvingStatus;
 
 use super::common::{
-    ProviderApiArgs, block_on, daemon_runtime, print_json, provider_client_error, shutdown_signal,
-    table,
+    ProviderApiArgs, block_on, client_error, daemon_runtime, print_json, provider_client_error,
+    shutdown_signal, table,
 };
 
 /// Provider subcommands.
@@ -41,6 +42,20 @@ config.toml:
 The provider writes <dir>/token (its API token for declarations, 0600) and <dir>/endpoints.json
 (the API URL and token file, the metrics URL); `lode provider info --dir <dir>` reads them.")]
     Run(ProviderRunArgs),
+    /// Create a storage provider: a new miner actor on chain (owned by the owner's account, with a
+    /// fresh worker key funded from it) and its directory — `worker.key`, `genesis.json`,
+    /// `node.token`, `config.toml` — ready for `lode provider run`.
+    #[command(after_help = "Examples:
+  lode wallet import ~/.local/share/lode/devnet/keys/faucet.key
+  lode provider init --dir ~/sp --sector-size 2KiB --devnet ~/.local/share/lode/devnet
+  lode provider run --dir ~/sp
+
+  lode provider init --dir ~/sp --sector-size 8MiB --owner-key owner.key \\
+      --api 10.0.0.5:1234 --token $(cat node/token) --genesis net/genesis.json --json
+
+The owner pays the worker's funds (`--worker-funds`, gas for PoSt and sector messages) and the miner's
+starting balance (`--deposit`, out of which pre-commit deposits and initial pledges are paid).")]
+    Init(ProviderInitArgs),
     /// Who the provider is and how it mines: actor, owner, worker, sector size, its node and the
     /// node's head, version, uptime, elections won, blocks, Winning PoSt time.
     #[command(after_help = "Examples:
@@ -83,6 +98,54 @@ pub(crate) struct ProviderRunArgs {
     dir: PathBuf,
 }
 
+/// Arguments of `lode provider init`.
+#[derive(Debug, Args)]
+pub(crate) struct ProviderInitArgs {
+    /// The provider's directory to create (it must not hold a `config.toml` yet).
+    #[arg(long)]
+    dir: PathBuf,
+    /// The sector size the miner seals (one the network accepts).
+    #[arg(long, value_parser = super::common::parse_size)]
+    sector_size: lode_proofs::sector::SectorSize,
+    /// The owner's account (an address in the wallet); else `--owner-key`, else the wallet's
+    /// default address.
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "owner_key")]
+    owner: Option<String>,
+    /// The owner's secret key file (hex), instead of the wallet.
+    #[arg(long, value_name = "FILE")]
+    owner_key: Option<PathBuf>,
+    /// The wallet directory; else `$LODE_WALLET`, else `<data dir>/lode/wallet`.
+    #[arg(long, value_name = "DIR")]
+    wallet: Option<PathBuf>,
+    /// The miner's starting balance, sent with its creation.
+    #[arg(long, default_value = "100", value_parser = parse_amount)]
+    deposit: TokenAmount,
+    /// Sent from the owner to the new worker account (its gas).
+    #[arg(long, default_value = "10", value_parser = parse_amount)]
+    worker_funds: TokenAmount,
+    /// The network's genesis file; with `--devnet`, the devnet's.
+    #[arg(long, value_name = "FILE")]
+    genesis: Option<PathBuf>,
+    #[command(flatten)]
+    params: super::common::ParamsDir,
+    /// The provider's metrics and dashboard address (port 0: a free port, in endpoints.json).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics: std::net::SocketAddr,
+    /// Seconds to wait for each message to be executed.
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    wait_timeout: u64,
+    #[command(flatten)]
+    api: super::common::ApiArgs,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_amount(s: &str) -> Result<TokenAmount, String> {
+    s.parse()
+        .map_err(|e: lode_chain::types::ParseAmountError| e.to_string())
+}
+
 /// The provider flags and the output flag every provider client command takes.
 #[derive(Debug, Args)]
 pub(crate) struct ProviderClientArgs {
@@ -107,6 +170,7 @@ pub(crate) struct DeclareArgs {
 pub(crate) fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
     match cmd {
         ProviderCommand::Run(a) => run_daemon(a),
+        ProviderCommand::Init(a) => init(&a),
         ProviderCommand::Info(c) => info(&c),
         ProviderCommand::Sectors(c) => sectors(&c),
         ProviderCommand::Proving(c) => proving(&c),
@@ -130,6 +194,213 @@ fn run_daemon(a: ProviderRunArgs) -> anyhow::Result<()> {
         p.stop().await;
         Ok(())
     })
+}
+
+/// `lode provider init --json`.
+#[derive(Debug, serde::Serialize)]
+struct Initialised {
+    actor: String,
+    dir: PathBuf,
+    owner: String,
+    worker: String,
+    worker_funds_message: String,
+    create_miner_message: String,
+    epoch: u64,
+}
+
+fn init(a: &ProviderInitArgs) -> anyhow::Result<()> {
+    use lode_chain::actors::power::PowerMethod;
+    use lode_chain::message::Method;
+    use lode_node::wallet::{self, Keystore, Transfer};
+    use std::time::Duration;
+
+    let dir = &a.dir;
+    if dir.join(lode_provider::run::CONFIG_FILE).exists() {
+        anyhow::bail!(
+            "{} already holds a provider (config.toml): run it with `lode provider run --dir {}`",
+            dir.display(),
+            dir.display()
+        );
+    }
+    let genesis_path = match (&a.genesis, &a.api.devnet) {
+        (Some(p), _) => p.clone(),
+        (None, Some(d)) => lode_devnet::genesis::genesis_path(d),
+        (None, None) => anyhow::bail!("which network? Pass --genesis FILE (or --devnet DIR)"),
+    };
+    let genesis = lode_node::genesis::GenesisFile::load(&genesis_path)?;
+    let client = a.api.client()?;
+    let timeout = Duration::from_secs(a.wait_timeout);
+    let poll = Duration::from_millis(500);
+    let report = block_on(async {
+        let chain = client.chain_genesis().await.map_err(client_error)?;
+        if chain.network != genesis.policy.network || chain.timestamp != genesis.timestamp {
+            anyhow::bail!(
+                "{} is not the genesis of the node's network {:?}",
+                genesis_path.display(),
+                chain.network
+            );
+        }
+        let policy = &chain.policy;
+        if !policy.sector_sizes.contains(&a.sector_size) {
+            anyhow::bail!(
+                "the network does not accept {} sectors (it accepts {:?})",
+                a.sector_size,
+                policy.sector_sizes
+            );
+        }
+        let owner = match &a.owner_key {
+            Some(path) => lode_provider::run::read_key_file(path)?,
+            None => {
+                let wdir = wallet::resolve_dir(a.wallet.as_deref(), |k| std::env::var(k).ok())?;
+                let ks = Keystore::open(wdir)?;
+                let address = match &a.owner {
+                    Some(s) => lode_node::rpc::types::parse_address(s.trim())?,
+                    None => ks.default_address()?,
+                };
+                wallet::key_for_account(&client, &ks, &address).await?
+            }
+        };
+        let owner_address = lode_chain::types::Address::Bls(owner.public_key());
+        let worker = lode_chain::crypto::SecretKey::generate(&mut super::common::fresh_rng()?);
+        let worker_address = lode_chain::types::Address::Bls(worker.public_key());
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        lode_provider::run::write_key_file(&dir.join("worker.key"), &worker)?;
+
+        // 1. The worker's account, funded for gas.
+        let nonce = client
+            .mpool_nonce(&owner_address)
+            .await
+            .map_err(client_error)?
+            .with_context(|| {
+                format!("the owner {owner_address} has no account on chain: fund it first")
+            })?;
+        let fund = wallet::sign_transfer(
+            policy,
+            &Transfer {
+                from: owner_address,
+                to: worker_address,
+                value: a.worker_funds,
+                nonce,
+                gas_limit: None,
+                gas_price: None,
+            },
+            &owner,
+        )?;
+        let fund_id = client.mpool_push(&fund).await.map_err(client_error)?;
+        // 2. The miner, created by the owner with its starting balance.
+        let create = wallet::sign_method(
+            policy,
+            &owner,
+            lode_chain::types::Address::Id(lode_chain::actors::POWER),
+            a.deposit,
+            Method::Power(PowerMethod::CreateMiner {
+                worker: worker_address,
+                sector_size: a.sector_size,
+            }),
+            nonce.saturating_add(1),
+            0,
+            0,
+        );
+        let create_id = client.mpool_push(&create).await.map_err(client_error)?;
+        if !a.json {
+            eprintln!(
+                "waiting for the miner's creation ({})…",
+                hex::encode(create_id)
+            );
+        }
+        let funded = wallet::wait_for_receipt(&client, fund_id, timeout, poll).await?;
+        if !funded.receipt.ok() {
+            anyhow::bail!(
+                "funding the worker failed: {} ({})",
+                funded.receipt.exit,
+                funded.receipt.error
+            );
+        }
+        let created = wallet::wait_for_receipt(&client, create_id, timeout, poll).await?;
+        if !created.receipt.ok() {
+            anyhow::bail!(
+                "creating the miner failed at epoch {}: {} ({})",
+                created.epoch,
+                created.receipt.exit,
+                created.receipt.error
+            );
+        }
+        let actor: lode_chain::types::ActorId =
+            lode_chain::codec::decode(&created.receipt.return_data)
+                .context("CreateMiner's receipt does not decode as an actor id")?;
+
+        // 3. The directory.
+        let api = client.api();
+        let token = api.token.clone().unwrap_or_default();
+        write_secret(&dir.join("node.token"), token.as_bytes())?;
+        std::fs::copy(&genesis_path, dir.join("genesis.json"))
+            .with_context(|| format!("cannot copy {}", genesis_path.display()))?;
+        let params_dir = a.params.store().dir().to_path_buf();
+        let params_dir = std::path::absolute(&params_dir).unwrap_or(params_dir);
+        let settings = ProviderSettings {
+            actor: actor.to_string(),
+            node_api: api.url.clone(),
+            node_token_file: PathBuf::from("node.token"),
+            genesis: PathBuf::from("genesis.json"),
+            worker_key: PathBuf::from("worker.key"),
+            sectors: PathBuf::from("sectors"),
+            params_dir,
+            metrics: a.metrics,
+            api: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            proving: Default::default(),
+            sealing: lode_provider::run::SealingSettings {
+                parent_cache: super::common::default_cache_dir().join("parents"),
+                ..Default::default()
+            },
+        };
+        settings.save(dir)?;
+        Ok(Initialised {
+            actor: actor.to_string(),
+            dir: dir.clone(),
+            owner: owner_address.to_string(),
+            worker: worker_address.to_string(),
+            worker_funds_message: hex::encode(fund_id),
+            create_miner_message: hex::encode(create_id),
+            epoch: created.epoch,
+        })
+    })??;
+    if a.json {
+        return print_json(&report);
+    }
+    println!("miner {} created at epoch {}", report.actor, report.epoch);
+    println!("  owner  {}", report.owner);
+    println!(
+        "  worker {} (key in {})",
+        report.worker,
+        dir.join("worker.key").display()
+    );
+    println!(
+        "  config {}",
+        dir.join(lode_provider::run::CONFIG_FILE).display()
+    );
+    println!("next:");
+    println!("  lode provider run --dir {}", dir.display());
+    println!(
+        "  lode sectors pledge --count 4 --wait --dir {}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// Writes `bytes` to `path`, readable by its owner only.
+fn write_secret(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
 }
 
 fn client(c: &ProviderClientArgs) -> anyhow::Result<ProviderClient> {
