@@ -467,6 +467,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
                 ..SealingSettings::default()
             },
             proving: lode_provider::poster::ProvingSettings::default(),
+            tasks: Default::default(),
         };
         settings.save(&mdir)?;
         miners.push(MinerEntry {

@@ -15,7 +15,9 @@
 //! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`);
 //! - [`pipeline`]: the sector pipeline: its persisted state machine (states, retries, the sled
 //!   records) and the driver that seals committed-capacity sectors through it
-//!   ([`pipeline::runner`]).
+//!   ([`pipeline::runner`]);
+//! - [`tasks`]: the task scheduler: sealing phases and PoSt as tasks with declared resources,
+//!   admitted within the machine and per-kind limits, PoSt first; fenced, persisted records.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -41,6 +43,7 @@ pub mod prover;
 pub mod rpc;
 pub mod run;
 pub mod status;
+pub mod tasks;
 
 pub use api::NodeApi;
 pub use error::{ProviderError, ProviderResult};

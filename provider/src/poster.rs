@@ -517,6 +517,8 @@ pub struct Poster {
     last_submitted: BTreeMap<u64, Epoch>,
     last_result: BTreeMap<u64, WindowResult>,
     missed: BTreeMap<u64, u64>,
+    /// The task scheduler each Window PoSt registers with (time-sensitive), when there is one.
+    scheduler: Option<crate::tasks::Scheduler>,
 }
 
 impl std::fmt::Debug for Poster {
@@ -577,12 +579,20 @@ impl Poster {
             last_submitted: BTreeMap::new(),
             last_result: BTreeMap::new(),
             missed: BTreeMap::new(),
+            scheduler: None,
         }
     }
 
     /// The poster with `settings` instead of the defaults.
     pub fn with_settings(mut self, settings: ProvingSettings) -> Self {
         self.settings = settings;
+        self
+    }
+
+    /// The same poster, its Window PoSts run as time-sensitive tasks of `tasks` (so a running
+    /// PoSt holds its resources and sealing admission yields to a waiting one).
+    pub fn with_tasks(mut self, tasks: crate::tasks::Scheduler) -> Self {
+        self.scheduler = Some(tasks);
         self
     }
 
@@ -866,7 +876,19 @@ impl Poster {
         let prover = self.prover.clone();
         let metrics = self.metrics.clone();
         let deadline = dl.index;
-        tokio::task::spawn_blocking(move || {
+        // Registered as a time-sensitive task: sealing admission yields to it. A scheduler
+        // that cannot record it does not hold the proof back.
+        let slot = match &self.scheduler {
+            Some(t) => match t.time_sensitive(crate::tasks::TaskKind::WindowPost).await {
+                Ok(slot) => Some(slot),
+                Err(e) => {
+                    tracing::warn!(deadline, error = %e, "cannot register the Window PoSt task");
+                    None
+                }
+            },
+            None => None,
+        };
+        let proved = tokio::task::spawn_blocking(move || {
             let mut params = WindowPostParams {
                 deadline,
                 partitions: Vec::new(),
@@ -902,7 +924,13 @@ impl Poster {
             Ok::<_, ProviderError>(Proof { params, proven })
         })
         .await
-        .map_err(|_| ProviderError::Stopped)?
+        .map_err(|_| ProviderError::Stopped)?;
+        if let Some(slot) = slot
+            && let Err(e) = slot.finish(proved.as_ref().err().map(ToString::to_string))
+        {
+            tracing::warn!(deadline, error = %e, "cannot record the Window PoSt task");
+        }
+        proved
     }
 
     async fn submit<A: NodeApi>(

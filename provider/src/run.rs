@@ -79,6 +79,10 @@ pub struct ProviderSettings {
     /// The sealing pipeline (`[sealing]`).
     #[serde(default)]
     pub sealing: SealingSettings,
+    /// The task scheduler (`[tasks]`: the machine, per-kind limits, the PoSt reserve, the
+    /// history's retention).
+    #[serde(default)]
+    pub tasks: crate::tasks::SchedulerConfig,
 }
 
 /// `[sealing]` of `config.toml`: where the sealing pipeline keeps its records and its scratch.
@@ -326,14 +330,17 @@ fn start_pipeline<A: NodeApi>(
         resolve(dir, &s.parent_cache),
         &genesis.policy,
     );
-    Ok(Arc::new(Pipeline::new(
-        api.clone(),
-        store,
-        messenger,
-        Arc::new(porep.0),
-        genesis.policy.clone(),
-        config,
-    )))
+    Ok(Arc::new(
+        Pipeline::new(
+            api.clone(),
+            store,
+            messenger,
+            Arc::new(porep.0),
+            genesis.policy.clone(),
+            config,
+        )
+        .with_tasks(&settings.tasks),
+    ))
 }
 
 /// Starts the provider in `dir`: loads the genesis, the worker key and the PoSt parameters,
@@ -420,6 +427,12 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     if let Err(why) = &pipeline {
         tracing::warn!(%why, "the sealing pipeline does not run: pledges are refused");
     }
+    // Window PoSts run as time-sensitive tasks of the sealing pipeline's scheduler: sealing
+    // never takes their reserve and pauses its admissions while one waits.
+    let poster = match &pipeline {
+        Ok(p) => poster.with_tasks(p.scheduler().clone()),
+        Err(_) => poster,
+    };
     let (mining, mining_events) = watch::channel(MiningEvents::default());
     let rpc_context = ProviderRpc {
         api: api.clone(),

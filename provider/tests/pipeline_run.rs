@@ -369,7 +369,10 @@ async fn a_pledged_sector_goes_through_every_state_to_proving() {
         assert_eq!(r.number, 4, "above the genesis sectors");
         let mut seen = vec![SectorState::WaitDeals];
         for _ in 0..400 {
-            let moved = p.tick().await.unwrap();
+            // The sealing phases run as background tasks: a step is a tick and the phases
+            // it started.
+            let mut moved = p.tick().await.unwrap();
+            moved.extend(p.wait_tasks().await);
             for t in &moved {
                 assert_eq!(t.number, r.number);
                 assert_eq!(Some(t.to), t.from.next(), "no failure: {t:?}");
@@ -418,6 +421,26 @@ async fn a_pledged_sector_goes_through_every_state_to_proving() {
         assert_eq!(Some(s.comm_r), c.comm_r);
         // Nothing more to do.
         assert!(p.tick().await.unwrap().is_empty());
+        // Every sealing phase ran as a scheduled task, once, and finished.
+        use lode_provider::tasks::{TaskKind, TaskState};
+        let tasks = p.scheduler().list().unwrap();
+        let kinds: Vec<TaskKind> = tasks.iter().map(|t| t.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                TaskKind::PreCommit1,
+                TaskKind::PreCommit2,
+                TaskKind::Commit1,
+                TaskKind::Commit2,
+                TaskKind::Finalize
+            ]
+        );
+        assert!(
+            tasks.iter().all(|t| t.state == TaskState::Done
+                && t.sector == Some(r.number)
+                && t.attempts == 1),
+            "{tasks:?}"
+        );
     })
     .await;
 }
@@ -458,7 +481,9 @@ async fn restarts_at_every_step_send_each_message_once() {
                 }
                 _ => {}
             }
-            let moved = p.tick().await.unwrap();
+            let mut moved = p.tick().await.unwrap();
+            // The phases the tick started finish before the daemon "restarts".
+            moved.extend(p.wait_tasks().await);
             for t in &moved {
                 assert!(
                     t.from.next() == Some(t.to),

@@ -29,6 +29,8 @@ use lode_provider::pipeline::{
     SentMessage,
 };
 use lode_provider::poster::Messenger;
+use lode_provider::tasks::config::Reserve;
+use lode_provider::tasks::{SchedulerConfig, TaskKind, TaskState};
 use lode_provider::{NodeApi, ProviderError, ProviderResult};
 
 const MINER: ActorId = ActorId(1000);
@@ -42,6 +44,8 @@ struct Chain {
     sectors: Mutex<Vec<SectorInfo>>,
     receipts: Mutex<HashMap<[u8; 32], MessageLookupInfo>>,
     pushed: Mutex<Vec<SignedMessage>>,
+    /// The head's epoch, once the test sets one.
+    head: Mutex<Option<Epoch>>,
 }
 
 impl Chain {
@@ -74,7 +78,16 @@ impl NodeApi for Chain {
         Ok(self.pushed.lock().unwrap().len() as u64)
     }
     async fn chain_head(&self) -> ProviderResult<HeadInfo> {
-        Err(ProviderError::Node("not in this test".into()))
+        match *self.head.lock().unwrap() {
+            Some(epoch) => Ok(HeadInfo {
+                epoch,
+                key: Vec::new(),
+                weight: 0,
+                parent_state_root: None,
+                state_root: None,
+            }),
+            None => Err(ProviderError::Node("not in this test".into())),
+        }
     }
     async fn miner_sectors(&self, _: ActorId) -> ProviderResult<Vec<SectorInfo>> {
         Ok(self.sectors.lock().unwrap().clone())
@@ -150,6 +163,12 @@ struct Setup {
 }
 
 fn setup() -> Setup {
+    setup_with(RetryPolicy::default(), None)
+}
+
+/// A pipeline whose failures `retry` judges, its scheduler configured by `tasks` (the default
+/// when `None`).
+fn setup_with(retry: RetryPolicy, tasks: Option<SchedulerConfig>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let chain = Arc::new(Chain::default());
     let policy = Policy::devnet();
@@ -171,9 +190,13 @@ fn setup() -> Setup {
             ticket_depth: 2,
             seed_confidence: 2,
             expiration_margin: 20,
-            retry: RetryPolicy::default(),
+            retry,
         },
     );
+    let p = match tasks {
+        Some(t) => p.with_tasks(&t),
+        None => p,
+    };
     Setup {
         _dir: dir,
         chain,
@@ -497,4 +520,136 @@ fn the_default_ticket_leaves_time_to_seal_before_the_lookback() {
         assert!(c.ticket_depth < policy.max_pre_commit_randomness_lookback / 2);
         assert!(c.expiration_margin >= RESEND_AFTER);
     }
+}
+
+/// Sectors moved to `state` by `Done` events, without chain bookkeeping.
+fn plain_sectors(s: &Setup, n: usize, state: SectorState) -> Vec<SectorRecord> {
+    let store = s.p.store();
+    (0..n)
+        .map(|_| {
+            let mut r = store.create(SectorKind::CommittedCapacity, 5, 0).unwrap();
+            while r.state() != state {
+                r = store
+                    .apply(
+                        r.number,
+                        r.version,
+                        &Event::Done,
+                        0,
+                        &RetryPolicy::default(),
+                    )
+                    .unwrap();
+            }
+            r
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sectors_seal_at_once_oldest_first_within_the_limits() {
+    let mut tasks = SchedulerConfig {
+        cores: Some(4),
+        post_reserve: Some(Reserve {
+            cores: 1,
+            ..Reserve::default()
+        }),
+        ..SchedulerConfig::default()
+    };
+    tasks.limits.set(TaskKind::PreCommit1, Some(2));
+    let s = setup_with(RetryPolicy::default(), Some(tasks));
+    *s.chain.head.lock().unwrap() = Some(50);
+    let store = s.p.store();
+    let sectors: Vec<u64> = plain_sectors(&s, 3, SectorState::PreCommit1)
+        .iter()
+        .map(|r| r.number)
+        .collect();
+    // The first tick draws each sector's ticket (inline: a chain step).
+    assert!(s.p.tick().await.unwrap().is_empty());
+    assert!(s.p.scheduler().list().unwrap().is_empty());
+    // The next one queues a PreCommit1 per sector and starts two (the limit), the oldest.
+    assert!(s.p.tick().await.unwrap().is_empty());
+    let views = s.p.scheduler().list().unwrap();
+    let by_state = |st: TaskState| -> Vec<u64> {
+        views
+            .iter()
+            .filter(|v| v.state == st)
+            .map(|v| v.sector.unwrap())
+            .collect()
+    };
+    assert_eq!(by_state(TaskState::Running), sectors[..2].to_vec());
+    assert_eq!(by_state(TaskState::Queued), sectors[2..].to_vec());
+    let moved = s.p.wait_tasks().await;
+    let mut numbers: Vec<u64> = moved.iter().map(|t| t.number).collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, sectors[..2].to_vec());
+    assert!(
+        moved
+            .iter()
+            .all(|t| (t.from, t.to) == (SectorState::PreCommit1, SectorState::PreCommit2))
+    );
+    // Next, by sector number: the oldest sector's PreCommit2 (four cores, clamped to the three
+    // of sealing) takes the whole sealing share; the third sector's PreCommit1 waits for it.
+    assert!(s.p.tick().await.unwrap().is_empty());
+    let moved = s.p.wait_tasks().await;
+    assert_eq!(moved.len(), 1);
+    assert_eq!(
+        (moved[0].number, moved[0].from),
+        (sectors[0], SectorState::PreCommit2)
+    );
+    for _ in 0..4 {
+        s.p.tick().await.unwrap();
+        s.p.wait_tasks().await;
+    }
+    for n in &sectors {
+        let r = store.get(*n).unwrap().unwrap();
+        assert!(
+            r.chain.comm_d.is_some() && r.chain.comm_r.is_some(),
+            "{r:?}"
+        );
+    }
+    let views = s.p.scheduler().list().unwrap();
+    let pc1: Vec<_> = views
+        .iter()
+        .filter(|v| v.kind == TaskKind::PreCommit1)
+        .collect();
+    assert_eq!(pc1.len(), 3);
+    assert!(views.iter().all(|v| v.state == TaskState::Done));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phase_out_of_retries_fails_its_task_and_its_sector_together() {
+    let retry = RetryPolicy {
+        max_retries: 1,
+        base_seconds: 0,
+        max_seconds: 0,
+    };
+    let s = setup_with(retry, None);
+    *s.chain.head.lock().unwrap() = Some(50);
+    // Finalize of a sector whose directory is not there: it fails every time.
+    let n = plain_sectors(&s, 1, SectorState::Finalize)[0].number;
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        let mut moved = s.p.tick().await.unwrap();
+        moved.extend(s.p.wait_tasks().await);
+        seen.extend(moved.iter().map(|t| t.to));
+    }
+    use SectorState::*;
+    assert_eq!(
+        seen,
+        vec![FinalizeFailed, Finalize, FailedUnrecoverable],
+        "one failure retried, the second out of retries"
+    );
+    let r = s.p.store().get(n).unwrap().unwrap();
+    let reason = r.progress.last_error.clone().unwrap();
+    let views = s.p.scheduler().list().unwrap();
+    assert_eq!(views.len(), 2);
+    for v in &views {
+        assert_eq!(
+            (v.kind, v.state, v.sector),
+            (TaskKind::Finalize, TaskState::Failed, Some(n))
+        );
+        assert_eq!(v.error.as_deref(), Some(reason.as_str()));
+    }
+    // Nothing more is queued for it.
+    assert!(s.p.tick().await.unwrap().is_empty());
+    assert_eq!(s.p.scheduler().counts().unwrap(), (0, 0));
 }

@@ -208,6 +208,8 @@ struct Provider {
     addr: SocketAddr,
     token: String,
     comm_r: [u8; 32],
+    /// The task scheduler the poster registers its Window PoSts with.
+    tasks: lode_provider::tasks::Scheduler,
     _dir: tempfile::TempDir,
 }
 
@@ -242,13 +244,20 @@ impl Provider {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = ProviderMetrics::register(&mut registry);
         let node = Arc::new(FakeNode::default());
+        let tasks = lode_provider::tasks::Scheduler::new(
+            &lode_provider::pipeline::PipelineStore::open(&dir.path().join("pipeline")).unwrap(),
+            &lode_provider::tasks::SchedulerConfig::default(),
+            SectorSize::S2KiB,
+            lode_provider::pipeline::RetryPolicy::default(),
+        );
         let poster = Poster::new(
             MINER,
             worker_key(),
             Policy::devnet(),
             prover,
             metrics.clone(),
-        );
+        )
+        .with_tasks(tasks.clone());
         let (mining, mining_rx) = watch::channel(MiningEvents::default());
         let ctx = ProviderRpc {
             api: node.clone(),
@@ -280,6 +289,7 @@ impl Provider {
             addr,
             token,
             comm_r: sealed.comm_r,
+            tasks,
             _dir: dir,
         }
     }
@@ -855,6 +865,19 @@ async fn the_poster_walks_its_windows_and_judges_lost_ones_by_the_chain() {
             (r.proved.as_slice(), r.submitted.as_slice()),
             (&[3][..], &[3][..])
         );
+        // The proof ran as a time-sensitive task of the scheduler, finished and released.
+        let tasks = p.tasks.list().unwrap();
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(
+            (tasks[0].kind, tasks[0].state, tasks[0].sector),
+            (
+                lode_provider::tasks::TaskKind::WindowPost,
+                lode_provider::tasks::TaskState::Done,
+                None
+            )
+        );
+        assert!(tasks[0].started_at.is_some() && tasks[0].finished_at.is_some());
+        assert_eq!(p.tasks.counts().unwrap(), (0, 0));
         let sent = posts(&p.node);
         assert_eq!(sent.len(), 1);
         assert_eq!(

@@ -2,6 +2,15 @@
 //! on a blocking thread, or one look at the chain and at most one message), and applies the
 //! [`Event`] that came of it through the store, with the record's version as fencing token.
 //!
+//! **Sealing phases are scheduled tasks.** [`Pipeline::tick`] does not run the CPU-heavy phases
+//! (PreCommit1, PreCommit2, Commit1, Commit2, Finalize) itself: it queues each as a task of the
+//! provider's [`Scheduler`], starts on blocking threads the ones the scheduler admits (as many
+//! sectors at once as the machine and the per-kind limits allow, behind any waiting PoSt), and
+//! applies each result on a later tick through [`Scheduler::complete_sector`]: the task's record
+//! and the sector's in one transaction, fenced by the task's claim token and the sector's
+//! version. A phase still running when the daemon stops is lost with it and queued again at the
+//! next start (PreCommit1 resumes over the layers it wrote).
+//!
 //! **Chain steps are idempotent.** `SubmitPreCommit` and `SubmitProveCommit` first ask the chain
 //! whether the step is already done (the pre-commit, or the sector, is there); then whether the
 //! message recorded for the sector was executed (`state_searchMsg`): a success is `Done`, a failure
@@ -22,6 +31,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bls12_381::Bls12;
 use lode_chain::Policy;
@@ -41,6 +51,7 @@ use crate::api::NodeApi;
 use crate::error::{ProviderError, ProviderResult};
 use crate::poster::Messenger;
 use crate::preseal::sector_path;
+use crate::tasks::{Claim, Scheduler, SchedulerConfig, SectorOutcome, TaskKind};
 
 /// The default [`PipelineConfig::seed_confidence`].
 pub const SEED_CONFIDENCE: Epoch = 6;
@@ -125,7 +136,25 @@ pub struct Pipeline<A: NodeApi> {
     porep: Arc<groth16::Parameters<Bls12>>,
     policy: Policy,
     config: PipelineConfig,
+    tasks: Scheduler,
+    finished_tx: tokio::sync::mpsc::UnboundedSender<Finished>,
+    finished_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Finished>>,
+    /// Woken when a background phase finished (its result waits in `finished_rx`).
+    finished: Arc<tokio::sync::Notify>,
+    /// Phases started and not applied yet.
+    in_flight: AtomicUsize,
 }
+
+/// A background phase's result, waiting to be applied.
+struct Finished {
+    claim: Claim,
+    from: SectorState,
+    result: Result<Option<SectorChain>, String>,
+}
+
+/// A sealing phase's work, ready to run on a blocking thread: the sector's new chain
+/// bookkeeping when the phase changed it.
+type PhaseWork = Box<dyn FnOnce() -> ProviderResult<Option<SectorChain>> + Send + 'static>;
 
 impl<A: NodeApi> std::fmt::Debug for Pipeline<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -140,6 +169,10 @@ fn unix_now() -> u64 {
 }
 
 fn pipeline_err(e: PipelineError) -> ProviderError {
+    ProviderError::Pipeline(e.to_string())
+}
+
+fn task_err(e: crate::tasks::TaskError) -> ProviderError {
     ProviderError::Pipeline(e.to_string())
 }
 
@@ -195,6 +228,13 @@ impl<A: NodeApi> Pipeline<A> {
         policy: Policy,
         config: PipelineConfig,
     ) -> Self {
+        let tasks = Scheduler::new(
+            &store,
+            &SchedulerConfig::default(),
+            config.size,
+            config.retry,
+        );
+        let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
         Pipeline {
             api,
             store,
@@ -202,7 +242,19 @@ impl<A: NodeApi> Pipeline<A> {
             porep,
             policy,
             config,
+            tasks,
+            finished_tx,
+            finished_rx: tokio::sync::Mutex::new(finished_rx),
+            finished: Arc::new(tokio::sync::Notify::new()),
+            in_flight: AtomicUsize::new(0),
         }
+    }
+
+    /// The same pipeline with its task scheduler configured by `tasks` (`[tasks]` of the
+    /// provider's `config.toml`; [`Pipeline::new`] uses the defaults).
+    pub fn with_tasks(mut self, tasks: &SchedulerConfig) -> Self {
+        self.tasks = Scheduler::new(&self.store, tasks, self.config.size, self.config.retry);
+        self
     }
 
     /// The pipeline's records.
@@ -213,6 +265,12 @@ impl<A: NodeApi> Pipeline<A> {
     /// Its configuration.
     pub fn config(&self) -> &PipelineConfig {
         &self.config
+    }
+
+    /// The task scheduler the sealing phases run through (the poster registers its PoSt with
+    /// it; the API lists its tasks).
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.tasks
     }
 
     /// Pledges a committed-capacity sector: a new record with a number above every number the
@@ -259,7 +317,6 @@ impl<A: NodeApi> Pipeline<A> {
     pub async fn step(&self, record: &SectorRecord, head: Epoch) -> ProviderResult<Step> {
         use SectorState::*;
         let n = record.number;
-        let id = self.sector_id(n);
         let path = self.dir(n);
         let chain = &record.chain;
         Ok(match record.state() {
@@ -274,20 +331,11 @@ impl<A: NodeApi> Pipeline<A> {
                     Err(e) => failed(e.to_string(), true),
                 }
             }
-            PreCommit1 => self.pre_commit1(record, head, id, path).await?,
-            PreCommit2 => {
-                match blocking(move || {
-                    let dir = SectorDir::open(&path)?;
-                    Ok(seal::pre_commit2(&dir, &id, &mut no_progress)?)
-                })
-                .await?
-                {
-                    Ok(pc2) => done_with(SectorChain {
-                        comm_r: Some(pc2.comm_r.0.0),
-                        ..chain.clone()
-                    }),
-                    Err(e) => failed(e, true),
-                }
+            PreCommit1 if !self.ticket_fresh(record, head) => {
+                self.choose_ticket(record, head).await?
+            }
+            PreCommit1 | PreCommit2 | Commit1 | Commit2 | Finalize => {
+                self.run_inline(record).await?
             }
             SubmitPreCommit => self.submit_pre_commit(record, head).await?,
             PreCommitLanded => done(),
@@ -319,49 +367,8 @@ impl<A: NodeApi> Pipeline<A> {
                     ),
                 }
             }
-            Commit1 => {
-                let Some(seed) = chain.seed else {
-                    return Ok(failed("no seed recorded: wait for it again", true));
-                };
-                match blocking(move || {
-                    let dir = SectorDir::open(&path)?;
-                    seal::commit1(&dir, &id, randomness_node(seed))?;
-                    Ok(())
-                })
-                .await?
-                {
-                    Ok(()) => done(),
-                    Err(e) => failed(e, true),
-                }
-            }
-            Commit2 => {
-                let params = self.porep.clone();
-                match blocking(move || {
-                    let dir = SectorDir::open(&path)?;
-                    let mut rng = crate::prover::os_rng()?;
-                    seal::commit2(&dir, &id, &params, &mut rng, &mut no_progress)?;
-                    Ok(())
-                })
-                .await?
-                {
-                    Ok(()) => done(),
-                    Err(e) => failed(e, true),
-                }
-            }
             SubmitProveCommit => self.submit_prove_commit(record, head).await?,
             ProveCommitLanded => done(),
-            Finalize => {
-                match blocking(move || {
-                    let dir = SectorDir::open(&path)?;
-                    seal::finalize(&dir, &id, false)?;
-                    Ok(())
-                })
-                .await?
-                {
-                    Ok(()) => done(),
-                    Err(e) => failed(e, true),
-                }
-            }
             Removing => match std::fs::remove_dir_all(&path) {
                 Ok(()) => done(),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => done(),
@@ -380,47 +387,97 @@ impl<A: NodeApi> Pipeline<A> {
         })
     }
 
-    async fn pre_commit1(
-        &self,
-        record: &SectorRecord,
-        head: Epoch,
-        id: SectorId,
-        path: PathBuf,
-    ) -> ProviderResult<Step> {
-        // A ticket drawn earlier stays if a pre-commit can still use it (half the lookback is
-        // kept for the rest of sealing), so a PreCommit1 interrupted by a crash resumes over the
-        // layers it wrote. Otherwise a new one, `ticket_depth` below the head, recorded before
-        // any layer is computed (the next tick seals with it).
+    /// Whether `record` has a seal ticket a pre-commit can still use at `head` (half the
+    /// lookback is kept for the rest of sealing), so that a PreCommit1 interrupted by a crash
+    /// resumes over the layers it wrote. Otherwise a new one is drawn first.
+    fn ticket_fresh(&self, record: &SectorRecord, head: Epoch) -> bool {
         let lookback = self.policy.max_pre_commit_randomness_lookback;
-        let fresh_enough = |e: Epoch| head.saturating_sub(e) < lookback.checked_div(2).unwrap_or(0);
-        let (Some(epoch), Some(ticket)) = (record.chain.seal_rand_epoch, record.chain.ticket)
-        else {
-            return self.choose_ticket(record, head).await;
-        };
-        if !fresh_enough(epoch) {
-            return self.choose_ticket(record, head).await;
+        match (record.chain.seal_rand_epoch, record.chain.ticket) {
+            (Some(epoch), Some(_)) => {
+                head.saturating_sub(epoch) < lookback.checked_div(2).unwrap_or(0)
+            }
+            _ => false,
         }
-        let cache_dir = self.config.cache_dir.clone();
-        match blocking(move || {
-            let dir = SectorDir::create(&path)?;
-            Ok(seal::pre_commit1(
-                &dir,
-                &id,
-                randomness_node(ticket),
-                &cache_dir,
-                None,
-                &mut no_progress,
-            )?)
+    }
+
+    /// The work of `record`'s sealing phase, ready to run; or, when it cannot run, what to
+    /// apply instead (a failure) or why it waits.
+    fn phase_work(&self, record: &SectorRecord) -> Result<PhaseWork, Step> {
+        use SectorState::*;
+        let n = record.number;
+        let id = self.sector_id(n);
+        let path = self.dir(n);
+        let chain = record.chain.clone();
+        Ok(match record.state() {
+            PreCommit1 => {
+                let Some(ticket) = chain.ticket else {
+                    return Err(Step::Wait("no seal ticket drawn yet".into()));
+                };
+                let cache_dir = self.config.cache_dir.clone();
+                Box::new(move || {
+                    let dir = SectorDir::create(&path)?;
+                    let pc1 = seal::pre_commit1(
+                        &dir,
+                        &id,
+                        randomness_node(ticket),
+                        &cache_dir,
+                        None,
+                        &mut no_progress,
+                    )?;
+                    Ok(Some(SectorChain {
+                        comm_d: Some(pc1.comm_d.0.0),
+                        comm_r: None,
+                        ..chain
+                    }))
+                })
+            }
+            PreCommit2 => Box::new(move || {
+                let dir = SectorDir::open(&path)?;
+                let pc2 = seal::pre_commit2(&dir, &id, &mut no_progress)?;
+                Ok(Some(SectorChain {
+                    comm_r: Some(pc2.comm_r.0.0),
+                    ..chain
+                }))
+            }),
+            Commit1 => {
+                let Some(seed) = chain.seed else {
+                    return Err(failed("no seed recorded: wait for it again", true));
+                };
+                Box::new(move || {
+                    let dir = SectorDir::open(&path)?;
+                    seal::commit1(&dir, &id, randomness_node(seed))?;
+                    Ok(None)
+                })
+            }
+            Commit2 => {
+                let params = self.porep.clone();
+                Box::new(move || {
+                    let dir = SectorDir::open(&path)?;
+                    let mut rng = crate::prover::os_rng()?;
+                    seal::commit2(&dir, &id, &params, &mut rng, &mut no_progress)?;
+                    Ok(None)
+                })
+            }
+            Finalize => Box::new(move || {
+                let dir = SectorDir::open(&path)?;
+                seal::finalize(&dir, &id, false)?;
+                Ok(None)
+            }),
+            s => return Err(Step::Wait(format!("{s} is not a sealing phase"))),
         })
-        .await?
-        {
-            Ok(pc1) => Ok(done_with(SectorChain {
-                comm_d: Some(pc1.comm_d.0.0),
-                comm_r: None,
-                ..record.chain.clone()
-            })),
-            Err(e) => Ok(failed(e, true)),
-        }
+    }
+
+    /// Runs `record`'s sealing phase here, on a blocking thread (what [`Pipeline::step`] does;
+    /// [`Pipeline::tick`] runs phases as scheduled tasks instead).
+    async fn run_inline(&self, record: &SectorRecord) -> ProviderResult<Step> {
+        let work = match self.phase_work(record) {
+            Ok(work) => work,
+            Err(step) => return Ok(step),
+        };
+        Ok(match blocking(work).await? {
+            Ok(chain) => Step::Apply(Event::Done, chain.map(Box::new)),
+            Err(e) => failed(e, true),
+        })
     }
 
     /// Draws a new seal ticket `ticket_depth` below `head` and records it (the state stays
@@ -654,20 +711,49 @@ impl<A: NodeApi> Pipeline<A> {
             .await
     }
 
-    /// Advances every sector that has work by one step at the current head, applies what came of
-    /// it, and logs each transition. A sector whose step fails (the node unreachable) or whose
-    /// record moved on meanwhile is left for the next tick.
+    /// Advances every sector that has work by one step at the current head and applies what
+    /// came of it, logging each transition:
+    ///
+    /// 1. the results of sealing phases that finished since the last tick are applied (each with
+    ///    its task's fencing token, in one transaction with the task's record);
+    /// 2. a sector in a sealing phase gets a queued task (PreCommit1 once its seal ticket is
+    ///    drawn); any other sector's step runs here (chain steps: one look at the chain, at most
+    ///    one message);
+    /// 3. the scheduler admits what the machine and the limits allow, and the admitted phases
+    ///    start in the background (several sectors at once).
+    ///
+    /// A sector whose step fails (the node unreachable) or whose record moved on meanwhile is
+    /// left for the next tick. [`Pipeline::wait_tasks`] waits for the started phases.
     ///
     /// # Errors
     /// [`ProviderError::Node`] when the head cannot be read; [`ProviderError::Pipeline`] when the
     /// records cannot be read.
     pub async fn tick(&self) -> ProviderResult<Vec<Transition>> {
         let head = self.api.chain_head().await?.epoch;
+        let mut out = self.apply_finished(false, head).await;
         let records = self.store.list().map_err(pipeline_err)?;
-        let mut out = Vec::new();
+        let now = unix_now();
         for record in records {
             let state = record.state();
-            if state.is_final() || state == SectorState::Proving {
+            if self
+                .tasks
+                .running_on(record.number)
+                .map_err(task_err)?
+                .is_some()
+            {
+                // Its phase runs: its result decides what comes next.
+                continue;
+            }
+            let wanted = TaskKind::for_state(state)
+                .filter(|_| state != SectorState::PreCommit1 || self.ticket_fresh(&record, head));
+            if let Err(e) = self
+                .tasks
+                .want(record.number, wanted.map(|k| (k, record.version)), now)
+            {
+                tracing::warn!(sector = record.number, error = %e, "cannot queue the sector's task");
+                continue;
+            }
+            if wanted.is_some() || state.is_final() || state == SectorState::Proving {
                 continue;
             }
             let step = match self.step(&record, head).await {
@@ -690,35 +776,192 @@ impl<A: NodeApi> Pipeline<A> {
                 unix_now(),
                 &self.config.retry,
             ) {
-                Ok(new) => {
-                    match &event {
-                        Event::Failed { reason, .. } => tracing::warn!(
-                            sector = record.number,
-                            from = %state,
-                            to = %new.state(),
-                            %reason,
-                            "sector failed"
-                        ),
-                        _ => tracing::info!(
-                            sector = record.number,
-                            from = %state,
-                            to = %new.state(),
-                            epoch = head,
-                            "sector moved"
-                        ),
-                    }
-                    out.push(Transition {
-                        number: record.number,
-                        from: state,
-                        to: new.state(),
-                    });
-                }
+                Ok(new) => out.push(self.moved(record.number, state, &event, &new, head)),
                 Err(e) => {
                     tracing::warn!(sector = record.number, error = %e, "sector change refused");
                 }
             }
         }
+        for claim in self.tasks.admit(now).map_err(task_err)? {
+            if let Some(t) = self.start(claim, head) {
+                out.push(t);
+            }
+        }
+        if let Err(e) = self.tasks.prune(now) {
+            tracing::warn!(error = %e, "cannot prune the task history");
+        }
         Ok(out)
+    }
+
+    /// Logs a transition and returns it.
+    fn moved(
+        &self,
+        number: u64,
+        from: SectorState,
+        event: &Event,
+        new: &SectorRecord,
+        head: Epoch,
+    ) -> Transition {
+        match event {
+            Event::Failed { reason, .. } => tracing::warn!(
+                sector = number,
+                from = %from,
+                to = %new.state(),
+                %reason,
+                "sector failed"
+            ),
+            _ => tracing::info!(
+                sector = number,
+                from = %from,
+                to = %new.state(),
+                epoch = head,
+                "sector moved"
+            ),
+        }
+        Transition {
+            number,
+            from,
+            to: new.state(),
+        }
+    }
+
+    /// Starts an admitted phase in the background, after checking that its sector is still
+    /// where the task was queued (otherwise the task is dropped). A phase that cannot run
+    /// (Commit1 without a seed) is applied at once: its transition is returned.
+    fn start(&self, claim: Claim, head: Epoch) -> Option<Transition> {
+        let now = unix_now();
+        let cancel = |why: &str| {
+            if let Err(e) = self.tasks.cancel(&claim, why, now) {
+                tracing::warn!(task = claim.id, error = %e, "cannot drop a task");
+            }
+        };
+        let record = match self.store.get(claim.sector) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                cancel("the sector is gone");
+                return None;
+            }
+            Err(e) => {
+                cancel(&e.to_string());
+                return None;
+            }
+        };
+        if record.version != claim.sector_version
+            || TaskKind::for_state(record.state()) != Some(claim.kind)
+        {
+            cancel("the sector moved on");
+            return None;
+        }
+        if claim.kind == TaskKind::PreCommit1 && !self.ticket_fresh(&record, head) {
+            cancel("the seal ticket is too old: a new one is drawn first");
+            return None;
+        }
+        let from = record.state();
+        let work = match self.phase_work(&record) {
+            Ok(work) => work,
+            Err(Step::Apply(event, chain)) => {
+                return self.apply_result(
+                    Finished {
+                        claim,
+                        from,
+                        result: match event {
+                            Event::Failed { reason, .. } => Err(reason),
+                            _ => Ok(chain.map(|c| *c)),
+                        },
+                    },
+                    head,
+                );
+            }
+            Err(Step::Wait(why)) => {
+                cancel(&why);
+                return None;
+            }
+        };
+        tracing::info!(sector = claim.sector, task = claim.id, kind = %claim.kind, "phase started");
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let tx = self.finished_tx.clone();
+        let finished = self.finished.clone();
+        tokio::spawn(async move {
+            let result = match tokio::task::spawn_blocking(work).await {
+                Ok(Ok(chain)) => Ok(chain),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(e) => Err(format!("the phase did not finish: {e}")),
+            };
+            // The receiver lives as long as the pipeline; once it is gone the task is
+            // re-queued by the next start.
+            let _ = tx.send(Finished {
+                claim,
+                from,
+                result,
+            });
+            finished.notify_one();
+        });
+        None
+    }
+
+    /// Applies a finished phase's result through the scheduler: the task and the sector in one
+    /// transaction, fenced by the task's token and the sector's version.
+    fn apply_result(&self, f: Finished, head: Epoch) -> Option<Transition> {
+        let kind = f.claim.kind;
+        let policy = self.tasks.details(kind).retry.unwrap_or(self.config.retry);
+        let outcome = match f.result {
+            Ok(chain) => SectorOutcome {
+                event: Event::Done,
+                chain,
+                policy,
+            },
+            Err(reason) => SectorOutcome {
+                event: Event::Failed {
+                    reason,
+                    retry: true,
+                },
+                chain: None,
+                policy,
+            },
+        };
+        match self.tasks.complete_sector(&f.claim, &outcome, unix_now()) {
+            Ok(new) => Some(self.moved(f.claim.sector, f.from, &outcome.event, &new, head)),
+            Err(e) => {
+                tracing::warn!(sector = f.claim.sector, task = f.claim.id, error = %e, "phase result refused");
+                None
+            }
+        }
+    }
+
+    /// Applies the results that are in; with `wait`, first waits for one when phases run.
+    /// `head` is for the log.
+    async fn apply_finished(&self, wait: bool, head: Epoch) -> Vec<Transition> {
+        let mut rx = self.finished_rx.lock().await;
+        let mut got = Vec::new();
+        if wait
+            && self.in_flight.load(Ordering::SeqCst) > 0
+            && let Some(f) = rx.recv().await
+        {
+            got.push(f);
+        }
+        while let Ok(f) = rx.try_recv() {
+            got.push(f);
+        }
+        drop(rx);
+        let mut out = Vec::new();
+        for f in got {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if let Some(t) = self.apply_result(f, head) {
+                out.push(t);
+            }
+        }
+        out
+    }
+
+    /// Waits until every phase this pipeline started has finished, and applies their results
+    /// (what a test, or an orderly stop, does before the pipeline is dropped).
+    pub async fn wait_tasks(&self) -> Vec<Transition> {
+        let mut out = Vec::new();
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            let head = self.api.chain_head().await.map_or(0, |h| h.epoch);
+            out.extend(self.apply_finished(true, head).await);
+        }
+        out
     }
 }
 
@@ -740,6 +983,9 @@ pub async fn run_pipeline<A: NodeApi>(
     loop {
         tokio::select! {
             _ = interval.tick() => {}
+            // A sealing phase finished: apply it (and start what waits) without waiting for
+            // the next epoch.
+            _ = pipeline.finished.notified() => {}
             changed = stop.changed() => {
                 if changed.is_err() {
                     return Ok(());

@@ -128,13 +128,15 @@ pub struct PipelineStore {
     db: sled::Db,
     sectors: sled::Tree,
     meta: sled::Tree,
+    tasks: sled::Tree,
+    task_meta: sled::Tree,
 }
 
-fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     lode_chain::codec::encode(v)
 }
 
-fn decode_record(number: u64, bytes: &[u8]) -> PipelineResult<SectorRecord> {
+pub(crate) fn decode_record(number: u64, bytes: &[u8]) -> PipelineResult<SectorRecord> {
     postcard::from_bytes(bytes).map_err(|_| PipelineError::Corrupt(number))
 }
 
@@ -149,8 +151,21 @@ impl PipelineStore {
         Ok(PipelineStore {
             sectors: db.open_tree("sectors")?,
             meta: db.open_tree("meta")?,
+            tasks: db.open_tree("tasks")?,
+            task_meta: db.open_tree("task_meta")?,
             db,
         })
+    }
+
+    /// The database (the task scheduler's records live in it too: [`crate::tasks::TaskStore`]).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// The sectors' tree, the tasks' tree and the tasks' counters, for the scheduler's
+    /// transactions across sectors and tasks.
+    pub(crate) fn trees(&self) -> (&sled::Tree, &sled::Tree, &sled::Tree) {
+        (&self.sectors, &self.tasks, &self.task_meta)
     }
 
     /// Creates a sector with the next free number, at least `min_number` (the chain's numbers
@@ -267,24 +282,7 @@ impl PipelineStore {
             .get(key)?
             .ok_or(PipelineError::Unknown(number))?;
         let old = decode_record(number, &old_bytes)?;
-        if old.version != version {
-            return Err(PipelineError::Conflict {
-                number,
-                expected: version,
-                found: old.version,
-            });
-        }
-        let progress = match event {
-            Some(event) => transition(&old.progress, event, now, policy)
-                .map_err(|source| PipelineError::Transition { number, source })?,
-            None => old.progress.clone(),
-        };
-        let new = SectorRecord {
-            version: old.version.saturating_add(1),
-            progress,
-            chain: chain.unwrap_or_else(|| old.chain.clone()),
-            ..old
-        };
+        let new = changed(&old, version, event, chain, now, policy)?;
         match self
             .sectors
             .compare_and_swap(key, Some(old_bytes), Some(encode(&new)))?
@@ -306,6 +304,37 @@ impl PipelineStore {
         self.db.flush()?;
         Ok(new)
     }
+}
+
+/// `old` after `event` (if any) and with `chain` (if any) as its bookkeeping, the version bumped;
+/// refused when `old` is not at `version` or the event does not apply.
+pub(crate) fn changed(
+    old: &SectorRecord,
+    version: u64,
+    event: Option<&Event>,
+    chain: Option<SectorChain>,
+    now: u64,
+    policy: &RetryPolicy,
+) -> PipelineResult<SectorRecord> {
+    let number = old.number;
+    if old.version != version {
+        return Err(PipelineError::Conflict {
+            number,
+            expected: version,
+            found: old.version,
+        });
+    }
+    let progress = match event {
+        Some(event) => transition(&old.progress, event, now, policy)
+            .map_err(|source| PipelineError::Transition { number, source })?,
+        None => old.progress.clone(),
+    };
+    Ok(SectorRecord {
+        version: old.version.saturating_add(1),
+        progress,
+        chain: chain.unwrap_or_else(|| old.chain.clone()),
+        ..old.clone()
+    })
 }
 
 #[cfg(test)]
