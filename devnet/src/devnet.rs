@@ -131,7 +131,7 @@ pub struct MinerEntry {
     pub token_file: PathBuf,
     /// Its metrics URL.
     pub metrics: String,
-    /// Its HTTP server's base URL (`/metrics` today).
+    /// Its HTTP server's base URL: `/metrics`, and the dashboard (`/`, `/api/dashboard.json`).
     pub http: String,
     /// Its directory, relative to the devnet directory.
     pub dir: PathBuf,

@@ -8,7 +8,9 @@ use std::future::Future;
 use lode_chain::message::SignedMessage;
 use lode_chain::types::{ActorId, Address, Epoch};
 use lode_node::core::{BlockVerdict, MinerBase, ProvingView};
-use lode_node::rpc::types::{HeadInfo, MessageLookupInfo, PreCommitView, SectorInfo};
+use lode_node::rpc::types::{
+    HeadInfo, MessageLookupInfo, MinerInfoView, MinerPowerInfo, PreCommitView, SectorInfo,
+};
 use lode_node::service::NodeService;
 use lode_node::wire::FullBlock;
 
@@ -62,6 +64,29 @@ pub trait NodeApi: Send + Sync + 'static {
         &self,
         id: [u8; 32],
     ) -> impl Future<Output = ProviderResult<Option<MessageLookupInfo>>> + Send;
+    /// The miner's power claim and the network's totals (`state_minerPower`), for the
+    /// dashboard and the power gauges. The default answers that this node API does not say (a
+    /// test's scripted node); the node's client and [`NodeService`] ask the chain.
+    fn miner_power(
+        &self,
+        miner: ActorId,
+    ) -> impl Future<Output = ProviderResult<MinerPowerInfo>> + Send {
+        async move { Err(not_reported("state_minerPower", miner)) }
+    }
+    /// The miner's info record and balances (`state_minerInfo`), for the dashboard and the
+    /// balance gauge; the default answers like [`NodeApi::miner_power`]'s.
+    fn miner_info(
+        &self,
+        miner: ActorId,
+    ) -> impl Future<Output = ProviderResult<MinerInfoView>> + Send {
+        async move { Err(not_reported("state_minerInfo", miner)) }
+    }
+}
+
+fn not_reported(method: &str, miner: ActorId) -> crate::error::ProviderError {
+    crate::error::ProviderError::Node(format!(
+        "this node API does not answer {method} (miner {miner})"
+    ))
 }
 
 impl NodeApi for NodeService {
@@ -115,6 +140,18 @@ impl NodeApi for NodeService {
     async fn search_message(&self, id: [u8; 32]) -> ProviderResult<Option<MessageLookupInfo>> {
         Ok(self
             .with_core(move |c| lode_node::rpc::query::search_message(c, &id))
+            .await??)
+    }
+
+    async fn miner_power(&self, miner: ActorId) -> ProviderResult<MinerPowerInfo> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::miner_power(c, miner))
+            .await??)
+    }
+
+    async fn miner_info(&self, miner: ActorId) -> ProviderResult<MinerInfoView> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::miner_info(c, miner))
             .await??)
     }
 }
@@ -183,6 +220,14 @@ impl NodeApi for lode_node::rpc::client::NodeClient {
 
     async fn search_message(&self, id: [u8; 32]) -> ProviderResult<Option<MessageLookupInfo>> {
         self.state_search_msg(id).await.map_err(client_error)
+    }
+
+    async fn miner_power(&self, miner: ActorId) -> ProviderResult<MinerPowerInfo> {
+        self.state_miner_power(miner).await.map_err(client_error)
+    }
+
+    async fn miner_info(&self, miner: ActorId) -> ProviderResult<MinerInfoView> {
+        self.state_miner_info(miner).await.map_err(client_error)
     }
 }
 

@@ -13,6 +13,7 @@ use lode_node::genesis::GenesisFile;
 use tokio::sync::watch;
 
 use crate::api::NodeApi;
+use crate::metrics::ProviderMetrics;
 use crate::miner::{Election, Miner};
 use crate::poster::Poster;
 use crate::status::{BlockRecord, EpochNote, MiningEvents};
@@ -137,5 +138,34 @@ pub async fn post_loop<A: NodeApi>(
         if let Err(e) = poster.tick(api.as_ref()).await {
             tracing::warn!(epoch, error = %e, "proving round failed");
         }
+    }
+}
+
+/// Reads the miner's power and balances from the node every epoch (at the poster's offset) into
+/// the chain gauges of `metrics` ([`ProviderMetrics::set_chain`]), until `stop` turns true. A
+/// node that does not answer leaves the gauges at their last values.
+pub async fn chain_gauges_loop<A: NodeApi>(
+    api: Arc<A>,
+    actor: lode_chain::types::ActorId,
+    metrics: ProviderMetrics,
+    genesis: GenesisFile,
+    timing: Timing,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut next = 1u64;
+    loop {
+        let epoch = tokio::select! {
+            e = next_slot(&genesis, timing.post_delay, next) => e,
+            _ = stop.changed() => return,
+        };
+        if *stop.borrow() {
+            return;
+        }
+        next = epoch.saturating_add(1);
+        let (power, info) = tokio::join!(api.miner_power(actor), api.miner_info(actor));
+        if let Err(e) = &info {
+            tracing::debug!(epoch, error = %e, "miner info for the balance gauges");
+        }
+        metrics.set_chain(power.ok().as_ref(), info.ok().as_ref());
     }
 }

@@ -12,7 +12,8 @@
 //! - [`prover`]: the sector store and the Groth16 proving of Winning and Window PoSt;
 //! - [`rpc`]: the provider's own JSON-RPC API (info, sectors, deadlines, elections, fault and
 //!   recovery declarations) and its typed client; [`status`]: what the loops publish for it;
-//! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`);
+//! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`); [`dashboard`]: the HTML
+//!   page and its JSON served beside them (`GET /`, `GET /api/dashboard.json`);
 //! - [`pipeline`]: the sector pipeline: its persisted state machine (states, retries, the sled
 //!   records) and the driver that seals committed-capacity sectors through it
 //!   ([`pipeline::runner`]);
@@ -33,6 +34,7 @@
 
 pub mod api;
 pub mod daemon;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod miner;

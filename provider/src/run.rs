@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::api::NodeApi;
-use crate::daemon::{Timing, mine_loop, post_loop};
+use crate::daemon::{Timing, chain_gauges_loop, mine_loop, post_loop};
 use crate::error::{ProviderError, ProviderResult};
 use crate::metrics::ProviderMetrics;
 use crate::miner::Miner;
@@ -65,7 +65,8 @@ pub struct ProviderSettings {
     pub sectors: PathBuf,
     /// The Groth16 parameters (absolute, or relative to the provider's directory).
     pub params_dir: PathBuf,
-    /// The Prometheus endpoint's address (`GET /metrics`).
+    /// The provider's HTTP address: `GET /metrics` (Prometheus) and the dashboard (`GET /`,
+    /// `GET /api/dashboard.json`; see [`crate::dashboard`]).
     #[serde(default = "default_metrics")]
     pub metrics: SocketAddr,
     /// The provider's JSON-RPC API address (see [`crate::rpc`]); port 0 picks a free port,
@@ -307,7 +308,7 @@ fn start_pipeline<A: NodeApi>(
     genesis: &GenesisFile,
     actor: ActorId,
     size: lode_proofs::sector::SectorSize,
-) -> Result<Arc<Pipeline<A>>, String> {
+) -> Result<Pipeline<A>, String> {
     let s = &settings.sealing;
     if !s.enabled {
         return Err("disabled by `[sealing] enabled = false` in config.toml".into());
@@ -330,22 +331,21 @@ fn start_pipeline<A: NodeApi>(
         resolve(dir, &s.parent_cache),
         &genesis.policy,
     );
-    Ok(Arc::new(
-        Pipeline::new(
-            api.clone(),
-            store,
-            messenger,
-            Arc::new(porep.0),
-            genesis.policy.clone(),
-            config,
-        )
-        .with_tasks(&settings.tasks),
-    ))
+    Ok(Pipeline::new(
+        api.clone(),
+        store,
+        messenger,
+        Arc::new(porep.0),
+        genesis.policy.clone(),
+        config,
+    )
+    .with_tasks(&settings.tasks))
 }
 
 /// Starts the provider in `dir`: loads the genesis, the worker key and the PoSt parameters,
 /// checks with the node that the actor exists with this worker key, and starts the mining and
-/// proving loops, the provider's API (token in `<dir>/token`) and the metrics endpoint.
+/// proving loops, the provider's API (token in `<dir>/token`) and the HTTP endpoint (metrics and
+/// dashboard).
 ///
 /// # Errors
 /// [`ProviderError`]: a bad configuration, a key that is not the actor's worker, missing
@@ -391,11 +391,6 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         .sectors
         .set(i64::try_from(prover.store().scan().len()).unwrap_or(i64::MAX));
     let registry = Arc::new(registry);
-    let (metrics_addr, metrics_server) = lode_node::rpc::serve_metrics(settings.metrics, {
-        let registry = registry.clone();
-        move || lode_node::metrics::encode(&registry)
-    })
-    .await?;
     let api = Arc::new(client);
     let timing = Timing::for_epoch(genesis.policy.epoch_duration_seconds);
     let (stop, stopped) = watch::channel(false);
@@ -423,7 +418,8 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         &genesis,
         actor,
         size,
-    );
+    )
+    .map(|p| Arc::new(p.with_metrics(metrics.clone())));
     if let Err(why) = &pipeline {
         tracing::warn!(%why, "the sealing pipeline does not run: pledges are refused");
     }
@@ -448,9 +444,32 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         store,
         poster: poster.handle(),
         mining: mining_events,
-        metrics,
+        metrics: metrics.clone(),
         pipeline: pipeline.clone(),
     };
+    // `/metrics` refreshes the pipeline's and the poster's gauges at each scrape; `/` and
+    // `/api/dashboard.json` are the dashboard, built from the API's own functions.
+    let encode = {
+        let registry = registry.clone();
+        let metrics = metrics.clone();
+        let pipeline = pipeline.clone();
+        let poster = rpc_context.poster.clone();
+        move || {
+            if let Ok(p) = &pipeline {
+                match p.store().list() {
+                    Ok(records) => {
+                        metrics.refresh_pipeline(&records, lode_node::genesis::unix_now());
+                    }
+                    Err(e) => tracing::warn!(error = %e, "pipeline records for /metrics"),
+                }
+            }
+            metrics.refresh_proving(&poster.status());
+            lode_node::metrics::encode(&registry)
+        }
+    };
+    let dashboard = crate::dashboard::routes(Arc::new(rpc_context.clone()));
+    let (metrics_addr, metrics_server) =
+        lode_node::rpc::serve_http(settings.metrics, encode, dashboard).await?;
     let api_token = lode_node::rpc::load_or_create_token(dir)?;
     let (rpc_addr, rpc) = crate::rpc::serve(settings.api, rpc_context, api_token).await?;
     let mut tasks = vec![
@@ -460,6 +479,14 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
             genesis.clone(),
             timing,
             mining,
+            stopped.clone(),
+        )),
+        tokio::spawn(chain_gauges_loop(
+            api.clone(),
+            actor,
+            metrics.clone(),
+            genesis.clone(),
+            timing,
             stopped.clone(),
         )),
         tokio::spawn(post_loop(api, poster, genesis, timing, stopped.clone())),

@@ -414,8 +414,12 @@ fn print_started(dir: &std::path::Path, file: &DevnetFile) {
     }
     for m in &file.miners {
         println!(
-            "  miner {}: node {} api {} metrics {}",
-            m.actor, m.node, m.rpc, m.metrics
+            "  miner {}: node {} api {} metrics {} dashboard {}/",
+            m.actor,
+            m.node,
+            m.rpc,
+            m.metrics,
+            m.http.trim_end_matches('/')
         );
     }
     println!(

@@ -348,6 +348,7 @@ fn init(a: &ProviderInitArgs) -> anyhow::Result<()> {
             metrics: a.metrics,
             api: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             proving: Default::default(),
+            tasks: Default::default(),
             sealing: lode_provider::run::SealingSettings {
                 parent_cache: super::common::default_cache_dir().join("parents"),
                 ..Default::default()

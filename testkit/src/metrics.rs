@@ -45,3 +45,33 @@ pub fn promtool_check(body: &str) {
     );
     eprintln!("promtool check metrics: {}", report.trim());
 }
+
+/// Runs `promtool ARGS…` (e.g. `check rules FILE`, `test rules FILE`) and fails the test when it
+/// exits non-zero, with its report. Skipped like [`promtool_check`] where promtool is missing
+/// and `LODE_REQUIRE_PROMTOOL` is unset; returns whether it ran.
+pub fn promtool(args: &[&str]) -> bool {
+    let out = Command::new("promtool").args(args).output();
+    let Ok(out) = out else {
+        assert!(
+            std::env::var_os("LODE_REQUIRE_PROMTOOL").is_none(),
+            "promtool is required (LODE_REQUIRE_PROMTOOL is set) but could not be run"
+        );
+        eprintln!(
+            "note: promtool is not installed; `promtool {}` was not run",
+            args.join(" ")
+        );
+        return false;
+    };
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool {} failed:\n{report}",
+        args.join(" ")
+    );
+    eprintln!("promtool {}: {}", args.join(" "), report.trim());
+    true
+}

@@ -1,7 +1,8 @@
 //! `GET /metrics`: the Prometheus endpoint, on its own address (axum).
 //!
 //! The body is the registry encoded by `prometheus-client` — the OpenMetrics text format, served
-//! as `application/openmetrics-text; version=1.0.0; charset=utf-8`. Any other path is `404`; any
+//! as `application/openmetrics-text; version=1.0.0; charset=utf-8`. Any other path is `404`
+//! (unless the caller mounted more routes with [`serve_http`]: the provider's dashboard); any
 //! other method on `/metrics` is `405`.
 
 use std::net::SocketAddr;
@@ -61,15 +62,31 @@ pub async fn serve_metrics(
     addr: SocketAddr,
     encode: impl Fn() -> String + Send + Sync + 'static,
 ) -> NodeResult<(SocketAddr, MetricsServerHandle)> {
+    serve_http(addr, encode, Router::new()).await
+}
+
+/// [`serve_metrics`] with the caller's `routes` mounted beside `GET /metrics` on the same
+/// address (the provider serves its dashboard there). A route of `routes` at `/metrics` is a
+/// caller bug: axum panics when the two routers are merged.
+///
+/// # Errors
+/// [`NodeError::Serve`] when `addr` cannot be bound.
+pub async fn serve_http(
+    addr: SocketAddr,
+    encode: impl Fn() -> String + Send + Sync + 'static,
+    routes: Router,
+) -> NodeResult<(SocketAddr, MetricsServerHandle)> {
     let serve_error = |source: std::io::Error| NodeError::Serve { addr, source };
     let encode = Arc::new(encode);
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let encode = encode.clone();
-            async move { ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], encode()) }
-        }),
-    );
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let encode = encode.clone();
+                async move { ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], encode()) }
+            }),
+        )
+        .merge(routes);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(serve_error)?;
@@ -85,7 +102,7 @@ pub async fn serve_metrics(
             tracing::warn!(error = %e, "the metrics server stopped");
         }
     });
-    tracing::info!(addr = %bound, "metrics endpoint listening on /metrics");
+    tracing::info!(addr = %bound, "HTTP endpoint listening (/metrics)");
     Ok((
         bound,
         MetricsServerHandle {

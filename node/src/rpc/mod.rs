@@ -96,7 +96,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 pub use auth::{TOKEN_FILE, load_or_create_token};
 pub use metrics_http::{
-    MetricsServerHandle, OPENMETRICS_CONTENT_TYPE, serve_metrics, serve_node_metrics,
+    MetricsServerHandle, OPENMETRICS_CONTENT_TYPE, serve_http, serve_metrics, serve_node_metrics,
 };
 pub use types::{
     ActorInfo, BlockInfo, BlockMessageInfo, GenesisInfo, HeadEventInfo, HeadInfo, MessageInfo,

@@ -49,6 +49,7 @@ use super::store::{
 };
 use crate::api::NodeApi;
 use crate::error::{ProviderError, ProviderResult};
+use crate::metrics::ProviderMetrics;
 use crate::poster::Messenger;
 use crate::preseal::sector_path;
 use crate::tasks::{Claim, Scheduler, SchedulerConfig, SectorOutcome, TaskKind};
@@ -143,6 +144,7 @@ pub struct Pipeline<A: NodeApi> {
     finished: Arc<tokio::sync::Notify>,
     /// Phases started and not applied yet.
     in_flight: AtomicUsize,
+    metrics: Option<ProviderMetrics>,
 }
 
 /// A background phase's result, waiting to be applied.
@@ -150,6 +152,8 @@ struct Finished {
     claim: Claim,
     from: SectorState,
     result: Result<Option<SectorChain>, String>,
+    /// How long the phase ran.
+    seconds: f64,
 }
 
 /// A sealing phase's work, ready to run on a blocking thread: the sector's new chain
@@ -247,6 +251,7 @@ impl<A: NodeApi> Pipeline<A> {
             finished_rx: tokio::sync::Mutex::new(finished_rx),
             finished: Arc::new(tokio::sync::Notify::new()),
             in_flight: AtomicUsize::new(0),
+            metrics: None,
         }
     }
 
@@ -254,6 +259,13 @@ impl<A: NodeApi> Pipeline<A> {
     /// provider's `config.toml`; [`Pipeline::new`] uses the defaults).
     pub fn with_tasks(mut self, tasks: &SchedulerConfig) -> Self {
         self.tasks = Scheduler::new(&self.store, tasks, self.config.size, self.config.retry);
+        self
+    }
+
+    /// The same pipeline, recording how long each sealing phase takes in `metrics`
+    /// ([`ProviderMetrics::observe_phase`]).
+    pub fn with_metrics(mut self, metrics: ProviderMetrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -756,6 +768,7 @@ impl<A: NodeApi> Pipeline<A> {
             if wanted.is_some() || state.is_final() || state == SectorState::Proving {
                 continue;
             }
+            let started = std::time::Instant::now();
             let step = match self.step(&record, head).await {
                 Ok(s) => s,
                 Err(e) => {
@@ -776,7 +789,10 @@ impl<A: NodeApi> Pipeline<A> {
                 unix_now(),
                 &self.config.retry,
             ) {
-                Ok(new) => out.push(self.moved(record.number, state, &event, &new, head)),
+                Ok(new) => {
+                    self.observe(&event, state, started.elapsed().as_secs_f64());
+                    out.push(self.moved(record.number, state, &event, &new, head));
+                }
                 Err(e) => {
                     tracing::warn!(sector = record.number, error = %e, "sector change refused");
                 }
@@ -868,6 +884,7 @@ impl<A: NodeApi> Pipeline<A> {
                             Event::Failed { reason, .. } => Err(reason),
                             _ => Ok(chain.map(|c| *c)),
                         },
+                        seconds: 0.0,
                     },
                     head,
                 );
@@ -882,6 +899,7 @@ impl<A: NodeApi> Pipeline<A> {
         let tx = self.finished_tx.clone();
         let finished = self.finished.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let result = match tokio::task::spawn_blocking(work).await {
                 Ok(Ok(chain)) => Ok(chain),
                 Ok(Err(e)) => Err(e.to_string()),
@@ -893,10 +911,19 @@ impl<A: NodeApi> Pipeline<A> {
                 claim,
                 from,
                 result,
+                seconds: started.elapsed().as_secs_f64(),
             });
             finished.notify_one();
         });
         None
+    }
+
+    /// The metrics hook: a completed step's duration, kept for the sealing phases
+    /// (`observe_phase` ignores the chain steps).
+    fn observe(&self, event: &Event, from: SectorState, seconds: f64) {
+        if let (Event::Done, Some(m)) = (event, &self.metrics) {
+            m.observe_phase(from, seconds);
+        }
     }
 
     /// Applies a finished phase's result through the scheduler: the task and the sector in one
@@ -920,7 +947,10 @@ impl<A: NodeApi> Pipeline<A> {
             },
         };
         match self.tasks.complete_sector(&f.claim, &outcome, unix_now()) {
-            Ok(new) => Some(self.moved(f.claim.sector, f.from, &outcome.event, &new, head)),
+            Ok(new) => {
+                self.observe(&outcome.event, f.from, f.seconds);
+                Some(self.moved(f.claim.sector, f.from, &outcome.event, &new, head))
+            }
             Err(e) => {
                 tracing::warn!(sector = f.claim.sector, task = f.claim.id, error = %e, "phase result refused");
                 None

@@ -80,6 +80,18 @@ impl SectorRecord {
     pub fn state(&self) -> SectorState {
         self.progress.state
     }
+
+    /// Unix time the sector entered its state: its last transition into it (the creation time
+    /// for a sector that never moved, or whose history no longer holds that transition).
+    pub fn state_since(&self) -> u64 {
+        let state = self.state();
+        self.progress
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.to == state)
+            .map_or(self.created_at, |h| h.at)
+    }
 }
 
 /// Errors of the pipeline's store.

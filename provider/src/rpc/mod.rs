@@ -128,6 +128,20 @@ pub struct ProviderRpc<A: NodeApi> {
     pub pipeline: Result<Arc<Pipeline<A>>, String>,
 }
 
+impl<A: NodeApi> Clone for ProviderRpc<A> {
+    fn clone(&self) -> Self {
+        ProviderRpc {
+            api: self.api.clone(),
+            identity: self.identity.clone(),
+            store: self.store.clone(),
+            poster: self.poster.clone(),
+            mining: self.mining.clone(),
+            metrics: self.metrics.clone(),
+            pipeline: self.pipeline.clone(),
+        }
+    }
+}
+
 impl<A: NodeApi> std::fmt::Debug for ProviderRpc<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderRpc")
@@ -213,7 +227,7 @@ pub fn module<A: NodeApi>(
     Ok(m)
 }
 
-async fn info<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderInfo {
+pub(crate) async fn info<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderInfo {
     let id = &ctx.identity;
     let store = ctx.store.clone();
     let in_store = tokio::task::spawn_blocking(move || store.scan().len() as u64)
@@ -239,7 +253,7 @@ async fn info<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderInfo {
     }
 }
 
-async fn sectors<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderResult<ProviderSectors> {
+pub(crate) async fn sectors<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderResult<ProviderSectors> {
     use std::collections::BTreeMap;
     let store = ctx.store.clone();
     let on_disk = tokio::task::spawn_blocking(move || {
@@ -295,7 +309,7 @@ async fn sectors<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderResult<ProviderSec
     })
 }
 
-fn mining<A: NodeApi>(ctx: &ProviderRpc<A>) -> MiningInfo {
+pub(crate) fn mining<A: NodeApi>(ctx: &ProviderRpc<A>) -> MiningInfo {
     let m = &ctx.metrics;
     MiningInfo {
         elections_won: m.elections_won.get(),
@@ -406,7 +420,9 @@ fn pipeline_error(e: PipelineError) -> ErrorObjectOwned {
     }
 }
 
-fn pipeline<A: NodeApi>(ctx: &ProviderRpc<A>) -> Result<PipelineSectors, ErrorObjectOwned> {
+pub(crate) fn pipeline<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+) -> Result<PipelineSectors, ErrorObjectOwned> {
     match &ctx.pipeline {
         Ok(p) => {
             let records = p.store().list().map_err(pipeline_error)?;
