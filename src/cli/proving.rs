@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand};
+use lode_provider::dashboard::{FaultRow, fault_rows};
 use lode_provider::rpc::{ProviderSector, ProviderSectors, ProvingCheck};
 use lode_provider::status::{CheckFailureStatus, DeadlineStatus, ProvingStatus};
 use serde_json::json;
@@ -426,44 +427,6 @@ fn faults(a: &ProvingArgs) -> anyhow::Result<()> {
     }
     print!("{}", faults_text(&rows, sectors.node_error.as_deref()));
     Ok(())
-}
-
-/// One row of `lode proving faults`.
-#[derive(Debug, serde::Serialize)]
-struct FaultRow {
-    sector_number: u64,
-    deadline: Option<u64>,
-    partition: Option<u64>,
-    /// The chain's status (`faulty`, `recovering`; `active` when only the check failed).
-    status: Option<String>,
-    held_faulty: bool,
-    /// Why its last proving check failed.
-    check_failure: Option<String>,
-}
-
-/// Sectors faulty or recovering on chain, and those whose last check failed.
-fn fault_rows(st: &ProvingStatus, sectors: &ProviderSectors) -> Vec<FaultRow> {
-    let failures: BTreeMap<u64, &CheckFailureStatus> = st
-        .check_failures
-        .iter()
-        .map(|f| (f.sector_number, f))
-        .collect();
-    sectors
-        .sectors
-        .iter()
-        .filter(|s| {
-            s.chain.as_ref().is_some_and(|c| c.status != "active")
-                || failures.contains_key(&s.sector_number)
-        })
-        .map(|s| FaultRow {
-            sector_number: s.sector_number,
-            deadline: s.chain.as_ref().map(|c| c.deadline),
-            partition: s.chain.as_ref().map(|c| c.partition),
-            status: s.chain.as_ref().map(|c| c.status.clone()),
-            held_faulty: s.held_faulty,
-            check_failure: failures.get(&s.sector_number).map(|f| f.reason.clone()),
-        })
-        .collect()
 }
 
 /// `lode proving faults`' text.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use lode_provider::dashboard::sector_rows;
 use lode_provider::pipeline::SectorState;
 use lode_provider::rpc::{PipelineSector, PipelineSectors, ProviderSectors, SectorStatus};
 
@@ -186,43 +187,32 @@ fn list(c: &SectorsClientArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `lode sectors list`'s text: one row per sector in the pipeline, the store or on chain.
+/// `lode sectors list`'s text: one row per sector in the pipeline, the store or on chain (the
+/// rows of the provider's dashboard).
 fn list_text(pipeline: &PipelineSectors, sectors: &ProviderSectors) -> String {
-    let records: BTreeMap<u64, &PipelineSector> = pipeline
-        .sectors
+    let joined = sector_rows(pipeline, sectors);
+    let dash = || "-".to_string();
+    let rows: Vec<Vec<String>> = joined
         .iter()
-        .map(|s| (s.sector_number, s))
-        .collect();
-    let stored: BTreeMap<u64, &lode_provider::rpc::ProviderSector> = sectors
-        .sectors
-        .iter()
-        .map(|s| (s.sector_number, s))
-        .collect();
-    let mut numbers: Vec<u64> = records.keys().chain(stored.keys()).copied().collect();
-    numbers.sort_unstable();
-    numbers.dedup();
-    let rows: Vec<Vec<String>> = numbers
-        .iter()
-        .map(|n| {
-            let r = records.get(n);
-            let s = stored.get(n);
-            let chain = s.and_then(|s| s.chain.as_ref());
-            let dash = || "-".to_string();
+        .map(|r| {
             vec![
-                n.to_string(),
-                r.map_or_else(|| "-".to_string(), |r| r.state.name().to_string()),
-                chain.map_or_else(dash, |c| {
-                    if s.is_some_and(|s| s.held_faulty) {
-                        format!("{} (held)", c.status)
+                r.sector_number.to_string(),
+                r.state.map_or_else(dash, |s| s.name().to_string()),
+                r.chain_status.as_ref().map_or_else(dash, |c| {
+                    if r.held_faulty {
+                        format!("{c} (held)")
                     } else {
-                        c.status.clone()
+                        c.clone()
                     }
                 }),
-                chain.map_or_else(dash, |c| format!("{}/{}", c.deadline, c.partition)),
-                chain.map_or_else(dash, |c| c.activation.to_string()),
-                chain.map_or_else(dash, |c| c.expiration.to_string()),
-                r.map_or_else(dash, |r| r.failures.to_string()),
-                r.and_then(|r| r.last_error.clone()).unwrap_or_default(),
+                match (r.deadline, r.partition) {
+                    (Some(d), Some(p)) => format!("{d}/{p}"),
+                    _ => dash(),
+                },
+                r.activation.map_or_else(dash, |a| a.to_string()),
+                r.expiration.map_or_else(dash, |e| e.to_string()),
+                r.failures.map_or_else(dash, |f| f.to_string()),
+                r.last_error.clone().unwrap_or_default(),
             ]
         })
         .collect();
@@ -239,7 +229,7 @@ fn list_text(pipeline: &PipelineSectors, sectors: &ProviderSectors) -> String {
         ],
         &rows,
     );
-    if numbers.is_empty() {
+    if joined.is_empty() {
         out.push_str("no sectors: pledge one with `lode sectors pledge`\n");
     }
     if let Some(why) = &pipeline.disabled {
