@@ -390,6 +390,9 @@ async fn open_methods_report_the_store_the_poster_and_the_miner() {
         // Without a pipeline: the listing says why, a pledge is refused with it.
         let listed = c.pipeline().await.unwrap();
         assert_eq!(listed.disabled.as_deref(), Some("not in this test"));
+        let tasks = c.tasks(true).await.unwrap();
+        assert_eq!(tasks.disabled.as_deref(), Some("not in this test"));
+        assert!(tasks.tasks.is_empty());
         let e = p.client(Some(&p.token)).pledge(1).await.unwrap_err();
         assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
         assert!(e.to_string().contains("not in this test"), "{e}");
@@ -805,6 +808,9 @@ async fn a_real_node_accepts_the_declaration() {
         assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
         let e = owner.remove_sector(99).await.unwrap_err();
         assert_eq!(rpc_code(&e), Some(codes::INVALID_PARAMS), "{e}");
+        // No phase has been queued (the pipeline is not ticking): no tasks, no error.
+        let tasks = c.tasks(false).await.unwrap();
+        assert_eq!((tasks.disabled, tasks.tasks.len()), (None, 0));
         // The next pledge does not reuse a number.
         assert_eq!(owner.pledge(1).await.unwrap().sectors, vec![6]);
         rpc.stop();

@@ -76,6 +76,13 @@ starting balance (`--deposit`, out of which pre-commit deposits and initial pled
   lode provider proving --devnet ~/.local/share/lode/devnet
   lode provider proving --dir mynet/miner-0 --json")]
     Proving(ProviderClientArgs),
+    /// The task scheduler's tasks: running, then queued (oldest first) — kind, sector, the
+    /// resources each holds or asks for, attempts, times; `--all` adds the finished ones the
+    /// retention policy keeps. Window PoSt tasks always go first.
+    #[command(after_help = "Examples:
+  lode provider tasks --devnet ~/.local/share/lode/devnet
+  lode provider tasks --all --dir mynet/miner-0 --json")]
+    Tasks(TasksArgs),
     /// Declare sectors faulty (protected: needs the provider's token). They lose power until
     /// declared recovered and proven; the provider does not declare them recovered by itself.
     #[command(after_help = "Examples:
@@ -156,6 +163,16 @@ pub(crate) struct ProviderClientArgs {
     json: bool,
 }
 
+/// Arguments of `lode provider tasks`.
+#[derive(Debug, Args)]
+pub(crate) struct TasksArgs {
+    /// Finished tasks too (what the retention policy keeps).
+    #[arg(long)]
+    all: bool,
+    #[command(flatten)]
+    client: ProviderClientArgs,
+}
+
 /// Arguments of the declarations.
 #[derive(Debug, Args)]
 pub(crate) struct DeclareArgs {
@@ -174,6 +191,7 @@ pub(crate) fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
         ProviderCommand::Info(c) => info(&c),
         ProviderCommand::Sectors(c) => sectors(&c),
         ProviderCommand::Proving(c) => proving(&c),
+        ProviderCommand::Tasks(a) => tasks(&a),
         ProviderCommand::DeclareFaults(a) => declare(&a, true),
         ProviderCommand::DeclareRecoveries(a) => declare(&a, false),
     }
@@ -572,6 +590,59 @@ fn sectors_text(list: &ProviderSectors) -> String {
     }
     if let Some(e) = &list.node_error {
         out.push_str(&format!("the node did not answer: {e}\n"));
+    }
+    out
+}
+
+fn tasks(a: &TasksArgs) -> anyhow::Result<()> {
+    let client = client(&a.client)?;
+    let list = block_on(client.tasks(a.all))?.map_err(provider_client_error)?;
+    if a.client.json {
+        return print_json(&list);
+    }
+    print!("{}", tasks_text(&list, lode_node::genesis::unix_now()));
+    Ok(())
+}
+
+/// `lode provider tasks`' text, at unix time `now`.
+fn tasks_text(list: &lode_provider::rpc::ProviderTasks, now: u64) -> String {
+    let gib = |b: u64| format!("{:.1} GiB", b as f64 / f64::from(1u32 << 30));
+    let ago = |t: Option<u64>| {
+        t.map_or("-".to_string(), |t| {
+            format!("{} ago", duration(now.saturating_sub(t)))
+        })
+    };
+    let rows: Vec<Vec<String>> = list
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.id.to_string(),
+                t.kind.to_string(),
+                t.sector.map_or("-".to_string(), |s| s.to_string()),
+                format!("{:?}", t.state).to_lowercase(),
+                t.resources.cores.to_string(),
+                gib(t.resources.memory),
+                t.resources.gpus.to_string(),
+                t.attempts.to_string(),
+                ago(Some(t.created_at)),
+                ago(t.started_at),
+                t.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "ID", "Task", "Sector", "State", "Cores", "Memory", "GPUs", "Attempts", "Queued",
+            "Started", "Error",
+        ],
+        &rows,
+    );
+    if list.tasks.is_empty() {
+        out.push_str("no tasks running or queued\n");
+    }
+    if let Some(why) = &list.disabled {
+        out.push_str(&format!("the sealing pipeline does not run: {why}\n"));
     }
     out
 }

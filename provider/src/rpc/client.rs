@@ -27,7 +27,7 @@ use serde_json::Value;
 
 use super::types::{
     MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo, ProviderSectors,
-    ProvingCheck, SectorStatus,
+    ProviderTasks, ProvingCheck, SectorStatus,
 };
 use crate::poster::Declared;
 use crate::status::ProvingStatus;
@@ -163,6 +163,15 @@ impl ProviderClient {
     /// [`ClientError`] ([`ClientError::Unauthorized`] without the token).
     pub async fn remove_sector(&self, sector: u64) -> ClientResult<PipelineSector> {
         self.call("provider_removeSector", vec![Value::from(sector)])
+            .await
+    }
+
+    /// `provider_tasks`: running and queued tasks; with `history`, finished ones too.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn tasks(&self, history: bool) -> ClientResult<ProviderTasks> {
+        self.call("provider_tasks", vec![Value::from(history)])
             .await
     }
 }

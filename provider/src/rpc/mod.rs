@@ -22,6 +22,7 @@
 //! | `provider_check` | optional deadline index | [`ProvingCheck`]: the proving check, run now at the head, of the live sectors of every deadline (or of the one given): per sector its number, deadline, partition, whether it is faulty on chain, whether it passed (files readable, challenged leaves opening against its `comm_r`) and why not | open |
 //! | `provider_mining` | — | [`MiningInfo`]: elections won, blocks produced and refused, Winning PoSt count and mean seconds, Window PoSt partition count and mean seconds, the last election's epoch, the last block (epoch, id, win count), the last refusal, ineligibility, the last error | open |
 //! | `provider_pipeline` | — | [`PipelineSectors`]: every sector of the sealing pipeline — state, failures and the last reason, the next retry, ticket epoch, `comm_r`, the pre-commit and prove-commit message ids, its last transitions; or why the pipeline does not run | open |
+//! | `provider_tasks` | with history (bool, optional) | [`ProviderTasks`]: the task scheduler's tasks — running, then queued, oldest first, with each one's kind, sector, resources, attempts and times; with `true`, the finished ones kept by the retention policy too | open |
 //! | `provider_sectorStatus` | sector number | [`SectorStatus`]: the sector's pipeline record and its store and chain records (`provider_sectors`' row) | open |
 //! | `provider_pledge` | count (1–256) | [`Pledged`]: the numbers of the committed-capacity sectors created; the pipeline seals, pre-commits and prove-commits them | protected |
 //! | `provider_removeSector` | sector number | [`PipelineSector`]: the sector moved to `Removing` (its files are deleted, then `Removed`); refused for a sector on chain (terminate it instead) | protected |
@@ -53,7 +54,7 @@ use tokio::sync::watch;
 
 pub use types::{
     ChainSector, MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo,
-    ProviderSector, ProviderSectors, ProvingCheck, SectorCheck, SectorStatus,
+    ProviderSector, ProviderSectors, ProviderTasks, ProvingCheck, SectorCheck, SectorStatus,
 };
 
 use crate::api::NodeApi;
@@ -200,6 +201,10 @@ pub fn module<A: NodeApi>(
         Ok::<MiningInfo, ErrorObjectOwned>(mining(ctx))
     })?;
     m.register_method("provider_pipeline", |_, ctx, _| pipeline(ctx))?;
+    m.register_method("provider_tasks", |params, ctx, _| {
+        let history: Option<bool> = params.sequence().optional_next()?;
+        tasks(ctx, history.unwrap_or(false))
+    })?;
     m.register_async_method("provider_sectorStatus", |params, ctx, _| async move {
         let n: u64 = params.one()?;
         sector_status(&ctx, n).await
@@ -436,6 +441,37 @@ pub(crate) fn pipeline<A: NodeApi>(
             sectors: Vec::new(),
         }),
     }
+}
+
+fn tasks<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    history: bool,
+) -> Result<ProviderTasks, ErrorObjectOwned> {
+    use crate::tasks::TaskState;
+    let p = match &ctx.pipeline {
+        Ok(p) => p,
+        Err(why) => {
+            return Ok(ProviderTasks {
+                disabled: Some(why.clone()),
+                tasks: Vec::new(),
+            });
+        }
+    };
+    let mut tasks = p
+        .scheduler()
+        .list()
+        .map_err(|e| error(codes::INTERNAL, e.to_string()))?;
+    tasks.retain(|t| history || matches!(t.state, TaskState::Running | TaskState::Queued));
+    let rank = |s: TaskState| match s {
+        TaskState::Running => 0,
+        TaskState::Queued => 1,
+        TaskState::Done | TaskState::Failed => 2,
+    };
+    tasks.sort_by_key(|t| (rank(t.state), t.created_at, t.id));
+    Ok(ProviderTasks {
+        disabled: None,
+        tasks,
+    })
 }
 
 async fn sector_status<A: NodeApi>(

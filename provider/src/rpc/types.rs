@@ -214,3 +214,12 @@ pub struct ProvingCheck {
     /// How long the check took, in seconds.
     pub seconds: f64,
 }
+
+/// `provider_tasks`: the scheduler's tasks — running, then queued, then (with history) finished.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderTasks {
+    /// Why the pipeline (and its scheduler) does not run (`null` when it does).
+    pub disabled: Option<String>,
+    /// The tasks.
+    pub tasks: Vec<crate::tasks::TaskView>,
+}
