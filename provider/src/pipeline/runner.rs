@@ -145,6 +145,8 @@ pub struct Pipeline<A: NodeApi> {
     /// Phases started and not applied yet.
     in_flight: AtomicUsize,
     metrics: Option<ProviderMetrics>,
+    /// Where sealing phases run their parallel work ([`sealing_pool`]).
+    pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 /// A background phase's result, waiting to be applied.
@@ -198,6 +200,26 @@ fn done_with(chain: SectorChain) -> Step {
     Step::Apply(Event::Done, Some(Box::new(chain)))
 }
 
+/// The thread pool sealing phases run their parallel work in: `cores` threads (the scheduler's
+/// sealing capacity, the machine less the PoSt reserve), apart from rayon's global pool that
+/// Winning and Window PoSt prove in — so a long Commit2 never queues a PoSt behind its jobs (a
+/// Winning PoSt late by one Commit2 loses the block; on a one-miner network, the chain). `None`
+/// when the pool cannot be built: phases then share the global pool.
+fn sealing_pool(cores: u32) -> Option<Arc<rayon::ThreadPool>> {
+    let threads = usize::try_from(cores.max(1)).unwrap_or(1);
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("lode-sealing-{i}"))
+        .build()
+    {
+        Ok(pool) => Some(Arc::new(pool)),
+        Err(e) => {
+            tracing::warn!(error = %e, "no separate thread pool for sealing: phases share PoSt's");
+            None
+        }
+    }
+}
+
 /// Runs a CPU-bound sealing phase on a blocking thread; its error becomes a retryable failure.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> ProviderResult<T> + Send + 'static,
@@ -239,6 +261,7 @@ impl<A: NodeApi> Pipeline<A> {
             config.retry,
         );
         let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
+        let pool = sealing_pool(tasks.capacity().sealing.cores);
         Pipeline {
             api,
             store,
@@ -252,6 +275,7 @@ impl<A: NodeApi> Pipeline<A> {
             finished: Arc::new(tokio::sync::Notify::new()),
             in_flight: AtomicUsize::new(0),
             metrics: None,
+            pool,
         }
     }
 
@@ -259,6 +283,7 @@ impl<A: NodeApi> Pipeline<A> {
     /// provider's `config.toml`; [`Pipeline::new`] uses the defaults).
     pub fn with_tasks(mut self, tasks: &SchedulerConfig) -> Self {
         self.tasks = Scheduler::new(&self.store, tasks, self.config.size, self.config.retry);
+        self.pool = sealing_pool(self.tasks.capacity().sealing.cores);
         self
     }
 
@@ -898,9 +923,14 @@ impl<A: NodeApi> Pipeline<A> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let tx = self.finished_tx.clone();
         let finished = self.finished.clone();
+        let pool = self.pool.clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
-            let result = match tokio::task::spawn_blocking(work).await {
+            let run = move || match pool {
+                Some(pool) => pool.install(work),
+                None => work(),
+            };
+            let result = match tokio::task::spawn_blocking(run).await {
                 Ok(Ok(chain)) => Ok(chain),
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(e) => Err(format!("the phase did not finish: {e}")),

@@ -78,6 +78,7 @@ pub const OPEN_METHODS: &[&str] = &[
     "provider_pipeline",
     "provider_sectorStatus",
     "provider_check",
+    "provider_tasks",
 ];
 
 /// Methods that need the token.
