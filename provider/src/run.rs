@@ -33,6 +33,7 @@ use crate::error::{ProviderError, ProviderResult};
 use crate::metrics::ProviderMetrics;
 use crate::miner::Miner;
 use crate::pipeline::PipelineStore;
+use crate::pipeline::params::PorepParams;
 use crate::pipeline::runner::{Pipeline, PipelineConfig, run_pipeline};
 use crate::poster::{Messenger, Poster, ProvingSettings};
 use crate::prover::{Prover, SectorStore};
@@ -297,7 +298,8 @@ fn resolve(dir: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Opens the sealing pipeline of a provider: its database and the PoRep parameters. `Err` says
+/// Opens the sealing pipeline of a provider: its database, and the PoRep parameters found (they
+/// are loaded by the first Commit2, see [`crate::pipeline::params`]). `Err` says
 /// why it does not run (disabled, parameters missing, database locked or damaged); the provider
 /// then proves and mines without it.
 fn start_pipeline<A: NodeApi>(
@@ -313,14 +315,17 @@ fn start_pipeline<A: NodeApi>(
     if !s.enabled {
         return Err("disabled by `[sealing] enabled = false` in config.toml".into());
     }
+    // Only that the file is there: the parameters are loaded by the first Commit2, so that a
+    // (re)start does not hold mining and proving back while hundreds of megabytes are read.
     let params = ParamStore::new(resolve(dir, &settings.params_dir));
     let id = lode_proofs::circuit::porep::params_id(size);
-    let porep = tokio::task::block_in_place(|| params.load(&id)).map_err(|e| {
-        format!(
-            "the PoRep parameters of {size} sectors cannot be loaded from {}: {e} (run `lode params generate --sector-size {size}`)",
+    if !params.params_path(&id).is_file() {
+        return Err(format!(
+            "the PoRep parameters of {size} sectors are not in {} (run `lode params generate --sector-size {size}`)",
             params.dir().display()
-        )
-    })?;
+        ));
+    }
+    let porep = PorepParams::lazy(params, id);
     let db = resolve(dir, &s.db);
     let store = PipelineStore::open(&db)
         .map_err(|e| format!("the pipeline database {}: {e}", db.display()))?;
@@ -335,7 +340,7 @@ fn start_pipeline<A: NodeApi>(
         api.clone(),
         store,
         messenger,
-        Arc::new(porep.0),
+        porep,
         genesis.policy.clone(),
         config,
     )

@@ -5,9 +5,11 @@
 //!   back-off, and the one pure function that applies an event ([`state::transition`]);
 //! - [`store`]: the records in the provider's sled database, changed by compare-and-swap on a
 //!   version that fences stale workers, durable before a change is reported;
+//! - [`params`]: the PoRep parameters, loaded by the first Commit2 rather than at start;
 //! - [`runner`]: the driver that does each state's work (sealing phases, idempotent chain steps)
 //!   and applies what came of it, once per epoch.
 
+pub mod params;
 pub mod runner;
 pub mod state;
 pub mod store;

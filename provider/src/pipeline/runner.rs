@@ -33,7 +33,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bls12_381::Bls12;
 use lode_chain::Policy;
 use lode_chain::actors::miner::{MinerMethod, PreCommitInfo};
 use lode_chain::message::{Method, SignedMessage};
@@ -43,6 +42,7 @@ use lode_proofs::sector::{SectorSize, randomness_node};
 use lode_sealing::seal::{self, SectorId, no_progress};
 use lode_sealing::sector_dir::SectorDir;
 
+use super::params::PorepParams;
 use super::state::{Event, RetryPolicy, SectorState};
 use super::store::{
     PipelineError, PipelineStore, SectorChain, SectorKind, SectorRecord, SentMessage,
@@ -134,7 +134,7 @@ pub struct Pipeline<A: NodeApi> {
     api: Arc<A>,
     store: PipelineStore,
     messenger: Arc<Messenger>,
-    porep: Arc<groth16::Parameters<Bls12>>,
+    porep: Arc<PorepParams>,
     policy: Policy,
     config: PipelineConfig,
     tasks: Scheduler,
@@ -245,12 +245,13 @@ enum Lookup {
 
 impl<A: NodeApi> Pipeline<A> {
     /// A pipeline over `store`, talking to `api`, signing with `messenger`, proving with the
-    /// PoRep parameters `porep`.
+    /// PoRep parameters `porep` (in memory, or [`PorepParams::lazy`]: loaded by the first
+    /// Commit2).
     pub fn new(
         api: Arc<A>,
         store: PipelineStore,
         messenger: Arc<Messenger>,
-        porep: Arc<groth16::Parameters<Bls12>>,
+        porep: impl Into<PorepParams>,
         policy: Policy,
         config: PipelineConfig,
     ) -> Self {
@@ -266,7 +267,7 @@ impl<A: NodeApi> Pipeline<A> {
             api,
             store,
             messenger,
-            porep,
+            porep: Arc::new(porep.into()),
             policy,
             config,
             tasks,
@@ -490,6 +491,7 @@ impl<A: NodeApi> Pipeline<A> {
                 let params = self.porep.clone();
                 Box::new(move || {
                     let dir = SectorDir::open(&path)?;
+                    let params = params.get()?;
                     let mut rng = crate::prover::os_rng()?;
                     seal::commit2(&dir, &id, &params, &mut rng, &mut no_progress)?;
                     Ok(None)
