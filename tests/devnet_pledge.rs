@@ -206,7 +206,7 @@ fn pledged_sectors_reach_proving_and_gain_power() {
     let info = ok(&lode(&["actor", "info", "--devnet", &d, "--json"]));
     assert_eq!(
         info["power"]["power"]["raw"],
-        serde_json::json!(before + 4 * 2048),
+        serde_json::json!((before + 4 * 2048).to_string()),
         "{info}"
     );
     let pledged = info["info"]["initial_pledge"].clone();
