@@ -11,54 +11,20 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use lode_node::rpc::client::{ApiInfo, NodeClient};
+use lode_node::rpc::client::NodeClient;
+
+mod common;
+use common::{
+    Devnet, Reaped, Role, devnet_json, kill_9, lode, log_tail, node_client, params_dir, restart,
+    wait_for,
+};
 
 /// Seconds per epoch of the test network: two miners each prove a Winning PoSt nearly every
 /// epoch (about 0.45 s alone on 2 cores, 0.9 s when both prove at once).
 const EPOCH_SECONDS: &str = "2";
-
-fn lode(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lode"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn params_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lode-test-params")
-}
-
-fn devnet_json(dir: &Path) -> serde_json::Value {
-    serde_json::from_slice(&std::fs::read(dir.join("devnet.json")).unwrap()).unwrap()
-}
-
-fn client(dir: &Path, node: usize) -> NodeClient {
-    let j = devnet_json(dir);
-    let n = &j["nodes"][node];
-    let token = std::fs::read_to_string(dir.join(n["token_file"].as_str().unwrap())).unwrap();
-    NodeClient::with_timeout(
-        ApiInfo {
-            url: n["rpc"].as_str().unwrap().to_string(),
-            token: Some(token.trim().to_string()),
-        },
-        // Generous: CI runs this beside builds, on 2 cores.
-        Duration::from_secs(15),
-    )
-    .unwrap()
-}
-
-/// Stops the devnet when the test ends, however it ends.
-struct Devnet(PathBuf);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = lode(&["devnet", "stop", "--dir", self.0.to_str().unwrap()]);
-    }
-}
 
 async fn height(c: &NodeClient) -> Option<u64> {
     c.chain_head().await.ok().map(|h| h.epoch)
@@ -75,22 +41,6 @@ async fn height_now(c: &NodeClient) -> u64 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the node stopped answering chain_head"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// Waits until `cond` holds, polling every half second, or panics after `secs` with `what`.
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out after {secs} s waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
@@ -269,39 +219,6 @@ async fn adversary(dir: &Path, a: &NodeClient) {
     let _ = evil.shutdown().await;
 }
 
-/// The last lines of a log file.
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// A child process killed and reaped when dropped.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_node(dir: &Path, i: usize) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(dir.join(format!("logs/node-{i}.log")))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_lode"))
-        .args(["node", "run", "--dir", &format!("node-{i}")])
-        .current_dir(dir)
-        .env("LODE_LOG", "info")
-        .stdout(Stdio::from(log.try_clone().unwrap()))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 #[ignore = "a multi-process devnet with real proofs: minutes"]
 fn devnet_produces_blocks_survives_a_kill_and_a_split() {
@@ -362,7 +279,7 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (a, b) = (client(&dir, 0), client(&dir, 1));
+        let (a, b) = (node_client(&dir, 0), node_client(&dir, 1));
         // Blocks on both nodes, the same chain.
         wait_for(180, "height 4 on both nodes", || async {
             height(&a).await.unwrap_or(0) >= 4 && height(&b).await.unwrap_or(0) >= 4
@@ -417,27 +334,23 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
 
         // kill -9 node 1, restart it: it reopens at a committed head and catches up.
         let pid = devnet_json(&dir)["nodes"][1]["pid"].as_u64().unwrap();
-        let killed = Command::new("kill")
-            .args(["-9", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
+        kill_9(pid as u32, None);
         tokio::time::sleep(Duration::from_secs(2)).await;
-        // Killed when the test ends however it ends (`devnet stop` knows only the first pid).
-        let mut restarted = Reaped(start_node(&dir, 1));
-        let b = client(&dir, 1);
+        // Killed when the test ends however it ends (`devnet stop` also knows its pid now).
+        let mut restarted = Reaped(restart(&dir, Role::Node(1)));
+        let b = node_client(&dir, 1);
         let back = Instant::now();
         while height(&b).await.is_none() {
             if let Ok(Some(status)) = restarted.0.try_wait() {
                 panic!(
                     "the restarted node exited ({status}):\n{}",
-                    log_tail(&dir.join("logs/node-1.log"))
+                    log_tail(&dir.join("logs/node-1.log"), 40)
                 );
             }
             assert!(
                 back.elapsed() < Duration::from_secs(60),
                 "node 1 not back after 60 s:\n{}",
-                log_tail(&dir.join("logs/node-1.log"))
+                log_tail(&dir.join("logs/node-1.log"), 40)
             );
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

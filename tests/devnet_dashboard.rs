@@ -17,37 +17,11 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn lode(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lode"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn params_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lode-test-params")
-}
-
-/// Stops the devnet when the test ends, however it ends.
-struct Devnet(PathBuf);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = lode(&["devnet", "stop", "--dir", self.0.to_str().unwrap()]);
-    }
-}
+mod common;
+use common::{Devnet, lode, ok, params_dir};
 
 /// Whether Chromium can be run; panics when it cannot and `LODE_REQUIRE_CHROMIUM` is set.
 fn chromium_present() -> bool {

@@ -14,56 +14,14 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lode_chain::types::ActorId;
-use lode_node::rpc::client::{ApiInfo, NodeClient};
+use lode_node::rpc::client::NodeClient;
 use lode_proofs::sector::SectorSize;
 
-fn lode(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lode"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn params_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lode-test-params")
-}
-
-/// Stops the devnet when the test ends, however it ends.
-struct Devnet(PathBuf);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = lode(&["devnet", "stop", "--dir", self.0.to_str().unwrap()]);
-        if std::thread::panicking() {
-            for log in ["logs/miner-0.log", "logs/node-0.log"] {
-                let text = std::fs::read_to_string(self.0.join(log)).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                eprintln!(
-                    "--- {log}, last lines:\n{}",
-                    lines[lines.len().saturating_sub(30)..].join("\n")
-                );
-            }
-        }
-    }
-}
-
-fn node_client(dir: &Path, j: &serde_json::Value) -> NodeClient {
-    let n = &j["nodes"][0];
-    let token = std::fs::read_to_string(dir.join(n["token_file"].as_str().unwrap())).unwrap();
-    NodeClient::with_timeout(
-        ApiInfo {
-            url: n["rpc"].as_str().unwrap().to_string(),
-            token: Some(token.trim().to_string()),
-        },
-        Duration::from_secs(15),
-    )
-    .unwrap()
-}
+mod common;
+use common::{Devnet, json_of, lode, node_client, params_dir};
 
 /// What the node says now: head epoch, the miner's (raw, QA) power, sector 0's status, and
 /// sector 0's deadline instance (open, fault cutoff). `None` while the node does not answer.
@@ -107,16 +65,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-fn json_of(out: &std::process::Output) -> serde_json::Value {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{e}: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 #[test]
@@ -169,7 +117,7 @@ fn a_corrupt_replica_is_declared_faulty_and_recovers() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let c = node_client(&dir, &j);
+        let c = node_client(&dir, 0);
         // Power from genesis, and the proving period of 8 deadlines of 5 epochs.
         let (head, full, status, (open, _)) = until(&c, miner, 120, "the chain", |l| {
             l.0 >= 2 && l.1.0 > 0

@@ -3,6 +3,9 @@
 //! provider's sealing pipeline — real SDR sealing, a real PoRep checked by the node, pre-commit and
 //! prove-commit messages in blocks — to `Proving`, and their power appears on chain once their
 //! deadlines' Window PoSts prove them. `lode sectors list` and `lode sectors status` show them.
+//! Then `lode sectors extend` moves one sector's expiration on chain, and `lode sectors
+//! terminate --really-do-it` ends another: `Terminated`, its fee reported, the miner's power down
+//! by exactly its QA power.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,47 +15,12 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lode_chain::types::ActorId;
-use lode_node::rpc::client::{ApiInfo, NodeClient};
 
-fn lode(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lode"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn params_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lode-test-params")
-}
-
-/// Stops the devnet when the test ends, however it ends.
-struct Devnet(PathBuf);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = lode(&["devnet", "stop", "--dir", self.0.to_str().unwrap()]);
-    }
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
+mod common;
+use common::{Devnet, lode, log_tail, node_client, ok, params_dir};
 
 #[test]
 #[ignore = "a devnet sealing four sectors for real: minutes"]
@@ -83,16 +51,7 @@ fn pledged_sectors_reach_proving_and_gain_power() {
     let miner = &j["miners"][0];
     let actor = ActorId(miner["actor"].as_str().unwrap()[2..].parse().unwrap());
     let provider_log = dir.join(miner["log"].as_str().unwrap());
-    let node = &j["nodes"][0];
-    let token = std::fs::read_to_string(dir.join(node["token_file"].as_str().unwrap())).unwrap();
-    let client = NodeClient::with_timeout(
-        ApiInfo {
-            url: node["rpc"].as_str().unwrap().to_string(),
-            token: Some(token.trim().to_string()),
-        },
-        Duration::from_secs(15),
-    )
-    .unwrap();
+    let client = node_client(&dir, 0);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let power = || {
         rt.block_on(client.state_miner_power(actor))
@@ -105,7 +64,7 @@ fn pledged_sectors_reach_proving_and_gain_power() {
             assert!(
                 start.elapsed() < Duration::from_secs(secs),
                 "timed out after {secs} s waiting for {what}\nprovider log:\n{}",
-                log_tail(&provider_log)
+                log_tail(&provider_log, 40)
             );
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -139,7 +98,7 @@ fn pledged_sectors_reach_proving_and_gain_power() {
         out.status.success(),
         "{}\nprovider log:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        log_tail(&provider_log)
+        log_tail(&provider_log, 40)
     );
     let proving: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let numbers: Vec<u64> = proving
@@ -201,6 +160,25 @@ fn pledged_sectors_reach_proving_and_gain_power() {
         .collect();
     assert_eq!(states.len(), 12, "every step once: {states:?}");
     assert_eq!(states.last(), Some(&"Proving"));
+    // Sealed in the provider's scratch, then moved by Finalize into its sector store.
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("devnet.json")).unwrap()).unwrap();
+    let miner_dir = dir.join(j["miners"][0]["dir"].as_str().unwrap());
+    let in_store = miner_dir.join("sectors").join(format!(
+        "s-{}-{first}",
+        j["miners"][0]["actor"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("l0")
+    ));
+    // As the provider names it: relative to its working directory (the devnet's), or absolute.
+    let reported = dir.join(st["pipeline"]["dir"].as_str().unwrap());
+    assert_eq!(reported, in_store, "{st}");
+    let scratch: Vec<_> = std::fs::read_dir(miner_dir.join("scratch"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(scratch.is_empty(), "nothing left in scratch: {scratch:?}");
 
     // The actor: its power and balances through the node; the owner withdraws.
     let info = ok(&lode(&["actor", "info", "--devnet", &d, "--json"]));
@@ -211,6 +189,85 @@ fn pledged_sectors_reach_proving_and_gain_power() {
     );
     let pledged = info["info"]["initial_pledge"].clone();
     assert_ne!(pledged, serde_json::json!("0"), "{info}");
+
+    // Extend one sector: the chain's record carries the new expiration.
+    let old_expiration = st["sector"]["chain"]["expiration"].as_u64().unwrap();
+    let x = ok(&lode(&[
+        "sectors",
+        "extend",
+        &first.to_string(),
+        "--by",
+        "100",
+        "--devnet",
+        &d,
+        "--json",
+    ]));
+    assert_eq!(x["new_expiration"], old_expiration + 100, "{x}");
+    assert_eq!(x["sectors"][0]["old_expiration"], old_expiration, "{x}");
+    let st = ok(&lode(&[
+        "sectors",
+        "status",
+        &first.to_string(),
+        "--devnet",
+        &d,
+        "--json",
+    ]));
+    assert_eq!(
+        st["sector"]["chain"]["expiration"],
+        old_expiration + 100,
+        "{st}"
+    );
+
+    // Terminate another: refused without the flag; with it the pipeline sends the message,
+    // the sector ends `Terminated`, and the miner's power drops by exactly its QA power.
+    let victim = (first + 1).to_string();
+    let refused = lode(&["sectors", "terminate", &victim, "--devnet", &d]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--really-do-it"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let qa = || {
+        rt.block_on(client.state_miner_power(actor))
+            .ok()
+            .map(|p| (p.power.raw, p.power.qa))
+    };
+    let (raw_before, qa_before) = qa().unwrap();
+    let terminate_start = Instant::now();
+    let t = lode(&[
+        "sectors",
+        "terminate",
+        &victim,
+        "--really-do-it",
+        "--timeout",
+        "300",
+        "--devnet",
+        &d,
+        "--json",
+    ]);
+    assert!(
+        t.status.success(),
+        "{}\nprovider log:\n{}",
+        String::from_utf8_lossy(&t.stderr),
+        log_tail(&provider_log, 40)
+    );
+    let t: serde_json::Value = serde_json::from_slice(&t.stdout).unwrap();
+    assert_eq!(t["pipeline"]["state"], "Terminated", "{t}");
+    assert!(t["termination"]["message"].is_string(), "{t}");
+    assert!(t["termination"]["fee"].is_string(), "{t}");
+    assert!(t["sector"]["chain"].is_null(), "no longer on chain: {t}");
+    let (raw_after, qa_after) = qa().unwrap();
+    assert_eq!(raw_before - raw_after, 2048, "the sector's raw power");
+    assert_eq!(
+        qa_before - qa_after,
+        2048,
+        "a committed-capacity sector's QA power is its raw power"
+    );
+    eprintln!(
+        "sector {victim} terminated {:.1} s after it was asked",
+        terminate_start.elapsed().as_secs_f64()
+    );
     let owner_key = dir.join("keys/owner-0.key");
     let w = ok(&lode(&[
         "actor",

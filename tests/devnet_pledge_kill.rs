@@ -32,38 +32,18 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use lode_chain::actors::miner::MinerMethod;
 use lode_chain::message::Method;
 use lode_chain::types::{ActorId, Address};
-use lode_devnet::devnet::DevnetFile;
-use lode_node::rpc::client::{ApiInfo, NodeClient};
 use lode_provider::pipeline::SectorState;
 use lode_provider::rpc::client::ProviderClient;
 
-fn lode(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lode"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn json_of(out: &std::process::Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn params_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lode-test-params")
-}
+mod common;
+use common::{Devnet, Role, kill_9, lode, node_client, ok, params_dir, provider_client, restart};
 
 /// splitmix64: a small seeded generator, so that a run's kill moments can be replayed.
 struct Rng(u64);
@@ -83,36 +63,6 @@ impl Rng {
     }
 }
 
-/// Stops the devnet when the test ends, however it ends (the restarted provider's pid is kept
-/// in `devnet.json`, so `lode devnet stop` stops it too), and prints the logs' tails on failure.
-struct Devnet(PathBuf);
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = lode(&["devnet", "stop", "--dir", self.0.to_str().unwrap()]);
-        if std::thread::panicking() {
-            for log in ["logs/miner-0.log", "logs/node-0.log"] {
-                let text = std::fs::read_to_string(self.0.join(log)).unwrap_or_default();
-                let lines: Vec<&str> = text.lines().collect();
-                eprintln!(
-                    "--- {log}, last lines:\n{}",
-                    lines[lines.len().saturating_sub(60)..].join("\n")
-                );
-            }
-        }
-    }
-}
-
-/// Whether `pid` runs (not exited, not a zombie).
-fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 /// The provider process of miner 0: the one `lode devnet` started, then ours.
 struct Provider {
     pid: u32,
@@ -122,53 +72,15 @@ struct Provider {
 impl Provider {
     /// SIGKILL, and waits until it is gone.
     fn kill(&mut self) {
-        let st = Command::new("kill")
-            .args(["-KILL", &self.pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success(), "kill -KILL {}", self.pid);
-        if let Some(c) = &mut self.child {
-            c.wait().unwrap();
-        }
-        let start = Instant::now();
-        while alive(self.pid) {
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "{} survives SIGKILL",
-                self.pid
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        kill_9(self.pid, self.child.as_mut());
     }
 }
 
-/// Starts miner 0's provider as `lode devnet` does (`lode provider run --dir miner-0` in the
-/// devnet's directory, logging to its log file, in its own process group) and records its pid in
-/// `devnet.json`.
+/// Starts miner 0's provider as `lode devnet` does, its pid recorded in `devnet.json`.
 fn start_provider(dir: &Path) -> Provider {
-    use std::os::unix::process::CommandExt;
-    let mut file = DevnetFile::load(dir).unwrap();
-    let m = &file.miners[0];
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join(&m.log))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_lode"))
-        .args(["provider", "run", "--dir", m.dir.to_str().unwrap()])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .env("LODE_LOG", "info")
-        .process_group(0)
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    file.miners[0].pid = Some(pid);
-    file.save(dir).unwrap();
+    let child = restart(dir, Role::Provider(0));
     Provider {
-        pid,
+        pid: child.id(),
         child: Some(child),
     }
 }
@@ -239,28 +151,12 @@ fn the_pipeline_survives_kill_9_at_random_moments() {
         params_dir().to_str().unwrap(),
     ]);
     let _guard = Devnet(dir.clone());
-    let j = json_of(&out);
+    let j = ok(&out);
     let m0 = &j["miners"][0];
     let miner = ActorId(m0["actor"].as_str().unwrap()[2..].parse().unwrap());
-    let node = &j["nodes"][0];
-    let token = std::fs::read_to_string(dir.join(node["token_file"].as_str().unwrap())).unwrap();
-    let c = NodeClient::with_timeout(
-        ApiInfo {
-            url: node["rpc"].as_str().unwrap().to_string(),
-            token: Some(token.trim().to_string()),
-        },
-        Duration::from_secs(15),
-    )
-    .unwrap();
+    let c = node_client(&dir, 0);
     // The provider's API keeps its address across restarts; no token needed to read.
-    let p = ProviderClient::with_timeout(
-        ApiInfo {
-            url: m0["rpc"].as_str().unwrap().to_string(),
-            token: None,
-        },
-        Duration::from_secs(2),
-    )
-    .unwrap();
+    let p = provider_client(&dir, 0, Duration::from_secs(2));
     let rt = tokio::runtime::Runtime::new().unwrap();
 
     // The genesis sectors' power, and the miner's books before the pledge.
@@ -282,7 +178,7 @@ fn the_pipeline_survives_kill_9_at_random_moments() {
     );
 
     let pledge = |count: u64| -> Vec<u64> {
-        let j = json_of(&lode(&[
+        let j = ok(&lode(&[
             "sectors",
             "pledge",
             "--count",
@@ -437,7 +333,7 @@ fn the_pipeline_survives_kill_9_at_random_moments() {
                     *s,
                     SectorState::FailedUnrecoverable,
                     "sector {num} failed for good: {}",
-                    json_of(&lode(&[
+                    ok(&lode(&[
                         "sectors",
                         "status",
                         &num.to_string(),
@@ -466,7 +362,7 @@ fn the_pipeline_survives_kill_9_at_random_moments() {
     eprintln!("settled {settled:.0} s after the last kill ({last})");
 
     // The pipeline's view: each pledged sector once, Proving, and nothing else.
-    let list = json_of(&lode(&["sectors", "list", "--devnet", &d, "--json"]));
+    let list = ok(&lode(&["sectors", "list", "--devnet", &d, "--json"]));
     let records: Vec<u64> = list["pipeline"]["sectors"]
         .as_array()
         .unwrap()
@@ -484,7 +380,7 @@ fn the_pipeline_survives_kill_9_at_random_moments() {
     // A kill is not a failure: no sector went through a failure state (its history has every
     // transition: twelve steps, a few more for tickets drawn again).
     for num in &want {
-        let st = json_of(&lode(&[
+        let st = ok(&lode(&[
             "sectors",
             "status",
             &num.to_string(),
@@ -565,15 +461,27 @@ fn the_pipeline_survives_kill_9_at_random_moments() {
                         Method::Miner(MinerMethod::ProveCommitSector { sector_number, .. }) => {
                             vec![(*sector_number, false)]
                         }
+                        Method::Miner(MinerMethod::ProveCommitSectors(infos)) => {
+                            infos.iter().map(|i| (i.sector_number, false)).collect()
+                        }
                         _ => continue,
                     };
+                    // A batch of prove-commits returns the sectors it proved (it skips the others).
+                    let batch = matches!(
+                        m.message.method,
+                        Method::Miner(MinerMethod::ProveCommitSectors(_))
+                    );
                     let found = c.state_search_msg(m.id).await.unwrap();
                     let Some(found) = found else {
                         failed.push(format!("{numbers:?}: in a block, not executed"));
                         continue;
                     };
+                    let proven: Option<Vec<u64>> = (batch && found.receipt.ok())
+                        .then(|| lode_chain::codec::decode(&found.receipt.return_data).unwrap());
                     for (num, is_pre) in numbers {
-                        if found.receipt.ok() {
+                        if proven.as_ref().is_some_and(|p| !p.contains(&num)) {
+                            failed.push(format!("sector {num}: skipped by its prove-commit batch"));
+                        } else if found.receipt.ok() {
                             *(if is_pre { &mut pre_ok } else { &mut prove_ok })
                                 .entry(num)
                                 .or_default() += 1;

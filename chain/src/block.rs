@@ -9,6 +9,8 @@
 //! the messages by their ids, which do not depend on signatures ([`crate::message`]). A block's
 //! messages are valid together when ([`check_messages`], run by the executor after the headers):
 //!
+//! 0. their gas limits sum to at most the block gas limit ([`block_gas`],
+//!    [`crate::Policy::block_gas_limit`]): what bounds the work of applying a block;
 //! 1. no message appears twice in the block (aggregating a repeated `(key, message)` pair proves
 //!    nothing more than one copy, and the rule leaves no room to wonder);
 //! 2. the header has an aggregate exactly when the block has messages;
@@ -124,6 +126,15 @@ fn account_key(rt: &Runtime<'_, '_>, id: ActorId) -> ChainResult<Option<PublicKe
     })
 }
 
+/// The sum of `messages`' gas limits (saturating), what [`Policy::block_gas_limit`] bounds.
+///
+/// [`Policy::block_gas_limit`]: crate::Policy::block_gas_limit
+pub fn block_gas(messages: &[Message]) -> u64 {
+    messages
+        .iter()
+        .fold(0u64, |sum, m| sum.saturating_add(m.gas_limit))
+}
+
 /// Checks a block's messages against its aggregate signature (the module docs' rules, in order),
 /// with the senders' keys read from `rt`, the parent state. `ids` are the messages' ids.
 pub(crate) fn check_messages(
@@ -132,6 +143,11 @@ pub(crate) fn check_messages(
     ids: &[[u8; 32]],
 ) -> Result<(), BlockFault> {
     use rayon::prelude::*;
+    let total = block_gas(&block.messages);
+    let limit = rt.policy.block_gas_limit;
+    if total > limit {
+        return Err(BlockFault::GasLimit { total, limit });
+    }
     let mut first: HashMap<&[u8; 32], usize> = HashMap::with_capacity(ids.len());
     for (message, id) in ids.iter().enumerate() {
         if let Some(&first) = first.get(id) {

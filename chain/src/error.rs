@@ -437,6 +437,16 @@ pub enum BlockFault {
         /// Its sender.
         sender: ActorId,
     },
+    /// The block's messages ask for more gas together than a block may hold.
+    #[error(
+        "the messages' gas limits sum to {total}, above the block gas limit {limit}: a producer must leave the rest for a later block"
+    )]
+    GasLimit {
+        /// The sum of the messages' gas limits (saturating).
+        total: u64,
+        /// [`crate::Policy::block_gas_limit`].
+        limit: u64,
+    },
     /// The header's aggregate is not the aggregate of the messages' signatures by their senders'
     /// keys.
     #[error("the BLS aggregate does not verify for the block's messages")]

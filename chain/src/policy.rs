@@ -160,7 +160,35 @@ pub struct Policy {
     pub gas_per_sector: u64,
     /// Largest encoded message, bytes.
     pub max_message_size: u64,
+    /// Most gas one block's messages may ask for: the sum of their gas limits (not of the gas
+    /// they use, which is known only once they run). A consensus rule: a block above it is
+    /// invalid; the mempool refuses a message whose own limit is above it, and a producer stops
+    /// adding messages at it.
+    ///
+    /// 1,000,000,000 for both networks. Window PoSt is what must fit: one `SubmitWindowPost`
+    /// carries at most [`Policy::posted_partitions_max`] (3) partitions, and its gas limit (as
+    /// `lode_node::wallet::method_gas_limit` sizes it: twice the charged gas, counting every
+    /// sector of its partitions) is about 77 million for three full mainnet partitions of 2,349
+    /// 32 GiB sectors (3 SNARKs, 7,047 sectors, under a kilobyte of message), about 6.3 million
+    /// on the devnet (2-sector partitions). A block thus takes about 13 full mainnet PoSt
+    /// messages (39 partitions, some 90,000 sectors) or about 150 devnet ones (450 partitions),
+    /// and ten times the largest message any rule allows (a 64 KiB message is under 14 million
+    /// of byte gas; a 32 GiB prove-commit's ten SNARKs about 21 million). The cap bounds the
+    /// work of validating a block: the charged gas of a full block is at most half its limit,
+    /// some 500 SNARK verifications' worth. A deadline with more partitions than one block takes
+    /// is sent as several messages over several blocks (the poster splits it).
+    #[serde(default = "default_block_gas_limit")]
+    pub block_gas_limit: u64,
 }
+
+/// [`Policy::block_gas_limit`] of a policy written before the field existed (a `genesis.json`).
+fn default_block_gas_limit() -> u64 {
+    BLOCK_GAS_LIMIT
+}
+
+/// The block gas limit of [`Policy::mainnet`] and [`Policy::devnet`] (see
+/// [`Policy::block_gas_limit`]).
+const BLOCK_GAS_LIMIT: u64 = 1_000_000_000;
 
 const DAYS_IN_YEAR: u64 = 365;
 
@@ -263,6 +291,7 @@ impl Policy {
             gas_per_proof: 1_000_000,
             gas_per_sector: 5_000,
             max_message_size: 64 << 10,
+            block_gas_limit: BLOCK_GAS_LIMIT,
         }
     }
 
@@ -318,5 +347,32 @@ mod tests {
         assert_eq!(m.chain_finality, d.chain_finality * scale);
         assert!(d.fault_declaration_cutoff > d.wpost_challenge_lookback);
         assert!(d.wpost_proving_period() * d.epoch_duration_seconds <= 5 * 60);
+    }
+
+    #[test]
+    fn a_challenge_is_drawn_after_its_deadline_stops_taking_sectors() {
+        // A deadline takes no new sector once it is the next to open (`window` epochs before it
+        // opens); its challenge comes `lookback` epochs before it opens, so later.
+        for p in [Policy::mainnet(), Policy::devnet()] {
+            assert!(p.wpost_challenge_lookback < p.wpost_challenge_window);
+        }
+    }
+
+    #[test]
+    fn a_block_takes_several_full_window_posts_and_the_largest_message() {
+        for p in [Policy::mainnet(), Policy::devnet()] {
+            let size = p.sector_sizes[0];
+            let sectors = p.posted_partitions_max * size.window_post_sectors_per_partition() as u64;
+            // Twice the charged gas of a full PoSt message (a kilobyte), as wallets size it.
+            let post = 2
+                * (p.gas_base
+                    + p.gas_per_byte * 1024
+                    + p.gas_per_proof * p.posted_partitions_max
+                    + p.gas_per_sector * sectors
+                    + 2 * p.gas_per_signature);
+            assert!(p.block_gas_limit / post >= 10, "{}: {post}", p.network);
+            let largest = 2 * (p.gas_base + p.gas_per_byte * p.max_message_size);
+            assert!(p.block_gas_limit >= 10 * largest);
+        }
     }
 }

@@ -68,7 +68,7 @@ pub const MIN_PERIOD_DEADLINES: u64 = 4;
 fn shape_policy(policy: &mut lode_chain::Policy, opts: &DevnetOptions) -> DevnetResult<()> {
     if let Some(secs) = opts
         .epoch_seconds
-        .or_else(|| default_epoch_seconds(opts.miners))
+        .or_else(|| default_epoch_seconds(opts.miners, opts.sector_size))
     {
         policy.epoch_duration_seconds = secs.max(1);
     }
@@ -87,14 +87,22 @@ fn shape_policy(policy: &mut lode_chain::Policy, opts: &DevnetOptions) -> Devnet
     Ok(())
 }
 
-/// The epoch length when none is asked for: the devnet policy's (1 s) where the machine has two
-/// cores or more per miner, else 2 s. Every genesis miner wins nearly every epoch (five leaders
-/// are expected per epoch), so each proves a Winning PoSt per epoch, and on a 2-core machine two
-/// miners proving at once take about 0.9 s each: with 1-second epochs each would make a block
-/// only every other epoch.
-pub fn default_epoch_seconds(miners: usize) -> Option<u64> {
+/// The epoch length when none is asked for. Every genesis miner wins nearly every epoch (five
+/// leaders are expected per epoch), so each proves a Winning PoSt per epoch, and an epoch must
+/// leave room for it: at 2 KiB the devnet policy's 1 s where the machine has two cores or more
+/// per miner, else 2 s (two miners proving at once on 2 cores take about 0.9 s each: with
+/// 1-second epochs each would make a block only every other epoch); at larger sizes, whose
+/// Winning PoSt takes seconds (about 15 s at 8 MiB on one core), 20 s per epoch and twice that
+/// on a machine with fewer than two cores per miner — without it the miners would miss their
+/// blocks and then their Window PoSts, and the devnet would stop.
+pub fn default_epoch_seconds(miners: usize, size: SectorSize) -> Option<u64> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    (cores < miners.saturating_mul(2)).then_some(2)
+    let short = cores < miners.saturating_mul(2);
+    if size.bytes() <= SectorSize::S2KiB.bytes() {
+        short.then_some(2)
+    } else {
+        Some(if short { 40 } else { 20 })
+    }
 }
 
 /// A node of `devnet.json`.
@@ -784,5 +792,26 @@ pub async fn status(dir: &Path, file: &DevnetFile) -> DevnetStatus {
         clock_epoch,
         nodes,
         miners,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epochs_leave_room_for_the_sector_size_s_winning_post() {
+        // 2 KiB: the policy's 1 s, or 2 s when the machine is short of cores.
+        assert!(matches!(
+            default_epoch_seconds(1, SectorSize::S2KiB),
+            None | Some(2)
+        ));
+        assert_eq!(default_epoch_seconds(10_000, SectorSize::S2KiB), Some(2));
+        // 8 MiB: a Winning PoSt of seconds.
+        assert!(matches!(
+            default_epoch_seconds(1, SectorSize::S8MiB),
+            Some(20 | 40)
+        ));
+        assert_eq!(default_epoch_seconds(10_000, SectorSize::S8MiB), Some(40));
     }
 }

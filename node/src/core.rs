@@ -711,6 +711,13 @@ impl NodeCore {
                 self.config.max_block_messages
             ));
         }
+        let gas = lode_chain::block::block_gas(&b.messages);
+        let limit = self.chain.policy().block_gas_limit;
+        if gas > limit {
+            return Err(format!(
+                "the messages' gas limits sum to {gas}, above the block gas limit {limit}"
+            ));
+        }
         if b.header.messages_root != lode_chain::block::messages_root(&b.messages) {
             return Err("the messages root does not match the messages".into());
         }
@@ -1497,11 +1504,16 @@ impl NodeCore {
         Ok(self.mempool.add(msg, chain.policy(), &lookup)?)
     }
 
-    /// Messages for a block at the head, by gas price.
+    /// Messages for a block at the head, by gas price, at most `max_block_messages` and at most
+    /// the policy's block gas limit in gas limits.
     pub fn select_messages(&self) -> Vec<SignedMessage> {
         let chain = &self.chain;
         let lookup = |a: &Address| account_in(chain, a);
-        self.mempool.select(self.config.max_block_messages, &lookup)
+        self.mempool.select(
+            self.config.max_block_messages,
+            chain.policy().block_gas_limit,
+            &lookup,
+        )
     }
 
     /// The sender's next nonce, counting its pending messages.

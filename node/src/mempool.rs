@@ -1,7 +1,8 @@
 //! The mempool: signed messages waiting for a block.
 //!
 //! A message is accepted (and only then gossiped on) when its size, gas price and gas limit meet
-//! the policy, its sender is an account whose key verifies the signature, its nonce is not below
+//! the policy (a gas limit at least what inclusion costs and at most the block gas limit, so that
+//! some block can hold it), its sender is an account whose key verifies the signature, its nonce is not below
 //! the sender's next nonce nor more than [`MempoolConfig::max_per_sender`] ahead of it, and the
 //! sender's balance covers the worst-case cost (`gas_limit × gas_price + value`) of this message
 //! and every pending one before it. A message with the nonce of a pending one replaces it only if
@@ -12,7 +13,8 @@
 //! those it outbids do not make room. After every head change the pool
 //! drops what the new state makes stale (included nonces, senders that vanished, messages the
 //! balance no longer covers). Block producers take messages by gas price, each sender's in nonce
-//! order without gaps, and aggregate their signatures into the block's header.
+//! order without gaps, until the block's gas limits reach the policy's block gas limit (the rest
+//! wait for a later block), and aggregate their signatures into the block's header.
 //!
 //! **Signatures remembered.** Blocks carry their messages without signatures (one aggregate
 //! covers them), so a message taken off the chain by a reorganisation can return to the pool only
@@ -94,6 +96,16 @@ pub enum MempoolError {
         limit: u64,
         /// Needed.
         needed: u64,
+    },
+    /// A gas limit no block can hold.
+    #[error(
+        "gas limit {limit} is above the block gas limit {block}: no block can include this message; split its work over several messages"
+    )]
+    GasLimitAboveBlock {
+        /// Offered.
+        limit: u64,
+        /// The policy's block gas limit.
+        block: u64,
     },
     /// Unknown sender or not an account.
     #[error("sender {0} is not an account on chain")]
@@ -273,6 +285,12 @@ impl Mempool {
                 needed,
             });
         }
+        if m.gas_limit > policy.block_gas_limit {
+            return Err(MempoolError::GasLimitAboveBlock {
+                limit: m.gas_limit,
+                block: policy.block_gas_limit,
+            });
+        }
         let account =
             lookup(&m.from).ok_or_else(|| MempoolError::UnknownSender(m.from.to_string()))?;
         if let Address::Bls(k) = &m.from
@@ -439,11 +457,14 @@ impl Mempool {
         }
     }
 
-    /// Up to `max` messages for a block: by gas price, each sender's consecutively from its
-    /// state nonce.
+    /// Up to `max` messages for a block whose gas limits sum to at most `gas`: by gas price,
+    /// each sender's consecutively from its state nonce. A message that does not fit in the gas
+    /// left ends its sender's run for this block (its later nonces cannot go before it); other
+    /// senders' smaller messages may still fit. What is left stays in the pool.
     pub fn select(
         &self,
         max: usize,
+        gas: u64,
         lookup: &dyn Fn(&Address) -> Option<AccountState>,
     ) -> Vec<SignedMessage> {
         // Per sender, the run of consecutive nonces from the state's next nonce.
@@ -469,12 +490,17 @@ impl Mempool {
             }
         }
         let mut out = Vec::new();
+        let mut left = gas;
         while out.len() < max {
             let Some((_, std::cmp::Reverse(i), j)) = heap.pop() else {
                 break;
             };
             let Some(run) = runs.get(i) else { break };
             if let Some(e) = run.get(j) {
+                let Some(rest) = left.checked_sub(e.msg.message.gas_limit) else {
+                    continue;
+                };
+                left = rest;
                 out.push(e.msg.clone());
             }
             let next = j.saturating_add(1);
@@ -550,6 +576,93 @@ mod tests {
     }
 
     #[test]
+    fn a_block_takes_messages_up_to_its_gas_limit_and_the_rest_wait_for_the_next() {
+        let mut w = World::new(3, TokenAmount::tokens(1));
+        // Room for three of the test's 1,000,000-gas messages, not four.
+        w.policy.block_gas_limit = 3_500_000;
+        let min = w.policy.min_gas_price.0;
+        let mut p = Mempool::new(MempoolConfig::default());
+        {
+            let look = w.lookup();
+            // A message no block can hold is refused, saying why.
+            let mut big = w.msg(2, 0, min).message;
+            big.gas_limit = 3_500_001;
+            let big = big.sign(&w.policy.network, &w.keys[2]);
+            let refused = p.add(big, &w.policy, &look).unwrap_err();
+            assert_eq!(
+                refused,
+                MempoolError::GasLimitAboveBlock {
+                    limit: 3_500_001,
+                    block: 3_500_000
+                }
+            );
+            assert!(refused.to_string().contains("split its work"), "{refused}");
+            for n in 0..5 {
+                p.add(w.msg(0, n, min), &w.policy, &look).unwrap();
+            }
+            p.add(w.msg(1, 0, min * 2), &w.policy, &look).unwrap();
+        }
+        let mut blocks = Vec::new();
+        for _ in 0..3 {
+            let picked = p.select(usize::MAX, w.policy.block_gas_limit, &w.lookup());
+            assert!(
+                picked.iter().map(|m| m.message.gas_limit).sum::<u64>() <= w.policy.block_gas_limit
+            );
+            // The block is applied: its senders' nonces advance, the pool drops what it took.
+            for m in &picked {
+                let Address::Id(id) = m.message.from else {
+                    unreachable!()
+                };
+                w.accounts.get_mut(&id).unwrap().nonce = m.message.nonce + 1;
+            }
+            blocks.push(
+                picked
+                    .iter()
+                    .map(|m| (m.message.from, m.message.nonce))
+                    .collect::<Vec<_>>(),
+            );
+            let look = w.lookup();
+            p.revalidate(&look);
+        }
+        let (a, b) = (Address::Id(ActorId(100)), Address::Id(ActorId(101)));
+        // The dearer sender first, then the other's nonces in order; what does not fit waits.
+        assert_eq!(
+            blocks,
+            vec![
+                vec![(b, 0), (a, 0), (a, 1)],
+                vec![(a, 2), (a, 3), (a, 4)],
+                vec![]
+            ]
+        );
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_message_too_large_for_the_gas_left_ends_its_senders_run_only() {
+        let w = World::new(2, TokenAmount::tokens(1));
+        let look = w.lookup();
+        let min = w.policy.min_gas_price.0;
+        let mut p = Mempool::new(MempoolConfig::default());
+        // Sender 0: a dear 3,000,000-gas message then a small one; sender 1: cheap small ones.
+        let mut large = w.msg(0, 0, min * 10).message;
+        large.gas_limit = 3_000_000;
+        p.add(large.sign(&w.policy.network, &w.keys[0]), &w.policy, &look)
+            .unwrap();
+        p.add(w.msg(0, 1, min * 10), &w.policy, &look).unwrap();
+        p.add(w.msg(1, 0, min), &w.policy, &look).unwrap();
+        p.add(w.msg(1, 1, min), &w.policy, &look).unwrap();
+        let picked: Vec<(Address, u64)> = p
+            .select(usize::MAX, 2_500_000, &look)
+            .iter()
+            .map(|m| (m.message.from, m.message.nonce))
+            .collect();
+        let (a, b) = (Address::Id(ActorId(100)), Address::Id(ActorId(101)));
+        // Sender 0's nonce 1 cannot go before its nonce 0; sender 1's messages fit.
+        assert_eq!(picked, vec![(b, 0), (b, 1)]);
+        assert!(!picked.contains(&(a, 1)));
+    }
+
+    #[test]
     fn checks_replaces_by_fee_and_selects_by_price_in_nonce_order() {
         let w = World::new(3, TokenAmount::tokens(1));
         let mut p = Mempool::new(MempoolConfig::default());
@@ -572,7 +685,7 @@ mod tests {
         assert_eq!(p.len(), 3);
         // A gap: sender 2's nonce 1 waits for nonce 0.
         p.add(w.msg(2, 1, min * 100), &w.policy, &look).unwrap();
-        let picked = p.select(10, &look);
+        let picked = p.select(10, u64::MAX, &look);
         let order: Vec<(u64, u64)> = picked
             .iter()
             .map(|m| match m.message.from {
@@ -688,7 +801,7 @@ mod tests {
                 .sum::<usize>()
         );
         assert!(pending.iter().all(|m| p.contains(&m.id())));
-        let selected = p.select(usize::MAX, &w.lookup());
+        let selected = p.select(usize::MAX, u64::MAX, &w.lookup());
         assert!(selected.iter().all(|m| p.contains(&m.id())));
         if !selected.is_empty() {
             let body = lode_chain::block::BlockMessages::from_signed(&selected).unwrap();
@@ -802,7 +915,7 @@ mod tests {
         add(&mut p, &w, new.clone());
         assert!(!p.contains(&old.id()) && p.contains(&new.id()));
         assert_eq!(p.len(), 6);
-        assert!(!p.select(usize::MAX, &w.lookup()).contains(&old));
+        assert!(!p.select(usize::MAX, u64::MAX, &w.lookup()).contains(&old));
         check_books(&p, &w);
         // Evicted: the pool is full, a dearer newcomer pushes out the cheapest queue tail (sender
         // 0's nonce 1, the lowest sender among the cheapest).
@@ -810,7 +923,10 @@ mod tests {
         add(&mut p, &w, w.msg(4, 0, min * 5));
         assert!(!p.contains(&evicted.id()));
         assert_eq!(p.len(), 6);
-        assert!(!p.select(usize::MAX, &w.lookup()).contains(&evicted));
+        assert!(
+            !p.select(usize::MAX, u64::MAX, &w.lookup())
+                .contains(&evicted)
+        );
         check_books(&p, &w);
         // Included: the head takes senders 2's two messages.
         w.accounts.get_mut(&ActorId(102)).unwrap().nonce = 2;
@@ -826,7 +942,7 @@ mod tests {
         p.revalidate(&w.lookup());
         assert!(p.is_empty());
         assert_eq!(p.bytes(), 0);
-        assert!(p.select(usize::MAX, &w.lookup()).is_empty());
+        assert!(p.select(usize::MAX, u64::MAX, &w.lookup()).is_empty());
         // What the pool remembers of signatures after the messages left (for reorganisations)
         // is the last `remembered` accepted ones, and they are the accepted signatures.
         let known: Vec<&SignedMessage> = accepted

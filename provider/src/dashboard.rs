@@ -88,6 +88,10 @@ pub struct WorkingSector {
     pub retry_at: Option<u64>,
     /// The last failure's reason.
     pub last_error: Option<String>,
+    /// Why it waits, as the pipeline's last look at it said (the disk space or memory a new
+    /// sector needs, with the figures; a seed's epoch; a batch forming).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// A deadline's window and, when it holds the miner's partitions, the poster's view of it.
@@ -347,6 +351,7 @@ pub async fn dashboard<A: NodeApi>(ctx: &ProviderRpc<A>) -> Dashboard {
             failures: s.failures,
             retry_at: s.retry_at,
             last_error: s.last_error.clone(),
+            waiting: s.waiting.clone(),
         })
         .collect();
     let (current_deadline, next_deadline) = deadline_slots(&proving);
@@ -571,6 +576,7 @@ node {node} · head epoch <span id=\"head-epoch\">{head}</span> · lode {version
                 w.retry_at
                     .map_or_else(|| "-".into(), |r| e(ago(d.generated_at, r))),
                 opt(w.last_error.as_deref()),
+                opt(w.waiting.as_deref()),
             ]
         })
         .collect();
@@ -584,6 +590,7 @@ node {node} · head epoch <span id=\"head-epoch\">{head}</span> · lode {version
             "Retries",
             "Next retry",
             "Last error",
+            "Waiting for",
         ],
         &rows,
     );
@@ -829,7 +836,10 @@ mod tests {
             comm_r: None,
             pre_commit: None,
             prove_commit: None,
+            terminate: None,
             history: Vec::new(),
+            waiting: None,
+            dir: None,
         }
     }
 
@@ -952,7 +962,15 @@ mod tests {
                 },
             ],
             sectors: sector_rows(&pipeline, &sectors),
-            working: Vec::new(),
+            working: vec![WorkingSector {
+                sector_number: 9,
+                state: SectorState::Packing,
+                since: 1_000,
+                failures: 0,
+                retry_at: None,
+                last_error: None,
+                waiting: Some("waiting for disk space: <scratch> needs 9 KiB".into()),
+            }],
             faults: fault_rows(&proving, &sectors),
             current_deadline,
             next_deadline,
@@ -1034,6 +1052,8 @@ mod tests {
         assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
         assert!(html.contains("state_minerInfo: &lt;down&gt;"));
         assert!(html.contains("leaf 3 &quot;bad&quot;"));
+        // Why a working sector waits.
+        assert!(html.contains("<td>waiting for disk space: &lt;scratch&gt; needs 9 KiB</td>"));
         // The JSON form round-trips.
         let json = serde_json::to_string(&d).unwrap();
         assert_eq!(serde_json::from_str::<Dashboard>(&json).unwrap(), d);

@@ -36,12 +36,18 @@ pub enum ProviderError {
     /// A declaration the chain would refuse (nothing was sent): which sector, and why.
     #[error("cannot declare: {0}")]
     Declaration(String),
+    /// An operator's request the chain would refuse, or did refuse (what, and what to do).
+    #[error("{0}")]
+    Refused(String),
     /// The API server could not be started.
     #[error("API server: {0}")]
     Serve(String),
     /// The sector pipeline's records could not be read or changed.
     #[error("sector pipeline: {0}")]
     Pipeline(String),
+    /// A sector could not be moved between sealing scratch and long-term storage, or removed.
+    #[error(transparent)]
+    Storage(#[from] crate::pipeline::storage::StorageError),
     /// The daemon is stopping.
     #[error("stopping")]
     Stopped,

@@ -79,6 +79,9 @@ pub struct ProviderMetrics {
     pub winning_post_seconds: Seconds,
     /// Seconds to make one Window PoSt partition proof.
     pub window_post_seconds: Seconds,
+    /// Epochs from a deadline's opening to the head at which this provider saw its Window PoSt
+    /// on chain (every partition proven), per deadline confirmed.
+    pub window_post_landed_epochs: Histogram,
     /// Sectors of the pipeline per state (every state, zeros included; refreshed at each scrape).
     pub pipeline_sectors: Family<StateLabel, Gauge>,
     /// Per state that is neither final nor `Proving`, and holds sectors: seconds since the sector
@@ -157,6 +160,7 @@ impl ProviderMetrics {
             sectors: Gauge::default(),
             winning_post_seconds: Seconds::new(),
             window_post_seconds: Seconds::new(),
+            window_post_landed_epochs: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
             pipeline_sectors: Family::default(),
             pipeline_oldest_state_seconds: Family::default(),
             sealing_phase_seconds: Family::new_with_constructor(phase_histogram),
@@ -214,6 +218,11 @@ impl ProviderMetrics {
             "window_post_seconds",
             "Seconds to make one Window PoSt partition proof",
             m.window_post_seconds.histogram.clone(),
+        );
+        r.register(
+            "window_post_landed_epochs",
+            "Epochs from a deadline's opening to its Window PoSt seen on chain",
+            m.window_post_landed_epochs.clone(),
         );
         r.register(
             "pipeline_sectors",

@@ -13,11 +13,16 @@
 //!   the margin allows; past it the window is given up (reported once in
 //!   [`TickReport::late`]), and a failure of one deadline never stops the others' work or the
 //!   declarations;
-//! - **submits** the proofs as one `SubmitWindowPost` message once the window is open and before
-//!   the margin (the message lands in a block of the window);
-//! - **re-submits** if, a few epochs later, the partitions are still not posted while the window
-//!   is open (a reorganisation dropped the message, or it was never included): the margin's
-//!   epochs are there for this;
+//! - **submits** the proofs once the window is open and before the margin, in as many
+//!   `SubmitWindowPost` messages as needed: each carries at most the policy's
+//!   `posted_partitions_max` partitions and fits one block — its gas limit, sized for its own
+//!   partitions' sectors, within the block gas limit, its size within the message size limit
+//!   ([`split`], [`message_fits`]) — so a deadline with many partitions lands over several
+//!   blocks of its window, every partition in exactly one message;
+//! - **re-submits** the partitions that are still not posted a few epochs after their message
+//!   went out, while the window is open (a reorganisation dropped the message, it was never
+//!   included, or a send failed part-way): only those, since the chain refuses a partition proven
+//!   twice in a window. The margin's epochs are there for this;
 //! - **drops** any work whose window has closed, and counts a deadline that closed without its
 //!   partitions posted as *missed* (a warning in the log, `lode_provider_window_post_missed`).
 //!   Each step checks its own window when it starts, so stale work never delays the current
@@ -28,7 +33,8 @@
 //! ([`crate::prover::SectorStore::check`]: files readable, a few challenged leaves opening against
 //! the sector's `comm_r`) on every sector the deadline must prove, **declares faulty** the sectors
 //! that fail it (cheaper than being caught by a missed proof) and **declares recovered** faulty
-//! sectors that pass it again, so they regain power with the next proof — except the sectors an
+//! sectors that pass it again (each declaration split, like the proofs, into messages that fit a
+//! block), so they regain power with the next proof — except the sectors an
 //! operator declared faulty through the API ([`PosterHandle::declare`]), which stay faulty until
 //! the operator declares them recovered (or the provider restarts). Each sector is declared faulty
 //! at most once per deadline instance, and recovered at most once (a sector declared faulty may
@@ -165,18 +171,173 @@ fn proving_period(policy: &Policy, index: u64, open: Epoch, next: Epoch) -> Opti
     })
 }
 
-/// A window's proofs, and the sectors they prove per partition (what the chain faults if they
-/// never land).
+/// One partition's proof in a window: what it posts, the sectors it proves (what the chain
+/// faults if it never lands), the partition's live sectors (what its message's gas is sized for)
+/// and when it was last sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PartitionProof {
+    post: PostPartition,
+    proof: Vec<u8>,
+    proven: BTreeSet<u64>,
+    sectors: usize,
+    sent: Option<Epoch>,
+}
+
+/// A window's proofs, one per partition; they are sent in as many `SubmitWindowPost` messages as
+/// the block gas limit and the message size require ([`split`]), each partition tracked on its
+/// own.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Proof {
-    params: WindowPostParams,
-    proven: Vec<(u64, BTreeSet<u64>)>,
+    deadline: u64,
+    partitions: Vec<PartitionProof>,
+}
+
+/// What a message may be: its gas limit ([`lode_node::wallet::method_gas_limit`], as the
+/// [`Messenger`] sizes it) within [`Policy::block_gas_limit`], its signed size within
+/// [`Policy::max_message_size`]. Measured on the worst case of the fields the messenger fills in
+/// later (the longest nonce and gas limit), so the message it sends is never larger.
+pub fn message_fits(
+    policy: &Policy,
+    worker: ActorId,
+    actor: ActorId,
+    method: Method,
+    proofs: usize,
+    sectors: usize,
+) -> bool {
+    let msg = Message {
+        from: Address::Id(worker),
+        to: Address::Id(actor),
+        nonce: u64::MAX,
+        value: TokenAmount::ZERO,
+        method,
+        gas_limit: u64::MAX,
+        gas_price: policy.min_gas_price,
+    };
+    let gas = lode_node::wallet::method_gas_limit(policy, &msg, proofs as u64, sectors as u64);
+    gas <= policy.block_gas_limit && msg.signed_len() as u64 <= policy.max_message_size
+}
+
+/// Splits `items` into consecutive groups of at most `max` items, each as large as `fits` allows
+/// (`fits` must be monotone: a group that fits still fits without its last item). `Err(i)` when
+/// item `i` fits in no group, even alone.
+pub fn split<T>(items: &[T], max: usize, fits: impl Fn(&[T]) -> bool) -> Result<Vec<&[T]>, usize> {
+    let mut out = Vec::new();
+    let mut rest = items;
+    let mut done = 0usize;
+    while !rest.is_empty() {
+        // The largest prefix that fits, by binary search: O(log n) trials per group.
+        let (mut lo, mut hi) = (0usize, rest.len().min(max));
+        while lo < hi {
+            // lo < mid <= hi: no overflow, and `mid - 1` cannot underflow.
+            let mid = lo.saturating_add(hi.saturating_sub(lo).div_ceil(2));
+            if rest.get(..mid).is_some_and(&fits) {
+                lo = mid;
+            } else {
+                hi = mid.saturating_sub(1);
+            }
+        }
+        if lo == 0 {
+            return Err(done);
+        }
+        let (group, tail) = rest.split_at(lo);
+        out.push(group);
+        rest = tail;
+        done = done.saturating_add(lo);
+    }
+    Ok(out)
+}
+
+/// Groups a deadline's partition proofs into `SubmitWindowPost` messages (see [`split`]): at most
+/// [`Policy::posted_partitions_max`] partitions each, each message fitting a block
+/// ([`message_fits`], its gas sized for its partitions' sectors). Returns each message's
+/// parameters, the positions in `parts` it carries and its sector count.
+fn window_post_messages(
+    policy: &Policy,
+    worker: ActorId,
+    actor: ActorId,
+    deadline: u64,
+    parts: &[&PartitionProof],
+) -> ProviderResult<Vec<(WindowPostParams, Vec<u64>, usize)>> {
+    let params = |group: &[&PartitionProof]| WindowPostParams {
+        deadline,
+        partitions: group.iter().map(|p| p.post.clone()).collect(),
+        proofs: group.iter().map(|p| p.proof.clone()).collect(),
+    };
+    let sectors = |group: &[&PartitionProof]| group.iter().map(|p| p.sectors).sum::<usize>();
+    let max = usize::try_from(policy.posted_partitions_max).unwrap_or(usize::MAX);
+    let groups = split(parts, max, |group| {
+        let method = Method::Miner(MinerMethod::SubmitWindowPost(params(group)));
+        message_fits(policy, worker, actor, method, group.len(), sectors(group))
+    })
+    .map_err(|i| {
+        let index = parts.get(i).map_or(0, |p| p.post.index);
+        ProviderError::Node(format!(
+            "deadline {deadline} partition {index}: its Window PoSt alone exceeds the block gas limit {} or the message size limit {}: the network's policy cannot take this partition",
+            policy.block_gas_limit, policy.max_message_size
+        ))
+    })?;
+    Ok(groups
+        .into_iter()
+        .map(|g| {
+            (
+                params(g),
+                g.iter().map(|p| p.post.index).collect(),
+                sectors(g),
+            )
+        })
+        .collect())
+}
+
+/// Splits declared sectors into messages of `declaration` that each fit a block (see
+/// [`split`] and [`message_fits`]): every sector in exactly one message, in order.
+pub fn declaration_messages(
+    policy: &Policy,
+    worker: ActorId,
+    actor: ActorId,
+    declaration: Declaration,
+    locations: &[SectorLocation],
+) -> ProviderResult<Vec<Vec<SectorLocation>>> {
+    let flat: Vec<(u64, u64, u64)> = locations
+        .iter()
+        .flat_map(|l| l.sectors.iter().map(|&s| (l.deadline, l.partition, s)))
+        .collect();
+    let group = |items: &[(u64, u64, u64)]| {
+        let mut out: Vec<SectorLocation> = Vec::new();
+        for &(deadline, partition, s) in items {
+            match out.last_mut() {
+                Some(l) if l.deadline == deadline && l.partition == partition => {
+                    l.sectors.insert(s);
+                }
+                _ => out.push(SectorLocation {
+                    deadline,
+                    partition,
+                    sectors: [s].into(),
+                }),
+            }
+        }
+        out
+    };
+    let method = |locs: Vec<SectorLocation>| {
+        Method::Miner(match declaration {
+            Declaration::Faults => MinerMethod::DeclareFaults(locs),
+            Declaration::Recoveries => MinerMethod::DeclareRecoveries(locs),
+        })
+    };
+    let groups = split(&flat, usize::MAX, |items| {
+        message_fits(policy, worker, actor, method(group(items)), 0, items.len())
+    })
+    .map_err(|_| {
+        ProviderError::Declaration(
+            "a declaration of one sector exceeds the block gas limit or the message size limit: the network's policy cannot take it".into(),
+        )
+    })?;
+    Ok(groups.into_iter().map(group).collect())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Task {
     Proved(Proof),
-    Submitted { at: Epoch, proof: Proof },
+    Submitted { proof: Proof },
     Confirmed,
 }
 
@@ -187,11 +348,11 @@ enum Task {
 /// chain excused the window (it made no block in it).
 fn verdict(proof: &Proof, after: Option<&DeadlineView>) -> WindowResult {
     let faulted = after.is_some_and(|dl| {
-        proof.proven.iter().any(|(index, sectors)| {
+        proof.partitions.iter().any(|part| {
             dl.partitions
                 .iter()
-                .filter(|p| p.index == *index)
-                .any(|p| p.faults.iter().any(|n| sectors.contains(n)))
+                .filter(|p| p.index == part.post.index)
+                .any(|p| p.faults.iter().any(|n| part.proven.contains(n)))
         })
     });
     if faulted {
@@ -456,9 +617,22 @@ impl PosterHandle {
             Declaration::Faults => MinerMethod::DeclareFaults(locations.clone()),
             Declaration::Recoveries => MinerMethod::DeclareRecoveries(locations.clone()),
         };
+        let method = Method::Miner(method);
+        if !message_fits(
+            &self.messenger.policy,
+            view.worker,
+            self.actor,
+            method.clone(),
+            0,
+            count,
+        ) {
+            return Err(ProviderError::Declaration(format!(
+                "{count} sectors are too many for one message (the block gas limit or the message size limit): declare them in smaller groups"
+            )));
+        }
         let message = self
             .messenger
-            .send(api, view.worker, Method::Miner(method), 0, count)
+            .send(api, view.worker, method, 0, count)
             .await?;
         let numbers = locations.iter().flat_map(|l| l.sectors.iter().copied());
         {
@@ -487,6 +661,177 @@ impl PosterHandle {
                 })
                 .collect(),
         })
+    }
+}
+
+/// The most sectors one `provider_extendSectors` names.
+pub const MAX_EXTEND: usize = 256;
+
+/// One sector of an extension: `provider_extendSectors`' result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtendedSector {
+    /// Sector number.
+    pub sector_number: u64,
+    /// Its expiration before.
+    pub old_expiration: Epoch,
+}
+
+/// An extension executed on chain: `provider_extendSectors`' result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extended {
+    /// The message's id.
+    #[serde(with = "lode_node::rpc::types::serde_hex::hash")]
+    pub message: [u8; 32],
+    /// The epoch of the tipset that executed it.
+    pub executed_at: Epoch,
+    /// The sectors' new expiration.
+    pub new_expiration: Epoch,
+    /// The sectors, with their old expirations.
+    pub sectors: Vec<ExtendedSector>,
+}
+
+/// Where `sectors` are and what they expire at, checked the way the chain checks an extension
+/// to `new_expiration` landing at `landing`: each live and active (the chain extends no faulty
+/// or unproven sector), expiring before `new_expiration`, which is at most
+/// `max_sector_expiration_extension` epochs away and keeps each sector's lifetime within
+/// `max_sector_lifetime`.
+///
+/// # Errors
+/// [`ProviderError::Refused`] naming the first sector (or the bound) that fails, and why.
+pub fn plan_extension(
+    policy: &Policy,
+    live: &[lode_node::rpc::types::SectorInfo],
+    sectors: &[u64],
+    new_expiration: Epoch,
+    landing: Epoch,
+) -> ProviderResult<(Vec<SectorLocation>, Vec<ExtendedSector>)> {
+    let refuse = |why: String| Err(ProviderError::Refused(why));
+    let furthest = landing.saturating_add(policy.max_sector_expiration_extension);
+    if new_expiration > furthest {
+        return refuse(format!(
+            "expiration {new_expiration} is more than {} epochs after epoch {landing}: give at most {furthest}",
+            policy.max_sector_expiration_extension
+        ));
+    }
+    let mut plan: BTreeMap<(u64, u64), BTreeSet<u64>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for &n in sectors {
+        let Some(s) = live.iter().find(|s| s.sector_number == n) else {
+            return refuse(format!("sector {n} is not live on chain"));
+        };
+        if s.status != "active" {
+            return refuse(format!(
+                "sector {n} is {}: only active sectors can be extended (recover it first)",
+                s.status
+            ));
+        }
+        if new_expiration <= s.expiration {
+            return refuse(format!(
+                "sector {n} already expires at epoch {}: give an expiration after it",
+                s.expiration
+            ));
+        }
+        if new_expiration.saturating_sub(s.activation) > policy.max_sector_lifetime {
+            return refuse(format!(
+                "sector {n} was activated at epoch {}: expiration {new_expiration} would make it live more than {} epochs (give at most {})",
+                s.activation,
+                policy.max_sector_lifetime,
+                s.activation.saturating_add(policy.max_sector_lifetime)
+            ));
+        }
+        plan.entry((s.deadline, s.partition)).or_default().insert(n);
+        out.push(ExtendedSector {
+            sector_number: n,
+            old_expiration: s.expiration,
+        });
+    }
+    let locations = plan
+        .into_iter()
+        .map(|((deadline, partition), sectors)| SectorLocation {
+            deadline,
+            partition,
+            sectors,
+        })
+        .collect();
+    Ok((locations, out))
+}
+
+/// How many epochs [`PosterHandle::extend`] waits for its message to be executed.
+pub const EXTEND_WAIT_EPOCHS: u64 = 20;
+
+impl PosterHandle {
+    /// Extends `sectors` to `new_expiration`: checks them against the chain ([`plan_extension`]),
+    /// sends `ExtendSectorExpiration` and waits (at most [`EXTEND_WAIT_EPOCHS`] epochs) for the
+    /// chain to execute it.
+    ///
+    /// # Errors
+    /// [`ProviderError::Refused`] when a sector cannot be extended (nothing is sent), when the
+    /// chain refused the message (its error), or when it was not executed in time (its id, to
+    /// look up later); [`ProviderError::Node`] when the node fails.
+    pub async fn extend<A: NodeApi>(
+        &self,
+        api: &A,
+        sectors: &[u64],
+        new_expiration: Epoch,
+    ) -> ProviderResult<Extended> {
+        let head = api.chain_head().await?.epoch;
+        let live = api.miner_sectors(self.actor).await?;
+        let policy = &self.messenger.policy;
+        let (locations, extended) = plan_extension(
+            policy,
+            &live,
+            sectors,
+            new_expiration,
+            head.saturating_add(1),
+        )?;
+        let view = api.proving_view(self.actor).await?;
+        let method = MinerMethod::ExtendSectorExpiration {
+            sectors: locations,
+            new_expiration,
+        };
+        let message = self
+            .messenger
+            .send(api, view.worker, Method::Miner(method), 0, sectors.len())
+            .await?;
+        tracing::info!(sectors = ?sectors, new_expiration, message = %hex::encode(message), "extension sent for the operator");
+        let pause = std::time::Duration::from_millis(
+            policy.epoch_duration_seconds.max(1).saturating_mul(250),
+        );
+        let deadline = head.saturating_add(EXTEND_WAIT_EPOCHS);
+        // A stalled chain does not hold the call forever: as long in seconds as the epochs.
+        let started = Instant::now();
+        let give_up = std::time::Duration::from_secs(
+            policy
+                .epoch_duration_seconds
+                .max(1)
+                .saturating_mul(EXTEND_WAIT_EPOCHS.saturating_add(1)),
+        );
+        loop {
+            if let Some(found) = api.search_message(message).await? {
+                if !found.receipt.ok() {
+                    return Err(ProviderError::Refused(format!(
+                        "the chain refused extension message {} at epoch {}: {} ({})",
+                        hex::encode(message),
+                        found.epoch,
+                        found.receipt.exit,
+                        found.receipt.error
+                    )));
+                }
+                return Ok(Extended {
+                    message,
+                    executed_at: found.epoch,
+                    new_expiration,
+                    sectors: extended,
+                });
+            }
+            if api.chain_head().await?.epoch > deadline || started.elapsed() >= give_up {
+                return Err(ProviderError::Refused(format!(
+                    "extension message {} was not executed within {EXTEND_WAIT_EPOCHS} epochs: look it up later (lode sectors status)",
+                    hex::encode(message)
+                )));
+            }
+            tokio::time::sleep(pause).await;
+        }
     }
 }
 
@@ -536,6 +881,21 @@ fn expected(p: &lode_node::core::PartitionView) -> Vec<SectorRef> {
         .iter()
         .filter(|s| !p.faults.contains(&s.sector_number) || p.recoveries.contains(&s.sector_number))
         .copied()
+        .collect()
+}
+
+/// The partitions of `proof` to send at `now`: not posted on chain (`pending`), and never sent or
+/// last sent at least [`RESUBMIT_AFTER`] epochs ago.
+fn due(proof: &Proof, pending: &[u64], now: Epoch) -> Vec<u64> {
+    proof
+        .partitions
+        .iter()
+        .filter(|p| pending.contains(&p.post.index))
+        .filter(|p| {
+            p.sent
+                .is_none_or(|at| now >= at.saturating_add(RESUBMIT_AFTER))
+        })
+        .map(|p| p.post.index)
         .collect()
 }
 
@@ -711,8 +1071,17 @@ impl Poster {
                 if matches!(self.tasks.get(&key), Some(Task::Submitted { .. })) {
                     self.tasks.insert(key, Task::Confirmed);
                     self.metrics.window_post_proven.inc();
+                    let landed = now.saturating_sub(dl.open);
+                    self.metrics
+                        .window_post_landed_epochs
+                        .observe(landed as f64);
                     report.confirmed.push(dl.index);
-                    tracing::info!(deadline = dl.index, open = dl.open, "Window PoSt on chain");
+                    tracing::info!(
+                        deadline = dl.index,
+                        open = dl.open,
+                        landed_after_epochs = landed,
+                        "Window PoSt on chain"
+                    );
                 }
                 continue;
             }
@@ -746,13 +1115,15 @@ impl Poster {
                         }
                     };
                     report.proved.push(dl.index);
-                    if proof.params.partitions.is_empty() {
+                    if proof.partitions.is_empty() {
                         // Nothing provable now: tried again next tick, while the margin allows.
                         continue;
                     }
                     self.tasks.insert(key, Task::Proved(proof));
                     if next >= dl.open
-                        && let Err(e) = self.submit(api, key, now, &view, &mut report).await
+                        && let Err(e) = self
+                            .submit(api, key, now, &view, &pending, &mut report)
+                            .await
                     {
                         failed.get_or_insert(e);
                     }
@@ -761,18 +1132,25 @@ impl Poster {
                     if !in_margin {
                         self.give_up(dl, "the Window PoSt was not submitted", &mut report);
                     } else if next >= dl.open
-                        && let Err(e) = self.submit(api, key, now, &view, &mut report).await
+                        && let Err(e) = self
+                            .submit(api, key, now, &view, &pending, &mut report)
+                            .await
                     {
                         failed.get_or_insert(e);
                     }
                 }
-                Some(Task::Submitted { at, .. }) => {
-                    if now >= at.saturating_add(RESUBMIT_AFTER) {
+                Some(Task::Submitted { proof, .. }) => {
+                    // Only the partitions not on chain whose last send is old (or that were never
+                    // sent: a send that failed part-way) go again.
+                    if !due(&proof, &pending, now).is_empty() {
                         tracing::warn!(
                             deadline = dl.index,
-                            "Window PoSt not on chain {RESUBMIT_AFTER} epochs after submission: sending it again"
+                            "Window PoSt partitions not on chain {RESUBMIT_AFTER} epochs after submission: sending them again"
                         );
-                        if let Err(e) = self.submit(api, key, now, &view, &mut report).await {
+                        if let Err(e) = self
+                            .submit(api, key, now, &view, &pending, &mut report)
+                            .await
+                        {
                             failed.get_or_insert(e);
                         }
                     }
@@ -867,11 +1245,11 @@ impl Poster {
         pending: &[u64],
         randomness: [u8; 32],
     ) -> ProviderResult<Proof> {
-        let work: Vec<(u64, Vec<SectorRef>)> = dl
+        let work: Vec<(u64, usize, Vec<SectorRef>)> = dl
             .partitions
             .iter()
             .filter(|p| pending.contains(&p.index))
-            .map(|p| (p.index, expected(p)))
+            .map(|p| (p.index, p.sectors.len(), expected(p)))
             .collect();
         let prover = self.prover.clone();
         let metrics = self.metrics.clone();
@@ -889,13 +1267,11 @@ impl Poster {
             None => None,
         };
         let proved = tokio::task::spawn_blocking(move || {
-            let mut params = WindowPostParams {
+            let mut proof = Proof {
                 deadline,
                 partitions: Vec::new(),
-                proofs: Vec::new(),
             };
-            let mut proven = Vec::new();
-            for (index, sectors) in work {
+            for (index, live, sectors) in work {
                 let started = Instant::now();
                 let p = prover.window_post(randomness, &sectors)?;
                 metrics
@@ -910,18 +1286,20 @@ impl Poster {
                     continue;
                 }
                 let skipped: BTreeSet<u64> = p.skipped.into_iter().collect();
-                proven.push((
-                    index,
-                    sectors
-                        .iter()
-                        .map(|s| s.sector_number)
-                        .filter(|n| !skipped.contains(n))
-                        .collect(),
-                ));
-                params.partitions.push(PostPartition { index, skipped });
-                params.proofs.push(p.proof);
+                let proven = sectors
+                    .iter()
+                    .map(|s| s.sector_number)
+                    .filter(|n| !skipped.contains(n))
+                    .collect();
+                proof.partitions.push(PartitionProof {
+                    post: PostPartition { index, skipped },
+                    proof: p.proof,
+                    proven,
+                    sectors: live,
+                    sent: None,
+                });
             }
-            Ok::<_, ProviderError>(Proof { params, proven })
+            Ok::<_, ProviderError>(proof)
         })
         .await
         .map_err(|_| ProviderError::Stopped)?;
@@ -933,45 +1311,77 @@ impl Poster {
         proved
     }
 
+    /// Sends the partitions of the window's proof that are due ([`due`]: not on chain, and not
+    /// sent in the last [`RESUBMIT_AFTER`] epochs) in as many messages as fit a block each
+    /// ([`window_post_messages`]), marking each partition sent as its message goes; a send
+    /// that fails leaves the rest for the next tick.
     async fn submit<A: NodeApi>(
         &mut self,
         api: &A,
         key: (u64, Epoch),
         now: Epoch,
         view: &ProvingView,
+        pending: &[u64],
         report: &mut TickReport,
     ) -> ProviderResult<()> {
-        let proof = match self.tasks.get(&key) {
+        let mut proof = match self.tasks.get(&key) {
             Some(Task::Proved(p)) | Some(Task::Submitted { proof: p, .. }) => p.clone(),
             _ => return Ok(()),
         };
-        let params = &proof.params;
-        let sectors: usize = view
-            .deadlines
-            .iter()
-            .filter(|d| d.index == key.0)
-            .flat_map(|d| d.partitions.iter().map(|p| p.sectors.len()))
-            .sum();
-        let proofs = params.proofs.len();
-        self.messenger
-            .send(
-                api,
+        let todo = due(&proof, pending, now);
+        let messages = {
+            let parts: Vec<&PartitionProof> = proof
+                .partitions
+                .iter()
+                .filter(|p| todo.contains(&p.post.index))
+                .collect();
+            window_post_messages(
+                &self.messenger.policy,
                 view.worker,
-                Method::Miner(MinerMethod::SubmitWindowPost(params.clone())),
-                proofs,
-                sectors,
-            )
-            .await?;
-        self.last_submitted.insert(key.0, now);
-        self.metrics.window_post_submitted.inc();
-        report.submitted.push(key.0);
-        tracing::info!(
-            deadline = key.0,
-            partitions = proofs,
-            "Window PoSt submitted"
-        );
-        self.tasks.insert(key, Task::Submitted { at: now, proof });
-        Ok(())
+                self.actor,
+                proof.deadline,
+                &parts,
+            )?
+        };
+        let mut result = Ok(());
+        let mut sent_any = false;
+        for (params, indices, sectors) in messages {
+            let proofs = params.proofs.len();
+            let sent = self
+                .messenger
+                .send(
+                    api,
+                    view.worker,
+                    Method::Miner(MinerMethod::SubmitWindowPost(params)),
+                    proofs,
+                    sectors,
+                )
+                .await;
+            if let Err(e) = sent {
+                result = Err(e);
+                break;
+            }
+            sent_any = true;
+            for p in proof
+                .partitions
+                .iter_mut()
+                .filter(|p| indices.contains(&p.post.index))
+            {
+                p.sent = Some(now);
+            }
+            self.metrics.window_post_submitted.inc();
+            tracing::info!(
+                deadline = key.0,
+                partitions = ?indices,
+                "Window PoSt submitted"
+            );
+        }
+        if sent_any {
+            self.last_submitted.insert(key.0, now);
+            report.submitted.push(key.0);
+            self.tasks.insert(key, Task::Submitted { proof });
+        }
+        result
     }
 
     /// Checks the sectors of the deadlines whose fault cutoff is near and still ahead, declares
@@ -1077,32 +1487,37 @@ impl Poster {
             }
         }
         if !faults.is_empty() {
-            let n: usize = faults.iter().map(|l| l.sectors.len()).sum();
             tracing::warn!(sectors = ?report.faults, "declaring sectors that failed their proving check faulty");
-            self.messenger
-                .send(
-                    api,
-                    view.worker,
-                    Method::Miner(MinerMethod::DeclareFaults(faults)),
-                    0,
-                    n,
-                )
-                .await?;
-            self.metrics.faults_declared.inc_by(n as u64);
         }
         if !recoveries.is_empty() {
-            let n: usize = recoveries.iter().map(|l| l.sectors.len()).sum();
             tracing::info!(sectors = ?report.recoveries, "declaring sectors recovered");
-            self.messenger
-                .send(
-                    api,
-                    view.worker,
-                    Method::Miner(MinerMethod::DeclareRecoveries(recoveries)),
-                    0,
-                    n,
-                )
-                .await?;
-            self.metrics.recoveries_declared.inc_by(n as u64);
+        }
+        // Each declaration in as many messages as fit a block.
+        for (declaration, locations) in [
+            (Declaration::Faults, faults),
+            (Declaration::Recoveries, recoveries),
+        ] {
+            let messages = declaration_messages(
+                &self.messenger.policy,
+                view.worker,
+                self.actor,
+                declaration,
+                &locations,
+            )?;
+            for locs in messages {
+                let n: usize = locs.iter().map(|l| l.sectors.len()).sum();
+                let method = match declaration {
+                    Declaration::Faults => MinerMethod::DeclareFaults(locs),
+                    Declaration::Recoveries => MinerMethod::DeclareRecoveries(locs),
+                };
+                self.messenger
+                    .send(api, view.worker, Method::Miner(method), 0, n)
+                    .await?;
+                match declaration {
+                    Declaration::Faults => self.metrics.faults_declared.inc_by(n as u64),
+                    Declaration::Recoveries => self.metrics.recoveries_declared.inc_by(n as u64),
+                };
+            }
         }
         Ok(())
     }
@@ -1136,6 +1551,166 @@ mod tests {
         assert_eq!((first.start, first.current_deadline), (30, None));
         // An instance that cannot be (opening before its own period): nothing, no panic.
         assert_eq!(proving_period(&p, 47, 10, 5), None);
+    }
+
+    /// `n` partition proofs (192-byte proofs, `sectors` live sectors each, one skipped).
+    fn partitions(n: u64, sectors: usize) -> Vec<PartitionProof> {
+        (0..n)
+            .map(|index| PartitionProof {
+                post: PostPartition {
+                    index,
+                    skipped: [index * 1000].into(),
+                },
+                proof: vec![index as u8; 192],
+                proven: BTreeSet::new(),
+                sectors,
+                sent: None,
+            })
+            .collect()
+    }
+
+    /// The message the [`Messenger`] would send for `method` at `nonce`: its gas limit and size.
+    fn as_sent(p: &Policy, method: Method, proofs: usize, sectors: usize) -> (u64, u64) {
+        let mut msg = Message {
+            from: Address::Id(ActorId(101)),
+            to: Address::Id(ActorId(1000)),
+            nonce: 123_456,
+            value: TokenAmount::ZERO,
+            method,
+            gas_limit: 0,
+            gas_price: p.min_gas_price,
+        };
+        msg.gas_limit = lode_node::wallet::method_gas_limit(p, &msg, proofs as u64, sectors as u64);
+        (msg.gas_limit, msg.signed_len() as u64)
+    }
+
+    #[test]
+    fn a_deadline_with_many_partitions_is_split_into_messages_that_each_fit_a_block() {
+        for (mut p, sectors) in [(Policy::devnet(), 2), (Policy::mainnet(), 2349)] {
+            let parts = partitions(10, sectors);
+            let refs: Vec<&PartitionProof> = parts.iter().collect();
+            // The real policies: the chain's cap of partitions per message binds.
+            let msgs = window_post_messages(&p, ActorId(101), ActorId(1000), 7, &refs).unwrap();
+            let sizes: Vec<usize> = msgs.iter().map(|m| m.0.partitions.len()).collect();
+            assert_eq!(sizes, [3, 3, 3, 1], "{}", p.network);
+            // A block gas limit that takes about two partitions' messages: the gas binds.
+            let one = as_sent(&p, post_method(&msgs[0].0, 1), 1, sectors).0;
+            p.block_gas_limit = one * 2 + one / 2;
+            let msgs = window_post_messages(&p, ActorId(101), ActorId(1000), 7, &refs).unwrap();
+            assert!(msgs.len() >= 5, "{}: {} messages", p.network, msgs.len());
+            let mut covered = Vec::new();
+            for (params, indices, n) in &msgs {
+                assert_eq!(params.deadline, 7);
+                assert_eq!(params.partitions.len(), params.proofs.len());
+                assert!(params.partitions.len() as u64 <= p.posted_partitions_max);
+                assert_eq!(*n, sectors * indices.len());
+                let (gas, size) = as_sent(
+                    &p,
+                    Method::Miner(MinerMethod::SubmitWindowPost(params.clone())),
+                    params.proofs.len(),
+                    *n,
+                );
+                assert!(gas <= p.block_gas_limit, "{gas} > {}", p.block_gas_limit);
+                assert!(size <= p.max_message_size);
+                for (part, proof) in params.partitions.iter().zip(&params.proofs) {
+                    assert_eq!(proof, &parts[part.index as usize].proof);
+                    assert_eq!(part, &parts[part.index as usize].post);
+                }
+                covered.extend(indices.iter().copied());
+            }
+            assert_eq!(covered, (0..10).collect::<Vec<_>>(), "each exactly once");
+            // A partition that fits no message is an error that says so, nothing planned.
+            p.block_gas_limit = one - 1;
+            let e = window_post_messages(&p, ActorId(101), ActorId(1000), 7, &refs).unwrap_err();
+            assert!(e.to_string().contains("partition 0"), "{e}");
+        }
+    }
+
+    fn post_method(params: &WindowPostParams, n: usize) -> Method {
+        Method::Miner(MinerMethod::SubmitWindowPost(WindowPostParams {
+            deadline: params.deadline,
+            partitions: params.partitions[..n].to_vec(),
+            proofs: params.proofs[..n].to_vec(),
+        }))
+    }
+
+    #[test]
+    fn a_large_declaration_is_split_into_messages_that_each_fit() {
+        let mut p = Policy::devnet();
+        p.max_message_size = 1024;
+        // Three partitions of two deadlines, 1,500 sectors in all.
+        let locations: Vec<SectorLocation> = [(4, 0), (4, 1), (9, 0)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(deadline, partition))| SectorLocation {
+                deadline,
+                partition,
+                sectors: (0..500).map(|s| (i as u64) * 100_000 + s * 3).collect(),
+            })
+            .collect();
+        for declaration in [Declaration::Faults, Declaration::Recoveries] {
+            let msgs =
+                declaration_messages(&p, ActorId(101), ActorId(1000), declaration, &locations)
+                    .unwrap();
+            assert!(msgs.len() > 3);
+            let mut covered = Vec::new();
+            for locs in &msgs {
+                let n: usize = locs.iter().map(|l| l.sectors.len()).sum();
+                let method = Method::Miner(match declaration {
+                    Declaration::Faults => MinerMethod::DeclareFaults(locs.clone()),
+                    Declaration::Recoveries => MinerMethod::DeclareRecoveries(locs.clone()),
+                });
+                let (gas, size) = as_sent(&p, method, 0, n);
+                assert!(gas <= p.block_gas_limit && size <= p.max_message_size);
+                for l in locs {
+                    covered.extend(l.sectors.iter().map(|s| (l.deadline, l.partition, *s)));
+                }
+            }
+            let all: Vec<(u64, u64, u64)> = locations
+                .iter()
+                .flat_map(|l| l.sectors.iter().map(|s| (l.deadline, l.partition, *s)))
+                .collect();
+            assert_eq!(
+                covered, all,
+                "every sector in exactly one message, in order"
+            );
+        }
+        // Nothing to declare: no message.
+        assert!(
+            declaration_messages(&p, ActorId(101), ActorId(1000), Declaration::Faults, &[])
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn only_partitions_not_on_chain_and_not_sent_lately_are_sent_again() {
+        let mut proof = Proof {
+            deadline: 2,
+            partitions: partitions(4, 2),
+        };
+        assert_eq!(due(&proof, &[0, 1, 2, 3], 10), [0, 1, 2, 3]);
+        // Partitions 0 and 1 went out at 10 (2 then failed to send); 0 landed since.
+        proof.partitions[0].sent = Some(10);
+        proof.partitions[1].sent = Some(10);
+        let pending = [1, 2, 3];
+        assert_eq!(due(&proof, &pending, 11), [2, 3]);
+        assert_eq!(due(&proof, &pending, 10 + RESUBMIT_AFTER), [1, 2, 3]);
+        assert!(due(&proof, &[], 100).is_empty());
+    }
+
+    #[test]
+    fn split_takes_the_largest_groups_that_fit() {
+        let items: Vec<u64> = (1..=10).collect();
+        // Groups summing to at most 12, at most 4 items.
+        let sum = |g: &[u64]| g.iter().sum::<u64>() <= 12;
+        let groups = split(&items, 4, sum).unwrap();
+        assert_eq!(
+            groups,
+            vec![&[1, 2, 3, 4][..], &[5, 6], &[7], &[8], &[9], &[10]]
+        );
+        assert_eq!(split(&items, 4, |g| g.iter().all(|&x| x < 6)), Err(5));
+        assert!(split(&[] as &[u64], 4, sum).unwrap().is_empty());
     }
 
     #[test]

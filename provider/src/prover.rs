@@ -6,6 +6,13 @@
 //! opens and its replica and tree R are present; proving reads them and checks every opening, so a
 //! damaged sector shows up as faulty rather than as a proof the chain rejects.
 //!
+//! The sealing pipeline seals in a scratch directory and moves a sector into the store at
+//! Finalize, which runs after the sector's prove-commit has landed: from then until the move the
+//! chain may challenge it. A store made [`SectorStore::with_sealing`] therefore also finds, for a
+//! number the store itself lacks, a sector in the sealing scratch whose PreCommit2 is done
+//! (`pc2.json`: its replica and tree R complete) — so a sector is provable from the epoch it
+//! lands, and never declared faulty for being on its way to long-term storage.
+//!
 //! Proofs are made with the Winning and Window PoSt parameters, loaded once and kept in memory, and
 //! randomness from the operating system for the zero-knowledge blinding.
 //!
@@ -42,6 +49,8 @@ pub struct SectorStore {
     dir: PathBuf,
     miner: u64,
     size: SectorSize,
+    /// The sealing scratch, looked at for sectors sealed and not moved yet.
+    sealing: Option<PathBuf>,
 }
 
 impl SectorStore {
@@ -51,7 +60,15 @@ impl SectorStore {
             dir: dir.into(),
             miner,
             size,
+            sealing: None,
         }
+    }
+
+    /// The same store, also finding in the sealing scratch `dir` the sectors whose PreCommit2 is
+    /// done and that Finalize has not moved into the store yet (see the module docs).
+    pub fn with_sealing(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.sealing = Some(dir.into());
+        self
     }
 
     /// The store's directory.
@@ -60,24 +77,38 @@ impl SectorStore {
     }
 
     /// Every sector directory of this miner and size, by sector number (rescanned each call).
+    /// Hidden entries (a name starting with `.`) are skipped: a sector being copied in from
+    /// scratch is `.s-<miner>-<n>.moving` until it is renamed into place, complete.
+    /// With [`SectorStore::with_sealing`], a number the store lacks is also looked for among the
+    /// sealed sectors of the sealing scratch.
     pub fn scan(&self) -> BTreeMap<u64, PathBuf> {
         let mut out = BTreeMap::new();
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return out;
+        self.scan_into(&self.dir, false, &mut out);
+        if let Some(sealing) = &self.sealing {
+            self.scan_into(sealing, true, &mut out);
+        }
+        out
+    }
+
+    /// Adds the sectors of `dir` to `out` (not over one already there); with `sealed_only`, only
+    /// those whose PreCommit2 is done.
+    fn scan_into(&self, dir: &Path, sealed_only: bool, out: &mut BTreeMap<u64, PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
         };
         for e in entries.flatten() {
             let path = e.path();
-            if !path.is_dir() {
+            if !path.is_dir() || e.file_name().to_string_lossy().starts_with('.') {
                 continue;
             }
             if let Ok(s) = SealedSector::open(&path)
                 && s.id.miner_id == self.miner
                 && s.id.size == self.size
+                && (!sealed_only || s.dir.pc2().is_file())
             {
-                out.insert(s.id.sector_number, path);
+                out.entry(s.id.sector_number).or_insert(path);
             }
         }
-        out
     }
 
     /// Opens sector `n` if it is present and readable.

@@ -8,11 +8,13 @@
 //! | `config.toml` | [`ProviderSettings`] |
 //! | `genesis.json` | the network's genesis (the slot clock and the rules; another path may be configured) |
 //! | `worker.key` | the worker's BLS secret key, hex (`0600`; never logged) |
-//! | `sectors/` | sealed sector directories, found by scanning (the pipeline seals new sectors there) |
+//! | `sectors/` | long-term storage: sealed sector directories, found by scanning (Finalize moves newly sealed sectors there) |
+//! | `scratch/` | sealing scratch: the sectors being sealed, one directory each (`[sealing] scratch`; the prover looks there only for a sector on chain that Finalize has not moved yet) |
 //! | `pipeline/` | the sealing pipeline's database (sled): one record per sector (`[sealing] db`) |
 //! | `cache/` | the SDR parent cache, shared by every sector of a size (`[sealing] parent_cache`) |
 //! | `token` | the provider API's bearer token for protected methods (`0600`; created at the first start) |
 //! | `endpoints.json` | written at every start: the API URL and token file, the metrics URL, the actor and the process id |
+//! | `lock` | held (an exclusive file lock) while a `lode provider run` uses the directory: a second one refuses to start |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,31 @@ use crate::status::MiningEvents;
 pub const CONFIG_FILE: &str = "config.toml";
 /// The endpoints file's name in a provider's directory.
 pub const ENDPOINTS_FILE: &str = "endpoints.json";
+
+/// The file a running provider holds an exclusive lock on (released by the system when the
+/// process ends, however it ends).
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the provider directory's lock: one daemon per directory, so that two never mine, prove
+/// and sign for one miner at once (two would double every PoSt and fight over the worker's
+/// nonces). A lock left by a killed process is released by the system with it.
+fn lock_dir(dir: &Path) -> ProviderResult<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| config_error(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(config_error(
+            &path,
+            "another `lode provider run` uses this directory (its process id is in endpoints.json): stop it first",
+        )),
+        Err(std::fs::TryLockError::Error(e)) => Err(config_error(&path, e)),
+    }
+}
 
 /// `config.toml` of a provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,6 +124,18 @@ pub struct SealingSettings {
     pub db: PathBuf,
     /// The SDR parent cache's directory (absolute, or relative to the provider's directory).
     pub parent_cache: PathBuf,
+    /// The sealing scratch (absolute, or relative to the provider's directory): the phases
+    /// before Finalize work here, Finalize moves the sector to the sector store (`sectors`).
+    /// A fast disk with room for the sectors sealed at once; it may be another filesystem.
+    pub scratch: PathBuf,
+    /// Whether Finalize keeps each sector's unsealed copy (moved to the sector store beside the
+    /// replica, for retrieval and compute jobs); `false` deletes it.
+    pub keep_unsealed: bool,
+    /// How long, in epochs, a sector ready for its pre-commit or prove-commit waits for others
+    /// to share one message (0: only the sectors ready in the same tick share it).
+    pub batch_wait_epochs: u64,
+    /// The most sectors one pre-commit or prove-commit message carries.
+    pub max_batch: usize,
 }
 
 impl Default for SealingSettings {
@@ -105,6 +144,10 @@ impl Default for SealingSettings {
             enabled: true,
             db: PathBuf::from("pipeline"),
             parent_cache: PathBuf::from("cache"),
+            scratch: PathBuf::from("scratch"),
+            keep_unsealed: false,
+            batch_wait_epochs: crate::pipeline::runner::BATCH_WAIT_EPOCHS,
+            max_batch: crate::pipeline::runner::MAX_BATCH,
         }
     }
 }
@@ -275,6 +318,8 @@ pub struct RunningProvider {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     metrics: lode_node::rpc::MetricsServerHandle,
     rpc: lode_node::rpc::RpcServerHandle,
+    /// The directory's lock, held until the provider is dropped.
+    _lock: std::fs::File,
 }
 
 impl RunningProvider {
@@ -329,12 +374,19 @@ fn start_pipeline<A: NodeApi>(
     let db = resolve(dir, &s.db);
     let store = PipelineStore::open(&db)
         .map_err(|e| format!("the pipeline database {}: {e}", db.display()))?;
-    let config = PipelineConfig::new(
+    let mut config = PipelineConfig::new(
         actor,
         size,
         resolve(dir, &settings.sectors),
+        resolve(dir, &s.scratch),
         resolve(dir, &s.parent_cache),
         &genesis.policy,
+    );
+    config.keep_unsealed = s.keep_unsealed;
+    config.batch_wait_epochs = s.batch_wait_epochs;
+    config.max_batch = s.max_batch.clamp(
+        1,
+        usize::try_from(genesis.policy.pre_commit_sector_batch_max).unwrap_or(1),
     );
     Ok(Pipeline::new(
         api.clone(),
@@ -356,6 +408,7 @@ fn start_pipeline<A: NodeApi>(
 /// [`ProviderError`]: a bad configuration, a key that is not the actor's worker, missing
 /// parameters (run `lode params generate`), an unreachable node.
 pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<RunningProvider> {
+    let lock = lock_dir(dir)?;
     let actor = settings.actor_id(dir)?;
     let genesis_path = resolve(dir, &settings.genesis);
     let genesis = GenesisFile::load(&genesis_path)?;
@@ -385,7 +438,9 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         ));
     }
     let size = info.sector_size;
-    let store = SectorStore::new(resolve(dir, &settings.sectors), actor.0, size);
+    // Sectors on chain and not moved out of the sealing scratch yet are proven from there.
+    let store = SectorStore::new(resolve(dir, &settings.sectors), actor.0, size)
+        .with_sealing(resolve(dir, &settings.sealing.scratch));
     let params = ParamStore::new(resolve(dir, &settings.params_dir));
     let prover = Arc::new(tokio::task::block_in_place(|| {
         Prover::load(&params, size, store)
@@ -433,6 +488,11 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     let poster = match &pipeline {
         Ok(p) => poster.with_tasks(p.scheduler().clone()),
         Err(_) => poster,
+    };
+    // Winning PoSts likewise.
+    let miner = match &pipeline {
+        Ok(p) => miner.with_tasks(p.scheduler().clone()),
+        Err(_) => miner,
     };
     let (mining, mining_events) = watch::channel(MiningEvents::default());
     let rpc_context = ProviderRpc {
@@ -520,6 +580,7 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         tasks,
         metrics: metrics_server,
         rpc,
+        _lock: lock,
     })
 }
 
@@ -527,6 +588,19 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
 #[allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_provider_on_one_directory_is_refused_until_the_first_is_gone() {
+        let d = tempfile::tempdir().unwrap();
+        let first = lock_dir(d.path()).unwrap();
+        let err = lock_dir(d.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("another `lode provider run` uses this directory"),
+            "{err}"
+        );
+        drop(first);
+        lock_dir(d.path()).unwrap();
+    }
 
     const BASE: &str = r#"
 actor = "l01000"
@@ -555,5 +629,27 @@ params_dir = "/params"
         assert_eq!(toml::from_str::<ProviderSettings>(&text).unwrap(), set);
         let typo = toml::from_str::<ProviderSettings>(&format!("{BASE}\n[proving]\nmargin = 3\n"));
         assert!(typo.unwrap_err().to_string().contains("margin"));
+    }
+
+    #[test]
+    fn sealing_scratch_defaults_to_the_providers_scratch_directory() {
+        let plain: ProviderSettings = toml::from_str(BASE).unwrap();
+        assert_eq!(plain.sealing.scratch, PathBuf::from("scratch"));
+        assert!(!plain.sealing.keep_unsealed);
+        // A config written before the keys existed still reads (defaults for what is missing).
+        let old: ProviderSettings =
+            toml::from_str(&format!("{BASE}\n[sealing]\nparent_cache = \"/c\"\n")).unwrap();
+        assert_eq!(old.sealing.scratch, PathBuf::from("scratch"));
+        let set: ProviderSettings = toml::from_str(&format!(
+            "{BASE}\n[sealing]\nscratch = \"/fast/scratch\"\nkeep_unsealed = true\n"
+        ))
+        .unwrap();
+        assert_eq!(set.sealing.scratch, PathBuf::from("/fast/scratch"));
+        assert!(set.sealing.keep_unsealed);
+        let text = toml::to_string_pretty(&set).unwrap();
+        assert_eq!(toml::from_str::<ProviderSettings>(&text).unwrap(), set);
+        let typo =
+            toml::from_str::<ProviderSettings>(&format!("{BASE}\n[sealing]\nscrach = \"x\"\n"));
+        assert!(typo.unwrap_err().to_string().contains("scrach"));
     }
 }

@@ -11,252 +11,17 @@
     clippy::indexing_slicing
 )]
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use common::*;
 use lode_chain::Policy;
 use lode_chain::actors::miner::MinerMethod;
-use lode_chain::crypto::SecretKey;
-use lode_chain::message::{Method, SignedMessage};
-use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
-use lode_node::core::{BlockVerdict, MinerBase, ProvingView};
-use lode_node::rpc::types::{HeadInfo, MessageLookupInfo, PreCommitView, ReceiptInfo, SectorInfo};
-use lode_node::wire::FullBlock;
+use lode_chain::message::Method;
 use lode_proofs::sector::SectorSize;
-use lode_provider::pipeline::runner::{Pipeline, PipelineConfig, RESEND_AFTER, Step};
-use lode_provider::pipeline::{
-    Event, PipelineStore, RetryPolicy, SectorChain, SectorKind, SectorRecord, SectorState,
-    SentMessage,
-};
-use lode_provider::poster::Messenger;
+use lode_provider::pipeline::runner::{PipelineConfig, RESEND_AFTER, Step};
+use lode_provider::pipeline::{Event, RetryPolicy, SectorKind, SectorRecord, SectorState};
 use lode_provider::tasks::config::Reserve;
 use lode_provider::tasks::{SchedulerConfig, TaskKind, TaskState};
-use lode_provider::{NodeApi, ProviderError, ProviderResult};
-
-const MINER: ActorId = ActorId(1000);
-const WORKER: ActorId = ActorId(101);
-const COMM_R: [u8; 32] = [3; 32];
-
-/// A node that answers from what the test sets and records every message pushed.
-#[derive(Default)]
-struct Chain {
-    precommits: Mutex<Vec<PreCommitView>>,
-    sectors: Mutex<Vec<SectorInfo>>,
-    receipts: Mutex<HashMap<[u8; 32], MessageLookupInfo>>,
-    pushed: Mutex<Vec<SignedMessage>>,
-    /// The head's epoch, once the test sets one.
-    head: Mutex<Option<Epoch>>,
-}
-
-impl Chain {
-    fn pushed(&self) -> Vec<SignedMessage> {
-        self.pushed.lock().unwrap().clone()
-    }
-}
-
-impl NodeApi for Chain {
-    async fn miner_base(&self, _: ActorId, _: Epoch) -> ProviderResult<MinerBase> {
-        Err(ProviderError::Node("not in this test".into()))
-    }
-    async fn submit_block(&self, _: FullBlock) -> ProviderResult<BlockVerdict> {
-        Err(ProviderError::Node("not in this test".into()))
-    }
-    async fn proving_view(&self, _: ActorId) -> ProviderResult<ProvingView> {
-        Ok(ProvingView {
-            head_epoch: 0,
-            sector_size: SectorSize::S2KiB,
-            worker: WORKER,
-            deadlines: Vec::new(),
-        })
-    }
-    async fn push_message(&self, msg: SignedMessage) -> ProviderResult<[u8; 32]> {
-        let id = msg.id();
-        self.pushed.lock().unwrap().push(msg);
-        Ok(id)
-    }
-    async fn next_nonce(&self, _: Address) -> ProviderResult<u64> {
-        Ok(self.pushed.lock().unwrap().len() as u64)
-    }
-    async fn chain_head(&self) -> ProviderResult<HeadInfo> {
-        match *self.head.lock().unwrap() {
-            Some(epoch) => Ok(HeadInfo {
-                epoch,
-                key: Vec::new(),
-                weight: 0,
-                parent_state_root: None,
-                state_root: None,
-            }),
-            None => Err(ProviderError::Node("not in this test".into())),
-        }
-    }
-    async fn miner_sectors(&self, _: ActorId) -> ProviderResult<Vec<SectorInfo>> {
-        Ok(self.sectors.lock().unwrap().clone())
-    }
-    async fn miner_precommits(&self, _: ActorId) -> ProviderResult<Vec<PreCommitView>> {
-        Ok(self.precommits.lock().unwrap().clone())
-    }
-    async fn seal_ticket(&self, _: ActorId, _: Epoch) -> ProviderResult<[u8; 32]> {
-        Ok([1; 32])
-    }
-    async fn search_message(&self, id: [u8; 32]) -> ProviderResult<Option<MessageLookupInfo>> {
-        Ok(self.receipts.lock().unwrap().get(&id).cloned())
-    }
-}
-
-fn precommit(n: u64, comm_r: [u8; 32], seed: Option<[u8; 32]>) -> PreCommitView {
-    PreCommitView {
-        sector_number: n,
-        comm_r,
-        comm_d: [0; 32],
-        deal_ids: Vec::new(),
-        expiration: 100_000,
-        seal_rand_epoch: 8,
-        ticket: [1; 32],
-        epoch: 20,
-        deposit: TokenAmount::tokens(1),
-        seed_epoch: 32,
-        seed,
-        prove_by: 200,
-    }
-}
-
-fn sector(n: u64) -> SectorInfo {
-    SectorInfo {
-        sector_number: n,
-        comm_r: COMM_R,
-        status: "unproven".into(),
-        activation: 40,
-        expiration: 100_000,
-        deal_ids: Vec::new(),
-        deal_weight: 0,
-        verified_deal_weight: 0,
-        initial_pledge: TokenAmount::ZERO,
-        deadline: 0,
-        partition: 0,
-    }
-}
-
-fn receipt(exit_code: u32, error: &str) -> MessageLookupInfo {
-    MessageLookupInfo {
-        epoch: 21,
-        tipset: Vec::new(),
-        receipt: ReceiptInfo {
-            exit_code,
-            exit: if exit_code == 0 {
-                "Ok"
-            } else {
-                "InsufficientFunds"
-            }
-            .into(),
-            gas_used: 1,
-            fee: TokenAmount::ZERO,
-            return_data: Vec::new(),
-            error: error.into(),
-        },
-    }
-}
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    chain: Arc<Chain>,
-    p: Pipeline<Chain>,
-}
-
-fn setup() -> Setup {
-    setup_with(RetryPolicy::default(), None)
-}
-
-/// A pipeline whose failures `retry` judges, its scheduler configured by `tasks` (the default
-/// when `None`).
-fn setup_with(retry: RetryPolicy, tasks: Option<SchedulerConfig>) -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let chain = Arc::new(Chain::default());
-    let policy = Policy::devnet();
-    let p = Pipeline::new(
-        chain.clone(),
-        PipelineStore::open(&dir.path().join("db")).unwrap(),
-        Arc::new(Messenger::new(
-            MINER,
-            SecretKey::from_seed(&[20; 32]),
-            policy.clone(),
-        )),
-        lode_testkit::harness::unused_params(),
-        policy,
-        PipelineConfig {
-            miner: MINER,
-            size: SectorSize::S2KiB,
-            store_dir: dir.path().join("sectors"),
-            cache_dir: dir.path().join("cache"),
-            ticket_depth: 2,
-            seed_confidence: 2,
-            expiration_margin: 20,
-            retry,
-        },
-    );
-    let p = match tasks {
-        Some(t) => p.with_tasks(&t),
-        None => p,
-    };
-    Setup {
-        _dir: dir,
-        chain,
-        p,
-    }
-}
-
-/// A sector moved to `state` (by `Done` events) with commitments and a ticket recorded.
-fn sector_in(s: &Setup, state: SectorState) -> SectorRecord {
-    let store = s.p.store();
-    let mut r = store.create(SectorKind::CommittedCapacity, 5, 0).unwrap();
-    while r.state() != state {
-        r = store
-            .apply(
-                r.number,
-                r.version,
-                &Event::Done,
-                0,
-                &RetryPolicy::default(),
-            )
-            .unwrap();
-    }
-    let chain = SectorChain {
-        seal_rand_epoch: Some(8),
-        ticket: Some([1; 32]),
-        comm_d: Some([0; 32]),
-        comm_r: Some(COMM_R),
-        seed: Some([2; 32]),
-        ..SectorChain::default()
-    };
-    store.record_chain(r.number, r.version, chain, 0).unwrap()
-}
-
-fn with_sent(s: &Setup, r: &SectorRecord, pre: bool, id: [u8; 32], sent_at: u64) -> SectorRecord {
-    let mut chain = r.chain.clone();
-    let sent = Some(SentMessage {
-        id,
-        sent_at,
-        signed: Vec::new(),
-    });
-    if pre {
-        chain.pre_commit = sent;
-    } else {
-        chain.prove_commit = sent;
-    }
-    s.p.store()
-        .record_chain(r.number, r.version, chain, 0)
-        .unwrap()
-}
-
-fn is_done(step: &Step) -> bool {
-    matches!(step, Step::Apply(Event::Done, _))
-}
-
-fn failure(step: &Step) -> (String, bool) {
-    match step {
-        Step::Apply(Event::Failed { reason, retry }, _) => (reason.clone(), *retry),
-        other => panic!("not a failure: {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn a_pre_commit_already_on_chain_is_done_without_a_message() {
@@ -433,6 +198,185 @@ async fn a_prove_commit_is_done_once_the_chain_has_the_sector() {
     assert!(s.chain.pushed().is_empty());
 }
 
+/// A sector in `SubmitProveCommit` whose recorded prove-commit the chain executed with
+/// `exit_code`, with Commit1 and Commit2 outputs on disk; returns it and its directory.
+fn refused_prove_commit(s: &Setup, exit_code: u32) -> (SectorRecord, std::path::PathBuf) {
+    let r = sector_in(s, SectorState::SubmitProveCommit);
+    let r = with_sent(s, &r, false, [8; 32], 40);
+    let dir = s.p.scratch_path(r.number);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["commit1.bin", "commit1.json", "commit2.bin", "pc2.json"] {
+        std::fs::write(dir.join(f), b"x").unwrap();
+    }
+    s.chain.receipts.lock().unwrap().insert(
+        [8; 32],
+        receipt(exit_code, "sector 5: PoRep rejected: bad proof"),
+    );
+    (r, dir)
+}
+
+/// Applies `step` to `r` and returns the record: a failure at unix time 0 (so its retry is due
+/// at once), anything else now.
+fn apply(s: &Setup, r: &SectorRecord, step: Step) -> SectorRecord {
+    let Step::Apply(event, chain) = step else {
+        panic!("{step:?}")
+    };
+    let now = match event {
+        Event::Failed { .. } => 0,
+        _ => lode_node::genesis::unix_now(),
+    };
+    s.p.store()
+        .update(
+            r.number,
+            r.version,
+            Some(&event),
+            chain.map(|c| *c),
+            now,
+            &RetryPolicy::default(),
+        )
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_prove_commit_refused_as_an_invalid_proof_is_proven_again_from_commit1() {
+    let s = setup();
+    let (r, dir) = refused_prove_commit(&s, lode_chain::ExitCode::InvalidProof.value());
+    let step = s.p.step(&r, 42).await.unwrap();
+    let (reason, retry) = failure(&step);
+    assert!(
+        retry && reason.contains("computed again from Commit1"),
+        "{reason}"
+    );
+    // The stale outputs are gone (the rest of the sector stays), and the message forgotten.
+    for f in ["commit1.bin", "commit1.json", "commit2.bin"] {
+        assert!(!dir.join(f).exists(), "{f} left behind");
+    }
+    assert!(dir.join("pc2.json").exists());
+    let r = apply(&s, &r, step);
+    assert_eq!(r.state(), SectorState::CommitFailed);
+    assert!(r.chain.prove_commit.is_none());
+    // Its retry goes back to Commit1 (the seed kept), not to a resend.
+    let step = s.p.step(&r, 43).await.unwrap();
+    assert_eq!(step, Step::Apply(Event::Redo, None));
+    let r = apply(&s, &r, step);
+    assert_eq!(r.state(), SectorState::Commit1);
+    assert_eq!(r.chain.seed, Some([2; 32]));
+    assert!(s.chain.pushed().is_empty());
+}
+
+#[tokio::test]
+async fn other_prove_commit_refusals_resend_the_same_proof() {
+    for code in [
+        lode_chain::ExitCode::SysOutOfGas.value(),
+        lode_chain::ExitCode::InsufficientFunds.value(),
+    ] {
+        let s = setup();
+        let (r, dir) = refused_prove_commit(&s, code);
+        let step = s.p.step(&r, 42).await.unwrap();
+        let (reason, retry) = failure(&step);
+        assert!(retry && !reason.contains("computed again"), "{reason}");
+        assert!(dir.join("commit2.bin").exists() && dir.join("commit1.json").exists());
+        let r = apply(&s, &r, step);
+        assert_eq!(r.state(), SectorState::CommitFailed);
+        let step = s.p.step(&r, 43).await.unwrap();
+        assert_eq!(step, Step::Apply(Event::Retry, None), "exit code {code}");
+        assert_eq!(apply(&s, &r, step).state(), SectorState::SubmitProveCommit);
+    }
+}
+
+#[tokio::test]
+async fn a_termination_is_sent_once_recorded_followed_and_done_when_the_sector_is_gone() {
+    let s = setup();
+    let r = sector_in(&s, SectorState::Proving);
+    let r =
+        s.p.store()
+            .apply(
+                r.number,
+                r.version,
+                &Event::Terminate,
+                0,
+                &RetryPolicy::default(),
+            )
+            .unwrap();
+    assert_eq!(r.state(), SectorState::Terminating);
+    let mut on_chain = sector(r.number);
+    on_chain.deadline = 2;
+    on_chain.partition = 1;
+    s.chain.sectors.lock().unwrap().push(on_chain);
+    // Its deadline opens too soon (a challenge window and the landing margin): wait, nothing sent.
+    let window = Policy::devnet().wpost_challenge_window;
+    *s.chain.deadlines.lock().unwrap() = vec![lode_node::core::DeadlineView {
+        index: 2,
+        open: 50 + window + 3,
+        close: 50 + 2 * window,
+        challenge: 40,
+        fault_cutoff: 45,
+        randomness: None,
+        posted: Vec::new(),
+        partitions: Vec::new(),
+    }];
+    let step = s.p.step(&r, 50).await.unwrap();
+    assert!(
+        matches!(&step, Step::Wait(w) if w.contains("deadline 2")),
+        "{step:?}"
+    );
+    assert!(s.chain.pushed().is_empty());
+    // One epoch earlier it is far enough: sent, recorded before the push.
+    let step = s.p.step(&r, 49).await.unwrap();
+    assert!(matches!(step, Step::Wait(_)), "{step:?}");
+    let pushed = s.chain.pushed();
+    assert_eq!(pushed.len(), 1);
+    let Method::Miner(MinerMethod::TerminateSectors(locs)) = &pushed[0].message.method else {
+        panic!("{:?}", pushed[0].message.method);
+    };
+    assert_eq!(locs.len(), 1);
+    assert_eq!((locs[0].deadline, locs[0].partition), (2, 1));
+    assert_eq!(
+        locs[0].sectors.iter().copied().collect::<Vec<_>>(),
+        vec![r.number]
+    );
+    let r = s.p.store().get(r.number).unwrap().unwrap();
+    let sent = r.chain.terminate.clone().unwrap();
+    assert_eq!(sent.id, pushed[0].id());
+    // Pending: the same message pushed again, nothing new signed.
+    assert!(matches!(s.p.step(&r, 50).await.unwrap(), Step::Wait(_)));
+    assert_eq!(s.chain.pushed(), vec![pushed[0].clone(), pushed[0].clone()]);
+    // Refused: forgotten (the state stays Terminating, no failure state), a new one next time.
+    s.chain
+        .receipts
+        .lock()
+        .unwrap()
+        .insert(sent.id, receipt(18, "deadline 2 is open or about to open"));
+    let step = s.p.step(&r, 51).await.unwrap();
+    assert!(
+        matches!(&step, Step::Wait(w) if w.contains("refused")),
+        "{step:?}"
+    );
+    let r = s.p.store().get(r.number).unwrap().unwrap();
+    assert_eq!(
+        (r.state(), r.chain.terminate.clone()),
+        (SectorState::Terminating, None)
+    );
+    s.chain.deadlines.lock().unwrap().clear();
+    assert!(matches!(s.p.step(&r, 52).await.unwrap(), Step::Wait(_)));
+    assert_eq!(s.chain.pushed().len(), 3);
+    let r = s.p.store().get(r.number).unwrap().unwrap();
+    let second = r.chain.terminate.clone().unwrap();
+    assert_ne!(second.id, sent.id);
+    // Executed: done.
+    s.chain
+        .receipts
+        .lock()
+        .unwrap()
+        .insert(second.id, receipt(0, ""));
+    assert!(is_done(&s.p.step(&r, 53).await.unwrap()));
+    // The sector no longer on chain: done without looking at any message.
+    s.chain.sectors.lock().unwrap().clear();
+    s.chain.receipts.lock().unwrap().clear();
+    assert!(is_done(&s.p.step(&r, 54).await.unwrap()));
+    assert_eq!(s.chain.pushed().len(), 3);
+}
+
 #[tokio::test]
 async fn a_failure_state_is_retried_once_its_back_off_passed() {
     let s = setup();
@@ -515,33 +459,18 @@ async fn the_seal_ticket_is_recorded_before_pre_commit1_and_redrawn_when_too_old
 #[test]
 fn the_default_ticket_leaves_time_to_seal_before_the_lookback() {
     for policy in [Policy::devnet(), Policy::mainnet()] {
-        let c = PipelineConfig::new(MINER, SectorSize::S2KiB, "s".into(), "c".into(), &policy);
+        let c = PipelineConfig::new(
+            MINER,
+            SectorSize::S2KiB,
+            "s".into(),
+            "t".into(),
+            "c".into(),
+            &policy,
+        );
         // PreCommit1 keeps a ticket up to half the lookback old: the default one is younger.
         assert!(c.ticket_depth < policy.max_pre_commit_randomness_lookback / 2);
         assert!(c.expiration_margin >= RESEND_AFTER);
     }
-}
-
-/// Sectors moved to `state` by `Done` events, without chain bookkeeping.
-fn plain_sectors(s: &Setup, n: usize, state: SectorState) -> Vec<SectorRecord> {
-    let store = s.p.store();
-    (0..n)
-        .map(|_| {
-            let mut r = store.create(SectorKind::CommittedCapacity, 5, 0).unwrap();
-            while r.state() != state {
-                r = store
-                    .apply(
-                        r.number,
-                        r.version,
-                        &Event::Done,
-                        0,
-                        &RetryPolicy::default(),
-                    )
-                    .unwrap();
-            }
-            r
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,9 @@
 //! sent with it, the poster leaving operator-declared faults alone, and refused declarations; and,
 //! with real Window PoSt parameters, the poster's states through windows (waiting, proving,
 //! proved, submitted, confirmed) and its verdict on windows that closed before it saw its proof on
-//! chain (taken, or missed when the chain faulted the sectors).
+//! chain (taken, or missed when the chain faulted the sectors), and a deadline of many partitions
+//! sent in messages that each fit a block (a small block gas limit), resending only the
+//! partitions not on chain.
 
 #![allow(
     clippy::unwrap_used,
@@ -70,6 +72,8 @@ fn worker_key() -> SecretKey {
 struct FakeNode {
     view: Mutex<Option<ProvingView>>,
     pushed: Mutex<Vec<SignedMessage>>,
+    /// Whether pushed messages are reported executed (successfully) by `search_message`.
+    executes: Mutex<bool>,
 }
 
 impl FakeNode {
@@ -159,9 +163,24 @@ impl NodeApi for FakeNode {
     }
     async fn search_message(
         &self,
-        _: [u8; 32],
+        id: [u8; 32],
     ) -> ProviderResult<Option<lode_node::rpc::types::MessageLookupInfo>> {
-        Ok(None)
+        let pushed = self.pushed.lock().unwrap().iter().any(|m| m.id() == id);
+        if !(pushed && *self.executes.lock().unwrap()) {
+            return Ok(None);
+        }
+        Ok(Some(lode_node::rpc::types::MessageLookupInfo {
+            epoch: 11,
+            tipset: Vec::new(),
+            receipt: lode_node::rpc::types::ReceiptInfo {
+                exit_code: 0,
+                exit: "Ok".into(),
+                gas_used: 1,
+                fee: lode_chain::types::TokenAmount::ZERO,
+                return_data: Vec::new(),
+                error: String::new(),
+            },
+        }))
     }
 }
 
@@ -221,6 +240,11 @@ impl Provider {
 
     /// [`Provider::start`], proving Window PoSts with `window` parameters.
     async fn start_with(window: Arc<Parameters<Bls12>>) -> Provider {
+        Self::start_with_policy(window, Policy::devnet()).await
+    }
+
+    /// [`Provider::start_with`], the poster signing under `policy`.
+    async fn start_with_policy(window: Arc<Parameters<Bls12>>, policy: Policy) -> Provider {
         let dir = tempfile::tempdir().unwrap();
         let store_dir = dir.path().join("sectors");
         let cache = dir.path().join("cache");
@@ -250,14 +274,8 @@ impl Provider {
             SectorSize::S2KiB,
             lode_provider::pipeline::RetryPolicy::default(),
         );
-        let poster = Poster::new(
-            MINER,
-            worker_key(),
-            Policy::devnet(),
-            prover,
-            metrics.clone(),
-        )
-        .with_tasks(tasks.clone());
+        let poster = Poster::new(MINER, worker_key(), policy, prover, metrics.clone())
+            .with_tasks(tasks.clone());
         let (mining, mining_rx) = watch::channel(MiningEvents::default());
         let ctx = ProviderRpc {
             api: node.clone(),
@@ -602,10 +620,107 @@ async fn declarations_need_the_token_and_stay_declared() {
 
 /// Against a real node: the declaration the API sends is one the node's mempool accepts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extensions_and_terminations_need_the_token_and_name_a_bad_param() {
+    bounded(async {
+        let p = Provider::start().await;
+        p.node.set_view(view(10, p.comm_r, &[1], &[]));
+        let before = p.node.pushed().len();
+        // Without the token: HTTP 401 and nothing sent.
+        for body in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"provider_extendSectors","params":[[0],6000]}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"provider_terminateSector","params":[0]}"#,
+        ] {
+            let (status, text) = post_json(p.addr, None, body).await;
+            assert_eq!(status, 401, "{body}: {text}");
+        }
+        let open = p.client(None);
+        assert!(matches!(
+            open.extend_sectors(&[0], 6000).await,
+            Err(ClientError::Unauthorized)
+        ));
+        assert!(matches!(
+            open.terminate_sector(0).await,
+            Err(ClientError::Unauthorized)
+        ));
+        // Malformed params: invalid params, the error naming the field.
+        for (params, field) in [
+            (r#"[["x"],6000]"#, "`sectors`"),
+            (r#"[0,6000]"#, "`sectors`"),
+            (r#"[[0],"soon"]"#, "`expiration`"),
+            (r#"[[0]]"#, "`expiration`"),
+            (r#"[[],6000]"#, "`sectors`"),
+            (r#"[[0,0],6000]"#, "`sectors`"),
+            (r#"[[0],-1]"#, "`expiration`"),
+        ] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"provider_extendSectors","params":{params}}}"#
+            );
+            let (status, text) = post_json(p.addr, Some(&p.token), &body).await;
+            assert_eq!(status, 200, "{text}");
+            assert!(
+                text.contains(&codes::INVALID_PARAMS.to_string()) && text.contains(field),
+                "{params}: {text}"
+            );
+        }
+        let body =
+            r#"{"jsonrpc":"2.0","id":1,"method":"provider_terminateSector","params":["seven"]}"#;
+        let (_, text) = post_json(p.addr, Some(&p.token), body).await;
+        assert!(
+            text.contains(&codes::INVALID_PARAMS.to_string()) && text.contains("`sector`"),
+            "{text}"
+        );
+        // Against the chain's rules: refused, each naming the sector and what to do.
+        let c = p.client(Some(&p.token));
+        let too_far = 11 + Policy::devnet().max_sector_expiration_extension + 1;
+        for (sectors, expiration, says) in [
+            (vec![9], 6000, "sector 9 is not live on chain"),
+            (vec![1], 6000, "sector 1 is faulty"),
+            (vec![0], 5000, "already expires at epoch 5000"),
+            (vec![0], too_far, "more than"),
+        ] {
+            let e = c.extend_sectors(&sectors, expiration).await.unwrap_err();
+            assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
+            assert!(e.to_string().contains(says), "{says}: {e}");
+        }
+        assert_eq!(p.node.pushed().len(), before, "nothing sent");
+        // The pipeline does not run here: a termination is refused, saying so.
+        let e = c.terminate_sector(0).await.unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
+        assert!(e.to_string().contains("pipeline does not run"), "{e}");
+        // A good extension: one message, located, waited for until executed.
+        *p.node.executes.lock().unwrap() = true;
+        let x = c.extend_sectors(&[0], 6000).await.unwrap();
+        assert_eq!((x.new_expiration, x.executed_at), (6000, 11));
+        assert_eq!(x.sectors.len(), 1);
+        assert_eq!(
+            (x.sectors[0].sector_number, x.sectors[0].old_expiration),
+            (0, 5000)
+        );
+        let pushed = p.node.pushed();
+        assert_eq!(pushed.len(), before + 1);
+        assert_eq!(pushed.last().unwrap().id(), x.message);
+        match miner_method(pushed.last().unwrap()) {
+            MinerMethod::ExtendSectorExpiration {
+                sectors,
+                new_expiration,
+            } => {
+                assert_eq!(new_expiration, 6000);
+                assert_eq!(sectors.len(), 1);
+                assert_eq!((sectors[0].deadline, sectors[0].partition), (3, 0));
+                assert_eq!(
+                    sectors[0].sectors.iter().copied().collect::<Vec<_>>(),
+                    vec![0]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        p.rpc.stop();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_node_accepts_the_declaration() {
-    use lode_chain::Genesis;
-    use lode_chain::genesis::{GenesisMiner, GenesisSector};
-    use lode_chain::types::TokenAmount;
     use lode_node::core::CoreConfig;
     use lode_node::genesis::{GenesisFile, unix_now};
     use lode_node::service::{NodeConfig, NodeService};
@@ -613,32 +728,7 @@ async fn a_real_node_accepts_the_declaration() {
 
     bounded(async {
         let policy = Policy::devnet();
-        let exp = *GenesisSector::expiration_range(&policy).start();
-        let empty_comm_d = {
-            use lode_proofs::piece::{PaddedPieceSize, comm_d};
-            comm_d(PaddedPieceSize::new(2048).unwrap(), &[]).unwrap().0
-        };
-        let g = Genesis {
-            accounts: vec![(worker_key().public_key(), TokenAmount::tokens(1000))],
-            verifreg_root: SecretKey::from_seed(&[1; 32]).public_key(),
-            beacon: [7; 32],
-            miners: vec![GenesisMiner {
-                owner: SecretKey::from_seed(&[10; 32]).public_key(),
-                worker: worker_key().public_key(),
-                sector_size: SectorSize::S2KiB,
-                balance: TokenAmount::tokens(10),
-                peer_id: Vec::new(),
-                multiaddrs: Vec::new(),
-                sectors: (0..4u64)
-                    .map(|n| GenesisSector {
-                        sector_number: n,
-                        comm_r: lode_testkit::harness::node(&format!("s{n}")),
-                        comm_d: empty_comm_d,
-                        expiration: exp,
-                    })
-                    .collect(),
-            }],
-        };
+        let g = lode_testkit::harness::one_miner_genesis(&policy, &worker_key(), 4);
         let miner = *g.miner_ids().first().unwrap();
         let dir = tempfile::tempdir().unwrap();
         let genesis = GenesisFile {
@@ -695,6 +785,7 @@ async fn a_real_node_accepts_the_declaration() {
                 miner,
                 SectorSize::S2KiB,
                 store_dir.clone(),
+                dir.path().join("scratch"),
                 dir.path().join("cache"),
                 &policy,
             ),
@@ -808,12 +899,104 @@ async fn a_real_node_accepts_the_declaration() {
         assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
         let e = owner.remove_sector(99).await.unwrap_err();
         assert_eq!(rpc_code(&e), Some(codes::INVALID_PARAMS), "{e}");
+        // Terminations: only sectors the pipeline sealed and the chain holds.
+        assert!(matches!(
+            c.terminate_sector(2).await,
+            Err(ClientError::Unauthorized)
+        ));
+        let e = owner.terminate_sector(2).await.unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
+        assert!(e.to_string().contains("not in the pipeline"), "{e}");
+        let e = owner.terminate_sector(4).await.unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
+        assert!(e.to_string().contains("remove this one"), "{e}");
+        let e = owner.terminate_sector(99).await.unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::REFUSED), "{e}");
+        assert!(e.to_string().contains("nothing to terminate"), "{e}");
         // No phase has been queued (the pipeline is not ticking): no tasks, no error.
         let tasks = c.tasks(false).await.unwrap();
         assert_eq!((tasks.disabled, tasks.tasks.len()), (None, 0));
         // The next pledge does not reuse a number.
         assert_eq!(owner.pledge(1).await.unwrap().sectors, vec![6]);
         rpc.stop();
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_of_many_partitions_goes_out_in_messages_that_each_fit_a_block() {
+    bounded(async {
+        let params = tokio::task::spawn_blocking(lode_testkit::harness::shared_params)
+            .await
+            .unwrap();
+        // A block gas limit that takes two one-sector partitions' Window PoSt, not three.
+        let mut policy = Policy::devnet();
+        policy.block_gas_limit = 5_000_000;
+        let mut p =
+            Provider::start_with_policy(Arc::new(params.window.clone()), policy.clone()).await;
+        // Deadline 3 with seven partitions, each holding sector 0 (on disk).
+        let open = 100;
+        let many = |head: Epoch, posted: &[u64]| {
+            let mut v = window_view(head, open, p.comm_r, &[], posted);
+            let part = PartitionView {
+                index: 0,
+                sectors: vec![SectorRef {
+                    sector_number: 0,
+                    comm_r: p.comm_r,
+                }],
+                faults: Vec::new(),
+                recoveries: Vec::new(),
+            };
+            v.deadlines[0].partitions = (0..7)
+                .map(|index| PartitionView {
+                    index,
+                    ..part.clone()
+                })
+                .collect();
+            v
+        };
+        let posts = |node: &FakeNode| -> Vec<(SignedMessage, Vec<u64>)> {
+            node.pushed()
+                .into_iter()
+                .filter_map(|m| match miner_method(&m) {
+                    MinerMethod::SubmitWindowPost(w) => {
+                        Some((m, w.partitions.iter().map(|x| x.index).collect()))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        p.node.set_view(many(open - 1, &[]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!((r.proved, r.submitted), (vec![3], vec![3]));
+        let sent = posts(&p.node);
+        let groups: Vec<Vec<u64>> = sent.iter().map(|(_, g)| g.clone()).collect();
+        assert_eq!(groups, [vec![0, 1], vec![2, 3], vec![4, 5], vec![6]]);
+        for (m, _) in &sent {
+            // Every message fits a block, and the mempool's checks.
+            assert!(m.message.gas_limit <= policy.block_gas_limit);
+            assert!(m.encoded_len() as u64 <= policy.max_message_size);
+            let needed = policy.gas_base + policy.gas_per_byte * m.encoded_len() as u64;
+            assert!(m.message.gas_limit >= needed);
+        }
+        // The first two land; a tick before the resend delay sends nothing, one after it sends
+        // only the partitions still not on chain, split again.
+        p.node.set_view(many(open + 1, &[0, 1, 2, 3]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert!(r.submitted.is_empty());
+        p.node.set_view(many(open + 4, &[0, 1, 2, 3]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!(r.submitted, vec![3]);
+        let again: Vec<Vec<u64>> = posts(&p.node)[sent.len()..]
+            .iter()
+            .map(|(_, g)| g.clone())
+            .collect();
+        assert_eq!(again, [vec![4, 5], vec![6]]);
+        // All posted: confirmed, nothing more sent.
+        p.node.set_view(many(open + 5, &[0, 1, 2, 3, 4, 5, 6]));
+        let r = p.poster.tick(p.node.as_ref()).await.unwrap();
+        assert_eq!((r.confirmed, r.submitted), (vec![3], vec![]));
+        p.rpc.stop();
     })
     .await;
 }

@@ -24,7 +24,7 @@
 //! | PreCommit2 | `columns`, `tree-c` (octal, every level), `sealed`, `tree-r` (octal, the two rows above the leaves not stored) | `32·n`, `256 + 32·Σ levels ≥ 1`, `32·n`, `256 + 32·Σ levels ≥ 3` |
 //! | Commit1 | `commit1.bin`: the vanilla proof | `69 + P·(4 + C·challenge)`, see [`commit1_bytes`] |
 //! | Commit2 | `commit2.bin` | `192·P` |
-//! | Finalize | nothing (it deletes) | 0 |
+//! | Finalize | nothing (it deletes; what it keeps, [`finalized_bytes`], is what a move to long-term storage needs there) | 0 |
 //! | Unseal | the parent cache, unless a valid one is there | `128 + 56·n` |
 //!
 //! Each phase also writes its JSON records; [`RECORDS_BYTES`] per phase covers them and the rounding
@@ -319,6 +319,18 @@ pub fn commit1_bytes(size: SectorSize) -> u64 {
 /// Bytes of `commit2.bin`: one Groth16 proof per partition.
 pub fn commit2_bytes(size: SectorSize) -> u64 {
     (size.porep_partitions() as u64).saturating_mul(PROOF_LEN as u64)
+}
+
+/// Bytes a sector keeps once finalized (what proving needs, and what a later move to long-term
+/// storage copies): the replica, tree R and `commit2.bin`, the unsealed file when `keep_unsealed`,
+/// and [`RECORDS_BYTES`] for the JSON records and the filesystem's rounding.
+pub fn finalized_bytes(size: SectorSize, keep_unsealed: bool) -> u64 {
+    let unsealed = if keep_unsealed { size.bytes() } else { 0 };
+    size.bytes()
+        .saturating_add(tree_r_bytes(size))
+        .saturating_add(commit2_bytes(size))
+        .saturating_add(unsealed)
+        .saturating_add(RECORDS_BYTES)
 }
 
 /// Memory of the labeller: two layers of labels (the one being labelled and the one below it).

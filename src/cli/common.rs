@@ -283,6 +283,14 @@ pub(crate) struct ProviderApiArgs {
 impl ProviderApiArgs {
     /// The client for the provider these flags (and the environment) name.
     pub(crate) fn client(&self) -> anyhow::Result<ProviderClient> {
+        self.client_with_timeout(lode_node::rpc::client::DEFAULT_TIMEOUT)
+    }
+
+    /// [`Self::client`], its calls waiting at most `timeout` (a call that waits for the chain).
+    pub(crate) fn client_with_timeout(
+        &self,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<ProviderClient> {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
         let opts = ApiOptions {
             api: self.api.clone(),
@@ -306,7 +314,7 @@ impl ProviderApiArgs {
                 "which provider? Pass --api URL (the `rpc` of <provider dir>/endpoints.json), --dir PROVIDER_DIR, --devnet DIR, or set LODE_API"
             ),
         };
-        ProviderClient::new(api).map_err(provider_client_error)
+        ProviderClient::with_timeout(api, timeout).map_err(provider_client_error)
     }
 }
 

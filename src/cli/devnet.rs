@@ -123,8 +123,9 @@ pub(crate) struct DevnetRunArgs {
     /// Sector size: 2KiB or 8MiB.
     #[arg(long, value_parser = parse_size, default_value = "2KiB")]
     sector_size: SectorSize,
-    /// Seconds per epoch (default: the devnet rules', 1 s, on machines with two cores or more per
-    /// miner, else 2 s: every miner proves a Winning PoSt nearly every epoch).
+    /// Seconds per epoch (default at 2 KiB: the devnet rules', 1 s, on machines with two cores or
+    /// more per miner, else 2 s; at 8 MiB: 20 s, else 40 s: every miner proves a Winning PoSt
+    /// nearly every epoch).
     #[arg(long)]
     epoch_seconds: Option<u64>,
     /// Deadlines per proving period (default: the devnet rules' 48, a 240-epoch period; 4 to

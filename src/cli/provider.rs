@@ -39,6 +39,15 @@ config.toml:
   margin_epochs = 2              # submit each Window PoSt at least 2 epochs before its window closes
   check_ahead_epochs = 20        # check a deadline's sectors from 20 epochs before its fault cutoff
 
+  [sealing]                      # optional
+  scratch = \"scratch\"            # where sectors are sealed (a fast disk; may be another filesystem)
+  keep_unsealed = false          # keep each sector's unsealed copy in the store after Finalize
+  parent_cache = \"cache\"         # the SDR parent cache; also enabled, db
+
+New sectors are sealed in `scratch` and moved by Finalize into `sectors` (the long-term store the
+prover reads); a sector starts only once both have room for it (`lode sectors status N` says why
+it waits, with the figures).
+
 The provider writes <dir>/token (its API token for declarations, 0600) and <dir>/endpoints.json
 (the API URL and token file, the metrics URL); `lode provider info --dir <dir>` reads them.")]
     Run(ProviderRunArgs),

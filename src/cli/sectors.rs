@@ -1,6 +1,7 @@
 //! `lode sectors`: the storage provider's sectors through its API — pledge committed capacity,
 //! list every sector with its pipeline state and chain record, one sector's status and history,
-//! remove a sector that never reached the chain.
+//! remove a sector that never reached the chain, terminate one that did, extend sectors'
+//! expiration.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -41,6 +42,61 @@ pub(crate) enum SectorsCommand {
     #[command(after_help = "Examples:
   lode sectors remove 7 --dir mynet/miner-0")]
     Remove(SectorArgs),
+    /// Terminate a sector on chain early (protected, destructive: needs `--really-do-it`). The
+    /// chain charges the termination fee (as fee debt, paid from vesting rewards, then the
+    /// balance), releases the sector's pledge and removes its power. The pipeline sends
+    /// `TerminateSectors` once the sector's deadline is neither open nor about to open; this
+    /// waits until the sector is `Terminated` and prints the message and the fee.
+    #[command(after_help = "Examples:
+  lode sectors terminate 7 --really-do-it --dir mynet/miner-0
+  lode sectors terminate 7 --really-do-it --no-wait --devnet ~/.local/share/lode/devnet
+  lode sectors terminate 7 --really-do-it --json --dir mynet/miner-0")]
+    Terminate(TerminateArgs),
+    /// Extend sectors' expiration on chain (protected): one `ExtendSectorExpiration` message,
+    /// sent once every sector is checked (live and active, expiring before the new epoch,
+    /// within the chain's extension and lifetime bounds); waits until it is executed and prints
+    /// the message, the new expiration and each sector's old one.
+    #[command(after_help = "Examples:
+  lode sectors extend 3 4 --expiration 500000 --dir mynet/miner-0
+  lode sectors extend 3 --by 2880 --devnet ~/.local/share/lode/devnet
+  lode sectors extend 3 4 --by 2880 --json --dir mynet/miner-0")]
+    Extend(ExtendArgs),
+}
+
+/// Arguments of `lode sectors terminate`.
+#[derive(Debug, Args)]
+pub(crate) struct TerminateArgs {
+    /// The sector number.
+    #[arg(value_name = "SECTOR")]
+    sector: u64,
+    /// Confirm: terminating is irreversible and costs the termination fee.
+    #[arg(long)]
+    really_do_it: bool,
+    /// Return once the sector is `Terminating` (the pipeline sends the message later).
+    #[arg(long)]
+    no_wait: bool,
+    /// The longest wait for `Terminated`, in seconds.
+    #[arg(long, default_value_t = 1800, value_name = "SECONDS")]
+    timeout: u64,
+    #[command(flatten)]
+    client: SectorsClientArgs,
+}
+
+/// Arguments of `lode sectors extend`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("new").required(true).args(["expiration", "by"])))]
+pub(crate) struct ExtendArgs {
+    /// The sector numbers.
+    #[arg(value_name = "SECTOR", required = true)]
+    sectors: Vec<u64>,
+    /// The new expiration epoch.
+    #[arg(long, value_name = "EPOCH")]
+    expiration: Option<u64>,
+    /// Extend by this many epochs past the latest current expiration among the sectors.
+    #[arg(long, value_name = "EPOCHS")]
+    by: Option<u64>,
+    #[command(flatten)]
+    client: SectorsClientArgs,
 }
 
 /// The provider flags and the output flag.
@@ -87,6 +143,8 @@ pub(crate) fn run(cmd: SectorsCommand) -> anyhow::Result<()> {
         SectorsCommand::List(c) => list(&c),
         SectorsCommand::Status(a) => status(&a),
         SectorsCommand::Remove(a) => remove(&a),
+        SectorsCommand::Terminate(a) => terminate(&a),
+        SectorsCommand::Extend(a) => extend(&a),
     }
 }
 
@@ -267,6 +325,12 @@ fn status_text(st: &SectorStatus) -> String {
             if let Some(t) = p.retry_at {
                 line("Retry at:", format!("unix {t}"));
             }
+            if let Some(w) = &p.waiting {
+                line("Waiting:", w.clone());
+            }
+            if let Some(d) = &p.dir {
+                line("Directory:", d.clone());
+            }
             if let Some(e) = p.ticket_epoch {
                 line("Ticket epoch:", e.to_string());
             }
@@ -278,6 +342,9 @@ fn status_text(st: &SectorStatus) -> String {
             }
             if let Some(m) = &p.prove_commit {
                 line("ProveCommit:", m.clone());
+            }
+            if let Some(m) = &p.terminate {
+                line("Terminate:", m.clone());
             }
         }
         None => line("State:", "- (not sealed by the pipeline)".to_string()),
@@ -305,6 +372,17 @@ fn status_text(st: &SectorStatus) -> String {
                 ),
             );
         }
+    }
+    if let Some(t) = &st.termination {
+        line(
+            "Termination:",
+            match (t.executed_at, &t.fee, &t.error) {
+                (None, _, _) => format!("{} (not executed yet)", t.message),
+                (Some(e), _, Some(err)) => format!("{} refused at epoch {e}: {err}", t.message),
+                (Some(e), Some(fee), None) => format!("{} at epoch {e}, fee {fee}", t.message),
+                (Some(e), None, None) => format!("{} at epoch {e}", t.message),
+            },
+        );
     }
     if let Some(p) = &st.pipeline
         && !p.history.is_empty()
@@ -336,6 +414,145 @@ fn remove(a: &SectorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn terminate(a: &TerminateArgs) -> anyhow::Result<()> {
+    if !a.really_do_it {
+        anyhow::bail!(
+            "terminating sector {} ends it on chain for good: the chain charges the termination fee, releases its pledge and removes its power. Pass --really-do-it to go ahead",
+            a.sector
+        );
+    }
+    let client = a.client.api.client()?;
+    let r = block_on(client.terminate_sector(a.sector))?.map_err(provider_client_error)?;
+    if a.no_wait {
+        if a.client.json {
+            return print_json(&r);
+        }
+        println!(
+            "sector {} is {}: the pipeline sends the termination once its deadline allows (`lode sectors status {}`)",
+            r.sector_number, r.state, r.sector_number
+        );
+        return Ok(());
+    }
+    if !a.client.json {
+        eprintln!(
+            "sector {} is {}: waiting for the chain to terminate it",
+            r.sector_number, r.state
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(a.timeout);
+    let st = block_on(async {
+        loop {
+            let st = client
+                .sector_status(a.sector)
+                .await
+                .map_err(provider_client_error)?;
+            if st
+                .pipeline
+                .as_ref()
+                .is_some_and(|p| p.state == SectorState::Terminated)
+            {
+                return Ok(st);
+            }
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "sector {} is not terminated after {} s{}; the pipeline keeps trying: `lode sectors status {}`",
+                    a.sector,
+                    a.timeout,
+                    st.termination
+                        .as_ref()
+                        .map(|t| format!(" (message {})", t.message))
+                        .unwrap_or_default(),
+                    a.sector
+                );
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    })??;
+    if a.client.json {
+        return print_json(&st);
+    }
+    print!("{}", terminated_text(&st));
+    Ok(())
+}
+
+/// `lode sectors terminate`'s text once the sector is terminated.
+fn terminated_text(st: &SectorStatus) -> String {
+    let mut out = format!(
+        "sector {} terminated
+",
+        st.sector_number
+    );
+    match &st.termination {
+        Some(t) => {
+            out.push_str(&format!(
+                "message:  {}
+",
+                t.message
+            ));
+            if let Some(e) = t.executed_at {
+                out.push_str(&format!(
+                    "executed: epoch {e}
+"
+                ));
+            }
+            out.push_str(&format!(
+                "fee:      {}
+",
+                t.fee
+                    .map_or_else(|| "unknown".to_string(), |f| f.to_string())
+            ));
+        }
+        None => out.push_str(
+            "no termination message: the sector had already left the chain (expired or terminated)
+",
+        ),
+    }
+    out
+}
+
+fn extend(a: &ExtendArgs) -> anyhow::Result<()> {
+    let client = a
+        .client
+        .api
+        .client_with_timeout(Duration::from_secs(15 * 60))?;
+    let expiration = match (a.expiration, a.by) {
+        (Some(e), _) => e,
+        (None, Some(by)) => {
+            let mut latest = 0u64;
+            for &n in &a.sectors {
+                let st = block_on(client.sector_status(n))?.map_err(provider_client_error)?;
+                let Some(chain) = st.sector.as_ref().and_then(|s| s.chain.as_ref()) else {
+                    anyhow::bail!(
+                        "sector {n} is not live on chain: only live sectors are extended"
+                    );
+                };
+                latest = latest.max(chain.expiration);
+            }
+            latest.saturating_add(by)
+        }
+        (None, None) => anyhow::bail!("give --expiration EPOCH or --by EPOCHS"),
+    };
+    let e =
+        block_on(client.extend_sectors(&a.sectors, expiration))?.map_err(provider_client_error)?;
+    if a.client.json {
+        return print_json(&e);
+    }
+    println!(
+        "extended {} sector(s) to epoch {} (message {}, executed at epoch {})",
+        e.sectors.len(),
+        e.new_expiration,
+        hex::encode(e.message),
+        e.executed_at
+    );
+    for s in &e.sectors {
+        println!(
+            "  sector {}: {} -> {}",
+            s.sector_number, s.old_expiration, e.new_expiration
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use lode_provider::pipeline::SectorKind;
@@ -357,7 +574,10 @@ mod tests {
             comm_r: None,
             pre_commit: None,
             prove_commit: None,
+            terminate: None,
             history: Vec::new(),
+            waiting: None,
+            dir: None,
         }
     }
 
@@ -449,6 +669,7 @@ mod tests {
             sector_number: 6,
             pipeline: Some(r),
             sector: None,
+            termination: None,
         });
         assert!(text.contains("State:        WaitSeed"), "{text}");
         assert!(

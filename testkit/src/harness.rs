@@ -114,6 +114,43 @@ pub fn devnet_genesis() -> Genesis {
     }
 }
 
+/// A genesis with one funded account, the worker `worker` (1,000 LODE), and one 2 KiB miner it
+/// works for (owner key seed `[10; 32]`, 10 LODE) with `sectors` empty sectors numbered from 0,
+/// each expiring at the earliest epoch `policy` accepts; what the provider's tests run a real
+/// node over. The miner's id is the genesis's first (`Genesis::miner_ids`).
+pub fn one_miner_genesis(policy: &Policy, worker: &SecretKey, sectors: u64) -> Genesis {
+    use lode_chain::genesis::{GenesisMiner, GenesisSector};
+    use lode_proofs::piece::{PaddedPieceSize, comm_d};
+    use lode_proofs::sector::SectorSize;
+    let exp = *GenesisSector::expiration_range(policy).start();
+    let size = SectorSize::S2KiB;
+    let empty_comm_d = PaddedPieceSize::new(size.bytes())
+        .and_then(|p| comm_d(p, &[]))
+        .map(|c| c.0)
+        .unwrap_or_default();
+    Genesis {
+        accounts: vec![(worker.public_key(), TokenAmount::tokens(1000))],
+        verifreg_root: SecretKey::from_seed(&[1; 32]).public_key(),
+        beacon: [7; 32],
+        miners: vec![GenesisMiner {
+            owner: SecretKey::from_seed(&[10; 32]).public_key(),
+            worker: worker.public_key(),
+            sector_size: size,
+            balance: TokenAmount::tokens(10),
+            peer_id: Vec::new(),
+            multiaddrs: Vec::new(),
+            sectors: (0..sectors)
+                .map(|n| GenesisSector {
+                    sector_number: n,
+                    comm_r: node(&format!("s{n}")),
+                    comm_d: empty_comm_d,
+                    expiration: exp,
+                })
+                .collect(),
+        }],
+    }
+}
+
 /// The key of a named account.
 pub fn key(name: &str) -> SecretKey {
     SecretKey::from_seed(blake3::hash(name.as_bytes()).as_bytes())

@@ -2,7 +2,8 @@
 //! its messages do one by one with their own signatures (`Chain::apply_epoch`), a message in two
 //! blocks of a tipset runs once, and a block whose aggregate does not cover its messages — one
 //! altered, removed or added, a repeated message, a wrong, missing or stray aggregate, a sender
-//! without a key — is refused with the rule it breaks, changing nothing.
+//! without a key, messages whose gas limits sum above the block gas limit — is refused with the
+//! rule it breaks, changing nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -205,7 +206,32 @@ fn blocks_their_aggregate_does_not_cover_are_refused_and_change_nothing() {
         TokenAmount::atto(1),
     );
 
+    // Two messages, each within the block gas limit, together above it (signed properly, so
+    // that the gas limit is the only rule broken).
+    let limit = h.policy.block_gas_limit;
+    let greedy: Vec<SignedMessage> = [(0, "owner"), (1, "client")]
+        .into_iter()
+        .map(|(i, who)| {
+            Message {
+                gas_limit: limit / 2 + 1,
+                ..plain[i].clone()
+            }
+            .sign(&net, &key(who))
+        })
+        .collect();
+
     let cases: Vec<(&str, Block, BlockFault)> = vec![
+        (
+            "messages whose gas limits sum above the block gas limit",
+            remade(
+                greedy.iter().map(|m| m.message.clone()).collect(),
+                agg(&greedy.iter().collect::<Vec<_>>()),
+            ),
+            BlockFault::GasLimit {
+                total: 2 * (limit / 2 + 1),
+                limit,
+            },
+        ),
         (
             "one message altered",
             {

@@ -3,6 +3,7 @@
 //!
 //! - [`blocks`]: blocks with one aggregate signature, honest and refused;
 //! - [`economics`]: every economic scenario, with the test verifier and with real proofs;
+//! - [`first_window`]: a new sector's first proving period, committed around a challenge;
 //! - [`genesis`]: genesis miners with pre-sealed sectors, proving and mining from epoch 1;
 //! - [`lifecycle`]: one sector through the chain with real 2 KiB Groth16 proofs;
 //! - [`messages`]: rejections against a lockstep twin chain, random operation sequences;
@@ -14,6 +15,7 @@
 mod blocks;
 mod durability;
 mod economics;
+mod first_window;
 mod genesis;
 mod lifecycle;
 mod messages;

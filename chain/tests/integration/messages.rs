@@ -18,8 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use lode_chain::actors::market::{ClientDealProposal, DealProposal, MarketMethod};
 use lode_chain::actors::miner::{
-    MinerMethod, PostPartition, PreCommit, PreCommitInfo, SectorLocation, SectorOnChain,
-    WindowPostParams,
+    MinerMethod, PostPartition, PreCommit, PreCommitInfo, ProveCommitInfo, SectorLocation,
+    SectorOnChain, WindowPostParams,
 };
 use lode_chain::actors::power::PowerMethod;
 use lode_chain::actors::verifreg::VerifRegMethod;
@@ -1022,6 +1022,110 @@ fn methods_sent_to_the_wrong_actor_are_unhandled() {
         TokenAmount::ZERO,
     );
     assert_included_failure(&mut a, &mut b, msg, ExitCode::NotFound);
+}
+
+#[test]
+fn a_prove_commit_batch_skips_the_sectors_that_fail_and_activates_the_others() {
+    let (mut a, mut b, m) = twins(|h| {
+        let m = h.create_miner(TokenAmount::tokens(100));
+        let exp = h.cc_expiration();
+        for n in 1..=4 {
+            let r = h.precommit(m, n, Vec::new(), &[], exp);
+            assert_eq!(r.exit_code, ExitCode::Ok, "{}", r.error);
+        }
+        let ready = h.seed_ready(m, 4);
+        h.advance_to(ready - 1);
+        m
+    });
+    let good = |h: &Harness, n: u64| ProveCommitInfo {
+        sector_number: n,
+        proofs: fake_seal_proof(&h.seal_public(m, n)),
+    };
+    let bad = |h: &Harness, n: u64| ProveCommitInfo {
+        sector_number: n,
+        proofs: fake_seal_proof(&h.seal_public(m, n))
+            .into_iter()
+            .map(flip)
+            .collect(),
+    };
+    let batch = |h: &Harness, infos: Vec<ProveCommitInfo>| {
+        miner_msg(h, "worker", m, MinerMethod::ProveCommitSectors(infos))
+    };
+    // Malformed batches are refused whole: empty, a sector twice (even with good proofs).
+    let msg = batch(&a, Vec::new());
+    assert_included_failure(&mut a, &mut b, msg, ExitCode::IllegalArgument);
+    let msg = batch(&a, vec![good(&a, 1), good(&a, 1)]);
+    let r = assert_included_failure(&mut a, &mut b, msg, ExitCode::IllegalArgument);
+    assert!(r.error.contains("twice"), "{}", r.error);
+    // Every sector failing: the first one's code (an invalid proof; an unknown sector).
+    let msg = batch(&a, vec![bad(&a, 2)]);
+    assert_included_failure(&mut a, &mut b, msg, ExitCode::InvalidProof);
+    let msg = batch(
+        &a,
+        vec![
+            ProveCommitInfo {
+                sector_number: 99,
+                proofs: Vec::new(),
+            },
+            bad(&a, 2),
+        ],
+    );
+    let r = assert_included_failure(&mut a, &mut b, msg, ExitCode::NotFound);
+    assert!(r.error.contains("no sector of the batch"), "{}", r.error);
+    assert!(a.sector(m, 2).is_none());
+    // A good sector, a bad one, an unknown one and another good one: the good ones are
+    // activated, in the batch's order; the bad one stays pre-committed.
+    let single_gas = {
+        let mut c = fork(&a, false);
+        let msg = miner_msg(
+            &c,
+            "worker",
+            m,
+            MinerMethod::ProveCommitSector {
+                sector_number: 1,
+                proofs: good(&c, 1).proofs,
+            },
+        );
+        c.step(Vec::new(), vec![msg]).pop().unwrap().gas_used
+    };
+    let first = good(&a, 1);
+    let unknown = ProveCommitInfo {
+        sector_number: 99,
+        proofs: first.proofs.clone(),
+    };
+    let msg = batch(&a, vec![good(&a, 3), bad(&a, 2), unknown, good(&a, 1)]);
+    let r = both_ok(&mut a, &mut b, msg);
+    let proven: Vec<u64> = postcard::from_bytes(&r.return_data).unwrap();
+    assert_eq!(proven, vec![3, 1]);
+    assert!(a.sector(m, 1).is_some() && a.sector(m, 3).is_some());
+    assert!(a.sector(m, 2).is_none());
+    let pc: Option<PreCommit> = a.get(&keys::precommit(m, 2));
+    assert!(pc.is_some(), "the skipped sector keeps its pre-commit");
+    // Gas per sector and per proof: more than one single prove-commit's.
+    assert!(
+        r.gas_used > single_gas + 3 * a.policy.gas_per_sector,
+        "{} vs {single_gas}",
+        r.gas_used
+    );
+    // The skipped sector is proven later; a sector already proven is now unknown.
+    let msg = batch(&a, vec![good(&a, 2)]);
+    let r = both_ok(&mut a, &mut b, msg);
+    assert_eq!(
+        postcard::from_bytes::<Vec<u64>>(&r.return_data).unwrap(),
+        vec![2]
+    );
+    let msg = batch(&a, vec![first.clone()]);
+    assert_included_failure(&mut a, &mut b, msg, ExitCode::NotFound);
+    // A batch larger than the policy's bound.
+    let max = a.policy.pre_commit_sector_batch_max;
+    let many = (0..=max)
+        .map(|n| ProveCommitInfo {
+            sector_number: 1000 + n,
+            proofs: Vec::new(),
+        })
+        .collect();
+    let msg = batch(&a, many);
+    assert_included_failure(&mut a, &mut b, msg, ExitCode::IllegalArgument);
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //!   back-off, and the one pure function that applies an event ([`state::transition`]);
 //! - [`store`]: the records in the provider's sled database, changed by compare-and-swap on a
 //!   version that fences stale workers, durable before a change is reported;
+//! - [`storage`]: where a sector's files live (sealing scratch, then long-term storage), the
+//!   crash-safe move between them at Finalize, and the room a new sector needs before it starts;
 //! - [`params`]: the PoRep parameters, loaded by the first Commit2 rather than at start;
 //! - [`runner`]: the driver that does each state's work (sealing phases, idempotent chain steps)
 //!   and applies what came of it, once per epoch.
@@ -12,6 +14,7 @@
 pub mod params;
 pub mod runner;
 pub mod state;
+pub mod storage;
 pub mod store;
 
 pub use state::{Event, RetryPolicy, SectorProgress, SectorState};

@@ -22,19 +22,37 @@
 //! from the pool, or its nonce taken by another message) is replaced by a fresh one, and only
 //! while the chain still lacks what it was for.
 //!
+//! **Batches.** A sector's first try of `SubmitPreCommit` or `SubmitProveCommit` does not send
+//! its own message from [`Pipeline::tick`]: its entry waits, at most
+//! [`PipelineConfig::batch_wait_epochs`], for others, and one `PreCommitSectors` or
+//! `ProveCommitSectors` message carries up to [`PipelineConfig::max_batch`] of them. The message
+//! is recorded in every one of their records in one transaction before it is pushed, and each
+//! sector follows it as its own. A retried sector (a failed batch, or a sector a prove-commit
+//! batch skipped) goes alone. No deposit is locked twice: every sector asks the chain first, and
+//! the chain refuses a second pre-commit of a number.
+//!
+//! **Terminations** (`Terminating`) follow the same rules with `TerminateSectors`, sent only while
+//! the sector's deadline is mutable.
+//!
 //! The seal ticket is drawn [`PipelineConfig::ticket_depth`] below the head and recorded before
 //! PreCommit1 runs (a restarted PreCommit1 reuses its layers); the interactive seed is used once it
 //! is [`PipelineConfig::seed_confidence`] epochs deep.
 //!
-//! New sectors are sealed into `preseal::sector_path(store, miner, n)`, the directory the prover
-//! scans, so `Finalize` only deletes what proving does not need.
+//! New sectors are sealed in the sealing scratch (`<scratch>/s-<miner>-<n>`), where the prover
+//! looks only for a sector on chain that is not moved yet; `Finalize` deletes there what proving does not need and moves the rest into
+//! `preseal::sector_path(store, miner, n)`, where the prover looks ([`super::storage`]: a kill at
+//! any instant and Finalize again end with one complete sector in the store). A sector starts
+//! (Packing) only once the scratch and the store have room for it: until then it waits in
+//! Packing, and [`Pipeline::waiting`] says why, with the figures.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use lode_chain::Policy;
-use lode_chain::actors::miner::{MinerMethod, PreCommitInfo};
+use lode_chain::actors::miner::{MinerMethod, PreCommitInfo, ProveCommitInfo, SectorLocation};
+use lode_chain::error::ExitCode;
 use lode_chain::message::{Method, SignedMessage};
 use lode_chain::types::{ActorId, Epoch};
 use lode_node::rpc::types::MessageLookupInfo;
@@ -44,6 +62,7 @@ use lode_sealing::sector_dir::SectorDir;
 
 use super::params::PorepParams;
 use super::state::{Event, RetryPolicy, SectorState};
+use super::storage::{self, Places};
 use super::store::{
     PipelineError, PipelineStore, SectorChain, SectorKind, SectorRecord, SentMessage,
 };
@@ -60,6 +79,12 @@ pub const SEED_CONFIDENCE: Epoch = 6;
 /// Epochs after a message was signed before, still not executed, it is replaced by a new one.
 pub const RESEND_AFTER: Epoch = 10;
 
+/// The default [`PipelineConfig::batch_wait_epochs`].
+pub const BATCH_WAIT_EPOCHS: Epoch = 2;
+
+/// The default [`PipelineConfig::max_batch`].
+pub const MAX_BATCH: usize = 16;
+
 /// What the pipeline needs to know about the miner and its disks.
 #[derive(Clone, Debug)]
 pub struct PipelineConfig {
@@ -67,8 +92,14 @@ pub struct PipelineConfig {
     pub miner: ActorId,
     /// Its sector size.
     pub size: SectorSize,
-    /// The sector store (where the prover looks for sealed sectors).
+    /// The sector store, long-term storage (where the prover looks for sealed sectors; Finalize
+    /// moves sectors there).
     pub store_dir: PathBuf,
+    /// The sealing scratch: the phases Packing … Commit2 work in `<scratch>/s-<miner>-<n>`.
+    pub scratch_dir: PathBuf,
+    /// Whether Finalize keeps the unsealed copy (moved to the store with the replica, for
+    /// retrieval and compute jobs).
+    pub keep_unsealed: bool,
     /// The SDR parent cache's directory.
     pub cache_dir: PathBuf,
     /// How many epochs below the head the seal ticket is drawn (deeper is safer from
@@ -82,16 +113,24 @@ pub struct PipelineConfig {
     pub expiration_margin: Epoch,
     /// Retries and back-off of failed phases.
     pub retry: RetryPolicy,
+    /// How long (epochs of the network's clock) a sector ready for a new pre-commit or
+    /// prove-commit waits for others to share its message; 0: only the sectors ready in the
+    /// same tick share one.
+    pub batch_wait_epochs: Epoch,
+    /// The most sectors one pre-commit or prove-commit message carries (1: no batching).
+    pub max_batch: usize,
 }
 
 impl PipelineConfig {
     /// The configuration a daemon uses under `policy`: the ticket drawn a finality below the head
     /// (a reorganisation cannot change it), the seed [`SEED_CONFIDENCE`] epochs deep, expirations [`RESEND_AFTER`] × 2 epochs past the
-    /// shortest the chain accepts, the default retry policy.
+    /// shortest the chain accepts, the default retry policy, no unsealed copy kept, batches of at
+    /// most [`MAX_BATCH`] sectors waiting at most [`BATCH_WAIT_EPOCHS`].
     pub fn new(
         miner: ActorId,
         size: SectorSize,
         store_dir: PathBuf,
+        scratch_dir: PathBuf,
         cache_dir: PathBuf,
         policy: &Policy,
     ) -> Self {
@@ -99,11 +138,15 @@ impl PipelineConfig {
             miner,
             size,
             store_dir,
+            scratch_dir,
+            keep_unsealed: false,
             cache_dir,
             ticket_depth: policy.chain_finality,
             seed_confidence: SEED_CONFIDENCE,
             expiration_margin: RESEND_AFTER.saturating_mul(2),
             retry: RetryPolicy::default(),
+            batch_wait_epochs: BATCH_WAIT_EPOCHS,
+            max_batch: MAX_BATCH,
         }
     }
 }
@@ -145,9 +188,18 @@ pub struct Pipeline<A: NodeApi> {
     /// Phases started and not applied yet.
     in_flight: AtomicUsize,
     metrics: Option<ProviderMetrics>,
-    /// Where sealing phases run their parallel work ([`sealing_pool`]).
-    pool: Option<Arc<rayon::ThreadPool>>,
+    /// Where sealing phases run their parallel work ([`sealing_pool`]), built when the first
+    /// phase starts (sized by the scheduler's configuration then).
+    pool: std::sync::OnceLock<Option<Arc<rayon::ThreadPool>>>,
+    /// The last head the node reported ([`NO_HEAD`] before the first), what a tick goes on with
+    /// while the node does not answer.
+    last_head: AtomicU64,
+    /// Why each sector waits, as its last step said (cleared when it moves).
+    waiting: Mutex<HashMap<u64, String>>,
 }
+
+/// [`Pipeline::last_head`] before the node first answered.
+const NO_HEAD: u64 = u64::MAX;
 
 /// A background phase's result, waiting to be applied.
 struct Finished {
@@ -231,12 +283,56 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
+/// A chain step up to its message: what to apply, or the sector's entry of a new message.
+enum Planned {
+    /// Apply this, or wait.
+    Step(Step),
+    /// A new pre-commit is due, with this entry.
+    PreCommit(PreCommitInfo),
+    /// A new prove-commit is due, with this entry.
+    ProveCommit(ProveCommitInfo),
+}
+
+/// How many sectors the recorded message `sent` serves (1 when it does not decode).
+fn batch_size(sent: &SentMessage) -> usize {
+    match postcard::from_bytes::<SignedMessage>(&sent.signed) {
+        Ok(m) => match m.message.method {
+            Method::Miner(MinerMethod::PreCommitSectors(v)) => v.len().max(1),
+            Method::Miner(MinerMethod::ProveCommitSectors(v)) => v.len().max(1),
+            _ => 1,
+        },
+        Err(_) => 1,
+    }
+}
+
+/// What following a recorded message gave.
+enum Followed {
+    /// Apply this, or wait.
+    Step(Step),
+    /// Executed and failed; `chain` is the bookkeeping without the message.
+    Failed {
+        /// The receipt's exit code.
+        exit_code: u32,
+        /// The receipt's error.
+        reason: String,
+        /// The sector's chain bookkeeping, the message forgotten.
+        chain: Box<SectorChain>,
+    },
+    /// No message, or a stale one: a new one is due.
+    Send,
+}
+
 /// What the chain says of a recorded message.
 enum Lookup {
     /// Executed successfully.
     Ok,
-    /// Executed and failed: the receipt's error.
-    Failed(String),
+    /// Executed and failed: the receipt's exit code and error.
+    Failed {
+        /// The exit code's number.
+        exit_code: u32,
+        /// The receipt's error, for the operator.
+        reason: String,
+    },
     /// Not executed yet (pushed again); replace it from this epoch on.
     Pending,
     /// Not executed after [`RESEND_AFTER`] epochs: send a new one.
@@ -262,7 +358,6 @@ impl<A: NodeApi> Pipeline<A> {
             config.retry,
         );
         let (finished_tx, finished_rx) = tokio::sync::mpsc::unbounded_channel();
-        let pool = sealing_pool(tasks.capacity().sealing.cores);
         Pipeline {
             api,
             store,
@@ -276,7 +371,9 @@ impl<A: NodeApi> Pipeline<A> {
             finished: Arc::new(tokio::sync::Notify::new()),
             in_flight: AtomicUsize::new(0),
             metrics: None,
-            pool,
+            pool: std::sync::OnceLock::new(),
+            last_head: AtomicU64::new(NO_HEAD),
+            waiting: Mutex::new(HashMap::new()),
         }
     }
 
@@ -284,7 +381,6 @@ impl<A: NodeApi> Pipeline<A> {
     /// provider's `config.toml`; [`Pipeline::new`] uses the defaults).
     pub fn with_tasks(mut self, tasks: &SchedulerConfig) -> Self {
         self.tasks = Scheduler::new(&self.store, tasks, self.config.size, self.config.retry);
-        self.pool = sealing_pool(self.tasks.capacity().sealing.cores);
         self
     }
 
@@ -343,8 +439,99 @@ impl<A: NodeApi> Pipeline<A> {
         }
     }
 
+    /// Where sector `number`'s phases work: its scratch directory, or its store directory for a
+    /// sector sealed in place ([`storage::work_dir`]).
     fn dir(&self, number: u64) -> PathBuf {
+        storage::work_dir(
+            &self.config.scratch_dir,
+            &self.config.store_dir,
+            self.config.miner,
+            number,
+        )
+    }
+
+    /// Sector `number`'s scratch directory.
+    pub fn scratch_path(&self, number: u64) -> PathBuf {
+        sector_path(&self.config.scratch_dir, self.config.miner, number)
+    }
+
+    /// Sector `number`'s directory in the sector store (where Finalize moves it).
+    pub fn store_path(&self, number: u64) -> PathBuf {
         sector_path(&self.config.store_dir, self.config.miner, number)
+    }
+
+    /// Where sector `number`'s files are now (its scratch directory while it is sealed, its store
+    /// directory once finalized), if anywhere.
+    pub fn sector_dir(&self, number: u64) -> Option<PathBuf> {
+        Some(self.dir(number)).filter(|d| d.is_dir())
+    }
+
+    /// Why sector `number` waits, as its last step said (`None` once it moved on, or before a
+    /// step of this process looked at it): e.g. the disk space a new sector needs, with the
+    /// figures.
+    pub fn waiting(&self, number: u64) -> Option<String> {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&number)
+            .cloned()
+    }
+
+    fn set_waiting(&self, number: u64, why: Option<String>) {
+        let mut w = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match why {
+            Some(why) => {
+                if w.get(&number) != Some(&why) {
+                    // The admission's waits (disk, memory) are the operator's to act on.
+                    if why.starts_with("waiting for") {
+                        tracing::info!(sector = number, %why, "sector waits");
+                    } else {
+                        tracing::debug!(sector = number, %why, "sector waits");
+                    }
+                }
+                w.insert(number, why);
+            }
+            None => {
+                w.remove(&number);
+            }
+        }
+    }
+
+    /// Whether a new sector `n` may start now ([`storage::room_for_new_sector`]), against the
+    /// sectors already started in scratch.
+    fn room_for(&self, n: u64) -> Result<(), storage::Refusal> {
+        let c = &self.config;
+        let records = self
+            .store
+            .list()
+            .map_err(|e| storage::Refusal::Wait(e.to_string()))?;
+        let started: Vec<PathBuf> = records
+            .iter()
+            // A sector failed for good writes nothing more (its files stay until it is removed).
+            .filter(|r| {
+                r.number != n
+                    && !r.state().is_final()
+                    && r.state() != SectorState::FailedUnrecoverable
+            })
+            .map(|r| self.scratch_path(r.number))
+            .filter(|d| d.is_dir())
+            .collect();
+        let at = Places {
+            scratch: &c.scratch_dir,
+            store: &c.store_dir,
+            cache: &c.cache_dir,
+            size: c.size,
+            keep_unsealed: c.keep_unsealed,
+        };
+        storage::room_for_new_sector(
+            &at,
+            &self.scratch_path(n),
+            &started,
+            &lode_sealing::capacity::SystemProbe,
+        )
     }
 
     /// Does the work of `record`'s state once, at chain head `head`, and says what to apply.
@@ -363,6 +550,12 @@ impl<A: NodeApi> Pipeline<A> {
                 SectorKind::Deals => Step::Wait("deal sectors are not packed yet".into()),
             },
             Packing => {
+                // A new sector starts only where its phases and its finalized files fit.
+                match self.room_for(n) {
+                    Ok(()) => {}
+                    Err(storage::Refusal::Wait(why)) => return Ok(Step::Wait(why)),
+                    Err(storage::Refusal::Fail(why)) => return Ok(failed(why, true)),
+                }
                 // Committed capacity: no pieces (PreCommit1 seals zeros).
                 match SectorDir::create(&path) {
                     Ok(_) => done(),
@@ -407,16 +600,20 @@ impl<A: NodeApi> Pipeline<A> {
             }
             SubmitProveCommit => self.submit_prove_commit(record, head).await?,
             ProveCommitLanded => done(),
-            Removing => match std::fs::remove_dir_all(&path) {
+            Removing => match storage::remove_sector(&self.scratch_path(n), &self.store_path(n)) {
                 Ok(()) => done(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => done(),
-                Err(e) => Step::Wait(format!("cannot delete {}: {e}", path.display())),
+                Err(e) => Step::Wait(e.to_string()),
             },
-            Terminating => Step::Wait("terminations are not sent by the pipeline yet".into()),
+            Terminating => self.submit_terminate(record, head).await?,
             s if s.is_retryable_failure() => {
                 let due = record.progress.retry_at.unwrap_or(0);
                 if unix_now() >= due {
-                    Step::Apply(Event::Retry, None)
+                    // A failed prove-commit without a proof to send goes back to Commit1.
+                    if s.redoes().is_some() && !self.has_proof(n) {
+                        Step::Apply(Event::Redo, None)
+                    } else {
+                        Step::Apply(Event::Retry, None)
+                    }
                 } else {
                     Step::Wait(format!("retry at unix time {due}"))
                 }
@@ -497,11 +694,16 @@ impl<A: NodeApi> Pipeline<A> {
                     Ok(None)
                 })
             }
-            Finalize => Box::new(move || {
-                let dir = SectorDir::open(&path)?;
-                seal::finalize(&dir, &id, false)?;
-                Ok(None)
-            }),
+            Finalize => {
+                let scratch = self.scratch_path(n);
+                let dest = self.store_path(n);
+                let keep = self.config.keep_unsealed;
+                Box::new(move || {
+                    let how = storage::finalize_to_store(&scratch, &dest, &id, keep)?;
+                    tracing::info!(sector = n, store = %dest.display(), ?how, "sector finalized into the store");
+                    Ok(None)
+                })
+            }
             s => return Err(Step::Wait(format!("{s} is not a sealing phase"))),
         })
     }
@@ -542,10 +744,13 @@ impl<A: NodeApi> Pipeline<A> {
         let found: Option<MessageLookupInfo> = self.api.search_message(sent.id).await?;
         Ok(match found {
             Some(info) if info.receipt.ok() => Lookup::Ok,
-            Some(info) => Lookup::Failed(format!(
-                "the message was executed at epoch {} and failed: {} ({})",
-                info.epoch, info.receipt.exit, info.receipt.error
-            )),
+            Some(info) => Lookup::Failed {
+                exit_code: info.receipt.exit_code,
+                reason: format!(
+                    "the message was executed at epoch {} and failed: {} ({})",
+                    info.epoch, info.receipt.exit, info.receipt.error
+                ),
+            },
             None if head >= sent.sent_at.saturating_add(RESEND_AFTER) => Lookup::Stale,
             None => {
                 // Lost by a crash before the push, or dropped by a restarted node: the same
@@ -560,9 +765,6 @@ impl<A: NodeApi> Pipeline<A> {
         })
     }
 
-    /// Signs `method`, records it in the sector's record (`slot` picks which message), then
-    /// pushes it. A refused push leaves the recorded message to be looked up (and replaced once
-    /// stale) like any other.
     /// Follows the message recorded in `slot` (a `what` message): `Some` step when the chain
     /// executed it (done, or failed — the record then forgets it, so the retry sends a new one)
     /// or it is still pending; `None` when there is none, or it is stale and a new one is due.
@@ -573,23 +775,43 @@ impl<A: NodeApi> Pipeline<A> {
         what: &str,
         slot: fn(&mut SectorChain) -> &mut Option<SentMessage>,
     ) -> ProviderResult<Option<Step>> {
+        Ok(match self.follow_receipt(record, head, what, slot).await? {
+            Followed::Step(step) => Some(step),
+            Followed::Failed { reason, chain, .. } => Some(Step::Apply(
+                Event::Failed {
+                    reason,
+                    retry: true,
+                },
+                Some(chain),
+            )),
+            Followed::Send => None,
+        })
+    }
+
+    /// [`Self::follow`], with a failed message's exit code and the bookkeeping without it
+    /// handed back for the caller to judge.
+    async fn follow_receipt(
+        &self,
+        record: &SectorRecord,
+        head: Epoch,
+        what: &str,
+        slot: fn(&mut SectorChain) -> &mut Option<SentMessage>,
+    ) -> ProviderResult<Followed> {
         let mut chain = record.chain.clone();
         let Some(sent) = slot(&mut chain).clone() else {
-            return Ok(None);
+            return Ok(Followed::Send);
         };
         Ok(match self.lookup(&sent, head).await? {
-            Lookup::Ok => Some(done()),
-            Lookup::Failed(reason) => {
+            Lookup::Ok => Followed::Step(done()),
+            Lookup::Failed { exit_code, reason } => {
                 *slot(&mut chain) = None;
-                Some(Step::Apply(
-                    Event::Failed {
-                        reason,
-                        retry: true,
-                    },
-                    Some(Box::new(chain)),
-                ))
+                Followed::Failed {
+                    exit_code,
+                    reason,
+                    chain: Box::new(chain),
+                }
             }
-            Lookup::Pending => Some(Step::Wait(format!(
+            Lookup::Pending => Followed::Step(Step::Wait(format!(
                 "{what} message {} not executed yet",
                 hex::encode(sent.id)
             ))),
@@ -598,14 +820,33 @@ impl<A: NodeApi> Pipeline<A> {
                     sector = record.number,
                     "{what} message not executed after {RESEND_AFTER} epochs: sending a new one"
                 );
-                None
+                Followed::Send
             }
         })
     }
 
+    /// Signs `method`, records it in the sector's record (`slot` picks which message), then
+    /// pushes it. A refused push leaves the recorded message to be looked up (and replaced once
+    /// stale) like any other.
     async fn send(
         &self,
         record: &SectorRecord,
+        head: Epoch,
+        method: Method,
+        proofs: usize,
+        slot: fn(&mut SectorChain) -> &mut Option<SentMessage>,
+    ) -> ProviderResult<Step> {
+        self.send_batch(std::slice::from_ref(record), head, method, proofs, slot)
+            .await
+    }
+
+    /// [`Self::send`] for a message that serves several sectors: it is recorded in every one of
+    /// their records, in one transaction ([`PipelineStore::record_chains`]: all or none),
+    /// before it is pushed, so after a crash each sector finds it and pushes the same message
+    /// again.
+    async fn send_batch(
+        &self,
+        records: &[SectorRecord],
         head: Epoch,
         method: Method,
         proofs: usize,
@@ -615,18 +856,32 @@ impl<A: NodeApi> Pipeline<A> {
         let store = &self.store;
         let pushed = self
             .messenger
-            .send_recorded(&*self.api, view.worker, method, proofs, 1, |signed| {
-                let mut chain = record.chain.clone();
-                *slot(&mut chain) = Some(SentMessage {
-                    id: signed.id(),
-                    sent_at: head,
-                    signed: lode_chain::codec::encode(signed),
-                });
-                store
-                    .record_chain(record.number, record.version, chain, unix_now())
-                    .map(|_| ())
-                    .map_err(pipeline_err)
-            })
+            .send_recorded(
+                &*self.api,
+                view.worker,
+                method,
+                proofs,
+                records.len().max(1),
+                |signed| {
+                    let sent = SentMessage {
+                        id: signed.id(),
+                        sent_at: head,
+                        signed: lode_chain::codec::encode(signed),
+                    };
+                    let changes: Vec<(u64, u64, SectorChain)> = records
+                        .iter()
+                        .map(|r| {
+                            let mut chain = r.chain.clone();
+                            *slot(&mut chain) = Some(sent.clone());
+                            (r.number, r.version, chain)
+                        })
+                        .collect();
+                    store
+                        .record_chains(&changes, unix_now())
+                        .map(|_| ())
+                        .map_err(pipeline_err)
+                },
+            )
             .await;
         Ok(match pushed {
             Ok(id) => Step::Wait(format!("message {} sent", hex::encode(id))),
@@ -637,62 +892,74 @@ impl<A: NodeApi> Pipeline<A> {
     }
 
     async fn submit_pre_commit(&self, record: &SectorRecord, head: Epoch) -> ProviderResult<Step> {
+        Ok(match self.plan_pre_commit(record, head).await? {
+            Planned::Step(step) => step,
+            Planned::PreCommit(info) => {
+                let method = Method::Miner(MinerMethod::PreCommitSectors(vec![info]));
+                self.send(record, head, method, 0, |c| &mut c.pre_commit)
+                    .await?
+            }
+            Planned::ProveCommit(_) => Step::Wait("not a pre-commit".into()),
+        })
+    }
+
+    /// `SubmitPreCommit` up to the message: what the chain and the recorded message say, or
+    /// the sector's entry of a new pre-commit.
+    async fn plan_pre_commit(&self, record: &SectorRecord, head: Epoch) -> ProviderResult<Planned> {
         let n = record.number;
         let miner = self.config.miner;
         let chain = &record.chain;
         let (Some(comm_r), Some(comm_d), Some(seal_rand_epoch)) =
             (chain.comm_r, chain.comm_d, chain.seal_rand_epoch)
         else {
-            return Ok(failed(
+            return Ok(Planned::Step(failed(
                 "the sector has no recorded commitments: seal it again",
                 false,
-            ));
+            )));
         };
         let pre = self.api.miner_precommits(miner).await?;
         if let Some(p) = pre.iter().find(|p| p.sector_number == n) {
-            return Ok(if p.comm_r == comm_r {
+            return Ok(Planned::Step(if p.comm_r == comm_r {
                 done()
             } else {
                 failed(
                     format!("the chain holds another pre-commit for sector {n}: remove this one"),
                     false,
                 )
-            });
+            }));
         }
         let sectors = self.api.miner_sectors(miner).await?;
         if sectors.iter().any(|s| s.sector_number == n) {
-            return Ok(done());
+            return Ok(Planned::Step(done()));
         }
         if let Some(step) = self
             .follow(record, head, "pre-commit", |c| &mut c.pre_commit)
             .await?
         {
-            return Ok(step);
+            return Ok(Planned::Step(step));
         }
         let p = &self.policy;
         let landing = head.saturating_add(1);
         if landing.saturating_sub(seal_rand_epoch) >= p.max_pre_commit_randomness_lookback {
-            return Ok(failed(
+            return Ok(Planned::Step(failed(
                 format!(
                     "the seal ticket (epoch {seal_rand_epoch}) is too old for a pre-commit: remove the sector and pledge a new one"
                 ),
                 false,
-            ));
+            )));
         }
         let expiration = landing
             .saturating_add(p.max_prove_commit_duration)
             .saturating_add(p.min_sector_expiration)
             .saturating_add(self.config.expiration_margin);
-        let method = Method::Miner(MinerMethod::PreCommitSectors(vec![PreCommitInfo {
+        Ok(Planned::PreCommit(PreCommitInfo {
             sector_number: n,
             comm_r,
             comm_d,
             seal_rand_epoch,
             deal_ids: Vec::new(),
             expiration,
-        }]));
-        self.send(record, head, method, 0, |c| &mut c.pre_commit)
-            .await
+        }))
     }
 
     async fn submit_prove_commit(
@@ -700,30 +967,78 @@ impl<A: NodeApi> Pipeline<A> {
         record: &SectorRecord,
         head: Epoch,
     ) -> ProviderResult<Step> {
+        Ok(match self.plan_prove_commit(record, head).await? {
+            Planned::Step(step) => step,
+            Planned::ProveCommit(info) => {
+                let count = info.proofs.len();
+                let method = Method::Miner(MinerMethod::ProveCommitSector {
+                    sector_number: info.sector_number,
+                    proofs: info.proofs,
+                });
+                self.send(record, head, method, count, |c| &mut c.prove_commit)
+                    .await?
+            }
+            Planned::PreCommit(_) => Step::Wait("not a prove-commit".into()),
+        })
+    }
+
+    /// `SubmitProveCommit` up to the message: what the chain and the recorded message say, or
+    /// the sector's entry (its proofs) of a new prove-commit.
+    async fn plan_prove_commit(
+        &self,
+        record: &SectorRecord,
+        head: Epoch,
+    ) -> ProviderResult<Planned> {
         let n = record.number;
         let miner = self.config.miner;
         let sectors = self.api.miner_sectors(miner).await?;
         if sectors.iter().any(|s| s.sector_number == n) {
-            return Ok(done());
+            return Ok(Planned::Step(done()));
         }
-        if let Some(step) = self
-            .follow(record, head, "prove-commit", |c| &mut c.prove_commit)
+        let batch = record.chain.prove_commit.as_ref().map_or(1, batch_size);
+        match self
+            .follow_receipt(record, head, "prove-commit", |c| &mut c.prove_commit)
             .await?
         {
-            return Ok(step);
+            // Executed, yet the sector is not on chain: the batch skipped it (its own check
+            // failed, or the message named it twice by mistake): retried, alone.
+            Followed::Step(Step::Apply(Event::Done, _)) => {
+                let mut chain = record.chain.clone();
+                chain.prove_commit = None;
+                return Ok(Planned::Step(Step::Apply(
+                    Event::Failed {
+                        reason: format!(
+                            "the prove-commit of {batch} sectors was executed without proving sector {n}: it is sent again, alone"
+                        ),
+                        retry: true,
+                    },
+                    Some(Box::new(chain)),
+                )));
+            }
+            Followed::Step(step) => return Ok(Planned::Step(step)),
+            Followed::Failed {
+                exit_code,
+                reason,
+                chain,
+            } => {
+                return Ok(Planned::Step(
+                    self.prove_commit_failed(n, exit_code, reason, chain, batch),
+                ));
+            }
+            Followed::Send => {}
         }
         let pre = self.api.miner_precommits(miner).await?;
         let Some(p) = pre.iter().find(|p| p.sector_number == n) else {
-            return Ok(failed(
+            return Ok(Planned::Step(failed(
                 "the pre-commit is no longer on chain (expired: its deposit is gone); remove the sector",
                 false,
-            ));
+            )));
         };
         if head > p.prove_by {
-            return Ok(failed(
+            return Ok(Planned::Step(failed(
                 format!("the pre-commit expired at epoch {}", p.prove_by),
                 false,
-            ));
+            )));
         }
         let path = self.dir(n);
         let read = SectorDir::open(&path)
@@ -735,19 +1050,121 @@ impl<A: NodeApi> Pipeline<A> {
                 .map(<[u8]>::to_vec)
                 .collect::<Vec<_>>(),
             Err(e) => {
-                return Ok(failed(
+                return Ok(Planned::Step(failed(
                     format!("the PoRep proof cannot be read ({e}): prove again"),
                     true,
-                ));
+                )));
             }
         };
-        let count = proofs.len();
-        let method = Method::Miner(MinerMethod::ProveCommitSector {
+        Ok(Planned::ProveCommit(ProveCommitInfo {
             sector_number: n,
             proofs,
-        });
-        self.send(record, head, method, count, |c| &mut c.prove_commit)
+        }))
+    }
+
+    /// `Terminating`: ends the sector on chain with `TerminateSectors`, as idempotently as the
+    /// other chain steps. The chain first: a sector no longer live there (terminated by an
+    /// earlier message, or expired) is `Done` without a message. Then the recorded termination
+    /// message's receipt: executed, it is `Done`; refused, it is forgotten (logged, the record
+    /// keeps its state: `Terminating` has no failure state) and a new one is sent once the
+    /// chain allows it. A message is sent only while the sector's deadline is mutable (neither
+    /// open nor about to open: the chain refuses a termination then), recorded before it is
+    /// pushed, and pushed again until executed or stale.
+    async fn submit_terminate(&self, record: &SectorRecord, head: Epoch) -> ProviderResult<Step> {
+        let n = record.number;
+        let miner = self.config.miner;
+        let sectors = self.api.miner_sectors(miner).await?;
+        let Some(sector) = sectors.iter().find(|s| s.sector_number == n) else {
+            return Ok(done());
+        };
+        match self
+            .follow_receipt(record, head, "termination", |c| &mut c.terminate)
+            .await?
+        {
+            Followed::Step(step) => return Ok(step),
+            Followed::Failed { reason, chain, .. } => {
+                tracing::warn!(sector = n, %reason, "the termination was refused; sending another once the chain allows it");
+                self.store
+                    .record_chain(n, record.version, *chain, unix_now())
+                    .map_err(pipeline_err)?;
+                return Ok(Step::Wait(format!("the termination was refused: {reason}")));
+            }
+            Followed::Send => {}
+        }
+        let view = self.api.proving_view(miner).await?;
+        // The message lands at `head + 1` at the earliest, a few epochs later when the pool is
+        // busy: the deadline must stay mutable (more than a challenge window before it opens)
+        // until then.
+        let margin = self.policy.wpost_challenge_window.saturating_add(2);
+        if let Some(dl) = view.deadlines.iter().find(|d| d.index == sector.deadline)
+            && head.saturating_add(1).saturating_add(margin) >= dl.open
+        {
+            return Ok(Step::Wait(format!(
+                "deadline {} opens at epoch {} and closes at {}: the termination is sent after it",
+                dl.index, dl.open, dl.close
+            )));
+        }
+        let method = Method::Miner(MinerMethod::TerminateSectors(vec![SectorLocation {
+            deadline: sector.deadline,
+            partition: sector.partition,
+            sectors: [n].into(),
+        }]));
+        self.send(record, head, method, 0, |c| &mut c.terminate)
             .await
+    }
+
+    /// A prove-commit the chain executed and refused: a retryable failure. When the chain refused
+    /// the proof itself (`ExitCode::InvalidProof`: decided on the receipt's code, not its text),
+    /// the stale Commit1 and Commit2 outputs are deleted first, so the retry finds no proof to
+    /// send and goes back to Commit1 ([`Event::Redo`]) instead of resending the same bad proof;
+    /// other refusals (out of gas, funds, nonce) keep the proof and resend it. A refused batch
+    /// (`batch` sectors) says nothing of which proof was bad: every sector keeps its proof and
+    /// is sent again alone.
+    fn prove_commit_failed(
+        &self,
+        n: u64,
+        exit_code: u32,
+        reason: String,
+        chain: Box<SectorChain>,
+        batch: usize,
+    ) -> Step {
+        let mut reason = reason;
+        if batch > 1 {
+            // Which sector's proof the chain refused is not known: each is retried alone,
+            // its proof kept; a single message then says whether that proof is invalid.
+            reason.push_str(&format!(
+                " (a prove-commit of {batch} sectors: this one is sent again, alone)"
+            ));
+        } else if exit_code == ExitCode::InvalidProof.value() {
+            if let Ok(dir) = SectorDir::open(&self.dir(n)) {
+                for file in [dir.commit2(), dir.commit1_public(), dir.commit1()] {
+                    match std::fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            // Nothing decided: the receipt is read again next tick.
+                            return Step::Wait(format!(
+                                "the chain refused the proof, and the stale {} cannot be deleted: {e}",
+                                file.display()
+                            ));
+                        }
+                    }
+                }
+            }
+            reason.push_str(": the proof is computed again from Commit1");
+        }
+        Step::Apply(
+            Event::Failed {
+                reason,
+                retry: true,
+            },
+            Some(chain),
+        )
+    }
+
+    /// Whether sector `n` has a proof to send (`commit2.bin` under its final name).
+    fn has_proof(&self, n: u64) -> bool {
+        SectorDir::open(&self.dir(n)).is_ok_and(|dir| dir.commit2().is_file())
     }
 
     /// Advances every sector that has work by one step at the current head and applies what
@@ -768,10 +1185,28 @@ impl<A: NodeApi> Pipeline<A> {
     /// [`ProviderError::Node`] when the head cannot be read; [`ProviderError::Pipeline`] when the
     /// records cannot be read.
     pub async fn tick(&self) -> ProviderResult<Vec<Transition>> {
-        let head = self.api.chain_head().await?.epoch;
+        // A node that does not answer stops the chain steps, not the sealing: phases go on
+        // with the last head seen (a PreCommit1 starts when its ticket was fresh then; drawing
+        // a ticket waits for the node), and chain steps wait for the node without counting as
+        // the sector's failures — a node restarting for an upgrade must not fail every sector.
+        let (head, node_away) = match self.api.chain_head().await {
+            Ok(h) => {
+                self.last_head.store(h.epoch, Ordering::SeqCst);
+                (h.epoch, false)
+            }
+            Err(e) => match self.last_head.load(Ordering::SeqCst) {
+                NO_HEAD => return Err(e),
+                last => {
+                    tracing::warn!(error = %e, last_head = last, "the node does not answer: sealing phases go on, chain steps wait for it");
+                    (last, true)
+                }
+            },
+        };
         let mut out = self.apply_finished(false, head).await;
         let records = self.store.list().map_err(pipeline_err)?;
         let now = unix_now();
+        let mut pre_commits: Vec<(SectorRecord, PreCommitInfo)> = Vec::new();
+        let mut prove_commits: Vec<(SectorRecord, ProveCommitInfo)> = Vec::new();
         for record in records {
             let state = record.state();
             if self
@@ -792,20 +1227,55 @@ impl<A: NodeApi> Pipeline<A> {
                 tracing::warn!(sector = record.number, error = %e, "cannot queue the sector's task");
                 continue;
             }
-            if wanted.is_some() || state.is_final() || state == SectorState::Proving {
+            if wanted.is_some() || state.is_final() || state == SectorState::Proving || node_away {
                 continue;
             }
             let started = std::time::Instant::now();
-            let step = match self.step(&record, head).await {
+            // A chain step's first try may share its message with other sectors': its entry
+            // waits for the batch below. A retried one goes alone (one bad sector cannot block
+            // the others twice).
+            let batching = self.config.max_batch > 1
+                && record.progress.failures == 0
+                && matches!(
+                    state,
+                    SectorState::SubmitPreCommit | SectorState::SubmitProveCommit
+                );
+            let step = if batching {
+                let planned = if state == SectorState::SubmitPreCommit {
+                    self.plan_pre_commit(&record, head).await
+                } else {
+                    self.plan_prove_commit(&record, head).await
+                };
+                match planned {
+                    Ok(Planned::Step(s)) => Ok(s),
+                    Ok(Planned::PreCommit(info)) => {
+                        pre_commits.push((record, info));
+                        continue;
+                    }
+                    Ok(Planned::ProveCommit(info)) => {
+                        prove_commits.push((record, info));
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.step(&record, head).await
+            };
+            let step = match step {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(sector = record.number, state = %state, error = %e, "sector step failed; trying again next epoch");
                     continue;
                 }
             };
-            let Step::Apply(event, chain) = step else {
-                continue;
+            let (event, chain) = match step {
+                Step::Apply(event, chain) => (event, chain),
+                Step::Wait(why) => {
+                    self.set_waiting(record.number, Some(why));
+                    continue;
+                }
             };
+            self.set_waiting(record.number, None);
             // The version read before the step fences it: a step that recorded a message
             // returns `Wait`, so a moved version means someone else changed the sector.
             match self.store.update(
@@ -825,6 +1295,32 @@ impl<A: NodeApi> Pipeline<A> {
                 }
             }
         }
+        if self.batch_due(&pre_commits, now) {
+            for chunk in pre_commits.chunks(self.config.max_batch.max(1)) {
+                let (records, infos): (Vec<SectorRecord>, Vec<PreCommitInfo>) =
+                    chunk.iter().cloned().unzip();
+                let method = Method::Miner(MinerMethod::PreCommitSectors(infos));
+                self.send_logged(&records, head, method, 0, |c| &mut c.pre_commit)
+                    .await;
+            }
+        }
+        if self.batch_due(&prove_commits, now) {
+            for chunk in prove_commits.chunks(self.config.max_batch.max(1)) {
+                let (records, infos): (Vec<SectorRecord>, Vec<ProveCommitInfo>) =
+                    chunk.iter().cloned().unzip();
+                let proofs = infos.iter().map(|i| i.proofs.len()).sum();
+                let method = if let [one] = infos.as_slice() {
+                    Method::Miner(MinerMethod::ProveCommitSector {
+                        sector_number: one.sector_number,
+                        proofs: one.proofs.clone(),
+                    })
+                } else {
+                    Method::Miner(MinerMethod::ProveCommitSectors(infos))
+                };
+                self.send_logged(&records, head, method, proofs, |c| &mut c.prove_commit)
+                    .await;
+            }
+        }
         for claim in self.tasks.admit(now).map_err(task_err)? {
             if let Some(t) = self.start(claim, head) {
                 out.push(t);
@@ -834,6 +1330,42 @@ impl<A: NodeApi> Pipeline<A> {
             tracing::warn!(error = %e, "cannot prune the task history");
         }
         Ok(out)
+    }
+
+    /// Whether the sectors waiting to share a message send it now: one has waited
+    /// [`PipelineConfig::batch_wait_epochs`] in its state, or they fill a message.
+    fn batch_due<T>(&self, waiting: &[(SectorRecord, T)], now: u64) -> bool {
+        let wait = self
+            .config
+            .batch_wait_epochs
+            .saturating_mul(self.policy.epoch_duration_seconds.max(1));
+        !waiting.is_empty()
+            && (waiting.len() >= self.config.max_batch
+                || waiting
+                    .iter()
+                    .any(|(r, _)| now >= r.state_since().saturating_add(wait)))
+    }
+
+    /// [`Self::send_batch`] from a tick: the outcome logged (the sectors are looked at again
+    /// next tick whatever happened).
+    async fn send_logged(
+        &self,
+        records: &[SectorRecord],
+        head: Epoch,
+        method: Method,
+        proofs: usize,
+        slot: fn(&mut SectorChain) -> &mut Option<SentMessage>,
+    ) {
+        let numbers: Vec<u64> = records.iter().map(|r| r.number).collect();
+        match self.send_batch(records, head, method, proofs, slot).await {
+            Ok(Step::Wait(why)) => {
+                tracing::info!(sectors = ?numbers, %why, "one message for the sectors")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(sectors = ?numbers, error = %e, "cannot send the sectors' message; trying again next tick")
+            }
+        }
     }
 
     /// Logs a transition and returns it.
@@ -925,7 +1457,10 @@ impl<A: NodeApi> Pipeline<A> {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let tx = self.finished_tx.clone();
         let finished = self.finished.clone();
-        let pool = self.pool.clone();
+        let pool = self
+            .pool
+            .get_or_init(|| sealing_pool(self.tasks.capacity().sealing.cores))
+            .clone();
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let run = move || match pool {

@@ -14,7 +14,9 @@
 //! A phase that fails moves to its failure state with the reason recorded
 //! (`AddPieceFailed`, `SealPreCommit1Failed`, `SealPreCommit2Failed`, `PreCommitFailed`,
 //! `ComputeProofFailed`, `CommitFailed`, `FinalizeFailed`) and a time before which it is not
-//! retried (exponential back-off, [`RetryPolicy`]); [`Event::Retry`] moves it back to the phase.
+//! retried (exponential back-off, [`RetryPolicy`]); [`Event::Retry`] moves it back to the phase,
+//! or [`Event::Redo`] to an earlier one when what the phase consumes is gone (`CommitFailed` →
+//! `Commit1`: a proof the chain refused as invalid is computed again, not resent).
 //! A failure past the policy's retries, or one that cannot be retried (a pre-commit that expired
 //! on chain: its deposit is gone), moves it to `FailedUnrecoverable` **in the same transition**, so
 //! no sector waits silently forever. `Removing → Removed` and `Terminating → Terminated` are the
@@ -161,6 +163,18 @@ impl SectorState {
         })
     }
 
+    /// The earlier working state a failure state goes back to when what its phase consumes is
+    /// gone ([`Event::Redo`]): `CommitFailed` → `Commit1` when there is no proof to send (the
+    /// chain refused it as invalid and its stale outputs were deleted, or it cannot be read), so
+    /// the vanilla and Groth16 proofs are computed again rather than the same bad proof resent.
+    pub fn redoes(self) -> Option<Self> {
+        use SectorState::*;
+        Some(match self {
+            CommitFailed => Commit1,
+            _ => return None,
+        })
+    }
+
     /// Whether the daemon has work to do in this state.
     pub fn is_working(self) -> bool {
         self.next().is_some()
@@ -244,6 +258,9 @@ pub enum Event {
     Remove,
     /// The operator terminates the sector on chain.
     Terminate,
+    /// A failure state's back-off has passed, but what its phase consumes is gone: go back to
+    /// the earlier phase that makes it ([`SectorState::redoes`]).
+    Redo,
 }
 
 /// Why an event was refused.
@@ -326,6 +343,7 @@ fn event_name(e: &Event) -> &'static str {
         Event::Retry => "Retry",
         Event::Remove => "Remove",
         Event::Terminate => "Terminate",
+        Event::Redo => "Redo",
     }
 }
 
@@ -375,9 +393,18 @@ pub fn transition(
                 note = reason.clone();
             }
         }
-        Event::Retry => {
-            let Some(again) = state.retries() else {
-                return Err(not("failure states that can be retried"));
+        Event::Retry | Event::Redo => {
+            let again = if matches!(event, Event::Redo) {
+                state.redoes()
+            } else {
+                state.retries()
+            };
+            let Some(again) = again else {
+                return Err(not(if matches!(event, Event::Redo) {
+                    "failure states that go back to an earlier phase"
+                } else {
+                    "failure states that can be retried"
+                }));
             };
             if let Some(at) = p.retry_at
                 && now < at
@@ -389,7 +416,11 @@ pub fn transition(
                 });
             }
             out.state = again;
-            note = format!("retry {}", p.failures);
+            note = if matches!(event, Event::Redo) {
+                format!("retry {} from {again}", p.failures)
+            } else {
+                format!("retry {}", p.failures)
+            };
         }
         Event::Remove => {
             if state.is_on_chain() || state.is_final() || matches!(state, Removing) {
@@ -523,6 +554,41 @@ mod tests {
     }
 
     #[test]
+    fn redo_takes_a_failed_prove_commit_back_to_commit1_after_its_back_off() {
+        let policy = RetryPolicy::default();
+        let mut p = SectorProgress::new(0);
+        p.state = SubmitProveCommit;
+        let fail = Event::Failed {
+            reason: "InvalidProof".into(),
+            retry: true,
+        };
+        p = transition(&p, &fail, 100, &policy).unwrap();
+        assert_eq!((p.state, p.retry_at), (CommitFailed, Some(110)));
+        assert!(matches!(
+            transition(&p, &Event::Redo, 109, &policy).unwrap_err(),
+            TransitionError::TooEarly { .. }
+        ));
+        let q = transition(&p, &Event::Redo, 110, &policy).unwrap();
+        assert_eq!((q.state, q.failures), (Commit1, 1));
+        assert!(q.history.last().unwrap().note.contains("from Commit1"));
+        // Plain retry still resends.
+        assert_eq!(
+            transition(&p, &Event::Retry, 110, &policy).unwrap().state,
+            SubmitProveCommit
+        );
+        // Only CommitFailed goes back.
+        for &s in ALL_STATES {
+            let mut r = SectorProgress::new(0);
+            r.state = s;
+            assert_eq!(
+                transition(&r, &Event::Redo, 1, &policy).is_ok(),
+                s == CommitFailed,
+                "{s}"
+            );
+        }
+    }
+
+    #[test]
     fn removal_before_the_chain_and_termination_after() {
         let policy = RetryPolicy::default();
         for &s in ALL_STATES {
@@ -547,6 +613,7 @@ mod tests {
             4 => Just(Event::Done),
             2 => any::<bool>().prop_map(|retry| Event::Failed { reason: "x".into(), retry }),
             2 => Just(Event::Retry),
+            1 => Just(Event::Redo),
             1 => Just(Event::Remove),
             1 => Just(Event::Terminate),
         ]

@@ -73,6 +73,57 @@ pub struct SectorChain {
     pub pre_commit: Option<SentMessage>,
     /// The prove-commit message.
     pub prove_commit: Option<SentMessage>,
+    /// The termination message (`Terminating`). Added after the first records were written:
+    /// a record without it (the encoding ends after `prove_commit`) decodes with `None`
+    /// ([`decode_record`]); it must stay the last field.
+    pub terminate: Option<SentMessage>,
+}
+
+/// A record as written before [`SectorChain::terminate`] existed: the same fields, in the same
+/// order, without it (postcard has no field names, so an old record is a prefix of the new
+/// layout).
+#[derive(Deserialize)]
+struct RecordV1 {
+    number: u64,
+    kind: SectorKind,
+    created_at: u64,
+    version: u64,
+    progress: SectorProgress,
+    chain: ChainV1,
+}
+
+#[derive(Deserialize)]
+struct ChainV1 {
+    seal_rand_epoch: Option<u64>,
+    ticket: Option<[u8; 32]>,
+    comm_d: Option<[u8; 32]>,
+    comm_r: Option<[u8; 32]>,
+    seed: Option<[u8; 32]>,
+    pre_commit: Option<SentMessage>,
+    prove_commit: Option<SentMessage>,
+}
+
+impl From<RecordV1> for SectorRecord {
+    fn from(r: RecordV1) -> Self {
+        let c = r.chain;
+        SectorRecord {
+            number: r.number,
+            kind: r.kind,
+            created_at: r.created_at,
+            version: r.version,
+            progress: r.progress,
+            chain: SectorChain {
+                seal_rand_epoch: c.seal_rand_epoch,
+                ticket: c.ticket,
+                comm_d: c.comm_d,
+                comm_r: c.comm_r,
+                seed: c.seed,
+                pre_commit: c.pre_commit,
+                prove_commit: c.prove_commit,
+                terminate: None,
+            },
+        }
+    }
 }
 
 impl SectorRecord {
@@ -148,8 +199,17 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     lode_chain::codec::encode(v)
 }
 
+/// Decodes a record, in the current layout or, failing that, in the layout before
+/// [`SectorChain::terminate`] (whose bytes end where that field would begin); the whole input
+/// must be used either way.
 pub(crate) fn decode_record(number: u64, bytes: &[u8]) -> PipelineResult<SectorRecord> {
-    postcard::from_bytes(bytes).map_err(|_| PipelineError::Corrupt(number))
+    match postcard::take_from_bytes::<SectorRecord>(bytes) {
+        Ok((r, [])) => Ok(r),
+        _ => match postcard::take_from_bytes::<RecordV1>(bytes) {
+            Ok((r, [])) => Ok(r.into()),
+            _ => Err(PipelineError::Corrupt(number)),
+        },
+    }
 }
 
 fn number_from(bytes: &[u8]) -> u64 {
@@ -273,6 +333,51 @@ impl PipelineStore {
             now,
             &RetryPolicy::default(),
         )
+    }
+
+    /// Records `chain` for several sectors at once, each under the version its caller read,
+    /// in **one** transaction, durable before it returns: all or none (a message shared by a
+    /// batch of sectors is recorded in every one of them before it is pushed, or in none).
+    ///
+    /// # Errors
+    /// [`PipelineError::Conflict`] or [`PipelineError::Unknown`] for the first sector that moved
+    /// on or is gone (nothing is written); [`PipelineError::Db`].
+    pub fn record_chains(
+        &self,
+        changes: &[(u64, u64, SectorChain)],
+        now: u64,
+    ) -> PipelineResult<Vec<SectorRecord>> {
+        let result = self.sectors.transaction(|tx| {
+            let mut out = Vec::with_capacity(changes.len());
+            for (number, version, chain) in changes {
+                let key = number.to_be_bytes();
+                let Some(old) = tx.get(key)? else {
+                    return Err(ConflictableTransactionError::Abort(PipelineError::Unknown(
+                        *number,
+                    )));
+                };
+                let old =
+                    decode_record(*number, &old).map_err(ConflictableTransactionError::Abort)?;
+                let new = changed(
+                    &old,
+                    *version,
+                    None,
+                    Some(chain.clone()),
+                    now,
+                    &RetryPolicy::default(),
+                )
+                .map_err(ConflictableTransactionError::Abort)?;
+                tx.insert(&key, encode(&new))?;
+                out.push(new);
+            }
+            Ok(out)
+        });
+        let out = result.map_err(|e| match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => PipelineError::Db(e),
+        })?;
+        self.db.flush()?;
+        Ok(out)
     }
 
     /// The one change of a record: `event` (if any) applied to its state and `chain` (if any)
@@ -474,6 +579,74 @@ mod tests {
         drop(s);
         let s = PipelineStore::open(d.path()).unwrap();
         assert_eq!(s.get(r.number).unwrap().unwrap(), r3);
+    }
+
+    #[test]
+    fn a_record_written_before_the_termination_message_existed_still_decodes() {
+        #[derive(Serialize)]
+        struct OldChain {
+            seal_rand_epoch: Option<u64>,
+            ticket: Option<[u8; 32]>,
+            comm_d: Option<[u8; 32]>,
+            comm_r: Option<[u8; 32]>,
+            seed: Option<[u8; 32]>,
+            pre_commit: Option<SentMessage>,
+            prove_commit: Option<SentMessage>,
+        }
+        #[derive(Serialize)]
+        struct OldRecord {
+            number: u64,
+            kind: SectorKind,
+            created_at: u64,
+            version: u64,
+            progress: SectorProgress,
+            chain: OldChain,
+        }
+        let sent = SentMessage {
+            id: [4; 32],
+            sent_at: 9,
+            signed: vec![1, 2],
+        };
+        let old = OldRecord {
+            number: 7,
+            kind: SectorKind::CommittedCapacity,
+            created_at: 3,
+            version: 12,
+            progress: SectorProgress::new(3),
+            chain: OldChain {
+                seal_rand_epoch: Some(1),
+                ticket: Some([1; 32]),
+                comm_d: Some([2; 32]),
+                comm_r: Some([3; 32]),
+                seed: None,
+                pre_commit: Some(sent.clone()),
+                prove_commit: Some(sent.clone()),
+            },
+        };
+        let d = tempfile::tempdir().unwrap();
+        let s = PipelineStore::open(d.path()).unwrap();
+        s.sectors.insert(7u64.to_be_bytes(), encode(&old)).unwrap();
+        let r = s.get(7).unwrap().unwrap();
+        assert_eq!((r.number, r.version, r.created_at), (7, 12, 3));
+        assert_eq!(r.chain.prove_commit, Some(sent.clone()));
+        assert_eq!(r.chain.comm_r, Some([3; 32]));
+        assert_eq!(r.chain.terminate, None);
+        // Changed, it is written in the new layout, and reads back the same.
+        let r2 = s
+            .record_chain(
+                7,
+                12,
+                SectorChain {
+                    terminate: Some(sent.clone()),
+                    ..r.chain.clone()
+                },
+                4,
+            )
+            .unwrap();
+        assert_eq!(s.get(7).unwrap().unwrap(), r2);
+        assert_eq!(r2.chain.terminate, Some(sent));
+        // A new record never decodes as an old one with bytes left over, nor the reverse.
+        assert!(s.list().unwrap().len() == 1);
     }
 
     #[test]

@@ -29,7 +29,7 @@ use super::types::{
     MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo, ProviderSectors,
     ProviderTasks, ProvingCheck, SectorStatus,
 };
-use crate::poster::Declared;
+use crate::poster::{Declared, Extended};
 use crate::status::ProvingStatus;
 
 /// A client of one provider's API (cheap to clone).
@@ -164,6 +164,30 @@ impl ProviderClient {
     pub async fn remove_sector(&self, sector: u64) -> ClientResult<PipelineSector> {
         self.call("provider_removeSector", vec![Value::from(sector)])
             .await
+    }
+
+    /// `provider_terminateSector` (protected): the sector moves to `Terminating`.
+    ///
+    /// # Errors
+    /// [`ClientError`] ([`ClientError::Unauthorized`] without the token; `-32003` for a sector
+    /// not live on chain or not in the pipeline).
+    pub async fn terminate_sector(&self, sector: u64) -> ClientResult<PipelineSector> {
+        self.call("provider_terminateSector", vec![Value::from(sector)])
+            .await
+    }
+
+    /// `provider_extendSectors` (protected): extends `sectors` to `expiration` and waits for
+    /// the chain to execute the message.
+    ///
+    /// # Errors
+    /// [`ClientError`] ([`ClientError::Unauthorized`] without the token; `-32003` when a sector
+    /// cannot be extended or the chain refused the message).
+    pub async fn extend_sectors(&self, sectors: &[u64], expiration: u64) -> ClientResult<Extended> {
+        self.call(
+            "provider_extendSectors",
+            vec![Value::from(sectors.to_vec()), Value::from(expiration)],
+        )
+        .await
     }
 
     /// `provider_tasks`: running and queued tasks; with `history`, finished ones too.

@@ -26,6 +26,8 @@
 //! | `provider_sectorStatus` | sector number | [`SectorStatus`]: the sector's pipeline record and its store and chain records (`provider_sectors`' row) | open |
 //! | `provider_pledge` | count (1–256) | [`Pledged`]: the numbers of the committed-capacity sectors created; the pipeline seals, pre-commits and prove-commits them | protected |
 //! | `provider_removeSector` | sector number | [`PipelineSector`]: the sector moved to `Removing` (its files are deleted, then `Removed`); refused for a sector on chain (terminate it instead) | protected |
+//! | `provider_terminateSector` | sector number | [`PipelineSector`]: the sector moved to `Terminating`; the pipeline sends `TerminateSectors` once its deadline is mutable, then `Terminated` (`provider_sectorStatus` gives the message and the fee); refused for a sector not live on chain (remove it instead) or not in the pipeline | protected |
+//! | `provider_extendSectors` | sector numbers, new expiration epoch | [`Extended`]: sends `ExtendSectorExpiration` once every sector is checked against the chain's rules (live and active, expiring before the new epoch, within the policy's extension and lifetime bounds) and waits until it is executed: the message id, its epoch, the new and old expirations | protected |
 //! | `provider_declareFaults` | sector numbers | [`Declared`]: the message id and each sector's deadline and partition; the sectors stay faulty until declared recovered through this API | protected |
 //! | `provider_declareRecoveries` | sector numbers | [`Declared`] | protected |
 //!
@@ -55,6 +57,7 @@ use tokio::sync::watch;
 pub use types::{
     ChainSector, MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo,
     ProviderSector, ProviderSectors, ProviderTasks, ProvingCheck, SectorCheck, SectorStatus,
+    Termination,
 };
 
 use crate::api::NodeApi;
@@ -62,7 +65,7 @@ use crate::error::{ProviderError, ProviderResult};
 use crate::metrics::ProviderMetrics;
 use crate::pipeline::runner::Pipeline;
 use crate::pipeline::{Event, PipelineError};
-use crate::poster::{Declaration, Declared, PosterHandle};
+use crate::poster::{Declaration, Declared, Extended, MAX_EXTEND, PosterHandle};
 use crate::prover::SectorStore;
 use crate::status::{MiningEvents, ProvingStatus};
 
@@ -87,6 +90,8 @@ pub const PROTECTED_METHODS: &[&str] = &[
     "provider_declareRecoveries",
     "provider_pledge",
     "provider_removeSector",
+    "provider_terminateSector",
+    "provider_extendSectors",
 ];
 
 /// The most sectors one `provider_pledge` creates.
@@ -175,7 +180,7 @@ fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
 /// The JSON-RPC error for a provider error.
 fn provider_error(e: ProviderError) -> ErrorObjectOwned {
     let code = match &e {
-        ProviderError::Declaration(_) => codes::REFUSED,
+        ProviderError::Declaration(_) | ProviderError::Refused(_) => codes::REFUSED,
         _ => codes::INTERNAL,
     };
     error(code, e.to_string())
@@ -217,6 +222,22 @@ pub fn module<A: NodeApi>(
     m.register_method("provider_removeSector", |params, ctx, _| {
         let n: u64 = params.one()?;
         remove(ctx, n)
+    })?;
+    m.register_async_method("provider_terminateSector", |params, ctx, _| async move {
+        let n: u64 = params
+            .one()
+            .map_err(|e| invalid_param("sector", "a sector number", &e))?;
+        terminate(&ctx, n).await
+    })?;
+    m.register_async_method("provider_extendSectors", |params, ctx, _| async move {
+        let mut seq = params.sequence();
+        let sectors: Vec<u64> = seq
+            .next()
+            .map_err(|e| invalid_param("sectors", "an array of sector numbers", &e))?;
+        let expiration: u64 = seq
+            .next()
+            .map_err(|e| invalid_param("expiration", "the new expiration epoch", &e))?;
+        extend(&ctx, &sectors, expiration).await
     })?;
     m.register_async_method("provider_check", |params, ctx, _| async move {
         let deadline: Option<u64> = params.sequence().optional_next()?;
@@ -434,7 +455,7 @@ pub(crate) fn pipeline<A: NodeApi>(
             let records = p.store().list().map_err(pipeline_error)?;
             Ok(PipelineSectors {
                 disabled: None,
-                sectors: records.iter().map(PipelineSector::from_record).collect(),
+                sectors: records.iter().map(|r| PipelineSector::live(r, p)).collect(),
             })
         }
         Err(why) => Ok(PipelineSectors {
@@ -479,9 +500,13 @@ async fn sector_status<A: NodeApi>(
     ctx: &ProviderRpc<A>,
     n: u64,
 ) -> Result<SectorStatus, ErrorObjectOwned> {
-    let record = match &ctx.pipeline {
-        Ok(p) => p.store().get(n).map_err(pipeline_error)?,
-        Err(_) => None,
+    let (record, live) = match &ctx.pipeline {
+        Ok(p) => {
+            let r = p.store().get(n).map_err(pipeline_error)?;
+            let live = r.as_ref().map(|r| PipelineSector::live(r, p));
+            (r, live)
+        }
+        Err(_) => (None, None),
     };
     let sectors = sectors(ctx).await.map_err(provider_error)?;
     let sector = sectors.sectors.into_iter().find(|s| s.sector_number == n);
@@ -493,10 +518,43 @@ async fn sector_status<A: NodeApi>(
             ),
         ));
     }
+    let termination = match record.as_ref().and_then(|r| r.chain.terminate.as_ref()) {
+        Some(sent) => Some(termination(ctx, sent.id).await?),
+        None => None,
+    };
     Ok(SectorStatus {
         sector_number: n,
-        pipeline: record.as_ref().map(PipelineSector::from_record),
+        pipeline: live,
         sector,
+        termination,
+    })
+}
+
+/// What the chain made of termination message `id`: the fee from its return value.
+async fn termination<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    id: [u8; 32],
+) -> Result<Termination, ErrorObjectOwned> {
+    let found = ctx.api.search_message(id).await.map_err(provider_error)?;
+    Ok(match found {
+        None => Termination {
+            message: hex::encode(id),
+            executed_at: None,
+            fee: None,
+            error: None,
+        },
+        Some(f) if f.receipt.ok() => Termination {
+            message: hex::encode(id),
+            executed_at: Some(f.epoch),
+            fee: postcard::from_bytes(&f.receipt.return_data).ok(),
+            error: None,
+        },
+        Some(f) => Termination {
+            message: hex::encode(id),
+            executed_at: Some(f.epoch),
+            fee: None,
+            error: Some(format!("{} ({})", f.receipt.exit, f.receipt.error)),
+        },
     })
 }
 
@@ -533,6 +591,101 @@ fn remove<A: NodeApi>(ctx: &ProviderRpc<A>, n: u64) -> Result<PipelineSector, Er
         )
         .map_err(pipeline_error)?;
     Ok(PipelineSector::from_record(&new))
+}
+
+/// A parameter that does not parse: the error names it and says what it should be.
+fn invalid_param(name: &str, want: &str, e: &ErrorObjectOwned) -> ErrorObjectOwned {
+    error(
+        codes::INVALID_PARAMS,
+        format!("invalid `{name}`: expected {want} ({})", e.message()),
+    )
+}
+
+async fn terminate<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    n: u64,
+) -> Result<PipelineSector, ErrorObjectOwned> {
+    let p = sealing(ctx)?;
+    let store = p.store();
+    let live = ctx
+        .api
+        .miner_sectors(ctx.identity.actor)
+        .await
+        .map_err(provider_error)?
+        .iter()
+        .any(|s| s.sector_number == n);
+    let Some(record) = store.get(n).map_err(pipeline_error)? else {
+        return Err(error(
+            codes::REFUSED,
+            if live {
+                format!(
+                    "sector {n} is live on chain but not in the pipeline (pre-sealed?): the pipeline terminates only the sectors it sealed"
+                )
+            } else {
+                format!(
+                    "sector {n} is neither in the pipeline nor live on chain: nothing to terminate"
+                )
+            },
+        ));
+    };
+    if !live || !record.state().is_on_chain() {
+        return Err(error(
+            codes::REFUSED,
+            format!(
+                "sector {n} is in {} and not live on chain: only sectors on chain are terminated ({})",
+                record.state(),
+                if record.state().is_on_chain() {
+                    "it is already gone"
+                } else {
+                    "remove this one: lode sectors remove"
+                }
+            ),
+        ));
+    }
+    let new = store
+        .apply(
+            n,
+            record.version,
+            &Event::Terminate,
+            lode_node::genesis::unix_now(),
+            &p.config().retry,
+        )
+        .map_err(pipeline_error)?;
+    tracing::info!(sector = n, "termination asked by the operator");
+    Ok(PipelineSector::from_record(&new))
+}
+
+async fn extend<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    sectors: &[u64],
+    expiration: u64,
+) -> Result<Extended, ErrorObjectOwned> {
+    if sectors.is_empty() {
+        return Err(error(
+            codes::INVALID_PARAMS,
+            "invalid `sectors`: no sectors given",
+        ));
+    }
+    if sectors.len() > MAX_EXTEND {
+        return Err(error(
+            codes::INVALID_PARAMS,
+            format!(
+                "invalid `sectors`: at most {MAX_EXTEND} sectors per call, not {}",
+                sectors.len()
+            ),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(n) = sectors.iter().find(|n| !seen.insert(**n)) {
+        return Err(error(
+            codes::INVALID_PARAMS,
+            format!("invalid `sectors`: sector {n} is named twice"),
+        ));
+    }
+    ctx.poster
+        .extend(ctx.api.as_ref(), sectors, expiration)
+        .await
+        .map_err(provider_error)
 }
 
 /// Every method is either open or protected.

@@ -131,8 +131,20 @@ pub struct PipelineSector {
     pub pre_commit: Option<String>,
     /// The prove-commit message's id, hex.
     pub prove_commit: Option<String>,
+    /// The termination message's id, hex (`Terminating`, `Terminated`).
+    #[serde(default)]
+    pub terminate: Option<String>,
     /// Its last transitions, oldest first.
     pub history: Vec<HistoryEntry>,
+    /// Why it waits, as the pipeline's last look at it said (e.g. a new sector held in
+    /// `Packing` until the scratch and the store have room for it, with the figures); `null`
+    /// when it does not wait or the daemon has not looked at it since it started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+    /// Where its files are now: its scratch directory while it is sealed, its sector store
+    /// directory once finalized (`null`: nowhere yet, or deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
 }
 
 impl PipelineSector {
@@ -152,7 +164,23 @@ impl PipelineSector {
             comm_r: c.comm_r.map(hex::encode),
             pre_commit: c.pre_commit.as_ref().map(|m| hex::encode(m.id)),
             prove_commit: c.prove_commit.as_ref().map(|m| hex::encode(m.id)),
+            terminate: c.terminate.as_ref().map(|m| hex::encode(m.id)),
             history: r.progress.history.clone(),
+            waiting: None,
+            dir: None,
+        }
+    }
+
+    /// The view of a record, with what the running pipeline knows of it besides (why it waits,
+    /// where its files are).
+    pub fn live<A: crate::NodeApi>(
+        r: &SectorRecord,
+        p: &crate::pipeline::runner::Pipeline<A>,
+    ) -> Self {
+        PipelineSector {
+            waiting: p.waiting(r.number),
+            dir: p.sector_dir(r.number).map(|d| d.display().to_string()),
+            ..PipelineSector::from_record(r)
         }
     }
 }
@@ -175,6 +203,22 @@ pub struct SectorStatus {
     pub pipeline: Option<PipelineSector>,
     /// Its directory in the sector store and whether it is readable, and its chain record.
     pub sector: Option<ProviderSector>,
+    /// Its termination message, once the pipeline sent one, and what the chain made of it.
+    #[serde(default)]
+    pub termination: Option<Termination>,
+}
+
+/// A sector's termination message (in `provider_sectorStatus`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Termination {
+    /// The message's id, hex.
+    pub message: String,
+    /// The epoch that executed it (`null`: not yet).
+    pub executed_at: Option<lode_chain::types::Epoch>,
+    /// The termination fee charged (`null` until executed, or when it failed).
+    pub fee: Option<lode_chain::types::TokenAmount>,
+    /// The chain's error, when it refused it (the pipeline then sends another).
+    pub error: Option<String>,
 }
 
 /// `provider_pledge`: the committed-capacity sectors created.

@@ -654,6 +654,72 @@ mod tests {
         assert_eq!(posts[1].error.as_deref(), Some("abandoned"));
     }
 
+    #[tokio::test]
+    async fn a_winning_post_takes_the_reserve_and_holds_sealing_back_while_it_waits() {
+        let d = tempfile::tempdir().unwrap();
+        let p = PipelineStore::open(d.path()).unwrap();
+        let s = Scheduler::new(&p, &config(3, 1), SectorSize::S2KiB, RetryPolicy::default());
+        let pc1 = sectors(&p, 4, SectorState::PreCommit1);
+        for r in &pc1 {
+            s.want(r.number, Some((TaskKind::PreCommit1, r.version)), 1)
+                .unwrap();
+        }
+        let within = std::time::Duration::from_secs(5);
+        // Sealing takes its two cores; the reserved third is the Winning PoSt's at once.
+        let claims = s.admit(1).unwrap();
+        assert_eq!(claims.len(), 2);
+        let winning = tokio::time::timeout(within, s.time_sensitive(TaskKind::WinningPost))
+            .await
+            .expect("a Winning PoSt is never held back by sealing")
+            .unwrap();
+        // While it runs, no sealing task is admitted beyond the sealing share.
+        s.complete_sector(&claims[0], &done(), 2).unwrap();
+        let more = s.admit(2).unwrap();
+        assert_eq!(more.len(), 1, "only the core sealing freed");
+        assert!(s.admit(2).unwrap().is_empty());
+        // A Window PoSt now waits (the reserve is taken): a second Winning PoSt queued behind it
+        // waits too, and while they wait sealing admits nothing, even with a core freed.
+        let s2 = s.clone();
+        let window = tokio::spawn(async move { s2.time_sensitive(TaskKind::WindowPost).await });
+        let s3 = s.clone();
+        let next = tokio::spawn(async move { s3.time_sensitive(TaskKind::WinningPost).await });
+        while s.counts().unwrap().0 < 3 {
+            tokio::task::yield_now().await;
+        }
+        s.complete_sector(&claims[1], &done(), 3).unwrap();
+        let window = tokio::time::timeout(within, window)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(s.admit(3).unwrap().is_empty(), "a Winning PoSt still waits");
+        winning.finish(None).unwrap();
+        let next = tokio::time::timeout(within, next)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert!(s.admit(4).unwrap().is_empty(), "the PoSts hold the machine");
+        next.finish(Some("no sectors".into())).unwrap();
+        window.finish(None).unwrap();
+        // Sealing resumes once no PoSt waits: the last sector beside the one still running.
+        assert_eq!(s.admit(5).unwrap().len(), 1);
+        let views = s.list().unwrap();
+        let states: Vec<_> = views
+            .iter()
+            .filter(|v| v.kind.is_time_sensitive())
+            .map(|v| (v.kind, v.state))
+            .collect();
+        assert_eq!(
+            states,
+            vec![
+                (TaskKind::WinningPost, TaskState::Done),
+                (TaskKind::WindowPost, TaskState::Done),
+                (TaskKind::WinningPost, TaskState::Failed),
+            ]
+        );
+    }
+
     #[test]
     fn a_restart_requeues_running_tasks_under_new_tokens() {
         let d = tempfile::tempdir().unwrap();

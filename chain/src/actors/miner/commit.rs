@@ -172,6 +172,96 @@ pub(super) fn prove_commit_sector(
 ) -> ActorResult<()> {
     let info = info(rt, miner)?;
     require_control(&info, caller)?;
+    let pc = check_prove_commit(rt, miner, &info, n, proofs)?;
+    activate_sector(rt, miner, &info, n, &pc)
+}
+
+/// One sector's proof in a [`super::MinerMethod::ProveCommitSectors`] batch.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProveCommitInfo {
+    /// The sector.
+    pub sector_number: SectorNumber,
+    /// Its proofs (one Groth16 proof per PoRep partition).
+    pub proofs: Vec<Vec<u8>>,
+}
+
+/// Proves a batch of pre-committed sectors; returns the sectors activated, in the batch's order.
+///
+/// The batch as a whole is checked first and refused whole (`IllegalArgument`): empty, more
+/// than `pre_commit_sector_batch_max` sectors, or a sector twice. Then each sector is checked as
+/// [`prove_commit_sector`] checks it — pre-committed, its seed drawn, not expired, its PoRep
+/// valid — with the same gas per proof, plus `gas_per_sector`; a sector that fails this is
+/// **skipped** (it stays pre-committed, its deposit locked, and may be proven again), so one bad
+/// proof cannot block the others. When every sector fails, the message fails with the first
+/// one's exit code (a batch of one fails as the single method does). The sectors that passed are
+/// activated together: a failure there (the pledge not covered, a deal that cannot be activated)
+/// fails the whole message and nothing is activated.
+pub(super) fn prove_commit_sectors(
+    rt: &mut Runtime<'_, '_>,
+    miner: ActorId,
+    caller: ActorId,
+    batch: &[ProveCommitInfo],
+) -> ActorResult<Vec<SectorNumber>> {
+    let info = info(rt, miner)?;
+    require_control(&info, caller)?;
+    let max = rt.policy.pre_commit_sector_batch_max;
+    if batch.is_empty() || batch.len() as u64 > max {
+        abort!(
+            IllegalArgument,
+            "a prove-commit batch carries 1 to {max} sectors, not {}",
+            batch.len()
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for b in batch {
+        if !seen.insert(b.sector_number) {
+            abort!(
+                IllegalArgument,
+                "sector {} is twice in the batch",
+                b.sector_number
+            );
+        }
+    }
+    let mut proven = Vec::new();
+    let mut first_failure = None;
+    for b in batch {
+        rt.charge_gas(rt.policy.gas_per_sector)?;
+        match check_prove_commit(rt, miner, &info, b.sector_number, &b.proofs) {
+            Ok(pc) => proven.push((b.sector_number, pc)),
+            // Out of gas ends the message, whatever the sector.
+            Err(e) if e.code == crate::error::ExitCode::SysOutOfGas => return Err(e),
+            Err(e) => {
+                if first_failure.is_none() {
+                    first_failure = Some(e);
+                }
+            }
+        }
+    }
+    if proven.is_empty()
+        && let Some(e) = first_failure
+    {
+        return Err(crate::error::ActorError::new(
+            e.code,
+            format!("no sector of the batch was proven: {}", e.message),
+        ));
+    }
+    let mut out = Vec::with_capacity(proven.len());
+    for (n, pc) in proven {
+        activate_sector(rt, miner, &info, n, &pc)?;
+        out.push(n);
+    }
+    Ok(out)
+}
+
+/// Checks a prove-commit of sector `n` (pre-committed, seed drawn, not expired, PoRep valid),
+/// charging its proofs' gas; returns its pre-commit. Writes nothing.
+fn check_prove_commit(
+    rt: &mut Runtime<'_, '_>,
+    miner: ActorId,
+    info: &MinerInfo,
+    n: SectorNumber,
+    proofs: &[Vec<u8>],
+) -> ActorResult<PreCommit> {
     let Some(pc) = rt.state.get::<PreCommit>(&keys::precommit(miner, n))? else {
         abort!(NotFound, "sector {n} is not pre-committed");
     };
@@ -210,6 +300,21 @@ pub(super) fn prove_commit_sector(
     if let Err(e) = rt.verifier.verify_seal(&public, proofs) {
         abort!(InvalidProof, "sector {n}: PoRep rejected: {e}");
     }
+    Ok(pc)
+}
+
+/// Activates sector `n`, whose prove-commit [`check_prove_commit`] passed: its deals, its
+/// record, its pledge (the deposit released), its deadline and partition.
+fn activate_sector(
+    rt: &mut Runtime<'_, '_>,
+    miner: ActorId,
+    info: &MinerInfo,
+    n: SectorNumber,
+    pc: &PreCommit,
+) -> ActorResult<()> {
+    let p = rt.policy;
+    let now = rt.epoch;
+    let size = info.sector_size;
     let spaces = market::activate_deals(rt, miner, n, pc.info.expiration, &pc.info.deal_ids)?;
     // Pre-commit checked `expiration ≥ max activation ≥ now`, so this is exact.
     let duration = pc.info.expiration.saturating_sub(now);
@@ -244,7 +349,7 @@ pub(super) fn prove_commit_sector(
         .initial_pledge
         .checked_add(sector.initial_pledge)
         .ok_or(OutOfRange("initial pledge"))?;
-    let (dl_index, part_index) = assign_deadline(rt, miner, &info, &st)?;
+    let (dl_index, part_index) = assign_deadline(rt, miner, info, &st)?;
     sector.deadline = dl_index;
     sector.partition = part_index;
     let mut dl = load_deadline(rt, miner, dl_index)?;
@@ -323,11 +428,17 @@ pub(crate) fn activate_genesis_sector(
     power::update_claim(rt, miner, power, PowerPair::ZERO)
 }
 
-/// Whether deadline `index` may change now: it is neither open nor the next to open.
+/// Whether deadline `index` may change now: it is neither open nor the next to open, and its
+/// next challenge is still to be drawn. A sector added now is therefore always in the challenge
+/// of its first window, which opens more than a challenge window after it was added: it is proven
+/// (or skipped, or missed) in that window like every other sector of its partition, and no PoSt
+/// ever covers a partition whose sectors changed after its challenge. (With the policies'
+/// lookback shorter than the window, the second condition follows from the first; it is written
+/// out so that the rule does not rest on that.)
 pub(super) fn deadline_is_mutable(rt: &Runtime<'_, '_>, st: &MinerState, index: u64) -> bool {
     let dl = DeadlineInfo::new(rt.policy, st.proving_period_start, index)
         .next_not_elapsed(rt.policy, rt.epoch);
-    rt.epoch.saturating_add(rt.policy.wpost_challenge_window) < dl.open
+    rt.epoch.saturating_add(rt.policy.wpost_challenge_window) < dl.open && rt.epoch < dl.challenge
 }
 
 /// Picks the deadline and partition of a new sector: among mutable deadlines, prefer one whose last

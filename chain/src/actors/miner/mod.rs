@@ -42,7 +42,7 @@ use crate::keys;
 use crate::runtime::Runtime;
 use crate::types::{ActorId, Address, Epoch, SectorNumber, TokenAmount};
 
-use commit::{pre_commit_sectors, prove_commit_sector};
+use commit::{pre_commit_sectors, prove_commit_sector, prove_commit_sectors};
 use consensus_fault::report_consensus_fault;
 use cron::current_deadline_index;
 use extension::extend_sector_expiration;
@@ -52,7 +52,7 @@ use post::submit_window_post;
 use termination::terminate_sectors;
 
 pub(crate) use commit::activate_genesis_sector;
-pub use commit::seal_randomness;
+pub use commit::{ProveCommitInfo, seal_randomness};
 pub use consensus_fault::ineligibility;
 pub use cron::on_deadline_cron;
 pub use funds::apply_rewards;
@@ -134,6 +134,12 @@ pub enum MinerMethod {
         /// Another block at the same epoch.
         second: Box<BlockHeader>,
     },
+    /// Proves a batch of pre-committed sectors; returns the sectors activated. Each sector's
+    /// own failure (not pre-committed, too early, expired, an invalid proof) skips it; the
+    /// message fails only when none passes, or when the batch is malformed (empty, too large,
+    /// a sector twice) or activating the ones that passed fails. (Appended last: the variants
+    /// before it keep their encoding.)
+    ProveCommitSectors(Vec<ProveCommitInfo>),
 }
 
 /// Loads a miner's info.
@@ -302,6 +308,9 @@ pub fn invoke(
         }
         MinerMethod::ReportConsensusFault { first, second } => {
             encode(&report_consensus_fault(rt, miner, caller, &first, &second)?)
+        }
+        MinerMethod::ProveCommitSectors(batch) => {
+            encode(&prove_commit_sectors(rt, miner, caller, &batch)?)
         }
     };
     Ok(ret)
