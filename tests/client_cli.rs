@@ -48,6 +48,8 @@ fn genesis() -> (GenesisFile, ActorId) {
     let g = Genesis {
         accounts: vec![(key(10).public_key(), TokenAmount::tokens(1000))],
         verifreg_root: key(1).public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon: [7; 32],
         miners: vec![GenesisMiner {
             owner: key(10).public_key(),

@@ -85,6 +85,8 @@ fn genesis_file() -> (GenesisFile, Vec<Miner>) {
     let mut g = Genesis {
         accounts,
         verifreg_root: key(1).public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon: [7; 32],
         miners: Vec::new(),
     };

@@ -318,6 +318,15 @@ pub enum GenesisError {
         /// Which commitment.
         which: CommitmentKind,
     },
+    /// A verifier or verified client repeats a key, or is the registry's root: entry `index` of
+    /// the verifiers followed by the verified clients.
+    #[error(
+        "verifier/verified client {index} (verifiers first): its key is the root's or is listed before"
+    )]
+    DataCapHolder {
+        /// The position in the verifiers then the verified clients.
+        index: usize,
+    },
     /// A sector's `comm_d` is not the commitment of an empty sector: genesis sectors hold no deals,
     /// so they are committed capacity, as a pre-commit without deals must be.
     #[error(

@@ -5,7 +5,8 @@
 //! the genesis accounts in the order listed, the verified registry's root, the actors' initial
 //! states and the beacon of epoch 0 — then, for each genesis miner in order, its owner and worker
 //! accounts (created when their keys are not accounts yet), the miner actor and its pre-sealed
-//! sectors.
+//! sectors — and last the genesis verifiers and verified clients (after the miners, so that they
+//! never change the miners' ids), with their allowances and DataCap counted as granted.
 //!
 //! **Genesis miners.** A [`GenesisMiner`] is created exactly as a `CreateMiner` message from its
 //! owner would create it at epoch 0 (the next actor id, the same info and proving-period offset,
@@ -67,6 +68,36 @@ pub struct Genesis {
     /// Storage miners with power from epoch 0, created after the accounts in this order.
     #[serde(default)]
     pub miners: Vec<GenesisMiner>,
+    /// Verifiers appointed from epoch 0 (as the root would appoint them), created after the
+    /// miners so that adding one never changes the miners' ids.
+    #[serde(default)]
+    pub verifiers: Vec<GenesisVerifier>,
+    /// Clients holding DataCap from epoch 0 (as if a verifier had granted it), created after the
+    /// verifiers.
+    #[serde(default)]
+    pub verified_clients: Vec<GenesisClient>,
+}
+
+/// A verifier that exists from genesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisVerifier {
+    /// Its account's key (created when it is not an account yet).
+    pub key: PublicKey,
+    /// Tokens added to its account (for the gas of its grants), from the supply.
+    pub balance: TokenAmount,
+    /// The DataCap it may grant, in bytes.
+    pub allowance: u128,
+}
+
+/// A verified client that exists from genesis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenesisClient {
+    /// Its account's key (created when it is not an account yet).
+    pub key: PublicKey,
+    /// Tokens added to its account, from the supply.
+    pub balance: TokenAmount,
+    /// Its DataCap, in bytes.
+    pub datacap: u128,
 }
 
 /// A storage miner that exists from genesis, with sectors sealed before the chain existed.
@@ -132,6 +163,7 @@ impl Genesis {
     /// [`GenesisSector::expiration_range`]. [`crate::Chain::genesis`] runs it first.
     pub fn validate(&self, policy: &Policy) -> ChainResult<()> {
         self.reward_pool(policy)?;
+        self.validate_datacap()?;
         let expirations = GenesisSector::expiration_range(policy);
         let mut peers: BTreeMap<&[u8], usize> = BTreeMap::new();
         let mut replicas: BTreeMap<[u8; 32], (usize, SectorNumber)> = BTreeMap::new();
@@ -214,6 +246,23 @@ impl Genesis {
         Ok(())
     }
 
+    /// Verifiers and verified clients: each key once, never the root's, a verifier never a
+    /// client (the rules of `AddVerifier` and `AddVerifiedClient`).
+    fn validate_datacap(&self) -> ChainResult<()> {
+        let mut seen = BTreeSet::from([self.verifreg_root]);
+        let keys = self
+            .verifiers
+            .iter()
+            .map(|v| v.key)
+            .chain(self.verified_clients.iter().map(|c| c.key));
+        for (index, key) in keys.enumerate() {
+            if !seen.insert(key) {
+                return Err(GenesisError::DataCapHolder { index }.into());
+            }
+        }
+        Ok(())
+    }
+
     /// The actor ids [`crate::Chain::genesis`] gives the miners, in order: ids are handed out from
     /// the first user id to each new key of the accounts, then the verified registry's root, then
     /// per miner its owner's and worker's keys when new, and the miner itself. A sealer needs the
@@ -248,6 +297,8 @@ impl Genesis {
             .iter()
             .map(|(_, b)| *b)
             .chain(self.miners.iter().map(|m| m.balance))
+            .chain(self.verifiers.iter().map(|v| v.balance))
+            .chain(self.verified_clients.iter().map(|c| c.balance))
             .try_fold(TokenAmount::ZERO, TokenAmount::checked_add);
         allocated
             .and_then(|a| policy.total_supply.checked_sub(a))
@@ -308,7 +359,52 @@ pub(crate) fn build(rt: &mut Runtime<'_, '_>, genesis: &Genesis) -> ChainResult<
     for m in &genesis.miners {
         build_miner(rt, m).map_err(ChainError::implicit(ImplicitOp::Genesis))?;
     }
-    Ok(())
+    build_datacap(rt, genesis)
+}
+
+/// Creates the genesis verifiers and verified clients (after the miners), funds them and records
+/// their allowances and DataCap as granted.
+fn build_datacap(rt: &mut Runtime<'_, '_>, genesis: &Genesis) -> ChainResult<()> {
+    if genesis.verifiers.is_empty() && genesis.verified_clients.is_empty() {
+        return Ok(());
+    }
+    let fund = |rt: &mut Runtime<'_, '_>, key: &PublicKey, balance: TokenAmount| {
+        let id = rt
+            .resolve_or_create(&Address::Bls(*key))
+            .map_err(ChainError::implicit(ImplicitOp::Genesis))?;
+        let mut a = rt
+            .expect_actor(id)
+            .map_err(ChainError::implicit(ImplicitOp::Genesis))?;
+        a.balance = a
+            .balance
+            .checked_add(balance)
+            .ok_or(OutOfRange("a genesis balance"))?;
+        rt.put_actor(id, &a)?;
+        Ok::<_, ChainError>(id)
+    };
+    let mut st: verifreg::VerifRegState = rt
+        .state
+        .get(keys::VERIFREG)?
+        .ok_or_else(|| ChainError::Corrupt("verified registry state missing".into()))?;
+    for v in &genesis.verifiers {
+        let id = fund(rt, &v.key, v.balance)?;
+        rt.state.put(keys::verifier(id), &v.allowance)?;
+        st.total_granted = st
+            .total_granted
+            .checked_add(v.allowance)
+            .ok_or(OutOfRange("genesis DataCap"))?;
+    }
+    for c in &genesis.verified_clients {
+        let id = fund(rt, &c.key, c.balance)?;
+        if c.datacap > 0 {
+            rt.state.put(keys::datacap(id), &c.datacap)?;
+        }
+        st.total_granted = st
+            .total_granted
+            .checked_add(c.datacap)
+            .ok_or(OutOfRange("genesis DataCap"))?;
+    }
+    rt.state.put(keys::VERIFREG.to_vec(), &st)
 }
 
 /// Creates one genesis miner as `CreateMiner` would, funds it and activates its sectors.
@@ -402,6 +498,8 @@ mod tests {
                 (key(1), TokenAmount(5)),
             ],
             verifreg_root: key(3),
+            verifiers: Vec::new(),
+            verified_clients: Vec::new(),
             beacon: [7; 32],
             miners: vec![
                 miner(3, 1, &[(1, 1)]),

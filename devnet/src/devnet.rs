@@ -164,6 +164,12 @@ pub struct DevnetFile {
     pub params_dir: PathBuf,
     /// A funded account's key file (hex), relative to the devnet directory.
     pub faucet_key: PathBuf,
+    /// The storage client's key file (funded, with DataCap), relative to the devnet directory.
+    #[serde(default)]
+    pub client_key: PathBuf,
+    /// A verifier's key file (with DataCap to grant), relative to the devnet directory.
+    #[serde(default)]
+    pub verifier_key: PathBuf,
     /// Sector size of the genesis miners.
     pub sector_size: SectorSize,
     /// The nodes.
@@ -339,6 +345,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         Some(mut g) => {
             progress(Stage::Reusing);
             g.timestamp = start;
+            genesis::ensure_market_participants(dir, &mut g.genesis)?;
             shape_policy(&mut g.policy, opts)?;
             g.save(&genesis_path)?;
             // A new chain: the nodes' old chains are of another genesis.
@@ -497,6 +504,8 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         genesis: rel("genesis.json"),
         params_dir: opts.params_dir.clone(),
         faucet_key: rel("keys/faucet.key"),
+        client_key: rel("keys/client.key"),
+        verifier_key: rel("keys/verifier.key"),
         sector_size: opts.sector_size,
         nodes,
         miners,

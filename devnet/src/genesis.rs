@@ -6,6 +6,9 @@
 //! |---|---|
 //! | `genesis.json` | the genesis file every node and provider loads |
 //! | `keys/faucet.key` | a funded account's BLS key (hex, `0600`): import it to send funds |
+//! | `keys/client.key` | a funded storage client holding DataCap from genesis (for verified deals) |
+//! | `keys/verifier.key` | a verifier from genesis, with DataCap to grant (`lode verifreg grant-datacap`) |
+//! | `keys/verifreg-root.key` | the verified registry's root (appoints verifiers; unfunded) |
 //! | `keys/owner-<i>.key` | miner `i`'s owner key |
 //! | `miner-<i>/worker.key` | miner `i`'s worker key (signs blocks and proofs) |
 //! | `miner-<i>/sectors/` | miner `i`'s pre-sealed sectors |
@@ -18,7 +21,8 @@ use lode_chain::types::{ActorId, TokenAmount};
 use lode_chain::{Genesis, Policy};
 use lode_node::genesis::GenesisFile;
 use lode_proofs::sector::SectorSize;
-use lode_provider::run::write_key_file;
+use lode_chain::genesis::{GenesisClient, GenesisVerifier};
+use lode_provider::run::{read_key_file, write_key_file};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
@@ -46,6 +50,63 @@ pub struct GenesisOptions {
     /// Each miner actor's free balance: the pre-commit deposits and initial pledges of the
     /// sectors its operator pledges come out of it.
     pub miner_balance: TokenAmount,
+}
+
+/// The devnet client's balance (`keys/client.key`).
+pub const CLIENT_BALANCE: TokenAmount = TokenAmount::tokens(10_000);
+/// The devnet client's DataCap from genesis: 1 GiB.
+pub const CLIENT_DATACAP: u128 = 1 << 30;
+/// The devnet verifier's balance (`keys/verifier.key`), for the gas of its grants.
+pub const VERIFIER_BALANCE: TokenAmount = TokenAmount::tokens(100);
+/// The DataCap the devnet verifier may grant: 1 TiB.
+pub const VERIFIER_ALLOWANCE: u128 = 1 << 40;
+
+/// The devnet client's key file under `out`.
+pub fn client_key_path(out: &Path) -> PathBuf {
+    out.join("keys").join("client.key")
+}
+
+/// The devnet verifier's key file under `out`.
+pub fn verifier_key_path(out: &Path) -> PathBuf {
+    out.join("keys").join("verifier.key")
+}
+
+/// Gives a genesis without verifiers or verified clients the devnet's: a verifier
+/// (`keys/verifier.key`) and a funded client with DataCap (`keys/client.key`), their keys read
+/// when present under `out` and generated otherwise. They come after the miners, so the miners'
+/// ids — and their sealed sectors — stay valid. A genesis that has some keeps them.
+///
+/// # Errors
+/// [`DevnetError`] when a key file cannot be read or written, or no randomness is available.
+pub fn ensure_market_participants(out: &Path, genesis: &mut Genesis) -> DevnetResult<()> {
+    if !genesis.verifiers.is_empty() || !genesis.verified_clients.is_empty() {
+        return Ok(());
+    }
+    let mut rng = os_rng()?;
+    let mut load_or_create = |path: PathBuf| -> DevnetResult<SecretKey> {
+        if path.exists() {
+            return Ok(read_key_file(&path)?);
+        }
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(DevnetError::io(parent))?;
+        }
+        let key = SecretKey::generate(&mut rng);
+        write_key_file(&path, &key)?;
+        Ok(key)
+    };
+    let verifier = load_or_create(verifier_key_path(out))?;
+    let client = load_or_create(client_key_path(out))?;
+    genesis.verifiers.push(GenesisVerifier {
+        key: verifier.public_key(),
+        balance: VERIFIER_BALANCE,
+        allowance: VERIFIER_ALLOWANCE,
+    });
+    genesis.verified_clients.push(GenesisClient {
+        key: client.public_key(),
+        balance: CLIENT_BALANCE,
+        datacap: CLIENT_DATACAP,
+    });
+    Ok(())
 }
 
 impl GenesisOptions {
@@ -135,6 +196,8 @@ pub fn new_genesis(
     let mut genesis = Genesis {
         accounts: vec![(faucet.public_key(), opts.faucet)],
         verifreg_root: root.public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon,
         miners: Vec::new(),
     };
@@ -185,6 +248,7 @@ pub fn new_genesis(
         }
         built.push(BuiltMiner { actor: *id, dir });
     }
+    ensure_market_participants(out, &mut genesis)?;
     genesis
         .validate(&opts.policy)
         .map_err(|e| DevnetError::Genesis(e.to_string()))?;

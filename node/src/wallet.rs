@@ -745,6 +745,53 @@ pub async fn wait_for_receipt(
     }
 }
 
+/// What [`call_and_wait`] returns: the message and the receipt of its execution.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    /// The message id.
+    pub id: [u8; 32],
+    /// Where and how it was executed.
+    pub found: crate::rpc::types::MessageLookupInfo,
+}
+
+/// Signs `method` from `key`'s account to `to` with `value` (the next nonce, the network's
+/// minimum gas price, [`method_gas_limit`] without proofs or sectors), pushes it and waits for
+/// its receipt, which must be a success.
+///
+/// # Errors
+/// [`WalletError::Transfer`] when the sender has no account on chain or the chain refused the
+/// method (its exit code and reason); [`WalletError::NotIncluded`] after `timeout`;
+/// [`WalletError::Client`] when a call fails.
+pub async fn call_and_wait(
+    client: &NodeClient,
+    key: &SecretKey,
+    to: Address,
+    value: TokenAmount,
+    method: Method,
+    timeout: Duration,
+) -> WalletResult<Executed> {
+    let genesis = client.chain_genesis().await?;
+    let from = Address::Bls(key.public_key());
+    let Some(nonce) = client.mpool_nonce(&from).await? else {
+        return Err(WalletError::Transfer(format!(
+            "{from} has no account on chain yet: it must receive funds before it can send"
+        )));
+    };
+    let msg = sign_method(&genesis.policy, key, to, value, method, nonce, 0, 0);
+    let id = client.mpool_push(&msg).await?;
+    let found = wait_for_receipt(client, id, timeout, Duration::from_millis(500)).await?;
+    if !found.receipt.ok() {
+        return Err(WalletError::Transfer(format!(
+            "message {} failed at epoch {}: {} ({})",
+            hex::encode(id),
+            found.epoch,
+            found.receipt.exit,
+            found.receipt.error
+        )));
+    }
+    Ok(Executed { id, found })
+}
+
 /// The key in `keystore` that controls account `account` (an id address looked up on chain, or a
 /// key address).
 ///

@@ -56,6 +56,8 @@ fn genesis_file(miners: usize) -> (GenesisFile, Vec<Miner>) {
             })
             .collect(),
         verifreg_root: key(1).public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon: [7; 32],
         miners: Vec::new(),
     };

@@ -57,6 +57,8 @@ fn genesis() -> (GenesisFile, ActorId) {
             (key(11).public_key(), TokenAmount::tokens(1000)),
         ],
         verifreg_root: key(1).public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon: [7; 32],
         miners: vec![GenesisMiner {
             owner: key(10).public_key(),
@@ -729,6 +731,130 @@ async fn a_block_through_the_miner_methods_reaches_head_subscribers() {
             .await
             .unwrap_err();
         assert_eq!(rpc_code(&e), Some(codes::INVALID_PARAMS), "{e}");
+    })
+    .await;
+}
+
+/// Mines one block holding what the mempool has, after `after`, and submits it.
+async fn mine_one(admin: &NodeClient, g: &GenesisFile, miner: ActorId, after: u64) -> u64 {
+    for epoch in after + 1..=after + 40 {
+        let mb = admin.miner_base(miner, epoch).await.unwrap();
+        if let Some(block) = make_block(&g.policy, miner, &key(20), &mb).unwrap() {
+            assert_eq!(
+                admin.miner_submit_block(&block).await.unwrap(),
+                SubmitVerdict::Accepted
+            );
+            return block.header.epoch;
+        }
+    }
+    panic!("the only miner won no election in 40 epochs");
+}
+
+fn call(g: &GenesisFile, from: u8, nonce: u64, to: ActorId, method: Method, value: TokenAmount) -> SignedMessage {
+    Message {
+        from: account(from),
+        to: to.into(),
+        nonce,
+        value,
+        method,
+        gas_limit: 50_000_000,
+        gas_price: g.policy.min_gas_price,
+    }
+    .sign(&g.policy.network, &key(from))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_and_verified_registry_queries_follow_the_state() {
+    use lode_chain::actors::market::{ClientDealProposal, DealProposal, MarketMethod};
+    use lode_chain::actors::verifreg::VerifRegMethod;
+    use lode_chain::actors::{MARKET, VERIFREG};
+    bounded(async {
+        let (mut g, _) = genesis();
+        // The registry's root (key 1) needs funds for gas.
+        g.genesis
+            .accounts
+            .push((key(1).public_key(), TokenAmount::tokens(10)));
+        let miner = *g.genesis.miner_ids().first().unwrap();
+        let node = Node::start(&g).await;
+        let open = node.open();
+        let admin = node.admin();
+
+        // Nothing yet: no escrow, no DataCap, no verifier, no deal.
+        let zero = open.state_market_balance(&account(11)).await.unwrap();
+        assert_eq!((zero.balance, zero.locked), (TokenAmount::ZERO, TokenAmount::ZERO));
+        assert_eq!(open.state_verified_client_datacap(&account(11)).await.unwrap(), None);
+        assert_eq!(open.state_verifier_allowance(&account(10)).await.unwrap(), None);
+        assert_eq!(open.state_market_deal(0).await.unwrap(), None);
+        assert!(open.state_market_deals(None, None, 0).await.unwrap().is_empty());
+        // An unknown address has nothing either; a malformed one is an invalid-params error.
+        assert_eq!(
+            open.state_market_balance(&account(99)).await.unwrap().balance,
+            TokenAmount::ZERO
+        );
+        let e = open
+            .call_raw("state_marketBalance", vec![json!("nonsense")])
+            .await
+            .unwrap_err();
+        assert_eq!(rpc_code(&e), Some(codes::INVALID_PARAMS), "{e}");
+
+        // Escrow for the client and the miner; the root appoints key 10 a verifier.
+        let client = account(11);
+        for m in [
+            call(&g, 11, 0, MARKET, Method::Market(MarketMethod::AddBalance { owner: client.clone() }), TokenAmount::tokens(5)),
+            call(&g, 10, 0, MARKET, Method::Market(MarketMethod::AddBalance { owner: miner.into() }), TokenAmount::tokens(2)),
+            call(&g, 1, 0, VERIFREG, Method::VerifReg(VerifRegMethod::AddVerifier { verifier: account(10), allowance: 1 << 20 }), TokenAmount::ZERO),
+        ] {
+            open.mpool_push(&m).await.unwrap();
+        }
+        let epoch = mine_one(&admin, &g, miner, 0).await;
+        let escrow = open.state_market_balance(&client).await.unwrap();
+        assert_eq!(escrow.balance, TokenAmount::tokens(5));
+        assert_eq!(escrow.available, TokenAmount::tokens(5));
+        assert_eq!(open.state_verifier_allowance(&account(10)).await.unwrap(), Some(1 << 20));
+
+        // The verifier grants DataCap; the miner's worker publishes a deal the client signed.
+        let now = open.chain_head().await.unwrap().epoch;
+        let proposal = DealProposal {
+            piece_cid: lode_testkit::harness::node("piece"),
+            piece_size: 2048,
+            verified: false,
+            client: open.state_lookup_id(&client).await.unwrap().unwrap(),
+            provider: miner,
+            label: "a label".into(),
+            start_epoch: now + 1000,
+            end_epoch: now + 1000 + g.policy.deal_min_duration,
+            price_per_epoch: TokenAmount(1),
+            provider_collateral: TokenAmount::tokens(1),
+            client_collateral: TokenAmount::ZERO,
+        };
+        let deal = ClientDealProposal {
+            client_signature: key(11).sign(&proposal.signing_bytes(&g.policy.network)),
+            proposal: proposal.clone(),
+        };
+        for m in [
+            call(&g, 10, 2, VERIFREG, Method::VerifReg(VerifRegMethod::AddVerifiedClient { client: client.clone(), allowance: 4096 }), TokenAmount::ZERO),
+            call(&g, 20, 0, MARKET, Method::Market(MarketMethod::PublishDeals(vec![deal])), TokenAmount::ZERO),
+        ] {
+            open.mpool_push(&m).await.unwrap();
+        }
+        mine_one(&admin, &g, miner, epoch).await;
+        assert_eq!(open.state_verified_client_datacap(&client).await.unwrap(), Some(4096));
+        assert_eq!(open.state_verifier_allowance(&account(10)).await.unwrap(), Some((1 << 20) - 4096));
+        let view = open.state_market_deal(0).await.unwrap().expect("deal 0 is published");
+        assert_eq!(view.state, "published");
+        assert_eq!((view.provider, view.client), (miner, proposal.client));
+        assert_eq!((view.piece_size, view.start_epoch, view.label.as_str()), (2048, proposal.start_epoch, "a label"));
+        assert!(view.piece_cid.starts_with('b'), "{}", view.piece_cid);
+        assert_eq!(view.sector, None);
+        // The client's escrow now has the deal's fee locked.
+        let escrow = open.state_market_balance(&client).await.unwrap();
+        assert_eq!(escrow.locked, proposal.client_lock().unwrap());
+        assert_eq!(escrow.available, escrow.balance.saturating_sub(escrow.locked));
+        // Listing by provider and by client finds it; another provider or a later id does not.
+        assert_eq!(open.state_market_deals(Some(miner), None, 0).await.unwrap(), vec![view.clone()]);
+        assert_eq!(open.state_market_deals(None, Some(proposal.client), 0).await.unwrap(), vec![view]);
+        assert!(open.state_market_deals(Some(ActorId(999)), None, 0).await.unwrap().is_empty());
+        assert!(open.state_market_deals(None, None, 1).await.unwrap().is_empty());
     })
     .await;
 }

@@ -29,6 +29,32 @@ pub(crate) fn parse_size(s: &str) -> Result<SectorSize, String> {
         .map_err(|e: lode_proofs::sector::UnsupportedSectorSize| e.to_string())
 }
 
+/// A byte count: a number with an optional binary unit (`2048`, `512MiB`, `1 TiB`, `4KiB`; `B`,
+/// `KiB`, `MiB`, `GiB`, `TiB`, `PiB`, case-insensitive).
+pub(crate) fn parse_byte_count(s: &str) -> Result<u128, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u128 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count: use e.g. 2048, 512MiB or 1TiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "kib" => 10,
+        "mib" => 20,
+        "gib" => 30,
+        "tib" => 40,
+        "pib" => 50,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}: use B, KiB, MiB, GiB, TiB or PiB"
+            ));
+        }
+    };
+    n.checked_mul(1u128 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 pub(crate) fn parse_node(s: &str) -> Result<Node, String> {
     let s = s.strip_prefix("0x").unwrap_or(s);
     Node::from_hex(s)
@@ -405,4 +431,22 @@ pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_counts_take_binary_units() {
+        assert_eq!(parse_byte_count("2048"), Ok(2048));
+        assert_eq!(parse_byte_count("512MiB"), Ok(512 << 20));
+        assert_eq!(parse_byte_count(" 1 TiB "), Ok(1 << 40));
+        assert_eq!(parse_byte_count("4kib"), Ok(4096));
+        assert_eq!(parse_byte_count("7B"), Ok(7));
+        for bad in ["", "GiB", "1.5GiB", "1GB", "-1", "1 KiBs"] {
+            assert!(parse_byte_count(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_byte_count(&format!("{}PiB", u128::MAX)).is_err());
+    }
 }

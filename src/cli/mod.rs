@@ -13,6 +13,7 @@ mod proving;
 mod seal;
 mod sectors;
 mod snark;
+mod verifreg;
 mod wallet;
 
 use std::process::ExitCode;
@@ -93,6 +94,9 @@ enum Command {
     /// A miner actor on chain: owner, worker, power and balances; withdrawing to the owner.
     #[command(subcommand)]
     Actor(actor::ActorCommand),
+    /// The verified registry: appoint verifiers, grant DataCap to clients, read DataCap.
+    #[command(subcommand)]
+    Verifreg(verifreg::VerifRegCommand),
     /// Create a genesis with miners whose sectors are sealed for real.
     #[command(subcommand)]
     Genesis(devnet::GenesisCommand),
@@ -125,6 +129,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sectors(cmd) => sectors::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Proving(cmd) => proving::run(cmd),
         Command::Actor(cmd) => actor::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Verifreg(cmd) => verifreg::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Genesis(cmd) => devnet::genesis(cmd).map(|()| ExitCode::SUCCESS),
         Command::Devnet(a) => devnet::run(a).map(|()| ExitCode::SUCCESS),
     }

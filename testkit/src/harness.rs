@@ -109,6 +109,8 @@ pub fn devnet_genesis() -> Genesis {
             .map(|n| (key(n).public_key(), START_BALANCE))
             .collect(),
         verifreg_root: key("root").public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon: beacon(0),
         miners: Vec::new(),
     }
@@ -131,6 +133,8 @@ pub fn one_miner_genesis(policy: &Policy, worker: &SecretKey, sectors: u64) -> G
     Genesis {
         accounts: vec![(worker.public_key(), TokenAmount::tokens(1000))],
         verifreg_root: SecretKey::from_seed(&[1; 32]).public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon: [7; 32],
         miners: vec![GenesisMiner {
             owner: SecretKey::from_seed(&[10; 32]).public_key(),

@@ -29,6 +29,8 @@ fn run(store: StateStore, label: &str, epochs: u64, per_epoch: usize) -> Result<
             .map(|k| (k.public_key(), TokenAmount::tokens(1000)))
             .collect(),
         verifreg_root: keys[0].public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon: beacon(0),
         miners: Vec::new(),
     };

@@ -368,6 +368,60 @@ fn invalid(g: &Genesis) -> GenesisError {
 }
 
 #[test]
+fn genesis_verifiers_and_verified_clients_hold_their_datacap_after_the_miners() {
+    use lode_chain::actors::VERIFREG;
+    use lode_chain::actors::verifreg::{VerifRegMethod, VerifRegState};
+    use lode_chain::genesis::{GenesisClient, GenesisVerifier};
+    let plain = two_miners();
+    let mut g = plain.clone();
+    g.verifiers = vec![GenesisVerifier {
+        key: key("g-verifier").public_key(),
+        balance: TokenAmount::tokens(7),
+        allowance: 1 << 30,
+    }];
+    g.verified_clients = vec![GenesisClient {
+        key: key("g-client").public_key(),
+        balance: TokenAmount::tokens(9),
+        datacap: 1 << 20,
+    }];
+    // The miners keep their ids: the new accounts come after them.
+    assert_eq!(g.miner_ids(), plain.miner_ids());
+    let (mut h, ids) = harness(&g);
+    assert_eq!(ids, plain.miner_ids());
+    h.assert_invariants();
+    let v = h.id("g-verifier");
+    let c = h.id("g-client");
+    assert!(ids.iter().all(|m| v > *m && c > v));
+    assert_eq!(h.balance(v), TokenAmount::tokens(7));
+    assert_eq!(h.balance(c), TokenAmount::tokens(9));
+    assert_eq!(h.get::<u128>(&keys::verifier(v)), Some(1 << 30));
+    assert_eq!(h.get::<u128>(&keys::datacap(c)), Some(1 << 20));
+    let st: VerifRegState = h.get(keys::VERIFREG).unwrap();
+    assert_eq!(st.total_granted, (1 << 30) + (1 << 20));
+    // The genesis verifier grants DataCap like any other, paying gas from its genesis balance.
+    h.send_ok(
+        "g-verifier",
+        VERIFREG,
+        Method::VerifReg(VerifRegMethod::AddVerifiedClient {
+            client: c.into(),
+            allowance: 1 << 20,
+        }),
+        TokenAmount::ZERO,
+    );
+    assert_eq!(h.get::<u128>(&keys::datacap(c)), Some(2 << 20));
+    assert_eq!(h.get::<u128>(&keys::verifier(v)), Some((1 << 30) - (1 << 20)));
+    h.assert_invariants();
+
+    // A key twice, or the root's, is refused.
+    let mut twice = g.clone();
+    twice.verified_clients[0].key = key("g-verifier").public_key();
+    assert_eq!(invalid(&twice), GenesisError::DataCapHolder { index: 1 });
+    let mut root = g.clone();
+    root.verifiers[0].key = g.verifreg_root;
+    assert_eq!(invalid(&root), GenesisError::DataCapHolder { index: 0 });
+}
+
+#[test]
 fn invalid_genesis_miners_are_refused() {
     let policy = Policy::devnet();
     two_miners().validate(&policy).unwrap();

@@ -768,6 +768,39 @@ fn unauthorised_callers_are_forbidden() {
 }
 
 #[test]
+fn peer_info_is_changed_by_the_owner_or_worker_within_bounds() {
+    use lode_chain::actors::miner::{MAX_MULTIADDR_BYTES, MAX_MULTIADDRS, MAX_PEER_ID_BYTES, MinerInfo};
+    let (mut a, mut b, m) = twins(|h| h.create_miner(TokenAmount::tokens(100)));
+    let change = |peer_id: Vec<u8>, multiaddrs: Vec<Vec<u8>>| MinerMethod::ChangePeerInfo {
+        peer_id,
+        multiaddrs,
+    };
+    let info = |h: &Harness| h.get::<MinerInfo>(&keys::miner_info(m)).unwrap();
+    assert!(info(&a).peer_id.is_empty());
+
+    let msg = miner_msg(&a, "other", m, change(vec![1; 38], vec![vec![4; 8]]));
+    assert_included_failure(&mut a, &mut b, msg, ExitCode::Forbidden);
+    for bad in [
+        change(vec![1; MAX_PEER_ID_BYTES + 1], Vec::new()),
+        change(vec![1; 38], vec![vec![4; 8]; MAX_MULTIADDRS + 1]),
+        change(vec![1; 38], vec![vec![4; MAX_MULTIADDR_BYTES + 1]]),
+        change(vec![1; 38], vec![Vec::new()]),
+    ] {
+        let msg = miner_msg(&a, "worker", m, bad);
+        assert_included_failure(&mut a, &mut b, msg, ExitCode::IllegalArgument);
+    }
+    assert!(info(&a).peer_id.is_empty());
+
+    for (who, peer) in [("worker", 7u8), ("owner", 9u8)] {
+        let msg = miner_msg(&a, who, m, change(vec![peer; 38], vec![vec![peer; 12]; 2]));
+        both_ok(&mut a, &mut b, msg);
+        let i = info(&a);
+        assert_eq!(i.peer_id, vec![peer; 38]);
+        assert_eq!(i.multiaddrs, vec![vec![peer; 12]; 2]);
+    }
+}
+
+#[test]
 fn deal_amounts_beyond_the_limits_are_illegal() {
     let (mut a, mut b, m) = twins(|h| {
         let m = h.create_miner(TokenAmount::tokens(100));
@@ -1599,6 +1632,8 @@ fn harness_with(policy: lode_chain::Policy) -> Harness {
             .map(|n| (key(n).public_key(), START_BALANCE))
             .collect(),
         verifreg_root: key("root").public_key(),
+        verifiers: Vec::new(),
+        verified_clients: Vec::new(),
         beacon: beacon(0),
         miners: Vec::new(),
     };

@@ -26,13 +26,13 @@ use jsonrpsee::core::traits::ToRpcParams;
 use jsonrpsee::http_client::{HeaderMap, HeaderValue, HttpClient, HttpClientBuilder};
 use jsonrpsee::ws_client::{WsClient, WsClientBuilder};
 use lode_chain::message::SignedMessage;
-use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
+use lode_chain::types::{ActorId, Address, DealId, Epoch, TokenAmount};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress,
+    ActorInfo, BlockInfo, BlockMessageInfo, DealView, EscrowView, GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress,
     MessageInfo, MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo,
     NetworkPowerInfo, PeerView, PreCommitView, SectorInfo, SubmitVerdict, SyncStatusInfo,
     TipsetInfo, VersionInfo,
@@ -108,6 +108,12 @@ pub enum ClientError {
 
 /// The client's result type.
 pub type ClientResult<T> = Result<T, ClientError>;
+
+/// A byte count the node sends as a decimal string.
+fn parse_bytes(s: &str) -> ClientResult<u128> {
+    s.parse()
+        .map_err(|e| ClientError::Decode(format!("{s:?} is not a byte count: {e}")))
+}
 
 /// Which node and which token.
 #[derive(Clone, PartialEq, Eq)]
@@ -539,6 +545,65 @@ impl NodeClient {
     /// [`ClientError`].
     pub async fn state_network_power(&self) -> ClientResult<NetworkPowerInfo> {
         self.call("state_networkPower", vec![]).await
+    }
+
+    /// `state_marketBalance`: an actor's market escrow.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_market_balance(&self, addr: &Address) -> ClientResult<EscrowView> {
+        self.call("state_marketBalance", vec![addr.to_string().into()])
+            .await
+    }
+
+    /// `state_marketDeal`: a published deal, `None` when unknown or ended.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_market_deal(&self, id: DealId) -> ClientResult<Option<DealView>> {
+        self.call("state_marketDeal", vec![id.into()]).await
+    }
+
+    /// `state_marketDeals`: the deals of a provider and/or a client (both `None`: all), from deal
+    /// id `from`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_market_deals(
+        &self,
+        provider: Option<ActorId>,
+        client: Option<ActorId>,
+        from: DealId,
+    ) -> ClientResult<Vec<DealView>> {
+        let addr = |a: Option<ActorId>| a.map_or(Value::Null, |a| Value::from(a.to_string()));
+        self.call(
+            "state_marketDeals",
+            vec![addr(provider), addr(client), from.into()],
+        )
+        .await
+    }
+
+    /// `state_verifiedClientDataCap`: a client's DataCap in bytes, `None` for none.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`Decode` for a malformed number).
+    pub async fn state_verified_client_datacap(&self, addr: &Address) -> ClientResult<Option<u128>> {
+        let v: Option<String> = self
+            .call("state_verifiedClientDataCap", vec![addr.to_string().into()])
+            .await?;
+        v.map(|s| parse_bytes(&s)).transpose()
+    }
+
+    /// `state_verifierAllowance`: a verifier's remaining allowance in bytes, `None` for a
+    /// non-verifier.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`Decode` for a malformed number).
+    pub async fn state_verifier_allowance(&self, addr: &Address) -> ClientResult<Option<u128>> {
+        let v: Option<String> = self
+            .call("state_verifierAllowance", vec![addr.to_string().into()])
+            .await?;
+        v.map(|s| parse_bytes(&s)).transpose()
     }
 
     /// `mpool_push`, sending the message's exact postcard encoding; returns its id.

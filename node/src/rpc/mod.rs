@@ -40,6 +40,11 @@
 //! | `state_sealTicket` | miner, epoch | the seal ticket (hex) the miner draws from that epoch's randomness, for a pre-commit naming it | open |
 //! | `state_searchMsg` | message id | [`MessageLookupInfo`]: the canonical tipset that executed it and its receipt (exit code, gas, fee, return value, error); `null` while pending, unknown, or only on a reverted fork | open |
 //! | `state_networkPower` | — | [`NetworkPowerInfo`]: consensus, committed and above-minimum totals, miner counts, smoothed QA estimate, total locked | open |
+//! | `state_marketBalance` | address | [`EscrowView`]: the actor's market escrow (balance, locked, available); zero for an unknown address | open |
+//! | `state_marketDeal` | deal id | [`DealView`]: the proposal, `published` or `active`, its sector, paid-until epoch and allocation; `null` for an unknown or ended deal | open |
+//! | `state_marketDeals` | provider address or `null`, client address or `null`, first deal id (optional) | [`DealView`] list, oldest first, at most [`query::MAX_DEALS_LISTED`] | open |
+//! | `state_verifiedClientDataCap` | address | the client's DataCap in bytes (decimal string), or `null` for none | open |
+//! | `state_verifierAllowance` | address | the verifier's remaining allowance in bytes (decimal string), or `null` for a non-verifier | open |
 //! | `mpool_push` | signed message: hex of its postcard encoding, or its JSON | message id | open (the signature authorises it) |
 //! | `mpool_pending` | — | [`MessageInfo`] list, by sender and nonce | open |
 //! | `mpool_nonce` | address | the account's next nonce counting pending messages, or `null` for no account | open |
@@ -91,7 +96,7 @@ use jsonrpsee::server::{
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use lode_chain::error::ExitCode;
 use lode_chain::message::SignedMessage;
-use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
+use lode_chain::types::{ActorId, Address, DealId, Epoch, TokenAmount};
 use tokio::sync::broadcast::error::RecvError;
 
 pub use auth::{TOKEN_FILE, load_or_create_token};
@@ -99,7 +104,7 @@ pub use metrics_http::{
     MetricsServerHandle, OPENMETRICS_CONTENT_TYPE, serve_http, serve_metrics, serve_node_metrics,
 };
 pub use types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, GenesisInfo, HeadEventInfo, HeadInfo, MessageInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, DealView, EscrowView, GenesisInfo, HeadEventInfo, HeadInfo, MessageInfo,
     MessageParam, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo,
     PeerView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
 };
@@ -150,6 +155,11 @@ pub const OPEN_METHODS: &[&str] = &[
     "state_sealTicket",
     "state_searchMsg",
     "state_networkPower",
+    "state_marketBalance",
+    "state_marketDeal",
+    "state_marketDeals",
+    "state_verifiedClientDataCap",
+    "state_verifierAllowance",
     "miner_provingView",
     "mpool_push",
     "mpool_pending",
@@ -465,6 +475,36 @@ pub fn module(
     })?;
     m.register_async_method("state_networkPower", |_, ctx, _| async move {
         on_core(&ctx, |c| query::network_power(c)).await
+    })?;
+    m.register_async_method("state_marketBalance", |params, ctx, _| async move {
+        let addr = address_param(&params)?;
+        on_core(&ctx, move |c| query::market_balance(c, &addr)).await
+    })?;
+    m.register_async_method("state_marketDeal", |params, ctx, _| async move {
+        let id: DealId = params.one()?;
+        on_core(&ctx, move |c| query::market_deal(c, id)).await
+    })?;
+    m.register_async_method("state_marketDeals", |params, ctx, _| async move {
+        let mut seq = params.sequence();
+        let provider: Option<String> = seq.optional_next()?;
+        let client: Option<String> = seq.optional_next()?;
+        let from: Option<DealId> = seq.optional_next()?;
+        let provider = provider.as_deref().map(actor_param).transpose()?;
+        let client = client.as_deref().map(actor_param).transpose()?;
+        on_core(&ctx, move |c| {
+            query::market_deals(c, provider, client, from.unwrap_or(0))
+        })
+        .await
+    })?;
+    m.register_async_method("state_verifiedClientDataCap", |params, ctx, _| async move {
+        let addr = address_param(&params)?;
+        let cap = on_core(&ctx, move |c| query::verified_client_datacap(c, &addr)).await?;
+        Ok::<_, ErrorObjectOwned>(cap.map(|b| b.to_string()))
+    })?;
+    m.register_async_method("state_verifierAllowance", |params, ctx, _| async move {
+        let addr = address_param(&params)?;
+        let cap = on_core(&ctx, move |c| query::verifier_allowance(c, &addr)).await?;
+        Ok::<_, ErrorObjectOwned>(cap.map(|b| b.to_string()))
     })?;
 
     // mpool

@@ -6,13 +6,13 @@
 use lode_chain::ActorError;
 use lode_chain::actor::ActorKind;
 use lode_chain::actors::miner::{self, Deadline, DeadlineInfo, Partition, SectorOnChain};
-use lode_chain::actors::power;
+use lode_chain::actors::{market, power, verifreg};
 use lode_chain::error::ExitCode;
 use lode_chain::runtime::RandomnessTag;
 use lode_chain::types::{ActorId, Address, Epoch};
 
 use super::types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, DeadlineInfoView, DeadlineTiming, GenesisInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, DealView, DeadlineInfoView, EscrowView, DeadlineTiming, GenesisInfo,
     HeadInfo, HeaderInfo, MessageInfo, MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView,
     MinerPowerInfo, NetworkPowerInfo, PartitionInfo, PreCommitView, SectorInfo, SectorRefInfo,
     TipsetInfo,
@@ -413,5 +413,125 @@ pub fn seal_ticket(c: &NodeCore, id: ActorId, epoch: Epoch) -> NodeResult<[u8; 3
     c.chain().view(|rt| {
         rt.randomness(RandomnessTag::SealTicket, epoch, &id.0.to_le_bytes())
             .map_err(NodeError::Actor)
+    })
+}
+
+/// An actor's market escrow (zero for an unknown address or an actor without escrow).
+///
+/// # Errors
+/// A state store failure.
+pub fn market_balance(c: &NodeCore, addr: &Address) -> NodeResult<EscrowView> {
+    c.chain().view(|rt| {
+        let e = match rt.resolve(addr)? {
+            Some(id) => market::escrow(rt, id)?,
+            None => market::Escrow::default(),
+        };
+        Ok(EscrowView {
+            balance: e.balance,
+            locked: e.locked,
+            available: e.balance.saturating_sub(e.locked),
+        })
+    })
+}
+
+/// A client's DataCap, in bytes; `None` when it has none (or no such actor exists).
+///
+/// # Errors
+/// A state store failure.
+pub fn verified_client_datacap(c: &NodeCore, addr: &Address) -> NodeResult<Option<u128>> {
+    c.chain().view(|rt| {
+        let Some(id) = rt.resolve(addr)? else {
+            return Ok(None);
+        };
+        let cap = verifreg::datacap(rt, id)?;
+        Ok((cap > 0).then_some(cap))
+    })
+}
+
+/// A verifier's remaining allowance, in bytes; `None` when `addr` is not a verifier.
+///
+/// # Errors
+/// A state store failure.
+pub fn verifier_allowance(c: &NodeCore, addr: &Address) -> NodeResult<Option<u128>> {
+    c.chain().view(|rt| {
+        let Some(id) = rt.resolve(addr)? else {
+            return Ok(None);
+        };
+        Ok(rt.state.get::<u128>(&lode_chain::keys::verifier(id))?)
+    })
+}
+
+fn deal_view(id: lode_chain::types::DealId, d: &market::Deal) -> DealView {
+    let p = &d.proposal;
+    DealView {
+        deal_id: id,
+        piece_cid: lode_proofs::cid::PieceCid::new(lode_proofs::node::Node(p.piece_cid))
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| hex::encode(p.piece_cid)),
+        piece_size: p.piece_size,
+        verified: p.verified,
+        client: p.client,
+        provider: p.provider,
+        label: p.label.clone(),
+        start_epoch: p.start_epoch,
+        end_epoch: p.end_epoch,
+        price_per_epoch: p.price_per_epoch,
+        provider_collateral: p.provider_collateral,
+        client_collateral: p.client_collateral,
+        state: if d.state.activation_epoch.is_some() {
+            "active"
+        } else {
+            "published"
+        }
+        .to_string(),
+        sector: d.state.sector,
+        activation_epoch: d.state.activation_epoch,
+        paid_until: d.paid_until(),
+        allocation: d.state.allocation,
+    }
+}
+
+/// A published deal; `None` when it never existed or has ended (a finished or slashed deal
+/// leaves the state).
+///
+/// # Errors
+/// A state store failure.
+pub fn market_deal(c: &NodeCore, id: lode_chain::types::DealId) -> NodeResult<Option<DealView>> {
+    c.chain()
+        .view(|rt| Ok(market::deal(rt, id)?.map(|d| deal_view(id, &d))))
+}
+
+/// The most deals [`market_deals`] returns in one call.
+pub const MAX_DEALS_LISTED: usize = 10_000;
+
+/// The deals in the state, oldest first, optionally only those of one provider and/or one
+/// client, at most [`MAX_DEALS_LISTED`] starting from deal id `from`.
+///
+/// # Errors
+/// A state store failure.
+pub fn market_deals(
+    c: &NodeCore,
+    provider: Option<ActorId>,
+    client: Option<ActorId>,
+    from: lode_chain::types::DealId,
+) -> NodeResult<Vec<DealView>> {
+    c.chain().view(|rt| {
+        let next = market::load(rt)?.next_deal_id;
+        let mut out = Vec::new();
+        for id in from..next {
+            if out.len() >= MAX_DEALS_LISTED {
+                break;
+            }
+            let Some(d) = market::deal(rt, id)? else {
+                continue;
+            };
+            if provider.is_some_and(|p| p != d.proposal.provider)
+                || client.is_some_and(|cl| cl != d.proposal.client)
+            {
+                continue;
+            }
+            out.push(deal_view(id, &d));
+        }
+        Ok(out)
     })
 }

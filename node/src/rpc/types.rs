@@ -491,9 +491,9 @@ pub struct MinerInfoView {
     pub sector_size_bytes: u64,
     /// Sectors per Window PoSt partition.
     pub partition_sectors: u64,
-    /// Its node's libp2p peer id, when announced and valid.
+    /// The libp2p peer id where its services (the deal market) answer, when announced and valid.
     pub peer_id: Option<String>,
-    /// Its node's multiaddresses (those that decode).
+    /// The multiaddresses announced with it (those that decode).
     pub multiaddrs: Vec<String>,
     /// Balance.
     pub balance: TokenAmount,
@@ -513,6 +513,58 @@ pub struct MinerInfoView {
     pub current_deadline: u64,
     /// Until this epoch it may not win blocks after a consensus fault.
     pub consensus_fault_elapsed: Option<Epoch>,
+}
+
+/// `state_marketBalance`: an actor's escrow in the storage market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EscrowView {
+    /// Everything deposited and not withdrawn or paid out.
+    pub balance: TokenAmount,
+    /// The part committed to deals (collateral and fees not yet paid).
+    pub locked: TokenAmount,
+    /// `balance − locked`: what new deals may lock, or what may be withdrawn.
+    pub available: TokenAmount,
+}
+
+/// `state_marketDeal`, `state_marketDeals`: a published deal and its progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DealView {
+    /// The deal id.
+    pub deal_id: DealId,
+    /// The piece CID (`b…`).
+    pub piece_cid: String,
+    /// Padded piece size in bytes.
+    pub piece_size: u64,
+    /// Whether the client pays with DataCap.
+    pub verified: bool,
+    /// The client.
+    #[serde(with = "serde_hex::actor")]
+    pub client: ActorId,
+    /// The provider (miner).
+    #[serde(with = "serde_hex::actor")]
+    pub provider: ActorId,
+    /// The label.
+    pub label: String,
+    /// The deal must be active by this epoch.
+    pub start_epoch: Epoch,
+    /// The deal ends here.
+    pub end_epoch: Epoch,
+    /// Price per epoch.
+    pub price_per_epoch: TokenAmount,
+    /// Provider collateral.
+    pub provider_collateral: TokenAmount,
+    /// Client collateral.
+    pub client_collateral: TokenAmount,
+    /// `published` (waiting for its sector's prove-commit) or `active`.
+    pub state: String,
+    /// The sector holding it, once active.
+    pub sector: Option<SectorNumber>,
+    /// When it became active.
+    pub activation_epoch: Option<Epoch>,
+    /// The provider has been paid up to this epoch.
+    pub paid_until: Epoch,
+    /// Its verified allocation, for a verified deal.
+    pub allocation: Option<u64>,
 }
 
 /// One live sector of a miner (`state_minerSectors`).

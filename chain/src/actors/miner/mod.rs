@@ -140,7 +140,23 @@ pub enum MinerMethod {
     /// a sector twice) or activating the ones that passed fails. (Appended last: the variants
     /// before it keep their encoding.)
     ProveCommitSectors(Vec<ProveCommitInfo>),
+    /// Announces where the miner's services answer (its market's libp2p peer id and addresses),
+    /// replacing what was announced before; owner or worker only. The chain keeps the bytes and
+    /// checks only their sizes. (Appended last.)
+    ChangePeerInfo {
+        /// The libp2p peer id, in its binary form (empty: none).
+        peer_id: Vec<u8>,
+        /// Multiaddresses, each in its binary form.
+        multiaddrs: Vec<Vec<u8>>,
+    },
 }
+
+/// The longest peer id [`MinerMethod::ChangePeerInfo`] accepts, in bytes.
+pub const MAX_PEER_ID_BYTES: usize = 128;
+/// The most multiaddresses [`MinerMethod::ChangePeerInfo`] accepts.
+pub const MAX_MULTIADDRS: usize = 16;
+/// The longest multiaddress [`MinerMethod::ChangePeerInfo`] accepts, in bytes.
+pub const MAX_MULTIADDR_BYTES: usize = 256;
 
 /// Loads a miner's info.
 pub fn info(rt: &Runtime<'_, '_>, miner: ActorId) -> ActorResult<MinerInfo> {
@@ -312,8 +328,51 @@ pub fn invoke(
         MinerMethod::ProveCommitSectors(batch) => {
             encode(&prove_commit_sectors(rt, miner, caller, &batch)?)
         }
+        MinerMethod::ChangePeerInfo {
+            peer_id,
+            multiaddrs,
+        } => {
+            change_peer_info(rt, miner, caller, peer_id, multiaddrs)?;
+            Vec::new()
+        }
     };
     Ok(ret)
+}
+
+fn change_peer_info(
+    rt: &mut Runtime<'_, '_>,
+    miner: ActorId,
+    caller: ActorId,
+    peer_id: Vec<u8>,
+    multiaddrs: Vec<Vec<u8>>,
+) -> ActorResult<()> {
+    let mut info = info(rt, miner)?;
+    require_control(&info, caller)?;
+    if peer_id.len() > MAX_PEER_ID_BYTES {
+        abort!(
+            IllegalArgument,
+            "the peer id has {} bytes, more than {MAX_PEER_ID_BYTES}",
+            peer_id.len()
+        );
+    }
+    if multiaddrs.len() > MAX_MULTIADDRS {
+        abort!(
+            IllegalArgument,
+            "{} multiaddresses, more than {MAX_MULTIADDRS}",
+            multiaddrs.len()
+        );
+    }
+    if let Some(a) = multiaddrs.iter().find(|a| a.is_empty() || a.len() > MAX_MULTIADDR_BYTES) {
+        abort!(
+            IllegalArgument,
+            "a multiaddress has {} bytes (1 to {MAX_MULTIADDR_BYTES} accepted)",
+            a.len()
+        );
+    }
+    info.peer_id = peer_id;
+    info.multiaddrs = multiaddrs;
+    rt.state.put(keys::miner_info(miner), &info)?;
+    Ok(())
 }
 
 fn load_sector_raw(
