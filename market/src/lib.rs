@@ -1,4 +1,23 @@
 //! `lode-market`: deals, data transfer, retrieval and compute-over-data jobs.
 //!
-//! This crate will own what clients and providers exchange off-chain: storage deal negotiation,
-//! transfer of pieces to providers, retrieval of stored data, and compute jobs run next to the data.
+//! This crate owns what clients and providers exchange off-chain:
+//!
+//! - [`retrieval`]: the provider's HTTP retrieval server (`GET|HEAD /piece/<piece CID>` with
+//!   ranges, conditional requests and bounded resources) over a [`retrieval::PieceSource`].
+
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
+pub mod error;
+pub mod retrieval;
+
+pub use error::{MarketError, MarketResult};
