@@ -812,7 +812,7 @@ async fn market_and_verified_registry_queries_follow_the_state() {
         assert_eq!(escrow.available, TokenAmount::tokens(5));
         assert_eq!(open.state_verifier_allowance(&account(10)).await.unwrap(), Some(1 << 20));
 
-        // The verifier grants DataCap; the miner's worker publishes a deal the client signed.
+        // The verifier grants DataCap; the miner's owner publishes a deal the client signed.
         let now = open.chain_head().await.unwrap().epoch;
         let proposal = DealProposal {
             piece_cid: lode_testkit::harness::node("piece"),
@@ -832,8 +832,8 @@ async fn market_and_verified_registry_queries_follow_the_state() {
             proposal: proposal.clone(),
         };
         for m in [
-            call(&g, 10, 2, VERIFREG, Method::VerifReg(VerifRegMethod::AddVerifiedClient { client: client.clone(), allowance: 4096 }), TokenAmount::ZERO),
-            call(&g, 20, 0, MARKET, Method::Market(MarketMethod::PublishDeals(vec![deal])), TokenAmount::ZERO),
+            call(&g, 10, 1, VERIFREG, Method::VerifReg(VerifRegMethod::AddVerifiedClient { client: client.clone(), allowance: 4096 }), TokenAmount::ZERO),
+            call(&g, 10, 2, MARKET, Method::Market(MarketMethod::PublishDeals(vec![deal])), TokenAmount::ZERO),
         ] {
             open.mpool_push(&m).await.unwrap();
         }

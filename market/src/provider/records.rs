@@ -1,0 +1,329 @@
+//! The provider's deal records: one per accepted deal, keyed by its UUID, in sled (tree
+//! `deals`), JSON-encoded, every write flushed (fsync) before it returns, so a record read after
+//! a `kill -9` is one that was written whole.
+//!
+//! A deal moves through [`DealStatus`]:
+//! `accepted → transferring → transferred (CommP checked) → publishing (the message recorded
+//! before it is pushed) → published (deal id) → handed_off (to sealing: a sector) → sealing →
+//! active → expired | slashed`, or `failed` with the reason from any state before `active`.
+//! `proposed` is the state of a request under evaluation: a rejected proposal is never written.
+
+use std::path::{Path, PathBuf};
+
+use lode_chain::actors::market::ClientDealProposal;
+use lode_chain::message::SignedMessage;
+use lode_chain::types::{DealId, Epoch, SectorNumber};
+use serde::{Deserialize, Serialize};
+
+use crate::deal::{DealUuid, TransferSpec};
+use crate::error::{MarketError, MarketResult};
+
+/// Where a provider's deal is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DealStatus {
+    /// Being evaluated (never persisted).
+    Proposed,
+    /// Accepted; its data not yet asked for.
+    Accepted,
+    /// Its data is being fetched.
+    Transferring,
+    /// Its data is on disk and its CommP matches the proposal.
+    Transferred,
+    /// Its publication message was signed and recorded (and pushed).
+    Publishing,
+    /// Published on chain: it has a deal id.
+    Published,
+    /// Handed to the sealing pipeline: it has a sector.
+    HandedOff,
+    /// Its sector is being sealed.
+    Sealing,
+    /// Activated on chain (its sector proven).
+    Active,
+    /// Ended at its end epoch.
+    Expired,
+    /// Terminated early (its sector lost), the provider's collateral burnt.
+    Slashed,
+    /// Failed: the reason is in the record.
+    Failed,
+}
+
+impl DealStatus {
+    /// Whether the deal has reached an end.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            DealStatus::Expired | DealStatus::Slashed | DealStatus::Failed
+        )
+    }
+
+    /// Whether the deal has been accepted and not yet published (its client's escrow will be
+    /// locked by its publication).
+    pub fn before_publication(self) -> bool {
+        matches!(
+            self,
+            DealStatus::Accepted
+                | DealStatus::Transferring
+                | DealStatus::Transferred
+                | DealStatus::Publishing
+        )
+    }
+
+    /// Whether the deal's piece is accepted and not yet in the sealing pipeline (it takes
+    /// capacity the pipeline does not know of yet).
+    pub fn before_sealing(self) -> bool {
+        self.before_publication() || self == DealStatus::Published
+    }
+}
+
+impl std::fmt::Display for DealStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        f.write_str(&s)
+    }
+}
+
+/// The publication message of a deal (shared by the deals of its batch).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishRecord {
+    /// The signed message, as pushed (pushed again, never re-signed).
+    pub message: SignedMessage,
+    /// Its id.
+    #[serde(with = "lode_node::rpc::types::serde_hex::hash")]
+    pub id: [u8; 32],
+    /// This deal's position in the message's deals (its deal id is at that position of the
+    /// receipt's ids).
+    pub index: usize,
+    /// The head epoch when it was signed (or last pushed).
+    pub pushed_epoch: Epoch,
+}
+
+/// A provider's deal record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderDeal {
+    /// The deal's UUID.
+    pub uuid: DealUuid,
+    /// The client's libp2p peer id.
+    pub client_peer: String,
+    /// The signed proposal.
+    pub proposal: ClientDealProposal,
+    /// How the data travels.
+    pub transfer: TransferSpec,
+    /// Where it is.
+    pub status: DealStatus,
+    /// The head epoch when it was accepted.
+    pub accepted_epoch: Epoch,
+    /// The head epoch when its data was checked.
+    #[serde(default)]
+    pub transferred_epoch: Option<Epoch>,
+    /// Its publication.
+    #[serde(default)]
+    pub publish: Option<PublishRecord>,
+    /// Its deal id on chain.
+    #[serde(default)]
+    pub deal_id: Option<DealId>,
+    /// Its sector.
+    #[serde(default)]
+    pub sector: Option<SectorNumber>,
+    /// Why it failed (status `failed`), or the last error of a step that will be retried.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Unix seconds of the last change.
+    pub updated_at: u64,
+}
+
+impl ProviderDeal {
+    /// Moves to `status`, stamping the time and clearing a retried step's error.
+    pub fn set_status(&mut self, status: DealStatus) {
+        self.status = status;
+        self.updated_at = now();
+        if status != DealStatus::Failed {
+            self.error = None;
+        }
+    }
+
+    /// Fails the deal with `reason`.
+    pub fn fail(&mut self, reason: impl Into<String>) {
+        self.status = DealStatus::Failed;
+        self.error = Some(reason.into());
+        self.updated_at = now();
+    }
+}
+
+/// Unix seconds now.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The records' database.
+#[derive(Clone, Debug)]
+pub struct DealRecords {
+    path: PathBuf,
+    db: sled::Db,
+    deals: sled::Tree,
+}
+
+impl DealRecords {
+    /// Opens (or creates) the records at `path` (a sled directory).
+    ///
+    /// # Errors
+    /// [`MarketError::Records`] when it cannot be opened (another process holds it, …).
+    pub fn open(path: impl AsRef<Path>) -> MarketResult<DealRecords> {
+        let path = path.as_ref().to_path_buf();
+        let db = sled::open(&path).map_err(records_error(&path))?;
+        let deals = db.open_tree("deals").map_err(records_error(&path))?;
+        Ok(DealRecords { path, db, deals })
+    }
+
+    fn error(&self) -> impl Fn(sled::Error) -> MarketError + '_ {
+        records_error(&self.path)
+    }
+
+    fn encode(&self, deal: &ProviderDeal) -> MarketResult<Vec<u8>> {
+        serde_json::to_vec(deal).map_err(|e| MarketError::Records {
+            path: self.path.clone(),
+            why: format!("cannot encode deal {}: {e}", deal.uuid),
+        })
+    }
+
+    fn decode(&self, bytes: &[u8]) -> MarketResult<ProviderDeal> {
+        serde_json::from_slice(bytes).map_err(|e| MarketError::Records {
+            path: self.path.clone(),
+            why: format!("a deal record does not decode: {e}"),
+        })
+    }
+
+    fn flush(&self) -> MarketResult<()> {
+        self.db.flush().map_err(self.error())?;
+        Ok(())
+    }
+
+    /// Writes a new record; `false` (nothing written) when one with its UUID exists.
+    ///
+    /// # Errors
+    /// [`MarketError::Records`].
+    pub fn insert_new(&self, deal: &ProviderDeal) -> MarketResult<bool> {
+        let bytes = self.encode(deal)?;
+        let swapped = self
+            .deals
+            .compare_and_swap(deal.uuid.as_bytes(), None::<&[u8]>, Some(bytes))
+            .map_err(self.error())?;
+        if swapped.is_err() {
+            return Ok(false);
+        }
+        self.flush()?;
+        Ok(true)
+    }
+
+    /// Writes (replaces) a record.
+    ///
+    /// # Errors
+    /// [`MarketError::Records`].
+    pub fn put(&self, deal: &ProviderDeal) -> MarketResult<()> {
+        self.put_all(std::slice::from_ref(deal))
+    }
+
+    /// Writes several records in one atomic batch.
+    ///
+    /// # Errors
+    /// [`MarketError::Records`].
+    pub fn put_all(&self, deals: &[ProviderDeal]) -> MarketResult<()> {
+        let mut batch = sled::Batch::default();
+        for deal in deals {
+            batch.insert(deal.uuid.as_bytes().to_vec(), self.encode(deal)?);
+        }
+        self.deals.apply_batch(batch).map_err(self.error())?;
+        self.flush()
+    }
+
+    /// A record.
+    ///
+    /// # Errors
+    /// [`MarketError::Records`].
+    pub fn get(&self, uuid: &DealUuid) -> MarketResult<Option<ProviderDeal>> {
+        match self.deals.get(uuid.as_bytes()).map_err(self.error())? {
+            Some(bytes) => Ok(Some(self.decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Every record, by UUID.
+    ///
+    /// # Errors
+    /// [`MarketError::Records`].
+    pub fn list(&self) -> MarketResult<Vec<ProviderDeal>> {
+        let mut out = Vec::new();
+        for entry in self.deals.iter() {
+            let (_, bytes) = entry.map_err(self.error())?;
+            out.push(self.decode(&bytes)?);
+        }
+        Ok(out)
+    }
+}
+
+fn records_error(path: &Path) -> impl Fn(sled::Error) -> MarketError + '_ {
+    move |e| MarketError::Records {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::deal::tests::{key, request};
+
+    pub(crate) fn record() -> ProviderDeal {
+        let req = request("devnet", &key(3));
+        ProviderDeal {
+            uuid: req.uuid,
+            client_peer: "peer".into(),
+            proposal: req.proposal,
+            transfer: req.transfer,
+            status: DealStatus::Accepted,
+            accepted_epoch: 7,
+            transferred_epoch: None,
+            publish: None,
+            deal_id: None,
+            sector: None,
+            error: None,
+            updated_at: now(),
+        }
+    }
+
+    #[test]
+    fn records_persist_and_insert_only_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deals");
+        let mut deal = record();
+        {
+            let records = DealRecords::open(&path).unwrap();
+            assert!(records.insert_new(&deal).unwrap());
+            let mut other = deal.clone();
+            other.client_peer = "someone else".into();
+            assert!(!records.insert_new(&other).unwrap());
+            deal.set_status(DealStatus::Transferring);
+            records.put(&deal).unwrap();
+        }
+        let records = DealRecords::open(&path).unwrap();
+        assert_eq!(records.get(&deal.uuid).unwrap(), Some(deal.clone()));
+        assert_eq!(records.list().unwrap(), vec![deal.clone()]);
+        assert_eq!(records.get(&DealUuid::new_random()).unwrap(), None);
+    }
+
+    #[test]
+    fn status_names() {
+        assert_eq!(DealStatus::HandedOff.to_string(), "handed_off");
+        assert!(DealStatus::Failed.is_final());
+        assert!(DealStatus::Publishing.before_publication());
+        assert!(!DealStatus::Published.before_publication());
+        assert!(DealStatus::Published.before_sealing());
+    }
+}
