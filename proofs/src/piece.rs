@@ -384,6 +384,28 @@ impl CommPHasher {
             payload_len: self.payload_len,
         })
     }
+
+    /// Finishes as a piece of `size`: the payload zero-filled to `size`'s unpadded capacity (a
+    /// deal may name a piece larger than the smallest that holds its payload). The zeros are
+    /// folded from the zero-commitment table, never hashed. Equal to [`CommPHasher::finish`]
+    /// when `size` is the smallest piece for the payload.
+    ///
+    /// # Errors
+    /// [`PieceError::PayloadTooLarge`] when more than `size.unpadded()` bytes were written.
+    pub fn finish_as(mut self, size: PaddedPieceSize) -> Result<PieceCommitment, PieceError> {
+        if self.payload_len > size.unpadded() {
+            return Err(PieceError::PayloadTooLarge(self.payload_len));
+        }
+        if !self.raw.is_empty() {
+            self.fold_buffer()?;
+        }
+        let comm_p = self.acc.finish(size.nodes())?;
+        Ok(PieceCommitment {
+            comm_p,
+            padded_size: size,
+            payload_len: self.payload_len,
+        })
+    }
 }
 
 impl Write for CommPHasher {
@@ -640,6 +662,30 @@ mod tests {
             padded.resize(c.padded_size.bytes() as usize, 0);
             let nodes = crate::node::nodes_from_bytes(&padded).unwrap().to_vec();
             prop_assert_eq!(c.comm_p, naive_root(nodes));
+        }
+
+        /// A payload finished as a larger piece is the payload zero-filled to that piece's
+        /// capacity; as its own smallest piece, the same as `finish`; too small a piece is refused.
+        #[test]
+        fn finish_as_a_larger_piece_is_the_zero_filled_payload(raw in proptest::collection::vec(any::<u8>(), 0..3000), grow in 0u32..4) {
+            let own = commp_of_bytes(&raw).unwrap();
+            let size = PaddedPieceSize::new(own.padded_size.bytes() << grow).unwrap();
+            let mut h = CommPHasher::new();
+            h.write_all(&raw).unwrap();
+            let c = h.finish_as(size).unwrap();
+            let mut filled = raw.clone();
+            filled.resize(size.unpadded() as usize, 0);
+            prop_assert_eq!(c.comm_p, commp_of_bytes(&filled).unwrap().comm_p);
+            prop_assert_eq!((c.padded_size, c.payload_len), (size, raw.len() as u64));
+            if grow == 0 {
+                prop_assert_eq!(c, own);
+            }
+            if own.padded_size.bytes() > MIN_PIECE_SIZE {
+                let mut h = CommPHasher::new();
+                h.write_all(&raw).unwrap();
+                let small = PaddedPieceSize::new(own.padded_size.bytes() / 2).unwrap();
+                prop_assert!(h.finish_as(small).is_err());
+            }
         }
 
         #[test]

@@ -5,8 +5,9 @@
 
 use std::future::Future;
 
+use lode_chain::actors::market::Deal;
 use lode_chain::message::SignedMessage;
-use lode_chain::types::{ActorId, Address, Epoch};
+use lode_chain::types::{ActorId, Address, DealId, Epoch};
 use lode_node::core::{BlockVerdict, MinerBase, ProvingView};
 use lode_node::rpc::types::{
     HeadInfo, MessageLookupInfo, MinerInfoView, MinerPowerInfo, PreCommitView, SectorInfo,
@@ -81,6 +82,26 @@ pub trait NodeApi: Send + Sync + 'static {
     ) -> impl Future<Output = ProviderResult<MinerInfoView>> + Send {
         async move { Err(not_reported("state_minerInfo", miner)) }
     }
+    /// Published deal `id` as the chain holds it at the head: what the sealing pipeline checks a
+    /// deal's piece against (published, this provider's, not yet active, the same proposal). The
+    /// default answers [`DealLookup::NotReported`] (a node API that cannot say): the pipeline then
+    /// relies on the proposal it was given, and the chain's own checks at pre-commit.
+    fn market_deal(&self, id: DealId) -> impl Future<Output = ProviderResult<DealLookup>> + Send {
+        let _ = id;
+        async move { Ok(DealLookup::NotReported) }
+    }
+}
+
+/// What a node says of a published deal ([`NodeApi::market_deal`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DealLookup {
+    /// Published and not ended: its proposal and state.
+    Found(Box<Deal>),
+    /// Not on chain: never published, or ended (a deal not activated by its start epoch is
+    /// removed by the chain's cron).
+    Absent,
+    /// This node API does not answer deal queries.
+    NotReported,
 }
 
 fn not_reported(method: &str, miner: ActorId) -> crate::error::ProviderError {
@@ -153,6 +174,14 @@ impl NodeApi for NodeService {
         Ok(self
             .with_core(move |c| lode_node::rpc::query::miner_info(c, miner))
             .await??)
+    }
+
+    async fn market_deal(&self, id: DealId) -> ProviderResult<DealLookup> {
+        let found = self
+            .with_core(move |c| c.chain().view(|rt| lode_chain::actors::market::deal(rt, id)))
+            .await?
+            .map_err(|e| crate::error::ProviderError::Node(e.to_string()))?;
+        Ok(found.map_or(DealLookup::Absent, |d| DealLookup::Found(Box::new(d))))
     }
 }
 

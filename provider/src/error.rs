@@ -48,6 +48,18 @@ pub enum ProviderError {
     /// A sector could not be moved between sealing scratch and long-term storage, or removed.
     #[error(transparent)]
     Storage(#[from] crate::pipeline::storage::StorageError),
+    /// A range past the end of a piece's payload.
+    #[error(
+        "bytes {offset}..{offset}+{len} are past the piece's payload of {payload_size} bytes"
+    )]
+    PieceRange {
+        /// The range's first payload byte.
+        offset: u64,
+        /// Its length.
+        len: u64,
+        /// The payload's length.
+        payload_size: u64,
+    },
     /// The daemon is stopping.
     #[error("stopping")]
     Stopped,

@@ -15,8 +15,9 @@
 //! - [`metrics`]: the provider's Prometheus metrics (`lode_provider_…`); [`dashboard`]: the HTML
 //!   page and its JSON served beside them (`GET /`, `GET /api/dashboard.json`);
 //! - [`pipeline`]: the sector pipeline: its persisted state machine (states, retries, the sled
-//!   records) and the driver that seals committed-capacity sectors through it
-//!   ([`pipeline::runner`]);
+//!   records) and the driver that seals committed-capacity and deal sectors through it
+//!   ([`pipeline::runner`]); deal pieces handed over by the market ([`pipeline::deals`]) and
+//!   read back for retrieval ([`pipeline::reader`]);
 //! - [`tasks`]: the task scheduler: sealing phases and PoSt as tasks with declared resources,
 //!   admitted within the machine and per-kind limits, PoSt first; fenced, persisted records.
 
@@ -47,5 +48,5 @@ pub mod run;
 pub mod status;
 pub mod tasks;
 
-pub use api::NodeApi;
+pub use api::{DealLookup, NodeApi};
 pub use error::{ProviderError, ProviderResult};

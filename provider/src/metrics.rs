@@ -286,7 +286,8 @@ impl ProviderMetrics {
 
     /// Sets the pipeline's gauges from its records at unix time `now`: the sectors per state
     /// (every state, so an emptied state reads 0), and the age of the oldest sector of each
-    /// waiting state (a state that emptied disappears).
+    /// waiting state (a state that emptied disappears; deal sectors waiting for deals are not
+    /// counted).
     pub fn refresh_pipeline(&self, records: &[SectorRecord], now: u64) {
         let mut counts = std::collections::BTreeMap::<SectorState, i64>::new();
         let mut oldest = std::collections::BTreeMap::<SectorState, u64>::new();
@@ -294,7 +295,11 @@ impl ProviderMetrics {
             let state = r.state();
             let n = counts.entry(state).or_default();
             *n = n.saturating_add(1);
-            if !state.is_final() && state != SectorState::Proving {
+            // A deal sector in `WaitDeals` waits for the market, not for the pipeline (and is
+            // started `wait_deals_epochs` after its first piece): never a stuck sector.
+            let waits_for_deals =
+                state == SectorState::WaitDeals && r.kind == crate::pipeline::SectorKind::Deals;
+            if !state.is_final() && state != SectorState::Proving && !waits_for_deals {
                 let since = r.state_since();
                 let e = oldest.entry(state).or_insert(since);
                 *e = (*e).min(since);

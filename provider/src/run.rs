@@ -128,9 +128,20 @@ pub struct SealingSettings {
     /// before Finalize work here, Finalize moves the sector to the sector store (`sectors`).
     /// A fast disk with room for the sectors sealed at once; it may be another filesystem.
     pub scratch: PathBuf,
-    /// Whether Finalize keeps each sector's unsealed copy (moved to the sector store beside the
-    /// replica, for retrieval and compute jobs); `false` deletes it.
+    /// Whether Finalize keeps each committed-capacity sector's unsealed copy (moved to the
+    /// sector store beside the replica); `false` deletes it.
     pub keep_unsealed: bool,
+    /// Whether Finalize keeps each deal sector's unsealed copy (default `true`: retrievals read
+    /// it directly); `false` deletes it, and the first retrieval of a piece unseals its sector
+    /// (as long as PreCommit1) into a new copy.
+    pub keep_unsealed_deals: bool,
+    /// Epochs a deal sector waits for more deals after its first piece before it is sealed
+    /// (unless full first); default a quarter of a proving period.
+    pub wait_deals_epochs: Option<u64>,
+    /// A deal sector starts sealing once its earliest deal's start epoch is this many epochs
+    /// away (the expected time to seal and prove it); default: the seed's delay × 4 plus the
+    /// seed's confidence and the messages' batch waits (62 on the devnet).
+    pub deal_start_margin_epochs: Option<u64>,
     /// How long, in epochs, a sector ready for its pre-commit or prove-commit waits for others
     /// to share one message (0: only the sectors ready in the same tick share it).
     pub batch_wait_epochs: u64,
@@ -146,6 +157,9 @@ impl Default for SealingSettings {
             parent_cache: PathBuf::from("cache"),
             scratch: PathBuf::from("scratch"),
             keep_unsealed: false,
+            keep_unsealed_deals: true,
+            wait_deals_epochs: None,
+            deal_start_margin_epochs: None,
             batch_wait_epochs: crate::pipeline::runner::BATCH_WAIT_EPOCHS,
             max_batch: crate::pipeline::runner::MAX_BATCH,
         }
@@ -383,11 +397,18 @@ fn start_pipeline<A: NodeApi>(
         &genesis.policy,
     );
     config.keep_unsealed = s.keep_unsealed;
+    config.keep_unsealed_deals = s.keep_unsealed_deals;
     config.batch_wait_epochs = s.batch_wait_epochs;
     config.max_batch = s.max_batch.clamp(
         1,
         usize::try_from(genesis.policy.pre_commit_sector_batch_max).unwrap_or(1),
     );
+    if let Some(w) = s.wait_deals_epochs {
+        config.wait_deals_epochs = w;
+    }
+    config.deal_start_margin_epochs = s.deal_start_margin_epochs.unwrap_or_else(|| {
+        crate::pipeline::runner::default_deal_start_margin(&genesis.policy, &config)
+    });
     Ok(Pipeline::new(
         api.clone(),
         store,
@@ -629,6 +650,44 @@ params_dir = "/params"
         assert_eq!(toml::from_str::<ProviderSettings>(&text).unwrap(), set);
         let typo = toml::from_str::<ProviderSettings>(&format!("{BASE}\n[proving]\nmargin = 3\n"));
         assert!(typo.unwrap_err().to_string().contains("margin"));
+    }
+
+    #[test]
+    fn deal_sectors_keep_their_unsealed_copy_unless_told_not_to() {
+        let plain: ProviderSettings = toml::from_str(BASE).unwrap();
+        assert!(plain.sealing.keep_unsealed_deals && !plain.sealing.keep_unsealed);
+        assert_eq!(
+            (
+                plain.sealing.wait_deals_epochs,
+                plain.sealing.deal_start_margin_epochs
+            ),
+            (None, None)
+        );
+        let set: ProviderSettings = toml::from_str(&format!(
+            "{BASE}\n[sealing]\nkeep_unsealed_deals = false\nwait_deals_epochs = 30\ndeal_start_margin_epochs = 90\n"
+        ))
+        .unwrap();
+        assert!(!set.sealing.keep_unsealed_deals);
+        assert_eq!(
+            (set.sealing.wait_deals_epochs, set.sealing.deal_start_margin_epochs),
+            (Some(30), Some(90))
+        );
+        let text = toml::to_string_pretty(&set).unwrap();
+        assert_eq!(toml::from_str::<ProviderSettings>(&text).unwrap(), set);
+        // The defaults follow the network's rules: a minute or so on the devnet.
+        let policy = lode_chain::Policy::devnet();
+        let config = crate::pipeline::runner::PipelineConfig::new(
+            ActorId(1000),
+            lode_proofs::sector::SectorSize::S2KiB,
+            "s".into(),
+            "t".into(),
+            "c".into(),
+            &policy,
+        );
+        assert!(config.keep_unsealed_deals && !config.keep_unsealed);
+        assert_eq!(config.wait_deals_epochs, 60);
+        assert_eq!(config.deal_start_margin_epochs, 62);
+        assert!(config.deal_start_margin_epochs > config.prove_commit_epochs(&policy));
     }
 
     #[test]

@@ -293,6 +293,30 @@ pub fn add_piece(
     payload: impl Read,
     payload_len: u64,
 ) -> SealResult<PieceRecord> {
+    add_piece_sized(
+        dir,
+        id,
+        payload,
+        payload_len,
+        PaddedPieceSize::for_payload(payload_len)?,
+    )
+}
+
+/// AddPiece for a piece of a given padded `size` (a deal's piece, which may be larger than the
+/// smallest piece that holds its payload): the `payload_len` bytes of `payload` zero-filled to
+/// `size`'s unpadded capacity, placed as [`add_piece`] places a piece. The returned CommP is that
+/// of the zero-filled piece (what the deal names).
+///
+/// # Errors
+/// [`SealError::Piece`] when the payload is longer than the piece holds; the errors of
+/// [`add_piece`].
+pub fn add_piece_sized(
+    dir: &SectorDir,
+    id: &SectorId,
+    payload: impl Read,
+    payload_len: u64,
+    size: PaddedPieceSize,
+) -> SealResult<PieceRecord> {
     let mut meta = load_meta(dir, id, "AddPiece")?;
     if dir.pc1().exists() || dir.pc1_progress().exists() {
         return Err(SealError::TooLate {
@@ -300,7 +324,9 @@ pub fn add_piece(
             reason: "PreCommit1 has started on this sector, so its pieces are fixed; put the piece in a new sector",
         });
     }
-    let size = PaddedPieceSize::for_payload(payload_len)?;
+    if payload_len > size.unpadded() {
+        return Err(lode_proofs::piece::PieceError::PayloadTooLarge(payload_len).into());
+    }
     let mut sizes = piece_infos(&meta)?
         .iter()
         .map(|p| p.size)
@@ -351,7 +377,7 @@ pub fn add_piece(
     }
     file.set_len(offset + size.bytes()).map_err(io_at(&path))?;
     file.sync_all().map_err(io_at(&path))?;
-    let c = commp.finish()?;
+    let c = commp.finish_as(size)?;
     let record = PieceRecord {
         comm_p: HexNode(c.comm_p),
         padded_size: size.bytes(),
@@ -1216,12 +1242,115 @@ pub fn unseal_piece(
         &mut tee,
         progress,
     )?;
-    if commp.finish()?.comm_p != piece.comm_p.0 {
+    if commp
+        .finish_as(PaddedPieceSize::new(piece.padded_size)?)?
+        .comm_p
+        != piece.comm_p.0
+    {
         return Err(SealError::Inconsistent(
             "the unsealed piece does not hash to its CommP",
         ));
     }
     Ok(piece)
+}
+
+/// Reads `len` payload bytes starting at unpadded byte `offset` of the sector from its unsealed
+/// copy (`unsealed`, fr32-padded), unpadding them into `out`: what a retrieval reads when the
+/// unsealed copy is kept. Only the padded blocks covering the range are read.
+///
+/// # Errors
+/// [`SealError::RangeOutOfSector`] for a range past the sector's capacity;
+/// [`SealError::WrongFileSize`] when the unsealed copy is not a whole sector; [`SealError::Io`]
+/// when it cannot be read, or holds a node that is not a field element (a damaged copy).
+pub fn read_unsealed_range(
+    dir: &SectorDir,
+    id: &SectorId,
+    offset: u64,
+    len: u64,
+    out: &mut dyn Write,
+) -> SealResult<()> {
+    let capacity = id.size.bytes() / PADDED_BLOCK as u64 * RAW_BLOCK as u64;
+    if offset.checked_add(len).is_none_or(|end| end > capacity) {
+        return Err(SealError::RangeOutOfSector {
+            offset,
+            len,
+            capacity,
+        });
+    }
+    let path = dir.unsealed();
+    let mut file = File::open(&path).map_err(io_at(&path))?;
+    let found = file.metadata().map_err(io_at(&path))?.len();
+    if found != id.size.bytes() {
+        return Err(SealError::WrongFileSize {
+            path,
+            expected: id.size.bytes(),
+            found,
+        });
+    }
+    if len == 0 {
+        return Ok(());
+    }
+    let first_block = offset / RAW_BLOCK as u64;
+    let skip = offset - first_block * RAW_BLOCK as u64;
+    let end_block = (offset + len).div_ceil(RAW_BLOCK as u64);
+    file.seek(SeekFrom::Start(first_block * PADDED_BLOCK as u64))
+        .map_err(io_at(&path))?;
+    let padded = (end_block - first_block) * PADDED_BLOCK as u64;
+    let mut unpadder = UnpadWriter::with_limit(SkipWriter { inner: out, skip }, skip + len);
+    io::copy(
+        &mut io::BufReader::with_capacity(1 << 20, file).take(padded),
+        &mut unpadder,
+    )
+    .map_err(io_at(&path))?;
+    unpadder.finish().map_err(|e| SealError::Io {
+        path,
+        source: e.into(),
+    })?;
+    Ok(())
+}
+
+/// Unseals the whole sector into its unsealed copy (`unsealed`, fr32-padded, as AddPiece wrote
+/// it): the encoding key regenerated from the replica id (every layer labelled again: as long as
+/// PreCommit1), every node of the replica decoded, and the result checked against the CommD
+/// PreCommit1 recorded before it is renamed into place — so a damaged replica never yields an
+/// unsealed copy. Afterwards [`read_unsealed_range`] serves any range without the replica.
+///
+/// # Errors
+/// [`SealError::MissingPhase`] before PreCommit2; [`SealError::Inconsistent`] when the decoded
+/// data does not give the recorded CommD; I/O errors.
+pub fn unseal_sector(
+    dir: &SectorDir,
+    id: &SectorId,
+    cache_dir: &Path,
+    progress: ProgressFn<'_>,
+) -> SealResult<()> {
+    load_meta(dir, id, "Unseal")?;
+    let pc1: PreCommit1Output = read_json(&dir.pc1(), "Unseal", "PreCommit1")?;
+    let _: PreCommit2Output = read_json(&dir.pc2(), "Unseal", "PreCommit2")?;
+    let replica_map = map_file(&dir.sealed(), id.size.bytes())?;
+    let replica = as_nodes(&replica_map);
+    let key_buf = regenerate_key(dir, id, cache_dir, progress)?;
+    let key = key_buf.nodes();
+    write_mapped(&dir.unsealed(), id.size.bytes(), |out| {
+        out.par_iter_mut()
+            .zip(replica.par_iter().zip(key.par_iter()))
+            .try_for_each(|(o, (r, k))| -> SealResult<()> {
+                *o = sdr::decode(r, k)?;
+                Ok(())
+            })?;
+        // CommD over the decoded data, 2^15 nodes at a time.
+        let mut acc = lode_proofs::piece::TreeDAccumulator::new();
+        for chunk in out.chunks(1 << 15) {
+            let height = chunk.len().trailing_zeros();
+            acc.push_subtree(height, lode_proofs::piece::tree_d_root(chunk))?;
+        }
+        if acc.finish(id.size.nodes())? != pc1.comm_d.0 {
+            return Err(SealError::Inconsistent(
+                "the unsealed data does not give the sector's CommD: the replica is damaged",
+            ));
+        }
+        Ok(())
+    })
 }
 
 /// Drops the first `skip` bytes written to it.

@@ -202,6 +202,87 @@ fn round_trip_2kib_and_8mib_with_several_pieces() {
     }
 }
 
+/// Deal pieces larger than their payloads (zero-filled to the deal's piece size): CommP and
+/// CommD are the zero-filled pieces', ranges read back from the unsealed copy, the unsealed copy
+/// rebuilt from the replica after Finalize dropped it, and a damaged replica refused.
+#[test]
+fn deal_pieces_read_back_from_the_unsealed_copy_and_by_unsealing_the_sector() {
+    use lode_proofs::piece::{PaddedPieceSize, PieceInfo, commp_of_bytes, comm_d};
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let id = SectorId {
+        size: SectorSize::S2KiB,
+        miner_id: 42,
+        sector_number: 4,
+    };
+    let dir = SectorDir::create(&tmp.path().join("s")).unwrap();
+    // 300 bytes in a 1 KiB piece (the smallest would be 512), then 200 bytes in a 512-byte one.
+    let pieces = [
+        (random_bytes(300, 7), 1024u64),
+        (random_bytes(200, 8), 512u64),
+    ];
+    let mut infos = Vec::new();
+    for (p, size) in &pieces {
+        let size = PaddedPieceSize::new(*size).unwrap();
+        let r = seal::add_piece_sized(&dir, &id, &p[..], p.len() as u64, size).unwrap();
+        let mut filled = p.clone();
+        filled.resize(size.unpadded() as usize, 0);
+        assert_eq!(r.comm_p.0, commp_of_bytes(&filled).unwrap().comm_p);
+        assert_eq!((r.padded_size, r.payload_size), (size.bytes(), p.len() as u64));
+        infos.push(PieceInfo {
+            comm_p: r.comm_p.0,
+            size,
+        });
+    }
+    // A payload longer than its piece holds is refused, nothing recorded.
+    let big = random_bytes(600, 9);
+    assert!(seal::add_piece_sized(&dir, &id, &big[..], 600, PaddedPieceSize::new(512).unwrap()).is_err());
+    let pc1 = seal::pre_commit1(&dir, &id, trunc254([9; 32]), &cache, None, &mut no_progress).unwrap();
+    let sector = PaddedPieceSize::new(2048).unwrap();
+    assert_eq!(pc1.comm_d.0, comm_d(sector, &infos).unwrap());
+    seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+    seal::finalize(&dir, &id, true).unwrap();
+    let meta: seal::SectorMeta =
+        serde_json::from_slice(&std::fs::read(dir.sector_meta()).unwrap()).unwrap();
+    assert_eq!(meta.pieces.len(), 2);
+    let read = |offset: u64, len: u64| {
+        let mut out = Vec::new();
+        seal::read_unsealed_range(&dir, &id, offset, len, &mut out).map(|()| out)
+    };
+    for (i, (p, _)) in pieces.iter().enumerate() {
+        let start = meta.pieces[i].offset / 128 * 127;
+        assert_eq!(&read(start, p.len() as u64).unwrap(), p);
+        assert_eq!(read(start + 17, 100).unwrap(), p[17..117].to_vec());
+        // Past the payload: the zero fill.
+        assert!(read(start + p.len() as u64, 50).unwrap().iter().all(|&b| b == 0));
+    }
+    assert!(read(0, 0).unwrap().is_empty());
+    assert!(matches!(
+        read(2032, 1).unwrap_err(),
+        SealError::RangeOutOfSector { .. }
+    ));
+    let kept = std::fs::read(dir.unsealed()).unwrap();
+    // Dropped, then unsealed again from the replica: the same file, and the pieces unseal.
+    std::fs::remove_file(dir.unsealed()).unwrap();
+    seal::unseal_sector(&dir, &id, &cache, &mut no_progress).unwrap();
+    assert_eq!(std::fs::read(dir.unsealed()).unwrap(), kept);
+    for (i, (p, _)) in pieces.iter().enumerate() {
+        let mut out = Vec::new();
+        seal::unseal_piece(&dir, &id, &cache, i, &mut out, &mut no_progress).unwrap();
+        assert_eq!(&out, p);
+    }
+    // A damaged replica gives no unsealed copy.
+    std::fs::remove_file(dir.unsealed()).unwrap();
+    let mut replica = std::fs::read(dir.sealed()).unwrap();
+    replica[64] ^= 1;
+    std::fs::write(dir.sealed(), &replica).unwrap();
+    assert!(matches!(
+        seal::unseal_sector(&dir, &id, &cache, &mut no_progress).unwrap_err(),
+        SealError::Inconsistent(_)
+    ));
+    assert!(!dir.unsealed().exists());
+}
+
 #[test]
 fn interrupted_pre_commit1_resumes_from_the_last_complete_layer() {
     let tmp = tempfile::tempdir().unwrap();

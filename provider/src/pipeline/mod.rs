@@ -8,15 +8,23 @@
 //! - [`storage`]: where a sector's files live (sealing scratch, then long-term storage), the
 //!   crash-safe move between them at Finalize, and the room a new sector needs before it starts;
 //! - [`params`]: the PoRep parameters, loaded by the first Commit2 rather than at start;
+//! - [`deals`]: deal pieces: the market's hand-over, where each piece goes in a deal sector, and
+//!   their records (the driver's deal steps are in `intake.rs`); [`reader`]: reading a piece's payload back for retrieval (from the unsealed
+//!   copy, or unsealing the sector first);
 //! - [`runner`]: the driver that does each state's work (sealing phases, idempotent chain steps)
 //!   and applies what came of it, once per epoch.
 
+pub mod deals;
+mod intake;
 pub mod params;
+pub mod reader;
 pub mod runner;
 pub mod state;
 pub mod storage;
 pub mod store;
 
+pub use deals::{DealPiece, DealPieceInfo, DealPieceRecord, PieceState};
+pub use reader::{PieceLocation, PieceReader};
 pub use state::{Event, RetryPolicy, SectorProgress, SectorState};
 pub use store::{
     PipelineError, PipelineResult, PipelineStore, SectorChain, SectorKind, SectorRecord,

@@ -97,9 +97,18 @@ pub struct PipelineConfig {
     pub store_dir: PathBuf,
     /// The sealing scratch: the phases Packing … Commit2 work in `<scratch>/s-<miner>-<n>`.
     pub scratch_dir: PathBuf,
-    /// Whether Finalize keeps the unsealed copy (moved to the store with the replica, for
-    /// retrieval and compute jobs).
+    /// Whether Finalize keeps the unsealed copy of committed-capacity sectors (moved to the
+    /// store with the replica).
     pub keep_unsealed: bool,
+    /// Whether Finalize keeps the unsealed copy of deal sectors (default: yes, so retrievals
+    /// read it without unsealing; without it the first retrieval unseals the sector).
+    pub keep_unsealed_deals: bool,
+    /// Epochs a deal sector waits in `WaitDeals` for more deals after its first piece was
+    /// placed, unless it is full or a deal's start epoch comes close first.
+    pub wait_deals_epochs: Epoch,
+    /// A deal sector starts sealing once its earliest deal's start epoch is this close: the
+    /// epochs sealing, pre-commit, the seed's wait and the prove-commit are expected to take.
+    pub deal_start_margin_epochs: Epoch,
     /// The SDR parent cache's directory.
     pub cache_dir: PathBuf,
     /// How many epochs below the head the seal ticket is drawn (deeper is safer from
@@ -124,8 +133,10 @@ pub struct PipelineConfig {
 impl PipelineConfig {
     /// The configuration a daemon uses under `policy`: the ticket drawn a finality below the head
     /// (a reorganisation cannot change it), the seed [`SEED_CONFIDENCE`] epochs deep, expirations [`RESEND_AFTER`] × 2 epochs past the
-    /// shortest the chain accepts, the default retry policy, no unsealed copy kept, batches of at
-    /// most [`MAX_BATCH`] sectors waiting at most [`BATCH_WAIT_EPOCHS`].
+    /// shortest the chain accepts, the default retry policy, the unsealed copy kept for deal
+    /// sectors only, batches of at most [`MAX_BATCH`] sectors waiting at most
+    /// [`BATCH_WAIT_EPOCHS`], deal sectors waiting for deals a quarter of a proving period, and
+    /// starting to seal [`default_deal_start_margin`] epochs before their first deal starts.
     pub fn new(
         miner: ActorId,
         size: SectorSize,
@@ -134,12 +145,15 @@ impl PipelineConfig {
         cache_dir: PathBuf,
         policy: &Policy,
     ) -> Self {
-        PipelineConfig {
+        let mut config = PipelineConfig {
             miner,
             size,
             store_dir,
             scratch_dir,
             keep_unsealed: false,
+            keep_unsealed_deals: true,
+            wait_deals_epochs: policy.wpost_proving_period().checked_div(4).unwrap_or(0),
+            deal_start_margin_epochs: 0,
             cache_dir,
             ticket_depth: policy.chain_finality,
             seed_confidence: SEED_CONFIDENCE,
@@ -147,8 +161,37 @@ impl PipelineConfig {
             retry: RetryPolicy::default(),
             batch_wait_epochs: BATCH_WAIT_EPOCHS,
             max_batch: MAX_BATCH,
+        };
+        config.deal_start_margin_epochs = default_deal_start_margin(policy, &config);
+        config
+    }
+
+    /// Epochs from a sector's pre-commit to its prove-commit on chain, at the least: the seed's
+    /// delay, its confidence, and each message's batch wait and landing. A deal whose start
+    /// epoch is nearer than this when its sector is pre-committed cannot be activated in time.
+    pub fn prove_commit_epochs(&self, policy: &Policy) -> Epoch {
+        policy
+            .pre_commit_challenge_delay
+            .saturating_add(self.seed_confidence)
+            .saturating_add(self.batch_wait_epochs.saturating_add(2).saturating_mul(2))
+    }
+
+    /// Whether Finalize keeps the unsealed copy of a sector of `kind`.
+    pub fn keeps_unsealed(&self, kind: SectorKind) -> bool {
+        match kind {
+            SectorKind::CommittedCapacity => self.keep_unsealed,
+            SectorKind::Deals => self.keep_unsealed_deals,
         }
     }
+}
+
+/// The default [`PipelineConfig::deal_start_margin_epochs`]: the epochs from pre-commit to
+/// prove-commit ([`PipelineConfig::prove_commit_epochs`]) plus three seed delays for the sealing
+/// phases before them (about 5 hours on mainnet's 30-second epochs, a minute on the devnet's).
+pub fn default_deal_start_margin(policy: &Policy, config: &PipelineConfig) -> Epoch {
+    config
+        .prove_commit_epochs(policy)
+        .saturating_add(policy.pre_commit_challenge_delay.saturating_mul(3))
 }
 
 /// The outcome of one step of a sector.
@@ -174,12 +217,12 @@ pub struct Transition {
 /// The sealing pipeline of one miner: its records, the node, the worker's messenger and the
 /// PoRep parameters.
 pub struct Pipeline<A: NodeApi> {
-    api: Arc<A>,
-    store: PipelineStore,
+    pub(super) api: Arc<A>,
+    pub(super) store: PipelineStore,
     messenger: Arc<Messenger>,
     porep: Arc<PorepParams>,
-    policy: Policy,
-    config: PipelineConfig,
+    pub(super) policy: Policy,
+    pub(super) config: PipelineConfig,
     tasks: Scheduler,
     finished_tx: tokio::sync::mpsc::UnboundedSender<Finished>,
     finished_rx: tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<Finished>>,
@@ -196,6 +239,9 @@ pub struct Pipeline<A: NodeApi> {
     last_head: AtomicU64,
     /// Why each sector waits, as its last step said (cleared when it moves).
     waiting: Mutex<HashMap<u64, String>>,
+    /// Held while deal pieces are placed or moved between sectors (one at a time: the placement
+    /// is computed from the sectors' pieces read under it).
+    pub(super) placing: tokio::sync::Mutex<()>,
 }
 
 /// [`Pipeline::last_head`] before the node first answered.
@@ -374,6 +420,7 @@ impl<A: NodeApi> Pipeline<A> {
             pool: std::sync::OnceLock::new(),
             last_head: AtomicU64::new(NO_HEAD),
             waiting: Mutex::new(HashMap::new()),
+            placing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -414,15 +461,7 @@ impl<A: NodeApi> Pipeline<A> {
     /// [`ProviderError::Node`] when the chain cannot be read; [`ProviderError::Pipeline`] when the
     /// store cannot be written.
     pub async fn pledge(&self) -> ProviderResult<SectorRecord> {
-        let miner = self.config.miner;
-        let sectors = self.api.miner_sectors(miner).await?;
-        let pre = self.api.miner_precommits(miner).await?;
-        let min = sectors
-            .iter()
-            .map(|s| s.sector_number)
-            .chain(pre.iter().map(|p| p.sector_number))
-            .max()
-            .map_or(0, |n| n.saturating_add(1));
+        let min = self.min_sector_number().await?;
         let r = self
             .store
             .create(SectorKind::CommittedCapacity, min, unix_now())
@@ -431,7 +470,24 @@ impl<A: NodeApi> Pipeline<A> {
         Ok(r)
     }
 
-    fn sector_id(&self, number: u64) -> SectorId {
+    /// The lowest number a new sector may take: above every number the chain has seen of this
+    /// miner (its sectors and pre-commits).
+    ///
+    /// # Errors
+    /// [`ProviderError::Node`] when the chain cannot be read.
+    pub(super) async fn min_sector_number(&self) -> ProviderResult<u64> {
+        let miner = self.config.miner;
+        let sectors = self.api.miner_sectors(miner).await?;
+        let pre = self.api.miner_precommits(miner).await?;
+        Ok(sectors
+            .iter()
+            .map(|s| s.sector_number)
+            .chain(pre.iter().map(|p| p.sector_number))
+            .max()
+            .map_or(0, |n| n.saturating_add(1)))
+    }
+
+    pub(super) fn sector_id(&self, number: u64) -> SectorId {
         SectorId {
             size: self.config.size,
             miner_id: self.config.miner.0,
@@ -441,7 +497,7 @@ impl<A: NodeApi> Pipeline<A> {
 
     /// Where sector `number`'s phases work: its scratch directory, or its store directory for a
     /// sector sealed in place ([`storage::work_dir`]).
-    fn dir(&self, number: u64) -> PathBuf {
+    pub(super) fn dir(&self, number: u64) -> PathBuf {
         storage::work_dir(
             &self.config.scratch_dir,
             &self.config.store_dir,
@@ -502,7 +558,7 @@ impl<A: NodeApi> Pipeline<A> {
 
     /// Whether a new sector `n` may start now ([`storage::room_for_new_sector`]), against the
     /// sectors already started in scratch.
-    fn room_for(&self, n: u64) -> Result<(), storage::Refusal> {
+    fn room_for(&self, n: u64, kind: SectorKind) -> Result<(), storage::Refusal> {
         let c = &self.config;
         let records = self
             .store
@@ -524,7 +580,7 @@ impl<A: NodeApi> Pipeline<A> {
             store: &c.store_dir,
             cache: &c.cache_dir,
             size: c.size,
-            keep_unsealed: c.keep_unsealed,
+            keep_unsealed: c.keeps_unsealed(kind),
         };
         storage::room_for_new_sector(
             &at,
@@ -547,14 +603,17 @@ impl<A: NodeApi> Pipeline<A> {
         Ok(match record.state() {
             WaitDeals => match record.kind {
                 SectorKind::CommittedCapacity => done(),
-                SectorKind::Deals => Step::Wait("deal sectors are not packed yet".into()),
+                SectorKind::Deals => self.wait_deals(record, head).await?,
             },
             Packing => {
                 // A new sector starts only where its phases and its finalized files fit.
-                match self.room_for(n) {
+                match self.room_for(n, record.kind) {
                     Ok(()) => {}
                     Err(storage::Refusal::Wait(why)) => return Ok(Step::Wait(why)),
                     Err(storage::Refusal::Fail(why)) => return Ok(failed(why, true)),
+                }
+                if record.kind == SectorKind::Deals {
+                    return self.pack_deals(record).await;
                 }
                 // Committed capacity: no pieces (PreCommit1 seals zeros).
                 match SectorDir::create(&path) {
@@ -697,10 +756,31 @@ impl<A: NodeApi> Pipeline<A> {
             Finalize => {
                 let scratch = self.scratch_path(n);
                 let dest = self.store_path(n);
-                let keep = self.config.keep_unsealed;
+                let keep = self.config.keeps_unsealed(record.kind);
+                // The payload copies of its pieces are no longer needed once the sector is in
+                // the store (its unsealed copy, or its replica, holds them).
+                let staged = match record.kind {
+                    SectorKind::Deals => match self.store.sector_pieces(n) {
+                        Ok(pieces) => pieces
+                            .iter()
+                            .map(|p| super::deals::staged_path(&self.config.scratch_dir, p.deal_id))
+                            .collect(),
+                        Err(e) => return Err(Step::Wait(e.to_string())),
+                    },
+                    SectorKind::CommittedCapacity => Vec::new(),
+                };
                 Box::new(move || {
                     let how = storage::finalize_to_store(&scratch, &dest, &id, keep)?;
                     tracing::info!(sector = n, store = %dest.display(), ?how, "sector finalized into the store");
+                    for path in staged {
+                        match std::fs::remove_file(&path) {
+                            Ok(()) => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                            Err(e) => {
+                                tracing::warn!(path = %path.display(), error = %e, "cannot delete a piece's payload copy");
+                            }
+                        }
+                    }
                     Ok(None)
                 })
             }
@@ -938,26 +1018,48 @@ impl<A: NodeApi> Pipeline<A> {
         {
             return Ok(Planned::Step(step));
         }
+        // A deal sector's deals are checked again before each new pre-commit: one the chain
+        // would refuse, or whose start comes too soon, is dropped and the sector packed again.
+        let deals = match record.kind {
+            SectorKind::Deals => match self.deals_for_pre_commit(record, head).await? {
+                Ok(deals) => Some(deals),
+                Err(step) => return Ok(Planned::Step(step)),
+            },
+            SectorKind::CommittedCapacity => None,
+        };
         let p = &self.policy;
         let landing = head.saturating_add(1);
         if landing.saturating_sub(seal_rand_epoch) >= p.max_pre_commit_randomness_lookback {
-            return Ok(Planned::Step(failed(
-                format!(
-                    "the seal ticket (epoch {seal_rand_epoch}) is too old for a pre-commit: remove the sector and pledge a new one"
-                ),
-                false,
-            )));
+            let why = format!("the seal ticket (epoch {seal_rand_epoch}) is too old for a pre-commit");
+            return Ok(Planned::Step(if deals.is_some() {
+                // The deals are kept: the sector is packed and sealed again with a new ticket.
+                Step::Apply(
+                    Event::Repack { reason: why },
+                    Some(Box::new(SectorChain::default())),
+                )
+            } else {
+                failed(
+                    format!("{why}: remove the sector and pledge a new one"),
+                    false,
+                )
+            }));
         }
-        let expiration = landing
+        let mut expiration = landing
             .saturating_add(p.max_prove_commit_duration)
             .saturating_add(p.min_sector_expiration)
             .saturating_add(self.config.expiration_margin);
+        let mut deal_ids = Vec::new();
+        if let Some(deals) = deals {
+            // The sector lives at least as long as its longest deal.
+            expiration = expiration.max(deals.last_end);
+            deal_ids = deals.ids;
+        }
         Ok(Planned::PreCommit(PreCommitInfo {
             sector_number: n,
             comm_r,
             comm_d,
             seal_rand_epoch,
-            deal_ids: Vec::new(),
+            deal_ids,
             expiration,
         }))
     }
@@ -1026,6 +1128,11 @@ impl<A: NodeApi> Pipeline<A> {
                 ));
             }
             Followed::Send => {}
+        }
+        if record.kind == SectorKind::Deals
+            && let Some(step) = self.deals_for_prove_commit(record, head).await?
+        {
+            return Ok(Planned::Step(step));
         }
         let pre = self.api.miner_precommits(miner).await?;
         let Some(p) = pre.iter().find(|p| p.sector_number == n) else {
@@ -1205,6 +1312,22 @@ impl<A: NodeApi> Pipeline<A> {
         let mut out = self.apply_finished(false, head).await;
         let records = self.store.list().map_err(pipeline_err)?;
         let now = unix_now();
+        // The pieces of deal sectors that will never be proven are placed again, or fail.
+        if !node_away {
+            for r in records.iter().filter(|r| {
+                r.kind == SectorKind::Deals
+                    && matches!(
+                        r.state(),
+                        SectorState::FailedUnrecoverable
+                            | SectorState::Removed
+                            | SectorState::Terminated
+                    )
+            }) {
+                if let Err(e) = self.release_pieces(r, head).await {
+                    tracing::warn!(sector = r.number, error = %e, "cannot release the sector's deal pieces; trying again next tick");
+                }
+            }
+        }
         let mut pre_commits: Vec<(SectorRecord, PreCommitInfo)> = Vec::new();
         let mut prove_commits: Vec<(SectorRecord, ProveCommitInfo)> = Vec::new();
         for record in records {

@@ -21,6 +21,11 @@
 //! on chain: its deposit is gone), moves it to `FailedUnrecoverable` **in the same transition**, so
 //! no sector waits silently forever. `Removing → Removed` and `Terminating → Terminated` are the
 //! operator's way out; `Removed` and `Terminated` are final.
+//!
+//! A deal sector whose pieces changed before its pre-commit reached the chain (a deal dropped: its
+//! start epoch too close, the chain refused it, its payload damaged) goes back to `WaitDeals`
+//! ([`Event::Repack`]) from any state between `Packing` and `SubmitPreCommit` (their failure
+//! states included): its data is written again from the pieces left, and sealed again.
 
 use serde::{Deserialize, Serialize};
 
@@ -175,6 +180,23 @@ impl SectorState {
         })
     }
 
+    /// Whether a deal sector in this state may go back to `WaitDeals` to be packed again
+    /// ([`Event::Repack`]): its data is written but its pre-commit is not on chain yet.
+    pub fn repacks(self) -> bool {
+        use SectorState::*;
+        matches!(
+            self,
+            Packing
+                | PreCommit1
+                | PreCommit2
+                | SubmitPreCommit
+                | AddPieceFailed
+                | SealPreCommit1Failed
+                | SealPreCommit2Failed
+                | PreCommitFailed
+        )
+    }
+
     /// Whether the daemon has work to do in this state.
     pub fn is_working(self) -> bool {
         self.next().is_some()
@@ -261,6 +283,12 @@ pub enum Event {
     /// A failure state's back-off has passed, but what its phase consumes is gone: go back to
     /// the earlier phase that makes it ([`SectorState::redoes`]).
     Redo,
+    /// A deal sector's pieces changed before its pre-commit reached the chain: back to
+    /// `WaitDeals`, its data to be written again ([`SectorState::repacks`]).
+    Repack {
+        /// Why (the deals dropped, for the operator).
+        reason: String,
+    },
 }
 
 /// Why an event was refused.
@@ -344,6 +372,7 @@ fn event_name(e: &Event) -> &'static str {
         Event::Remove => "Remove",
         Event::Terminate => "Terminate",
         Event::Redo => "Redo",
+        Event::Repack { .. } => "Repack",
     }
 }
 
@@ -435,6 +464,17 @@ pub fn transition(
             }
             out.state = Terminating;
             note = "termination asked".into();
+        }
+        Event::Repack { reason } => {
+            if !state.repacks() {
+                return Err(not(
+                    "sectors between Packing and a pre-commit not yet on chain",
+                ));
+            }
+            out.state = WaitDeals;
+            out.failures = 0;
+            out.last_error = Some(reason.clone());
+            note = format!("repacked: {reason}");
         }
     }
     out.updated_at = now;
@@ -608,6 +648,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn repack_takes_a_deal_sector_back_to_wait_deals_before_its_pre_commit_lands() {
+        let policy = RetryPolicy::default();
+        let repack = Event::Repack {
+            reason: "deal 4 dropped".into(),
+        };
+        for &s in ALL_STATES {
+            let mut p = SectorProgress::new(0);
+            p.state = s;
+            p.failures = 2;
+            p.retry_at = Some(1_000);
+            match transition(&p, &repack, 5, &policy) {
+                Ok(q) => {
+                    assert!(s.repacks(), "{s}");
+                    assert_eq!((q.state, q.failures, q.retry_at), (WaitDeals, 0, None));
+                    assert_eq!(q.last_error.as_deref(), Some("deal 4 dropped"));
+                    assert!(q.history.last().unwrap().note.contains("repacked"));
+                }
+                Err(_) => assert!(!s.repacks(), "{s}"),
+            }
+        }
+        // Never once the pre-commit may be on chain.
+        for s in [PreCommitLanded, WaitSeed, Commit1, Proving, WaitDeals] {
+            assert!(!s.repacks(), "{s}");
+        }
+    }
+
     fn event() -> impl Strategy<Value = Event> {
         prop_oneof![
             4 => Just(Event::Done),
@@ -616,6 +683,7 @@ mod tests {
             1 => Just(Event::Redo),
             1 => Just(Event::Remove),
             1 => Just(Event::Terminate),
+            1 => Just(Event::Repack { reason: "y".into() }),
         ]
     }
 

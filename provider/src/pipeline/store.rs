@@ -169,6 +169,20 @@ pub enum PipelineError {
         /// The version found.
         found: u64,
     },
+    /// The deal's piece is in the pipeline already.
+    #[error("deal {0}'s piece is in the pipeline already")]
+    DealExists(u64),
+    /// The sector takes no more pieces.
+    #[error("sector {number} is in {state}: it takes no more pieces")]
+    NotWaiting {
+        /// The sector.
+        number: u64,
+        /// Its state.
+        state: SectorState,
+    },
+    /// A deal piece's record does not decode.
+    #[error("pipeline database: the record of deal {0}'s piece is corrupt")]
+    CorruptPiece(u64),
     /// The event does not apply to the sector's state.
     #[error("sector {number}: {source}")]
     Transition {
@@ -183,16 +197,22 @@ pub enum PipelineError {
 /// The pipeline store's result type.
 pub type PipelineResult<T> = Result<T, PipelineError>;
 
-const NEXT_NUMBER: &[u8] = b"next_sector_number";
+pub(super) const NEXT_NUMBER: &[u8] = b"next_sector_number";
 
 /// The pipeline's records.
 #[derive(Debug, Clone)]
 pub struct PipelineStore {
     db: sled::Db,
-    sectors: sled::Tree,
-    meta: sled::Tree,
+    pub(super) sectors: sled::Tree,
+    pub(super) meta: sled::Tree,
     tasks: sled::Tree,
     task_meta: sled::Tree,
+    /// Deal pieces by deal id ([`super::deals`]).
+    pub(super) deals: sled::Tree,
+    /// `sector ‖ deal id` → nothing: the live pieces of each sector.
+    pub(super) deal_sectors: sled::Tree,
+    /// `CommP ‖ deal id` → nothing: the pieces by piece CID (retrieval's index).
+    pub(super) piece_cids: sled::Tree,
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -212,7 +232,7 @@ pub(crate) fn decode_record(number: u64, bytes: &[u8]) -> PipelineResult<SectorR
     }
 }
 
-fn number_from(bytes: &[u8]) -> u64 {
+pub(super) fn number_from(bytes: &[u8]) -> u64 {
     bytes.try_into().map(u64::from_be_bytes).unwrap_or(u64::MAX)
 }
 
@@ -225,6 +245,9 @@ impl PipelineStore {
             meta: db.open_tree("meta")?,
             tasks: db.open_tree("tasks")?,
             task_meta: db.open_tree("task_meta")?,
+            deals: db.open_tree("deals")?,
+            deal_sectors: db.open_tree("deal_sectors")?,
+            piece_cids: db.open_tree("piece_cids")?,
             db,
         })
     }

@@ -29,6 +29,7 @@ use super::types::{
     MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo, ProviderSectors,
     ProviderTasks, ProvingCheck, SectorStatus,
 };
+use crate::pipeline::{DealPiece, DealPieceInfo, PieceLocation};
 use crate::poster::{Declared, Extended};
 use crate::status::ProvingStatus;
 
@@ -188,6 +189,46 @@ impl ProviderClient {
             vec![Value::from(sectors.to_vec()), Value::from(expiration)],
         )
         .await
+    }
+
+    /// `provider_addPiece` (protected): hands deal `piece.deal_id`'s piece to the sealing
+    /// pipeline (the payload file is on the provider's machine; the pipeline copies it, so it
+    /// may be deleted once this returns). Idempotent by deal id.
+    ///
+    /// # Errors
+    /// [`ClientError`] ([`ClientError::Unauthorized`] without the token; `-32003` for a deal the
+    /// pipeline does not take, with the reason).
+    pub async fn add_piece(&self, piece: &DealPiece) -> ClientResult<DealPieceInfo> {
+        let proposal = serde_json::to_value(&piece.proposal)
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
+        self.call(
+            "provider_addPiece",
+            vec![
+                Value::from(piece.deal_id),
+                proposal,
+                Value::from(piece.payload.to_string_lossy().into_owned()),
+                Value::from(piece.payload_size),
+            ],
+        )
+        .await
+    }
+
+    /// `provider_dealPieces`: every deal piece, or those of `deal_ids`.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`-32003` when the pipeline does not run).
+    pub async fn deal_pieces(&self, deal_ids: Option<&[u64]>) -> ClientResult<Vec<DealPieceInfo>> {
+        let params = deal_ids.map(|ids| Value::from(ids.to_vec())).into_iter().collect();
+        self.call("provider_dealPieces", params).await
+    }
+
+    /// `provider_pieceLocation`: where a piece's bytes are (`None`: no proven sector holds it).
+    ///
+    /// # Errors
+    /// [`ClientError`] (`-32602` for a malformed piece CID).
+    pub async fn piece_location(&self, piece_cid: &str) -> ClientResult<Option<PieceLocation>> {
+        self.call("provider_pieceLocation", vec![Value::from(piece_cid)])
+            .await
     }
 
     /// `provider_tasks`: running and queued tasks; with `history`, finished ones too.

@@ -24,6 +24,9 @@
 //! | `provider_pipeline` | — | [`PipelineSectors`]: every sector of the sealing pipeline — state, failures and the last reason, the next retry, ticket epoch, `comm_r`, the pre-commit and prove-commit message ids, its last transitions; or why the pipeline does not run | open |
 //! | `provider_tasks` | with history (bool, optional) | [`ProviderTasks`]: the task scheduler's tasks — running, then queued, oldest first, with each one's kind, sector, resources, attempts and times; with `true`, the finished ones kept by the retention policy too | open |
 //! | `provider_sectorStatus` | sector number | [`SectorStatus`]: the sector's pipeline record and its store and chain records (`provider_sectors`' row) | open |
+//! | `provider_dealPieces` | deal ids (optional array: all when absent) | [`DealPieceInfo`]s: each deal piece the pipeline holds — deal id, piece CID, piece and payload sizes, verified, start and end epochs, sector and padded offset, state (`waiting`, `packed`, `sealing`, `proving`, `failed`) and the reason of a failure | open |
+//! | `provider_pieceLocation` | piece CID (text) | [`PieceLocation`] or `null`: a deal storing the piece whose sector is `Proving` — deal id, sector, padded offset and size, payload size, whether an unsealed copy is there (what the retrieval server reads) | open |
+//! | `provider_addPiece` | deal id, the deal's proposal (as published: `lode_chain::actors::market::DealProposal`), payload file path (on the provider's machine), payload size | [`DealPieceInfo`]: where the piece went; the pipeline copies the payload (the caller may delete it once this returns), places the piece in a deal sector and seals it; idempotent by deal id. `-32003` for a deal it does not take (another provider's, a piece larger than a sector, a payload longer than the piece holds or not the deal's CommP, a start epoch too close or passed, a deal not on chain) | protected |
 //! | `provider_pledge` | count (1–256) | [`Pledged`]: the numbers of the committed-capacity sectors created; the pipeline seals, pre-commits and prove-commits them | protected |
 //! | `provider_removeSector` | sector number | [`PipelineSector`]: the sector moved to `Removing` (its files are deleted, then `Removed`); refused for a sector on chain (terminate it instead) | protected |
 //! | `provider_terminateSector` | sector number | [`PipelineSector`]: the sector moved to `Terminating`; the pipeline sends `TerminateSectors` once its deadline is mutable, then `Terminated` (`provider_sectorStatus` gives the message and the fee); refused for a sector not live on chain (remove it instead) or not in the pipeline | protected |
@@ -64,7 +67,7 @@ use crate::api::NodeApi;
 use crate::error::{ProviderError, ProviderResult};
 use crate::metrics::ProviderMetrics;
 use crate::pipeline::runner::Pipeline;
-use crate::pipeline::{Event, PipelineError};
+use crate::pipeline::{DealPiece, DealPieceInfo, Event, PieceLocation, PipelineError};
 use crate::poster::{Declaration, Declared, Extended, MAX_EXTEND, PosterHandle};
 use crate::prover::SectorStore;
 use crate::status::{MiningEvents, ProvingStatus};
@@ -82,6 +85,8 @@ pub const OPEN_METHODS: &[&str] = &[
     "provider_sectorStatus",
     "provider_check",
     "provider_tasks",
+    "provider_dealPieces",
+    "provider_pieceLocation",
 ];
 
 /// Methods that need the token.
@@ -92,6 +97,7 @@ pub const PROTECTED_METHODS: &[&str] = &[
     "provider_removeSector",
     "provider_terminateSector",
     "provider_extendSectors",
+    "provider_addPiece",
 ];
 
 /// The most sectors one `provider_pledge` creates.
@@ -180,7 +186,9 @@ fn error(code: i32, message: impl Into<String>) -> ErrorObjectOwned {
 /// The JSON-RPC error for a provider error.
 fn provider_error(e: ProviderError) -> ErrorObjectOwned {
     let code = match &e {
-        ProviderError::Declaration(_) | ProviderError::Refused(_) => codes::REFUSED,
+        ProviderError::Declaration(_)
+        | ProviderError::Refused(_)
+        | ProviderError::PieceRange { .. } => codes::REFUSED,
         _ => codes::INTERNAL,
     };
     error(code, e.to_string())
@@ -238,6 +246,44 @@ pub fn module<A: NodeApi>(
             .next()
             .map_err(|e| invalid_param("expiration", "the new expiration epoch", &e))?;
         extend(&ctx, &sectors, expiration).await
+    })?;
+    m.register_async_method("provider_addPiece", |params, ctx, _| async move {
+        let mut seq = params.sequence();
+        let deal_id: u64 = seq
+            .next()
+            .map_err(|e| invalid_param("deal_id", "the deal's id", &e))?;
+        let proposal = seq
+            .next()
+            .map_err(|e| invalid_param("proposal", "the deal's proposal as published", &e))?;
+        let payload: std::path::PathBuf = seq
+            .next()
+            .map_err(|e| invalid_param("payload", "the payload file's path", &e))?;
+        let payload_size: u64 = seq
+            .next()
+            .map_err(|e| invalid_param("payload_size", "the payload's length in bytes", &e))?;
+        let piece = DealPiece {
+            deal_id,
+            proposal,
+            payload,
+            payload_size,
+        };
+        sealing(&ctx)?
+            .add_piece(piece)
+            .await
+            .map_err(provider_error)
+    })?;
+    m.register_method("provider_dealPieces", |params, ctx, _| {
+        let ids: Option<Vec<u64>> = params
+            .sequence()
+            .optional_next()
+            .map_err(|e| invalid_param("deal_ids", "an array of deal ids", &e))?;
+        deal_pieces(ctx, ids.as_deref())
+    })?;
+    m.register_async_method("provider_pieceLocation", |params, ctx, _| async move {
+        let cid: String = params
+            .one()
+            .map_err(|e| invalid_param("piece_cid", "a piece CID", &e))?;
+        piece_location(&ctx, &cid).await
     })?;
     m.register_async_method("provider_check", |params, ctx, _| async move {
         let deadline: Option<u64> = params.sequence().optional_next()?;
@@ -443,7 +489,12 @@ fn pipeline_error(e: PipelineError) -> ErrorObjectOwned {
         PipelineError::Transition { .. } | PipelineError::Conflict { .. } => {
             error(codes::REFUSED, e.to_string())
         }
-        PipelineError::Db(_) | PipelineError::Corrupt(_) => error(codes::INTERNAL, e.to_string()),
+        PipelineError::DealExists(_) | PipelineError::NotWaiting { .. } => {
+            error(codes::REFUSED, e.to_string())
+        }
+        PipelineError::Db(_) | PipelineError::Corrupt(_) | PipelineError::CorruptPiece(_) => {
+            error(codes::INTERNAL, e.to_string())
+        }
     }
 }
 
@@ -572,6 +623,34 @@ async fn pledge<A: NodeApi>(ctx: &ProviderRpc<A>, count: u64) -> Result<Pledged,
         sectors.push(r.number);
     }
     Ok(Pledged { sectors })
+}
+
+fn deal_pieces<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    ids: Option<&[u64]>,
+) -> Result<Vec<DealPieceInfo>, ErrorObjectOwned> {
+    let mut pieces = sealing(ctx)?.deal_pieces().map_err(provider_error)?;
+    if let Some(ids) = ids {
+        pieces.retain(|p| ids.contains(&p.deal_id));
+    }
+    Ok(pieces)
+}
+
+async fn piece_location<A: NodeApi>(
+    ctx: &ProviderRpc<A>,
+    cid: &str,
+) -> Result<Option<PieceLocation>, ErrorObjectOwned> {
+    let piece: lode_proofs::cid::PieceCid = cid.parse().map_err(|e| {
+        error(
+            codes::INVALID_PARAMS,
+            format!("invalid `piece_cid`: {cid:?} is not a piece CID ({e})"),
+        )
+    })?;
+    let reader = sealing(ctx)?.piece_reader();
+    tokio::task::spawn_blocking(move || reader.locate(&piece))
+        .await
+        .map_err(|_| provider_error(ProviderError::Stopped))?
+        .map_err(provider_error)
 }
 
 fn remove<A: NodeApi>(ctx: &ProviderRpc<A>, n: u64) -> Result<PipelineSector, ErrorObjectOwned> {

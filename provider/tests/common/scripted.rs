@@ -47,6 +47,9 @@ pub struct Chain {
     pub deadlines: Mutex<Vec<lode_node::core::DeadlineView>>,
     /// Whether pushes are refused (the message is then not recorded as pushed).
     pub refuse: Mutex<bool>,
+    /// The market's deals, when the test makes the node answer deal queries (`None`: it does
+    /// not, as a node API without them).
+    pub deals: Mutex<Option<HashMap<u64, lode_chain::actors::market::Deal>>>,
 }
 
 impl Chain {
@@ -104,6 +107,15 @@ impl NodeApi for Chain {
     }
     async fn search_message(&self, id: [u8; 32]) -> ProviderResult<Option<MessageLookupInfo>> {
         Ok(self.receipts.lock().unwrap().get(&id).cloned())
+    }
+    async fn market_deal(&self, id: u64) -> ProviderResult<lode_provider::DealLookup> {
+        use lode_provider::DealLookup;
+        Ok(match &*self.deals.lock().unwrap() {
+            None => DealLookup::NotReported,
+            Some(deals) => deals
+                .get(&id)
+                .map_or(DealLookup::Absent, |d| DealLookup::Found(Box::new(d.clone()))),
+        })
     }
 }
 
@@ -210,6 +222,9 @@ pub fn pipeline_in(
             store_dir: dir.join("sectors"),
             scratch_dir: dir.join("scratch"),
             keep_unsealed: false,
+            keep_unsealed_deals: true,
+            wait_deals_epochs: 30,
+            deal_start_margin_epochs: 40,
             cache_dir: dir.join("cache"),
             ticket_depth: 2,
             seed_confidence: 2,
@@ -313,4 +328,71 @@ pub fn plain_sectors(s: &Setup, n: usize, state: SectorState) -> Vec<SectorRecor
             r
         })
         .collect()
+}
+
+/// Deterministic payload bytes.
+pub fn payload_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut h = blake3::Hasher::new();
+    h.update(&seed.to_le_bytes());
+    let mut out = vec![0u8; len];
+    h.finalize_xof().fill(&mut out);
+    out
+}
+
+/// The CommP of `payload` zero-filled to a piece of `piece_size` padded bytes.
+pub fn piece_comm_p(payload: &[u8], piece_size: u64) -> [u8; 32] {
+    let size = lode_proofs::piece::PaddedPieceSize::new(piece_size).unwrap();
+    let mut filled = payload.to_vec();
+    filled.resize(size.unpadded() as usize, 0);
+    lode_proofs::piece::commp_of_bytes(&filled).unwrap().comm_p.0
+}
+
+/// A proposal for `payload` as a piece of `piece_size`, with provider `MINER`.
+pub fn proposal_for(
+    payload: &[u8],
+    piece_size: u64,
+    start_epoch: Epoch,
+    end_epoch: Epoch,
+) -> lode_chain::actors::market::DealProposal {
+    lode_chain::actors::market::DealProposal {
+        piece_cid: piece_comm_p(payload, piece_size),
+        piece_size,
+        verified: false,
+        client: ActorId(2000),
+        provider: MINER,
+        label: "test".into(),
+        start_epoch,
+        end_epoch,
+        price_per_epoch: TokenAmount::atto(1000),
+        provider_collateral: TokenAmount::ZERO,
+        client_collateral: TokenAmount::ZERO,
+    }
+}
+
+/// Deal `id`'s piece: `len` payload bytes written to `<dir>/payload-<id>`, as a piece of
+/// `piece_size` starting at `start_epoch` (ending 50,000 epochs later).
+pub fn deal_piece(
+    dir: &std::path::Path,
+    id: u64,
+    len: usize,
+    piece_size: u64,
+    start_epoch: Epoch,
+) -> lode_provider::pipeline::DealPiece {
+    let bytes = payload_bytes(len, id);
+    let path = dir.join(format!("payload-{id}"));
+    std::fs::write(&path, &bytes).unwrap();
+    lode_provider::pipeline::DealPiece {
+        deal_id: id,
+        proposal: proposal_for(&bytes, piece_size, start_epoch, start_epoch + 50_000),
+        payload: path,
+        payload_size: len as u64,
+    }
+}
+
+/// A published, not yet active deal for `piece` (what the node's market holds).
+pub fn published(piece: &lode_provider::pipeline::DealPiece) -> lode_chain::actors::market::Deal {
+    lode_chain::actors::market::Deal {
+        proposal: piece.proposal.clone(),
+        state: lode_chain::actors::market::DealState::default(),
+    }
 }

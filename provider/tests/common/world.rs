@@ -160,6 +160,9 @@ impl NodeApi for Node {
     async fn search_message(&self, id: [u8; 32]) -> ProviderResult<Option<MessageLookupInfo>> {
         NodeApi::search_message(&self.svc, id).await
     }
+    async fn market_deal(&self, id: u64) -> ProviderResult<lode_provider::DealLookup> {
+        NodeApi::market_deal(&self.svc, id).await
+    }
 }
 
 pub(crate) struct World {
@@ -236,6 +239,43 @@ impl World {
         panic!("the only miner won no block in 100 epochs");
     }
 
+    /// Sends `method` with `value` from `key`'s account to `to`, mines until it is executed,
+    /// and checks that it succeeded.
+    pub(crate) async fn send_ok(
+        &self,
+        key: &SecretKey,
+        to: Address,
+        method: Method,
+        value: TokenAmount,
+    ) -> MessageLookupInfo {
+        let svc = &self.node.svc;
+        let nonce = NodeApi::next_nonce(svc, Address::Bls(key.public_key()))
+            .await
+            .unwrap();
+        let msg =
+            lode_node::wallet::sign_method(&self.policy, key, to, value, method, nonce, 0, 0);
+        let id = NodeApi::push_message(svc, msg).await.unwrap();
+        for _ in 0..30 {
+            self.mine().await;
+            if let Some(found) = NodeApi::search_message(svc, id).await.unwrap() {
+                assert!(found.receipt.ok(), "{:?}", found.receipt);
+                return found;
+            }
+        }
+        panic!("message {} not executed in 30 epochs", hex::encode(id));
+    }
+
+    /// The id of the actor at `addr`.
+    pub(crate) async fn lookup(&self, addr: Address) -> ActorId {
+        self.node
+            .svc
+            .with_core(move |c| lode_node::rpc::query::lookup_id(c, &addr))
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap()
+    }
+
     pub(crate) fn store_dir(&self) -> std::path::PathBuf {
         self.root.join("sectors")
     }
@@ -254,6 +294,9 @@ impl World {
             store_dir: self.store_dir(),
             scratch_dir: self.scratch_dir(),
             keep_unsealed: false,
+            keep_unsealed_deals: true,
+            wait_deals_epochs: 40,
+            deal_start_margin_epochs: 40,
             cache_dir: self.root.join("cache"),
             ticket_depth: 2,
             seed_confidence: 2,
