@@ -178,7 +178,10 @@ impl NodeApi for NodeService {
 
     async fn market_deal(&self, id: DealId) -> ProviderResult<DealLookup> {
         let found = self
-            .with_core(move |c| c.chain().view(|rt| lode_chain::actors::market::deal(rt, id)))
+            .with_core(move |c| {
+                c.chain()
+                    .view(|rt| lode_chain::actors::market::deal(rt, id))
+            })
             .await?
             .map_err(|e| crate::error::ProviderError::Node(e.to_string()))?;
         Ok(found.map_or(DealLookup::Absent, |d| DealLookup::Found(Box::new(d))))

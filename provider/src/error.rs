@@ -49,9 +49,7 @@ pub enum ProviderError {
     #[error(transparent)]
     Storage(#[from] crate::pipeline::storage::StorageError),
     /// A range past the end of a piece's payload.
-    #[error(
-        "bytes {offset}..{offset}+{len} are past the piece's payload of {payload_size} bytes"
-    )]
+    #[error("bytes {offset}..{offset}+{len} are past the piece's payload of {payload_size} bytes")]
     PieceRange {
         /// The range's first payload byte.
         offset: u64,

@@ -669,7 +669,10 @@ params_dir = "/params"
         .unwrap();
         assert!(!set.sealing.keep_unsealed_deals);
         assert_eq!(
-            (set.sealing.wait_deals_epochs, set.sealing.deal_start_margin_epochs),
+            (
+                set.sealing.wait_deals_epochs,
+                set.sealing.deal_start_margin_epochs
+            ),
             (Some(30), Some(90))
         );
         let text = toml::to_string_pretty(&set).unwrap();

@@ -78,11 +78,10 @@ fn get(s: &Setup, n: u64) -> SectorRecord {
 fn move_to(s: &Setup, n: u64, state: SectorState) -> SectorRecord {
     let mut r = get(s, n);
     while r.state() != state {
-        r = s
-            .p
-            .store()
-            .apply(n, r.version, &Event::Done, 0, &RetryPolicy::default())
-            .unwrap();
+        r =
+            s.p.store()
+                .apply(n, r.version, &Event::Done, 0, &RetryPolicy::default())
+                .unwrap();
     }
     r
 }
@@ -165,7 +164,10 @@ async fn pieces_the_pipeline_cannot_take_are_refused_with_nothing_kept() {
     let mut p = deal_piece(dir, 10, 100, 512, 1000);
     p.proposal.provider = ActorId(999);
     cases.push((p, "provider l0999"));
-    cases.push((deal_piece(dir, 11, 100, 4096, 1000), "does not fit a 2KiB sector"));
+    cases.push((
+        deal_piece(dir, 11, 100, 4096, 1000),
+        "does not fit a 2KiB sector",
+    ));
     let mut p = deal_piece(dir, 12, 508, 512, 1000);
     std::fs::write(&p.payload, payload_bytes(509, 12)).unwrap();
     p.payload_size = 509;
@@ -222,13 +224,12 @@ async fn a_deal_sector_waits_until_full_waited_long_enough_or_a_deal_starts_soon
     let dir = tempfile::tempdir().unwrap();
     // Not full, no deal close: waits until `wait_deals_epochs` (30) after its first piece.
     let s = deal_setup();
-    let n = s
-        .p
-        .add_piece(deal_piece(dir.path(), 1, 100, 512, 1000))
-        .await
-        .unwrap()
-        .sector
-        .unwrap();
+    let n =
+        s.p.add_piece(deal_piece(dir.path(), 1, 100, 512, 1000))
+            .await
+            .unwrap()
+            .sector
+            .unwrap();
     let r = get(&s, n);
     let Step::Wait(why) = s.p.step(&r, HEAD + 29).await.unwrap() else {
         panic!()
@@ -237,13 +238,12 @@ async fn a_deal_sector_waits_until_full_waited_long_enough_or_a_deal_starts_soon
     assert!(is_done(&s.p.step(&r, HEAD + 30).await.unwrap()));
     // A deal starting soon: starts once its start is `deal_start_margin_epochs` (40) away.
     let s = deal_setup();
-    let n = s
-        .p
-        .add_piece(deal_piece(dir.path(), 2, 100, 512, 150))
-        .await
-        .unwrap()
-        .sector
-        .unwrap();
+    let n =
+        s.p.add_piece(deal_piece(dir.path(), 2, 100, 512, 150))
+            .await
+            .unwrap()
+            .sector
+            .unwrap();
     let r = get(&s, n);
     assert!(matches!(s.p.step(&r, 109).await.unwrap(), Step::Wait(_)));
     assert!(is_done(&s.p.step(&r, 110).await.unwrap()));
@@ -259,19 +259,20 @@ async fn a_deal_sector_waits_until_full_waited_long_enough_or_a_deal_starts_soon
     // A piece placed after the step read the sector: its Done is refused (fenced by the
     // version), so the pieces packed are always the ones the step saw.
     let s = deal_setup();
-    let n = s
-        .p
-        .add_piece(deal_piece(dir.path(), 7, 100, 512, 1000))
-        .await
-        .unwrap()
-        .sector
-        .unwrap();
+    let n =
+        s.p.add_piece(deal_piece(dir.path(), 7, 100, 512, 1000))
+            .await
+            .unwrap()
+            .sector
+            .unwrap();
     let r = get(&s, n);
     let step = s.p.step(&r, HEAD + 30).await.unwrap();
     s.p.add_piece(deal_piece(dir.path(), 8, 100, 512, 1000))
         .await
         .unwrap();
-    let Step::Apply(event, _) = step else { panic!() };
+    let Step::Apply(event, _) = step else {
+        panic!()
+    };
     assert!(
         s.p.store()
             .apply(n, r.version, &event, 0, &RetryPolicy::default())
@@ -355,13 +356,19 @@ async fn packing_writes_the_data_whose_comm_d_is_the_deals() {
     for (p, offset) in [(&a, 0usize), (&c, 256), (&b, 1024)] {
         let size = p.proposal.piece_size as usize;
         let raw = lode_proofs::fr32::unpad(&unsealed[offset..offset + size]).unwrap();
-        assert_eq!(&raw[..p.payload_size as usize], &payload_bytes(p.payload_size as usize, p.deal_id)[..]);
+        assert_eq!(
+            &raw[..p.payload_size as usize],
+            &payload_bytes(p.payload_size as usize, p.deal_id)[..]
+        );
         assert!(raw[p.payload_size as usize..].iter().all(|&x| x == 0));
     }
     // Packing again (a crash before the state moved on) writes nothing new.
     let again = s.p.step(&at_packing, HEAD).await.unwrap();
     assert!(is_done(&again));
-    assert_eq!(std::fs::read(sector_dir.join("unsealed")).unwrap(), unsealed);
+    assert_eq!(
+        std::fs::read(sector_dir.join("unsealed")).unwrap(),
+        unsealed
+    );
 }
 
 #[tokio::test]
@@ -387,8 +394,15 @@ async fn a_damaged_payload_copy_fails_its_piece_and_the_sector_is_packed_without
     let r = apply(&s, &r, step);
     assert_eq!(r.state(), SectorState::WaitDeals);
     let rows = s.p.deal_pieces().unwrap();
-    assert_eq!((rows[0].state, rows[1].state), (PieceState::Failed, PieceState::Waiting));
+    assert_eq!(
+        (rows[0].state, rows[1].state),
+        (PieceState::Failed, PieceState::Waiting)
+    );
     assert_eq!(rows[1].offset, Some(0), "moved down");
+    // Back in WaitDeals, the data written with the damaged piece is deleted.
+    assert!(s.p.sector_dir(n).is_some());
+    assert!(matches!(s.p.step(&r, HEAD).await.unwrap(), Step::Wait(_)));
+    assert!(s.p.sector_dir(n).is_none());
     // Packed again: only deal 2's piece, at 0, the old data gone.
     let (r, step) = packed(&s, n).await;
     assert!(is_done(&step), "{step:?}");
@@ -403,18 +417,21 @@ async fn a_damaged_payload_copy_fails_its_piece_and_the_sector_is_packed_without
 
 /// A deal sector of `pieces` moved to `SubmitPreCommit` with its commitments recorded (`comm_d`
 /// the deals' unless given).
-async fn pre_committing(s: &Setup, pieces: &[&DealPiece], comm_d: Option<[u8; 32]>) -> SectorRecord {
+async fn pre_committing(
+    s: &Setup,
+    pieces: &[&DealPiece],
+    comm_d: Option<[u8; 32]>,
+) -> SectorRecord {
     for p in pieces {
         s.p.add_piece((*p).clone()).await.unwrap();
     }
-    let n = s
-        .p
-        .store()
-        .deal_piece(pieces[0].deal_id)
-        .unwrap()
-        .unwrap()
-        .sector
-        .unwrap();
+    let n =
+        s.p.store()
+            .deal_piece(pieces[0].deal_id)
+            .unwrap()
+            .unwrap()
+            .sector
+            .unwrap();
     let r = move_to(s, n, SectorState::SubmitPreCommit);
     let mut sorted: Vec<&DealPiece> = pieces.to_vec();
     sorted.sort_by_key(|p| s.p.store().deal_piece(p.deal_id).unwrap().unwrap().offset);
@@ -447,7 +464,10 @@ async fn the_pre_commit_names_the_deals_in_piece_order_and_outlives_them() {
         panic!()
     };
     assert_eq!(infos[0].deal_ids, vec![5, 7, 6]);
-    assert_eq!(infos[0].expiration, 600_000, "the sector lives as long as its longest deal");
+    assert_eq!(
+        infos[0].expiration, 600_000,
+        "the sector lives as long as its longest deal"
+    );
     assert_eq!(Some(infos[0].comm_d), r.chain.comm_d);
 }
 
@@ -461,7 +481,10 @@ async fn a_deal_dropped_before_the_pre_commit_repacks_the_sector() {
     let b = deal_piece(dir, 2, 100, 512, 1000);
     let r = pre_committing(&s, &[&a, &b], Some([5; 32])).await;
     let step = s.p.step(&r, 110).await.unwrap();
-    assert!(matches!(step, Step::Apply(Event::Repack { .. }, _)), "{step:?}");
+    assert!(
+        matches!(step, Step::Apply(Event::Repack { .. }, _)),
+        "{step:?}"
+    );
     assert!(s.chain.pushed().is_empty());
     // The chain no longer has deal 2: it is dropped, the sector repacked with deal 1 alone.
     let s = deal_setup();
@@ -476,7 +499,11 @@ async fn a_deal_dropped_before_the_pre_commit_repacks_the_sector() {
     assert!(reason.contains("deal 2 is no longer on chain"), "{reason}");
     let r = apply(&s, &r, step);
     assert_eq!(r.state(), SectorState::WaitDeals);
-    assert_eq!(r.chain, SectorChain::default(), "a new ticket and new commitments");
+    assert_eq!(
+        r.chain,
+        SectorChain::default(),
+        "a new ticket and new commitments"
+    );
     assert_eq!(
         s.p.store()
             .sector_pieces(r.number)
@@ -514,10 +541,16 @@ async fn a_deal_that_can_no_longer_be_activated_fails_the_sector_and_its_other_p
     assert_eq!(get(&s, p2.sector.unwrap()).state(), SectorState::WaitDeals);
     let p1 = s.p.store().deal_piece(1).unwrap().unwrap();
     let why = p1.failed.unwrap();
-    assert!(why.contains(&format!("sector {n} is FailedUnrecoverable")), "{why}");
+    assert!(
+        why.contains(&format!("sector {n} is FailedUnrecoverable")),
+        "{why}"
+    );
     assert!(s.p.store().sector_pieces(n).unwrap().is_empty());
     let rows = s.p.deal_pieces().unwrap();
-    assert_eq!((rows[0].state, rows[1].state), (PieceState::Failed, PieceState::Waiting));
+    assert_eq!(
+        (rows[0].state, rows[1].state),
+        (PieceState::Failed, PieceState::Waiting)
+    );
 }
 
 /// The API: `provider_addPiece` needs the token and answers a repeated call the same;
@@ -544,7 +577,11 @@ async fn the_api_takes_lists_and_locates_deal_pieces() {
         0,
     ));
     let policy = lode_chain::Policy::devnet();
-    let store = SectorStore::new(dir.path().join("sectors"), MINER.0, lode_proofs::sector::SectorSize::S2KiB);
+    let store = SectorStore::new(
+        dir.path().join("sectors"),
+        MINER.0,
+        lode_proofs::sector::SectorSize::S2KiB,
+    );
     let prover = std::sync::Arc::new(Prover::with_params(
         store.clone(),
         lode_proofs::sector::SectorSize::S2KiB,
@@ -579,9 +616,13 @@ async fn the_api_takes_lists_and_locates_deal_pieces() {
         metrics: metrics.clone(),
         pipeline,
     };
-    let (addr, _server) = rpc::serve("127.0.0.1:0".parse().unwrap(), ctx(Ok(pipeline)), token.clone())
-        .await
-        .unwrap();
+    let (addr, _server) = rpc::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        ctx(Ok(pipeline)),
+        token.clone(),
+    )
+    .await
+    .unwrap();
     let client = |token: Option<String>| {
         ProviderClient::new(ApiInfo {
             url: format!("http://{addr}"),
@@ -601,7 +642,10 @@ async fn the_api_takes_lists_and_locates_deal_pieces() {
         Err(ClientError::Unauthorized)
     ));
     let info = market.add_piece(&piece).await.unwrap();
-    assert_eq!((info.deal_id, info.state, info.offset), (7, PieceState::Waiting, Some(0)));
+    assert_eq!(
+        (info.deal_id, info.state, info.offset),
+        (7, PieceState::Waiting, Some(0))
+    );
     assert_eq!(market.add_piece(&piece).await.unwrap(), info);
     assert_eq!(anyone.deal_pieces(None).await.unwrap(), vec![info.clone()]);
     assert_eq!(anyone.deal_pieces(Some(&[7])).await.unwrap().len(), 1);
@@ -678,9 +722,13 @@ fn placer(dir: &str) {
                     .into_iter()
                     .find(|r| r.state() == SectorState::WaitDeals)
             {
-                let _ = p
-                    .store()
-                    .apply(r.number, r.version, &Event::Done, 0, &RetryPolicy::default());
+                let _ = p.store().apply(
+                    r.number,
+                    r.version,
+                    &Event::Done,
+                    0,
+                    &RetryPolicy::default(),
+                );
             }
         }
     });
@@ -718,7 +766,11 @@ fn placing_pieces_survives_kill_9_at_random_moments() {
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();
             if let ["placed", id, n, off] = line.split_whitespace().collect::<Vec<_>>().as_slice() {
-                let (id, n, off) = (id.parse().unwrap(), n.parse().unwrap(), off.parse().unwrap());
+                let (id, n, off) = (
+                    id.parse().unwrap(),
+                    n.parse().unwrap(),
+                    off.parse().unwrap(),
+                );
                 // Once told, an assignment never changes (repeated calls answer the same).
                 let e = reported.entry(id).or_insert((n, off));
                 assert_eq!(*e, (n, off), "round {round}: deal {id} moved");
@@ -728,10 +780,9 @@ fn placing_pieces_survives_kill_9_at_random_moments() {
         let pieces = store.deal_pieces().unwrap();
         let sectors = store.list().unwrap();
         for (id, (n, off)) in &reported {
-            let p = store
-                .deal_piece(*id)
-                .unwrap()
-                .unwrap_or_else(|| panic!("round {round}: deal {id} was reported placed and is gone"));
+            let p = store.deal_piece(*id).unwrap().unwrap_or_else(|| {
+                panic!("round {round}: deal {id} was reported placed and is gone")
+            });
             assert_eq!((p.sector, p.offset), (Some(*n), *off), "round {round}");
         }
         // Every recorded piece is in exactly one sector's list, with its payload copy, and each
@@ -745,15 +796,28 @@ fn placing_pieces_survives_kill_9_at_random_moments() {
                 .map(|p| PaddedPieceSize::new(p.piece_size()).unwrap())
                 .collect();
             let offsets = piece_offsets(&sizes);
-            assert!(offsets[list.len()] <= 2048, "round {round}: sector {} overflows", r.number);
+            assert!(
+                offsets[list.len()] <= 2048,
+                "round {round}: sector {} overflows",
+                r.number
+            );
             for (p, o) in list.iter().zip(&offsets) {
                 assert_eq!(p.offset, *o, "round {round}: deal {} misplaced", p.deal_id);
-                assert!(listed.insert(p.deal_id), "round {round}: deal {} twice", p.deal_id);
-                let copy = std::fs::read(staged_path(&d.path().join("scratch"), p.deal_id)).unwrap();
+                assert!(
+                    listed.insert(p.deal_id),
+                    "round {round}: deal {} twice",
+                    p.deal_id
+                );
+                let copy =
+                    std::fs::read(staged_path(&d.path().join("scratch"), p.deal_id)).unwrap();
                 assert_eq!(copy, payload_bytes(p.payload_size as usize, p.deal_id));
             }
         }
-        assert_eq!(listed.len(), pieces.len(), "round {round}: a piece in no sector");
+        assert_eq!(
+            listed.len(),
+            pieces.len(),
+            "round {round}: a piece in no sector"
+        );
         // Sector numbers handed out once, from the floor, without gaps.
         let numbers: Vec<u64> = sectors.iter().map(|r| r.number).collect();
         assert_eq!(numbers, (0..numbers.len() as u64).collect::<Vec<_>>());
@@ -773,14 +837,23 @@ use lode_provider::NodeApi;
 /// Funds a client with escrow and DataCap, and the miner's escrow; publishes two deals of a
 /// kilobyte each (the second verified) starting `start` epochs ahead; returns them with their
 /// payloads.
-async fn two_published_deals(w: &World, dir: &std::path::Path, start: u64) -> Vec<(DealPiece, Vec<u8>)> {
+async fn two_published_deals(
+    w: &World,
+    dir: &std::path::Path,
+    start: u64,
+) -> Vec<(DealPiece, Vec<u8>)> {
     let worker = worker_key();
     let client = SecretKey::from_seed(&[30; 32]);
     let verifier = SecretKey::from_seed(&[31; 32]);
     let root = SecretKey::from_seed(&[1; 32]);
     for k in [&client, &verifier, &root] {
-        w.send_ok(&worker, Address::Bls(k.public_key()), Method::Send, TokenAmount::tokens(50))
-            .await;
+        w.send_ok(
+            &worker,
+            Address::Bls(k.public_key()),
+            Method::Send,
+            TokenAmount::tokens(50),
+        )
+        .await;
     }
     let client_id = w.lookup(Address::Bls(client.public_key())).await;
     let verifier_id = w.lookup(Address::Bls(verifier.public_key())).await;
@@ -826,7 +899,10 @@ async fn two_published_deals(w: &World, dir: &std::path::Path, start: u64) -> Ve
     let start_epoch = head + start;
     let mut out = Vec::new();
     let mut proposals = Vec::new();
-    for (i, (len, verified)) in [(700usize, false), (1016usize, true)].into_iter().enumerate() {
+    for (i, (len, verified)) in [(700usize, false), (1016usize, true)]
+        .into_iter()
+        .enumerate()
+    {
         let bytes = payload_bytes(len, 40 + i as u64);
         let proposal = DealProposal {
             piece_cid: piece_comm_p(&bytes, 1024),
@@ -911,7 +987,12 @@ async fn two_deals_one_verified_are_sealed_into_one_sector_and_activated() {
             let mut moved = p.tick().await.unwrap();
             moved.extend(p.wait_tasks().await);
             for t in &moved {
-                assert_eq!(t.from.next(), Some(t.to), "no failure: {t:?} {:?}", p.store().get(t.number));
+                assert_eq!(
+                    t.from.next(),
+                    Some(t.to),
+                    "no failure: {t:?} {:?}",
+                    p.store().get(t.number)
+                );
             }
             if let Some(sent) = p.store().get(n).unwrap().unwrap().chain.pre_commit {
                 pre_commits.insert(sent.id);
@@ -935,14 +1016,20 @@ async fn two_deals_one_verified_are_sealed_into_one_sector_and_activated() {
         assert_eq!(s.verified_deal_weight, 1024 * duration);
         assert!(s.expiration >= deals[1].0.proposal.end_epoch);
         for id in &ids {
-            let lode_provider::DealLookup::Found(d) = NodeApi::market_deal(&w.node.svc, *id).await.unwrap() else {
+            let lode_provider::DealLookup::Found(d) =
+                NodeApi::market_deal(&w.node.svc, *id).await.unwrap()
+            else {
                 panic!("deal {id} is gone")
             };
             assert_eq!(d.state.sector, Some(n));
             assert_eq!(d.state.activation_epoch, Some(s.activation));
         }
         let rows = p.deal_pieces().unwrap();
-        assert!(rows.iter().all(|r| r.state == PieceState::Proving && r.sector == Some(n)), "{rows:?}");
+        assert!(
+            rows.iter()
+                .all(|r| r.state == PieceState::Proving && r.sector == Some(n)),
+            "{rows:?}"
+        );
         // The payload copies are gone; the unsealed copy is kept in the store.
         for id in &ids {
             assert!(!staged_path(&w.scratch_dir(), *id).exists());
@@ -952,11 +1039,17 @@ async fn two_deals_one_verified_are_sealed_into_one_sector_and_activated() {
         assert!(store_dir.join("unsealed").is_file());
         // The sector's first Window PoSt gives it power: 10× for the verified kilobyte, 1× for
         // the other, exactly as the chain computes it.
-        let before = NodeApi::miner_power(&w.node.svc, w.miner).await.unwrap().power;
-        let mut after = before.clone();
+        let before = NodeApi::miner_power(&w.node.svc, w.miner)
+            .await
+            .unwrap()
+            .power;
+        let mut after = before;
         for _ in 0..400 {
             w.mine().await;
-            after = NodeApi::miner_power(&w.node.svc, w.miner).await.unwrap().power;
+            after = NodeApi::miner_power(&w.node.svc, w.miner)
+                .await
+                .unwrap()
+                .power;
             if after.raw > before.raw {
                 break;
             }
@@ -969,14 +1062,24 @@ async fn two_deals_one_verified_are_sealed_into_one_sector_and_activated() {
             s.verified_deal_weight,
         );
         assert_eq!(after.qa - before.qa, qa);
-        assert_eq!(qa, 1024 * 10 + 1024, "10× for the verified bytes, 1× for the others");
+        assert_eq!(
+            qa,
+            1024 * 10 + 1024,
+            "10× for the verified bytes, 1× for the others"
+        );
         // Retrieval: the pieces read back from the unsealed copy…
         let reader = p.piece_reader();
         for (d, bytes) in &deals {
-            let cid: lode_proofs::cid::PieceCid = lode_provider::pipeline::deals::piece_cid_text(d.proposal.piece_cid).parse().unwrap();
+            let cid: lode_proofs::cid::PieceCid =
+                lode_provider::pipeline::deals::piece_cid_text(d.proposal.piece_cid)
+                    .parse()
+                    .unwrap();
             let loc = reader.locate(&cid).unwrap().unwrap();
             assert!(loc.unsealed);
-            assert_eq!((loc.deal_id, loc.sector, loc.payload_size), (d.deal_id, n, bytes.len() as u64));
+            assert_eq!(
+                (loc.deal_id, loc.sector, loc.payload_size),
+                (d.deal_id, n, bytes.len() as u64)
+            );
             let mut out = Vec::new();
             reader.read(&loc, 0, loc.payload_size, &mut out).unwrap();
             assert_eq!(&out, bytes);
@@ -984,14 +1087,19 @@ async fn two_deals_one_verified_are_sealed_into_one_sector_and_activated() {
             reader.read(&loc, 100, 50, &mut out).unwrap();
             assert_eq!(&out[..], &bytes[100..150]);
             assert!(matches!(
-                reader.read(&loc, loc.payload_size, 1, &mut Vec::new()).unwrap_err(),
+                reader
+                    .read(&loc, loc.payload_size, 1, &mut Vec::new())
+                    .unwrap_err(),
                 ProviderError::PieceRange { .. }
             ));
         }
         // …and by unsealing the sector when no copy is kept.
         std::fs::remove_file(store_dir.join("unsealed")).unwrap();
         let (d, bytes) = &deals[1];
-        let cid: lode_proofs::cid::PieceCid = lode_provider::pipeline::deals::piece_cid_text(d.proposal.piece_cid).parse().unwrap();
+        let cid: lode_proofs::cid::PieceCid =
+            lode_provider::pipeline::deals::piece_cid_text(d.proposal.piece_cid)
+                .parse()
+                .unwrap();
         let loc = reader.locate(&cid).unwrap().unwrap();
         assert!(!loc.unsealed);
         let mut out = Vec::new();
@@ -999,7 +1107,8 @@ async fn two_deals_one_verified_are_sealed_into_one_sector_and_activated() {
         assert_eq!(&out[..], &bytes[10..1010]);
         assert!(store_dir.join("unsealed").is_file());
         // Unknown piece: none.
-        let unknown = lode_proofs::cid::PieceCid::new(lode_proofs::node::trunc254([9; 32])).unwrap();
+        let unknown =
+            lode_proofs::cid::PieceCid::new(lode_proofs::node::trunc254([9; 32])).unwrap();
         assert!(reader.locate(&unknown).unwrap().is_none());
     })
     .await;

@@ -207,7 +207,7 @@ fn round_trip_2kib_and_8mib_with_several_pieces() {
 /// rebuilt from the replica after Finalize dropped it, and a damaged replica refused.
 #[test]
 fn deal_pieces_read_back_from_the_unsealed_copy_and_by_unsealing_the_sector() {
-    use lode_proofs::piece::{PaddedPieceSize, PieceInfo, commp_of_bytes, comm_d};
+    use lode_proofs::piece::{PaddedPieceSize, PieceInfo, comm_d, commp_of_bytes};
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let id = SectorId {
@@ -228,7 +228,10 @@ fn deal_pieces_read_back_from_the_unsealed_copy_and_by_unsealing_the_sector() {
         let mut filled = p.clone();
         filled.resize(size.unpadded() as usize, 0);
         assert_eq!(r.comm_p.0, commp_of_bytes(&filled).unwrap().comm_p);
-        assert_eq!((r.padded_size, r.payload_size), (size.bytes(), p.len() as u64));
+        assert_eq!(
+            (r.padded_size, r.payload_size),
+            (size.bytes(), p.len() as u64)
+        );
         infos.push(PieceInfo {
             comm_p: r.comm_p.0,
             size,
@@ -236,8 +239,12 @@ fn deal_pieces_read_back_from_the_unsealed_copy_and_by_unsealing_the_sector() {
     }
     // A payload longer than its piece holds is refused, nothing recorded.
     let big = random_bytes(600, 9);
-    assert!(seal::add_piece_sized(&dir, &id, &big[..], 600, PaddedPieceSize::new(512).unwrap()).is_err());
-    let pc1 = seal::pre_commit1(&dir, &id, trunc254([9; 32]), &cache, None, &mut no_progress).unwrap();
+    assert!(
+        seal::add_piece_sized(&dir, &id, &big[..], 600, PaddedPieceSize::new(512).unwrap())
+            .is_err()
+    );
+    let pc1 =
+        seal::pre_commit1(&dir, &id, trunc254([9; 32]), &cache, None, &mut no_progress).unwrap();
     let sector = PaddedPieceSize::new(2048).unwrap();
     assert_eq!(pc1.comm_d.0, comm_d(sector, &infos).unwrap());
     seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
@@ -254,7 +261,12 @@ fn deal_pieces_read_back_from_the_unsealed_copy_and_by_unsealing_the_sector() {
         assert_eq!(&read(start, p.len() as u64).unwrap(), p);
         assert_eq!(read(start + 17, 100).unwrap(), p[17..117].to_vec());
         // Past the payload: the zero fill.
-        assert!(read(start + p.len() as u64, 50).unwrap().iter().all(|&b| b == 0));
+        assert!(
+            read(start + p.len() as u64, 50)
+                .unwrap()
+                .iter()
+                .all(|&b| b == 0)
+        );
     }
     assert!(read(0, 0).unwrap().is_empty());
     assert!(matches!(

@@ -41,7 +41,10 @@ config.toml:
 
   [sealing]                      # optional
   scratch = \"scratch\"            # where sectors are sealed (a fast disk; may be another filesystem)
-  keep_unsealed = false          # keep each sector's unsealed copy in the store after Finalize
+  keep_unsealed = false          # keep each committed-capacity sector's unsealed copy after Finalize
+  keep_unsealed_deals = true     # keep each deal sector's unsealed copy (retrievals read it)
+  wait_deals_epochs = 60         # optional: how long a deal sector waits for more deals
+  deal_start_margin_epochs = 62  # optional: seal once the first deal starts this soon
   parent_cache = \"cache\"         # the SDR parent cache; also enabled, db
 
 New sectors are sealed in `scratch` and moved by Finalize into `sectors` (the long-term store the

@@ -165,23 +165,33 @@ pub struct DealPieceInfo {
 /// The text CID of a piece commitment (the hex node when it is not a valid CommP, which a
 /// published deal never has).
 pub fn piece_cid_text(comm_p: [u8; 32]) -> String {
-    lode_proofs::cid::PieceCid::new(Node(comm_p)).map_or_else(|| hex::encode(comm_p), |c| c.to_string())
+    lode_proofs::cid::PieceCid::new(Node(comm_p))
+        .map_or_else(|| hex::encode(comm_p), |c| c.to_string())
 }
 
 /// A piece's state from its record and its sector's (`None`: the sector is not in the
 /// pipeline).
-pub fn piece_state(piece: &DealPieceRecord, sector: Option<&SectorRecord>) -> (PieceState, Option<String>) {
+pub fn piece_state(
+    piece: &DealPieceRecord,
+    sector: Option<&SectorRecord>,
+) -> (PieceState, Option<String>) {
     use SectorState::*;
     if let Some(why) = &piece.failed {
         return (PieceState::Failed, Some(why.clone()));
     }
     let Some(sector) = sector else {
-        return (PieceState::Failed, Some("its sector is not in the pipeline".into()));
+        return (
+            PieceState::Failed,
+            Some("its sector is not in the pipeline".into()),
+        );
     };
     let why = sector.progress.last_error.clone();
     match sector.state() {
         WaitDeals => (PieceState::Waiting, None),
-        Packing | AddPieceFailed => (PieceState::Packed, why.filter(|_| sector.state() == AddPieceFailed)),
+        Packing | AddPieceFailed => (
+            PieceState::Packed,
+            why.filter(|_| sector.state() == AddPieceFailed),
+        ),
         Proving => (PieceState::Proving, None),
         FailedUnrecoverable | Removing | Removed | Terminating | Terminated => (
             PieceState::Failed,
@@ -333,14 +343,26 @@ pub fn stage_payload(
 ///
 /// # Errors
 /// A description of what is wrong (missing, short, another CommP).
-pub fn check_staged(path: &Path, payload_size: u64, piece_size: u64, want: [u8; 32]) -> Result<(), String> {
+pub fn check_staged(
+    path: &Path,
+    payload_size: u64,
+    piece_size: u64,
+    want: [u8; 32],
+) -> Result<(), String> {
     let size = PaddedPieceSize::new(piece_size).map_err(|e| e.to_string())?;
-    let file = std::fs::File::open(path).map_err(|e| format!("the payload copy {} is gone: {e}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("the payload copy {} is gone: {e}", path.display()))?;
     let mut commp = CommPHasher::new();
-    let n = io::copy(&mut io::BufReader::with_capacity(1 << 20, file).take(payload_size), &mut commp)
-        .map_err(|e| format!("the payload copy {} cannot be read: {e}", path.display()))?;
+    let n = io::copy(
+        &mut io::BufReader::with_capacity(1 << 20, file).take(payload_size),
+        &mut commp,
+    )
+    .map_err(|e| format!("the payload copy {} cannot be read: {e}", path.display()))?;
     if n != payload_size {
-        return Err(format!("the payload copy {} is {n} bytes, not {payload_size}", path.display()));
+        return Err(format!(
+            "the payload copy {} is {n} bytes, not {payload_size}",
+            path.display()
+        ));
     }
     let got = commp.finish_as(size).map_err(|e| e.to_string())?;
     if got.comm_p.0 != want {
@@ -619,7 +641,11 @@ impl PipelineStore {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::arithmetic_side_effects)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
     use lode_chain::types::{ActorId, TokenAmount};
@@ -663,7 +689,10 @@ mod tests {
         assert_eq!(place_piece(&[(0, 128)], 512, s), Some(512));
         // The gap 128..512 takes a 128 and a 256, not a 512.
         assert_eq!(place_piece(&[(0, 128), (512, 512)], 128, s), Some(128));
-        assert_eq!(place_piece(&[(0, 128), (128, 128), (512, 512)], 256, s), Some(256));
+        assert_eq!(
+            place_piece(&[(0, 128), (128, 128), (512, 512)], 256, s),
+            Some(256)
+        );
         assert_eq!(place_piece(&[(0, 128), (512, 512)], 512, s), Some(1024));
         assert_eq!(place_piece(&[(0, 1024), (1024, 1024)], 128, s), None);
         assert!(is_full(&[(0, 1024), (1024, 1024)], s));
@@ -756,10 +785,18 @@ mod tests {
         assert!(s.deal_piece(9).unwrap().is_none());
         let pieces = s.sector_pieces(4).unwrap();
         assert_eq!(
-            pieces.iter().map(|p| (p.deal_id, p.offset)).collect::<Vec<_>>(),
+            pieces
+                .iter()
+                .map(|p| (p.deal_id, p.offset))
+                .collect::<Vec<_>>(),
             vec![(7, 0), (8, 1024)]
         );
-        assert_eq!(s.pieces_with_comm_p(proposal(8, 512).piece_cid).unwrap().len(), 1);
+        assert_eq!(
+            s.pieces_with_comm_p(proposal(8, 512).piece_cid)
+                .unwrap()
+                .len(),
+            1
+        );
         // Failed: out of the sector's list, still found by CID and by id.
         let mut failed = pieces[1].clone();
         failed.failed = Some("start epoch passed".into());
@@ -769,12 +806,26 @@ mod tests {
         assert!(s.deal_piece(8).unwrap().unwrap().failed.is_some());
         // A sector no longer in WaitDeals takes no piece.
         let r = s.get(4).unwrap().unwrap();
-        s.apply(4, r.version, &super::super::Event::Done, 14, &RetryPolicy::default())
-            .unwrap();
+        s.apply(
+            4,
+            r.version,
+            &super::super::Event::Done,
+            14,
+            &RetryPolicy::default(),
+        )
+        .unwrap();
         let r = s.get(4).unwrap().unwrap();
         assert!(matches!(
-            s.place_piece(&c, Target::Sector { number: 4, version: r.version }, true, 15)
-                .unwrap_err(),
+            s.place_piece(
+                &c,
+                Target::Sector {
+                    number: 4,
+                    version: r.version
+                },
+                true,
+                15
+            )
+            .unwrap_err(),
             PipelineError::NotWaiting { .. }
         ));
         // The next new sector takes the next number; a reopened store has everything.
@@ -792,7 +843,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = PipelineStore::open(d.path()).unwrap();
         s.deals.insert(3u64.to_be_bytes(), &[0xff][..]).unwrap();
-        assert!(matches!(s.deal_piece(3).unwrap_err(), PipelineError::CorruptPiece(3)));
+        assert!(matches!(
+            s.deal_piece(3).unwrap_err(),
+            PipelineError::CorruptPiece(3)
+        ));
     }
 
     #[test]
@@ -804,7 +858,10 @@ mod tests {
         let size = PaddedPieceSize::new(1024).unwrap();
         let mut filled = payload.clone();
         filled.resize(size.unpadded() as usize, 0);
-        let want = lode_proofs::piece::commp_of_bytes(&filled).unwrap().comm_p.0;
+        let want = lode_proofs::piece::commp_of_bytes(&filled)
+            .unwrap()
+            .comm_p
+            .0;
         let dest = staged_path(d.path(), 5);
         // Another CommP, a wrong length, a missing file: refused, nothing kept.
         for (len, cid) in [(300, [0u8; 32]), (299, want), (301, want)] {
@@ -819,9 +876,17 @@ mod tests {
         let mut damaged = payload.clone();
         damaged[3] ^= 1;
         std::fs::write(&dest, &damaged).unwrap();
-        assert!(check_staged(&dest, 300, 1024, want).unwrap_err().contains("damaged"));
+        assert!(
+            check_staged(&dest, 300, 1024, want)
+                .unwrap_err()
+                .contains("damaged")
+        );
         std::fs::remove_file(&dest).unwrap();
-        assert!(check_staged(&dest, 300, 1024, want).unwrap_err().contains("gone"));
+        assert!(
+            check_staged(&dest, 300, 1024, want)
+                .unwrap_err()
+                .contains("gone")
+        );
         // The text CID.
         assert!(piece_cid_text(want).starts_with('b'));
     }

@@ -116,7 +116,8 @@ fn write_deal_data(
                 )]));
             }
         };
-        let size = PaddedPieceSize::new(p.size).map_err(|e| ProviderError::Pipeline(e.to_string()))?;
+        let size =
+            PaddedPieceSize::new(p.size).map_err(|e| ProviderError::Pipeline(e.to_string()))?;
         let r = match seal::add_piece_sized(
             &dir,
             id,
@@ -267,7 +268,11 @@ impl<A: NodeApi> Pipeline<A> {
     }
 
     /// What a new piece must be; returns its padded size.
-    async fn check_new_piece(&self, piece: &DealPiece, head: Epoch) -> ProviderResult<PaddedPieceSize> {
+    async fn check_new_piece(
+        &self,
+        piece: &DealPiece,
+        head: Epoch,
+    ) -> ProviderResult<PaddedPieceSize> {
         let id = piece.deal_id;
         let p = &piece.proposal;
         let refused = |why: String| Err(ProviderError::Refused(format!("deal {id}: {why}")));
@@ -379,9 +384,9 @@ impl<A: NodeApi> Pipeline<A> {
             };
             match self.store.place_piece(&rec, target, fresh, unix_now()) {
                 Ok(placed) => return Ok(placed),
-                Err(
-                    e @ (PipelineError::Conflict { .. } | PipelineError::NotWaiting { .. }),
-                ) => last = Some(e),
+                Err(e @ (PipelineError::Conflict { .. } | PipelineError::NotWaiting { .. })) => {
+                    last = Some(e)
+                }
                 Err(e) => return Err(pipeline_err(e)),
             }
         }
@@ -496,9 +501,22 @@ impl<A: NodeApi> Pipeline<A> {
     /// starts the sector (`Done`) once it is full, has waited `wait_deals_epochs` since its first
     /// piece, or its earliest deal starts within `deal_start_margin_epochs`; otherwise waits,
     /// saying until when.
-    pub(super) async fn wait_deals(&self, record: &SectorRecord, head: Epoch) -> ProviderResult<Step> {
+    pub(super) async fn wait_deals(
+        &self,
+        record: &SectorRecord,
+        head: Epoch,
+    ) -> ProviderResult<Step> {
         let n = record.number;
         let c = &self.config;
+        // A sector back here after a repack holds no data yet: what it wrote (layers, maybe) is
+        // deleted now rather than at its next Packing, which may be long in coming.
+        let scratch = self.scratch_path(n);
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch).map_err(|e| {
+                ProviderError::Pipeline(format!("cannot delete {}: {e}", scratch.display()))
+            })?;
+            tracing::info!(sector = n, path = %scratch.display(), "the repacked sector's old data deleted");
+        }
         let pieces = self.store.sector_pieces(n).map_err(pipeline_err)?;
         let needed = c.prove_commit_epochs(&self.policy);
         let bad = self.problems(&pieces, head, needed).await?;
@@ -572,7 +590,10 @@ impl<A: NodeApi> Pipeline<A> {
                 let dropped = bad
                     .into_iter()
                     .filter_map(|(id, why)| {
-                        pieces.iter().find(|p| p.deal_id == id).map(|p| (p.clone(), why))
+                        pieces
+                            .iter()
+                            .find(|p| p.deal_id == id)
+                            .map(|p| (p.clone(), why))
                     })
                     .collect();
                 repack(self.drop_pieces(n, dropped).await?)
@@ -618,9 +639,8 @@ impl<A: NodeApi> Pipeline<A> {
                 })
             })
             .collect::<Result<Vec<_>, lode_proofs::piece::PieceError>>();
-        let chain_comm_d = infos.and_then(|infos| {
-            comm_d(PaddedPieceSize::new(self.config.size.bytes())?, &infos)
-        });
+        let chain_comm_d =
+            infos.and_then(|infos| comm_d(PaddedPieceSize::new(self.config.size.bytes())?, &infos));
         match chain_comm_d {
             Ok(c) if Some(c.0) == record.chain.comm_d => {}
             _ => {
@@ -648,7 +668,10 @@ impl<A: NodeApi> Pipeline<A> {
         record: &SectorRecord,
         head: Epoch,
     ) -> ProviderResult<Option<Step>> {
-        let pieces = self.store.sector_pieces(record.number).map_err(pipeline_err)?;
+        let pieces = self
+            .store
+            .sector_pieces(record.number)
+            .map_err(pipeline_err)?;
         let bad = self.problems(&pieces, head, 1).await?;
         Ok(bad.first().map(|(_, why)| {
             Step::Apply(

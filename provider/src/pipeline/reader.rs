@@ -106,7 +106,11 @@ impl PieceReader {
     pub fn locate(&self, piece: &PieceCid) -> ProviderResult<Option<PieceLocation>> {
         let err = |e: super::store::PipelineError| ProviderError::Pipeline(e.to_string());
         let mut found = Vec::new();
-        for p in self.store.pieces_with_comm_p(piece.comm_p().0).map_err(err)? {
+        for p in self
+            .store
+            .pieces_with_comm_p(piece.comm_p().0)
+            .map_err(err)?
+        {
             let Some(n) = p.sector.filter(|_| p.is_live()) else {
                 continue;
             };

@@ -1030,7 +1030,8 @@ impl<A: NodeApi> Pipeline<A> {
         let p = &self.policy;
         let landing = head.saturating_add(1);
         if landing.saturating_sub(seal_rand_epoch) >= p.max_pre_commit_randomness_lookback {
-            let why = format!("the seal ticket (epoch {seal_rand_epoch}) is too old for a pre-commit");
+            let why =
+                format!("the seal ticket (epoch {seal_rand_epoch}) is too old for a pre-commit");
             return Ok(Planned::Step(if deals.is_some() {
                 // The deals are kept: the sector is packed and sealed again with a new ticket.
                 Step::Apply(

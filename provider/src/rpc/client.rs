@@ -218,7 +218,10 @@ impl ProviderClient {
     /// # Errors
     /// [`ClientError`] (`-32003` when the pipeline does not run).
     pub async fn deal_pieces(&self, deal_ids: Option<&[u64]>) -> ClientResult<Vec<DealPieceInfo>> {
-        let params = deal_ids.map(|ids| Value::from(ids.to_vec())).into_iter().collect();
+        let params = deal_ids
+            .map(|ids| Value::from(ids.to_vec()))
+            .into_iter()
+            .collect();
         self.call("provider_dealPieces", params).await
     }
 

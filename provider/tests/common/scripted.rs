@@ -112,9 +112,9 @@ impl NodeApi for Chain {
         use lode_provider::DealLookup;
         Ok(match &*self.deals.lock().unwrap() {
             None => DealLookup::NotReported,
-            Some(deals) => deals
-                .get(&id)
-                .map_or(DealLookup::Absent, |d| DealLookup::Found(Box::new(d.clone()))),
+            Some(deals) => deals.get(&id).map_or(DealLookup::Absent, |d| {
+                DealLookup::Found(Box::new(d.clone()))
+            }),
         })
     }
 }
@@ -344,7 +344,10 @@ pub fn piece_comm_p(payload: &[u8], piece_size: u64) -> [u8; 32] {
     let size = lode_proofs::piece::PaddedPieceSize::new(piece_size).unwrap();
     let mut filled = payload.to_vec();
     filled.resize(size.unpadded() as usize, 0);
-    lode_proofs::piece::commp_of_bytes(&filled).unwrap().comm_p.0
+    lode_proofs::piece::commp_of_bytes(&filled)
+        .unwrap()
+        .comm_p
+        .0
 }
 
 /// A proposal for `payload` as a piece of `piece_size`, with provider `MINER`.

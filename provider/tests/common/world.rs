@@ -252,8 +252,7 @@ impl World {
         let nonce = NodeApi::next_nonce(svc, Address::Bls(key.public_key()))
             .await
             .unwrap();
-        let msg =
-            lode_node::wallet::sign_method(&self.policy, key, to, value, method, nonce, 0, 0);
+        let msg = lode_node::wallet::sign_method(&self.policy, key, to, value, method, nonce, 0, 0);
         let id = NodeApi::push_message(svc, msg).await.unwrap();
         for _ in 0..30 {
             self.mine().await;
