@@ -16,12 +16,12 @@
 use std::path::{Path, PathBuf};
 
 use lode_chain::crypto::SecretKey;
+use lode_chain::genesis::{GenesisClient, GenesisVerifier};
 use lode_chain::genesis::{GenesisMiner, GenesisSector};
 use lode_chain::types::{ActorId, TokenAmount};
 use lode_chain::{Genesis, Policy};
 use lode_node::genesis::GenesisFile;
 use lode_proofs::sector::SectorSize;
-use lode_chain::genesis::{GenesisClient, GenesisVerifier};
 use lode_provider::run::{read_key_file, write_key_file};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;

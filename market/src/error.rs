@@ -77,6 +77,69 @@ pub enum MarketError {
     /// A configuration value is not usable.
     #[error("market configuration: {0}")]
     Config(String),
+    /// A CID is not the kind expected (a piece CID where a payload CID was given, or the reverse).
+    #[error("{0}")]
+    WrongCid(String),
+    /// Text that should be a CID is not one.
+    #[error("{text:?} is not a CID: {why}")]
+    BadCid {
+        /// The text given.
+        text: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A CAR file is malformed: bad framing, a block whose bytes do not hash to its CID, a header
+    /// without exactly one root, a root that is not among the blocks.
+    #[error("{path}: not a valid CAR: {why}")]
+    BadCar {
+        /// The CAR file (or a description of the stream).
+        path: PathBuf,
+        /// What is wrong, and where.
+        why: String,
+    },
+    /// A UnixFS DAG is malformed or uses a feature lode does not support.
+    #[error("the UnixFS DAG is not valid at block {cid}: {why}")]
+    BadDag {
+        /// The block where the problem was found.
+        cid: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// A block the DAG links to is not in the CAR.
+    #[error("block {0} is missing from the CAR: the CAR does not hold the whole DAG")]
+    MissingBlock(String),
+    /// Something in the input cannot be packed (a symlink, a special file, a name that is not
+    /// UTF-8, a directory too large for one UnixFS node).
+    #[error("{path}: {why}")]
+    Unpackable {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why, and what to do.
+        why: String,
+    },
+    /// Unpacking would go past a limit (output bytes, entries, depth).
+    #[error("unpacking stopped: {0}")]
+    LimitExceeded(String),
+    /// The output path of an unpack already exists.
+    #[error("{0}: already exists; give a path that does not exist yet")]
+    OutputExists(PathBuf),
+    /// Invalid packing parameters.
+    #[error("invalid packing parameters: {0}")]
+    BadParams(String),
+    /// The piece commitment of a payload could not be computed.
+    #[error("piece commitment: {0}")]
+    Piece(#[from] lode_proofs::piece::PieceError),
+    /// No import with this id, piece CID or payload root.
+    #[error("no import {0} in the client store; `lode client list-imports` shows them")]
+    UnknownImport(String),
+    /// An import record on disk is damaged.
+    #[error("{path}: damaged import record: {why}")]
+    BadRecord {
+        /// The record file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 /// The market's result type.
@@ -96,5 +159,13 @@ impl From<lode_proofs::durable::DurableError> for MarketError {
             path: e.path,
             source: e.source,
         }
+    }
+}
+
+/// Maps an `io::Error` to [`MarketError::Io`] at `path`.
+pub(crate) fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> MarketError + '_ {
+    move |source| MarketError::Io {
+        path: path.to_path_buf(),
+        source,
     }
 }

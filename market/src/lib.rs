@@ -2,6 +2,14 @@
 //!
 //! This crate owns what clients and providers exchange off-chain:
 //!
+//! - [`cid`]: piece CIDs as the `cid` crate's [`::cid::Cid`] (the definition stays in
+//!   `lode_proofs::cid`), block CIDs and hash checks;
+//! - [`unixfs`]: files and directory trees packed into a UnixFS v1 DAG (raw leaves, balanced
+//!   dag-pb file nodes, directories) and unpacked back, byte-identical, from untrusted DAGs;
+//! - [`car`]: CARv1 writing (iroh-car), CARv1/v2 reading with every block checked (rs-car), the
+//!   block index (CID → offset, length) that retrieval serves from, and unpacking a CAR to files;
+//! - [`import`]: the client's import store (`lode client import`, `lode client list-imports`):
+//!   the payload CAR kept, with its payload root, piece CID and sizes;
 //! - [`deal`]: the deal protocol's messages (storage asks, deal requests and signed responses),
 //!   their strict codec, and the provider's deal policy ([`deal::policy`]) over a
 //!   [`deal::policy::ChainView`] ([`deal::chain`]: over the node's RPC);
@@ -9,9 +17,10 @@
 //! - [`transfer`]: the provider's HTTP pull (resumable, bounded, public addresses only unless
 //!   allowed), the CommP check of what arrived, and the client's file server;
 //! - [`provider`]: the provider's deal records and the service that takes a deal from
-//!   acceptance through transfer, publication and sealing to activation.
+//!   acceptance through transfer, publication and sealing to activation;
 //! - [`retrieval`]: the provider's HTTP retrieval server (`GET|HEAD /piece/<piece CID>` with
 //!   ranges, conditional requests and bounded resources) over a [`retrieval::PieceSource`].
+//! - [`error`]: [`MarketError`] and [`MarketResult`].
 
 #![forbid(unsafe_code)]
 #![cfg_attr(
@@ -25,11 +34,15 @@
     )
 )]
 
+pub mod car;
+pub mod cid;
 pub mod deal;
 pub mod error;
+pub mod import;
 pub mod net;
 pub mod provider;
 pub mod retrieval;
 pub mod transfer;
+pub mod unixfs;
 
 pub use error::{MarketError, MarketResult};

@@ -2,7 +2,12 @@
 //! `HEAD`, `ETag`/`If-None-Match`, unknown and malformed CIDs, unsatisfiable ranges, a client that
 //! never finishes its headers and one that stops reading.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,7 +33,14 @@ fn parse(raw: &[u8]) -> Answer {
         .expect("a complete header");
     let head = std::str::from_utf8(&raw[..split]).unwrap();
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .map(|l| {
             let (k, v) = l.split_once(':').unwrap();
@@ -66,7 +78,10 @@ fn piece_cid(tag: u8) -> PieceCid {
     PieceCid::new(trunc254([tag; 32])).unwrap()
 }
 
-async fn start(files: &[(PieceCid, Vec<u8>)], cfg: RetrievalConfig) -> (RetrievalServer, tempfile::TempDir) {
+async fn start(
+    files: &[(PieceCid, Vec<u8>)],
+    cfg: RetrievalConfig,
+) -> (RetrievalServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let pieces = DirPieces::new(dir.path());
     for (cid, data) in files {
@@ -141,25 +156,42 @@ async fn pieces_are_served_whole_in_ranges_and_conditionally() {
     assert_eq!(parts.len(), 2);
     assert!(parts[0].0.contains(&format!("bytes 0-3/{}", data.len())));
     assert_eq!(parts[0].1, data[0..4]);
-    assert!(parts[1].0.contains(&format!("bytes 500000-500099/{}", data.len())));
+    assert!(
+        parts[1]
+            .0
+            .contains(&format!("bytes 500000-500099/{}", data.len()))
+    );
     assert_eq!(parts[1].1, data[500_000..500_100]);
 
     // Conditional requests.
     let r = request(addr, "GET", &path, &[("If-None-Match", &etag)]).await;
     assert_eq!(r.status, 304);
     assert!(r.body.is_empty());
-    let r = request(addr, "GET", &path, &[("Range", "bytes=0-1"), ("If-Range", "\"stale\"")]).await;
+    let r = request(
+        addr,
+        "GET",
+        &path,
+        &[("Range", "bytes=0-1"), ("If-Range", "\"stale\"")],
+    )
+    .await;
     assert_eq!((r.status, r.body.len()), (200, data.len()));
 
     // Bad ranges, unknown and malformed CIDs.
     for range in ["bytes=700000-", "bytes=800000-800001"] {
         let r = request(addr, "GET", &path, &[("Range", range)]).await;
         assert_eq!(r.status, 416, "{range}");
-        assert_eq!(r.headers["content-range"], format!("bytes */{}", data.len()));
+        assert_eq!(
+            r.headers["content-range"],
+            format!("bytes */{}", data.len())
+        );
     }
     let r = request(addr, "GET", &format!("/piece/{}", piece_cid(2)), &[]).await;
     assert_eq!(r.status, 404);
-    for bad in ["nonsense", "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi", "b"] {
+    for bad in [
+        "nonsense",
+        "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+        "b",
+    ] {
         let r = request(addr, "GET", &format!("/piece/{bad}"), &[]).await;
         assert_eq!(r.status, 400, "{bad}");
     }
@@ -206,7 +238,13 @@ async fn slow_and_stalled_clients_are_dropped() {
     assert!(raw.len() < data.len(), "got {} bytes", raw.len());
 
     // Meanwhile the server answers others as usual.
-    let r = request(addr, "GET", &format!("/piece/{cid}"), &[("Range", "bytes=0-99")]).await;
+    let r = request(
+        addr,
+        "GET",
+        &format!("/piece/{cid}"),
+        &[("Range", "bytes=0-99")],
+    )
+    .await;
     assert_eq!((r.status, &r.body[..]), (206, &data[..100]));
     server.stop().await;
 }

@@ -750,7 +750,14 @@ async fn mine_one(admin: &NodeClient, g: &GenesisFile, miner: ActorId, after: u6
     panic!("the only miner won no election in 40 epochs");
 }
 
-fn call(g: &GenesisFile, from: u8, nonce: u64, to: ActorId, method: Method, value: TokenAmount) -> SignedMessage {
+fn call(
+    g: &GenesisFile,
+    from: u8,
+    nonce: u64,
+    to: ActorId,
+    method: Method,
+    value: TokenAmount,
+) -> SignedMessage {
     Message {
         from: account(from),
         to: to.into(),
@@ -781,14 +788,33 @@ async fn market_and_verified_registry_queries_follow_the_state() {
 
         // Nothing yet: no escrow, no DataCap, no verifier, no deal.
         let zero = open.state_market_balance(&account(11)).await.unwrap();
-        assert_eq!((zero.balance, zero.locked), (TokenAmount::ZERO, TokenAmount::ZERO));
-        assert_eq!(open.state_verified_client_datacap(&account(11)).await.unwrap(), None);
-        assert_eq!(open.state_verifier_allowance(&account(10)).await.unwrap(), None);
+        assert_eq!(
+            (zero.balance, zero.locked),
+            (TokenAmount::ZERO, TokenAmount::ZERO)
+        );
+        assert_eq!(
+            open.state_verified_client_datacap(&account(11))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            open.state_verifier_allowance(&account(10)).await.unwrap(),
+            None
+        );
         assert_eq!(open.state_market_deal(0).await.unwrap(), None);
-        assert!(open.state_market_deals(None, None, 0).await.unwrap().is_empty());
+        assert!(
+            open.state_market_deals(None, None, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         // An unknown address has nothing either; a malformed one is an invalid-params error.
         assert_eq!(
-            open.state_market_balance(&account(99)).await.unwrap().balance,
+            open.state_market_balance(&account(99))
+                .await
+                .unwrap()
+                .balance,
             TokenAmount::ZERO
         );
         let e = open
@@ -800,9 +826,35 @@ async fn market_and_verified_registry_queries_follow_the_state() {
         // Escrow for the client and the miner; the root appoints key 10 a verifier.
         let client = account(11);
         for m in [
-            call(&g, 11, 0, MARKET, Method::Market(MarketMethod::AddBalance { owner: client.clone() }), TokenAmount::tokens(5)),
-            call(&g, 10, 0, MARKET, Method::Market(MarketMethod::AddBalance { owner: miner.into() }), TokenAmount::tokens(2)),
-            call(&g, 1, 0, VERIFREG, Method::VerifReg(VerifRegMethod::AddVerifier { verifier: account(10), allowance: 1 << 20 }), TokenAmount::ZERO),
+            call(
+                &g,
+                11,
+                0,
+                MARKET,
+                Method::Market(MarketMethod::AddBalance { owner: client }),
+                TokenAmount::tokens(5),
+            ),
+            call(
+                &g,
+                10,
+                0,
+                MARKET,
+                Method::Market(MarketMethod::AddBalance {
+                    owner: miner.into(),
+                }),
+                TokenAmount::tokens(2),
+            ),
+            call(
+                &g,
+                1,
+                0,
+                VERIFREG,
+                Method::VerifReg(VerifRegMethod::AddVerifier {
+                    verifier: account(10),
+                    allowance: 1 << 20,
+                }),
+                TokenAmount::ZERO,
+            ),
         ] {
             open.mpool_push(&m).await.unwrap();
         }
@@ -810,7 +862,10 @@ async fn market_and_verified_registry_queries_follow_the_state() {
         let escrow = open.state_market_balance(&client).await.unwrap();
         assert_eq!(escrow.balance, TokenAmount::tokens(5));
         assert_eq!(escrow.available, TokenAmount::tokens(5));
-        assert_eq!(open.state_verifier_allowance(&account(10)).await.unwrap(), Some(1 << 20));
+        assert_eq!(
+            open.state_verifier_allowance(&account(10)).await.unwrap(),
+            Some(1 << 20)
+        );
 
         // The verifier grants DataCap; the miner's owner publishes a deal the client signed.
         let now = open.chain_head().await.unwrap().epoch;
@@ -832,29 +887,80 @@ async fn market_and_verified_registry_queries_follow_the_state() {
             proposal: proposal.clone(),
         };
         for m in [
-            call(&g, 10, 1, VERIFREG, Method::VerifReg(VerifRegMethod::AddVerifiedClient { client: client.clone(), allowance: 4096 }), TokenAmount::ZERO),
-            call(&g, 10, 2, MARKET, Method::Market(MarketMethod::PublishDeals(vec![deal])), TokenAmount::ZERO),
+            call(
+                &g,
+                10,
+                1,
+                VERIFREG,
+                Method::VerifReg(VerifRegMethod::AddVerifiedClient {
+                    client,
+                    allowance: 4096,
+                }),
+                TokenAmount::ZERO,
+            ),
+            call(
+                &g,
+                10,
+                2,
+                MARKET,
+                Method::Market(MarketMethod::PublishDeals(vec![deal])),
+                TokenAmount::ZERO,
+            ),
         ] {
             open.mpool_push(&m).await.unwrap();
         }
         mine_one(&admin, &g, miner, epoch).await;
-        assert_eq!(open.state_verified_client_datacap(&client).await.unwrap(), Some(4096));
-        assert_eq!(open.state_verifier_allowance(&account(10)).await.unwrap(), Some((1 << 20) - 4096));
-        let view = open.state_market_deal(0).await.unwrap().expect("deal 0 is published");
+        assert_eq!(
+            open.state_verified_client_datacap(&client).await.unwrap(),
+            Some(4096)
+        );
+        assert_eq!(
+            open.state_verifier_allowance(&account(10)).await.unwrap(),
+            Some((1 << 20) - 4096)
+        );
+        let view = open
+            .state_market_deal(0)
+            .await
+            .unwrap()
+            .expect("deal 0 is published");
         assert_eq!(view.state, "published");
         assert_eq!((view.provider, view.client), (miner, proposal.client));
-        assert_eq!((view.piece_size, view.start_epoch, view.label.as_str()), (2048, proposal.start_epoch, "a label"));
+        assert_eq!(
+            (view.piece_size, view.start_epoch, view.label.as_str()),
+            (2048, proposal.start_epoch, "a label")
+        );
         assert!(view.piece_cid.starts_with('b'), "{}", view.piece_cid);
         assert_eq!(view.sector, None);
         // The client's escrow now has the deal's fee locked.
         let escrow = open.state_market_balance(&client).await.unwrap();
         assert_eq!(escrow.locked, proposal.client_lock().unwrap());
-        assert_eq!(escrow.available, escrow.balance.saturating_sub(escrow.locked));
+        assert_eq!(
+            escrow.available,
+            escrow.balance.saturating_sub(escrow.locked)
+        );
         // Listing by provider and by client finds it; another provider or a later id does not.
-        assert_eq!(open.state_market_deals(Some(miner), None, 0).await.unwrap(), vec![view.clone()]);
-        assert_eq!(open.state_market_deals(None, Some(proposal.client), 0).await.unwrap(), vec![view]);
-        assert!(open.state_market_deals(Some(ActorId(999)), None, 0).await.unwrap().is_empty());
-        assert!(open.state_market_deals(None, None, 1).await.unwrap().is_empty());
+        assert_eq!(
+            open.state_market_deals(Some(miner), None, 0).await.unwrap(),
+            vec![view.clone()]
+        );
+        assert_eq!(
+            open.state_market_deals(None, Some(proposal.client), 0)
+                .await
+                .unwrap(),
+            vec![view]
+        );
+        assert!(
+            open.state_market_deals(Some(ActorId(999)), None, 0)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            open.state_market_deals(None, None, 1)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     })
     .await;
 }

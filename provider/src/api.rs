@@ -238,6 +238,16 @@ impl NodeApi for lode_node::rpc::client::NodeClient {
         self.state_miner_sectors(miner).await.map_err(client_error)
     }
 
+    async fn market_deal(&self, id: DealId) -> ProviderResult<DealLookup> {
+        let Some(view) = self.state_market_deal(id).await.map_err(client_error)? else {
+            return Ok(DealLookup::Absent);
+        };
+        let deal = view.to_deal().map_err(|e| {
+            crate::error::ProviderError::Node(format!("the node's deal {id} does not decode: {e}"))
+        })?;
+        Ok(DealLookup::Found(Box::new(deal)))
+    }
+
     async fn miner_precommits(&self, miner: ActorId) -> ProviderResult<Vec<PreCommitView>> {
         self.state_miner_precommits(miner)
             .await

@@ -410,6 +410,18 @@ pub(crate) fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Res
     Ok(())
 }
 
+/// Binary units for humans: the largest unit that divides `bytes` exactly (`2048` is `2 KiB`).
+pub(crate) fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut unit = 0;
+    let mut value = bytes;
+    while value >= 1024 && value.is_multiple_of(1024) && unit + 1 < UNITS.len() {
+        value /= 1024;
+        unit += 1;
+    }
+    format!("{value} {}", UNITS[unit])
+}
+
 /// Left-aligned columns two spaces apart.
 pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();

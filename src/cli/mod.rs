@@ -6,6 +6,7 @@ mod client;
 mod common;
 mod daemons;
 mod devnet;
+mod market_client;
 mod piece;
 mod progress;
 mod provider;
@@ -41,6 +42,10 @@ enum Command {
     /// Prepare client data: piece commitments, piece CIDs, fr32 padding.
     #[command(subcommand)]
     Piece(piece::PieceCommand),
+    /// The client side of the deal market: import files, directories and CARs for deals, and
+    /// list the imports.
+    #[command(subcommand)]
+    Client(market_client::ClientCommand),
     /// Seal sectors: AddPiece, PreCommit1/2, Commit1, Finalize, unsealing, proof checks.
     #[command(subcommand)]
     Seal(seal::SealCommand),
@@ -113,6 +118,7 @@ enum Command {
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Piece(cmd) => piece::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Client(cmd) => market_client::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Seal(cmd) => seal::run(cmd),
         Command::Post(cmd) => snark::post(cmd),
         Command::Verify(cmd) => snark::verify(cmd),

@@ -12,6 +12,7 @@ use lode_proofs::fr32::{PadWriter, UnpadReader};
 use lode_proofs::piece::{CommPHasher, PaddedPieceSize};
 use serde::Serialize;
 
+use super::common::human_bytes;
 use super::progress::{ProgressReader, bytes_bar};
 
 #[derive(Debug, Subcommand)]
@@ -180,7 +181,7 @@ fn commp(args: CommpArgs) -> anyhow::Result<()> {
             out,
             "padded size   {} ({})",
             report.padded_size,
-            human(report.padded_size)
+            human_bytes(report.padded_size)
         )?;
         writeln!(out, "payload size  {}", report.payload_size)?;
     }
@@ -291,16 +292,4 @@ fn unpad(args: UnpadArgs) -> anyhow::Result<()> {
         args.json,
         "unpadded",
     )
-}
-
-/// Binary units for humans.
-fn human(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut unit = 0;
-    let mut value = bytes;
-    while value >= 1024 && value.is_multiple_of(1024) && unit + 1 < UNITS.len() {
-        value /= 1024;
-        unit += 1;
-    }
-    format!("{value} {}", UNITS[unit])
 }

@@ -188,9 +188,7 @@ fn send(
             verifier,
             allowance,
         } => (verifier.to_string(), *allowance),
-        VerifRegMethod::AddVerifiedClient { client, allowance } => {
-            (client.to_string(), *allowance)
-        }
+        VerifRegMethod::AddVerifiedClient { client, allowance } => (client.to_string(), *allowance),
         _ => anyhow::bail!("not a grant"),
     };
     let client = s.api.client()?;
@@ -245,7 +243,10 @@ fn datacap(a: &DatacapArgs) -> anyhow::Result<()> {
     println!(
         "{}: DataCap {}",
         report.address,
-        report.datacap.as_deref().map_or("none".to_string(), |b| format!("{b} bytes"))
+        report
+            .datacap
+            .as_deref()
+            .map_or("none".to_string(), |b| format!("{b} bytes"))
     );
     if let Some(v) = &report.verifier_allowance {
         println!("  verifier, {v} bytes left to grant");

@@ -409,7 +409,10 @@ fn genesis_verifiers_and_verified_clients_hold_their_datacap_after_the_miners() 
         TokenAmount::ZERO,
     );
     assert_eq!(h.get::<u128>(&keys::datacap(c)), Some(2 << 20));
-    assert_eq!(h.get::<u128>(&keys::verifier(v)), Some((1 << 30) - (1 << 20)));
+    assert_eq!(
+        h.get::<u128>(&keys::verifier(v)),
+        Some((1 << 30) - (1 << 20))
+    );
     h.assert_invariants();
 
     // A key twice, or the root's, is refused.

@@ -769,7 +769,9 @@ fn unauthorised_callers_are_forbidden() {
 
 #[test]
 fn peer_info_is_changed_by_the_owner_or_worker_within_bounds() {
-    use lode_chain::actors::miner::{MAX_MULTIADDR_BYTES, MAX_MULTIADDRS, MAX_PEER_ID_BYTES, MinerInfo};
+    use lode_chain::actors::miner::{
+        MAX_MULTIADDR_BYTES, MAX_MULTIADDRS, MAX_PEER_ID_BYTES, MinerInfo,
+    };
     let (mut a, mut b, m) = twins(|h| h.create_miner(TokenAmount::tokens(100)));
     let change = |peer_id: Vec<u8>, multiaddrs: Vec<Vec<u8>>| MinerMethod::ChangePeerInfo {
         peer_id,

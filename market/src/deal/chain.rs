@@ -2,15 +2,12 @@
 //! `state_actor`, `state_marketBalance`, `state_verifiedClientDataCap` and `state_marketDeal`
 //! (its [`DealView`] turned back into the chain's [`Deal`]).
 
-use std::str::FromStr;
-
-use lode_chain::actors::market::{Deal, DealProposal, DealState, Escrow};
+use lode_chain::actors::market::{Deal, Escrow};
 use lode_chain::crypto::PublicKey;
 use lode_chain::policy::Policy;
 use lode_chain::types::{ActorId, Address, DealId, Epoch};
 use lode_node::rpc::client::NodeClient;
 use lode_node::rpc::types::DealView;
-use lode_proofs::cid::PieceCid;
 use tokio::sync::OnceCell;
 
 use super::policy::ChainView;
@@ -35,13 +32,6 @@ impl RpcChainView {
     /// The client it asks.
     pub fn client(&self) -> &NodeClient {
         &self.client
-    }
-}
-
-fn malformed(what: &'static str) -> impl FnOnce(serde_json::Error) -> MarketError {
-    move |e| MarketError::Malformed {
-        what,
-        why: e.to_string(),
     }
 }
 
@@ -71,7 +61,10 @@ impl ChainView for RpcChainView {
     }
 
     async fn market_escrow(&self, owner: ActorId) -> MarketResult<Escrow> {
-        let e = self.client.state_market_balance(&Address::Id(owner)).await?;
+        let e = self
+            .client
+            .state_market_balance(&Address::Id(owner))
+            .await?;
         Ok(Escrow {
             balance: e.balance,
             locked: e.locked,
@@ -96,30 +89,9 @@ impl ChainView for RpcChainView {
 
 /// The chain's deal record from the node's view of it.
 fn deal_of_view(v: DealView) -> MarketResult<Deal> {
-    let piece = PieceCid::from_str(&v.piece_cid).map_err(|e| MarketError::Malformed {
+    v.to_deal().map_err(|e| MarketError::Malformed {
         what: "state_marketDeal answer",
         why: format!("piece CID {:?}: {e}", v.piece_cid),
-    })?;
-    Ok(Deal {
-        proposal: DealProposal {
-            piece_cid: piece.comm_p().0,
-            piece_size: v.piece_size,
-            verified: v.verified,
-            client: v.client,
-            provider: v.provider,
-            label: v.label,
-            start_epoch: v.start_epoch,
-            end_epoch: v.end_epoch,
-            price_per_epoch: v.price_per_epoch,
-            provider_collateral: v.provider_collateral,
-            client_collateral: v.client_collateral,
-        },
-        state: DealState {
-            sector: v.sector,
-            activation_epoch: v.activation_epoch,
-            last_updated: v.activation_epoch.map(|_| v.paid_until),
-            allocation: v.allocation,
-        },
     })
 }
 
@@ -127,6 +99,7 @@ fn deal_of_view(v: DealView) -> MarketResult<Deal> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use lode_chain::types::TokenAmount;
+    use lode_proofs::cid::PieceCid;
     use lode_proofs::node::trunc254;
 
     use super::*;
@@ -155,7 +128,10 @@ mod tests {
         };
         let d = deal_of_view(view.clone()).unwrap();
         assert_eq!(d.proposal.piece_cid, comm_p.0);
-        assert_eq!((d.proposal.client, d.proposal.provider), (ActorId(101), ActorId(105)));
+        assert_eq!(
+            (d.proposal.client, d.proposal.provider),
+            (ActorId(101), ActorId(105))
+        );
         assert_eq!(d.state.sector, Some(2));
         assert_eq!(d.paid_until(), 40);
         assert_eq!(d.client_locked(), TokenAmount(3 * 460 + 1));

@@ -92,7 +92,13 @@ pub(crate) async fn piece(
     };
     let etag = format!("\"{piece}\"");
     let plan = plan(&headers, &etag, reader.len());
-    respond(plan, reader, method == Method::HEAD, &etag, shared.stall_timeout)
+    respond(
+        plan,
+        reader,
+        method == Method::HEAD,
+        &etag,
+        shared.stall_timeout,
+    )
 }
 
 /// What a request for a payload of `len` bytes gets.
@@ -116,7 +122,9 @@ fn etag_matches(list: &str, etag: &str) -> bool {
 
 /// Decides the answer from the request's conditional and range headers (RFC 9110 §13, §14).
 pub(crate) fn plan(headers: &HeaderMap, etag: &str, len: u64) -> Plan {
-    if let Some(v) = headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok())
+    if let Some(v) = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
         && etag_matches(v, etag)
     {
         return Plan::NotModified;
@@ -222,7 +230,10 @@ fn respond(
                     header::CONTENT_RANGE,
                     header_value(format!("bytes {}-{}/{len}", one.start(), one.end())),
                 );
-                (StatusCode::PARTIAL_CONTENT, vec![Part::Payload(one.clone())])
+                (
+                    StatusCode::PARTIAL_CONTENT,
+                    vec![Part::Payload(one.clone())],
+                )
             }
             many => {
                 let boundary = boundary();
@@ -239,12 +250,16 @@ fn respond(
                     ))));
                     parts.push(Part::Payload(r.clone()));
                 }
-                parts.push(Part::Literal(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
+                parts.push(Part::Literal(Bytes::from(format!(
+                    "\r\n--{boundary}--\r\n"
+                ))));
                 (StatusCode::PARTIAL_CONTENT, parts)
             }
         },
     };
-    let length = parts.iter().fold(0u64, |a, p| a.saturating_add(part_len(p)));
+    let length = parts
+        .iter()
+        .fold(0u64, |a, p| a.saturating_add(part_len(p)));
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     let body = if head || length == 0 {
         Body::empty()
@@ -299,7 +314,9 @@ fn stream_parts(parts: Vec<Part>, reader: Box<dyn PieceReader>, stall: Duration)
                     let mut buf = vec![0u8; want];
                     let mut filled = 0usize;
                     while filled < want {
-                        let Some(rest) = buf.get_mut(filled..) else { break };
+                        let Some(rest) = buf.get_mut(filled..) else {
+                            break;
+                        };
                         match r.read_at(at.saturating_add(filled as u64), rest) {
                             Ok(0) => break,
                             Ok(n) => filled = filled.saturating_add(n),
@@ -324,7 +341,10 @@ fn stream_parts(parts: Vec<Part>, reader: Box<dyn PieceReader>, stall: Duration)
                     Ok(b) => {
                         let e = std::io::Error::new(
                             std::io::ErrorKind::UnexpectedEof,
-                            format!("the piece ended {} bytes early", want.saturating_sub(b.len())),
+                            format!(
+                                "the piece ended {} bytes early",
+                                want.saturating_sub(b.len())
+                            ),
                         );
                         tracing::warn!(error = %e, "a retrieval stopped");
                         let _ = send(&tx, Err(e), stall).await;
@@ -365,6 +385,7 @@ async fn send(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -380,9 +401,18 @@ mod tests {
     fn plans_follow_the_conditional_and_range_headers() {
         let e = "\"bafk\"";
         assert_eq!(plan(&h(&[]), e, 100), Plan::Full);
-        assert_eq!(plan(&h(&[(header::IF_NONE_MATCH, e)]), e, 100), Plan::NotModified);
-        assert_eq!(plan(&h(&[(header::IF_NONE_MATCH, "\"x\", *")]), e, 100), Plan::NotModified);
-        assert_eq!(plan(&h(&[(header::IF_NONE_MATCH, "\"x\"")]), e, 100), Plan::Full);
+        assert_eq!(
+            plan(&h(&[(header::IF_NONE_MATCH, e)]), e, 100),
+            Plan::NotModified
+        );
+        assert_eq!(
+            plan(&h(&[(header::IF_NONE_MATCH, "\"x\", *")]), e, 100),
+            Plan::NotModified
+        );
+        assert_eq!(
+            plan(&h(&[(header::IF_NONE_MATCH, "\"x\"")]), e, 100),
+            Plan::Full
+        );
         assert_eq!(
             plan(&h(&[(header::RANGE, "bytes=0-9")]), e, 100),
             Plan::Ranges(vec![0..=9])
@@ -400,20 +430,40 @@ mod tests {
             Plan::Ranges(vec![0..=0, 50..=59])
         );
         // Outside the payload: 416; a Range header that does not parse is ignored.
-        assert_eq!(plan(&h(&[(header::RANGE, "bytes=100-")]), e, 100), Plan::Unsatisfiable);
-        assert_eq!(plan(&h(&[(header::RANGE, "bytes=0-0")]), e, 0), Plan::Unsatisfiable);
-        assert_eq!(plan(&h(&[(header::RANGE, "pages=1-2")]), e, 100), Plan::Full);
+        assert_eq!(
+            plan(&h(&[(header::RANGE, "bytes=100-")]), e, 100),
+            Plan::Unsatisfiable
+        );
+        assert_eq!(
+            plan(&h(&[(header::RANGE, "bytes=0-0")]), e, 0),
+            Plan::Unsatisfiable
+        );
+        assert_eq!(
+            plan(&h(&[(header::RANGE, "pages=1-2")]), e, 100),
+            Plan::Full
+        );
         // If-Range with a stale validator: everything.
         assert_eq!(
-            plan(&h(&[(header::RANGE, "bytes=0-9"), (header::IF_RANGE, "\"old\"")]), e, 100),
+            plan(
+                &h(&[(header::RANGE, "bytes=0-9"), (header::IF_RANGE, "\"old\"")]),
+                e,
+                100
+            ),
             Plan::Full
         );
         assert_eq!(
-            plan(&h(&[(header::RANGE, "bytes=0-9"), (header::IF_RANGE, e)]), e, 100),
+            plan(
+                &h(&[(header::RANGE, "bytes=0-9"), (header::IF_RANGE, e)]),
+                e,
+                100
+            ),
             Plan::Ranges(vec![0..=9])
         );
         // Too many ranges, or asking for the payload many times over.
-        let many = (0..=MAX_RANGES).map(|i| format!("{i}-{i}")).collect::<Vec<_>>().join(",");
+        let many = (0..=MAX_RANGES)
+            .map(|i| format!("{i}-{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
         assert_eq!(
             plan(&h(&[(header::RANGE, &format!("bytes={many}"))]), e, 1000),
             Plan::Unsatisfiable

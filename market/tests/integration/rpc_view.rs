@@ -11,9 +11,9 @@ use lode_market::deal::chain::RpcChainView;
 use lode_market::deal::policy::ChainView;
 use lode_node::rpc::client::{ApiInfo, NodeClient};
 use lode_node::rpc::types::{ActorInfo, DealView, GenesisInfo, HeadInfo};
+use lode_node::rpc::{RpcConfig, serve_module};
 use lode_proofs::cid::PieceCid;
 use lode_proofs::node::Node;
-use lode_node::rpc::{RpcConfig, serve_module};
 use serde_json::{Value, json};
 
 use crate::common::*;

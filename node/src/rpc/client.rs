@@ -32,10 +32,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, DealView, EscrowView, GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress,
-    MessageInfo, MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo,
-    NetworkPowerInfo, PeerView, PreCommitView, SectorInfo, SubmitVerdict, SyncStatusInfo,
-    TipsetInfo, VersionInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, DealView, EscrowView, GenesisInfo, Hash, HeadEventInfo,
+    HeadInfo, IdAddress, MessageInfo, MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView,
+    MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView, PreCommitView, SectorInfo, SubmitVerdict,
+    SyncStatusInfo, TipsetInfo, VersionInfo,
 };
 use crate::core::{MinerBase, ProvingView};
 use crate::wire::{self, FullBlock};
@@ -587,7 +587,10 @@ impl NodeClient {
     ///
     /// # Errors
     /// [`ClientError`] (`Decode` for a malformed number).
-    pub async fn state_verified_client_datacap(&self, addr: &Address) -> ClientResult<Option<u128>> {
+    pub async fn state_verified_client_datacap(
+        &self,
+        addr: &Address,
+    ) -> ClientResult<Option<u128>> {
         let v: Option<String> = self
             .call("state_verifiedClientDataCap", vec![addr.to_string().into()])
             .await?;

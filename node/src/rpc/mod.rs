@@ -104,9 +104,10 @@ pub use metrics_http::{
     MetricsServerHandle, OPENMETRICS_CONTENT_TYPE, serve_http, serve_metrics, serve_node_metrics,
 };
 pub use types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, DealView, EscrowView, GenesisInfo, HeadEventInfo, HeadInfo, MessageInfo,
-    MessageParam, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo,
-    PeerView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, DealView, EscrowView, GenesisInfo, HeadEventInfo,
+    HeadInfo, MessageInfo, MessageParam, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo,
+    NetInfo, NetworkPowerInfo, PeerView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo,
+    VersionInfo,
 };
 
 use crate::core::NodeCore;

@@ -12,10 +12,10 @@ use lode_chain::runtime::RandomnessTag;
 use lode_chain::types::{ActorId, Address, Epoch};
 
 use super::types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, DealView, DeadlineInfoView, EscrowView, DeadlineTiming, GenesisInfo,
-    HeadInfo, HeaderInfo, MessageInfo, MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView,
-    MinerPowerInfo, NetworkPowerInfo, PartitionInfo, PreCommitView, SectorInfo, SectorRefInfo,
-    TipsetInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, DeadlineInfoView, DeadlineTiming, DealView, EscrowView,
+    GenesisInfo, HeadInfo, HeaderInfo, MessageInfo, MessageLookupInfo, MinerDeadlinesInfo,
+    MinerInfoView, MinerPowerInfo, NetworkPowerInfo, PartitionInfo, PreCommitView, SectorInfo,
+    SectorRefInfo, TipsetInfo,
 };
 use crate::blockstore::TipsetMeta;
 use crate::core::NodeCore;

@@ -567,6 +567,39 @@ pub struct DealView {
     pub allocation: Option<u64>,
 }
 
+impl DealView {
+    /// The chain's record of the deal this view shows (`last_updated` is the paid-until epoch once
+    /// the deal is active).
+    ///
+    /// # Errors
+    /// The view's piece CID is not a piece CID (a node of another version?).
+    pub fn to_deal(&self) -> Result<lode_chain::actors::market::Deal, lode_proofs::cid::CidError> {
+        use lode_chain::actors::market::{Deal, DealProposal, DealState};
+        let piece: lode_proofs::cid::PieceCid = self.piece_cid.parse()?;
+        Ok(Deal {
+            proposal: DealProposal {
+                piece_cid: piece.comm_p().0,
+                piece_size: self.piece_size,
+                verified: self.verified,
+                client: self.client,
+                provider: self.provider,
+                label: self.label.clone(),
+                start_epoch: self.start_epoch,
+                end_epoch: self.end_epoch,
+                price_per_epoch: self.price_per_epoch,
+                provider_collateral: self.provider_collateral,
+                client_collateral: self.client_collateral,
+            },
+            state: DealState {
+                sector: self.sector,
+                activation_epoch: self.activation_epoch,
+                last_updated: self.activation_epoch.map(|_| self.paid_until),
+                allocation: self.allocation,
+            },
+        })
+    }
+}
+
 /// One live sector of a miner (`state_minerSectors`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SectorInfo {

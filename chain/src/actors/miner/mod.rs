@@ -362,7 +362,10 @@ fn change_peer_info(
             multiaddrs.len()
         );
     }
-    if let Some(a) = multiaddrs.iter().find(|a| a.is_empty() || a.len() > MAX_MULTIADDR_BYTES) {
+    if let Some(a) = multiaddrs
+        .iter()
+        .find(|a| a.is_empty() || a.len() > MAX_MULTIADDR_BYTES)
+    {
         abort!(
             IllegalArgument,
             "a multiaddress has {} bytes (1 to {MAX_MULTIADDR_BYTES} accepted)",
