@@ -483,6 +483,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             },
             proving: lode_provider::poster::ProvingSettings::default(),
             tasks: Default::default(),
+            market: devnet_market(),
         };
         settings.save(&mdir)?;
         miners.push(MinerEntry {
@@ -512,6 +513,20 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
     };
     file.save(dir)?;
     Ok(file)
+}
+
+/// The market of a devnet provider: data fetched from loopback (the client serves it there),
+/// deals published after at most 2 epochs of waiting, deals taken that start 40 epochs after
+/// they arrive (room to fetch, publish and seal a small sector), and active deals settled every
+/// 5 epochs (payments visible at once).
+fn devnet_market() -> lode_provider::market::MarketSettings {
+    let mut m = lode_provider::market::MarketSettings::default();
+    m.transfer.allow_private_addresses = true;
+    m.policy.start_epoch_margin = 40;
+    m.publish_wait_epochs = 2;
+    m.republish_after_epochs = 10;
+    m.settle_every_epochs = 5;
+    m
 }
 
 /// The running processes of a launched devnet.

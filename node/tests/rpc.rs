@@ -786,6 +786,14 @@ async fn market_and_verified_registry_queries_follow_the_state() {
         let open = node.open();
         let admin = node.admin();
 
+        // The provider collateral a deal needs grows with its size.
+        let small = open.state_deal_provider_collateral(1024).await.unwrap();
+        let large = open.state_deal_provider_collateral(1 << 20).await.unwrap();
+        assert!(
+            small > TokenAmount::ZERO && large > small,
+            "{small} {large}"
+        );
+
         // Nothing yet: no escrow, no DataCap, no verifier, no deal.
         let zero = open.state_market_balance(&account(11)).await.unwrap();
         assert_eq!(

@@ -90,6 +90,15 @@ pub trait NodeApi: Send + Sync + 'static {
         let _ = id;
         async move { Ok(DealLookup::NotReported) }
     }
+    /// An actor's market escrow (`state_marketBalance`): the market tops the miner's up before
+    /// publishing deals whose provider collateral it does not cover. The default answers like
+    /// [`NodeApi::miner_power`]'s.
+    fn market_escrow(
+        &self,
+        owner: ActorId,
+    ) -> impl Future<Output = ProviderResult<lode_node::rpc::types::EscrowView>> + Send {
+        async move { Err(not_reported("state_marketBalance", owner)) }
+    }
 }
 
 /// What a node says of a published deal ([`NodeApi::market_deal`]).
@@ -236,6 +245,15 @@ impl NodeApi for lode_node::rpc::client::NodeClient {
 
     async fn miner_sectors(&self, miner: ActorId) -> ProviderResult<Vec<SectorInfo>> {
         self.state_miner_sectors(miner).await.map_err(client_error)
+    }
+
+    async fn market_escrow(
+        &self,
+        owner: ActorId,
+    ) -> ProviderResult<lode_node::rpc::types::EscrowView> {
+        self.state_market_balance(&Address::Id(owner))
+            .await
+            .map_err(client_error)
     }
 
     async fn market_deal(&self, id: DealId) -> ProviderResult<DealLookup> {

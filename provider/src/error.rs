@@ -58,6 +58,9 @@ pub enum ProviderError {
         /// The payload's length.
         payload_size: u64,
     },
+    /// The deal market could not be started or answered with an error.
+    #[error("market: {0}")]
+    Market(String),
     /// The daemon is stopping.
     #[error("stopping")]
     Stopped,

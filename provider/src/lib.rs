@@ -18,6 +18,8 @@
 //!   records) and the driver that seals committed-capacity and deal sectors through it
 //!   ([`pipeline::runner`]); deal pieces handed over by the market ([`pipeline::deals`]) and
 //!   read back for retrieval ([`pipeline::reader`]);
+//! - [`market`]: the deal market hosted by the daemon (the market crate's deal service and
+//!   retrieval server over this daemon's pipeline and message sender; peer info on chain);
 //! - [`tasks`]: the task scheduler: sealing phases and PoSt as tasks with declared resources,
 //!   admitted within the machine and per-kind limits, PoSt first; fenced, persisted records.
 
@@ -37,6 +39,7 @@ pub mod api;
 pub mod daemon;
 pub mod dashboard;
 pub mod error;
+pub mod market;
 pub mod metrics;
 pub mod miner;
 pub mod pipeline;

@@ -466,6 +466,44 @@ impl Messenger {
         api.push_message(signed).await
     }
 
+    /// Like [`Messenger::send_recorded`], but to another actor than the miner (`PublishDeals` to
+    /// the market actor), with `value` sent along, and a gas limit that covers `signatures` more signature checks (a
+    /// publication checks one client signature per deal).
+    ///
+    /// # Errors
+    /// As [`Messenger::send_recorded`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn send_to_recorded<A: NodeApi>(
+        &self,
+        api: &A,
+        worker: ActorId,
+        to: ActorId,
+        value: TokenAmount,
+        method: Method,
+        signatures: usize,
+        record: impl FnOnce(&SignedMessage) -> ProviderResult<()>,
+    ) -> ProviderResult<[u8; 32]> {
+        let _one_at_a_time = self.sending.lock().await;
+        let from = Address::Id(worker);
+        let nonce = api.next_nonce(from).await?;
+        let p = &self.policy;
+        let mut msg = Message {
+            from,
+            to: Address::Id(to),
+            nonce,
+            value,
+            method,
+            gas_limit: 0,
+            gas_price: p.min_gas_price,
+        };
+        let n = u64::try_from(signatures).unwrap_or(u64::MAX);
+        msg.gas_limit = lode_node::wallet::method_gas_limit(p, &msg, 0, n)
+            .saturating_add(p.gas_per_signature.saturating_mul(n).saturating_mul(2));
+        let signed = msg.sign(&p.network, &self.worker);
+        record(&signed)?;
+        api.push_message(signed).await
+    }
+
     /// Pushes a message signed earlier (one [`Messenger::send_recorded`] recorded) again, under
     /// the same lock as new messages.
     ///

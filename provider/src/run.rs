@@ -12,6 +12,9 @@
 //! | `scratch/` | sealing scratch: the sectors being sealed, one directory each (`[sealing] scratch`; the prover looks there only for a sector on chain that Finalize has not moved yet) |
 //! | `pipeline/` | the sealing pipeline's database (sled): one record per sector (`[sealing] db`) |
 //! | `cache/` | the SDR parent cache, shared by every sector of a size (`[sealing] parent_cache`) |
+//! | `market/` | the market's deal records (sled; `[market] db`) |
+//! | `deal-scratch/` | deal data received and not yet handed to sealing (`[market] scratch`) |
+//! | `market.key` | the market host's libp2p key (`0600`; `[market] key`): its peer id, announced on chain |
 //! | `token` | the provider API's bearer token for protected methods (`0600`; created at the first start) |
 //! | `endpoints.json` | written at every start: the API URL and token file, the metrics URL, the actor and the process id |
 //! | `lock` | held (an exclusive file lock) while a `lode provider run` uses the directory: a second one refuses to start |
@@ -112,6 +115,10 @@ pub struct ProviderSettings {
     /// history's retention).
     #[serde(default)]
     pub tasks: crate::tasks::SchedulerConfig,
+    /// The deal market (`[market]`: the ask, the deal policy, transfers, retrieval; see
+    /// [`crate::market`]).
+    #[serde(default)]
+    pub market: crate::market::MarketSettings,
 }
 
 /// `[sealing]` of `config.toml`: where the sealing pipeline keeps its records and its scratch.
@@ -332,6 +339,7 @@ pub struct RunningProvider {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     metrics: lode_node::rpc::MetricsServerHandle,
     rpc: lode_node::rpc::RpcServerHandle,
+    market: Option<crate::market::RunningMarket>,
     /// The directory's lock, held until the provider is dropped.
     _lock: std::fs::File,
 }
@@ -343,6 +351,9 @@ impl RunningProvider {
         let _ = self.stop.send(true);
         for t in self.tasks {
             let _ = t.await;
+        }
+        if let Some(m) = self.market {
+            m.stop().await;
         }
         self.rpc.stopped().await;
         self.metrics.stop().await;
@@ -515,6 +526,49 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         Ok(p) => miner.with_tasks(p.scheduler().clone()),
         Err(_) => miner,
     };
+    let market = match &pipeline {
+        Ok(_) if !settings.market.enabled => {
+            Err("disabled by `[market] enabled = false` in config.toml".to_string())
+        }
+        Err(why) => Err(format!("the sealing pipeline does not run: {why}")),
+        Ok(p) => {
+            let view_client = NodeClient::new(ApiInfo {
+                url: settings.node_api.clone(),
+                token: None,
+            })
+            .map_err(|e| ProviderError::Node(e.to_string()))?;
+            let parts = crate::market::MarketParts {
+                dir: dir.to_path_buf(),
+                actor,
+                worker: info.worker,
+                worker_key: read_key_file(&resolve(dir, &settings.worker_key))?,
+                network: genesis.policy.network.clone(),
+                api: api.clone(),
+                view: lode_market::deal::chain::RpcChainView::new(view_client),
+                messenger: poster.messenger(),
+                pipeline: p.clone(),
+                epoch: std::time::Duration::from_secs(genesis.policy.epoch_duration_seconds),
+                max_deal_duration: genesis.policy.deal_max_duration,
+            };
+            crate::market::start(&settings.market, parts, stopped.clone())
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    if let Err(why) = &market {
+        tracing::warn!(%why, "the deal market does not run: deals are refused");
+    }
+    let market_view = market
+        .as_ref()
+        .map(|m| crate::rpc::MarketView {
+            info: crate::rpc::MarketInfo {
+                peer_id: m.peer_id.to_string(),
+                addrs: m.addrs.iter().map(ToString::to_string).collect(),
+                retrieval_url: m.retrieval_url.clone(),
+            },
+            records: m.records.clone(),
+        })
+        .map_err(Clone::clone);
     let (mining, mining_events) = watch::channel(MiningEvents::default());
     let rpc_context = ProviderRpc {
         api: api.clone(),
@@ -532,6 +586,7 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         mining: mining_events,
         metrics: metrics.clone(),
         pipeline: pipeline.clone(),
+        market: market_view,
     };
     // `/metrics` refreshes the pipeline's and the poster's gauges at each scrape; `/` and
     // `/api/dashboard.json` are the dashboard, built from the API's own functions.
@@ -601,6 +656,7 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         tasks,
         metrics: metrics_server,
         rpc,
+        market: market.ok(),
         _lock: lock,
     })
 }

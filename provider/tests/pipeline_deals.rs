@@ -615,6 +615,7 @@ async fn the_api_takes_lists_and_locates_deal_pieces() {
         mining: mining_rx.clone(),
         metrics: metrics.clone(),
         pipeline,
+        market: Err("not in this test".into()),
     };
     let (addr, _server) = rpc::serve(
         "127.0.0.1:0".parse().unwrap(),

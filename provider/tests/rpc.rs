@@ -293,6 +293,7 @@ impl Provider {
             mining: mining_rx,
             metrics: metrics.clone(),
             pipeline: Err("not in this test".into()),
+            market: Err("not in this test".into()),
         };
         let token = lode_node::rpc::load_or_create_token(dir.path()).unwrap();
         let (addr, rpc) = rpc::serve("127.0.0.1:0".parse().unwrap(), ctx, token.clone())
@@ -392,6 +393,7 @@ async fn open_methods_report_the_store_the_poster_and_the_miner() {
             mining: p.mining.subscribe(),
             metrics: p.metrics.clone(),
             pipeline: Err("not in this test".into()),
+            market: Err("not in this test".into()),
         })
         .unwrap();
         let registered: Vec<&str> = module.method_names().collect();
@@ -808,6 +810,7 @@ async fn a_real_node_accepts_the_declaration() {
                 mining: mining_rx,
                 metrics,
                 pipeline: Ok(pipeline),
+                market: Err("not in this test".into()),
             },
             token.clone(),
         )

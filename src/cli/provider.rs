@@ -95,6 +95,19 @@ starting balance (`--deposit`, out of which pre-commit deposits and initial pled
   lode provider tasks --devnet ~/.local/share/lode/devnet
   lode provider tasks --all --dir mynet/miner-0 --json")]
     Tasks(TasksArgs),
+    /// The market's deals, newest first: UUID, client, piece, size, verified, status
+    /// (accepted, transferring, transferred, publishing, published, handed_off, sealing, active,
+    /// expired, slashed, failed), deal id, sector, and why a deal failed.
+    #[command(after_help = "Examples:
+  lode provider deals --devnet ~/.local/share/lode/devnet
+  lode provider deals --dir mynet/miner-0 --json")]
+    Deals(ProviderClientArgs),
+    /// How clients reach the provider's market: its libp2p peer id, the addresses announced on
+    /// chain, and the retrieval URL (`GET /piece/<piece CID>`).
+    #[command(after_help = "Examples:
+  lode provider market --devnet ~/.local/share/lode/devnet
+  lode provider market --dir mynet/miner-0 --json")]
+    Market(ProviderClientArgs),
     /// Declare sectors faulty (protected: needs the provider's token). They lose power until
     /// declared recovered and proven; the provider does not declare them recovered by itself.
     #[command(after_help = "Examples:
@@ -204,6 +217,8 @@ pub(crate) fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
         ProviderCommand::Sectors(c) => sectors(&c),
         ProviderCommand::Proving(c) => proving(&c),
         ProviderCommand::Tasks(a) => tasks(&a),
+        ProviderCommand::Deals(c) => deals(&c),
+        ProviderCommand::Market(c) => market(&c),
         ProviderCommand::DeclareFaults(a) => declare(&a, true),
         ProviderCommand::DeclareRecoveries(a) => declare(&a, false),
     }
@@ -383,6 +398,7 @@ fn init(a: &ProviderInitArgs) -> anyhow::Result<()> {
                 parent_cache: super::common::default_cache_dir().join("parents"),
                 ..Default::default()
             },
+            market: Default::default(),
         };
         settings.save(dir)?;
         Ok(Initialised {
@@ -604,6 +620,64 @@ fn sectors_text(list: &ProviderSectors) -> String {
         out.push_str(&format!("the node did not answer: {e}\n"));
     }
     out
+}
+
+fn deals(c: &ProviderClientArgs) -> anyhow::Result<()> {
+    let client = client(c)?;
+    let list = block_on(client.deals())?.map_err(provider_client_error)?;
+    if c.json {
+        return print_json(&list);
+    }
+    print!("{}", deals_text(&list));
+    Ok(())
+}
+
+/// `lode provider deals`' text.
+fn deals_text(list: &[lode_market::provider::records::ProviderDeal]) -> String {
+    if list.is_empty() {
+        return "No deals yet.\n".to_string();
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|d| {
+            let p = &d.proposal.proposal;
+            let status = serde_json::to_value(d.status)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            vec![
+                d.uuid.to_string(),
+                p.client.to_string(),
+                lode_provider::pipeline::deals::piece_cid_text(p.piece_cid),
+                p.piece_size.to_string(),
+                if p.verified { "yes" } else { "no" }.to_string(),
+                status,
+                d.deal_id.map_or("-".to_string(), |i| i.to_string()),
+                d.sector.map_or("-".to_string(), |s| s.to_string()),
+                d.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "UUID", "Client", "Piece", "Size", "Verified", "Status", "Deal", "Sector", "Reason",
+        ],
+        &rows,
+    )
+}
+
+fn market(c: &ProviderClientArgs) -> anyhow::Result<()> {
+    let client = client(c)?;
+    let info = block_on(client.market())?.map_err(provider_client_error)?;
+    if c.json {
+        return print_json(&info);
+    }
+    println!("Peer id:       {}", info.peer_id);
+    for a in &info.addrs {
+        println!("Address:       {a}");
+    }
+    println!("Retrieval:     {}/piece/<piece CID>", info.retrieval_url);
+    Ok(())
 }
 
 fn tasks(a: &TasksArgs) -> anyhow::Result<()> {

@@ -85,6 +85,17 @@ impl ChainView for RpcChainView {
             .map(deal_of_view)
             .transpose()
     }
+
+    async fn provider_collateral_min(
+        &self,
+        piece_size: u64,
+    ) -> MarketResult<Option<lode_chain::types::TokenAmount>> {
+        Ok(Some(
+            self.client
+                .state_deal_provider_collateral(piece_size)
+                .await?,
+        ))
+    }
 }
 
 /// The chain's deal record from the node's view of it.

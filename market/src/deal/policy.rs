@@ -132,6 +132,16 @@ pub enum Rejection {
         /// The least this ask takes.
         min: TokenAmount,
     },
+    /// The proposal's provider collateral is below what the chain asks of a deal of its size.
+    #[error(
+        "the provider collateral of {given} is below the chain's minimum of {min} for this piece size (it grows with the circulating supply: propose with a margin above `state_dealProviderCollateral`)"
+    )]
+    CollateralTooLow {
+        /// The proposal's provider collateral.
+        given: TokenAmount,
+        /// The chain's minimum now.
+        min: TokenAmount,
+    },
     /// The client's escrow does not cover the deal.
     #[error(
         "the client's free market escrow is {free}, but this deal locks {needed}: add to the escrow first"
@@ -219,6 +229,9 @@ pub struct DealFacts {
     pub sector_size: u64,
     /// Bytes the sealing pipeline can still take, minus pieces accepted and not handed to it.
     pub free_capacity: u64,
+    /// The least provider collateral the chain takes for this piece now (`None`: the view
+    /// cannot say; the chain checks it at publication).
+    pub provider_collateral_min: Option<TokenAmount>,
 }
 
 /// Decides on a deal request: `Ok(())` to accept it, else the first [`Rejection`].
@@ -324,6 +337,14 @@ pub fn evaluate(
             });
         }
     }
+    if let Some(min) = facts.provider_collateral_min
+        && d.provider_collateral < min
+    {
+        return Err(Rejection::CollateralTooLow {
+            given: d.provider_collateral,
+            min,
+        });
+    }
     let free = facts
         .client_escrow
         .balance
@@ -419,6 +440,15 @@ pub trait ChainView: Send + Sync + 'static {
     ) -> impl Future<Output = MarketResult<Option<u128>>> + Send;
     /// A published deal and its state (`None`: no such deal, or no longer on chain).
     fn market_deal(&self, id: DealId) -> impl Future<Output = MarketResult<Option<Deal>>> + Send;
+    /// The least provider collateral a deal of `piece_size` needs if published now (`None`: this
+    /// view cannot say, the default).
+    fn provider_collateral_min(
+        &self,
+        piece_size: u64,
+    ) -> impl Future<Output = MarketResult<Option<TokenAmount>>> + Send {
+        let _ = piece_size;
+        async { Ok(None) }
+    }
 }
 
 /// Reads the [`DealFacts`] for `request` from `view`; `pending_lock`, `sector_size` and
@@ -443,6 +473,9 @@ pub async fn gather_facts<V: ChainView>(
     } else {
         None
     };
+    let provider_collateral_min = view
+        .provider_collateral_min(request.proposal.proposal.piece_size)
+        .await?;
     Ok(DealFacts {
         head,
         policy,
@@ -452,6 +485,7 @@ pub async fn gather_facts<V: ChainView>(
         client_datacap,
         sector_size,
         free_capacity,
+        provider_collateral_min,
     })
 }
 
@@ -488,7 +522,35 @@ mod tests {
             client_datacap: None,
             sector_size: 2048,
             free_capacity: 1 << 20,
+            provider_collateral_min: None,
         }
+    }
+
+    #[test]
+    fn a_provider_collateral_below_the_chains_minimum_is_refused() {
+        let mut f = facts();
+        let mut d = proposal();
+        d.provider_collateral = TokenAmount(99);
+        f.provider_collateral_min = Some(TokenAmount(100));
+        let r = evaluate(
+            &DealPolicyConfig::default(),
+            &ask(),
+            OURS,
+            &f,
+            &signed(d.clone()),
+        );
+        assert_eq!(
+            r,
+            Err(Rejection::CollateralTooLow {
+                given: TokenAmount(99),
+                min: TokenAmount(100)
+            })
+        );
+        d.provider_collateral = TokenAmount(100);
+        assert_eq!(
+            evaluate(&DealPolicyConfig::default(), &ask(), OURS, &f, &signed(d)),
+            Ok(())
+        );
     }
 
     fn proposal() -> DealProposal {

@@ -556,6 +556,19 @@ impl NodeClient {
             .await
     }
 
+    /// `state_dealProviderCollateral`: the least provider collateral a deal of `piece_size`
+    /// padded bytes needs if published now.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_deal_provider_collateral(
+        &self,
+        piece_size: u64,
+    ) -> ClientResult<lode_chain::types::TokenAmount> {
+        self.call("state_dealProviderCollateral", vec![piece_size.into()])
+            .await
+    }
+
     /// `state_marketDeal`: a published deal, `None` when unknown or ended.
     ///
     /// # Errors

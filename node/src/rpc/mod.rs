@@ -43,6 +43,7 @@
 //! | `state_marketBalance` | address | [`EscrowView`]: the actor's market escrow (balance, locked, available); zero for an unknown address | open |
 //! | `state_marketDeal` | deal id | [`DealView`]: the proposal, `published` or `active`, its sector, paid-until epoch and allocation; `null` for an unknown or ended deal | open |
 //! | `state_marketDeals` | provider address or `null`, client address or `null`, first deal id (optional) | [`DealView`] list, oldest first, at most [`query::MAX_DEALS_LISTED`] | open |
+//! | `state_dealProviderCollateral` | padded piece size | the least provider collateral (atto, decimal string) a deal of that size needs if published now; it grows with the circulating supply, so proposals carry a margin | open |
 //! | `state_verifiedClientDataCap` | address | the client's DataCap in bytes (decimal string), or `null` for none | open |
 //! | `state_verifierAllowance` | address | the verifier's remaining allowance in bytes (decimal string), or `null` for a non-verifier | open |
 //! | `mpool_push` | signed message: hex of its postcard encoding, or its JSON | message id | open (the signature authorises it) |
@@ -160,6 +161,7 @@ pub const OPEN_METHODS: &[&str] = &[
     "state_marketDeal",
     "state_marketDeals",
     "state_verifiedClientDataCap",
+    "state_dealProviderCollateral",
     "state_verifierAllowance",
     "miner_provingView",
     "mpool_push",
@@ -481,6 +483,13 @@ pub fn module(
         let addr = address_param(&params)?;
         on_core(&ctx, move |c| query::market_balance(c, &addr)).await
     })?;
+    m.register_async_method(
+        "state_dealProviderCollateral",
+        |params, ctx, _| async move {
+            let size: u64 = params.one()?;
+            on_core(&ctx, move |c| query::deal_provider_collateral(c, size)).await
+        },
+    )?;
     m.register_async_method("state_marketDeal", |params, ctx, _| async move {
         let id: DealId = params.one()?;
         on_core(&ctx, move |c| query::market_deal(c, id)).await

@@ -434,6 +434,23 @@ pub fn market_balance(c: &NodeCore, addr: &Address) -> NodeResult<EscrowView> {
     })
 }
 
+/// The least provider collateral a deal of `piece_size` padded bytes needs if it is published
+/// now (it grows with the circulating supply: a proposal should carry a margin above it).
+///
+/// # Errors
+/// A state store failure.
+pub fn deal_provider_collateral(
+    c: &NodeCore,
+    piece_size: u64,
+) -> NodeResult<lode_chain::types::TokenAmount> {
+    c.chain().view(|rt| {
+        let econ = lode_chain::actors::economics::current(rt)?;
+        Ok(lode_chain::monies::provider_collateral_min(
+            rt.policy, &econ, piece_size,
+        ))
+    })
+}
+
 /// A client's DataCap, in bytes; `None` when it has none (or no such actor exists).
 ///
 /// # Errors

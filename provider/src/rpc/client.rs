@@ -225,6 +225,22 @@ impl ProviderClient {
         self.call("provider_dealPieces", params).await
     }
 
+    /// `provider_market`: the hosted market's peer id, announced addresses and retrieval URL.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`-32003` when the market does not run).
+    pub async fn market(&self) -> ClientResult<super::MarketInfo> {
+        self.call("provider_market", Vec::new()).await
+    }
+
+    /// `provider_deals`: the market's deal records, newest first.
+    ///
+    /// # Errors
+    /// [`ClientError`] (`-32003` when the market does not run).
+    pub async fn deals(&self) -> ClientResult<Vec<lode_market::provider::records::ProviderDeal>> {
+        self.call("provider_deals", Vec::new()).await
+    }
+
     /// `provider_pieceLocation`: where a piece's bytes are (`None`: no proven sector holds it).
     ///
     /// # Errors

@@ -27,6 +27,8 @@
 //! | `provider_dealPieces` | deal ids (optional array: all when absent) | [`DealPieceInfo`]s: each deal piece the pipeline holds — deal id, piece CID, piece and payload sizes, verified, start and end epochs, sector and padded offset, state (`waiting`, `packed`, `sealing`, `proving`, `failed`) and the reason of a failure | open |
 //! | `provider_pieceLocation` | piece CID (text) | [`PieceLocation`] or `null`: a deal storing the piece whose sector is `Proving` — deal id, sector, padded offset and size, payload size, whether an unsealed copy is there (what the retrieval server reads) | open |
 //! | `provider_addPiece` | deal id, the deal's proposal (as published: `lode_chain::actors::market::DealProposal`), payload file path (on the provider's machine), payload size | [`DealPieceInfo`]: where the piece went; the pipeline copies the payload (the caller may delete it once this returns), places the piece in a deal sector and seals it; idempotent by deal id. `-32003` for a deal it does not take (another provider's, a piece larger than a sector, a payload longer than the piece holds or not the deal's CommP, a start epoch too close or passed, a deal not on chain) | protected |
+//! | `provider_market` | — | [`MarketInfo`]: the hosted market's libp2p peer id, the addresses announced on chain (the retrieval server's ends in `/http`) and the retrieval URL; `-32003` when the market does not run, with why | open |
+//! | `provider_deals` | — | the market's deal records ([`lode_market::provider::records::ProviderDeal`]), newest first: UUID, client peer, signed proposal, transfer, status (`accepted`, `transferring`, `transferred`, `publishing`, `published`, `handed_off`, `sealing`, `active`, `expired`, `slashed`, `failed`), deal id, sector, the failure reason | open |
 //! | `provider_pledge` | count (1–256) | [`Pledged`]: the numbers of the committed-capacity sectors created; the pipeline seals, pre-commits and prove-commits them | protected |
 //! | `provider_removeSector` | sector number | [`PipelineSector`]: the sector moved to `Removing` (its files are deleted, then `Removed`); refused for a sector on chain (terminate it instead) | protected |
 //! | `provider_terminateSector` | sector number | [`PipelineSector`]: the sector moved to `Terminating`; the pipeline sends `TerminateSectors` once its deadline is mutable, then `Terminated` (`provider_sectorStatus` gives the message and the fee); refused for a sector not live on chain (remove it instead) or not in the pipeline | protected |
@@ -58,7 +60,7 @@ use lode_proofs::sector::SectorSize;
 use tokio::sync::watch;
 
 pub use types::{
-    ChainSector, MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo,
+    ChainSector, MarketInfo, MiningInfo, PipelineSector, PipelineSectors, Pledged, ProviderInfo,
     ProviderSector, ProviderSectors, ProviderTasks, ProvingCheck, SectorCheck, SectorStatus,
     Termination,
 };
@@ -87,6 +89,8 @@ pub const OPEN_METHODS: &[&str] = &[
     "provider_tasks",
     "provider_dealPieces",
     "provider_pieceLocation",
+    "provider_market",
+    "provider_deals",
 ];
 
 /// Methods that need the token.
@@ -139,6 +143,17 @@ pub struct ProviderRpc<A: NodeApi> {
     pub metrics: ProviderMetrics,
     /// The sealing pipeline, or why it does not run.
     pub pipeline: Result<Arc<Pipeline<A>>, String>,
+    /// The hosted market, or why it does not run.
+    pub market: Result<MarketView, String>,
+}
+
+/// The hosted market as the API shows it.
+#[derive(Clone, Debug)]
+pub struct MarketView {
+    /// Its peer id and addresses.
+    pub info: MarketInfo,
+    /// Its deal records.
+    pub records: lode_market::provider::records::DealRecords,
 }
 
 impl<A: NodeApi> Clone for ProviderRpc<A> {
@@ -151,6 +166,7 @@ impl<A: NodeApi> Clone for ProviderRpc<A> {
             mining: self.mining.clone(),
             metrics: self.metrics.clone(),
             pipeline: self.pipeline.clone(),
+            market: self.market.clone(),
         }
     }
 }
@@ -284,6 +300,17 @@ pub fn module<A: NodeApi>(
             .one()
             .map_err(|e| invalid_param("piece_cid", "a piece CID", &e))?;
         piece_location(&ctx, &cid).await
+    })?;
+    m.register_method("provider_market", |_, ctx, _| {
+        market(ctx).map(|m| m.info.clone())
+    })?;
+    m.register_method("provider_deals", |_, ctx, _| {
+        let mut deals = market(ctx)?
+            .records
+            .list()
+            .map_err(|e| provider_error(ProviderError::Market(e.to_string())))?;
+        deals.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        Ok::<_, ErrorObjectOwned>(deals)
     })?;
     m.register_async_method("provider_check", |params, ctx, _| async move {
         let deadline: Option<u64> = params.sequence().optional_next()?;
@@ -481,6 +508,12 @@ fn sealing<A: NodeApi>(ctx: &ProviderRpc<A>) -> Result<&Arc<Pipeline<A>>, ErrorO
             format!("the sealing pipeline does not run: {why}"),
         )
     })
+}
+
+fn market<A: NodeApi>(ctx: &ProviderRpc<A>) -> Result<&MarketView, ErrorObjectOwned> {
+    ctx.market
+        .as_ref()
+        .map_err(|why| error(codes::REFUSED, format!("the market does not run: {why}")))
 }
 
 fn pipeline_error(e: PipelineError) -> ErrorObjectOwned {

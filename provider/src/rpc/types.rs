@@ -267,3 +267,14 @@ pub struct ProviderTasks {
     /// The tasks.
     pub tasks: Vec<crate::tasks::TaskView>,
 }
+
+/// `provider_market`: how clients reach the hosted market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketInfo {
+    /// The market host's libp2p peer id.
+    pub peer_id: String,
+    /// The addresses announced on chain (libp2p ones, then the retrieval server's `…/http`).
+    pub addrs: Vec<String>,
+    /// The retrieval server's base URL (`GET /piece/<piece CID>`).
+    pub retrieval_url: String,
+}
