@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::deal::{DealUuid, TransferSpec};
 use crate::error::{MarketError, MarketResult};
+use crate::retrieval::BlockIndex;
 
 /// Where a provider's deal is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -183,6 +184,15 @@ impl DealRecords {
 
     fn error(&self) -> impl Fn(sled::Error) -> MarketError + '_ {
         records_error(&self.path)
+    }
+
+    /// The block index of the provider's CAR payloads, in this database's trees (what the
+    /// retrieval server's trustless gateway reads: [`crate::retrieval::serve_with_index`]).
+    ///
+    /// # Errors
+    /// [`MarketError::Records`] when its trees cannot be opened.
+    pub fn block_index(&self) -> MarketResult<BlockIndex> {
+        BlockIndex::in_db(self.db.clone(), self.path.clone())
     }
 
     fn encode(&self, deal: &ProviderDeal) -> MarketResult<Vec<u8>> {

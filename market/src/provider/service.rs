@@ -20,7 +20,9 @@
 //!    published by a later tick) or a recorded one (looked up, pushed again, never re-signed);
 //!    a deal whose start epoch has come before it could be published fails;
 //! 4. published deals are handed to sealing ([`SealingApi::add_piece`], idempotent per deal id),
-//!    which copies the payload: the deal's scratch file is removed then;
+//!    which copies the payload; a CAR payload's blocks are then indexed in the block index
+//!    ([`crate::retrieval::BlockIndex`], beside the records: idempotent, so a crash before the
+//!    hand-off is recorded indexes it again), and the deal's scratch file is removed;
 //! 5. deals in sealing are followed on chain and in the pipeline until active, and active ones
 //!    until they expire or are slashed.
 //!
@@ -47,6 +49,7 @@ use crate::deal::{
 };
 use crate::error::{MarketError, MarketResult};
 use crate::net::MarketServer;
+use crate::retrieval::BlockIndex;
 use crate::transfer::Scratch;
 use crate::transfer::commp::verify_piece;
 use crate::transfer::http::{TransferConfig, pull};
@@ -98,6 +101,8 @@ pub struct DealProvider<V, P, S> {
     publisher: P,
     sealing: S,
     records: DealRecords,
+    /// The block index of handed-off CAR payloads (in the records' database).
+    blocks: Option<BlockIndex>,
     scratch: Scratch,
     ask: StdMutex<Option<StorageAsk>>,
     /// Held while records are read and changed, so that two steps never change one record.
@@ -128,6 +133,13 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
         records: DealRecords,
         scratch: Scratch,
     ) -> DealProvider<V, P, S> {
+        let blocks = match records.block_index() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::warn!(error = %e, "the block index cannot be opened: payload blocks will not be indexed for /ipfs/ retrieval");
+                None
+            }
+        };
         DealProvider {
             config,
             worker,
@@ -135,6 +147,7 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
             publisher,
             sealing,
             records,
+            blocks,
             scratch,
             ask: StdMutex::new(None),
             lock: Mutex::new(()),
@@ -147,6 +160,13 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
     /// The records.
     pub fn records(&self) -> &DealRecords {
         &self.records
+    }
+
+    /// The block index of the CAR payloads handed to sealing (what
+    /// [`crate::retrieval::serve_with_index`] serves `/ipfs/<cid>` from); `None` when its trees
+    /// could not be opened.
+    pub fn block_index(&self) -> Option<&BlockIndex> {
+        self.blocks.as_ref()
     }
 
     /// The scratch directory.
@@ -681,6 +701,8 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
                 .await
             {
                 Ok(progress) => {
+                    // Before the hand-off is recorded: a crash in between indexes it again.
+                    self.index_blocks(&deal, &payload).await;
                     deal.sector = progress.sector;
                     deal.set_status(DealStatus::HandedOff);
                     tracing::info!(uuid = %deal.uuid, deal_id, sector = ?progress.sector, "deal handed to sealing");
@@ -699,6 +721,34 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
             }
         }
         Ok(())
+    }
+
+    /// Indexes the blocks of a deal's payload if it is a CAR. A payload that is not one has no
+    /// index; a failure is logged and does not hold the deal back (its piece is still
+    /// retrievable whole through `/piece/`).
+    async fn index_blocks(&self, deal: &ProviderDeal, payload: &std::path::Path) {
+        let Some(index) = self.blocks.clone() else {
+            return;
+        };
+        let Some(piece) = lode_proofs::cid::PieceCid::new(lode_proofs::node::Node(
+            deal.proposal.proposal.piece_cid,
+        )) else {
+            return;
+        };
+        let path = payload.to_path_buf();
+        let uuid = deal.uuid;
+        match tokio::task::spawn_blocking(move || index.index_payload(&piece, &path)).await {
+            Ok(Ok(Some(done))) => {
+                tracing::debug!(%uuid, %piece, blocks = done.blocks, "deal payload blocks indexed");
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(%uuid, %piece, error = %e, "the deal's payload blocks cannot be indexed: /ipfs/ will not serve them (/piece/ does)");
+            }
+            Err(e) => {
+                tracing::warn!(%uuid, %piece, error = %e, "indexing the deal's payload blocks stopped");
+            }
+        }
     }
 
     async fn follow_sealing(&self, head: u64) -> MarketResult<()> {

@@ -1,4 +1,5 @@
-//! Retrieval over HTTP: the provider's `GET|HEAD /piece/<piece CID>`.
+//! Retrieval over HTTP: the provider's `GET|HEAD /piece/<piece CID>`, and the trustless gateway
+//! `GET|HEAD /ipfs/<cid>` (module `gateway`) over the [`BlockIndex`] of its CAR payloads.
 //!
 //! A piece is answered from a [`PieceSource`] (the provider's unsealed copies, unsealing on
 //! demand, or the payloads it holds before sealing): the whole payload (`200`), one range
@@ -16,6 +17,8 @@
 //! [`RetrievalConfig::stall_timeout`]. A request may name at most [`MAX_RANGES`] ranges and ask
 //! for at most twice the payload's length in all.
 
+mod gateway;
+mod index;
 mod server;
 mod source;
 
@@ -30,7 +33,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lode_proofs::cid::PieceCid;
 
-pub use server::{RetrievalConfig, RetrievalServer, serve};
+pub use gateway::{CAR_TYPE, DAG_CBOR_CODEC, DagScope, RAW_TYPE};
+pub use index::{BlockIndex, BlockLocation, IndexedPayload, MAX_LOCATIONS};
+pub use server::{RetrievalConfig, RetrievalServer, serve, serve_with_index};
 pub use source::{DirPieces, FileReader, PieceReader, PieceSource};
 
 /// Bytes read from a piece per step of a response body.
@@ -47,6 +52,9 @@ pub const IMMUTABLE: &str = "public, max-age=29030400, immutable";
 pub(crate) struct Shared {
     pub(crate) pieces: Arc<dyn PieceSource>,
     pub(crate) stall_timeout: Duration,
+    /// The block index of the trustless gateway (`/ipfs/`); `None`: the gateway answers `501`.
+    pub(crate) blocks: Option<BlockIndex>,
+    pub(crate) car_limits: gateway::CarLimits,
 }
 
 fn text(status: StatusCode, msg: impl Into<String>) -> Response {

@@ -11,7 +11,8 @@ use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Semaphore, oneshot};
 
-use super::{PieceSource, Shared, piece};
+use super::gateway::{CarLimits, ipfs, ipfs_path};
+use super::{BlockIndex, PieceSource, Shared, piece};
 use crate::error::{MarketError, MarketResult};
 
 /// The retrieval server's settings (`[retrieval]` of the market's configuration).
@@ -26,6 +27,11 @@ pub struct RetrievalConfig {
     pub max_connections: usize,
     /// A response whose client takes nothing for this many seconds is dropped.
     pub stall_timeout_secs: u64,
+    /// The most blocks in one CAR from the trustless gateway (`/ipfs/<cid>`); a larger DAG's
+    /// stream ends with an error (the walk's pending links count, bounding its memory too).
+    pub car_max_blocks: u64,
+    /// The deepest the gateway's CAR walk follows links.
+    pub car_max_depth: usize,
 }
 
 impl Default for RetrievalConfig {
@@ -35,6 +41,8 @@ impl Default for RetrievalConfig {
             header_timeout_secs: 10,
             max_connections: 256,
             stall_timeout_secs: 60,
+            car_max_blocks: 262_144,
+            car_max_depth: 256,
         }
     }
 }
@@ -77,20 +85,44 @@ impl Drop for RetrievalServer {
     }
 }
 
-/// The routes: `GET|HEAD /piece/{cid}`.
+/// The routes: `GET|HEAD /piece/{cid}`, `GET|HEAD /ipfs/{cid}` (and `/ipfs/{cid}/{path}`, refused).
 fn router(shared: Shared) -> Router {
     Router::new()
         .route("/piece/{cid}", get(piece).head(piece))
+        .route("/ipfs/{cid}", get(ipfs).head(ipfs))
+        .route("/ipfs/{cid}/{*path}", get(ipfs_path).head(ipfs_path))
         .with_state(shared)
 }
 
-/// Starts the retrieval server on `config.listen`, answering from `pieces`.
+/// Starts the retrieval server on `config.listen`, answering `/piece/` from `pieces`; without a
+/// block index, `/ipfs/` answers `501` (see [`serve_with_index`]).
 ///
 /// # Errors
 /// [`MarketError::Serve`] when the address cannot be bound.
 pub async fn serve(
     config: &RetrievalConfig,
     pieces: Arc<dyn PieceSource>,
+) -> MarketResult<RetrievalServer> {
+    serve_inner(config, pieces, None).await
+}
+
+/// Starts the retrieval server with the trustless gateway: `/piece/` from `pieces`, and
+/// `/ipfs/<cid>` from the blocks `index` locates in `pieces`.
+///
+/// # Errors
+/// [`MarketError::Serve`] when the address cannot be bound.
+pub async fn serve_with_index(
+    config: &RetrievalConfig,
+    pieces: Arc<dyn PieceSource>,
+    index: BlockIndex,
+) -> MarketResult<RetrievalServer> {
+    serve_inner(config, pieces, Some(index)).await
+}
+
+async fn serve_inner(
+    config: &RetrievalConfig,
+    pieces: Arc<dyn PieceSource>,
+    blocks: Option<BlockIndex>,
 ) -> MarketResult<RetrievalServer> {
     let addr = config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -99,9 +131,15 @@ pub async fn serve(
     let bound = listener
         .local_addr()
         .map_err(|source| MarketError::Serve { addr, source })?;
+    let gateway = blocks.is_some();
     let app = router(Shared {
         pieces,
         stall_timeout: Duration::from_secs(config.stall_timeout_secs.max(1)),
+        blocks,
+        car_limits: CarLimits {
+            max_blocks: config.car_max_blocks.max(1),
+            max_depth: config.car_max_depth.max(1),
+        },
     });
     let header_timeout = Duration::from_secs(config.header_timeout_secs.max(1));
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
@@ -139,7 +177,7 @@ pub async fn serve(
             });
         }
     });
-    tracing::info!(addr = %bound, "retrieval HTTP server listening (/piece/<cid>)");
+    tracing::info!(addr = %bound, gateway, "retrieval HTTP server listening (/piece/<piece CID>; /ipfs/<cid> when gateway)");
     Ok(RetrievalServer {
         addr: bound,
         stop: Some(stop),

@@ -460,3 +460,112 @@ async fn a_publication_that_never_lands_fails_after_the_start_epoch() {
     assert!(!service.scratch().payload(&req.uuid).exists());
     assert_eq!(world.publisher.0.signed.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_car_payload_is_block_indexed_when_handed_off_and_again_after_a_crash() {
+    use lode_market::car::{CarFileWriter, index_car};
+    use lode_market::unixfs::{DagParams, pack_path};
+    use lode_proofs::cid::PieceCid;
+    use lode_proofs::node::Node;
+
+    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    // A directory packed into a CAR: the payload of the deal.
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("a.bin"), payload(60_000, 11)).unwrap();
+    std::fs::write(src.join("d/b.txt"), b"indexed").unwrap();
+    let car_path = dir.path().join("payload.car");
+    let mut w = CarFileWriter::new(std::fs::File::create(&car_path).unwrap(), &car_path).unwrap();
+    let params = DagParams {
+        chunk_size: 8192,
+        max_links: 4,
+    };
+    let root = pack_path(&src, &mut w, &params, &mut |_| {})
+        .unwrap()
+        .root
+        .cid;
+    w.finish(&root).unwrap();
+    let car = std::fs::read(&car_path).unwrap();
+    let server = TestServer::start(ServerState {
+        data: car.clone(),
+        ..ServerState::default()
+    })
+    .await;
+    let req = request(
+        proposal(&car, 128 * 1024, world.chain.head() + 100),
+        &server.url("/file"),
+        car.len() as u64,
+    );
+    let piece = PieceCid::new(Node(req.proposal.proposal.piece_cid)).unwrap();
+    // A non-CAR deal beside it: no index.
+    let plain = payload(10_000, 12);
+    let plain_server = TestServer::start(ServerState {
+        data: plain.clone(),
+        ..ServerState::default()
+    })
+    .await;
+    let plain_req = request(
+        proposal(&plain, 16 * 1024, world.chain.head() + 100),
+        &plain_server.url("/file"),
+        10_000,
+    );
+    let plain_piece = PieceCid::new(Node(plain_req.proposal.proposal.piece_cid)).unwrap();
+
+    // The first hand-off fails after the pipeline was asked (the answer is lost): the deal stays
+    // published, and nothing is indexed yet.
+    world.sealing.0.fail.store(true, Ordering::SeqCst);
+    let service = world.provider(dir.path());
+    propose(&service, &req).await;
+    propose(&service, &plain_req).await;
+    let started = Instant::now();
+    while record(&service, &req.uuid).status != DealStatus::Published
+        || record(&service, &plain_req.uuid).status != DealStatus::Published
+    {
+        assert!(started.elapsed() < Duration::from_secs(20), "not published");
+        service.tick().await.unwrap();
+        world.chain.advance(1);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let index = service.block_index().unwrap().clone();
+    assert_eq!(index.indexed(&piece).unwrap(), None);
+    crash(service).await;
+    drop(index);
+
+    // After the restart the hand-off succeeds and the payload's blocks are indexed.
+    world.sealing.0.fail.store(false, Ordering::SeqCst);
+    let service = world.provider(dir.path());
+    tick_until(&service, &req.uuid, DealStatus::HandedOff).await;
+    tick_until(&service, &plain_req.uuid, DealStatus::HandedOff).await;
+    assert!(!service.scratch().payload(&req.uuid).exists());
+    let index = service.block_index().unwrap();
+    let done = index
+        .indexed(&piece)
+        .unwrap()
+        .expect("the CAR payload is indexed");
+    assert_eq!(done.roots, vec![root.to_string()]);
+    assert_eq!(done.payload_size, car.len() as u64);
+    assert_eq!(index.pieces_with_root(&root).unwrap(), vec![piece]);
+    // Every block where the CAR holds it (its last occurrence, for a block written twice).
+    let mut last = std::collections::HashMap::new();
+    for b in index_car(&car_path).unwrap().blocks {
+        last.insert(b.cid, (piece, b.offset, b.length));
+    }
+    for (cid, want) in last {
+        let at = index.locate(&cid).unwrap();
+        assert_eq!(at.len(), 1);
+        assert_eq!((at[0].piece, at[0].offset, at[0].length), want);
+    }
+    assert_eq!(index.indexed(&plain_piece).unwrap(), None);
+    // The index lives in the deal database: a restart keeps it.
+    crash(service).await;
+    let service = world.provider(dir.path());
+    assert!(
+        service
+            .block_index()
+            .unwrap()
+            .indexed(&piece)
+            .unwrap()
+            .is_some()
+    );
+}
