@@ -12,7 +12,8 @@
 //!   `PublishDeals` takes its nonce from the worker's one sequence, never beside a PoSt;
 //! - [`PipelinePieces`]: the retrieval server's [`PieceSource`] over the pipeline's
 //!   [`PieceReader`](crate::pipeline::reader::PieceReader) (a piece of a proving sector, read
-//!   from its unsealed copy, unsealed on demand).
+//!   from its unsealed copy, unsealed on demand); the server also answers the trustless
+//!   gateway's `/ipfs/<cid>` from the block index the deal service keeps of CAR payloads.
 //!
 //! At every start the daemon compares the miner's peer info on chain with the market host's
 //! peer id and addresses (its libp2p addresses, and the retrieval server as
@@ -651,7 +652,8 @@ pub async fn start<A: NodeApi, V: ChainView>(
         seq_no: lode_node::genesis::unix_now(),
     });
     let pieces: Arc<dyn PieceSource> = Arc::new(PipelinePieces::new(parts.pipeline.piece_reader()));
-    let retrieval = lode_market::retrieval::serve(&settings.retrieval, pieces)
+    let index = records.block_index().map_err(market_err)?;
+    let retrieval = lode_market::retrieval::serve_with_index(&settings.retrieval, pieces, index)
         .await
         .map_err(market_err)?;
     let host = lode_market::net::MarketHost::serve(
