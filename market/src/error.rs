@@ -140,6 +140,40 @@ pub enum MarketError {
         /// What is wrong.
         why: String,
     },
+    /// A provider cannot be dealt with as its chain record stands (no market peer id
+    /// announced, no address of the kind needed, a worker key that does not decode).
+    #[error("provider {miner}: {why}")]
+    Provider {
+        /// The miner actor.
+        miner: lode_chain::types::ActorId,
+        /// What is missing, and what to do.
+        why: String,
+    },
+    /// The client's market escrow does not cover a deal.
+    #[error(
+        "your market escrow has {available} available, but {needed} is needed (this deal's price × duration and client collateral, plus what your deals accepted and not yet published will lock): run `lode client balance add {shortfall}` first"
+    )]
+    InsufficientEscrow {
+        /// Escrow not locked by published deals.
+        available: lode_chain::types::TokenAmount,
+        /// What this deal locks plus what the client's accepted, unpublished deals will lock.
+        needed: lode_chain::types::TokenAmount,
+        /// `needed − available`, as `lode client balance add` takes it (`1.5`, `300atto`).
+        shortfall: String,
+    },
+    /// The provider refused the deal (its signed answer's reason).
+    #[error("the provider rejected the deal: {0}")]
+    Rejected(crate::deal::Rejection),
+    /// A deal the client would propose breaks a rule it can check itself (the ask's limits, the
+    /// chain's bounds).
+    #[error("{0}")]
+    BadDeal(String),
+    /// A retrieval failed (the server's answer, or the data does not match its piece CID).
+    #[error("retrieval: {0}")]
+    Retrieval(String),
+    /// No deal with this UUID in the client's records.
+    #[error("no deal {0} in the client's records; `lode client deals` lists them")]
+    UnknownClientDeal(String),
 }
 
 /// The market's result type.

@@ -440,7 +440,7 @@ fn remove_if_present(path: &Path) -> MarketResult<()> {
     }
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

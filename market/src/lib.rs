@@ -8,6 +8,9 @@
 //!   dag-pb file nodes, directories) and unpacked back, byte-identical, from untrusted DAGs;
 //! - [`car`]: CARv1 writing (iroh-car), CARv1/v2 reading with every block checked (rs-car), the
 //!   block index (CID → offset, length) that retrieval serves from, and unpacking a CAR to files;
+//! - [`client`]: the client's side of deals and retrieval: providers found on chain, asks,
+//!   proposals, escrow, the payload served or pushed, the client's deal records and their state
+//!   on chain, and retrieval with the CommP checked;
 //! - [`import`]: the client's import store (`lode client import`, `lode client list-imports`):
 //!   the payload CAR kept, with its payload root, piece CID and sizes;
 //! - [`deal`]: the deal protocol's messages (storage asks, deal requests and signed responses),
@@ -36,6 +39,7 @@
 
 pub mod car;
 pub mod cid;
+pub mod client;
 pub mod deal;
 pub mod error;
 pub mod import;

@@ -786,14 +786,6 @@ async fn market_and_verified_registry_queries_follow_the_state() {
         let open = node.open();
         let admin = node.admin();
 
-        // The provider collateral a deal needs grows with its size.
-        let small = open.state_deal_provider_collateral(1024).await.unwrap();
-        let large = open.state_deal_provider_collateral(1 << 20).await.unwrap();
-        assert!(
-            small > TokenAmount::ZERO && large > small,
-            "{small} {large}"
-        );
-
         // Nothing yet: no escrow, no DataCap, no verifier, no deal.
         let zero = open.state_market_balance(&account(11)).await.unwrap();
         assert_eq!(
@@ -874,6 +866,19 @@ async fn market_and_verified_registry_queries_follow_the_state() {
             open.state_verifier_allowance(&account(10)).await.unwrap(),
             Some(1 << 20)
         );
+
+        // The collateral a deal must carry: a floor that grows with the piece, below what the
+        // deal below offers (it publishes), and the policy's cap.
+        let small = open.state_deal_collateral_bounds(2048).await.unwrap();
+        let large = open.state_deal_collateral_bounds(8 << 20).await.unwrap();
+        assert_eq!(small.piece_size, 2048);
+        assert!(small.provider_min > TokenAmount::ZERO, "{small:?}");
+        assert!(
+            small.provider_min <= large.provider_min,
+            "{small:?} {large:?}"
+        );
+        assert!(small.provider_min < TokenAmount::tokens(1), "{small:?}");
+        assert_eq!(small.max, g.policy.deal_max_amount);
 
         // The verifier grants DataCap; the miner's owner publishes a deal the client signed.
         let now = open.chain_head().await.unwrap().epoch;

@@ -29,6 +29,21 @@ pub(crate) fn bytes_bar(total: Option<u64>, message: &'static str) -> ProgressBa
     bar.with_message(message)
 }
 
+/// A spinner on stderr with a message, for a wait of unknown length (a deal's publication, a
+/// message's execution); hidden when stderr is not a terminal.
+pub(crate) fn spinner(message: impl Into<std::borrow::Cow<'static, str>>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}
+
 /// A reader that advances a progress bar.
 pub(crate) struct ProgressReader<R> {
     inner: R,

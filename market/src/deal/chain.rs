@@ -92,8 +92,9 @@ impl ChainView for RpcChainView {
     ) -> MarketResult<Option<lode_chain::types::TokenAmount>> {
         Ok(Some(
             self.client
-                .state_deal_provider_collateral(piece_size)
-                .await?,
+                .state_deal_collateral_bounds(piece_size)
+                .await?
+                .provider_min,
         ))
     }
 }

@@ -96,13 +96,7 @@ impl StorageAsk {
         } else {
             self.price_per_gib_epoch
         };
-        let floor = price.mul_div(u128::from(piece_size), GIB)?;
-        let exact = floor.0.checked_mul(GIB)? == price.0.checked_mul(u128::from(piece_size))?;
-        if exact {
-            Some(floor)
-        } else {
-            floor.checked_add(TokenAmount(1))
-        }
+        price_for_piece(price, piece_size)
     }
 
     /// The bytes the worker key signs on `network`.
@@ -117,6 +111,20 @@ impl StorageAsk {
             ask: self,
             signature,
         }
+    }
+}
+
+/// The price per epoch of a piece of `piece_size` padded bytes at `price_per_gib_epoch`:
+/// `price × piece_size / GiB`, rounded up (a piece of a few KiB is not free); `None` if it
+/// overflows.
+pub fn price_for_piece(price_per_gib_epoch: TokenAmount, piece_size: u64) -> Option<TokenAmount> {
+    let price = price_per_gib_epoch;
+    let floor = price.mul_div(u128::from(piece_size), GIB)?;
+    let exact = floor.0.checked_mul(GIB)? == price.0.checked_mul(u128::from(piece_size))?;
+    if exact {
+        Some(floor)
+    } else {
+        floor.checked_add(TokenAmount(1))
     }
 }
 

@@ -134,7 +134,7 @@ pub enum Rejection {
     },
     /// The proposal's provider collateral is below what the chain asks of a deal of its size.
     #[error(
-        "the provider collateral of {given} is below the chain's minimum of {min} for this piece size (it grows with the circulating supply: propose with a margin above `state_dealProviderCollateral`)"
+        "the provider collateral of {given} is below the chain's minimum of {min} for this piece size (it grows with the circulating supply: propose with a margin above `state_dealCollateralBounds`)"
     )]
     CollateralTooLow {
         /// The proposal's provider collateral.

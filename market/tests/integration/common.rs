@@ -21,6 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
+use libp2p::PeerId;
 use lode_chain::actors::MARKET;
 use lode_chain::actors::market::{
     ClientDealProposal, Deal, DealProposal, DealState, Escrow, MarketMethod,
@@ -30,13 +31,17 @@ use lode_chain::message::{Message, Method, SignedMessage};
 use lode_chain::policy::Policy;
 use lode_chain::types::{ActorId, Address, DealId, Epoch, SectorNumber, TokenAmount};
 use lode_market::MarketResult;
+use lode_market::client::ClientChain;
 use lode_market::deal::policy::{ChainView, DealPolicyConfig};
 use lode_market::deal::{DealRequest, DealUuid, StorageAsk, TransferSpec};
 use lode_market::provider::service::ProviderConfig;
 use lode_market::provider::{DealPublisher, PieceProgress, RecordMessage, SealingApi};
 use lode_market::transfer::http::TransferConfig;
-use lode_node::rpc::types::{MessageLookupInfo, ReceiptInfo};
+use lode_node::rpc::types::{DealView, EscrowView, MessageLookupInfo, MinerInfoView, ReceiptInfo};
+use lode_proofs::cid::PieceCid;
+use lode_proofs::node::Node;
 use lode_proofs::piece::{PaddedPieceSize, commp_of_bytes};
+use lode_proofs::sector::SectorSize;
 
 pub const MINER: ActorId = ActorId(1000);
 pub const CLIENT: ActorId = ActorId(100);
@@ -160,6 +165,10 @@ pub struct ChainState {
     pub escrow: Mutex<HashMap<ActorId, Escrow>>,
     pub datacap: Mutex<HashMap<ActorId, u128>>,
     pub deals: Mutex<HashMap<DealId, Deal>>,
+    /// Miners' chain records (what `state_minerInfo` answers).
+    pub miners: Mutex<HashMap<ActorId, MinerInfoView>>,
+    /// The provider collateral floor.
+    pub collateral_min: Mutex<TokenAmount>,
 }
 
 #[derive(Clone, Debug)]
@@ -185,6 +194,8 @@ impl FakeChain {
             ),
             datacap: Mutex::new(HashMap::new()),
             deals: Mutex::new(HashMap::new()),
+            miners: Mutex::new(HashMap::new()),
+            collateral_min: Mutex::new(TokenAmount(1000)),
         };
         FakeChain(Arc::new(state))
     }
@@ -195,6 +206,137 @@ impl FakeChain {
 
     pub fn advance(&self, epochs: u64) {
         self.0.head.fetch_add(epochs, Ordering::SeqCst);
+    }
+
+    /// Records `miner`'s announcement: its worker key, peer id and addresses.
+    pub fn announce(&self, miner: ActorId, worker: &SecretKey, peer: &PeerId, addrs: &[String]) {
+        let info = MinerInfoView {
+            miner,
+            owner: ActorId(miner.0 + 1),
+            worker: ActorId(miner.0 + 1),
+            worker_key: worker.public_key().to_bytes().to_vec(),
+            sector_size: SectorSize::S8MiB,
+            sector_size_bytes: SECTOR_SIZE,
+            partition_sectors: 2,
+            peer_id: Some(peer.to_string()),
+            multiaddrs: addrs.to_vec(),
+            balance: TokenAmount::ZERO,
+            available: TokenAmount::ZERO,
+            pre_commit_deposits: TokenAmount::ZERO,
+            initial_pledge: TokenAmount::ZERO,
+            locked_funds: TokenAmount::ZERO,
+            fee_debt: TokenAmount::ZERO,
+            proving_period_start: 0,
+            current_deadline: 0,
+            consensus_fault_elapsed: None,
+        };
+        self.0.miners.lock().unwrap().insert(miner, info);
+    }
+}
+
+/// The node's view of a deal on chain.
+pub fn deal_view(id: DealId, d: &Deal) -> DealView {
+    let p = &d.proposal;
+    DealView {
+        deal_id: id,
+        piece_cid: PieceCid::new(Node(p.piece_cid)).unwrap().to_string(),
+        piece_size: p.piece_size,
+        verified: p.verified,
+        client: p.client,
+        provider: p.provider,
+        label: p.label.clone(),
+        start_epoch: p.start_epoch,
+        end_epoch: p.end_epoch,
+        price_per_epoch: p.price_per_epoch,
+        provider_collateral: p.provider_collateral,
+        client_collateral: p.client_collateral,
+        state: if d.state.sector.is_some() {
+            "active".into()
+        } else {
+            "published".into()
+        },
+        sector: d.state.sector,
+        activation_epoch: d.state.activation_epoch,
+        paid_until: d.paid_until(),
+        allocation: d.state.allocation,
+    }
+}
+
+impl ClientChain for FakeChain {
+    async fn head_epoch(&self) -> MarketResult<Epoch> {
+        Ok(self.head())
+    }
+    async fn policy(&self) -> MarketResult<Policy> {
+        Ok(self.0.policy.clone())
+    }
+    async fn miner_info(&self, miner: ActorId) -> MarketResult<MinerInfoView> {
+        self.0
+            .miners
+            .lock()
+            .unwrap()
+            .get(&miner)
+            .cloned()
+            .ok_or_else(|| lode_market::MarketError::Net(format!("{miner} is not a miner")))
+    }
+    async fn lookup_id(&self, addr: &Address) -> MarketResult<Option<ActorId>> {
+        Ok(match addr {
+            Address::Id(id) => Some(*id),
+            Address::Bls(key) => self
+                .0
+                .keys
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, k)| *k == key)
+                .map(|(id, _)| *id),
+        })
+    }
+    async fn market_balance(&self, owner: ActorId) -> MarketResult<EscrowView> {
+        let e = self
+            .0
+            .escrow
+            .lock()
+            .unwrap()
+            .get(&owner)
+            .copied()
+            .unwrap_or_default();
+        Ok(EscrowView {
+            balance: e.balance,
+            locked: e.locked,
+            available: e.balance.saturating_sub(e.locked),
+        })
+    }
+    async fn provider_collateral_min(&self, _piece_size: u64) -> MarketResult<TokenAmount> {
+        Ok(*self.0.collateral_min.lock().unwrap())
+    }
+    async fn market_deals(
+        &self,
+        provider: Option<ActorId>,
+        client: Option<ActorId>,
+        from: DealId,
+    ) -> MarketResult<Vec<DealView>> {
+        let deals = self.0.deals.lock().unwrap();
+        let mut ids: Vec<DealId> = deals.keys().copied().filter(|id| *id >= from).collect();
+        ids.sort_unstable();
+        // Pages of two, as a node pages its listing.
+        Ok(ids
+            .into_iter()
+            .filter(|id| {
+                let p = &deals[id].proposal;
+                provider.is_none_or(|x| x == p.provider) && client.is_none_or(|x| x == p.client)
+            })
+            .take(2)
+            .map(|id| deal_view(id, &deals[&id]))
+            .collect())
+    }
+    async fn market_deal(&self, id: DealId) -> MarketResult<Option<DealView>> {
+        Ok(self
+            .0
+            .deals
+            .lock()
+            .unwrap()
+            .get(&id)
+            .map(|d| deal_view(id, d)))
     }
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod client;
 mod common;
 mod negotiation;
 mod provider_flow;

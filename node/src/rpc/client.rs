@@ -32,10 +32,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, DealView, EscrowView, GenesisInfo, Hash, HeadEventInfo,
-    HeadInfo, IdAddress, MessageInfo, MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView,
-    MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView, PreCommitView, SectorInfo, SubmitVerdict,
-    SyncStatusInfo, TipsetInfo, VersionInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, CollateralBoundsView, DealView, EscrowView,
+    GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress, MessageInfo, MessageLookupInfo,
+    MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView,
+    PreCommitView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
 };
 use crate::core::{MinerBase, ProvingView};
 use crate::wire::{self, FullBlock};
@@ -556,19 +556,6 @@ impl NodeClient {
             .await
     }
 
-    /// `state_dealProviderCollateral`: the least provider collateral a deal of `piece_size`
-    /// padded bytes needs if published now.
-    ///
-    /// # Errors
-    /// [`ClientError`].
-    pub async fn state_deal_provider_collateral(
-        &self,
-        piece_size: u64,
-    ) -> ClientResult<lode_chain::types::TokenAmount> {
-        self.call("state_dealProviderCollateral", vec![piece_size.into()])
-            .await
-    }
-
     /// `state_marketDeal`: a published deal, `None` when unknown or ended.
     ///
     /// # Errors
@@ -594,6 +581,18 @@ impl NodeClient {
             vec![addr(provider), addr(client), from.into()],
         )
         .await
+    }
+
+    /// `state_dealCollateralBounds`: the collateral bounds of a deal of `piece_size` padded bytes.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_deal_collateral_bounds(
+        &self,
+        piece_size: u64,
+    ) -> ClientResult<CollateralBoundsView> {
+        self.call("state_dealCollateralBounds", vec![piece_size.into()])
+            .await
     }
 
     /// `state_verifiedClientDataCap`: a client's DataCap in bytes, `None` for none.

@@ -43,7 +43,7 @@
 //! | `state_marketBalance` | address | [`EscrowView`]: the actor's market escrow (balance, locked, available); zero for an unknown address | open |
 //! | `state_marketDeal` | deal id | [`DealView`]: the proposal, `published` or `active`, its sector, paid-until epoch and allocation; `null` for an unknown or ended deal | open |
 //! | `state_marketDeals` | provider address or `null`, client address or `null`, first deal id (optional) | [`DealView`] list, oldest first, at most [`query::MAX_DEALS_LISTED`] | open |
-//! | `state_dealProviderCollateral` | padded piece size | the least provider collateral (atto, decimal string) a deal of that size needs if published now; it grows with the circulating supply, so proposals carry a margin | open |
+//! | `state_dealCollateralBounds` | padded piece size | [`CollateralBoundsView`]: the least provider collateral `PublishDeals` takes now for a piece of that size, and the cap on each amount of a deal | open |
 //! | `state_verifiedClientDataCap` | address | the client's DataCap in bytes (decimal string), or `null` for none | open |
 //! | `state_verifierAllowance` | address | the verifier's remaining allowance in bytes (decimal string), or `null` for a non-verifier | open |
 //! | `mpool_push` | signed message: hex of its postcard encoding, or its JSON | message id | open (the signature authorises it) |
@@ -105,10 +105,10 @@ pub use metrics_http::{
     MetricsServerHandle, OPENMETRICS_CONTENT_TYPE, serve_http, serve_metrics, serve_node_metrics,
 };
 pub use types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, DealView, EscrowView, GenesisInfo, HeadEventInfo,
-    HeadInfo, MessageInfo, MessageParam, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo,
-    NetInfo, NetworkPowerInfo, PeerView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo,
-    VersionInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, CollateralBoundsView, DealView, EscrowView,
+    GenesisInfo, HeadEventInfo, HeadInfo, MessageInfo, MessageParam, MinerDeadlinesInfo,
+    MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView, SectorInfo, SubmitVerdict,
+    SyncStatusInfo, TipsetInfo, VersionInfo,
 };
 
 use crate::core::NodeCore;
@@ -160,8 +160,8 @@ pub const OPEN_METHODS: &[&str] = &[
     "state_marketBalance",
     "state_marketDeal",
     "state_marketDeals",
+    "state_dealCollateralBounds",
     "state_verifiedClientDataCap",
-    "state_dealProviderCollateral",
     "state_verifierAllowance",
     "miner_provingView",
     "mpool_push",
@@ -483,13 +483,6 @@ pub fn module(
         let addr = address_param(&params)?;
         on_core(&ctx, move |c| query::market_balance(c, &addr)).await
     })?;
-    m.register_async_method(
-        "state_dealProviderCollateral",
-        |params, ctx, _| async move {
-            let size: u64 = params.one()?;
-            on_core(&ctx, move |c| query::deal_provider_collateral(c, size)).await
-        },
-    )?;
     m.register_async_method("state_marketDeal", |params, ctx, _| async move {
         let id: DealId = params.one()?;
         on_core(&ctx, move |c| query::market_deal(c, id)).await
@@ -505,6 +498,10 @@ pub fn module(
             query::market_deals(c, provider, client, from.unwrap_or(0))
         })
         .await
+    })?;
+    m.register_async_method("state_dealCollateralBounds", |params, ctx, _| async move {
+        let piece_size: u64 = params.one()?;
+        on_core(&ctx, move |c| query::deal_collateral_bounds(c, piece_size)).await
     })?;
     m.register_async_method("state_verifiedClientDataCap", |params, ctx, _| async move {
         let addr = address_param(&params)?;

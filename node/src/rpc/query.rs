@@ -12,10 +12,10 @@ use lode_chain::runtime::RandomnessTag;
 use lode_chain::types::{ActorId, Address, Epoch};
 
 use super::types::{
-    ActorInfo, BlockInfo, BlockMessageInfo, DeadlineInfoView, DeadlineTiming, DealView, EscrowView,
-    GenesisInfo, HeadInfo, HeaderInfo, MessageInfo, MessageLookupInfo, MinerDeadlinesInfo,
-    MinerInfoView, MinerPowerInfo, NetworkPowerInfo, PartitionInfo, PreCommitView, SectorInfo,
-    SectorRefInfo, TipsetInfo,
+    ActorInfo, BlockInfo, BlockMessageInfo, CollateralBoundsView, DeadlineInfoView, DeadlineTiming,
+    DealView, EscrowView, GenesisInfo, HeadInfo, HeaderInfo, MessageInfo, MessageLookupInfo,
+    MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetworkPowerInfo, PartitionInfo,
+    PreCommitView, SectorInfo, SectorRefInfo, TipsetInfo,
 };
 use crate::blockstore::TipsetMeta;
 use crate::core::NodeCore;
@@ -434,20 +434,20 @@ pub fn market_balance(c: &NodeCore, addr: &Address) -> NodeResult<EscrowView> {
     })
 }
 
-/// The least provider collateral a deal of `piece_size` padded bytes needs if it is published
-/// now (it grows with the circulating supply: a proposal should carry a margin above it).
+/// The collateral bounds of a deal of `piece_size` padded bytes at the head (what
+/// `PublishDeals` checks: the provider collateral floor of `monies::provider_collateral_min`
+/// and the policy's cap on each amount).
 ///
 /// # Errors
 /// A state store failure.
-pub fn deal_provider_collateral(
-    c: &NodeCore,
-    piece_size: u64,
-) -> NodeResult<lode_chain::types::TokenAmount> {
+pub fn deal_collateral_bounds(c: &NodeCore, piece_size: u64) -> NodeResult<CollateralBoundsView> {
     c.chain().view(|rt| {
         let econ = lode_chain::actors::economics::current(rt)?;
-        Ok(lode_chain::monies::provider_collateral_min(
-            rt.policy, &econ, piece_size,
-        ))
+        Ok(CollateralBoundsView {
+            piece_size,
+            provider_min: lode_chain::monies::provider_collateral_min(rt.policy, &econ, piece_size),
+            max: rt.policy.deal_max_amount,
+        })
     })
 }
 

@@ -526,6 +526,19 @@ pub struct EscrowView {
     pub available: TokenAmount,
 }
 
+/// `state_dealCollateralBounds`: the amounts a deal of a piece size may carry, at the head.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CollateralBoundsView {
+    /// The padded piece size asked about.
+    pub piece_size: u64,
+    /// The least provider collateral the market takes now: a fraction of the circulating supply,
+    /// pro rata of the piece over the network's power (it grows with the supply: a client
+    /// proposes a margin above it).
+    pub provider_min: TokenAmount,
+    /// The most a deal's price per epoch and each of its collaterals may be.
+    pub max: TokenAmount,
+}
+
 /// `state_marketDeal`, `state_marketDeals`: a published deal and its progress.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DealView {
