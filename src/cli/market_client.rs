@@ -809,9 +809,14 @@ async fn deal(args: DealArgs) -> anyhow::Result<()> {
         }
         if deal.state.is_unpublished() {
             eprintln!(
-                "not published after {} s; `lode client deals` follows it (the provider publishes it before epoch {})",
+                "not published after {} s; `lode client deals` follows it (the provider must publish it before epoch {})",
                 args.wait, deal.proposal.proposal.start_epoch
             );
+            if matches!(deal.transfer, ClientTransfer::Served { .. }) {
+                eprintln!(
+                    "the CAR is no longer served: if the provider had not fetched all of it, the deal fails; serve it yourself and use --url, or wait longer with --wait"
+                );
+            }
         }
     }
     let report = DealReport::new(&deal);
