@@ -181,6 +181,9 @@ fn a_client_stores_a_directory_with_two_providers_and_gets_it_back() {
         "client", "balance", "add", "1", "--devnet", &d, "--json",
     ]));
     let before = [power(actors[0]).unwrap(), power(actors[1]).unwrap()];
+    // Deals start 150 epochs from now: room to seal and prove a deal sector; they are paid
+    // from then on.
+    let start = (rt.block_on(client.chain_head()).unwrap().epoch + 150).to_string();
     let mut deals = Vec::new();
     for (i, verified) in [(0, false), (1, true)] {
         let provider = actors[i].to_string();
@@ -193,6 +196,8 @@ fn a_client_stores_a_directory_with_two_providers_and_gets_it_back() {
             &root,
             "--duration",
             "100000",
+            "--start-epoch",
+            &start,
             "--devnet",
             &d,
             "--client-dir",
@@ -254,9 +259,11 @@ fn a_client_stores_a_directory_with_two_providers_and_gets_it_back() {
             .balance
     };
     let first = escrow(actors[0]);
-    wait(60, "the unverified deal's payments", &mut || {
+    wait(300, "the unverified deal's payments", &mut || {
         escrow(actors[0]) > first
     });
+    let second = escrow(actors[0]);
+    wait(60, "more payments", &mut || escrow(actors[0]) > second);
 
     // Retrieval: ranges of the piece are the payload's (the CAR's) bytes.
     let url = format!("{}/piece/{piece}", retrieval_urls[0]);

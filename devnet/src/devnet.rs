@@ -516,13 +516,12 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
 }
 
 /// The market of a devnet provider: data fetched from loopback (the client serves it there),
-/// deals published after at most 2 epochs of waiting, deals taken that start 40 epochs after
-/// they arrive (room to fetch, publish and seal a small sector), and active deals settled every
+/// deals published after at most 2 epochs of waiting, deals taken that start far enough ahead
+/// for the pipeline to seal them (its `deal_start_margin_epochs`), and active deals settled every
 /// 5 epochs (payments visible at once).
 fn devnet_market() -> lode_provider::market::MarketSettings {
     let mut m = lode_provider::market::MarketSettings::default();
     m.transfer.allow_private_addresses = true;
-    m.policy.start_epoch_margin = 40;
     m.publish_wait_epochs = 2;
     m.republish_after_epochs = 10;
     m.settle_every_epochs = 5;

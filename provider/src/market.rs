@@ -619,6 +619,12 @@ pub async fn start<A: NodeApi, V: ChainView>(
         .map_err(|e| ProviderError::Market(e.to_string()))?;
     let mut config = ProviderConfig::new(parts.actor, parts.network.clone(), size);
     config.policy = settings.policy.clone();
+    // A deal must leave the pipeline the time it needs to seal and prove its sector before the
+    // deal's start: one starting sooner is refused at once, with the reason, rather than lost.
+    let needs = parts.pipeline.config().deal_start_margin_epochs;
+    if config.policy.start_epoch_margin < needs {
+        config.policy.start_epoch_margin = needs;
+    }
     config.transfer = settings.transfer.clone();
     config.publish_wait_epochs = settings.publish_wait_epochs;
     config.max_publish_batch = settings.max_publish_batch.max(1);

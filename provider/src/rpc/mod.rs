@@ -309,7 +309,7 @@ pub fn module<A: NodeApi>(
             .records
             .list()
             .map_err(|e| provider_error(ProviderError::Market(e.to_string())))?;
-        deals.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        deals.sort_by_key(|d| std::cmp::Reverse(d.updated_at));
         Ok::<_, ErrorObjectOwned>(deals)
     })?;
     m.register_async_method("provider_check", |params, ctx, _| async move {
