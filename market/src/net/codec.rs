@@ -1,5 +1,5 @@
-//! The market protocols' wire format: one length-prefixed frame each way, as the node's sync
-//! protocol frames them.
+//! The market protocols' wire format: one length-prefixed frame each way, with the node's sync
+//! protocol's frame reader and writer ([`read_frame`], [`write_frame`]).
 //!
 //! A frame is a big-endian `u32` length followed by that many bytes. The reader checks the length
 //! against its limit before reading anything else, so a frame that announces more than the limit
@@ -9,86 +9,11 @@
 
 use std::io;
 
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures::{AsyncRead, AsyncWrite};
 use libp2p::StreamProtocol;
 use libp2p::request_response;
 
-/// The capacity a frame buffer starts with; it grows as bytes arrive.
-const INITIAL_CAPACITY: usize = 16 * 1024;
-
-/// A frame announced (or offered for writing) with more bytes than the limit allows; carried
-/// inside the [`io::Error`] (kind `InvalidData`) that the reader or writer returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
-pub struct FrameTooLarge {
-    /// The announced or offered length.
-    pub len: u64,
-    /// The limit.
-    pub limit: usize,
-}
-
-impl FrameTooLarge {
-    fn into_io(self) -> io::Error {
-        io::Error::new(io::ErrorKind::InvalidData, self)
-    }
-}
-
-/// Reads one frame of at most `limit` bytes.
-///
-/// # Errors
-/// `InvalidData` carrying [`FrameTooLarge`] when the prefix announces more than `limit` bytes;
-/// `UnexpectedEof` when the stream ends inside the prefix or the body; any I/O error of `io`.
-pub async fn read_frame<R>(io: &mut R, limit: usize) -> io::Result<Vec<u8>>
-where
-    R: AsyncRead + Unpin,
-{
-    let mut prefix = [0u8; 4];
-    io.read_exact(&mut prefix).await?;
-    let announced = u32::from_be_bytes(prefix);
-    let len = match usize::try_from(announced) {
-        Ok(len) if len <= limit => len,
-        _ => {
-            return Err(FrameTooLarge {
-                len: u64::from(announced),
-                limit,
-            }
-            .into_io());
-        }
-    };
-    let mut body = Vec::with_capacity(len.min(INITIAL_CAPACITY));
-    let read = (&mut *io)
-        .take(u64::from(announced))
-        .read_to_end(&mut body)
-        .await?;
-    if read != len {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("frame truncated: {read} of {len} bytes"),
-        ));
-    }
-    Ok(body)
-}
-
-/// Writes one frame; refuses one longer than `limit` (or than `u32::MAX`) without writing anything.
-///
-/// # Errors
-/// `InvalidData` carrying [`FrameTooLarge`] for an oversized frame; any I/O error of `io`.
-pub async fn write_frame<W>(io: &mut W, data: &[u8], limit: usize) -> io::Result<()>
-where
-    W: AsyncWrite + Unpin,
-{
-    let too_large = || FrameTooLarge {
-        len: u64::try_from(data.len()).unwrap_or(u64::MAX),
-        limit,
-    };
-    if data.len() > limit {
-        return Err(too_large().into_io());
-    }
-    let len = u32::try_from(data.len()).map_err(|_| too_large().into_io())?;
-    io.write_all(&len.to_be_bytes()).await?;
-    io.write_all(data).await?;
-    io.flush().await
-}
+pub use lode_node::net::{FrameTooLarge, read_frame, write_frame};
 
 /// A request–response codec of frames: requests of at most `max_request` bytes, responses of at
 /// most `max_response` bytes.

@@ -20,11 +20,11 @@ const INITIAL_CAPACITY: usize = 64 * 1024;
 /// the [`io::Error`] (kind `InvalidData`) that the reader or writer returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
-pub(crate) struct FrameTooLarge {
+pub struct FrameTooLarge {
     /// The announced or offered length.
-    pub(crate) len: u64,
+    pub len: u64,
     /// The limit.
-    pub(crate) limit: usize,
+    pub limit: usize,
 }
 
 impl FrameTooLarge {
@@ -46,7 +46,7 @@ impl FrameTooLarge {
 /// # Errors
 /// `InvalidData` carrying [`FrameTooLarge`] when the prefix announces more than `limit` bytes;
 /// `UnexpectedEof` when the stream ends inside the prefix or the body; any I/O error of `io`.
-pub(crate) async fn read_frame<R>(io: &mut R, limit: usize) -> io::Result<Vec<u8>>
+pub async fn read_frame<R>(io: &mut R, limit: usize) -> io::Result<Vec<u8>>
 where
     R: AsyncRead + Unpin,
 {
@@ -81,7 +81,7 @@ where
 ///
 /// # Errors
 /// `InvalidData` carrying [`FrameTooLarge`] for an oversized frame; any I/O error of `io`.
-pub(crate) async fn write_frame<W>(io: &mut W, data: &[u8], limit: usize) -> io::Result<()>
+pub async fn write_frame<W>(io: &mut W, data: &[u8], limit: usize) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {

@@ -112,6 +112,7 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+pub use codec::{FrameTooLarge, read_frame, write_frame};
 pub use error::{NetError, NetResult};
 pub use handle::NetHandle;
 pub use keys::{generate_keypair, load_keypair, load_or_create_keypair, save_keypair};
