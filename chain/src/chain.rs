@@ -37,7 +37,7 @@ use std::collections::BTreeSet;
 use lode_proofs::verifier::{ProofVerifier, WinningPostStatement};
 use serde::{Deserialize, Serialize};
 
-use crate::actors::{ActorKind, market, miner, power, reward, verifreg};
+use crate::actors::{ActorKind, compute, market, miner, power, reward, verifreg};
 use crate::block::{
     Block, BlockHeader, Tipset, check_messages, messages_root, sender_key, win_count,
 };
@@ -910,7 +910,7 @@ fn run_method(rt: &mut Runtime<'_, '_>, from: ActorId, msg: &Message) -> ActorRe
                 Method::Market(market::MarketMethod::AddBalance { .. }),
                 ActorKind::Market
             )
-    );
+    ) || matches!((&msg.method, kind), (Method::Compute(m), ActorKind::Compute) if m.takes_value());
     if !msg.value.is_zero() && !takes_value {
         return Err(ActorError::new(
             ExitCode::IllegalArgument,
@@ -924,6 +924,7 @@ fn run_method(rt: &mut Runtime<'_, '_>, from: ActorId, msg: &Message) -> ActorRe
         (Method::Miner(m), ActorKind::Miner) => miner::invoke(rt, to, from, m.clone()),
         (Method::Market(m), ActorKind::Market) => market::invoke(rt, from, msg.value, m.clone()),
         (Method::VerifReg(m), ActorKind::VerifiedRegistry) => verifreg::invoke(rt, from, m.clone()),
+        (Method::Compute(m), ActorKind::Compute) => compute::invoke(rt, from, msg.value, m.clone()),
         _ => Err(ActorError::new(
             ExitCode::UnhandledMethod,
             format!("{to} ({kind:?}) has no such method"),
@@ -955,6 +956,7 @@ fn run_cron(rt: &mut Runtime<'_, '_>) -> ChainResult<()> {
         ))?;
     }
     market::end_epoch(rt).map_err(ChainError::implicit(ImplicitOp::MarketCron))?;
+    compute::end_epoch(rt).map_err(ChainError::implicit(ImplicitOp::ComputeCron))?;
     power::end_epoch(rt)?;
     let pst = power::load(rt)?;
     let realized = power::current_total(rt, &pst).raw;

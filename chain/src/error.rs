@@ -490,6 +490,8 @@ pub enum ImplicitOp {
     },
     /// The market's end of epoch.
     MarketCron,
+    /// The compute actor's end of epoch (job settlement).
+    ComputeCron,
 }
 
 impl std::fmt::Display for ImplicitOp {
@@ -500,6 +502,7 @@ impl std::fmt::Display for ImplicitOp {
             ImplicitOp::GasFee { sender } => write!(f, "gas fee of {sender}"),
             ImplicitOp::DeadlineCron { miner } => write!(f, "deadline cron of {miner}"),
             ImplicitOp::MarketCron => write!(f, "market cron"),
+            ImplicitOp::ComputeCron => write!(f, "compute cron"),
         }
     }
 }

@@ -15,11 +15,12 @@
 //!   totals equal what the deals lock; every active deal's sector exists and lists it, and every
 //!   deal a sector lists is active in it or finished;
 //! - **DataCap**: granted = verifier allowances + client DataCap + allocations + claimed + forfeited;
-//! - **compute**: the compute actor's balance equals its escrow sum.
+//! - **compute**: the compute actor's balance equals what its jobs hold (client escrow, provider
+//!   collateral, verifier bonds); a settled job holds nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::actors::compute::JobEscrow;
+use crate::actors::compute::Job;
 use crate::actors::market::{Deal, Escrow, MarketState};
 use crate::actors::miner::{Deadline, MinerInfo, MinerState, PreCommit, SectorOnChain};
 use crate::actors::power::{Claim, PowerState};
@@ -301,15 +302,28 @@ pub fn check_invariants(store: &StateStore, policy: &Policy) -> ChainResult<Vec<
         ));
     }
 
-    // Compute escrow.
-    let job_escrow = total(
-        o.scan::<JobEscrow>(keys::COMPUTE_ESCROW_PREFIX)?
-            .iter()
-            .map(|(_, e)| e.amount.0),
-    );
-    if TokenAmount(job_escrow) != balance_of(COMPUTE) {
+    // Compute jobs: the actor holds exactly what its jobs hold; a settled job holds nothing.
+    let jobs = o.scan::<Job>(keys::JOB_PREFIX)?;
+    let mut held = 0u128;
+    for (key, j) in &jobs {
+        let Some(h) = j.held() else {
+            bad.push(format!(
+                "compute job {} holds more than fits",
+                keys::describe(key)
+            ));
+            continue;
+        };
+        if j.outcome.is_some() && !h.is_zero() {
+            bad.push(format!(
+                "settled compute job {} still holds {h}",
+                keys::describe(key)
+            ));
+        }
+        held = held.saturating_add(h.0);
+    }
+    if TokenAmount(held) != balance_of(COMPUTE) {
         bad.push(format!(
-            "compute balance {} ≠ escrow sum {job_escrow}",
+            "compute balance {} ≠ the {held} its jobs hold",
             balance_of(COMPUTE)
         ));
     }

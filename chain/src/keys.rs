@@ -29,7 +29,9 @@
 //! | `q/<id>` | a claim |
 //! | `T/<epoch>/<deal>` | a deal that must be activated by `epoch` |
 //! | `h/<hash>` | a published deal proposal (replay protection) |
-//! | `x/<id>` | compute-job escrow of an actor |
+//! | `C` | compute totals (next job id) |
+//! | `j/<id>` | a compute job (terms, slots, outcome) |
+//! | `J/<epoch>/<job>` | a compute job that settles at `epoch` |
 //! | `n` | the first epoch of the run of null rounds the chain is in (absent after a tipset) |
 
 use crate::types::{ActorId, DealId, Epoch, SectorNumber};
@@ -210,9 +212,21 @@ pub fn proposal_hash(hash: &[u8; 32]) -> Vec<u8> {
     k.extend_from_slice(hash);
     k
 }
-/// Compute-job escrow of an actor.
-pub fn compute_escrow(id: ActorId) -> Vec<u8> {
-    with(b"x", &[id.0])
+/// Compute actor totals.
+pub const COMPUTE: &[u8] = b"C";
+/// A compute job.
+pub fn job(id: u64) -> Vec<u8> {
+    with(b"j", &[id])
 }
-/// Prefix of all compute-job escrow records.
-pub const COMPUTE_ESCROW_PREFIX: &[u8] = b"x/";
+/// Prefix of all compute jobs.
+pub const JOB_PREFIX: &[u8] = b"j/";
+/// A compute job's settlement in the compute actor's cron index.
+pub fn job_settle(epoch: Epoch, job: u64) -> Vec<u8> {
+    with(b"J", &[epoch, job])
+}
+/// Prefix of the jobs settling at `epoch`.
+pub fn job_settle_prefix(epoch: Epoch) -> Vec<u8> {
+    let mut k = with(b"J", &[epoch]);
+    k.push(b'/');
+    k
+}

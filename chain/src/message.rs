@@ -21,6 +21,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::actors::compute::ComputeMethod;
 use crate::actors::market::MarketMethod;
 use crate::actors::miner::MinerMethod;
 use crate::actors::power::PowerMethod;
@@ -43,6 +44,8 @@ pub enum Method {
     Market(MarketMethod),
     /// A verified registry method.
     VerifReg(VerifRegMethod),
+    /// A compute-over-data method.
+    Compute(ComputeMethod),
 }
 
 /// An unsigned message.

@@ -179,6 +179,47 @@ pub struct Policy {
     /// is sent as several messages over several blocks (the poster splits it).
     #[serde(default = "default_block_gas_limit")]
     pub block_gas_limit: u64,
+    /// The compute-over-data rules ([`crate::actors::compute`]).
+    #[serde(default)]
+    pub compute: ComputePolicy,
+}
+
+/// The compute rules of a network (a part of [`Policy`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComputePolicy {
+    /// Epochs after the deadline in which replicas reveal their results.
+    pub reveal_epochs: u64,
+    /// Epochs after the deadline in which a verifier attests or disputes.
+    pub dispute_epochs: u64,
+    /// Most replicas a job may ask for.
+    pub max_replicas: u64,
+    /// Most input pieces of a job.
+    pub max_inputs: u64,
+    /// Most bytes of a job's entrypoint, arguments, environment and mount paths together.
+    pub max_terms_bytes: u64,
+    /// Furthest a deadline may lie ahead of submission, in epochs.
+    pub max_deadline_epochs: u64,
+}
+
+impl ComputePolicy {
+    /// Windows of `reveal_epochs` and `dispute_epochs`; the rest as on every network.
+    pub fn with_windows(reveal_epochs: u64, dispute_epochs: u64, max_deadline_epochs: u64) -> Self {
+        ComputePolicy {
+            reveal_epochs,
+            dispute_epochs,
+            max_replicas: 15,
+            max_inputs: 16,
+            max_terms_bytes: 16 << 10,
+            max_deadline_epochs,
+        }
+    }
+}
+
+impl Default for ComputePolicy {
+    /// The devnet's rules (what a `genesis.json` written before compute jobs existed gets).
+    fn default() -> Self {
+        ComputePolicy::with_windows(20, 20, 2880)
+    }
 }
 
 /// [`Policy::block_gas_limit`] of a policy written before the field existed (a `genesis.json`).
@@ -195,7 +236,10 @@ const DAYS_IN_YEAR: u64 = 365;
 impl Policy {
     /// The rules of SPEC §8: 30-second epochs, 2880-epoch days, 32 and 64 GiB sectors.
     pub fn mainnet() -> Self {
-        Self::scaled("mainnet", 30, 60, 20, 70, 900, 150)
+        let mut p = Self::scaled("mainnet", 30, 60, 20, 70, 900, 150);
+        // An hour to reveal, a day to re-execute and dispute, jobs due within 30 days.
+        p.compute = ComputePolicy::with_windows(120, 2880, 30 * 2880);
+        p
     }
 
     /// A development network: one-second epochs, 5-epoch deadlines (a 240-epoch day, so a proving
@@ -292,6 +336,7 @@ impl Policy {
             gas_per_sector: 5_000,
             max_message_size: 64 << 10,
             block_gas_limit: BLOCK_GAS_LIMIT,
+            compute: ComputePolicy::default(),
         }
     }
 

@@ -253,6 +253,7 @@ fn method_kind(m: &Method) -> &'static str {
         Method::Miner(_) => "miner method",
         Method::Market(_) => "market method",
         Method::VerifReg(_) => "verified registry method",
+        Method::Compute(_) => "compute method",
     }
 }
 

@@ -106,7 +106,8 @@ use lode_chain::actors::{MARKET, VERIFREG};
 use lode_chain::message::Method;
 use lode_chain::types::{ActorId, Address, Epoch};
 
-fn deal(
+/// A deal of "client" with miner `m` for `piece`, signed by the client.
+pub fn deal(
     h: &Harness,
     m: ActorId,
     piece: [u8; 32],
@@ -135,7 +136,8 @@ fn deal(
     }
 }
 
-fn fund_market(h: &mut Harness, m: ActorId) {
+/// Market escrow: 100 LODE for "client", 10 LODE for miner `m` (from "owner").
+pub fn fund_market(h: &mut Harness, m: ActorId) {
     let client = h.id("client");
     h.send_ok(
         "client",
@@ -155,7 +157,8 @@ fn fund_market(h: &mut Harness, m: ActorId) {
     );
 }
 
-fn publish(h: &mut Harness, deals: Vec<ClientDealProposal>) -> Vec<u64> {
+/// Publishes `deals` from "worker"; returns their ids.
+pub fn publish(h: &mut Harness, deals: Vec<ClientDealProposal>) -> Vec<u64> {
     let r = h.send_ok(
         "worker",
         MARKET,
@@ -190,7 +193,8 @@ fn grant_datacap(h: &mut Harness, allowance: u128) -> ActorId {
     client
 }
 
-fn escrow(h: &Harness, id: ActorId) -> lode_chain::actors::market::Escrow {
+/// An actor's market escrow.
+pub fn escrow(h: &Harness, id: ActorId) -> lode_chain::actors::market::Escrow {
     h.chain
         .view(|rt| lode_chain::actors::market::escrow(rt, id))
         .unwrap()

@@ -2,6 +2,7 @@
 //! the whole dependency graph again): the chain driven through `lode_testkit`'s harness.
 //!
 //! - [`blocks`]: blocks with one aggregate signature, honest and refused;
+//! - [`compute`]: compute jobs, replicated and verified, settled and slashed to the atto;
 //! - [`economics`]: every economic scenario, with the test verifier and with real proofs;
 //! - [`first_window`]: a new sector's first proving period, committed around a challenge;
 //! - [`genesis`]: genesis miners with pre-sealed sectors, proving and mining from epoch 1;
@@ -13,6 +14,7 @@
 //! Tests that need real Groth16 proofs are ignored unless `--include-ignored` is passed.
 
 mod blocks;
+mod compute;
 mod durability;
 mod economics;
 mod first_window;

@@ -33,9 +33,10 @@ use serde_json::Value;
 
 use super::types::{
     ActorInfo, BlockInfo, BlockMessageInfo, CollateralBoundsView, DealView, EscrowView,
-    GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress, MessageInfo, MessageLookupInfo,
-    MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView,
-    PreCommitView, SectorInfo, SubmitVerdict, SyncStatusInfo, TipsetInfo, VersionInfo,
+    GenesisInfo, Hash, HeadEventInfo, HeadInfo, IdAddress, JobFilter, JobView, MessageInfo,
+    MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetInfo,
+    NetworkPowerInfo, PeerView, PreCommitView, SectorInfo, SubmitVerdict, SyncStatusInfo,
+    TipsetInfo, VersionInfo,
 };
 use crate::core::{MinerBase, ProvingView};
 use crate::wire::{self, FullBlock};
@@ -579,6 +580,37 @@ impl NodeClient {
         self.call(
             "state_marketDeals",
             vec![addr(provider), addr(client), from.into()],
+        )
+        .await
+    }
+
+    /// `state_computeJob`: a compute job, `None` for an unknown id.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_compute_job(&self, id: u64) -> ClientResult<Option<JobView>> {
+        self.call("state_computeJob", vec![id.into()]).await
+    }
+
+    /// `state_computeJobs`: jobs matching `filter`, from job id `from`.
+    ///
+    /// # Errors
+    /// [`ClientError`].
+    pub async fn state_compute_jobs(
+        &self,
+        filter: JobFilter,
+        from: u64,
+    ) -> ClientResult<Vec<JobView>> {
+        let addr = |a: Option<ActorId>| a.map_or(Value::Null, |a| Value::from(a.to_string()));
+        self.call(
+            "state_computeJobs",
+            vec![
+                addr(filter.client),
+                addr(filter.provider),
+                addr(filter.verifier),
+                filter.open_only.into(),
+                from.into(),
+            ],
         )
         .await
     }

@@ -42,6 +42,8 @@
 //! | `state_networkPower` | — | [`NetworkPowerInfo`]: consensus, committed and above-minimum totals, miner counts, smoothed QA estimate, total locked | open |
 //! | `state_marketBalance` | address | [`EscrowView`]: the actor's market escrow (balance, locked, available); zero for an unknown address | open |
 //! | `state_marketDeal` | deal id | [`DealView`]: the proposal, `published` or `active`, its sector, paid-until epoch and allocation; `null` for an unknown or ended deal | open |
+//! | `state_computeJob` | job id | [`JobView`]: terms, slots, verifier, `open`/`settled`/`failed`, the final result and who got what; `null` for an unknown id | open |
+//! | `state_computeJobs` | client or `null`, provider or `null`, verifier or `null`, open only (bool, optional), first job id (optional) | [`JobView`] list, oldest first, at most [`query::MAX_JOBS_LISTED`] | open |
 //! | `state_marketDeals` | provider address or `null`, client address or `null`, first deal id (optional) | [`DealView`] list, oldest first, at most [`query::MAX_DEALS_LISTED`] | open |
 //! | `state_dealCollateralBounds` | padded piece size | [`CollateralBoundsView`]: the least provider collateral `PublishDeals` takes now for a piece of that size, and the cap on each amount of a deal | open |
 //! | `state_verifiedClientDataCap` | address | the client's DataCap in bytes (decimal string), or `null` for none | open |
@@ -106,7 +108,8 @@ pub use metrics_http::{
 };
 pub use types::{
     ActorInfo, BlockInfo, BlockMessageInfo, CollateralBoundsView, DealView, EscrowView,
-    GenesisInfo, HeadEventInfo, HeadInfo, MessageInfo, MessageParam, MinerDeadlinesInfo,
+    GenesisInfo, HeadEventInfo, HeadInfo, JobFilter, JobInputView, JobSettlementView, JobSlotView,
+    JobTermsView, JobVerifierView, JobView, MessageInfo, MessageParam, MinerDeadlinesInfo,
     MinerInfoView, MinerPowerInfo, NetInfo, NetworkPowerInfo, PeerView, SectorInfo, SubmitVerdict,
     SyncStatusInfo, TipsetInfo, VersionInfo,
 };
@@ -160,6 +163,8 @@ pub const OPEN_METHODS: &[&str] = &[
     "state_marketBalance",
     "state_marketDeal",
     "state_marketDeals",
+    "state_computeJob",
+    "state_computeJobs",
     "state_dealCollateralBounds",
     "state_verifiedClientDataCap",
     "state_verifierAllowance",
@@ -496,6 +501,28 @@ pub fn module(
         let client = client.as_deref().map(actor_param).transpose()?;
         on_core(&ctx, move |c| {
             query::market_deals(c, provider, client, from.unwrap_or(0))
+        })
+        .await
+    })?;
+    m.register_async_method("state_computeJob", |params, ctx, _| async move {
+        let id: u64 = params.one()?;
+        on_core(&ctx, move |c| query::compute_job(c, id)).await
+    })?;
+    m.register_async_method("state_computeJobs", |params, ctx, _| async move {
+        let mut seq = params.sequence();
+        let client: Option<String> = seq.optional_next()?;
+        let provider: Option<String> = seq.optional_next()?;
+        let verifier: Option<String> = seq.optional_next()?;
+        let open_only: Option<bool> = seq.optional_next()?;
+        let from: Option<u64> = seq.optional_next()?;
+        let filter = JobFilter {
+            client: client.as_deref().map(actor_param).transpose()?,
+            provider: provider.as_deref().map(actor_param).transpose()?,
+            verifier: verifier.as_deref().map(actor_param).transpose()?,
+            open_only: open_only.unwrap_or(false),
+        };
+        on_core(&ctx, move |c| {
+            query::compute_jobs(c, filter, from.unwrap_or(0))
         })
         .await
     })?;

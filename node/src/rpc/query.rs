@@ -6,16 +6,16 @@
 use lode_chain::ActorError;
 use lode_chain::actor::ActorKind;
 use lode_chain::actors::miner::{self, Deadline, DeadlineInfo, Partition, SectorOnChain};
-use lode_chain::actors::{market, power, verifreg};
+use lode_chain::actors::{compute, market, power, verifreg};
 use lode_chain::error::ExitCode;
 use lode_chain::runtime::RandomnessTag;
 use lode_chain::types::{ActorId, Address, Epoch};
 
 use super::types::{
     ActorInfo, BlockInfo, BlockMessageInfo, CollateralBoundsView, DeadlineInfoView, DeadlineTiming,
-    DealView, EscrowView, GenesisInfo, HeadInfo, HeaderInfo, MessageInfo, MessageLookupInfo,
-    MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetworkPowerInfo, PartitionInfo,
-    PreCommitView, SectorInfo, SectorRefInfo, TipsetInfo,
+    DealView, EscrowView, GenesisInfo, HeadInfo, HeaderInfo, JobFilter, JobView, MessageInfo,
+    MessageLookupInfo, MinerDeadlinesInfo, MinerInfoView, MinerPowerInfo, NetworkPowerInfo,
+    PartitionInfo, PreCommitView, SectorInfo, SectorRefInfo, TipsetInfo,
 };
 use crate::blockstore::TipsetMeta;
 use crate::core::NodeCore;
@@ -548,6 +548,58 @@ pub fn market_deals(
                 continue;
             }
             out.push(deal_view(id, &d));
+        }
+        Ok(out)
+    })
+}
+
+/// A compute job; `None` when no job has that id.
+///
+/// # Errors
+/// A state store failure.
+pub fn compute_job(c: &NodeCore, id: u64) -> NodeResult<Option<JobView>> {
+    let policy = c.chain().policy().clone();
+    c.chain()
+        .view(|rt| Ok(compute::job(rt, id)?.map(|j| JobView::of(id, &j, &policy))))
+}
+
+/// The most jobs [`compute_jobs`] returns in one call.
+pub const MAX_JOBS_LISTED: usize = 1_000;
+
+/// Compute jobs from id `from`, oldest first, at most [`MAX_JOBS_LISTED`]: those of `client`,
+/// those `provider` accepted or is named in, and those `verifier` verifies (each `None`: any);
+/// only open ones when `open_only`.
+///
+/// # Errors
+/// A state store failure.
+pub fn compute_jobs(c: &NodeCore, filter: JobFilter, from: u64) -> NodeResult<Vec<JobView>> {
+    use lode_chain::actors::compute::Verification;
+    let policy = c.chain().policy().clone();
+    c.chain().view(|rt| {
+        let next = compute::load(rt)?.next_job_id;
+        let mut out = Vec::new();
+        for id in from..next {
+            if out.len() >= MAX_JOBS_LISTED {
+                break;
+            }
+            let Some(j) = compute::job(rt, id)? else {
+                continue;
+            };
+            let verifier = match &j.terms.verification {
+                Verification::Verifier { verifier, .. } => Some(*verifier),
+                Verification::Replicated { .. } => None,
+            };
+            let involves = |p: ActorId| {
+                j.slots.iter().any(|s| s.provider == p) || j.terms.providers.contains(&p)
+            };
+            if filter.client.is_some_and(|cl| cl != j.client)
+                || filter.provider.is_some_and(|p| !involves(p))
+                || filter.verifier.is_some_and(|v| Some(v) != verifier)
+                || (filter.open_only && j.outcome.is_some())
+            {
+                continue;
+            }
+            out.push(JobView::of(id, &j, &policy));
         }
         Ok(out)
     })

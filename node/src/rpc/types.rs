@@ -993,6 +993,66 @@ mod tests {
     use super::*;
 
     #[test]
+    fn job_terms_survive_their_json_view() {
+        use lode_chain::actors::compute::{JobInput, JobLimits, JobTerms, Verification};
+        let comm_p = lode_proofs::piece::zero_commitment(5);
+        for verification in [
+            Verification::Replicated { k: 3 },
+            Verification::Verifier {
+                verifier: ActorId(107),
+                fee: TokenAmount::atto(5),
+                bond: TokenAmount::atto(7),
+            },
+        ] {
+            let t = JobTerms {
+                module: [9; 32],
+                entrypoint: "_start".into(),
+                args: vec!["-w".into()],
+                env: vec![("A".into(), "b".into())],
+                inputs: vec![JobInput {
+                    piece_cid: comm_p.0,
+                    piece_size: 1024,
+                    mount: "data/in.car".into(),
+                }],
+                limits: JobLimits {
+                    fuel: 1,
+                    memory_bytes: 2,
+                    output_bytes: 3,
+                    timeout_ms: 4,
+                },
+                payment: TokenAmount::atto(11),
+                provider_collateral: TokenAmount::atto(13),
+                providers: vec![ActorId(1000), ActorId(1001)],
+                verification,
+                deadline: 77,
+            };
+            let json = serde_json::to_string(&JobTermsView::of(&t)).unwrap();
+            let back: JobTermsView = serde_json::from_str(&json).unwrap();
+            assert_eq!(back.to_terms().unwrap(), t, "{json}");
+        }
+        let mut bad = JobTermsView::of(&JobTerms {
+            module: [0; 32],
+            entrypoint: "_start".into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            inputs: Vec::new(),
+            limits: JobLimits {
+                fuel: 1,
+                memory_bytes: 1,
+                output_bytes: 1,
+                timeout_ms: 1,
+            },
+            payment: TokenAmount::ZERO,
+            provider_collateral: TokenAmount::ZERO,
+            providers: Vec::new(),
+            verification: Verification::Replicated { k: 1 },
+            deadline: 1,
+        });
+        bad.providers = vec!["l3zz".into()];
+        assert!(bad.to_terms().unwrap_err().contains("l3zz"));
+    }
+
+    #[test]
     fn addresses_parse_as_they_display() {
         assert_eq!(parse_address("l0100").unwrap(), Address::Id(ActorId(100)));
         let pk = lode_chain::crypto::SecretKey::from_seed(&[3; 32]).public_key();
@@ -1037,4 +1097,339 @@ mod tests {
         assert_eq!(serde_json::from_value::<SubmitVerdict>(v).unwrap(), verdict);
         assert!(serde_json::from_str::<HeadInfo>(r#"{"epoch":1,"key":["00"],"weight":"1","parent_state_root":null,"state_root":null}"#).is_err());
     }
+}
+
+/// An input piece of a compute job, as `state_computeJob` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobInputView {
+    /// The piece CID (`b…`).
+    pub piece_cid: String,
+    /// Padded piece size in bytes.
+    pub piece_size: u64,
+    /// Its path under `/inputs`.
+    pub mount: String,
+}
+
+/// How a job's result is checked, in JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationView {
+    /// `k` replicas; a strict majority decides.
+    Replicated {
+        /// Replicas.
+        k: u64,
+    },
+    /// One provider and a named verifier.
+    Verifier {
+        /// The verifier account.
+        #[serde(with = "serde_hex::actor")]
+        verifier: ActorId,
+        /// The verifier's fee.
+        fee: TokenAmount,
+        /// The verifier's bond.
+        bond: TokenAmount,
+    },
+}
+
+/// A compute job's terms in JSON ([`lode_chain::actors::compute::JobTerms`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTermsView {
+    /// BLAKE3 hash of the module, hex.
+    #[serde(with = "serde_hex::hash")]
+    pub module: [u8; 32],
+    /// The entrypoint.
+    pub entrypoint: String,
+    /// Arguments.
+    pub args: Vec<String>,
+    /// Environment.
+    pub env: Vec<(String, String)>,
+    /// Input pieces.
+    pub inputs: Vec<JobInputView>,
+    /// Execution limits.
+    pub limits: lode_chain::actors::compute::JobLimits,
+    /// Paid to each provider whose result is final.
+    pub payment: TokenAmount,
+    /// What each provider locks.
+    pub provider_collateral: TokenAmount,
+    /// Named providers (`l0…`), empty for the first that accept.
+    pub providers: Vec<String>,
+    /// How the result is checked.
+    pub verification: VerificationView,
+    /// Last epoch to accept and to commit or post a result.
+    pub deadline: Epoch,
+}
+
+impl JobTermsView {
+    /// The view of `t`.
+    pub fn of(t: &lode_chain::actors::compute::JobTerms) -> Self {
+        use lode_chain::actors::compute::Verification;
+        JobTermsView {
+            module: t.module,
+            entrypoint: t.entrypoint.clone(),
+            args: t.args.clone(),
+            env: t.env.clone(),
+            inputs: t
+                .inputs
+                .iter()
+                .map(|i| JobInputView {
+                    piece_cid: piece_cid_string(&i.piece_cid),
+                    piece_size: i.piece_size,
+                    mount: i.mount.clone(),
+                })
+                .collect(),
+            limits: t.limits,
+            payment: t.payment,
+            provider_collateral: t.provider_collateral,
+            providers: t.providers.iter().map(ToString::to_string).collect(),
+            verification: match &t.verification {
+                Verification::Replicated { k } => VerificationView::Replicated { k: *k },
+                Verification::Verifier {
+                    verifier,
+                    fee,
+                    bond,
+                } => VerificationView::Verifier {
+                    verifier: *verifier,
+                    fee: *fee,
+                    bond: *bond,
+                },
+            },
+            deadline: t.deadline,
+        }
+    }
+
+    /// The chain's terms this view shows.
+    ///
+    /// # Errors
+    /// A piece CID or provider address that does not parse, named in the message.
+    pub fn to_terms(&self) -> Result<lode_chain::actors::compute::JobTerms, String> {
+        use lode_chain::actors::compute::{JobInput, JobTerms, Verification};
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|i| {
+                let cid: lode_proofs::cid::PieceCid = i
+                    .piece_cid
+                    .parse()
+                    .map_err(|e| format!("input {:?}: {e}", i.mount))?;
+                Ok(JobInput {
+                    piece_cid: cid.comm_p().0,
+                    piece_size: i.piece_size,
+                    mount: i.mount.clone(),
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let providers = self
+            .providers
+            .iter()
+            .map(|p| parse_actor_id(p).map_err(|e| format!("provider {p:?}: {e}")))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(JobTerms {
+            module: self.module,
+            entrypoint: self.entrypoint.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+            inputs,
+            limits: self.limits,
+            payment: self.payment,
+            provider_collateral: self.provider_collateral,
+            providers,
+            verification: match &self.verification {
+                VerificationView::Replicated { k } => Verification::Replicated { k: *k },
+                VerificationView::Verifier {
+                    verifier,
+                    fee,
+                    bond,
+                } => Verification::Verifier {
+                    verifier: *verifier,
+                    fee: *fee,
+                    bond: *bond,
+                },
+            },
+            deadline: self.deadline,
+        })
+    }
+}
+
+/// A piece commitment as its CID (`b…`), or hex if it is not a valid commitment.
+pub fn piece_cid_string(comm_p: &[u8; 32]) -> String {
+    lode_proofs::cid::PieceCid::new(lode_proofs::node::Node(*comm_p))
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| hex::encode(comm_p))
+}
+
+/// A provider's place in a job, in JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSlotView {
+    /// The provider (miner).
+    #[serde(with = "serde_hex::actor")]
+    pub provider: ActorId,
+    /// The account that locked the collateral.
+    #[serde(with = "serde_hex::actor")]
+    pub payer: ActorId,
+    /// Collateral still held.
+    pub collateral: TokenAmount,
+    /// The deals backing the inputs.
+    pub deals: Vec<DealId>,
+    /// Whether it committed a result (replicated jobs).
+    pub committed: bool,
+    /// Its revealed or posted result, hex.
+    #[serde(with = "serde_hex::opt_hash")]
+    pub result: Option<[u8; 32]>,
+}
+
+/// The verifier of a job, in JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobVerifierView {
+    /// The verifier.
+    #[serde(with = "serde_hex::actor")]
+    pub verifier: ActorId,
+    /// Bond still held.
+    pub bond: TokenAmount,
+    /// `attested`, `disputed` or `null` (no verdict yet).
+    pub verdict: Option<String>,
+    /// The verifier's result when it disputed.
+    #[serde(with = "serde_hex::opt_hash")]
+    pub disputed_result: Option<[u8; 32]>,
+}
+
+/// Who got what when a job settled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSettlementView {
+    /// The epoch it settled.
+    pub epoch: Epoch,
+    /// Payments (`[address, amount]`).
+    pub paid: Vec<(String, TokenAmount)>,
+    /// Collateral and bonds returned.
+    pub returned: Vec<(String, TokenAmount)>,
+    /// Collateral and bonds slashed, by the party that lost them.
+    pub slashed: Vec<(String, TokenAmount)>,
+    /// The client's escrow refunded.
+    pub refunded: TokenAmount,
+    /// The client's half of what was slashed.
+    pub to_client: TokenAmount,
+    /// Burnt.
+    pub burnt: TokenAmount,
+}
+
+/// `state_computeJob`, `state_computeJobs`: a compute job and its progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobView {
+    /// The job id.
+    pub job_id: u64,
+    /// The client.
+    #[serde(with = "serde_hex::actor")]
+    pub client: ActorId,
+    /// What it asks for.
+    pub terms: JobTermsView,
+    /// When it was submitted.
+    pub submitted: Epoch,
+    /// The epoch whose cron settles it (earlier once decided).
+    pub settle_epoch: Epoch,
+    /// `open`, `settled` or `failed`.
+    pub state: String,
+    /// Why it failed (`no-provider`, `no-majority`, `no-result`, `cancelled`).
+    pub failure: Option<String>,
+    /// The final result, hex.
+    #[serde(with = "serde_hex::opt_hash")]
+    pub result: Option<[u8; 32]>,
+    /// Whether the final result came from the verifier's dispute.
+    pub disputed: bool,
+    /// The client's escrow still held.
+    pub escrow: TokenAmount,
+    /// Providers that accepted.
+    pub slots: Vec<JobSlotView>,
+    /// The verifier, once it accepted.
+    pub verifier: Option<JobVerifierView>,
+    /// Who got what, once settled.
+    pub settlement: Option<JobSettlementView>,
+}
+
+impl JobView {
+    /// The view of job `id`, under `policy`'s windows.
+    pub fn of(id: u64, j: &lode_chain::actors::compute::Job, policy: &Policy) -> Self {
+        use lode_chain::actors::compute::{Failure, Outcome, Verdict};
+        let (state, failure, result, disputed) = match &j.outcome {
+            None => ("open", None, None, false),
+            Some(Outcome::Final { result, disputed }) => {
+                ("settled", None, Some(*result), *disputed)
+            }
+            Some(Outcome::Failed(f)) => (
+                "failed",
+                Some(match f {
+                    Failure::NoProvider => "no-provider",
+                    Failure::NoMajority => "no-majority",
+                    Failure::NoResult => "no-result",
+                    Failure::Cancelled => "cancelled",
+                }),
+                None,
+                false,
+            ),
+        };
+        let pairs = |v: &[(ActorId, TokenAmount)]| {
+            v.iter()
+                .map(|(a, t)| (a.to_string(), *t))
+                .collect::<Vec<_>>()
+        };
+        JobView {
+            job_id: id,
+            client: j.client,
+            terms: JobTermsView::of(&j.terms),
+            submitted: j.submitted,
+            settle_epoch: j.settle_epoch(&policy.compute),
+            state: state.into(),
+            failure: failure.map(Into::into),
+            result,
+            disputed,
+            escrow: j.escrow,
+            slots: j
+                .slots
+                .iter()
+                .map(|s| JobSlotView {
+                    provider: s.provider,
+                    payer: s.payer,
+                    collateral: s.collateral,
+                    deals: s.deals.clone(),
+                    committed: s.commitment.is_some(),
+                    result: s.result,
+                })
+                .collect(),
+            verifier: j.verifier.as_ref().map(|v| JobVerifierView {
+                verifier: v.verifier,
+                bond: v.bond,
+                verdict: v.verdict.map(|d| {
+                    match d {
+                        Verdict::Attested => "attested",
+                        Verdict::Disputed(_) => "disputed",
+                    }
+                    .into()
+                }),
+                disputed_result: match v.verdict {
+                    Some(Verdict::Disputed(r)) => Some(r),
+                    _ => None,
+                },
+            }),
+            settlement: j.settlement.as_ref().map(|s| JobSettlementView {
+                epoch: s.epoch,
+                paid: pairs(&s.paid),
+                returned: pairs(&s.returned),
+                slashed: pairs(&s.slashed),
+                refunded: s.refunded,
+                to_client: s.to_client,
+                burnt: s.burnt,
+            }),
+        }
+    }
+}
+
+/// Which jobs `state_computeJobs` lists (each `None`: any).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Jobs of this client.
+    pub client: Option<ActorId>,
+    /// Jobs this provider accepted or is named in.
+    pub provider: Option<ActorId>,
+    /// Jobs this account verifies.
+    pub verifier: Option<ActorId>,
+    /// Only jobs not settled yet.
+    pub open_only: bool,
 }
