@@ -23,6 +23,9 @@
 //!   acceptance through transfer, publication and sealing to activation;
 //! - [`retrieval`]: the provider's HTTP retrieval server (`GET|HEAD /piece/<piece CID>` with
 //!   ranges, conditional requests and bounded resources) over a [`retrieval::PieceSource`].
+//! - [`jobs`]: the provider's side of compute jobs: which it takes ([`jobs::JobSettings`]), its
+//!   module store, its crash-safe job records, the service that accepts, runs, commits, reveals
+//!   or posts on time, and the HTTP routes for modules and outputs;
 //! - [`error`]: [`MarketError`] and [`MarketResult`].
 
 #![forbid(unsafe_code)]
@@ -43,6 +46,7 @@ pub mod client;
 pub mod deal;
 pub mod error;
 pub mod import;
+pub mod jobs;
 pub mod net;
 pub mod provider;
 pub mod retrieval;

@@ -70,6 +70,8 @@ pub struct JobInput {
     pub piece_cid: [u8; 32],
     /// Padded piece size.
     pub piece_size: u64,
+    /// The payload's length: exactly these first bytes of the unpadded piece are mounted.
+    pub payload_size: u64,
     /// Its path under `/inputs` (relative, `/`-separated, no `.` or `..` component).
     pub mount: String,
 }
@@ -77,14 +79,16 @@ pub struct JobInput {
 /// What the executor may spend on a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobLimits {
-    /// Fuel (WASM instructions, roughly).
+    /// Fuel (one unit per WASM operator).
     pub fuel: u64,
-    /// Linear memory, bytes.
-    pub memory_bytes: u64,
-    /// Bytes the job may write under `/outputs`.
-    pub output_bytes: u64,
+    /// Linear memory, in 64 KiB pages.
+    pub memory_pages: u32,
     /// Wall time, milliseconds.
     pub timeout_ms: u64,
+    /// Bytes the job may hold under `/outputs`.
+    pub output_bytes: u64,
+    /// Files and directories the job may create under `/outputs`.
+    pub output_entries: u32,
 }
 
 /// How a job's result is checked.
@@ -601,9 +605,19 @@ fn check_terms(rt: &Runtime<'_, '_>, client: ActorId, t: &JobTerms) -> ActorResu
                 input.piece_size
             );
         }
+        // The unpadded capacity of a padded piece: 127 of every 128 bytes.
+        let capacity = (input.piece_size / 128).saturating_mul(127);
+        if input.payload_size == 0 || input.payload_size > capacity {
+            abort!(
+                IllegalArgument,
+                "a payload of {} bytes does not fit a {}-byte piece",
+                input.payload_size,
+                input.piece_size
+            );
+        }
     }
     let l = &t.limits;
-    if l.fuel == 0 || l.memory_bytes == 0 || l.timeout_ms == 0 {
+    if l.fuel == 0 || l.memory_pages == 0 || l.timeout_ms == 0 {
         abort!(
             IllegalArgument,
             "a job's fuel, memory and timeout must be positive"

@@ -80,13 +80,15 @@ impl Setup {
             inputs: vec![JobInput {
                 piece_cid: self.piece,
                 piece_size: 1024,
+                payload_size: 1000,
                 mount: "corpus.txt".into(),
             }],
             limits: JobLimits {
                 fuel: 1 << 30,
-                memory_bytes: 64 << 20,
-                output_bytes: 1 << 20,
+                memory_pages: 1024,
                 timeout_ms: 60_000,
+                output_bytes: 1 << 20,
+                output_entries: 100,
             },
             payment: PAYMENT,
             provider_collateral: COLLATERAL,
@@ -668,6 +670,18 @@ fn malformed_and_out_of_order_messages_are_refused_and_change_nothing() {
             escrow,
             ExitCode::IllegalArgument,
             "used twice",
+        ),
+        (
+            JobTerms {
+                inputs: vec![JobInput {
+                    payload_size: 1017,
+                    ..good.inputs[0].clone()
+                }],
+                ..good.clone()
+            },
+            escrow,
+            ExitCode::IllegalArgument,
+            "does not fit",
         ),
         (
             JobTerms {

@@ -195,6 +195,14 @@ impl DealRecords {
         BlockIndex::in_db(self.db.clone(), self.path.clone())
     }
 
+    /// The provider's compute-job records, in this database's `jobs` tree.
+    ///
+    /// # Errors
+    /// [`MarketError::Records`] when the tree cannot be opened.
+    pub fn job_records(&self) -> MarketResult<crate::jobs::records::JobRecords> {
+        crate::jobs::records::JobRecords::in_db(self.db.clone(), self.path.clone())
+    }
+
     fn encode(&self, deal: &ProviderDeal) -> MarketResult<Vec<u8>> {
         serde_json::to_vec(deal).map_err(|e| MarketError::Records {
             path: self.path.clone(),

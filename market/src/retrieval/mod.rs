@@ -35,7 +35,7 @@ use lode_proofs::cid::PieceCid;
 
 pub use gateway::{CAR_TYPE, DAG_CBOR_CODEC, DagScope, RAW_TYPE};
 pub use index::{BlockIndex, BlockLocation, IndexedPayload, MAX_LOCATIONS};
-pub use server::{RetrievalConfig, RetrievalServer, serve, serve_with_index};
+pub use server::{RetrievalConfig, RetrievalServer, serve, serve_with_index, serve_with_routes};
 pub use source::{DirPieces, FileReader, PieceReader, PieceSource};
 
 /// Bytes read from a piece per step of a response body.

@@ -103,7 +103,7 @@ pub async fn serve(
     config: &RetrievalConfig,
     pieces: Arc<dyn PieceSource>,
 ) -> MarketResult<RetrievalServer> {
-    serve_inner(config, pieces, None).await
+    serve_inner(config, pieces, None, None).await
 }
 
 /// Starts the retrieval server with the trustless gateway: `/piece/` from `pieces`, and
@@ -116,13 +116,28 @@ pub async fn serve_with_index(
     pieces: Arc<dyn PieceSource>,
     index: BlockIndex,
 ) -> MarketResult<RetrievalServer> {
-    serve_inner(config, pieces, Some(index)).await
+    serve_inner(config, pieces, Some(index), None).await
+}
+
+/// Like [`serve_with_index`], with `extra` routes beside the retrieval ones (the provider's
+/// compute-job endpoints: [`crate::jobs::http::routes`]).
+///
+/// # Errors
+/// [`MarketError::Serve`] when the address cannot be bound.
+pub async fn serve_with_routes(
+    config: &RetrievalConfig,
+    pieces: Arc<dyn PieceSource>,
+    index: BlockIndex,
+    extra: Router,
+) -> MarketResult<RetrievalServer> {
+    serve_inner(config, pieces, Some(index), Some(extra)).await
 }
 
 async fn serve_inner(
     config: &RetrievalConfig,
     pieces: Arc<dyn PieceSource>,
     blocks: Option<BlockIndex>,
+    extra: Option<Router>,
 ) -> MarketResult<RetrievalServer> {
     let addr = config.listen;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -141,6 +156,10 @@ async fn serve_inner(
             max_depth: config.car_max_depth.max(1),
         },
     });
+    let app = match extra {
+        Some(extra) => app.merge(extra),
+        None => app,
+    };
     let header_timeout = Duration::from_secs(config.header_timeout_secs.max(1));
     let permits = Arc::new(Semaphore::new(config.max_connections.max(1)));
     let (stop, mut stopped) = oneshot::channel::<()>();

@@ -1012,13 +1012,15 @@ mod tests {
                 inputs: vec![JobInput {
                     piece_cid: comm_p.0,
                     piece_size: 1024,
+                    payload_size: 1000,
                     mount: "data/in.car".into(),
                 }],
                 limits: JobLimits {
                     fuel: 1,
-                    memory_bytes: 2,
-                    output_bytes: 3,
+                    memory_pages: 2,
                     timeout_ms: 4,
+                    output_bytes: 3,
+                    output_entries: 5,
                 },
                 payment: TokenAmount::atto(11),
                 provider_collateral: TokenAmount::atto(13),
@@ -1038,9 +1040,10 @@ mod tests {
             inputs: Vec::new(),
             limits: JobLimits {
                 fuel: 1,
-                memory_bytes: 1,
-                output_bytes: 1,
+                memory_pages: 1,
                 timeout_ms: 1,
+                output_bytes: 1,
+                output_entries: 1,
             },
             payment: TokenAmount::ZERO,
             provider_collateral: TokenAmount::ZERO,
@@ -1106,6 +1109,8 @@ pub struct JobInputView {
     pub piece_cid: String,
     /// Padded piece size in bytes.
     pub piece_size: u64,
+    /// The payload's length (the bytes mounted).
+    pub payload_size: u64,
     /// Its path under `/inputs`.
     pub mount: String,
 }
@@ -1174,6 +1179,7 @@ impl JobTermsView {
                 .map(|i| JobInputView {
                     piece_cid: piece_cid_string(&i.piece_cid),
                     piece_size: i.piece_size,
+                    payload_size: i.payload_size,
                     mount: i.mount.clone(),
                 })
                 .collect(),
@@ -1214,6 +1220,7 @@ impl JobTermsView {
                 Ok(JobInput {
                     piece_cid: cid.comm_p().0,
                     piece_size: i.piece_size,
+                    payload_size: i.payload_size,
                     mount: i.mount.clone(),
                 })
             })
