@@ -59,6 +59,17 @@ pub enum MarketError {
         #[source]
         source: std::io::Error,
     },
+    /// A compute job spec (YAML or JSON) or a job's canonical bytes that do not make a valid job:
+    /// the message names the field and what to change.
+    #[error("job spec: {0}")]
+    JobSpec(String),
+    /// A compute job's module could not be read, or its bytes do not hash to the job's module.
+    #[error("job module: {0}")]
+    JobModule(String),
+    /// The executor itself failed (its engine, the job's work directory, staging an input); the
+    /// job's own faults are not errors but a [`crate::compute::Outcome`].
+    #[error("compute executor: {0}")]
+    Executor(String),
     /// A deal UUID that no record holds.
     #[error("no deal {0} in the provider's records")]
     UnknownDeal(DealUuid),

@@ -23,6 +23,8 @@
 //!   acceptance through transfer, publication and sealing to activation;
 //! - [`retrieval`]: the provider's HTTP retrieval server (`GET|HEAD /piece/<piece CID>` with
 //!   ranges, conditional requests and bounded resources) over a [`retrieval::PieceSource`].
+//! - [`compute`]: compute-over-data jobs: the job spec and canonical job, the deterministic
+//!   WASM executor (wasmtime, WASI preview 1) and the result hash;
 //! - [`jobs`]: the provider's side of compute jobs: which it takes ([`jobs::JobSettings`]), its
 //!   module store, its crash-safe job records, the service that accepts, runs, commits, reveals
 //!   or posts on time, and the HTTP routes for modules and outputs;
@@ -43,6 +45,7 @@
 pub mod car;
 pub mod cid;
 pub mod client;
+pub mod compute;
 pub mod deal;
 pub mod error;
 pub mod import;

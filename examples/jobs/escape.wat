@@ -1,0 +1,58 @@
+;; escape: tries to leave its sandbox and records each attempt's WASI errno (i32 LE, in order) in
+;; /outputs/errnos.bin, then exits 0. Every errno must be non-zero:
+;;   1 open /inputs/../secret          2 open /etc/passwd through /inputs
+;;   3 create /outputs/../inputs/data  4 open the input for writing
+;;   5 create a file in /inputs        6 sock_accept          7 sock_send
+;;   8 symlink in /outputs             9 hard link in /outputs
+(module
+  (import "wasi_snapshot_preview1" "path_open"
+    (func $path_open (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_accept" (func $sock_accept (param i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "sock_send" (func $sock_send (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_symlink" (func $path_symlink (param i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "path_link"
+    (func $path_link (param i32 i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $proc_exit (param i32)))
+  (memory (export "memory") 1)
+  ;; 16 iovec | 24 nwritten | 28 fd | 40 scratch | 512.. errnos | 1000.. strings
+  (data (i32.const 1000) "../secret")
+  (data (i32.const 1016) "/etc/passwd")
+  (data (i32.const 1032) "../inputs/data")
+  (data (i32.const 1048) "data")
+  (data (i32.const 1056) "new")
+  (data (i32.const 1064) "link")
+  (data (i32.const 1072) "x")
+  (data (i32.const 1076) "y")
+  (data (i32.const 1080) "errnos.bin")
+  (func (export "_start")
+    (i32.store (i32.const 512)
+      (call $path_open (i32.const 3) (i32.const 0) (i32.const 1000) (i32.const 9)
+        (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 40)))
+    (i32.store (i32.const 516)
+      (call $path_open (i32.const 3) (i32.const 0) (i32.const 1016) (i32.const 11)
+        (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 40)))
+    (i32.store (i32.const 520)
+      (call $path_open (i32.const 4) (i32.const 0) (i32.const 1032) (i32.const 14)
+        (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 40)))
+    (i32.store (i32.const 524)
+      (call $path_open (i32.const 3) (i32.const 0) (i32.const 1048) (i32.const 4)
+        (i32.const 0) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 40)))
+    (i32.store (i32.const 528)
+      (call $path_open (i32.const 3) (i32.const 0) (i32.const 1056) (i32.const 3)
+        (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 40)))
+    (i32.store (i32.const 532) (call $sock_accept (i32.const 3) (i32.const 0) (i32.const 40)))
+    (i32.store (i32.const 536)
+      (call $sock_send (i32.const 0) (i32.const 16) (i32.const 0) (i32.const 0) (i32.const 40)))
+    (i32.store (i32.const 540)
+      (call $path_symlink (i32.const 1016) (i32.const 11) (i32.const 4) (i32.const 1064) (i32.const 4)))
+    (i32.store (i32.const 544)
+      (call $path_link (i32.const 4) (i32.const 0) (i32.const 1072) (i32.const 1)
+        (i32.const 4) (i32.const 1076) (i32.const 1)))
+    (if (call $path_open (i32.const 4) (i32.const 0) (i32.const 1080) (i32.const 10)
+          (i32.const 9) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 28))
+      (then (call $proc_exit (i32.const 5))))
+    (i32.store (i32.const 16) (i32.const 512))
+    (i32.store (i32.const 20) (i32.const 36))
+    (if (call $fd_write (i32.load (i32.const 28)) (i32.const 16) (i32.const 1) (i32.const 24))
+      (then (call $proc_exit (i32.const 5))))))
