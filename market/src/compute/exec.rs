@@ -533,12 +533,11 @@ impl Executor {
             Ok(i) => i,
             Err(e) => return classify(store.data(), &e, Outcome::MissingImport),
         };
-        if job.entrypoint != "_initialize" {
-            if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
-                if let Err(e) = init.call(&mut *store, ()) {
-                    return classify(store.data(), &e, Outcome::Trap(TrapKind::Other));
-                }
-            }
+        if job.entrypoint != "_initialize"
+            && let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")
+            && let Err(e) = init.call(&mut *store, ())
+        {
+            return classify(store.data(), &e, Outcome::Trap(TrapKind::Other));
         }
         let entry = match instance.get_typed_func::<(), ()>(&mut *store, &job.entrypoint) {
             Ok(f) => f,
@@ -722,6 +721,9 @@ impl JobState {
         *self.inos.entry(real).or_insert(next)
     }
 }
+
+/// Directory entries: (name, host inode, file type).
+type DirEntries = Vec<(Vec<u8>, u64, u8)>;
 
 struct Listing {
     fd: i32,
@@ -1303,16 +1305,16 @@ fn write_impl(
 
 fn set_size_impl(c: &mut Cx<'_>, h: &Helper, fd: i32, size: i64) -> Res {
     let file = writable_file(c, h, fd)?;
-    if let Some((st, _)) = file {
-        if !c.data().acct.allows(st.ino, size as u64) {
-            return Err(c.data_mut().acct.exceed("a file's new size"));
-        }
+    if let Some((st, _)) = file
+        && !c.data().acct.allows(st.ino, size as u64)
+    {
+        return Err(c.data_mut().acct.exceed("a file's new size"));
     }
     let errno = h.set_size.call(&mut *c, (fd, size))?;
-    if errno == E_SUCCESS {
-        if let Some((st, _)) = file {
-            c.data_mut().acct.record(st.ino, size as u64);
-        }
+    if errno == E_SUCCESS
+        && let Some((st, _)) = file
+    {
+        c.data_mut().acct.record(st.ino, size as u64);
     }
     Ok(errno)
 }
@@ -1369,13 +1371,11 @@ fn open_impl(c: &mut Cx<'_>, h: &Helper, a: OpenArgs) -> Res {
     if let Some((st, _)) = writable_file(c, h, fd)? {
         c.data_mut().acct.record(st.ino, st.size);
     }
-    if creat {
-        if let Ok(raw) = raw_fstat(c, h, fd)? {
-            let ino = parse_stat(&raw).ino;
-            let acct = &mut c.data_mut().acct;
-            if acct.created.insert(ino) {
-                acct.entries = acct.entries.saturating_add(1);
-            }
+    if creat && let Ok(raw) = raw_fstat(c, h, fd)? {
+        let ino = parse_stat(&raw).ino;
+        let acct = &mut c.data_mut().acct;
+        if acct.created.insert(ino) {
+            acct.entries = acct.entries.saturating_add(1);
         }
     }
     Ok(E_SUCCESS)
@@ -1535,13 +1535,9 @@ fn pstat_impl(
 
 /// The whole listing of the directory `fd` through the helper: `.`, `..`, then entries sorted
 /// by name bytes.
-fn list_dir(
-    c: &mut Cx<'_>,
-    h: &Helper,
-    fd: i32,
-) -> wasmtime::Result<Result<Vec<(Vec<u8>, u64, u8)>, i32>> {
+fn list_dir(c: &mut Cx<'_>, h: &Helper, fd: i32) -> wasmtime::Result<Result<DirEntries, i32>> {
     let chunk = i32::try_from(MAX_WRITE_CHUNK).unwrap_or(i32::MAX);
-    let mut entries: Vec<(Vec<u8>, u64, u8)> = Vec::new();
+    let mut entries: DirEntries = Vec::new();
     let mut cookie = 0u64;
     loop {
         let e = h

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use super::*;
 
 fn piece(n: u8) -> String {
@@ -216,7 +218,7 @@ fn paths_are_confined_and_mounts_do_not_overlap() {
         let text = yaml().replace("path: /inputs/data", &format!("path: {bad}"));
         assert!(err_of(&text).contains("path"), "{bad}: {}", err_of(&text));
     }
-    let deep = format!("/inputs/{}", vec!["d"; 9].join("/"));
+    let deep = format!("/inputs/{}", ["d"; 9].join("/"));
     assert!(
         err_of(&yaml().replace("path: /inputs/data", &format!("path: {deep}"))).contains("deeper")
     );
