@@ -2,6 +2,8 @@
 //! outcome in bounded time and memory, the honest jobs' outputs are right, and the same job gives
 //! the same result hash in separate engines and work directories.
 
+#![allow(clippy::unwrap_used)]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -10,7 +10,8 @@ use lode_chain::message::SignedMessage;
 use lode_chain::types::{ActorId, Address, DealId, Epoch};
 use lode_node::core::{BlockVerdict, MinerBase, ProvingView};
 use lode_node::rpc::types::{
-    HeadInfo, MessageLookupInfo, MinerInfoView, MinerPowerInfo, PreCommitView, SectorInfo,
+    DealView, HeadInfo, JobFilter, JobView, MessageLookupInfo, MinerInfoView, MinerPowerInfo,
+    PreCommitView, SectorInfo,
 };
 use lode_node::service::NodeService;
 use lode_node::wire::FullBlock;
@@ -98,6 +99,30 @@ pub trait NodeApi: Send + Sync + 'static {
         owner: ActorId,
     ) -> impl Future<Output = ProviderResult<lode_node::rpc::types::EscrowView>> + Send {
         async move { Err(not_reported("state_marketBalance", owner)) }
+    }
+    /// Compute jobs matching `filter` from job id `from` (`state_computeJobs`): what the
+    /// provider's job service takes and follows. The default answers like
+    /// [`NodeApi::miner_power`]'s.
+    fn compute_jobs(
+        &self,
+        filter: JobFilter,
+        from: u64,
+    ) -> impl Future<Output = ProviderResult<Vec<JobView>>> + Send {
+        let _ = (filter, from);
+        async move { Err(not_reported("state_computeJobs", ActorId(0))) }
+    }
+    /// One compute job (`state_computeJob`); the default answers like [`NodeApi::miner_power`]'s.
+    fn compute_job(&self, id: u64) -> impl Future<Output = ProviderResult<Option<JobView>>> + Send {
+        let _ = id;
+        async move { Err(not_reported("state_computeJob", ActorId(0))) }
+    }
+    /// The deals of `provider` (`state_marketDeals`): which pieces back a compute job. The
+    /// default answers like [`NodeApi::miner_power`]'s.
+    fn provider_deals(
+        &self,
+        provider: ActorId,
+    ) -> impl Future<Output = ProviderResult<Vec<DealView>>> + Send {
+        async move { Err(not_reported("state_marketDeals", provider)) }
     }
 }
 
@@ -195,6 +220,24 @@ impl NodeApi for NodeService {
             .map_err(|e| crate::error::ProviderError::Node(e.to_string()))?;
         Ok(found.map_or(DealLookup::Absent, |d| DealLookup::Found(Box::new(d))))
     }
+
+    async fn compute_jobs(&self, filter: JobFilter, from: u64) -> ProviderResult<Vec<JobView>> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::compute_jobs(c, filter, from))
+            .await??)
+    }
+
+    async fn compute_job(&self, id: u64) -> ProviderResult<Option<JobView>> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::compute_job(c, id))
+            .await??)
+    }
+
+    async fn provider_deals(&self, provider: ActorId) -> ProviderResult<Vec<DealView>> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::market_deals(c, Some(provider), None, 0))
+            .await??)
+    }
 }
 
 impl NodeApi for lode_node::rpc::client::NodeClient {
@@ -288,6 +331,22 @@ impl NodeApi for lode_node::rpc::client::NodeClient {
 
     async fn miner_info(&self, miner: ActorId) -> ProviderResult<MinerInfoView> {
         self.state_miner_info(miner).await.map_err(client_error)
+    }
+
+    async fn compute_jobs(&self, filter: JobFilter, from: u64) -> ProviderResult<Vec<JobView>> {
+        self.state_compute_jobs(filter, from)
+            .await
+            .map_err(client_error)
+    }
+
+    async fn compute_job(&self, id: u64) -> ProviderResult<Option<JobView>> {
+        self.state_compute_job(id).await.map_err(client_error)
+    }
+
+    async fn provider_deals(&self, provider: ActorId) -> ProviderResult<Vec<DealView>> {
+        self.state_market_deals(Some(provider), None, 0)
+            .await
+            .map_err(client_error)
     }
 }
 

@@ -28,13 +28,18 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use libp2p::multiaddr::Protocol;
+use lode_chain::actors::COMPUTE;
 use lode_chain::actors::MARKET;
+use lode_chain::actors::compute::ComputeMethod;
 use lode_chain::actors::market::{ClientDealProposal, DealProposal, MarketMethod};
 use lode_chain::actors::miner::{MAX_MULTIADDRS, MinerMethod};
 use lode_chain::message::{Method, SignedMessage};
 use lode_chain::types::{ActorId, DealId, TokenAmount};
 use lode_market::deal::StorageAsk;
 use lode_market::deal::policy::{ChainView, DealPolicyConfig};
+use lode_market::jobs::http::JobFiles;
+use lode_market::jobs::modules::ModuleStore;
+use lode_market::jobs::{ExecutorRunner, JobChain, JobService, JobSettings};
 use lode_market::provider::records::DealRecords;
 use lode_market::provider::service::{DealProvider, ProviderConfig};
 use lode_market::provider::{DealPublisher, PieceProgress, RecordMessage, SealingApi};
@@ -42,7 +47,7 @@ use lode_market::retrieval::{PieceReader as RetrievalReader, PieceSource, Retrie
 use lode_market::transfer::Scratch;
 use lode_market::transfer::http::TransferConfig;
 use lode_market::{MarketError, MarketResult};
-use lode_node::rpc::types::MessageLookupInfo;
+use lode_node::rpc::types::{DealView, JobFilter, JobView, MessageLookupInfo};
 use lode_proofs::cid::PieceCid;
 use serde::{Deserialize, Serialize};
 
@@ -96,6 +101,8 @@ pub struct MarketSettings {
     /// pays a deal's epochs lazily, and settling moves them from the client's escrow to the
     /// provider's (0: never; the chain still settles at a deal's end).
     pub settle_every_epochs: u64,
+    /// Compute jobs over the provider's pieces (`[market.compute]`).
+    pub compute: JobSettings,
 }
 
 impl Default for MarketSettings {
@@ -120,6 +127,7 @@ impl Default for MarketSettings {
             republish_after_epochs: 20,
             max_sealing_deal_sectors: 16,
             settle_every_epochs: 120,
+            compute: JobSettings::default(),
         }
     }
 }
@@ -341,6 +349,89 @@ impl<A: NodeApi> DealPublisher for WorkerPublisher<A> {
     }
 }
 
+fn jobs_err(e: impl std::fmt::Display) -> MarketError {
+    MarketError::Config(format!("compute jobs: {e}"))
+}
+
+/// The job service's chain: the node's view of jobs and deals, and the worker's messages to the
+/// compute actor (collateral comes from the worker's balance and goes back to it).
+#[derive(Debug)]
+pub struct WorkerJobs<A: NodeApi> {
+    api: Arc<A>,
+    messenger: Arc<Messenger>,
+    worker: ActorId,
+}
+
+impl<A: NodeApi> WorkerJobs<A> {
+    /// The chain of the job service of the miner `worker` works for.
+    pub fn new(api: Arc<A>, messenger: Arc<Messenger>, worker: ActorId) -> Self {
+        WorkerJobs {
+            api,
+            messenger,
+            worker,
+        }
+    }
+}
+
+impl<A: NodeApi> JobChain for WorkerJobs<A> {
+    async fn head(&self) -> MarketResult<lode_chain::types::Epoch> {
+        self.api
+            .chain_head()
+            .await
+            .map(|h| h.epoch)
+            .map_err(jobs_err)
+    }
+
+    async fn open_jobs(&self, from: u64) -> MarketResult<Vec<JobView>> {
+        let filter = JobFilter {
+            open_only: true,
+            ..JobFilter::default()
+        };
+        self.api.compute_jobs(filter, from).await.map_err(jobs_err)
+    }
+
+    async fn job(&self, id: u64) -> MarketResult<Option<JobView>> {
+        self.api.compute_job(id).await.map_err(jobs_err)
+    }
+
+    async fn provider_deals(&self, provider: ActorId) -> MarketResult<Vec<DealView>> {
+        self.api.provider_deals(provider).await.map_err(jobs_err)
+    }
+
+    async fn send(
+        &self,
+        method: ComputeMethod,
+        value: TokenAmount,
+        checks: usize,
+        record: RecordMessage,
+    ) -> MarketResult<[u8; 32]> {
+        self.messenger
+            .send_to_recorded(
+                self.api.as_ref(),
+                self.worker,
+                COMPUTE,
+                value,
+                Method::Compute(method),
+                checks,
+                |signed| record(signed).map_err(|e| ProviderError::Market(e.to_string())),
+            )
+            .await
+            .map_err(jobs_err)
+    }
+
+    async fn push_again(&self, message: SignedMessage) -> MarketResult<()> {
+        self.messenger
+            .push_again(self.api.as_ref(), message)
+            .await
+            .map(|_| ())
+            .map_err(jobs_err)
+    }
+
+    async fn search(&self, id: [u8; 32]) -> MarketResult<Option<MessageLookupInfo>> {
+        self.api.search_message(id).await.map_err(jobs_err)
+    }
+}
+
 /// The retrieval server's pieces: those of proving sectors in the pipeline.
 #[derive(Debug)]
 pub struct PipelinePieces {
@@ -557,6 +648,7 @@ pub struct RunningMarket {
     host: lode_market::net::MarketHost,
     retrieval: lode_market::retrieval::RetrievalServer,
     service: tokio::task::JoinHandle<()>,
+    jobs: tokio::task::JoinHandle<()>,
     settle: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -565,6 +657,7 @@ impl RunningMarket {
     /// the retrieval server.
     pub async fn stop(self) {
         let _ = self.service.await;
+        let _ = self.jobs.await;
         if let Some(s) = self.settle {
             let _ = s.await;
         }
@@ -659,9 +752,27 @@ pub async fn start<A: NodeApi, V: ChainView>(
     });
     let pieces: Arc<dyn PieceSource> = Arc::new(PipelinePieces::new(parts.pipeline.piece_reader()));
     let index = records.block_index().map_err(market_err)?;
-    let retrieval = lode_market::retrieval::serve_with_index(&settings.retrieval, pieces, index)
-        .await
+    let jobs_dir = resolve(dir, &settings.compute.dir);
+    let modules = ModuleStore::open(jobs_dir.join("modules"), settings.compute.max_module_bytes)
         .map_err(market_err)?;
+    let jobs = Arc::new(JobService::new(
+        parts.actor,
+        settings.compute.clone(),
+        jobs_dir.clone(),
+        WorkerJobs::new(parts.api.clone(), parts.messenger.clone(), parts.worker),
+        Arc::new(ExecutorRunner::new().map_err(market_err)?),
+        pieces.clone(),
+        modules.clone(),
+        records.job_records().map_err(market_err)?,
+    ));
+    let routes = lode_market::jobs::http::routes(JobFiles {
+        modules,
+        outputs: jobs.outputs_dir(),
+    });
+    let retrieval =
+        lode_market::retrieval::serve_with_routes(&settings.retrieval, pieces, index, routes)
+            .await
+            .map_err(market_err)?;
     let host = lode_market::net::MarketHost::serve(
         lode_market::net::HostConfig::new(keypair, settings.listen.clone()),
         service.clone(),
@@ -690,6 +801,7 @@ pub async fn start<A: NodeApi, V: ChainView>(
         .unwrap_or(parts.epoch)
         .max(Duration::from_millis(200));
     let driver = tokio::spawn(service.run(tick, stop.clone()));
+    let jobs_driver = tokio::spawn(jobs.clone().run(tick, stop.clone()));
     let settle = (settings.settle_every_epochs > 0).then(|| {
         tokio::spawn(settle_loop(
             parts.api.clone(),
@@ -710,6 +822,7 @@ pub async fn start<A: NodeApi, V: ChainView>(
         host,
         retrieval,
         service: driver,
+        jobs: jobs_driver,
         settle,
     })
 }

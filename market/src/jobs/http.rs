@@ -5,7 +5,9 @@
 //!   `413` too large);
 //! - `HEAD /modules/<blake3 hex>`: whether it is held (`200`/`404`);
 //! - `GET|HEAD /job/<id>/outputs`: the tar archive of a job's `/outputs` once it ran (ranges
-//!   served), for the client and verifiers to check against the result on chain.
+//!   served), for the client and verifiers to check against the result on chain, and
+//!   `GET /job/<id>/outcome`: how the run ended ([`super::runner::RunRecord`], JSON), which the
+//!   result hash covers beside the files.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -19,6 +19,7 @@
 pub mod http;
 pub mod modules;
 pub mod records;
+pub mod runner;
 pub mod service;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::MarketResult;
 use crate::provider::RecordMessage;
 
+pub use runner::{ExecutorRunner, executor_job};
 pub use service::JobService;
 
 /// Which jobs the provider takes (`[market.compute]` of its configuration).

@@ -49,6 +49,7 @@ fn refuse(why: impl Into<String>) -> MarketResult<Vec<DealId>> {
 
 impl<C: JobChain, R: JobRunner> JobService<C, R> {
     /// The service of miner `provider`, its work under `dir` (the settings' `dir`, resolved).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         provider: ActorId,
         settings: JobSettings,
@@ -228,6 +229,10 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
                 "collateral {} above {}",
                 t.provider_collateral, s.max_collateral
             ));
+        }
+        let terms = t.to_terms().map_err(MarketError::Config)?;
+        if let Err(e) = super::runner::executor_job(job.job_id, &terms) {
+            return refuse(format!("not a job this executor runs: {e}"));
         }
         if !self.modules.has(&t.module) {
             return refuse(format!(
@@ -565,15 +570,25 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
                 .ok_or_else(|| MarketError::Config(format!("piece {cid} is not held here")))?;
             let path = inputs_dir.join(format!("{i}.payload"));
             let mut file = std::fs::File::create(&path).map_err(io_err(&path))?;
-            let len = reader.len();
+            let len = input.payload_size;
+            if reader.len() < len {
+                return Err(MarketError::Config(format!(
+                    "piece {cid} holds {} payload bytes here; the job mounts {len}",
+                    reader.len()
+                )));
+            }
             let mut buf = vec![0u8; 1 << 20];
             let mut at = 0u64;
             while at < len {
-                let n = reader.read_at(at, &mut buf).map_err(io_err(&path))?;
+                let want = usize::try_from(len.saturating_sub(at))
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                let part = buf.get_mut(..want).unwrap_or_default();
+                let n = reader.read_at(at, part).map_err(io_err(&path))?;
                 if n == 0 {
-                    break;
+                    return Err(MarketError::Config(format!("piece {cid} ended early")));
                 }
-                let chunk = buf.get(..n).unwrap_or_default();
+                let chunk = part.get(..n).unwrap_or_default();
                 file.write_all(chunk).map_err(io_err(&path))?;
                 at = at.saturating_add(n as u64);
             }
@@ -591,8 +606,9 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
         let archive = request.work.join("outputs.tar");
         let served = self.outputs_dir().join(job.job_id.to_string());
         std::fs::create_dir_all(&served).map_err(io_err(&served))?;
-        let target = served.join("outputs");
-        std::fs::rename(&archive, &target).map_err(io_err(&archive))?;
+        std::fs::rename(&archive, served.join("outputs")).map_err(io_err(&archive))?;
+        let outcome = request.work.join(super::runner::OUTCOME_FILE);
+        std::fs::rename(&outcome, served.join("outcome")).map_err(io_err(&outcome))?;
         Ok((out.result, out.summary))
     }
 }

@@ -478,7 +478,8 @@ pub fn verifier_allowance(c: &NodeCore, addr: &Address) -> NodeResult<Option<u12
     })
 }
 
-fn deal_view(id: lode_chain::types::DealId, d: &market::Deal) -> DealView {
+/// The RPC view of deal `id`.
+pub fn deal_view(id: lode_chain::types::DealId, d: &market::Deal) -> DealView {
     let p = &d.proposal;
     DealView {
         deal_id: id,
