@@ -43,6 +43,16 @@ pub trait NodeApi: Send + Sync + 'static {
     ) -> impl Future<Output = ProviderResult<[u8; 32]>> + Send;
     /// The sender's next nonce, counting pending messages.
     fn next_nonce(&self, addr: Address) -> impl Future<Output = ProviderResult<u64>> + Send;
+    /// The sender's nonce in the state at the head (`state_actor`): the messages of it the chain
+    /// has executed, pending ones not counted (0 for an address with no actor). The default
+    /// answers like [`NodeApi::miner_power`]'s.
+    fn chain_nonce(&self, addr: Address) -> impl Future<Output = ProviderResult<u64>> + Send {
+        async move {
+            Err(crate::error::ProviderError::Node(format!(
+                "this node API does not answer state_actor ({addr})"
+            )))
+        }
+    }
     /// The node's head (`chain_head`).
     fn chain_head(&self) -> impl Future<Output = ProviderResult<HeadInfo>> + Send;
     /// The miner's live sectors at the head with their status (`state_minerSectors`).
@@ -174,6 +184,13 @@ impl NodeApi for NodeService {
         Ok(self.with_core(|c| lode_node::rpc::query::head(c)).await??)
     }
 
+    async fn chain_nonce(&self, addr: Address) -> ProviderResult<u64> {
+        Ok(self
+            .with_core(move |c| lode_node::rpc::query::actor(c, &addr))
+            .await??
+            .map_or(0, |a| a.nonce))
+    }
+
     async fn miner_sectors(&self, miner: ActorId) -> ProviderResult<Vec<SectorInfo>> {
         Ok(self
             .with_core(move |c| lode_node::rpc::query::miner_sectors(c, miner))
@@ -284,6 +301,14 @@ impl NodeApi for lode_node::rpc::client::NodeClient {
         lode_node::rpc::client::NodeClient::chain_head(self)
             .await
             .map_err(client_error)
+    }
+
+    async fn chain_nonce(&self, addr: Address) -> ProviderResult<u64> {
+        Ok(self
+            .state_actor(&addr)
+            .await
+            .map_err(client_error)?
+            .map_or(0, |a| a.nonce))
     }
 
     async fn miner_sectors(&self, miner: ActorId) -> ProviderResult<Vec<SectorInfo>> {

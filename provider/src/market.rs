@@ -347,6 +347,15 @@ impl<A: NodeApi> DealPublisher for WorkerPublisher<A> {
     async fn search(&self, id: [u8; 32]) -> MarketResult<Option<MessageLookupInfo>> {
         self.api.search_message(id).await.map_err(publish_err)
     }
+
+    async fn nonce_passed(&self, message: &SignedMessage) -> MarketResult<bool> {
+        let nonce = self
+            .api
+            .chain_nonce(message.message.from)
+            .await
+            .map_err(publish_err)?;
+        Ok(nonce > message.message.nonce)
+    }
 }
 
 fn jobs_err(e: impl std::fmt::Display) -> MarketError {

@@ -10,7 +10,9 @@
 //! escrow added, a verifier and DataCap granted, two deals (one verified) published, both pieces
 //! sealed into one sector to `Proving` — with the pipeline reopened mid-way — the deals active,
 //! the sector's deal weights and QA power as the chain computes them, and the pieces read back
-//! from the unsealed copy and by unsealing the sector.
+//! from the unsealed copy and by unsealing the sector; and the market's publisher against it: a
+//! publication recorded and lost before its push, whose nonce the worker's next message took, is
+//! seen as passed (it can never be executed) while it is not on chain.
 
 #![allow(
     clippy::unwrap_used,
@@ -1111,6 +1113,80 @@ async fn two_deals_one_verified_are_sealed_into_one_sector_and_activated() {
         let unknown =
             lode_proofs::cid::PieceCid::new(lode_proofs::node::trunc254([9; 32])).unwrap();
         assert!(reader.locate(&unknown).unwrap().is_none());
+    })
+    .await;
+}
+
+/// [`lode_provider::market::WorkerPublisher`] against a real node: a publication signed,
+/// recorded, and lost before its push (a crash) is not passed while its nonce is free; once the
+/// worker's next message has taken that nonce and been executed, it is passed (it can never be
+/// executed), and it is still not on chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_publication_whose_nonce_another_message_took_is_seen_passed() {
+    use lode_market::provider::DealPublisher;
+    use lode_provider::market::WorkerPublisher;
+    use lode_provider::poster::Messenger;
+    use std::sync::{Arc, Mutex};
+
+    bounded(async {
+        let w = world().await;
+        let worker = worker_key();
+        let worker_id = w.lookup(Address::Bls(worker.public_key())).await;
+        let publisher = WorkerPublisher::new(
+            w.node.clone(),
+            Arc::new(Messenger::new(w.miner, worker_key(), w.policy.clone())),
+            worker_id,
+        );
+        let client = SecretKey::from_seed(&[32; 32]);
+        let head = NodeApi::chain_head(&w.node.svc).await.unwrap().epoch;
+        let proposal = DealProposal {
+            piece_cid: piece_comm_p(&payload_bytes(700, 50), 1024),
+            piece_size: 1024,
+            verified: false,
+            client: ActorId(1),
+            provider: w.miner,
+            label: String::new(),
+            start_epoch: head + 100,
+            end_epoch: head + 100 + w.policy.deal_min_duration,
+            price_per_epoch: TokenAmount::ZERO,
+            // No collateral: no escrow top-up goes before the publication.
+            provider_collateral: TokenAmount::ZERO,
+            client_collateral: TokenAmount::ZERO,
+        };
+        let client_signature = client.sign(&proposal.signing_bytes(&w.policy.network));
+        let deals = vec![ClientDealProposal {
+            proposal,
+            client_signature,
+        }];
+
+        w.node.set_fault(PushFault::Lose);
+        let recorded: Arc<Mutex<Option<lode_chain::message::SignedMessage>>> = Arc::default();
+        let keep = recorded.clone();
+        let sent = publisher
+            .publish(
+                deals,
+                Box::new(move |m| {
+                    *keep.lock().unwrap() = Some(m.clone());
+                    Ok(())
+                }),
+            )
+            .await;
+        assert!(sent.is_err(), "the push was lost: {sent:?}");
+        let lost = recorded.lock().unwrap().clone().unwrap();
+        assert!(!publisher.nonce_passed(&lost).await.unwrap());
+
+        // The worker's next message takes the lost one's nonce.
+        let found = w
+            .send_ok(
+                &worker,
+                Address::Bls(client.public_key()),
+                Method::Send,
+                TokenAmount::tokens(1),
+            )
+            .await;
+        assert!(found.receipt.ok());
+        assert!(publisher.nonce_passed(&lost).await.unwrap());
+        assert!(publisher.search(lost.id()).await.unwrap().is_none());
     })
     .await;
 }

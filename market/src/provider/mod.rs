@@ -49,6 +49,14 @@ pub trait DealPublisher: Send + Sync + 'static {
         &self,
         id: [u8; 32],
     ) -> impl Future<Output = MarketResult<Option<MessageLookupInfo>>> + Send;
+    /// Whether the chain has passed `message`'s nonce: its sender's nonce in the state at the
+    /// head is greater, so a message with that nonce was executed. Unless that message was this
+    /// one, this one can never be executed (a message recorded and then never pushed — a crash
+    /// in between, a node that refused it — whose nonce the sender's next message took).
+    fn nonce_passed(
+        &self,
+        message: &SignedMessage,
+    ) -> impl Future<Output = MarketResult<bool>> + Send;
 }
 
 /// Where a deal's piece is in the sealing pipeline.

@@ -5,7 +5,9 @@
 //! A deal moves through [`DealStatus`]:
 //! `accepted → transferring → transferred (CommP checked) → publishing (the message recorded
 //! before it is pushed) → published (deal id) → handed_off (to sealing: a sector) → sealing →
-//! active → expired | slashed`, or `failed` with the reason from any state before `active`.
+//! active → expired | slashed`, or `failed` with the reason from any state before `active`; a
+//! `publishing` deal whose message can never be executed (another message took its nonce) goes
+//! back to `transferred`.
 //! `proposed` is the state of a request under evaluation: a rejected proposal is never written.
 
 use std::path::{Path, PathBuf};

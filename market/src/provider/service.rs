@@ -13,11 +13,14 @@
 //!    from the receipt; refused → the deals fail with the receipt's error; not found for
 //!    `republish_after_epochs` → the **same** recorded message is pushed again; still not found
 //!    `republish_after_epochs` after the deals' start epoch → they fail (the chain would refuse
-//!    them now);
+//!    them now); not found while the chain's nonce of its sender has passed the message's (another
+//!    message took its nonce: a crash between recording and pushing, or a push the node refused)
+//!    → it can never be executed, and its deals go back to `transferred`, to be published anew;
 //! 3. transferred deals are published in one message when `max_publish_batch` are waiting or the
 //!    oldest has waited `publish_wait_epochs`; the message is written into every deal's record
 //!    before it is pushed, so a crash at any point leaves either no message (the deals are
-//!    published by a later tick) or a recorded one (looked up, pushed again, never re-signed);
+//!    published by a later tick) or a recorded one (looked up, pushed again; signed anew only
+//!    once it can never be executed, see 2.);
 //!    a deal whose start epoch has come before it could be published fails;
 //! 4. published deals are handed to sealing ([`SealingApi::add_piece`], idempotent per deal id),
 //!    which copies the payload; a CAR payload's blocks are then indexed in the block index
@@ -602,12 +605,30 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
                     if !due {
                         continue;
                     }
-                    if let Some(message) = deals
+                    let Some(message) = deals
                         .first()
                         .and_then(|d| d.publish.as_ref())
                         .map(|p| p.message.clone())
-                        && let Err(e) = self.publisher.push_again(message).await
-                    {
+                    else {
+                        continue;
+                    };
+                    if self.superseded(id, &message).await {
+                        // It can never be executed: its deals go back to `transferred`, to be
+                        // published in a new message by a later tick.
+                        let nonce = message.message.nonce;
+                        for deal in &mut deals {
+                            deal.publish = None;
+                            deal.set_status(DealStatus::Transferred);
+                            deal.error = Some(format!(
+                                "publication message {} was never executed and another message took its nonce {nonce}: published again in a new one",
+                                hex::encode(id)
+                            ));
+                        }
+                        tracing::warn!(message = %hex::encode(id), nonce, deals = deals.len(), "a recorded publication was superseded by another message with its nonce; its deals will be published again");
+                        self.records.put_all(&deals)?;
+                        continue;
+                    }
+                    if let Err(e) = self.publisher.push_again(message).await {
                         tracing::info!(message = %hex::encode(id), error = %e, "publication pushed again and refused");
                     }
                     for deal in &mut deals {
@@ -620,6 +641,22 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
             self.records.put_all(&deals)?;
         }
         Ok(())
+    }
+
+    /// Whether publication `id` (`message`), not found on chain, never will be: the chain's
+    /// nonce of its sender has passed its own, and — looked up again after that was read, so
+    /// that an execution in between is not missed — it is still not found. Any doubt (a lookup
+    /// that fails) answers `false`: the message is then pushed again, never replaced.
+    async fn superseded(&self, id: [u8; 32], message: &SignedMessage) -> bool {
+        match self.publisher.nonce_passed(message).await {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => {
+                tracing::debug!(message = %hex::encode(id), error = %e, "cannot read the publication sender's nonce");
+                return false;
+            }
+        }
+        matches!(self.publisher.search(id).await, Ok(None))
     }
 
     async fn publish_batch(&self, head: u64) -> MarketResult<()> {

@@ -382,6 +382,9 @@ pub struct PublisherState {
     /// When set, pushed messages land at once.
     pub land_on_push: AtomicBool,
     pub next_deal_id: AtomicU64,
+    /// The worker's nonce on chain: messages it has had executed (a landed publication moves it
+    /// past its own; a test moves it to say another message took a nonce).
+    pub chain_nonce: AtomicU64,
     /// The chain whose deals the landed publications create.
     pub chain: Mutex<Option<FakeChain>>,
 }
@@ -422,6 +425,9 @@ impl FakePublisher {
             })
             .collect();
         landed.insert(message.id(), ids);
+        self.0
+            .chain_nonce
+            .fetch_max(message.message.nonce + 1, Ordering::SeqCst);
     }
 }
 
@@ -458,10 +464,22 @@ impl DealPublisher for FakePublisher {
 
     async fn push_again(&self, message: SignedMessage) -> MarketResult<()> {
         self.0.pushes.fetch_add(1, Ordering::SeqCst);
+        if message.message.nonce < self.0.chain_nonce.load(Ordering::SeqCst)
+            && !self.0.landed.lock().unwrap().contains_key(&message.id())
+        {
+            return Err(lode_market::MarketError::Publish(format!(
+                "nonce {} is taken",
+                message.message.nonce
+            )));
+        }
         if self.0.land_on_push.load(Ordering::SeqCst) {
             self.land(&message);
         }
         Ok(())
+    }
+
+    async fn nonce_passed(&self, message: &SignedMessage) -> MarketResult<bool> {
+        Ok(self.0.chain_nonce.load(Ordering::SeqCst) > message.message.nonce)
     }
 
     async fn search(&self, id: [u8; 32]) -> MarketResult<Option<MessageLookupInfo>> {

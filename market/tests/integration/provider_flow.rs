@@ -361,6 +361,80 @@ async fn a_crash_between_recording_and_pushing_the_publication_never_publishes_t
 }
 
 #[tokio::test]
+async fn a_recorded_publication_whose_nonce_another_message_took_is_published_anew_once() {
+    let world = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let data = payload(10_000, 17);
+    let server = TestServer::start(ServerState {
+        data: data.clone(),
+        ..ServerState::default()
+    })
+    .await;
+    let req = request(
+        proposal(&data, 16 * 1024, world.chain.head() + 100),
+        &server.url("/file"),
+        10_000,
+    );
+    world
+        .publisher
+        .0
+        .crash_before_push
+        .store(true, Ordering::SeqCst);
+    let service = world.provider(dir.path());
+    propose(&service, &req).await;
+    tick_until(&service, &req.uuid, DealStatus::Transferred).await;
+    world.chain.advance(3);
+    let recorded = tick_until(&service, &req.uuid, DealStatus::Publishing)
+        .await
+        .publish
+        .unwrap();
+    crash(service).await;
+
+    // Restarted; meanwhile the worker's next message (a Window PoSt, say) took the recorded
+    // publication's nonce, so it can never be executed.
+    world
+        .publisher
+        .0
+        .crash_before_push
+        .store(false, Ordering::SeqCst);
+    world
+        .publisher
+        .0
+        .chain_nonce
+        .store(recorded.message.message.nonce + 1, Ordering::SeqCst);
+    let service = world.provider(dir.path());
+    service.tick().await.unwrap();
+    assert_eq!(record(&service, &req.uuid).status, DealStatus::Publishing);
+    // Due for a push again: found superseded instead, and back to `transferred`, with the note.
+    world.chain.advance(2);
+    service.tick().await.unwrap();
+    let r = record(&service, &req.uuid);
+    assert!(
+        matches!(r.status, DealStatus::Transferred | DealStatus::Publishing)
+            && r.publish.as_ref().is_none_or(|p| p.id != recorded.id),
+        "{r:?}"
+    );
+    // Published in a new message, which lands; the old one never does.
+    let r = tick_until(&service, &req.uuid, DealStatus::HandedOff).await;
+    let signed = world.publisher.0.signed.lock().unwrap().clone();
+    assert_eq!(signed.len(), 2, "signed anew once");
+    assert_eq!(signed[0].id(), recorded.id);
+    assert_eq!(r.publish.as_ref().unwrap().id, signed[1].id());
+    assert!(signed[1].message.nonce > recorded.message.message.nonce);
+    let landed = world.publisher.0.landed.lock().unwrap().clone();
+    assert_eq!(landed.len(), 1, "one publication executed");
+    assert!(!landed.contains_key(&recorded.id));
+    assert_eq!(landed[&signed[1].id()], vec![r.deal_id.unwrap()]);
+    assert_eq!(world.sealing.0.pieces.lock().unwrap().len(), 1);
+    // Nothing more happens to it.
+    for _ in 0..3 {
+        world.chain.advance(10);
+        service.tick().await.unwrap();
+    }
+    assert_eq!(world.publisher.0.signed.lock().unwrap().len(), 2);
+}
+
+#[tokio::test]
 async fn a_crash_after_publication_before_sealing_hands_the_piece_over_once() {
     let world = World::new();
     let dir = tempfile::tempdir().unwrap();

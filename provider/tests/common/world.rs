@@ -145,6 +145,9 @@ impl NodeApi for Node {
     async fn next_nonce(&self, addr: Address) -> ProviderResult<u64> {
         NodeApi::next_nonce(&self.svc, addr).await
     }
+    async fn chain_nonce(&self, addr: Address) -> ProviderResult<u64> {
+        NodeApi::chain_nonce(&self.svc, addr).await
+    }
     async fn chain_head(&self) -> ProviderResult<HeadInfo> {
         NodeApi::chain_head(&self.svc).await
     }
