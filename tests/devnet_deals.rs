@@ -14,129 +14,31 @@
     clippy::arithmetic_side_effects
 )]
 
-use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
-
 use lode_chain::types::{ActorId, Address};
 
 mod common;
-use common::{Devnet, devnet_json, lode, log_tail, node_client, ok, params_dir};
-
-/// Every file under `root`, by relative path, with its bytes.
-fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_string_lossy().to_string();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-fn curl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("curl")
-        .args(["--silent", "--show-error", "--fail"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
+use common::deals::{DealNet, curl, tree};
+use common::{lode, log_tail, ok};
 
 #[test]
 #[ignore = "a devnet whose two providers seal deal sectors for real: minutes"]
 fn a_client_stores_a_directory_with_two_providers_and_gets_it_back() {
-    let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
-    let d = dir.to_str().unwrap().to_string();
-    let client_dir = tmp.path().join("client");
-    let cd = client_dir.to_str().unwrap().to_string();
-    let params = params_dir();
-    let j = ok(&lode(&[
-        "devnet",
-        "--dir",
-        &d,
-        "--detach",
-        "--json",
-        "--nodes",
-        "1",
-        "--miners",
-        "2",
-        "--epoch-seconds",
-        "1",
-        "--period-deadlines",
-        "8",
-        "--params-dir",
-        params.to_str().unwrap(),
-    ]));
-    let _guard = Devnet(dir.clone());
-    let actors: Vec<ActorId> = (0..2)
-        .map(|i| {
-            ActorId(
-                j["miners"][i]["actor"].as_str().unwrap()[2..]
-                    .parse()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    let logs: Vec<_> = (0..2)
-        .map(|i| dir.join(j["miners"][i]["log"].as_str().unwrap()))
-        .collect();
-    let client = node_client(&dir, 0);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let wait = |secs: u64, what: &str, cond: &mut dyn FnMut() -> bool| {
-        let start = Instant::now();
-        while !cond() {
-            assert!(
-                start.elapsed() < Duration::from_secs(secs),
-                "timed out after {secs} s waiting for {what}\nminer-0:\n{}\nminer-1:\n{}",
-                log_tail(&logs[0], 30),
-                log_tail(&logs[1], 30)
-            );
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    };
+    // Both providers are up, and each has announced its market on chain: its peer id, its
+    // libp2p address and its retrieval server (`…/http`).
+    let net = DealNet::start(tmp.path(), 1, &[]);
+    let (actors, logs) = (&net.actors, &net.logs);
+    let (client, rt) = (&net.node, &net.rt);
+    let wait = |secs: u64, what: &str, cond: &mut dyn FnMut() -> bool| net.wait(secs, what, cond);
     let power = |a: ActorId| {
         rt.block_on(client.state_miner_power(a))
             .ok()
             .map(|p| p.power)
     };
 
-    // Both providers are up, and each has announced its market on chain: its peer id, its
-    // libp2p address and its retrieval server (`…/http`).
-    wait(180, "both markets announced on chain", &mut || {
-        actors.iter().all(|a| {
-            rt.block_on(client.state_miner_info(*a)).is_ok_and(|i| {
-                i.peer_id.is_some() && i.multiaddrs.iter().any(|m| m.ends_with("/http"))
-            })
-        })
-    });
-    let j = devnet_json(&dir);
     let mut retrieval_urls = Vec::new();
     for (i, a) in actors.iter().enumerate() {
-        let m = ok(&lode(&[
-            "provider",
-            "market",
-            "--dir",
-            dir.join(j["miners"][i]["dir"].as_str().unwrap())
-                .to_str()
-                .unwrap(),
-            "--json",
-        ]));
+        let m = net.market(i);
         let info = rt.block_on(client.state_miner_info(*a)).unwrap();
         assert_eq!(m["peer_id"].as_str(), info.peer_id.as_deref(), "{m}");
         assert_eq!(
@@ -146,68 +48,25 @@ fn a_client_stores_a_directory_with_two_providers_and_gets_it_back() {
         );
         retrieval_urls.push(m["retrieval_url"].as_str().unwrap().to_string());
     }
-    eprintln!(
-        "devnet and markets up in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("devnet and markets up in {:.1} s", net.secs());
 
     // The client's directory: a few files, one in a subdirectory, small enough for a 2 KiB
     // sector's piece once packed.
-    let src = tmp.path().join("photos");
-    std::fs::create_dir_all(src.join("2026")).unwrap();
-    std::fs::write(src.join("readme.txt"), b"holiday photos, lode devnet\n").unwrap();
-    std::fs::write(
-        src.join("2026").join("beach.raw"),
-        (0..300u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>(),
-    )
-    .unwrap();
-    std::fs::write(src.join("2026").join("notes.md"), b"# day one\nsun\n").unwrap();
-    let import = ok(&lode(&[
-        "client",
-        "import",
-        src.to_str().unwrap(),
-        "--client-dir",
-        &cd,
-        "--json",
-    ]));
-    let root = import["payload_root"].as_str().unwrap().to_string();
-    let piece = import["piece_cid"].as_str().unwrap().to_string();
-    let piece_size = import["padded_piece_size"].as_u64().unwrap();
-    let car = std::fs::read(client_dir.join(import["car_path"].as_str().unwrap())).unwrap();
-    assert!(piece_size <= 2048, "{import}");
+    let import = net.import_photos(tmp.path());
+    let (root, piece, piece_size, car) =
+        (&import.root, &import.piece, import.piece_size, &import.car);
+    assert!(piece_size <= 2048, "piece of {piece_size} bytes");
 
     // Escrow for both deals, then the deals: unverified with miner-0, verified with miner-1.
-    ok(&lode(&[
-        "client", "balance", "add", "1", "--devnet", &d, "--json",
-    ]));
+    net.add_escrow("1");
     let before = [power(actors[0]).unwrap(), power(actors[1]).unwrap()];
     // Deals start 150 epochs from now: room to seal and prove a deal sector; they are paid
     // from then on.
-    let start = (rt.block_on(client.chain_head()).unwrap().epoch + 150).to_string();
+    let start = net.head() + 150;
     let mut deals = Vec::new();
     for (i, verified) in [(0, false), (1, true)] {
-        let provider = actors[i].to_string();
-        let mut args = vec![
-            "client",
-            "deal",
-            "--provider",
-            &provider,
-            "--piece",
-            &root,
-            "--duration",
-            "100000",
-            "--start-epoch",
-            &start,
-            "--devnet",
-            &d,
-            "--client-dir",
-            &cd,
-            "--json",
-        ];
-        if verified {
-            args.push("--verified");
-        }
-        let out = lode(&args);
+        let args = net.deal_args(i, root, start, verified);
+        let out = lode(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(
             out.status.success(),
             "deal with miner-{i}: {}\nminer log:\n{}",
@@ -222,24 +81,16 @@ fn a_client_stores_a_directory_with_two_providers_and_gets_it_back() {
     // Both deals become active: sealed, pre-committed, prove-committed with real proofs.
     let mut listed = serde_json::Value::Null;
     wait(900, "both deals active", &mut || {
-        listed = ok(&lode(&[
-            "client",
-            "deals",
-            "--devnet",
-            &d,
-            "--client-dir",
-            &cd,
-            "--json",
-        ]));
+        listed = net.client_deals();
         listed
             .as_array()
             .is_some_and(|a| a.len() == 2 && a.iter().all(|x| x["state"] == "active"))
     });
     eprintln!(
         "both deals active {:.1} s after the start: {listed}",
-        started.elapsed().as_secs_f64()
+        net.secs()
     );
-    let provider_deals = ok(&lode(&["provider", "deals", "--devnet", &d, "--json"]));
+    let provider_deals = ok(&lode(&["provider", "deals", "--devnet", &net.d, "--json"]));
     assert_eq!(provider_deals[0]["status"], "active", "{provider_deals}");
 
     // The verified sector's QA power: the sector's raw bytes plus 9× the verified piece's (10×
@@ -267,7 +118,7 @@ fn a_client_stores_a_directory_with_two_providers_and_gets_it_back() {
 
     // Retrieval: ranges of the piece are the payload's (the CAR's) bytes.
     let url = format!("{}/piece/{piece}", retrieval_urls[0]);
-    assert_eq!(curl(&[&url]), car);
+    assert_eq!(&curl(&[&url]), car);
     assert_eq!(curl(&["-r", "0-99", &url]), car[..100].to_vec());
     let tail = car.len() - 10;
     assert_eq!(
@@ -277,20 +128,7 @@ fn a_client_stores_a_directory_with_two_providers_and_gets_it_back() {
 
     // And the client gets its directory back, byte for byte, from the verified provider.
     let out = tmp.path().join("restored");
-    let r = lode(&[
-        "client",
-        "retrieve",
-        &root,
-        "-o",
-        out.to_str().unwrap(),
-        "--provider",
-        &actors[1].to_string(),
-        "--devnet",
-        &d,
-        "--client-dir",
-        &cd,
-    ]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-    assert_eq!(tree(&out), tree(&src));
-    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+    net.retrieve(root, 1, &out);
+    assert_eq!(tree(&out), tree(&import.src));
+    eprintln!("done in {:.1} s", net.secs());
 }

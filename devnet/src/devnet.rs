@@ -57,7 +57,16 @@ pub struct DevnetOptions {
     /// Deadlines per proving period (the devnet policy's 48 when unset): fewer make a shorter
     /// proving period, so each deadline comes round sooner (tests of faults and recoveries).
     pub period_deadlines: Option<u64>,
+    /// Epochs a provider's transferred deal waits for others to share its publication message
+    /// ([`DEVNET_PUBLISH_WAIT_EPOCHS`] when unset): longer gathers more deals per
+    /// `PublishDeals`, and leaves a deal `transferred` long enough to watch (or to stop its
+    /// provider before it is published).
+    pub publish_wait_epochs: Option<u64>,
 }
+
+/// How long a devnet provider's transferred deal waits for others to share its publication
+/// message, unless [`DevnetOptions::publish_wait_epochs`] says otherwise.
+pub const DEVNET_PUBLISH_WAIT_EPOCHS: u64 = 2;
 
 /// The fewest deadlines a proving period may have: the open deadline and the next cannot take
 /// new sectors, so a period needs others, and a window's fault cutoff must fall after the
@@ -483,7 +492,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             },
             proving: lode_provider::poster::ProvingSettings::default(),
             tasks: Default::default(),
-            market: devnet_market(),
+            market: devnet_market(opts),
         };
         settings.save(&mdir)?;
         miners.push(MinerEntry {
@@ -516,13 +525,16 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
 }
 
 /// The market of a devnet provider: data fetched from loopback (the client serves it there),
-/// deals published after at most 2 epochs of waiting, deals taken that start far enough ahead
-/// for the pipeline to seal them (its `deal_start_margin_epochs`), and active deals settled every
-/// 5 epochs (payments visible at once).
-fn devnet_market() -> lode_provider::market::MarketSettings {
+/// deals published after at most [`DEVNET_PUBLISH_WAIT_EPOCHS`] epochs of waiting (or what
+/// `opts` asks for), deals taken that start far enough ahead for the pipeline to seal them (its
+/// `deal_start_margin_epochs`), and active deals settled every 5 epochs (payments visible at
+/// once).
+fn devnet_market(opts: &DevnetOptions) -> lode_provider::market::MarketSettings {
     let mut m = lode_provider::market::MarketSettings::default();
     m.transfer.allow_private_addresses = true;
-    m.publish_wait_epochs = 2;
+    m.publish_wait_epochs = opts
+        .publish_wait_epochs
+        .unwrap_or(DEVNET_PUBLISH_WAIT_EPOCHS);
     m.republish_after_epochs = 10;
     m.settle_every_epochs = 5;
     m

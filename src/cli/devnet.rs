@@ -132,6 +132,12 @@ pub(crate) struct DevnetRunArgs {
     /// 48): fewer bring each deadline round sooner, e.g. to watch faults and recoveries.
     #[arg(long, value_name = "N")]
     period_deadlines: Option<u64>,
+    /// Epochs a provider's transferred deal waits for more deals to share its publication
+    /// message (`[market] publish_wait_epochs` of each provider's config.toml; default 2): longer
+    /// gathers more deals per `PublishDeals`, and leaves deals `transferred` (see `lode provider
+    /// deals`) long enough to watch.
+    #[arg(long, value_name = "EPOCHS")]
+    publish_wait_epochs: Option<u64>,
     /// Start in the background and return (stop with `lode devnet stop`).
     #[arg(long)]
     detach: bool,
@@ -341,6 +347,7 @@ fn start(a: DevnetRunArgs) -> anyhow::Result<()> {
         resume: a.resume,
         epoch_seconds: a.epoch_seconds,
         period_deadlines: a.period_deadlines,
+        publish_wait_epochs: a.publish_wait_epochs,
     };
     let mut display = StageDisplay::new();
     devnet::prepare(&opts, &mut |s| display.update(s))

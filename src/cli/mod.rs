@@ -109,6 +109,7 @@ enum Command {
     #[command(after_help = "Examples:
   lode devnet                        # 2 nodes, 2 miners, 2 KiB sectors; Ctrl-C stops it
   lode devnet --nodes 3 --miners 3 --dir /tmp/net --detach
+  lode devnet --detach --publish-wait-epochs 30   # deals wait 30 epochs to share a PublishDeals
   lode devnet status --dir /tmp/net
   lode devnet stop --dir /tmp/net")]
     Devnet(devnet::DevnetArgs),

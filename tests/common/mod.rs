@@ -3,8 +3,10 @@
 //! failed), clients for the devnet's nodes, and starting a node or provider process again after a
 //! test killed it, as `lode devnet` starts them.
 //!
-//! Each test binary uses part of it.
+//! Each test binary uses part of it; [`deals`] holds the deal market's devnet steps.
 #![allow(dead_code, unreachable_pub)]
+
+pub mod deals;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -127,14 +129,20 @@ where
     }
 }
 
-/// Whether `pid` runs (not exited, not a zombie).
+/// Whether `pid` runs: any of its threads has not exited. A killed process's main thread shows
+/// as a zombie while its other threads are still exiting, holding its files (and their locks)
+/// open; once every thread is a zombie or gone, its files are closed.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).any(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            !stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    })
 }
 
 /// Sends SIGKILL to `pid` and waits until it is gone (reaping `child` when it is ours).
