@@ -133,8 +133,19 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
             .map(|r| (r.job_id, r))
             .collect();
         if self.settings.enabled {
-            let open = self.chain.open_jobs(0).await?;
-            let deals = self.chain.provider_deals(self.provider).await?;
+            let open: Vec<JobView> = self
+                .chain
+                .open_jobs(0)
+                .await?
+                .into_iter()
+                .filter(|j| !mine.contains_key(&j.job_id))
+                .collect();
+            // The deals are read only when there is a job to weigh.
+            let deals = if open.is_empty() {
+                Vec::new()
+            } else {
+                self.chain.provider_deals(self.provider).await?
+            };
             for job in open {
                 if mine.contains_key(&job.job_id) {
                     continue;
