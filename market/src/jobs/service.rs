@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use lode_proofs::node::Node;
 use super::modules::ModuleStore;
 use super::records::{JobPhase, JobRecord, JobRecords};
 use super::{JobChain, JobRunner, JobSettings, RunRequest};
-use crate::error::{MarketError, MarketResult};
+use crate::error::{MarketError, MarketResult, io_at};
 use crate::retrieval::PieceSource;
 
 /// The provider's compute-job service (see the [module docs](super)).
@@ -33,13 +33,6 @@ pub struct JobService<C: JobChain, R: JobRunner> {
     /// Test networks only: the provider lies about every result (a tampered executor), so
     /// tests can show that the chain's rules catch it. Set from `LODE_TEST_TAMPER_JOB_RESULTS`.
     tamper: bool,
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> MarketError + '_ {
-    move |source| MarketError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// Why the provider does not take a job (logged at debug level).
@@ -566,10 +559,10 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
         })?;
         let work = self.job_dir(job.job_id);
         if work.exists() {
-            std::fs::remove_dir_all(&work).map_err(io_err(&work))?;
+            std::fs::remove_dir_all(&work).map_err(io_at(&work))?;
         }
         let inputs_dir = work.join("inputs");
-        std::fs::create_dir_all(&inputs_dir).map_err(io_err(&inputs_dir))?;
+        std::fs::create_dir_all(&inputs_dir).map_err(io_at(&inputs_dir))?;
         let mut inputs = Vec::with_capacity(terms.inputs.len());
         for (i, input) in terms.inputs.iter().enumerate() {
             let cid = PieceCid::new(Node(input.piece_cid)).ok_or_else(|| {
@@ -580,7 +573,7 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
                 .open(&cid)?
                 .ok_or_else(|| MarketError::Config(format!("piece {cid} is not held here")))?;
             let path = inputs_dir.join(format!("{i}.payload"));
-            let mut file = std::fs::File::create(&path).map_err(io_err(&path))?;
+            let mut file = std::fs::File::create(&path).map_err(io_at(&path))?;
             let len = input.payload_size;
             if reader.len() < len {
                 return Err(MarketError::Config(format!(
@@ -595,15 +588,15 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
                     .unwrap_or(usize::MAX)
                     .min(buf.len());
                 let part = buf.get_mut(..want).unwrap_or_default();
-                let n = reader.read_at(at, part).map_err(io_err(&path))?;
+                let n = reader.read_at(at, part).map_err(io_at(&path))?;
                 if n == 0 {
                     return Err(MarketError::Config(format!("piece {cid} ended early")));
                 }
                 let chunk = part.get(..n).unwrap_or_default();
-                file.write_all(chunk).map_err(io_err(&path))?;
+                file.write_all(chunk).map_err(io_at(&path))?;
                 at = at.saturating_add(n as u64);
             }
-            file.sync_all().map_err(io_err(&path))?;
+            file.sync_all().map_err(io_at(&path))?;
             inputs.push((input.mount.clone(), path));
         }
         let request = RunRequest {
@@ -616,10 +609,10 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
         let out = self.runner.run(&request)?;
         let archive = request.work.join("outputs.tar");
         let served = self.outputs_dir().join(job.job_id.to_string());
-        std::fs::create_dir_all(&served).map_err(io_err(&served))?;
-        std::fs::rename(&archive, served.join("outputs")).map_err(io_err(&archive))?;
+        std::fs::create_dir_all(&served).map_err(io_at(&served))?;
+        std::fs::rename(&archive, served.join("outputs")).map_err(io_at(&archive))?;
         let outcome = request.work.join(super::runner::OUTCOME_FILE);
-        std::fs::rename(&outcome, served.join("outcome")).map_err(io_err(&outcome))?;
+        std::fs::rename(&outcome, served.join("outcome")).map_err(io_at(&outcome))?;
         Ok((out.result, out.summary))
     }
 }
