@@ -1,3 +1,5 @@
+//! Unit tests of the executor: the helper module's layout, host-side limits and the WASI surface.
+
 use super::*;
 
 #[test]

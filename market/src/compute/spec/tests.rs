@@ -1,3 +1,5 @@
+//! Unit tests of job specifications: parsing, validation and the mapping to an executor job.
+
 #![allow(clippy::unwrap_used)]
 
 use super::*;
