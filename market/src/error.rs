@@ -63,6 +63,10 @@ pub enum MarketError {
     /// the message names the field and what to change.
     #[error("job spec: {0}")]
     JobSpec(String),
+    /// A compute job cannot be submitted, fetched or checked as asked (what is wrong, and what to
+    /// do).
+    #[error("compute job: {0}")]
+    Job(String),
     /// A compute job's module could not be read, or its bytes do not hash to the job's module.
     #[error("job module: {0}")]
     JobModule(String),

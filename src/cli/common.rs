@@ -462,3 +462,81 @@ mod tests {
         assert!(parse_byte_count(&format!("{}PiB", u128::MAX)).is_err());
     }
 }
+
+/// The client directory flag every `lode client` command takes.
+#[derive(Debug, Args)]
+pub(crate) struct ClientDirArgs {
+    /// The client's directory (imports and their CARs) [default: ~/.local/share/lode/client].
+    #[arg(long, env = lode_market::import::ENV_CLIENT_DIR, value_name = "DIR")]
+    client_dir: Option<PathBuf>,
+}
+
+impl ClientDirArgs {
+    /// The directory given, or the default one.
+    pub(crate) fn dir(&self) -> PathBuf {
+        self.client_dir
+            .clone()
+            .unwrap_or_else(|| default_data_dir().join("client"))
+    }
+
+    /// Opens (creating it if needed) the import store.
+    pub(crate) fn store(&self) -> anyhow::Result<lode_market::import::ImportStore> {
+        let dir = self.dir();
+        lode_market::import::ImportStore::open(&dir)
+            .with_context(|| format!("cannot open the client directory {}", dir.display()))
+    }
+}
+
+/// Which key signs for the client: `--key FILE`, else `<devnet>/keys/client.key` with
+/// `--devnet`, else the wallet's key for `--from` (or the wallet's default address).
+#[derive(Debug, Args)]
+pub(crate) struct ClientKeyArgs {
+    /// The client's secret key file (hex); else `<devnet>/keys/client.key` with `--devnet`,
+    /// else the wallet's key for `--from`.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) key: Option<PathBuf>,
+    /// The client's account in the wallet (`l0…`/`l3…`); else the wallet's default address.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) from: Option<String>,
+    /// The wallet directory; else `$LODE_WALLET`, else `<data dir>/lode/wallet`.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) wallet: Option<PathBuf>,
+}
+
+impl ClientKeyArgs {
+    /// The client's secret key.
+    pub(crate) fn secret(&self, api: &ApiArgs) -> anyhow::Result<lode_chain::crypto::SecretKey> {
+        let from_file = |path: &std::path::Path| {
+            lode_provider::run::read_key_file(path)
+                .with_context(|| format!("reading the client key {}", path.display()))
+        };
+        if let Some(path) = &self.key {
+            return from_file(path);
+        }
+        if self.from.is_none()
+            && let Some(dir) = &api.devnet
+        {
+            return from_file(&dir.join("keys/client.key"));
+        }
+        let dir =
+            lode_node::wallet::resolve_dir(self.wallet.as_deref(), |k| std::env::var(k).ok())?;
+        let ks = lode_node::wallet::Keystore::open(dir)?;
+        let from = match &self.from {
+            Some(a) => lode_node::rpc::types::parse_address(a)?,
+            None => ks.default_address()?,
+        };
+        ks.get(&from).with_context(|| {
+            format!("the wallet has no key for {from}: pass --key FILE, --devnet DIR or --from")
+        })
+    }
+
+    /// The client's address, without needing its key when `--from` names it.
+    pub(crate) fn address(&self, api: &ApiArgs) -> anyhow::Result<lode_chain::types::Address> {
+        if let Some(a) = &self.from {
+            return Ok(lode_node::rpc::types::parse_address(a)?);
+        }
+        Ok(lode_chain::types::Address::Bls(
+            self.secret(api)?.public_key(),
+        ))
+    }
+}

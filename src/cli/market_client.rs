@@ -8,7 +8,7 @@
 //! [`ClientKeyArgs`] (the key that signs).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,7 +16,6 @@ use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 use lode_chain::actors::MARKET;
 use lode_chain::actors::market::MarketMethod;
-use lode_chain::crypto::SecretKey;
 use lode_chain::message::Method;
 use lode_chain::types::{ActorId, Address, TokenAmount};
 use lode_market::client::deal::{DealTerms, PieceSpec, TransferChoice, amount_arg, query_ask};
@@ -25,17 +24,15 @@ use lode_market::client::{
     ProviderAddrs, RetrievalTarget, RpcClientChain, refresh_deals, retrieve,
 };
 use lode_market::deal::SignedAsk;
-use lode_market::import::{
-    ENV_CLIENT_DIR, ImportOptions, ImportPhase, ImportProgress, ImportRecord, ImportStore,
-};
+use lode_market::import::{ImportOptions, ImportPhase, ImportProgress, ImportRecord};
 use lode_market::net::{MarketHost, PushOptions};
 use lode_market::unixfs::DagParams;
-use lode_node::rpc::types::{EscrowView, parse_actor_id, parse_address};
-use lode_node::wallet::{self, Keystore};
+use lode_node::rpc::types::{EscrowView, parse_actor_id};
+use lode_node::wallet;
 use serde::Serialize;
 
 use super::common::{
-    ApiArgs, block_on, client_error, default_data_dir, human_bytes, print_json, table,
+    ApiArgs, ClientDirArgs, ClientKeyArgs, block_on, client_error, human_bytes, print_json, table,
 };
 use super::progress::{bytes_bar, spinner};
 
@@ -118,30 +115,6 @@ pub(crate) enum ClientCommand {
   lode client retrieve bafybeig… -o photos --provider l01000
   lode client retrieve baga6ea4seaq… -o data.car --car --url http://203.0.113.7:8080 --json")]
     Retrieve(RetrieveArgs),
-}
-
-/// The client directory flag every `lode client` command takes.
-#[derive(Debug, Args)]
-pub(crate) struct ClientDirArgs {
-    /// The client's directory (imports and their CARs) [default: ~/.local/share/lode/client].
-    #[arg(long, env = ENV_CLIENT_DIR, value_name = "DIR")]
-    client_dir: Option<PathBuf>,
-}
-
-impl ClientDirArgs {
-    /// The directory given, or the default one.
-    pub(crate) fn dir(&self) -> PathBuf {
-        self.client_dir
-            .clone()
-            .unwrap_or_else(|| default_data_dir().join("client"))
-    }
-
-    /// Opens (creating it if needed) the import store.
-    pub(crate) fn store(&self) -> anyhow::Result<ImportStore> {
-        let dir = self.dir();
-        ImportStore::open(&dir)
-            .with_context(|| format!("cannot open the client directory {}", dir.display()))
-    }
 }
 
 /// Arguments of `lode client import`.
@@ -285,57 +258,6 @@ fn list_imports(args: ListImportsArgs) -> anyhow::Result<()> {
         )
     );
     Ok(())
-}
-
-/// Which key signs for the client: `--key FILE`, else `<devnet>/keys/client.key` with
-/// `--devnet`, else the wallet's key for `--from` (or the wallet's default address).
-#[derive(Debug, Args)]
-pub(crate) struct ClientKeyArgs {
-    /// The client's secret key file (hex); else `<devnet>/keys/client.key` with `--devnet`,
-    /// else the wallet's key for `--from`.
-    #[arg(long, value_name = "FILE")]
-    key: Option<PathBuf>,
-    /// The client's account in the wallet (`l0…`/`l3…`); else the wallet's default address.
-    #[arg(long, value_name = "ADDRESS")]
-    from: Option<String>,
-    /// The wallet directory; else `$LODE_WALLET`, else `<data dir>/lode/wallet`.
-    #[arg(long, value_name = "DIR")]
-    wallet: Option<PathBuf>,
-}
-
-impl ClientKeyArgs {
-    /// The client's secret key.
-    fn secret(&self, api: &ApiArgs) -> anyhow::Result<SecretKey> {
-        let from_file = |path: &Path| {
-            lode_provider::run::read_key_file(path)
-                .with_context(|| format!("reading the client key {}", path.display()))
-        };
-        if let Some(path) = &self.key {
-            return from_file(path);
-        }
-        if self.from.is_none()
-            && let Some(dir) = &api.devnet
-        {
-            return from_file(&dir.join("keys/client.key"));
-        }
-        let dir = wallet::resolve_dir(self.wallet.as_deref(), |k| std::env::var(k).ok())?;
-        let ks = Keystore::open(dir)?;
-        let from = match &self.from {
-            Some(a) => parse_address(a)?,
-            None => ks.default_address()?,
-        };
-        ks.get(&from).with_context(|| {
-            format!("the wallet has no key for {from}: pass --key FILE, --devnet DIR or --from")
-        })
-    }
-
-    /// The client's address, without needing its key when `--from` names it.
-    fn address(&self, api: &ApiArgs) -> anyhow::Result<Address> {
-        if let Some(a) = &self.from {
-            return Ok(parse_address(a)?);
-        }
-        Ok(Address::Bls(self.secret(api)?.public_key()))
-    }
 }
 
 /// Arguments of `lode client query-ask`.

@@ -6,6 +6,7 @@ mod client;
 mod common;
 mod daemons;
 mod devnet;
+mod job;
 mod market_client;
 mod piece;
 mod progress;
@@ -46,6 +47,10 @@ enum Command {
     /// list the imports.
     #[command(subcommand)]
     Client(market_client::ClientCommand),
+    /// Compute over stored data: submit WASM jobs that run where your pieces are stored, follow
+    /// them, download and check their outputs, and verify them as a job's named verifier.
+    #[command(subcommand)]
+    Job(job::JobCommand),
     /// Seal sectors: AddPiece, PreCommit1/2, Commit1, Finalize, unsealing, proof checks.
     #[command(subcommand)]
     Seal(seal::SealCommand),
@@ -120,6 +125,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Piece(cmd) => piece::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Client(cmd) => market_client::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Job(cmd) => job::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Seal(cmd) => seal::run(cmd),
         Command::Post(cmd) => snark::post(cmd),
         Command::Verify(cmd) => snark::verify(cmd),

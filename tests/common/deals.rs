@@ -1,7 +1,7 @@
-//! The deal market's steps the process-level deal tests share: a one-node, two-miner devnet with
-//! an 8-deadline proving period, started and waited for until both markets are announced on
-//! chain; a client directory imported; escrow added; the `lode client deal`
-//! arguments; a retrieval; and a directory's files, for comparing what came back.
+//! The deal market's steps the process-level deal tests share: a one-node devnet (two miners, or
+//! as many as asked) with an 8-deadline proving period, started and waited for until every
+//! market is announced on chain; a client directory imported; escrow added; the `lode client
+//! deal` arguments; a retrieval; and a directory's files, for comparing what came back.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -11,8 +11,8 @@ use lode_node::rpc::client::NodeClient;
 
 use super::{Devnet, devnet_json, lode, log_tail, node_client, ok, params_dir};
 
-/// A running deal devnet: `lode devnet --nodes 1 --miners 2 --period-deadlines 8`, its client
-/// directory beside it, stopped when dropped.
+/// A running deal devnet: `lode devnet --nodes 1 --miners 2 --period-deadlines 8` (or more
+/// miners), its client directory beside it, stopped when dropped.
 pub struct DealNet {
     /// The devnet's directory.
     pub dir: PathBuf,
@@ -51,9 +51,21 @@ pub struct Import {
 
 impl DealNet {
     /// Starts the devnet in `root/net` with `epoch_seconds` per epoch (and `extra` arguments to
-    /// `lode devnet`), the client's directory `root/client`, and waits until both miners have
-    /// announced their market on chain: peer id, libp2p address and retrieval server (`…/http`).
+    /// `lode devnet`), the client's directory `root/client`, and waits until every miner has
+    /// announced its market on chain: peer id, libp2p address and retrieval server (`…/http`).
     pub fn start(root: &Path, epoch_seconds: u64, extra: &[&str]) -> DealNet {
+        Self::start_miners(root, epoch_seconds, 2, extra, &[])
+    }
+
+    /// [`DealNet::start`] with `miners` miners, and `env` set for `lode devnet` (and so for every
+    /// process it starts).
+    pub fn start_miners(
+        root: &Path,
+        epoch_seconds: u64,
+        miners: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> DealNet {
         let started = Instant::now();
         let dir = root.join("net");
         let d = dir.to_str().unwrap().to_string();
@@ -61,6 +73,7 @@ impl DealNet {
         let cd = client_dir.to_str().unwrap().to_string();
         let params = params_dir();
         let epoch_seconds = epoch_seconds.to_string();
+        let miner_count = miners.to_string();
         let mut args = vec![
             "devnet",
             "--dir",
@@ -70,7 +83,7 @@ impl DealNet {
             "--nodes",
             "1",
             "--miners",
-            "2",
+            &miner_count,
             "--epoch-seconds",
             &epoch_seconds,
             "--period-deadlines",
@@ -79,10 +92,14 @@ impl DealNet {
             params.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
-        let out = lode(&args);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lode"))
+            .args(&args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
         let guard = Devnet(dir.clone());
         let j = ok(&out);
-        let actors: Vec<ActorId> = (0..2)
+        let actors: Vec<ActorId> = (0..miners)
             .map(|i| {
                 ActorId(
                     j["miners"][i]["actor"].as_str().unwrap()[2..]
@@ -91,7 +108,7 @@ impl DealNet {
                 )
             })
             .collect();
-        let logs: Vec<PathBuf> = (0..2)
+        let logs: Vec<PathBuf> = (0..miners)
             .map(|i| dir.join(j["miners"][i]["log"].as_str().unwrap()))
             .collect();
         let net = DealNet {
@@ -106,7 +123,7 @@ impl DealNet {
             started,
             _guard: guard,
         };
-        net.wait(180, "both markets announced on chain", &mut || {
+        net.wait(180, "every market announced on chain", &mut || {
             net.actors.iter().all(|a| {
                 net.rt
                     .block_on(net.node.state_miner_info(*a))
@@ -119,16 +136,19 @@ impl DealNet {
     }
 
     /// Waits until `cond` holds, polling every half second; after `secs`, panics with `what` and
-    /// the last lines of both providers' logs.
+    /// the last lines of every provider's log.
     pub fn wait(&self, secs: u64, what: &str, cond: &mut dyn FnMut() -> bool) {
         let start = Instant::now();
         while !cond() {
-            assert!(
-                start.elapsed() < Duration::from_secs(secs),
-                "timed out after {secs} s waiting for {what}\nminer-0:\n{}\nminer-1:\n{}",
-                log_tail(&self.logs[0], 30),
-                log_tail(&self.logs[1], 30)
-            );
+            if start.elapsed() >= Duration::from_secs(secs) {
+                let logs: String = self
+                    .logs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| format!("miner-{i}:\n{}\n", log_tail(l, 30)))
+                    .collect();
+                panic!("timed out after {secs} s waiting for {what}\n{logs}");
+            }
             std::thread::sleep(Duration::from_millis(500));
         }
     }

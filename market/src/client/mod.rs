@@ -10,10 +10,14 @@
 //! - [`records`]: [`ClientDealStore`], the client's deal records (`<client dir>/deals/`);
 //! - [`deal`]: [`DealClient`] (ask, propose, push, wait for publication), the proposal's
 //!   construction and checks, the escrow check, [`refresh_deals`];
-//! - [`retrieve`]: `GET /piece/<piece CID>`, CommP checked, the CAR unpacked.
+//! - [`retrieve`]: `GET /piece/<piece CID>`, CommP checked, the CAR unpacked;
+//! - [`jobs`]: compute jobs: a spec made into the chain's terms, the module uploaded to the
+//!   providers storing the inputs, the outputs downloaded and checked against the final result,
+//!   a verifier's re-execution.
 
 pub mod chain;
 pub mod deal;
+pub mod jobs;
 pub mod provider;
 pub mod records;
 pub mod retrieve;

@@ -797,6 +797,10 @@ pub struct VerifierSpec {
     /// The provider the client names (`l0<id>`).
     #[serde(default)]
     pub provider: Option<String>,
+    /// What the verifier locks when it accepts the role (`"1 LODE"`; default: the provider
+    /// collateral). The chain's terms carry it; the executor's job does not need it.
+    #[serde(default)]
+    pub bond: Option<String>,
 }
 
 /// `payment`.

@@ -3,7 +3,8 @@
 //! - `PUT /modules/<blake3 hex>`: a client uploads a job's WASM module; the bytes must hash to the
 //!   name and fit the provider's limit (`201` stored, `200` already held, `400` with the reason,
 //!   `413` too large);
-//! - `HEAD /modules/<blake3 hex>`: whether it is held (`200`/`404`);
+//! - `HEAD /modules/<blake3 hex>`: whether it is held (`200`/`404`); `GET` gives its bytes (a
+//!   verifier re-running the job fetches it here and checks it against the hash);
 //! - `GET|HEAD /job/<id>/outputs`: the tar archive of a job's `/outputs` once it ran (ranges
 //!   served), for the client and verifiers to check against the result on chain, and
 //!   `GET /job/<id>/outcome`: how the run ended ([`super::runner::RunRecord`], JSON), which the
@@ -36,7 +37,10 @@ pub fn routes(files: JobFiles) -> Router {
         .unwrap_or(usize::MAX)
         .saturating_add(1);
     Router::new()
-        .route("/modules/{hash}", put(put_module).head(head_module))
+        .route(
+            "/modules/{hash}",
+            put(put_module).head(head_module).get(get_module),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(Arc::new(files.modules))
         .nest_service("/job", ServeDir::new(files.outputs))
@@ -79,5 +83,19 @@ async fn head_module(
         Ok(h) if store.has(&h) => StatusCode::OK,
         Ok(_) => StatusCode::NOT_FOUND,
         Err((code, _)) => code,
+    }
+}
+
+async fn get_module(
+    State(store): State<Arc<ModuleStore>>,
+    Path(hash): Path<String>,
+) -> Result<Vec<u8>, (StatusCode, String)> {
+    let hash = parse(&hash)?;
+    let got = tokio::task::spawn_blocking(move || store.get(&hash)).await;
+    match got {
+        Ok(Ok(Some(bytes))) => Ok(bytes),
+        Ok(Ok(None)) => Err((StatusCode::NOT_FOUND, "no such module here\n".into())),
+        Ok(Err(e)) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
+        Err(e) => Err((StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))),
     }
 }

@@ -30,9 +30,75 @@ pub struct JobService<C: JobChain, R: JobRunner> {
     records: JobRecords,
     /// Jobs being run right now (their records are left alone until the run ends).
     running: Arc<Mutex<BTreeSet<u64>>>,
-    /// Test networks only: the provider lies about every result (a tampered executor), so
-    /// tests can show that the chain's rules catch it. Set from `LODE_TEST_TAMPER_JOB_RESULTS`.
-    tamper: bool,
+    /// The lowest job id that may still be open: every job below it has settled (settled jobs
+    /// never reopen), so each tick lists open jobs from here, not from job 0.
+    scan_from: std::sync::atomic::AtomicU64,
+    /// Test networks only: the jobs whose results the provider lies about (a tampered
+    /// executor), so tests can show that the chain's rules catch it. Set from
+    /// `LODE_TEST_TAMPER_JOB_RESULTS` ([`Tamper::from_env`]).
+    tamper: Tamper,
+}
+
+/// The environment variable that makes a provider lie about job results (tests only).
+pub const TAMPER_ENV: &str = "LODE_TEST_TAMPER_JOB_RESULTS";
+
+/// Which results a test provider lies about.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Tamper {
+    /// None (every real provider).
+    #[default]
+    Never,
+    /// Every job's.
+    All,
+    /// These jobs'.
+    Jobs(BTreeSet<u64>),
+}
+
+impl Tamper {
+    /// What [`TAMPER_ENV`]'s `value` asks of miner `provider`: empty, `1` or `all` lies about
+    /// every job; otherwise a comma-separated list of `l0<miner>` (every job of that miner) and
+    /// `l0<miner>:<job id>` (that job), entries for other miners ignored, so that one variable
+    /// can be given to every process of a devnet.
+    pub fn parse(provider: ActorId, value: &str) -> Tamper {
+        let value = value.trim();
+        if value.is_empty() || value == "1" || value == "all" {
+            return Tamper::All;
+        }
+        let me = provider.to_string();
+        let mut jobs = BTreeSet::new();
+        for entry in value.split(',').map(str::trim) {
+            let (miner, job) = match entry.split_once(':') {
+                Some((m, j)) => (m, Some(j)),
+                None => (entry, None),
+            };
+            if miner != me {
+                continue;
+            }
+            match job.map(str::parse::<u64>) {
+                None => return Tamper::All,
+                Some(Ok(j)) => {
+                    jobs.insert(j);
+                }
+                Some(Err(_)) => {
+                    tracing::warn!(entry, "{TAMPER_ENV}: not l0<miner>:<job id>; ignored");
+                }
+            }
+        }
+        if jobs.is_empty() {
+            Tamper::Never
+        } else {
+            Tamper::Jobs(jobs)
+        }
+    }
+
+    /// Whether job `id`'s result is to be a lie.
+    pub fn applies(&self, id: u64) -> bool {
+        match self {
+            Tamper::Never => false,
+            Tamper::All => true,
+            Tamper::Jobs(jobs) => jobs.contains(&id),
+        }
+    }
 }
 
 /// Why the provider does not take a job (logged at debug level).
@@ -53,10 +119,14 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
         modules: ModuleStore,
         records: JobRecords,
     ) -> Self {
-        let tamper = std::env::var_os("LODE_TEST_TAMPER_JOB_RESULTS").is_some();
-        if tamper {
+        let tamper = match std::env::var(TAMPER_ENV) {
+            Ok(v) => Tamper::parse(provider, &v),
+            Err(_) => Tamper::Never,
+        };
+        if tamper != Tamper::Never {
             tracing::warn!(
-                "LODE_TEST_TAMPER_JOB_RESULTS is set: this provider lies about job results (tests only)"
+                ?tamper,
+                "{TAMPER_ENV} is set: this provider lies about job results (tests only)"
             );
         }
         JobService {
@@ -69,12 +139,13 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
             modules,
             records,
             running: Arc::new(Mutex::new(BTreeSet::new())),
+            scan_from: std::sync::atomic::AtomicU64::new(0),
             tamper,
         }
     }
 
     /// Makes the provider lie about its results (tests of the slashing rules).
-    pub fn set_tamper(&mut self, tamper: bool) {
+    pub fn set_tamper(&mut self, tamper: Tamper) {
         self.tamper = tamper;
     }
 
@@ -126,10 +197,15 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
             .map(|r| (r.job_id, r))
             .collect();
         if self.settings.enabled {
-            let open: Vec<JobView> = self
+            use std::sync::atomic::Ordering;
+            let listed = self
                 .chain
-                .open_jobs(0)
-                .await?
+                .open_jobs(self.scan_from.load(Ordering::Relaxed))
+                .await?;
+            if let Some(lowest) = listed.iter().map(|j| j.job_id).min() {
+                self.scan_from.fetch_max(lowest, Ordering::Relaxed);
+            }
+            let open: Vec<JobView> = listed
                 .into_iter()
                 .filter(|j| !mine.contains_key(&j.job_id))
                 .collect();
@@ -521,7 +597,7 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
             let mut r = r;
             match outcome {
                 Ok((result, summary)) => {
-                    let result = if this.tamper {
+                    let result = if this.tamper.applies(id) {
                         *blake3::hash(&[&result[..], b"tampered"].concat()).as_bytes()
                     } else {
                         result
@@ -614,5 +690,26 @@ impl<C: JobChain, R: JobRunner> JobService<C, R> {
         let outcome = request.work.join(super::runner::OUTCOME_FILE);
         std::fs::rename(&outcome, served.join("outcome")).map_err(io_at(&outcome))?;
         Ok((out.result, out.summary))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tamper_variable_names_miners_and_jobs() {
+        let me = ActorId(1002);
+        assert_eq!(Tamper::parse(me, ""), Tamper::All);
+        assert_eq!(Tamper::parse(me, "all"), Tamper::All);
+        assert_eq!(Tamper::parse(me, "l01002"), Tamper::All);
+        assert_eq!(Tamper::parse(me, "l01001"), Tamper::Never);
+        assert_eq!(
+            Tamper::parse(me, "l01001:0, l01002:3,l01002:x"),
+            Tamper::Jobs([3].into())
+        );
+        let t = Tamper::parse(me, "l01002:1,l01002:4");
+        assert!(t.applies(1) && t.applies(4) && !t.applies(0));
+        assert!(!Tamper::Never.applies(0));
     }
 }

@@ -18,6 +18,7 @@ use lode_chain::types::{ActorId, Address, TokenAmount};
 use lode_market::compute::{Executor, load_module};
 use lode_market::jobs::modules::ModuleStore;
 use lode_market::jobs::records::JobPhase;
+use lode_market::jobs::service::Tamper;
 use lode_market::jobs::{ExecutorRunner, JobChain, JobService, JobSettings, executor_job};
 use lode_market::provider::RecordMessage;
 use lode_market::retrieval::{DirPieces, PieceSource};
@@ -257,7 +258,7 @@ impl World {
             modules,
             records,
         );
-        service.set_tamper(tamper);
+        service.set_tamper(if tamper { Tamper::All } else { Tamper::Never });
         Arc::new(service)
     }
 
