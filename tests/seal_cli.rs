@@ -229,3 +229,73 @@ fn pre_commit1_killed_with_sigkill_resumes_to_the_same_commitments() {
         std::fs::read(reference.join("layer-2")).unwrap()
     );
 }
+
+/// `lode seal batch` labels several sectors in one walk and each comes out as `lode seal pc1`
+/// and `lode seal pc2` make it alone; a second run finds everything done; a count out of range
+/// is refused.
+#[test]
+fn seal_batch_gives_each_sector_what_seal_pc1_gives_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let batch = tmp.path().join("batch");
+    let b = batch.to_str().unwrap();
+    let args = [
+        "seal",
+        "batch",
+        "--sector-size",
+        "2KiB",
+        "--count",
+        "3",
+        "--first-number",
+        "5",
+        "--dir",
+        b,
+        "--cache-dir",
+        cache,
+        "--ticket",
+        TICKET,
+        "--pc2",
+        "--json",
+    ];
+    let report = json(&lode(&args));
+    let sectors = report["sectors"].as_array().unwrap();
+    assert_eq!(sectors.len(), 3, "{report}");
+    for (k, s) in sectors.iter().enumerate() {
+        let number = (5 + k).to_string();
+        let alone = tmp.path().join(format!("alone-{number}"));
+        let a = alone.to_str().unwrap();
+        let mut pc1 = vec!["seal", "pc1", "--sector-size", "2KiB", "--sector-dir", a];
+        pc1.extend([
+            "--cache-dir",
+            cache,
+            "--sector-number",
+            &number,
+            "--ticket",
+            TICKET,
+            "--json",
+        ]);
+        let one = json(&lode(&pc1));
+        assert_eq!(one["replica_id"], s["replica_id"], "sector {number}");
+        let two = json(&lode(&["seal", "pc2", "--sector-dir", a, "--json"]));
+        assert_eq!(two["comm_r"], s["comm_r"], "sector {number}");
+        let dir = batch.join(format!("s-{number}"));
+        for layer in ["layer-1", "layer-2"] {
+            assert_eq!(
+                std::fs::read(alone.join(layer)).unwrap(),
+                std::fs::read(dir.join(layer)).unwrap()
+            );
+        }
+    }
+    // Again: nothing to do, the same commitments.
+    let again = json(&lode(&args));
+    for (x, y) in again["sectors"].as_array().unwrap().iter().zip(sectors) {
+        assert_eq!(x["comm_r"], y["comm_r"]);
+        assert_eq!(x["skipped"], serde_json::json!(["precommit2"]));
+    }
+    let o = lode(&[
+        "seal", "batch", "--sector-size", "2KiB", "--count", "65", "--dir", b,
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("outside 1..=64"));
+}

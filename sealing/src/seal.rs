@@ -26,7 +26,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{SealError, SealResult, io_at};
-use crate::labels::{CpuLabeller, Labeller, LayerBuf};
+use crate::labels::{
+    BatchLabeller, BatchLayer, CpuBatchLabeller, CpuLabeller, Labeller, LayerBuf, MAX_BATCH,
+};
 use crate::parent_cache::ParentCache;
 use crate::sector_dir::{HexNode, SectorDir, read_json, write_atomic, write_json};
 
@@ -611,17 +613,17 @@ fn read_layer(
     Ok(())
 }
 
-/// PreCommit1: CommD, tree D and every SDR layer for `ticket`. Labels are computed by `labeller`
-/// (the CPU labeller over the parent cache in `cache_dir` when `None`). Layers already on disk for the
-/// same ticket, with matching checksums, are not recomputed.
-pub fn pre_commit1(
-    dir: &SectorDir,
-    id: &SectorId,
-    ticket: Node,
-    cache_dir: &Path,
-    labeller: Option<&dyn Labeller>,
-    progress: ProgressFn<'_>,
-) -> SealResult<PreCommit1Output> {
+/// Where one sector's PreCommit1 starts.
+enum Pc1Start {
+    /// Done already, and PreCommit2 has used its layers.
+    Done(PreCommit1Output),
+    /// To do or to finish: the record of the layers done so far (maybe none).
+    Todo(PreCommit1Output),
+}
+
+/// The checks and records every PreCommit1 starts with: CommD of the pieces, the replica id for
+/// `ticket`, a finished phase recognised, another ticket refused, the layers recorded so far.
+fn pc1_start(dir: &SectorDir, id: &SectorId, ticket: Node) -> SealResult<Pc1Start> {
     let meta = load_meta(dir, id, "PreCommit1")?;
     let pieces = piece_infos(&meta)?;
     let sector = PaddedPieceSize::new(id.size.bytes())?;
@@ -644,10 +646,7 @@ pub fn pre_commit1(
         let recorded: PreCommit1Output = read_json(&dir.pc1(), "PreCommit1", "PreCommit1")?;
         if recorded.replica_id.0 == replica_id {
             if dir.pc2().exists() {
-                if progress(Progress::PhaseDone("PreCommit1")).is_break() {
-                    return Err(SealError::Cancelled);
-                }
-                return Ok(recorded);
+                return Ok(Pc1Start::Done(recorded));
             }
             recorded_done = Some(recorded);
         } else if recorded.ticket.0 != ticket {
@@ -667,7 +666,7 @@ pub fn pre_commit1(
         Some(r) => Ok(r),
         None => read_json::<PreCommit1Output>(&progress_path, "PreCommit1", "PreCommit1"),
     };
-    let mut done: PreCommit1Output = match progress_record {
+    let done: PreCommit1Output = match progress_record {
         Ok(p) if p.replica_id.0 == replica_id => p,
         Ok(p) if p.ticket.0 != ticket => {
             return Err(SealError::TicketMismatch {
@@ -686,7 +685,32 @@ pub fn pre_commit1(
     if !dir.sector_meta().exists() {
         write_json(&dir.sector_meta(), &meta)?;
     }
+    Ok(Pc1Start::Todo(done))
+}
 
+/// PreCommit1: CommD, tree D and every SDR layer for `ticket`. Labels are computed by `labeller`
+/// (the CPU labeller over the parent cache in `cache_dir` when `None`). Layers already on disk for the
+/// same ticket, with matching checksums, are not recomputed.
+pub fn pre_commit1(
+    dir: &SectorDir,
+    id: &SectorId,
+    ticket: Node,
+    cache_dir: &Path,
+    labeller: Option<&dyn Labeller>,
+    progress: ProgressFn<'_>,
+) -> SealResult<PreCommit1Output> {
+    let mut done = match pc1_start(dir, id, ticket)? {
+        Pc1Start::Done(recorded) => {
+            if progress(Progress::PhaseDone("PreCommit1")).is_break() {
+                return Err(SealError::Cancelled);
+            }
+            return Ok(recorded);
+        }
+        Pc1Start::Todo(done) => done,
+    };
+    let replica_id = done.replica_id.0;
+    let comm_d = done.comm_d.0;
+    let progress_path = dir.pc1_progress();
     let cache = ParentCache::open_or_build(cache_dir, id.size)?;
     let cpu = CpuLabeller::new(&cache);
     let labeller = labeller.unwrap_or(&cpu);
@@ -773,6 +797,191 @@ pub fn pre_commit1(
     })?;
     write_json(&dir.pc1(), &done)?;
     Ok(done)
+}
+
+/// One sector of a batched PreCommit1 ([`pre_commit1_batch`]).
+#[derive(Clone, Copy, Debug)]
+pub struct BatchSector<'a> {
+    /// Its directory (locked by the caller).
+    pub dir: &'a SectorDir,
+    /// Which sector.
+    pub id: SectorId,
+    /// Its ticket.
+    pub ticket: Node,
+}
+
+/// The memory a batched PreCommit1 of `sectors` sectors of `size` labels in: two
+/// sector-interleaved layers of every sector, and one sector's layer for writing files.
+pub fn batch_memory(size: SectorSize, sectors: u64) -> u64 {
+    size.bytes()
+        .saturating_mul(sectors.saturating_mul(2).saturating_add(1))
+}
+
+/// PreCommit1 of several sectors of one size together: each sector's CommD, tree D and layers,
+/// the layers labelled by `labeller` (the multi-sector CPU labeller when `None`) in one walk of
+/// the graph for all of them. Every file and record is exactly what [`pre_commit1`] writes for
+/// each sector on its own. Sectors already through PreCommit1 are returned as recorded; the
+/// others resume together from the first layer one of them lacks. Memory: [`batch_memory`].
+///
+/// # Errors
+/// [`SealError::Inconsistent`] for sectors of different sizes, a directory named twice or more
+/// than [`crate::labels::MAX_BATCH`] sectors; what [`pre_commit1`] returns for each sector.
+pub fn pre_commit1_batch(
+    sectors: &[BatchSector<'_>],
+    cache_dir: &Path,
+    labeller: Option<&dyn BatchLabeller>,
+    progress: ProgressFn<'_>,
+) -> SealResult<Vec<PreCommit1Output>> {
+    let Some(first_sector) = sectors.first() else {
+        return Ok(Vec::new());
+    };
+    let size = first_sector.id.size;
+    if sectors.iter().any(|s| s.id.size != size) {
+        return Err(SealError::Inconsistent(
+            "a PreCommit1 batch holds sectors of one size",
+        ));
+    }
+    if sectors.len() > MAX_BATCH {
+        return Err(SealError::Inconsistent(
+            "a PreCommit1 batch holds at most MAX_BATCH sectors",
+        ));
+    }
+    let mut paths: Vec<&Path> = sectors.iter().map(|s| s.dir.root()).collect();
+    paths.sort();
+    if paths.windows(2).any(|w| w[0] == w[1]) {
+        return Err(SealError::Inconsistent(
+            "a sector directory is named twice in a PreCommit1 batch",
+        ));
+    }
+    let mut results: Vec<Option<PreCommit1Output>> = vec![None; sectors.len()];
+    // The sectors still to label: (index in `sectors`, record so far).
+    let mut todo: Vec<(usize, PreCommit1Output)> = Vec::new();
+    for (i, s) in sectors.iter().enumerate() {
+        match pc1_start(s.dir, &s.id, s.ticket)? {
+            Pc1Start::Done(r) => results[i] = Some(r),
+            Pc1Start::Todo(done) => todo.push((i, done)),
+        }
+    }
+    if todo.is_empty() {
+        if progress(Progress::PhaseDone("PreCommit1")).is_break() {
+            return Err(SealError::Cancelled);
+        }
+        return Ok(results.into_iter().flatten().collect());
+    }
+    let cache = ParentCache::open_or_build(cache_dir, size)?;
+    let cpu = CpuBatchLabeller::new(&cache);
+    let labeller = labeller.unwrap_or(&cpu);
+    let layers = size.layers();
+    let n = size.nodes() as usize;
+    let lanes = todo.len();
+    let replica_ids: Vec<Node> = todo.iter().map(|(_, d)| d.replica_id.0).collect();
+    let mut one = LayerBuf::new(n)?;
+
+    // Resume from the first layer one of the sectors lacks (its files checked), seeded by every
+    // sector's layer below it.
+    let mut first = layers + 1;
+    for (i, done) in &mut todo {
+        let s = &sectors[*i];
+        let mut complete = 0;
+        for (l, sum) in done.layer_checksums.iter().enumerate() {
+            match read_layer(s.dir, &s.id, l + 1, &sum.0, one.nodes_mut()) {
+                Ok(()) => complete = l + 1,
+                Err(e) => {
+                    tracing::warn!(sector = %s.id, layer = l + 1, error = %e, "recomputing from this layer");
+                    break;
+                }
+            }
+        }
+        done.layer_checksums.truncate(complete);
+        first = first.min(complete + 1);
+    }
+    let mut prev = BatchLayer::new(n, lanes)?;
+    let mut cur = BatchLayer::new(n, lanes)?;
+    if first > 1 {
+        for (lane, (i, done)) in todo.iter().enumerate() {
+            let s = &sectors[*i];
+            let sum = &done.layer_checksums[first - 2].0;
+            read_layer(s.dir, &s.id, first - 1, sum, one.nodes_mut())?;
+            prev.scatter(lane, one.nodes());
+        }
+        for layer in 1..first {
+            if progress(Progress::LayerResumed { layer }).is_break() {
+                return Err(SealError::Cancelled);
+            }
+        }
+    }
+
+    std::thread::scope(|scope| -> SealResult<()> {
+        // Tree D of each sector and its unsealed file's checksum, on another core meanwhile.
+        let indices: Vec<usize> = todo.iter().map(|(i, _)| *i).collect();
+        let tree_d = scope.spawn(move || -> SealResult<Vec<(Node, Node)>> {
+            indices
+                .iter()
+                .map(|&i| {
+                    let s = &sectors[i];
+                    let tree = DiskTree::<Blake3TreeD>::build_over_file(
+                        &size.tree_d_shape(),
+                        &s.dir.unsealed(),
+                        &s.dir.tree_d(),
+                        TreeConfig::default(),
+                    )?;
+                    Ok((tree.root(), file_checksum(&s.dir.unsealed(), size.bytes())?))
+                })
+                .collect()
+        });
+        for layer in first..=layers {
+            let started = Instant::now();
+            let mut report = |d: u64| {
+                progress(Progress::Layer {
+                    layer,
+                    layers,
+                    done: d,
+                    nodes: n as u64,
+                })
+            };
+            labeller.label_layers(
+                &replica_ids,
+                layer as u32,
+                (layer > 1).then_some(&prev),
+                &mut cur,
+                &mut report,
+            )?;
+            for (lane, (i, done)) in todo.iter_mut().enumerate() {
+                let s = &sectors[*i];
+                cur.gather(lane, one.nodes_mut());
+                write_atomic(&s.dir.layer(layer), nodes_as_bytes(one.nodes()))?;
+                done.layer_checksums.truncate(layer - 1);
+                done.layer_checksums
+                    .push(HexNode(layer_checksum(one.nodes())));
+                write_json(&s.dir.pc1_progress(), done)?;
+            }
+            tracing::info!(
+                layer,
+                sectors = lanes,
+                seconds = started.elapsed().as_secs_f64(),
+                "layer labelled for a batch of sectors"
+            );
+            std::mem::swap(&mut prev, &mut cur);
+        }
+        let roots = match tree_d.join() {
+            Ok(r) => r?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        for ((_, done), (root, unsealed_sum)) in todo.iter_mut().zip(roots) {
+            if root != done.comm_d.0 {
+                return Err(SealError::Inconsistent(
+                    "tree D over the unsealed file differs from CommD of the pieces",
+                ));
+            }
+            done.unsealed_checksum = Some(HexNode(unsealed_sum));
+        }
+        Ok(())
+    })?;
+    for (i, done) in todo {
+        write_json(&sectors[i].dir.pc1(), &done)?;
+        results[i] = Some(done);
+    }
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// PreCommit2: columns and tree C, the replica and tree R, and `comm_r`.

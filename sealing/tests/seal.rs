@@ -682,3 +682,115 @@ fn capacity_figures_are_the_lengths_of_the_files_sealing_writes() {
         assert_eq!(plan.peak(|_| true), 0);
     }
 }
+
+/// A batched PreCommit1 writes, for each sector, exactly the files and records the single-sector
+/// PreCommit1 writes (2 KiB and 8 MiB; sectors with data and committed-capacity ones, different
+/// miners, numbers and tickets), resumes together after an interruption, returns sectors already
+/// through PreCommit1 as recorded, and refuses mixed sizes and a directory named twice.
+#[test]
+fn batched_pre_commit1_writes_what_each_sector_alone_writes() {
+    use lode_sealing::seal::BatchSector;
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    for (size, count) in [(SectorSize::S2KiB, 5usize), (SectorSize::S8MiB, 3)] {
+        let ids: Vec<SectorId> = (0..count as u64)
+            .map(|i| SectorId {
+                size,
+                miner_id: 1000 + i % 2,
+                sector_number: 10 + i,
+            })
+            .collect();
+        let tickets: Vec<Node> = (0..count as u8).map(|i| trunc254([i + 1; 32])).collect();
+        let make = |tag: &str, i: usize| {
+            let dir =
+                SectorDir::create(&tmp.path().join(format!("{}-{tag}-{i}", size.name()))).unwrap();
+            // Every other sector holds a piece; the rest are committed capacity.
+            if i.is_multiple_of(2) {
+                let data = random_bytes(1000 + i * 100, i as u8);
+                seal::add_piece(&dir, &ids[i], &data[..], data.len() as u64).unwrap();
+            }
+            dir
+        };
+        let singles: Vec<SectorDir> = (0..count).map(|i| make("single", i)).collect();
+        for (i, dir) in singles.iter().enumerate() {
+            seal::pre_commit1(dir, &ids[i], tickets[i], &cache, None, &mut no_progress).unwrap();
+        }
+        let batched: Vec<SectorDir> = (0..count).map(|i| make("batch", i)).collect();
+        let sectors: Vec<BatchSector<'_>> = (0..count)
+            .map(|i| BatchSector {
+                dir: &batched[i],
+                id: ids[i],
+                ticket: tickets[i],
+            })
+            .collect();
+        // Interrupted in the middle of layer 2, then resumed.
+        let mut stop = |p: Progress| match p {
+            Progress::Layer {
+                layer: 2,
+                done,
+                nodes,
+                ..
+            } if done >= nodes / 2 => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        };
+        if size == SectorSize::S8MiB {
+            let r = seal::pre_commit1_batch(&sectors, &cache, None, &mut stop);
+            assert!(matches!(r, Err(SealError::Cancelled)), "{r:?}");
+            assert!(batched[0].layer(1).exists() && !batched[0].layer(2).exists());
+        }
+        let outs = seal::pre_commit1_batch(&sectors, &cache, None, &mut no_progress).unwrap();
+        assert_eq!(outs.len(), count);
+        for i in 0..count {
+            let (a, b) = (&singles[i], &batched[i]);
+            for layer in 1..=size.layers() {
+                assert!(
+                    std::fs::read(a.layer(layer)).unwrap()
+                        == std::fs::read(b.layer(layer)).unwrap(),
+                    "{size} sector {i} layer {layer}"
+                );
+            }
+            assert_eq!(
+                std::fs::read(a.pc1()).unwrap(),
+                std::fs::read(b.pc1()).unwrap()
+            );
+            assert_eq!(
+                std::fs::read(a.tree_d()).unwrap(),
+                std::fs::read(b.tree_d()).unwrap()
+            );
+        }
+        // PreCommit2 of a batched sector gives the single sector's comm_r.
+        seal::pre_commit2(&singles[0], &ids[0], &mut no_progress).unwrap();
+        seal::pre_commit2(&batched[0], &ids[0], &mut no_progress).unwrap();
+        assert_eq!(
+            std::fs::read(singles[0].pc2()).unwrap(),
+            std::fs::read(batched[0].pc2()).unwrap()
+        );
+        // Once through PreCommit2, a sector is returned as recorded; the others are not relabelled
+        // either (their layers check out).
+        let again = seal::pre_commit1_batch(&sectors, &cache, None, &mut no_progress).unwrap();
+        assert_eq!(again.len(), count);
+    }
+    let a = SectorDir::create(&tmp.path().join("mixed-a")).unwrap();
+    let b = SectorDir::create(&tmp.path().join("mixed-b")).unwrap();
+    let id = |size| SectorId {
+        size,
+        miner_id: 1,
+        sector_number: 1,
+    };
+    let t = trunc254([3; 32]);
+    let mixed = [
+        BatchSector {
+            dir: &a,
+            id: id(SectorSize::S2KiB),
+            ticket: t,
+        },
+        BatchSector {
+            dir: &b,
+            id: id(SectorSize::S8MiB),
+            ticket: t,
+        },
+    ];
+    assert!(seal::pre_commit1_batch(&mixed, &cache, None, &mut no_progress).is_err());
+    let twice = [mixed[0], mixed[0]];
+    assert!(seal::pre_commit1_batch(&twice, &cache, None, &mut no_progress).is_err());
+}
