@@ -294,7 +294,14 @@ fn seal_batch_gives_each_sector_what_seal_pc1_gives_it() {
         assert_eq!(x["skipped"], serde_json::json!(["precommit2"]));
     }
     let o = lode(&[
-        "seal", "batch", "--sector-size", "2KiB", "--count", "65", "--dir", b,
+        "seal",
+        "batch",
+        "--sector-size",
+        "2KiB",
+        "--count",
+        "65",
+        "--dir",
+        b,
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("outside 1..=64"));

@@ -929,6 +929,20 @@ pub fn pre_commit1_batch(
                 })
                 .collect()
         });
+        // Each layer's files are written by a second thread while the next layer is labelled
+        // from it (both only read it); a layer is recorded once its files are complete.
+        let dirs: Vec<&SectorDir> = todo.iter().map(|(i, _)| sectors[*i].dir).collect();
+        let mut record = |layer: usize, sums: Vec<Node>| -> SealResult<()> {
+            for ((_, done), sum) in todo.iter_mut().zip(sums) {
+                done.layer_checksums.truncate(layer - 1);
+                done.layer_checksums.push(HexNode(sum));
+            }
+            for (dir, (_, done)) in dirs.iter().zip(todo.iter()) {
+                write_json(&dir.pc1_progress(), done)?;
+            }
+            Ok(())
+        };
+        let mut pending: Option<usize> = None;
         for layer in first..=layers {
             let started = Instant::now();
             let mut report = |d: u64| {
@@ -939,29 +953,40 @@ pub fn pre_commit1_batch(
                     nodes: n as u64,
                 })
             };
-            labeller.label_layers(
-                &replica_ids,
-                layer as u32,
-                (layer > 1).then_some(&prev),
-                &mut cur,
-                &mut report,
-            )?;
-            for (lane, (i, done)) in todo.iter_mut().enumerate() {
-                let s = &sectors[*i];
-                cur.gather(lane, one.nodes_mut());
-                write_atomic(&s.dir.layer(layer), nodes_as_bytes(one.nodes()))?;
-                done.layer_checksums.truncate(layer - 1);
-                done.layer_checksums
-                    .push(HexNode(layer_checksum(one.nodes())));
-                write_json(&s.dir.pc1_progress(), done)?;
+            let (labelled, written) = std::thread::scope(|w| {
+                let writer = pending.map(|l| {
+                    let (prev, dirs, one) = (&prev, &dirs, &mut one);
+                    w.spawn(move || write_batch_layer(l, prev, dirs, one))
+                });
+                let labelled = labeller.label_layers(
+                    &replica_ids,
+                    layer as u32,
+                    (layer > 1).then_some(&prev),
+                    &mut cur,
+                    &mut report,
+                );
+                let written = writer.map(|h| match h.join() {
+                    Ok(r) => r,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                });
+                (labelled, written)
+            });
+            if let (Some(l), Some(sums)) = (pending, written) {
+                record(l, sums?)?;
             }
+            labelled?;
             tracing::info!(
                 layer,
                 sectors = lanes,
                 seconds = started.elapsed().as_secs_f64(),
                 "layer labelled for a batch of sectors"
             );
+            pending = Some(layer);
             std::mem::swap(&mut prev, &mut cur);
+        }
+        if let Some(l) = pending {
+            let sums = write_batch_layer(l, &prev, &dirs, &mut one)?;
+            record(l, sums)?;
         }
         let roots = match tree_d.join() {
             Ok(r) => r?,
@@ -982,6 +1007,23 @@ pub fn pre_commit1_batch(
         results[i] = Some(done);
     }
     Ok(results.into_iter().flatten().collect())
+}
+
+/// Writes layer `layer` of every sector of `batch` to its directory (de-interleaved through
+/// `one`), returning each sector's layer checksum.
+fn write_batch_layer(
+    layer: usize,
+    batch: &BatchLayer,
+    dirs: &[&SectorDir],
+    one: &mut LayerBuf,
+) -> SealResult<Vec<Node>> {
+    let mut sums = Vec::with_capacity(dirs.len());
+    for (lane, dir) in dirs.iter().enumerate() {
+        batch.gather(lane, one.nodes_mut());
+        write_atomic(&dir.layer(layer), nodes_as_bytes(one.nodes()))?;
+        sums.push(layer_checksum(one.nodes()));
+    }
+    Ok(sums)
 }
 
 /// PreCommit2: columns and tree C, the replica and tree R, and `comm_r`.
