@@ -276,3 +276,71 @@ fn chain_policy_prints_every_rule_as_json() {
     let text = lode(&["chain", "policy"]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("epochs_in_day = 2880"));
 }
+
+/// `lode bench` records a run as JSON and CSV with the machine, and `lode bench plot` charts it
+/// beside the reference figures; bad arguments are refused.
+#[test]
+fn bench_runs_are_recorded_and_charted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("labels");
+    let o = lode(&[
+        "bench",
+        "labels",
+        "--size",
+        "2KiB",
+        "--sectors",
+        "3",
+        "--repeat",
+        "2",
+        "--cache-dir",
+        tmp.path().join("cache").to_str().unwrap(),
+        "--work",
+        tmp.path().join("work").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(run["kind"], "labels");
+    assert_eq!(run["samples"].as_array().unwrap().len(), 4, "{run}");
+    assert!(run["machine"]["cores"].as_u64().unwrap() >= 1);
+    let csv = std::fs::read_to_string(out.with_extension("csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5);
+    assert!(
+        csv.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("labels,2KiB,3,0,label_layer1,")
+    );
+    let svg = tmp.path().join("chart.svg");
+    let o = lode(&[
+        "bench",
+        "plot",
+        out.with_extension("json").to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.contains("label_layer2") && text.contains("lode labels 2KiB"));
+    let o = lode(&["bench", "seal", "--size", "2KiB", "--sectors", "65"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("outside 1..=64"), "{}", stderr(&o));
+    // A CSV is not a result file for plotting.
+    let csv_path = out.with_extension("csv");
+    let o = lode(&[
+        "bench",
+        "plot",
+        csv_path.to_str().unwrap(),
+        "-o",
+        svg.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("not a benchmark result"),
+        "{}",
+        stderr(&o)
+    );
+}

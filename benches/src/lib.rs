@@ -1,4 +1,7 @@
-//! Shared helpers for lode's criterion benchmarks (the benches themselves live in `benches/benches/`).
+//! Shared helpers for lode's criterion benchmarks (the benches themselves live in `benches/benches/`),
+//! and [`run`]: what `lode bench` measures, records and charts for researchers.
+
+pub mod run;
 
 /// Deterministic pseudo-random bytes for benchmark inputs (xorshift64*; fast, not cryptographic).
 pub fn bench_bytes(len: usize, seed: u64) -> Vec<u8> {

@@ -1,6 +1,7 @@
 //! Command-line definitions and dispatch.
 
 mod actor;
+mod bench;
 mod chain;
 mod client;
 mod common;
@@ -63,6 +64,11 @@ enum Command {
     /// Groth16 parameters: generate insecure test parameters, check files, export verifying keys.
     #[command(subcommand)]
     Params(snark::ParamsCommand),
+    /// Benchmark runs for researchers: sealing, labelling, trees and CommP phase by phase (wall,
+    /// CPU, peak memory) with the machine's description, as JSON and CSV; `plot` charts them
+    /// beside the reference figures as SVG.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Constraints and public inputs of every circuit, per sector size.
     #[command(after_help = "Examples:
   lode circuit-info
@@ -131,6 +137,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(cmd) => snark::verify(cmd),
         Command::Params(cmd) => snark::params(cmd),
         Command::CircuitInfo(a) => snark::circuit_info_cmd(a),
+        Command::Bench(cmd) => bench::run_cmd(cmd).map(|()| ExitCode::SUCCESS),
         Command::Chain(cmd) => chain::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Wallet(cmd) => wallet::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Net(cmd) => client::net(cmd).map(|()| ExitCode::SUCCESS),

@@ -1,0 +1,304 @@
+//! What a run measures, phase by phase.
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use lode_proofs::merkle::{Blake3TreeD, DiskTree, PoseidonTree, TreeConfig};
+use lode_proofs::node::{Node, trunc254};
+use lode_proofs::sector::SectorSize;
+use lode_sealing::labels::{
+    BatchLabeller, BatchLayer, CpuBatchLabeller, CpuLabeller, Labeller, MAX_BATCH,
+};
+use lode_sealing::parent_cache::ParentCache;
+use lode_sealing::seal::{self, BatchSector, SectorId, no_progress};
+use lode_sealing::sector_dir::SectorDir;
+
+use super::machine::Machine;
+use super::measure::{Sample, measure};
+use super::report::{BenchRun, now_rfc3339};
+use super::{BenchError, BenchResult, io_at};
+
+/// What a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Committed-capacity sectors through PreCommit1 (batched when several), PreCommit2 and
+    /// Commit1, on disk.
+    Seal,
+    /// SDR labelling alone, layers 1 and 2, in memory (the batch labeller when several sectors).
+    Labels,
+    /// Tree D (binary BLAKE3) and tree C/R (arity-8 Poseidon) over a sector's worth of leaves.
+    Trees,
+    /// CommP of a sector's worth of bytes.
+    Commp,
+}
+
+impl Kind {
+    /// The name `lode bench` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Seal => "seal",
+            Kind::Labels => "labels",
+            Kind::Trees => "trees",
+            Kind::Commp => "commp",
+        }
+    }
+}
+
+/// A run's parameters.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// What to measure.
+    pub kind: Kind,
+    /// Sector size.
+    pub size: SectorSize,
+    /// Sectors per repetition (1 to 64).
+    pub sectors: u64,
+    /// Repetitions.
+    pub repeat: u32,
+    /// A scratch directory for sector files and trees (emptied after each repetition).
+    pub work: PathBuf,
+    /// The parent cache directory.
+    pub cache_dir: PathBuf,
+    /// The command line, recorded with the run.
+    pub command: String,
+}
+
+fn proofs_err(e: impl std::fmt::Display) -> BenchError {
+    BenchError::Proofs(e.to_string())
+}
+
+/// Deterministic leaves: `n` field nodes.
+fn leaves(n: usize, seed: u64) -> Vec<Node> {
+    crate::field_leaves(n, seed)
+}
+
+/// Runs `options`, reporting each phase's name to `started` as it starts.
+///
+/// # Errors
+/// [`BenchError::Invalid`] for a sector count outside 1..=64 or no repetition; what the phases
+/// return.
+pub fn run(options: &RunOptions, started: &mut dyn FnMut(&str, u32)) -> BenchResult<BenchRun> {
+    let o = options;
+    if o.sectors == 0 || o.sectors > MAX_BATCH as u64 {
+        return Err(BenchError::Invalid(format!(
+            "--sectors {} is outside 1..={MAX_BATCH}",
+            o.sectors
+        )));
+    }
+    if o.repeat == 0 {
+        return Err(BenchError::Invalid("--repeat must be at least 1".into()));
+    }
+    std::fs::create_dir_all(&o.work).map_err(io_at(&o.work))?;
+    let mut samples: Vec<Sample> = Vec::new();
+    let begun = now_rfc3339();
+    let n = usize::try_from(o.size.nodes())
+        .map_err(|_| BenchError::Invalid(format!("{} is too large here", o.size)))?;
+    for r in 0..o.repeat {
+        let scratch = o.work.join(format!("repeat-{r}"));
+        if scratch.exists() {
+            std::fs::remove_dir_all(&scratch).map_err(io_at(&scratch))?;
+        }
+        std::fs::create_dir_all(&scratch).map_err(io_at(&scratch))?;
+        let mut phase = |name: &str, f: &mut dyn FnMut() -> BenchResult<()>| -> BenchResult<()> {
+            started(name, r);
+            let ((), s) = measure(name, r, o.sectors, f)?;
+            samples.push(s);
+            Ok(())
+        };
+        match o.kind {
+            Kind::Seal => seal_phases(o, &scratch, &mut phase)?,
+            Kind::Labels => {
+                let cache = ParentCache::open_or_build(&o.cache_dir, o.size).map_err(proofs_err)?;
+                let ids: Vec<Node> = (0..o.sectors)
+                    .map(|i| trunc254([i as u8 + 1; 32]))
+                    .collect();
+                let none = &mut |_| ControlFlow::Continue(());
+                if o.sectors == 1 {
+                    let single = CpuLabeller::new(&cache);
+                    let (mut l1, mut l2) = (vec![Node::default(); n], vec![Node::default(); n]);
+                    phase("label_layer1", &mut || {
+                        Ok(single.label_layer(&ids[0], 1, None, &mut l1, none)?)
+                    })?;
+                    phase("label_layer2", &mut || {
+                        Ok(single.label_layer(&ids[0], 2, Some(&l1), &mut l2, none)?)
+                    })?;
+                } else {
+                    let batch = CpuBatchLabeller::new(&cache);
+                    let lanes = ids.len();
+                    let mut l1 = BatchLayer::new(n, lanes)?;
+                    let mut l2 = BatchLayer::new(n, lanes)?;
+                    phase("label_layer1", &mut || {
+                        Ok(batch.label_layers(&ids, 1, None, &mut l1, none)?)
+                    })?;
+                    phase("label_layer2", &mut || {
+                        Ok(batch.label_layers(&ids, 2, Some(&l1), &mut l2, none)?)
+                    })?;
+                }
+            }
+            Kind::Trees => {
+                let data = leaves(n, 7);
+                let path = scratch.join("tree");
+                phase("tree_d", &mut || {
+                    for _ in 0..o.sectors {
+                        DiskTree::<Blake3TreeD>::build(
+                            &o.size.tree_d_shape(),
+                            &data,
+                            &path,
+                            TreeConfig::default(),
+                        )
+                        .map_err(proofs_err)?;
+                    }
+                    Ok(())
+                })?;
+                phase("tree_c_r", &mut || {
+                    for _ in 0..o.sectors {
+                        DiskTree::<PoseidonTree>::build(
+                            &o.size.tree_shape(),
+                            &data,
+                            &path,
+                            TreeConfig::default(),
+                        )
+                        .map_err(proofs_err)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            Kind::Commp => {
+                // The unpadded payload a piece of this size holds.
+                let bytes = crate::bench_bytes((o.size.bytes() / 128 * 127) as usize, 9);
+                phase("commp", &mut || {
+                    for _ in 0..o.sectors {
+                        lode_proofs::piece::commp_of_bytes(&bytes).map_err(proofs_err)?;
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        std::fs::remove_dir_all(&scratch).map_err(io_at(&scratch))?;
+    }
+    Ok(BenchRun {
+        kind: o.kind.name().into(),
+        size: o.size.name().into(),
+        sectors: o.sectors,
+        repeat: o.repeat,
+        started: begun,
+        command: o.command.clone(),
+        machine: Machine::this(),
+        samples,
+    })
+}
+
+type Phase<'a> = dyn FnMut(&str, &mut dyn FnMut() -> BenchResult<()>) -> BenchResult<()> + 'a;
+
+fn seal_phases(
+    o: &RunOptions,
+    scratch: &std::path::Path,
+    phase: &mut Phase<'_>,
+) -> BenchResult<()> {
+    // The parent cache is built once per size, outside the measured phases.
+    ParentCache::open_or_build(&o.cache_dir, o.size).map_err(proofs_err)?;
+    let mut dirs = Vec::new();
+    let mut ids = Vec::new();
+    for k in 0..o.sectors {
+        dirs.push(SectorDir::create(&scratch.join(format!("s-{k}")))?);
+        ids.push(SectorId {
+            size: o.size,
+            miner_id: 1000,
+            sector_number: k,
+        });
+    }
+    let ticket = trunc254([1; 32]);
+    phase("precommit1", &mut || {
+        if dirs.len() == 1 {
+            seal::pre_commit1(
+                &dirs[0],
+                &ids[0],
+                ticket,
+                &o.cache_dir,
+                None,
+                &mut no_progress,
+            )?;
+        } else {
+            let sectors: Vec<BatchSector<'_>> = dirs
+                .iter()
+                .zip(&ids)
+                .map(|(dir, id)| BatchSector {
+                    dir,
+                    id: *id,
+                    ticket,
+                })
+                .collect();
+            seal::pre_commit1_batch(&sectors, &o.cache_dir, None, &mut no_progress)?;
+        }
+        Ok(())
+    })?;
+    phase("precommit2", &mut || {
+        for (dir, id) in dirs.iter().zip(&ids) {
+            seal::pre_commit2(dir, id, &mut no_progress)?;
+        }
+        Ok(())
+    })?;
+    phase("commit1", &mut || {
+        for (dir, id) in dirs.iter().zip(&ids) {
+            seal::commit1(dir, id, trunc254([2; 32]))?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn options(kind: Kind, sectors: u64, dir: &std::path::Path) -> RunOptions {
+        RunOptions {
+            kind,
+            size: SectorSize::S2KiB,
+            sectors,
+            repeat: 2,
+            work: dir.join("work"),
+            cache_dir: dir.join("cache"),
+            command: "test".into(),
+        }
+    }
+
+    #[test]
+    fn every_kind_measures_its_phases_each_repetition() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (kind, phases) in [
+            (Kind::Seal, vec!["precommit1", "precommit2", "commit1"]),
+            (Kind::Labels, vec!["label_layer1", "label_layer2"]),
+            (Kind::Trees, vec!["tree_d", "tree_c_r"]),
+            (Kind::Commp, vec!["commp"]),
+        ] {
+            for sectors in [1, 3] {
+                let mut seen = Vec::new();
+                let run = run(&options(kind, sectors, tmp.path()), &mut |p, r| {
+                    seen.push((p.to_string(), r))
+                })
+                .unwrap();
+                let names: Vec<&str> = run.samples.iter().map(|s| s.phase.as_str()).collect();
+                let expected: Vec<&str> = phases.iter().chain(&phases).copied().collect();
+                assert_eq!(names, expected, "{kind:?}");
+                assert_eq!(seen.len(), expected.len());
+                assert!(
+                    run.samples
+                        .iter()
+                        .all(|s| s.sectors == sectors && s.wall_s > 0.0)
+                );
+                // The scratch is left empty.
+                assert_eq!(
+                    std::fs::read_dir(tmp.path().join("work")).unwrap().count(),
+                    0
+                );
+            }
+        }
+        let mut bad = options(Kind::Labels, 65, tmp.path());
+        assert!(run(&bad, &mut |_, _| {}).is_err());
+        bad.sectors = 1;
+        bad.repeat = 0;
+        assert!(run(&bad, &mut |_, _| {}).is_err());
+    }
+}
