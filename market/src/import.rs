@@ -440,7 +440,8 @@ fn remove_if_present(path: &Path) -> MarketResult<()> {
     }
 }
 
-pub(crate) fn now_rfc3339() -> String {
+/// Now, RFC 3339 in UTC, whole seconds (how records and reports date themselves).
+pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .ok()

@@ -82,6 +82,64 @@ pub trait Labeller: Sync {
     ) -> SealResult<()>;
 }
 
+/// The parents of the nodes a labeller walks, decoded from the cache `AHEAD` nodes early (so their
+/// labels can be prefetched), and the cache's pages released behind the walk.
+struct ParentWalk<'c> {
+    cache: &'c ParentCache,
+    n: usize,
+    ring: [[u32; DEGREE]; AHEAD],
+    released: u64,
+}
+
+impl<'c> ParentWalk<'c> {
+    /// A walk over the `n` nodes of `cache` from node 1.
+    fn new(cache: &'c ParentCache, n: usize) -> Self {
+        let mut ring = [[0u32; DEGREE]; AHEAD];
+        for v in 1..n.min(AHEAD + 1) {
+            ring[v % AHEAD] = cache.parents(v as u64);
+        }
+        ParentWalk {
+            cache,
+            n,
+            ring,
+            released: 0,
+        }
+    }
+
+    /// Node `v`'s parents, and those of node `v + AHEAD` when there is one (to prefetch).
+    #[inline(always)]
+    fn step(&mut self, v: usize) -> ([u32; DEGREE], Option<[u32; DEGREE]>) {
+        let parents = self.ring[v % AHEAD];
+        let ahead = v + AHEAD;
+        let next = (ahead < self.n).then(|| {
+            let next = self.cache.parents(ahead as u64);
+            self.ring[ahead % AHEAD] = next;
+            next
+        });
+        (parents, next)
+    }
+
+    /// After node `v`: every [`PROGRESS_EVERY`] nodes, releases the cache pages read so far and
+    /// reports progress (a break cancels).
+    #[inline(always)]
+    fn done(
+        &mut self,
+        v: usize,
+        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> SealResult<()> {
+        let count = v as u64 + 1;
+        if count.is_multiple_of(PROGRESS_EVERY) {
+            // Parents up to here have been read (the ring holds the next AHEAD).
+            self.cache.release(self.released, count);
+            self.released = count;
+            if progress(count).is_break() {
+                return Err(SealError::Cancelled);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The single-sector CPU labeller.
 pub struct CpuLabeller<'a> {
     cache: &'a ParentCache,
@@ -145,17 +203,10 @@ impl Labeller for CpuLabeller<'_> {
         let mut input = LabelInput::new(replica_id, layer, 0);
         out[0] = input.hash();
 
-        // Parents of the next AHEAD nodes, decoded once: ring[v % AHEAD].
-        let mut ring = [[0u32; DEGREE]; AHEAD];
-        for v in 1..n.min(AHEAD + 1) {
-            ring[v % AHEAD] = self.cache.parents(v as u64);
-        }
-        let mut released = 0u64;
+        let mut walk = ParentWalk::new(self.cache, n);
         for v in 1..n {
-            let parents = ring[v % AHEAD];
-            let ahead = v + AHEAD;
-            if ahead < n {
-                let next = self.cache.parents(ahead as u64);
+            let (parents, next) = walk.step(v);
+            if let Some(next) = next {
                 if let Some(p) = prev {
                     for &e in &next[BASE_DEGREE..] {
                         prefetch(&p[e as usize & mask]);
@@ -164,7 +215,6 @@ impl Labeller for CpuLabeller<'_> {
                 for &b in &next[1..BASE_DEGREE] {
                     prefetch(&out[b as usize & mask]);
                 }
-                ring[ahead % AHEAD] = next;
             }
             input.set_node(v as u64);
             for (k, &b) in parents[..BASE_DEGREE].iter().enumerate() {
@@ -176,14 +226,7 @@ impl Labeller for CpuLabeller<'_> {
                 }
             }
             out[v] = input.hash();
-            if (v as u64 + 1).is_multiple_of(PROGRESS_EVERY) {
-                // Parents up to here have been read (the ring holds the next AHEAD).
-                self.cache.release(released, (v + 1) as u64);
-                released = (v + 1) as u64;
-                if progress(v as u64 + 1).is_break() {
-                    return Err(SealError::Cancelled);
-                }
-            }
+            walk.done(v, progress)?;
         }
         if progress(n as u64).is_break() {
             return Err(SealError::Cancelled);
@@ -343,16 +386,10 @@ impl BatchLabeller for CpuBatchLabeller<'_> {
         }
         labels[..lanes].copy_from_slice(&hashed);
 
-        let mut ring = [[0u32; DEGREE]; AHEAD];
-        for v in 1..n.min(AHEAD + 1) {
-            ring[v % AHEAD] = self.cache.parents(v as u64);
-        }
-        let mut released = 0u64;
+        let mut walk = ParentWalk::new(self.cache, n);
         for v in 1..n {
-            let parents = ring[v % AHEAD];
-            let ahead = v + AHEAD;
-            if ahead < n {
-                let next = self.cache.parents(ahead as u64);
+            let (parents, next) = walk.step(v);
+            if let Some(next) = next {
                 if let Some(p) = prev {
                     for &e in &next[BASE_DEGREE..] {
                         let at = row(e as usize);
@@ -363,7 +400,6 @@ impl BatchLabeller for CpuBatchLabeller<'_> {
                     let at = row(b as usize);
                     prefetch_row(&labels[at..at + lanes]);
                 }
-                ring[ahead % AHEAD] = next;
             }
             for input in &mut inputs {
                 input.set_node(v as u64);
@@ -391,13 +427,7 @@ impl BatchLabeller for CpuBatchLabeller<'_> {
                 &refs[..lanes],
                 &mut labels[v * lanes..(v + 1) * lanes],
             );
-            if (v as u64 + 1).is_multiple_of(PROGRESS_EVERY) {
-                self.cache.release(released, (v + 1) as u64);
-                released = (v + 1) as u64;
-                if progress(v as u64 + 1).is_break() {
-                    return Err(SealError::Cancelled);
-                }
-            }
+            walk.done(v, progress)?;
         }
         if progress(n as u64).is_break() {
             return Err(SealError::Cancelled);

@@ -181,8 +181,9 @@ pub async fn upload_module(base_url: &str, module: &[u8]) -> MarketResult<bool> 
     )))
 }
 
-/// GETs `path` from `base_url` into memory, refusing more than `max` bytes.
-async fn get_bytes(base_url: &str, path: &str, max: u64) -> MarketResult<Vec<u8>> {
+/// GETs `path` from `base_url`: the response of a successful request, else the status and the
+/// body's reason as an error.
+async fn get_ok(base_url: &str, path: &str) -> MarketResult<(String, reqwest::Response)> {
     let from = url(base_url, path);
     let resp = http()?
         .get(&from)
@@ -197,6 +198,12 @@ async fn get_bytes(base_url: &str, path: &str, max: u64) -> MarketResult<Vec<u8>
             body.trim()
         )));
     }
+    Ok((from, resp))
+}
+
+/// GETs `path` from `base_url` into memory, refusing more than `max` bytes.
+async fn get_bytes(base_url: &str, path: &str, max: u64) -> MarketResult<Vec<u8>> {
+    let (from, resp) = get_ok(base_url, path).await?;
     let mut out = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
@@ -213,20 +220,7 @@ async fn get_bytes(base_url: &str, path: &str, max: u64) -> MarketResult<Vec<u8>
 
 /// GETs `path` from `base_url` into the file `to`, refusing more than `max` bytes.
 async fn get_file(base_url: &str, path: &str, to: &Path, max: u64) -> MarketResult<u64> {
-    let from = url(base_url, path);
-    let resp = http()?
-        .get(&from)
-        .send()
-        .await
-        .map_err(|e| MarketError::Transfer(format!("GET {from}: {e}")))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = resp.text().await.unwrap_or_default();
-        return Err(MarketError::Transfer(format!(
-            "GET {from}: {status}: {}",
-            body.trim()
-        )));
-    }
+    let (from, resp) = get_ok(base_url, path).await?;
     let mut file = tokio::fs::File::create(to).await.map_err(io_at(to))?;
     let mut stream = resp.bytes_stream();
     let mut written: u64 = 0;
