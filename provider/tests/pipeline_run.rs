@@ -22,7 +22,7 @@ use lode_chain::actors::miner::MinerMethod;
 use lode_node::genesis::unix_now;
 use lode_provider::NodeApi;
 use lode_provider::pipeline::runner::run_pipeline;
-use lode_provider::pipeline::{PipelineStore, SectorChain, SectorState};
+use lode_provider::pipeline::{SectorChain, SectorState};
 
 mod common;
 use common::*;
@@ -187,7 +187,7 @@ async fn restarts_at_every_step_send_each_message_once() {
                 if !forgot_pre_commit {
                     // A record without the message id (written by a daemon that died before
                     // recording it, in an older version): the chain's pre-commit is enough.
-                    let s = PipelineStore::open(&db).unwrap();
+                    let s = open_store(&db);
                     let r = s.get(n).unwrap().unwrap();
                     if r.state() == SectorState::SubmitPreCommit {
                         forgot_pre_commit = true;
@@ -200,7 +200,7 @@ async fn restarts_at_every_step_send_each_message_once() {
                 }
             }
         }
-        let rec = PipelineStore::open(&db).unwrap().get(n).unwrap().unwrap();
+        let rec = open_store(&db).get(n).unwrap().unwrap();
         assert_eq!(rec.state(), SectorState::Proving, "{rec:?}");
         assert!(lost_pre_commit && failed_prove_commit && forgot_pre_commit && deposit_seen);
         assert_eq!(

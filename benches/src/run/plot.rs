@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::report::BenchRun;
+use super::report::{BenchRun, MAX_SECONDS, seconds_ok};
 use super::{BenchError, BenchResult, io_at};
 
 /// The reference figures shipped with lode (`benches/reference.json`).
@@ -54,10 +54,20 @@ impl References {
     /// [`BenchError::Io`], [`BenchError::BadFile`].
     pub fn load(path: &Path) -> BenchResult<References> {
         let text = std::fs::read_to_string(path).map_err(io_at(path))?;
-        serde_json::from_str(&text).map_err(|e| BenchError::BadFile {
+        let refs: References = serde_json::from_str(&text).map_err(|e| BenchError::BadFile {
             path: path.to_path_buf(),
             why: e.to_string(),
-        })
+        })?;
+        if let Some(f) = refs.figures.iter().find(|f| !seconds_ok(f.wall_s)) {
+            return Err(BenchError::BadFile {
+                path: path.to_path_buf(),
+                why: format!(
+                    "{} {} {} is outside 0 to {MAX_SECONDS} seconds",
+                    f.label, f.size, f.phase
+                ),
+            });
+        }
+        Ok(refs)
     }
 }
 
@@ -114,9 +124,13 @@ pub fn plot(runs: &[BenchRun], references: Option<&References>, out: &Path) -> B
             }
         }
     }
+    // Only times a run could measure are drawn (runs built in memory are not checked on load).
+    for s in &mut series {
+        s.values.retain(|(_, v)| seconds_ok(*v) && *v > 0.0);
+    }
     let values = series.iter().flat_map(|s| s.values.iter().map(|(_, v)| *v));
     let max = values.clone().fold(1e-3f64, f64::max);
-    let min = values.filter(|v| *v > 0.0).fold(max, f64::min);
+    let min = values.fold(max, f64::min);
     let (lo, hi) = (min / 2.0, max * 2.0);
     let plot_err = |e: &dyn std::fmt::Display| BenchError::Plot(e.to_string());
     let root = SVGBackend::new(out, (1100, 620)).into_drawing_area();
@@ -231,5 +245,9 @@ mod tests {
             assert!(svg.contains(text), "{text} missing");
         }
         assert!(plot(&[], None, &out).is_err());
+        // A time no run could measure is left out of the chart, not drawn (nor looped over).
+        let mut huge = run("8MiB", 1, 1e308);
+        huge.samples[1].wall_s = f64::NAN;
+        plot(&[huge], None, &out).unwrap();
     }
 }

@@ -30,6 +30,15 @@ pub struct BenchRun {
     pub samples: Vec<Sample>,
 }
 
+/// The longest time a result or reference file may state, seconds (about 31 years): charts
+/// refuse what no run measured rather than draw it.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// Whether `s` is a time a run could have measured: finite, 0 to [`MAX_SECONDS`].
+pub fn seconds_ok(s: f64) -> bool {
+    s.is_finite() && (0.0..=MAX_SECONDS).contains(&s)
+}
+
 /// The CSV header of [`BenchRun::csv`].
 pub const CSV_HEADER: &str =
     "kind,size,sectors,repeat,phase,wall_s,cpu_s,peak_rss_bytes,cpu,cores,memory_bytes,gpu,started";
@@ -91,10 +100,24 @@ impl BenchRun {
     /// [`BenchError::Io`], [`BenchError::BadFile`].
     pub fn load(path: &Path) -> BenchResult<BenchRun> {
         let text = std::fs::read_to_string(path).map_err(io_at(path))?;
-        serde_json::from_str(&text).map_err(|e| BenchError::BadFile {
+        let run: BenchRun = serde_json::from_str(&text).map_err(|e| BenchError::BadFile {
             path: path.to_path_buf(),
             why: e.to_string(),
-        })
+        })?;
+        if let Some(s) = run
+            .samples
+            .iter()
+            .find(|s| !seconds_ok(s.wall_s) || !seconds_ok(s.cpu_s))
+        {
+            return Err(BenchError::BadFile {
+                path: path.to_path_buf(),
+                why: format!(
+                    "phase {:?} has a time outside 0 to {MAX_SECONDS} seconds",
+                    s.phase
+                ),
+            });
+        }
+        Ok(run)
     }
 
     /// The mean wall seconds per sector of each phase, in the order phases first appear.
@@ -175,6 +198,20 @@ mod tests {
             vec![("precommit1".into(), 1.5), ("precommit2".into(), 3.0)]
         );
         assert!(BenchRun::load(&tmp.path().join("run.csv")).is_err());
+        // Times no run could have measured are refused.
+        for bad in [-1.0, 1e308] {
+            let mut r = run();
+            r.samples[1].wall_s = bad;
+            std::fs::write(
+                tmp.path().join("bad.json"),
+                serde_json::to_string(&r).unwrap(),
+            )
+            .unwrap();
+            let err = BenchRun::load(&tmp.path().join("bad.json")).unwrap_err();
+            assert!(err.to_string().contains("outside 0 to"), "{bad}: {err}");
+        }
+        assert!(!seconds_ok(f64::INFINITY) && !seconds_ok(f64::NAN));
+        assert!(seconds_ok(0.0) && seconds_ok(MAX_SECONDS));
     }
 
     #[test]

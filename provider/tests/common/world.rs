@@ -322,7 +322,7 @@ impl World {
     pub(crate) fn pipeline_with(&self, db: &Path, config: PipelineConfig) -> Pipeline<Node> {
         Pipeline::new(
             self.node.clone(),
-            PipelineStore::open(db).unwrap(),
+            open_store(db),
             Arc::new(Messenger::new(
                 self.miner,
                 worker_key(),
@@ -386,4 +386,20 @@ pub(crate) async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
     tokio::time::timeout(LIMIT, f)
         .await
         .expect("the test ran past its time limit");
+}
+
+/// Opens the pipeline store in `db`, as a restarted daemon would. Sled releases its file lock from
+/// a background thread after the last handle is dropped, so a store reopened at once in the same
+/// process can still find the lock held for a moment: retry while that is the error.
+pub(crate) fn open_store(db: &Path) -> PipelineStore {
+    for _ in 0..400 {
+        match PipelineStore::open(db) {
+            Ok(s) => return s,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(e) => panic!("opening {}: {e}", db.display()),
+        }
+    }
+    PipelineStore::open(db).unwrap()
 }
