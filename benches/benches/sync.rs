@@ -5,7 +5,7 @@
 //! sectors): every epoch each miner submits its Window PoSt when a window is open, the mempool
 //! gets [`TRANSFERS`] signed transfers, and every miner that wins makes a block from its mining
 //! base (the messages unsigned, their aggregate in the header) that the node accepts — with
-//! `lode_testkit::mining`, as the consensus tests in `node/tests/consensus.rs` do. A timed run opens a fresh node in a new
+//! `lode_testkit::mining`, as the consensus tests in `node/tests/integration/consensus.rs` do. A timed run opens a fresh node in a new
 //! directory and syncs the way the service does: it asks the peer for the ancestors of its head
 //! (`MAX_SYNC_TIPSETS` per request, `NodeCore::serve`), stores them (`NodeCore::import`), and
 //! switches to the head (`NodeCore::consider`), which validates and applies every tipset and

@@ -1,6 +1,6 @@
 //! `RpcChainView` against a real JSON-RPC server (the node's `serve_module`) answering the
 //! methods the market reads in the node API's types (`EscrowView`'s shape, `DealView`); the
-//! node's own answers are checked in `node/tests/rpc.rs`.
+//! node's own answers are checked in `node/tests/integration/rpc.rs`.
 
 use jsonrpsee::RpcModule;
 use jsonrpsee::types::ErrorObjectOwned;

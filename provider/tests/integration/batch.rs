@@ -10,11 +10,9 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use lode_chain::actors::miner::MinerMethod;
 use lode_chain::message::{Method, SignedMessage};
 use lode_provider::pipeline::{Event, RetryPolicy, SectorRecord, SectorState};

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 
 use lode_node::rpc::client::NodeClient;
 
-mod common;
-use common::{
+use crate::common::{
     Devnet, Reaped, Role, devnet_json, kill_9, lode, log_tail, node_client, params_dir, restart,
     wait_for,
 };
@@ -222,6 +221,7 @@ async fn adversary(dir: &Path, a: &NodeClient) {
 #[test]
 #[ignore = "a multi-process devnet with real proofs: minutes"]
 fn devnet_produces_blocks_survives_a_kill_and_a_split() {
+    let _one = crate::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     let d = dir.to_str().unwrap().to_string();

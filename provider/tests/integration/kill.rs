@@ -85,7 +85,7 @@ fn the_pipeline_store_survives_kill_9_at_random_moments() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "the_pipeline_store_survives_kill_9_at_random_moments",
+                "kill::the_pipeline_store_survives_kill_9_at_random_moments",
                 "--nocapture",
                 "--test-threads=1",
             ])

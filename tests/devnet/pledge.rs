@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use lode_chain::types::ActorId;
 
-mod common;
-use common::{Devnet, lode, log_tail, node_client, ok, params_dir};
+use crate::common::{Devnet, lode, log_tail, node_client, ok, params_dir};
 
 #[test]
 #[ignore = "a devnet sealing four sectors for real: minutes"]
 fn pledged_sectors_reach_proving_and_gain_power() {
+    let _one = crate::one_at_a_time();
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");

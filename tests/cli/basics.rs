@@ -40,7 +40,8 @@ struct Payload {
 
 #[test]
 fn commp_json_matches_the_vectors() {
-    let v: Vectors = serde_json::from_str(include_str!("../fixtures/vectors/tree_d.json")).unwrap();
+    let v: Vectors =
+        serde_json::from_str(include_str!("../../fixtures/vectors/tree_d.json")).unwrap();
     let dir = tempfile::tempdir().unwrap();
     for p in v.commp_payloads {
         let file = dir.path().join(format!("payload-{}", p.payload_len));

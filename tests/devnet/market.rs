@@ -37,9 +37,8 @@ use std::process::{Command, Stdio};
 use lode_chain::types::{ActorId, Address, TokenAmount};
 use lode_node::rpc::types::{JobView, VerificationView};
 
-mod common;
-use common::deals::{DealNet, curl, tree};
-use common::{Reaped, lode, log_tail, ok};
+use crate::common::deals::{DealNet, curl, tree};
+use crate::common::{Reaped, lode, log_tail, ok};
 
 /// The miner actors the genesis of a three-miner devnet gives (ids are handed out in a fixed
 /// order), which the tamper variable must name before the devnet starts.
@@ -140,6 +139,7 @@ fn amounts(list: &[(String, TokenAmount)]) -> Vec<(String, TokenAmount)> {
 #[test]
 #[ignore = "a devnet of three providers that seal deal sectors and run compute jobs: minutes"]
 fn a_client_stores_a_directory_with_three_providers_gets_it_back_and_computes_over_it() {
+    let _one = crate::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let miner = |i: usize| ActorId(MINERS[i]).to_string();
     // Miner-2 lies about job 1's result and miner-0 about job 2's (tests only).

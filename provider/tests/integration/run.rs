@@ -24,8 +24,7 @@ use lode_provider::NodeApi;
 use lode_provider::pipeline::runner::run_pipeline;
 use lode_provider::pipeline::{SectorChain, SectorState};
 
-mod common;
-use common::*;
+use crate::common::*;
 
 fn is_pre_commit(m: &MinerMethod) -> bool {
     matches!(m, MinerMethod::PreCommitSectors(_))

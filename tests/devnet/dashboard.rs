@@ -20,8 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-mod common;
-use common::{Devnet, lode, ok, params_dir};
+use crate::common::{Devnet, lode, ok, params_dir};
 
 /// Whether Chromium can be run; panics when it cannot and `LODE_REQUIRE_CHROMIUM` is set.
 fn chromium_present() -> bool {
@@ -201,6 +200,7 @@ fn dom_view(dom: &str) -> CliView {
 #[test]
 #[ignore = "a devnet and a headless browser: about a minute"]
 fn the_dashboard_shows_in_a_browser_what_the_cli_shows() {
+    let _one = crate::one_at_a_time();
     if !chromium_present() {
         return;
     }

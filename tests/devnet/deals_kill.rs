@@ -46,9 +46,8 @@ use lode_market::provider::records::{DealRecords, DealStatus, ProviderDeal};
 use lode_market::transfer::Scratch;
 use lode_provider::run::ProviderSettings;
 
-mod common;
-use common::deals::{DealNet, curl, tree};
-use common::{Reaped, Role, devnet_json, kill_9, log_tail, provider_client, restart};
+use crate::common::deals::{DealNet, curl, tree};
+use crate::common::{Reaped, Role, devnet_json, kill_9, log_tail, provider_client, restart};
 
 /// Seconds per epoch.
 const EPOCH_SECONDS: u64 = 2;
@@ -70,6 +69,7 @@ fn on_disk(miner_dir: &Path) -> (Vec<ProviderDeal>, Scratch) {
 #[test]
 #[ignore = "a devnet whose provider is killed twice during a deal sealed with real proofs: minutes"]
 fn a_provider_killed_mid_deal_publishes_it_once_and_loses_nothing() {
+    let _one = crate::one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let net = DealNet::start(
         tmp.path(),

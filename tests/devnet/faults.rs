@@ -20,8 +20,7 @@ use lode_chain::types::ActorId;
 use lode_node::rpc::client::NodeClient;
 use lode_proofs::sector::SectorSize;
 
-mod common;
-use common::{Devnet, json_of, lode, node_client, params_dir};
+use crate::common::{Devnet, json_of, lode, node_client, params_dir};
 
 /// What the node says now: head epoch, the miner's (raw, QA) power, sector 0's status, and
 /// sector 0's deadline instance (open, fault cutoff). `None` while the node does not answer.
@@ -70,6 +69,7 @@ where
 #[test]
 #[ignore = "a multi-process devnet with real proofs: minutes"]
 fn a_corrupt_replica_is_declared_faulty_and_recovers() {
+    let _one = crate::one_at_a_time();
     let t0 = Instant::now();
     let secs = |t: Instant| t.elapsed().as_secs_f64();
     let tmp = tempfile::tempdir().unwrap();

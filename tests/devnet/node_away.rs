@@ -29,8 +29,7 @@ use lode_provider::pipeline::SectorState;
 use lode_provider::rpc::client::ProviderClient;
 use lode_provider::rpc::types::PipelineSector;
 
-mod common;
-use common::{
+use crate::common::{
     Devnet, Reaped, Role, alive, devnet_json, kill_9, lode, node_client, ok, params_dir,
     provider_client, restart,
 };
@@ -55,6 +54,7 @@ fn never_failed(s: &PipelineSector) {
 #[test]
 #[ignore = "a multi-process devnet with real proofs: minutes"]
 fn sealing_goes_on_while_the_node_is_away_and_the_sector_lands_when_it_is_back() {
+    let _one = crate::one_at_a_time();
     let t0 = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
@@ -70,7 +70,7 @@ fn sealing_goes_on_while_the_node_is_away_and_the_sector_lands_when_it_is_back()
         "2",
         "--miners",
         "2",
-        // Two miners proving Winning PoSts on 2 cores (see tests/devnet.rs).
+        // Two miners proving Winning PoSts on 2 cores (see tests/devnet/basic.rs).
         "--epoch-seconds",
         "2",
         "--period-deadlines",

@@ -42,8 +42,9 @@ use lode_chain::types::{ActorId, Address};
 use lode_provider::pipeline::SectorState;
 use lode_provider::rpc::client::ProviderClient;
 
-mod common;
-use common::{Devnet, Role, kill_9, lode, node_client, ok, params_dir, provider_client, restart};
+use crate::common::{
+    Devnet, Role, kill_9, lode, node_client, ok, params_dir, provider_client, restart,
+};
 
 /// splitmix64: a small seeded generator, so that a run's kill moments can be replayed.
 struct Rng(u64);
@@ -112,6 +113,7 @@ fn part(s: SectorState) -> &'static str {
 #[test]
 #[ignore = "a devnet whose provider is killed 100 times while it seals: minutes"]
 fn the_pipeline_survives_kill_9_at_random_moments() {
+    let _one = crate::one_at_a_time();
     let t0 = Instant::now();
     let secs = |t: Instant| t.elapsed().as_secs_f64();
     let seed = std::env::var("LODE_KILL_SEED")

@@ -22,14 +22,12 @@
     clippy::arithmetic_side_effects
 )]
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lode_chain::actors::miner::MinerMethod;
 use lode_chain::message::Method;
 use lode_chain::types::ActorId;
@@ -751,7 +749,7 @@ fn placing_pieces_survives_kill_9_at_random_moments() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "placing_pieces_survives_kill_9_at_random_moments",
+                "deals::placing_pieces_survives_kill_9_at_random_moments",
                 "--nocapture",
                 "--test-threads=1",
             ])

@@ -23,14 +23,12 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use lode_chain::types::ActorId;
 use lode_proofs::sector::SectorSize;
 use lode_provider::pipeline::runner::Pipeline;

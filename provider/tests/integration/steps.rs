@@ -11,9 +11,7 @@
     clippy::indexing_slicing
 )]
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use lode_chain::Policy;
 use lode_chain::actors::miner::MinerMethod;
 use lode_chain::message::Method;

@@ -62,7 +62,7 @@ fn seal_run_matches_the_2kib_vector_and_verifies() {
     ]);
     let report = json(&lode(&args));
     let v: serde_json::Value =
-        serde_json::from_str(include_str!("../fixtures/vectors/seal_2kib.json")).unwrap();
+        serde_json::from_str(include_str!("../../fixtures/vectors/seal_2kib.json")).unwrap();
     for key in ["comm_d", "replica_id", "comm_c", "comm_r_last", "comm_r"] {
         assert_eq!(report[key], v[key], "{key}");
     }

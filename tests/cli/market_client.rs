@@ -3,14 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{json_of, ok};
+use crate::common::{json_of, ok};
 use lode_market::car::unpack_car;
 use lode_market::unixfs::UnpackLimits;
 

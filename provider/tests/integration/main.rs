@@ -1,0 +1,24 @@
+//! The provider daemon's integration tests: the sealing pipeline step by step against a scripted
+//! node and end to end against a real in-process node, sector batches, deal pieces, storage
+//! faults, its records through kill -9, its API over real HTTP, and its metrics and alert rules
+//! through `promtool`.
+//!
+//! One test binary for all of them: each integration-test binary links the whole stack again.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+
+mod alert_rules;
+mod batch;
+mod common;
+mod deals;
+mod faults;
+mod kill;
+mod rpc;
+mod run;
+mod steps;
