@@ -98,6 +98,9 @@ pub enum SealError {
     /// The run was cancelled through its progress callback; completed layers stay on disk.
     #[error("cancelled; run the phase again to resume from the last complete layer")]
     Cancelled,
+    /// The accelerator asked for is absent or failed (the device layer's message).
+    #[error("{0}; run with --gpu off to use the CPU")]
+    Device(String),
     /// A sector directory that does not exist (or is not a directory).
     #[error("{path} is not a sector directory (missing); check the path")]
     NotASectorDir {

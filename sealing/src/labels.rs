@@ -4,7 +4,6 @@
 //! a sequential walk. What makes it fast is not waiting for memory: parents are known in advance from the
 //! parent cache, so the labeller prefetches the labels that node `v + AHEAD` will need while it hashes
 //! node `v`, and hashes each 512-byte label input with single-lane BLAKE3 compressions (8 per label).
-//! The [`Labeller`] trait is the seam where a GPU labeller will plug in.
 //!
 //! Several sectors of one size share the graph, so [`BatchLabeller`]s label `N` of them together:
 //! [`CpuBatchLabeller`] walks the graph once, reads each node's parents once for all sectors, and
@@ -13,6 +12,9 @@
 //! without; detected at run time). Its layers live in sector-interleaved memory ([`BatchLayer`]:
 //! node `v` of sector `s` at `v·N + s`), so one parent's labels for every sector are adjacent.
 //! Each sector's labels are exactly the single-sector labeller's.
+//!
+//! [`GpuBatchLabeller`] (the `gpu` feature) labels the same interleaved layers on a device with
+//! `lode-gpu`'s kernel, one work item per sector; its labels are the CPU's, byte for byte.
 
 use std::ops::ControlFlow;
 
@@ -433,6 +435,135 @@ impl BatchLabeller for CpuBatchLabeller<'_> {
             return Err(SealError::Cancelled);
         }
         Ok(())
+    }
+}
+
+/// The multi-sector labeller on a device (`lode-gpu`'s `lode_label` kernel, OpenCL or CUDA):
+/// the parents of each launch's nodes read from the cache here and uploaded with it, the
+/// previous layer uploaded once per layer, the layer read back when it is done.
+#[cfg(feature = "gpu")]
+pub struct GpuBatchLabeller<'a> {
+    cache: &'a ParentCache,
+    gpu: &'a lode_gpu::Gpu,
+}
+
+#[cfg(feature = "gpu")]
+const _: () = assert!(DEGREE == lode_gpu::DEGREE);
+
+#[cfg(feature = "gpu")]
+impl<'a> GpuBatchLabeller<'a> {
+    /// A labeller on `gpu` reading parents from `cache`.
+    pub fn new(cache: &'a ParentCache, gpu: &'a lode_gpu::Gpu) -> Self {
+        GpuBatchLabeller { cache, gpu }
+    }
+}
+
+/// A node's little-endian words.
+#[cfg(feature = "gpu")]
+fn node_words(n: &Node) -> [u32; 8] {
+    std::array::from_fn(|i| {
+        let at = i.saturating_mul(4);
+        n.0.get(at..at.saturating_add(4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes)
+    })
+}
+
+/// Labels as the kernel's words, in place: layers are page-aligned maps, and on a little-endian
+/// machine a node's bytes are its words.
+#[cfg(feature = "gpu")]
+fn layer_words(nodes: &mut [Node]) -> SealResult<&mut [u32]> {
+    let bytes = lode_proofs::node::nodes_as_bytes_mut(nodes);
+    // SAFETY: every bit pattern is a valid `u32`, and `align_to_mut` only hands out the aligned
+    // middle of the slice; a misaligned start or end is refused below.
+    let (pre, words, post) = unsafe { bytes.align_to_mut::<u32>() };
+    if !pre.is_empty() || !post.is_empty() || cfg!(target_endian = "big") {
+        return Err(SealError::Inconsistent(
+            "device labelling needs 4-byte-aligned layers on a little-endian machine",
+        ));
+    }
+    Ok(words)
+}
+
+/// [`layer_words`], read only.
+#[cfg(feature = "gpu")]
+fn layer_words_ref(nodes: &[Node]) -> SealResult<&[u32]> {
+    let bytes = lode_proofs::node::nodes_as_bytes(nodes);
+    // SAFETY: as in `layer_words`.
+    let (pre, words, post) = unsafe { bytes.align_to::<u32>() };
+    if !pre.is_empty() || !post.is_empty() || cfg!(target_endian = "big") {
+        return Err(SealError::Inconsistent(
+            "device labelling needs 4-byte-aligned layers on a little-endian machine",
+        ));
+    }
+    Ok(words)
+}
+
+#[cfg(feature = "gpu")]
+impl BatchLabeller for GpuBatchLabeller<'_> {
+    fn name(&self) -> &'static str {
+        "gpu-batch"
+    }
+
+    fn label_layers(
+        &self,
+        replica_ids: &[Node],
+        layer: u32,
+        prev: Option<&BatchLayer>,
+        out: &mut BatchLayer,
+        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> SealResult<()> {
+        let (n, lanes) = (out.nodes(), out.sectors());
+        if replica_ids.len() != lanes || lanes == 0 || lanes > MAX_BATCH {
+            return Err(SealError::Inconsistent(
+                "a batch needs one replica id per sector, 1 to MAX_BATCH sectors",
+            ));
+        }
+        let nodes = u32::try_from(n).map_err(|_| {
+            SealError::Inconsistent("device labelling takes sectors of at most 2^32 nodes")
+        })?;
+        if n as u64 != self.cache.nodes() || !n.is_power_of_two() {
+            return Err(SealError::Inconsistent(
+                "layer length differs from the parent cache's node count",
+            ));
+        }
+        if layer > 1 && prev.is_none_or(|p| p.nodes() != n || p.sectors() != lanes) {
+            return Err(SealError::Inconsistent(
+                "a layer above 1 needs the whole previous layer of every sector",
+            ));
+        }
+        let ids: Vec<[u32; 8]> = replica_ids.iter().map(node_words).collect();
+        let job = lode_gpu::LabelJob {
+            key: node_words(&Node(*lode_proofs::hash::key(Tag::Label))),
+            replica_ids: &ids,
+            layer,
+            nodes,
+        };
+        let prev_words = match prev.filter(|_| layer > 1) {
+            Some(p) => Some(layer_words_ref(p.labels())?),
+            None => None,
+        };
+        let cache = self.cache;
+        let mut released = 0u64;
+        self.gpu
+            .label_layer(
+                &job,
+                &mut |start, buf| {
+                    for (i, slot) in buf.chunks_exact_mut(DEGREE).enumerate() {
+                        slot.copy_from_slice(&cache.parents(u64::from(start) + i as u64));
+                    }
+                    let done = u64::from(start) + (buf.len() / DEGREE) as u64;
+                    cache.release(released, done);
+                    released = done;
+                },
+                prev_words,
+                layer_words(out.labels_mut())?,
+                progress,
+            )
+            .map_err(|e| match e {
+                lode_gpu::GpuError::Cancelled => SealError::Cancelled,
+                e => SealError::Device(e.to_string()),
+            })
     }
 }
 

@@ -11,6 +11,7 @@
 //! It never touches the network and never redefines a protocol function: labels, columns, encodings,
 //! commitments and proofs all come from `lode-proofs`.
 
+pub mod accel;
 pub mod capacity;
 pub mod error;
 pub mod labels;

@@ -818,7 +818,8 @@ pub fn batch_memory(size: SectorSize, sectors: u64) -> u64 {
 }
 
 /// PreCommit1 of several sectors of one size together: each sector's CommD, tree D and layers,
-/// the layers labelled by `labeller` (the multi-sector CPU labeller when `None`) in one walk of
+/// the layers labelled on `gpu` ([`crate::labels::GpuBatchLabeller`]) or, when `None`, by the
+/// multi-sector CPU labeller, in one walk of
 /// the graph for all of them. Every file and record is exactly what [`pre_commit1`] writes for
 /// each sector on its own. Sectors already through PreCommit1 are returned as recorded; the
 /// others resume together from the first layer one of them lacks. Memory: [`batch_memory`].
@@ -829,7 +830,7 @@ pub fn batch_memory(size: SectorSize, sectors: u64) -> u64 {
 pub fn pre_commit1_batch(
     sectors: &[BatchSector<'_>],
     cache_dir: &Path,
-    labeller: Option<&dyn BatchLabeller>,
+    gpu: Option<&crate::accel::Gpu>,
     progress: ProgressFn<'_>,
 ) -> SealResult<Vec<PreCommit1Output>> {
     let Some(first_sector) = sectors.first() else {
@@ -870,7 +871,23 @@ pub fn pre_commit1_batch(
     }
     let cache = ParentCache::open_or_build(cache_dir, size)?;
     let cpu = CpuBatchLabeller::new(&cache);
-    let labeller = labeller.unwrap_or(&cpu);
+    #[cfg(feature = "gpu")]
+    let device = gpu.map(|g| crate::labels::GpuBatchLabeller::new(&cache, g));
+    #[cfg(feature = "gpu")]
+    let labeller: &dyn BatchLabeller = match &device {
+        Some(d) => d,
+        None => &cpu,
+    };
+    #[cfg(not(feature = "gpu"))]
+    let labeller: &dyn BatchLabeller = match gpu {
+        Some(g) => match *g {},
+        None => &cpu,
+    };
+    tracing::debug!(
+        labeller = labeller.name(),
+        sectors = todo.len(),
+        "labelling a batch"
+    );
     let layers = size.layers();
     let n = size.nodes() as usize;
     let lanes = todo.len();

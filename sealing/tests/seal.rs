@@ -794,3 +794,110 @@ fn batched_pre_commit1_writes_what_each_sector_alone_writes() {
     let twice = [mixed[0], mixed[0]];
     assert!(seal::pre_commit1_batch(&twice, &cache, None, &mut no_progress).is_err());
 }
+
+/// The OpenCL device (PoCL on the CPU in CI), or `None` where there is none and
+/// `LODE_REQUIRE_OPENCL` is not set.
+#[cfg(feature = "gpu")]
+fn opencl() -> Option<lode_sealing::accel::Gpu> {
+    use lode_sealing::accel::{GpuChoice, open};
+    match open(GpuChoice::OpenCl) {
+        Ok(g) => g,
+        Err(e) if std::env::var_os("LODE_REQUIRE_OPENCL").is_some() => {
+            panic!("LODE_REQUIRE_OPENCL is set but {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(feature = "gpu")]
+#[test]
+fn device_batched_pre_commit1_writes_what_the_cpu_writes() {
+    use lode_sealing::seal::BatchSector;
+    let Some(gpu) = opencl() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    for (size, count) in [(SectorSize::S2KiB, 3usize), (SectorSize::S8MiB, 2)] {
+        let ids: Vec<SectorId> = (0..count as u64)
+            .map(|i| SectorId {
+                size,
+                miner_id: 2000,
+                sector_number: 7 + i,
+            })
+            .collect();
+        let tickets: Vec<Node> = (0..count as u8).map(|i| trunc254([i + 9; 32])).collect();
+        let make = |tag: &str| -> Vec<SectorDir> {
+            (0..count)
+                .map(|i| {
+                    let dir =
+                        SectorDir::create(&tmp.path().join(format!("{}-{tag}-{i}", size.name())))
+                            .unwrap();
+                    let data = random_bytes(1500 + i * 10, 40 + i as u8);
+                    seal::add_piece(&dir, &ids[i], &data[..], data.len() as u64).unwrap();
+                    dir
+                })
+                .collect()
+        };
+        let (cpu, dev) = (make("cpu"), make("device"));
+        fn batch<'a>(
+            dirs: &'a [SectorDir],
+            ids: &[SectorId],
+            tickets: &[Node],
+        ) -> Vec<BatchSector<'a>> {
+            dirs.iter()
+                .zip(ids.iter().zip(tickets))
+                .map(|(dir, (id, ticket))| BatchSector {
+                    dir,
+                    id: *id,
+                    ticket: *ticket,
+                })
+                .collect()
+        }
+        seal::pre_commit1_batch(&batch(&cpu, &ids, &tickets), &cache, None, &mut no_progress)
+            .unwrap();
+        if size == SectorSize::S8MiB {
+            // Cancelled in layer 2 on the device, then resumed there.
+            let mut stop = |p: Progress| match p {
+                Progress::Layer { layer: 2, .. } => ControlFlow::Break(()),
+                _ => ControlFlow::Continue(()),
+            };
+            let r = seal::pre_commit1_batch(
+                &batch(&dev, &ids, &tickets),
+                &cache,
+                Some(&gpu),
+                &mut stop,
+            );
+            assert!(matches!(r, Err(SealError::Cancelled)), "{r:?}");
+        }
+        seal::pre_commit1_batch(
+            &batch(&dev, &ids, &tickets),
+            &cache,
+            Some(&gpu),
+            &mut no_progress,
+        )
+        .unwrap();
+        for i in 0..count {
+            for layer in 1..=size.layers() {
+                assert!(
+                    std::fs::read(cpu[i].layer(layer)).unwrap()
+                        == std::fs::read(dev[i].layer(layer)).unwrap(),
+                    "{size} sector {i} layer {layer}"
+                );
+            }
+            assert_eq!(
+                std::fs::read(cpu[i].pc1()).unwrap(),
+                std::fs::read(dev[i].pc1()).unwrap()
+            );
+        }
+        // The replica, in full, and its commitments.
+        seal::pre_commit2(&cpu[0], &ids[0], &mut no_progress).unwrap();
+        seal::pre_commit2(&dev[0], &ids[0], &mut no_progress).unwrap();
+        assert!(std::fs::read(cpu[0].sealed()).unwrap() == std::fs::read(dev[0].sealed()).unwrap());
+        assert_eq!(
+            std::fs::read(cpu[0].pc2()).unwrap(),
+            std::fs::read(dev[0].pc2()).unwrap()
+        );
+    }
+}

@@ -9,6 +9,7 @@ use clap::{Args, Subcommand};
 use lode_benches::run::plot::{References, plot};
 use lode_benches::run::{BenchRun, Kind, RunOptions, run};
 use lode_proofs::sector::SectorSize;
+use lode_sealing::accel::GpuChoice;
 
 use super::common::{default_cache_dir, parse_size, print_json};
 use super::progress::spinner;
@@ -20,6 +21,7 @@ pub(crate) enum BenchCommand {
     /// and Commit1, on disk under --work.
     #[command(after_help = "Examples:
   lode bench seal --size 8MiB --sectors 16
+  lode bench labels --size 8MiB --sectors 8 --gpu opencl
   lode bench seal --size 512MiB --sectors 4 --repeat 3 --work /fast/scratch --out pc-512")]
     Seal(RunArgs),
     /// SDR labelling alone, layers 1 and 2 in memory (the multi-sector labeller when
@@ -63,6 +65,10 @@ pub(crate) struct RunArgs {
     /// Where the parent cache lives (built once per sector size, outside the measured phases).
     #[arg(long, env = "LODE_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Where `seal` and `labels` label: auto (a GPU if there is one), off (the CPU), opencl or
+    /// cuda; a device labels every run as a batch. Recorded as the run's `gpu`.
+    #[arg(long, env = "LODE_GPU", default_value_t = GpuChoice::Off)]
+    gpu: GpuChoice,
     /// Where to write the results: `<OUT>.json` and `<OUT>.csv` [default:
     /// bench-<kind>-<size>-x<sectors>].
     #[arg(long, value_name = "OUT")]
@@ -118,6 +124,7 @@ pub(crate) fn run_cmd(cmd: BenchCommand) -> anyhow::Result<()> {
         work: work.clone(),
         cache_dir: a.cache_dir.clone().unwrap_or_else(default_cache_dir),
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        gpu: a.gpu,
     };
     let mut bar: Option<indicatif::ProgressBar> = None;
     let result = run(&options, &mut |phase, r| {

@@ -20,6 +20,7 @@ use lode_proofs::node::Node;
 use lode_proofs::porep::{self, PorepProof};
 use lode_proofs::sector::SectorSize;
 use lode_sealing::SealError;
+use lode_sealing::accel::{self, GpuChoice};
 use lode_sealing::capacity::{self, FixedSpace, Phase, Work};
 use lode_sealing::seal::{self, Placement, SectorId, SectorSpec};
 use lode_sealing::sector_dir::{SectorDir, SectorLock};
@@ -62,7 +63,8 @@ pub(crate) enum SealCommand {
     /// `--pc2`, PreCommit2 follows for each sector in turn.
     #[command(after_help = "Examples:
   lode seal batch --sector-size 8MiB --count 16 --dir /data/batch
-  lode seal batch --sector-size 512MiB --count 4 --dir /data/b --first-number 100 --pc2 --json")]
+  lode seal batch --sector-size 512MiB --count 4 --dir /data/b --first-number 100 --pc2 --json
+  lode seal batch --sector-size 8MiB --count 8 --dir /data/g --gpu cuda")]
     Batch(BatchArgs),
     /// PreCommit2: columns, tree C, the replica, tree R and comm_r.
     #[command(after_help = "Example:
@@ -189,6 +191,10 @@ pub(crate) struct BatchArgs {
     /// Where the parent cache lives (built once per sector size).
     #[arg(long, env = "LODE_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Where to label: auto (a GPU if there is one, else the CPU), off (the CPU), opencl (the
+    /// first OpenCL device, PoCL included) or cuda.
+    #[arg(long, env = "LODE_GPU", default_value_t = GpuChoice::Auto)]
+    gpu: GpuChoice,
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
@@ -735,6 +741,8 @@ fn unseal(a: &UnsealArgs) -> anyhow::Result<ExitCode> {
 struct BatchReport {
     sector_size: String,
     sectors: Vec<SealReport>,
+    /// Where the layers were labelled: `cpu`, or the device's back end and name.
+    device: String,
     /// Wall seconds of the batched PreCommit1.
     precommit1_seconds: f64,
     /// Sector bytes labelled per second by the batch (every layer of every sector it labelled).
@@ -814,7 +822,9 @@ fn batch(a: &BatchArgs) -> anyhow::Result<ExitCode> {
     }
     let mut bars = Bars::new();
     let start = Instant::now();
-    let outs = seal::pre_commit1_batch(&sectors, &cache_dir, None, &mut |p| bars.update(p))?;
+    let gpu = accel::open(a.gpu)?;
+    let outs =
+        seal::pre_commit1_batch(&sectors, &cache_dir, gpu.as_ref(), &mut |p| bars.update(p))?;
     let seconds = start.elapsed().as_secs_f64();
     let labelled = if bars.skipped() { 0 } else { a.count };
     let bytes =
@@ -832,6 +842,9 @@ fn batch(a: &BatchArgs) -> anyhow::Result<ExitCode> {
     let report = BatchReport {
         sector_size: a.sector_size.name().into(),
         sectors: reports,
+        device: gpu
+            .as_ref()
+            .map_or_else(|| "cpu".to_string(), ToString::to_string),
         precommit1_seconds: seconds,
         precommit1_mib_per_second: bytes / seconds.max(1e-9) / f64::from(1u32 << 20),
         memory_bytes: memory,
@@ -856,9 +869,10 @@ fn batch(a: &BatchArgs) -> anyhow::Result<ExitCode> {
     }
     writeln!(
         out,
-        "precommit1    {} sectors of {} in {:.3} s ({:.1} MiB/s of layers), {} MiB of memory",
+        "precommit1    {} sectors of {} on {} in {:.3} s ({:.1} MiB/s of layers), {} MiB of memory",
         a.count,
         report.sector_size,
+        report.device,
         report.precommit1_seconds,
         report.precommit1_mib_per_second,
         report.memory_bytes >> 20

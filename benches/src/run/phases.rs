@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use lode_proofs::merkle::{Blake3TreeD, DiskTree, PoseidonTree, TreeConfig};
 use lode_proofs::node::{Node, trunc254};
 use lode_proofs::sector::SectorSize;
+use lode_sealing::accel::{self, Gpu, GpuChoice};
 use lode_sealing::labels::{
-    BatchLabeller, BatchLayer, CpuBatchLabeller, CpuLabeller, Labeller, MAX_BATCH,
+    BatchLabeller, BatchLayer, CpuBatchLabeller, CpuLabeller, GpuBatchLabeller, Labeller, MAX_BATCH,
 };
 use lode_sealing::parent_cache::ParentCache;
 use lode_sealing::seal::{self, BatchSector, SectorId, no_progress};
@@ -61,6 +62,9 @@ pub struct RunOptions {
     pub cache_dir: PathBuf,
     /// The command line, recorded with the run.
     pub command: String,
+    /// Where PreCommit1 labels (`seal`, `labels`): a device labels every run as a batch, even of
+    /// one sector.
+    pub gpu: GpuChoice,
 }
 
 fn proofs_err(e: impl std::fmt::Display) -> BenchError {
@@ -93,6 +97,10 @@ pub fn run(options: &RunOptions, started: &mut dyn FnMut(&str, u32)) -> BenchRes
     let begun = now_rfc3339();
     let n = usize::try_from(o.size.nodes())
         .map_err(|_| BenchError::Invalid(format!("{} is too large here", o.size)))?;
+    let gpu = match o.kind {
+        Kind::Seal | Kind::Labels => accel::open(o.gpu)?,
+        Kind::Trees | Kind::Commp => None,
+    };
     for r in 0..o.repeat {
         let scratch = o.work.join(format!("repeat-{r}"));
         if scratch.exists() {
@@ -106,14 +114,25 @@ pub fn run(options: &RunOptions, started: &mut dyn FnMut(&str, u32)) -> BenchRes
             Ok(())
         };
         match o.kind {
-            Kind::Seal => seal_phases(o, &scratch, &mut phase)?,
+            Kind::Seal => seal_phases(o, &scratch, gpu.as_ref(), &mut phase)?,
             Kind::Labels => {
                 let cache = ParentCache::open_or_build(&o.cache_dir, o.size).map_err(proofs_err)?;
                 let ids: Vec<Node> = (0..o.sectors)
                     .map(|i| trunc254([i as u8 + 1; 32]))
                     .collect();
                 let none = &mut |_| ControlFlow::Continue(());
-                if o.sectors == 1 {
+                if let Some(g) = &gpu {
+                    let device = GpuBatchLabeller::new(&cache, g);
+                    let lanes = ids.len();
+                    let mut l1 = BatchLayer::new(n, lanes)?;
+                    let mut l2 = BatchLayer::new(n, lanes)?;
+                    phase("label_layer1", &mut || {
+                        Ok(device.label_layers(&ids, 1, None, &mut l1, none)?)
+                    })?;
+                    phase("label_layer2", &mut || {
+                        Ok(device.label_layers(&ids, 2, Some(&l1), &mut l2, none)?)
+                    })?;
+                } else if o.sectors == 1 {
                     let single = CpuLabeller::new(&cache);
                     let (mut l1, mut l2) = (vec![Node::default(); n], vec![Node::default(); n]);
                     phase("label_layer1", &mut || {
@@ -183,7 +202,10 @@ pub fn run(options: &RunOptions, started: &mut dyn FnMut(&str, u32)) -> BenchRes
         repeat: o.repeat,
         started: begun,
         command: o.command.clone(),
-        machine: Machine::this(),
+        machine: Machine {
+            gpu: gpu.map_or_else(|| "none".into(), |g| g.to_string()),
+            ..Machine::this()
+        },
         samples,
     })
 }
@@ -193,6 +215,7 @@ type Phase<'a> = dyn FnMut(&str, &mut dyn FnMut() -> BenchResult<()>) -> BenchRe
 fn seal_phases(
     o: &RunOptions,
     scratch: &std::path::Path,
+    gpu: Option<&Gpu>,
     phase: &mut Phase<'_>,
 ) -> BenchResult<()> {
     // The parent cache is built once per size, outside the measured phases.
@@ -209,7 +232,7 @@ fn seal_phases(
     }
     let ticket = trunc254([1; 32]);
     phase("precommit1", &mut || {
-        if dirs.len() == 1 {
+        if dirs.len() == 1 && gpu.is_none() {
             seal::pre_commit1(
                 &dirs[0],
                 &ids[0],
@@ -228,7 +251,7 @@ fn seal_phases(
                     ticket,
                 })
                 .collect();
-            seal::pre_commit1_batch(&sectors, &o.cache_dir, None, &mut no_progress)?;
+            seal::pre_commit1_batch(&sectors, &o.cache_dir, gpu, &mut no_progress)?;
         }
         Ok(())
     })?;
@@ -248,7 +271,7 @@ fn seal_phases(
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -261,6 +284,7 @@ mod tests {
             work: dir.join("work"),
             cache_dir: dir.join("cache"),
             command: "test".into(),
+            gpu: GpuChoice::Off,
         }
     }
 
@@ -294,6 +318,26 @@ mod tests {
                     0
                 );
             }
+        }
+        // On an OpenCL device (PoCL in CI), recorded as such.
+        match lode_sealing::accel::open(GpuChoice::OpenCl) {
+            Ok(Some(_)) => {
+                for kind in [Kind::Labels, Kind::Seal] {
+                    let mut o = options(kind, 2, tmp.path());
+                    o.gpu = GpuChoice::OpenCl;
+                    let run = run(&o, &mut |_, _| {}).unwrap();
+                    assert!(
+                        run.machine.gpu.starts_with("opencl "),
+                        "{}",
+                        run.machine.gpu
+                    );
+                    assert_eq!(run.samples.len(), if kind == Kind::Seal { 6 } else { 4 });
+                }
+            }
+            _ if std::env::var_os("LODE_REQUIRE_OPENCL").is_some() => {
+                panic!("LODE_REQUIRE_OPENCL is set but there is no OpenCL device")
+            }
+            _ => eprintln!("skipped the device runs: no OpenCL device"),
         }
         let mut bad = options(Kind::Labels, 65, tmp.path());
         assert!(run(&bad, &mut |_, _| {}).is_err());

@@ -1,0 +1,270 @@
+//! lode's device kernels, written once in the subset of C that OpenCL C and CUDA C share
+//! (`gpu/kernels/`), compiled at run time for the device found: through OpenCL (`opencl3`, the
+//! library loaded dynamically: a GPU's driver, or PoCL on the CPU in CI) or CUDA (`cudarc`, the
+//! driver and NVRTC loaded dynamically). Nothing is needed to build it, and a machine without a
+//! device or its libraries gets [`GpuError::NoDevice`].
+//!
+//! Every kernel has a CPU twin elsewhere in lode (the definition); the tests compare the two on
+//! the same inputs, and CI runs every kernel on PoCL.
+//!
+//! - [`Gpu::label_layer`]: stacked-DRG labelling of several sectors at once, one work item per
+//!   sector, BLAKE3 keyed hashing of 512-byte label inputs (`kernels/label.c`).
+
+mod cuda;
+mod opencl;
+
+use std::fmt;
+use std::ops::ControlFlow;
+
+/// The words of a kernel source common to both back ends.
+const KERNELS: &str = include_str!("../kernels/label.c");
+
+/// The OpenCL C program: its prelude, then the kernels.
+fn opencl_source() -> String {
+    format!("{}\n{KERNELS}", include_str!("../kernels/prelude_opencl.h"))
+}
+
+/// The CUDA C program: its prelude, then the kernels.
+fn cuda_source() -> String {
+    format!("{}\n{KERNELS}", include_str!("../kernels/prelude_cuda.h"))
+}
+
+/// The nodes one kernel launch labels (its parents uploaded with it): a progress and
+/// cancellation point between launches.
+pub const LABEL_CHUNK: u32 = 1 << 16;
+/// Parents per node: six in the same layer, eight in the previous one.
+pub const DEGREE: usize = 14;
+/// Words per label.
+pub const LABEL_WORDS: usize = 8;
+
+/// How a device is reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// OpenCL: any vendor's GPU driver, or PoCL on the CPU.
+    OpenCl,
+    /// CUDA: an NVIDIA GPU through its driver, kernels compiled by NVRTC.
+    Cuda,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::OpenCl => "opencl",
+            Backend::Cuda => "cuda",
+        })
+    }
+}
+
+/// Errors of the device layer.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// No usable device of this back end (no library, no platform, no device).
+    #[error("no {backend} device: {why}")]
+    NoDevice {
+        /// The back end asked for.
+        backend: Backend,
+        /// What was missing.
+        why: String,
+    },
+    /// The device's compiler refused the kernels (its log).
+    #[error("the {backend} compiler refused lode's kernels for {device}: {log}")]
+    Build {
+        /// The back end.
+        backend: Backend,
+        /// The device.
+        device: String,
+        /// The compiler's log.
+        log: String,
+    },
+    /// A call to the device failed.
+    #[error("{backend} call {call} failed: {detail}")]
+    Api {
+        /// The back end.
+        backend: Backend,
+        /// What was called.
+        call: &'static str,
+        /// The driver's error.
+        detail: String,
+    },
+    /// The job's sizes do not fit together (a caller bug, reported rather than run).
+    #[error("invalid device job: {0}")]
+    Invalid(&'static str),
+    /// The progress callback asked to stop.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+/// The device layer's result.
+pub type GpuResult<T> = Result<T, GpuError>;
+
+/// One layer of several sectors to label (SPEC §4.3): what the kernel needs besides the parents.
+pub struct LabelJob<'a> {
+    /// The BLAKE3 key of the label tag, as eight little-endian words.
+    pub key: [u32; 8],
+    /// Each sector's replica id, as eight little-endian words, in the layer's sector order.
+    pub replica_ids: &'a [[u32; 8]],
+    /// The layer, 1-based.
+    pub layer: u32,
+    /// Nodes per sector: a power of two.
+    pub nodes: u32,
+}
+
+impl LabelJob<'_> {
+    /// The words of one whole layer of every sector.
+    pub fn layer_words(&self) -> GpuResult<usize> {
+        (self.nodes as usize)
+            .checked_mul(self.replica_ids.len())
+            .and_then(|n| n.checked_mul(LABEL_WORDS))
+            .ok_or(GpuError::Invalid("a layer too large to address"))
+    }
+
+    fn check(&self, prev: Option<&[u32]>, out: &[u32]) -> GpuResult<usize> {
+        if self.replica_ids.is_empty() || !self.nodes.is_power_of_two() || self.layer == 0 {
+            return Err(GpuError::Invalid(
+                "a label job needs sectors, a power-of-two node count and a layer from 1",
+            ));
+        }
+        let words = self.layer_words()?;
+        if out.len() != words || prev.is_some_and(|p| p.len() != words) {
+            return Err(GpuError::Invalid(
+                "layers must hold every node of every sector",
+            ));
+        }
+        if self.layer > 1 && prev.is_none() {
+            return Err(GpuError::Invalid(
+                "a layer above 1 needs the previous layer",
+            ));
+        }
+        Ok(words)
+    }
+}
+
+/// Fills `out` with the parents of nodes `v_start..v_start + out.len() / DEGREE`, [`DEGREE`]
+/// per node (base parents first).
+pub type ParentSource<'a> = dyn FnMut(u32, &mut [u32]) + 'a;
+
+enum Engine {
+    OpenCl(opencl::OpenCl),
+    Cuda(cuda::Cuda),
+}
+
+/// A device with lode's kernels built for it.
+pub struct Gpu {
+    engine: Engine,
+    name: String,
+}
+
+impl fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Gpu({self})")
+    }
+}
+
+/// The back end and the device's name: `opencl NVIDIA H200`.
+impl fmt::Display for Gpu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.backend(), self.name)
+    }
+}
+
+impl Gpu {
+    /// The first OpenCL device, GPUs before others (PoCL's CPU device counts: that is how CI
+    /// runs every kernel), with the kernels built for it.
+    ///
+    /// # Errors
+    /// [`GpuError::NoDevice`] without an OpenCL library, platform or device;
+    /// [`GpuError::Build`] if its compiler refuses the kernels.
+    pub fn opencl() -> GpuResult<Gpu> {
+        let (engine, name) = opencl::OpenCl::open(false)?;
+        Ok(Gpu {
+            engine: Engine::OpenCl(engine),
+            name,
+        })
+    }
+
+    /// CUDA device 0 with the kernels compiled for it by NVRTC.
+    ///
+    /// # Errors
+    /// [`GpuError::NoDevice`] without the CUDA driver, NVRTC or a device; [`GpuError::Build`] if
+    /// NVRTC refuses the kernels.
+    pub fn cuda() -> GpuResult<Gpu> {
+        let (engine, name) = cuda::Cuda::open()?;
+        Ok(Gpu {
+            engine: Engine::Cuda(engine),
+            name,
+        })
+    }
+
+    /// A real GPU if there is one: CUDA first, then an OpenCL device of GPU type (a CPU's OpenCL
+    /// device is slower than lode's CPU code, so it is only used when asked for by name).
+    pub fn auto() -> Option<Gpu> {
+        match cuda::Cuda::open() {
+            Ok((engine, name)) => {
+                return Some(Gpu {
+                    engine: Engine::Cuda(engine),
+                    name,
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "no CUDA device"),
+        }
+        match opencl::OpenCl::open(true) {
+            Ok((engine, name)) => Some(Gpu {
+                engine: Engine::OpenCl(engine),
+                name,
+            }),
+            Err(e) => {
+                tracing::debug!(error = %e, "no OpenCL GPU");
+                None
+            }
+        }
+    }
+
+    /// The back end this device is reached through.
+    pub fn backend(&self) -> Backend {
+        match self.engine {
+            Engine::OpenCl(_) => Backend::OpenCl,
+            Engine::Cuda(_) => Backend::Cuda,
+        }
+    }
+
+    /// The device's name, as its driver gives it.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Labels layer `job.layer` of every sector of `job` into `out` (sector-interleaved words:
+    /// word `w` of node `v` of sector `s` at `(v · sectors + s) · 8 + w`), from `prev` (the
+    /// previous layer, same layout) above layer 1, taking each launch's parents from `parents`.
+    /// `progress` is called with the nodes done after each launch of [`LABEL_CHUNK`] nodes;
+    /// `Break` stops with [`GpuError::Cancelled`].
+    ///
+    /// # Errors
+    /// [`GpuError::Invalid`] for sizes that do not fit together; [`GpuError::Api`] for a failed
+    /// device call; [`GpuError::Cancelled`].
+    pub fn label_layer(
+        &self,
+        job: &LabelJob<'_>,
+        parents: &mut ParentSource<'_>,
+        prev: Option<&[u32]>,
+        out: &mut [u32],
+        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+    ) -> GpuResult<()> {
+        job.check(prev, out)?;
+        let prev = if job.layer > 1 { prev } else { None };
+        match &self.engine {
+            Engine::OpenCl(e) => e.label_layer(job, parents, prev, out, progress),
+            Engine::Cuda(e) => e.label_layer(job, parents, prev, out, progress),
+        }
+    }
+}
+
+/// The launches of one layer: `(v_start, count)` for each, [`LABEL_CHUNK`] nodes at most.
+fn label_chunks(nodes: u32) -> impl Iterator<Item = (u32, u32)> {
+    (0..nodes.div_ceil(LABEL_CHUNK)).map(move |i| {
+        let start = i.saturating_mul(LABEL_CHUNK);
+        (start, LABEL_CHUNK.min(nodes.saturating_sub(start)))
+    })
+}
+
+#[cfg(test)]
+mod tests;
