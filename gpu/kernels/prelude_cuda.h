@@ -6,3 +6,4 @@
 typedef unsigned int u32;
 typedef unsigned long long u64;
 #define GLOBAL_ID ((u64)blockIdx.x * (u64)blockDim.x + (u64)threadIdx.x)
+#define LODE_MULHI(a, b) __umul64hi((u64)(a), (u64)(b))

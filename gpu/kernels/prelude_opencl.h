@@ -6,3 +6,4 @@
 typedef uint u32;
 typedef ulong u64;
 #define GLOBAL_ID ((u64)get_global_id(0))
+#define LODE_MULHI(a, b) mul_hi((u64)(a), (u64)(b))

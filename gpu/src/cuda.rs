@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use crate::{
-    Backend, DEGREE, GpuError, GpuResult, LabelJob, ParentSource, cuda_source, label_chunks,
+    Backend, DEGREE, GpuError, GpuResult, LabelJob, ParentSource, PoseidonJob, cuda_source,
+    label_chunks, limbs,
 };
 
 fn api<E: std::fmt::Debug>(call: &'static str) -> impl FnOnce(E) -> GpuError {
@@ -28,6 +29,7 @@ pub(crate) struct Cuda {
 struct State {
     stream: Arc<CudaStream>,
     label: CudaFunction,
+    poseidon: CudaFunction,
 }
 
 /// Threads per block of the label kernel (one thread per sector; a batch is at most 64).
@@ -83,12 +85,16 @@ impl Cuda {
         let label = module
             .load_function("lode_label")
             .map_err(api("cuModuleGetFunction"))?;
+        let poseidon = module
+            .load_function("lode_poseidon")
+            .map_err(api("cuModuleGetFunction"))?;
         tracing::info!(device = %name, "CUDA device ready");
         Ok((
             Cuda {
                 state: Mutex::new(State {
                     stream: ctx.default_stream(),
                     label,
+                    poseidon,
                 }),
             },
             name,
@@ -168,6 +174,60 @@ impl Cuda {
             }
         }
         stream.memcpy_dtoh(&cur, out).map_err(api("cuMemcpyDtoH"))?;
+        Ok(())
+    }
+}
+
+/// Threads per block of the Poseidon kernel.
+const POSEIDON_BLOCK: u32 = 128;
+
+impl Cuda {
+    pub(crate) fn poseidon(
+        &self,
+        job: &PoseidonJob<'_>,
+        hashes: u32,
+        inputs: &[u32],
+        out: &mut [u32],
+    ) -> GpuResult<()> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| GpuError::Invalid("an earlier launch panicked"))?;
+        let stream = &state.stream;
+        let copy = api("cuMemcpyHtoD");
+        let input = stream.clone_htod(inputs).map_err(api("cuMemcpyHtoD"))?;
+        let rc = stream
+            .clone_htod(&limbs(job.round_constants))
+            .map_err(api("cuMemcpyHtoD"))?;
+        let mds = stream
+            .clone_htod(&limbs(job.mds))
+            .map_err(api("cuMemcpyHtoD"))?;
+        let tag = stream.clone_htod(&job.domain_tag[..]).map_err(copy)?;
+        let mut result = stream
+            .alloc_zeros::<u32>(out.len())
+            .map_err(api("cuMemAlloc"))?;
+        let cfg = LaunchConfig {
+            grid_dim: (hashes.div_ceil(POSEIDON_BLOCK), 1, 1),
+            block_dim: (POSEIDON_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut launch = stream.launch_builder(&state.poseidon);
+        launch
+            .arg(&input)
+            .arg(&job.arity)
+            .arg(&hashes)
+            .arg(&rc)
+            .arg(&mds)
+            .arg(&tag)
+            .arg(&job.full_rounds)
+            .arg(&job.partial_rounds)
+            .arg(&mut result);
+        // SAFETY: the arguments match `lode_poseidon`'s parameters in order and type; `check`
+        // sized the inputs, outputs and constants for `hashes` hashes of this arity.
+        unsafe { launch.launch(cfg) }.map_err(api("cuLaunchKernel"))?;
+        stream
+            .memcpy_dtoh(&result, out)
+            .map_err(api("cuMemcpyDtoH"))?;
         Ok(())
     }
 }

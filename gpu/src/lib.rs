@@ -9,6 +9,9 @@
 //!
 //! - [`Gpu::label_layer`]: stacked-DRG labelling of several sectors at once, one work item per
 //!   sector, BLAKE3 keyed hashing of 512-byte label inputs (`kernels/label.c`).
+//! - [`Gpu::poseidon`]: many Poseidon hashes over the BLS12-381 scalar field at once, one work
+//!   item per hash, in Montgomery arithmetic on 64-bit limbs (`kernels/poseidon.c`): column
+//!   hashes and the levels of trees C and R.
 
 mod cuda;
 mod opencl;
@@ -16,17 +19,28 @@ mod opencl;
 use std::fmt;
 use std::ops::ControlFlow;
 
-/// The words of a kernel source common to both back ends.
-const KERNELS: &str = include_str!("../kernels/label.c");
+/// The kernel sources common to both back ends.
+const KERNELS: [&str; 2] = [
+    include_str!("../kernels/label.c"),
+    include_str!("../kernels/poseidon.c"),
+];
 
 /// The OpenCL C program: its prelude, then the kernels.
 fn opencl_source() -> String {
-    format!("{}\n{KERNELS}", include_str!("../kernels/prelude_opencl.h"))
+    format!(
+        "{}\n{}",
+        include_str!("../kernels/prelude_opencl.h"),
+        KERNELS.join("\n")
+    )
 }
 
 /// The CUDA C program: its prelude, then the kernels.
 fn cuda_source() -> String {
-    format!("{}\n{KERNELS}", include_str!("../kernels/prelude_cuda.h"))
+    format!(
+        "{}\n{}",
+        include_str!("../kernels/prelude_cuda.h"),
+        KERNELS.join("\n")
+    )
 }
 
 /// The nodes one kernel launch labels (its parents uploaded with it): a progress and
@@ -136,6 +150,54 @@ impl LabelJob<'_> {
             ));
         }
         Ok(words)
+    }
+}
+
+/// Poseidon's parameters for one arity, field elements as four little-endian 64-bit limbs in
+/// Montgomery form (`x · 2^256 mod p`).
+pub struct PoseidonJob<'a> {
+    /// Inputs per hash (the width is one more), at most 16.
+    pub arity: u32,
+    /// Full rounds, half before and half after the partial ones.
+    pub full_rounds: u32,
+    /// Partial rounds.
+    pub partial_rounds: u32,
+    /// Cell 0's starting value.
+    pub domain_tag: [u64; 4],
+    /// `width` constants per round, in round order.
+    pub round_constants: &'a [[u64; 4]],
+    /// The MDS matrix, row-major: `M[j][i]` at `j · width + i`.
+    pub mds: &'a [[u64; 4]],
+}
+
+/// The widest Poseidon the kernel holds (arity 16).
+pub const MAX_POSEIDON_ARITY: u32 = 16;
+
+impl PoseidonJob<'_> {
+    /// The number of hashes in `inputs` (canonical elements, eight words each, `arity` per
+    /// hash), checked against `out` (eight words per hash) and the constants' lengths.
+    fn check(&self, inputs: &[u32], out: &[u32]) -> GpuResult<u32> {
+        let t = self.arity as usize + 1;
+        let rounds = (self.full_rounds as usize).saturating_add(self.partial_rounds as usize);
+        if self.arity == 0
+            || self.arity > MAX_POSEIDON_ARITY
+            || !self.full_rounds.is_multiple_of(2)
+            || self.round_constants.len() != t.saturating_mul(rounds)
+            || self.mds.len() != t.saturating_mul(t)
+        {
+            return Err(GpuError::Invalid(
+                "Poseidon parameters of another width than the arity's",
+            ));
+        }
+        let per_hash = (self.arity as usize).saturating_mul(LABEL_WORDS);
+        let hashes = inputs.len() / per_hash;
+        if !inputs.len().is_multiple_of(per_hash) || out.len() != hashes.saturating_mul(LABEL_WORDS)
+        {
+            return Err(GpuError::Invalid(
+                "Poseidon inputs of arity elements per hash and one output per hash",
+            ));
+        }
+        u32::try_from(hashes).map_err(|_| GpuError::Invalid("more than 2^32 hashes in one call"))
     }
 }
 
@@ -256,6 +318,35 @@ impl Gpu {
             Engine::Cuda(e) => e.label_layer(job, parents, prev, out, progress),
         }
     }
+}
+
+impl Gpu {
+    /// Hashes `inputs` (canonical field elements as eight little-endian words each, `arity`
+    /// per hash) into `out` (one canonical element per hash), one work item per hash.
+    ///
+    /// # Errors
+    /// [`GpuError::Invalid`] for parameters or lengths that do not fit the arity;
+    /// [`GpuError::Api`] for a failed device call.
+    pub fn poseidon(
+        &self,
+        job: &PoseidonJob<'_>,
+        inputs: &[u32],
+        out: &mut [u32],
+    ) -> GpuResult<()> {
+        let hashes = job.check(inputs, out)?;
+        if hashes == 0 {
+            return Ok(());
+        }
+        match &self.engine {
+            Engine::OpenCl(e) => e.poseidon(job, hashes, inputs, out),
+            Engine::Cuda(e) => e.poseidon(job, hashes, inputs, out),
+        }
+    }
+}
+
+/// Constants as one flat slice of limbs.
+fn limbs(c: &[[u64; 4]]) -> Vec<u64> {
+    c.iter().flatten().copied().collect()
 }
 
 /// The launches of one layer: `(v_start, count)` for each, [`LABEL_CHUNK`] nodes at most.

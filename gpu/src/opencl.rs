@@ -10,11 +10,11 @@ use opencl3::device::{CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_GPU, Device};
 use opencl3::kernel::{ExecuteKernel, Kernel};
 use opencl3::memory::{Buffer, CL_MEM_READ_ONLY, CL_MEM_READ_WRITE};
 use opencl3::platform::get_platforms;
-use opencl3::types::{CL_BLOCKING, cl_uint};
+use opencl3::types::{CL_BLOCKING, cl_uint, cl_ulong};
 
 use crate::{
-    Backend, DEGREE, GpuError, GpuResult, LABEL_WORDS, LabelJob, ParentSource, label_chunks,
-    opencl_source,
+    Backend, DEGREE, GpuError, GpuResult, LABEL_WORDS, LabelJob, ParentSource, PoseidonJob,
+    label_chunks, limbs, opencl_source,
 };
 
 fn api(call: &'static str) -> impl FnOnce(opencl3::error_codes::ClError) -> GpuError {
@@ -35,6 +35,7 @@ pub(crate) struct OpenCl {
 struct State {
     queue: CommandQueue,
     label: Kernel,
+    poseidon: Kernel,
 }
 
 impl OpenCl {
@@ -96,10 +97,15 @@ impl OpenCl {
                     log,
                 })?;
         let label = Kernel::create(&program, "lode_label").map_err(api("clCreateKernel"))?;
+        let poseidon = Kernel::create(&program, "lode_poseidon").map_err(api("clCreateKernel"))?;
         tracing::info!(device = %name, "OpenCL device ready");
         Ok((
             OpenCl {
-                state: Mutex::new(State { queue, label }),
+                state: Mutex::new(State {
+                    queue,
+                    label,
+                    poseidon,
+                }),
                 context,
             },
             name,
@@ -191,6 +197,67 @@ impl OpenCl {
         }
         .map_err(api("clEnqueueReadBuffer"))?;
         debug_assert_eq!(out.len() % LABEL_WORDS, 0);
+        Ok(())
+    }
+}
+
+impl OpenCl {
+    /// A device buffer holding `data` (64-bit words).
+    fn buffer_of_u64(&self, queue: &CommandQueue, data: &[u64]) -> GpuResult<Buffer<cl_ulong>> {
+        // SAFETY: no host pointer is given; the buffer is owned by the returned value.
+        let mut buf = unsafe {
+            Buffer::<cl_ulong>::create(
+                &self.context,
+                CL_MEM_READ_ONLY,
+                data.len().max(1),
+                ptr::null_mut(),
+            )
+        }
+        .map_err(api("clCreateBuffer"))?;
+        // SAFETY: a blocking write of `data` into a buffer created with at least its length.
+        unsafe { queue.enqueue_write_buffer(&mut buf, CL_BLOCKING, 0, data, &[]) }
+            .map_err(api("clEnqueueWriteBuffer"))?;
+        Ok(buf)
+    }
+
+    pub(crate) fn poseidon(
+        &self,
+        job: &PoseidonJob<'_>,
+        hashes: u32,
+        inputs: &[u32],
+        out: &mut [u32],
+    ) -> GpuResult<()> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| GpuError::Invalid("an earlier launch panicked"))?;
+        let q = &state.queue;
+        let input = write(q, self.buffer(inputs.len(), CL_MEM_READ_ONLY)?, inputs)?;
+        let rc = self.buffer_of_u64(q, &limbs(job.round_constants))?;
+        let mds = self.buffer_of_u64(q, &limbs(job.mds))?;
+        let tag = self.buffer_of_u64(q, &job.domain_tag)?;
+        let result = self.buffer(out.len(), CL_MEM_READ_WRITE)?;
+        // SAFETY: the arguments match `lode_poseidon`'s parameters in order and type; `check`
+        // sized the inputs, outputs and constants for `hashes` hashes of this arity, and the
+        // launch is waited for before the buffers are dropped.
+        unsafe {
+            ExecuteKernel::new(&state.poseidon)
+                .set_arg(&input)
+                .set_arg(&job.arity)
+                .set_arg(&hashes)
+                .set_arg(&rc)
+                .set_arg(&mds)
+                .set_arg(&tag)
+                .set_arg(&job.full_rounds)
+                .set_arg(&job.partial_rounds)
+                .set_arg(&result)
+                .set_global_work_size(hashes as usize)
+                .enqueue_nd_range(q)
+        }
+        .map_err(api("clEnqueueNDRangeKernel"))?;
+        // SAFETY: a blocking read of the outputs into `out`, of the buffer's length.
+        unsafe { q.enqueue_read_buffer(&result, CL_BLOCKING, 0, out, &[]) }
+            .map_err(api("clEnqueueReadBuffer"))?;
         Ok(())
     }
 }

@@ -102,9 +102,161 @@ fn open_device(choice: GpuChoice) -> SealResult<Option<Gpu>> {
     }
 }
 
+/// Poseidon's parameters for `arity` as the device takes them: Montgomery-form limbs.
+#[cfg(feature = "gpu")]
+struct DevicePoseidon {
+    arity: u32,
+    full_rounds: u32,
+    partial_rounds: u32,
+    domain_tag: [u64; 4],
+    round_constants: Vec<[u64; 4]>,
+    mds: Vec<[u64; 4]>,
+}
+
+/// `x · 2^256 mod p` as four little-endian limbs: the device's representation of `x`.
+#[cfg(feature = "gpu")]
+fn montgomery(x: &bls12_381::Scalar) -> [u64; 4] {
+    // 2^256 mod p, from 2^192 · 2^64.
+    let r = bls12_381::Scalar::from_raw([0, 0, 0, 1]) * bls12_381::Scalar::from_raw([0, 1, 0, 0]);
+    let bytes = (x * r).to_bytes();
+    std::array::from_fn(|i| {
+        let at = i.saturating_mul(8);
+        bytes
+            .get(at..at.saturating_add(8))
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+            .map_or(0, u64::from_le_bytes)
+    })
+}
+
+#[cfg(feature = "gpu")]
+fn device_poseidon(arity: usize) -> SealResult<&'static DevicePoseidon> {
+    use lode_proofs::poseidon::SUPPORTED_ARITIES;
+    use std::sync::OnceLock;
+    static CACHE: [OnceLock<DevicePoseidon>; SUPPORTED_ARITIES.len()] =
+        [const { OnceLock::new() }; SUPPORTED_ARITIES.len()];
+    let bad = || SealError::Device(format!("no Poseidon parameters for arity {arity}"));
+    let slot = SUPPORTED_ARITIES
+        .iter()
+        .position(|&a| a == arity)
+        .and_then(|i| CACHE.get(i))
+        .ok_or_else(bad)?;
+    if let Some(c) = slot.get() {
+        return Ok(c);
+    }
+    let c = lode_proofs::poseidon::constants(arity).map_err(|_| bad())?;
+    let built = DevicePoseidon {
+        arity: u32::try_from(arity).map_err(|_| bad())?,
+        full_rounds: u32::try_from(c.full_rounds()).map_err(|_| bad())?,
+        partial_rounds: u32::try_from(c.partial_rounds()).map_err(|_| bad())?,
+        domain_tag: montgomery(&c.domain_tag()),
+        round_constants: c.round_constants().iter().map(montgomery).collect(),
+        mds: c.mds().iter().flatten().map(montgomery).collect(),
+    };
+    Ok(slot.get_or_init(|| built))
+}
+
+/// `out[i] = Poseidon(inputs[i·arity .. (i+1)·arity])` on `gpu`, exactly
+/// `lode_proofs::poseidon::hash` of each group (inputs are canonical field elements, as every
+/// label and tree node is).
+///
+/// # Errors
+/// [`SealError::Device`] for an arity without parameters, lengths that do not fit it, or a
+/// failed device call.
+#[cfg(feature = "gpu")]
+pub fn poseidon_many(
+    gpu: &Gpu,
+    arity: usize,
+    inputs: &[lode_proofs::node::Node],
+    out: &mut [lode_proofs::node::Node],
+) -> SealResult<()> {
+    let p = device_poseidon(arity)?;
+    let words = |nodes: &[lode_proofs::node::Node]| -> Vec<u32> {
+        lode_proofs::node::nodes_as_bytes(nodes)
+            .chunks_exact(4)
+            .map(|b| <[u8; 4]>::try_from(b).map_or(0, u32::from_le_bytes))
+            .collect()
+    };
+    let mut result = vec![0u32; out.len().saturating_mul(8)];
+    let job = lode_gpu::PoseidonJob {
+        arity: p.arity,
+        full_rounds: p.full_rounds,
+        partial_rounds: p.partial_rounds,
+        domain_tag: p.domain_tag,
+        round_constants: &p.round_constants,
+        mds: &p.mds,
+    };
+    gpu.poseidon(&job, &words(inputs), &mut result)
+        .map_err(|e| SealError::Device(e.to_string()))?;
+    for (o, w) in out.iter_mut().zip(result.chunks_exact(8)) {
+        for (b, word) in o.0.chunks_exact_mut(4).zip(w) {
+            b.copy_from_slice(&word.to_le_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// Hashes per device call when a level or the columns are hashed (bounds device memory).
+#[cfg(feature = "gpu")]
+const HASHES_PER_CALL: usize = 1 << 18;
+
+/// A tree level hasher on `gpu` (for `DiskTree::build_over_file_with`): Poseidon of each group
+/// of `arity` children, in calls of [`HASHES_PER_CALL`] parents.
+#[cfg(feature = "gpu")]
+pub fn level_hasher(
+    gpu: &Gpu,
+) -> impl Fn(
+    usize,
+    &[lode_proofs::node::Node],
+    &mut [lode_proofs::node::Node],
+) -> Result<(), lode_proofs::merkle::TreeError>
++ Sync
++ '_ {
+    move |arity, children, parents| {
+        if children.len() != parents.len().saturating_mul(arity) {
+            return Err(lode_proofs::merkle::TreeError::LeafCount {
+                expected: parents.len().saturating_mul(arity) as u64,
+                got: children.len() as u64,
+            });
+        }
+        for (p, c) in parents
+            .chunks_mut(HASHES_PER_CALL)
+            .zip(children.chunks(HASHES_PER_CALL.saturating_mul(arity)))
+        {
+            poseidon_many(gpu, arity, c, p)
+                .map_err(|e| lode_proofs::merkle::TreeError::LevelHasher(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Column hashes on `gpu`: `cols[v] = Poseidon(layers[0][v], …, layers[L-1][v])`, as
+/// `lode_proofs::sdr::column_hash` computes each.
+#[cfg(feature = "gpu")]
+pub fn columns(
+    gpu: &Gpu,
+    layers: &[&[lode_proofs::node::Node]],
+    cols: &mut [lode_proofs::node::Node],
+) -> SealResult<()> {
+    if layers.iter().any(|l| l.len() != cols.len()) {
+        return Err(SealError::Inconsistent(
+            "every layer has one label per column",
+        ));
+    }
+    let mut inputs = Vec::with_capacity(HASHES_PER_CALL.saturating_mul(layers.len()));
+    for (chunk, out) in cols.chunks_mut(HASHES_PER_CALL).enumerate() {
+        let start = chunk.saturating_mul(HASHES_PER_CALL);
+        inputs.clear();
+        for v in start..start.saturating_add(out.len()) {
+            inputs.extend(layers.iter().filter_map(|l| l.get(v)));
+        }
+        poseidon_many(gpu, layers.len(), &inputs, out)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)]
 
     use super::*;
 
@@ -127,5 +279,48 @@ mod tests {
                 .contains("auto, off")
         );
         assert_eq!(open(GpuChoice::Off).unwrap().map(|_| ()), None);
+    }
+
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn device_poseidon_equals_the_cpu_definition() {
+        use lode_proofs::node::{Node, trunc254};
+        let gpu = match open(GpuChoice::OpenCl) {
+            Ok(Some(g)) => g,
+            r if std::env::var_os("LODE_REQUIRE_OPENCL").is_some() => {
+                panic!("LODE_REQUIRE_OPENCL is set but there is no OpenCL device: {r:?}")
+            }
+            r => return eprintln!("skipped: no OpenCL device: {r:?}"),
+        };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut node = || {
+            let mut b = [0u8; 32];
+            for x in &mut b {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                *x = (seed >> 24) as u8;
+            }
+            trunc254(b)
+        };
+        for (arity, hashes) in [(2usize, 37usize), (8, 9), (11, 5), (16, 2)] {
+            let mut inputs: Vec<Node> = (0..arity * hashes).map(|_| node()).collect();
+            // Zeros and the largest labels too.
+            inputs[0] = Node::default();
+            inputs[1] = trunc254([0xFF; 32]);
+            let mut got = vec![Node::default(); hashes];
+            poseidon_many(&gpu, arity, &inputs, &mut got).unwrap();
+            for (i, g) in got.iter().enumerate() {
+                let frs: Vec<_> = inputs[i * arity..(i + 1) * arity]
+                    .iter()
+                    .map(|n| n.to_fr().unwrap())
+                    .collect();
+                let want = Node::from_fr(&lode_proofs::poseidon::hash(&frs).unwrap());
+                assert_eq!(*g, want, "arity {arity} hash {i}");
+            }
+        }
+        let mut one = [Node::default(); 1];
+        assert!(poseidon_many(&gpu, 3, &[Node::default(); 3], &mut one).is_err());
+        assert!(poseidon_many(&gpu, 2, &[Node::default(); 3], &mut one).is_err());
     }
 }

@@ -1049,6 +1049,17 @@ pub fn pre_commit2(
     id: &SectorId,
     progress: ProgressFn<'_>,
 ) -> SealResult<PreCommit2Output> {
+    pre_commit2_on(dir, id, None, progress)
+}
+
+/// [`pre_commit2`] with the column hashes and the levels of trees C and R computed on `gpu`
+/// when one is given (`lode-gpu`'s Poseidon kernel): the same files, byte for byte.
+pub fn pre_commit2_on(
+    dir: &SectorDir,
+    id: &SectorId,
+    gpu: Option<&crate::accel::Gpu>,
+    progress: ProgressFn<'_>,
+) -> SealResult<PreCommit2Output> {
     load_meta(dir, id, "PreCommit2")?;
     let pc1: PreCommit1Output = read_json(&dir.pc1(), "PreCommit2", "PreCommit1")?;
     if dir.pc2().exists() {
@@ -1102,7 +1113,19 @@ pub fn pre_commit2(
         }
     };
     step("columns")?;
+    #[cfg(feature = "gpu")]
+    let level = gpu.map(crate::accel::level_hasher);
+    #[cfg(feature = "gpu")]
+    let level = level
+        .as_ref()
+        .map(|l| l as &lode_proofs::merkle::LevelHasher<'_>);
+    #[cfg(not(feature = "gpu"))]
+    let level: Option<&lode_proofs::merkle::LevelHasher<'_>> = gpu.map(|g| match *g {});
     write_mapped(&dir.columns(), bytes, |cols| {
+        #[cfg(feature = "gpu")]
+        if let Some(g) = gpu {
+            return crate::accel::columns(g, &layer_nodes, cols);
+        }
         cols.par_chunks_mut(4096)
             .enumerate()
             .try_for_each(|(chunk, out)| {
@@ -1118,11 +1141,12 @@ pub fn pre_commit2(
             })
     })?;
     step("tree C")?;
-    let tree_c = DiskTree::<PoseidonTree>::build_over_file(
+    let tree_c = DiskTree::<PoseidonTree>::build_over_file_with(
         &shape,
         &dir.columns(),
         &dir.tree_c(),
         TreeConfig::default(),
+        level,
     )?;
 
     step("encoding")?;
@@ -1142,13 +1166,14 @@ pub fn pre_commit2(
             })
     })?;
     step("tree R")?;
-    let tree_r = DiskTree::<PoseidonTree>::build_over_file(
+    let tree_r = DiskTree::<PoseidonTree>::build_over_file_with(
         &shape,
         &dir.sealed(),
         &dir.tree_r(),
         TreeConfig {
             discard_rows: TREE_R_DISCARD_ROWS,
         },
+        level,
     )?;
     let comm_r = sdr::comm_r(&tree_c.root(), &tree_r.root())?;
     let out = PreCommit2Output {

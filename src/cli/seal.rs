@@ -69,7 +69,7 @@ pub(crate) enum SealCommand {
     /// PreCommit2: columns, tree C, the replica, tree R and comm_r.
     #[command(after_help = "Example:
   lode seal pc2 --sector-dir /data/s-7")]
-    Pc2(SectorArgs),
+    Pc2(Pc2Args),
     /// Commit1: the vanilla PoRep proof for a seed (commit1.bin, public inputs in commit1.json).
     #[command(after_help = "Example:
   lode seal commit1 --sector-dir /data/s-7 --seed 2122…3f00")]
@@ -198,6 +198,16 @@ pub(crate) struct BatchArgs {
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Pc2Args {
+    #[command(flatten)]
+    sector: SectorArgs,
+    /// Where to hash the columns and trees C and R: auto (a GPU if there is one, else the CPU),
+    /// off (the CPU), opencl (the first OpenCL device, PoCL included) or cuda.
+    #[arg(long, env = "LODE_GPU", default_value_t = GpuChoice::Auto)]
+    gpu: GpuChoice,
 }
 
 #[derive(Debug, Args)]
@@ -531,9 +541,15 @@ fn run_pc1(
     Ok(())
 }
 
-fn run_pc2(s: &OpenSector, report: &mut SealReport) -> anyhow::Result<()> {
+fn run_pc2(
+    s: &OpenSector,
+    gpu: Option<&accel::Gpu>,
+    report: &mut SealReport,
+) -> anyhow::Result<()> {
     let out = report.phase("precommit2", |bars| {
-        Ok(seal::pre_commit2(&s.dir, &s.id, &mut |p| bars.update(p))?)
+        Ok(seal::pre_commit2_on(&s.dir, &s.id, gpu, &mut |p| {
+            bars.update(p)
+        })?)
     })?;
     report.comm_c = Some(out.comm_c.0.to_hex());
     report.comm_r_last = Some(out.comm_r_last.0.to_hex());
@@ -580,7 +596,7 @@ pub(crate) fn run(cmd: SealCommand) -> anyhow::Result<ExitCode> {
             let mut report = SealReport::new(&s.id);
             add_pieces(&s, &a.pieces, Placement::AllInOrder, &mut report)?;
             run_pc1(&s, a.ticket, &a.sector.cache_dir(), &mut report)?;
-            run_pc2(&s, &mut report)?;
+            run_pc2(&s, None, &mut report)?;
             run_commit1(&s, a.seed, &mut report)?;
             if a.finalize {
                 let freed = report.phase("finalize", |_| {
@@ -605,10 +621,11 @@ pub(crate) fn run(cmd: SealCommand) -> anyhow::Result<ExitCode> {
         }
         SealCommand::Batch(a) => batch(&a),
         SealCommand::Pc2(a) => {
-            let s = a.open_checked(false, &[Phase::PreCommit2], None)?;
+            let s = a.sector.open_checked(false, &[Phase::PreCommit2], None)?;
+            let gpu = accel::open(a.gpu)?;
             let mut report = SealReport::new(&s.id);
-            run_pc2(&s, &mut report)?;
-            report.print(a.json)
+            run_pc2(&s, gpu.as_ref(), &mut report)?;
+            report.print(a.sector.json)
         }
         SealCommand::Commit1(a) => {
             let s = a.sector.open_checked(false, &[Phase::Commit1], None)?;
@@ -835,7 +852,7 @@ fn batch(a: &BatchArgs) -> anyhow::Result<ExitCode> {
         r.comm_d = Some(out.comm_d.0.to_hex());
         r.replica_id = Some(out.replica_id.0.to_hex());
         if a.pc2 {
-            run_pc2(s, &mut r)?;
+            run_pc2(s, gpu.as_ref(), &mut r)?;
         }
         reports.push(r);
     }

@@ -235,6 +235,9 @@ fn pre_commit1_killed_with_sigkill_resumes_to_the_same_commitments() {
 /// is refused.
 #[test]
 fn seal_batch_gives_each_sector_what_seal_pc1_gives_it() {
+    let opencl = std::env::var_os("LODE_REQUIRE_OPENCL").is_some()
+        || std::fs::read_dir("/etc/OpenCL/vendors").is_ok_and(|mut d| d.next().is_some());
+    let device = if opencl { "opencl" } else { "off" };
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let cache = cache.to_str().unwrap();
@@ -257,10 +260,19 @@ fn seal_batch_gives_each_sector_what_seal_pc1_gives_it() {
         TICKET,
         "--pc2",
         "--json",
+        // The batch labels and hashes on an OpenCL device where there is one (PoCL in CI), the
+        // sectors alone on the CPU: the same files and commitments.
+        "--gpu",
+        device,
     ];
     let report = json(&lode(&args));
     let sectors = report["sectors"].as_array().unwrap();
     assert_eq!(sectors.len(), 3, "{report}");
+    assert_eq!(
+        report["device"].as_str().unwrap().split(' ').next(),
+        Some(if device == "off" { "cpu" } else { "opencl" }),
+        "{report}"
+    );
     for (k, s) in sectors.iter().enumerate() {
         let number = (5 + k).to_string();
         let alone = tmp.path().join(format!("alone-{number}"));
@@ -277,13 +289,22 @@ fn seal_batch_gives_each_sector_what_seal_pc1_gives_it() {
         ]);
         let one = json(&lode(&pc1));
         assert_eq!(one["replica_id"], s["replica_id"], "sector {number}");
-        let two = json(&lode(&["seal", "pc2", "--sector-dir", a, "--json"]));
+        let two = json(&lode(&[
+            "seal",
+            "pc2",
+            "--sector-dir",
+            a,
+            "--gpu",
+            "off",
+            "--json",
+        ]));
         assert_eq!(two["comm_r"], s["comm_r"], "sector {number}");
         let dir = batch.join(format!("s-{number}"));
-        for layer in ["layer-1", "layer-2"] {
+        for file in ["layer-1", "layer-2", "tree-c", "tree-r", "sealed"] {
             assert_eq!(
-                std::fs::read(alone.join(layer)).unwrap(),
-                std::fs::read(dir.join(layer)).unwrap()
+                std::fs::read(alone.join(file)).unwrap(),
+                std::fs::read(dir.join(file)).unwrap(),
+                "{file}"
             );
         }
     }

@@ -257,7 +257,7 @@ fn seal_phases(
     })?;
     phase("precommit2", &mut || {
         for (dir, id) in dirs.iter().zip(&ids) {
-            seal::pre_commit2(dir, id, &mut no_progress)?;
+            seal::pre_commit2_on(dir, id, gpu, &mut no_progress)?;
         }
         Ok(())
     })?;

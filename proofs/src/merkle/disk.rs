@@ -156,7 +156,7 @@ impl<H: TreeHasher> DiskTree<H> {
         path: &Path,
         config: TreeConfig,
     ) -> Result<Self, TreeError> {
-        write_tree::<H>(shape, leaves, path, config, true)?;
+        write_tree::<H>(shape, leaves, path, config, true, None)?;
         Self::open(path, None)
     }
 
@@ -168,13 +168,25 @@ impl<H: TreeHasher> DiskTree<H> {
         path: &Path,
         config: TreeConfig,
     ) -> Result<Self, TreeError> {
+        Self::build_over_file_with(shape, leaves_path, path, config, None)
+    }
+
+    /// [`DiskTree::build_over_file`] with every level hashed by `level_hasher` when one is given
+    /// (a device's): the same file, byte for byte, as long as it hashes as `H` does.
+    pub fn build_over_file_with(
+        shape: &TreeShape,
+        leaves_path: &Path,
+        path: &Path,
+        config: TreeConfig,
+        level_hasher: Option<&LevelHasher<'_>>,
+    ) -> Result<Self, TreeError> {
         let map = map_leaves(shape, leaves_path)?;
         let leaves = nodes_from_bytes(&map).ok_or(TreeError::WrongFileLength {
             path: leaves_path.to_path_buf(),
             expected: shape.leaves() * NODE_SIZE as u64,
             found: map.len() as u64,
         })?;
-        write_tree::<H>(shape, leaves, path, config, false)?;
+        write_tree::<H>(shape, leaves, path, config, false, level_hasher)?;
         Self::open(path, Some(leaves_path))
     }
 
@@ -409,6 +421,11 @@ fn map_leaves(shape: &TreeShape, path: &Path) -> Result<Mmap, TreeError> {
     unsafe { Mmap::map(&file) }.map_err(io_err(path))
 }
 
+/// Hashes a whole level: `parents[i] = hash(children[i·arity .. (i+1)·arity])` with the tree's
+/// hash — the seam through which a tree's levels are computed elsewhere (on a device) while the
+/// file is written here. It must give exactly what `H::hash_level` gives.
+pub type LevelHasher<'a> = dyn Fn(usize, &[Node], &mut [Node]) -> Result<(), TreeError> + Sync + 'a;
+
 /// Computes every stored level into a fresh file, then renames it to `path`. Returns the root.
 fn write_tree<H: TreeHasher>(
     shape: &TreeShape,
@@ -416,6 +433,7 @@ fn write_tree<H: TreeHasher>(
     path: &Path,
     config: TreeConfig,
     leaves_inside: bool,
+    level_hasher: Option<&LevelHasher<'_>>,
 ) -> Result<Node, TreeError> {
     if leaves.len() as u64 != shape.leaves() {
         return Err(TreeError::LeafCount {
@@ -461,17 +479,37 @@ fn write_tree<H: TreeHasher>(
         // The lowest stored level, straight from the leaves.
         let start = offsets[0] as usize;
         let len = shape.level_len(first_stored) as usize;
-        fold_parallel::<H>(
-            &shape.arities()[..first_stored],
-            leaves,
-            &mut body[start..start + len],
-        )?;
+        let out = &mut body[start..start + len];
+        match level_hasher {
+            None => fold_parallel::<H>(&shape.arities()[..first_stored], leaves, out)?,
+            Some(hash) => {
+                // Level by level through the unstored ones (at most `MAX_LEVELS`).
+                let mut below: Vec<Node> = Vec::new();
+                let arities = &shape.arities()[..first_stored];
+                match arities.split_last() {
+                    None => out.copy_from_slice(leaves),
+                    Some((&last, lower)) => {
+                        for &a in lower {
+                            let children: &[Node] = if below.is_empty() { leaves } else { &below };
+                            let mut next = vec![Node::ZERO; children.len() / a];
+                            hash(a, children, &mut next)?;
+                            below = next;
+                        }
+                        let children: &[Node] = if below.is_empty() { leaves } else { &below };
+                        hash(last, children, out)?;
+                    }
+                }
+            }
+        }
         // Every level above, from the one below it.
         for (i, level) in (first_stored + 1..=height).enumerate() {
             let (below, above) = body.split_at_mut(offsets[i + 1] as usize);
             let children = &below[offsets[i] as usize..][..shape.level_len(level - 1) as usize];
             let parents = &mut above[..shape.level_len(level) as usize];
-            H::hash_level(shape.arities()[level - 1], children, parents)?;
+            match level_hasher {
+                None => H::hash_level(shape.arities()[level - 1], children, parents)?,
+                Some(hash) => hash(shape.arities()[level - 1], children, parents)?,
+            }
         }
         body[offsets[offsets.len() - 1] as usize]
     };

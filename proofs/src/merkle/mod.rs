@@ -13,7 +13,7 @@ mod hasher;
 mod proof;
 mod shape;
 
-pub use disk::{DiskTree, TreeConfig};
+pub use disk::{DiskTree, LevelHasher, TreeConfig};
 pub use hasher::{Blake3TreeD, PoseidonTree, TreeHasher};
 pub use proof::MerkleProof;
 pub use shape::TreeShape;
@@ -61,6 +61,9 @@ pub enum TreeError {
     /// A proof whose levels or sibling counts do not match the expected shape.
     #[error("the proof does not have the tree's shape: {0}")]
     ProofShape(&'static str),
+    /// A level hasher given to the tree builder failed (a device error, in its words).
+    #[error("hashing a level failed: {0}")]
+    LevelHasher(String),
     /// The proof's path does not lead to the trusted root.
     #[error("the proof does not lead to the expected root")]
     RootMismatch,

@@ -1,6 +1,6 @@
 //! Property tests shared by both hashers: every index proves, every change to a proof fails.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 use proptest::prelude::*;
 
@@ -176,4 +176,57 @@ proptest! {
             let _ = t.check();
         }
     }
+}
+
+/// A tree over a file built through a level hasher is the same file when the hasher hashes as
+/// the tree does (for every discarded-row count), and another file when it does not.
+#[test]
+fn trees_built_through_a_level_hasher_are_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let shape = TreeShape::new(512, vec![8, 8, 8]).unwrap();
+    let l = leaves(shape.leaves(), 5);
+    let leaf_file = dir.path().join("leaves");
+    std::fs::write(&leaf_file, crate::node::nodes_as_bytes(&l)).unwrap();
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let counted: &LevelHasher<'_> = &|a, c, p| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        PoseidonTree::hash_level(a, c, p)
+    };
+    for discard_rows in 0..=2 {
+        let config = TreeConfig { discard_rows };
+        let plain = dir.path().join(format!("plain-{discard_rows}"));
+        let with = dir.path().join(format!("with-{discard_rows}"));
+        DiskTree::<PoseidonTree>::build_over_file(&shape, &leaf_file, &plain, config).unwrap();
+        calls.store(0, std::sync::atomic::Ordering::Relaxed);
+        DiskTree::<PoseidonTree>::build_over_file_with(
+            &shape,
+            &leaf_file,
+            &with,
+            config,
+            Some(counted),
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read(&plain).unwrap(),
+            std::fs::read(&with).unwrap()
+        );
+        // Every level went through it.
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 3);
+    }
+    let wrong: &LevelHasher<'_> = &|a, c, p| {
+        PoseidonTree::hash_level(a, c, p)?;
+        p[0] = Node::ZERO;
+        Ok(())
+    };
+    let bad = DiskTree::<PoseidonTree>::build_over_file_with(
+        &shape,
+        &leaf_file,
+        &dir.path().join("bad"),
+        TreeConfig::default(),
+        Some(wrong),
+    )
+    .unwrap();
+    let good =
+        DiskTree::<PoseidonTree>::open(&dir.path().join("plain-0"), Some(&leaf_file)).unwrap();
+    assert_ne!(bad.root(), good.root());
 }
