@@ -230,6 +230,9 @@ pub struct Pipeline<A: NodeApi> {
     finished: Arc<tokio::sync::Notify>,
     /// Phases started and not applied yet.
     in_flight: AtomicUsize,
+    /// PreCommit1 batches run, and the sectors they labelled ([`Pipeline::pre_commit1_batches`]).
+    pc1_batches: AtomicU64,
+    pc1_batched_sectors: AtomicU64,
     metrics: Option<ProviderMetrics>,
     /// Where sealing phases run their parallel work ([`sealing_pool`]), built when the first
     /// phase starts (sized by the scheduler's configuration then).
@@ -416,6 +419,8 @@ impl<A: NodeApi> Pipeline<A> {
             finished_rx: tokio::sync::Mutex::new(finished_rx),
             finished: Arc::new(tokio::sync::Notify::new()),
             in_flight: AtomicUsize::new(0),
+            pc1_batches: AtomicU64::new(0),
+            pc1_batched_sectors: AtomicU64::new(0),
             metrics: None,
             pool: std::sync::OnceLock::new(),
             last_head: AtomicU64::new(NO_HEAD),
@@ -696,7 +701,11 @@ impl<A: NodeApi> Pipeline<A> {
 
     /// The work of `record`'s sealing phase, ready to run; or, when it cannot run, what to
     /// apply instead (a failure) or why it waits.
-    fn phase_work(&self, record: &SectorRecord) -> Result<PhaseWork, Step> {
+    fn phase_work(
+        &self,
+        record: &SectorRecord,
+        batch: Option<&Arc<Pc1Batch>>,
+    ) -> Result<PhaseWork, Step> {
         use SectorState::*;
         let n = record.number;
         let id = self.sector_id(n);
@@ -707,6 +716,18 @@ impl<A: NodeApi> Pipeline<A> {
                 let Some(ticket) = chain.ticket else {
                     return Err(Step::Wait("no seal ticket drawn yet".into()));
                 };
+                if let Some((batch, at)) =
+                    batch.and_then(|b| b.position(n).map(|at| (Arc::clone(b), at)))
+                {
+                    return Ok(Box::new(move || {
+                        let pc1 = batch.run(at)?;
+                        Ok(Some(SectorChain {
+                            comm_d: Some(pc1.comm_d.0.0),
+                            comm_r: None,
+                            ..chain
+                        }))
+                    }));
+                }
                 let cache_dir = self.config.cache_dir.clone();
                 Box::new(move || {
                     let dir = SectorDir::create(&path)?;
@@ -791,7 +812,7 @@ impl<A: NodeApi> Pipeline<A> {
     /// Runs `record`'s sealing phase here, on a blocking thread (what [`Pipeline::step`] does;
     /// [`Pipeline::tick`] runs phases as scheduled tasks instead).
     async fn run_inline(&self, record: &SectorRecord) -> ProviderResult<Step> {
-        let work = match self.phase_work(record) {
+        let work = match self.phase_work(record, None) {
             Ok(work) => work,
             Err(step) => return Ok(step),
         };
@@ -1445,8 +1466,10 @@ impl<A: NodeApi> Pipeline<A> {
                     .await;
             }
         }
-        for claim in self.tasks.admit(now).map_err(task_err)? {
-            if let Some(t) = self.start(claim, head) {
+        let admitted = self.tasks.admit(now).map_err(task_err)?;
+        let batch = self.pre_commit1_batch(&admitted, head);
+        for claim in admitted {
+            if let Some(t) = self.start(claim, head, batch.as_ref()) {
                 out.push(t);
             }
         }
@@ -1454,6 +1477,56 @@ impl<A: NodeApi> Pipeline<A> {
             tracing::warn!(error = %e, "cannot prune the task history");
         }
         Ok(out)
+    }
+
+    /// The PreCommit1 tasks admitted together, as one batch when there are two or more
+    /// ([`seal::pre_commit1_batch`]: one walk of the graph for all of them, each sector's files
+    /// those of its own PreCommit1). Only claims that [`Pipeline::start`] will start join.
+    fn pre_commit1_batch(&self, admitted: &[Claim], head: Epoch) -> Option<Arc<Pc1Batch>> {
+        let mut sectors = Vec::new();
+        for claim in admitted.iter().filter(|c| c.kind == TaskKind::PreCommit1) {
+            let Ok(Some(record)) = self.store.get(claim.sector) else {
+                continue;
+            };
+            let Some(ticket) = record.chain.ticket else {
+                continue;
+            };
+            if record.version == claim.sector_version
+                && record.state() == SectorState::PreCommit1
+                && self.ticket_fresh(&record, head)
+                && sectors.len() < lode_sealing::labels::MAX_BATCH
+            {
+                sectors.push(BatchMember {
+                    number: record.number,
+                    path: self.dir(record.number),
+                    id: self.sector_id(record.number),
+                    ticket: randomness_node(ticket),
+                });
+            }
+        }
+        if sectors.len() < 2 {
+            return None;
+        }
+        self.pc1_batches.fetch_add(1, Ordering::Relaxed);
+        self.pc1_batched_sectors
+            .fetch_add(sectors.len() as u64, Ordering::Relaxed);
+        tracing::info!(
+            sectors = ?sectors.iter().map(|m| m.number).collect::<Vec<_>>(),
+            "PreCommit1 of these sectors runs as one batch"
+        );
+        Some(Arc::new(Pc1Batch {
+            sectors,
+            cache_dir: self.config.cache_dir.clone(),
+            outcome: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// PreCommit1 batches started since this pipeline was made, and the sectors in them.
+    pub fn pre_commit1_batches(&self) -> (u64, u64) {
+        (
+            self.pc1_batches.load(Ordering::Relaxed),
+            self.pc1_batched_sectors.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether the sectors waiting to share a message send it now: one has waited
@@ -1527,7 +1600,12 @@ impl<A: NodeApi> Pipeline<A> {
     /// Starts an admitted phase in the background, after checking that its sector is still
     /// where the task was queued (otherwise the task is dropped). A phase that cannot run
     /// (Commit1 without a seed) is applied at once: its transition is returned.
-    fn start(&self, claim: Claim, head: Epoch) -> Option<Transition> {
+    fn start(
+        &self,
+        claim: Claim,
+        head: Epoch,
+        batch: Option<&Arc<Pc1Batch>>,
+    ) -> Option<Transition> {
         let now = unix_now();
         let cancel = |why: &str| {
             if let Err(e) = self.tasks.cancel(&claim, why, now) {
@@ -1556,7 +1634,7 @@ impl<A: NodeApi> Pipeline<A> {
             return None;
         }
         let from = record.state();
-        let work = match self.phase_work(&record) {
+        let work = match self.phase_work(&record, batch) {
             Ok(work) => work,
             Err(Step::Apply(event, chain)) => {
                 return self.apply_result(
@@ -1683,6 +1761,60 @@ impl<A: NodeApi> Pipeline<A> {
             out.extend(self.apply_finished(true, head).await);
         }
         out
+    }
+}
+
+/// One sector of a [`Pc1Batch`].
+struct BatchMember {
+    number: u64,
+    path: PathBuf,
+    id: SectorId,
+    ticket: lode_proofs::node::Node,
+}
+
+/// The PreCommit1 tasks of one tick run as one batch: each task's phase asks the batch for its
+/// sector's output; the first to ask runs [`seal::pre_commit1_batch`] for all of them while the
+/// others wait for it, and a failure fails every task of the batch (each is retried as its own
+/// task, and batched again with those admitted beside it).
+struct Pc1Batch {
+    sectors: Vec<BatchMember>,
+    cache_dir: PathBuf,
+    outcome: std::sync::OnceLock<Result<Vec<seal::PreCommit1Output>, String>>,
+}
+
+impl Pc1Batch {
+    /// Where sector `number` is in the batch.
+    fn position(&self, number: u64) -> Option<usize> {
+        self.sectors.iter().position(|m| m.number == number)
+    }
+
+    /// The output of the batch's sector `at`, running the batch if no task has yet.
+    fn run(&self, at: usize) -> ProviderResult<seal::PreCommit1Output> {
+        let outcome = self.outcome.get_or_init(|| {
+            let dirs = self
+                .sectors
+                .iter()
+                .map(|m| SectorDir::create(&m.path))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?;
+            let members: Vec<seal::BatchSector<'_>> = dirs
+                .iter()
+                .zip(&self.sectors)
+                .map(|(dir, m)| seal::BatchSector {
+                    dir,
+                    id: m.id,
+                    ticket: m.ticket,
+                })
+                .collect();
+            seal::pre_commit1_batch(&members, &self.cache_dir, None, &mut no_progress)
+                .map_err(|e| e.to_string())
+        });
+        match outcome {
+            Ok(outs) => outs.get(at).cloned().ok_or_else(|| {
+                ProviderError::Pipeline("a batched PreCommit1 lost a sector's output".into())
+            }),
+            Err(e) => Err(ProviderError::Pipeline(format!("batched PreCommit1: {e}"))),
+        }
     }
 }
 

@@ -106,6 +106,62 @@ fn fits(kind: TaskKind, r: &Resources, load: &Load, cap: &Capacity, limits: &Tas
     }
 }
 
+/// PreCommit1 tasks that may join the PreCommit1 tasks of `admitted` in one batch (the pipeline
+/// labels the PreCommit1 tasks of one admission together): a batch walks the graph once for all
+/// its sectors, so a joining task holds no cores or GPUs of its own, only its memory and
+/// scratch. Taken in queue order while they fit on top of `load` (a PreCommit1 limit counts
+/// them too) and the batch stays within `max` sectors; each is added to `load`.
+pub fn co_admit_pre_commit1(
+    candidates: &[Candidate],
+    admitted: &[u64],
+    load: &mut Load,
+    cap: &Capacity,
+    limits: &TaskLimits,
+    max: usize,
+) -> Vec<u64> {
+    let kind = TaskKind::PreCommit1;
+    // A PoSt waiting for resources holds sealing back: nothing joins then.
+    if candidates
+        .iter()
+        .any(|c| c.kind.is_time_sensitive() && !admitted.contains(&c.id))
+    {
+        return Vec::new();
+    }
+    let mut batch = candidates
+        .iter()
+        .filter(|c| c.kind == kind && admitted.contains(&c.id))
+        .count();
+    let mut out = Vec::new();
+    if batch == 0 {
+        return out;
+    }
+    for c in candidates
+        .iter()
+        .filter(|c| c.kind == kind && !admitted.contains(&c.id))
+    {
+        if batch >= max {
+            break;
+        }
+        let r = sharing(&held(kind, &c.resources, cap));
+        if !fits(kind, &r, load, cap, limits) {
+            break;
+        }
+        load.add(kind, &r);
+        out.push(c.id);
+        batch = batch.saturating_add(1);
+    }
+    out
+}
+
+/// What a task joining a batch holds: its resources less cores and GPUs.
+pub fn sharing(r: &Resources) -> Resources {
+    Resources {
+        cores: 0,
+        gpus: 0,
+        ..*r
+    }
+}
+
 /// Admits from `candidates` (in [`priority`] order) what fits on top of `load`, adding each
 /// admitted task to `load`; returns their ids, in order.
 pub fn admit(
@@ -176,6 +232,49 @@ mod tests {
                 scratch: 0,
             },
         }
+    }
+
+    #[test]
+    fn pre_commit1_tasks_join_an_admitted_one_for_their_memory_alone() {
+        use TaskKind::*;
+        // Two cores for sealing: one PreCommit1 (one core) and one PreCommit2 (one core) fit.
+        let cap = cap(3, 100, 1);
+        let queue = [
+            c(1, PreCommit1, 1, 20),
+            c(2, PreCommit1, 1, 20),
+            c(3, PreCommit2, 1, 10),
+            c(4, PreCommit1, 1, 20),
+            c(5, PreCommit1, 1, 20),
+            c(6, PreCommit1, 1, 20),
+        ];
+        let limits = TaskLimits::default();
+        let mut load = Load::default();
+        let admitted = admit(queue, &mut load, &cap, &limits);
+        assert_eq!(admitted, [1, 2]);
+        let joining = co_admit_pre_commit1(&queue, &admitted, &mut load, &cap, &limits, 64);
+        // Memory bounds them (40 + 3 × 20 = 100 of 100); they hold no cores.
+        assert_eq!(joining, [4, 5, 6]);
+        assert_eq!(load.all.memory, 100);
+        assert_eq!(load.all.cores, 2);
+        // A batch of at most `max` sectors; none without an admitted PreCommit1 to join.
+        let mut load = Load::default();
+        assert_eq!(
+            co_admit_pre_commit1(&queue, &[1], &mut load, &cap, &limits, 2),
+            [2]
+        );
+        let mut load = Load::default();
+        assert!(co_admit_pre_commit1(&queue, &[3], &mut load, &cap, &limits, 64).is_empty());
+        // Nor while a PoSt waits for resources.
+        let mut with_post = queue.to_vec();
+        with_post.push(c(7, WindowPost, 1, 10));
+        let mut load = Load::default();
+        assert!(co_admit_pre_commit1(&with_post, &[1], &mut load, &cap, &limits, 64).is_empty());
+        // A PreCommit1 limit counts the joining tasks too.
+        let mut limited = TaskLimits::default();
+        limited.set(PreCommit1, Some(2));
+        let mut load = Load::default();
+        let admitted = admit(queue, &mut load, &cap, &limited);
+        assert!(co_admit_pre_commit1(&queue, &admitted, &mut load, &cap, &limited, 64).is_empty());
     }
 
     #[test]

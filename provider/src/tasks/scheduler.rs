@@ -265,7 +265,7 @@ impl Scheduler {
 
     fn admit_locked(&self, live: &mut Live, now: u64, posts_only: bool) -> TaskResult<Vec<Claim>> {
         // Walked lazily: admission stops as soon as no kind can start.
-        let candidates = live
+        let candidates: Vec<Candidate> = live
             .queue
             .values()
             .filter_map(|id| {
@@ -275,20 +275,41 @@ impl Scheduler {
                     resources: q.resources,
                 })
             })
-            .take_while(|c| !posts_only || c.kind.is_time_sensitive());
+            .take_while(|c| !posts_only || c.kind.is_time_sensitive())
+            .collect();
         let mut load = live.load.clone();
-        let admitted = admit::admit(candidates, &mut load, &self.inner.cap, &self.inner.limits);
+        let mut admitted = admit::admit(
+            candidates.iter().copied(),
+            &mut load,
+            &self.inner.cap,
+            &self.inner.limits,
+        );
+        // PreCommit1 tasks that join an admitted one's batch hold no cores of their own.
+        let joining = admit::co_admit_pre_commit1(
+            &candidates,
+            &admitted,
+            &mut load,
+            &self.inner.cap,
+            &self.inner.limits,
+            lode_sealing::labels::MAX_BATCH,
+        );
+        admitted.extend(&joining);
         let mut claims = Vec::new();
         for id in admitted {
             let Some(q) = live.unqueue(id) else { continue };
             let r = self.inner.store.claim(id, now)?;
-            live.load.add(q.kind, &q.resources);
+            let held = if joining.contains(&id) {
+                admit::sharing(&q.resources)
+            } else {
+                q.resources
+            };
+            live.load.add(q.kind, &held);
             live.running.insert(
                 id,
                 Running {
                     kind: q.kind,
                     sector: q.sector,
-                    held: q.resources,
+                    held,
                     token: r.token,
                 },
             );
@@ -608,9 +629,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = PipelineStore::open(d.path()).unwrap();
         let s = Scheduler::new(&p, &config(3, 1), SectorSize::S2KiB, RetryPolicy::default());
-        let pc1 = sectors(&p, 4, SectorState::PreCommit1);
-        for r in &pc1 {
-            s.want(r.number, Some((TaskKind::PreCommit1, r.version)), 1)
+        // Commit1: one core each (PreCommit1 tasks would join each other's batch).
+        let c1 = sectors(&p, 4, SectorState::Commit1);
+        for r in &c1 {
+            s.want(r.number, Some((TaskKind::Commit1, r.version)), 1)
                 .unwrap();
         }
         // Sealing takes its two cores, never the reserved third.
@@ -659,9 +681,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = PipelineStore::open(d.path()).unwrap();
         let s = Scheduler::new(&p, &config(3, 1), SectorSize::S2KiB, RetryPolicy::default());
-        let pc1 = sectors(&p, 4, SectorState::PreCommit1);
-        for r in &pc1 {
-            s.want(r.number, Some((TaskKind::PreCommit1, r.version)), 1)
+        // Commit1: one core each (PreCommit1 tasks would join each other's batch).
+        let c1 = sectors(&p, 4, SectorState::Commit1);
+        for r in &c1 {
+            s.want(r.number, Some((TaskKind::Commit1, r.version)), 1)
                 .unwrap();
         }
         let within = std::time::Duration::from_secs(5);

@@ -251,3 +251,53 @@ async fn run_pipeline_seals_a_sector_on_the_clock_and_stops() {
     })
     .await;
 }
+
+/// Sectors whose PreCommit1 tasks are admitted together are labelled as one batch, and go on
+/// from there as they would alone: PreCommit2 on each gives a commitment, and the chain takes
+/// their pre-commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_commit1_tasks_admitted_together_run_as_one_batch() {
+    bounded(async {
+        let w = world().await;
+        for _ in 0..3 {
+            w.mine().await;
+        }
+        let p = w.pipeline(&w.root.join("pipeline"));
+        let mut numbers = Vec::new();
+        for _ in 0..3 {
+            numbers.push(p.pledge().await.unwrap().number);
+        }
+        let past_pc2 = |p: &lode_provider::pipeline::runner::Pipeline<_>| {
+            numbers
+                .iter()
+                .all(|&n| p.store().get(n).unwrap().unwrap().chain.comm_r.is_some())
+        };
+        for _ in 0..200 {
+            let mut moved = p.tick().await.unwrap();
+            moved.extend(p.wait_tasks().await);
+            for t in &moved {
+                assert_eq!(Some(t.to), t.from.next(), "no failure: {t:?}");
+            }
+            if past_pc2(&p) {
+                break;
+            }
+            if moved.is_empty() {
+                w.mine().await;
+            }
+        }
+        assert!(past_pc2(&p), "every sector through PreCommit2");
+        let (batches, sectors) = p.pre_commit1_batches();
+        assert!(
+            batches >= 1 && sectors >= 2,
+            "{batches} batches of {sectors} sectors"
+        );
+        for &n in &numbers {
+            let rec = p.store().get(n).unwrap().unwrap();
+            assert!(
+                rec.chain.comm_d.is_some() && rec.chain.comm_r.is_some(),
+                "{rec:?}"
+            );
+        }
+    })
+    .await;
+}
