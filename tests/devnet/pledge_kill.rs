@@ -1,5 +1,5 @@
 //! The sealing pipeline survives `kill -9`: on a devnet (one node, two miners), miner 0's provider
-//! process is killed with SIGKILL at 100 random moments (a seeded draw of 0.2–3 s after each
+//! process is killed with SIGKILL at 100 random moments (a seeded draw of 0.2–2 s after each
 //! restart, the seed printed; `LODE_KILL_SEED` replays a run, `LODE_KILLS` changes the count)
 //! while it seals pledged committed-capacity sectors, and restarted each time as `lode devnet`
 //! starts it. The kills land in every part of the pipeline — sealing phases, chain waits, message
@@ -226,7 +226,7 @@ fn the_pipeline_survives_kill_9_at_random_moments() {
             .count()
     };
     while kills < kills_wanted {
-        let wait = rng.between(200, 3000);
+        let wait = rng.between(200, 2000);
         std::thread::sleep(Duration::from_millis(wait));
         // What the pipeline was doing at the kill (the sectors not yet proving).
         let seen = rt.block_on(pipeline(&p));
