@@ -154,6 +154,10 @@ pub struct SealingSettings {
     pub batch_wait_epochs: u64,
     /// The most sectors one pre-commit or prove-commit message carries.
     pub max_batch: usize,
+    /// Where batched PreCommit1 labels and PreCommit2 hashes: `auto` (a GPU when the machine
+    /// has one: CUDA, then an OpenCL GPU; the CPU otherwise), `off`, `opencl` or `cuda` (without
+    /// that device the pipeline does not start, and says why).
+    pub gpu: lode_sealing::accel::GpuChoice,
 }
 
 impl Default for SealingSettings {
@@ -169,6 +173,7 @@ impl Default for SealingSettings {
             deal_start_margin_epochs: None,
             batch_wait_epochs: crate::pipeline::runner::BATCH_WAIT_EPOCHS,
             max_batch: crate::pipeline::runner::MAX_BATCH,
+            gpu: lode_sealing::accel::GpuChoice::Auto,
         }
     }
 }
@@ -420,6 +425,8 @@ fn start_pipeline<A: NodeApi>(
     config.deal_start_margin_epochs = s.deal_start_margin_epochs.unwrap_or_else(|| {
         crate::pipeline::runner::default_deal_start_margin(&genesis.policy, &config)
     });
+    let gpu = lode_sealing::accel::open(s.gpu)
+        .map_err(|e| format!("`[sealing] gpu = \"{}\"` in config.toml: {e}", s.gpu))?;
     Ok(Pipeline::new(
         api.clone(),
         store,
@@ -428,7 +435,8 @@ fn start_pipeline<A: NodeApi>(
         genesis.policy.clone(),
         config,
     )
-    .with_tasks(&settings.tasks))
+    .with_tasks(&settings.tasks)
+    .with_gpu(gpu.map(Arc::new)))
 }
 
 /// Starts the provider in `dir`: loads the genesis, the worker key and the PoSt parameters,

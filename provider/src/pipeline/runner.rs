@@ -233,6 +233,8 @@ pub struct Pipeline<A: NodeApi> {
     /// PreCommit1 batches run, and the sectors they labelled ([`Pipeline::pre_commit1_batches`]).
     pc1_batches: AtomicU64,
     pc1_batched_sectors: AtomicU64,
+    /// The device batched PreCommit1 and PreCommit2 run on ([`Pipeline::with_gpu`]).
+    gpu: Option<Arc<lode_sealing::accel::Gpu>>,
     metrics: Option<ProviderMetrics>,
     /// Where sealing phases run their parallel work ([`sealing_pool`]), built when the first
     /// phase starts (sized by the scheduler's configuration then).
@@ -421,12 +423,20 @@ impl<A: NodeApi> Pipeline<A> {
             in_flight: AtomicUsize::new(0),
             pc1_batches: AtomicU64::new(0),
             pc1_batched_sectors: AtomicU64::new(0),
+            gpu: None,
             metrics: None,
             pool: std::sync::OnceLock::new(),
             last_head: AtomicU64::new(NO_HEAD),
             waiting: Mutex::new(HashMap::new()),
             placing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The same pipeline with batched PreCommit1 labelled and PreCommit2's columns and trees
+    /// hashed on `gpu` (`None`: the CPU). A PreCommit1 alone stays on the CPU.
+    pub fn with_gpu(mut self, gpu: Option<Arc<lode_sealing::accel::Gpu>>) -> Self {
+        self.gpu = gpu;
+        self
     }
 
     /// The same pipeline with its task scheduler configured by `tasks` (`[tasks]` of the
@@ -746,14 +756,17 @@ impl<A: NodeApi> Pipeline<A> {
                     }))
                 })
             }
-            PreCommit2 => Box::new(move || {
-                let dir = SectorDir::open(&path)?;
-                let pc2 = seal::pre_commit2(&dir, &id, &mut no_progress)?;
-                Ok(Some(SectorChain {
-                    comm_r: Some(pc2.comm_r.0.0),
-                    ..chain
-                }))
-            }),
+            PreCommit2 => {
+                let gpu = self.gpu.clone();
+                Box::new(move || {
+                    let dir = SectorDir::open(&path)?;
+                    let pc2 = seal::pre_commit2_on(&dir, &id, gpu.as_deref(), &mut no_progress)?;
+                    Ok(Some(SectorChain {
+                        comm_r: Some(pc2.comm_r.0.0),
+                        ..chain
+                    }))
+                })
+            }
             Commit1 => {
                 let Some(seed) = chain.seed else {
                     return Err(failed("no seed recorded: wait for it again", true));
@@ -1517,6 +1530,7 @@ impl<A: NodeApi> Pipeline<A> {
         Some(Arc::new(Pc1Batch {
             sectors,
             cache_dir: self.config.cache_dir.clone(),
+            gpu: self.gpu.clone(),
             outcome: std::sync::OnceLock::new(),
         }))
     }
@@ -1779,6 +1793,7 @@ struct BatchMember {
 struct Pc1Batch {
     sectors: Vec<BatchMember>,
     cache_dir: PathBuf,
+    gpu: Option<Arc<lode_sealing::accel::Gpu>>,
     outcome: std::sync::OnceLock<Result<Vec<seal::PreCommit1Output>, String>>,
 }
 
@@ -1806,8 +1821,13 @@ impl Pc1Batch {
                     ticket: m.ticket,
                 })
                 .collect();
-            seal::pre_commit1_batch(&members, &self.cache_dir, None, &mut no_progress)
-                .map_err(|e| e.to_string())
+            seal::pre_commit1_batch(
+                &members,
+                &self.cache_dir,
+                self.gpu.as_deref(),
+                &mut no_progress,
+            )
+            .map_err(|e| e.to_string())
         });
         match outcome {
             Ok(outs) => outs.get(at).cloned().ok_or_else(|| {

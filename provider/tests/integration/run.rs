@@ -301,3 +301,49 @@ async fn pre_commit1_tasks_admitted_together_run_as_one_batch() {
     })
     .await;
 }
+
+/// The same with the pipeline's device (OpenCL: PoCL in CI): the batch labelled and PreCommit2's
+/// columns and trees hashed there, and the chain takes the sectors' real PoRep proofs, which
+/// open those trees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sectors_sealed_on_a_device_are_proven_on_chain() {
+    let gpu = match lode_sealing::accel::open(lode_sealing::accel::GpuChoice::OpenCl) {
+        Ok(Some(g)) => std::sync::Arc::new(g),
+        r if std::env::var_os("LODE_REQUIRE_OPENCL").is_some() => {
+            panic!("LODE_REQUIRE_OPENCL is set but there is no OpenCL device: {r:?}")
+        }
+        r => return eprintln!("skipped: no OpenCL device: {r:?}"),
+    };
+    bounded(async {
+        let w = world().await;
+        for _ in 0..3 {
+            w.mine().await;
+        }
+        let p = w.pipeline(&w.root.join("pipeline")).with_gpu(Some(gpu));
+        let numbers = [
+            p.pledge().await.unwrap().number,
+            p.pledge().await.unwrap().number,
+        ];
+        let proving = |p: &lode_provider::pipeline::runner::Pipeline<_>| {
+            numbers
+                .iter()
+                .all(|&n| p.store().get(n).unwrap().unwrap().state() == SectorState::Proving)
+        };
+        for _ in 0..400 {
+            let mut moved = p.tick().await.unwrap();
+            moved.extend(p.wait_tasks().await);
+            for t in &moved {
+                assert_eq!(Some(t.to), t.from.next(), "no failure: {t:?}");
+            }
+            if proving(&p) {
+                break;
+            }
+            if moved.is_empty() {
+                w.mine().await;
+            }
+        }
+        assert!(proving(&p), "both sectors proving");
+        assert_eq!(p.pre_commit1_batches(), (1, 2));
+    })
+    .await;
+}
