@@ -102,6 +102,17 @@ fn open_device(choice: GpuChoice) -> SealResult<Option<Gpu>> {
     }
 }
 
+/// A node's little-endian words: how the kernels take nodes.
+#[cfg(feature = "gpu")]
+pub(crate) fn node_words(n: &lode_proofs::node::Node) -> [u32; 8] {
+    std::array::from_fn(|i| {
+        let at = i.saturating_mul(4);
+        n.0.get(at..at.saturating_add(4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes)
+    })
+}
+
 /// Poseidon's parameters for `arity` as the device takes them: Montgomery-form limbs.
 #[cfg(feature = "gpu")]
 struct DevicePoseidon {
@@ -170,12 +181,6 @@ pub fn poseidon_many(
     out: &mut [lode_proofs::node::Node],
 ) -> SealResult<()> {
     let p = device_poseidon(arity)?;
-    let words = |nodes: &[lode_proofs::node::Node]| -> Vec<u32> {
-        lode_proofs::node::nodes_as_bytes(nodes)
-            .chunks_exact(4)
-            .map(|b| <[u8; 4]>::try_from(b).map_or(0, u32::from_le_bytes))
-            .collect()
-    };
     let mut result = vec![0u32; out.len().saturating_mul(8)];
     let job = lode_gpu::PoseidonJob {
         arity: p.arity,
@@ -185,7 +190,8 @@ pub fn poseidon_many(
         round_constants: &p.round_constants,
         mds: &p.mds,
     };
-    gpu.poseidon(&job, &words(inputs), &mut result)
+    let words: Vec<u32> = inputs.iter().flat_map(node_words).collect();
+    gpu.poseidon(&job, &words, &mut result)
         .map_err(|e| SealError::Device(e.to_string()))?;
     for (o, w) in out.iter_mut().zip(result.chunks_exact(8)) {
         for (b, word) in o.0.chunks_exact_mut(4).zip(w) {

@@ -458,30 +458,15 @@ impl<'a> GpuBatchLabeller<'a> {
     }
 }
 
-/// A node's little-endian words.
-#[cfg(feature = "gpu")]
-fn node_words(n: &Node) -> [u32; 8] {
-    std::array::from_fn(|i| {
-        let at = i.saturating_mul(4);
-        n.0.get(at..at.saturating_add(4))
-            .and_then(|b| <[u8; 4]>::try_from(b).ok())
-            .map_or(0, u32::from_le_bytes)
-    })
-}
-
 /// Labels as the kernel's words, in place: layers are page-aligned maps, and on a little-endian
 /// machine a node's bytes are its words.
 #[cfg(feature = "gpu")]
 fn layer_words(nodes: &mut [Node]) -> SealResult<&mut [u32]> {
     let bytes = lode_proofs::node::nodes_as_bytes_mut(nodes);
     // SAFETY: every bit pattern is a valid `u32`, and `align_to_mut` only hands out the aligned
-    // middle of the slice; a misaligned start or end is refused below.
+    // middle of the slice; a misaligned start or end is refused by `viewable`.
     let (pre, words, post) = unsafe { bytes.align_to_mut::<u32>() };
-    if !pre.is_empty() || !post.is_empty() || cfg!(target_endian = "big") {
-        return Err(SealError::Inconsistent(
-            "device labelling needs 4-byte-aligned layers on a little-endian machine",
-        ));
-    }
+    viewable(pre.len(), post.len())?;
     Ok(words)
 }
 
@@ -491,12 +476,20 @@ fn layer_words_ref(nodes: &[Node]) -> SealResult<&[u32]> {
     let bytes = lode_proofs::node::nodes_as_bytes(nodes);
     // SAFETY: as in `layer_words`.
     let (pre, words, post) = unsafe { bytes.align_to::<u32>() };
-    if !pre.is_empty() || !post.is_empty() || cfg!(target_endian = "big") {
+    viewable(pre.len(), post.len())?;
+    Ok(words)
+}
+
+/// Whether a layer's bytes are its words whole: nothing left before or after the aligned part,
+/// on a little-endian machine.
+#[cfg(feature = "gpu")]
+fn viewable(pre: usize, post: usize) -> SealResult<()> {
+    if pre != 0 || post != 0 || cfg!(target_endian = "big") {
         return Err(SealError::Inconsistent(
             "device labelling needs 4-byte-aligned layers on a little-endian machine",
         ));
     }
-    Ok(words)
+    Ok(())
 }
 
 #[cfg(feature = "gpu")]
@@ -532,9 +525,9 @@ impl BatchLabeller for GpuBatchLabeller<'_> {
                 "a layer above 1 needs the whole previous layer of every sector",
             ));
         }
-        let ids: Vec<[u32; 8]> = replica_ids.iter().map(node_words).collect();
+        let ids: Vec<[u32; 8]> = replica_ids.iter().map(crate::accel::node_words).collect();
         let job = lode_gpu::LabelJob {
-            key: node_words(&Node(*lode_proofs::hash::key(Tag::Label))),
+            key: crate::accel::node_words(&Node(*lode_proofs::hash::key(Tag::Label))),
             replica_ids: &ids,
             layer,
             nodes,
