@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 
 use crate::{
-    Backend, DEGREE, GpuError, GpuResult, LabelJob, ParentSource, PoseidonJob, cuda_source,
-    label_chunks, limbs,
+    Backend, DEGREE, G1Xyzz, GpuError, GpuResult, LabelJob, MsmPlan, ParentSource, PoseidonJob,
+    cuda_source, label_chunks, limbs,
 };
 
 fn api<E: std::fmt::Debug>(call: &'static str) -> impl FnOnce(E) -> GpuError {
@@ -30,7 +30,17 @@ struct State {
     stream: Arc<CudaStream>,
     label: CudaFunction,
     poseidon: CudaFunction,
+    msm_buckets: CudaFunction,
+    msm_windows: CudaFunction,
+    msm_combine: CudaFunction,
 }
+
+/// About how many MSM work items a data-centre GPU runs at once (an H100 or H200 holds about
+/// 270,000 threads; the MSM's use many registers, so fewer are resident).
+pub(crate) const MSM_PARALLEL: u32 = 1 << 15;
+
+/// Threads per block of the MSM kernels.
+const MSM_BLOCK: u32 = 64;
 
 /// Threads per block of the label kernel (one thread per sector; a batch is at most 64).
 const LABEL_BLOCK: u32 = 64;
@@ -88,6 +98,16 @@ impl Cuda {
         let poseidon = module
             .load_function("lode_poseidon")
             .map_err(api("cuModuleGetFunction"))?;
+        let function = |name| {
+            module
+                .load_function(name)
+                .map_err(api("cuModuleGetFunction"))
+        };
+        let (msm_buckets, msm_windows, msm_combine) = (
+            function("lode_msm_buckets")?,
+            function("lode_msm_windows")?,
+            function("lode_msm_combine")?,
+        );
         tracing::info!(device = %name, "CUDA device ready");
         Ok((
             Cuda {
@@ -95,6 +115,9 @@ impl Cuda {
                     stream: ctx.default_stream(),
                     label,
                     poseidon,
+                    msm_buckets,
+                    msm_windows,
+                    msm_combine,
                 }),
             },
             name,
@@ -229,5 +252,79 @@ impl Cuda {
             .memcpy_dtoh(&result, out)
             .map_err(api("cuMemcpyDtoH"))?;
         Ok(())
+    }
+}
+
+impl Cuda {
+    /// The three launches of the MSM (see `kernels/msm.c`); `bases` holds 12 words per point and
+    /// `scalars` 4, `n` of each.
+    pub(crate) fn msm_g1(
+        &self,
+        plan: MsmPlan,
+        n: u32,
+        bases: &[u64],
+        scalars: &[u64],
+    ) -> GpuResult<G1Xyzz> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| GpuError::Invalid("an earlier launch panicked"))?;
+        let stream = &state.stream;
+        let b = stream.clone_htod(bases).map_err(api("cuMemcpyHtoD"))?;
+        let s = stream.clone_htod(scalars).map_err(api("cuMemcpyHtoD"))?;
+        let alloc = |words: usize| {
+            stream
+                .alloc_zeros::<u64>(words.max(1))
+                .map_err(api("cuMemAlloc"))
+        };
+        let mut buckets = alloc(plan.bucket_words())?;
+        let mut partial = alloc(plan.items().saturating_mul(24))?;
+        let mut sums = alloc((plan.windows as usize).saturating_mul(24))?;
+        let mut result = alloc(24)?;
+        let grid = |items: usize| LaunchConfig {
+            grid_dim: (
+                u32::try_from(items.div_ceil(MSM_BLOCK as usize)).unwrap_or(u32::MAX),
+                1,
+                1,
+            ),
+            block_dim: (MSM_BLOCK, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let mut launch = stream.launch_builder(&state.msm_buckets);
+        launch
+            .arg(&b)
+            .arg(&s)
+            .arg(&n)
+            .arg(&plan.c)
+            .arg(&plan.windows)
+            .arg(&plan.groups)
+            .arg(&mut buckets)
+            .arg(&mut partial);
+        // SAFETY (the three launches): the arguments match the kernels' parameters in order and
+        // type; the buffers are sized from the same plan the kernels index by, bases and
+        // scalars hold `n` points, and the stream runs the launches in order before the copy
+        // back.
+        unsafe { launch.launch(grid(plan.items())) }.map_err(api("cuLaunchKernel"))?;
+        let mut launch = stream.launch_builder(&state.msm_windows);
+        launch
+            .arg(&partial)
+            .arg(&plan.windows)
+            .arg(&plan.groups)
+            .arg(&mut sums);
+        // SAFETY: as above.
+        unsafe { launch.launch(grid(plan.windows as usize)) }.map_err(api("cuLaunchKernel"))?;
+        let mut launch = stream.launch_builder(&state.msm_combine);
+        launch
+            .arg(&sums)
+            .arg(&plan.windows)
+            .arg(&plan.c)
+            .arg(&mut result);
+        // SAFETY: as above.
+        unsafe { launch.launch(grid(1)) }.map_err(api("cuLaunchKernel"))?;
+        let mut out = [0u64; 24];
+        stream
+            .memcpy_dtoh(&result, &mut out[..])
+            .map_err(api("cuMemcpyDtoH"))?;
+        Ok(out)
     }
 }

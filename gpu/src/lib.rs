@@ -12,6 +12,8 @@
 //! - [`Gpu::poseidon`]: many Poseidon hashes over the BLS12-381 scalar field at once, one work
 //!   item per hash, in Montgomery arithmetic on 64-bit limbs (`kernels/poseidon.c`): column
 //!   hashes and the levels of trees C and R.
+//! - [`Gpu::msm_g1`]: multi-scalar multiplication over BLS12-381 G1 (Pippenger's buckets, one work
+//!   item per group of points and window; `kernels/msm.c`): the G1 sums of Groth16 proving.
 
 mod cuda;
 mod opencl;
@@ -20,9 +22,11 @@ use std::fmt;
 use std::ops::ControlFlow;
 
 /// The kernel sources common to both back ends.
-const KERNELS: [&str; 2] = [
+const KERNELS: [&str; 3] = [
     include_str!("../kernels/label.c"),
+    // Defines `lode_mac`, which `msm.c` uses too.
     include_str!("../kernels/poseidon.c"),
+    include_str!("../kernels/msm.c"),
 ];
 
 /// The OpenCL C program: its prelude, then the kernels.
@@ -201,6 +205,88 @@ impl PoseidonJob<'_> {
     }
 }
 
+/// A G1 point as the MSM kernel returns it: extended Jacobian `(X, Y, ZZ, ZZZ)`, six limbs each
+/// (little-endian, Montgomery form with `R = 2^384`); `ZZ = 0` is the identity.
+pub type G1Xyzz = [u64; 24];
+
+/// An affine G1 point as the MSM kernel reads it: `x` then `y`, six limbs each (little-endian,
+/// Montgomery form with `R = 2^384`, fully reduced).
+pub type G1Base = [u64; 12];
+
+/// A scalar as the MSM kernel reads it: four canonical little-endian limbs below the group order.
+pub type Scalar4 = [u64; 4];
+
+/// The largest window of the MSM kernel, in bits.
+const MSM_MAX_WINDOW: u32 = 16;
+/// Scalar bits (the BLS12-381 group order is below 2^255).
+const SCALAR_BITS: u32 = 255;
+/// The most device memory the MSM's buckets take.
+const MSM_BUCKET_BYTES: u64 = 1 << 30;
+/// Bytes of one XYZZ point.
+const G1_BYTES: u64 = 24 * 8;
+
+/// How one MSM is cut up: `c`-bit windows, `windows` of them, the points in `groups` ranges; a
+/// work item per group and window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MsmPlan {
+    pub(crate) c: u32,
+    pub(crate) windows: u32,
+    pub(crate) groups: u32,
+}
+
+impl MsmPlan {
+    /// The plan for `n` points (at least one) on a device that runs about `parallel` work items
+    /// at once: the window that minimises one work item's additions (its share of the points in
+    /// every window, plus two per bucket), within [`MSM_BUCKET_BYTES`] of buckets.
+    pub(crate) fn new(n: u32, parallel: u32) -> MsmPlan {
+        let n = u64::from(n.max(1));
+        let parallel = u64::from(parallel.max(1));
+        let mut best: Option<(u64, MsmPlan)> = None;
+        for c in 1..=MSM_MAX_WINDOW {
+            let windows = SCALAR_BITS.div_ceil(c);
+            let groups = (parallel / u64::from(windows)).clamp(1, n);
+            let buckets = (1u64 << c) - 1;
+            let bytes = groups * u64::from(windows) * buckets * G1_BYTES;
+            if bytes > MSM_BUCKET_BYTES && c > 1 {
+                continue;
+            }
+            let cost = n.div_ceil(groups) + 2 * buckets;
+            // One work item per group and window; more windows than the device runs at once
+            // take turns.
+            let rounds = (groups * u64::from(windows)).div_ceil(parallel);
+            let cost = cost * rounds;
+            let plan = MsmPlan {
+                c,
+                windows,
+                groups: u32::try_from(groups).unwrap_or(u32::MAX),
+            };
+            if best.is_none_or(|(b, _)| cost < b) {
+                best = Some((cost, plan));
+            }
+        }
+        best.map_or(
+            MsmPlan {
+                c: 1,
+                windows: SCALAR_BITS,
+                groups: 1,
+            },
+            |(_, p)| p,
+        )
+    }
+
+    /// Work items of the bucket launch.
+    pub(crate) fn items(&self) -> usize {
+        (self.windows as usize).saturating_mul(self.groups as usize)
+    }
+
+    /// Words of bucket memory.
+    pub(crate) fn bucket_words(&self) -> usize {
+        self.items()
+            .saturating_mul((1usize << self.c) - 1)
+            .saturating_mul(24)
+    }
+}
+
 /// Fills `out` with the parents of nodes `v_start..v_start + out.len() / DEGREE`, [`DEGREE`]
 /// per node (base parents first).
 pub type ParentSource<'a> = dyn FnMut(u32, &mut [u32]) + 'a;
@@ -340,6 +426,36 @@ impl Gpu {
         match &self.engine {
             Engine::OpenCl(e) => e.poseidon(job, hashes, inputs, out),
             Engine::Cuda(e) => e.poseidon(job, hashes, inputs, out),
+        }
+    }
+}
+
+impl Gpu {
+    /// `Σ scalars[i] · bases[i]` over BLS12-381 G1 (Pippenger's bucket method on the device).
+    /// The result is exact for any input, equal and opposite points included; the caller checks
+    /// it (on the curve, in the subgroup) before use, as it would any device output.
+    ///
+    /// # Errors
+    /// [`GpuError::Invalid`] when the slices differ in length or hold 2^32 points or more;
+    /// [`GpuError::Api`] for a failed device call (out of device memory among them).
+    pub fn msm_g1(&self, bases: &[G1Base], scalars: &[Scalar4]) -> GpuResult<G1Xyzz> {
+        if bases.len() != scalars.len() {
+            return Err(GpuError::Invalid("one scalar per base"));
+        }
+        let n = u32::try_from(bases.len())
+            .map_err(|_| GpuError::Invalid("more than 2^32 points in one sum"))?;
+        if n == 0 {
+            return Ok([0; 24]);
+        }
+        match &self.engine {
+            Engine::OpenCl(e) => {
+                let plan = MsmPlan::new(n, e.parallelism());
+                e.msm_g1(plan, n, bases.as_flattened(), scalars.as_flattened())
+            }
+            Engine::Cuda(e) => {
+                let plan = MsmPlan::new(n, cuda::MSM_PARALLEL);
+                e.msm_g1(plan, n, bases.as_flattened(), scalars.as_flattened())
+            }
         }
     }
 }

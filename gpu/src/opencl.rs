@@ -13,8 +13,8 @@ use opencl3::platform::get_platforms;
 use opencl3::types::{CL_BLOCKING, cl_uint, cl_ulong};
 
 use crate::{
-    Backend, DEGREE, GpuError, GpuResult, LabelJob, ParentSource, PoseidonJob, label_chunks, limbs,
-    opencl_source,
+    Backend, DEGREE, G1Xyzz, GpuError, GpuResult, LabelJob, MsmPlan, ParentSource, PoseidonJob,
+    label_chunks, limbs, opencl_source,
 };
 
 fn api(call: &'static str) -> impl FnOnce(opencl3::error_codes::ClError) -> GpuError {
@@ -30,12 +30,20 @@ pub(crate) struct OpenCl {
     // The kernel's arguments are set per launch: one launch at a time.
     state: Mutex<State>,
     context: Context,
+    /// About how many work items of the MSM kernel run at once.
+    parallelism: u32,
+    /// Whether the device is a GPU (a CPU device runs one work-group per thread, so the MSM's
+    /// heavy work items go one per group there).
+    is_gpu: bool,
 }
 
 struct State {
     queue: CommandQueue,
     label: Kernel,
     poseidon: Kernel,
+    msm_buckets: Kernel,
+    msm_windows: Kernel,
+    msm_combine: Kernel,
 }
 
 impl OpenCl {
@@ -68,7 +76,7 @@ impl OpenCl {
             }
         }
         devices.sort_by_key(|(gpu, _)| !*gpu);
-        let Some((_, device)) = devices.into_iter().next() else {
+        let Some((is_gpu, device)) = devices.into_iter().next() else {
             return Err(no(if gpu_only {
                 "no OpenCL GPU on any platform".into()
             } else {
@@ -98,6 +106,16 @@ impl OpenCl {
                 })?;
         let label = Kernel::create(&program, "lode_label").map_err(api("clCreateKernel"))?;
         let poseidon = Kernel::create(&program, "lode_poseidon").map_err(api("clCreateKernel"))?;
+        let kernel = |name| Kernel::create(&program, name).map_err(api("clCreateKernel"));
+        let (msm_buckets, msm_windows, msm_combine) = (
+            kernel("lode_msm_buckets")?,
+            kernel("lode_msm_windows")?,
+            kernel("lode_msm_combine")?,
+        );
+        // A GPU's compute unit runs hundreds of work items at once; a CPU's one thread each, a
+        // few in turn balancing the load.
+        let units = device.max_compute_units().unwrap_or(1).max(1);
+        let parallelism = units.saturating_mul(if is_gpu { 256 } else { 4 });
         tracing::info!(device = %name, "OpenCL device ready");
         Ok((
             OpenCl {
@@ -105,8 +123,13 @@ impl OpenCl {
                     queue,
                     label,
                     poseidon,
+                    msm_buckets,
+                    msm_windows,
+                    msm_combine,
                 }),
                 context,
+                parallelism,
+                is_gpu,
             },
             name,
         ))
@@ -258,6 +281,99 @@ impl OpenCl {
         unsafe { q.enqueue_read_buffer(&result, CL_BLOCKING, 0, out, &[]) }
             .map_err(api("clEnqueueReadBuffer"))?;
         Ok(())
+    }
+}
+
+impl OpenCl {
+    /// About how many work items of the MSM kernel run at once.
+    pub(crate) fn parallelism(&self) -> u32 {
+        self.parallelism
+    }
+
+    /// A device buffer of `len` 64-bit words for the kernels to write.
+    fn scratch_u64(&self, len: usize) -> GpuResult<Buffer<cl_ulong>> {
+        // SAFETY: no host pointer is given; the buffer is owned by the returned value.
+        unsafe {
+            Buffer::<cl_ulong>::create(
+                &self.context,
+                CL_MEM_READ_WRITE,
+                len.max(1),
+                ptr::null_mut(),
+            )
+        }
+        .map_err(api("clCreateBuffer"))
+    }
+
+    /// The three launches of the MSM (see `kernels/msm.c`); `bases` holds 12 words per point and
+    /// `scalars` 4, `n` of each.
+    pub(crate) fn msm_g1(
+        &self,
+        plan: MsmPlan,
+        n: u32,
+        bases: &[u64],
+        scalars: &[u64],
+    ) -> GpuResult<G1Xyzz> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| GpuError::Invalid("an earlier launch panicked"))?;
+        let q = &state.queue;
+        let b = self.buffer_of_u64(q, bases)?;
+        let s = self.buffer_of_u64(q, scalars)?;
+        let buckets = self.scratch_u64(plan.bucket_words())?;
+        let partial = self.scratch_u64(plan.items().saturating_mul(24))?;
+        let sums = self.scratch_u64((plan.windows as usize).saturating_mul(24))?;
+        let result = self.scratch_u64(24)?;
+        // SAFETY (the three launches): the arguments match the kernels' parameters in order and
+        // type; the buffers are sized from the same plan the kernels index by (`items` buckets
+        // of 2^c - 1 points, `items` partial sums, `windows` window sums, one result), bases and
+        // scalars hold `n` points, and every launch is waited for (the blocking read) before
+        // the buffers are dropped.
+        unsafe {
+            let mut launch = ExecuteKernel::new(&state.msm_buckets);
+            launch
+                .set_arg(&b)
+                .set_arg(&s)
+                .set_arg(&n)
+                .set_arg(&plan.c)
+                .set_arg(&plan.windows)
+                .set_arg(&plan.groups)
+                .set_arg(&buckets)
+                .set_arg(&partial)
+                .set_global_work_size(plan.items());
+            if !self.is_gpu {
+                launch.set_local_work_size(1);
+            }
+            launch.enqueue_nd_range(q)
+        }
+        .map_err(api("clEnqueueNDRangeKernel"))?;
+        // SAFETY: as above.
+        unsafe {
+            ExecuteKernel::new(&state.msm_windows)
+                .set_arg(&partial)
+                .set_arg(&plan.windows)
+                .set_arg(&plan.groups)
+                .set_arg(&sums)
+                .set_global_work_size(plan.windows as usize)
+                .enqueue_nd_range(q)
+        }
+        .map_err(api("clEnqueueNDRangeKernel"))?;
+        // SAFETY: as above.
+        unsafe {
+            ExecuteKernel::new(&state.msm_combine)
+                .set_arg(&sums)
+                .set_arg(&plan.windows)
+                .set_arg(&plan.c)
+                .set_arg(&result)
+                .set_global_work_size(1)
+                .enqueue_nd_range(q)
+        }
+        .map_err(api("clEnqueueNDRangeKernel"))?;
+        let mut out = [0u64; 24];
+        // SAFETY: a blocking read of the 24-word result into `out`.
+        unsafe { q.enqueue_read_buffer(&result, CL_BLOCKING, 0, &mut out, &[]) }
+            .map_err(api("clEnqueueReadBuffer"))?;
+        Ok(out)
     }
 }
 

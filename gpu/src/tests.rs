@@ -195,3 +195,38 @@ fn jobs_that_do_not_fit_are_refused_and_cancellation_stops() {
     );
     assert!(matches!(r, Err(GpuError::Cancelled)), "{r:?}");
 }
+
+/// Every MSM plan covers all 255 scalar bits, keeps its buckets within the memory bound, gives
+/// each group at least one point, and grows its windows with the number of points per work item.
+#[test]
+fn msm_plans_cover_the_scalar_and_bound_their_buckets() {
+    for parallel in [1u32, 8, 64, 1 << 15] {
+        let mut last_c = 0;
+        for n in [1u32, 2, 100, 10_000, 1 << 20, 1 << 24, u32::MAX] {
+            let p = MsmPlan::new(n, parallel);
+            assert!(p.c >= 1 && p.c <= MSM_MAX_WINDOW, "{p:?}");
+            assert!(p.c * p.windows >= SCALAR_BITS, "{p:?}");
+            assert!(p.c * (p.windows - 1) < SCALAR_BITS, "{p:?}");
+            assert!(p.groups >= 1 && p.groups <= n, "{p:?}");
+            assert!((p.bucket_words() as u64) * 8 <= MSM_BUCKET_BYTES, "{p:?}");
+            if parallel == 8 {
+                assert!(p.c >= last_c, "n {n}: {p:?}");
+                last_c = p.c;
+            }
+        }
+    }
+    // A GPU-sized device cuts a large sum into many work items.
+    let p = MsmPlan::new(1 << 22, 1 << 15);
+    assert!(p.items() >= 1 << 13, "{p:?}");
+}
+
+/// Refusals before any launch: lengths that differ; an empty sum is the identity.
+#[test]
+fn msm_refuses_mismatched_lengths() {
+    let Some(gpu) = opencl() else { return };
+    assert!(matches!(
+        gpu.msm_g1(&[[0; 12]; 2], &[[0; 4]; 1]),
+        Err(GpuError::Invalid(_))
+    ));
+    assert_eq!(gpu.msm_g1(&[], &[]).unwrap(), [0; 24]);
+}

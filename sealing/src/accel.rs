@@ -75,8 +75,8 @@ impl FromStr for GpuChoice {
 pub fn open(choice: GpuChoice) -> SealResult<Option<Gpu>> {
     let gpu = open_device(choice)?;
     match &gpu {
-        Some(g) => tracing::info!(%choice, device = %g, "labelling on a device"),
-        None => tracing::info!(%choice, "labelling on the CPU"),
+        Some(g) => tracing::info!(%choice, device = %g, "sealing and proving on a device"),
+        None => tracing::info!(%choice, "sealing and proving on the CPU"),
     }
     Ok(gpu)
 }
@@ -99,6 +99,30 @@ fn open_device(choice: GpuChoice) -> SealResult<Option<Gpu>> {
         GpuChoice::OpenCl | GpuChoice::Cuda => Err(SealError::Device(format!(
             "--gpu {choice}: this lode was built without the gpu feature"
         ))),
+    }
+}
+
+/// The G1 sums of Groth16 proving (Commit2, PoSt) on `gpu`: the prover's device seam. Make it
+/// once per device and keep it: the prover keeps its converted parameters per device object.
+#[cfg(feature = "gpu")]
+pub fn prover_device(gpu: std::sync::Arc<Gpu>) -> std::sync::Arc<dyn lode_proofs::prover::G1Msm> {
+    std::sync::Arc::new(DeviceMsm(gpu))
+}
+
+/// No device exists in a build without the `gpu` feature.
+#[cfg(not(feature = "gpu"))]
+pub fn prover_device(gpu: std::sync::Arc<Gpu>) -> std::sync::Arc<dyn lode_proofs::prover::G1Msm> {
+    match *gpu {}
+}
+
+/// [`Gpu::msm_g1`] as the prover's [`lode_proofs::prover::G1Msm`].
+#[cfg(feature = "gpu")]
+struct DeviceMsm(std::sync::Arc<Gpu>);
+
+#[cfg(feature = "gpu")]
+impl lode_proofs::prover::G1Msm for DeviceMsm {
+    fn msm_g1(&self, bases: &[[u64; 12]], scalars: &[[u64; 4]]) -> Result<[u64; 24], String> {
+        self.0.msm_g1(bases, scalars).map_err(|e| e.to_string())
     }
 }
 
@@ -328,5 +352,64 @@ mod tests {
         let mut one = [Node::default(); 1];
         assert!(poseidon_many(&gpu, 3, &[Node::default(); 3], &mut one).is_err());
         assert!(poseidon_many(&gpu, 2, &[Node::default(); 3], &mut one).is_err());
+    }
+
+    /// The device's G1 sum against the CPU's, on random points and on the inputs that take the
+    /// slow paths: equal and opposite points, zero and largest scalars, one point.
+    #[cfg(feature = "gpu")]
+    #[test]
+    fn device_msm_equals_the_cpu() {
+        use bls12_381::{G1Affine, G1Projective, Scalar};
+        use ff::Field as _;
+        use group::Curve as _;
+        use lode_proofs::prover::msm_g1;
+        use rand_chacha::ChaCha20Rng;
+        use rand_core::SeedableRng as _;
+        let gpu = match open(GpuChoice::OpenCl) {
+            Ok(Some(g)) => std::sync::Arc::new(g),
+            r if std::env::var_os("LODE_REQUIRE_OPENCL").is_some() => {
+                panic!("LODE_REQUIRE_OPENCL is set but there is no OpenCL device: {r:?}")
+            }
+            r => return eprintln!("skipped: no OpenCL device: {r:?}"),
+        };
+        let device = prover_device(gpu);
+        let mut rng = ChaCha20Rng::from_seed([9; 32]);
+        let point = |rng: &mut ChaCha20Rng| -> G1Affine {
+            (G1Projective::generator() * Scalar::random(&mut *rng)).to_affine()
+        };
+        let mut cases: Vec<(Vec<G1Affine>, Vec<Scalar>)> = Vec::new();
+        for n in [1usize, 2, 7, 300, 3000] {
+            let bases = (0..n).map(|_| point(&mut rng)).collect();
+            let scalars = (0..n).map(|_| Scalar::random(&mut rng)).collect();
+            cases.push((bases, scalars));
+        }
+        let p = point(&mut rng);
+        let q = point(&mut rng);
+        let minus_one = -Scalar::ONE;
+        // P + P (one bucket doubles), P - P, zero scalars, the largest scalar, repeated points.
+        cases.push((vec![p, p], vec![Scalar::from(5u64), Scalar::from(5u64)]));
+        cases.push((vec![p, -p], vec![Scalar::from(3u64), Scalar::from(3u64)]));
+        cases.push((
+            vec![p, q, p],
+            vec![Scalar::ZERO, Scalar::ZERO, Scalar::ZERO],
+        ));
+        cases.push((vec![p, q], vec![minus_one, Scalar::ONE]));
+        cases.push((vec![q; 500], vec![minus_one; 500]));
+        let mixed: Vec<G1Affine> = (0..400).map(|i| if i % 2 == 0 { p } else { -p }).collect();
+        cases.push((
+            mixed,
+            (0..400).map(|i| Scalar::from(i as u64 % 7)).collect(),
+        ));
+        for (k, (bases, scalars)) in cases.iter().enumerate() {
+            let want = msm_g1(bases, scalars, None).unwrap();
+            let naive: G1Projective = bases
+                .iter()
+                .zip(scalars)
+                .map(|(b, s)| G1Projective::from(b) * s)
+                .sum();
+            assert_eq!(want, naive, "case {k}: the CPU sum");
+            let got = msm_g1(bases, scalars, Some(device.as_ref())).unwrap();
+            assert_eq!(got, want, "case {k}: {} points", bases.len());
+        }
     }
 }

@@ -185,6 +185,24 @@ pub fn prove_post(
     rng: &mut impl rand_core::CryptoRng,
     progress: crate::seal::ProgressFn<'_>,
 ) -> SealResult<PostFile> {
+    prove_post_on(
+        kind, sectors, miner_id, randomness, params, rng, None, progress,
+    )
+}
+
+/// [`prove_post`] with the proofs' G1 sums on `device` when given
+/// ([`crate::accel::prover_device`]): the same proofs, checked the same way.
+#[allow(clippy::too_many_arguments)]
+pub fn prove_post_on(
+    kind: PostKind,
+    sectors: &[SealedSector],
+    miner_id: Option<u64>,
+    randomness: &Node,
+    params: &groth16::Parameters<bls12_381::Bls12>,
+    rng: &mut impl rand_core::CryptoRng,
+    device: Option<&std::sync::Arc<dyn lode_proofs::prover::G1Msm>>,
+    progress: crate::seal::ProgressFn<'_>,
+) -> SealResult<PostFile> {
     let sorted = check_post_sectors(sectors, miner_id)?;
     let Some(first) = sorted.first() else {
         return Err(SealError::Inconsistent("no sectors to prove"));
@@ -205,7 +223,7 @@ pub fn prove_post(
                 .map(SealedSector::public)
                 .collect::<SealResult<Vec<_>>>()?;
             step(0, 1)?;
-            let proof = post_circuit::prove(params, kind, size, &[vanilla], rng)?;
+            let proof = post_circuit::prove_on(params, kind, size, &[vanilla], rng, device)?;
             step(1, 1)?;
             (publics, Vec::new(), vec![proof])
         }
@@ -225,7 +243,9 @@ pub fn prove_post(
             let mut proofs = Vec::with_capacity(parts.len());
             for (k, part) in parts.iter().enumerate() {
                 step(k, parts.len())?;
-                proofs.push(post_circuit::prove(params, kind, size, part, rng)?);
+                proofs.push(post_circuit::prove_on(
+                    params, kind, size, part, rng, device,
+                )?);
             }
             step(parts.len(), parts.len())?;
             let faulty = outcome

@@ -1352,6 +1352,19 @@ pub fn commit2<R: rand_core::CryptoRng>(
     rng: &mut R,
     progress: ProgressFn<'_>,
 ) -> SealResult<(PorepPublic, Vec<Vec<u8>>)> {
+    commit2_on(dir, id, params, rng, None, progress)
+}
+
+/// [`commit2`] with the proofs' G1 sums on `device` when given ([`crate::accel::prover_device`]):
+/// the same proofs, checked the same way.
+pub fn commit2_on<R: rand_core::CryptoRng>(
+    dir: &SectorDir,
+    id: &SectorId,
+    params: &groth16::Parameters<bls12_381::Bls12>,
+    rng: &mut R,
+    device: Option<&std::sync::Arc<dyn lode_proofs::prover::G1Msm>>,
+    progress: ProgressFn<'_>,
+) -> SealResult<(PorepPublic, Vec<Vec<u8>>)> {
     let (public, vanilla) = commit1_output(dir, id)?;
     let pvk = groth16::prepare_verifying_key(&params.vk);
     if let Ok(bytes) = std::fs::read(dir.commit2()) {
@@ -1372,8 +1385,8 @@ pub fn commit2<R: rand_core::CryptoRng>(
         if progress(Progress::Partition { done: k, total }).is_break() {
             return Err(SealError::Cancelled);
         }
-        proofs.push(porep_circuit::prove_partition(
-            params, &public, &vanilla, k, rng,
+        proofs.push(porep_circuit::prove_partition_on(
+            params, &public, &vanilla, k, rng, device,
         )?);
     }
     if progress(Progress::Partition { done: total, total }).is_break() {

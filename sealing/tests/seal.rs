@@ -912,3 +912,76 @@ fn device_batched_pre_commit1_writes_what_the_cpu_writes() {
         }
     }
 }
+
+/// Window and Winning PoSt with the proofs' G1 sums on the device: the same proof files as the
+/// CPU's from the same randomness and blinding (each is verified before it is returned).
+#[cfg(feature = "gpu")]
+#[test]
+fn post_proven_on_a_device_is_the_cpus_proof() {
+    use lode_proofs::circuit::post::{PostCircuit, PostKind};
+    use lode_proofs::params::ParamStore;
+    use lode_sealing::post::{SealedSector, prove_post_on};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::SeedableRng as _;
+
+    let Some(gpu) = opencl() else { return };
+    let device = lode_sealing::accel::prover_device(std::sync::Arc::new(gpu));
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let size = SectorSize::S2KiB;
+    let mut sectors = Vec::new();
+    for number in [4u64, 5, 6] {
+        let id = SectorId {
+            size,
+            miner_id: 1000,
+            sector_number: number,
+        };
+        let dir = SectorDir::create(&tmp.path().join(format!("s{number}"))).unwrap();
+        seal::pre_commit1(
+            &dir,
+            &id,
+            trunc254([number as u8; 32]),
+            &cache,
+            None,
+            &mut no_progress,
+        )
+        .unwrap();
+        seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+        sectors.push(SealedSector { id, dir });
+    }
+    let store = ParamStore::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../target/lode-test-params"
+    ));
+    let randomness = trunc254([0x17; 32]);
+    for kind in [PostKind::Window, PostKind::Winning] {
+        let (params, _, _) = store
+            .get_or_generate_insecure(&kind.params_id(size), || PostCircuit {
+                kind,
+                size,
+                witness: None,
+            })
+            .unwrap();
+        let prove = |device| {
+            let mut rng = ChaCha20Rng::from_seed([3; 32]);
+            prove_post_on(
+                kind,
+                &sectors,
+                Some(1000),
+                &randomness,
+                &params,
+                &mut rng,
+                device,
+                &mut no_progress,
+            )
+            .unwrap()
+        };
+        let cpu = prove(None);
+        let on_device = prove(Some(&device));
+        assert_eq!(on_device, cpu, "{kind:?}");
+        assert_eq!(
+            cpu.proofs.len(),
+            if kind == PostKind::Window { 2 } else { 1 }
+        );
+    }
+}

@@ -1,6 +1,6 @@
-//! `lode bench`: reproducible benchmark runs (`seal`, `labels`, `trees`, `commp`) recorded as JSON
-//! and CSV with the machine's description, and `plot` to chart result files beside the reference
-//! figures. The measuring is `lode_benches::run`'s; this module parses, calls and prints.
+//! `lode bench`: reproducible benchmark runs (`seal`, `labels`, `trees`, `commp`, `commit2`,
+//! `post`) recorded as JSON and CSV with the machine's description, and `plot` to chart result
+//! files beside the reference figures. The measuring is `lode_benches::run`'s; this module parses, calls and prints.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,7 @@ use lode_benches::run::{BenchRun, Kind, RunOptions, run};
 use lode_proofs::sector::SectorSize;
 use lode_sealing::accel::GpuChoice;
 
-use super::common::{default_cache_dir, parse_size, print_json};
+use super::common::{ParamsDir, default_cache_dir, parse_size, print_json};
 use super::progress::spinner;
 
 /// `lode bench` subcommands.
@@ -38,6 +38,21 @@ pub(crate) enum BenchCommand {
     #[command(after_help = "Examples:
   lode bench commp --size 512MiB --repeat 3")]
     Commp(RunArgs),
+    /// Commit2: the Groth16 PoRep proofs of committed-capacity sectors sealed through Commit1
+    /// before the measured phase. Parameters missing from --params-dir are generated first
+    /// (insecure test parameters).
+    #[command(after_help = "Examples:
+  lode bench commit2 --size 2KiB --repeat 3
+  lode bench commit2 --size 2KiB --gpu cuda
+  lode bench commit2 --size 8MiB --params-dir /var/lode/params --json")]
+    Commit2(RunArgs),
+    /// Winning PoSt and Window PoSt over --sectors sealed sectors (sealed before the measured
+    /// phases). Parameters missing from --params-dir are generated first (insecure test
+    /// parameters).
+    #[command(after_help = "Examples:
+  lode bench post --size 2KiB --sectors 4 --repeat 5
+  lode bench post --size 8MiB --out post-8m")]
+    Post(RunArgs),
     /// Chart result files (the JSON a run writes) as an SVG: each phase's wall seconds per sector,
     /// runs side by side, beside the reference figures of the same sector size.
     #[command(after_help = "Examples:
@@ -65,8 +80,11 @@ pub(crate) struct RunArgs {
     /// Where the parent cache lives (built once per sector size, outside the measured phases).
     #[arg(long, env = "LODE_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Where `seal` and `labels` label: auto (a GPU if there is one), off (the CPU), opencl or
-    /// cuda; a device labels every run as a batch. Recorded as the run's `gpu`.
+    #[command(flatten)]
+    params: ParamsDir,
+    /// Where `seal` and `labels` label and `commit2` and `post` compute the proofs' G1 sums: auto
+    /// (a GPU if there is one), off (the CPU), opencl or cuda; a device labels every run as a
+    /// batch. Recorded as the run's `gpu`.
     #[arg(long, env = "LODE_GPU", default_value_t = GpuChoice::Off)]
     gpu: GpuChoice,
     /// Where to write the results: `<OUT>.json` and `<OUT>.csv` [default:
@@ -106,6 +124,8 @@ pub(crate) fn run_cmd(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Labels(a) => (Kind::Labels, a),
         BenchCommand::Trees(a) => (Kind::Trees, a),
         BenchCommand::Commp(a) => (Kind::Commp, a),
+        BenchCommand::Commit2(a) => (Kind::Commit2, a),
+        BenchCommand::Post(a) => (Kind::Post, a),
         BenchCommand::Plot(p) => return plot_cmd(&p),
     };
     let tmp;
@@ -123,6 +143,7 @@ pub(crate) fn run_cmd(cmd: BenchCommand) -> anyhow::Result<()> {
         repeat: a.repeat,
         work: work.clone(),
         cache_dir: a.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        params_dir: a.params.store().dir().to_path_buf(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         gpu: a.gpu,
     };

@@ -64,9 +64,9 @@ enum Command {
     /// Groth16 parameters: generate insecure test parameters, check files, export verifying keys.
     #[command(subcommand)]
     Params(snark::ParamsCommand),
-    /// Benchmark runs for researchers: sealing, labelling, trees and CommP phase by phase (wall,
-    /// CPU, peak memory) with the machine's description, as JSON and CSV; `plot` charts them
-    /// beside the reference figures as SVG.
+    /// Benchmark runs for researchers: sealing, labelling, trees, CommP, Commit2 and PoSt phase by
+    /// phase (wall, CPU, peak memory) with the machine's description, as JSON and CSV; `plot`
+    /// charts them beside the reference figures as SVG.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
     /// Constraints and public inputs of every circuit, per sector size.

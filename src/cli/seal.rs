@@ -78,7 +78,8 @@ pub(crate) enum SealCommand {
     ///
     /// The Commit1 output is checked first and the new proof is verified before it is written.
     #[command(after_help = "Example:
-  lode seal commit2 --sector-dir /data/s-7 --params-dir ~/.cache/lode/params")]
+  lode seal commit2 --sector-dir /data/s-7 --params-dir ~/.cache/lode/params
+  lode seal commit2 --sector-dir /data/s-7 --gpu cuda")]
     Commit2(Commit2Args),
     /// Finalize: delete what Window PoSt and unsealing do not need.
     #[command(after_help = "Example:
@@ -226,6 +227,10 @@ pub(crate) struct Commit2Args {
     sector_dir: PathBuf,
     #[command(flatten)]
     params: ParamsDir,
+    /// Where to compute the proof's G1 sums: auto (a GPU if there is one, else the CPU), off
+    /// (the CPU), opencl (the first OpenCL device, PoCL included) or cuda. The proof is the same.
+    #[arg(long, env = "LODE_GPU", default_value_t = GpuChoice::Auto)]
+    gpu: GpuChoice,
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
@@ -663,10 +668,22 @@ fn commit2(a: &Commit2Args) -> anyhow::Result<ExitCode> {
         &space_probe()?,
     )?;
     let params = params_for(&a.params.store(), CircuitArg::Porep, s.id.size)?;
+    let gpu = accel::open(a.gpu)?.map(std::sync::Arc::new);
+    let device_name = gpu
+        .as_ref()
+        .map_or_else(|| "cpu".to_string(), |g| g.to_string());
+    let device = gpu.map(accel::prover_device);
     let mut rng = fresh_rng()?;
     let mut bars = Bars::new();
     let start = Instant::now();
-    let (_, proofs) = seal::commit2(&s.dir, &s.id, &params, &mut rng, &mut |p| bars.update(p))?;
+    let (_, proofs) = seal::commit2_on(
+        &s.dir,
+        &s.id,
+        &params,
+        &mut rng,
+        device.as_ref(),
+        &mut |p| bars.update(p),
+    )?;
     let secs = start.elapsed().as_secs_f64();
     let out = s.dir.commit2();
     let bytes = proofs.iter().map(Vec::len).sum::<usize>();
@@ -679,6 +696,7 @@ fn commit2(a: &Commit2Args) -> anyhow::Result<ExitCode> {
                 "bytes": bytes,
                 "skipped": bars.skipped(),
                 "seconds": secs,
+                "device": device_name,
             })
         );
     } else {

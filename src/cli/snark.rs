@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -16,7 +17,8 @@ use lode_proofs::node::Node;
 use lode_proofs::params::{Origin, ParamStore, ParamsError};
 use lode_proofs::sector::SectorSize;
 use lode_proofs::verifier::{ProofVerifier, SnarkVerifier};
-use lode_sealing::post::{SealedSector, prove_post};
+use lode_sealing::accel::{self, GpuChoice};
+use lode_sealing::post::{SealedSector, prove_post_on};
 use serde::Serialize;
 
 use super::common::{
@@ -286,7 +288,8 @@ pub(crate) enum PostCommand {
     /// Window PoSt: 10 challenges per sector, one proof per partition; faulty sectors are reported
     /// in the file and skipped.
     #[command(after_help = "Example:
-  lode post window --randomness <64 hex> -o deadline-3.json /data/s-*")]
+  lode post window --randomness <64 hex> -o deadline-3.json /data/s-*
+  lode post window --randomness <64 hex> -o deadline-3.json --gpu cuda /data/s-*")]
     Window(PostArgs),
 }
 
@@ -303,6 +306,10 @@ pub(crate) struct PostArgs {
     out: PathBuf,
     #[command(flatten)]
     dir: ParamsDir,
+    /// Where to compute the proof's G1 sums: auto (a GPU if there is one, else the CPU), off
+    /// (the CPU), opencl (the first OpenCL device, PoCL included) or cuda. The proof is the same.
+    #[arg(long, env = "LODE_GPU", default_value_t = GpuChoice::Auto)]
+    gpu: GpuChoice,
     /// Print a JSON report instead of text.
     #[arg(long)]
     json: bool,
@@ -337,16 +344,22 @@ pub(crate) fn post(cmd: PostCommand) -> anyhow::Result<ExitCode> {
     let checked = lode_sealing::post::check_post_sectors(&sectors, a.miner_id)?;
     let size = checked.first().map(|s| s.id.size).context("no sectors")?;
     let params = params_for(&a.dir.store(), CircuitArg::of_post(kind), size)?;
+    let gpu = accel::open(a.gpu)?.map(Arc::new);
+    let device_name = gpu
+        .as_ref()
+        .map_or_else(|| "cpu".to_string(), |g| g.to_string());
+    let device = gpu.map(accel::prover_device);
     let mut rng = fresh_rng()?;
     let mut bars = Bars::new();
     let start = Instant::now();
-    let file = prove_post(
+    let file = prove_post_on(
         kind,
         &checked,
         a.miner_id,
         &a.randomness,
         &params,
         &mut rng,
+        device.as_ref(),
         &mut |p| bars.update(p),
     )?;
     let secs = start.elapsed().as_secs_f64();
@@ -367,6 +380,7 @@ pub(crate) fn post(cmd: PostCommand) -> anyhow::Result<ExitCode> {
                 "proofs": file.proofs.len(),
                 "faulty": file.faulty,
                 "seconds": secs,
+                "device": device_name,
             })
         );
     } else {

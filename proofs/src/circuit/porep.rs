@@ -27,9 +27,11 @@ use crate::graph::{BASE_DEGREE, DEGREE, EXP_DEGREE, Graph};
 use crate::node::Node;
 use crate::params::ParamsId;
 use crate::porep::{ChallengeProof, PorepProof, PorepPublic};
+use crate::prover::G1Msm;
 use crate::sdr;
 use crate::sector::SectorSize;
 use crate::snark::{SnarkError, proof_from_bytes, proof_to_bytes};
+use std::sync::Arc;
 
 /// Parent indices packed per public input.
 const PARENTS_PER_INPUT: usize = 7;
@@ -360,6 +362,18 @@ pub fn prove_partition<R: Rng + CryptoRng>(
     k: usize,
     rng: &mut R,
 ) -> Result<Vec<u8>, SnarkError> {
+    prove_partition_on(params, public, vanilla, k, rng, None)
+}
+
+/// [`prove_partition`] with the proof's G1 sums on `device` when given (the same proof).
+pub fn prove_partition_on<R: Rng + CryptoRng>(
+    params: &Parameters<Bls12>,
+    public: &PorepPublic,
+    vanilla: &PorepProof,
+    k: usize,
+    rng: &mut R,
+    device: Option<&Arc<dyn G1Msm>>,
+) -> Result<Vec<u8>, SnarkError> {
     let challenges = vanilla.partitions.get(k).ok_or(SnarkError::Malformed(
         "no such partition in the Commit1 output",
     ))?;
@@ -370,13 +384,14 @@ pub fn prove_partition<R: Rng + CryptoRng>(
         comm_r_last: vanilla.comm_r_last,
         challenges,
     };
-    let proof = crate::prover::create_random_proof_uncached(
+    let proof = crate::prover::create_random_proof_uncached_on(
         PorepCircuit {
             size: public.size,
             witness: Some(witness),
         },
         params,
         rng,
+        device,
     )?;
     Ok(proof_to_bytes(&proof))
 }

@@ -18,9 +18,11 @@ use crate::params::ParamsId;
 use crate::post::{
     self, PostError, PublicSector, SectorProof, WINDOW_CHALLENGES_PER_SECTOR, WINNING_CHALLENGES,
 };
+use crate::prover::G1Msm;
 use crate::prover::synth::Witness;
 use crate::sector::SectorSize;
 use crate::snark::{SnarkError, proof_from_bytes, proof_to_bytes};
+use std::sync::Arc;
 
 /// Which PoSt a circuit proves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -212,13 +214,30 @@ pub fn prove<R: Rng + CryptoRng>(
     vanilla: &[SectorProof],
     rng: &mut R,
 ) -> Result<Vec<u8>, SnarkError> {
+    prove_on(params, kind, size, vanilla, rng, None)
+}
+
+/// [`prove`] with the proof's G1 sums on `device` when given (the same proof).
+pub fn prove_on<R: Rng + CryptoRng>(
+    params: &Parameters<Bls12>,
+    kind: PostKind,
+    size: SectorSize,
+    vanilla: &[SectorProof],
+    rng: &mut R,
+    device: Option<&Arc<dyn G1Msm>>,
+) -> Result<Vec<u8>, SnarkError> {
     let circuit = || PostCircuit {
         kind,
         size,
         witness: Some(vanilla),
     };
-    let proof =
-        crate::prover::create_random_proof_parallel(circuit, || circuit().witness(), params, rng)?;
+    let proof = crate::prover::create_random_proof_parallel(
+        circuit,
+        || circuit().witness(),
+        params,
+        rng,
+        device,
+    )?;
     Ok(proof_to_bytes(&proof))
 }
 

@@ -50,6 +50,16 @@ impl<F: Field> Xyzz<F> {
         Xyzz { x, y, zz, zzz }
     }
 
+    /// The point with these coordinates from an untrusted source (a device): the identity when
+    /// `zz = 0`, otherwise `None` unless `zz³ = zzz²` with `zzz ≠ 0` (whether the point is on the
+    /// curve is for the caller's export to check).
+    pub(crate) fn from_untrusted(x: F, y: F, zz: F, zzz: F) -> Option<Self> {
+        if zz.is_zero() {
+            return Some(Self::IDENTITY);
+        }
+        (!zzz.is_zero() && zz.square() * zz == zzz.square()).then_some(Xyzz { x, y, zz, zzz })
+    }
+
     /// Whether this is the identity.
     #[inline(always)]
     pub(crate) fn is_identity(&self) -> bool {

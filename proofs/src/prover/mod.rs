@@ -15,6 +15,11 @@
 //!   needs that is not already in `A` — the `B` query in G1 with its scalars multiplied by `r`, the
 //!   `L` query and the `H` query. `A` and `B` run while the transforms compute `h`.
 //!
+//! A [`G1Msm`] device (a GPU, through `lode-gpu`; [`ProvingKey::with_device`]) takes the two G1
+//! sums, `A` and `C`; `B` in G2 stays on the CPU. The device's results are checked (coordinates
+//! reduced and consistent, the point on the curve and in the subgroup) before use, and the proof is
+//! the same as the CPU's.
+//!
 //! The parameters' points are converted once into the prover's representation ([`ProvingKey`]).
 //! [`proving_key`] keeps converted keys for parameters that are still alive (it holds weak
 //! references to their point vectors, which are immutable while shared), so provers that keep their
@@ -31,7 +36,7 @@ mod curve;
 mod fft;
 mod field;
 #[cfg(target_arch = "x86_64")]
-mod fr8;
+pub(crate) mod fr8;
 #[cfg(target_arch = "x86_64")]
 mod ifma;
 #[cfg(target_arch = "x86_64")]
@@ -59,7 +64,11 @@ use synth::{Assignment, Structure, Witness};
 /// The parameters' query points in the prover's representation, and the evaluation domain of the
 /// `H` query.
 pub struct ProvingKey {
+    /// The CPU's bases: all three queries, or only `B` in G2 when `device` takes the G1 sums.
     bases: Bases,
+    device: Option<DeviceG1>,
+    /// Points of the `A` query.
+    a_len: usize,
     /// Points of the `B` query in G1 and of `L` (the first two parts of the `C` bases).
     b_g1_len: usize,
     l_len: usize,
@@ -87,6 +96,122 @@ enum Bases {
         c: Vec<ifma::BaseG1>,
         b_g2: Vec<ifma::BaseG2>,
     },
+}
+
+/// A device that computes multi-scalar multiplications over G1 for the prover: the seam through
+/// which a GPU (`lode-gpu`, wired by `lode-sealing`) takes the `A` and `C` sums.
+pub trait G1Msm: Send + Sync {
+    /// `Σ scalars[i] · bases[i]` (equal lengths). Bases are affine points, `x` then `y`, each six
+    /// little-endian 64-bit limbs in Montgomery form (`x · 2^384 mod p`, fully reduced); scalars
+    /// are four canonical little-endian limbs. The sum comes back as extended Jacobian
+    /// coordinates `(X, Y, ZZ, ZZZ)` in the same form (`x = X / ZZ`, `y = Y / ZZZ`; `ZZ = 0` for
+    /// the identity).
+    ///
+    /// # Errors
+    /// Whatever stopped the device, as text for the prover's error.
+    fn msm_g1(&self, bases: &[[u64; 12]], scalars: &[Limbs]) -> Result<[u64; 24], String>;
+}
+
+/// The G1 queries in the device's representation.
+struct DeviceG1 {
+    msm: Arc<dyn G1Msm>,
+    a: DeviceBases,
+    c: DeviceBases,
+}
+
+/// A base in the representation [`G1Msm`] takes.
+fn device_base(p: &Affine<Fp>) -> [u64; 12] {
+    let mut out = [0u64; 12];
+    let (x, y) = out.split_at_mut(6);
+    x.copy_from_slice(&p.x.montgomery());
+    y.copy_from_slice(&p.y.montgomery());
+    out
+}
+
+/// The device's sum as a `bls12_381` point, `None` when it is not a valid point of G1.
+fn device_point(limbs: &[u64; 24]) -> Option<G1Projective> {
+    let fp = |k: usize| -> Option<Fp> {
+        let mut l = [0u64; 6];
+        l.copy_from_slice(limbs.get(k * 6..k * 6 + 6)?);
+        Fp::from_montgomery(l)
+    };
+    let p = curve::Xyzz::from_untrusted(fp(0)?, fp(1)?, fp(2)?, fp(3)?)?;
+    G1::export(&p)
+}
+
+impl DeviceG1 {
+    /// `Σ s_i P_i` over the first `scalars.len()` points of `bases` on the device, checked.
+    fn sum(&self, bases: &[[u64; 12]], scalars: &[Limbs]) -> Result<G1Projective, SynthesisError> {
+        let bases = bases.get(..scalars.len()).ok_or_else(|| eof("device"))?;
+        let limbs = self.msm.msm_g1(bases, scalars).map_err(|e| {
+            SynthesisError::IoError(std::io::Error::other(format!(
+                "the device's multi-scalar multiplication failed: {e}"
+            )))
+        })?;
+        device_point(&limbs).ok_or_else(|| {
+            SynthesisError::IoError(std::io::Error::other(
+                "the device's multi-scalar multiplication returned an invalid point; prove on the CPU (--gpu off) and report the device",
+            ))
+        })
+    }
+}
+
+/// `Σ scalars[i] · bases[i]` over G1, on `device` when given, else on the CPU (the fastest
+/// arithmetic this processor has): for comparing a device with the CPU on any input.
+///
+/// # Errors
+/// `UnexpectedIdentity` for a base at infinity; a length mismatch or the device's failure as an
+/// I/O error.
+pub fn msm_g1(
+    bases: &[G1Affine],
+    scalars: &[Scalar],
+    device: Option<&dyn G1Msm>,
+) -> Result<G1Projective, SynthesisError> {
+    if bases.len() != scalars.len() {
+        return Err(eof("the sum's"));
+    }
+    let limbs: Vec<Limbs> = scalars.iter().map(scalar_limbs).collect();
+    let affine = bases
+        .iter()
+        .map(G1::import)
+        .collect::<Option<Vec<_>>>()
+        .ok_or(SynthesisError::UnexpectedIdentity)?;
+    let internal = || {
+        SynthesisError::IoError(std::io::Error::other(
+            "the prover computed an invalid curve point",
+        ))
+    };
+    match device {
+        Some(d) => {
+            let ours: Vec<[u64; 12]> = affine.iter().map(device_base).collect();
+            let limbs_out = d.msm_g1(&ours, &limbs).map_err(|e| {
+                SynthesisError::IoError(std::io::Error::other(format!(
+                    "the device's multi-scalar multiplication failed: {e}"
+                )))
+            })?;
+            device_point(&limbs_out).ok_or_else(internal)
+        }
+        None => {
+            #[cfg(target_arch = "x86_64")]
+            if let Some(g1) = ifma::IfmaG1::new() {
+                let b: Vec<_> = affine.iter().map(|p| g1.base(p)).collect();
+                return G1::export(&msm(&g1, &b, &limbs)).ok_or_else(internal);
+            }
+            G1::export(&msm(&Portable::new(), &affine, &limbs)).ok_or_else(internal)
+        }
+    }
+}
+
+/// A scalar's canonical little-endian limbs.
+fn scalar_limbs(s: &Scalar) -> Limbs {
+    let b = s.to_repr();
+    let mut out = [0u64; 4];
+    for (l, c) in out.iter_mut().zip(b.chunks_exact(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(c);
+        *l = u64::from_le_bytes(word);
+    }
+    out
 }
 
 /// The `A` query, the `C` bases and the `B` query in G2 of `params`, each point converted by `g1`
@@ -130,7 +255,62 @@ fn convert<T1: Send, T2: Send>(
     Ok((a?, c?, b_g2?))
 }
 
+/// The `B` query in G2 of `params`, each point converted by `g2` (in parallel).
+fn convert_g2<T2: Send>(
+    params: &Parameters<Bls12>,
+    g2: impl Fn(&G2Affine) -> Option<T2> + Sync,
+) -> Result<Vec<T2>, SynthesisError> {
+    params
+        .b_g2
+        .par_iter()
+        .with_min_len(1 << 10)
+        .map(&g2)
+        .collect::<Option<Vec<T2>>>()
+        .ok_or(SynthesisError::UnexpectedIdentity)
+}
+
+/// A device's bases: affine points as [`G1Msm`] takes them.
+type DeviceBases = Vec<[u64; 12]>;
+
+/// The G1 queries of `params` for a device: the `A` query and the `C` bases.
+fn convert_device(
+    params: &Parameters<Bls12>,
+) -> Result<(DeviceBases, DeviceBases), SynthesisError> {
+    let all = |v: &[G1Affine]| -> Result<DeviceBases, SynthesisError> {
+        v.par_iter()
+            .with_min_len(1 << 10)
+            .map(|p| G1::import(p).map(|p| device_base(&p)))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(SynthesisError::UnexpectedIdentity)
+    };
+    let a = all(&params.a)?;
+    let mut c = all(&params.b_g1)?;
+    c.extend(all(&params.l)?);
+    c.extend(all(&params.h)?);
+    Ok((a, c))
+}
+
 impl Bases {
+    /// The fastest arithmetic's bases for `B` in G2 alone (the G1 sums are a device's).
+    fn best_g2_only(params: &Parameters<Bls12>) -> Result<Self, SynthesisError> {
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(g1), Some(g2)) = (ifma::IfmaG1::new(), ifma::IfmaG2::new()) {
+            let b_g2 = convert_g2(params, |p| G2::import(p).map(|p| g2.base(&p)))?;
+            return Ok(Bases::Ifma {
+                g1,
+                g2,
+                a: Vec::new(),
+                c: Vec::new(),
+                b_g2,
+            });
+        }
+        Ok(Bases::Portable {
+            a: Vec::new(),
+            c: Vec::new(),
+            b_g2: convert_g2(params, G2::import)?,
+        })
+    }
+
     /// The portable arithmetic's bases.
     fn portable(params: &Parameters<Bls12>) -> Result<Self, SynthesisError> {
         let (a, c, b_g2) = convert(params, G1::import, G2::import)?;
@@ -149,14 +329,6 @@ impl Bases {
             return Ok(Bases::Ifma { g1, g2, a, c, b_g2 });
         }
         Self::portable(params)
-    }
-
-    fn a_len(&self) -> usize {
-        match self {
-            Bases::Portable { a, .. } => a.len(),
-            #[cfg(target_arch = "x86_64")]
-            Bases::Ifma { a, .. } => a.len(),
-        }
     }
 
     fn b_g2_len(&self) -> usize {
@@ -204,18 +376,40 @@ impl ProvingKey {
     /// processor has. `UnexpectedIdentity` when a query holds the point at infinity (parameters
     /// read from a file never do: `groth16` refuses them).
     pub fn new(params: &Parameters<Bls12>) -> Result<Self, SynthesisError> {
-        Ok(Self::with_bases(params, Bases::best(params)?))
+        Ok(Self::with_bases(params, Bases::best(params)?, None))
+    }
+
+    /// [`ProvingKey::new`] with the G1 sums (`A` and `C`) on `device`: the same proofs, the G1
+    /// queries kept in the device's representation (`B` in G2 stays on the CPU).
+    pub fn with_device(
+        params: &Parameters<Bls12>,
+        device: Arc<dyn G1Msm>,
+    ) -> Result<Self, SynthesisError> {
+        let (bases, g1) = rayon::join(|| Bases::best_g2_only(params), || convert_device(params));
+        let (a, c) = g1?;
+        Ok(Self::with_bases(
+            params,
+            bases?,
+            Some(DeviceG1 { msm: device, a, c }),
+        ))
+    }
+
+    /// Whether the G1 sums run on a device.
+    pub fn on_device(&self) -> bool {
+        self.device.is_some()
     }
 
     /// [`ProvingKey::new`] with the portable 64-bit arithmetic even where AVX-512 IFMA is present
     /// (the same proofs, more slowly; for comparisons).
     pub fn portable(params: &Parameters<Bls12>) -> Result<Self, SynthesisError> {
-        Ok(Self::with_bases(params, Bases::portable(params)?))
+        Ok(Self::with_bases(params, Bases::portable(params)?, None))
     }
 
-    fn with_bases(params: &Parameters<Bls12>, bases: Bases) -> Self {
+    fn with_bases(params: &Parameters<Bls12>, bases: Bases, device: Option<DeviceG1>) -> Self {
         ProvingKey {
             bases,
+            device,
+            a_len: params.a.len(),
             b_g1_len: params.b_g1.len(),
             l_len: params.l.len(),
             c_len: params.b_g1.len() + params.l.len() + params.h.len(),
@@ -345,16 +539,6 @@ impl ProvingKey {
         let m = domain.size();
 
         // Scalars of the three sums, aligned with the bases (zeros where a query has spare points).
-        let limbs = |s: &Scalar| -> Limbs {
-            let b = s.to_repr();
-            let mut out = [0u64; 4];
-            for (l, c) in out.iter_mut().zip(b.chunks_exact(8)) {
-                let mut word = [0u8; 8];
-                word.copy_from_slice(c);
-                *l = u64::from_le_bytes(word);
-            }
-            out
-        };
         let dense = |values: &[Scalar], density: &[bool]| -> Vec<Scalar> {
             values
                 .iter()
@@ -368,7 +552,7 @@ impl ProvingKey {
             .into_iter()
             .chain(dense(aux, b_aux))
             .collect();
-        if self.bases.a_len() < a_scalars.len() {
+        if self.a_len < a_scalars.len() {
             return Err(eof("A"));
         }
         if self.b_g1_len < b_scalars.len() {
@@ -390,12 +574,27 @@ impl ProvingKey {
         let to_limbs = |v: &[Scalar], scale: Option<Scalar>| -> Vec<Limbs> {
             v.par_iter()
                 .with_min_len(1 << 10)
-                .map(|x| limbs(&scale.map_or(*x, |k| *x * k)))
+                .map(|x| scalar_limbs(&scale.map_or(*x, |k| *x * k)))
                 .collect()
         };
-        let timed = |f: &dyn Fn() -> Option<G1Projective>| {
+        let timed = |f: &dyn Fn() -> Result<G1Projective, SynthesisError>| {
             let t = Instant::now();
             (f(), t.elapsed())
+        };
+        // A computed point off the curve or outside the subgroup would be a bug here, not a
+        // property of the input; it is reported rather than turned into a bad proof.
+        let internal = || {
+            SynthesisError::IoError(std::io::Error::other(
+                "the prover computed an invalid curve point",
+            ))
+        };
+        let msm_a = |s: &[Limbs]| match &self.device {
+            Some(d) => d.sum(&d.a, s),
+            None => self.bases.msm_a(s).ok_or_else(internal),
+        };
+        let msm_c = |s: &[Limbs]| match &self.device {
+            Some(d) => d.sum(&d.c, s),
+            None => self.bases.msm_c(s).ok_or_else(internal),
         };
         let parallel = Instant::now();
         let ((c_sum, t_h, t_c), ((a_sum, t_a), (b_sum, t_b))) = rayon::join(
@@ -420,12 +619,12 @@ impl ProvingKey {
                     out
                 }));
                 let t_h = t0.elapsed();
-                let (c, t_c) = timed(&|| self.bases.msm_c(&scalars));
+                let (c, t_c) = timed(&|| msm_c(&scalars));
                 (c, t_h, t_c)
             },
             || {
                 rayon::join(
-                    || timed(&|| self.bases.msm_a(&to_limbs(&a_scalars, None))),
+                    || timed(&|| msm_a(&to_limbs(&a_scalars, None))),
                     || {
                         let t = Instant::now();
                         let b = self.bases.msm_b_g2(&to_limbs(&b_scalars, None));
@@ -436,18 +635,7 @@ impl ProvingKey {
         );
         t.parallel = parallel.elapsed();
         (t.quotient, t.msm_a, t.msm_b_g2, t.msm_c) = (t_h, t_a, t_b, t_c);
-        // A computed point off the curve or outside the subgroup would be a bug here, not a
-        // property of the input; it is reported rather than turned into a bad proof.
-        let internal = || {
-            SynthesisError::IoError(std::io::Error::other(
-                "the prover computed an invalid curve point",
-            ))
-        };
-        let (a_sum, b_sum, c_sum) = (
-            a_sum.ok_or_else(internal)?,
-            b_sum.ok_or_else(internal)?,
-            c_sum.ok_or_else(internal)?,
-        );
+        let (a_sum, b_sum, c_sum) = (a_sum?, b_sum.ok_or_else(internal)?, c_sum?);
 
         let g_a: G1Projective = vk.delta_g1 * r + vk.alpha_g1 + a_sum;
         let g_b: G2Projective = vk.delta_g2 * s + vk.beta_g2 + b_sum;
@@ -559,15 +747,17 @@ pub fn create_random_proof_with<C: Circuit<Scalar>, R: Rng + ?Sized>(
 
 /// [`create_random_proof_with`] with a faster way to the witness once the constraints are known
 /// (see [`ProvingKey::create_proof_parallel`]).
+/// The G1 sums run on `device` when given (with a key kept for that device).
 pub(crate) fn create_random_proof_parallel<C: Circuit<Scalar>, R: Rng + ?Sized>(
     make: impl Fn() -> C,
     witness: impl FnOnce() -> Result<Witness, SynthesisError>,
     params: &Parameters<Bls12>,
     rng: &mut R,
+    device: Option<&Arc<dyn G1Msm>>,
 ) -> Result<Proof<Bls12>, SynthesisError> {
     let r = Scalar::random(&mut *rng);
     let s = Scalar::random(&mut *rng);
-    proving_key(params)?
+    proving_key_on(params, device)?
         .create_proof_parallel(&params.vk, make, witness, r, s)
         .map(|(p, _)| p)
 }
@@ -579,9 +769,23 @@ pub fn create_random_proof_uncached<C: Circuit<Scalar>, R: Rng + ?Sized>(
     params: &Parameters<Bls12>,
     rng: &mut R,
 ) -> Result<Proof<Bls12>, SynthesisError> {
+    create_random_proof_uncached_on(circuit, params, rng, None)
+}
+
+/// [`create_random_proof_uncached`] with the G1 sums on `device` when given.
+pub fn create_random_proof_uncached_on<C: Circuit<Scalar>, R: Rng + ?Sized>(
+    circuit: C,
+    params: &Parameters<Bls12>,
+    rng: &mut R,
+    device: Option<&Arc<dyn G1Msm>>,
+) -> Result<Proof<Bls12>, SynthesisError> {
     let r = Scalar::random(&mut *rng);
     let s = Scalar::random(&mut *rng);
-    create_proof(circuit, params, r, s)
+    let key = match device {
+        Some(d) => ProvingKey::with_device(params, d.clone())?,
+        None => ProvingKey::new(params)?,
+    };
+    key.create_proof(&params.vk, circuit, r, s)
 }
 
 /// Converted keys of live parameters, identified by their point vectors.
@@ -591,7 +795,18 @@ struct Cached {
     b_g2: Weak<Vec<G2Affine>>,
     l: Weak<Vec<G1Affine>>,
     h: Weak<Vec<G1Affine>>,
+    /// The device the key's G1 sums run on.
+    device: Option<Arc<dyn G1Msm>>,
     key: Arc<ProvingKey>,
+}
+
+/// The same device (the same object), or both none.
+fn same_device(a: Option<&Arc<dyn G1Msm>>, b: Option<&Arc<dyn G1Msm>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b)),
+        _ => false,
+    }
 }
 
 impl Cached {
@@ -626,19 +841,31 @@ fn cache() -> &'static Mutex<Vec<Cached>> {
 /// The converted key of `params`: made on first use, then kept as long as the parameters' point
 /// vectors are alive (up to eight parameter sets).
 pub fn proving_key(params: &Parameters<Bls12>) -> Result<Arc<ProvingKey>, SynthesisError> {
+    proving_key_on(params, None)
+}
+
+/// [`proving_key`] for proving with the G1 sums on `device` (kept apart from the CPU's key).
+pub fn proving_key_on(
+    params: &Parameters<Bls12>,
+    device: Option<&Arc<dyn G1Msm>>,
+) -> Result<Arc<ProvingKey>, SynthesisError> {
+    let hit = |e: &Cached| e.is_for(params) && same_device(e.device.as_ref(), device);
     {
         let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
         c.retain(Cached::alive);
-        if let Some(hit) = c.iter().find(|e| e.is_for(params)) {
-            return Ok(hit.key.clone());
+        if let Some(found) = c.iter().find(|e| hit(e)) {
+            return Ok(found.key.clone());
         }
     }
     // Converted outside the lock: the conversion runs on rayon, and a thread waiting for it may
     // run another prover's task that needs the lock.
-    let key = Arc::new(ProvingKey::new(params)?);
+    let key = Arc::new(match device {
+        Some(d) => ProvingKey::with_device(params, d.clone())?,
+        None => ProvingKey::new(params)?,
+    });
     let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(hit) = c.iter().find(|e| e.is_for(params)) {
-        return Ok(hit.key.clone());
+    if let Some(found) = c.iter().find(|e| hit(e)) {
+        return Ok(found.key.clone());
     }
     if c.len() >= CACHED_KEYS {
         c.remove(0);
@@ -649,6 +876,7 @@ pub fn proving_key(params: &Parameters<Bls12>) -> Result<Arc<ProvingKey>, Synthe
         b_g2: Arc::downgrade(&params.b_g2),
         l: Arc::downgrade(&params.l),
         h: Arc::downgrade(&params.h),
+        device: device.cloned(),
         key: key.clone(),
     });
     Ok(key)

@@ -235,6 +235,9 @@ pub struct Pipeline<A: NodeApi> {
     pc1_batched_sectors: AtomicU64,
     /// The device batched PreCommit1 and PreCommit2 run on ([`Pipeline::with_gpu`]).
     gpu: Option<Arc<lode_sealing::accel::Gpu>>,
+    /// The same device as Commit2's G1 sums (made once: the prover keeps its converted
+    /// parameters per device).
+    prover_device: Option<Arc<dyn lode_proofs::prover::G1Msm>>,
     metrics: Option<ProviderMetrics>,
     /// Where sealing phases run their parallel work ([`sealing_pool`]), built when the first
     /// phase starts (sized by the scheduler's configuration then).
@@ -424,6 +427,7 @@ impl<A: NodeApi> Pipeline<A> {
             pc1_batches: AtomicU64::new(0),
             pc1_batched_sectors: AtomicU64::new(0),
             gpu: None,
+            prover_device: None,
             metrics: None,
             pool: std::sync::OnceLock::new(),
             last_head: AtomicU64::new(NO_HEAD),
@@ -432,10 +436,22 @@ impl<A: NodeApi> Pipeline<A> {
         }
     }
 
-    /// The same pipeline with batched PreCommit1 labelled and PreCommit2's columns and trees
-    /// hashed on `gpu` (`None`: the CPU). A PreCommit1 alone stays on the CPU.
+    /// The same pipeline with batched PreCommit1 labelled, PreCommit2's columns and trees hashed
+    /// and Commit2's G1 sums computed on `gpu` (`None`: the CPU). A PreCommit1 alone stays on
+    /// the CPU.
     pub fn with_gpu(mut self, gpu: Option<Arc<lode_sealing::accel::Gpu>>) -> Self {
+        self.prover_device = gpu.clone().map(lode_sealing::accel::prover_device);
         self.gpu = gpu;
+        self
+    }
+
+    /// The same pipeline with Commit2's G1 sums on `device` (`None`: the CPU), whatever
+    /// [`Pipeline::with_gpu`] chose.
+    pub fn with_prover_device(
+        mut self,
+        device: Option<Arc<dyn lode_proofs::prover::G1Msm>>,
+    ) -> Self {
+        self.prover_device = device;
         self
     }
 
@@ -779,11 +795,19 @@ impl<A: NodeApi> Pipeline<A> {
             }
             Commit2 => {
                 let params = self.porep.clone();
+                let device = self.prover_device.clone();
                 Box::new(move || {
                     let dir = SectorDir::open(&path)?;
                     let params = params.get()?;
                     let mut rng = crate::prover::os_rng()?;
-                    seal::commit2(&dir, &id, &params, &mut rng, &mut no_progress)?;
+                    seal::commit2_on(
+                        &dir,
+                        &id,
+                        &params,
+                        &mut rng,
+                        device.as_ref(),
+                        &mut no_progress,
+                    )?;
                     Ok(None)
                 })
             }
