@@ -1129,15 +1129,13 @@ pub fn pre_commit2_on(
         cols.par_chunks_mut(4096)
             .enumerate()
             .try_for_each(|(chunk, out)| {
-                let mut labels = vec![Node::ZERO; layers];
-                for (i, c) in out.iter_mut().enumerate() {
+                // The chunk's columns side by side, hashed eight at a time where the CPU can.
+                let mut labels = Vec::with_capacity(out.len() * layers);
+                for i in 0..out.len() {
                     let v = chunk * 4096 + i;
-                    for (l, layer) in labels.iter_mut().zip(&layer_nodes) {
-                        *l = layer[v];
-                    }
-                    *c = sdr::column_hash(&labels)?;
+                    labels.extend(layer_nodes.iter().map(|layer| layer[v]));
                 }
-                Ok(())
+                Ok(sdr::column_hashes(&labels, layers, out)?)
             })
     })?;
     step("tree C")?;

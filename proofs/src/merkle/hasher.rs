@@ -103,6 +103,35 @@ impl TreeHasher for PoseidonTree {
         crate::poseidon::SUPPORTED_ARITIES.contains(&arity)
     }
 
+    /// Eight parents at a time in AVX-512 IFMA lanes where the processor has them
+    /// ([`crate::poseidon::PoseidonConstants::hash_many`]).
+    fn hash_level_serial(
+        arity: usize,
+        children: &[Node],
+        parents: &mut [Node],
+    ) -> Result<(), TreeError> {
+        let unsupported = || TreeError::UnsupportedArity {
+            hasher: Self::NAME,
+            arity,
+        };
+        let constants = crate::poseidon::constants(arity).map_err(|_| unsupported())?;
+        let frs = children
+            .iter()
+            .map(|c| c.to_fr().ok_or(TreeError::NonCanonicalNode))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut out = vec![bls12_381::Scalar::zero(); parents.len()];
+        constants
+            .hash_many(&frs, &mut out)
+            .map_err(|_| TreeError::LeafCount {
+                expected: (parents.len().saturating_mul(arity)) as u64,
+                got: children.len() as u64,
+            })?;
+        for (p, o) in parents.iter_mut().zip(&out) {
+            *p = Node::from_fr(o);
+        }
+        Ok(())
+    }
+
     fn hash_children(children: &[Node]) -> Result<Node, TreeError> {
         let arity = children.len();
         let constants =

@@ -71,7 +71,20 @@ pub(super) struct FastConstants {
     /// Per block, for each cell `i` in `1..width`, `col_l[i]` for the rounds
     /// `l` of the block.
     block_cols: Vec<Coeff>,
+    /// The same permutation's constants for eight hashes at once in AVX-512
+    /// IFMA lanes.
+    #[cfg(target_arch = "x86_64")]
+    lanes: crate::prover::fr8::poseidon8::LaneConstants,
 }
+
+/// `1 / 16` in the scalar field, for leaving the lanes' Montgomery form.
+#[cfg(target_arch = "x86_64")]
+const INV16: Scalar = Scalar::from_raw([
+    0x0fff_ffff_1000_0001,
+    0xfe81_c9c2_cffe_763f,
+    0xb006_3a87_8907_ba84,
+    0x6cae_ccdd_f703_a573,
+]);
 
 /// The largest value [`block_size`] returns.
 const MAX_BLOCK: usize = 4;
@@ -179,7 +192,24 @@ impl FastConstants {
                 .collect::<Vec<Coeff>>()
         };
         let mds: Vec<Scalar> = mds.iter().flatten().copied().collect();
+        #[cfg(target_arch = "x86_64")]
+        let lanes = {
+            let rows: Vec<Scalar> = sparse.iter().flat_map(|(r, _)| r.clone()).collect();
+            let cols: Vec<Scalar> = sparse.iter().flat_map(|(_, c)| c[1..].to_vec()).collect();
+            crate::prover::fr8::poseidon8::LaneConstants::new(
+                t,
+                Fe::from_scalar(&tag),
+                &fe(&full_constants),
+                &fe(&partial_constants),
+                &fe(&mds),
+                &fe(&pre_sparse),
+                &fe(&rows),
+                &fe(&cols),
+            )
+        };
         FastConstants {
+            #[cfg(target_arch = "x86_64")]
+            lanes,
             tag: Fe::from_scalar(&tag),
             full_constants: fe(&full_constants),
             partial_constants: fe(&partial_constants),
@@ -188,6 +218,34 @@ impl FastConstants {
             block,
             block_rows: coeff(&block_rows),
             block_cols: coeff(&block_cols),
+        }
+    }
+
+    /// `out[i]` = the digest of `inputs[i (T−1) .. (i+1) (T−1)]` (already
+    /// checked to fit `out`): eight at a time in AVX-512 IFMA lanes where the
+    /// processor has them, the rest one by one.
+    pub(super) fn hash_many<const T: usize>(&self, inputs: &[Scalar], out: &mut [Scalar]) {
+        let arity = T - 1;
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if let Some(tok) = crate::prover::fr8::Ifma::new()
+            && self.lanes.width() == T
+        {
+            let inv16 = Fe::from_scalar(&INV16);
+            let mut fes = [Fe::default(); 8 * 16];
+            for (o, chunk) in out.chunks_exact_mut(8).zip(inputs.chunks_exact(8 * arity)) {
+                for (f, x) in fes.iter_mut().zip(chunk) {
+                    *f = Fe::from_scalar(x);
+                }
+                let digests = tok.poseidon8::<T>(&self.lanes, &fes[..8 * arity], inv16);
+                for (o, d) in o.iter_mut().zip(digests) {
+                    *o = d.to_scalar();
+                }
+                done += 8;
+            }
+        }
+        for (o, x) in out.iter_mut().zip(inputs.chunks_exact(arity)).skip(done) {
+            *o = self.hash::<T>(x);
         }
     }
 

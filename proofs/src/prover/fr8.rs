@@ -17,6 +17,8 @@
 //! [`Ifma`] token, which exists only where the processor has the features; each `unsafe` block
 //! says so.
 
+pub(crate) mod poseidon8;
+
 use std::arch::x86_64::*;
 
 use rayon::prelude::*;
