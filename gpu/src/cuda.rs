@@ -217,15 +217,10 @@ impl Cuda {
             .lock()
             .map_err(|_| GpuError::Invalid("an earlier launch panicked"))?;
         let stream = &state.stream;
-        let copy = api("cuMemcpyHtoD");
         let input = stream.clone_htod(inputs).map_err(api("cuMemcpyHtoD"))?;
-        let rc = stream
-            .clone_htod(&limbs(job.round_constants))
+        let constants = stream
+            .clone_htod(&limbs(job.constants))
             .map_err(api("cuMemcpyHtoD"))?;
-        let mds = stream
-            .clone_htod(&limbs(job.mds))
-            .map_err(api("cuMemcpyHtoD"))?;
-        let tag = stream.clone_htod(&job.domain_tag[..]).map_err(copy)?;
         let mut result = stream
             .alloc_zeros::<u32>(out.len())
             .map_err(api("cuMemAlloc"))?;
@@ -239,9 +234,7 @@ impl Cuda {
             .arg(&input)
             .arg(&job.arity)
             .arg(&hashes)
-            .arg(&rc)
-            .arg(&mds)
-            .arg(&tag)
+            .arg(&constants)
             .arg(&job.full_rounds)
             .arg(&job.partial_rounds)
             .arg(&mut result);

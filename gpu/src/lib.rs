@@ -157,7 +157,8 @@ impl LabelJob<'_> {
     }
 }
 
-/// Poseidon's parameters for one arity, field elements as four little-endian 64-bit limbs in
+/// Poseidon's parameters for one arity in the sparse form the kernel computes
+/// (`lode_proofs::poseidon::SparseForm`), field elements as four little-endian 64-bit limbs in
 /// Montgomery form (`x · 2^256 mod p`).
 pub struct PoseidonJob<'a> {
     /// Inputs per hash (the width is one more), at most 16.
@@ -166,12 +167,11 @@ pub struct PoseidonJob<'a> {
     pub full_rounds: u32,
     /// Partial rounds.
     pub partial_rounds: u32,
-    /// Cell 0's starting value.
-    pub domain_tag: [u64; 4],
-    /// `width` constants per round, in round order.
-    pub round_constants: &'a [[u64; 4]],
-    /// The MDS matrix, row-major: `M[j][i]` at `j · width + i`.
-    pub mds: &'a [[u64; 4]],
+    /// In this order: the domain tag; `full_rounds · width` full-round constants; one per
+    /// partial round; the MDS matrix (`width²`, row-major); the pre-sparse matrix (`width²`);
+    /// each partial round's sparse row (`width`); each partial round's sparse column
+    /// (`width − 1`).
+    pub constants: &'a [[u64; 4]],
 }
 
 /// The widest Poseidon the kernel holds (arity 16).
@@ -182,12 +182,17 @@ impl PoseidonJob<'_> {
     /// hash), checked against `out` (eight words per hash) and the constants' lengths.
     fn check(&self, inputs: &[u32], out: &[u32]) -> GpuResult<u32> {
         let t = self.arity as usize + 1;
-        let rounds = (self.full_rounds as usize).saturating_add(self.partial_rounds as usize);
+        let (f, r) = (self.full_rounds as usize, self.partial_rounds as usize);
+        // 1 + F t + R + 2 t² + R t + R (t − 1)
+        let expected = 1usize
+            .saturating_add(f.saturating_mul(t))
+            .saturating_add(r.saturating_mul(2).saturating_mul(t))
+            .saturating_add(t.saturating_mul(t).saturating_mul(2));
         if self.arity == 0
             || self.arity > MAX_POSEIDON_ARITY
+            || self.full_rounds < 2
             || !self.full_rounds.is_multiple_of(2)
-            || self.round_constants.len() != t.saturating_mul(rounds)
-            || self.mds.len() != t.saturating_mul(t)
+            || self.constants.len() != expected
         {
             return Err(GpuError::Invalid(
                 "Poseidon parameters of another width than the arity's",

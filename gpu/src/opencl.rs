@@ -255,9 +255,7 @@ impl OpenCl {
             .map_err(|_| GpuError::Invalid("an earlier launch panicked"))?;
         let q = &state.queue;
         let input = write(q, self.buffer(inputs.len(), CL_MEM_READ_ONLY)?, inputs)?;
-        let rc = self.buffer_of_u64(q, &limbs(job.round_constants))?;
-        let mds = self.buffer_of_u64(q, &limbs(job.mds))?;
-        let tag = self.buffer_of_u64(q, &job.domain_tag)?;
+        let constants = self.buffer_of_u64(q, &limbs(job.constants))?;
         let result = self.buffer(out.len(), CL_MEM_READ_WRITE)?;
         // SAFETY: the arguments match `lode_poseidon`'s parameters in order and type; `check`
         // sized the inputs, outputs and constants for `hashes` hashes of this arity, and the
@@ -267,9 +265,7 @@ impl OpenCl {
                 .set_arg(&input)
                 .set_arg(&job.arity)
                 .set_arg(&hashes)
-                .set_arg(&rc)
-                .set_arg(&mds)
-                .set_arg(&tag)
+                .set_arg(&constants)
                 .set_arg(&job.full_rounds)
                 .set_arg(&job.partial_rounds)
                 .set_arg(&result)

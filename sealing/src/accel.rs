@@ -137,15 +137,14 @@ pub(crate) fn node_words(n: &lode_proofs::node::Node) -> [u32; 8] {
     })
 }
 
-/// Poseidon's parameters for `arity` as the device takes them: Montgomery-form limbs.
+/// Poseidon's parameters for `arity` as the device takes them: the sparse form's constants in
+/// Montgomery-form limbs, in the kernel's order.
 #[cfg(feature = "gpu")]
 struct DevicePoseidon {
     arity: u32,
     full_rounds: u32,
     partial_rounds: u32,
-    domain_tag: [u64; 4],
-    round_constants: Vec<[u64; 4]>,
-    mds: Vec<[u64; 4]>,
+    constants: Vec<[u64; 4]>,
 }
 
 /// `x · 2^256 mod p` as four little-endian limbs: the device's representation of `x`.
@@ -178,14 +177,23 @@ fn device_poseidon(arity: usize) -> SealResult<&'static DevicePoseidon> {
     if let Some(c) = slot.get() {
         return Ok(c);
     }
-    let c = lode_proofs::poseidon::constants(arity).map_err(|_| bad())?;
+    let f = lode_proofs::poseidon::constants(arity)
+        .map_err(|_| bad())?
+        .sparse_form();
+    let constants = std::iter::once(&f.tag)
+        .chain(&f.full)
+        .chain(&f.partial)
+        .chain(&f.mds)
+        .chain(&f.pre_sparse)
+        .chain(&f.rows)
+        .chain(&f.cols)
+        .map(montgomery)
+        .collect();
     let built = DevicePoseidon {
         arity: u32::try_from(arity).map_err(|_| bad())?,
-        full_rounds: u32::try_from(c.full_rounds()).map_err(|_| bad())?,
-        partial_rounds: u32::try_from(c.partial_rounds()).map_err(|_| bad())?,
-        domain_tag: montgomery(&c.domain_tag()),
-        round_constants: c.round_constants().iter().map(montgomery).collect(),
-        mds: c.mds().iter().flatten().map(montgomery).collect(),
+        full_rounds: u32::try_from(f.full_rounds).map_err(|_| bad())?,
+        partial_rounds: u32::try_from(f.partial_rounds).map_err(|_| bad())?,
+        constants,
     };
     Ok(slot.get_or_init(|| built))
 }
@@ -210,9 +218,7 @@ pub fn poseidon_many(
         arity: p.arity,
         full_rounds: p.full_rounds,
         partial_rounds: p.partial_rounds,
-        domain_tag: p.domain_tag,
-        round_constants: &p.round_constants,
-        mds: &p.mds,
+        constants: &p.constants,
     };
     let words: Vec<u32> = inputs.iter().flat_map(node_words).collect();
     gpu.poseidon(&job, &words, &mut result)

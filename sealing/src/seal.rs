@@ -754,6 +754,13 @@ pub fn pre_commit1(
                 }
             }
         }
+        // A finished layer's file is written and checksummed on another thread while the next
+        // layer is labelled (both only read it); its checksum is recorded, in order, before the
+        // buffers turn over.
+        let save = |layer: usize, nodes: &[Node]| -> SealResult<Node> {
+            write_atomic(&dir.layer(layer), nodes_as_bytes(nodes))?;
+            Ok(layer_checksum(nodes))
+        };
         for layer in first..=layers {
             let started = Instant::now();
             let mut report = |d: u64| {
@@ -764,24 +771,40 @@ pub fn pre_commit1(
                     nodes: n as u64,
                 })
             };
-            let prev_layer = (layer > 1).then_some(prev.nodes());
-            labeller.label_layer(
-                &replica_id,
-                layer as u32,
-                prev_layer,
-                cur.nodes_mut(),
-                &mut report,
-            )?;
-            write_atomic(&dir.layer(layer), nodes_as_bytes(cur.nodes()))?;
-            done.layer_checksums
-                .push(HexNode(layer_checksum(cur.nodes())));
-            write_json(&progress_path, &done)?;
+            let (prev_nodes, cur_nodes) = (prev.nodes(), cur.nodes_mut());
+            let (labelled, written) = std::thread::scope(|ls| {
+                let writing =
+                    (layer > first).then(|| ls.spawn(move || save(layer - 1, prev_nodes)));
+                let prev_layer = (layer > 1).then_some(prev_nodes);
+                let labelled = labeller.label_layer(
+                    &replica_id,
+                    layer as u32,
+                    prev_layer,
+                    cur_nodes,
+                    &mut report,
+                );
+                let written = writing.map(|h| match h.join() {
+                    Ok(r) => r,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                });
+                (labelled, written)
+            });
+            if let Some(sum) = written {
+                done.layer_checksums.push(HexNode(sum?));
+                write_json(&progress_path, &done)?;
+            }
+            labelled?;
             tracing::info!(
                 layer,
                 seconds = started.elapsed().as_secs_f64(),
                 "layer labelled"
             );
             std::mem::swap(&mut prev, &mut cur);
+        }
+        if first <= layers {
+            done.layer_checksums
+                .push(HexNode(save(layers, prev.nodes())?));
+            write_json(&progress_path, &done)?;
         }
         let (root, unsealed_sum) = match tree_d.join() {
             Ok(r) => r?,

@@ -23,6 +23,7 @@ use std::sync::OnceLock;
 
 use bls12_381::Scalar;
 
+pub use optimized::SparseForm;
 use optimized::{FastConstants, quintic};
 
 /// The arities (inputs per hash) this module provides parameters for.
@@ -166,6 +167,11 @@ impl PoseidonConstants {
             // `new` only builds the widths above.
             _ => Err(PoseidonError::UnsupportedArity(self.arity)),
         }
+    }
+
+    /// The permutation in the sparse form the fast path computes (see [`SparseForm`]).
+    pub fn sparse_form(&self) -> &SparseForm {
+        self.fast.form()
     }
 
     /// `out[i]` = [`PoseidonConstants::hash`] of `inputs[i·arity .. (i+1)·arity]`, for
@@ -386,6 +392,56 @@ mod tests {
                     c.hash_reference(&inputs).unwrap(),
                     "arity {arity}, inputs {inputs:?}"
                 );
+            }
+        }
+    }
+
+    /// The sparse form, evaluated as its documentation says, gives `hash`'s digests: what a
+    /// device kernel built from it relies on.
+    #[test]
+    #[allow(clippy::needless_range_loop)]
+    fn the_sparse_form_computes_the_hash() {
+        let mut rng = Rng(0x7370_6172);
+        for arity in SUPPORTED_ARITIES {
+            let c = constants(arity).unwrap();
+            let f = c.sparse_form();
+            let t = f.width;
+            assert_eq!(t, arity + 1);
+            let dense = |m: &[Scalar], s: &[Scalar]| -> Vec<Scalar> {
+                (0..t)
+                    .map(|i| (0..t).map(|j| m[i * t + j] * s[j]).sum())
+                    .collect()
+            };
+            for _ in 0..5 {
+                let inputs: Vec<Scalar> = (0..arity).map(|_| rng.scalar()).collect();
+                let mut s = vec![f.tag];
+                s.extend_from_slice(&inputs);
+                let half = f.full_rounds / 2;
+                for r in 0..half {
+                    for i in 0..t {
+                        s[i] = optimized::quintic(s[i] + f.full[r * t + i]);
+                    }
+                    s = dense(if r + 1 == half { &f.pre_sparse } else { &f.mds }, &s);
+                }
+                for k in 0..f.partial_rounds {
+                    let x = optimized::quintic(s[0] + f.partial[k]);
+                    s[0] = x;
+                    let s0 = (0..t).map(|j| f.rows[k * t + j] * s[j]).sum();
+                    for i in 1..t {
+                        s[i] += f.cols[k * (t - 1) + i - 1] * x;
+                    }
+                    s[0] = s0;
+                }
+                for r in half..f.full_rounds {
+                    for i in 0..t {
+                        s[i] = optimized::quintic(s[i] + f.full[r * t + i]);
+                    }
+                    if r + 1 < f.full_rounds {
+                        s = dense(&f.mds, &s);
+                    }
+                }
+                let digest: Scalar = (0..t).map(|j| f.mds[t + j] * s[j]).sum();
+                assert_eq!(digest, c.hash(&inputs).unwrap(), "arity {arity}");
             }
         }
     }

@@ -48,6 +48,45 @@ use ff::Field;
 use super::field::{Coeff, Fe, Wide, dot};
 use super::matrix::{self, Matrix};
 
+/// The sparse form of a permutation (what the fast path computes with), as
+/// field elements: for other implementations of the same permutation, such
+/// as a device's kernel. With `t` the width, `F` the full and `R` the partial
+/// rounds, the permutation of a state `s` (cell 0 the domain tag) is:
+///
+/// 1. `F / 2` full rounds: `s_i ← (s_i + full[r t + i])^5`, then `s ← M s`
+///    (`out_i = Σ_j m[i t + j] s_j`), with `pre_sparse` in place of `mds` in
+///    the last of them;
+/// 2. `R` partial rounds: `x = (s_0 + partial[k])^5`; `s_0 ← Σ_j rows[k t +
+///    j] s'_j` where `s' = (x, s_1, …)`; `s_i ← s_i + cols[k (t−1) + i − 1] x`
+///    for `i ≥ 1`;
+/// 3. `F / 2` full rounds as in 1, with `mds`, the last without its linear
+///    layer;
+///
+/// and the digest is `Σ_j mds[t + j] s_j` (cell 1 of the last linear layer).
+#[derive(Clone, Debug)]
+pub struct SparseForm {
+    /// The state's width (`arity + 1`).
+    pub width: usize,
+    /// Full rounds (both halves).
+    pub full_rounds: usize,
+    /// Partial rounds.
+    pub partial_rounds: usize,
+    /// Cell 0's starting value.
+    pub tag: Scalar,
+    /// `width` per full round, in order.
+    pub full: Vec<Scalar>,
+    /// One per partial round.
+    pub partial: Vec<Scalar>,
+    /// The MDS matrix, row-major.
+    pub mds: Vec<Scalar>,
+    /// The last first-half linear layer, row-major.
+    pub pre_sparse: Vec<Scalar>,
+    /// `width` per partial round.
+    pub rows: Vec<Scalar>,
+    /// `width − 1` per partial round.
+    pub cols: Vec<Scalar>,
+}
+
 /// Precomputed data for the fast permutation, flattened so that the hashing
 /// routine can view it as arrays of the (const generic) width.
 #[derive(Clone, Debug)]
@@ -75,6 +114,8 @@ pub(super) struct FastConstants {
     /// IFMA lanes.
     #[cfg(target_arch = "x86_64")]
     lanes: crate::prover::fr8::poseidon8::LaneConstants,
+    /// The same constants as field elements.
+    form: SparseForm,
 }
 
 /// `1 / 16` in the scalar field, for leaving the lanes' Montgomery form.
@@ -192,10 +233,10 @@ impl FastConstants {
                 .collect::<Vec<Coeff>>()
         };
         let mds: Vec<Scalar> = mds.iter().flatten().copied().collect();
+        let rows: Vec<Scalar> = sparse.iter().flat_map(|(r, _)| r.clone()).collect();
+        let cols: Vec<Scalar> = sparse.iter().flat_map(|(_, c)| c[1..].to_vec()).collect();
         #[cfg(target_arch = "x86_64")]
         let lanes = {
-            let rows: Vec<Scalar> = sparse.iter().flat_map(|(r, _)| r.clone()).collect();
-            let cols: Vec<Scalar> = sparse.iter().flat_map(|(_, c)| c[1..].to_vec()).collect();
             crate::prover::fr8::poseidon8::LaneConstants::new(
                 t,
                 Fe::from_scalar(&tag),
@@ -207,9 +248,22 @@ impl FastConstants {
                 &fe(&cols),
             )
         };
+        let form = SparseForm {
+            width: t,
+            full_rounds,
+            partial_rounds,
+            tag,
+            full: full_constants.clone(),
+            partial: partial_constants.clone(),
+            mds: mds.clone(),
+            pre_sparse: pre_sparse.clone(),
+            rows,
+            cols,
+        };
         FastConstants {
             #[cfg(target_arch = "x86_64")]
             lanes,
+            form,
             tag: Fe::from_scalar(&tag),
             full_constants: fe(&full_constants),
             partial_constants: fe(&partial_constants),
@@ -219,6 +273,11 @@ impl FastConstants {
             block_rows: coeff(&block_rows),
             block_cols: coeff(&block_cols),
         }
+    }
+
+    /// The constants as field elements.
+    pub(super) fn form(&self) -> &SparseForm {
+        &self.form
     }
 
     /// `out[i]` = the digest of `inputs[i (T−1) .. (i+1) (T−1)]` (already
