@@ -181,6 +181,41 @@ pub fn hash_blocks<const N: usize>(tag: Tag, message: &[u8; N]) -> Node {
     trunc254(blake3::platform::le_bytes_from_words_32(&cv))
 }
 
+/// The chaining value after the first 64-byte block of a one-chunk keyed hash under `tag`: with
+/// [`finish_blocks`], `hash_blocks(tag, first || rest)` in two steps, so the first block (a
+/// label's header, which depends on no parent) can be compressed ahead, elsewhere.
+pub fn first_block_cv(tag: Tag, first: &[u8; BLOCK_LEN]) -> [u32; 8] {
+    let mut cv = keys().words[tag.index()];
+    platform().compress_in_place(&mut cv, first, BLOCK_LEN as u8, 0, KEYED_HASH | CHUNK_START);
+    cv
+}
+
+/// Finishes a one-chunk keyed hash from the chaining value after its first block
+/// ([`first_block_cv`]) with the `N` bytes after it (`N` a multiple of 64, at most 960): the same
+/// node as [`hash_blocks`] of the whole message.
+///
+/// # Panics
+/// If `N` is not a multiple of 64 in `64..=960` (a caller bug).
+pub fn finish_blocks<const N: usize>(mut cv: [u32; 8], rest: &[u8; N]) -> Node {
+    assert!(
+        N.is_multiple_of(BLOCK_LEN) && N > 0 && N < CHUNK_LEN,
+        "finish_blocks: unsupported length {N}"
+    );
+    let platform = platform();
+    let blocks = N / BLOCK_LEN;
+    for (i, block) in rest.chunks_exact(BLOCK_LEN).enumerate() {
+        let mut flags = KEYED_HASH;
+        if i + 1 == blocks {
+            flags |= CHUNK_END | ROOT;
+        }
+        let Ok(block) = <&[u8; BLOCK_LEN]>::try_from(block) else {
+            unreachable!("chunks_exact yields whole blocks")
+        };
+        platform.compress_in_place(&mut cv, block, BLOCK_LEN as u8, 0, flags);
+    }
+    trunc254(blake3::platform::le_bytes_from_words_32(&cv))
+}
+
 /// Hashes consecutive pairs of nodes: `parents[i] = H(tag, children[2i] || children[2i+1])`.
 ///
 /// # Panics
@@ -293,6 +328,15 @@ mod tests {
         assert_eq!(hash_blocks(Tag::TreeD, &small), hash(Tag::TreeD, &small));
         let full = [7u8; 1024];
         assert_eq!(hash_blocks(Tag::Drg, &full), hash(Tag::Drg, &full));
+        // In two steps: the first block's chaining value, then the rest.
+        let (first, rest) = m.split_at(64);
+        let cv = first_block_cv(Tag::Label, first.try_into().unwrap());
+        let rest: &[u8; 448] = rest.try_into().unwrap();
+        assert_eq!(finish_blocks(cv, rest), hash(Tag::Label, &m));
+        let two: [u8; 128] = core::array::from_fn(|i| (i * 3) as u8);
+        let cv = first_block_cv(Tag::TreeD, two[..64].try_into().unwrap());
+        let tail: &[u8; 64] = two[64..].try_into().unwrap();
+        assert_eq!(finish_blocks(cv, tail), hash(Tag::TreeD, &two));
     }
 
     #[test]

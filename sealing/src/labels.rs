@@ -2,8 +2,11 @@
 //!
 //! Labels within a layer depend on each other (node `v − 1` is always a parent), so one sector's layer is
 //! a sequential walk. What makes it fast is not waiting for memory: parents are known in advance from the
-//! parent cache, so the labeller prefetches the labels that node `v + AHEAD` will need while it hashes
-//! node `v`, and hashes each 512-byte label input with single-lane BLAKE3 compressions (8 per label).
+//! parent cache, so the labeller prefetches the same-layer labels that node `v + AHEAD` will need
+//! while it hashes node `v`, and a helper thread prepares the nodes two chunks ahead: the chaining
+//! value after each label input's header block (it holds no label) and the expander parents'
+//! labels, gathered from the previous layer. The hashing thread then finishes each 512-byte label
+//! input with seven single-lane BLAKE3 compressions.
 //!
 //! Several sectors of one size share the graph, so [`BatchLabeller`]s label `N` of them together:
 //! [`CpuBatchLabeller`] walks the graph once, reads each node's parents once for all sectors, and
@@ -17,11 +20,12 @@
 //! `lode-gpu`'s kernel, one work item per sector; its labels are the CPU's, byte for byte.
 
 use std::ops::ControlFlow;
+use std::sync::mpsc;
 
 use lode_proofs::graph::{BASE_DEGREE, DEGREE};
-use lode_proofs::hash::{Tag, hash_many};
+use lode_proofs::hash::{Tag, finish_blocks, first_block_cv, hash_many};
 use lode_proofs::node::{NODE_SIZE, Node};
-use lode_proofs::sdr::{LABEL_INPUT_LEN, LabelInput};
+use lode_proofs::sdr::{LABEL_INPUT_LEN, LabelInput, label_header};
 
 use crate::error::{SealError, SealResult};
 use crate::parent_cache::ParentCache;
@@ -202,38 +206,127 @@ impl Labeller for CpuLabeller<'_> {
         }
         // Parents are < n by construction; masking (not `%`, a division) keeps a damaged cache in bounds.
         let mask = n - 1;
-        let mut input = LabelInput::new(replica_id, layer, 0);
+        let input = LabelInput::new(replica_id, layer, 0);
         out[0] = input.hash();
-
-        let mut walk = ParentWalk::new(self.cache, n);
-        for v in 1..n {
-            let (parents, next) = walk.step(v);
-            if let Some(next) = next {
-                if let Some(p) = prev {
-                    for &e in &next[BASE_DEGREE..] {
-                        prefetch(&p[e as usize & mask]);
+        let cache = self.cache;
+        // Nodes 1.. in chunks; a helper thread prepares each chunk two ahead of the hashing.
+        let chunks: Vec<(usize, usize)> = (1..n)
+            .step_by(CHUNK)
+            .map(|s| (s, s.saturating_add(CHUNK).min(n)))
+            .collect();
+        std::thread::scope(|scope| -> SealResult<()> {
+            let (jobs, job_rx) = mpsc::channel::<(usize, Prepared)>();
+            let (done_tx, done) = mpsc::channel::<Prepared>();
+            let chunks = &chunks;
+            scope.spawn(move || {
+                for (j, mut buf) in job_rx {
+                    if let Some(&(start, end)) = chunks.get(j) {
+                        buf.fill(replica_id, layer, prev, cache, mask, start, end);
+                    }
+                    if done_tx.send(buf).is_err() {
+                        break;
                     }
                 }
-                for &b in &next[1..BASE_DEGREE] {
-                    prefetch(&out[b as usize & mask]);
+            });
+            for j in 0..chunks.len().min(2) {
+                // The helper is alive until `jobs` is dropped.
+                let _ = jobs.send((j, Prepared::default()));
+            }
+            let stopped = || SealError::Inconsistent("the labeller's helper thread stopped");
+            let mut walk = ParentWalk::new(cache, n);
+            let mut rest = [0u8; LABEL_INPUT_LEN - HEADER_LEN];
+            for (j, &(start, end)) in chunks.iter().enumerate() {
+                let buf = done.recv().map_err(|_| stopped())?;
+                if buf.cvs.len() != end - start || (prev.is_some() && buf.exp.len() != end - start)
+                {
+                    return Err(stopped());
+                }
+                for v in start..end {
+                    let i = v - start;
+                    let (parents, next) = walk.step(v);
+                    if let Some(next) = next {
+                        for &b in &next[1..BASE_DEGREE] {
+                            prefetch(&out[b as usize & mask]);
+                        }
+                    }
+                    for (slot, &b) in rest
+                        .chunks_exact_mut(NODE_SIZE)
+                        .zip(&parents[..BASE_DEGREE])
+                    {
+                        slot.copy_from_slice(&out[b as usize & mask].0);
+                    }
+                    if prev.is_some() {
+                        rest[BASE_DEGREE * NODE_SIZE..].copy_from_slice(&buf.exp[i]);
+                    }
+                    out[v] = finish_blocks(buf.cvs[i], &rest);
+                    walk.done(v, progress)?;
+                }
+                if j + 2 < chunks.len() {
+                    let _ = jobs.send((j + 2, buf));
                 }
             }
-            input.set_node(v as u64);
-            for (k, &b) in parents[..BASE_DEGREE].iter().enumerate() {
-                input.set_parent(k, &out[b as usize & mask]);
-            }
-            if let Some(p) = prev {
-                for (k, &e) in parents[BASE_DEGREE..].iter().enumerate() {
-                    input.set_parent(BASE_DEGREE + k, &p[e as usize & mask]);
-                }
-            }
-            out[v] = input.hash();
-            walk.done(v, progress)?;
-        }
+            Ok(())
+        })?;
         if progress(n as u64).is_break() {
             return Err(SealError::Cancelled);
         }
         Ok(())
+    }
+}
+
+/// Nodes per chunk of the single-sector labeller's pipeline (512 KiB of gathered parents).
+const CHUNK: usize = 2048;
+/// The label input's header: one BLAKE3 block.
+const HEADER_LEN: usize = 64;
+/// Bytes of a node's expander parents' labels.
+const EXPANDER_BYTES: usize = (DEGREE - BASE_DEGREE) * NODE_SIZE;
+
+/// What the helper prepares for a chunk of nodes: each node's chaining value after its header
+/// block (which depends on no label), and above layer 1 its expander parents' labels, gathered
+/// from the previous layer.
+#[derive(Default)]
+struct Prepared {
+    cvs: Vec<[u32; 8]>,
+    exp: Vec<[u8; EXPANDER_BYTES]>,
+}
+
+impl Prepared {
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &mut self,
+        replica_id: &Node,
+        layer: u32,
+        prev: Option<&[Node]>,
+        cache: &ParentCache,
+        mask: usize,
+        start: usize,
+        end: usize,
+    ) {
+        self.cvs.clear();
+        self.exp.clear();
+        for v in start..end {
+            self.cvs.push(first_block_cv(
+                Tag::Label,
+                &label_header(replica_id, layer, v as u64),
+            ));
+        }
+        if let Some(p) = prev {
+            for v in start..end {
+                if v + 8 < end {
+                    for &e in &cache.parents((v + 8) as u64)[BASE_DEGREE..] {
+                        prefetch(&p[e as usize & mask]);
+                    }
+                }
+                let mut e = [0u8; EXPANDER_BYTES];
+                for (slot, &x) in e
+                    .chunks_exact_mut(NODE_SIZE)
+                    .zip(&cache.parents(v as u64)[BASE_DEGREE..])
+                {
+                    slot.copy_from_slice(&p[x as usize & mask].0);
+                }
+                self.exp.push(e);
+            }
+        }
     }
 }
 
