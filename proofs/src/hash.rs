@@ -162,12 +162,19 @@ pub fn hash_blocks<const N: usize>(tag: Tag, message: &[u8; N]) -> Node {
         N.is_multiple_of(BLOCK_LEN) && N > 0 && N <= CHUNK_LEN,
         "hash_blocks: unsupported length {N}"
     );
-    let platform = platform();
     let mut cv = keys().words[tag.index()];
-    let blocks = N / BLOCK_LEN;
-    for (i, block) in message.chunks_exact(BLOCK_LEN).enumerate() {
+    compress_to_end(&mut cv, message, true);
+    trunc254(blake3::platform::le_bytes_from_words_32(&cv))
+}
+
+/// Compresses the whole blocks of `bytes` into `cv` with the platform's single-lane code, the
+/// first flagged as the chunk's start when `start`, the last as the chunk's end and the root.
+fn compress_to_end(cv: &mut [u32; 8], bytes: &[u8], start: bool) {
+    let platform = platform();
+    let blocks = bytes.len() / BLOCK_LEN;
+    for (i, block) in bytes.chunks_exact(BLOCK_LEN).enumerate() {
         let mut flags = KEYED_HASH;
-        if i == 0 {
+        if i == 0 && start {
             flags |= CHUNK_START;
         }
         if i + 1 == blocks {
@@ -176,9 +183,8 @@ pub fn hash_blocks<const N: usize>(tag: Tag, message: &[u8; N]) -> Node {
         let Ok(block) = <&[u8; BLOCK_LEN]>::try_from(block) else {
             unreachable!("chunks_exact yields whole blocks")
         };
-        platform.compress_in_place(&mut cv, block, BLOCK_LEN as u8, 0, flags);
+        platform.compress_in_place(cv, block, BLOCK_LEN as u8, 0, flags);
     }
-    trunc254(blake3::platform::le_bytes_from_words_32(&cv))
 }
 
 /// The chaining value after the first 64-byte block of a one-chunk keyed hash under `tag`: with
@@ -201,18 +207,7 @@ pub fn finish_blocks<const N: usize>(mut cv: [u32; 8], rest: &[u8; N]) -> Node {
         N.is_multiple_of(BLOCK_LEN) && N > 0 && N < CHUNK_LEN,
         "finish_blocks: unsupported length {N}"
     );
-    let platform = platform();
-    let blocks = N / BLOCK_LEN;
-    for (i, block) in rest.chunks_exact(BLOCK_LEN).enumerate() {
-        let mut flags = KEYED_HASH;
-        if i + 1 == blocks {
-            flags |= CHUNK_END | ROOT;
-        }
-        let Ok(block) = <&[u8; BLOCK_LEN]>::try_from(block) else {
-            unreachable!("chunks_exact yields whole blocks")
-        };
-        platform.compress_in_place(&mut cv, block, BLOCK_LEN as u8, 0, flags);
-    }
+    compress_to_end(&mut cv, rest, false);
     trunc254(blake3::platform::le_bytes_from_words_32(&cv))
 }
 

@@ -139,20 +139,37 @@ fn device_point(limbs: &[u64; 24]) -> Option<G1Projective> {
     G1::export(&p)
 }
 
+/// `Σ scalars[i] · bases[i]` on `msm` (equal lengths), its result checked.
+fn device_sum(
+    msm: &dyn G1Msm,
+    bases: &[[u64; 12]],
+    scalars: &[Limbs],
+) -> Result<G1Projective, SynthesisError> {
+    let limbs = msm.msm_g1(bases, scalars).map_err(|e| {
+        SynthesisError::IoError(std::io::Error::other(format!(
+            "the device's multi-scalar multiplication failed: {e}"
+        )))
+    })?;
+    device_point(&limbs).ok_or_else(|| {
+        SynthesisError::IoError(std::io::Error::other(
+            "the device's multi-scalar multiplication returned an invalid point; prove on the CPU (--gpu off) and report the device",
+        ))
+    })
+}
+
+/// A point the prover computed that is off the curve or outside the subgroup: a bug here, not a
+/// property of the input, reported rather than turned into a bad proof.
+fn invalid_point() -> SynthesisError {
+    SynthesisError::IoError(std::io::Error::other(
+        "the prover computed an invalid curve point",
+    ))
+}
+
 impl DeviceG1 {
     /// `Σ s_i P_i` over the first `scalars.len()` points of `bases` on the device, checked.
     fn sum(&self, bases: &[[u64; 12]], scalars: &[Limbs]) -> Result<G1Projective, SynthesisError> {
         let bases = bases.get(..scalars.len()).ok_or_else(|| eof("device"))?;
-        let limbs = self.msm.msm_g1(bases, scalars).map_err(|e| {
-            SynthesisError::IoError(std::io::Error::other(format!(
-                "the device's multi-scalar multiplication failed: {e}"
-            )))
-        })?;
-        device_point(&limbs).ok_or_else(|| {
-            SynthesisError::IoError(std::io::Error::other(
-                "the device's multi-scalar multiplication returned an invalid point; prove on the CPU (--gpu off) and report the device",
-            ))
-        })
+        device_sum(self.msm.as_ref(), bases, scalars)
     }
 }
 
@@ -176,28 +193,18 @@ pub fn msm_g1(
         .map(G1::import)
         .collect::<Option<Vec<_>>>()
         .ok_or(SynthesisError::UnexpectedIdentity)?;
-    let internal = || {
-        SynthesisError::IoError(std::io::Error::other(
-            "the prover computed an invalid curve point",
-        ))
-    };
     match device {
         Some(d) => {
             let ours: Vec<[u64; 12]> = affine.iter().map(device_base).collect();
-            let limbs_out = d.msm_g1(&ours, &limbs).map_err(|e| {
-                SynthesisError::IoError(std::io::Error::other(format!(
-                    "the device's multi-scalar multiplication failed: {e}"
-                )))
-            })?;
-            device_point(&limbs_out).ok_or_else(internal)
+            device_sum(d, &ours, &limbs)
         }
         None => {
             #[cfg(target_arch = "x86_64")]
             if let Some(g1) = ifma::IfmaG1::new() {
                 let b: Vec<_> = affine.iter().map(|p| g1.base(p)).collect();
-                return G1::export(&msm(&g1, &b, &limbs)).ok_or_else(internal);
+                return G1::export(&msm(&g1, &b, &limbs)).ok_or_else(invalid_point);
             }
-            G1::export(&msm(&Portable::new(), &affine, &limbs)).ok_or_else(internal)
+            G1::export(&msm(&Portable::new(), &affine, &limbs)).ok_or_else(invalid_point)
         }
     }
 }
@@ -581,20 +588,13 @@ impl ProvingKey {
             let t = Instant::now();
             (f(), t.elapsed())
         };
-        // A computed point off the curve or outside the subgroup would be a bug here, not a
-        // property of the input; it is reported rather than turned into a bad proof.
-        let internal = || {
-            SynthesisError::IoError(std::io::Error::other(
-                "the prover computed an invalid curve point",
-            ))
-        };
         let msm_a = |s: &[Limbs]| match &self.device {
             Some(d) => d.sum(&d.a, s),
-            None => self.bases.msm_a(s).ok_or_else(internal),
+            None => self.bases.msm_a(s).ok_or_else(invalid_point),
         };
         let msm_c = |s: &[Limbs]| match &self.device {
             Some(d) => d.sum(&d.c, s),
-            None => self.bases.msm_c(s).ok_or_else(internal),
+            None => self.bases.msm_c(s).ok_or_else(invalid_point),
         };
         let parallel = Instant::now();
         let ((c_sum, t_h, t_c), ((a_sum, t_a), (b_sum, t_b))) = rayon::join(
@@ -635,7 +635,7 @@ impl ProvingKey {
         );
         t.parallel = parallel.elapsed();
         (t.quotient, t.msm_a, t.msm_b_g2, t.msm_c) = (t_h, t_a, t_b, t_c);
-        let (a_sum, b_sum, c_sum) = (a_sum?, b_sum.ok_or_else(internal)?, c_sum?);
+        let (a_sum, b_sum, c_sum) = (a_sum?, b_sum.ok_or_else(invalid_point)?, c_sum?);
 
         let g_a: G1Projective = vk.delta_g1 * r + vk.alpha_g1 + a_sum;
         let g_b: G2Projective = vk.delta_g2 * s + vk.beta_g2 + b_sum;
