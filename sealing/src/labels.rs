@@ -86,7 +86,27 @@ pub trait Labeller: Sync {
         out: &mut [Node],
         progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
     ) -> SealResult<()>;
+
+    /// As [`Labeller::label_layer`], and hands the finished labels to `sink` as they become final:
+    /// consecutive ranges of `out`, in order, from node 0 to the end, each given once and never
+    /// written again. A labeller that cannot tell (the default) gives the whole layer at the end.
+    /// An error from `sink` stops the labelling and is returned.
+    fn label_layer_streaming(
+        &self,
+        replica_id: &Node,
+        layer: u32,
+        prev: Option<&[Node]>,
+        out: &mut [Node],
+        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+        sink: &mut dyn FnMut(&[Node]) -> SealResult<()>,
+    ) -> SealResult<()> {
+        self.label_layer(replica_id, layer, prev, out, progress)?;
+        sink(out)
+    }
 }
+
+/// Nodes the single-sector labeller hands to a streaming sink at a time (2 MiB).
+pub const STREAM_NODES: usize = 1 << 16;
 
 /// The parents of the nodes a labeller walks, decoded from the cache `AHEAD` nodes early (so their
 /// labels can be prefetched), and the cache's pages released behind the walk.
@@ -184,6 +204,18 @@ impl Labeller for CpuLabeller<'_> {
         out: &mut [Node],
         progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
     ) -> SealResult<()> {
+        self.label_layer_streaming(replica_id, layer, prev, out, progress, &mut |_| Ok(()))
+    }
+
+    fn label_layer_streaming(
+        &self,
+        replica_id: &Node,
+        layer: u32,
+        prev: Option<&[Node]>,
+        out: &mut [Node],
+        progress: &mut dyn FnMut(u64) -> ControlFlow<()>,
+        sink: &mut dyn FnMut(&[Node]) -> SealResult<()>,
+    ) -> SealResult<()> {
         let n = out.len();
         if n as u64 != self.cache.nodes() {
             return Err(SealError::Inconsistent(
@@ -214,6 +246,8 @@ impl Labeller for CpuLabeller<'_> {
             .step_by(CHUNK)
             .map(|s| (s, s.saturating_add(CHUNK).min(n)))
             .collect();
+        // Labels before `flushed` have been handed to `sink`.
+        let mut flushed = 0;
         std::thread::scope(|scope| -> SealResult<()> {
             let (jobs, job_rx) = mpsc::channel::<(usize, Prepared)>();
             let (done_tx, done) = mpsc::channel::<Prepared>();
@@ -261,12 +295,20 @@ impl Labeller for CpuLabeller<'_> {
                     out[v] = finish_blocks(buf.cvs[i], &rest);
                     walk.done(v, progress)?;
                 }
+                // Base parents precede their node, so labels before `end` are final.
+                if end - flushed >= STREAM_NODES || end == n {
+                    sink(&out[flushed..end])?;
+                    flushed = end;
+                }
                 if j + 2 < chunks.len() {
                     let _ = jobs.send((j + 2, buf));
                 }
             }
             Ok(())
         })?;
+        if flushed < n {
+            sink(&out[flushed..])?;
+        }
         if progress(n as u64).is_break() {
             return Err(SealError::Cancelled);
         }
@@ -697,6 +739,49 @@ mod tests {
                 std::mem::swap(&mut prev, &mut cur);
             }
         }
+    }
+
+    /// A streaming sink sees every label once, in order, in several ranges, equal to the layer the
+    /// plain call computes; an error from the sink stops the labelling.
+    #[test]
+    fn streaming_hands_out_each_final_label_once_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache =
+            ParentCache::open_or_build(tmp.path(), lode_proofs::sector::SectorSize::S8MiB).unwrap();
+        let n = cache.nodes() as usize;
+        let labeller = CpuLabeller::new(&cache);
+        let none = &mut |_| ControlFlow::Continue(());
+        let id = replica(5);
+        let mut l1 = vec![Node::default(); n];
+        labeller.label_layer(&id, 1, None, &mut l1, none).unwrap();
+        let mut want = vec![Node::default(); n];
+        labeller
+            .label_layer(&id, 2, Some(&l1), &mut want, none)
+            .unwrap();
+
+        let (mut streamed, mut ranges) = (Vec::new(), 0);
+        let mut out = vec![Node::default(); n];
+        labeller
+            .label_layer_streaming(&id, 2, Some(&l1), &mut out, none, &mut |r| {
+                ranges += 1;
+                streamed.extend_from_slice(r);
+                Ok(())
+            })
+            .unwrap();
+        assert!(streamed == want && out == want);
+        assert_eq!(ranges, n / STREAM_NODES);
+
+        let mut calls = 0;
+        let stopped =
+            labeller.label_layer_streaming(&id, 2, Some(&l1), &mut out, none, &mut |_| {
+                calls += 1;
+                Err(SealError::Cancelled)
+            });
+        assert!(matches!(stopped, Err(SealError::Cancelled)));
+        assert_eq!(
+            calls, 1,
+            "nothing is labelled or handed out after the sink's error"
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::ControlFlow;
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::Instant;
 
 use lode_proofs::circuit::porep as porep_circuit;
@@ -550,6 +551,45 @@ fn complete_unsealed(dir: &SectorDir, id: &SectorId, meta: &SectorMeta) -> SealR
     Ok(())
 }
 
+/// Buffers of streamed labels in flight to the layer writer (2 MiB each).
+const STREAM_DEPTH: usize = 8;
+
+/// Writes a layer file of `len` bytes from the buffers received on `rx`, hashing them as they pass
+/// and handing each buffer back on `free`. Returns the layer's checksum once the file is committed,
+/// or `None` (and no file) when the stream ends short of `len` bytes.
+fn stream_layer(
+    path: &Path,
+    len: u64,
+    rx: mpsc::Receiver<Vec<u8>>,
+    free: mpsc::Sender<Vec<u8>>,
+) -> SealResult<Option<Node>> {
+    let durable = |e: lode_proofs::durable::DurableError| SealError::Io {
+        path: e.path,
+        source: e.source,
+    };
+    let mut file = lode_proofs::durable::AtomicFile::create(path).map_err(durable)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut written = 0u64;
+    for buf in rx {
+        written = written.saturating_add(buf.len() as u64);
+        if written > len {
+            return Err(SealError::Inconsistent(
+                "a streamed layer is longer than the sector",
+            ));
+        }
+        file.write_all(&buf).map_err(io_at(file.tmp_path()))?;
+        hasher.update(&buf);
+        // The labeller may have finished; then the buffer is simply dropped.
+        let _ = free.send(buf);
+    }
+    if written != len {
+        // Dropping the file removes its temporary name.
+        return Ok(None);
+    }
+    file.commit().map_err(durable)?;
+    Ok(Some(Node(*hasher.finalize().as_bytes())))
+}
+
 fn layer_checksum(nodes: &[Node]) -> Node {
     Node(*blake3::hash(nodes_as_bytes(nodes)).as_bytes())
 }
@@ -776,13 +816,52 @@ pub fn pre_commit1(
                 let writing =
                     (layer > first).then(|| ls.spawn(move || save(layer - 1, prev_nodes)));
                 let prev_layer = (layer > 1).then_some(prev_nodes);
-                let labelled = labeller.label_layer(
-                    &replica_id,
-                    layer as u32,
-                    prev_layer,
-                    cur_nodes,
-                    &mut report,
-                );
+                let labelled = if layer == layers {
+                    // The last layer goes to its file as it is labelled (nothing labels after it).
+                    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(STREAM_DEPTH);
+                    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+                    let path = dir.layer(layer);
+                    let bytes = id.size.bytes();
+                    let streaming = ls.spawn(move || stream_layer(&path, bytes, rx, free_tx));
+                    let mut sink = move |nodes: &[Node]| -> SealResult<()> {
+                        let mut buf = free_rx.try_recv().unwrap_or_default();
+                        buf.clear();
+                        buf.extend_from_slice(nodes_as_bytes(nodes));
+                        tx.send(buf)
+                            .map_err(|_| SealError::Inconsistent("the layer writer stopped"))
+                    };
+                    let labelled = labeller.label_layer_streaming(
+                        &replica_id,
+                        layer as u32,
+                        prev_layer,
+                        cur_nodes,
+                        &mut report,
+                        &mut sink,
+                    );
+                    // Closes the stream: the writer commits a whole layer, or discards a partial one.
+                    drop(sink);
+                    let streamed = match streaming.join() {
+                        Ok(r) => r,
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    };
+                    match (labelled, streamed) {
+                        (_, Err(e)) | (Err(e), _) => Err(e),
+                        (Ok(()), Ok(Some(sum))) => Ok(Some(sum)),
+                        (Ok(()), Ok(None)) => Err(SealError::Inconsistent(
+                            "the labeller did not hand out its whole last layer",
+                        )),
+                    }
+                } else {
+                    labeller
+                        .label_layer(
+                            &replica_id,
+                            layer as u32,
+                            prev_layer,
+                            cur_nodes,
+                            &mut report,
+                        )
+                        .map(|()| None)
+                };
                 let written = writing.map(|h| match h.join() {
                     Ok(r) => r,
                     Err(panic) => std::panic::resume_unwind(panic),
@@ -793,18 +872,16 @@ pub fn pre_commit1(
                 done.layer_checksums.push(HexNode(sum?));
                 write_json(&progress_path, &done)?;
             }
-            labelled?;
+            if let Some(sum) = labelled? {
+                done.layer_checksums.push(HexNode(sum));
+                write_json(&progress_path, &done)?;
+            }
             tracing::info!(
                 layer,
                 seconds = started.elapsed().as_secs_f64(),
                 "layer labelled"
             );
             std::mem::swap(&mut prev, &mut cur);
-        }
-        if first <= layers {
-            done.layer_checksums
-                .push(HexNode(save(layers, prev.nodes())?));
-            write_json(&progress_path, &done)?;
         }
         let (root, unsealed_sum) = match tree_d.join() {
             Ok(r) => r?,

@@ -87,11 +87,39 @@ impl SectorDir {
             .open(&path)
             .map_err(io_at(&path))?;
         match file.try_lock() {
-            Ok(()) => Ok(SectorLock { _file: file }),
+            Ok(()) => {
+                self.remove_stale_tmp();
+                Ok(SectorLock { _file: file })
+            }
             Err(std::fs::TryLockError::WouldBlock) => Err(SealError::Locked {
                 path: self.root.clone(),
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(SealError::Io { path, source: e }),
+        }
+    }
+
+    /// Removes temporary files another process left behind (killed while writing: every writer
+    /// holds the lock, so once it is ours nobody else is writing them). Best effort: a file that
+    /// cannot be removed is logged and left.
+    fn remove_stale_tmp(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        let ours = format!(".{}-", std::process::id());
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.ends_with(".tmp") && !name.contains(&ours) {
+                let path = entry.path();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {
+                        tracing::info!(path = %path.display(), "removed a stale temporary file")
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "could not remove a stale temporary file")
+                    }
+                }
+            }
         }
     }
 
@@ -232,4 +260,25 @@ pub(crate) fn read_json<T: DeserializeOwned>(
         path: path.to_path_buf(),
         source,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taking_the_lock_removes_temporary_files_other_processes_left() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = SectorDir::create(root.path()).unwrap();
+        let stale = root.path().join("layer-2.4294967295-7.tmp");
+        let ours = lode_proofs::durable::tmp_path(&dir.layer(1));
+        for p in [&stale, &ours, &dir.sealed()] {
+            std::fs::write(p, b"x").unwrap();
+        }
+        let _lock = dir.lock().unwrap();
+        assert!(!stale.exists(), "a killed writer's file is removed");
+        assert!(ours.exists(), "this process's own temporary files are left");
+        assert!(dir.sealed().exists());
+    }
 }

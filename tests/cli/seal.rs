@@ -221,7 +221,26 @@ fn pre_commit1_killed_with_sigkill_resumes_to_the_same_commitments() {
     } else {
         assert!(!Path::new(d).join("pc1.json").exists());
     }
+    let temporary = |dir: &Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".tmp")
+            })
+            .count()
+    };
+    // The kill usually lands while layer 2 streams to its temporary file.
+    eprintln!("temporary files left by the kill: {}", temporary(&dir));
     let resumed = json(&lode(&pc1_args(d, c)));
+    assert_eq!(
+        temporary(&dir),
+        0,
+        "the resumed run removes what the killed one left"
+    );
     assert_eq!(resumed["comm_d"], expected["comm_d"]);
     assert_eq!(resumed["replica_id"], expected["replica_id"]);
     assert_eq!(
