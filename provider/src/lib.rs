@@ -20,6 +20,8 @@
 //!   read back for retrieval ([`pipeline::reader`]);
 //! - [`market`]: the deal market hosted by the daemon (the market crate's deal service and
 //!   retrieval server over this daemon's pipeline and message sender; peer info on chain);
+//! - [`engine`]: the task engine a cluster's machines claim work from ([`engine::TaskEngine`]:
+//!   embedded in sled, or shared in PostgreSQL), with fenced claims, heartbeats and leases;
 //! - [`tasks`]: the task scheduler: sealing phases and PoSt as tasks with declared resources,
 //!   admitted within the machine and per-kind limits, PoSt first; fenced, persisted records.
 
@@ -38,6 +40,7 @@
 pub mod api;
 pub mod daemon;
 pub mod dashboard;
+pub mod engine;
 pub mod error;
 pub mod market;
 pub mod metrics;

@@ -9,7 +9,8 @@
 //!
 //! The `node` feature adds [`mining`], block production on a `lode-node` core, for the tests and
 //! benchmarks of the crates above the chain; `lode-chain`'s tests do without it (and without
-//! building the node). [`metrics`] checks a `/metrics` exposition with promtool.
+//! building the node). [`metrics`] checks a `/metrics` exposition with promtool; [`postgres`]
+//! starts a real PostgreSQL server for the cluster's tests.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,4 +18,5 @@ pub mod harness;
 pub mod metrics;
 #[cfg(feature = "node")]
 pub mod mining;
+pub mod postgres;
 pub mod scenarios;

@@ -87,6 +87,11 @@ impl TaskKind {
         matches!(self, TaskKind::WindowPost | TaskKind::WinningPost)
     }
 
+    /// The kind named `name` (as [`TaskKind::name`] writes it).
+    pub fn from_name(name: &str) -> Option<TaskKind> {
+        TaskKind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
     /// The index of the kind in [`TaskKind::ALL`].
     pub fn index(self) -> usize {
         self as usize

@@ -17,6 +17,7 @@ mod alert_rules;
 mod batch;
 mod common;
 mod deals;
+mod engine;
 mod faults;
 mod kill;
 mod rpc;

@@ -1,0 +1,453 @@
+//! The embedded task engine: one process, its records in a sled database.
+//!
+//! Everything lives in one tree (`engine`) under key prefixes — `t/` unfinished tasks by id, `k/`
+//! the `(miner, kind, subject)` index, `h/` the history, `w/` workers, `l/` leases, `m/` the id and
+//! token counters — so that every change is one sled transaction. Changes are serialised by a
+//! mutex (one process owns the database), so a read before a transaction stays true through it.
+//! A finished task's record is flushed before [`TaskEngine::finish`] returns.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+use tokio::sync::watch;
+
+use super::{
+    Claimed, EngineError, EngineResult, Enqueued, Outcome, TaskEngine, TaskKind, TaskPhase,
+    TaskRow, TaskSpec, WorkerInfo, WorkerRow, claim_order, claimable,
+};
+use crate::tasks::Resources;
+
+const TASK: &[u8] = b"t/";
+const KEY: &[u8] = b"k/";
+const HISTORY: &[u8] = b"h/";
+const WORKER: &[u8] = b"w/";
+const LEASE: &[u8] = b"l/";
+const NEXT_ID: &[u8] = b"m/next-id";
+const TOKEN: &[u8] = b"m/token";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Record {
+    id: u64,
+    spec: TaskSpec,
+    owner: Option<String>,
+    token: u64,
+    attempts: u32,
+    not_before_ms: u64,
+    error: Option<String>,
+    /// For the history: whether it succeeded.
+    ok: Option<bool>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Worker {
+    info: WorkerInfo,
+    beat_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Lease {
+    holder: String,
+    epoch: u64,
+    expires_ms: u64,
+}
+
+struct Inner {
+    tree: sled::Tree,
+    lock: Mutex<()>,
+    events: watch::Sender<u64>,
+}
+
+/// The embedded engine (cheap to clone: each clone waits on its own cursor of the wakeups).
+pub struct SledEngine {
+    inner: Arc<Inner>,
+    seen: AtomicU64,
+}
+
+impl Clone for SledEngine {
+    fn clone(&self) -> Self {
+        SledEngine {
+            inner: Arc::clone(&self.inner),
+            seen: AtomicU64::new(self.seen.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn key(prefix: &[u8], rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len().saturating_add(rest.len()));
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(rest);
+    k
+}
+
+fn spec_key(spec: &TaskSpec) -> Vec<u8> {
+    let mut k = key(KEY, &spec.miner.to_be_bytes());
+    k.extend_from_slice(spec.kind.name().as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(&spec.subject.to_be_bytes());
+    k
+}
+
+fn enc<T: Serialize>(v: &T) -> EngineResult<Vec<u8>> {
+    postcard::to_allocvec(v).map_err(|e| EngineError::Corrupt(e.to_string()))
+}
+
+fn dec<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> EngineResult<T> {
+    postcard::from_bytes(bytes).map_err(|e| EngineError::Corrupt(e.to_string()))
+}
+
+fn u64_at(bytes: Option<sled::IVec>) -> u64 {
+    bytes
+        .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// Runs `f` as one transaction of the engine's tree, its errors as the engine's.
+fn transact<T>(
+    tree: &sled::Tree,
+    f: impl Fn(&TransactionalTree) -> Result<T, ConflictableTransactionError<EngineError>>,
+) -> EngineResult<T> {
+    tree.transaction(f).map_err(|e| match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => EngineError::Sled(e),
+    })
+}
+
+fn abort(e: EngineError) -> ConflictableTransactionError<EngineError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+impl SledEngine {
+    /// The engine over `db`'s tree `engine` (the pipeline's database, so its records sit beside
+    /// the sectors').
+    pub fn open(db: &sled::Db) -> EngineResult<SledEngine> {
+        let tree = db.open_tree("engine")?;
+        let (events, _) = watch::channel(0);
+        Ok(SledEngine {
+            inner: Arc::new(Inner {
+                tree,
+                lock: Mutex::new(()),
+                events,
+            }),
+            seen: AtomicU64::new(0),
+        })
+    }
+
+    fn guard(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding it left no half-written state (changes are transactions).
+        self.inner.lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self) {
+        self.inner.events.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    fn records(&self, prefix: &[u8]) -> EngineResult<Vec<Record>> {
+        self.inner
+            .tree
+            .scan_prefix(prefix)
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+
+    fn workers_now(&self) -> EngineResult<Vec<Worker>> {
+        self.inner
+            .tree
+            .scan_prefix(WORKER)
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+
+    /// Puts `owner`'s tasks (or the tasks of any owner in `owners`) back in the queue and removes
+    /// the workers, in one transaction. Returns the tasks given back.
+    fn give_back(&self, owners: &[String]) -> EngineResult<u64> {
+        let held: Vec<Record> = self
+            .records(TASK)?
+            .into_iter()
+            .filter(|r| r.owner.as_ref().is_some_and(|o| owners.contains(o)))
+            .collect();
+        let count = held.len() as u64;
+        transact(&self.inner.tree, |t| {
+            for r in &held {
+                let mut r = r.clone();
+                r.owner = None;
+                t.insert(key(TASK, &r.id.to_be_bytes()), enc(&r).map_err(abort)?)?;
+            }
+            for o in owners {
+                t.remove(key(WORKER, o.as_bytes()))?;
+            }
+            Ok(())
+        })?;
+        self.inner.tree.flush()?;
+        if count > 0 {
+            self.wake();
+        }
+        Ok(count)
+    }
+}
+
+impl TaskEngine for SledEngine {
+    async fn register(&self, worker: &WorkerInfo) -> EngineResult<()> {
+        let _g = self.guard();
+        let w = Worker {
+            info: worker.clone(),
+            beat_ms: now_ms(),
+        };
+        self.inner
+            .tree
+            .insert(key(WORKER, worker.name.as_bytes()), enc(&w)?)?;
+        Ok(())
+    }
+
+    async fn enqueue(&self, spec: &TaskSpec) -> EngineResult<Enqueued> {
+        let queued = {
+            let _g = self.guard();
+            let k = spec_key(spec);
+            transact(&self.inner.tree, |t| {
+                if let Some(id) = t.get(&k)? {
+                    return Ok(Enqueued::Existing(u64_at(Some(id))));
+                }
+                let id = u64_at(t.get(NEXT_ID)?).saturating_add(1);
+                t.insert(NEXT_ID, &id.to_be_bytes())?;
+                t.insert(k.as_slice(), &id.to_be_bytes())?;
+                let r = Record {
+                    id,
+                    spec: *spec,
+                    owner: None,
+                    token: 0,
+                    attempts: 0,
+                    not_before_ms: 0,
+                    error: None,
+                    ok: None,
+                };
+                t.insert(key(TASK, &id.to_be_bytes()), enc(&r).map_err(abort)?)?;
+                Ok(Enqueued::New(id))
+            })?
+        };
+        if matches!(queued, Enqueued::New(_)) {
+            self.wake();
+        }
+        Ok(queued)
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        kinds: &[TaskKind],
+        room: &Resources,
+    ) -> EngineResult<Option<Claimed>> {
+        let _g = self.guard();
+        if self
+            .inner
+            .tree
+            .get(key(WORKER, worker.as_bytes()))?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        let now = now_ms();
+        let Some(best) = self
+            .records(TASK)?
+            .into_iter()
+            .filter(|r| r.owner.is_none() && r.not_before_ms <= now)
+            .filter(|r| claimable(&r.spec, kinds, room))
+            .min_by_key(|r| claim_order(&r.spec, r.id))
+        else {
+            return Ok(None);
+        };
+        let claimed = transact(&self.inner.tree, |t| {
+            let token = u64_at(t.get(TOKEN)?).saturating_add(1);
+            t.insert(TOKEN, &token.to_be_bytes())?;
+            let mut r = best.clone();
+            r.owner = Some(worker.to_string());
+            r.token = token;
+            r.attempts = r.attempts.saturating_add(1);
+            t.insert(key(TASK, &r.id.to_be_bytes()), enc(&r).map_err(abort)?)?;
+            Ok(Claimed {
+                id: r.id,
+                spec: r.spec,
+                token,
+                attempts: r.attempts,
+                worker: worker.to_string(),
+            })
+        })?;
+        Ok(Some(claimed))
+    }
+
+    async fn heartbeat(&self, worker: &str) -> EngineResult<bool> {
+        let _g = self.guard();
+        let k = key(WORKER, worker.as_bytes());
+        let Some(bytes) = self.inner.tree.get(&k)? else {
+            return Ok(false);
+        };
+        let mut w: Worker = dec(&bytes)?;
+        w.beat_ms = now_ms();
+        self.inner.tree.insert(k, enc(&w)?)?;
+        Ok(true)
+    }
+
+    async fn finish(&self, claim: &Claimed, outcome: &Outcome) -> EngineResult<()> {
+        let requeued = {
+            let _g = self.guard();
+            let tk = key(TASK, &claim.id.to_be_bytes());
+            let current: Option<Record> = self.inner.tree.get(&tk)?.map(|b| dec(&b)).transpose()?;
+            let Some(r) = current.filter(|r| {
+                r.token == claim.token && r.owner.as_deref() == Some(claim.worker.as_str())
+            }) else {
+                return Err(EngineError::Stale {
+                    task: claim.id,
+                    token: claim.token,
+                });
+            };
+            let requeued = matches!(outcome, Outcome::Retry { .. });
+            transact(&self.inner.tree, |t| {
+                let mut r = r.clone();
+                match outcome {
+                    Outcome::Retry { reason, after } => {
+                        r.owner = None;
+                        r.error = Some(reason.clone());
+                        let wait = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+                        r.not_before_ms = now_ms().saturating_add(wait);
+                        t.insert(tk.as_slice(), enc(&r).map_err(abort)?)?;
+                    }
+                    Outcome::Done | Outcome::Failed(_) => {
+                        if let Outcome::Failed(reason) = outcome {
+                            r.error = Some(reason.clone());
+                        }
+                        r.ok = Some(matches!(outcome, Outcome::Done));
+                        t.remove(tk.as_slice())?;
+                        t.remove(spec_key(&r.spec))?;
+                        t.insert(key(HISTORY, &r.id.to_be_bytes()), enc(&r).map_err(abort)?)?;
+                    }
+                }
+                Ok(())
+            })?;
+            self.inner.tree.flush()?;
+            requeued
+        };
+        if requeued {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    async fn release(&self, worker: &str) -> EngineResult<u64> {
+        let _g = self.guard();
+        self.give_back(&[worker.to_string()])
+    }
+
+    async fn reclaim_dead(&self, timeout: Duration) -> EngineResult<u64> {
+        let _g = self.guard();
+        let limit = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let now = now_ms();
+        let dead: Vec<String> = self
+            .workers_now()?
+            .into_iter()
+            .filter(|w| now.saturating_sub(w.beat_ms) > limit)
+            .map(|w| w.info.name)
+            .collect();
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        self.give_back(&dead)
+    }
+
+    async fn wait(&self, timeout: Duration) {
+        let mut rx = self.inner.events.subscribe();
+        let now = *rx.borrow_and_update();
+        if self.seen.swap(now, Ordering::Relaxed) != now {
+            return;
+        }
+        let _ = tokio::time::timeout(timeout, rx.changed()).await;
+        self.seen.store(*rx.borrow(), Ordering::Relaxed);
+    }
+
+    async fn tasks(&self, history: usize) -> EngineResult<Vec<TaskRow>> {
+        let row = |r: Record| TaskRow {
+            id: r.id,
+            spec: r.spec,
+            phase: match r.ok {
+                Some(true) => TaskPhase::Done,
+                Some(false) => TaskPhase::Failed,
+                None if r.owner.is_some() => TaskPhase::Running,
+                None => TaskPhase::Queued,
+            },
+            worker: r.owner,
+            attempts: r.attempts,
+            error: r.error,
+        };
+        let _g = self.guard();
+        let mut rows: Vec<TaskRow> = self.records(TASK)?.into_iter().map(row).collect();
+        let finished: Vec<TaskRow> = self
+            .inner
+            .tree
+            .scan_prefix(HISTORY)
+            .rev()
+            .take(history)
+            .map(|kv| dec::<Record>(&kv?.1).map(row))
+            .collect::<EngineResult<_>>()?;
+        rows.extend(finished);
+        Ok(rows)
+    }
+
+    async fn workers(&self) -> EngineResult<Vec<WorkerRow>> {
+        let _g = self.guard();
+        let now = now_ms();
+        Ok(self
+            .workers_now()?
+            .into_iter()
+            .map(|w| WorkerRow {
+                silent_ms: now.saturating_sub(w.beat_ms),
+                info: w.info,
+            })
+            .collect())
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> EngineResult<Option<u64>> {
+        let _g = self.guard();
+        let k = key(LEASE, name.as_bytes());
+        let now = now_ms();
+        let current: Option<Lease> = self.inner.tree.get(&k)?.map(|b| dec(&b)).transpose()?;
+        let epoch = match &current {
+            Some(l) if l.holder == holder => l.epoch,
+            Some(l) if l.expires_ms >= now => return Ok(None),
+            Some(l) => l.epoch.saturating_add(1),
+            None => 1,
+        };
+        let lease = Lease {
+            holder: holder.to_string(),
+            epoch,
+            expires_ms: now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+        };
+        self.inner.tree.insert(k, enc(&lease)?)?;
+        self.inner.tree.flush()?;
+        Ok(Some(epoch))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> EngineResult<()> {
+        let _g = self.guard();
+        let k = key(LEASE, name.as_bytes());
+        if let Some(bytes) = self.inner.tree.get(&k)? {
+            let mut l: Lease = dec(&bytes)?;
+            if l.holder == holder {
+                l.expires_ms = 0;
+                self.inner.tree.insert(k, enc(&l)?)?;
+                self.inner.tree.flush()?;
+            }
+        }
+        Ok(())
+    }
+}

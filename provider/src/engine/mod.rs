@@ -1,0 +1,270 @@
+//! The task engine: the shared queue that the machines of a cluster claim their work from.
+//!
+//! One trait, [`TaskEngine`], and two back ends:
+//!
+//! - [`embedded::SledEngine`]: the default — one process, the records in a sled database, wakeups
+//!   inside the process;
+//! - [`postgres::PgEngine`]: a PostgreSQL database shared by every machine of a cluster (`--db
+//!   postgres://…`), its schema migrated at start, claims by `SELECT … FOR UPDATE SKIP LOCKED`,
+//!   wakeups by `LISTEN/NOTIFY`, time from the database's clock (machines' clocks may differ).
+//!
+//! The model (after Curio's HarmonyTask, with what its users miss):
+//!
+//! - A task is a [`TaskSpec`]: a miner actor, a [`TaskKind`], a *subject* (the sector number for a
+//!   sealing phase, the challenge epoch for a PoSt) and the [`Resources`] it holds while it runs. At
+//!   most one unfinished task exists per `(miner, kind, subject)`: queueing it again answers the
+//!   one there ([`Enqueued::Existing`]).
+//! - A worker registers itself ([`WorkerInfo`]) and heartbeats ([`TaskEngine::heartbeat`]); it
+//!   claims ([`TaskEngine::claim`]) the most urgent queued task of the kinds it runs that fits the
+//!   room it has left: time-sensitive first, then the lowest subject (the oldest sector), then the
+//!   oldest task. Every claim draws a new **fencing token** from a counter that only grows.
+//! - A result ([`TaskEngine::finish`]) is written only under the claim's current token and owner:
+//!   a stale claim — its worker declared dead and the task claimed again — is refused with
+//!   [`EngineError::Stale`] and changes nothing. A finished task moves to the history.
+//! - A worker whose heartbeat is older than the timeout is dead ([`TaskEngine::reclaim_dead`]): its
+//!   tasks go back to the queue (their next claim gets a new token) and its row is removed. A
+//!   worker shutting down cleanly gives its tasks back at once ([`TaskEngine::release`]).
+//! - A named **lease** ([`TaskEngine::acquire_lease`]) elects one holder at a time — the one
+//!   provider process per miner actor that sends chain messages. Its epoch grows with every change
+//!   of holder, so what a holder records can be fenced by it.
+
+pub mod embedded;
+pub mod postgres;
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::tasks::{Resources, TaskKind};
+
+/// Errors of a task engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The embedded database failed.
+    #[error("task database: {0}")]
+    Sled(#[from] sled::Error),
+    /// PostgreSQL failed or could not be reached (a worker retries; check the `--db` address and
+    /// that the server is up).
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The claim is no longer the task's: another worker holds it now, or it has finished. Its
+    /// result was not written.
+    #[error(
+        "task {task}: claim {token} is stale (the task was reclaimed or finished); its result was not written"
+    )]
+    Stale {
+        /// The task.
+        task: u64,
+        /// The stale token.
+        token: u64,
+    },
+    /// A stored record does not decode (a damaged database, or one written by a newer lode).
+    #[error("task database: a record does not decode: {0}")]
+    Corrupt(String),
+    /// The database's schema is newer than this lode knows: upgrade lode on this machine.
+    #[error(
+        "the cluster database is at schema version {found}, newer than this lode's {known}: upgrade lode on this machine"
+    )]
+    SchemaTooNew {
+        /// The database's version.
+        found: i64,
+        /// This build's latest.
+        known: i64,
+    },
+    /// An argument out of range (a name too long, a figure too large for the database).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The result alias of the task engines.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// A task to queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TaskSpec {
+    /// The miner actor it works for.
+    pub miner: u64,
+    /// Its kind.
+    pub kind: TaskKind,
+    /// The sector number (sealing phases) or the challenge epoch (PoSt).
+    pub subject: u64,
+    /// What it holds while it runs.
+    pub resources: Resources,
+}
+
+/// What queueing a task found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enqueued {
+    /// A new task, with its id.
+    New(u64),
+    /// The unfinished task already there for the same `(miner, kind, subject)`.
+    Existing(u64),
+}
+
+impl Enqueued {
+    /// The task's id either way.
+    pub fn id(self) -> u64 {
+        match self {
+            Enqueued::New(id) | Enqueued::Existing(id) => id,
+        }
+    }
+}
+
+/// A task claimed by a worker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claimed {
+    /// The task.
+    pub id: u64,
+    /// What it is.
+    pub spec: TaskSpec,
+    /// This claim's fencing token: the task's result is written only under it.
+    pub token: u64,
+    /// Claims so far, this one included.
+    pub attempts: u32,
+    /// The worker holding it.
+    pub worker: String,
+}
+
+/// How a task ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded.
+    Done,
+    /// It failed for good (the reason is kept in the history).
+    Failed(String),
+    /// It failed and goes back to the queue, claimable again after `after`.
+    Retry {
+        /// Why.
+        reason: String,
+        /// The wait before it may be claimed again.
+        after: Duration,
+    },
+}
+
+/// A worker as it registers: its name (unique in the cluster, e.g. `host:port`), what it has, and
+/// the kinds it runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its name.
+    pub name: String,
+    /// Its machine's resources.
+    pub resources: Resources,
+    /// The kinds it claims.
+    pub kinds: Vec<TaskKind>,
+}
+
+/// A registered worker, as the cluster's status lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRow {
+    /// What it registered.
+    pub info: WorkerInfo,
+    /// Milliseconds since its last heartbeat (on the engine's clock).
+    pub silent_ms: u64,
+}
+
+/// Where a task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TaskPhase {
+    /// Waiting for a worker.
+    Queued,
+    /// Held by a worker.
+    Running,
+    /// Finished and succeeded (history).
+    Done,
+    /// Finished and failed (history).
+    Failed,
+}
+
+/// A task as the cluster's status lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRow {
+    /// Its id.
+    pub id: u64,
+    /// What it is.
+    pub spec: TaskSpec,
+    /// Where it is.
+    pub phase: TaskPhase,
+    /// The worker holding it, while it runs.
+    pub worker: Option<String>,
+    /// Claims so far.
+    pub attempts: u32,
+    /// The last failure's reason.
+    pub error: Option<String>,
+}
+
+/// The shared task queue of a cluster (see the module's documentation for the model).
+pub trait TaskEngine: Send + Sync {
+    /// Registers (or re-registers) a worker and counts as its heartbeat.
+    fn register(&self, worker: &WorkerInfo) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// Queues a task, or finds the unfinished one for the same `(miner, kind, subject)`. Wakes the
+    /// workers waiting in [`TaskEngine::wait`].
+    fn enqueue(&self, spec: &TaskSpec) -> impl Future<Output = EngineResult<Enqueued>> + Send;
+
+    /// Claims the most urgent queued task of `kinds` whose resources fit in `room`, for `worker`,
+    /// under a new fencing token; `None` when there is none.
+    fn claim(
+        &self,
+        worker: &str,
+        kinds: &[TaskKind],
+        room: &Resources,
+    ) -> impl Future<Output = EngineResult<Option<Claimed>>> + Send;
+
+    /// Records that `worker` is alive (and so are its claims). An unregistered worker (declared
+    /// dead meanwhile) gets `false`: its claims are gone and it should register again.
+    fn heartbeat(&self, worker: &str) -> impl Future<Output = EngineResult<bool>> + Send;
+
+    /// Writes a claim's outcome, only if the claim is still the task's ([`EngineError::Stale`]
+    /// otherwise, nothing changed).
+    fn finish(
+        &self,
+        claim: &Claimed,
+        outcome: &Outcome,
+    ) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// A clean shutdown: `worker`'s tasks go back to the queue and it is unregistered. Returns the
+    /// tasks given back.
+    fn release(&self, worker: &str) -> impl Future<Output = EngineResult<u64>> + Send;
+
+    /// Declares dead the workers silent for longer than `timeout`: their tasks go back to the queue
+    /// and they are unregistered. Returns the tasks given back.
+    fn reclaim_dead(&self, timeout: Duration) -> impl Future<Output = EngineResult<u64>> + Send;
+
+    /// Waits until a task may have become claimable (queued, given back, or due after a retry
+    /// wait), or `timeout` passes.
+    fn wait(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
+
+    /// The unfinished tasks and the newest `history` finished ones.
+    fn tasks(&self, history: usize) -> impl Future<Output = EngineResult<Vec<TaskRow>>> + Send;
+
+    /// The registered workers.
+    fn workers(&self) -> impl Future<Output = EngineResult<Vec<WorkerRow>>> + Send;
+
+    /// Takes or renews lease `name` for `holder` for `ttl`: its epoch when `holder` holds it now,
+    /// `None` when another holder's lease has not expired. The epoch grows with every change of
+    /// holder.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> impl Future<Output = EngineResult<Option<u64>>> + Send;
+
+    /// Gives lease `name` up if `holder` holds it (another may take it at once).
+    fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = EngineResult<()>> + Send;
+}
+
+/// The order claims take: time-sensitive first, then the lowest subject, then the oldest task.
+pub fn claim_order(spec: &TaskSpec, id: u64) -> (bool, u64, u64) {
+    (!spec.kind.is_time_sensitive(), spec.subject, id)
+}
+
+/// Whether a task of `spec` may be claimed by a worker of `kinds` with `room` left.
+pub fn claimable(spec: &TaskSpec, kinds: &[TaskKind], room: &Resources) -> bool {
+    kinds.contains(&spec.kind) && spec.resources.fits_in(room)
+}

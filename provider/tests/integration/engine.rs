@@ -1,0 +1,492 @@
+//! The task engine's suite, one suite run against both back ends: the embedded sled engine and a
+//! real PostgreSQL server started by the test (`lode_testkit::postgres`).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use lode_provider::engine::embedded::SledEngine;
+use lode_provider::engine::postgres::PgEngine;
+use lode_provider::engine::{
+    EngineError, Enqueued, Outcome, TaskEngine, TaskPhase, TaskSpec, WorkerInfo,
+};
+use lode_provider::tasks::{Resources, TaskKind};
+use lode_testkit::postgres::Postgres;
+
+fn spec(miner: u64, kind: TaskKind, subject: u64, cores: u32) -> TaskSpec {
+    TaskSpec {
+        miner,
+        kind,
+        subject,
+        resources: Resources {
+            cores,
+            memory: 1 << 30,
+            ..Resources::ZERO
+        },
+    }
+}
+
+fn room(cores: u32) -> Resources {
+    Resources {
+        cores,
+        memory: 64 << 30,
+        gpus: 0,
+        scratch: u64::MAX,
+    }
+}
+
+async fn worker<E: TaskEngine>(e: &E, name: &str) -> String {
+    e.register(&WorkerInfo {
+        name: name.into(),
+        resources: room(8),
+        kinds: TaskKind::ALL.to_vec(),
+    })
+    .await
+    .unwrap();
+    name.to_string()
+}
+
+/// Claims go time-sensitive first, then lowest subject, within the worker's kinds and room; a
+/// task is queued once per (miner, kind, subject); an unregistered worker claims nothing.
+async fn claim_order_and_room<E: TaskEngine>(e: &E) {
+    let a = worker(e, "order").await;
+    let pc1_5 = e
+        .enqueue(&spec(1, TaskKind::PreCommit1, 5, 1))
+        .await
+        .unwrap();
+    let pc1_3 = e
+        .enqueue(&spec(1, TaskKind::PreCommit1, 3, 1))
+        .await
+        .unwrap();
+    let post = e
+        .enqueue(&spec(1, TaskKind::WindowPost, 100, 1))
+        .await
+        .unwrap();
+    let pc2 = e
+        .enqueue(&spec(1, TaskKind::PreCommit2, 1, 4))
+        .await
+        .unwrap();
+    assert!(matches!(pc1_5, Enqueued::New(_)));
+    assert_eq!(
+        e.enqueue(&spec(1, TaskKind::PreCommit1, 5, 1))
+            .await
+            .unwrap(),
+        Enqueued::Existing(pc1_5.id())
+    );
+    assert!(
+        e.claim("nobody", TaskKind::ALL, &room(8))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut claims = Vec::new();
+    while let Some(c) = e.claim(&a, TaskKind::ALL, &room(2)).await.unwrap() {
+        assert_eq!(c.attempts, 1);
+        claims.push(c);
+    }
+    let order: Vec<u64> = claims.iter().map(|c| c.id).collect();
+    let tokens: Vec<u64> = claims.iter().map(|c| c.token).collect();
+    assert_eq!(
+        order,
+        [post.id(), pc1_3.id(), pc1_5.id()],
+        "PreCommit2 needs 4 cores"
+    );
+    assert!(tokens.windows(2).all(|w| w[0] < w[1]), "tokens only grow");
+    assert!(
+        e.claim(&a, &[TaskKind::Commit2], &room(8))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let c = e.claim(&a, TaskKind::ALL, &room(4)).await.unwrap().unwrap();
+    assert_eq!(c.id, pc2.id());
+    claims.push(c);
+    for c in &claims {
+        e.finish(c, &Outcome::Done).await.unwrap();
+    }
+    assert_eq!(e.release(&a).await.unwrap(), 0);
+    assert!(
+        e.tasks(10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|r| r.phase == TaskPhase::Done)
+    );
+}
+
+/// A worker declared dead loses its claims: another takes the task under a larger token, the dead
+/// one's result is refused and changes nothing, and its heartbeat says it must register again.
+async fn fencing<E: TaskEngine>(e: &E) {
+    let a = worker(e, "fence-a").await;
+    let id = e
+        .enqueue(&spec(2, TaskKind::Commit2, 7, 1))
+        .await
+        .unwrap()
+        .id();
+    let old = e.claim(&a, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = worker(e, "fence-b").await;
+    assert_eq!(e.reclaim_dead(Duration::from_millis(200)).await.unwrap(), 1);
+    assert!(
+        !e.heartbeat(&a).await.unwrap(),
+        "a dead worker must register again"
+    );
+    assert!(e.heartbeat(&b).await.unwrap());
+    let new = e.claim(&b, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    assert_eq!((new.id, new.attempts), (id, 2));
+    assert!(new.token > old.token);
+    let stale = e.finish(&old, &Outcome::Done).await;
+    assert!(matches!(stale, Err(EngineError::Stale { .. })), "{stale:?}");
+    e.finish(&new, &Outcome::Failed("proof did not verify".into()))
+        .await
+        .unwrap();
+    let again = e.finish(&new, &Outcome::Done).await;
+    assert!(
+        matches!(again, Err(EngineError::Stale { .. })),
+        "a finished task is history"
+    );
+    let rows = e.tasks(10).await.unwrap();
+    let row = rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(row.phase, TaskPhase::Failed);
+    assert_eq!(row.error.as_deref(), Some("proof did not verify"));
+    e.release(&b).await.unwrap();
+}
+
+/// A retried task waits its delay, then is claimed again; a task is queued anew once finished.
+async fn retry<E: TaskEngine>(e: &E) {
+    let a = worker(e, "retry").await;
+    let s = spec(3, TaskKind::PreCommit2, 1, 1);
+    let id = e.enqueue(&s).await.unwrap().id();
+    let c = e.claim(&a, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    let wait = Duration::from_millis(400);
+    e.finish(
+        &c,
+        &Outcome::Retry {
+            reason: "disk busy".into(),
+            after: wait,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        e.claim(&a, TaskKind::ALL, &room(8))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    tokio::time::sleep(wait + Duration::from_millis(150)).await;
+    let c = e.claim(&a, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    assert_eq!((c.id, c.attempts), (id, 2));
+    e.finish(&c, &Outcome::Done).await.unwrap();
+    let next = e.enqueue(&s).await.unwrap();
+    assert!(matches!(next, Enqueued::New(n) if n != id));
+    e.release(&a).await.unwrap();
+}
+
+/// A waiting worker is woken by a task queued or given back, long before its timeout.
+async fn wakeups<E: TaskEngine + Clone + 'static>(e: &E) {
+    let a = worker(e, "wake-a").await;
+    let b = worker(e, "wake-b").await;
+    let waiter = e.clone();
+    // Nothing seen yet is consumed first.
+    waiter.wait(Duration::from_millis(50)).await;
+    waiter.wait(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let woken = tokio::spawn(async move {
+        waiter.wait(Duration::from_secs(20)).await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    e.enqueue(&spec(4, TaskKind::Finalize, 1, 1)).await.unwrap();
+    let took = woken.await.unwrap();
+    assert!(took < Duration::from_secs(5), "woken after {took:?}");
+    let c = e.claim(&a, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    let waiter = e.clone();
+    waiter.wait(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    let woken = tokio::spawn(async move {
+        waiter.wait(Duration::from_secs(20)).await;
+        started.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(e.release(&a).await.unwrap(), 1);
+    assert!(woken.await.unwrap() < Duration::from_secs(5));
+    let again = e.claim(&b, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    assert_eq!(again.id, c.id);
+    e.finish(&again, &Outcome::Done).await.unwrap();
+    e.release(&b).await.unwrap();
+}
+
+/// One holder at a time; the epoch grows with every new holder.
+async fn leases<E: TaskEngine>(e: &E) {
+    let ttl = Duration::from_secs(30);
+    assert_eq!(
+        e.acquire_lease("miner-1000", "p1", ttl).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        e.acquire_lease("miner-1000", "p2", ttl).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        e.acquire_lease("miner-1000", "p1", ttl).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        e.acquire_lease("miner-1001", "p2", ttl).await.unwrap(),
+        Some(1)
+    );
+    e.release_lease("miner-1000", "p2").await.unwrap();
+    assert_eq!(
+        e.acquire_lease("miner-1000", "p2", ttl).await.unwrap(),
+        None
+    );
+    e.release_lease("miner-1000", "p1").await.unwrap();
+    assert_eq!(
+        e.acquire_lease("miner-1000", "p2", ttl).await.unwrap(),
+        Some(2)
+    );
+    // An expired lease is taken over.
+    let short = Duration::from_millis(100);
+    assert_eq!(
+        e.acquire_lease("miner-1000", "p2", short).await.unwrap(),
+        Some(2)
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(
+        e.acquire_lease("miner-1000", "p3", ttl).await.unwrap(),
+        Some(3)
+    );
+}
+
+/// `workers` competing handles claim and finish `tasks` tasks of miner `miner` at once: each task
+/// is run exactly once, every token is distinct. Returns the time the claims took.
+async fn race<E: TaskEngine + 'static>(handles: Vec<E>, miner: u64, tasks: u64) -> Duration {
+    let queue = &handles[0];
+    for s in 0..tasks {
+        queue
+            .enqueue(&spec(miner, TaskKind::PreCommit1, s, 1))
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    let mut joins = Vec::new();
+    for (i, e) in handles.into_iter().enumerate() {
+        joins.push(tokio::spawn(async move {
+            let name = worker(&e, &format!("race-{miner}-{i}")).await;
+            let mut ran = Vec::new();
+            while let Some(c) = e
+                .claim(&name, &[TaskKind::PreCommit1], &room(8))
+                .await
+                .unwrap()
+            {
+                assert_eq!(c.spec.miner, miner);
+                e.finish(&c, &Outcome::Done).await.unwrap();
+                ran.push((c.spec.subject, c.token));
+            }
+            e.release(&name).await.unwrap();
+            ran
+        }));
+    }
+    let mut subjects = HashSet::new();
+    let mut tokens = HashSet::new();
+    for j in joins {
+        for (s, t) in j.await.unwrap() {
+            assert!(subjects.insert(s), "task {s} ran twice");
+            assert!(tokens.insert(t), "token {t} handed out twice");
+        }
+    }
+    assert_eq!(subjects.len() as u64, tasks, "every task ran");
+    started.elapsed()
+}
+
+async fn suite<E: TaskEngine + Clone + 'static>(e: &E) {
+    claim_order_and_room(e).await;
+    fencing(e).await;
+    retry(e).await;
+    wakeups(e).await;
+    leases(e).await;
+}
+
+fn sled_engine(dir: &std::path::Path) -> SledEngine {
+    SledEngine::open(&sled::open(dir).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_suite_on_sled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let e = sled_engine(tmp.path());
+    suite(&e).await;
+    // Racing workers of one process.
+    for (miner, workers, tasks) in [(10, 2, 50), (11, 8, 200), (12, 16, 64)] {
+        race(vec![e.clone(); workers], miner, tasks).await;
+    }
+    // Records and the token counter survive a restart of the process.
+    let a = worker(&e, "restart").await;
+    e.enqueue(&spec(20, TaskKind::Commit1, 1, 1)).await.unwrap();
+    let before = e.claim(&a, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    drop(e);
+    let e = sled_engine(tmp.path());
+    assert_eq!(e.release(&a).await.unwrap(), 1);
+    let a = worker(&e, "restart").await;
+    let after = e.claim(&a, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    assert_eq!(after.id, before.id);
+    assert!(after.token > before.token);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_engine_suite_on_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("suite");
+    let e = PgEngine::connect(&url).await.unwrap();
+    assert_eq!(e.schema_version().await.unwrap(), 1);
+    suite(&e).await;
+
+    // Workers on separate connections (as separate machines would be) racing for the claims.
+    for (miner, workers, tasks) in [(10u64, 2usize, 50u64), (11, 8, 200)] {
+        let mut handles = Vec::new();
+        for _ in 0..workers {
+            handles.push(PgEngine::connect(&url).await.unwrap());
+        }
+        race(handles, miner, tasks).await;
+    }
+
+    // A second start migrates nothing; a database newer than this build is refused.
+    let again = PgEngine::connect(&url).await.unwrap();
+    assert_eq!(again.schema_version().await.unwrap(), 1);
+
+    // PostgreSQL restarted under a running worker: calls fail while it is down, then reconnect;
+    // the listener reconnects too and wakes its waiters.
+    let a = worker(&e, "restart").await;
+    e.enqueue(&spec(30, TaskKind::Commit2, 1, 1)).await.unwrap();
+    pg.stop();
+    assert!(e.claim(&a, TaskKind::ALL, &room(8)).await.is_err());
+    pg.start_again();
+    let mut claimed = None;
+    for _ in 0..50 {
+        match e.claim(&a, TaskKind::ALL, &room(8)).await {
+            Ok(c) => {
+                claimed = c;
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let c = claimed.expect("the worker reconnects and claims the task");
+    e.finish(&c, &Outcome::Done).await.unwrap();
+    let waiter = e.clone();
+    waiter.wait(Duration::from_millis(50)).await;
+    let woken = tokio::spawn(async move {
+        let t = Instant::now();
+        waiter.wait(Duration::from_secs(20)).await;
+        t.elapsed()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    e.enqueue(&spec(30, TaskKind::Commit2, 2, 1)).await.unwrap();
+    assert!(
+        woken.await.unwrap() < Duration::from_secs(10),
+        "the listener reconnected"
+    );
+
+    let client_url = url.clone();
+    let (client, conn) = tokio_postgres::connect(&client_url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .execute("INSERT INTO lode_schema (version) VALUES (99)", &[])
+        .await
+        .unwrap();
+    let newer = PgEngine::connect(&url).await;
+    assert!(
+        matches!(
+            newer,
+            Err(EngineError::SchemaTooNew {
+                found: 99,
+                known: 1
+            })
+        ),
+        "{:?}",
+        newer.err()
+    );
+}
+
+/// Claim throughput with 16 competing workers, each on its own connection (the BENCHMARKS
+/// figure): `cargo test --release -p lode-provider --test integration -- claim_throughput --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claim_throughput_of_16_workers_on_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("throughput");
+    let tasks = 2000u64;
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        handles.push(PgEngine::connect(&url).await.unwrap());
+    }
+    let took = race(handles, 1, tasks).await;
+    eprintln!(
+        "postgres: {tasks} tasks claimed and finished by 16 workers in {:.2} s: {:.0} tasks/s",
+        took.as_secs_f64(),
+        tasks as f64 / took.as_secs_f64()
+    );
+    // One claim's latency on an idle queue.
+    let e = PgEngine::connect(&url).await.unwrap();
+    let w = worker(&e, "latency").await;
+    let mut total = Duration::ZERO;
+    for s in 0..200u64 {
+        e.enqueue(&spec(2, TaskKind::PreCommit1, s, 1))
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let c = e.claim(&w, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+        total += t.elapsed();
+        e.finish(&c, &Outcome::Done).await.unwrap();
+    }
+    eprintln!(
+        "postgres: claim latency {:.2} ms (mean of 200)",
+        total.as_secs_f64() * 1e3 / 200.0
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let e = sled_engine(tmp.path());
+    let took = race(vec![e.clone(); 16], 1, tasks).await;
+    eprintln!(
+        "sled: {tasks} tasks claimed and finished by 16 workers in {:.2} s: {:.0} tasks/s",
+        took.as_secs_f64(),
+        tasks as f64 / took.as_secs_f64()
+    );
+}
+
+/// The claim hammered: any number of workers racing over any number of tasks, on both back
+/// ends — each task runs exactly once, no token is handed out twice.
+#[test]
+fn racing_claims_run_each_task_exactly_once() {
+    use proptest::prelude::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pg = Postgres::start();
+    let url = pg.as_ref().map(|pg| pg.create_database("race"));
+    let tmp = tempfile::tempdir().unwrap();
+    let sled = sled_engine(tmp.path());
+    let miner = AtomicU64::new(100);
+    let config = ProptestConfig {
+        cases: 12,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(workers in 2usize..=16, tasks in 1u64..=60)| {
+        let m = miner.fetch_add(1, Ordering::Relaxed);
+        rt.block_on(race(vec![sled.clone(); workers], m, tasks));
+        if let Some(url) = &url {
+            rt.block_on(async {
+                let mut handles = Vec::new();
+                for _ in 0..workers {
+                    handles.push(PgEngine::connect(url).await.unwrap());
+                }
+                race(handles, m, tasks).await
+            });
+        }
+    });
+}
