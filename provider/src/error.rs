@@ -64,6 +64,12 @@ pub enum ProviderError {
     /// The daemon is stopping.
     #[error("stopping")]
     Stopped,
+    /// The cluster's task engine failed.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    /// A cluster task's input or output is not what its kind expects.
+    #[error("cluster task: {0}")]
+    Task(String),
 }
 
 impl From<lode_node::NodeError> for ProviderError {

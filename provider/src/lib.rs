@@ -22,6 +22,8 @@
 //!   retrieval server over this daemon's pipeline and message sender; peer info on chain);
 //! - [`engine`]: the task engine a cluster's machines claim work from ([`engine::TaskEngine`]:
 //!   embedded in sled, or shared in PostgreSQL), with fenced claims, heartbeats and leases;
+//! - [`worker`]: a cluster worker (`lode worker run`) claiming sealing tasks from the engine and
+//!   [`cluster`]: sealing a sector across a cluster's workers, and the cluster's status;
 //! - [`tasks`]: the task scheduler: sealing phases and PoSt as tasks with declared resources,
 //!   admitted within the machine and per-kind limits, PoSt first; fenced, persisted records.
 
@@ -38,6 +40,7 @@
 )]
 
 pub mod api;
+pub mod cluster;
 pub mod daemon;
 pub mod dashboard;
 pub mod engine;
@@ -53,6 +56,7 @@ pub mod rpc;
 pub mod run;
 pub mod status;
 pub mod tasks;
+pub mod worker;
 
 pub use api::{DealLookup, NodeApi};
 pub use error::{ProviderError, ProviderResult};

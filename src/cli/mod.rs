@@ -4,6 +4,7 @@ mod actor;
 mod bench;
 mod chain;
 mod client;
+mod cluster;
 mod common;
 mod daemons;
 mod devnet;
@@ -113,6 +114,14 @@ enum Command {
     /// The verified registry: appoint verifiers, grant DataCap to clients, read DataCap.
     #[command(subcommand)]
     Verifreg(verifreg::VerifRegCommand),
+    /// A cluster worker: claims sealing tasks from the cluster's PostgreSQL database and runs
+    /// them on this machine.
+    #[command(subcommand)]
+    Worker(cluster::WorkerCommand),
+    /// The cluster of workers sharing a PostgreSQL database: its status, and sealing a sector
+    /// across it.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Create a genesis with miners whose sectors are sealed for real.
     #[command(subcommand)]
     Genesis(devnet::GenesisCommand),
@@ -150,6 +159,8 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proving(cmd) => proving::run(cmd),
         Command::Actor(cmd) => actor::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Verifreg(cmd) => verifreg::run(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Worker(cmd) => cluster::worker(cmd).map(|()| ExitCode::SUCCESS),
+        Command::Cluster(cmd) => cluster::run(cmd).map(|()| ExitCode::SUCCESS),
         Command::Genesis(cmd) => devnet::genesis(cmd).map(|()| ExitCode::SUCCESS),
         Command::Devnet(a) => devnet::run(a).map(|()| ExitCode::SUCCESS),
     }

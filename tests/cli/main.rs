@@ -14,6 +14,7 @@
 
 mod basics;
 mod client;
+mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod market_client;

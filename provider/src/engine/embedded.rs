@@ -15,8 +15,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 use tokio::sync::watch;
 
 use super::{
-    Claimed, EngineError, EngineResult, Enqueued, Outcome, TaskEngine, TaskKind, TaskPhase,
-    TaskRow, TaskSpec, WorkerInfo, WorkerRow, claim_order, claimable,
+    Claimed, EngineError, EngineResult, Enqueued, Outcome, StoragePath, TaskEngine, TaskKind,
+    TaskPhase, TaskRow, TaskSpec, WorkerInfo, WorkerRow, claim_order, claimable,
 };
 use crate::tasks::Resources;
 
@@ -25,6 +25,7 @@ const KEY: &[u8] = b"k/";
 const HISTORY: &[u8] = b"h/";
 const WORKER: &[u8] = b"w/";
 const LEASE: &[u8] = b"l/";
+const STORAGE: &[u8] = b"s/";
 const NEXT_ID: &[u8] = b"m/next-id";
 const TOKEN: &[u8] = b"m/token";
 
@@ -39,6 +40,9 @@ struct Record {
     error: Option<String>,
     /// For the history: whether it succeeded.
     ok: Option<bool>,
+    /// For the history: its output, and the worker that finished it.
+    output: Option<String>,
+    finished_by: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +127,23 @@ fn transact<T>(
 
 fn abort(e: EngineError) -> ConflictableTransactionError<EngineError> {
     ConflictableTransactionError::Abort(e)
+}
+
+fn row_of(r: Record) -> TaskRow {
+    TaskRow {
+        id: r.id,
+        spec: r.spec,
+        phase: match r.ok {
+            Some(true) => TaskPhase::Done,
+            Some(false) => TaskPhase::Failed,
+            None if r.owner.is_some() => TaskPhase::Running,
+            None => TaskPhase::Queued,
+        },
+        worker: r.owner.or(r.finished_by),
+        attempts: r.attempts,
+        error: r.error,
+        output: r.output,
+    }
 }
 
 impl SledEngine {
@@ -220,13 +241,15 @@ impl TaskEngine for SledEngine {
                 t.insert(k.as_slice(), &id.to_be_bytes())?;
                 let r = Record {
                     id,
-                    spec: *spec,
+                    spec: spec.clone(),
                     owner: None,
                     token: 0,
                     attempts: 0,
                     not_before_ms: 0,
                     error: None,
                     ok: None,
+                    output: None,
+                    finished_by: None,
                 };
                 t.insert(key(TASK, &id.to_be_bytes()), enc(&r).map_err(abort)?)?;
                 Ok(Enqueued::New(id))
@@ -258,7 +281,7 @@ impl TaskEngine for SledEngine {
             .records(TASK)?
             .into_iter()
             .filter(|r| r.owner.is_none() && r.not_before_ms <= now)
-            .filter(|r| claimable(&r.spec, kinds, room))
+            .filter(|r| claimable(&r.spec, worker, kinds, room))
             .min_by_key(|r| claim_order(&r.spec, r.id))
         else {
             return Ok(None);
@@ -273,7 +296,7 @@ impl TaskEngine for SledEngine {
             t.insert(key(TASK, &r.id.to_be_bytes()), enc(&r).map_err(abort)?)?;
             Ok(Claimed {
                 id: r.id,
-                spec: r.spec,
+                spec: r.spec.clone(),
                 token,
                 attempts: r.attempts,
                 worker: worker.to_string(),
@@ -318,11 +341,14 @@ impl TaskEngine for SledEngine {
                         r.not_before_ms = now_ms().saturating_add(wait);
                         t.insert(tk.as_slice(), enc(&r).map_err(abort)?)?;
                     }
-                    Outcome::Done | Outcome::Failed(_) => {
-                        if let Outcome::Failed(reason) = outcome {
-                            r.error = Some(reason.clone());
+                    Outcome::Done(_) | Outcome::Failed(_) => {
+                        match outcome {
+                            Outcome::Failed(reason) => r.error = Some(reason.clone()),
+                            Outcome::Done(output) => r.output = Some(output.clone()),
+                            Outcome::Retry { .. } => {}
                         }
-                        r.ok = Some(matches!(outcome, Outcome::Done));
+                        r.ok = Some(matches!(outcome, Outcome::Done(_)));
+                        r.finished_by = r.owner.take();
                         t.remove(tk.as_slice())?;
                         t.remove(spec_key(&r.spec))?;
                         t.insert(key(HISTORY, &r.id.to_be_bytes()), enc(&r).map_err(abort)?)?;
@@ -371,28 +397,15 @@ impl TaskEngine for SledEngine {
     }
 
     async fn tasks(&self, history: usize) -> EngineResult<Vec<TaskRow>> {
-        let row = |r: Record| TaskRow {
-            id: r.id,
-            spec: r.spec,
-            phase: match r.ok {
-                Some(true) => TaskPhase::Done,
-                Some(false) => TaskPhase::Failed,
-                None if r.owner.is_some() => TaskPhase::Running,
-                None => TaskPhase::Queued,
-            },
-            worker: r.owner,
-            attempts: r.attempts,
-            error: r.error,
-        };
         let _g = self.guard();
-        let mut rows: Vec<TaskRow> = self.records(TASK)?.into_iter().map(row).collect();
+        let mut rows: Vec<TaskRow> = self.records(TASK)?.into_iter().map(row_of).collect();
         let finished: Vec<TaskRow> = self
             .inner
             .tree
             .scan_prefix(HISTORY)
             .rev()
             .take(history)
-            .map(|kv| dec::<Record>(&kv?.1).map(row))
+            .map(|kv| dec::<Record>(&kv?.1).map(row_of))
             .collect::<EngineResult<_>>()?;
         rows.extend(finished);
         Ok(rows)
@@ -409,6 +422,34 @@ impl TaskEngine for SledEngine {
                 info: w.info,
             })
             .collect())
+    }
+
+    async fn register_storage(&self, storage: &StoragePath) -> EngineResult<()> {
+        let _g = self.guard();
+        let mut k = key(STORAGE, storage.worker.as_bytes());
+        k.push(0);
+        k.extend_from_slice(storage.path.as_bytes());
+        self.inner.tree.insert(k, enc(storage)?)?;
+        Ok(())
+    }
+
+    async fn storage(&self) -> EngineResult<Vec<StoragePath>> {
+        let _g = self.guard();
+        self.inner
+            .tree
+            .scan_prefix(STORAGE)
+            .map(|kv| dec(&kv?.1))
+            .collect()
+    }
+
+    async fn task(&self, id: u64) -> EngineResult<Option<TaskRow>> {
+        let _g = self.guard();
+        for prefix in [TASK, HISTORY] {
+            if let Some(bytes) = self.inner.tree.get(key(prefix, &id.to_be_bytes()))? {
+                return Ok(Some(row_of(dec(&bytes)?)));
+            }
+        }
+        Ok(None)
     }
 
     async fn acquire_lease(

@@ -11,9 +11,10 @@
 //! The model (after Curio's HarmonyTask, with what its users miss):
 //!
 //! - A task is a [`TaskSpec`]: a miner actor, a [`TaskKind`], a *subject* (the sector number for a
-//!   sealing phase, the challenge epoch for a PoSt) and the [`Resources`] it holds while it runs. At
+//!   sealing phase, the challenge epoch for a PoSt), the [`Resources`] it holds while it runs, its
+//!   input, and optionally the worker it must run on (the one holding its sector's files). At
 //!   most one unfinished task exists per `(miner, kind, subject)`: queueing it again answers the
-//!   one there ([`Enqueued::Existing`]).
+//!   one there ([`Enqueued::Existing`]). A finished task keeps its output in the history.
 //! - A worker registers itself ([`WorkerInfo`]) and heartbeats ([`TaskEngine::heartbeat`]); it
 //!   claims ([`TaskEngine::claim`]) the most urgent queued task of the kinds it runs that fits the
 //!   room it has left: time-sensitive first, then the lowest subject (the oldest sector), then the
@@ -81,7 +82,7 @@ pub enum EngineError {
 pub type EngineResult<T> = Result<T, EngineError>;
 
 /// A task to queue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskSpec {
     /// The miner actor it works for.
     pub miner: u64,
@@ -91,6 +92,24 @@ pub struct TaskSpec {
     pub subject: u64,
     /// What it holds while it runs.
     pub resources: Resources,
+    /// What the worker needs to run it (JSON, the kind's own format).
+    pub input: String,
+    /// The worker it must run on (where its files are), or any.
+    pub at: Option<String>,
+}
+
+impl TaskSpec {
+    /// A task any worker may run, with `input`.
+    pub fn new(miner: u64, kind: TaskKind, subject: u64, resources: Resources) -> TaskSpec {
+        TaskSpec {
+            miner,
+            kind,
+            subject,
+            resources,
+            input: String::new(),
+            at: None,
+        }
+    }
 }
 
 /// What queueing a task found.
@@ -129,8 +148,8 @@ pub struct Claimed {
 /// How a task ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// It succeeded.
-    Done,
+    /// It succeeded, with its output (JSON, the kind's own format; kept in the history).
+    Done(String),
     /// It failed for good (the reason is kept in the history).
     Failed(String),
     /// It failed and goes back to the queue, claimable again after `after`.
@@ -185,12 +204,25 @@ pub struct TaskRow {
     pub spec: TaskSpec,
     /// Where it is.
     pub phase: TaskPhase,
-    /// The worker holding it, while it runs.
+    /// The worker holding it while it runs, or that finished it.
     pub worker: Option<String>,
     /// Claims so far.
     pub attempts: u32,
     /// The last failure's reason.
     pub error: Option<String>,
+    /// Its output, once done.
+    pub output: Option<String>,
+}
+
+/// A storage path a worker registers: where it keeps sectors, and its room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoragePath {
+    /// The worker.
+    pub worker: String,
+    /// The path on the worker's machine.
+    pub path: String,
+    /// Bytes free on it (`None` when its filesystem reports no figure).
+    pub available: Option<u64>,
 }
 
 /// The shared task queue of a cluster (see the module's documentation for the model).
@@ -241,6 +273,18 @@ pub trait TaskEngine: Send + Sync {
     /// The registered workers.
     fn workers(&self) -> impl Future<Output = EngineResult<Vec<WorkerRow>>> + Send;
 
+    /// Records (or updates) a worker's storage path and its room.
+    fn register_storage(
+        &self,
+        storage: &StoragePath,
+    ) -> impl Future<Output = EngineResult<()>> + Send;
+
+    /// The registered storage paths.
+    fn storage(&self) -> impl Future<Output = EngineResult<Vec<StoragePath>>> + Send;
+
+    /// A task by id: unfinished, or from the history.
+    fn task(&self, id: u64) -> impl Future<Output = EngineResult<Option<TaskRow>>> + Send;
+
     /// Takes or renews lease `name` for `holder` for `ttl`: its epoch when `holder` holds it now,
     /// `None` when another holder's lease has not expired. The epoch grows with every change of
     /// holder.
@@ -264,7 +308,9 @@ pub fn claim_order(spec: &TaskSpec, id: u64) -> (bool, u64, u64) {
     (!spec.kind.is_time_sensitive(), spec.subject, id)
 }
 
-/// Whether a task of `spec` may be claimed by a worker of `kinds` with `room` left.
-pub fn claimable(spec: &TaskSpec, kinds: &[TaskKind], room: &Resources) -> bool {
-    kinds.contains(&spec.kind) && spec.resources.fits_in(room)
+/// Whether a task of `spec` may be claimed by `worker`, of `kinds`, with `room` left.
+pub fn claimable(spec: &TaskSpec, worker: &str, kinds: &[TaskKind], room: &Resources) -> bool {
+    kinds.contains(&spec.kind)
+        && spec.resources.fits_in(room)
+        && spec.at.as_deref().is_none_or(|w| w == worker)
 }

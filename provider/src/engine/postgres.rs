@@ -27,13 +27,16 @@ use tokio::sync::{Mutex, watch};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Row};
 
 use super::{
-    Claimed, EngineError, EngineResult, Enqueued, Outcome, TaskEngine, TaskKind, TaskPhase,
-    TaskRow, TaskSpec, WorkerInfo, WorkerRow,
+    Claimed, EngineError, EngineResult, Enqueued, Outcome, StoragePath, TaskEngine, TaskKind,
+    TaskPhase, TaskRow, TaskSpec, WorkerInfo, WorkerRow,
 };
 use crate::tasks::Resources;
 
 /// The migrations, in order: version `i + 1` is `MIGRATIONS[i]`.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_tasks.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_tasks.sql"),
+    include_str!("migrations/0002_payloads_storage.sql"),
+];
 
 /// The channel `LISTEN`ed to for claimable tasks.
 const CHANNEL: &str = "lode_tasks";
@@ -93,9 +96,12 @@ fn kind_of(name: &str) -> EngineResult<TaskKind> {
         .ok_or_else(|| EngineError::Corrupt(format!("unknown task kind {name:?} in the database")))
 }
 
-/// The spec from a row with columns `miner, kind, subject, cores, memory, gpus, scratch`.
+/// The spec from a row with columns `miner, kind, subject, cores, memory, gpus, scratch, input,
+/// at_worker`.
 fn spec_of(row: &Row) -> EngineResult<TaskSpec> {
     Ok(TaskSpec {
+        input: row.try_get("input")?,
+        at: row.try_get("at_worker")?,
         miner: to_u64(row.try_get("miner")?),
         kind: kind_of(row.try_get("kind")?)?,
         subject: to_u64(row.try_get("subject")?),
@@ -105,6 +111,35 @@ fn spec_of(row: &Row) -> EngineResult<TaskSpec> {
             gpus: u32::try_from(row.try_get::<_, i64>("gpus")?).unwrap_or(0),
             scratch: to_u64(row.try_get("scratch")?),
         },
+    })
+}
+
+/// The unfinished tasks, as [`row_of`] reads them.
+const UNFINISHED: &str = "SELECT id, miner, kind, subject, cores, memory, gpus, scratch, input,
+        at_worker, owner AS worker, attempts, error, NULL::text AS output, NULL::boolean AS ok
+    FROM lode_tasks";
+/// The finished tasks, as [`row_of`] reads them.
+const FINISHED: &str = "SELECT id, miner, kind, subject, cores, memory, gpus, scratch, input,
+        NULL::text AS at_worker, worker, attempts, error, output, ok
+    FROM lode_task_history";
+
+/// A task row from [`UNFINISHED`] or [`FINISHED`].
+fn row_of(row: &Row) -> EngineResult<TaskRow> {
+    let worker: Option<String> = row.try_get("worker")?;
+    let ok: Option<bool> = row.try_get("ok")?;
+    Ok(TaskRow {
+        id: to_u64(row.try_get("id")?),
+        spec: spec_of(row)?,
+        phase: match ok {
+            Some(true) => TaskPhase::Done,
+            Some(false) => TaskPhase::Failed,
+            None if worker.is_some() => TaskPhase::Running,
+            None => TaskPhase::Queued,
+        },
+        worker,
+        attempts: u32::try_from(row.try_get::<_, i32>("attempts")?).unwrap_or(0),
+        error: row.try_get("error")?,
+        output: row.try_get("output")?,
     })
 }
 
@@ -292,8 +327,9 @@ impl TaskEngine for PgEngine {
         for _ in 0..3 {
             let inserted = client
                 .query_opt(
-                    "INSERT INTO lode_tasks (miner, kind, subject, cores, memory, gpus, scratch, time_sensitive)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                    "INSERT INTO lode_tasks (miner, kind, subject, cores, memory, gpus, scratch,
+                         time_sensitive, input, at_worker)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                      ON CONFLICT (miner, kind, subject) DO NOTHING RETURNING id",
                     &[
                         &miner,
@@ -304,6 +340,8 @@ impl TaskEngine for PgEngine {
                         &i64::from(r.gpus),
                         &scratch,
                         &spec.kind.is_time_sensitive(),
+                        &spec.input,
+                        &spec.at,
                     ],
                 )
                 .await?;
@@ -342,6 +380,7 @@ impl TaskEngine for PgEngine {
                      SELECT id FROM lode_tasks
                      WHERE owner IS NULL AND kind = ANY($2) AND not_before <= now()
                        AND cores <= $3 AND memory <= $4 AND gpus <= $5 AND scratch <= $6
+                       AND (at_worker IS NULL OR at_worker = $1)
                        AND EXISTS (SELECT 1 FROM lode_workers WHERE name = $1)
                      ORDER BY time_sensitive DESC, subject, id
                      LIMIT 1
@@ -351,7 +390,7 @@ impl TaskEngine for PgEngine {
                      attempts = t.attempts + 1, started_at = now()
                  FROM c WHERE t.id = c.id
                  RETURNING t.id, t.miner, t.kind, t.subject, t.cores, t.memory, t.gpus,
-                           t.scratch, t.token, t.attempts",
+                           t.scratch, t.input, t.at_worker, t.token, t.attempts",
                 &[
                     &worker,
                     &names,
@@ -400,10 +439,11 @@ impl TaskEngine for PgEngine {
                     )
                     .await?
             }
-            Outcome::Done | Outcome::Failed(_) => {
-                let error = match outcome {
-                    Outcome::Failed(reason) => Some(reason.as_str()),
-                    _ => None,
+            Outcome::Done(_) | Outcome::Failed(_) => {
+                let (error, output) = match outcome {
+                    Outcome::Failed(reason) => (Some(reason.as_str()), None),
+                    Outcome::Done(output) => (None, Some(output.as_str())),
+                    Outcome::Retry { .. } => (None, None),
                 };
                 client
                     .execute(
@@ -411,15 +451,17 @@ impl TaskEngine for PgEngine {
                              DELETE FROM lode_tasks WHERE id = $1 AND token = $2 AND owner = $3
                              RETURNING *)
                          INSERT INTO lode_task_history (id, miner, kind, subject, cores, memory,
-                             gpus, scratch, attempts, worker, ok, error, created_at, started_at)
+                             gpus, scratch, attempts, worker, ok, error, created_at, started_at,
+                             input, output)
                          SELECT id, miner, kind, subject, cores, memory, gpus, scratch, attempts,
-                             owner, $4, $5, created_at, started_at FROM done",
+                             owner, $4, $5, created_at, started_at, input, $6 FROM done",
                         &[
                             &id,
                             &token,
                             &claim.worker,
-                            &matches!(outcome, Outcome::Done),
+                            &matches!(outcome, Outcome::Done(_)),
                             &error,
+                            &output,
                         ],
                     )
                     .await?
@@ -490,52 +532,74 @@ impl TaskEngine for PgEngine {
 
     async fn tasks(&self, history: usize) -> EngineResult<Vec<TaskRow>> {
         let client = self.client().await?;
+        let limit = i64::try_from(history).unwrap_or(i64::MAX);
         let mut rows = Vec::new();
         for row in client
-            .query(
-                "SELECT id, miner, kind, subject, cores, memory, gpus, scratch, owner, attempts,
-                        error FROM lode_tasks ORDER BY id",
-                &[],
-            )
+            .query(&format!("{UNFINISHED} ORDER BY id"), &[])
             .await?
         {
-            let owner: Option<String> = row.try_get("owner")?;
-            rows.push(TaskRow {
-                id: to_u64(row.try_get("id")?),
-                spec: spec_of(&row)?,
-                phase: if owner.is_some() {
-                    TaskPhase::Running
-                } else {
-                    TaskPhase::Queued
-                },
-                worker: owner,
-                attempts: u32::try_from(row.try_get::<_, i32>("attempts")?).unwrap_or(0),
-                error: row.try_get("error")?,
-            });
+            rows.push(row_of(&row)?);
         }
-        let limit = i64::try_from(history).unwrap_or(i64::MAX);
         for row in client
             .query(
-                "SELECT id, miner, kind, subject, cores, memory, gpus, scratch, attempts, ok, error
-                 FROM lode_task_history ORDER BY finished_at DESC, id DESC LIMIT $1",
+                &format!("{FINISHED} ORDER BY finished_at DESC, id DESC LIMIT $1"),
                 &[&limit],
             )
             .await?
         {
-            rows.push(TaskRow {
-                id: to_u64(row.try_get("id")?),
-                spec: spec_of(&row)?,
-                phase: if row.try_get("ok")? {
-                    TaskPhase::Done
-                } else {
-                    TaskPhase::Failed
-                },
-                worker: None,
-                attempts: u32::try_from(row.try_get::<_, i32>("attempts")?).unwrap_or(0),
-                error: row.try_get("error")?,
-            });
+            rows.push(row_of(&row)?);
         }
         Ok(rows)
+    }
+
+    async fn task(&self, id: u64) -> EngineResult<Option<TaskRow>> {
+        let client = self.client().await?;
+        let id = to_i64("task", id)?;
+        for query in [UNFINISHED, FINISHED] {
+            if let Some(row) = client
+                .query_opt(&format!("{query} WHERE id = $1"), &[&id])
+                .await?
+            {
+                return Ok(Some(row_of(&row)?));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn register_storage(&self, storage: &StoragePath) -> EngineResult<()> {
+        self.client()
+            .await?
+            .execute(
+                "INSERT INTO lode_storage (worker, path, available) VALUES ($1, $2, $3)
+                 ON CONFLICT (worker, path) DO UPDATE SET available = $3, updated_at = now()",
+                &[
+                    &storage.worker,
+                    &storage.path,
+                    &storage.available.map(room_i64),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn storage(&self) -> EngineResult<Vec<StoragePath>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT worker, path, available FROM lode_storage ORDER BY worker, path",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoragePath {
+                    worker: row.try_get("worker")?,
+                    path: row.try_get("path")?,
+                    available: row.try_get::<_, Option<i64>>("available")?.map(to_u64),
+                })
+            })
+            .collect()
     }
 
     async fn workers(&self) -> EngineResult<Vec<WorkerRow>> {

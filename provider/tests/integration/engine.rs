@@ -7,22 +7,18 @@ use std::time::{Duration, Instant};
 use lode_provider::engine::embedded::SledEngine;
 use lode_provider::engine::postgres::PgEngine;
 use lode_provider::engine::{
-    EngineError, Enqueued, Outcome, TaskEngine, TaskPhase, TaskSpec, WorkerInfo,
+    EngineError, Enqueued, Outcome, StoragePath, TaskEngine, TaskPhase, TaskSpec, WorkerInfo,
 };
 use lode_provider::tasks::{Resources, TaskKind};
 use lode_testkit::postgres::Postgres;
 
 fn spec(miner: u64, kind: TaskKind, subject: u64, cores: u32) -> TaskSpec {
-    TaskSpec {
-        miner,
-        kind,
-        subject,
-        resources: Resources {
-            cores,
-            memory: 1 << 30,
-            ..Resources::ZERO
-        },
-    }
+    let resources = Resources {
+        cores,
+        memory: 1 << 30,
+        ..Resources::ZERO
+    };
+    TaskSpec::new(miner, kind, subject, resources)
 }
 
 fn room(cores: u32) -> Resources {
@@ -101,7 +97,7 @@ async fn claim_order_and_room<E: TaskEngine>(e: &E) {
     assert_eq!(c.id, pc2.id());
     claims.push(c);
     for c in &claims {
-        e.finish(c, &Outcome::Done).await.unwrap();
+        e.finish(c, &Outcome::Done(String::new())).await.unwrap();
     }
     assert_eq!(e.release(&a).await.unwrap(), 0);
     assert!(
@@ -134,12 +130,12 @@ async fn fencing<E: TaskEngine>(e: &E) {
     let new = e.claim(&b, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
     assert_eq!((new.id, new.attempts), (id, 2));
     assert!(new.token > old.token);
-    let stale = e.finish(&old, &Outcome::Done).await;
+    let stale = e.finish(&old, &Outcome::Done(String::new())).await;
     assert!(matches!(stale, Err(EngineError::Stale { .. })), "{stale:?}");
     e.finish(&new, &Outcome::Failed("proof did not verify".into()))
         .await
         .unwrap();
-    let again = e.finish(&new, &Outcome::Done).await;
+    let again = e.finish(&new, &Outcome::Done(String::new())).await;
     assert!(
         matches!(again, Err(EngineError::Stale { .. })),
         "a finished task is history"
@@ -176,7 +172,7 @@ async fn retry<E: TaskEngine>(e: &E) {
     tokio::time::sleep(wait + Duration::from_millis(150)).await;
     let c = e.claim(&a, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
     assert_eq!((c.id, c.attempts), (id, 2));
-    e.finish(&c, &Outcome::Done).await.unwrap();
+    e.finish(&c, &Outcome::Done(String::new())).await.unwrap();
     let next = e.enqueue(&s).await.unwrap();
     assert!(matches!(next, Enqueued::New(n) if n != id));
     e.release(&a).await.unwrap();
@@ -212,7 +208,9 @@ async fn wakeups<E: TaskEngine + Clone + 'static>(e: &E) {
     assert!(woken.await.unwrap() < Duration::from_secs(5));
     let again = e.claim(&b, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
     assert_eq!(again.id, c.id);
-    e.finish(&again, &Outcome::Done).await.unwrap();
+    e.finish(&again, &Outcome::Done(String::new()))
+        .await
+        .unwrap();
     e.release(&b).await.unwrap();
 }
 
@@ -280,7 +278,7 @@ async fn race<E: TaskEngine + 'static>(handles: Vec<E>, miner: u64, tasks: u64) 
                 .unwrap()
             {
                 assert_eq!(c.spec.miner, miner);
-                e.finish(&c, &Outcome::Done).await.unwrap();
+                e.finish(&c, &Outcome::Done(String::new())).await.unwrap();
                 ran.push((c.spec.subject, c.token));
             }
             e.release(&name).await.unwrap();
@@ -299,8 +297,58 @@ async fn race<E: TaskEngine + 'static>(handles: Vec<E>, miner: u64, tasks: u64) 
     started.elapsed()
 }
 
+/// A task bound to a worker is claimed by that worker only; inputs travel with the claim and
+/// outputs stay in the history with the worker that produced them; storage paths are listed.
+async fn binding_payloads_and_storage<E: TaskEngine>(e: &E) {
+    let a = worker(e, "bind-a").await;
+    let b = worker(e, "bind-b").await;
+    let mut s = spec(5, TaskKind::PreCommit2, 9, 1);
+    s.input = r#"{"ticket":"01"}"#.into();
+    s.at = Some(a.clone());
+    let id = e.enqueue(&s).await.unwrap().id();
+    assert!(
+        e.claim(&b, TaskKind::ALL, &room(8))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let c = e.claim(&a, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
+    assert_eq!(c.spec, s);
+    e.finish(&c, &Outcome::Done(r#"{"comm_r":"ab"}"#.into()))
+        .await
+        .unwrap();
+    let row = e.task(id).await.unwrap().unwrap();
+    assert_eq!(row.phase, TaskPhase::Done);
+    assert_eq!(row.worker.as_deref(), Some("bind-a"));
+    assert_eq!(row.output.as_deref(), Some(r#"{"comm_r":"ab"}"#));
+    assert_eq!(row.spec.input, s.input);
+    assert!(e.task(u64::MAX >> 1).await.unwrap().is_none());
+    let path = StoragePath {
+        worker: a.clone(),
+        path: "/srv/lode".into(),
+        available: Some(1 << 40),
+    };
+    e.register_storage(&path).await.unwrap();
+    e.register_storage(&StoragePath {
+        available: Some(1 << 39),
+        ..path.clone()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        e.storage().await.unwrap(),
+        [StoragePath {
+            available: Some(1 << 39),
+            ..path
+        }]
+    );
+    e.release(&a).await.unwrap();
+    e.release(&b).await.unwrap();
+}
+
 async fn suite<E: TaskEngine + Clone + 'static>(e: &E) {
     claim_order_and_room(e).await;
+    binding_payloads_and_storage(e).await;
     fencing(e).await;
     retry(e).await;
     wakeups(e).await;
@@ -336,9 +384,42 @@ async fn the_engine_suite_on_sled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_engine_suite_on_postgres() {
     let Some(pg) = Postgres::start() else { return };
+
+    // A database at schema 1 with a queued task is migrated forward, the task kept.
+    let old = pg.create_database("upgrade");
+    let (client, conn) = tokio_postgres::connect(&old, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(include_str!("../../src/engine/migrations/0001_tasks.sql"))
+        .await
+        .unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE lode_schema (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             INSERT INTO lode_schema (version) VALUES (1);
+             INSERT INTO lode_tasks (miner, kind, subject, cores, memory, gpus, scratch, time_sensitive)
+             VALUES (7, 'PreCommit1', 3, 1, 0, 0, 0, false);",
+        )
+        .await
+        .unwrap();
+    let upgraded = PgEngine::connect(&old).await.unwrap();
+    assert_eq!(upgraded.schema_version().await.unwrap(), 2);
+    let w = worker(&upgraded, "upgrade").await;
+    let c = upgraded
+        .claim(&w, TaskKind::ALL, &room(8))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.spec.miner, c.spec.subject, c.spec.input.as_str()),
+        (7, 3, "")
+    );
+
     let url = pg.create_database("suite");
     let e = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(e.schema_version().await.unwrap(), 1);
+    assert_eq!(e.schema_version().await.unwrap(), 2);
     suite(&e).await;
 
     // Workers on separate connections (as separate machines would be) racing for the claims.
@@ -352,7 +433,7 @@ async fn the_engine_suite_on_postgres() {
 
     // A second start migrates nothing; a database newer than this build is refused.
     let again = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 1);
+    assert_eq!(again.schema_version().await.unwrap(), 2);
 
     // PostgreSQL restarted under a running worker: calls fail while it is down, then reconnect;
     // the listener reconnects too and wakes its waiters.
@@ -372,7 +453,7 @@ async fn the_engine_suite_on_postgres() {
         }
     }
     let c = claimed.expect("the worker reconnects and claims the task");
-    e.finish(&c, &Outcome::Done).await.unwrap();
+    e.finish(&c, &Outcome::Done(String::new())).await.unwrap();
     let waiter = e.clone();
     waiter.wait(Duration::from_millis(50)).await;
     let woken = tokio::spawn(async move {
@@ -402,7 +483,7 @@ async fn the_engine_suite_on_postgres() {
             newer,
             Err(EngineError::SchemaTooNew {
                 found: 99,
-                known: 1
+                known: 2
             })
         ),
         "{:?}",
@@ -438,7 +519,7 @@ async fn claim_throughput_of_16_workers_on_postgres() {
         let t = Instant::now();
         let c = e.claim(&w, TaskKind::ALL, &room(8)).await.unwrap().unwrap();
         total += t.elapsed();
-        e.finish(&c, &Outcome::Done).await.unwrap();
+        e.finish(&c, &Outcome::Done(String::new())).await.unwrap();
     }
     eprintln!(
         "postgres: claim latency {:.2} ms (mean of 200)",

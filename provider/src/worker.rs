@@ -1,0 +1,327 @@
+//! A cluster worker (`lode worker run`): registers with the task engine, claims the sealing tasks
+//! its kinds and room allow, runs them in its own sector directories, and reports their outputs.
+//!
+//! - Each sector lives in `<dir>/s-<miner>-<number>` on the worker that ran its PreCommit1; the
+//!   later phases are queued bound to that worker ([`TaskSpec::at`]), so they run where the files
+//!   are.
+//! - A worker heartbeats every [`WorkerConfig::heartbeat`] and, at the same time, declares dead
+//!   the workers silent for [`WorkerConfig::dead_after`] (any live worker frees a dead one's
+//!   tasks). Told it was declared dead, it registers again; its stale results are refused.
+//! - At start it releases what a previous run under its name still held (its claims died with
+//!   it), so a restarted worker claims its own bound tasks again; the phases resume from what is
+//!   on disk (PreCommit1 from its last complete layer).
+//! - A failed phase is retried after [`RETRY_AFTER`] up to [`MAX_ATTEMPTS`] claims, then fails
+//!   for good with its reason.
+//! - Stopping (the future passed to [`run_worker`] completes) releases its tasks at once.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lode_proofs::params::ParamStore;
+use lode_proofs::sector::{SectorSize, randomness_node};
+use lode_sealing::capacity::{SpaceProbe, SystemProbe};
+use lode_sealing::seal::{self, SectorId, no_progress};
+use lode_sealing::sector_dir::SectorDir;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Claimed, Outcome, StoragePath, TaskEngine, TaskKind, WorkerInfo};
+use crate::error::{ProviderError, ProviderResult};
+use crate::pipeline::params::PorepParams;
+use crate::tasks::Resources;
+
+/// Claims of one task before its failure is final.
+pub const MAX_ATTEMPTS: u32 = 3;
+/// The wait before a failed task may be claimed again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// The input of a sealing task (JSON in the task's `input`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorInput {
+    /// The sector's size.
+    pub size: String,
+    /// The seal ticket (PreCommit1), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<String>,
+    /// The interactive seed (Commit1), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
+}
+
+/// The output of a sealing task (JSON in the history's `output`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorOutput {
+    /// CommD (PreCommit1), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm_d: Option<String>,
+    /// CommR (PreCommit2), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comm_r: Option<String>,
+    /// The Groth16 proof (Commit2), hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<String>,
+}
+
+/// A worker's settings.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Its name, unique in the cluster.
+    pub name: String,
+    /// The kinds it claims.
+    pub kinds: Vec<TaskKind>,
+    /// What it has to run them.
+    pub resources: Resources,
+    /// Where its sectors live.
+    pub dir: PathBuf,
+    /// The parent caches.
+    pub cache_dir: PathBuf,
+    /// The Groth16 parameters (Commit2).
+    pub params_dir: PathBuf,
+    /// Between two heartbeats.
+    pub heartbeat: Duration,
+    /// Silence after which a worker is declared dead.
+    pub dead_after: Duration,
+}
+
+fn task_err(why: impl Into<String>) -> ProviderError {
+    ProviderError::Task(why.into())
+}
+
+fn node_hex(hex_str: &str, what: &str) -> ProviderResult<[u8; 32]> {
+    let bytes = hex::decode(hex_str).map_err(|e| task_err(format!("{what}: {e}")))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| task_err(format!("{what}: 32 bytes expected, got {}", bytes.len())))
+}
+
+/// The directory of sector `number` of `miner` under `dir`.
+pub fn sector_path(dir: &Path, miner: u64, number: u64) -> PathBuf {
+    dir.join(format!("s-{miner}-{number}"))
+}
+
+/// Runs one sealing phase of `claim` in `config.dir`; its output as JSON.
+fn run_phase(
+    config: &WorkerConfig,
+    params: &Mutex<Option<Arc<PorepParams>>>,
+    claim: &Claimed,
+) -> ProviderResult<String> {
+    let input: SectorInput = serde_json::from_str(&claim.spec.input)
+        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
+    let size: SectorSize = input
+        .size
+        .parse()
+        .map_err(|e| task_err(format!("task {} size: {e}", claim.id)))?;
+    let id = SectorId {
+        size,
+        miner_id: claim.spec.miner,
+        sector_number: claim.spec.subject,
+    };
+    let path = sector_path(&config.dir, claim.spec.miner, claim.spec.subject);
+    let mut out = SectorOutput::default();
+    match claim.spec.kind {
+        TaskKind::PreCommit1 => {
+            let ticket = node_hex(input.ticket.as_deref().unwrap_or_default(), "ticket")?;
+            let dir = SectorDir::create(&path)?;
+            let _lock = dir.lock()?;
+            let pc1 = seal::pre_commit1(
+                &dir,
+                &id,
+                randomness_node(ticket),
+                &config.cache_dir,
+                None,
+                &mut no_progress,
+            )?;
+            out.comm_d = Some(hex::encode(pc1.comm_d.0.0));
+        }
+        TaskKind::PreCommit2 => {
+            let dir = SectorDir::open(&path)?;
+            let _lock = dir.lock()?;
+            let pc2 = seal::pre_commit2_on(&dir, &id, None, &mut no_progress)?;
+            out.comm_r = Some(hex::encode(pc2.comm_r.0.0));
+        }
+        TaskKind::Commit1 => {
+            let seed = node_hex(input.seed.as_deref().unwrap_or_default(), "seed")?;
+            let dir = SectorDir::open(&path)?;
+            let _lock = dir.lock()?;
+            seal::commit1(&dir, &id, randomness_node(seed))?;
+        }
+        TaskKind::Commit2 => {
+            let dir = SectorDir::open(&path)?;
+            let _lock = dir.lock()?;
+            let porep = {
+                let mut slot = params.lock().unwrap_or_else(|p| p.into_inner());
+                Arc::clone(slot.get_or_insert_with(|| {
+                    Arc::new(PorepParams::lazy(
+                        ParamStore::new(&config.params_dir),
+                        lode_proofs::circuit::porep::params_id(size),
+                    ))
+                }))
+            };
+            let loaded = porep.get()?;
+            let mut rng = crate::prover::os_rng()?;
+            let (_, proofs) = seal::commit2(&dir, &id, &loaded, &mut rng, &mut no_progress)?;
+            out.proof = Some(hex::encode(proofs.concat()));
+        }
+        TaskKind::Finalize => {
+            let dir = SectorDir::open(&path)?;
+            let _lock = dir.lock()?;
+            seal::finalize(&dir, &id, false)?;
+        }
+        other => return Err(task_err(format!("a worker does not run {other} tasks yet"))),
+    }
+    serde_json::to_string(&out).map_err(|e| task_err(e.to_string()))
+}
+
+/// Registers the worker and its storage path.
+async fn register<E: TaskEngine>(engine: &E, config: &WorkerConfig) -> ProviderResult<()> {
+    engine
+        .register(&WorkerInfo {
+            name: config.name.clone(),
+            resources: config.resources,
+            kinds: config.kinds.clone(),
+        })
+        .await?;
+    let fs = SystemProbe.filesystem(&config.dir).ok();
+    engine
+        .register_storage(&StoragePath {
+            worker: config.name.clone(),
+            path: config.dir.display().to_string(),
+            available: fs.and_then(|f| f.available),
+        })
+        .await?;
+    Ok(())
+}
+
+/// Runs the worker until `stop` completes, then releases its tasks.
+pub async fn run_worker<E: TaskEngine + Clone + 'static>(
+    engine: E,
+    config: WorkerConfig,
+    stop: impl Future<Output = ()>,
+) -> ProviderResult<()> {
+    std::fs::create_dir_all(&config.dir)
+        .map_err(|e| task_err(format!("cannot create {}: {e}", config.dir.display())))?;
+    let released = engine.release(&config.name).await?;
+    if released > 0 {
+        tracing::info!(
+            tasks = released,
+            "gave back what a previous run of this worker held"
+        );
+    }
+    register(&engine, &config).await?;
+    tracing::info!(worker = %config.name, kinds = ?config.kinds, "worker registered");
+    let config = Arc::new(config);
+    let params = Arc::new(Mutex::new(None));
+    let running = Arc::new(Mutex::new(Resources::ZERO));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+
+    let beat = {
+        let (engine, config) = (engine.clone(), Arc::clone(&config));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(config.heartbeat).await;
+                match engine.heartbeat(&config.name).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!("declared dead by the cluster: registering again");
+                        if let Err(e) = register(&engine, &config).await {
+                            tracing::warn!(error = %e, "cannot register again");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+                if let Err(e) = engine.reclaim_dead(config.dead_after).await {
+                    tracing::debug!(error = %e, "cannot look for dead workers");
+                }
+            }
+        })
+    };
+
+    let work = async {
+        loop {
+            // Idle, a worker takes a task larger than itself (it runs alone, as the local
+            // scheduler clamps one); busy, only what fits beside what runs.
+            let room = {
+                let used = running.lock().unwrap_or_else(|p| p.into_inner());
+                if *used == Resources::ZERO {
+                    Resources::UNLIMITED
+                } else {
+                    config.resources.minus(&used)
+                }
+            };
+            let claimed = match engine.claim(&config.name, &config.kinds, &room).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claim failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let Some(claim) = claimed else {
+                tokio::select! {
+                    () = engine.wait(Duration::from_secs(5)) => {}
+                    _ = done_rx.recv() => {}
+                }
+                continue;
+            };
+            tracing::info!(task = claim.id, kind = %claim.spec.kind, sector = claim.spec.subject, attempt = claim.attempts, "task claimed");
+            {
+                let mut used = running.lock().unwrap_or_else(|p| p.into_inner());
+                *used = used.plus(&claim.spec.resources);
+            }
+            let (engine, config, params, running, done_tx) = (
+                engine.clone(),
+                Arc::clone(&config),
+                Arc::clone(&params),
+                Arc::clone(&running),
+                done_tx.clone(),
+            );
+            tokio::spawn(async move {
+                let phase_claim = claim.clone();
+                let phase_config = Arc::clone(&config);
+                let result = tokio::task::spawn_blocking(move || {
+                    run_phase(&phase_config, &params, &phase_claim)
+                })
+                .await
+                .unwrap_or_else(|e| Err(task_err(format!("the phase panicked: {e}"))));
+                let outcome = match result {
+                    Ok(output) => Outcome::Done(output),
+                    Err(e) if claim.attempts < MAX_ATTEMPTS => Outcome::Retry {
+                        reason: e.to_string(),
+                        after: RETRY_AFTER,
+                    },
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                match engine.finish(&claim, &outcome).await {
+                    Ok(()) => {
+                        tracing::info!(task = claim.id, kind = %claim.spec.kind, sector = claim.spec.subject, outcome = ?outcome_name(&outcome), "task finished")
+                    }
+                    Err(e) => tracing::warn!(task = claim.id, error = %e, "result not written"),
+                }
+                {
+                    let mut used = running.lock().unwrap_or_else(|p| p.into_inner());
+                    *used = used.minus(&claim.spec.resources);
+                }
+                let _ = done_tx.send(());
+            });
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = stop => {}
+    }
+    beat.abort();
+    let released = engine.release(&config.name).await?;
+    tracing::info!(
+        tasks = released,
+        "worker stopped; its tasks were given back"
+    );
+    Ok(())
+}
+
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Done(_) => "done",
+        Outcome::Failed(_) => "failed",
+        Outcome::Retry { .. } => "retry",
+    }
+}

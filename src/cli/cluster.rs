@@ -1,0 +1,335 @@
+//! `lode worker run` and `lode cluster`: sealing across machines through a shared PostgreSQL
+//! database (the task engine of `lode_provider::engine`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use lode_proofs::sector::SectorSize;
+use lode_provider::cluster;
+use lode_provider::engine::postgres::PgEngine;
+use lode_provider::engine::{TaskKind, TaskPhase};
+use lode_provider::tasks::Resources;
+use lode_provider::worker::{WorkerConfig, run_worker};
+
+use super::common::{
+    ParamsDir, block_on, daemon_runtime, default_cache_dir, parse_byte_count, parse_size,
+    print_json, shutdown_signal, table,
+};
+
+/// The cluster database: a PostgreSQL connection string.
+#[derive(Debug, Args)]
+pub(crate) struct DbArgs {
+    /// PostgreSQL: `postgres://user:password@host:5432/lode`, or `host=/run/postgresql user=lode
+    /// dbname=lode`. The schema is created or migrated on first use.
+    #[arg(long, env = "LODE_DB")]
+    db: String,
+}
+
+impl DbArgs {
+    async fn connect(&self) -> anyhow::Result<PgEngine> {
+        PgEngine::connect(&self.db).await.with_context(
+            || "cannot open the cluster database (check --db and that PostgreSQL is up)",
+        )
+    }
+}
+
+/// `lode worker`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum WorkerCommand {
+    /// Run a worker: claim the sealing tasks this machine can run from the cluster database, run
+    /// them in --dir, report their outputs; heartbeat meanwhile. Ctrl-C or SIGTERM gives its
+    /// running tasks back to the cluster at once.
+    #[command(after_help = "Examples:
+  lode worker run --db postgres://lode@db-host/lode --dir /srv/lode/sealing
+  lode worker run --db \"host=/run/postgresql dbname=lode\" --dir /mnt/nvme --tasks pc1,pc2 --name nvme-box
+  LODE_DB=postgres://lode@db-host/lode lode worker run --dir /srv/lode/sealing --tasks c2 --gpus 1")]
+    Run(WorkerRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerRunArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Where this worker keeps the sectors it seals (one directory per sector).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Its name in the cluster (unique; the same name after a restart takes its own tasks back).
+    /// Default: `<hostname>:<dir>`.
+    #[arg(long)]
+    name: Option<String>,
+    /// The tasks it claims: pc1, pc2, c1, c2, finalize.
+    #[arg(long, value_delimiter = ',', default_value = "pc1,pc2,c1,c2,finalize")]
+    tasks: Vec<String>,
+    /// Cores it offers (default: the machine's).
+    #[arg(long)]
+    cores: Option<u32>,
+    /// Memory it offers, e.g. `64GiB` (default: the machine's).
+    #[arg(long, value_parser = parse_byte_count)]
+    memory: Option<u128>,
+    /// GPUs it offers.
+    #[arg(long, default_value_t = 0)]
+    gpus: u32,
+    /// Directory of the SDR parent caches (default: the cache directory).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    params: ParamsDir,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_secs: u64,
+    /// Seconds of silence after which a worker is declared dead and its tasks reclaimed.
+    #[arg(long, default_value_t = 60)]
+    dead_after_secs: u64,
+}
+
+/// `lode cluster`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// The cluster: its workers (resources, last heartbeat), its tasks (queued, running and on
+    /// which worker, recently finished) and the workers' storage paths with their free space.
+    #[command(after_help = "Examples:
+  lode cluster status --db postgres://lode@db-host/lode
+  lode cluster status --db postgres://lode@db-host/lode --json --history 100")]
+    Status(ClusterStatusArgs),
+    /// Seal a committed-capacity sector across the cluster: PreCommit1 on the first worker that
+    /// takes it, then PreCommit2, Commit1 and Commit2 on that worker (where its layers are).
+    #[command(after_help = "Examples:
+  lode cluster seal --db postgres://lode@db-host/lode --miner 1000 --sector 1 --sector-size 2KiB \\
+      --ticket 0101010101010101010101010101010101010101010101010101010101010101 \\
+      --seed 0202020202020202020202020202020202020202020202020202020202020202")]
+    Seal(ClusterSealArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClusterStatusArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Finished tasks to show.
+    #[arg(long, default_value_t = 20)]
+    history: usize,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ClusterSealArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// The miner actor's id.
+    #[arg(long)]
+    miner: u64,
+    /// The sector number.
+    #[arg(long)]
+    sector: u64,
+    /// The sector size.
+    #[arg(long, value_parser = parse_size)]
+    sector_size: SectorSize,
+    /// The seal ticket: 64 hex digits.
+    #[arg(long, value_parser = parse_hex32)]
+    ticket: [u8; 32],
+    /// The interactive seed: 64 hex digits.
+    #[arg(long, value_parser = parse_hex32)]
+    seed: [u8; 32],
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
+    let bytes = hex::decode(s.strip_prefix("0x").unwrap_or(s)).map_err(|e| e.to_string())?;
+    <[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| "expected 64 hex digits".to_string())
+}
+
+fn task_kind(name: &str) -> anyhow::Result<TaskKind> {
+    Ok(match name.trim() {
+        "pc1" => TaskKind::PreCommit1,
+        "pc2" => TaskKind::PreCommit2,
+        "c1" => TaskKind::Commit1,
+        "c2" => TaskKind::Commit2,
+        "finalize" => TaskKind::Finalize,
+        "wdpost" | "wnpost" => anyhow::bail!(
+            "{name}: workers do not prove PoSt yet; the provider proves its own deadlines"
+        ),
+        other => anyhow::bail!("unknown task {other:?}: use pc1, pc2, c1, c2 or finalize"),
+    })
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+pub(crate) fn worker(cmd: WorkerCommand) -> anyhow::Result<()> {
+    let WorkerCommand::Run(a) = cmd;
+    let kinds = a
+        .tasks
+        .iter()
+        .map(|t| task_kind(t))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    std::fs::create_dir_all(&a.dir)
+        .with_context(|| format!("cannot create {}", a.dir.display()))?;
+    let dir = a
+        .dir
+        .canonicalize()
+        .with_context(|| format!("{}", a.dir.display()))?;
+    let cores = a.cores.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+    });
+    let memory = match a.memory {
+        Some(m) => u64::try_from(m).unwrap_or(u64::MAX),
+        None => lode_provider::tasks::config::detect_memory().unwrap_or(u64::MAX),
+    };
+    let config = WorkerConfig {
+        name: a
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", hostname(), dir.display())),
+        kinds,
+        resources: Resources {
+            cores,
+            memory,
+            gpus: a.gpus,
+            scratch: u64::MAX,
+        },
+        dir,
+        cache_dir: a.cache_dir.clone().unwrap_or_else(default_cache_dir),
+        params_dir: a.params.store().dir().to_path_buf(),
+        heartbeat: Duration::from_secs(a.heartbeat_secs.max(1)),
+        dead_after: Duration::from_secs(a.dead_after_secs.max(2)),
+    };
+    let rt = daemon_runtime()?;
+    rt.block_on(async {
+        let engine = a.db.connect().await?;
+        eprintln!("worker {} claiming {:?}", config.name, a.tasks);
+        run_worker(engine, config, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCommand::Status(a) => {
+            let s = block_on(async {
+                let engine = a.db.connect().await?;
+                anyhow::Ok(cluster::status(&engine, a.history).await?)
+            })??;
+            if a.json {
+                return print_json(&s);
+            }
+            let workers: Vec<Vec<String>> = s
+                .workers
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.info.name.clone(),
+                        w.info.resources.cores.to_string(),
+                        super::common::human_bytes(w.info.resources.memory),
+                        w.info.resources.gpus.to_string(),
+                        w.info
+                            .kinds
+                            .iter()
+                            .map(|k| k.name())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        format!("{:.1} s ago", w.silent_ms as f64 / 1000.0),
+                    ]
+                })
+                .collect();
+            println!("workers");
+            println!(
+                "{}",
+                table(
+                    &["name", "cores", "memory", "gpus", "tasks", "heartbeat"],
+                    &workers
+                )
+            );
+            let tasks: Vec<Vec<String>> = s
+                .tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.to_string(),
+                        t.spec.kind.name().to_string(),
+                        t.spec.miner.to_string(),
+                        t.spec.subject.to_string(),
+                        match t.phase {
+                            TaskPhase::Queued => "queued",
+                            TaskPhase::Running => "running",
+                            TaskPhase::Done => "done",
+                            TaskPhase::Failed => "failed",
+                        }
+                        .to_string(),
+                        t.worker.clone().unwrap_or_default(),
+                        t.attempts.to_string(),
+                        t.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            println!("\ntasks");
+            println!(
+                "{}",
+                table(
+                    &[
+                        "id", "kind", "miner", "sector", "state", "worker", "claims", "error"
+                    ],
+                    &tasks
+                )
+            );
+            let storage: Vec<Vec<String>> = s
+                .storage
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.worker.clone(),
+                        p.path.clone(),
+                        p.available
+                            .map_or("unknown".into(), super::common::human_bytes),
+                    ]
+                })
+                .collect();
+            println!("\nstorage");
+            println!("{}", table(&["worker", "path", "free"], &storage));
+            Ok(())
+        }
+        ClusterCommand::Seal(a) => {
+            let sealed = block_on(async {
+                let engine = a.db.connect().await?;
+                anyhow::Ok(
+                    cluster::seal_sector(
+                        &engine,
+                        a.miner,
+                        a.sector,
+                        a.sector_size,
+                        a.ticket,
+                        a.seed,
+                    )
+                    .await?,
+                )
+            })??;
+            if a.json {
+                return print_json(&sealed);
+            }
+            println!("sector    {} of miner {}", sealed.sector, sealed.miner);
+            println!("comm_d    {}", sealed.comm_d);
+            println!("comm_r    {}", sealed.comm_r);
+            println!("worker    {}", sealed.worker);
+            for t in &sealed.tasks {
+                println!(
+                    "{:<12}task {} on {} ({} claims)",
+                    t.kind.name(),
+                    t.id,
+                    t.worker,
+                    t.attempts
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! A cluster on this machine: `lode worker run` processes sharing a real PostgreSQL server (started
+//! by the test), sectors sealed across them with `lode cluster seal`, each proof checked with
+//! `lode verify porep`, `lode cluster status` read, and a worker killed with SIGKILL in the middle
+//! of a Commit2 and restarted: its task is claimed again and the sector completes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lode_testkit::postgres::Postgres;
+
+use crate::common::{lode, ok, params_dir};
+
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start_worker(db: &str, root: &Path, name: &str) -> Child {
+    let log = std::fs::File::create(root.join(format!("{name}.log"))).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(["worker", "run", "--db", db, "--name", name, "--cores", "1"])
+        .args(["--heartbeat-secs", "1", "--dead-after-secs", "3"])
+        .arg("--dir")
+        .arg(root.join(name))
+        .arg("--cache-dir")
+        .arg(root.join("cache"))
+        .arg("--params-dir")
+        .arg(params_dir())
+        .env("LODE_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn seal(db: &str, sector: u64) -> Child {
+    let ticket = format!("{:064x}", sector + 1);
+    let seed = format!("{:064x}", sector + 1000);
+    Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args([
+            "cluster",
+            "seal",
+            "--db",
+            db,
+            "--miner",
+            "1000",
+            "--sector-size",
+            "2KiB",
+        ])
+        .args([
+            "--sector",
+            &sector.to_string(),
+            "--ticket",
+            &ticket,
+            "--seed",
+            &seed,
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn sealed(child: Child) -> serde_json::Value {
+    ok(&child.wait_with_output().unwrap())
+}
+
+fn verify(root: &Path, sealed: &serde_json::Value) {
+    let dir: PathBuf = root
+        .join(sealed["worker"].as_str().unwrap())
+        .join(format!("s-1000-{}", sealed["sector"]));
+    let out = lode(&[
+        "verify",
+        "porep",
+        "--public",
+        dir.join("commit1.json").to_str().unwrap(),
+        "--proof",
+        dir.join("commit2.bin").to_str().unwrap(),
+        "--params-dir",
+        params_dir().to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let proof = std::fs::read(dir.join("commit2.bin")).unwrap();
+    assert_eq!(hex::encode(proof), sealed["proof"].as_str().unwrap());
+}
+
+#[test]
+#[ignore = "real Groth16 proofs: run with --include-ignored"]
+fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = pg.create_database("cluster");
+    let params = params_dir();
+    let generated = lode(&[
+        "params",
+        "generate",
+        "--sector-size",
+        "2KiB",
+        "--circuit",
+        "porep",
+        "--params-dir",
+        params.to_str().unwrap(),
+    ]);
+    assert!(generated.status.success());
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let names = ["w1", "w2", "w3"];
+    let mut workers = Workers(names.iter().map(|n| start_worker(&db, root, n)).collect());
+
+    // Three sectors at once over three single-core workers.
+    let runs: Vec<Child> = (1..=3).map(|s| seal(&db, s)).collect();
+    let results: Vec<serde_json::Value> = runs.into_iter().map(sealed).collect();
+    let mut used = std::collections::HashSet::new();
+    for r in &results {
+        verify(root, r);
+        for t in r["tasks"].as_array().unwrap() {
+            used.insert(t["worker"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(used.len() >= 2, "tasks spread over the workers: {used:?}");
+
+    let status = ok(&lode(&["cluster", "status", "--db", &db, "--json"]));
+    assert_eq!(status["workers"].as_array().unwrap().len(), 3);
+    assert_eq!(status["storage"].as_array().unwrap().len(), 3);
+    let done = status["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["phase"] == "Done")
+        .count();
+    assert_eq!(done, 12, "four phases of three sectors: {status:#}");
+
+    // SIGKILL the worker running a Commit2, restart it under its name: the task is its own
+    // (bound to its files), given back at the restart and claimed again.
+    let run = seal(&db, 9);
+    let started = Instant::now();
+    let victim = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no Commit2 ran"
+        );
+        let s = ok(&lode(&["cluster", "status", "--db", &db, "--json"]));
+        let running = s["tasks"].as_array().unwrap().iter().find(|t| {
+            t["spec"]["kind"] == "Commit2" && t["spec"]["subject"] == 9 && t["phase"] == "Running"
+        });
+        if let Some(t) = running {
+            break t["worker"].as_str().unwrap().to_string();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let at = names.iter().position(|n| *n == victim).unwrap();
+    workers.0[at].kill().unwrap();
+    workers.0[at].wait().unwrap();
+    workers.0[at] = start_worker(&db, root, &victim);
+    let r = sealed(run);
+    verify(root, &r);
+    let c2 = &r["tasks"][3];
+    assert_eq!(c2["kind"], "Commit2");
+    assert_eq!(c2["worker"], victim.as_str());
+    assert_eq!(c2["attempts"], 2, "claimed again after the kill: {r:#}");
+}
