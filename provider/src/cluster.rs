@@ -1,8 +1,9 @@
 //! Sealing a sector across a cluster's workers, and the cluster's status.
 //!
 //! [`seal_sector`] drives one committed-capacity sector through the task engine: PreCommit1 on
-//! any worker that takes it, then PreCommit2, Commit1 and Commit2 bound to that worker (where the
-//! layers are), each queued once the one before has finished, its output read from the history.
+//! any worker that takes it, then PreCommit2 and Commit1 bound to that worker (where the layers
+//! are), then Commit2 on any worker (it fetches its small inputs from the sector's worker), each
+//! queued once the one before has finished, its output read from the history.
 //! It is what `lode cluster seal` runs; the sealing pipeline's phases take the same tasks.
 
 use std::time::Duration;
@@ -139,6 +140,7 @@ pub async fn seal_sector<E: TaskEngine>(
         size: size.to_string(),
         ticket: None,
         seed: None,
+        from: None,
     };
     let mut tasks = Vec::new();
     let (pc1, t) = run_task(
@@ -168,9 +170,15 @@ pub async fn seal_sector<E: TaskEngine>(
         seed: Some(hex::encode(seed)),
         ..plain.clone()
     };
-    let (_, t) = run_task(engine, spec(TaskKind::Commit1, commit1, at.clone()), poll).await?;
+    let (_, t) = run_task(engine, spec(TaskKind::Commit1, commit1, at), poll).await?;
     tasks.push(t);
-    let (c2, t) = run_task(engine, spec(TaskKind::Commit2, plain, at), poll).await?;
+    // Commit2 runs on any worker that takes it (a GPU machine): its inputs are small and are
+    // fetched from the worker holding the sector.
+    let commit2 = SectorInput {
+        from: Some(worker.clone()),
+        ..plain
+    };
+    let (c2, t) = run_task(engine, spec(TaskKind::Commit2, commit2, None), poll).await?;
     tasks.push(t);
     let missing = |what: &str| task_err(format!("the cluster's {what} output is missing"));
     Ok(SealedSector {

@@ -70,6 +70,9 @@ pub enum ProviderError {
     /// A cluster task's input or output is not what its kind expects.
     #[error("cluster task: {0}")]
     Task(String),
+    /// A sector file could not be fetched from another worker.
+    #[error("fetching a sector file from {0}")]
+    Fetch(String),
 }
 
 impl From<lode_node::NodeError> for ProviderError {

@@ -45,6 +45,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod market;
 pub mod metrics;
 pub mod miner;

@@ -47,6 +47,10 @@ pub struct SectorInput {
     /// The interactive seed (Commit1), hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
+    /// The worker holding the sector's files, when the task may run elsewhere (Commit2: its
+    /// inputs are fetched from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 /// The output of a sealing task (JSON in the history's `output`).
@@ -82,6 +86,13 @@ pub struct WorkerConfig {
     pub heartbeat: Duration,
     /// Silence after which a worker is declared dead.
     pub dead_after: Duration,
+    /// Where to serve its sector files to the cluster (none: it serves none, and tasks needing
+    /// its files run only here).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The URL other workers reach it at (default: `http://` and the bound address).
+    pub url: Option<String>,
+    /// The cluster's shared secret, which file requests carry both ways.
+    pub secret: String,
 }
 
 fn task_err(why: impl Into<String>) -> ProviderError {
@@ -92,6 +103,15 @@ fn node_hex(hex_str: &str, what: &str) -> ProviderResult<[u8; 32]> {
     let bytes = hex::decode(hex_str).map_err(|e| task_err(format!("{what}: {e}")))?;
     <[u8; 32]>::try_from(bytes.as_slice())
         .map_err(|_| task_err(format!("{what}: 32 bytes expected, got {}", bytes.len())))
+}
+
+/// This machine's host name (`localhost` when it has none).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// The directory of sector `number` of `miner` under `dir`.
@@ -172,13 +192,76 @@ fn run_phase(
     serde_json::to_string(&out).map_err(|e| task_err(e.to_string()))
 }
 
+/// The files Commit2 reads, fetched when it runs away from the sector's worker.
+const COMMIT2_INPUTS: &[&str] = &[
+    "sector.json",
+    "pc1.json",
+    "pc2.json",
+    "commit1.json",
+    "commit1.bin",
+];
+
+/// Before a phase that runs away from its sector's files: fetches them from the worker holding
+/// them (its URL from the engine).
+async fn fetch_inputs<E: TaskEngine>(
+    engine: &E,
+    config: &WorkerConfig,
+    http: &reqwest::Client,
+    claim: &Claimed,
+) -> ProviderResult<()> {
+    if claim.spec.kind != TaskKind::Commit2 {
+        return Ok(());
+    }
+    let input: SectorInput = serde_json::from_str(&claim.spec.input)
+        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
+    let Some(from) = input.from.filter(|f| *f != config.name) else {
+        return Ok(());
+    };
+    let url = engine
+        .workers()
+        .await?
+        .into_iter()
+        .find(|w| w.info.name == from)
+        .and_then(|w| w.info.url)
+        .ok_or_else(|| {
+            task_err(format!(
+                "worker {from} holding sector {}'s files is not registered or serves no files",
+                claim.spec.subject
+            ))
+        })?;
+    let dir = sector_path(&config.dir, claim.spec.miner, claim.spec.subject);
+    std::fs::create_dir_all(&dir).map_err(|e| task_err(format!("{}: {e}", dir.display())))?;
+    let mut bytes = 0u64;
+    for file in COMMIT2_INPUTS {
+        bytes = bytes.saturating_add(
+            crate::files::fetch(
+                http,
+                &url,
+                &config.secret,
+                claim.spec.miner,
+                claim.spec.subject,
+                file,
+                &dir,
+            )
+            .await?,
+        );
+    }
+    tracing::info!(task = claim.id, from = %from, bytes, "fetched the sector's Commit2 inputs");
+    Ok(())
+}
+
 /// Registers the worker and its storage path.
-async fn register<E: TaskEngine>(engine: &E, config: &WorkerConfig) -> ProviderResult<()> {
+async fn register<E: TaskEngine>(
+    engine: &E,
+    config: &WorkerConfig,
+    url: &Option<String>,
+) -> ProviderResult<()> {
     engine
         .register(&WorkerInfo {
             name: config.name.clone(),
             resources: config.resources,
             kinds: config.kinds.clone(),
+            url: url.clone(),
         })
         .await?;
     let fs = SystemProbe.filesystem(&config.dir).ok();
@@ -207,15 +290,42 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
             "gave back what a previous run of this worker held"
         );
     }
-    register(&engine, &config).await?;
+    let url = match config.listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| task_err(format!("cannot listen on {addr}: {e}")))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|e| task_err(format!("cannot listen on {addr}: {e}")))?;
+            let app = crate::files::router(config.dir.clone(), config.secret.clone());
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::warn!(error = %e, "the sector file server stopped");
+                }
+            });
+            let url = config.url.clone().unwrap_or_else(|| {
+                if bound.ip().is_unspecified() {
+                    format!("http://{}:{}", hostname(), bound.port())
+                } else {
+                    format!("http://{bound}")
+                }
+            });
+            tracing::info!(%url, "serving sector files");
+            Some(url)
+        }
+        None => None,
+    };
+    register(&engine, &config, &url).await?;
     tracing::info!(worker = %config.name, kinds = ?config.kinds, "worker registered");
     let config = Arc::new(config);
     let params = Arc::new(Mutex::new(None));
     let running = Arc::new(Mutex::new(Resources::ZERO));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
 
+    let http = reqwest::Client::new();
     let beat = {
-        let (engine, config) = (engine.clone(), Arc::clone(&config));
+        let (engine, config, url) = (engine.clone(), Arc::clone(&config), url.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(config.heartbeat).await;
@@ -223,7 +333,7 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!("declared dead by the cluster: registering again");
-                        if let Err(e) = register(&engine, &config).await {
+                        if let Err(e) = register(&engine, &config, &url).await {
                             tracing::warn!(error = %e, "cannot register again");
                         }
                     }
@@ -268,21 +378,25 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
                 let mut used = running.lock().unwrap_or_else(|p| p.into_inner());
                 *used = used.plus(&claim.spec.resources);
             }
-            let (engine, config, params, running, done_tx) = (
+            let (engine, config, params, running, done_tx, http) = (
                 engine.clone(),
                 Arc::clone(&config),
                 Arc::clone(&params),
                 Arc::clone(&running),
                 done_tx.clone(),
+                http.clone(),
             );
             tokio::spawn(async move {
                 let phase_claim = claim.clone();
                 let phase_config = Arc::clone(&config);
-                let result = tokio::task::spawn_blocking(move || {
-                    run_phase(&phase_config, &params, &phase_claim)
-                })
-                .await
-                .unwrap_or_else(|e| Err(task_err(format!("the phase panicked: {e}"))));
+                let result = match fetch_inputs(&engine, &config, &http, &claim).await {
+                    Ok(()) => tokio::task::spawn_blocking(move || {
+                        run_phase(&phase_config, &params, &phase_claim)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(task_err(format!("the phase panicked: {e}")))),
+                    Err(e) => Err(e),
+                };
                 let outcome = match result {
                     Ok(output) => Outcome::Done(output),
                     Err(e) if claim.attempts < MAX_ATTEMPTS => Outcome::Retry {

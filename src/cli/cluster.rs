@@ -11,7 +11,7 @@ use lode_provider::cluster;
 use lode_provider::engine::postgres::PgEngine;
 use lode_provider::engine::{TaskKind, TaskPhase};
 use lode_provider::tasks::Resources;
-use lode_provider::worker::{WorkerConfig, run_worker};
+use lode_provider::worker::{WorkerConfig, hostname, run_worker};
 
 use super::common::{
     ParamsDir, block_on, daemon_runtime, default_cache_dir, parse_byte_count, parse_size,
@@ -42,9 +42,10 @@ pub(crate) enum WorkerCommand {
     /// them in --dir, report their outputs; heartbeat meanwhile. Ctrl-C or SIGTERM gives its
     /// running tasks back to the cluster at once.
     #[command(after_help = "Examples:
-  lode worker run --db postgres://lode@db-host/lode --dir /srv/lode/sealing
-  lode worker run --db \"host=/run/postgresql dbname=lode\" --dir /mnt/nvme --tasks pc1,pc2 --name nvme-box
-  LODE_DB=postgres://lode@db-host/lode lode worker run --dir /srv/lode/sealing --tasks c2 --gpus 1")]
+  lode worker run --db postgres://lode@db-host/lode --dir /srv/lode/sealing --secret-file secret
+  lode worker run --db \"host=/run/postgresql dbname=lode\" --dir /mnt/nvme --tasks pc1,pc2,c1 \\
+      --name nvme-box --listen 0.0.0.0:7001 --url http://nvme-box:7001 --secret-file secret
+  LODE_DB=postgres://lode@db-host/lode lode worker run --dir /srv/lode/c2 --tasks c2 --gpus 1 --secret-file secret")]
     Run(WorkerRunArgs),
 }
 
@@ -82,6 +83,17 @@ pub(crate) struct WorkerRunArgs {
     /// Seconds of silence after which a worker is declared dead and its tasks reclaimed.
     #[arg(long, default_value_t = 60)]
     dead_after_secs: u64,
+    /// Where to serve this worker's sector files to the other workers (HTTP).
+    #[arg(long, default_value = "0.0.0.0:0")]
+    listen: std::net::SocketAddr,
+    /// The URL the other workers reach it at (default: `http://<hostname>:<port>`, or the
+    /// listening address when it is not a wildcard).
+    #[arg(long)]
+    url: Option<String>,
+    /// A file holding the cluster's shared secret (every worker the same; file requests carry
+    /// it). `LODE_CLUSTER_SECRET` gives it directly.
+    #[arg(long, env = "LODE_CLUSTER_SECRET_FILE")]
+    secret_file: Option<PathBuf>,
 }
 
 /// `lode cluster`.
@@ -157,14 +169,6 @@ fn task_kind(name: &str) -> anyhow::Result<TaskKind> {
     })
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
-
 pub(crate) fn worker(cmd: WorkerCommand) -> anyhow::Result<()> {
     let WorkerCommand::Run(a) = cmd;
     let kinds = a
@@ -203,7 +207,22 @@ pub(crate) fn worker(cmd: WorkerCommand) -> anyhow::Result<()> {
         params_dir: a.params.store().dir().to_path_buf(),
         heartbeat: Duration::from_secs(a.heartbeat_secs.max(1)),
         dead_after: Duration::from_secs(a.dead_after_secs.max(2)),
+        listen: Some(a.listen),
+        url: a.url.clone(),
+        secret: String::new(),
     };
+    let secret = match (&a.secret_file, std::env::var("LODE_CLUSTER_SECRET").ok()) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the cluster secret {}", path.display()))?
+            .trim()
+            .to_string(),
+        (None, Some(s)) => s.trim().to_string(),
+        (None, None) => anyhow::bail!(
+            "no cluster secret: give --secret-file FILE (the same on every worker; e.g. `head -c 32 /dev/urandom | xxd -p -c 64 > secret`) or LODE_CLUSTER_SECRET"
+        ),
+    };
+    anyhow::ensure!(!secret.is_empty(), "the cluster secret is empty");
+    let config = WorkerConfig { secret, ..config };
     let rt = daemon_runtime()?;
     rt.block_on(async {
         let engine = a.db.connect().await?;

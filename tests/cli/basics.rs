@@ -245,7 +245,8 @@ fn every_command_has_examples_and_every_report_has_json() {
             "{name}: the example runs another command"
         );
         // Daemons run until stopped and report through logs, RPC and metrics instead.
-        let daemon = ["lode node run", "lode provider run"].contains(&name.as_str());
+        let daemon =
+            ["lode node run", "lode provider run", "lode worker run"].contains(&name.as_str());
         assert!(daemon || help.contains("--json"), "{name} has no --json");
     }
 }

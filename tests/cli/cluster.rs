@@ -1,7 +1,9 @@
 //! A cluster on this machine: `lode worker run` processes sharing a real PostgreSQL server (started
-//! by the test), sectors sealed across them with `lode cluster seal`, each proof checked with
-//! `lode verify porep`, `lode cluster status` read, and a worker killed with SIGKILL in the middle
-//! of a Commit2 and restarted: its task is claimed again and the sector completes.
+//! by the test) — two sealing PreCommit1, PreCommit2 and Commit1, two proving Commit2 with inputs
+//! fetched over HTTP from the first two — sectors sealed across them with `lode cluster seal`,
+//! each proof checked with `lode verify porep`, `lode cluster status` read, and a Commit2 worker
+//! killed with SIGKILL in the middle of its proof: the other takes the task over once the dead
+//! one's heartbeats stop, and the sector completes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,11 +24,13 @@ impl Drop for Workers {
     }
 }
 
-fn start_worker(db: &str, root: &Path, name: &str) -> Child {
+fn start_worker(db: &str, root: &Path, name: &str, tasks: &str) -> Child {
     let log = std::fs::File::create(root.join(format!("{name}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_lode"))
         .args(["worker", "run", "--db", db, "--name", name, "--cores", "1"])
+        .args(["--tasks", tasks, "--listen", "127.0.0.1:0"])
         .args(["--heartbeat-secs", "1", "--dead-after-secs", "3"])
+        .env("LODE_CLUSTER_SECRET", "cluster-test-secret")
         .arg("--dir")
         .arg(root.join(name))
         .arg("--cache-dir")
@@ -73,17 +77,20 @@ fn sealed(child: Child) -> serde_json::Value {
     ok(&child.wait_with_output().unwrap())
 }
 
+/// Checks the proof: the public inputs from the sector's worker, the proof where Commit2 ran.
 fn verify(root: &Path, sealed: &serde_json::Value) {
-    let dir: PathBuf = root
-        .join(sealed["worker"].as_str().unwrap())
-        .join(format!("s-1000-{}", sealed["sector"]));
+    let sector = format!("s-1000-{}", sealed["sector"]);
+    let dir: PathBuf = root.join(sealed["worker"].as_str().unwrap()).join(&sector);
+    let c2 = &sealed["tasks"][3];
+    assert_eq!(c2["kind"], "Commit2");
+    let proved: PathBuf = root.join(c2["worker"].as_str().unwrap()).join(&sector);
     let out = lode(&[
         "verify",
         "porep",
         "--public",
         dir.join("commit1.json").to_str().unwrap(),
         "--proof",
-        dir.join("commit2.bin").to_str().unwrap(),
+        proved.join("commit2.bin").to_str().unwrap(),
         "--params-dir",
         params_dir().to_str().unwrap(),
     ]);
@@ -92,7 +99,7 @@ fn verify(root: &Path, sealed: &serde_json::Value) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let proof = std::fs::read(dir.join("commit2.bin")).unwrap();
+    let proof = std::fs::read(proved.join("commit2.bin")).unwrap();
     assert_eq!(hex::encode(proof), sealed["proof"].as_str().unwrap());
 }
 
@@ -115,10 +122,22 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
     assert!(generated.status.success());
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
-    let names = ["w1", "w2", "w3"];
-    let mut workers = Workers(names.iter().map(|n| start_worker(&db, root, n)).collect());
+    let names = ["w1", "w2", "p1", "p2"];
+    let tasks = |n: &str| {
+        if n.starts_with('w') {
+            "pc1,pc2,c1"
+        } else {
+            "c2"
+        }
+    };
+    let mut workers = Workers(
+        names
+            .iter()
+            .map(|n| start_worker(&db, root, n, tasks(n)))
+            .collect(),
+    );
 
-    // Three sectors at once over three single-core workers.
+    // Three sectors at once over single-core workers.
     let runs: Vec<Child> = (1..=3).map(|s| seal(&db, s)).collect();
     let results: Vec<serde_json::Value> = runs.into_iter().map(sealed).collect();
     let mut used = std::collections::HashSet::new();
@@ -128,11 +147,15 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
             used.insert(t["worker"].as_str().unwrap().to_string());
         }
     }
-    assert!(used.len() >= 2, "tasks spread over the workers: {used:?}");
+    assert!(used.len() >= 3, "tasks spread over the workers: {used:?}");
+    assert!(
+        used.iter().any(|w| w.starts_with('p')),
+        "Commit2 ran on a proving worker"
+    );
 
     let status = ok(&lode(&["cluster", "status", "--db", &db, "--json"]));
-    assert_eq!(status["workers"].as_array().unwrap().len(), 3);
-    assert_eq!(status["storage"].as_array().unwrap().len(), 3);
+    assert_eq!(status["workers"].as_array().unwrap().len(), 4);
+    assert_eq!(status["storage"].as_array().unwrap().len(), 4);
     let done = status["tasks"]
         .as_array()
         .unwrap()
@@ -141,8 +164,8 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
         .count();
     assert_eq!(done, 12, "four phases of three sectors: {status:#}");
 
-    // SIGKILL the worker running a Commit2, restart it under its name: the task is its own
-    // (bound to its files), given back at the restart and claimed again.
+    // SIGKILL the worker proving a Commit2: once its heartbeats stop, the other proving worker
+    // takes the task over (a new claim, a new token) and fetches the inputs itself.
     let run = seal(&db, 9);
     let started = Instant::now();
     let victim = loop {
@@ -162,11 +185,22 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
     let at = names.iter().position(|n| *n == victim).unwrap();
     workers.0[at].kill().unwrap();
     workers.0[at].wait().unwrap();
-    workers.0[at] = start_worker(&db, root, &victim);
     let r = sealed(run);
     verify(root, &r);
     let c2 = &r["tasks"][3];
-    assert_eq!(c2["kind"], "Commit2");
-    assert_eq!(c2["worker"], victim.as_str());
+    assert_ne!(
+        c2["worker"],
+        victim.as_str(),
+        "another worker proved it: {r:#}"
+    );
     assert_eq!(c2["attempts"], 2, "claimed again after the kill: {r:#}");
+    let status = ok(&lode(&["cluster", "status", "--db", &db, "--json"]));
+    assert!(
+        status["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|w| w["info"]["name"] != victim.as_str()),
+        "the dead worker is unregistered"
+    );
 }

@@ -171,6 +171,8 @@ pub struct WorkerInfo {
     pub resources: Resources,
     /// The kinds it claims.
     pub kinds: Vec<TaskKind>,
+    /// Where it serves its sector files (`http://host:port`), if it does.
+    pub url: Option<String>,
 }
 
 /// A registered worker, as the cluster's status lists it.

@@ -36,6 +36,7 @@ use crate::tasks::Resources;
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_tasks.sql"),
     include_str!("migrations/0002_payloads_storage.sql"),
+    include_str!("migrations/0003_worker_urls.sql"),
 ];
 
 /// The channel `LISTEN`ed to for claimable tasks.
@@ -298,10 +299,10 @@ impl TaskEngine for PgEngine {
         self.client()
             .await?
             .execute(
-                "INSERT INTO lode_workers (name, cores, memory, gpus, scratch, kinds)
-                 VALUES ($1, $2, $3, $4, $5, $6)
+                "INSERT INTO lode_workers (name, cores, memory, gpus, scratch, kinds, url)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (name) DO UPDATE SET cores = $2, memory = $3, gpus = $4,
-                     scratch = $5, kinds = $6, heartbeat_at = now()",
+                     scratch = $5, kinds = $6, url = $7, heartbeat_at = now()",
                 &[
                     &worker.name,
                     &i64::from(r.cores),
@@ -309,6 +310,7 @@ impl TaskEngine for PgEngine {
                     &i64::from(r.gpus),
                     &room_i64(r.scratch),
                     &kinds,
+                    &worker.url,
                 ],
             )
             .await?;
@@ -607,7 +609,7 @@ impl TaskEngine for PgEngine {
             .client()
             .await?
             .query(
-                "SELECT name, cores, memory, gpus, scratch, kinds,
+                "SELECT name, cores, memory, gpus, scratch, kinds, url,
                         (extract(epoch FROM now() - heartbeat_at) * 1000)::bigint AS silent
                  FROM lode_workers ORDER BY name",
                 &[],
@@ -629,6 +631,7 @@ impl TaskEngine for PgEngine {
                             .iter()
                             .map(|k| kind_of(k))
                             .collect::<EngineResult<_>>()?,
+                        url: row.try_get("url")?,
                     },
                     silent_ms: to_u64(row.try_get("silent")?),
                 })

@@ -35,6 +35,7 @@ async fn worker<E: TaskEngine>(e: &E, name: &str) -> String {
         name: name.into(),
         resources: room(8),
         kinds: TaskKind::ALL.to_vec(),
+        url: Some(format!("http://{name}.example:7001")),
     })
     .await
     .unwrap();
@@ -302,6 +303,10 @@ async fn race<E: TaskEngine + 'static>(handles: Vec<E>, miner: u64, tasks: u64) 
 async fn binding_payloads_and_storage<E: TaskEngine>(e: &E) {
     let a = worker(e, "bind-a").await;
     let b = worker(e, "bind-b").await;
+    let listed = e.workers().await.unwrap();
+    let row = listed.iter().find(|w| w.info.name == "bind-a").unwrap();
+    assert_eq!(row.info.url.as_deref(), Some("http://bind-a.example:7001"));
+    assert!(row.silent_ms < 5_000);
     let mut s = spec(5, TaskKind::PreCommit2, 9, 1);
     s.input = r#"{"ticket":"01"}"#.into();
     s.at = Some(a.clone());
@@ -405,7 +410,7 @@ async fn the_engine_suite_on_postgres() {
         .await
         .unwrap();
     let upgraded = PgEngine::connect(&old).await.unwrap();
-    assert_eq!(upgraded.schema_version().await.unwrap(), 2);
+    assert_eq!(upgraded.schema_version().await.unwrap(), 3);
     let w = worker(&upgraded, "upgrade").await;
     let c = upgraded
         .claim(&w, TaskKind::ALL, &room(8))
@@ -419,7 +424,7 @@ async fn the_engine_suite_on_postgres() {
 
     let url = pg.create_database("suite");
     let e = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(e.schema_version().await.unwrap(), 2);
+    assert_eq!(e.schema_version().await.unwrap(), 3);
     suite(&e).await;
 
     // Workers on separate connections (as separate machines would be) racing for the claims.
@@ -433,7 +438,7 @@ async fn the_engine_suite_on_postgres() {
 
     // A second start migrates nothing; a database newer than this build is refused.
     let again = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 2);
+    assert_eq!(again.schema_version().await.unwrap(), 3);
 
     // PostgreSQL restarted under a running worker: calls fail while it is down, then reconnect;
     // the listener reconnects too and wakes its waiters.
@@ -483,7 +488,7 @@ async fn the_engine_suite_on_postgres() {
             newer,
             Err(EngineError::SchemaTooNew {
                 found: 99,
-                known: 2
+                known: 3
             })
         ),
         "{:?}",

@@ -19,6 +19,7 @@ mod common;
 mod deals;
 mod engine;
 mod faults;
+mod files;
 mod kill;
 mod rpc;
 mod run;
