@@ -12,9 +12,9 @@ use lode_proofs::sector::SectorSize;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{StoragePath, TaskEngine, TaskKind, TaskPhase, TaskRow, TaskSpec, WorkerRow};
-use crate::error::{ProviderError, ProviderResult};
+use crate::error::ProviderResult;
 use crate::pipeline::RetryPolicy;
-use crate::worker::{SectorInput, SectorOutput};
+use crate::worker::{SectorInput, SectorOutput, task_err};
 
 /// What sealing a sector across the cluster produced.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,10 +66,6 @@ pub async fn status<E: TaskEngine>(engine: &E, history: usize) -> ProviderResult
         tasks: engine.tasks(history).await?,
         storage: engine.storage().await?,
     })
-}
-
-fn task_err(why: impl Into<String>) -> ProviderError {
-    ProviderError::Task(why.into())
 }
 
 /// Queues `kind` for the sector and waits for it to finish (polling its row every `poll`).

@@ -25,7 +25,8 @@ use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::{ProviderError, ProviderResult};
-use crate::worker::sector_path;
+use crate::preseal::sector_path;
+use lode_chain::types::ActorId;
 
 /// The sector files a worker serves (besides `layer-<n>`).
 pub const SECTOR_FILES: &[&str] = &[
@@ -90,7 +91,7 @@ fn requested(
     if !servable(file) {
         return Err((StatusCode::NOT_FOUND, "not a sector file\n"));
     }
-    Ok(sector_path(&served.dir, miner, number).join(file))
+    Ok(sector_path(&served.dir, ActorId(miner), number).join(file))
 }
 
 /// The first byte of `Range: bytes=N-` (0 without one); `None` for a range this server does not

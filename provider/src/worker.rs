@@ -1,7 +1,7 @@
 //! A cluster worker (`lode worker run`): registers with the task engine, claims the sealing tasks
 //! its kinds and room allow, runs them in its own sector directories, and reports their outputs.
 //!
-//! - Each sector lives in `<dir>/s-<miner>-<number>` on the worker that ran its PreCommit1; the
+//! - Each sector lives in `<dir>/s-<miner>-<number>` ([`sector_path`]) on the worker that ran its PreCommit1; the
 //!   later phases are queued bound to that worker ([`TaskSpec::at`]), so they run where the files
 //!   are.
 //! - A worker heartbeats every [`WorkerConfig::heartbeat`] and, at the same time, declares dead
@@ -15,10 +15,11 @@
 //! - Stopping (the future passed to [`run_worker`] completes) releases its tasks at once.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use lode_chain::types::ActorId;
 use lode_proofs::params::ParamStore;
 use lode_proofs::sector::{SectorSize, randomness_node};
 use lode_sealing::capacity::{SpaceProbe, SystemProbe};
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::{Claimed, Outcome, StoragePath, TaskEngine, TaskKind, WorkerInfo};
 use crate::error::{ProviderError, ProviderResult};
 use crate::pipeline::params::PorepParams;
+use crate::preseal::sector_path;
 use crate::tasks::Resources;
 
 /// Claims of one task before its failure is final.
@@ -95,7 +97,7 @@ pub struct WorkerConfig {
     pub secret: String,
 }
 
-fn task_err(why: impl Into<String>) -> ProviderError {
+pub(crate) fn task_err(why: impl Into<String>) -> ProviderError {
     ProviderError::Task(why.into())
 }
 
@@ -112,11 +114,6 @@ pub fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".into())
-}
-
-/// The directory of sector `number` of `miner` under `dir`.
-pub fn sector_path(dir: &Path, miner: u64, number: u64) -> PathBuf {
-    dir.join(format!("s-{miner}-{number}"))
 }
 
 /// Runs one sealing phase of `claim` in `config.dir`; its output as JSON.
@@ -136,7 +133,7 @@ fn run_phase(
         miner_id: claim.spec.miner,
         sector_number: claim.spec.subject,
     };
-    let path = sector_path(&config.dir, claim.spec.miner, claim.spec.subject);
+    let path = sector_path(&config.dir, ActorId(claim.spec.miner), claim.spec.subject);
     let mut out = SectorOutput::default();
     match claim.spec.kind {
         TaskKind::PreCommit1 => {
@@ -229,7 +226,7 @@ async fn fetch_inputs<E: TaskEngine>(
                 claim.spec.subject
             ))
         })?;
-    let dir = sector_path(&config.dir, claim.spec.miner, claim.spec.subject);
+    let dir = sector_path(&config.dir, ActorId(claim.spec.miner), claim.spec.subject);
     std::fs::create_dir_all(&dir).map_err(|e| task_err(format!("{}: {e}", dir.display())))?;
     let mut bytes = 0u64;
     for file in COMMIT2_INPUTS {

@@ -305,6 +305,24 @@ pub trait TaskEngine: Send + Sync {
     ) -> impl Future<Output = EngineResult<()>> + Send;
 }
 
+/// Waits on an engine's wakeup counter `events` from the cursor `seen`: at once when it moved
+/// since `seen` was last brought up to date (so a wakeup between a claim that found nothing and
+/// this wait is not missed), else until it moves or `timeout` passes.
+pub(crate) async fn wait_for_wakeup(
+    events: &tokio::sync::watch::Sender<u64>,
+    seen: &std::sync::atomic::AtomicU64,
+    timeout: Duration,
+) {
+    use std::sync::atomic::Ordering;
+    let mut rx = events.subscribe();
+    let now = *rx.borrow_and_update();
+    if seen.swap(now, Ordering::Relaxed) != now {
+        return;
+    }
+    let _ = tokio::time::timeout(timeout, rx.changed()).await;
+    seen.store(*rx.borrow(), Ordering::Relaxed);
+}
+
 /// The order claims take: time-sensitive first, then the lowest subject, then the oldest task.
 pub fn claim_order(spec: &TaskSpec, id: u64) -> (bool, u64, u64) {
     (!spec.kind.is_time_sensitive(), spec.subject, id)

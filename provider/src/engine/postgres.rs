@@ -523,13 +523,7 @@ impl TaskEngine for PgEngine {
     }
 
     async fn wait(&self, timeout: Duration) {
-        let mut rx = self.inner.events.subscribe();
-        let now = *rx.borrow_and_update();
-        if self.seen.swap(now, Ordering::Relaxed) != now {
-            return;
-        }
-        let _ = tokio::time::timeout(timeout, rx.changed()).await;
-        self.seen.store(*rx.borrow(), Ordering::Relaxed);
+        super::wait_for_wakeup(&self.inner.events, &self.seen, timeout).await;
     }
 
     async fn tasks(&self, history: usize) -> EngineResult<Vec<TaskRow>> {
