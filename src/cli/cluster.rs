@@ -218,7 +218,7 @@ pub(crate) fn worker(cmd: WorkerCommand) -> anyhow::Result<()> {
             .to_string(),
         (None, Some(s)) => s.trim().to_string(),
         (None, None) => anyhow::bail!(
-            "no cluster secret: give --secret-file FILE (the same on every worker; e.g. `head -c 32 /dev/urandom | xxd -p -c 64 > secret`) or LODE_CLUSTER_SECRET"
+            "no cluster secret: give --secret-file FILE (the same on every worker; e.g. `od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > secret`) or LODE_CLUSTER_SECRET"
         ),
     };
     anyhow::ensure!(!secret.is_empty(), "the cluster secret is empty");
