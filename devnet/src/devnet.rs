@@ -62,7 +62,19 @@ pub struct DevnetOptions {
     /// `PublishDeals`, and leaves a deal `transferred` long enough to watch (or to stop its
     /// provider before it is published).
     pub publish_wait_epochs: Option<u64>,
+    /// A PostgreSQL database the miners' committed-capacity sectors are sealed through
+    /// (`[cluster] db` of each provider): the devnet writes the cluster secret
+    /// ([`CLUSTER_SECRET_FILE`]); `lode worker run` processes started against the same database
+    /// do the sealing.
+    pub cluster_db: Option<String>,
 }
+
+/// The cluster secret of a devnet started with [`DevnetOptions::cluster_db`], in its directory.
+pub const CLUSTER_SECRET_FILE: &str = "cluster.secret";
+
+/// How long a devnet provider's leader lease lasts (`[cluster] lease_secs`): short, so that a
+/// standby takes over quickly.
+pub const DEVNET_LEASE_SECS: u64 = 10;
 
 /// How long a devnet provider's transferred deal waits for others to share its publication
 /// message, unless [`DevnetOptions::publish_wait_epochs`] says otherwise.
@@ -185,6 +197,13 @@ pub struct DevnetFile {
     pub nodes: Vec<NodeEntry>,
     /// The miners.
     pub miners: Vec<MinerEntry>,
+    /// The cluster database the miners seal through, if any (`lode worker run --db`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_db: Option<String>,
+    /// The cluster secret's file, relative to the devnet directory (`lode worker run
+    /// --secret-file`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_secret: Option<PathBuf>,
 }
 
 impl DevnetFile {
@@ -465,6 +484,23 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         };
         settings.save(&ndir)?;
     }
+    let cluster = match &opts.cluster_db {
+        Some(db) => {
+            let path = dir.join(CLUSTER_SECRET_FILE);
+            if !path.is_file() {
+                let mut secret = [0u8; 32];
+                getrandom::fill(&mut secret).map_err(|e| DevnetError::Random(e.to_string()))?;
+                lode_proofs::durable::write_atomic(&path, hex::encode(secret).as_bytes())
+                    .map_err(|e| DevnetError::io(&path)(std::io::Error::other(e.to_string())))?;
+            }
+            lode_provider::run::ClusterSettings {
+                db: Some(db.clone()),
+                secret_file: PathBuf::from("..").join(CLUSTER_SECRET_FILE),
+                lease_secs: DEVNET_LEASE_SECS,
+            }
+        }
+        None => lode_provider::run::ClusterSettings::default(),
+    };
     let mut miners = Vec::new();
     for (i, (actor, (port, api_port))) in actors.iter().zip(&miner_ports).enumerate() {
         let name = format!("miner-{i}");
@@ -493,6 +529,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             proving: lode_provider::poster::ProvingSettings::default(),
             tasks: Default::default(),
             market: devnet_market(opts),
+            cluster: cluster.clone(),
         };
         settings.save(&mdir)?;
         miners.push(MinerEntry {
@@ -519,6 +556,8 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         sector_size: opts.sector_size,
         nodes,
         miners,
+        cluster_secret: cluster.db.as_ref().map(|_| rel(CLUSTER_SECRET_FILE)),
+        cluster_db: cluster.db,
     };
     file.save(dir)?;
     Ok(file)

@@ -137,6 +137,7 @@ pub async fn seal_sector<E: TaskEngine>(
         ticket: None,
         seed: None,
         from: None,
+        version: None,
     };
     let mut tasks = Vec::new();
     let (pc1, t) = run_task(

@@ -3,7 +3,9 @@
 //!
 //! - `GET /sectors/{miner}/{number}/{file}` — the file, from the byte a `Range: bytes=N-` header
 //!   names (`206 Partial Content`), so an interrupted fetch resumes where it stopped;
-//!   `GET /sectors/{miner}/{number}/{file}/blake3` — its BLAKE3, hex.
+//!   `GET /sectors/{miner}/{number}/{file}/blake3` — its BLAKE3, hex;
+//!   `DELETE /sectors/{miner}/{number}` — removes the sector's directory (once the provider has
+//!   moved the finalized sector into its own store), under the sector's lock.
 //! - Every request carries `Authorization: Bearer <cluster secret>` (compared in constant time);
 //!   only the sector files of [`SECTOR_FILES`] and `layer-<n>` are served, never a path.
 //! - [`fetch`] writes `<file>.part` (appending after a resume), checks the whole file against the
@@ -19,7 +21,7 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use futures::StreamExt;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -62,6 +64,7 @@ pub fn router(dir: PathBuf, secret: String) -> Router {
     Router::new()
         .route("/sectors/{miner}/{number}/{file}", get(serve_file))
         .route("/sectors/{miner}/{number}/{file}/blake3", get(serve_hash))
+        .route("/sectors/{miner}/{number}", delete(remove_sector))
         .with_state(Arc::new(Served { dir, secret }))
 }
 
@@ -180,6 +183,68 @@ async fn serve_hash(
         }
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn remove_sector(
+    State(served): State<Arc<Served>>,
+    UrlPath((miner, number)): UrlPath<(u64, u64)>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&served, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid cluster secret is required\n",
+        )
+            .into_response();
+    }
+    let path = sector_path(&served.dir, ActorId(miner), number);
+    let removed = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let dir = match lode_sealing::sector_dir::SectorDir::open(&path) {
+            Ok(d) => d,
+            Err(_) if !path.exists() => return Ok(false),
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
+        };
+        // No phase of this worker runs on it while it goes.
+        let lock = dir
+            .lock()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        std::fs::remove_dir_all(&path)?;
+        drop(lock);
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(true)
+    })
+    .await;
+    match removed {
+        Ok(Ok(true)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Ok(false)) => (StatusCode::NOT_FOUND, "no such sector here\n").into_response(),
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Asks the worker serving at `base` to remove its copy of sector `number` of `miner` (a copy
+/// already gone is fine).
+pub async fn remove(
+    client: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    miner: u64,
+    number: u64,
+) -> ProviderResult<()> {
+    let url = format!("{}/sectors/{miner}/{number}", base.trim_end_matches('/'));
+    let response = client
+        .delete(&url)
+        .bearer_auth(secret)
+        .send()
+        .await
+        .map_err(|e| fetch_err(&url, e))?;
+    match response.status().as_u16() {
+        200..=299 | 404 => Ok(()),
+        401 => Err(fetch_err(&url, "refused: the cluster secrets differ")),
+        code => Err(fetch_err(&url, format!("HTTP {code}"))),
     }
 }
 

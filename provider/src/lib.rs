@@ -46,6 +46,7 @@ pub mod dashboard;
 pub mod engine;
 pub mod error;
 pub mod files;
+pub mod leader;
 pub mod market;
 pub mod metrics;
 pub mod miner;

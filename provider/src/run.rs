@@ -119,6 +119,44 @@ pub struct ProviderSettings {
     /// [`crate::market`]).
     #[serde(default)]
     pub market: crate::market::MarketSettings,
+    /// A cluster of workers sealing for this provider (`[cluster]`: `db`, `secret_file`,
+    /// `lease_secs`; see [`ClusterSettings`]).
+    #[serde(default, skip_serializing_if = "ClusterSettings::is_default")]
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]` of `config.toml`: the PostgreSQL database a cluster's workers and this provider
+/// share. With it, committed-capacity sectors are sealed by `lode worker run` processes on any
+/// machine, and this provider sends the chain messages only while it holds the miner's leader
+/// lease (a second `lode provider run` of the same miner waits as a standby).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// The cluster's database (`postgres://user@host/db`, or `postgresql:///db?host=/socket/dir`);
+    /// none: everything runs here.
+    pub db: Option<String>,
+    /// The cluster secret the workers' file servers ask for (relative to the provider's
+    /// directory; the same file as the workers' `--secret-file`).
+    pub secret_file: PathBuf,
+    /// The leader lease's length: a provider that stops renewing it (killed, cut off) is replaced
+    /// by a standby this long after its last renewal.
+    pub lease_secs: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            db: None,
+            secret_file: PathBuf::from("cluster.secret"),
+            lease_secs: 30,
+        }
+    }
+}
+
+impl ClusterSettings {
+    fn is_default(&self) -> bool {
+        *self == ClusterSettings::default()
+    }
 }
 
 /// `[sealing]` of `config.toml`: where the sealing pipeline keeps its records and its scratch.
@@ -347,6 +385,8 @@ pub struct RunningProvider {
     market: Option<crate::market::RunningMarket>,
     /// The directory's lock, held until the provider is dropped.
     _lock: std::fs::File,
+    /// In a cluster, the miner's leader lease this process holds.
+    leader: Option<crate::leader::Leader>,
 }
 
 impl RunningProvider {
@@ -362,6 +402,18 @@ impl RunningProvider {
         }
         self.rpc.stopped().await;
         self.metrics.stop().await;
+        if let Some(leader) = self.leader {
+            leader.release().await;
+        }
+    }
+
+    /// Resolves when this provider, in a cluster, lost its miner's leader lease (it must stop:
+    /// another provider leads now); never without a cluster.
+    pub async fn deposed(&mut self) {
+        match &mut self.leader {
+            Some(l) => l.deposed().await,
+            None => std::future::pending().await,
+        }
     }
 }
 
@@ -448,8 +500,13 @@ fn start_pipeline<A: NodeApi>(
 /// [`ProviderError`]: a bad configuration, a key that is not the actor's worker, missing
 /// parameters (run `lode params generate`), an unreachable node.
 pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<RunningProvider> {
-    let lock = lock_dir(dir)?;
     let actor = settings.actor_id(dir)?;
+    // In a cluster, only the leader of the miner runs (a standby waits here for the lease).
+    let cluster = match &settings.cluster.db {
+        Some(url) => Some(join_cluster(dir, &settings.cluster, url, actor).await?),
+        None => None,
+    };
+    let lock = lock_dir(dir)?;
     let genesis_path = resolve(dir, &settings.genesis);
     let genesis = GenesisFile::load(&genesis_path)?;
     settings
@@ -519,7 +576,16 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         actor,
         size,
     )
-    .map(|p| Arc::new(p.with_metrics(metrics.clone())));
+    .map(|p| {
+        let p = p.with_metrics(metrics.clone());
+        Arc::new(match &cluster {
+            Some((link, _)) => p.with_cluster(crate::pipeline::remote::ClusterLink::new(
+                link.clone(),
+                link_secret(dir, &settings.cluster).unwrap_or_default(),
+            )),
+            None => p,
+        })
+    });
     if let Err(why) = &pipeline {
         tracing::warn!(%why, "the sealing pipeline does not run: pledges are refused");
     }
@@ -666,7 +732,44 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         rpc,
         market: market.ok(),
         _lock: lock,
+        leader: cluster.map(|(_, leader)| leader),
     })
+}
+
+/// The cluster secret of `[cluster] secret_file`.
+fn link_secret(dir: &Path, cluster: &ClusterSettings) -> ProviderResult<String> {
+    let path = resolve(dir, &cluster.secret_file);
+    let secret = std::fs::read_to_string(&path)
+        .map_err(|e| {
+            config_error(
+                &path,
+                format!(
+                    "{e} (`[cluster] secret_file`: the same file as the workers' --secret-file)"
+                ),
+            )
+        })?
+        .trim()
+        .to_string();
+    if secret.is_empty() {
+        return Err(config_error(&path, "the cluster secret is empty"));
+    }
+    Ok(secret)
+}
+
+/// Connects to the cluster's database and waits to lead miner `actor` there.
+async fn join_cluster(
+    dir: &Path,
+    cluster: &ClusterSettings,
+    url: &str,
+    actor: ActorId,
+) -> ProviderResult<(crate::engine::AnyEngine, crate::leader::Leader)> {
+    link_secret(dir, cluster)?;
+    let engine =
+        crate::engine::AnyEngine::Postgres(crate::engine::postgres::PgEngine::connect(url).await?);
+    let holder = format!("{}:{}", crate::worker::hostname(), std::process::id());
+    let ttl = std::time::Duration::from_secs(cluster.lease_secs.max(1));
+    let leader = crate::leader::Leader::acquire(engine.clone(), actor, holder, ttl).await?;
+    Ok((engine, leader))
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ pub struct SectorInput {
     /// inputs are fetched from there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
+    /// The version of the sector's pipeline record the task was queued for: the provider applies
+    /// its output only while the record is still at it (a result for a sector that moved on is
+    /// dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// The output of a sealing task (JSON in the history's `output`).
@@ -228,6 +233,9 @@ async fn fetch_inputs<E: TaskEngine>(
         })?;
     let dir = sector_path(&config.dir, ActorId(claim.spec.miner), claim.spec.subject);
     std::fs::create_dir_all(&dir).map_err(|e| task_err(format!("{}: {e}", dir.display())))?;
+    // Marks the directory a disposable copy (a restarted worker deletes those it finds).
+    std::fs::write(dir.join(FETCHED_MARK), from.as_bytes())
+        .map_err(|e| task_err(format!("{}: {e}", dir.display())))?;
     let mut bytes = 0u64;
     for file in COMMIT2_INPUTS {
         bytes = bytes.saturating_add(
@@ -245,6 +253,51 @@ async fn fetch_inputs<E: TaskEngine>(
     }
     tracing::info!(task = claim.id, from = %from, bytes, "fetched the sector's Commit2 inputs");
     Ok(())
+}
+
+/// The file marking a sector directory as a copy of inputs fetched from another worker.
+const FETCHED_MARK: &str = "fetched-inputs";
+
+/// At start: deletes the copies of fetched inputs a previous run left (its claims were given
+/// back; a phase claimed again fetches them again).
+fn drop_stale_copies(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.join(FETCHED_MARK).is_file() {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    tracing::info!(dir = %path.display(), "deleted the inputs a previous run fetched")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot delete fetched inputs")
+                }
+            }
+        }
+    }
+}
+
+/// Deletes the copy of a sector's Commit2 inputs fetched from the worker holding its files.
+fn drop_fetched_inputs(config: &WorkerConfig, claim: &Claimed) {
+    if claim.spec.kind != TaskKind::Commit2 {
+        return;
+    }
+    let from = serde_json::from_str::<SectorInput>(&claim.spec.input)
+        .ok()
+        .and_then(|i| i.from);
+    if from.is_none_or(|f| f == config.name) {
+        return;
+    }
+    let dir = sector_path(&config.dir, ActorId(claim.spec.miner), claim.spec.subject);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot delete the fetched Commit2 inputs")
+        }
+    }
 }
 
 /// Registers the worker and its storage path.
@@ -287,6 +340,7 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
             "gave back what a previous run of this worker held"
         );
     }
+    drop_stale_copies(&config.dir);
     let url = match config.listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -315,6 +369,15 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
     };
     register(&engine, &config, &url).await?;
     tracing::info!(worker = %config.name, kinds = ?config.kinds, "worker registered");
+    // Phases compute on as many threads as the cores this worker offers (a machine shared with
+    // other work keeps the rest).
+    let threads = usize::try_from(config.resources.cores.max(1)).unwrap_or(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("lode-worker-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| task_err(format!("cannot start the worker's {threads} threads: {e}")))?;
     let config = Arc::new(config);
     let params = Arc::new(Mutex::new(None));
     let running = Arc::new(Mutex::new(Resources::ZERO));
@@ -375,20 +438,21 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
                 let mut used = running.lock().unwrap_or_else(|p| p.into_inner());
                 *used = used.plus(&claim.spec.resources);
             }
-            let (engine, config, params, running, done_tx, http) = (
+            let (engine, config, params, running, done_tx, http, pool) = (
                 engine.clone(),
                 Arc::clone(&config),
                 Arc::clone(&params),
                 Arc::clone(&running),
                 done_tx.clone(),
                 http.clone(),
+                Arc::clone(&pool),
             );
             tokio::spawn(async move {
                 let phase_claim = claim.clone();
                 let phase_config = Arc::clone(&config);
                 let result = match fetch_inputs(&engine, &config, &http, &claim).await {
                     Ok(()) => tokio::task::spawn_blocking(move || {
-                        run_phase(&phase_config, &params, &phase_claim)
+                        pool.install(|| run_phase(&phase_config, &params, &phase_claim))
                     })
                     .await
                     .unwrap_or_else(|e| Err(task_err(format!("the phase panicked: {e}")))),
@@ -402,6 +466,11 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
                     },
                     Err(e) => Outcome::Failed(e.to_string()),
                 };
+                // A Commit2 run away from its sector's files leaves nothing here: the inputs it
+                // fetched go once its outcome is decided (a retry fetches them again).
+                if !matches!(outcome, Outcome::Retry { .. }) {
+                    drop_fetched_inputs(&config, &claim);
+                }
                 match engine.finish(&claim, &outcome).await {
                     Ok(()) => {
                         tracing::info!(task = claim.id, kind = %claim.spec.kind, sector = claim.spec.subject, outcome = ?outcome_name(&outcome), "task finished")

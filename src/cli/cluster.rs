@@ -63,7 +63,8 @@ pub(crate) struct WorkerRunArgs {
     /// The tasks it claims: pc1, pc2, c1, c2, finalize.
     #[arg(long, value_delimiter = ',', default_value = "pc1,pc2,c1,c2,finalize")]
     tasks: Vec<String>,
-    /// Cores it offers (default: the machine's).
+    /// Cores it offers: what it claims tasks for, and the threads its phases compute on (default:
+    /// the machine's).
     #[arg(long)]
     cores: Option<u32>,
     /// Memory it offers, e.g. `64GiB` (default: the machine's).
@@ -225,7 +226,22 @@ pub(crate) fn worker(cmd: WorkerCommand) -> anyhow::Result<()> {
     let config = WorkerConfig { secret, ..config };
     let rt = daemon_runtime()?;
     rt.block_on(async {
-        let engine = a.db.connect().await?;
+        // A worker may boot before the database (or while it restarts): it waits for it.
+        let engine = loop {
+            match PgEngine::connect(&a.db.db).await {
+                Ok(e) => break e,
+                Err(lode_provider::engine::EngineError::Postgres(e)) => {
+                    tracing::warn!(error = %e, "cannot reach the cluster database (check --db and that PostgreSQL is up); trying again in 2 s");
+                    tokio::select! {
+                        () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                        () = shutdown_signal() => return Ok(()),
+                    }
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("cannot open the cluster database"));
+                }
+            }
+        };
         eprintln!("worker {} claiming {:?}", config.name, a.tasks);
         run_worker(engine, config, shutdown_signal()).await?;
         Ok(())

@@ -138,6 +138,11 @@ pub(crate) struct DevnetRunArgs {
     /// deals`) long enough to watch.
     #[arg(long, value_name = "EPOCHS")]
     publish_wait_epochs: Option<u64>,
+    /// Seal the miners' committed-capacity sectors through a cluster: the PostgreSQL database
+    /// (`postgres://…`) that `lode worker run` processes claim their tasks from (start them with
+    /// the command the devnet prints). Each provider then leads its miner through a lease there.
+    #[arg(long, value_name = "URL")]
+    cluster_db: Option<String>,
     /// Start in the background and return (stop with `lode devnet stop`).
     #[arg(long)]
     detach: bool,
@@ -348,6 +353,7 @@ fn start(a: DevnetRunArgs) -> anyhow::Result<()> {
         epoch_seconds: a.epoch_seconds,
         period_deadlines: a.period_deadlines,
         publish_wait_epochs: a.publish_wait_epochs,
+        cluster_db: a.cluster_db.clone(),
     };
     let mut display = StageDisplay::new();
     devnet::prepare(&opts, &mut |s| display.update(s))
@@ -439,4 +445,11 @@ fn print_started(dir: &std::path::Path, file: &DevnetFile) {
         "          lode provider proving --devnet {}   (the first miner's deadlines)",
         dir.display()
     );
+    if let (Some(db), Some(secret)) = (&file.cluster_db, &file.cluster_secret) {
+        println!(
+            "  seal on the cluster: lode worker run --db '{db}' --dir {}/worker-1 --listen 127.0.0.1:0 --secret-file {}   (one per worker)",
+            dir.display(),
+            dir.join(secret).display()
+        );
+    }
 }

@@ -26,6 +26,7 @@ pub(crate) enum ProviderCommand {
     /// node and the files.
     #[command(after_help = "Examples:
   lode provider run --dir ~/.local/share/lode/devnet/miner-0
+  lode provider run --dir ~/sp --db postgres://lode@db-host/lode
 
 config.toml:
   actor = \"l01004\"
@@ -46,6 +47,11 @@ config.toml:
   wait_deals_epochs = 60         # optional: how long a deal sector waits for more deals
   deal_start_margin_epochs = 62  # optional: seal once the first deal starts this soon
   parent_cache = \"cache\"         # the SDR parent cache; also enabled, db
+
+  [cluster]                      # optional: seal on `lode worker run` machines
+  db = \"postgres://lode@db-host/lode\"   # the cluster's PostgreSQL (or --db)
+  secret_file = \"cluster.secret\" # the workers' --secret-file
+  lease_secs = 30                # a standby provider takes over this long after the leader stops
 
 New sectors are sealed in `scratch` and moved by Finalize into `sectors` (the long-term store the
 prover reads); a sector starts only once both have room for it (`lode sectors status N` says why
@@ -128,6 +134,11 @@ pub(crate) struct ProviderRunArgs {
     /// The provider's directory.
     #[arg(long)]
     dir: PathBuf,
+    /// Seal through a cluster: its PostgreSQL database (`[cluster] db` of config.toml; this
+    /// overrides it). Workers (`lode worker run --db` the same URL) run the sealing phases; this
+    /// provider leads its miner while it holds the miner's lease there.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
 }
 
 /// Arguments of `lode provider init`.
@@ -225,7 +236,10 @@ pub(crate) fn run(cmd: ProviderCommand) -> anyhow::Result<()> {
 }
 
 fn run_daemon(a: ProviderRunArgs) -> anyhow::Result<()> {
-    let settings = ProviderSettings::load(&a.dir)?;
+    let mut settings = ProviderSettings::load(&a.dir)?;
+    if let Some(db) = &a.db {
+        settings.cluster.db = Some(db.clone());
+    }
     daemon_runtime()?.block_on(async move {
         let p = lode_provider::run::start(&a.dir, &settings)
             .await
@@ -234,9 +248,18 @@ fn run_daemon(a: ProviderRunArgs) -> anyhow::Result<()> {
             "provider running: miner {}, api {}, metrics {}",
             p.endpoints.actor, p.endpoints.rpc, p.endpoints.metrics
         );
-        shutdown_signal().await;
+        let mut p = p;
+        let deposed = tokio::select! {
+            () = shutdown_signal() => false,
+            () = p.deposed() => true,
+        };
         tracing::info!("stopping");
         p.stop().await;
+        if deposed {
+            anyhow::bail!(
+                "this provider lost its miner's leader lease (another `lode provider run` leads now, or the cluster database was out of reach): stopped"
+            );
+        }
         Ok(())
     })
 }
@@ -399,6 +422,7 @@ fn init(a: &ProviderInitArgs) -> anyhow::Result<()> {
                 ..Default::default()
             },
             market: Default::default(),
+            cluster: Default::default(),
         };
         settings.save(dir)?;
         Ok(Initialised {

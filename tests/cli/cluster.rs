@@ -1,6 +1,6 @@
 //! A cluster on this machine: `lode worker run` processes sharing a real PostgreSQL server (started
 //! by the test) — two sealing PreCommit1, PreCommit2 and Commit1, two proving Commit2 with inputs
-//! fetched over HTTP from the first two — sectors sealed across them with `lode cluster seal`,
+//! fetched over HTTP from the first two — two sectors sealed at once across them with `lode cluster seal`,
 //! each proof checked with `lode verify porep`, `lode cluster status` read, and a Commit2 worker
 //! killed with SIGKILL in the middle of its proof: the other takes the task over once the dead
 //! one's heartbeats stop, and the sector completes.
@@ -77,20 +77,32 @@ fn sealed(child: Child) -> serde_json::Value {
     ok(&child.wait_with_output().unwrap())
 }
 
-/// Checks the proof: the public inputs from the sector's worker, the proof where Commit2 ran.
+/// Checks the proof `lode cluster seal` printed against the public inputs on the sector's worker;
+/// a Commit2 worker that fetched the inputs from there kept no copy of them.
 fn verify(root: &Path, sealed: &serde_json::Value) {
     let sector = format!("s-1000-{}", sealed["sector"]);
-    let dir: PathBuf = root.join(sealed["worker"].as_str().unwrap()).join(&sector);
+    let holder = sealed["worker"].as_str().unwrap();
+    let dir: PathBuf = root.join(holder).join(&sector);
     let c2 = &sealed["tasks"][3];
     assert_eq!(c2["kind"], "Commit2");
-    let proved: PathBuf = root.join(c2["worker"].as_str().unwrap()).join(&sector);
+    let prover = c2["worker"].as_str().unwrap();
+    if prover != holder {
+        let copy = root.join(prover).join(&sector);
+        assert!(!copy.exists(), "{} kept the fetched inputs", copy.display());
+    }
+    let proof = root.join(format!("{sector}.proof"));
+    std::fs::write(
+        &proof,
+        hex::decode(sealed["proof"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
     let out = lode(&[
         "verify",
         "porep",
         "--public",
         dir.join("commit1.json").to_str().unwrap(),
         "--proof",
-        proved.join("commit2.bin").to_str().unwrap(),
+        proof.to_str().unwrap(),
         "--params-dir",
         params_dir().to_str().unwrap(),
     ]);
@@ -99,8 +111,6 @@ fn verify(root: &Path, sealed: &serde_json::Value) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let proof = std::fs::read(proved.join("commit2.bin")).unwrap();
-    assert_eq!(hex::encode(proof), sealed["proof"].as_str().unwrap());
 }
 
 #[test]
@@ -137,8 +147,8 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
             .collect(),
     );
 
-    // Three sectors at once over single-core workers.
-    let runs: Vec<Child> = (1..=3).map(|s| seal(&db, s)).collect();
+    // Two sectors at once over single-core workers.
+    let runs: Vec<Child> = (1..=2).map(|s| seal(&db, s)).collect();
     let results: Vec<serde_json::Value> = runs.into_iter().map(sealed).collect();
     let mut used = std::collections::HashSet::new();
     for r in &results {
@@ -162,7 +172,7 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
         .iter()
         .filter(|t| t["phase"] == "Done")
         .count();
-    assert_eq!(done, 12, "four phases of three sectors: {status:#}");
+    assert_eq!(done, 8, "four phases of two sectors: {status:#}");
 
     // SIGKILL the worker proving a Commit2: once its heartbeats stop, the other proving worker
     // takes the task over (a new claim, a new token) and fetches the inputs itself.

@@ -17,6 +17,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 mod basic;
+mod cluster;
 #[path = "../common/mod.rs"]
 mod common;
 mod dashboard;

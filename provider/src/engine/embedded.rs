@@ -446,6 +446,30 @@ impl TaskEngine for SledEngine {
         Ok(None)
     }
 
+    async fn latest(
+        &self,
+        miner: u64,
+        kind: TaskKind,
+        subject: u64,
+    ) -> EngineResult<Option<TaskRow>> {
+        let _g = self.guard();
+        let probe = TaskSpec::new(miner, kind, subject, Resources::ZERO);
+        if let Some(id) = self.inner.tree.get(spec_key(&probe))? {
+            let id = u64_at(Some(id));
+            if let Some(bytes) = self.inner.tree.get(key(TASK, &id.to_be_bytes()))? {
+                return Ok(Some(row_of(dec(&bytes)?)));
+            }
+        }
+        // The history by id, newest first.
+        for kv in self.inner.tree.scan_prefix(HISTORY).rev() {
+            let r: Record = dec(&kv?.1)?;
+            if r.spec.miner == miner && r.spec.kind == kind && r.spec.subject == subject {
+                return Ok(Some(row_of(r)));
+            }
+        }
+        Ok(None)
+    }
+
     async fn acquire_lease(
         &self,
         name: &str,

@@ -287,6 +287,15 @@ pub trait TaskEngine: Send + Sync {
     /// A task by id: unfinished, or from the history.
     fn task(&self, id: u64) -> impl Future<Output = EngineResult<Option<TaskRow>>> + Send;
 
+    /// The newest task of `(miner, kind, subject)`: the unfinished one, else the last finished
+    /// (how the pipeline follows a sector's phase, and finds the worker holding its files).
+    fn latest(
+        &self,
+        miner: u64,
+        kind: TaskKind,
+        subject: u64,
+    ) -> impl Future<Output = EngineResult<Option<TaskRow>>> + Send;
+
     /// Takes or renews lease `name` for `holder` for `ttl`: its epoch when `holder` holds it now,
     /// `None` when another holder's lease has not expired. The epoch grows with every change of
     /// holder.
@@ -333,4 +342,98 @@ pub fn claimable(spec: &TaskSpec, worker: &str, kinds: &[TaskKind], room: &Resou
     kinds.contains(&spec.kind)
         && spec.resources.fits_in(room)
         && spec.at.as_deref().is_none_or(|w| w == worker)
+}
+
+/// Either back end, chosen at run time (`[cluster] db` of the provider's config): what the
+/// pipeline and the workers hold when the choice is the operator's.
+#[derive(Clone)]
+pub enum AnyEngine {
+    /// The embedded engine (one process).
+    Sled(embedded::SledEngine),
+    /// A PostgreSQL database shared by the cluster.
+    Postgres(postgres::PgEngine),
+}
+
+impl std::fmt::Debug for AnyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AnyEngine::Sled(_) => "AnyEngine::Sled",
+            AnyEngine::Postgres(_) => "AnyEngine::Postgres",
+        })
+    }
+}
+
+macro_rules! either {
+    ($self:ident, $e:ident => $call:expr) => {
+        match $self {
+            AnyEngine::Sled($e) => $call,
+            AnyEngine::Postgres($e) => $call,
+        }
+    };
+}
+
+impl TaskEngine for AnyEngine {
+    async fn register(&self, worker: &WorkerInfo) -> EngineResult<()> {
+        either!(self, e => e.register(worker).await)
+    }
+    async fn enqueue(&self, spec: &TaskSpec) -> EngineResult<Enqueued> {
+        either!(self, e => e.enqueue(spec).await)
+    }
+    async fn claim(
+        &self,
+        worker: &str,
+        kinds: &[TaskKind],
+        room: &Resources,
+    ) -> EngineResult<Option<Claimed>> {
+        either!(self, e => e.claim(worker, kinds, room).await)
+    }
+    async fn heartbeat(&self, worker: &str) -> EngineResult<bool> {
+        either!(self, e => e.heartbeat(worker).await)
+    }
+    async fn finish(&self, claim: &Claimed, outcome: &Outcome) -> EngineResult<()> {
+        either!(self, e => e.finish(claim, outcome).await)
+    }
+    async fn release(&self, worker: &str) -> EngineResult<u64> {
+        either!(self, e => e.release(worker).await)
+    }
+    async fn reclaim_dead(&self, timeout: Duration) -> EngineResult<u64> {
+        either!(self, e => e.reclaim_dead(timeout).await)
+    }
+    async fn wait(&self, timeout: Duration) {
+        either!(self, e => e.wait(timeout).await)
+    }
+    async fn tasks(&self, history: usize) -> EngineResult<Vec<TaskRow>> {
+        either!(self, e => e.tasks(history).await)
+    }
+    async fn workers(&self) -> EngineResult<Vec<WorkerRow>> {
+        either!(self, e => e.workers().await)
+    }
+    async fn register_storage(&self, storage: &StoragePath) -> EngineResult<()> {
+        either!(self, e => e.register_storage(storage).await)
+    }
+    async fn storage(&self) -> EngineResult<Vec<StoragePath>> {
+        either!(self, e => e.storage().await)
+    }
+    async fn task(&self, id: u64) -> EngineResult<Option<TaskRow>> {
+        either!(self, e => e.task(id).await)
+    }
+    async fn latest(
+        &self,
+        miner: u64,
+        kind: TaskKind,
+        subject: u64,
+    ) -> EngineResult<Option<TaskRow>> {
+        either!(self, e => e.latest(miner, kind, subject).await)
+    }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> EngineResult<Option<u64>> {
+        either!(self, e => e.acquire_lease(name, holder, ttl).await)
+    }
+    async fn release_lease(&self, name: &str, holder: &str) -> EngineResult<()> {
+        either!(self, e => e.release_lease(name, holder).await)
+    }
 }

@@ -37,6 +37,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_tasks.sql"),
     include_str!("migrations/0002_payloads_storage.sql"),
     include_str!("migrations/0003_worker_urls.sql"),
+    include_str!("migrations/0004_task_subjects.sql"),
 ];
 
 /// The channel `LISTEN`ed to for claimable tasks.
@@ -556,6 +557,27 @@ impl TaskEngine for PgEngine {
                 .query_opt(&format!("{query} WHERE id = $1"), &[&id])
                 .await?
             {
+                return Ok(Some(row_of(&row)?));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn latest(
+        &self,
+        miner: u64,
+        kind: TaskKind,
+        subject: u64,
+    ) -> EngineResult<Option<TaskRow>> {
+        let client = self.client().await?;
+        let (miner, subject) = (to_i64("miner", miner)?, to_i64("subject", subject)?);
+        let kind = kind.name();
+        let filter = "WHERE miner = $1 AND kind = $2 AND subject = $3";
+        for query in [
+            format!("{UNFINISHED} {filter}"),
+            format!("{FINISHED} {filter} ORDER BY id DESC LIMIT 1"),
+        ] {
+            if let Some(row) = client.query_opt(&query, &[&miner, &kind, &subject]).await? {
                 return Ok(Some(row_of(&row)?));
             }
         }

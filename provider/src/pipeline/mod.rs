@@ -11,6 +11,8 @@
 //! - [`deals`]: deal pieces: the market's hand-over, where each piece goes in a deal sector, and
 //!   their records (the driver's deal steps are in `intake.rs`); [`reader`]: reading a piece's payload back for retrieval (from the unsealed
 //!   copy, or unsealing the sector first);
+//! - [`remote`]: the sealing phases of committed-capacity sectors on a cluster's workers, and
+//!   Finalize fetching their files from there;
 //! - [`runner`]: the driver that does each state's work (sealing phases, idempotent chain steps)
 //!   and applies what came of it, once per epoch.
 
@@ -18,6 +20,7 @@ pub mod deals;
 mod intake;
 pub mod params;
 pub mod reader;
+pub mod remote;
 pub mod runner;
 pub mod state;
 pub mod storage;

@@ -250,6 +250,8 @@ pub struct Pipeline<A: NodeApi> {
     /// Held while deal pieces are placed or moved between sectors (one at a time: the placement
     /// is computed from the sectors' pieces read under it).
     pub(super) placing: tokio::sync::Mutex<()>,
+    /// The cluster committed-capacity sectors are sealed on ([`Pipeline::with_cluster`]).
+    pub(super) cluster: Option<Arc<super::remote::ClusterLink>>,
 }
 
 /// [`Pipeline::last_head`] before the node first answered.
@@ -433,6 +435,7 @@ impl<A: NodeApi> Pipeline<A> {
             last_head: AtomicU64::new(NO_HEAD),
             waiting: Mutex::new(HashMap::new()),
             placing: tokio::sync::Mutex::new(()),
+            cluster: None,
         }
     }
 
@@ -827,8 +830,24 @@ impl<A: NodeApi> Pipeline<A> {
                     },
                     SectorKind::CommittedCapacity => Vec::new(),
                 };
+                // A sector sealed on the cluster: its files come from its worker first.
+                let remote = self
+                    .sealed_remotely(record)
+                    .then(|| self.cluster.clone())
+                    .flatten()
+                    .map(|link| (link, tokio::runtime::Handle::current()));
+                let miner = self.config.miner.0;
                 Box::new(move || {
+                    let fetched = match &remote {
+                        Some((link, handle)) if !dest.is_dir() => {
+                            Self::fetch_finalized(link, handle, miner, n, &scratch, keep)?
+                        }
+                        _ => None,
+                    };
                     let how = storage::finalize_to_store(&scratch, &dest, &id, keep)?;
+                    if let (Some((link, handle)), Some((worker, url))) = (&remote, &fetched) {
+                        Self::drop_remote_copy(link, handle, miner, n, worker, url);
+                    }
                     tracing::info!(sector = n, store = %dest.display(), ?how, "sector finalized into the store");
                     for path in staged {
                         match std::fs::remove_file(&path) {
@@ -1400,8 +1419,10 @@ impl<A: NodeApi> Pipeline<A> {
                 // Its phase runs: its result decides what comes next.
                 continue;
             }
-            let wanted = TaskKind::for_state(state)
-                .filter(|_| state != SectorState::PreCommit1 || self.ticket_fresh(&record, head));
+            let fresh = state != SectorState::PreCommit1 || self.ticket_fresh(&record, head);
+            // A committed-capacity sector's sealing phases run on the cluster, when there is one.
+            let remote = self.remote_kind(&record, fresh);
+            let wanted = TaskKind::for_state(state).filter(|_| fresh && remote.is_none());
             if let Err(e) = self
                 .tasks
                 .want(record.number, wanted.map(|k| (k, record.version)), now)
@@ -1409,7 +1430,12 @@ impl<A: NodeApi> Pipeline<A> {
                 tracing::warn!(sector = record.number, error = %e, "cannot queue the sector's task");
                 continue;
             }
-            if wanted.is_some() || state.is_final() || state == SectorState::Proving || node_away {
+            if remote.is_none()
+                && (wanted.is_some()
+                    || state.is_final()
+                    || state == SectorState::Proving
+                    || node_away)
+            {
                 continue;
             }
             let started = std::time::Instant::now();
@@ -1422,7 +1448,9 @@ impl<A: NodeApi> Pipeline<A> {
                     state,
                     SectorState::SubmitPreCommit | SectorState::SubmitProveCommit
                 );
-            let step = if batching {
+            let step = if let Some(kind) = remote {
+                self.remote_step(&record, kind).await
+            } else if batching {
                 let planned = if state == SectorState::SubmitPreCommit {
                     self.plan_pre_commit(&record, head).await
                 } else {
@@ -1469,7 +1497,9 @@ impl<A: NodeApi> Pipeline<A> {
                 &self.config.retry,
             ) {
                 Ok(new) => {
-                    self.observe(&event, state, started.elapsed().as_secs_f64());
+                    if remote.is_none() {
+                        self.observe(&event, state, started.elapsed().as_secs_f64());
+                    }
                     out.push(self.moved(record.number, state, &event, &new, head));
                 }
                 Err(e) => {

@@ -410,7 +410,7 @@ async fn the_engine_suite_on_postgres() {
         .await
         .unwrap();
     let upgraded = PgEngine::connect(&old).await.unwrap();
-    assert_eq!(upgraded.schema_version().await.unwrap(), 3);
+    assert_eq!(upgraded.schema_version().await.unwrap(), 4);
     let w = worker(&upgraded, "upgrade").await;
     let c = upgraded
         .claim(&w, TaskKind::ALL, &room(8))
@@ -424,7 +424,7 @@ async fn the_engine_suite_on_postgres() {
 
     let url = pg.create_database("suite");
     let e = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(e.schema_version().await.unwrap(), 3);
+    assert_eq!(e.schema_version().await.unwrap(), 4);
     suite(&e).await;
 
     // Workers on separate connections (as separate machines would be) racing for the claims.
@@ -438,7 +438,7 @@ async fn the_engine_suite_on_postgres() {
 
     // A second start migrates nothing; a database newer than this build is refused.
     let again = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 3);
+    assert_eq!(again.schema_version().await.unwrap(), 4);
 
     // PostgreSQL restarted under a running worker: calls fail while it is down, then reconnect;
     // the listener reconnects too and wakes its waiters.
@@ -488,7 +488,7 @@ async fn the_engine_suite_on_postgres() {
             newer,
             Err(EngineError::SchemaTooNew {
                 found: 99,
-                known: 3
+                known: 4
             })
         ),
         "{:?}",

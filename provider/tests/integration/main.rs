@@ -21,6 +21,7 @@ mod engine;
 mod faults;
 mod files;
 mod kill;
+mod remote;
 mod rpc;
 mod run;
 mod steps;
