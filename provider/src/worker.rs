@@ -467,10 +467,9 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
                     Err(e) => Outcome::Failed(e.to_string()),
                 };
                 // A Commit2 run away from its sector's files leaves nothing here: the inputs it
-                // fetched go once its outcome is decided (a retry fetches them again).
-                if !matches!(outcome, Outcome::Retry { .. }) {
-                    drop_fetched_inputs(&config, &claim);
-                }
+                // fetched go whatever the outcome (a retry, here or on another worker, fetches
+                // them again).
+                drop_fetched_inputs(&config, &claim);
                 match engine.finish(&claim, &outcome).await {
                     Ok(()) => {
                         tracing::info!(task = claim.id, kind = %claim.spec.kind, sector = claim.spec.subject, outcome = ?outcome_name(&outcome), "task finished")
