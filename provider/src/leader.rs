@@ -124,11 +124,20 @@ impl Leader {
 
     /// Gives the lease up (a clean stop: a standby takes over at once).
     pub async fn release(self) {
+        // First, so that no renewal races the release.
         self.keeper.abort();
         if !*self.deposed.borrow()
             && let Err(e) = self.engine.release_lease(&self.name, &self.holder).await
         {
             tracing::warn!(error = %e, "cannot give the leader lease up; it lapses by itself");
         }
+    }
+}
+
+impl Drop for Leader {
+    /// A leader dropped without [`Leader::release`] (a provider whose start failed after the
+    /// lease was taken) stops renewing it: it lapses after its length.
+    fn drop(&mut self) {
+        self.keeper.abort();
     }
 }

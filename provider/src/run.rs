@@ -579,9 +579,9 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     .map(|p| {
         let p = p.with_metrics(metrics.clone());
         Arc::new(match &cluster {
-            Some((link, _)) => p.with_cluster(crate::pipeline::remote::ClusterLink::new(
+            Some((link, _, secret)) => p.with_cluster(crate::pipeline::remote::ClusterLink::new(
                 link.clone(),
-                link_secret(dir, &settings.cluster).unwrap_or_default(),
+                secret.clone(),
             )),
             None => p,
         })
@@ -732,7 +732,7 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         rpc,
         market: market.ok(),
         _lock: lock,
-        leader: cluster.map(|(_, leader)| leader),
+        leader: cluster.map(|(_, leader, _)| leader),
     })
 }
 
@@ -756,20 +756,21 @@ fn link_secret(dir: &Path, cluster: &ClusterSettings) -> ProviderResult<String> 
     Ok(secret)
 }
 
-/// Connects to the cluster's database and waits to lead miner `actor` there.
+/// Reads the cluster secret, connects to the cluster's database and waits to lead miner `actor`
+/// there.
 async fn join_cluster(
     dir: &Path,
     cluster: &ClusterSettings,
     url: &str,
     actor: ActorId,
-) -> ProviderResult<(crate::engine::AnyEngine, crate::leader::Leader)> {
-    link_secret(dir, cluster)?;
+) -> ProviderResult<(crate::engine::AnyEngine, crate::leader::Leader, String)> {
+    let secret = link_secret(dir, cluster)?;
     let engine =
         crate::engine::AnyEngine::Postgres(crate::engine::postgres::PgEngine::connect(url).await?);
     let holder = format!("{}:{}", crate::worker::hostname(), std::process::id());
     let ttl = std::time::Duration::from_secs(cluster.lease_secs.max(1));
     let leader = crate::leader::Leader::acquire(engine.clone(), actor, holder, ttl).await?;
-    Ok((engine, leader))
+    Ok((engine, leader, secret))
 }
 
 #[cfg(test)]
