@@ -90,13 +90,15 @@ mod tests {
 
     #[test]
     fn a_phase_is_timed_and_its_memory_seen() {
-        let (sum, s) = measure("spin", 0, 1, || {
+        // The buffer lives until after the reading: other tests in this process reset the
+        // process-wide peak concurrently, and a reset after the buffer was freed would forget it.
+        let ((sum, buffer), s) = measure("spin", 0, 1, || {
             let v = vec![1u8; 64 << 20];
             let mut x = 0u64;
             for b in v.iter().step_by(4096) {
                 x += u64::from(*b);
             }
-            Ok::<_, ()>(x)
+            Ok::<_, ()>((x, v))
         })
         .unwrap();
         assert_eq!(sum, (64 << 20) / 4096);
@@ -104,5 +106,6 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(s.peak_rss_bytes >= 64 << 20, "{s:?}");
         }
+        drop(buffer);
     }
 }
