@@ -87,10 +87,17 @@ pub const MIN_PERIOD_DEADLINES: u64 = 4;
 
 /// Applies the epoch length and the period's deadlines `opts` asks for to `policy`.
 fn shape_policy(policy: &mut lode_chain::Policy, opts: &DevnetOptions) -> DevnetResult<()> {
-    if let Some(secs) = opts
-        .epoch_seconds
-        .or_else(|| default_epoch_seconds(opts.miners, opts.sector_size))
+    let fitting = default_epoch_seconds(opts.miners, opts.sector_size);
+    if let (Some(asked), Some(fits)) = (opts.epoch_seconds, fitting)
+        && asked < fits
     {
+        tracing::warn!(
+            asked,
+            fits,
+            "epochs shorter than this machine's Winning PoSt needs: the miners may miss blocks and Window PoSts, lose their power, and stop the devnet"
+        );
+    }
+    if let Some(secs) = opts.epoch_seconds.or(fitting) {
         policy.epoch_duration_seconds = secs.max(1);
     }
     let deadlines = opts
@@ -112,17 +119,31 @@ fn shape_policy(policy: &mut lode_chain::Policy, opts: &DevnetOptions) -> Devnet
 /// leaders are expected per epoch), so each proves a Winning PoSt per epoch, and an epoch must
 /// leave room for it: at 2 KiB the devnet policy's 1 s where the machine has two cores or more
 /// per miner, else 2 s (two miners proving at once on 2 cores take about 0.9 s each: with
-/// 1-second epochs each would make a block only every other epoch); at larger sizes, whose
+/// 1-second epochs each would make a block only every other epoch). Those figures hold with the
+/// prover's vector arithmetic ([`lode_proofs::prover::vectorized`]); without it a 2 KiB Winning
+/// PoSt takes about 2.3 s on 2 cores, so 3 s, and 6 s when short of cores. At larger sizes, whose
 /// Winning PoSt takes seconds (about 15 s at 8 MiB on one core), 20 s per epoch and twice that
-/// on a machine with fewer than two cores per miner — without it the miners would miss their
-/// blocks and then their Window PoSts, and the devnet would stop.
+/// on a machine with fewer than two cores per miner (and twice again without the vector
+/// arithmetic). Without this the miners would miss their blocks and then their Window PoSts,
+/// lose their power, and the devnet would stop.
 pub fn default_epoch_seconds(miners: usize, size: SectorSize) -> Option<u64> {
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let short = cores < miners.saturating_mul(2);
+    let fast = lode_proofs::prover::vectorized();
     if size.bytes() <= SectorSize::S2KiB.bytes() {
-        short.then_some(2)
+        match (fast, short) {
+            (true, false) => None,
+            (true, true) => Some(2),
+            (false, false) => Some(3),
+            (false, true) => Some(6),
+        }
     } else {
-        Some(if short { 40 } else { 20 })
+        Some(match (fast, short) {
+            (true, false) => 20,
+            (true, true) => 40,
+            (false, false) => 40,
+            (false, true) => 80,
+        })
     }
 }
 
@@ -875,17 +896,25 @@ mod tests {
 
     #[test]
     fn epochs_leave_room_for_the_sector_size_s_winning_post() {
-        // 2 KiB: the policy's 1 s, or 2 s when the machine is short of cores.
-        assert!(matches!(
-            default_epoch_seconds(1, SectorSize::S2KiB),
-            None | Some(2)
-        ));
-        assert_eq!(default_epoch_seconds(10_000, SectorSize::S2KiB), Some(2));
+        let fast = lode_proofs::prover::vectorized();
+        // 2 KiB: the policy's 1 s, or 2 s when the machine is short of cores; 3 s and 6 s
+        // without the prover's vector arithmetic.
+        let one = default_epoch_seconds(1, SectorSize::S2KiB);
+        if fast {
+            assert!(matches!(one, None | Some(2)), "{one:?}");
+        } else {
+            assert!(matches!(one, Some(3 | 6)), "{one:?}");
+        }
+        let crowded = default_epoch_seconds(10_000, SectorSize::S2KiB);
+        assert_eq!(crowded, Some(if fast { 2 } else { 6 }));
         // 8 MiB: a Winning PoSt of seconds.
-        assert!(matches!(
-            default_epoch_seconds(1, SectorSize::S8MiB),
-            Some(20 | 40)
-        ));
-        assert_eq!(default_epoch_seconds(10_000, SectorSize::S8MiB), Some(40));
+        let one = default_epoch_seconds(1, SectorSize::S8MiB);
+        if fast {
+            assert!(matches!(one, Some(20 | 40)), "{one:?}");
+        } else {
+            assert!(matches!(one, Some(40 | 80)), "{one:?}");
+        }
+        let crowded = default_epoch_seconds(10_000, SectorSize::S8MiB);
+        assert_eq!(crowded, Some(if fast { 40 } else { 80 }));
     }
 }

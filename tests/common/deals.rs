@@ -72,7 +72,8 @@ impl DealNet {
         let client_dir = root.join("client");
         let cd = client_dir.to_str().unwrap().to_string();
         let params = params_dir();
-        let epoch_seconds = epoch_seconds.to_string();
+        // Scaled where the prover lacks its vector arithmetic ([`super::epoch_seconds`]).
+        let epoch_seconds = super::epoch_seconds(epoch_seconds).to_string();
         let miner_count = miners.to_string();
         let mut args = vec![
             "devnet",

@@ -46,6 +46,18 @@ pub fn json_of(out: &Output) -> serde_json::Value {
     })
 }
 
+/// Seconds per epoch for a scenario written for `fast` seconds: `fast` where the prover has its
+/// vector arithmetic, three times that where it has not (a Winning PoSt takes about five times as
+/// long there, and the miners would otherwise miss their blocks, then their Window PoSts). The
+/// scenarios then take longer on such machines.
+pub fn epoch_seconds(fast: u64) -> u64 {
+    if lode_proofs::prover::vectorized() {
+        fast
+    } else {
+        fast * 3
+    }
+}
+
 /// The Groth16 test parameters (generated once by the tests, kept under `target/`).
 pub fn params_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/lode-test-params")

@@ -23,7 +23,7 @@ use crate::common::{
 
 /// Seconds per epoch of the test network: two miners each prove a Winning PoSt nearly every
 /// epoch (about 0.45 s alone on 2 cores, 0.9 s when both prove at once).
-const EPOCH_SECONDS: &str = "2";
+const EPOCH_SECONDS: u64 = 2;
 
 async fn height(c: &NodeClient) -> Option<u64> {
     c.chain_head().await.ok().map(|h| h.epoch)
@@ -233,7 +233,7 @@ fn devnet_produces_blocks_survives_a_kill_and_a_split() {
         "--detach",
         "--json",
         "--epoch-seconds",
-        EPOCH_SECONDS,
+        &crate::common::epoch_seconds(EPOCH_SECONDS).to_string(),
         "--params-dir",
         params.to_str().unwrap(),
     ]);

@@ -99,7 +99,7 @@ fn a_cluster_seals_pledged_sectors_through_kills_and_a_database_restart() {
         "--miners",
         "1",
         "--epoch-seconds",
-        "1",
+        &crate::common::epoch_seconds(1).to_string(),
         "--period-deadlines",
         "8",
         "--cluster-db",

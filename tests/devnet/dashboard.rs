@@ -220,7 +220,7 @@ fn the_dashboard_shows_in_a_browser_what_the_cli_shows() {
         "--miners",
         "1",
         "--epoch-seconds",
-        "1",
+        &crate::common::epoch_seconds(1).to_string(),
         "--params-dir",
         params.to_str().unwrap(),
     ]));

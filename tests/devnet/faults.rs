@@ -88,7 +88,7 @@ fn a_corrupt_replica_is_declared_faulty_and_recovers() {
         "--sectors",
         "2",
         "--epoch-seconds",
-        "1",
+        &crate::common::epoch_seconds(1).to_string(),
         "--period-deadlines",
         "8",
         "--params-dir",

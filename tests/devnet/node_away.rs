@@ -72,7 +72,7 @@ fn sealing_goes_on_while_the_node_is_away_and_the_sector_lands_when_it_is_back()
         "2",
         // Two miners proving Winning PoSts on 2 cores (see tests/devnet/basic.rs).
         "--epoch-seconds",
-        "2",
+        &crate::common::epoch_seconds(2).to_string(),
         "--period-deadlines",
         "8",
         "--params-dir",

@@ -41,7 +41,7 @@ fn pledged_sectors_reach_proving_and_gain_power() {
         "--miners",
         "1",
         "--epoch-seconds",
-        "1",
+        &crate::common::epoch_seconds(1).to_string(),
         "--period-deadlines",
         "8",
         "--params-dir",

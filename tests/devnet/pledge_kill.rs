@@ -146,7 +146,7 @@ fn the_pipeline_survives_kill_9_at_random_moments() {
         "--miners",
         "2",
         "--epoch-seconds",
-        "2",
+        &crate::common::epoch_seconds(2).to_string(),
         "--period-deadlines",
         "8",
         "--params-dir",

@@ -707,6 +707,21 @@ pub struct Timings {
     pub total: Duration,
 }
 
+/// Whether this processor runs the prover's vector arithmetic (AVX-512 F and IFMA). Without it
+/// the portable arithmetic proves the same proofs about five times slower (a 2 KiB Winning PoSt
+/// on 2 cores: 0.5 s against 2.3 s, BENCHMARKS.md): whatever paces itself on proofs, such as a
+/// devnet's epoch, asks here.
+pub fn vectorized() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        fr8::Ifma::new().is_some()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// A proof of `circuit` with blinding `r` and `s`: the same proof as `groth16::create_proof`.
 /// Converts the parameters' points for this proof only; see [`proving_key`] to keep them.
 pub fn create_proof<C: Circuit<Scalar>>(
