@@ -132,7 +132,7 @@ fn info(a: &ActorArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&report);
     }
-    print!("{}", info_text(&report));
+    out!("{}", info_text(&report));
     Ok(())
 }
 
@@ -270,9 +270,12 @@ fn withdraw(a: &WithdrawArgs) -> anyhow::Result<()> {
     if a.actor.json {
         return print_json(&report);
     }
-    println!(
+    outln!(
         "withdrew {} to the owner at epoch {} (message {}); {} available now",
-        report.amount, report.epoch, report.message, report.available_after
+        report.amount,
+        report.epoch,
+        report.message,
+        report.available_after
     );
     Ok(())
 }

@@ -179,7 +179,7 @@ pub(crate) fn run_cmd(cmd: BenchCommand) -> anyhow::Result<()> {
         return print_json(&result);
     }
     print_run(&result);
-    println!("written      {} and {}", json.display(), csv.display());
+    outln!("written      {} and {}", json.display(), csv.display());
     Ok(())
 }
 
@@ -191,22 +191,30 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
 }
 
 fn print_run(r: &BenchRun) {
-    println!(
+    outln!(
         "run          lode bench {} --size {} --sectors {} --repeat {}",
-        r.kind, r.size, r.sectors, r.repeat
+        r.kind,
+        r.size,
+        r.sectors,
+        r.repeat
     );
-    println!(
+    outln!(
         "machine      {} [{}], {} GiB",
         r.machine.label(),
         r.machine.cpu_flags.join(" "),
         r.machine.memory_bytes >> 30
     );
-    println!(
+    outln!(
         "{:<14} {:>6} {:>10} {:>10} {:>12} {:>10}",
-        "PHASE", "REPEAT", "WALL s", "CPU s", "PER SECTOR s", "PEAK MiB"
+        "PHASE",
+        "REPEAT",
+        "WALL s",
+        "CPU s",
+        "PER SECTOR s",
+        "PEAK MiB"
     );
     for s in &r.samples {
-        println!(
+        outln!(
             "{:<14} {:>6} {:>10.3} {:>10.3} {:>12.3} {:>10}",
             s.phase,
             s.repeat,
@@ -245,12 +253,12 @@ fn plot_cmd(p: &PlotArgs) -> anyhow::Result<()> {
     if p.json {
         return print_json(&report);
     }
-    println!("chart        {}", report.out.display());
+    outln!("chart        {}", report.out.display());
     for r in &report.runs {
-        println!("run          {r}");
+        outln!("run          {r}");
     }
     if let Some(s) = &report.reference {
-        println!("reference    {s}");
+        outln!("reference    {s}");
     }
     Ok(())
 }

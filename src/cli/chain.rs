@@ -111,9 +111,9 @@ fn hex_opt(h: Option<[u8; 32]>) -> String {
 }
 
 fn print_blocks(blocks: &[HeaderInfo]) {
-    println!("blocks: {}", blocks.len());
+    outln!("blocks: {}", blocks.len());
     for b in blocks {
-        println!(
+        outln!(
             "  {}  miner {}  win count {}  messages {}",
             hex::encode(b.id),
             b.miner,
@@ -124,11 +124,11 @@ fn print_blocks(blocks: &[HeaderInfo]) {
 }
 
 fn print_tipset(t: &TipsetInfo) {
-    println!("epoch: {}", t.epoch);
-    println!("tipset: {}", hex_list(&t.key));
-    println!("parents: {}", hex_list(&t.parents));
-    println!("weight: {}", t.weight);
-    println!("parent state root: {}", hex_opt(t.parent_state_root));
+    outln!("epoch: {}", t.epoch);
+    outln!("tipset: {}", hex_list(&t.key));
+    outln!("parents: {}", hex_list(&t.parents));
+    outln!("weight: {}", t.weight);
+    outln!("parent state root: {}", hex_opt(t.parent_state_root));
     print_blocks(&t.blocks);
 }
 
@@ -153,11 +153,11 @@ pub(crate) fn run(cmd: ChainCommand) -> anyhow::Result<()> {
             };
             let value = serde_json::to_value(&policy)?;
             if a.json {
-                println!("{}", serde_json::to_string_pretty(&value)?);
+                outln!("{}", serde_json::to_string_pretty(&value)?);
             } else if let serde_json::Value::Object(map) = value {
-                println!("epochs_in_day = {}", policy.epochs_in_day());
+                outln!("epochs_in_day = {}", policy.epochs_in_day());
                 for (k, v) in map {
-                    println!("{k} = {v}");
+                    outln!("{k} = {v}");
                 }
             }
             Ok(())
@@ -173,11 +173,11 @@ pub(crate) fn run(cmd: ChainCommand) -> anyhow::Result<()> {
                 return print_json(&report);
             }
             let h = &report.head;
-            println!("epoch: {}", h.epoch);
-            println!("tipset: {}", hex_list(&h.key));
-            println!("weight: {}", h.weight);
-            println!("parent state root: {}", hex_opt(h.parent_state_root));
-            println!("state root: {}", hex_opt(h.state_root));
+            outln!("epoch: {}", h.epoch);
+            outln!("tipset: {}", hex_list(&h.key));
+            outln!("weight: {}", h.weight);
+            outln!("parent state root: {}", hex_opt(h.parent_state_root));
+            outln!("state root: {}", hex_opt(h.state_root));
             print_blocks(&report.blocks);
             Ok(())
         }

@@ -124,7 +124,7 @@ pub(crate) fn net(cmd: NetCommand) -> anyhow::Result<()> {
                     .unwrap_or_default();
                 let addr = p.addresses.first().cloned().unwrap_or_default();
                 let agent = p.agent_version.unwrap_or_default();
-                println!("{}  {addr}{rtt}{score}  {agent}", p.peer_id);
+                outln!("{}  {addr}{rtt}{score}  {agent}", p.peer_id);
             }
             Ok(())
         }
@@ -134,9 +134,9 @@ pub(crate) fn net(cmd: NetCommand) -> anyhow::Result<()> {
             if c.json {
                 return print_json(&info);
             }
-            println!("peer id: {}", info.peer_id);
+            outln!("peer id: {}", info.peer_id);
             for a in info.listen_addrs {
-                println!("listening: {a}");
+                outln!("listening: {a}");
             }
             Ok(())
         }
@@ -146,7 +146,7 @@ pub(crate) fn net(cmd: NetCommand) -> anyhow::Result<()> {
             if a.client.json {
                 print_json(&serde_json::json!({ "connected": a.multiaddr }))
             } else {
-                println!("connected to {}", a.multiaddr);
+                outln!("connected to {}", a.multiaddr);
                 Ok(())
             }
         }
@@ -163,12 +163,12 @@ pub(crate) fn state(cmd: StateCommand) -> anyhow::Result<()> {
             if a.client.json {
                 return print_json(&p);
             }
-            println!("miner: {}", p.miner);
-            println!("raw power: {} bytes", p.power.raw);
-            println!("quality-adjusted power: {} bytes", p.power.qa);
-            println!("network raw power: {} bytes", p.network.raw);
-            println!("network quality-adjusted power: {} bytes", p.network.qa);
-            println!("meets the consensus minimum: {}", p.meets_consensus_minimum);
+            outln!("miner: {}", p.miner);
+            outln!("raw power: {} bytes", p.power.raw);
+            outln!("quality-adjusted power: {} bytes", p.power.qa);
+            outln!("network raw power: {} bytes", p.network.raw);
+            outln!("network quality-adjusted power: {} bytes", p.network.qa);
+            outln!("meets the consensus minimum: {}", p.meets_consensus_minimum);
             Ok(())
         }
         StateCommand::Actor(a) => {
@@ -183,13 +183,13 @@ pub(crate) fn state(cmd: StateCommand) -> anyhow::Result<()> {
             if a.client.json {
                 return print_json(&actor);
             }
-            println!("id: {}", actor.id);
-            println!("kind: {}", actor.kind);
+            outln!("id: {}", actor.id);
+            outln!("kind: {}", actor.kind);
             if let Some(key) = &actor.key {
-                println!("address: l3{key}");
+                outln!("address: l3{key}");
             }
-            println!("balance: {}", actor.balance);
-            println!("nonce: {}", actor.nonce);
+            outln!("balance: {}", actor.balance);
+            outln!("nonce: {}", actor.nonce);
             Ok(())
         }
         StateCommand::NetworkPower(c) => {
@@ -198,19 +198,20 @@ pub(crate) fn state(cmd: StateCommand) -> anyhow::Result<()> {
             if c.json {
                 return print_json(&p);
             }
-            println!("consensus raw power: {} bytes", p.total.raw);
-            println!("consensus quality-adjusted power: {} bytes", p.total.qa);
-            println!("committed raw power: {} bytes", p.committed.raw);
-            println!("committed quality-adjusted power: {} bytes", p.committed.qa);
-            println!(
+            outln!("consensus raw power: {} bytes", p.total.raw);
+            outln!("consensus quality-adjusted power: {} bytes", p.total.qa);
+            outln!("committed raw power: {} bytes", p.committed.raw);
+            outln!("committed quality-adjusted power: {} bytes", p.committed.qa);
+            outln!(
                 "miners: {} ({} above the minimum)",
-                p.miner_count, p.miners_above_minimum
+                p.miner_count,
+                p.miners_above_minimum
             );
-            println!(
+            outln!(
                 "smoothed quality-adjusted estimate: {} bytes",
                 p.qa_estimate
             );
-            println!("total locked: {}", p.total_locked);
+            outln!("total locked: {}", p.total_locked);
             Ok(())
         }
     }
@@ -230,7 +231,7 @@ pub(crate) fn mpool(cmd: MpoolCommand) -> anyhow::Result<()> {
             }
             for m in pending {
                 let msg = &m.message.message;
-                println!(
+                outln!(
                     "{}  {} -> {}  nonce {}  {}  {}",
                     hex::encode(m.id),
                     msg.from,
@@ -266,8 +267,8 @@ pub(crate) fn sync(cmd: SyncCommand) -> anyhow::Result<()> {
             if c.json {
                 return print_json(&s);
             }
-            println!("epoch: {}", s.epoch);
-            println!(
+            outln!("epoch: {}", s.epoch);
+            outln!(
                 "head: {}",
                 s.head
                     .iter()
@@ -275,11 +276,11 @@ pub(crate) fn sync(cmd: SyncCommand) -> anyhow::Result<()> {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            println!("weight: {}", s.weight);
-            println!("clock epoch: {}", s.clock_epoch);
-            println!("lag: {} epochs", s.lag);
-            println!("peers: {}", s.peers);
-            println!("genesis: {}", hex::encode(s.genesis));
+            outln!("weight: {}", s.weight);
+            outln!("clock epoch: {}", s.clock_epoch);
+            outln!("lag: {} epochs", s.lag);
+            outln!("peers: {}", s.peers);
+            outln!("genesis: {}", hex::encode(s.genesis));
             Ok(())
         }
     }

@@ -277,8 +277,8 @@ pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            println!("workers");
-            println!(
+            outln!("workers");
+            outln!(
                 "{}",
                 table(
                     &["name", "cores", "memory", "gpus", "tasks", "heartbeat"],
@@ -307,8 +307,8 @@ pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            println!("\ntasks");
-            println!(
+            outln!("\ntasks");
+            outln!(
                 "{}",
                 table(
                     &[
@@ -329,8 +329,8 @@ pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
                     ]
                 })
                 .collect();
-            println!("\nstorage");
-            println!("{}", table(&["worker", "path", "free"], &storage));
+            outln!("\nstorage");
+            outln!("{}", table(&["worker", "path", "free"], &storage));
             Ok(())
         }
         ClusterCommand::Seal(a) => {
@@ -351,12 +351,12 @@ pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
             if a.json {
                 return print_json(&sealed);
             }
-            println!("sector    {} of miner {}", sealed.sector, sealed.miner);
-            println!("comm_d    {}", sealed.comm_d);
-            println!("comm_r    {}", sealed.comm_r);
-            println!("worker    {}", sealed.worker);
+            outln!("sector    {} of miner {}", sealed.sector, sealed.miner);
+            outln!("comm_d    {}", sealed.comm_d);
+            outln!("comm_r    {}", sealed.comm_r);
+            outln!("worker    {}", sealed.worker);
             for t in &sealed.tasks {
-                println!(
+                outln!(
                     "{:<12}task {} on {} ({} claims)",
                     t.kind.name(),
                     t.id,

@@ -229,11 +229,11 @@ pub(crate) fn report_validity(
         if let (Some(o), serde_json::Value::Object(e)) = (v.as_object_mut(), extra) {
             o.extend(e);
         }
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        outln!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         match &valid {
-            Ok(()) => println!("valid"),
-            Err(r) => println!("invalid: {r}"),
+            Ok(()) => outln!("valid"),
+            Err(r) => outln!("invalid: {r}"),
         }
     }
     Ok(if valid.is_ok() {
@@ -406,7 +406,7 @@ pub(crate) fn client_error(e: ClientError) -> anyhow::Error {
 
 /// Prints `value` as pretty JSON on stdout.
 pub(crate) fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

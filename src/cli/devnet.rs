@@ -254,7 +254,7 @@ pub(crate) fn genesis(cmd: GenesisCommand) -> anyhow::Result<()> {
         })
         .collect();
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "genesis": genfile::genesis_path(&a.out).display().to_string(),
@@ -265,9 +265,9 @@ pub(crate) fn genesis(cmd: GenesisCommand) -> anyhow::Result<()> {
             }))?
         );
     } else {
-        println!("wrote {}", genfile::genesis_path(&a.out).display());
+        outln!("wrote {}", genfile::genesis_path(&a.out).display());
         for m in &miners {
-            println!("miner {}: {}", m.actor, m.dir.display());
+            outln!("miner {}: {}", m.actor, m.dir.display());
         }
     }
     Ok(())
@@ -280,9 +280,9 @@ pub(crate) fn run(a: DevnetArgs) -> anyhow::Result<()> {
             let dir = devnet_dir(&d.dir);
             let stopped = devnet::stop(&dir, Duration::from_secs(15))?;
             if d.json {
-                println!("{}", serde_json::json!({ "stopped": stopped }));
+                outln!("{}", serde_json::json!({ "stopped": stopped }));
             } else {
-                println!("stopped {} processes", stopped.len());
+                outln!("stopped {} processes", stopped.len());
             }
             Ok(())
         }
@@ -294,9 +294,9 @@ pub(crate) fn run(a: DevnetArgs) -> anyhow::Result<()> {
                 .build()?;
             let st = rt.block_on(devnet::status(&dir, &file));
             if s.json {
-                println!("{}", serde_json::to_string_pretty(&st)?);
+                outln!("{}", serde_json::to_string_pretty(&st)?);
             } else {
-                println!("{}", status_line(&st));
+                outln!("{}", status_line(&st));
             }
             Ok(())
         }
@@ -368,15 +368,15 @@ fn start(a: DevnetRunArgs) -> anyhow::Result<()> {
             std::mem::forget(c);
         }
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&file)?);
+            outln!("{}", serde_json::to_string_pretty(&file)?);
         } else {
             print_started(&dir, &file);
-            println!("stop it with: lode devnet stop --dir {}", dir.display());
+            outln!("stop it with: lode devnet stop --dir {}", dir.display());
         }
         return Ok(());
     }
     print_started(&dir, &file);
-    println!("Ctrl-C stops it");
+    outln!("Ctrl-C stops it");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -398,7 +398,7 @@ fn start(a: DevnetRunArgs) -> anyhow::Result<()> {
             }
             let line = status_line(&devnet::status(&dir, &file).await);
             if line != last {
-                println!("{line}");
+                outln!("{line}");
                 last = line;
             }
         }
@@ -412,7 +412,7 @@ fn start(a: DevnetRunArgs) -> anyhow::Result<()> {
 }
 
 fn print_started(dir: &std::path::Path, file: &DevnetFile) {
-    println!(
+    outln!(
         "devnet {} running in {} ({} nodes, {} miners, epoch 0 at unix {})",
         file.network,
         dir.display(),
@@ -421,13 +421,15 @@ fn print_started(dir: &std::path::Path, file: &DevnetFile) {
         file.genesis_timestamp
     );
     for (i, n) in file.nodes.iter().enumerate() {
-        println!(
+        outln!(
             "  node {i}: rpc {} metrics {} {}",
-            n.rpc, n.metrics, n.multiaddr
+            n.rpc,
+            n.metrics,
+            n.multiaddr
         );
     }
     for m in &file.miners {
-        println!(
+        outln!(
             "  miner {}: node {} api {} metrics {} dashboard {}/",
             m.actor,
             m.node,
@@ -436,17 +438,17 @@ fn print_started(dir: &std::path::Path, file: &DevnetFile) {
             m.http.trim_end_matches('/')
         );
     }
-    println!(
+    outln!(
         "  use it: lode chain head --devnet {}   (or LODE_API={} )",
         dir.display(),
         file.nodes.first().map_or("", |n| n.rpc.as_str())
     );
-    println!(
+    outln!(
         "          lode provider proving --devnet {}   (the first miner's deadlines)",
         dir.display()
     );
     if let (Some(db), Some(secret)) = (&file.cluster_db, &file.cluster_secret) {
-        println!(
+        outln!(
             "  seal on the cluster: lode worker run --db '{db}' --dir {}/worker-1 --listen 127.0.0.1:0 --secret-file {}   (one per worker)",
             dir.display(),
             dir.join(secret).display()

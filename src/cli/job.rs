@@ -365,16 +365,17 @@ async fn submit(a: SubmitArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&report);
     }
-    println!("job          {}", report.job_id);
-    println!("message      {} (epoch {})", report.message, report.epoch);
-    println!("module       blake3:{}", report.module);
-    println!("escrow       {}", report.escrow);
-    println!(
+    outln!("job          {}", report.job_id);
+    outln!("message      {} (epoch {})", report.message, report.epoch);
+    outln!("module       blake3:{}", report.module);
+    outln!("escrow       {}", report.escrow);
+    outln!(
         "deadline     {} (settles by {})",
-        report.deadline, report.settle_epoch
+        report.deadline,
+        report.settle_epoch
     );
-    println!("uploaded to  {}", report.providers.join(", "));
-    println!("follow it with `lode job status {job_id}`");
+    outln!("uploaded to  {}", report.providers.join(", "));
+    outln!("follow it with `lode job status {job_id}`");
     Ok(())
 }
 
@@ -419,9 +420,9 @@ fn hash_or_dash(h: Option<[u8; 32]>) -> String {
 
 fn print_job(j: &JobView) {
     let t = &j.terms;
-    println!("job          {}", j.job_id);
-    println!("client       {}", j.client);
-    println!(
+    outln!("job          {}", j.job_id);
+    outln!("client       {}", j.client);
+    outln!(
         "state        {}{}",
         j.state,
         j.failure
@@ -429,29 +430,34 @@ fn print_job(j: &JobView) {
             .map(|f| format!(" ({f})"))
             .unwrap_or_default()
     );
-    println!("module       blake3:{}", hex::encode(t.module));
+    outln!("module       blake3:{}", hex::encode(t.module));
     match &t.verification {
-        VerificationView::Replicated { k } => println!("verification replicated, k = {k}"),
+        VerificationView::Replicated { k } => outln!("verification replicated, k = {k}"),
         VerificationView::Verifier {
             verifier,
             fee,
             bond,
         } => {
-            println!("verification verifier {verifier} (fee {fee}, bond {bond})")
+            outln!("verification verifier {verifier} (fee {fee}, bond {bond})")
         }
     }
-    println!(
+    outln!(
         "payment      {} per provider, collateral {}",
-        t.payment, t.provider_collateral
+        t.payment,
+        t.provider_collateral
     );
-    println!(
+    outln!(
         "epochs       submitted {}, deadline {}, settles {}",
-        j.submitted, t.deadline, j.settle_epoch
+        j.submitted,
+        t.deadline,
+        j.settle_epoch
     );
     for i in &t.inputs {
-        println!(
+        outln!(
             "input        /inputs/{} ← {} ({} payload bytes)",
-            i.mount, i.piece_cid, i.payload_size
+            i.mount,
+            i.piece_cid,
+            i.payload_size
         );
     }
     if !j.slots.is_empty() {
@@ -467,20 +473,20 @@ fn print_job(j: &JobView) {
                 ]
             })
             .collect();
-        print!(
+        out!(
             "{}",
             table(&["PROVIDER", "COLLATERAL", "COMMITTED", "RESULT"], &rows)
         );
     }
     if let Some(v) = &j.verifier {
-        println!(
+        outln!(
             "verifier     {} (bond {}): {}",
             v.verifier,
             v.bond,
             v.verdict.as_deref().unwrap_or("no verdict yet")
         );
     }
-    println!(
+    outln!(
         "result       {}{}",
         hash_or_dash(j.result),
         if j.disputed {
@@ -490,19 +496,19 @@ fn print_job(j: &JobView) {
         }
     );
     if let Some(s) = &j.settlement {
-        println!("settled      epoch {}", s.epoch);
+        outln!("settled      epoch {}", s.epoch);
         for (who, amount) in &s.paid {
-            println!("  paid       {who} {amount}");
+            outln!("  paid       {who} {amount}");
         }
         for (who, amount) in &s.returned {
-            println!("  returned   {who} {amount}");
+            outln!("  returned   {who} {amount}");
         }
         for (who, amount) in &s.slashed {
-            println!("  slashed    {who} {amount}");
+            outln!("  slashed    {who} {amount}");
         }
-        println!("  refunded   {}", s.refunded);
-        println!("  to client  {} (of what was slashed)", s.to_client);
-        println!("  burnt      {}", s.burnt);
+        outln!("  refunded   {}", s.refunded);
+        outln!("  to client  {} (of what was slashed)", s.to_client);
+        outln!("  burnt      {}", s.burnt);
     }
 }
 
@@ -551,7 +557,7 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
         return print_json(&jobs);
     }
     if jobs.is_empty() {
-        println!("no compute jobs");
+        outln!("no compute jobs");
         return Ok(());
     }
     let rows: Vec<Vec<String>> = jobs
@@ -573,7 +579,7 @@ async fn list(a: ListArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[
@@ -674,11 +680,11 @@ async fn result(a: ResultArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&r);
     }
-    println!("job       {}", r.job_id);
-    println!("provider  {}", r.provider);
-    println!("outcome   {:?}", r.outcome);
-    println!("result    {} (the final result on chain)", r.result);
-    println!(
+    outln!("job       {}", r.job_id);
+    outln!("provider  {}", r.provider);
+    outln!("outcome   {:?}", r.outcome);
+    outln!("result    {} (the final result on chain)", r.result);
+    outln!(
         "written   {} ({} files, {} bytes)",
         r.out.display(),
         r.files,
@@ -874,17 +880,17 @@ fn print_verify(r: &VerifyReport, json: bool) -> anyhow::Result<()> {
     if json {
         return print_json(r);
     }
-    println!("job         {}", r.job_id);
-    println!("verifier    {}", r.verifier);
-    println!("provider    {}", r.provider.as_deref().unwrap_or("-"));
-    println!("posted      {}", r.posted.as_deref().unwrap_or("-"));
-    println!("recomputed  {}", r.recomputed.as_deref().unwrap_or("-"));
+    outln!("job         {}", r.job_id);
+    outln!("verifier    {}", r.verifier);
+    outln!("provider    {}", r.provider.as_deref().unwrap_or("-"));
+    outln!("posted      {}", r.posted.as_deref().unwrap_or("-"));
+    outln!("recomputed  {}", r.recomputed.as_deref().unwrap_or("-"));
     if let Some(s) = &r.summary {
-        println!("run         {s}");
+        outln!("run         {s}");
     }
     match (&r.message, r.epoch) {
-        (Some(m), Some(e)) => println!("verdict     {} (message {m}, epoch {e})", r.verdict),
-        _ => println!(
+        (Some(m), Some(e)) => outln!("verdict     {} (message {m}, epoch {e})", r.verdict),
+        _ => outln!(
             "verdict     none: the provider posted no result by the deadline; the chain slashes it at settlement"
         ),
     }

@@ -200,16 +200,16 @@ fn import(args: ImportArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&record);
     }
-    println!("import        {} ({})", record.id, record.kind);
-    println!("payload root  {}", record.payload_root);
-    println!("piece CID     {}", record.piece_cid);
-    println!(
+    outln!("import        {} ({})", record.id, record.kind);
+    outln!("payload root  {}", record.payload_root);
+    outln!("piece CID     {}", record.piece_cid);
+    outln!(
         "padded size   {} ({})",
         record.padded_piece_size,
         human_bytes(record.padded_piece_size)
     );
-    println!("payload size  {} (CAR bytes)", record.payload_size);
-    println!("CAR           {}", store.car_path(&record).display());
+    outln!("payload size  {} (CAR bytes)", record.payload_size);
+    outln!("CAR           {}", store.car_path(&record).display());
     Ok(())
 }
 
@@ -220,7 +220,7 @@ fn list_imports(args: ListImportsArgs) -> anyhow::Result<()> {
         return print_json(&records);
     }
     if records.is_empty() {
-        println!(
+        outln!(
             "no imports in {}; `lode client import FILE` adds one",
             store.dir().display()
         );
@@ -241,7 +241,7 @@ fn list_imports(args: ListImportsArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[
@@ -502,30 +502,32 @@ async fn query_ask_cmd(args: QueryAskArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&report);
     }
-    println!(
+    outln!(
         "provider          {} (peer {})",
-        report.provider, report.peer_id
+        report.provider,
+        report.peer_id
     );
-    println!(
+    outln!(
         "price             {} per GiB per epoch",
         report.price_per_gib_epoch
     );
-    println!(
+    outln!(
         "verified price    {} per GiB per epoch",
         report.verified_price_per_gib_epoch
     );
-    println!(
+    outln!(
         "piece size        {} to {}",
         human_bytes(report.min_piece_size),
         human_bytes(report.max_piece_size)
     );
-    println!("max duration      {} epochs", report.max_duration);
-    println!(
+    outln!("max duration      {} epochs", report.max_duration);
+    outln!(
         "ask               #{} made at epoch {} (signature checked)",
-        report.seq_no, report.timestamp
+        report.seq_no,
+        report.timestamp
     );
     if let Some(url) = &report.retrieval_url {
-        println!("retrieval         {url}");
+        outln!("retrieval         {url}");
     }
     Ok(())
 }
@@ -606,28 +608,28 @@ impl DealReport {
     }
 
     fn print(&self) {
-        println!("deal        {}", self.uuid);
-        println!("provider    {}", self.provider);
-        println!(
+        outln!("deal        {}", self.uuid);
+        outln!("provider    {}", self.provider);
+        outln!(
             "piece       {} ({}, payload {} bytes)",
             self.piece_cid,
             human_bytes(self.piece_size),
             self.payload_size
         );
         if let Some(root) = &self.payload_root {
-            println!("payload     {root}");
+            outln!("payload     {root}");
         }
-        println!("state       {}", self.state_text());
+        outln!("state       {}", self.state_text());
         if let Some(reason) = &self.reason {
-            println!("reason      {reason}");
+            outln!("reason      {reason}");
         }
-        println!(
+        outln!(
             "epochs      {} to {}{}",
             self.start_epoch,
             self.end_epoch,
             if self.verified { " (verified)" } else { "" }
         );
-        println!(
+        outln!(
             "price       {} per epoch ({} in all); provider collateral {}",
             self.price_per_epoch,
             self.total_price
@@ -636,10 +638,10 @@ impl DealReport {
         );
         match &self.transfer {
             ClientTransfer::Served { url } => {
-                println!("transfer    served by this command at {url}")
+                outln!("transfer    served by this command at {url}")
             }
-            ClientTransfer::Url { url } => println!("transfer    pulled from {url}"),
-            ClientTransfer::Push => println!("transfer    pushed over libp2p"),
+            ClientTransfer::Url { url } => outln!("transfer    pulled from {url}"),
+            ClientTransfer::Push => outln!("transfer    pushed over libp2p"),
         }
     }
 }
@@ -780,7 +782,7 @@ async fn deals(args: DealsArgs) -> anyhow::Result<()> {
         return print_json(&reports);
     }
     if reports.is_empty() {
-        println!(
+        outln!(
             "no deals in {}; `lode client deal --provider ACTOR --piece IMPORT --duration EPOCHS` makes one",
             store.dir().display()
         );
@@ -802,7 +804,7 @@ async fn deals(args: DealsArgs) -> anyhow::Result<()> {
             ]
         })
         .collect();
-    print!(
+    out!(
         "{}",
         table(
             &[
@@ -821,7 +823,7 @@ async fn deals(args: DealsArgs) -> anyhow::Result<()> {
     );
     for r in &reports {
         if let Some(reason) = &r.reason {
-            println!("{}: {reason}", r.uuid);
+            outln!("{}: {reason}", r.uuid);
         }
     }
     Ok(())
@@ -901,14 +903,14 @@ async fn balance(args: BalanceArgs) -> anyhow::Result<()> {
         return print_json(&report);
     }
     if let (Some(m), Some(e)) = (&report.message, report.epoch) {
-        println!("message    {m} (epoch {e})");
+        outln!("message    {m} (epoch {e})");
     }
-    println!("address    {}", report.address);
-    println!("balance    {}", report.escrow.balance);
-    println!("locked     {} (by deals)", report.escrow.locked);
-    println!("available  {}", report.escrow.available);
+    outln!("address    {}", report.address);
+    outln!("balance    {}", report.escrow.balance);
+    outln!("locked     {} (by deals)", report.escrow.locked);
+    outln!("available  {}", report.escrow.available);
     if change.is_none() && report.escrow.available == TokenAmount::ZERO {
-        println!(
+        outln!(
             "add escrow for deals with `lode client balance add {}`",
             amount_arg(TokenAmount::tokens(1))
         );
@@ -950,12 +952,12 @@ async fn retrieve_cmd(args: RetrieveArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&done);
     }
-    println!(
+    outln!(
         "piece     {} ({}, commitment checked)",
         done.piece_cid,
         human_bytes(done.piece_size)
     );
-    println!("payload   {} bytes from {base}", done.payload_size);
+    outln!("payload   {} bytes from {base}", done.payload_size);
     match &done.output {
         lode_market::client::retrieve::RetrievedOutput::Unpacked {
             is_directory,
@@ -965,22 +967,22 @@ async fn retrieve_cmd(args: RetrieveArgs) -> anyhow::Result<()> {
             ..
         } => {
             if *is_directory {
-                println!(
+                outln!(
                     "wrote     {} ({files} files, {directories} directories, {bytes} bytes; every block checked)",
                     done.out.display()
                 );
             } else {
-                println!(
+                outln!(
                     "wrote     {} ({bytes} bytes; every block checked)",
                     done.out.display()
                 );
             }
         }
         lode_market::client::retrieve::RetrievedOutput::Car => {
-            println!("wrote     {} (the CAR)", done.out.display())
+            outln!("wrote     {} (the CAR)", done.out.display())
         }
         lode_market::client::retrieve::RetrievedOutput::Raw => {
-            println!("wrote     {} (the payload, not a CAR)", done.out.display())
+            outln!("wrote     {} (the payload, not a CAR)", done.out.display())
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ mod proving;
 mod seal;
 mod sectors;
 mod snark;
+pub(crate) mod stdout;
 mod verifreg;
 mod wallet;
 

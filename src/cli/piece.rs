@@ -170,7 +170,7 @@ fn commp(args: CommpArgs) -> anyhow::Result<()> {
         padded_size: c.padded_size.bytes(),
         payload_size: c.payload_len,
     };
-    let mut out = io::stdout().lock();
+    let mut out = super::stdout::Stdout;
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
@@ -195,7 +195,7 @@ struct ConvertReport {
 }
 
 fn print_convert(report: &ConvertReport, json: bool, what: &str) -> anyhow::Result<()> {
-    let mut out = io::stdout().lock();
+    let mut out = super::stdout::Stdout;
     if json {
         serde_json::to_writer_pretty(&mut out, report)?;
         writeln!(out)?;

@@ -438,20 +438,20 @@ fn init(a: &ProviderInitArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&report);
     }
-    println!("miner {} created at epoch {}", report.actor, report.epoch);
-    println!("  owner  {}", report.owner);
-    println!(
+    outln!("miner {} created at epoch {}", report.actor, report.epoch);
+    outln!("  owner  {}", report.owner);
+    outln!(
         "  worker {} (key in {})",
         report.worker,
         dir.join("worker.key").display()
     );
-    println!(
+    outln!(
         "  config {}",
         dir.join(lode_provider::run::CONFIG_FILE).display()
     );
-    println!("next:");
-    println!("  lode provider run --dir {}", dir.display());
-    println!(
+    outln!("next:");
+    outln!("  lode provider run --dir {}", dir.display());
+    outln!(
         "  lode sectors pledge --count 4 --wait --dir {}",
         dir.display()
     );
@@ -486,7 +486,7 @@ fn info(c: &ProviderClientArgs) -> anyhow::Result<()> {
     if c.json {
         return print_json(&serde_json::json!({ "info": info, "mining": mining }));
     }
-    print!(
+    out!(
         "{}",
         info_text(&info, &mining, lode_node::genesis::unix_now())
     );
@@ -589,7 +589,7 @@ fn sectors(c: &ProviderClientArgs) -> anyhow::Result<()> {
     if c.json {
         return print_json(&list);
     }
-    print!("{}", sectors_text(&list));
+    out!("{}", sectors_text(&list));
     Ok(())
 }
 
@@ -652,7 +652,7 @@ fn deals(c: &ProviderClientArgs) -> anyhow::Result<()> {
     if c.json {
         return print_json(&list);
     }
-    print!("{}", deals_text(&list));
+    out!("{}", deals_text(&list));
     Ok(())
 }
 
@@ -696,11 +696,11 @@ fn market(c: &ProviderClientArgs) -> anyhow::Result<()> {
     if c.json {
         return print_json(&info);
     }
-    println!("Peer id:       {}", info.peer_id);
+    outln!("Peer id:       {}", info.peer_id);
     for a in &info.addrs {
-        println!("Address:       {a}");
+        outln!("Address:       {a}");
     }
-    println!("Retrieval:     {}/piece/<piece CID>", info.retrieval_url);
+    outln!("Retrieval:     {}/piece/<piece CID>", info.retrieval_url);
     Ok(())
 }
 
@@ -710,7 +710,7 @@ fn tasks(a: &TasksArgs) -> anyhow::Result<()> {
     if a.client.json {
         return print_json(&list);
     }
-    print!("{}", tasks_text(&list, lode_node::genesis::unix_now()));
+    out!("{}", tasks_text(&list, lode_node::genesis::unix_now()));
     Ok(())
 }
 
@@ -763,7 +763,7 @@ fn proving(c: &ProviderClientArgs) -> anyhow::Result<()> {
     if c.json {
         return print_json(&status);
     }
-    print!("{}", proving_text(&status));
+    out!("{}", proving_text(&status));
     Ok(())
 }
 
@@ -847,14 +847,14 @@ fn declare(a: &DeclareArgs, faults: bool) -> anyhow::Result<()> {
     let what = if faults { "faulty" } else { "recovered" };
     for l in &declared.locations {
         let sectors: Vec<String> = l.sectors.iter().map(u64::to_string).collect();
-        println!(
+        outln!(
             "declared {what}: sectors {} (deadline {}, partition {})",
             sectors.join(", "),
             l.deadline,
             l.partition
         );
     }
-    println!("message: {}", hex::encode(declared.message));
+    outln!("message: {}", hex::encode(declared.message));
     Ok(())
 }
 

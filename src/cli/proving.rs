@@ -134,7 +134,7 @@ fn info(a: &ProvingArgs) -> anyhow::Result<()> {
             "last_error": st.last_error,
         }));
     }
-    print!("{}", info_text(&st));
+    out!("{}", info_text(&st));
     Ok(())
 }
 
@@ -219,7 +219,7 @@ fn deadlines(a: &ProvingArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&st.deadlines);
     }
-    print!("{}", deadlines_text(&st));
+    out!("{}", deadlines_text(&st));
     Ok(())
 }
 
@@ -294,7 +294,7 @@ fn deadline(a: &DeadlineArgs) -> anyhow::Result<()> {
     if a.common.json {
         return print_json(&view.json());
     }
-    print!("{}", view.text());
+    out!("{}", view.text());
     Ok(())
 }
 
@@ -425,7 +425,7 @@ fn faults(a: &ProvingArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&rows);
     }
-    print!("{}", faults_text(&rows, sectors.node_error.as_deref()));
+    out!("{}", faults_text(&rows, sectors.node_error.as_deref()));
     Ok(())
 }
 
@@ -471,7 +471,7 @@ fn check(a: &CheckArgs) -> anyhow::Result<std::process::ExitCode> {
     if a.common.json {
         print_json(&result)?;
     } else {
-        print!("{}", check_text(&result));
+        out!("{}", check_text(&result));
     }
     Ok(if result.sectors.iter().all(|s| s.ok) {
         std::process::ExitCode::SUCCESS

@@ -9,7 +9,7 @@
 //! `LODE_TEST_AVAILABLE_DISK` and `LODE_TEST_AVAILABLE_MEMORY` (bytes) stand in for what the
 //! filesystems and the kernel report.
 
-use std::io::{self, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -426,7 +426,7 @@ impl SealReport {
     }
 
     fn print(&self, json: bool) -> anyhow::Result<ExitCode> {
-        let mut out = io::stdout().lock();
+        let mut out = super::stdout::Stdout;
         if json {
             serde_json::to_writer_pretty(&mut out, self)?;
             writeln!(out)?;
@@ -688,7 +688,7 @@ fn commit2(a: &Commit2Args) -> anyhow::Result<ExitCode> {
     let out = s.dir.commit2();
     let bytes = proofs.iter().map(Vec::len).sum::<usize>();
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "output": out.display().to_string(),
@@ -705,7 +705,7 @@ fn commit2(a: &Commit2Args) -> anyhow::Result<ExitCode> {
         } else {
             ""
         };
-        println!(
+        outln!(
             "commit2       {} partition proof(s), {bytes} bytes, in {secs:.1} s -> {}{how}",
             proofs.len(),
             out.display()
@@ -758,12 +758,12 @@ fn unseal(a: &UnsealArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write {}", a.output.display()))?;
     let secs = start.elapsed().as_secs_f64();
     if a.sector.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "output": a.output.display().to_string(), "bytes": written, "seconds": secs })
         );
     } else {
-        println!(
+        outln!(
             "unsealed {written} bytes into {} in {secs:.3} s",
             a.output.display()
         );
@@ -884,7 +884,7 @@ fn batch(a: &BatchArgs) -> anyhow::Result<ExitCode> {
         precommit1_mib_per_second: bytes / seconds.max(1e-9) / f64::from(1u32 << 20),
         memory_bytes: memory,
     };
-    let mut out = io::stdout().lock();
+    let mut out = super::stdout::Stdout;
     if a.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;

@@ -156,8 +156,8 @@ fn pledge(a: &PledgeArgs) -> anyhow::Result<()> {
             return print_json(&pledged);
         }
         let numbers: Vec<String> = pledged.sectors.iter().map(u64::to_string).collect();
-        println!("pledged sectors: {}", numbers.join(", "));
-        println!("watch them with `lode sectors list`");
+        outln!("pledged sectors: {}", numbers.join(", "));
+        outln!("watch them with `lode sectors list`");
         return Ok(());
     }
     if !a.client.json {
@@ -228,7 +228,7 @@ fn pledge(a: &PledgeArgs) -> anyhow::Result<()> {
             .collect();
         return print_json(&sectors);
     }
-    println!("{} sectors proving", pledged.sectors.len());
+    outln!("{} sectors proving", pledged.sectors.len());
     Ok(())
 }
 
@@ -241,7 +241,7 @@ fn list(c: &SectorsClientArgs) -> anyhow::Result<()> {
     if c.json {
         return print_json(&serde_json::json!({ "pipeline": pipeline, "sectors": sectors }));
     }
-    print!("{}", list_text(&pipeline, &sectors));
+    out!("{}", list_text(&pipeline, &sectors));
     Ok(())
 }
 
@@ -305,7 +305,7 @@ fn status(a: &SectorArgs) -> anyhow::Result<()> {
     if a.client.json {
         return print_json(&st);
     }
-    print!("{}", status_text(&st));
+    out!("{}", status_text(&st));
     Ok(())
 }
 
@@ -407,9 +407,10 @@ fn remove(a: &SectorArgs) -> anyhow::Result<()> {
     if a.client.json {
         return print_json(&r);
     }
-    println!(
+    outln!(
         "sector {} is {}: its files are deleted next",
-        r.sector_number, r.state
+        r.sector_number,
+        r.state
     );
     Ok(())
 }
@@ -427,9 +428,11 @@ fn terminate(a: &TerminateArgs) -> anyhow::Result<()> {
         if a.client.json {
             return print_json(&r);
         }
-        println!(
+        outln!(
             "sector {} is {}: the pipeline sends the termination once its deadline allows (`lode sectors status {}`)",
-            r.sector_number, r.state, r.sector_number
+            r.sector_number,
+            r.state,
+            r.sector_number
         );
         return Ok(());
     }
@@ -471,7 +474,7 @@ fn terminate(a: &TerminateArgs) -> anyhow::Result<()> {
     if a.client.json {
         return print_json(&st);
     }
-    print!("{}", terminated_text(&st));
+    out!("{}", terminated_text(&st));
     Ok(())
 }
 
@@ -537,7 +540,7 @@ fn extend(a: &ExtendArgs) -> anyhow::Result<()> {
     if a.client.json {
         return print_json(&e);
     }
-    println!(
+    outln!(
         "extended {} sector(s) to epoch {} (message {}, executed at epoch {})",
         e.sectors.len(),
         e.new_expiration,
@@ -545,9 +548,11 @@ fn extend(a: &ExtendArgs) -> anyhow::Result<()> {
         e.executed_at
     );
     for s in &e.sectors {
-        println!(
+        outln!(
             "  sector {}: {} -> {}",
-            s.sector_number, s.old_expiration, e.new_expiration
+            s.sector_number,
+            s.old_expiration,
+            e.new_expiration
         );
     }
     Ok(())

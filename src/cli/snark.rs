@@ -148,7 +148,7 @@ pub(crate) fn params(cmd: ParamsCommand) -> anyhow::Result<ExitCode> {
             warn_insecure(origin, &id);
             store.export_vk(&id, &params, origin, &a.out)?;
             if a.json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({
                         "circuit": a.circuit.name(),
@@ -160,7 +160,7 @@ pub(crate) fn params(cmd: ParamsCommand) -> anyhow::Result<ExitCode> {
                     })
                 );
             } else {
-                println!(
+                outln!(
                     "wrote the verifying key of {} to {}",
                     id.canonical(),
                     a.out.display()
@@ -209,12 +209,16 @@ fn params_rows(a: &ParamsArgs, generate: bool) -> anyhow::Result<ExitCode> {
         });
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
         for r in &rows {
-            println!(
+            outln!(
                 "{:<13} {} ({} bytes, {:.1} s): {}",
-                r.circuit, r.path, r.bytes, r.seconds, r.status
+                r.circuit,
+                r.path,
+                r.bytes,
+                r.seconds,
+                r.status
             );
         }
     }
@@ -263,16 +267,24 @@ pub(crate) fn circuit_info_cmd(a: CircuitInfoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!(
+        outln!(
             "{:<13} {:>7} {:>12} {:>8} {:>10}",
-            "circuit", "size", "constraints", "inputs", "private"
+            "circuit",
+            "size",
+            "constraints",
+            "inputs",
+            "private"
         );
         for r in rows {
-            println!(
+            outln!(
                 "{:<13} {:>7} {:>12} {:>8} {:>10}",
-                r.circuit, r.sector_size, r.constraints, r.public_inputs, r.private_variables
+                r.circuit,
+                r.sector_size,
+                r.constraints,
+                r.public_inputs,
+                r.private_variables
             );
         }
     }
@@ -369,7 +381,7 @@ pub(crate) fn post(cmd: PostCommand) -> anyhow::Result<ExitCode> {
     out.commit()
         .with_context(|| format!("cannot write {}", a.out.display()))?;
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "output": a.out.display().to_string(),
@@ -384,7 +396,7 @@ pub(crate) fn post(cmd: PostCommand) -> anyhow::Result<ExitCode> {
             })
         );
     } else {
-        println!(
+        outln!(
             "{}: {} proof(s) over {} sector(s) in {secs:.2} s -> {}",
             kind.name(),
             file.proofs.len(),
@@ -392,7 +404,7 @@ pub(crate) fn post(cmd: PostCommand) -> anyhow::Result<ExitCode> {
             a.out.display()
         );
         for (n, why) in &file.faulty {
-            println!("faulty sector {n}: {why}");
+            outln!("faulty sector {n}: {why}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -209,7 +209,7 @@ fn send(
     if s.json {
         return print_json(&report);
     }
-    println!("{}", text(&report));
+    outln!("{}", text(&report));
     Ok(())
 }
 
@@ -240,7 +240,7 @@ fn datacap(a: &DatacapArgs) -> anyhow::Result<()> {
     if a.json {
         return print_json(&report);
     }
-    println!(
+    outln!(
         "{}: DataCap {}",
         report.address,
         report
@@ -249,7 +249,7 @@ fn datacap(a: &DatacapArgs) -> anyhow::Result<()> {
             .map_or("none".to_string(), |b| format!("{b} bytes"))
     );
     if let Some(v) = &report.verifier_allowance {
-        println!("  verifier, {v} bytes left to grant");
+        outln!("  verifier, {v} bytes left to grant");
     }
     Ok(())
 }

@@ -233,7 +233,7 @@ pub(crate) fn run(cmd: WalletCommand) -> anyhow::Result<()> {
                     "balance": balance,
                 }))
             } else {
-                println!("{balance}");
+                outln!("{balance}");
                 Ok(())
             }
         }
@@ -250,7 +250,7 @@ pub(crate) fn run(cmd: WalletCommand) -> anyhow::Result<()> {
             if a.json {
                 print_json(&serde_json::json!({ "address": address.to_string() }))
             } else {
-                println!("{address}");
+                outln!("{address}");
                 Ok(())
             }
         }
@@ -278,7 +278,7 @@ fn report_added(
             balance: None,
         })
     } else {
-        println!("{address}");
+        outln!("{address}");
         if default {
             eprintln!("{address} is the default address");
         }
@@ -346,7 +346,7 @@ fn list(a: ListArgs) -> anyhow::Result<()> {
     for r in reports {
         let balance = r.balance.map(|b| format!("  {b}")).unwrap_or_default();
         let mark = if r.default { "  (default)" } else { "" };
-        println!("{}{balance}{mark}", r.address);
+        outln!("{}{balance}{mark}", r.address);
     }
     Ok(())
 }
@@ -409,7 +409,7 @@ fn send(a: SendArgs) -> anyhow::Result<()> {
         let id = client.mpool_push(&msg).await?;
         let included = if a.wait {
             if !a.json {
-                println!("{}", hex::encode(id));
+                outln!("{}", hex::encode(id));
             }
             eprintln!("waiting for message {} to be included…", hex::encode(id));
             let inclusion = wallet::wait_for_inclusion(
@@ -444,13 +444,13 @@ fn send(a: SendArgs) -> anyhow::Result<()> {
     if a.json {
         print_json(&report)?;
     } else if let Some(inc) = &report.included {
-        println!(
+        outln!(
             "included at epoch {} in block {}",
             inc.epoch,
             hex::encode(inc.block)
         );
     } else {
-        println!("{}", hex::encode(report.id));
+        outln!("{}", hex::encode(report.id));
     }
     if let Some(inc) = &report.included
         && !inc.applied

@@ -346,3 +346,56 @@ fn bench_runs_are_recorded_and_charted() {
         stderr(&o)
     );
 }
+
+/// Runs `lode args` with stdout going to a pipe whose reader is already gone (`lode … | head -0`).
+fn to_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_lode"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_reader_that_stops_reading_ends_the_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("payload");
+    std::fs::write(&file, pattern(1000)).unwrap();
+    let file = file.to_str().unwrap();
+    for args in [
+        &["circuit-info", "--json"][..],
+        &["circuit-info"],
+        &["piece", "commp", file, "--json"],
+        &["piece", "commp", file],
+    ] {
+        let o = to_closed_pipe(args);
+        assert!(o.status.success(), "lode {args:?}: {o:?}");
+        assert!(
+            stderr(&o).is_empty(),
+            "lode {args:?} complained: {}",
+            stderr(&o)
+        );
+    }
+    // Any other failure to write is said once and fails the command.
+    if Path::new("/dev/full").exists() {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_lode"))
+            .args(["circuit-info", "--json"])
+            .stdout(full)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{o:?}");
+        assert_eq!(
+            stderr(&o).matches("cannot write to stdout").count(),
+            1,
+            "{}",
+            stderr(&o)
+        );
+    }
+}
