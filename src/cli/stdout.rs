@@ -19,31 +19,21 @@ const FAILED: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(OPEN);
 
-/// Writes `args` (and a newline when `newline`) to stdout, unless an earlier write found it closed
-/// or failing.
+/// Writes `args` (and a newline when `newline`) to stdout through [`Stdout`], unless an earlier
+/// write found it closed or failing.
 pub(crate) fn write(args: std::fmt::Arguments<'_>, newline: bool) {
-    if STATE.load(Ordering::Relaxed) != OPEN {
-        return;
+    // `Stdout` never returns an error: it records it.
+    let mut out = Stdout;
+    let _ = out.write_fmt(args);
+    if newline {
+        let _ = out.write_all(b"\n");
     }
-    let mut out = io::stdout().lock();
-    let written = out
-        .write_fmt(args)
-        .and_then(|()| {
-            if newline {
-                out.write_all(b"\n")
-            } else {
-                Ok(())
-            }
-        })
-        .and_then(|()| out.flush());
-    if let Err(e) = written {
-        failed(&e);
-    }
+    let _ = out.flush();
 }
 
 /// Records a failed write to stdout: a closed pipe is dropped quietly, anything else is said on
 /// stderr (once).
-pub(crate) fn failed(e: &io::Error) {
+fn failed(e: &io::Error) {
     if e.kind() == io::ErrorKind::BrokenPipe {
         STATE.store(CLOSED, Ordering::Relaxed);
     } else if STATE.swap(FAILED, Ordering::Relaxed) != FAILED {

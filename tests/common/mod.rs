@@ -47,7 +47,7 @@ pub fn json_of(out: &Output) -> serde_json::Value {
 }
 
 /// Seconds per epoch for a scenario written for `fast` seconds: `fast` where the prover has its
-/// vector arithmetic, three times that where it has not (a Winning PoSt takes about five times as
+/// vector arithmetic, three times that where it has not (a Winning PoSt takes about four times as
 /// long there, and the miners would otherwise miss their blocks, then their Window PoSts). The
 /// scenarios then take longer on such machines.
 pub fn epoch_seconds(fast: u64) -> u64 {
