@@ -117,32 +117,44 @@ fn shape_policy(policy: &mut lode_chain::Policy, opts: &DevnetOptions) -> Devnet
 
 /// The epoch length when none is asked for. Every genesis miner wins nearly every epoch (five
 /// leaders are expected per epoch), so each proves a Winning PoSt per epoch, and an epoch must
-/// leave room for it: at 2 KiB the devnet policy's 1 s where the machine has two cores or more
-/// per miner, else 2 s (two miners proving at once on 2 cores take about 0.9 s each: with
-/// 1-second epochs each would make a block only every other epoch). Those figures hold with the
-/// prover's vector arithmetic ([`lode_proofs::prover::vectorized`]); without it a 2 KiB Winning
-/// PoSt takes about 2.3 s on 2 cores, so 3 s, and 6 s when short of cores. At larger sizes, whose
-/// Winning PoSt takes seconds (about 15 s at 8 MiB on one core), 20 s per epoch and twice that
-/// on a machine with fewer than two cores per miner (and twice again without the vector
-/// arithmetic). Without this the miners would miss their blocks and then their Window PoSts,
-/// lose their power, and the devnet would stop.
+/// leave room for it. At 2 KiB, with the prover's vector arithmetic
+/// ([`lode_proofs::prover::Arithmetic::Vector`]): the devnet policy's 1 s where the machine has two
+/// cores or more per miner, else 2 s (two miners proving at once on 2 cores take about 0.9 s
+/// each: with 1-second epochs each would make a block only every other epoch). Its MULX/ADX
+/// arithmetic proves a 2 KiB Winning PoSt in about 0.8 s on 2 cores, three times as long: 2 s and
+/// 4 s; the portable arithmetic in about 1.1 s: 3 s and 6 s. At larger sizes, whose Winning PoSt
+/// takes seconds (about 15 s at 8 MiB on one core), 20 s per epoch and twice that on a machine
+/// with fewer than two cores per miner (and twice again without the vector arithmetic). Without
+/// this the miners would miss their blocks and then their Window PoSts, lose their power, and the
+/// devnet would stop.
 pub fn default_epoch_seconds(miners: usize, size: SectorSize) -> Option<u64> {
+    use lode_proofs::prover::Arithmetic;
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
     let short = cores < miners.saturating_mul(2);
-    let fast = lode_proofs::prover::vectorized();
+    let arithmetic = lode_proofs::prover::arithmetic();
     if size.bytes() <= SectorSize::S2KiB.bytes() {
-        match (fast, short) {
-            (true, false) => None,
-            (true, true) => Some(2),
-            (false, false) => Some(3),
-            (false, true) => Some(6),
-        }
+        let seconds: u64 = match arithmetic {
+            Arithmetic::Vector => 1,
+            Arithmetic::Mulx => 2,
+            Arithmetic::Portable => 3,
+        };
+        let seconds = if short {
+            seconds.saturating_mul(2)
+        } else {
+            seconds
+        };
+        // The policy's own epoch is 1 s.
+        (seconds > 1).then_some(seconds)
     } else {
-        Some(match (fast, short) {
-            (true, false) => 20,
-            (true, true) => 40,
-            (false, false) => 40,
-            (false, true) => 80,
+        let seconds: u64 = if arithmetic == Arithmetic::Vector {
+            20
+        } else {
+            40
+        };
+        Some(if short {
+            seconds.saturating_mul(2)
+        } else {
+            seconds
         })
     }
 }
@@ -896,25 +908,26 @@ mod tests {
 
     #[test]
     fn epochs_leave_room_for_the_sector_size_s_winning_post() {
-        let fast = lode_proofs::prover::vectorized();
-        // 2 KiB: the policy's 1 s, or 2 s when the machine is short of cores; 3 s and 6 s
-        // without the prover's vector arithmetic.
+        use lode_proofs::prover::Arithmetic;
+        let arithmetic = lode_proofs::prover::arithmetic();
+        // 2 KiB: the policy's 1 s, or 2 s when the machine is short of cores, with the vector
+        // arithmetic; 2 s and 4 s with MULX/ADX; 3 s and 6 s with the portable one.
+        let (roomy, crowded) = match arithmetic {
+            Arithmetic::Vector => (None, Some(2)),
+            Arithmetic::Mulx => (Some(2), Some(4)),
+            Arithmetic::Portable => (Some(3), Some(6)),
+        };
         let one = default_epoch_seconds(1, SectorSize::S2KiB);
-        if fast {
-            assert!(matches!(one, None | Some(2)), "{one:?}");
-        } else {
-            assert!(matches!(one, Some(3 | 6)), "{one:?}");
-        }
-        let crowded = default_epoch_seconds(10_000, SectorSize::S2KiB);
-        assert_eq!(crowded, Some(if fast { 2 } else { 6 }));
+        assert!(one == roomy || one == crowded, "{one:?} with {arithmetic}");
+        assert_eq!(default_epoch_seconds(10_000, SectorSize::S2KiB), crowded);
         // 8 MiB: a Winning PoSt of seconds.
-        let one = default_epoch_seconds(1, SectorSize::S8MiB);
-        if fast {
-            assert!(matches!(one, Some(20 | 40)), "{one:?}");
+        let (roomy, crowded) = if arithmetic == Arithmetic::Vector {
+            (Some(20), Some(40))
         } else {
-            assert!(matches!(one, Some(40 | 80)), "{one:?}");
-        }
-        let crowded = default_epoch_seconds(10_000, SectorSize::S8MiB);
-        assert_eq!(crowded, Some(if fast { 40 } else { 80 }));
+            (Some(40), Some(80))
+        };
+        let one = default_epoch_seconds(1, SectorSize::S8MiB);
+        assert!(one == roomy || one == crowded, "{one:?} with {arithmetic}");
+        assert_eq!(default_epoch_seconds(10_000, SectorSize::S8MiB), crowded);
     }
 }

@@ -24,6 +24,8 @@ pub mod fr32;
 pub mod graph;
 pub mod hash;
 pub mod merkle;
+#[cfg(target_arch = "x86_64")]
+mod mulx;
 pub mod node;
 pub mod params;
 pub mod piece;

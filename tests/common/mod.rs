@@ -47,14 +47,15 @@ pub fn json_of(out: &Output) -> serde_json::Value {
 }
 
 /// Seconds per epoch for a scenario written for `fast` seconds: `fast` where the prover has its
-/// vector arithmetic, three times that where it has not (a Winning PoSt takes about four times as
-/// long there, and the miners would otherwise miss their blocks, then their Window PoSts). The
-/// scenarios then take longer on such machines.
+/// vector arithmetic, twice that with MULX/ADX and three times with the portable arithmetic (a
+/// Winning PoSt takes about three and four times as long there, and the miners would otherwise
+/// miss their blocks, then their Window PoSts). The scenarios then take longer on such machines.
 pub fn epoch_seconds(fast: u64) -> u64 {
-    if lode_proofs::prover::vectorized() {
-        fast
-    } else {
-        fast * 3
+    use lode_proofs::prover::Arithmetic;
+    match lode_proofs::prover::arithmetic() {
+        Arithmetic::Vector => fast,
+        Arithmetic::Mulx => fast * 2,
+        Arithmetic::Portable => fast * 3,
     }
 }
 

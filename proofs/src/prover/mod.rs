@@ -707,18 +707,61 @@ pub struct Timings {
     pub total: Duration,
 }
 
-/// Whether this processor runs the prover's vector arithmetic (AVX-512 F and IFMA). Without it
-/// the portable arithmetic proves the same proofs about five times slower (a 2 KiB Winning PoSt
-/// on 2 cores: 0.5 s against 2.3 s, BENCHMARKS.md): whatever paces itself on proofs, such as a
-/// devnet's epoch, asks here.
+/// Whether this processor runs the prover's vector arithmetic (AVX-512 F and IFMA): the fastest
+/// of the three [`Arithmetic`]s.
 pub fn vectorized() -> bool {
+    arithmetic() == Arithmetic::Vector
+}
+
+/// How this processor's prover computes: the same proofs at three speeds. Whatever paces itself
+/// on proofs, such as a devnet's epoch, asks here.
+///
+/// A 2 KiB Winning PoSt on 2 cores (BENCHMARKS.md): about 0.26 s with [`Arithmetic::Vector`],
+/// 0.8 s with [`Arithmetic::Mulx`] and 1.1 s with [`Arithmetic::Portable`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arithmetic {
+    /// Eight field products at a time in AVX-512 IFMA lanes (the multi-scalar multiplications),
+    /// and MULX/ADX products elsewhere.
+    Vector,
+    /// One product at a time with MULX, ADCX and ADOX (x86-64 BMI2 and ADX: nearly every x86-64
+    /// processor made since 2015).
+    Mulx,
+    /// 64-bit Rust arithmetic, on any processor.
+    Portable,
+}
+
+impl Arithmetic {
+    /// Its name in reports: `avx512-ifma`, `mulx-adx` or `portable`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arithmetic::Vector => "avx512-ifma",
+            Arithmetic::Mulx => "mulx-adx",
+            Arithmetic::Portable => "portable",
+        }
+    }
+}
+
+impl std::fmt::Display for Arithmetic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The fastest [`Arithmetic`] this processor runs (the one the prover uses).
+pub fn arithmetic() -> Arithmetic {
     #[cfg(target_arch = "x86_64")]
     {
-        fr8::Ifma::new().is_some()
+        if fr8::Ifma::new().is_some() {
+            Arithmetic::Vector
+        } else if crate::mulx::available() {
+            Arithmetic::Mulx
+        } else {
+            Arithmetic::Portable
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        Arithmetic::Portable
     }
 }
 
