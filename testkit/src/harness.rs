@@ -13,6 +13,7 @@ use lode_chain::invariants::check_invariants;
 use lode_chain::keys;
 use lode_chain::message::{Message, Method, Receipt};
 use lode_chain::runtime::{Economics, RandomnessTag, draw_randomness};
+use lode_chain::store::Head;
 use lode_chain::store::StateStore;
 use lode_chain::types::{ActorId, Address, Epoch, TokenAmount};
 use lode_chain::{Chain, ExitCode, Genesis, Policy};
@@ -170,6 +171,18 @@ pub struct Harness {
     pub check_every_epoch: bool,
     /// Real sealing and Groth16 proving (with the real verifier), or `None` for fake proofs.
     pub real: Option<Box<RealProofs>>,
+    /// Every input applied so far, in order, with the head after it, when `Some` (see
+    /// [`Harness::replay`]).
+    pub journal: Option<Vec<(Applied, Head)>>,
+}
+
+/// One epoch's input as the harness applied it, for replaying a run on another chain.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    /// Through [`Chain::apply_epoch`].
+    Epoch(EpochInput),
+    /// Through [`Chain::apply_tipset`].
+    Tipset(Tipset),
 }
 
 impl Default for Harness {
@@ -204,6 +217,7 @@ impl Harness {
             policy,
             check_every_epoch: true,
             real,
+            journal: None,
         };
         h.assert_invariants();
         h
@@ -284,20 +298,7 @@ impl Harness {
         blocks: Vec<BlockHeader>,
         messages: Vec<lode_chain::message::SignedMessage>,
     ) -> Vec<Receipt> {
-        let epoch = self.epoch() + 1;
-        let out = self
-            .chain
-            .apply_epoch(&EpochInput {
-                epoch,
-                beacon: beacon(epoch),
-                blocks,
-                messages,
-            })
-            .unwrap();
-        if self.check_every_epoch {
-            self.assert_invariants();
-        }
-        out.receipts
+        self.try_step(blocks, messages).unwrap()
     }
 
     /// Applies the next epoch, returning the executor's error instead of panicking.
@@ -307,12 +308,16 @@ impl Harness {
         messages: Vec<lode_chain::message::SignedMessage>,
     ) -> Result<Vec<Receipt>, lode_chain::ChainError> {
         let epoch = self.epoch() + 1;
-        let out = self.chain.apply_epoch(&EpochInput {
+        let input = EpochInput {
             epoch,
             beacon: beacon(epoch),
             blocks,
             messages,
-        })?;
+        };
+        let out = self.chain.apply_epoch(&input)?;
+        if let Some(journal) = &mut self.journal {
+            journal.push((Applied::Epoch(input), self.chain.head()));
+        }
         if self.check_every_epoch {
             self.assert_invariants();
         }
@@ -326,15 +331,41 @@ impl Harness {
         blocks: Vec<Block>,
     ) -> Result<Vec<Receipt>, lode_chain::ChainError> {
         let epoch = self.epoch() + 1;
-        let out = self.chain.apply_tipset(&Tipset {
+        let tipset = Tipset {
             epoch,
             beacon: beacon(epoch),
             blocks,
-        })?;
+        };
+        let out = self.chain.apply_tipset(&tipset)?;
+        if let Some(journal) = &mut self.journal {
+            journal.push((Applied::Tipset(tipset), self.chain.head()));
+        }
         if self.check_every_epoch {
             self.assert_invariants();
         }
         Ok(out.receipts)
+    }
+
+    /// Applies `journal` (another harness's, from the same genesis) to this chain, checking after
+    /// each input that the head — epoch and state root — is the one the journal recorded: a replay
+    /// must reach the same state at every epoch. Panics at the first divergence, naming it.
+    pub fn replay(&mut self, journal: &[(Applied, Head)]) {
+        for (i, (input, want)) in journal.iter().enumerate() {
+            match input {
+                Applied::Epoch(input) => {
+                    self.chain.apply_epoch(input).unwrap();
+                }
+                Applied::Tipset(tipset) => {
+                    self.chain.apply_tipset(tipset).unwrap();
+                }
+            }
+            assert_eq!(
+                self.chain.head(),
+                *want,
+                "the replay diverged at its input {i} (epoch {})",
+                want.epoch
+            );
+        }
     }
 
     /// Signs `header` again with the harness's "worker" key (after a field changed).

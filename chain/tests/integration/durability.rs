@@ -253,6 +253,7 @@ fn open_chain(store: StateStore) -> Harness {
         policy,
         check_every_epoch: false,
         real: None,
+        journal: None,
     }
 }
 

@@ -1481,6 +1481,7 @@ fn fork(h: &Harness, check_every_epoch: bool) -> Harness {
         policy: h.policy.clone(),
         check_every_epoch,
         real: None,
+        journal: None,
     }
 }
 
@@ -1625,13 +1626,13 @@ fn short_lived_devnet() -> lode_chain::Policy {
     p
 }
 
-/// A harness like [`Harness::new`] under another policy.
-fn harness_with(policy: lode_chain::Policy) -> Harness {
+/// A harness like [`Harness::new`] under another policy, each account starting with `balance`.
+fn harness_with(policy: lode_chain::Policy, balance: TokenAmount) -> Harness {
     let genesis = lode_chain::Genesis {
         accounts: ACCOUNTS
             .iter()
             .filter(|n| **n != "root")
-            .map(|n| (key(n).public_key(), START_BALANCE))
+            .map(|n| (key(n).public_key(), balance))
             .collect(),
         verifreg_root: key("root").public_key(),
         verifiers: Vec::new(),
@@ -1651,6 +1652,7 @@ fn harness_with(policy: lode_chain::Policy) -> Harness {
         policy,
         check_every_epoch: true,
         real: None,
+        journal: None,
     };
     h.assert_invariants();
     h
@@ -1670,13 +1672,13 @@ struct World {
 }
 
 impl World {
-    fn new(short_lived: bool) -> Self {
-        let mut h = if short_lived {
-            harness_with(short_lived_devnet())
-        } else {
-            Harness::new()
-        };
-        let m = h.create_miner(TokenAmount::tokens(200));
+    /// One miner created by "owner" with `funds`, on a chain whose accounts start with
+    /// `balance` each (see [`World::genesis`]).
+    fn new(short_lived: bool, balance: TokenAmount, funds: TokenAmount) -> Self {
+        let mut h = Self::genesis(short_lived, balance);
+        // Every input is kept, so that a run can be replayed from genesis.
+        h.journal = Some(Vec::new());
+        let m = h.create_miner(funds);
         World {
             h,
             m,
@@ -1685,6 +1687,26 @@ impl World {
             stats: BTreeMap::new(),
             current: "",
         }
+    }
+
+    /// The chain a world starts from (before its miner is created): the devnet genesis, or the
+    /// short-lived policy, with accounts of `balance`.
+    fn genesis(short_lived: bool, balance: TokenAmount) -> Harness {
+        match (short_lived, balance == START_BALANCE) {
+            (false, true) => Harness::new(),
+            (false, false) => harness_with(lode_chain::Policy::devnet(), balance),
+            (true, _) => harness_with(short_lived_devnet(), balance),
+        }
+    }
+
+    /// Replays the world's inputs from genesis on a fresh chain: the head (epoch and state root)
+    /// must be the world's after every input.
+    fn assert_replays(&self, short_lived: bool, balance: TokenAmount) {
+        let journal = self.h.journal.as_deref().unwrap_or_default();
+        let mut again = Self::genesis(short_lived, balance);
+        again.check_every_epoch = false;
+        again.replay(journal);
+        assert_eq!(again.chain.head(), self.h.chain.head());
     }
 
     fn sectors(&self) -> Vec<SectorOnChain> {
@@ -2220,7 +2242,7 @@ proptest! {
         short_lived in any::<bool>(),
         ops in prop::collection::vec(op(), 40..80),
     ) {
-        let mut w = World::new(short_lived);
+        let mut w = World::new(short_lived, START_BALANCE, TokenAmount::tokens(200));
         for op in &ops {
             w.run(op);
         }
@@ -2235,5 +2257,86 @@ proptest! {
             w.checked,
             w.stats
         );
+    }
+}
+
+/// The long run's operations: [`op`]'s mix, with more of the valid paths — deal sectors and
+/// Window PoSts on time — and blocks, so that sectors live through the run, and sector numbers
+/// from a wider range.
+fn long_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => op(),
+        2 => (0..400u64, 20..=200u64, 0..=1000u64)
+            .prop_map(|(n, start_in, extra)| Op::DealSector { n, start_in, extra }),
+        1 => (0..400u64, 0..8u8).prop_map(|(n, exp)| Op::PreCommit { n, exp, deal: None }),
+        1 => any::<u8>().prop_map(|pick| Op::ProveCommit { pick, wait: true, good: true }),
+        3 => any::<u8>().prop_map(|pick| Op::Post {
+            pick,
+            skip: 0,
+            good: true,
+            wrong_deadline: false,
+            wait: true,
+        }),
+        1 => (1..=30u64).prop_map(|epochs| Op::Mine { epochs, bad: 0 }),
+    ]
+}
+
+/// Epochs the long run covers at least: about 42 proving periods of the devnet policy, and the
+/// short-lived policy's sectors live, expire and are cleaned up many times over.
+const LONG_RUN_EPOCHS: u64 = 10_000;
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        failure_persistence: None,
+        ..ProptestConfig::with_cases(1)
+    })]
+
+    /// The long run: one random sequence of operations — sectors pre-committed and proven (or
+    /// not), Window PoSts good, bad, late or skipped, faults and recoveries declared, deals
+    /// published (verified or not, valid or not) and settled, sectors extended and terminated,
+    /// blocks mined and invalid ones refused, consensus faults reported, funds moved — through
+    /// more than 10,000 epochs, topped up with mining and null rounds where the sequence ends
+    /// early. The invariants are checked after every epoch (by the harness), every failed message
+    /// against a twin chain, and at the end the whole run is replayed from genesis on a fresh
+    /// chain, which must reach the same head, epoch and state root, after every input. One case
+    /// (`PROPTEST_CASES` asks for more); a failure shrinks to a minimal sequence.
+    #[test]
+    fn a_long_random_run_keeps_the_invariants_and_replays_to_the_same_state(
+        short_lived in any::<bool>(),
+        ops in prop::collection::vec(long_op(), 300..400),
+    ) {
+        let started = std::time::Instant::now();
+        // Accounts and a miner rich enough that fees, deposits, pledges and penalties do not
+        // starve them within the run.
+        let balance = TokenAmount::tokens(100_000);
+        let mut w = World::new(short_lived, balance, TokenAmount::tokens(20_000));
+        let mut most = 0;
+        for op in &ops {
+            w.run(op);
+            most = most.max(w.sectors().len());
+        }
+        let ran = w.h.epoch();
+        while w.h.epoch() < LONG_RUN_EPOCHS {
+            w.run(&Op::Mine { epochs: 20, bad: 0 });
+            w.run(&Op::Advance(80));
+        }
+        w.h.assert_invariants();
+        let inputs = w.h.journal.as_ref().map_or(0, Vec::len);
+        let took = started.elapsed();
+        w.assert_replays(short_lived, balance);
+        eprintln!(
+            "long run: {} operations to epoch {ran}, {} epochs in all, {inputs} inputs, at most \
+             {most} sectors live, {} at the end, {} deals, {} failures checked against a twin, {:.1} s; replayed in {:.1} s: \
+             {:?}",
+            ops.len(),
+            w.h.epoch(),
+            w.sectors().len(),
+            w.deals.len(),
+            w.checked,
+            took.as_secs_f64(),
+            (started.elapsed() - took).as_secs_f64(),
+            w.stats
+        );
+        prop_assert!(w.h.epoch() >= LONG_RUN_EPOCHS);
     }
 }
