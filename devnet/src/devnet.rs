@@ -121,8 +121,10 @@ fn shape_policy(policy: &mut lode_chain::Policy, opts: &DevnetOptions) -> Devnet
 /// ([`lode_proofs::prover::Arithmetic::Vector`]): the devnet policy's 1 s where the machine has two
 /// cores or more per miner, else 2 s (two miners proving at once on 2 cores take about 0.9 s
 /// each: with 1-second epochs each would make a block only every other epoch). Its MULX/ADX
-/// arithmetic proves a 2 KiB Winning PoSt in about 0.8 s on 2 cores, three times as long: 2 s and
-/// 4 s; the portable arithmetic in about 1.1 s: 3 s and 6 s. At larger sizes, whose Winning PoSt
+/// arithmetic proves a 2 KiB Winning PoSt three times slower (1.6–1.9 s against 0.52–0.56 s on 2
+/// cores with `lode bench post`): 2 s and 4 s; the portable arithmetic four times slower: 3 s and
+/// 6 s (the devnet scenarios pass at those epochs on a 2-core machine, BENCHMARKS.md). At larger
+/// sizes, whose Winning PoSt
 /// takes seconds (about 15 s at 8 MiB on one core), 20 s per epoch and twice that on a machine
 /// with fewer than two cores per miner (and twice again without the vector arithmetic). Without
 /// this the miners would miss their blocks and then their Window PoSts, lose their power, and the

@@ -716,8 +716,9 @@ pub fn vectorized() -> bool {
 /// How this processor's prover computes: the same proofs at three speeds. Whatever paces itself
 /// on proofs, such as a devnet's epoch, asks here.
 ///
-/// A 2 KiB Winning PoSt on 2 cores (BENCHMARKS.md): about 0.26 s with [`Arithmetic::Vector`],
-/// 0.8 s with [`Arithmetic::Mulx`] and 1.1 s with [`Arithmetic::Portable`].
+/// A 2 KiB Winning PoSt on 2 cores (`lode bench post`, BENCHMARKS.md): 0.52–0.56 s with
+/// [`Arithmetic::Vector`], 1.58–1.90 s with [`Arithmetic::Mulx`] and 2.08–2.28 s with
+/// [`Arithmetic::Portable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Arithmetic {
     /// Eight field products at a time in AVX-512 IFMA lanes (the multi-scalar multiplications),
