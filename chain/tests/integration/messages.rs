@@ -2307,9 +2307,11 @@ proptest! {
     ) {
         let started = std::time::Instant::now();
         // Accounts and a miner rich enough that fees, deposits, pledges and penalties do not
-        // starve them within the run.
-        let balance = TokenAmount::tokens(100_000);
-        let mut w = World::new(short_lived, balance, TokenAmount::tokens(20_000));
+        // starve them within the run: with a network of a few 2 KiB sectors, one sector's
+        // expected reward, and so its deposit and its fault fee, is a large share of the whole
+        // network's reward (millions of tokens over a run).
+        let balance = TokenAmount::tokens(150_000_000);
+        let mut w = World::new(short_lived, balance, TokenAmount::tokens(100_000_000));
         let mut most = 0;
         for op in &ops {
             w.run(op);
@@ -2321,12 +2323,13 @@ proptest! {
             w.run(&Op::Advance(80));
         }
         w.h.assert_invariants();
+        let debt = w.h.miner_state(w.m).fee_debt;
         let inputs = w.h.journal.as_ref().map_or(0, Vec::len);
         let took = started.elapsed();
         w.assert_replays(short_lived, balance);
         eprintln!(
             "long run: {} operations to epoch {ran}, {} epochs in all, {inputs} inputs, at most \
-             {most} sectors live, {} at the end, {} deals, {} failures checked against a twin, {:.1} s; replayed in {:.1} s: \
+             {most} sectors live, {} at the end, fee debt {debt:?}, {} deals, {} failures checked against a twin, {:.1} s; replayed in {:.1} s: \
              {:?}",
             ops.len(),
             w.h.epoch(),
