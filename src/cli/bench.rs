@@ -199,10 +199,11 @@ fn print_run(r: &BenchRun) {
         r.repeat
     );
     outln!(
-        "machine      {} [{}], {} GiB",
+        "machine      {} [{}], {} GiB, prover arithmetic {}",
         r.machine.label(),
         r.machine.cpu_flags.join(" "),
-        r.machine.memory_bytes >> 30
+        r.machine.memory_bytes >> 30,
+        r.machine.arithmetic
     );
     outln!(
         "{:<14} {:>6} {:>10} {:>10} {:>12} {:>10}",

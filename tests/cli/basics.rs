@@ -307,6 +307,12 @@ fn bench_runs_are_recorded_and_charted() {
     assert_eq!(run["kind"], "labels");
     assert_eq!(run["samples"].as_array().unwrap().len(), 4, "{run}");
     assert!(run["machine"]["cores"].as_u64().unwrap() >= 1);
+    // Which of the prover's arithmetics this CPU runs, for comparing figures across machines.
+    let arithmetic = run["machine"]["arithmetic"].as_str().unwrap();
+    assert!(
+        ["avx512-ifma", "mulx-adx", "portable"].contains(&arithmetic),
+        "{arithmetic}"
+    );
     let csv = std::fs::read_to_string(out.with_extension("csv")).unwrap();
     assert_eq!(csv.lines().count(), 5);
     assert!(

@@ -28,6 +28,10 @@ pub struct Machine {
     pub memory_bytes: u64,
     /// Accelerators used by the run (`none` on the CPU paths).
     pub gpu: String,
+    /// The prover's field arithmetic on this CPU (`avx512-ifma`, `mulx-adx` or `portable`,
+    /// [`lode_proofs::prover::arithmetic`]); empty in records made before it was reported.
+    #[serde(default)]
+    pub arithmetic: String,
     /// Operating system and architecture.
     pub os: String,
     /// The lode version that measured.
@@ -70,6 +74,7 @@ impl Machine {
             cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_bytes,
             gpu: "none".into(),
+            arithmetic: lode_proofs::prover::arithmetic().name().into(),
             os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
             lode_version: env!("CARGO_PKG_VERSION").into(),
         }
@@ -82,6 +87,7 @@ impl Machine {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -91,5 +97,25 @@ mod tests {
         assert!(m.cores >= 1);
         assert!(!m.cpu.is_empty());
         assert!(m.cpu_flags.iter().all(|f| FLAGS.contains(&f.as_str())));
+        assert!(
+            ["avx512-ifma", "mulx-adx", "portable"].contains(&m.arithmetic.as_str()),
+            "{}",
+            m.arithmetic
+        );
+        // The vector arithmetic needs IFMA, MULX/ADX needs both flags.
+        let has = |f: &str| m.cpu_flags.iter().any(|g| g == f);
+        match m.arithmetic.as_str() {
+            "avx512-ifma" => assert!(has("avx512ifma")),
+            "mulx-adx" => assert!(has("bmi2") && has("adx")),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn records_without_the_arithmetic_still_parse() {
+        let mut v = serde_json::to_value(Machine::this()).unwrap();
+        v.as_object_mut().unwrap().remove("arithmetic");
+        let m: Machine = serde_json::from_value(v).unwrap();
+        assert_eq!(m.arithmetic, "");
     }
 }
