@@ -414,12 +414,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
             // A new chain: the nodes' old chains are of another genesis.
             for i in 0..opts.nodes.max(64) {
                 let d = dir.join(format!("node-{i}"));
-                for sub in ["chain", "blocks"] {
-                    let p = d.join(sub);
-                    if p.exists() {
-                        std::fs::remove_dir_all(&p).map_err(DevnetError::io(&p))?;
-                    }
-                }
+                lode_node::core::NodeCore::remove_chain(&d)?;
             }
             g
         }

@@ -72,6 +72,10 @@ use crate::wire::{FullBlock, FullTipset, MAX_SYNC_TIPSETS, Status, SyncRequest, 
 const HEAD_META: &[u8] = b"node/head";
 /// The file naming the genesis a node directory belongs to.
 const GENESIS_ID_FILE: &str = "genesis-id";
+/// The chain's state (sled), in the node directory.
+const STATE_DIR: &str = "state";
+/// The blocks received and made, in the node directory.
+const BLOCKS_DIR: &str = "blocks";
 /// How many bad block ids are remembered.
 const MAX_BAD_BLOCKS: usize = 10_000;
 /// How many ids of headers known to pass the header checks are remembered.
@@ -307,6 +311,29 @@ fn missing(h: &[u8; 32]) -> NodeError {
 }
 
 impl NodeCore {
+    /// Removes the chain a node directory holds — the genesis it belongs to, `state/` and
+    /// `blocks/` — and nothing else (keys, token, configuration), so that [`NodeCore::open`] then
+    /// starts the chain of another genesis there. Nothing to remove is no error.
+    ///
+    /// # Errors
+    /// [`NodeError::Io`] when a part exists and cannot be removed.
+    pub fn remove_chain(dir: &Path) -> NodeResult<()> {
+        for name in [GENESIS_ID_FILE, STATE_DIR, BLOCKS_DIR] {
+            let p = dir.join(name);
+            let removed = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            match removed {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(NodeError::io(&p)(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Opens the node's chain in `dir` (`state/`, `blocks/`), creating it from `genesis` if empty.
     pub fn open(
         dir: &Path,
@@ -335,8 +362,8 @@ impl NodeCore {
             }
             Err(e) => return Err(NodeError::io(&id_file)(e)),
         }
-        let blocks = BlockStore::open(&dir.join("blocks"))?;
-        let store = StateStore::open_sled(&dir.join("state"))?;
+        let blocks = BlockStore::open(&dir.join(BLOCKS_DIR))?;
+        let store = StateStore::open_sled(&dir.join(STATE_DIR))?;
         let policy = genesis.policy.clone();
         let fresh = store.head().is_none();
         let mut chain = if fresh {

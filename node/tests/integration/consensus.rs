@@ -287,7 +287,7 @@ fn a_restarted_node_reopens_at_its_head_and_reverts_old_null_rounds_past_it() {
     other.timestamp += 1;
     let err = NodeCore::open(
         d.path(),
-        other,
+        other.clone(),
         Box::new(FakeVerifier),
         CoreConfig::default(),
     )
@@ -296,6 +296,16 @@ fn a_restarted_node_reopens_at_its_head_and_reverts_old_null_rounds_past_it() {
         err.to_string().contains("holds the chain of genesis"),
         "{err}"
     );
+    // Once its chain is removed, the directory takes the other genesis from its start.
+    NodeCore::remove_chain(d.path()).unwrap();
+    let fresh = NodeCore::open(
+        d.path(),
+        other,
+        Box::new(FakeVerifier),
+        CoreConfig::default(),
+    )
+    .unwrap();
+    assert_eq!(fresh.head_epoch(), 0);
 }
 
 #[test]
