@@ -72,6 +72,11 @@ pub struct DevnetOptions {
 /// The cluster secret of a devnet started with [`DevnetOptions::cluster_db`], in its directory.
 pub const CLUSTER_SECRET_FILE: &str = "cluster.secret";
 
+/// How long a devnet worker holding a sector's layers may stay away before they count as lost
+/// (`[cluster] lost_after_secs`): a minute, so a worker stopped for good costs its 2 KiB sectors
+/// one PreCommit1 again, while one restarted at once keeps them.
+pub const DEVNET_LOST_AFTER_SECS: u64 = 60;
+
 /// How long a devnet provider's leader lease lasts (`[cluster] lease_secs`): short, so that a
 /// standby takes over quickly.
 pub const DEVNET_LEASE_SECS: u64 = 10;
@@ -527,6 +532,8 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
                 db: Some(db.clone()),
                 secret_file: PathBuf::from("..").join(CLUSTER_SECRET_FILE),
                 lease_secs: DEVNET_LEASE_SECS,
+                lost_after_secs: DEVNET_LOST_AFTER_SECS,
+                store_on_workers: false,
             }
         }
         None => lode_provider::run::ClusterSettings::default(),

@@ -1,9 +1,10 @@
 //! Sealing a sector across a cluster's workers, and the cluster's status.
 //!
 //! [`seal_sector`] drives one committed-capacity sector through the task engine: PreCommit1 on
-//! any worker that takes it, then PreCommit2 and Commit1 bound to that worker (where the layers
-//! are), then Commit2 on any worker (it fetches its small inputs from the sector's worker), each
-//! queued once the one before has finished, its output read from the history.
+//! any worker that takes it, then PreCommit2 and Commit1 bound to the worker holding the layers
+//! when it runs them, else on a worker of the kind that fetches them ([`placement`]), then
+//! Commit2 on any worker (it fetches its small inputs from the sector's worker), each queued once
+//! the one before has finished, its output read from the history.
 //! It is what `lode cluster seal` runs; the sealing pipeline's phases take the same tasks.
 
 use std::time::Duration;
@@ -66,6 +67,24 @@ pub async fn status<E: TaskEngine>(engine: &E, history: usize) -> ProviderResult
         tasks: engine.tasks(history).await?,
         storage: engine.storage().await?,
     })
+}
+
+/// Where a `kind` phase reading the files of a sector held by `holder` runs, given the registered
+/// `workers`: bound to the holder when it runs `kind` (`(Some(holder), None)`), else on any worker
+/// of the kind, which fetches the files from the holder first (`(None, Some(holder))`).
+pub fn placement(
+    workers: &[WorkerRow],
+    kind: TaskKind,
+    holder: &str,
+) -> (Option<String>, Option<String>) {
+    let runs_it = workers
+        .iter()
+        .any(|w| w.info.name == holder && w.info.kinds.contains(&kind));
+    if runs_it {
+        (Some(holder.to_string()), None)
+    } else {
+        (None, Some(holder.to_string()))
+    }
 }
 
 /// Queues `kind` for the sector and waits for it to finish (polling its row every `poll`).
@@ -138,6 +157,7 @@ pub async fn seal_sector<E: TaskEngine>(
         seed: None,
         from: None,
         version: None,
+        keep_unsealed: false,
     };
     let mut tasks = Vec::new();
     let (pc1, t) = run_task(
@@ -153,21 +173,33 @@ pub async fn seal_sector<E: TaskEngine>(
         poll,
     )
     .await?;
-    let worker = t.worker.clone();
+    let mut worker = t.worker.clone();
     tasks.push(t);
-    let at = Some(worker.clone());
+    let (at, from) = placement(&engine.workers().await?, TaskKind::PreCommit2, &worker);
     let (pc2, t) = run_task(
         engine,
-        spec(TaskKind::PreCommit2, plain.clone(), at.clone()),
+        spec(
+            TaskKind::PreCommit2,
+            SectorInput {
+                from,
+                ..plain.clone()
+            },
+            at,
+        ),
         poll,
     )
     .await?;
+    // The sector lives where PreCommit2 ran (it fetched the layers there if it had to).
+    worker.clone_from(&t.worker);
     tasks.push(t);
+    let (at, from) = placement(&engine.workers().await?, TaskKind::Commit1, &worker);
     let commit1 = SectorInput {
         seed: Some(hex::encode(seed)),
+        from,
         ..plain.clone()
     };
     let (_, t) = run_task(engine, spec(TaskKind::Commit1, commit1, at), poll).await?;
+    worker.clone_from(&t.worker);
     tasks.push(t);
     // Commit2 runs on any worker that takes it (a GPU machine): its inputs are small and are
     // fetched from the worker holding the sector.

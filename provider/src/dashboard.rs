@@ -36,6 +36,12 @@ pub const REFRESH_SECONDS: u64 = 5;
 /// The path of the JSON form.
 pub const JSON_PATH: &str = "/api/dashboard.json";
 
+/// Finished cluster tasks the dashboard lists (the newest).
+pub const CLUSTER_HISTORY: usize = 20;
+
+/// How long the dashboard waits for the cluster's database before it shows the page without it.
+pub const CLUSTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Sectors in one pipeline state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateCount {
@@ -184,6 +190,11 @@ pub struct Dashboard {
     pub power: Option<MinerPowerInfo>,
     /// From `state_minerInfo` (`null`: the node did not answer).
     pub balances: Option<Balances>,
+    /// The cluster sealing for this provider (`[cluster]`): its workers, its unfinished tasks
+    /// and the newest finished ones ([`CLUSTER_HISTORY`]), its storage paths (`null`: no
+    /// cluster, or its database did not answer; see `errors`).
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterStatus>,
     /// What could not be read, and why.
     pub errors: Vec<String>,
     /// Seconds it took to build.
@@ -355,7 +366,32 @@ pub async fn dashboard<A: NodeApi>(ctx: &ProviderRpc<A>) -> Dashboard {
         })
         .collect();
     let (current_deadline, next_deadline) = deadline_slots(&proving);
+    let cluster = match ctx.pipeline.as_ref().ok().and_then(|p| p.cluster()) {
+        Some(link) => {
+            match tokio::time::timeout(
+                CLUSTER_TIMEOUT,
+                crate::cluster::status(link.engine(), CLUSTER_HISTORY),
+            )
+            .await
+            {
+                Ok(Ok(status)) => Some(status),
+                Ok(Err(e)) => {
+                    errors.push(format!("cluster: {e}"));
+                    None
+                }
+                Err(_) => {
+                    errors.push(format!(
+                        "cluster: the database did not answer within {} s",
+                        CLUSTER_TIMEOUT.as_secs()
+                    ));
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     Dashboard {
+        cluster,
         generated_at: now,
         mining: crate::rpc::mining(ctx),
         pipeline_disabled: pipeline.disabled.clone(),
@@ -410,6 +446,29 @@ fn bytes(n: u128) -> String {
         unit = unit.saturating_add(1);
     }
     format!("{value} {}", UNITS.get(unit).copied().unwrap_or("B"))
+}
+
+/// Bytes rounded to one decimal in the largest binary unit below them (`1.5 GiB`), or
+/// `unlimited` for the figure a worker gives when it sets no limit.
+fn approx_bytes(n: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n == u64::MAX {
+        return "unlimited".into();
+    }
+    let mut unit = 0usize;
+    let mut scaled = n;
+    while scaled >= 1024 && unit.saturating_add(1) < UNITS.len() {
+        scaled /= 1024;
+        unit = unit.saturating_add(1);
+    }
+    let divisor = 1u64.checked_shl(u32::try_from(unit.saturating_mul(10)).unwrap_or(0));
+    let value = divisor.map_or(0.0, |d| n as f64 / d as f64);
+    let name = UNITS.get(unit).copied().unwrap_or("B");
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {name}")
+    }
 }
 
 /// `n s`, `n min`, `n h` ago (or ahead).
@@ -767,6 +826,10 @@ node {node} · head epoch <span id=\"head-epoch\">{head}</span> · lode {version
         &rows,
     );
 
+    if let Some(c) = &d.cluster {
+        render_cluster(&mut o, c, d.generated_at);
+    }
+
     let _ = write!(
         o,
         "<p class=\"muted\">built in {:.1} ms at unix time {} · reloads every {REFRESH_SECONDS} s · \
@@ -775,6 +838,125 @@ node {node} · head epoch <span id=\"head-epoch\">{head}</span> · lode {version
         d.generated_at
     );
     o
+}
+
+/// The cluster's section: its workers, its tasks (unfinished, then the newest finished) and its
+/// storage paths, as `lode cluster status` prints them.
+fn render_cluster(o: &mut String, c: &crate::cluster::ClusterStatus, now: u64) {
+    use crate::engine::TaskPhase;
+    let running = c
+        .tasks
+        .iter()
+        .filter(|t| t.phase == TaskPhase::Running)
+        .count();
+    let queued = c
+        .tasks
+        .iter()
+        .filter(|t| t.phase == TaskPhase::Queued)
+        .count();
+    let _ = write!(
+        o,
+        "<h2>Cluster</h2>\n<p><span id=\"cluster-workers\">{}</span> workers · \
+<span id=\"cluster-running\">{running}</span> tasks running · \
+<span id=\"cluster-queued\">{queued}</span> queued</p>\n",
+        c.workers.len()
+    );
+    let rows: Vec<Vec<String>> = c
+        .workers
+        .iter()
+        .map(|w| {
+            let r = &w.info.resources;
+            let busy = c
+                .tasks
+                .iter()
+                .filter(|t| {
+                    t.phase == TaskPhase::Running && t.worker.as_deref() == Some(&w.info.name)
+                })
+                .map(|t| format!("{} {}", t.spec.kind, t.spec.subject))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                e(&w.info.name),
+                e(w.info
+                    .kinds
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")),
+                e(if r.cores == u32::MAX {
+                    "unlimited".to_string()
+                } else {
+                    r.cores.to_string()
+                }),
+                e(approx_bytes(r.memory)),
+                e(r.gpus),
+                opt(w.info.url.as_deref()),
+                if busy.is_empty() { "-".into() } else { e(busy) },
+                e(ago(now, now.saturating_sub(w.silent_ms / 1000))),
+            ]
+        })
+        .collect();
+    table(
+        o,
+        "cluster-worker-table",
+        &[
+            "Worker",
+            "Tasks",
+            "Cores",
+            "Memory",
+            "GPUs",
+            "Files at",
+            "Running",
+            "Heartbeat",
+        ],
+        &rows,
+    );
+    let rows: Vec<Vec<String>> = c
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                e(t.id),
+                e(t.spec.kind),
+                e(t.spec.subject),
+                e(match t.phase {
+                    TaskPhase::Queued => "queued",
+                    TaskPhase::Running => "running",
+                    TaskPhase::Done => "done",
+                    TaskPhase::Failed => "failed",
+                }),
+                opt(t.worker.as_deref().or(t.spec.at.as_deref())),
+                e(t.attempts),
+                opt(t.error.as_deref()),
+            ]
+        })
+        .collect();
+    table(
+        o,
+        "cluster-task-table",
+        &[
+            "Task", "Kind", "Sector", "State", "Worker", "Claims", "Error",
+        ],
+        &rows,
+    );
+    let rows: Vec<Vec<String>> = c
+        .storage
+        .iter()
+        .map(|p| {
+            vec![
+                e(&p.worker),
+                e(&p.path),
+                p.available
+                    .map_or_else(|| "unknown".into(), |a| e(approx_bytes(a))),
+            ]
+        })
+        .collect();
+    table(
+        o,
+        "cluster-storage-table",
+        &["Worker", "Path", "Free"],
+        &rows,
+    );
 }
 
 /// The dashboard's routes for `ctx`'s provider: `GET /` and `GET /api/dashboard.json`, to be
@@ -988,6 +1170,7 @@ mod tests {
                 meets_consensus_minimum: true,
             }),
             balances: None,
+            cluster: None,
             errors: vec!["state_minerInfo: <down>".into()],
             build_seconds: 0.001,
         }
@@ -1019,6 +1202,87 @@ mod tests {
         let next = d.next_deadline.as_ref().unwrap();
         assert_eq!((next.index, next.open, next.close), (2, 60, 80));
         assert!(next.status.is_none());
+    }
+
+    #[test]
+    fn the_cluster_section_lists_workers_tasks_and_storage_escaped() {
+        use crate::engine::{StoragePath, TaskPhase, TaskRow, TaskSpec, WorkerInfo, WorkerRow};
+        use crate::tasks::{Resources, TaskKind};
+        let mut d = sample();
+        assert!(
+            !render(&d).contains("<h2>Cluster</h2>"),
+            "a cluster shown without one"
+        );
+        let spec = |kind, subject| TaskSpec::new(1000, kind, subject, Resources::ZERO);
+        d.cluster = Some(crate::cluster::ClusterStatus {
+            workers: vec![WorkerRow {
+                info: WorkerInfo {
+                    name: "pc1-<box>".into(),
+                    resources: Resources {
+                        cores: 64,
+                        memory: 3 << 39,
+                        gpus: 1,
+                        scratch: 0,
+                    },
+                    kinds: vec![TaskKind::PreCommit1, TaskKind::PreCommit2],
+                    url: Some("http://10.0.0.7:7070".into()),
+                },
+                silent_ms: 1500,
+            }],
+            tasks: vec![
+                TaskRow {
+                    id: 7,
+                    spec: spec(TaskKind::PreCommit1, 12),
+                    phase: TaskPhase::Running,
+                    worker: Some("pc1-<box>".into()),
+                    attempts: 1,
+                    error: None,
+                    output: None,
+                },
+                TaskRow {
+                    id: 8,
+                    spec: TaskSpec {
+                        at: Some("pc1-<box>".into()),
+                        ..spec(TaskKind::PreCommit2, 11)
+                    },
+                    phase: TaskPhase::Queued,
+                    worker: None,
+                    attempts: 0,
+                    error: Some("fetch: \"refused\"".into()),
+                    output: None,
+                },
+            ],
+            storage: vec![StoragePath {
+                worker: "pc1-<box>".into(),
+                path: "/srv/lode".into(),
+                available: Some(1_610_612_736),
+            }],
+        });
+        let html = render(&d);
+        assert!(html.contains("<h2>Cluster</h2>"));
+        assert!(html.contains("<span id=\"cluster-workers\">1</span> workers"));
+        assert!(html.contains("<span id=\"cluster-running\">1</span> tasks running"));
+        assert!(html.contains("<span id=\"cluster-queued\">1</span> queued"));
+        assert!(html.contains("pc1-&lt;box&gt;") && !html.contains("pc1-<box>"));
+        assert!(html.contains("PreCommit1, PreCommit2"));
+        assert!(html.contains("1.5 TiB"), "memory");
+        assert!(html.contains("PreCommit1 12"), "the worker's running task");
+        assert!(html.contains("fetch: &quot;refused&quot;"));
+        assert!(html.contains("1.5 GiB"), "free space");
+        assert!(html.contains("1 s ago"));
+        let json = serde_json::to_string(&d).unwrap();
+        let back: Dashboard = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.cluster, d.cluster);
+    }
+
+    #[test]
+    fn approximate_bytes_round_to_one_decimal() {
+        assert_eq!(approx_bytes(0), "0 B");
+        assert_eq!(approx_bytes(1023), "1023 B");
+        assert_eq!(approx_bytes(1536), "1.5 KiB");
+        assert_eq!(approx_bytes(5 << 30), "5.0 GiB");
+        assert_eq!(approx_bytes(u64::MAX), "unlimited");
+        assert_eq!(approx_bytes(u64::MAX - 1), "16.0 EiB");
     }
 
     #[test]

@@ -5,7 +5,12 @@
 //!   names (`206 Partial Content`), so an interrupted fetch resumes where it stopped;
 //!   `GET /sectors/{miner}/{number}/{file}/blake3` — its BLAKE3, hex;
 //!   `DELETE /sectors/{miner}/{number}` — removes the sector's directory (once the provider has
-//!   moved the finalized sector into its own store), under the sector's lock.
+//!   moved the finalized sector into its own store), under the sector's lock;
+//!   `POST /vanilla/{miner}/{number}` with `{"randomness": hex, "challenges": n}` — the sector's
+//!   vanilla PoSt proof for `n` (at most [`MAX_VANILLA_CHALLENGES`]) leaves drawn from the
+//!   randomness, as `SectorProof` bytes: how a provider proves, and checks, a sector that lives on
+//!   this worker ([`vanilla`]). The provider verifies every proof it gets against the chain's
+//!   `comm_r` before using it.
 //! - Every request carries `Authorization: Bearer <cluster secret>` (compared in constant time);
 //!   only the sector files of [`SECTOR_FILES`] and `layer-<n>` are served, never a path.
 //! - [`fetch`] writes `<file>.part` (appending after a resume), checks the whole file against the
@@ -21,7 +26,7 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use futures::StreamExt;
 use subtle::ConstantTimeEq;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -65,6 +70,7 @@ pub fn router(dir: PathBuf, secret: String) -> Router {
         .route("/sectors/{miner}/{number}/{file}", get(serve_file))
         .route("/sectors/{miner}/{number}/{file}/blake3", get(serve_hash))
         .route("/sectors/{miner}/{number}", delete(remove_sector))
+        .route("/vanilla/{miner}/{number}", post(serve_vanilla))
         .with_state(Arc::new(Served { dir, secret }))
 }
 
@@ -223,6 +229,138 @@ async fn remove_sector(
         Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
+}
+
+/// The most leaves one vanilla proof request may ask for (a Winning PoSt's).
+pub const MAX_VANILLA_CHALLENGES: usize = lode_proofs::post::WINNING_CHALLENGES;
+
+/// What a provider asks a worker to prove of a sector it holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VanillaRequest {
+    /// The randomness the leaves are drawn from, hex (32 bytes).
+    pub randomness: String,
+    /// How many leaves.
+    pub challenges: usize,
+}
+
+async fn serve_vanilla(
+    State(served): State<Arc<Served>>,
+    UrlPath((miner, number)): UrlPath<(u64, u64)>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorised(&served, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid cluster secret is required\n",
+        )
+            .into_response();
+    }
+    let request: VanillaRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("the request: {e}\n")).into_response();
+        }
+    };
+    let randomness = match hex::decode(&request.randomness)
+        .ok()
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+    {
+        Some(r) => lode_proofs::node::Node(r),
+        None => {
+            return (StatusCode::BAD_REQUEST, "randomness: 32 bytes of hex\n").into_response();
+        }
+    };
+    if request.challenges == 0 || request.challenges > MAX_VANILLA_CHALLENGES {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("challenges: 1 to {MAX_VANILLA_CHALLENGES}\n"),
+        )
+            .into_response();
+    }
+    let path = sector_path(&served.dir, ActorId(miner), number);
+    if !path.is_dir() {
+        return (StatusCode::NOT_FOUND, "no such sector here\n").into_response();
+    }
+    let proved = tokio::task::spawn_blocking(move || {
+        let sector = lode_sealing::post::SealedSector::open(&path)?;
+        if sector.id.miner_id != miner || sector.id.sector_number != number {
+            return Err(lode_sealing::error::SealError::Inconsistent(
+                "the directory holds another sector",
+            ));
+        }
+        lode_sealing::post::prove_sector(&sector, &randomness, request.challenges)
+    })
+    .await;
+    match proved {
+        Ok(Ok(proof)) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            proof.to_bytes(),
+        )
+            .into_response(),
+        Ok(Err(e)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+/// Asks the worker serving at `base` for the vanilla proof of sector `number` of `miner`,
+/// `challenges` leaves drawn from `randomness` (the caller verifies it).
+///
+/// # Errors
+/// [`ProviderError::Fetch`] when the worker cannot be reached, refuses, cannot prove the sector
+/// (its reason), or answers bytes that do not decode.
+pub async fn vanilla(
+    client: &reqwest::Client,
+    base: &str,
+    secret: &str,
+    miner: u64,
+    number: u64,
+    randomness: &lode_proofs::node::Node,
+    challenges: usize,
+) -> ProviderResult<lode_proofs::post::SectorProof> {
+    let url = format!("{}/vanilla/{miner}/{number}", base.trim_end_matches('/'));
+    let response = client
+        .post(&url)
+        .bearer_auth(secret)
+        .header(header::CONTENT_TYPE.as_str(), "application/json")
+        .body(
+            serde_json::to_vec(&VanillaRequest {
+                randomness: hex::encode(randomness.0),
+                challenges,
+            })
+            .map_err(|e| fetch_err(&url, e))?,
+        )
+        .send()
+        .await
+        .map_err(|e| fetch_err(&url, e))?;
+    let status = response.status().as_u16();
+    // A proof of 66 openings of a 32 GiB sector is under 100 KiB.
+    let body = read_bounded(response, 1 << 20)
+        .await
+        .map_err(|e| fetch_err(&url, e))?;
+    match status {
+        200 => lode_proofs::post::SectorProof::from_bytes(&body)
+            .map_err(|e| fetch_err(&url, format!("the worker's proof does not decode: {e}"))),
+        401 => Err(fetch_err(&url, "refused: the cluster secrets differ")),
+        code => Err(fetch_err(
+            &url,
+            format!("HTTP {code}: {}", String::from_utf8_lossy(&body).trim_end()),
+        )),
+    }
+}
+
+/// A response's body, refused past `limit` bytes.
+async fn read_bounded(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| e.to_string())?;
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err(format!("the answer is over {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// Asks the worker serving at `base` to remove its copy of sector `number` of `miner` (a copy

@@ -35,15 +35,34 @@ use lode_node::core::SectorRef;
 use lode_proofs::circuit::post::{self as post_circuit, PostKind};
 use lode_proofs::node::{Node, trunc254};
 use lode_proofs::params::ParamStore;
-use lode_proofs::post::{WINDOW_CHALLENGES_PER_SECTOR, window_partitions};
+use lode_proofs::post::{
+    SectorProof, WINDOW_CHALLENGES_PER_SECTOR, WINNING_CHALLENGES, verify_sector,
+    window_partitions, winning_sector_index,
+};
 use lode_proofs::sector::{SectorSize, randomness_node};
-use lode_sealing::post::{SealedSector, prove_sector, prove_window, prove_winning};
+use lode_sealing::post::{SealedSector, prove_sector};
 use rand_chacha::ChaCha20Rng;
 use rand_core::SeedableRng;
 
 use crate::error::{ProviderError, ProviderResult};
 
-/// This miner's sealed sectors on disk.
+/// Sectors this provider proves that live on other machines (a cluster's workers): their
+/// vanilla proofs are made there, and verified here against the chain's `comm_r` before use. The
+/// seam between the prover and the cluster ([`crate::pipeline::remote::ClusterSectors`]).
+pub trait RemoteSectors: Send + Sync + std::fmt::Debug {
+    /// Sector `n`'s vanilla proof for `challenges` leaves drawn from `randomness`, from the
+    /// machine holding it: `None` when no machine holds it, else the proof or why it could not be
+    /// had. Called on a blocking thread.
+    fn vanilla(
+        &self,
+        n: u64,
+        randomness: &Node,
+        challenges: usize,
+    ) -> Option<Result<SectorProof, String>>;
+}
+
+/// This miner's sealed sectors on disk (and, with [`SectorStore::with_remote`], on the machines of
+/// its cluster).
 #[derive(Clone, Debug)]
 pub struct SectorStore {
     dir: PathBuf,
@@ -51,6 +70,8 @@ pub struct SectorStore {
     size: SectorSize,
     /// The sealing scratch, looked at for sectors sealed and not moved yet.
     sealing: Option<PathBuf>,
+    /// Where sectors not on this machine are proven.
+    remote: Option<Arc<dyn RemoteSectors>>,
 }
 
 impl SectorStore {
@@ -61,6 +82,51 @@ impl SectorStore {
             miner,
             size,
             sealing: None,
+            remote: None,
+        }
+    }
+
+    /// The same store, proving the sectors it does not hold through `remote` (the machines of a
+    /// cluster): a sector sealed on a worker is provable from the epoch its prove-commit lands,
+    /// before Finalize brings it here, and wherever it is kept.
+    pub fn with_remote(mut self, remote: Arc<dyn RemoteSectors>) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    /// `sector`'s vanilla proof for `count` leaves drawn from `randomness`: from its files here
+    /// (`index` from [`SectorStore::scan`]; every opening checked natively), else from the machine
+    /// holding it, verified against the chain's `comm_r`. The reason when it cannot be had.
+    ///
+    /// # Errors
+    /// Why the sector cannot be proven (a missing or damaged file, a worker that cannot prove it
+    /// or whose proof does not verify, a sector nobody holds).
+    pub fn prove(
+        &self,
+        index: &BTreeMap<u64, PathBuf>,
+        sector: &SectorRef,
+        randomness: &Node,
+        count: usize,
+    ) -> Result<SectorProof, String> {
+        let n = sector.sector_number;
+        if index.contains_key(&n) {
+            let sealed = self
+                .open(n, index)
+                .ok_or_else(|| "its replica or tree R is missing".to_string())?;
+            return prove_sector(&sealed, randomness, count).map_err(|e| e.to_string());
+        }
+        match self
+            .remote
+            .as_ref()
+            .map(|r| r.vanilla(n, randomness, count))
+        {
+            None | Some(None) => Err(CheckFailure::NotInStore.to_string()),
+            Some(Some(Err(why))) => Err(why),
+            Some(Some(Ok(proof))) => {
+                verify_sector(self.size, randomness, &sector.public(), count, &proof)
+                    .map(|()| proof)
+                    .map_err(|e| format!("its worker's proof does not verify: {e}"))
+            }
         }
     }
 
@@ -129,9 +195,22 @@ impl SectorStore {
         sector: &SectorRef,
         randomness: &Node,
     ) -> Result<(), CheckFailure> {
-        let path = index
-            .get(&sector.sector_number)
-            .ok_or(CheckFailure::NotInStore)?;
+        let Some(path) = index.get(&sector.sector_number) else {
+            // Not here: on a worker of the cluster, which proves it for the check.
+            return match &self.remote {
+                Some(_) => self
+                    .prove(index, sector, randomness, CHECK_CHALLENGES)
+                    .map(|_| ())
+                    .map_err(|why| {
+                        if why == CheckFailure::NotInStore.to_string() {
+                            CheckFailure::NotInStore
+                        } else {
+                            CheckFailure::Remote(why)
+                        }
+                    }),
+                None => Err(CheckFailure::NotInStore),
+            };
+        };
         let sealed =
             SealedSector::open(path).map_err(|e| CheckFailure::Unreadable(e.to_string()))?;
         if !sealed.dir.sealed().is_file() {
@@ -188,6 +267,10 @@ pub enum CheckFailure {
     /// damaged replica or tree), or the tree's root is not the one the sector was sealed with.
     #[error("challenged leaves do not open: {0}")]
     Opening(String),
+    /// It lives on a worker of the cluster, which could not prove it, or whose proof does not
+    /// verify.
+    #[error("on the cluster: {0}")]
+    Remote(String),
     /// Tree R's root and `comm_c` do not give the `comm_r` the chain holds.
     #[error("its comm_r is {found}, the chain's is {expected}")]
     WrongCommR {
@@ -281,15 +364,20 @@ impl Prover {
         sectors: &[SectorRef],
     ) -> ProviderResult<Vec<u8>> {
         let index = self.store.scan();
-        let mut sealed = Vec::with_capacity(sectors.len());
-        for s in sectors {
-            sealed.push(
-                self.store
-                    .open(s.sector_number, &index)
-                    .ok_or(ProviderError::MissingSector(s.sector_number))?,
-            );
-        }
-        let vanilla = prove_winning(&sealed, miner, &randomness_node(randomness))?;
+        let r = randomness_node(randomness);
+        let mut sorted = sectors.to_vec();
+        sorted.sort_by_key(|s| s.sector_number);
+        let chosen = winning_sector_index(miner, &r, sorted.len())
+            .ok()
+            .and_then(|i| sorted.get(i))
+            .ok_or_else(|| ProviderError::Snark("no sectors to prove".into()))?;
+        let vanilla = self
+            .store
+            .prove(&index, chosen, &r, WINNING_CHALLENGES)
+            .map_err(|why| {
+                tracing::warn!(sector = chosen.sector_number, %why, "the elected sector cannot be proven");
+                ProviderError::MissingSector(chosen.sector_number)
+            })?;
         let mut rng = os_rng()?;
         post_circuit::prove(
             &self.winning,
@@ -310,21 +398,22 @@ impl Prover {
     ) -> ProviderResult<PartitionProof> {
         let index = self.store.scan();
         let mut skipped = Vec::new();
-        let mut sealed = Vec::new();
+        let r = randomness_node(randomness);
+        let mut proofs = Vec::with_capacity(sectors.len());
         for s in sectors {
-            match self.store.open(s.sector_number, &index) {
-                Some(x) => sealed.push(x),
-                None => skipped.push(s.sector_number),
+            match self
+                .store
+                .prove(&index, s, &r, WINDOW_CHALLENGES_PER_SECTOR)
+            {
+                Ok(p) => proofs.push(p),
+                Err(why) => {
+                    tracing::warn!(sector = s.sector_number, %why, "sector failed its Window PoSt challenges");
+                    skipped.push(s.sector_number);
+                }
             }
         }
-        let r = randomness_node(randomness);
-        let outcome = prove_window(&sealed, &r);
-        for f in &outcome.faulty {
-            tracing::warn!(sector = f.sector_number, error = %f.error, "sector failed its Window PoSt challenges");
-            skipped.push(f.sector_number);
-        }
         skipped.sort_unstable();
-        if outcome.proofs.is_empty() {
+        if proofs.is_empty() {
             return Ok(PartitionProof {
                 proof: Vec::new(),
                 skipped,
@@ -332,11 +421,11 @@ impl Prover {
         }
         // The circuit proves a full partition: when sectors were skipped, the last proven one
         // fills the places left, as the verifier pads the statement's sectors.
-        let mut padded = window_partitions(self.size, &outcome.proofs);
+        let mut padded = window_partitions(self.size, &proofs);
         let (Some(vanilla), true) = (padded.pop(), padded.is_empty()) else {
             return Err(ProviderError::Snark(format!(
                 "{} sectors do not fit one Window PoSt partition of {} sectors",
-                outcome.proofs.len(),
+                proofs.len(),
                 self.size.window_post_sectors_per_partition()
             )));
         };

@@ -120,7 +120,7 @@ pub struct ProviderSettings {
     #[serde(default)]
     pub market: crate::market::MarketSettings,
     /// A cluster of workers sealing for this provider (`[cluster]`: `db`, `secret_file`,
-    /// `lease_secs`; see [`ClusterSettings`]).
+    /// `lease_secs`, `lost_after_secs`; see [`ClusterSettings`]).
     #[serde(default, skip_serializing_if = "ClusterSettings::is_default")]
     pub cluster: ClusterSettings,
 }
@@ -141,6 +141,13 @@ pub struct ClusterSettings {
     /// The leader lease's length: a provider that stops renewing it (killed, cut off) is replaced
     /// by a standby this long after its last renewal.
     pub lease_secs: u64,
+    /// How long a worker holding a sector's layers may stay unregistered (stopped, its machine
+    /// down) before they count as lost and the sector is sealed again from PreCommit1 elsewhere.
+    pub lost_after_secs: u64,
+    /// Keep sealed sectors on the workers that sealed them (their storage paths are long-term
+    /// storage; Finalize runs there) rather than bringing them into this provider's store; they
+    /// are proven through those workers, which must then be up at every deadline.
+    pub store_on_workers: bool,
 }
 
 impl Default for ClusterSettings {
@@ -149,6 +156,8 @@ impl Default for ClusterSettings {
             db: None,
             secret_file: PathBuf::from("cluster.secret"),
             lease_secs: 30,
+            lost_after_secs: crate::pipeline::remote::DEFAULT_LOST_AFTER.as_secs(),
+            store_on_workers: false,
         }
     }
 }
@@ -535,9 +544,26 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         ));
     }
     let size = info.sector_size;
-    // Sectors on chain and not moved out of the sealing scratch yet are proven from there.
-    let store = SectorStore::new(resolve(dir, &settings.sectors), actor.0, size)
+    // Sectors on chain and not moved out of the sealing scratch yet are proven from there; in a
+    // cluster, sectors on a worker (sealed and not finalized yet) are proven by that worker.
+    let link = cluster.as_ref().map(|(engine, _, secret)| {
+        Arc::new(
+            crate::pipeline::remote::ClusterLink::new(engine.clone(), secret.clone())
+                .with_lost_after(std::time::Duration::from_secs(
+                    settings.cluster.lost_after_secs,
+                ))
+                .with_store_on_workers(settings.cluster.store_on_workers),
+        )
+    });
+    let mut store = SectorStore::new(resolve(dir, &settings.sectors), actor.0, size)
         .with_sealing(resolve(dir, &settings.sealing.scratch));
+    if let Some(link) = &link {
+        store = store.with_remote(Arc::new(crate::pipeline::remote::ClusterSectors::new(
+            Arc::clone(link),
+            actor.0,
+            tokio::runtime::Handle::current(),
+        )));
+    }
     let params = ParamStore::new(resolve(dir, &settings.params_dir));
     let prover = Arc::new(tokio::task::block_in_place(|| {
         Prover::load(&params, size, store)
@@ -578,11 +604,8 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     )
     .map(|p| {
         let p = p.with_metrics(metrics.clone());
-        Arc::new(match &cluster {
-            Some((link, _, secret)) => p.with_cluster(crate::pipeline::remote::ClusterLink::new(
-                link.clone(),
-                secret.clone(),
-            )),
+        Arc::new(match &link {
+            Some(link) => p.with_cluster(Arc::clone(link)),
             None => p,
         })
     });

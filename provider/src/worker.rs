@@ -1,9 +1,12 @@
 //! A cluster worker (`lode worker run`): registers with the task engine, claims the sealing tasks
 //! its kinds and room allow, runs them in its own sector directories, and reports their outputs.
 //!
-//! - Each sector lives in `<dir>/s-<miner>-<number>` ([`sector_path`]) on the worker that ran its PreCommit1; the
-//!   later phases are queued bound to that worker ([`TaskSpec::at`]), so they run where the files
-//!   are.
+//! - Each sector lives in `<dir>/s-<miner>-<number>` ([`sector_path`]) on the worker that ran its
+//!   PreCommit1. The provider queues its PreCommit2 and Commit1 bound to that worker
+//!   ([`TaskSpec::at`](crate::engine::TaskSpec::at)) when it runs those kinds, so they run where the files are; otherwise
+//!   unbound, naming the holder in [`SectorInput::from`]: the worker claiming it fetches the
+//!   inputs first ([`fetched_inputs`]) and, once the phase succeeded, holds the sector itself.
+//!   Commit2 runs anywhere on fetched inputs and keeps nothing.
 //! - A worker heartbeats every [`WorkerConfig::heartbeat`] and, at the same time, declares dead
 //!   the workers silent for [`WorkerConfig::dead_after`] (any live worker frees a dead one's
 //!   tasks). Told it was declared dead, it registers again; its stale results are refused.
@@ -49,8 +52,8 @@ pub struct SectorInput {
     /// The interactive seed (Commit1), hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<String>,
-    /// The worker holding the sector's files, when the task may run elsewhere (Commit2: its
-    /// inputs are fetched from there).
+    /// The worker holding the sector's files, when the task may run elsewhere (its inputs are
+    /// fetched from there: [`fetched_inputs`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from: Option<String>,
     /// The version of the sector's pipeline record the task was queued for: the provider applies
@@ -58,6 +61,9 @@ pub struct SectorInput {
     /// dropped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// Finalize: keep the sector's unsealed copy (the provider's `keep_unsealed` for its kind).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep_unsealed: bool,
 }
 
 /// The output of a sealing task (JSON in the history's `output`).
@@ -187,7 +193,7 @@ fn run_phase(
         TaskKind::Finalize => {
             let dir = SectorDir::open(&path)?;
             let _lock = dir.lock()?;
-            seal::finalize(&dir, &id, false)?;
+            seal::finalize(&dir, &id, input.keep_unsealed)?;
         }
         other => return Err(task_err(format!("a worker does not run {other} tasks yet"))),
     }
@@ -203,22 +209,76 @@ const COMMIT2_INPUTS: &[&str] = &[
     "commit1.bin",
 ];
 
+/// The files `kind` reads from its sector's directory when it runs away from the worker holding
+/// them (`None` for a kind that never does): PreCommit2 the layers and PreCommit1's records,
+/// Commit1 those and PreCommit2's trees and replica, Commit2 Commit1's proofs.
+pub fn fetched_inputs(kind: TaskKind, size: SectorSize) -> Option<Vec<String>> {
+    let pc2: Vec<String> = ["sector.json", "pc1.json", "unsealed", "tree-d"]
+        .iter()
+        .map(|f| (*f).to_string())
+        .chain((1..=size.layers()).map(|l| format!("layer-{l}")))
+        .collect();
+    match kind {
+        TaskKind::PreCommit2 => Some(pc2),
+        TaskKind::Commit1 => Some(
+            pc2.into_iter()
+                .chain(
+                    ["pc2.json", "columns", "tree-c", "sealed", "tree-r"]
+                        .iter()
+                        .map(|f| (*f).to_string()),
+                )
+                .collect(),
+        ),
+        TaskKind::Commit2 => Some(COMMIT2_INPUTS.iter().map(|f| (*f).to_string()).collect()),
+        _ => None,
+    }
+}
+
+/// Whether a phase run here on fetched inputs leaves the sector here (PreCommit2 and Commit1
+/// write its trees and replica: this worker holds its files from then on), rather than only
+/// borrowing them (Commit2: the copy goes once the proof is out).
+fn keeps_fetched(kind: TaskKind) -> bool {
+    matches!(kind, TaskKind::PreCommit2 | TaskKind::Commit1)
+}
+
+/// The worker a claimed task fetches its inputs from: the input's `from`, unless that is this
+/// worker (the files are here).
+fn fetched_from(config: &WorkerConfig, claim: &Claimed) -> Option<String> {
+    if !matches!(
+        claim.spec.kind,
+        TaskKind::PreCommit2 | TaskKind::Commit1 | TaskKind::Commit2
+    ) {
+        return None;
+    }
+    serde_json::from_str::<SectorInput>(&claim.spec.input)
+        .ok()
+        .and_then(|i| i.from)
+        .filter(|f| *f != config.name)
+}
+
 /// Before a phase that runs away from its sector's files: fetches them from the worker holding
 /// them (its URL from the engine).
+///
+/// The directory is marked a copy ([`FETCHED_MARK`], naming the task and the worker fetched
+/// from) while the fetch and the phase run: a retry of the same task resumes the files fetched
+/// so far; anything else found there (another task's copy, an older run's files) is deleted
+/// first, so a phase never mixes files of two runs.
 async fn fetch_inputs<E: TaskEngine>(
     engine: &E,
     config: &WorkerConfig,
     http: &reqwest::Client,
     claim: &Claimed,
 ) -> ProviderResult<()> {
-    if claim.spec.kind != TaskKind::Commit2 {
-        return Ok(());
-    }
-    let input: SectorInput = serde_json::from_str(&claim.spec.input)
-        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
-    let Some(from) = input.from.filter(|f| *f != config.name) else {
+    let Some(from) = fetched_from(config, claim) else {
         return Ok(());
     };
+    let input: SectorInput = serde_json::from_str(&claim.spec.input)
+        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
+    let size: SectorSize = input
+        .size
+        .parse()
+        .map_err(|e| task_err(format!("task {} size: {e}", claim.id)))?;
+    let files = fetched_inputs(claim.spec.kind, size).unwrap_or_default();
     let url = engine
         .workers()
         .await?
@@ -232,12 +292,18 @@ async fn fetch_inputs<E: TaskEngine>(
             ))
         })?;
     let dir = sector_path(&config.dir, ActorId(claim.spec.miner), claim.spec.subject);
+    let mark = format!("{from} {}", claim.id);
+    let ours = std::fs::read_to_string(dir.join(FETCHED_MARK)).is_ok_and(|m| m == mark);
+    if !ours && dir.exists() {
+        tracing::info!(dir = %dir.display(), task = claim.id, "deleting an older copy of the sector before fetching its inputs");
+        std::fs::remove_dir_all(&dir).map_err(|e| task_err(format!("{}: {e}", dir.display())))?;
+    }
     std::fs::create_dir_all(&dir).map_err(|e| task_err(format!("{}: {e}", dir.display())))?;
     // Marks the directory a disposable copy (a restarted worker deletes those it finds).
-    std::fs::write(dir.join(FETCHED_MARK), from.as_bytes())
+    std::fs::write(dir.join(FETCHED_MARK), mark.as_bytes())
         .map_err(|e| task_err(format!("{}: {e}", dir.display())))?;
     let mut bytes = 0u64;
-    for file in COMMIT2_INPUTS {
+    for file in &files {
         bytes = bytes.saturating_add(
             crate::files::fetch(
                 http,
@@ -251,7 +317,7 @@ async fn fetch_inputs<E: TaskEngine>(
             .await?,
         );
     }
-    tracing::info!(task = claim.id, from = %from, bytes, "fetched the sector's Commit2 inputs");
+    tracing::info!(task = claim.id, kind = %claim.spec.kind, from = %from, files = files.len(), bytes, "fetched the phase's inputs");
     Ok(())
 }
 
@@ -279,23 +345,26 @@ fn drop_stale_copies(dir: &std::path::Path) {
     }
 }
 
-/// Deletes the copy of a sector's Commit2 inputs fetched from the worker holding its files.
-fn drop_fetched_inputs(config: &WorkerConfig, claim: &Claimed) {
-    if claim.spec.kind != TaskKind::Commit2 {
-        return;
-    }
-    let from = serde_json::from_str::<SectorInput>(&claim.spec.input)
-        .ok()
-        .and_then(|i| i.from);
-    if from.is_none_or(|f| f == config.name) {
+/// After a phase run on fetched inputs: a PreCommit2 or Commit1 that succeeded keeps the sector
+/// here (the mark goes, before the result is reported: a crash in between leaves an unused copy,
+/// never a missing one); otherwise the copy is deleted (a retry, here or elsewhere, fetches it
+/// again).
+fn settle_fetched_inputs(config: &WorkerConfig, claim: &Claimed, succeeded: bool) {
+    if fetched_from(config, claim).is_none() {
         return;
     }
     let dir = sector_path(&config.dir, ActorId(claim.spec.miner), claim.spec.subject);
+    if succeeded && keeps_fetched(claim.spec.kind) {
+        if let Err(e) = std::fs::remove_file(dir.join(FETCHED_MARK)) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot unmark the sector's directory");
+        }
+        return;
+    }
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot delete the fetched Commit2 inputs")
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot delete the fetched inputs")
         }
     }
 }
@@ -466,10 +535,9 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
                     },
                     Err(e) => Outcome::Failed(e.to_string()),
                 };
-                // A Commit2 run away from its sector's files leaves nothing here: the inputs it
-                // fetched go whatever the outcome (a retry, here or on another worker, fetches
-                // them again).
-                drop_fetched_inputs(&config, &claim);
+                // A phase run on fetched inputs: a Commit2 leaves nothing here whatever its
+                // outcome; a PreCommit2 or Commit1 that succeeded keeps the sector here.
+                settle_fetched_inputs(&config, &claim, matches!(outcome, Outcome::Done(_)));
                 match engine.finish(&claim, &outcome).await {
                     Ok(()) => {
                         tracing::info!(task = claim.id, kind = %claim.spec.kind, sector = claim.spec.subject, outcome = ?outcome_name(&outcome), "task finished")

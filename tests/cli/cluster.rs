@@ -1,6 +1,7 @@
 //! A cluster on this machine: `lode worker run` processes sharing a real PostgreSQL server (started
-//! by the test) — two sealing PreCommit1, PreCommit2 and Commit1, two proving Commit2 with inputs
-//! fetched over HTTP from the first two — two sectors sealed at once across them with `lode cluster seal`,
+//! by the test) — two labelling (PreCommit1), one of them also running PreCommit2 and Commit1
+//! (fetching the layers from the other when it labelled the sector), two proving Commit2 with
+//! inputs fetched over HTTP — two sectors sealed at once across them with `lode cluster seal`,
 //! each proof checked with `lode verify porep`, `lode cluster status` read, and a Commit2 worker
 //! killed with SIGKILL in the middle of its proof: the other takes the task over once the dead
 //! one's heartbeats stop, and the sector completes.
@@ -133,12 +134,12 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path();
     let names = ["w1", "w2", "p1", "p2"];
-    let tasks = |n: &str| {
-        if n.starts_with('w') {
-            "pc1,pc2,c1"
-        } else {
-            "c2"
-        }
+    // w2 labels only: a sector whose PreCommit1 it ran has its layers fetched by w1 for
+    // PreCommit2, and lives on w1 from then on.
+    let tasks = |n: &str| match n {
+        "w1" => "pc1,pc2,c1",
+        "w2" => "pc1",
+        _ => "c2",
     };
     let mut workers = Workers(
         names

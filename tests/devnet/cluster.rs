@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use lode_testkit::postgres::Postgres;
 
-use crate::common::{Devnet, Reaped, Role, kill_9, lode, log_tail, ok, params_dir, restart};
+use crate::common::{
+    Devnet, Reaped, Role, http_get, kill_9, lode, log_tail, ok, params_dir, restart,
+};
 
 fn start_worker(dir: &Path, db: &str, secret: &Path, name: &str) -> Child {
     let log = std::fs::OpenOptions::new()
@@ -280,5 +282,29 @@ fn a_cluster_seals_pledged_sectors_through_kills_and_a_database_restart() {
     assert!(
         log.contains("another provider of this miner leads: standing by"),
         "the standby never waited"
+    );
+    // The leading provider's dashboard shows the cluster: its workers, tasks and storage paths.
+    let http = miner["http"].as_str().unwrap();
+    let (status, body) = http_get(&format!("{http}/api/dashboard.json"));
+    assert!(status.contains("200"), "{status}");
+    let dashboard: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let cluster = &dashboard["cluster"];
+    let mut shown: Vec<&str> = cluster["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no cluster on the dashboard: {dashboard}"))
+        .iter()
+        .filter_map(|w| w["info"]["name"].as_str())
+        .collect();
+    shown.sort_unstable();
+    assert_eq!(shown, names, "{cluster}");
+    assert_eq!(cluster["storage"].as_array().unwrap().len(), 3, "{cluster}");
+    assert!(
+        !cluster["tasks"].as_array().unwrap().is_empty(),
+        "{cluster}"
+    );
+    let (_, html) = http_get(&format!("{http}/"));
+    assert!(
+        html.contains("<span id=\"cluster-workers\">3</span> workers"),
+        "{html}"
     );
 }

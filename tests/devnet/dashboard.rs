@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Devnet, lode, ok, params_dir};
+use crate::common::{Devnet, http_get, lode, ok, params_dir};
 
 /// Whether Chromium can be run; panics when it cannot and `LODE_REQUIRE_CHROMIUM` is set.
 fn chromium_present() -> bool {
@@ -81,23 +81,6 @@ fn chromium(profile: &Path, args: &[&str], url: &str) -> (String, Duration) {
         String::from_utf8_lossy(&out.stderr)
     );
     (String::from_utf8(out.stdout).unwrap(), took)
-}
-
-/// `GET` of `http://host:port/path`: the status line and the body.
-fn get(url: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
 }
 
 /// The `data-value` of the element with id `id` in the DOM.
@@ -269,19 +252,19 @@ fn the_dashboard_shows_in_a_browser_what_the_cli_shows() {
 
     // The server's side: the page and its JSON, and how long the page takes to build.
     let t = Instant::now();
-    let (status, html) = get(&format!("{http}/"));
+    let (status, html) = http_get(&format!("{http}/"));
     let served_ms = t.elapsed().as_secs_f64() * 1000.0;
     assert!(status.contains(" 200"), "{status}");
     assert!(
         html.contains(&format!("<title>lode provider {actor}</title>")),
         "{html}"
     );
-    let (status, json) = get(&format!("{http}/api/dashboard.json"));
+    let (status, json) = http_get(&format!("{http}/api/dashboard.json"));
     assert!(status.contains(" 200"), "{status}");
     let json: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(json["info"]["actor"], actor.as_str(), "{json}");
     let build_ms = json["build_seconds"].as_f64().unwrap() * 1000.0;
-    let (status, _) = get(&format!("{http}/metrics"));
+    let (status, _) = http_get(&format!("{http}/metrics"));
     assert!(status.contains(" 200"), "/metrics still served: {status}");
 
     // The browser's side: the DOM Chromium rendered shows what the CLI shows. A power or sector

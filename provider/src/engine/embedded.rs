@@ -365,6 +365,26 @@ impl TaskEngine for SledEngine {
         Ok(())
     }
 
+    async fn cancel(&self, id: u64, reason: &str) -> EngineResult<bool> {
+        let _g = self.guard();
+        let tk = key(TASK, &id.to_be_bytes());
+        let queued: Option<Record> = self.inner.tree.get(&tk)?.map(|b| dec(&b)).transpose()?;
+        let Some(r) = queued.filter(|r| r.owner.is_none()) else {
+            return Ok(false);
+        };
+        transact(&self.inner.tree, |t| {
+            let mut r = r.clone();
+            r.ok = Some(false);
+            r.error = Some(reason.to_string());
+            t.remove(tk.as_slice())?;
+            t.remove(spec_key(&r.spec))?;
+            t.insert(key(HISTORY, &r.id.to_be_bytes()), enc(&r).map_err(abort)?)?;
+            Ok(())
+        })?;
+        self.inner.tree.flush()?;
+        Ok(true)
+    }
+
     async fn release(&self, worker: &str) -> EngineResult<u64> {
         let _g = self.guard();
         self.give_back(&[worker.to_string()])

@@ -257,6 +257,12 @@ pub trait TaskEngine: Send + Sync {
         outcome: &Outcome,
     ) -> impl Future<Output = EngineResult<()>> + Send;
 
+    /// Withdraws a queued task that no worker holds (its binding no longer fits: the worker it
+    /// must run on is gone, or no longer runs its kind): it moves to the history as failed with
+    /// `reason`. `false`, with nothing changed, when it is not queued (claimed meanwhile, or
+    /// finished).
+    fn cancel(&self, id: u64, reason: &str) -> impl Future<Output = EngineResult<bool>> + Send;
+
     /// A clean shutdown: `worker`'s tasks go back to the queue and it is unregistered. Returns the
     /// tasks given back.
     fn release(&self, worker: &str) -> impl Future<Output = EngineResult<u64>> + Send;
@@ -392,6 +398,9 @@ impl TaskEngine for AnyEngine {
     }
     async fn finish(&self, claim: &Claimed, outcome: &Outcome) -> EngineResult<()> {
         either!(self, e => e.finish(claim, outcome).await)
+    }
+    async fn cancel(&self, id: u64, reason: &str) -> EngineResult<bool> {
+        either!(self, e => e.cancel(id, reason).await)
     }
     async fn release(&self, worker: &str) -> EngineResult<u64> {
         either!(self, e => e.release(worker).await)

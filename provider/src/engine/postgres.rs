@@ -482,6 +482,22 @@ impl TaskEngine for PgEngine {
         Ok(())
     }
 
+    async fn cancel(&self, id: u64, reason: &str) -> EngineResult<bool> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "WITH gone AS (
+                     DELETE FROM lode_tasks WHERE id = $1 AND owner IS NULL RETURNING *)
+                 INSERT INTO lode_task_history (id, miner, kind, subject, cores, memory, gpus,
+                     scratch, attempts, worker, ok, error, created_at, started_at, input, output)
+                 SELECT id, miner, kind, subject, cores, memory, gpus, scratch, attempts, NULL,
+                     false, $2, created_at, started_at, input, NULL FROM gone",
+                &[&to_i64("task", id)?, &reason],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
     async fn release(&self, worker: &str) -> EngineResult<u64> {
         let client = self.client().await?;
         let n = client

@@ -19,16 +19,21 @@
 //! Deal sectors, and sectors whose PreCommit1 began here (before the cluster was configured),
 //! are sealed here.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use lode_proofs::node::Node;
+use lode_proofs::post::SectorProof;
 use lode_sealing::sector_dir::SectorDir;
 
 use super::runner::{Pipeline, Step};
 use super::state::{Event, SectorState};
 use super::store::{SectorChain, SectorKind, SectorRecord};
 use crate::api::NodeApi;
-use crate::engine::{AnyEngine, TaskEngine, TaskKind, TaskPhase, TaskRow, TaskSpec};
+use crate::engine::{AnyEngine, TaskEngine, TaskKind, TaskPhase, TaskRow, TaskSpec, WorkerRow};
 use crate::error::{ProviderError, ProviderResult};
+use crate::prover::RemoteSectors;
 use crate::worker::{SectorInput, SectorOutput};
 
 /// The files of a sealed sector that Finalize brings from the worker into the sector store (its
@@ -44,7 +49,15 @@ pub struct ClusterLink {
     engine: AnyEngine,
     secret: String,
     http: reqwest::Client,
+    lost_after: Duration,
+    store_on_workers: bool,
+    /// Since when each worker holding a sector's files has been seen unregistered.
+    missing: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a worker holding sectors' files may stay unregistered before the files count as lost
+/// ([`ClusterLink::with_lost_after`]; `[cluster] lost_after_secs`).
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(1800);
 
 impl ClusterLink {
     /// A link through `engine`, fetching sector files with `secret`.
@@ -53,13 +66,141 @@ impl ClusterLink {
             engine,
             secret,
             http: reqwest::Client::new(),
+            lost_after: DEFAULT_LOST_AFTER,
+            store_on_workers: false,
+            missing: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same link, a holder's files counting as lost once it has been unregistered for
+    /// `after` (a sector whose layers are lost is sealed again from PreCommit1).
+    pub fn with_lost_after(mut self, after: Duration) -> ClusterLink {
+        self.lost_after = after;
+        self
+    }
+
+    /// The same link, sealed sectors kept on the workers that sealed them (`[cluster]
+    /// store_on_workers`): Finalize runs there, and the provider proves them through those
+    /// workers ([`ClusterSectors`]) instead of bringing them into its store.
+    pub fn with_store_on_workers(mut self, on_workers: bool) -> ClusterLink {
+        self.store_on_workers = on_workers;
+        self
     }
 
     /// The engine.
     pub fn engine(&self) -> &AnyEngine {
         &self.engine
     }
+
+    /// Where worker `name` stands as the holder of a sector's files, from the registered
+    /// `workers`: registered (and forgotten as missing), or unregistered since when this link
+    /// first saw it so.
+    fn standing<'a>(&self, workers: &'a [WorkerRow], name: &str) -> Standing<'a> {
+        let mut missing = self.missing.lock().unwrap_or_else(|p| p.into_inner());
+        match workers.iter().find(|w| w.info.name == name) {
+            Some(w) => {
+                missing.remove(name);
+                Standing::Registered(w)
+            }
+            None => {
+                let since = *missing.entry(name.to_string()).or_insert_with(Instant::now);
+                let gone = since.elapsed();
+                if gone >= self.lost_after {
+                    Standing::Lost(gone)
+                } else {
+                    Standing::Missing(gone)
+                }
+            }
+        }
+    }
+}
+
+/// How long the prover waits for a worker's vanilla proof.
+pub const VANILLA_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The sectors a cluster's workers hold, for the prover ([`RemoteSectors`]): a sector's vanilla
+/// proof is asked of the worker holding it (where its newest sealing phase ran), which proves it
+/// from its files ([`crate::files::vanilla`]).
+#[derive(Debug)]
+pub struct ClusterSectors {
+    link: Arc<ClusterLink>,
+    miner: u64,
+    handle: tokio::runtime::Handle,
+}
+
+impl ClusterSectors {
+    /// The sectors of `miner` on `link`'s cluster, asked from blocking threads of `handle`'s
+    /// runtime.
+    pub fn new(link: Arc<ClusterLink>, miner: u64, handle: tokio::runtime::Handle) -> Self {
+        ClusterSectors {
+            link,
+            miner,
+            handle,
+        }
+    }
+}
+
+impl RemoteSectors for ClusterSectors {
+    fn vanilla(
+        &self,
+        n: u64,
+        randomness: &Node,
+        challenges: usize,
+    ) -> Option<Result<SectorProof, String>> {
+        let link = &self.link;
+        self.handle.block_on(async {
+            let holder = match location(&link.engine, self.miner, n).await {
+                Ok(Some(h)) => h,
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e.to_string())),
+            };
+            let asked = async {
+                let url = worker_url(&link.engine, &holder).await?;
+                crate::files::vanilla(
+                    &link.http,
+                    &url,
+                    &link.secret,
+                    self.miner,
+                    n,
+                    randomness,
+                    challenges,
+                )
+                .await
+            };
+            Some(match tokio::time::timeout(VANILLA_TIMEOUT, asked).await {
+                Ok(Ok(proof)) => Ok(proof),
+                Ok(Err(e)) => Err(format!("worker {holder}: {e}")),
+                Err(_) => Err(format!(
+                    "worker {holder} did not prove it within {} s",
+                    VANILLA_TIMEOUT.as_secs()
+                )),
+            })
+        })
+    }
+}
+
+/// A holder of a sector's files, as the pipeline finds it.
+enum Standing<'a> {
+    /// Registered: alive, or restarted under its name.
+    Registered(&'a WorkerRow),
+    /// Unregistered for this long, less than the link's `lost_after`.
+    Missing(Duration),
+    /// Unregistered for this long, at least `lost_after`: its files count as lost.
+    Lost(Duration),
+}
+
+/// Where a phase that reads a sector's files runs.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    /// Bound to the holder (it runs the phase's kind): no transfer.
+    At(String),
+    /// On any worker of the kind, which fetches the inputs from the holder first (the holder
+    /// does not run the kind).
+    From(String),
+    /// Not now, for this reason.
+    Wait(String),
+    /// The holder is gone for good: its files are lost.
+    Lost(String, Duration),
 }
 
 fn engine_err(e: crate::engine::EngineError) -> ProviderError {
@@ -90,14 +231,47 @@ fn queued_for(row: &TaskRow) -> Option<u64> {
         .and_then(|i| i.version)
 }
 
-/// The worker holding sector `sector`'s files: the one that finished its newest PreCommit1.
+/// The workers holding sector `sector`'s files, where they are now first: those that finished
+/// its newest PreCommit1, PreCommit2 and Commit1 (each of those phases leaves the sector on the
+/// worker that ran it, fetching the inputs there first when it ran away from them), newest task
+/// first.
+async fn holders(engine: &AnyEngine, miner: u64, sector: u64) -> ProviderResult<Vec<String>> {
+    let mut done = Vec::new();
+    for kind in [
+        TaskKind::PreCommit1,
+        TaskKind::PreCommit2,
+        TaskKind::Commit1,
+    ] {
+        if let Some(row) = engine
+            .latest(miner, kind, sector)
+            .await
+            .map_err(engine_err)?
+            .filter(|r| r.phase == TaskPhase::Done)
+            && let Some(worker) = row.worker
+        {
+            done.push((row.id, worker));
+        }
+    }
+    done.sort_by_key(|d| std::cmp::Reverse(d.0));
+    let mut out: Vec<String> = Vec::new();
+    for (_, worker) in done {
+        if !out.contains(&worker) {
+            out.push(worker);
+        }
+    }
+    Ok(out)
+}
+
+/// The worker holding sector `sector`'s files now ([`holders`]' first).
 async fn location(engine: &AnyEngine, miner: u64, sector: u64) -> ProviderResult<Option<String>> {
-    Ok(engine
-        .latest(miner, TaskKind::PreCommit1, sector)
-        .await
-        .map_err(engine_err)?
-        .filter(|r| r.phase == TaskPhase::Done)
-        .and_then(|r| r.worker))
+    Ok(holders(engine, miner, sector).await?.into_iter().next())
+}
+
+/// The input's `from` of a queued task.
+fn fetched_from(row: &TaskRow) -> Option<String> {
+    serde_json::from_str::<SectorInput>(&row.spec.input)
+        .ok()
+        .and_then(|i| i.from)
 }
 
 /// The URL worker `name` serves its sector files at.
@@ -118,8 +292,8 @@ async fn worker_url(engine: &AnyEngine, name: &str) -> ProviderResult<String> {
 
 impl<A: NodeApi> Pipeline<A> {
     /// The same pipeline, its committed-capacity sectors sealed on the cluster behind `link`.
-    pub fn with_cluster(mut self, link: ClusterLink) -> Self {
-        self.cluster = Some(Arc::new(link));
+    pub fn with_cluster(mut self, link: impl Into<Arc<ClusterLink>>) -> Self {
+        self.cluster = Some(link.into());
         self
     }
 
@@ -153,12 +327,23 @@ impl<A: NodeApi> Pipeline<A> {
             SectorState::PreCommit2 => Some(TaskKind::PreCommit2),
             SectorState::Commit1 => Some(TaskKind::Commit1),
             SectorState::Commit2 => Some(TaskKind::Commit2),
+            SectorState::Finalize
+                if self.cluster.as_deref().is_some_and(|l| l.store_on_workers) =>
+            {
+                Some(TaskKind::Finalize)
+            }
             _ => None,
         }
     }
 
     /// Follows `record`'s `kind` task on the cluster: queues it for the record's version when
     /// there is none, waits while it is queued or runs, applies its outcome once it finished.
+    ///
+    /// PreCommit2 and Commit1 read the sector's files: they are queued bound to the worker
+    /// holding them when it runs the kind, else unbound for a worker of the kind to fetch them
+    /// ([`Route`]). A queued task whose route no longer holds (its worker stopped running the
+    /// kind, or is gone) is withdrawn and queued again; so is a queued task for an older version
+    /// of the record (its result would be dropped).
     pub(super) async fn remote_step(
         &self,
         record: &SectorRecord,
@@ -169,44 +354,6 @@ impl<A: NodeApi> Pipeline<A> {
         };
         let miner = self.config.miner.0;
         let n = record.number;
-        let latest = link
-            .engine
-            .latest(miner, kind, n)
-            .await
-            .map_err(engine_err)?;
-        if let Some(row) = latest {
-            let unfinished = matches!(row.phase, TaskPhase::Queued | TaskPhase::Running);
-            if queued_for(&row) == Some(record.version) {
-                return Ok(match row.phase {
-                    TaskPhase::Queued => Step::Wait(format!(
-                        "cluster task {} ({kind}) waits for a worker{}",
-                        row.id,
-                        row.spec
-                            .at
-                            .as_deref()
-                            .map(|w| format!(" (it runs on {w}, where the sector's files are)"))
-                            .unwrap_or_default()
-                    )),
-                    TaskPhase::Running => Step::Wait(format!(
-                        "cluster task {} ({kind}) runs on {}",
-                        row.id,
-                        row.worker.as_deref().unwrap_or("a worker")
-                    )),
-                    TaskPhase::Done => self.remote_done(record, kind, &row),
-                    TaskPhase::Failed => failed(format!(
-                        "{kind} failed on the cluster after {} claims: {}",
-                        row.attempts,
-                        row.error.as_deref().unwrap_or("no reason given")
-                    )),
-                });
-            }
-            if unfinished {
-                return Ok(Step::Wait(format!(
-                    "an earlier cluster task {} ({kind}) of this sector has to finish first",
-                    row.id
-                )));
-            }
-        }
         let location = match kind {
             TaskKind::PreCommit1 => None,
             _ => match location(&link.engine, miner, n).await? {
@@ -218,6 +365,101 @@ impl<A: NodeApi> Pipeline<A> {
                 }
             },
         };
+        let route = match (&location, kind) {
+            (Some(holder), TaskKind::PreCommit2 | TaskKind::Commit1 | TaskKind::Finalize) => {
+                Some(self.route(link, kind, holder).await?)
+            }
+            _ => None,
+        };
+        let latest = link
+            .engine
+            .latest(miner, kind, n)
+            .await
+            .map_err(engine_err)?;
+        if let Some(row) = latest {
+            let current = queued_for(&row) == Some(record.version);
+            let fits = |route: &Route| match route {
+                Route::At(h) => row.spec.at.as_deref() == Some(h.as_str()),
+                Route::From(h) => {
+                    row.spec.at.is_none() && fetched_from(&row).as_deref() == Some(h.as_str())
+                }
+                Route::Wait(_) => true,
+                Route::Lost(..) => false,
+            };
+            match row.phase {
+                TaskPhase::Queued if current && route.as_ref().is_none_or(fits) => {
+                    return Ok(Step::Wait(format!(
+                        "cluster task {} ({kind}) waits for a worker{}",
+                        row.id,
+                        row.spec
+                            .at
+                            .as_deref()
+                            .map(|w| format!(" (it runs on {w}, where the sector's files are)"))
+                            .unwrap_or_default()
+                    )));
+                }
+                TaskPhase::Queued => {
+                    let why = if current {
+                        "its route changed: the worker holding the sector's files is gone or no longer runs it"
+                    } else {
+                        "queued for an older version of the sector's record"
+                    };
+                    if !link.engine.cancel(row.id, why).await.map_err(engine_err)? {
+                        return Ok(Step::Wait(format!(
+                            "cluster task {} ({kind}) was claimed meanwhile",
+                            row.id
+                        )));
+                    }
+                    tracing::info!(sector = n, task = row.id, %kind, why, "cluster task withdrawn");
+                }
+                TaskPhase::Running if current => {
+                    return Ok(Step::Wait(format!(
+                        "cluster task {} ({kind}) runs on {}",
+                        row.id,
+                        row.worker.as_deref().unwrap_or("a worker")
+                    )));
+                }
+                TaskPhase::Running => {
+                    return Ok(Step::Wait(format!(
+                        "an earlier cluster task {} ({kind}) of this sector has to finish first",
+                        row.id
+                    )));
+                }
+                TaskPhase::Done if current => {
+                    if kind == TaskKind::Finalize {
+                        self.after_remote_finalize(link, n).await;
+                    }
+                    return Ok(self.remote_done(record, kind, &row));
+                }
+                TaskPhase::Failed if current => {
+                    return Ok(failed(format!(
+                        "{kind} failed on the cluster after {} claims: {}",
+                        row.attempts,
+                        row.error.as_deref().unwrap_or("no reason given")
+                    )));
+                }
+                TaskPhase::Done | TaskPhase::Failed => {}
+            }
+        }
+        let (at, from) = match route {
+            Some(Route::At(h)) => (Some(h), None),
+            Some(Route::From(h)) => (None, Some(h)),
+            Some(Route::Wait(why)) => return Ok(Step::Wait(why)),
+            Some(Route::Lost(h, gone)) if kind == TaskKind::PreCommit2 => {
+                return Ok(failed(format!(
+                    "worker {h}, which held the sector's layers, has been gone for {} s: they count as lost, and sealing starts again from PreCommit1",
+                    gone.as_secs()
+                )));
+            }
+            Some(Route::Lost(h, gone)) => {
+                return Ok(Step::Wait(format!(
+                    "worker {h}, which holds the sector's sealed files, has been gone for {} s: start it again under its name (`lode worker run --name {h}`); the sector cannot be proven without them",
+                    gone.as_secs()
+                )));
+            }
+            // Commit2 runs anywhere, on inputs fetched from the holder.
+            None => (None, location.filter(|_| kind == TaskKind::Commit2)),
+        };
         let hex32 = |v: Option<[u8; 32]>| v.map(hex::encode);
         let input = SectorInput {
             size: self.config.size.to_string(),
@@ -227,10 +469,9 @@ impl<A: NodeApi> Pipeline<A> {
             seed: (kind == TaskKind::Commit1)
                 .then(|| hex32(record.chain.seed))
                 .flatten(),
-            from: (kind == TaskKind::Commit2)
-                .then(|| location.clone())
-                .flatten(),
+            from,
             version: Some(record.version),
+            keep_unsealed: kind == TaskKind::Finalize && self.config.keeps_unsealed(record.kind),
         };
         if kind == TaskKind::PreCommit1 && input.ticket.is_none() {
             return Ok(Step::Wait("no seal ticket drawn yet".into()));
@@ -244,16 +485,100 @@ impl<A: NodeApi> Pipeline<A> {
             subject: n,
             resources: self.scheduler().details(kind).resources,
             input: serde_json::to_string(&input).map_err(|e| ProviderError::Task(e.to_string()))?,
-            // PreCommit2 and Commit1 read the layers: they run where those are.
-            at: matches!(kind, TaskKind::PreCommit2 | TaskKind::Commit1)
-                .then_some(location)
-                .flatten(),
+            at,
         };
         let id = link.engine.enqueue(&spec).await.map_err(engine_err)?.id();
-        tracing::info!(sector = n, task = id, %kind, at = ?spec.at, "phase queued on the cluster");
+        tracing::info!(sector = n, task = id, %kind, at = ?spec.at, from = ?input.from, "phase queued on the cluster");
         Ok(Step::Wait(format!(
             "queued on the cluster as task {id} ({kind})"
         )))
+    }
+
+    /// Where a `kind` phase of a sector whose files `holder` has runs — the cost choice. On the
+    /// holder when it runs `kind`: otherwise the phase moves the layers (11 times the sector's
+    /// size for PreCommit2), so running where the files are wins whenever it is possible. Else
+    /// on any worker of the kind, which fetches them from the holder (it must serve files).
+    async fn route(
+        &self,
+        link: &ClusterLink,
+        kind: TaskKind,
+        holder: &str,
+    ) -> ProviderResult<Route> {
+        let workers = link.engine.workers().await.map_err(engine_err)?;
+        Ok(match link.standing(&workers, holder) {
+            Standing::Registered(w) if w.info.kinds.contains(&kind) => Route::At(holder.into()),
+            // Finalize keeps the sector where it is: it never moves it.
+            Standing::Registered(w) if w.info.url.is_some() && kind != TaskKind::Finalize => {
+                Route::From(holder.into())
+            }
+            Standing::Registered(_) => Route::Wait(format!(
+                "worker {holder} holds the sector's files but neither runs {kind} tasks nor serves files: add {} to its --tasks, or start it with --listen",
+                kind.name()
+            )),
+            Standing::Missing(gone) => Route::Wait(format!(
+                "worker {holder}, which holds the sector's files, has not been registered for {} s (they count as lost after {} s)",
+                gone.as_secs(),
+                link.lost_after.as_secs()
+            )),
+            Standing::Lost(gone) => Route::Lost(holder.into(), gone),
+        })
+    }
+
+    /// After a sector's Finalize on the worker holding it (`store_on_workers`): the other workers
+    /// holding a copy delete theirs, and its scratch directory here (the Commit2 proof, sent
+    /// already) goes. Failures are logged: they only waste room.
+    async fn after_remote_finalize(&self, link: &ClusterLink, n: u64) {
+        let miner = self.config.miner.0;
+        let holders = match holders(&link.engine, miner, n).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(sector = n, error = %e, "cannot list the sector's copies");
+                Vec::new()
+            }
+        };
+        for other in holders.iter().skip(1) {
+            let deleted = async {
+                let url = worker_url(&link.engine, other).await?;
+                crate::files::remove(&link.http, &url, &link.secret, miner, n).await
+            };
+            match deleted.await {
+                Ok(()) => {
+                    tracing::info!(sector = n, worker = %other, "an earlier copy of the sector was deleted")
+                }
+                Err(e) => {
+                    tracing::warn!(sector = n, worker = %other, error = %e, "an earlier copy of the sector stays (delete it by hand)")
+                }
+            }
+        }
+        let scratch = self.scratch_path(n);
+        match std::fs::remove_dir_all(&scratch) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(sector = n, dir = %scratch.display(), error = %e, "cannot delete the sector's scratch directory")
+            }
+        }
+        tracing::info!(sector = n, worker = ?holders.first(), "sector finalized on its worker, where it stays");
+    }
+
+    /// Whether a remote sector's layers are lost: no worker holds its PreCommit1 output, or the
+    /// one holding it has been gone for the link's `lost_after` ([`Pipeline::step`] then seals it
+    /// again from PreCommit1 rather than retrying PreCommit2).
+    pub(super) async fn layers_lost(&self, record: &SectorRecord) -> ProviderResult<bool> {
+        let Some(link) = self.cluster.as_deref() else {
+            return Ok(false);
+        };
+        if !self.sealed_remotely(record) {
+            return Ok(false);
+        }
+        let Some(holder) = location(&link.engine, self.config.miner.0, record.number).await? else {
+            return Ok(true);
+        };
+        let workers = link.engine.workers().await.map_err(engine_err)?;
+        Ok(matches!(
+            link.standing(&workers, &holder),
+            Standing::Lost(_)
+        ))
     }
 
     /// What a finished `kind` task's output does to `record`.
@@ -308,8 +633,8 @@ impl<A: NodeApi> Pipeline<A> {
 
     /// Before a remote sector's Finalize (on a blocking thread): brings its long-term files from
     /// the worker holding them into its scratch directory here. `Ok(None)` when the sector is
-    /// not on the cluster; otherwise the worker's name and URL, to delete its copy once the
-    /// sector is in the store.
+    /// not on the cluster; otherwise every registered worker holding a copy, with its URL, to
+    /// delete those once the sector is in the store.
     pub(super) fn fetch_finalized(
         link: &ClusterLink,
         handle: &tokio::runtime::Handle,
@@ -317,12 +642,13 @@ impl<A: NodeApi> Pipeline<A> {
         n: u64,
         scratch: &std::path::Path,
         keep_unsealed: bool,
-    ) -> ProviderResult<Option<(String, String)>> {
+    ) -> ProviderResult<Option<Vec<(String, String)>>> {
         handle.block_on(async {
-            let Some(worker) = location(&link.engine, miner, n).await? else {
+            let holders = holders(&link.engine, miner, n).await?;
+            let Some(worker) = holders.first() else {
                 return Ok(None);
             };
-            let url = worker_url(&link.engine, &worker).await?;
+            let url = worker_url(&link.engine, worker).await?;
             std::fs::create_dir_all(scratch)
                 .map_err(|e| ProviderError::Fetch(format!("{}: {e}", scratch.display())))?;
             let mut files: Vec<&str> = FINALIZED_FILES.to_vec();
@@ -338,32 +664,42 @@ impl<A: NodeApi> Pipeline<A> {
                 );
             }
             tracing::info!(sector = n, %worker, bytes, "fetched the sealed sector from its worker");
-            Ok(Some((worker, url)))
+            let mut copies = vec![(worker.clone(), url)];
+            for other in holders.iter().skip(1) {
+                match worker_url(&link.engine, other).await {
+                    Ok(url) => copies.push((other.clone(), url)),
+                    Err(e) => {
+                        tracing::warn!(sector = n, worker = %other, error = %e, "an earlier copy of the sector stays on that worker (delete it by hand)")
+                    }
+                }
+            }
+            Ok(Some(copies))
         })
     }
 
-    /// After a remote sector's Finalize: the worker deletes its copy (a failure is logged: the
-    /// copy is only wasted room).
-    pub(super) fn drop_remote_copy(
+    /// After a remote sector's Finalize: each worker holding a copy deletes it (a failure is
+    /// logged: the copy is only wasted room).
+    pub(super) fn drop_remote_copies(
         link: &ClusterLink,
         handle: &tokio::runtime::Handle,
         miner: u64,
         n: u64,
-        worker: &str,
-        url: &str,
+        copies: &[(String, String)],
     ) {
-        match handle.block_on(crate::files::remove(
-            &link.http,
-            url,
-            &link.secret,
-            miner,
-            n,
-        )) {
-            Ok(()) => {
-                tracing::info!(sector = n, %worker, "the worker deleted its copy of the sector")
-            }
-            Err(e) => {
-                tracing::warn!(sector = n, %worker, error = %e, "the worker's copy of the sector stays (delete it by hand)")
+        for (worker, url) in copies {
+            match handle.block_on(crate::files::remove(
+                &link.http,
+                url,
+                &link.secret,
+                miner,
+                n,
+            )) {
+                Ok(()) => {
+                    tracing::info!(sector = n, %worker, "the worker deleted its copy of the sector")
+                }
+                Err(e) => {
+                    tracing::warn!(sector = n, %worker, error = %e, "the worker's copy of the sector stays (delete it by hand)")
+                }
             }
         }
     }

@@ -701,8 +701,14 @@ impl<A: NodeApi> Pipeline<A> {
             s if s.is_retryable_failure() => {
                 let due = record.progress.retry_at.unwrap_or(0);
                 if unix_now() >= due {
-                    // A failed prove-commit without a proof to send goes back to Commit1.
-                    if s.redoes().is_some() && !self.has_proof(n) {
+                    // A failed prove-commit without a proof to send goes back to Commit1; a
+                    // PreCommit2 whose layers were lost with a cluster's worker, to PreCommit1.
+                    let redo = match s {
+                        CommitFailed => !self.has_proof(n),
+                        SealPreCommit2Failed => self.layers_lost(record).await?,
+                        _ => false,
+                    };
+                    if redo {
                         Step::Apply(Event::Redo, None)
                     } else {
                         Step::Apply(Event::Retry, None)
@@ -845,8 +851,8 @@ impl<A: NodeApi> Pipeline<A> {
                         _ => None,
                     };
                     let how = storage::finalize_to_store(&scratch, &dest, &id, keep)?;
-                    if let (Some((link, handle)), Some((worker, url))) = (&remote, &fetched) {
-                        Self::drop_remote_copy(link, handle, miner, n, worker, url);
+                    if let (Some((link, handle)), Some(copies)) = (&remote, &fetched) {
+                        Self::drop_remote_copies(link, handle, miner, n, copies);
                     }
                     tracing::info!(sector = n, store = %dest.display(), ?how, "sector finalized into the store");
                     for path in staged {

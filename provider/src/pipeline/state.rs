@@ -171,11 +171,14 @@ impl SectorState {
     /// The earlier working state a failure state goes back to when what its phase consumes is
     /// gone ([`Event::Redo`]): `CommitFailed` → `Commit1` when there is no proof to send (the
     /// chain refused it as invalid and its stale outputs were deleted, or it cannot be read), so
-    /// the vanilla and Groth16 proofs are computed again rather than the same bad proof resent.
+    /// the vanilla and Groth16 proofs are computed again rather than the same bad proof resent;
+    /// `SealPreCommit2Failed` → `PreCommit1` when the layers are lost (the cluster's worker
+    /// holding them is gone), so the sector is labelled again.
     pub fn redoes(self) -> Option<Self> {
         use SectorState::*;
         Some(match self {
             CommitFailed => Commit1,
+            SealPreCommit2Failed => PreCommit1,
             _ => return None,
         })
     }
@@ -616,13 +619,13 @@ mod tests {
             transition(&p, &Event::Retry, 110, &policy).unwrap().state,
             SubmitProveCommit
         );
-        // Only CommitFailed goes back.
+        // Only CommitFailed and SealPreCommit2Failed go back.
         for &s in ALL_STATES {
             let mut r = SectorProgress::new(0);
             r.state = s;
             assert_eq!(
                 transition(&r, &Event::Redo, 1, &policy).is_ok(),
-                s == CommitFailed,
+                matches!(s, CommitFailed | SealPreCommit2Failed),
                 "{s}"
             );
         }

@@ -351,6 +351,47 @@ async fn binding_payloads_and_storage<E: TaskEngine>(e: &E) {
     e.release(&b).await.unwrap();
 }
 
+/// A queued task is withdrawn into the history with its reason, freeing its `(miner, kind,
+/// subject)` for a new one; a claimed or finished task is not.
+async fn cancelling<E: TaskEngine>(e: &E) {
+    let a = worker(e, "cancel-a").await;
+    let mut s = spec(6, TaskKind::WinningPost, 3, 1);
+    s.at = Some("cancel-gone".into());
+    let id = e.enqueue(&s).await.unwrap().id();
+    assert!(e.cancel(id, "its worker is gone").await.unwrap());
+    let row = e.task(id).await.unwrap().unwrap();
+    assert_eq!(row.phase, TaskPhase::Failed);
+    assert_eq!(row.error.as_deref(), Some("its worker is gone"));
+    assert_eq!(row.worker, None);
+    assert!(!e.cancel(id, "again").await.unwrap(), "cancelled twice");
+    assert_eq!(
+        e.latest(6, TaskKind::WinningPost, 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        id
+    );
+    // The subject is free again: a new task, unbound, which a worker claims.
+    s.at = None;
+    let again = e.enqueue(&s).await.unwrap();
+    assert!(matches!(again, Enqueued::New(n) if n != id), "{again:?}");
+    let c = e
+        .claim(&a, &[TaskKind::WinningPost], &room(8))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.id, again.id());
+    assert!(
+        !e.cancel(c.id, "claimed").await.unwrap(),
+        "a claimed task was cancelled"
+    );
+    e.finish(&c, &Outcome::Done(String::new())).await.unwrap();
+    assert!(!e.cancel(c.id, "finished").await.unwrap());
+    assert_eq!(e.task(c.id).await.unwrap().unwrap().phase, TaskPhase::Done);
+    e.release(&a).await.unwrap();
+}
+
 async fn suite<E: TaskEngine + Clone + 'static>(e: &E) {
     claim_order_and_room(e).await;
     binding_payloads_and_storage(e).await;
@@ -358,6 +399,7 @@ async fn suite<E: TaskEngine + Clone + 'static>(e: &E) {
     retry(e).await;
     wakeups(e).await;
     leases(e).await;
+    cancelling(e).await;
 }
 
 fn sled_engine(dir: &std::path::Path) -> SledEngine {

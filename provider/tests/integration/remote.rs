@@ -21,7 +21,7 @@ use lode_sealing::seal::{self, SectorId, no_progress};
 use lode_sealing::sector_dir::SectorDir;
 use lode_testkit::postgres::Postgres;
 
-use crate::common::{MINER, Setup, plain_sectors, setup};
+use crate::common::{MINER, Setup, plain_sectors, setup, setup_with};
 
 const SECRET: &str = "remote-suite-secret";
 
@@ -182,6 +182,10 @@ async fn suite(engine: AnyEngine) {
     let pvk = groth16::prepare_verifying_key(&params.porep.vk);
     lode_proofs::circuit::porep::verify(&pvk, &public, &proofs).unwrap();
 
+    // Before Finalize the sector is only on its worker: its proving check and its PoSts are
+    // proven there and verified here against the chain's CommR.
+    prove_on_the_cluster(&engine, &root, n, r.chain.comm_r.unwrap()).await;
+
     // Finalize here: the files come from the holder, which then deletes its copy.
     move_to(&s, n, SectorState::Finalize, None);
     let start = Instant::now();
@@ -226,6 +230,118 @@ async fn suite(engine: AnyEngine) {
     }
 }
 
+/// A store holding nothing itself proves sector `n` (CommR `comm_r`) through the worker holding
+/// it: the proving check passes, a Window PoSt and a Winning PoSt over it verify with the chain's
+/// verifier; with a CommR the worker's files do not give, the check fails and the Window PoSt
+/// skips the sector; a request without the cluster secret is refused.
+async fn prove_on_the_cluster(engine: &AnyEngine, root: &Path, n: u64, comm_r: [u8; 32]) {
+    use lode_node::core::SectorRef;
+    use lode_proofs::verifier::{
+        ProofVerifier, SnarkVerifier, WindowPostStatement, WinningPostStatement,
+    };
+    use lode_provider::pipeline::remote::ClusterSectors;
+    use lode_provider::prover::{CheckFailure, Prover, SectorStore};
+    use std::sync::Arc;
+
+    let link = Arc::new(ClusterLink::new(engine.clone(), SECRET.into()));
+    let remote = Arc::new(ClusterSectors::new(
+        link,
+        MINER.0,
+        tokio::runtime::Handle::current(),
+    ));
+    let store =
+        SectorStore::new(root.join("empty-store"), MINER.0, SectorSize::S2KiB).with_remote(remote);
+    let params = lode_testkit::harness::shared_params();
+    let prover = Prover::with_params(
+        store,
+        SectorSize::S2KiB,
+        Arc::new(params.winning.clone()),
+        Arc::new(params.window.clone()),
+    );
+    let good = SectorRef {
+        sector_number: n,
+        comm_r,
+    };
+    let mut wrong = comm_r;
+    wrong[0] ^= 1;
+    let bad = SectorRef {
+        sector_number: n,
+        comm_r: wrong,
+    };
+    let (checks, window, winning) = tokio::task::spawn_blocking(move || {
+        let checks = prover.store().check(&[good, bad], 77);
+        let window = prover.window_post([3; 32], &[good]).unwrap();
+        let skipped = prover.window_post([3; 32], &[bad]).unwrap();
+        assert!(
+            skipped.proof.is_empty() && skipped.skipped == [n],
+            "{skipped:?}"
+        );
+        let winning = prover.winning_post(MINER.0, [4; 32], &[good]).unwrap();
+        (checks, window, winning)
+    })
+    .await
+    .unwrap();
+    assert_eq!(checks[0], (n, Ok(())));
+    assert!(
+        matches!(&checks[1].1, Err(CheckFailure::Remote(why)) if why.contains("does not verify")),
+        "{checks:?}"
+    );
+    assert!(window.skipped.is_empty(), "{window:?}");
+    let verifier = SnarkVerifier::new(lode_testkit::harness::test_params());
+    let public = vec![lode_proofs::post::PublicSector {
+        sector_number: n,
+        comm_r: lode_proofs::node::Node(comm_r),
+    }];
+    verifier
+        .verify_window_post(
+            &WindowPostStatement {
+                size: SectorSize::S2KiB,
+                randomness: [3; 32],
+                sectors: public.clone(),
+            },
+            &window.proof,
+        )
+        .unwrap();
+    verifier
+        .verify_winning_post(
+            &WinningPostStatement {
+                size: SectorSize::S2KiB,
+                miner_id: MINER.0,
+                randomness: [4; 32],
+                sectors: public,
+            },
+            &winning,
+        )
+        .unwrap();
+    // The worker's file server refuses a caller without the secret.
+    let holder = engine
+        .latest(MINER.0, TaskKind::Commit1, n)
+        .await
+        .unwrap()
+        .and_then(|r| r.worker)
+        .unwrap();
+    let url = engine
+        .workers()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|w| w.info.name == holder)
+        .and_then(|w| w.info.url)
+        .unwrap();
+    let err = lode_provider::files::vanilla(
+        &reqwest::Client::new(),
+        &url,
+        "not-the-secret",
+        MINER.0,
+        n,
+        &lode_proofs::node::Node([3; 32]),
+        10,
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("secrets differ"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_seals_on_the_cluster_embedded() {
     let db = tempfile::tempdir().unwrap();
@@ -240,4 +356,273 @@ async fn the_pipeline_seals_on_the_cluster_postgres() {
         .await
         .unwrap();
     suite(AnyEngine::Postgres(engine)).await;
+}
+
+/// Starts worker `name` of `kinds`, stopped when `stop` turns true.
+fn spawn_worker(
+    engine: &AnyEngine,
+    root: &Path,
+    cache: &Path,
+    name: &str,
+    kinds: &[TaskKind],
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let config = WorkerConfig {
+        kinds: kinds.to_vec(),
+        ..worker_config(root, name, cache)
+    };
+    let engine = engine.clone();
+    let mut stop = stop;
+    tokio::spawn(async move {
+        run_worker(engine, config, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+        .unwrap();
+    })
+}
+
+/// The sector sealed here with `ticket`: its CommR.
+fn local_comm_r(root: &Path, cache: &Path, n: u64, ticket: [u8; 32], name: &str) -> [u8; 32] {
+    let id = SectorId {
+        size: SectorSize::S2KiB,
+        miner_id: MINER.0,
+        sector_number: n,
+    };
+    let local = SectorDir::create(&root.join(name)).unwrap();
+    seal::pre_commit1(
+        &local,
+        &id,
+        randomness_node(ticket),
+        cache,
+        None,
+        &mut no_progress,
+    )
+    .unwrap();
+    seal::pre_commit2(&local, &id, &mut no_progress)
+        .unwrap()
+        .comm_r
+        .0
+        .0
+}
+
+/// A cluster whose workers split the phases, Curio-style, and keep the sectors they seal
+/// (`store_on_workers`): `a` runs PreCommit1 only, `b` the rest. PreCommit2 cannot run where the
+/// layers are, so `b` fetches them from `a` and holds the sector from then on (Commit1 is bound to
+/// `b`); Finalize runs on `b`, which keeps the sector, and `a` deletes its copy; the sector is
+/// proven through `b` ([`prove_on_the_cluster`]). Then the worker
+/// holding a sector's layers goes away for good: once it has been gone for the link's
+/// `lost_after`, the queued PreCommit2 is withdrawn and the sector sealed again from PreCommit1
+/// on a third worker, to the same CommR.
+async fn split_suite(engine: AnyEngine) {
+    let fast = RetryPolicy {
+        max_retries: 5,
+        base_seconds: 1,
+        max_seconds: 2,
+    };
+    let Setup { _dir, chain, p } = setup_with(fast, None);
+    let root = _dir.path().to_path_buf();
+    let link = ClusterLink::new(engine.clone(), SECRET.into())
+        .with_lost_after(Duration::from_secs(1))
+        .with_store_on_workers(true);
+    let s = Setup {
+        _dir,
+        chain,
+        p: p.with_cluster(link),
+    };
+    *s.chain.head.lock().unwrap() = Some(50);
+    let cache = root.join("cache");
+    let (stop_a, rx) = tokio::sync::watch::channel(false);
+    let a = spawn_worker(&engine, &root, &cache, "a", &[TaskKind::PreCommit1], rx);
+    let (stop_b, rx) = tokio::sync::watch::channel(false);
+    let b = spawn_worker(
+        &engine,
+        &root,
+        &cache,
+        "b",
+        &[
+            TaskKind::PreCommit2,
+            TaskKind::Commit1,
+            TaskKind::Commit2,
+            TaskKind::Finalize,
+        ],
+        rx,
+    );
+
+    // PreCommit1 on a, PreCommit2 on b over a's layers.
+    let n = plain_sectors(&s, 1, SectorState::PreCommit1)[0].number;
+    let r = tick_until(&s, n, SectorState::SubmitPreCommit).await;
+    let latest = |kind, n| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .latest(MINER.0, kind, n)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("no {kind} task"))
+        }
+    };
+    assert_eq!(
+        latest(TaskKind::PreCommit1, n).await.worker.as_deref(),
+        Some("a")
+    );
+    let pc2 = latest(TaskKind::PreCommit2, n).await;
+    // Queued unbound, naming the holder to fetch from (the history keeps no binding).
+    assert_eq!(pc2.worker.as_deref(), Some("b"));
+    assert!(
+        pc2.spec.input.contains(r#""from":"a""#),
+        "{}",
+        pc2.spec.input
+    );
+    let at_b = lode_provider::preseal::sector_path(&root.join("b"), MINER, n);
+    assert!(at_b.join("layer-1").is_file() && at_b.join("tree-r").is_file());
+    assert!(
+        !at_b.join("fetched-inputs").exists(),
+        "b's copy is still marked disposable"
+    );
+    assert_eq!(
+        r.chain.comm_r,
+        Some(local_comm_r(
+            &root,
+            &cache,
+            n,
+            r.chain.ticket.unwrap(),
+            "local-1"
+        ))
+    );
+
+    // Commit1 where the sector is now (b runs it), Commit2 there too; Finalize on b, which keeps
+    // the sector (its layers gone), while a deletes its copy and nothing comes here.
+    move_to(
+        &s,
+        n,
+        SectorState::Commit1,
+        Some(SectorChain {
+            seed: Some([5; 32]),
+            ..r.chain.clone()
+        }),
+    );
+    tick_until(&s, n, SectorState::SubmitProveCommit).await;
+    let c1 = latest(TaskKind::Commit1, n).await;
+    assert_eq!(c1.worker.as_deref(), Some("b"));
+    assert!(!c1.spec.input.contains("from"), "{}", c1.spec.input);
+    move_to(&s, n, SectorState::Finalize, None);
+    let start = Instant::now();
+    while s.p.store().get(n).unwrap().unwrap().state() == SectorState::Finalize {
+        s.p.tick().await.unwrap();
+        s.p.wait_tasks().await;
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            s.p.waiting(n)
+        );
+    }
+    assert_eq!(
+        s.p.store().get(n).unwrap().unwrap().state(),
+        SectorState::Proving
+    );
+    assert!(
+        !s.p.store_path(n).exists(),
+        "the sector came into the store"
+    );
+    assert!(!s.p.scratch_path(n).exists(), "scratch not emptied");
+    let finalize = latest(TaskKind::Finalize, n).await;
+    assert_eq!(finalize.worker.as_deref(), Some("b"));
+    assert!(at_b.join("sealed").is_file() && at_b.join("tree-r").is_file());
+    assert!(!at_b.join("layer-1").exists(), "Finalize left the layers");
+    let at_a = lode_provider::preseal::sector_path(&root.join("a"), MINER, n);
+    assert!(!at_a.exists(), "a kept its copy of sector {n}");
+    prove_on_the_cluster(&engine, &root, n, r.chain.comm_r.unwrap()).await;
+
+    // b stops: the next sector's PreCommit2 waits, queued for any worker to fetch from a. Then
+    // a goes for good: the task is withdrawn and the sector labelled again.
+    stop_b.send(true).unwrap();
+    b.await.unwrap();
+    let n = plain_sectors(&s, 1, SectorState::PreCommit1)[0].number;
+    let start = Instant::now();
+    let queued = loop {
+        s.p.tick().await.unwrap();
+        if let Some(row) = engine
+            .latest(MINER.0, TaskKind::PreCommit2, n)
+            .await
+            .unwrap()
+        {
+            break row;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            s.p.waiting(n)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(queued.phase, TaskPhase::Queued);
+    let first_ticket = s.p.store().get(n).unwrap().unwrap().chain.ticket;
+    stop_a.send(true).unwrap();
+    a.await.unwrap();
+    let r = tick_until(&s, n, SectorState::PreCommit1).await;
+    let withdrawn = engine.task(queued.id).await.unwrap().unwrap();
+    assert_eq!(withdrawn.phase, TaskPhase::Failed);
+    assert!(
+        withdrawn
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("route changed"),
+        "{withdrawn:?}"
+    );
+    assert!(
+        r.progress
+            .history
+            .iter()
+            .any(|h| h.note.contains("count as lost")),
+        "{:?}",
+        r.progress.history
+    );
+    let (stop_c, rx) = tokio::sync::watch::channel(false);
+    let c = spawn_worker(
+        &engine,
+        &root,
+        &cache,
+        "c",
+        &[TaskKind::PreCommit1, TaskKind::PreCommit2],
+        rx,
+    );
+    let r = tick_until(&s, n, SectorState::SubmitPreCommit).await;
+    assert_eq!(
+        latest(TaskKind::PreCommit1, n).await.worker.as_deref(),
+        Some("c")
+    );
+    let pc2 = latest(TaskKind::PreCommit2, n).await;
+    assert_eq!(pc2.worker.as_deref(), Some("c"));
+    assert!(!pc2.spec.input.contains("from"), "{}", pc2.spec.input);
+    assert_eq!(r.chain.ticket, first_ticket, "a fresh ticket was kept");
+    assert_eq!(
+        r.chain.comm_r,
+        Some(local_comm_r(
+            &root,
+            &cache,
+            n,
+            r.chain.ticket.unwrap(),
+            "local-2"
+        ))
+    );
+    stop_c.send(true).unwrap();
+    c.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_phases_fetch_their_inputs_and_lost_layers_are_sealed_again_embedded() {
+    let db = tempfile::tempdir().unwrap();
+    let engine = SledEngine::open(&sled::open(db.path()).unwrap()).unwrap();
+    split_suite(AnyEngine::Sled(engine)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_phases_fetch_their_inputs_and_lost_layers_are_sealed_again_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    let engine = PgEngine::connect(&pg.create_database("split"))
+        .await
+        .unwrap();
+    split_suite(AnyEngine::Postgres(engine)).await;
 }
