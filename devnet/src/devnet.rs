@@ -67,6 +67,9 @@ pub struct DevnetOptions {
     /// ([`CLUSTER_SECRET_FILE`]); `lode worker run` processes started against the same database
     /// do the sealing.
     pub cluster_db: Option<String>,
+    /// With [`DevnetOptions::cluster_db`]: sealed sectors stay on the workers that sealed them
+    /// (`[cluster] store_on_workers`), and the providers prove them through those workers.
+    pub cluster_store_on_workers: bool,
 }
 
 /// The cluster secret of a devnet started with [`DevnetOptions::cluster_db`], in its directory.
@@ -533,7 +536,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
                 secret_file: PathBuf::from("..").join(CLUSTER_SECRET_FILE),
                 lease_secs: DEVNET_LEASE_SECS,
                 lost_after_secs: DEVNET_LOST_AFTER_SECS,
-                store_on_workers: false,
+                store_on_workers: opts.cluster_store_on_workers,
             }
         }
         None => lode_provider::run::ClusterSettings::default(),

@@ -39,6 +39,9 @@ pub const JSON_PATH: &str = "/api/dashboard.json";
 /// Finished cluster tasks the dashboard lists (the newest).
 pub const CLUSTER_HISTORY: usize = 20;
 
+/// Cluster tasks the page shows (the JSON has them all).
+pub const CLUSTER_TASK_ROWS: usize = 100;
+
 /// How long the dashboard waits for the cluster's database before it shows the page without it.
 pub const CLUSTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -914,6 +917,7 @@ fn render_cluster(o: &mut String, c: &crate::cluster::ClusterStatus, now: u64) {
     let rows: Vec<Vec<String>> = c
         .tasks
         .iter()
+        .take(CLUSTER_TASK_ROWS)
         .map(|t| {
             vec![
                 e(t.id),
@@ -939,6 +943,13 @@ fn render_cluster(o: &mut String, c: &crate::cluster::ClusterStatus, now: u64) {
         ],
         &rows,
     );
+    if c.tasks.len() > CLUSTER_TASK_ROWS {
+        let _ = writeln!(
+            o,
+            "<p class=\"muted\">and {} more tasks (<code>lode cluster status</code> and the JSON list them all)</p>",
+            c.tasks.len().saturating_sub(CLUSTER_TASK_ROWS)
+        );
+    }
     let rows: Vec<Vec<String>> = c
         .storage
         .iter()
@@ -1273,6 +1284,19 @@ mod tests {
         let json = serde_json::to_string(&d).unwrap();
         let back: Dashboard = serde_json::from_str(&json).unwrap();
         assert_eq!(back.cluster, d.cluster);
+        // A long queue: the page shows the first rows and says how many more there are.
+        if let Some(c) = d.cluster.as_mut() {
+            let row = c.tasks[1].clone();
+            c.tasks = (0..CLUSTER_TASK_ROWS as u64 + 7)
+                .map(|id| TaskRow { id, ..row.clone() })
+                .collect();
+        }
+        let html = render(&d);
+        assert!(html.contains("and 7 more tasks"), "no overflow line");
+        assert_eq!(
+            html.matches("<td>PreCommit2</td>").count(),
+            CLUSTER_TASK_ROWS
+        );
     }
 
     #[test]

@@ -157,17 +157,13 @@ fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
 }
 
 fn task_kind(name: &str) -> anyhow::Result<TaskKind> {
-    Ok(match name.trim() {
-        "pc1" => TaskKind::PreCommit1,
-        "pc2" => TaskKind::PreCommit2,
-        "c1" => TaskKind::Commit1,
-        "c2" => TaskKind::Commit2,
-        "finalize" => TaskKind::Finalize,
-        "wdpost" | "wnpost" => anyhow::bail!(
+    match TaskKind::from_flag(name.trim()) {
+        Some(TaskKind::WindowPost | TaskKind::WinningPost) => anyhow::bail!(
             "{name}: workers do not prove PoSt yet; the provider proves its own deadlines"
         ),
-        other => anyhow::bail!("unknown task {other:?}: use pc1, pc2, c1, c2 or finalize"),
-    })
+        Some(kind) => Ok(kind),
+        None => anyhow::bail!("unknown task {name:?}: use pc1, pc2, c1, c2 or finalize"),
+    }
 }
 
 pub(crate) fn worker(cmd: WorkerCommand) -> anyhow::Result<()> {

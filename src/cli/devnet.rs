@@ -143,6 +143,11 @@ pub(crate) struct DevnetRunArgs {
     /// the command the devnet prints). Each provider then leads its miner through a lease there.
     #[arg(long, value_name = "URL")]
     cluster_db: Option<String>,
+    /// With --cluster-db: keep sealed sectors on the workers that sealed them (Finalize runs
+    /// there) and prove them through those workers, instead of bringing them into the providers'
+    /// stores.
+    #[arg(long, requires = "cluster_db")]
+    cluster_store_on_workers: bool,
     /// Start in the background and return (stop with `lode devnet stop`).
     #[arg(long)]
     detach: bool,
@@ -354,6 +359,7 @@ fn start(a: DevnetRunArgs) -> anyhow::Result<()> {
         period_deadlines: a.period_deadlines,
         publish_wait_epochs: a.publish_wait_epochs,
         cluster_db: a.cluster_db.clone(),
+        cluster_store_on_workers: a.cluster_store_on_workers,
     };
     let mut display = StageDisplay::new();
     devnet::prepare(&opts, &mut |s| display.update(s))

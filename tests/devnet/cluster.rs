@@ -1,8 +1,8 @@
 //! A devnet whose provider seals through a cluster: `lode devnet --cluster-db` against a real
 //! PostgreSQL server (started by the test), three `lode worker run` processes, and sectors pledged
 //! with `lode sectors pledge` — each phase a task of the cluster, PreCommit1s spread over the
-//! workers, each sector's files fetched back into the provider's store by Finalize — reaching
-//! `Proving` through everything a cluster must survive:
+//! workers, each sector finalized and kept on its worker — reaching `Proving` through everything
+//! a cluster must survive:
 //!
 //! - the provider leader killed with SIGKILL: a standby `lode provider run` of the same miner,
 //!   waiting on the leader lease, takes over and the sectors go on from their records;
@@ -11,6 +11,10 @@
 //!   run there again); that another worker takes over a dead one's task once its heartbeats stop
 //!   is `tests/cli/cluster.rs`;
 //! - PostgreSQL stopped and started again: workers and provider reconnect.
+//!
+//! The sectors stay on the workers (`--cluster-store-on-workers`): Finalize runs there, and the
+//! provider's proving check reaches each sector through its worker. (Finalize into the provider's
+//! store, the default, is `provider/tests/integration/remote.rs`.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -34,7 +38,12 @@ fn start_worker(dir: &Path, db: &str, secret: &Path, name: &str) -> Child {
     Command::new("nice")
         .args(["-n", "10", env!("CARGO_BIN_EXE_lode")])
         .args(["worker", "run", "--db", db, "--name", name, "--cores", "1"])
-        .args(["--tasks", "pc1,pc2,c1,c2", "--listen", "127.0.0.1:0"])
+        .args([
+            "--tasks",
+            "pc1,pc2,c1,c2,finalize",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .args(["--heartbeat-secs", "1", "--dead-after-secs", "3"])
         .arg("--secret-file")
         .arg(secret)
@@ -106,6 +115,7 @@ fn a_cluster_seals_pledged_sectors_through_kills_and_a_database_restart() {
         "8",
         "--cluster-db",
         &db,
+        "--cluster-store-on-workers",
         "--params-dir",
         params_dir().to_str().unwrap(),
     ]));
@@ -266,17 +276,49 @@ fn a_cluster_seals_pledged_sectors_through_kills_and_a_database_restart() {
         pc1_workers.len() >= 2,
         "PreCommit1 ran on {pc1_workers:?} only"
     );
-    // Finalize brought every sector into the provider's store, and the workers dropped theirs.
+    // The sectors stay on the workers (`--cluster-store-on-workers`): Finalize ran where each
+    // sector was, which keeps it without its layers; none came into the provider's store.
     let store: PathBuf = dir.join(miner["dir"].as_str().unwrap()).join("sectors");
     for n in &pledged {
-        let s = store.join(format!("s-{actor}-{n}"));
-        for file in ["sealed", "tree-r", "pc2.json", "commit2.bin"] {
-            assert!(s.join(file).is_file(), "{} has no {file}", s.display());
+        assert!(
+            !store.join(format!("s-{actor}-{n}")).exists(),
+            "sector {n} came into the provider's store"
+        );
+        let held: Vec<PathBuf> = names
+            .iter()
+            .map(|w| dir.join(w).join(format!("s-{actor}-{n}")))
+            .filter(|s| s.join("sealed").is_file())
+            .collect();
+        assert_eq!(held.len(), 1, "sector {n} is held by {held:?}");
+        for file in ["tree-r", "pc2.json"] {
+            assert!(
+                held[0].join(file).is_file(),
+                "{} has no {file}",
+                held[0].display()
+            );
         }
-        for w in names {
-            let copy = dir.join(w).join(format!("s-{actor}-{n}"));
-            assert!(!copy.exists(), "{} still holds sector {n}", w);
-        }
+        assert!(
+            !held[0].join("layer-1").exists(),
+            "{} kept its layers",
+            held[0].display()
+        );
+    }
+    // The provider proves them through their workers: its proving check passes for each.
+    let out = lode(&["proving", "check", "--devnet", &d, "--json"]);
+    let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        fail(&format!(
+            "lode proving check: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    });
+    for n in &pledged {
+        let row = check["sectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sector_number"].as_u64() == Some(*n))
+            .unwrap_or_else(|| panic!("sector {n} not checked: {check}"));
+        assert_eq!(row["ok"], true, "{row}");
     }
     let log = std::fs::read_to_string(&provider_log).unwrap();
     assert!(

@@ -511,9 +511,13 @@ impl<A: NodeApi> Pipeline<A> {
             Standing::Registered(w) if w.info.url.is_some() && kind != TaskKind::Finalize => {
                 Route::From(holder.into())
             }
+            Standing::Registered(_) if kind == TaskKind::Finalize => Route::Wait(format!(
+                "worker {holder} keeps the sector but does not run {kind} tasks: add {} to its --tasks",
+                kind.flag()
+            )),
             Standing::Registered(_) => Route::Wait(format!(
                 "worker {holder} holds the sector's files but neither runs {kind} tasks nor serves files: add {} to its --tasks, or start it with --listen",
-                kind.name()
+                kind.flag()
             )),
             Standing::Missing(gone) => Route::Wait(format!(
                 "worker {holder}, which holds the sector's files, has not been registered for {} s (they count as lost after {} s)",

@@ -87,6 +87,25 @@ impl TaskKind {
         matches!(self, TaskKind::WindowPost | TaskKind::WinningPost)
     }
 
+    /// The kind's short name, as `lode worker run --tasks` takes it (`pc1`, `pc2`, `c1`, `c2`,
+    /// `finalize`, `wdpost`, `wnpost`).
+    pub fn flag(self) -> &'static str {
+        match self {
+            TaskKind::PreCommit1 => "pc1",
+            TaskKind::PreCommit2 => "pc2",
+            TaskKind::Commit1 => "c1",
+            TaskKind::Commit2 => "c2",
+            TaskKind::Finalize => "finalize",
+            TaskKind::WindowPost => "wdpost",
+            TaskKind::WinningPost => "wnpost",
+        }
+    }
+
+    /// The kind whose short name ([`TaskKind::flag`]) is `flag`.
+    pub fn from_flag(flag: &str) -> Option<TaskKind> {
+        TaskKind::ALL.iter().copied().find(|k| k.flag() == flag)
+    }
+
     /// The kind named `name` (as [`TaskKind::name`] writes it).
     pub fn from_name(name: &str) -> Option<TaskKind> {
         TaskKind::ALL.iter().copied().find(|k| k.name() == name)
@@ -234,6 +253,10 @@ mod tests {
             }
         }
         assert_eq!(TaskKind::for_state(SectorState::SubmitPreCommit), None);
+        for &k in TaskKind::ALL {
+            assert_eq!(TaskKind::from_flag(k.flag()), Some(k));
+        }
+        assert_eq!(TaskKind::from_flag("pc3"), None);
     }
 
     #[test]
