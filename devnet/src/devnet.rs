@@ -247,6 +247,9 @@ pub struct DevnetFile {
     /// --secret-file`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_secret: Option<PathBuf>,
+    /// Whether sealed sectors stay on the cluster's workers (`[cluster] store_on_workers`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_store_on_workers: bool,
 }
 
 impl DevnetFile {
@@ -392,7 +395,13 @@ fn rel(p: &str) -> PathBuf {
 pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetResult<DevnetFile> {
     let dir = &opts.dir;
     std::fs::create_dir_all(dir).map_err(DevnetError::io(dir))?;
-    if let Ok(old) = DevnetFile::load(dir)
+    let previous = DevnetFile::load(dir).ok();
+    // A resumed devnet keeps its cluster unless told another one.
+    let (cluster_db, store_on_workers) = match (&opts.cluster_db, &previous) {
+        (None, Some(old)) if opts.resume => (old.cluster_db.clone(), old.cluster_store_on_workers),
+        _ => (opts.cluster_db.clone(), opts.cluster_store_on_workers),
+    };
+    if let Some(old) = &previous
         && let Some(pid) = old.live_pids().first()
     {
         return Err(DevnetError::Running {
@@ -522,7 +531,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         };
         settings.save(&ndir)?;
     }
-    let cluster = match &opts.cluster_db {
+    let cluster = match &cluster_db {
         Some(db) => {
             let path = dir.join(CLUSTER_SECRET_FILE);
             if !path.is_file() {
@@ -536,7 +545,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
                 secret_file: PathBuf::from("..").join(CLUSTER_SECRET_FILE),
                 lease_secs: DEVNET_LEASE_SECS,
                 lost_after_secs: DEVNET_LOST_AFTER_SECS,
-                store_on_workers: opts.cluster_store_on_workers,
+                store_on_workers,
             }
         }
         None => lode_provider::run::ClusterSettings::default(),
@@ -597,6 +606,7 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
         nodes,
         miners,
         cluster_secret: cluster.db.as_ref().map(|_| rel(CLUSTER_SECRET_FILE)),
+        cluster_store_on_workers: cluster.db.is_some() && store_on_workers,
         cluster_db: cluster.db,
     };
     file.save(dir)?;

@@ -151,7 +151,8 @@ pub(crate) struct DevnetRunArgs {
     /// Start in the background and return (stop with `lode devnet stop`).
     #[arg(long)]
     detach: bool,
-    /// Continue the chain of the last run instead of starting a new one from the same miners.
+    /// Continue the chain of the last run instead of starting a new one from the same miners
+    /// (its cluster too, unless --cluster-db names another).
     #[arg(long)]
     resume: bool,
     /// Print devnet.json once started (with --detach).

@@ -169,6 +169,9 @@ impl RemoteSectors for ClusterSectors {
             };
             Some(match tokio::time::timeout(VANILLA_TIMEOUT, asked).await {
                 Ok(Ok(proof)) => Ok(proof),
+                Ok(Err(ProviderError::Fetch(why))) => Err(format!(
+                    "worker {holder}, which holds it, did not prove it (is it running?): {why}"
+                )),
                 Ok(Err(e)) => Err(format!("worker {holder}: {e}")),
                 Err(_) => Err(format!(
                     "worker {holder} did not prove it within {} s",
