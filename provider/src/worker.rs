@@ -3,10 +3,10 @@
 //!
 //! - Each sector lives in `<dir>/s-<miner>-<number>` ([`sector_path`]) on the worker that ran its
 //!   PreCommit1. The provider queues its PreCommit2 and Commit1 bound to that worker
-//!   ([`TaskSpec::at`](crate::engine::TaskSpec::at)) when it runs those kinds, so they run where the files are; otherwise
-//!   unbound, naming the holder in [`SectorInput::from`]: the worker claiming it fetches the
-//!   inputs first ([`fetched_inputs`]) and, once the phase succeeded, holds the sector itself.
-//!   Commit2 runs anywhere on fetched inputs and keeps nothing.
+//!   ([`crate::engine::TaskSpec::at`]) when it runs those kinds, so they run where the files
+//!   are; otherwise unbound, naming the holder in [`SectorInput::from`]: the worker claiming it
+//!   fetches the inputs first ([`fetched_inputs`]) and, once the phase succeeded, holds the
+//!   sector itself. Commit2 runs anywhere on fetched inputs and keeps nothing.
 //! - A worker heartbeats every [`WorkerConfig::heartbeat`] and, at the same time, declares dead
 //!   the workers silent for [`WorkerConfig::dead_after`] (any live worker frees a dead one's
 //!   tasks). Told it was declared dead, it registers again; its stale results are refused.
