@@ -568,6 +568,40 @@ impl<A: NodeApi> Pipeline<A> {
         tracing::info!(sector = n, worker = ?holders.first(), "sector finalized on its worker, where it stays");
     }
 
+    /// Before a committed-capacity sector is removed (`Removing`): every worker of the cluster
+    /// holding a copy deletes it. Failures are logged (an unreachable worker keeps an unused copy)
+    /// and never hold the removal up.
+    pub(super) async fn remove_remote_copies(&self, record: &SectorRecord) {
+        let Some(link) = self.cluster.as_deref() else {
+            return;
+        };
+        if record.kind != SectorKind::CommittedCapacity {
+            return;
+        }
+        let (miner, n) = (self.config.miner.0, record.number);
+        let holders = match holders(&link.engine, miner, n).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(sector = n, error = %e, "cannot list the sector's copies on the cluster");
+                return;
+            }
+        };
+        for worker in holders {
+            let deleted = async {
+                let url = worker_url(&link.engine, &worker).await?;
+                crate::files::remove(&link.http, &url, &link.secret, miner, n).await
+            };
+            match deleted.await {
+                Ok(()) => {
+                    tracing::info!(sector = n, %worker, "the worker deleted its copy of the removed sector")
+                }
+                Err(e) => {
+                    tracing::warn!(sector = n, %worker, error = %e, "the worker's copy of the removed sector stays (delete it by hand)")
+                }
+            }
+        }
+    }
+
     /// Whether a remote sector's layers are lost: no worker holds its PreCommit1 output, or the
     /// one holding it has been gone for the link's `lost_after` ([`Pipeline::step`] then seals it
     /// again from PreCommit1 rather than retrying PreCommit2).

@@ -693,10 +693,14 @@ impl<A: NodeApi> Pipeline<A> {
             }
             SubmitProveCommit => self.submit_prove_commit(record, head).await?,
             ProveCommitLanded => done(),
-            Removing => match storage::remove_sector(&self.scratch_path(n), &self.store_path(n)) {
-                Ok(()) => done(),
-                Err(e) => Step::Wait(e.to_string()),
-            },
+            Removing => {
+                // A sector sealed on the cluster: the workers holding copies delete them first.
+                self.remove_remote_copies(record).await;
+                match storage::remove_sector(&self.scratch_path(n), &self.store_path(n)) {
+                    Ok(()) => done(),
+                    Err(e) => Step::Wait(e.to_string()),
+                }
+            }
             Terminating => self.submit_terminate(record, head).await?,
             s if s.is_retryable_failure() => {
                 let due = record.progress.retry_at.unwrap_or(0);

@@ -607,6 +607,14 @@ async fn split_suite(engine: AnyEngine) {
             "local-2"
         ))
     );
+    // Removed before its pre-commit: c deletes its copy.
+    let at_c = lode_provider::preseal::sector_path(&root.join("c"), MINER, n);
+    assert!(at_c.join("sealed").is_file());
+    s.p.store()
+        .apply(n, r.version, &Event::Remove, 0, &RetryPolicy::default())
+        .unwrap();
+    tick_until(&s, n, SectorState::Removed).await;
+    assert!(!at_c.exists(), "c kept the removed sector's copy");
     stop_c.send(true).unwrap();
     c.await.unwrap();
 }
