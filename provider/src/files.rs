@@ -83,6 +83,17 @@ fn authorised(served: &Served, headers: &HeaderMap) -> bool {
     !served.secret.is_empty() && bool::from(given.as_bytes().ct_eq(served.secret.as_bytes()))
 }
 
+/// The refusal of a request without the cluster secret (`None` when it carries it).
+fn unauthorised(served: &Served, headers: &HeaderMap) -> Option<Response> {
+    (!authorised(served, headers)).then(|| {
+        (
+            StatusCode::UNAUTHORIZED,
+            "a valid cluster secret is required\n",
+        )
+            .into_response()
+    })
+}
+
 /// The file a request names, or the status and message refusing it.
 fn requested(
     served: &Served,
@@ -197,12 +208,8 @@ async fn remove_sector(
     UrlPath((miner, number)): UrlPath<(u64, u64)>,
     headers: HeaderMap,
 ) -> Response {
-    if !authorised(&served, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "a valid cluster secret is required\n",
-        )
-            .into_response();
+    if let Some(refused) = unauthorised(&served, &headers) {
+        return refused;
     }
     let path = sector_path(&served.dir, ActorId(miner), number);
     let removed = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
@@ -249,12 +256,8 @@ async fn serve_vanilla(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !authorised(&served, &headers) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "a valid cluster secret is required\n",
-        )
-            .into_response();
+    if let Some(refused) = unauthorised(&served, &headers) {
+        return refused;
     }
     let request: VanillaRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,

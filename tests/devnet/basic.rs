@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use lode_node::rpc::client::NodeClient;
 
 use crate::common::{
-    Devnet, Reaped, Role, devnet_json, kill_9, lode, log_tail, node_client, params_dir, restart,
-    wait_for,
+    Devnet, Reaped, Role, devnet_json, http_get, kill_9, lode, log_tail, node_client, params_dir,
+    restart, wait_for,
 };
 
 /// Seconds per epoch of the test network: two miners each prove a Winning PoSt nearly every
@@ -63,20 +63,9 @@ async fn agree_at(a: &NodeClient, b: &NodeClient, epoch: u64) -> bool {
 
 /// `GET` of a metrics URL (`http://127.0.0.1:PORT/metrics`): the exposition's text.
 fn metrics(url: &str) -> String {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut s = std::net::TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap();
-    assert!(
-        head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200"),
-        "{head}"
-    );
-    body.to_string()
+    let (status, body) = http_get(url);
+    assert!(status.contains(" 200"), "{status}");
+    body
 }
 
 /// The value of an unlabelled sample `name` in an exposition.

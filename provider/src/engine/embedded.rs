@@ -129,6 +129,17 @@ fn abort(e: EngineError) -> ConflictableTransactionError<EngineError> {
     ConflictableTransactionError::Abort(e)
 }
 
+/// Moves finished (or withdrawn) task `r` from the queue into the history, in transaction `t`.
+fn to_history(
+    t: &TransactionalTree,
+    r: &Record,
+) -> Result<(), ConflictableTransactionError<EngineError>> {
+    t.remove(key(TASK, &r.id.to_be_bytes()))?;
+    t.remove(spec_key(&r.spec))?;
+    t.insert(key(HISTORY, &r.id.to_be_bytes()), enc(r).map_err(abort)?)?;
+    Ok(())
+}
+
 fn row_of(r: Record) -> TaskRow {
     TaskRow {
         id: r.id,
@@ -349,9 +360,7 @@ impl TaskEngine for SledEngine {
                         }
                         r.ok = Some(matches!(outcome, Outcome::Done(_)));
                         r.finished_by = r.owner.take();
-                        t.remove(tk.as_slice())?;
-                        t.remove(spec_key(&r.spec))?;
-                        t.insert(key(HISTORY, &r.id.to_be_bytes()), enc(&r).map_err(abort)?)?;
+                        to_history(t, &r)?;
                     }
                 }
                 Ok(())
@@ -376,9 +385,7 @@ impl TaskEngine for SledEngine {
             let mut r = r.clone();
             r.ok = Some(false);
             r.error = Some(reason.to_string());
-            t.remove(tk.as_slice())?;
-            t.remove(spec_key(&r.spec))?;
-            t.insert(key(HISTORY, &r.id.to_be_bytes()), enc(&r).map_err(abort)?)?;
+            to_history(t, &r)?;
             Ok(())
         })?;
         self.inner.tree.flush()?;

@@ -277,6 +277,25 @@ fn fetched_from(row: &TaskRow) -> Option<String> {
         .and_then(|i| i.from)
 }
 
+/// Asks each of `workers` to delete its copy of sector `n` (a failure is logged: the copy is only
+/// wasted room).
+async fn delete_copies(link: &ClusterLink, miner: u64, n: u64, workers: &[String]) {
+    for worker in workers {
+        let deleted = async {
+            let url = worker_url(&link.engine, worker).await?;
+            crate::files::remove(&link.http, &url, &link.secret, miner, n).await
+        };
+        match deleted.await {
+            Ok(()) => {
+                tracing::info!(sector = n, %worker, "the worker deleted its copy of the sector")
+            }
+            Err(e) => {
+                tracing::warn!(sector = n, %worker, error = %e, "the worker's copy of the sector stays (delete it by hand)")
+            }
+        }
+    }
+}
+
 /// The URL worker `name` serves its sector files at.
 async fn worker_url(engine: &AnyEngine, name: &str) -> ProviderResult<String> {
     engine
@@ -543,20 +562,7 @@ impl<A: NodeApi> Pipeline<A> {
                 Vec::new()
             }
         };
-        for other in holders.iter().skip(1) {
-            let deleted = async {
-                let url = worker_url(&link.engine, other).await?;
-                crate::files::remove(&link.http, &url, &link.secret, miner, n).await
-            };
-            match deleted.await {
-                Ok(()) => {
-                    tracing::info!(sector = n, worker = %other, "an earlier copy of the sector was deleted")
-                }
-                Err(e) => {
-                    tracing::warn!(sector = n, worker = %other, error = %e, "an earlier copy of the sector stays (delete it by hand)")
-                }
-            }
-        }
+        delete_copies(link, miner, n, holders.get(1..).unwrap_or_default()).await;
         let scratch = self.scratch_path(n);
         match std::fs::remove_dir_all(&scratch) {
             Ok(()) => {}
@@ -586,20 +592,7 @@ impl<A: NodeApi> Pipeline<A> {
                 return;
             }
         };
-        for worker in holders {
-            let deleted = async {
-                let url = worker_url(&link.engine, &worker).await?;
-                crate::files::remove(&link.http, &url, &link.secret, miner, n).await
-            };
-            match deleted.await {
-                Ok(()) => {
-                    tracing::info!(sector = n, %worker, "the worker deleted its copy of the removed sector")
-                }
-                Err(e) => {
-                    tracing::warn!(sector = n, %worker, error = %e, "the worker's copy of the removed sector stays (delete it by hand)")
-                }
-            }
-        }
+        delete_copies(link, miner, n, &holders).await;
     }
 
     /// Whether a remote sector's layers are lost: no worker holds its PreCommit1 output, or the
