@@ -76,6 +76,9 @@ pub struct SectorRow {
     pub expiration: Option<Epoch>,
     /// Whether its replica and tree R can be opened.
     pub readable: bool,
+    /// The cluster's worker holding it, when the store does not.
+    #[serde(default)]
+    pub worker: Option<String>,
     /// Failures of the phase being retried.
     pub failures: Option<u32>,
     /// The pipeline's last error.
@@ -204,6 +207,19 @@ pub struct Dashboard {
     pub build_seconds: f64,
 }
 
+impl SectorRow {
+    /// Where its sealed files are, as the sector tables show it: `store` (readable in this
+    /// provider's store), `store (unreadable)`, `worker <name>` (kept by a worker of the
+    /// cluster), or `-`.
+    pub fn files(&self) -> String {
+        match (&self.worker, self.readable) {
+            (_, true) => "store".to_string(),
+            (Some(w), false) => format!("worker {w}"),
+            (None, false) => "-".to_string(),
+        }
+    }
+}
+
 /// The sector table: the pipeline's records joined with the store's and the chain's rows
 /// (`lode sectors list`).
 pub fn sector_rows(pipeline: &PipelineSectors, sectors: &ProviderSectors) -> Vec<SectorRow> {
@@ -236,6 +252,7 @@ pub fn sector_rows(pipeline: &PipelineSectors, sectors: &ProviderSectors) -> Vec
                 activation: chain.map(|c| c.activation),
                 expiration: chain.map(|c| c.expiration),
                 readable: s.is_some_and(|s| s.readable),
+                worker: s.and_then(|s| s.worker.clone()),
                 failures: r.map(|r| r.failures),
                 last_error: r.and_then(|r| r.last_error.clone()),
             }
@@ -319,10 +336,14 @@ pub async fn dashboard<A: NodeApi>(ctx: &ProviderRpc<A>) -> Dashboard {
         ProviderSectors {
             sectors: Vec::new(),
             node_error: None,
+            cluster_error: None,
         }
     });
     if let Some(e) = &sectors.node_error {
         errors.push(format!("state_minerSectors: {e}"));
+    }
+    if let Some(e) = &sectors.cluster_error {
+        errors.push(format!("sector locations: {e}"));
     }
     let pipeline = crate::rpc::pipeline(ctx).unwrap_or_else(|e| {
         errors.push(format!("pipeline: {}", e.message()));
@@ -808,6 +829,7 @@ node {node} · head epoch <span id=\"head-epoch\">{head}</span> · lode {version
                 },
                 opt(s.activation),
                 opt(s.expiration),
+                e(s.files()),
                 opt(s.failures),
                 opt(s.last_error.as_deref()),
             ]
@@ -823,6 +845,7 @@ node {node} · head epoch <span id=\"head-epoch\">{head}</span> · lode {version
             "Deadline/Partition",
             "Activation",
             "Expiration",
+            "Files",
             "Retries",
             "Last error",
         ],
@@ -1067,6 +1090,7 @@ mod tests {
                     readable: true,
                     chain: chain("active", 1),
                     held_faulty: false,
+                    worker: None,
                 },
                 ProviderSector {
                     sector_number: 1,
@@ -1074,6 +1098,7 @@ mod tests {
                     readable: false,
                     chain: chain("faulty", 1),
                     held_faulty: true,
+                    worker: None,
                 },
                 ProviderSector {
                     sector_number: 2,
@@ -1081,9 +1106,11 @@ mod tests {
                     readable: true,
                     chain: chain("active", 2),
                     held_faulty: false,
+                    worker: None,
                 },
             ],
             node_error: None,
+            cluster_error: None,
         };
         let proving = ProvingStatus {
             actor: ActorId(1000),

@@ -59,6 +59,20 @@ pub trait RemoteSectors: Send + Sync + std::fmt::Debug {
         randomness: &Node,
         challenges: usize,
     ) -> Option<Result<SectorProof, String>>;
+
+    /// [`RemoteSectors::vanilla`] for each of `sectors`, in their order: an implementation asks
+    /// the machines at once (a Window PoSt partition or a proving check covers many sectors).
+    fn vanilla_many(
+        &self,
+        sectors: &[u64],
+        randomness: &Node,
+        challenges: usize,
+    ) -> Vec<Option<Result<SectorProof, String>>> {
+        sectors
+            .iter()
+            .map(|n| self.vanilla(*n, randomness, challenges))
+            .collect()
+    }
 }
 
 /// This miner's sealed sectors on disk (and, with [`SectorStore::with_remote`], on the machines of
@@ -128,6 +142,45 @@ impl SectorStore {
                     .map_err(|e| format!("its worker's proof does not verify: {e}"))
             }
         }
+    }
+
+    /// [`SectorStore::prove`] for each of `sectors`, in their order: those held here proven from
+    /// their files, the others asked of the machines holding them all at once
+    /// ([`RemoteSectors::vanilla_many`]) and each verified against its `comm_r`.
+    pub fn prove_many(
+        &self,
+        index: &BTreeMap<u64, PathBuf>,
+        sectors: &[SectorRef],
+        randomness: &Node,
+        count: usize,
+    ) -> Vec<Result<SectorProof, String>> {
+        let away: Vec<u64> = sectors
+            .iter()
+            .map(|s| s.sector_number)
+            .filter(|n| !index.contains_key(n))
+            .collect();
+        let mut asked = match (&self.remote, away.is_empty()) {
+            (Some(remote), false) => remote.vanilla_many(&away, randomness, count),
+            _ => Vec::new(),
+        }
+        .into_iter();
+        sectors
+            .iter()
+            .map(|sector| {
+                if index.contains_key(&sector.sector_number) {
+                    return self.prove(index, sector, randomness, count);
+                }
+                match asked.next().flatten() {
+                    None => Err(CheckFailure::NotInStore.to_string()),
+                    Some(Err(why)) => Err(why),
+                    Some(Ok(proof)) => {
+                        verify_sector(self.size, randomness, &sector.public(), count, &proof)
+                            .map(|()| proof)
+                            .map_err(|e| format!("its worker's proof does not verify: {e}"))
+                    }
+                }
+            })
+            .collect()
     }
 
     /// The same store, also finding in the sealing scratch `dir` the sectors whose PreCommit2 is
@@ -241,9 +294,39 @@ impl SectorStore {
     ) -> Vec<(u64, Result<(), CheckFailure>)> {
         let index = self.scan();
         let randomness = check_randomness(self.miner, epoch);
+        // The sectors on other machines are asked for at once.
+        let away: Vec<SectorRef> = sectors
+            .iter()
+            .filter(|s| !index.contains_key(&s.sector_number))
+            .cloned()
+            .collect();
+        let mut remote = match &self.remote {
+            Some(_) if !away.is_empty() => self
+                .prove_many(&index, &away, &randomness, CHECK_CHALLENGES)
+                .into_iter()
+                .map(|r| {
+                    r.map(|_| ()).map_err(|why| {
+                        if why == CheckFailure::NotInStore.to_string() {
+                            CheckFailure::NotInStore
+                        } else {
+                            CheckFailure::Remote(why)
+                        }
+                    })
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+        .into_iter();
         sectors
             .iter()
-            .map(|s| (s.sector_number, self.check_sector(&index, s, &randomness)))
+            .map(|s| {
+                let result = if index.contains_key(&s.sector_number) {
+                    self.check_sector(&index, s, &randomness)
+                } else {
+                    remote.next().unwrap_or(Err(CheckFailure::NotInStore))
+                };
+                (s.sector_number, result)
+            })
             .collect()
     }
 }
@@ -400,11 +483,11 @@ impl Prover {
         let mut skipped = Vec::new();
         let r = randomness_node(randomness);
         let mut proofs = Vec::with_capacity(sectors.len());
-        for s in sectors {
-            match self
-                .store
-                .prove(&index, s, &r, WINDOW_CHALLENGES_PER_SECTOR)
-            {
+        let proven = self
+            .store
+            .prove_many(&index, sectors, &r, WINDOW_CHALLENGES_PER_SECTOR);
+        for (s, result) in sectors.iter().zip(proven) {
+            match result {
                 Ok(p) => proofs.push(p),
                 Err(why) => {
                     tracing::warn!(sector = s.sector_number, %why, "sector failed its Window PoSt challenges");

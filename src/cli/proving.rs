@@ -550,6 +550,7 @@ mod tests {
             readable,
             chain,
             held_faulty: false,
+            worker: None,
         }
     }
 
@@ -625,6 +626,7 @@ mod tests {
                 sector(2, chain("active", 4, 0), true),
             ],
             node_error: None,
+            cluster_error: None,
         };
         let report = DeadlineReport::new(3, &st, &sectors);
         let text = report.text();

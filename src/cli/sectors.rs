@@ -269,6 +269,7 @@ fn list_text(pipeline: &PipelineSectors, sectors: &ProviderSectors) -> String {
                 },
                 r.activation.map_or_else(dash, |a| a.to_string()),
                 r.expiration.map_or_else(dash, |e| e.to_string()),
+                r.files(),
                 r.failures.map_or_else(dash, |f| f.to_string()),
                 r.last_error.clone().unwrap_or_default(),
             ]
@@ -282,6 +283,7 @@ fn list_text(pipeline: &PipelineSectors, sectors: &ProviderSectors) -> String {
             "Deadline/Partition",
             "Activation",
             "Expiration",
+            "Files",
             "Retries",
             "Last error",
         ],
@@ -295,6 +297,11 @@ fn list_text(pipeline: &PipelineSectors, sectors: &ProviderSectors) -> String {
     }
     if let Some(e) = &sectors.node_error {
         out.push_str(&format!("the node did not answer: {e}\n"));
+    }
+    if let Some(e) = &sectors.cluster_error {
+        out.push_str(&format!(
+            "the cluster's location index could not be read: {e}\n"
+        ));
     }
     out
 }
@@ -355,7 +362,10 @@ fn status_text(st: &SectorStatus) -> String {
             match (&s.dir, s.readable) {
                 (Some(d), true) => format!("{d} (readable)"),
                 (Some(d), false) => format!("{d} (NOT readable)"),
-                (None, _) => "not in the store".to_string(),
+                (None, _) => match &s.worker {
+                    Some(w) => format!("on worker {w} of the cluster (not in this store)"),
+                    None => "not in the store".to_string(),
+                },
             },
         );
         if let Some(c) = &s.chain {
@@ -609,6 +619,7 @@ mod tests {
                         expiration: 5000,
                     }),
                     held_faulty: false,
+                    worker: None,
                 },
                 ProviderSector {
                     sector_number: 4,
@@ -622,21 +633,39 @@ mod tests {
                         expiration: 6000,
                     }),
                     held_faulty: true,
+                    worker: None,
+                },
+                ProviderSector {
+                    sector_number: 6,
+                    dir: None,
+                    readable: false,
+                    chain: Some(ChainSector {
+                        status: "active".into(),
+                        deadline: 2,
+                        partition: 0,
+                        activation: 120,
+                        expiration: 7000,
+                    }),
+                    held_faulty: false,
+                    worker: Some("wB".into()),
                 },
             ],
             node_error: None,
+            cluster_error: None,
         };
         let text = list_text(&pipeline, &sectors);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(lines.len(), 5, "{text}");
         assert!(lines[0].starts_with("ID  State"), "{text}");
+        assert!(lines[0].contains("Files"), "{text}");
         for (line, cells) in [
-            (lines[1], vec!["0", "-", "active", "3/0", "5000"]),
+            (lines[1], vec!["0", "-", "active", "3/0", "5000", "store"]),
             (
                 lines[2],
-                vec!["4", "Proving", "faulty (held)", "7/1", "6000"],
+                vec!["4", "Proving", "faulty (held)", "7/1", "6000", "store"],
             ),
             (lines[3], vec!["5", "PreCommit1", "disk full"]),
+            (lines[4], vec!["6", "active", "2/0", "7000", "worker wB"]),
         ] {
             for c in cells {
                 assert!(line.contains(c), "{c:?} in {line:?}");
@@ -649,6 +678,7 @@ mod tests {
         let empty = ProviderSectors {
             sectors: Vec::new(),
             node_error: Some("refused".into()),
+            cluster_error: Some("connection refused".into()),
         };
         let text = list_text(&off, &empty);
         assert!(text.contains("no sectors: pledge one"), "{text}");
@@ -657,6 +687,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("the node did not answer: refused"), "{text}");
+        assert!(
+            text.contains("location index could not be read: connection refused"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -303,6 +303,36 @@ fn a_cluster_seals_pledged_sectors_through_kills_and_a_database_restart() {
             held[0].display()
         );
     }
+    // `lode sectors list` names each sector's worker, from the cluster's location index.
+    let out = lode(&["sectors", "list", "--devnet", &d, "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        fail(&format!(
+            "lode sectors list: {e}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    });
+    for n in &pledged {
+        let holder = names
+            .iter()
+            .find(|w| {
+                dir.join(w)
+                    .join(format!("s-{actor}-{n}"))
+                    .join("sealed")
+                    .is_file()
+            })
+            .unwrap();
+        let row = list["sectors"]["sectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["sector_number"].as_u64() == Some(*n))
+            .unwrap_or_else(|| panic!("sector {n} not listed: {list}"));
+        assert_eq!(row["worker"].as_str(), Some(*holder), "{row}");
+        assert_eq!(row["dir"], serde_json::Value::Null, "{row}");
+    }
+    let out = lode(&["sectors", "list", "--devnet", &d]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Files") && text.contains("worker "), "{text}");
     // The provider proves them through their workers: its proving check passes for each.
     let out = lode(&["proving", "check", "--devnet", &d, "--json"]);
     let check: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {

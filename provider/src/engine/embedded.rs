@@ -1,8 +1,9 @@
 //! The embedded task engine: one process, its records in a sled database.
 //!
 //! Everything lives in one tree (`engine`) under key prefixes — `t/` unfinished tasks by id, `k/`
-//! the `(miner, kind, subject)` index, `h/` the history, `w/` workers, `l/` leases, `m/` the id and
-//! token counters — so that every change is one sled transaction. Changes are serialised by a
+//! the `(miner, kind, subject)` index, `h/` the history, `w/` workers, `l/` leases, `s/` storage
+//! paths, `p/` the sector location index (`miner, sector, worker` to the order it was placed in),
+//! `m/` the counters — so that every change is one sled transaction. Changes are serialised by a
 //! mutex (one process owns the database), so a read before a transaction stays true through it.
 //! A finished task's record is flushed before [`TaskEngine::finish`] returns.
 
@@ -26,8 +27,12 @@ const HISTORY: &[u8] = b"h/";
 const WORKER: &[u8] = b"w/";
 const LEASE: &[u8] = b"l/";
 const STORAGE: &[u8] = b"s/";
+const LOCATION: &[u8] = b"p/";
 const NEXT_ID: &[u8] = b"m/next-id";
 const TOKEN: &[u8] = b"m/token";
+const PLACED: &[u8] = b"m/placed";
+/// Set once the location index has been built from the history (databases written before it).
+const LOCATIONS_BUILT: &[u8] = b"m/locations-built";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Record {
@@ -140,6 +145,49 @@ fn to_history(
     Ok(())
 }
 
+/// The location index's key for `worker`'s copy of `miner`'s sector `sector` (the worker's name
+/// last, so that a sector's entries share a prefix).
+fn location_key(miner: u64, sector: u64, worker: &str) -> Vec<u8> {
+    let mut k = location_prefix(miner, Some(sector));
+    k.extend_from_slice(worker.as_bytes());
+    k
+}
+
+fn location_prefix(miner: u64, sector: Option<u64>) -> Vec<u8> {
+    let mut k = key(LOCATION, &miner.to_be_bytes());
+    if let Some(sector) = sector {
+        k.extend_from_slice(&sector.to_be_bytes());
+    }
+    k
+}
+
+/// Records in transaction `t` that `worker` holds the newest copy of `miner`'s sector `sector`.
+fn place(
+    t: &TransactionalTree,
+    miner: u64,
+    sector: u64,
+    worker: &str,
+) -> Result<(), ConflictableTransactionError<EngineError>> {
+    let placed = u64_at(t.get(PLACED)?).saturating_add(1);
+    t.insert(PLACED, &placed.to_be_bytes())?;
+    t.insert(location_key(miner, sector, worker), &placed.to_be_bytes())?;
+    Ok(())
+}
+
+/// A location entry from its key and value.
+fn location_of(k: &[u8], v: &[u8]) -> EngineResult<super::SectorLocation> {
+    let corrupt = || EngineError::Corrupt("a sector location entry".to_string());
+    let rest = k.get(LOCATION.len()..).ok_or_else(corrupt)?;
+    let (miner, rest) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    let (sector, worker) = rest.split_first_chunk::<8>().ok_or_else(corrupt)?;
+    Ok(super::SectorLocation {
+        miner: u64::from_be_bytes(*miner),
+        sector: u64::from_be_bytes(*sector),
+        worker: String::from_utf8(worker.to_vec()).map_err(|_| corrupt())?,
+        placed: u64_at(Some(sled::IVec::from(v))),
+    })
+}
+
 fn row_of(r: Record) -> TaskRow {
     TaskRow {
         id: r.id,
@@ -157,11 +205,56 @@ fn row_of(r: Record) -> TaskRow {
     }
 }
 
+/// Builds the location index of a database written before it, from the history (as the
+/// pipeline found holders then): for each sector, the workers of its newest successful task of
+/// each kind that leaves files, in the order those finished.
+fn build_locations(tree: &sled::Tree) -> EngineResult<()> {
+    use std::collections::BTreeMap;
+    // (miner, sector, kind) -> the newest task's (id, worker if it succeeded).
+    let mut newest: BTreeMap<(u64, u64, TaskKind), (u64, Option<String>)> = BTreeMap::new();
+    for kv in tree.scan_prefix(HISTORY) {
+        let r: Record = dec(&kv?.1)?;
+        if !r.spec.kind.leaves_files() {
+            continue;
+        }
+        let worker = r.finished_by.filter(|_| r.ok == Some(true));
+        let slot = newest
+            .entry((r.spec.miner, r.spec.subject, r.spec.kind))
+            .or_insert((r.id, None));
+        if r.id >= slot.0 {
+            *slot = (r.id, worker);
+        }
+    }
+    // (miner, sector, worker) -> the newest id it was placed by.
+    let mut places: BTreeMap<(u64, u64, String), u64> = BTreeMap::new();
+    for ((miner, sector, _), (id, worker)) in newest {
+        if let Some(worker) = worker {
+            let at = places.entry((miner, sector, worker)).or_insert(id);
+            *at = (*at).max(id);
+        }
+    }
+    transact(tree, |t| {
+        let mut top = u64_at(t.get(PLACED)?);
+        for ((miner, sector, worker), id) in &places {
+            t.insert(location_key(*miner, *sector, worker), &id.to_be_bytes())?;
+            top = top.max(*id);
+        }
+        t.insert(PLACED, &top.to_be_bytes())?;
+        t.insert(LOCATIONS_BUILT, &[1u8][..])?;
+        Ok(())
+    })?;
+    tree.flush()?;
+    Ok(())
+}
+
 impl SledEngine {
     /// The engine over `db`'s tree `engine` (the pipeline's database, so its records sit beside
     /// the sectors').
     pub fn open(db: &sled::Db) -> EngineResult<SledEngine> {
         let tree = db.open_tree("engine")?;
+        if tree.get(LOCATIONS_BUILT)?.is_none() {
+            build_locations(&tree)?;
+        }
         let (events, _) = watch::channel(0);
         Ok(SledEngine {
             inner: Arc::new(Inner {
@@ -361,6 +454,12 @@ impl TaskEngine for SledEngine {
                         r.ok = Some(matches!(outcome, Outcome::Done(_)));
                         r.finished_by = r.owner.take();
                         to_history(t, &r)?;
+                        if r.ok == Some(true)
+                            && r.spec.kind.leaves_files()
+                            && let Some(worker) = &r.finished_by
+                        {
+                            place(t, r.spec.miner, r.spec.subject, worker)?;
+                        }
                     }
                 }
                 Ok(())
@@ -497,6 +596,66 @@ impl TaskEngine for SledEngine {
         Ok(None)
     }
 
+    async fn locations(
+        &self,
+        miner: u64,
+        sectors: Option<&[u64]>,
+    ) -> EngineResult<Vec<super::SectorLocation>> {
+        let _g = self.guard();
+        let prefixes: Vec<Vec<u8>> = match sectors {
+            Some(list) => list
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(|n| location_prefix(miner, Some(*n)))
+                .collect(),
+            None => vec![location_prefix(miner, None)],
+        };
+        let mut out = Vec::new();
+        for prefix in prefixes {
+            for kv in self.inner.tree.scan_prefix(prefix) {
+                let (k, v) = kv?;
+                out.push(location_of(&k, &v)?);
+            }
+        }
+        out.sort_by(|a, b| a.sector.cmp(&b.sector).then(b.placed.cmp(&a.placed)));
+        Ok(out)
+    }
+
+    async fn forget_location(
+        &self,
+        miner: u64,
+        sector: u64,
+        worker: Option<&str>,
+    ) -> EngineResult<u64> {
+        let _g = self.guard();
+        let keys: Vec<sled::IVec> = match worker {
+            Some(w) => {
+                let k = location_key(miner, sector, w);
+                self.inner
+                    .tree
+                    .get(&k)?
+                    .map(|_| sled::IVec::from(k))
+                    .into_iter()
+                    .collect()
+            }
+            None => self
+                .inner
+                .tree
+                .scan_prefix(location_prefix(miner, Some(sector)))
+                .keys()
+                .collect::<Result<_, _>>()?,
+        };
+        transact(&self.inner.tree, |t| {
+            for k in &keys {
+                t.remove(k)?;
+            }
+            Ok(())
+        })?;
+        self.inner.tree.flush()?;
+        Ok(keys.len() as u64)
+    }
+
     async fn acquire_lease(
         &self,
         name: &str,
@@ -535,5 +694,85 @@ impl TaskEngine for SledEngine {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: TaskKind, subject: u64) -> TaskSpec {
+        TaskSpec::new(7, kind, subject, Resources::ZERO)
+    }
+
+    async fn run(e: &SledEngine, worker: &str, kind: TaskKind, subject: u64, ok: bool) {
+        e.register(&WorkerInfo {
+            name: worker.into(),
+            resources: Resources::ZERO,
+            kinds: TaskKind::ALL.to_vec(),
+            url: None,
+        })
+        .await
+        .unwrap();
+        e.enqueue(&spec(kind, subject)).await.unwrap();
+        let c = e
+            .claim(worker, &[kind], &Resources::ZERO)
+            .await
+            .unwrap()
+            .unwrap();
+        let outcome = if ok {
+            Outcome::Done("{}".into())
+        } else {
+            Outcome::Failed("no".into())
+        };
+        e.finish(&c, &outcome).await.unwrap();
+    }
+
+    fn listed(found: Vec<super::super::SectorLocation>) -> Vec<(u64, String)> {
+        found.into_iter().map(|l| (l.sector, l.worker)).collect()
+    }
+
+    /// A database written before the location index gets it built from its history at open, as
+    /// the pipeline found holders then; the index then goes on from there.
+    #[tokio::test]
+    async fn the_location_index_is_built_from_an_older_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let e = SledEngine::open(&db).unwrap();
+        run(&e, "wa", TaskKind::PreCommit1, 4, true).await;
+        run(&e, "wb", TaskKind::PreCommit2, 4, true).await;
+        run(&e, "wa", TaskKind::Commit1, 4, true).await;
+        run(&e, "wc", TaskKind::Commit1, 4, false).await;
+        run(&e, "wd", TaskKind::Commit2, 4, true).await;
+        run(&e, "wb", TaskKind::PreCommit1, 5, true).await;
+        let live = listed(e.locations(7, None).await.unwrap());
+        assert_eq!(
+            live,
+            [(4, "wa".into()), (4, "wb".into()), (5, "wb".into())],
+            "as written by the finishes"
+        );
+        // The same history without its index, as an older lode left it.
+        let tree = db.open_tree("engine").unwrap();
+        for k in tree.scan_prefix(LOCATION).keys() {
+            tree.remove(k.unwrap()).unwrap();
+        }
+        tree.remove(LOCATIONS_BUILT).unwrap();
+        drop(e);
+        let e = SledEngine::open(&db).unwrap();
+        // Sector 4's newest Commit1 failed, so only its PreCommit1 and PreCommit2 count.
+        assert_eq!(
+            listed(e.locations(7, None).await.unwrap()),
+            [(4, "wb".into()), (4, "wa".into()), (5, "wb".into())]
+        );
+        // Built once: forgetting is not undone by a later open, and new placements are newest.
+        assert_eq!(e.forget_location(7, 5, None).await.unwrap(), 1);
+        run(&e, "wa", TaskKind::PreCommit2, 4, true).await;
+        drop(e);
+        let e = SledEngine::open(&db).unwrap();
+        assert_eq!(
+            listed(e.locations(7, None).await.unwrap()),
+            [(4, "wa".into()), (4, "wb".into())]
+        );
     }
 }

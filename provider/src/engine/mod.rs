@@ -28,6 +28,12 @@
 //! - A named **lease** ([`TaskEngine::acquire_lease`]) elects one holder at a time — the one
 //!   provider process per miner actor that sends chain messages. Its epoch grows with every change
 //!   of holder, so what a holder records can be fenced by it.
+//! - The **sector location index** ([`TaskEngine::locations`]): which workers hold a copy of a
+//!   sector's files. A sealing phase that leaves the sector on the worker that ran it (PreCommit1,
+//!   PreCommit2, Commit1, and Finalize when workers keep their sectors: [`TaskKind::leaves_files`])
+//!   records its worker in the same transaction that finishes it, as the newest holder; a copy
+//!   deleted is forgotten ([`TaskEngine::forget_location`]). The newest holder is where the sector
+//!   is: where its next phase runs and where it is proven.
 
 pub mod embedded;
 pub mod postgres;
@@ -227,6 +233,19 @@ pub struct StoragePath {
     pub available: Option<u64>,
 }
 
+/// A worker holding a copy of a sector's files (the sector location index).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SectorLocation {
+    /// The miner actor.
+    pub miner: u64,
+    /// The sector number.
+    pub sector: u64,
+    /// The worker holding the copy.
+    pub worker: String,
+    /// When it was placed there, as an order only: a higher number is newer.
+    pub placed: u64,
+}
+
 /// The shared task queue of a cluster (see the module's documentation for the model).
 pub trait TaskEngine: Send + Sync {
     /// Registers (or re-registers) a worker and counts as its heartbeat.
@@ -301,6 +320,23 @@ pub trait TaskEngine: Send + Sync {
         kind: TaskKind,
         subject: u64,
     ) -> impl Future<Output = EngineResult<Option<TaskRow>>> + Send;
+
+    /// The location index of `miner`'s sectors (of those in `sectors` only, when given): by sector
+    /// number, each sector's newest holder first.
+    fn locations(
+        &self,
+        miner: u64,
+        sectors: Option<&[u64]>,
+    ) -> impl Future<Output = EngineResult<Vec<SectorLocation>>> + Send;
+
+    /// Forgets that `worker` (every worker, when `None`) holds a copy of `miner`'s sector `sector`
+    /// (the copy was deleted, or is lost). Returns the entries removed.
+    fn forget_location(
+        &self,
+        miner: u64,
+        sector: u64,
+        worker: Option<&str>,
+    ) -> impl Future<Output = EngineResult<u64>> + Send;
 
     /// Takes or renews lease `name` for `holder` for `ttl`: its epoch when `holder` holds it now,
     /// `None` when another holder's lease has not expired. The epoch grows with every change of
@@ -433,6 +469,21 @@ impl TaskEngine for AnyEngine {
         subject: u64,
     ) -> EngineResult<Option<TaskRow>> {
         either!(self, e => e.latest(miner, kind, subject).await)
+    }
+    async fn locations(
+        &self,
+        miner: u64,
+        sectors: Option<&[u64]>,
+    ) -> EngineResult<Vec<SectorLocation>> {
+        either!(self, e => e.locations(miner, sectors).await)
+    }
+    async fn forget_location(
+        &self,
+        miner: u64,
+        sector: u64,
+        worker: Option<&str>,
+    ) -> EngineResult<u64> {
+        either!(self, e => e.forget_location(miner, sector, worker).await)
     }
     async fn acquire_lease(
         &self,

@@ -6,8 +6,9 @@
 //! - A claim is one statement: the most urgent fitting queued task, `FOR UPDATE SKIP LOCKED` (two
 //!   workers never wait on, nor both take, one row), given its owner and the next token of the
 //!   sequence `lode_task_tokens`.
-//! - Finishing is one statement fenced by `(id, token, owner)`: the row moves to the history, or
-//!   nothing happens and the claim is stale.
+//! - Finishing is one statement fenced by `(id, token, owner)`: the row moves to the history (and,
+//!   for a phase that leaves its sector's files on its worker, the worker becomes the sector's
+//!   newest location), or nothing happens and the claim is stale.
 //! - A worker's row deleted (shut down, or silent past the timeout) frees its tasks through the
 //!   foreign key's `ON DELETE SET NULL`.
 //! - Every change that makes a task claimable is followed by `NOTIFY lode_tasks`; waiting workers
@@ -38,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_payloads_storage.sql"),
     include_str!("migrations/0003_worker_urls.sql"),
     include_str!("migrations/0004_task_subjects.sql"),
+    include_str!("migrations/0005_sector_locations.sql"),
 ];
 
 /// The channel `LISTEN`ed to for claimable tasks.
@@ -448,16 +450,31 @@ impl TaskEngine for PgEngine {
                     Outcome::Done(output) => (None, Some(output.as_str())),
                     Outcome::Retry { .. } => (None, None),
                 };
-                client
-                    .execute(
+                let leaves: Vec<&str> = TaskKind::ALL
+                    .iter()
+                    .filter(|k| k.leaves_files())
+                    .map(|k| k.name())
+                    .collect();
+                let row = client
+                    .query_one(
                         "WITH done AS (
                              DELETE FROM lode_tasks WHERE id = $1 AND token = $2 AND owner = $3
-                             RETURNING *)
-                         INSERT INTO lode_task_history (id, miner, kind, subject, cores, memory,
-                             gpus, scratch, attempts, worker, ok, error, created_at, started_at,
-                             input, output)
-                         SELECT id, miner, kind, subject, cores, memory, gpus, scratch, attempts,
-                             owner, $4, $5, created_at, started_at, input, $6 FROM done",
+                             RETURNING *),
+                         moved AS (
+                             INSERT INTO lode_task_history (id, miner, kind, subject, cores,
+                                 memory, gpus, scratch, attempts, worker, ok, error, created_at,
+                                 started_at, input, output)
+                             SELECT id, miner, kind, subject, cores, memory, gpus, scratch,
+                                 attempts, owner, $4, $5, created_at, started_at, input, $6
+                             FROM done
+                             RETURNING miner, kind, subject, worker, ok),
+                         placed AS (
+                             INSERT INTO lode_sector_locations (miner, sector, worker)
+                             SELECT miner, subject, worker FROM moved
+                             WHERE ok AND worker IS NOT NULL AND kind = ANY($7)
+                             ON CONFLICT (miner, sector, worker) DO UPDATE
+                                 SET placed = nextval('lode_location_order'), updated_at = now())
+                         SELECT count(*) FROM moved",
                         &[
                             &id,
                             &token,
@@ -465,9 +482,11 @@ impl TaskEngine for PgEngine {
                             &matches!(outcome, Outcome::Done(_)),
                             &error,
                             &output,
+                            &leaves,
                         ],
                     )
-                    .await?
+                    .await?;
+                to_u64(row.try_get(0)?)
             }
         };
         if n != 1 {
@@ -598,6 +617,71 @@ impl TaskEngine for PgEngine {
             }
         }
         Ok(None)
+    }
+
+    async fn locations(
+        &self,
+        miner: u64,
+        sectors: Option<&[u64]>,
+    ) -> EngineResult<Vec<super::SectorLocation>> {
+        let client = self.client().await?;
+        let miner_i = to_i64("miner", miner)?;
+        let rows = match sectors {
+            Some(list) => {
+                let list = list
+                    .iter()
+                    .map(|n| to_i64("sector", *n))
+                    .collect::<EngineResult<Vec<i64>>>()?;
+                client
+                    .query(
+                        "SELECT sector, worker, placed FROM lode_sector_locations
+                         WHERE miner = $1 AND sector = ANY($2) ORDER BY sector, placed DESC",
+                        &[&miner_i, &list],
+                    )
+                    .await?
+            }
+            None => {
+                client
+                    .query(
+                        "SELECT sector, worker, placed FROM lode_sector_locations
+                         WHERE miner = $1 ORDER BY sector, placed DESC",
+                        &[&miner_i],
+                    )
+                    .await?
+            }
+        };
+        rows.iter()
+            .map(|r| {
+                Ok(super::SectorLocation {
+                    miner,
+                    sector: to_u64(r.try_get("sector")?),
+                    worker: r.try_get("worker")?,
+                    placed: to_u64(r.try_get("placed")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn forget_location(
+        &self,
+        miner: u64,
+        sector: u64,
+        worker: Option<&str>,
+    ) -> EngineResult<u64> {
+        let n = self
+            .client()
+            .await?
+            .execute(
+                "DELETE FROM lode_sector_locations
+                 WHERE miner = $1 AND sector = $2 AND ($3::text IS NULL OR worker = $3)",
+                &[
+                    &to_i64("miner", miner)?,
+                    &to_i64("sector", sector)?,
+                    &worker,
+                ],
+            )
+            .await?;
+        Ok(n)
     }
 
     async fn register_storage(&self, storage: &StoragePath) -> EngineResult<()> {

@@ -140,6 +140,48 @@ impl ClusterSectors {
     }
 }
 
+/// Vanilla proofs asked of the cluster's workers at once (over all workers).
+pub const VANILLA_IN_FLIGHT: usize = 16;
+
+impl ClusterSectors {
+    /// Sector `n`'s vanilla proof from `holder` (registered at `url`, if it is).
+    async fn ask(
+        &self,
+        n: u64,
+        holder: &str,
+        url: Option<&str>,
+        randomness: &Node,
+        challenges: usize,
+    ) -> Result<SectorProof, String> {
+        let link = &self.link;
+        let Some(url) = url else {
+            return Err(format!(
+                "worker {holder}, which holds it, is not registered or serves no files (is it running, with --listen?)"
+            ));
+        };
+        let asked = crate::files::vanilla(
+            &link.http,
+            url,
+            &link.secret,
+            self.miner,
+            n,
+            randomness,
+            challenges,
+        );
+        match tokio::time::timeout(VANILLA_TIMEOUT, asked).await {
+            Ok(Ok(proof)) => Ok(proof),
+            Ok(Err(ProviderError::Fetch(why))) => Err(format!(
+                "worker {holder}, which holds it, did not prove it (is it running?): {why}"
+            )),
+            Ok(Err(e)) => Err(format!("worker {holder}: {e}")),
+            Err(_) => Err(format!(
+                "worker {holder} did not prove it within {} s",
+                VANILLA_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
 impl RemoteSectors for ClusterSectors {
     fn vanilla(
         &self,
@@ -147,37 +189,60 @@ impl RemoteSectors for ClusterSectors {
         randomness: &Node,
         challenges: usize,
     ) -> Option<Result<SectorProof, String>> {
+        self.vanilla_many(&[n], randomness, challenges)
+            .into_iter()
+            .next()
+            .flatten()
+    }
+
+    /// One query of the location index and one of the workers for all of `sectors`, then at most
+    /// [`VANILLA_IN_FLIGHT`] requests at a time, each within [`VANILLA_TIMEOUT`].
+    fn vanilla_many(
+        &self,
+        sectors: &[u64],
+        randomness: &Node,
+        challenges: usize,
+    ) -> Vec<Option<Result<SectorProof, String>>> {
+        use futures::StreamExt;
         let link = &self.link;
         self.handle.block_on(async {
-            let holder = match location(&link.engine, self.miner, n).await {
-                Ok(Some(h)) => h,
-                Ok(None) => return None,
-                Err(e) => return Some(Err(e.to_string())),
+            let looked_up = async {
+                let locations = link
+                    .engine
+                    .locations(self.miner, Some(sectors))
+                    .await
+                    .map_err(engine_err)?;
+                let workers = link.engine.workers().await.map_err(engine_err)?;
+                Ok::<_, ProviderError>((locations, workers))
             };
-            let asked = async {
-                let url = worker_url(&link.engine, &holder).await?;
-                crate::files::vanilla(
-                    &link.http,
-                    &url,
-                    &link.secret,
-                    self.miner,
-                    n,
-                    randomness,
-                    challenges,
-                )
-                .await
+            let (locations, workers) = match looked_up.await {
+                Ok(found) => found,
+                Err(e) => return sectors.iter().map(|_| Some(Err(e.to_string()))).collect(),
             };
-            Some(match tokio::time::timeout(VANILLA_TIMEOUT, asked).await {
-                Ok(Ok(proof)) => Ok(proof),
-                Ok(Err(ProviderError::Fetch(why))) => Err(format!(
-                    "worker {holder}, which holds it, did not prove it (is it running?): {why}"
-                )),
-                Ok(Err(e)) => Err(format!("worker {holder}: {e}")),
-                Err(_) => Err(format!(
-                    "worker {holder} did not prove it within {} s",
-                    VANILLA_TIMEOUT.as_secs()
-                )),
-            })
+            // Each sector's newest holder (the index lists it first).
+            let mut holder: HashMap<u64, &str> = HashMap::new();
+            for l in &locations {
+                holder.entry(l.sector).or_insert(l.worker.as_str());
+            }
+            let url = |name: &str| {
+                workers
+                    .iter()
+                    .find(|w| w.info.name == name)
+                    .and_then(|w| w.info.url.as_deref())
+            };
+            futures::stream::iter(sectors.iter().map(|n| {
+                let found = holder.get(n).copied();
+                async move {
+                    let holder = found?;
+                    Some(
+                        self.ask(*n, holder, url(holder), randomness, challenges)
+                            .await,
+                    )
+                }
+            }))
+            .buffered(VANILLA_IN_FLIGHT)
+            .collect()
+            .await
         })
     }
 }
@@ -234,35 +299,18 @@ fn queued_for(row: &TaskRow) -> Option<u64> {
         .and_then(|i| i.version)
 }
 
-/// The workers holding sector `sector`'s files, where they are now first: those that finished
-/// its newest PreCommit1, PreCommit2 and Commit1 (each of those phases leaves the sector on the
-/// worker that ran it, fetching the inputs there first when it ran away from them), newest task
-/// first.
+/// The workers holding a copy of sector `sector`'s files, where it is now first: the cluster's
+/// sector location index ([`TaskEngine::locations`]), to which each phase that leaves the sector
+/// on its worker (PreCommit1, PreCommit2 and Commit1, fetching the inputs there first when it ran
+/// away from them, and Finalize on a worker that keeps it) adds its worker as the newest holder.
 async fn holders(engine: &AnyEngine, miner: u64, sector: u64) -> ProviderResult<Vec<String>> {
-    let mut done = Vec::new();
-    for kind in [
-        TaskKind::PreCommit1,
-        TaskKind::PreCommit2,
-        TaskKind::Commit1,
-    ] {
-        if let Some(row) = engine
-            .latest(miner, kind, sector)
-            .await
-            .map_err(engine_err)?
-            .filter(|r| r.phase == TaskPhase::Done)
-            && let Some(worker) = row.worker
-        {
-            done.push((row.id, worker));
-        }
-    }
-    done.sort_by_key(|d| std::cmp::Reverse(d.0));
-    let mut out: Vec<String> = Vec::new();
-    for (_, worker) in done {
-        if !out.contains(&worker) {
-            out.push(worker);
-        }
-    }
-    Ok(out)
+    Ok(engine
+        .locations(miner, Some(&[sector]))
+        .await
+        .map_err(engine_err)?
+        .into_iter()
+        .map(|l| l.worker)
+        .collect())
 }
 
 /// The worker holding sector `sector`'s files now ([`holders`]' first).
@@ -287,12 +335,21 @@ async fn delete_copies(link: &ClusterLink, miner: u64, n: u64, workers: &[String
         };
         match deleted.await {
             Ok(()) => {
-                tracing::info!(sector = n, %worker, "the worker deleted its copy of the sector")
+                tracing::info!(sector = n, %worker, "the worker deleted its copy of the sector");
+                forget(link, miner, n, worker).await;
             }
             Err(e) => {
                 tracing::warn!(sector = n, %worker, error = %e, "the worker's copy of the sector stays (delete it by hand)")
             }
         }
+    }
+}
+
+/// Removes `worker`'s copy of sector `n` from the location index (a failure is logged: the entry
+/// only names a copy that is gone, which a later delete skips).
+async fn forget(link: &ClusterLink, miner: u64, n: u64, worker: &str) {
+    if let Err(e) = link.engine.forget_location(miner, n, Some(worker)).await {
+        tracing::warn!(sector = n, %worker, error = %e, "cannot remove the deleted copy from the cluster's location index");
     }
 }
 
@@ -609,10 +666,13 @@ impl<A: NodeApi> Pipeline<A> {
             return Ok(true);
         };
         let workers = link.engine.workers().await.map_err(engine_err)?;
-        Ok(matches!(
-            link.standing(&workers, &holder),
-            Standing::Lost(_)
-        ))
+        let lost = matches!(link.standing(&workers, &holder), Standing::Lost(_));
+        if lost {
+            // The sector is sealed again elsewhere: the lost copy leaves the index (a worker
+            // coming back with it later holds only a stale copy).
+            forget(link, self.config.miner.0, record.number, &holder).await;
+        }
+        Ok(lost)
     }
 
     /// What a finished `kind` task's output does to `record`.
@@ -729,7 +789,8 @@ impl<A: NodeApi> Pipeline<A> {
                 n,
             )) {
                 Ok(()) => {
-                    tracing::info!(sector = n, %worker, "the worker deleted its copy of the sector")
+                    tracing::info!(sector = n, %worker, "the worker deleted its copy of the sector");
+                    handle.block_on(forget(link, miner, n, worker));
                 }
                 Err(e) => {
                     tracing::warn!(sector = n, %worker, error = %e, "the worker's copy of the sector stays (delete it by hand)")

@@ -353,6 +353,9 @@ pub(crate) async fn info<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderInfo {
     }
 }
 
+/// How long `provider_sectors` waits for the cluster's location index.
+const CLUSTER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) async fn sectors<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderResult<ProviderSectors> {
     use std::collections::BTreeMap;
     let store = ctx.store.clone();
@@ -386,8 +389,39 @@ pub(crate) async fn sectors<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderResult<
         ),
         Err(e) => (BTreeMap::new(), Some(e.to_string())),
     };
+    let (on_workers, cluster_error) = match ctx.pipeline.as_ref().ok().and_then(|p| p.cluster()) {
+        Some(link) => match tokio::time::timeout(
+            CLUSTER_TIMEOUT,
+            crate::engine::TaskEngine::locations(link.engine(), ctx.identity.actor.0, None),
+        )
+        .await
+        {
+            Ok(Ok(found)) => {
+                // The index lists each sector's newest holder first.
+                let mut newest = BTreeMap::new();
+                for l in found {
+                    newest.entry(l.sector).or_insert(l.worker);
+                }
+                (newest, None)
+            }
+            Ok(Err(e)) => (BTreeMap::new(), Some(e.to_string())),
+            Err(_) => (
+                BTreeMap::new(),
+                Some(format!(
+                    "the cluster's database did not answer within {} s",
+                    CLUSTER_TIMEOUT.as_secs()
+                )),
+            ),
+        },
+        None => (BTreeMap::new(), None),
+    };
     let held = ctx.poster.status().held_faults;
-    let mut numbers: Vec<u64> = on_disk.keys().chain(on_chain.keys()).copied().collect();
+    let mut numbers: Vec<u64> = on_disk
+        .keys()
+        .chain(on_chain.keys())
+        .chain(on_workers.keys())
+        .copied()
+        .collect();
     numbers.sort_unstable();
     numbers.dedup();
     let sectors = numbers
@@ -400,12 +434,17 @@ pub(crate) async fn sectors<A: NodeApi>(ctx: &ProviderRpc<A>) -> ProviderResult<
                 readable: disk.is_some_and(|(_, r)| *r),
                 chain: on_chain.get(&n).cloned(),
                 held_faulty: held.contains(&n),
+                worker: disk
+                    .is_none()
+                    .then(|| on_workers.get(&n).cloned())
+                    .flatten(),
             }
         })
         .collect();
     Ok(ProviderSectors {
         sectors,
         node_error,
+        cluster_error,
     })
 }
 

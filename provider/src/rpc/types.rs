@@ -71,6 +71,10 @@ pub struct ProviderSector {
     pub chain: Option<ChainSector>,
     /// Declared faulty by the operator: the poster will not declare it recovered.
     pub held_faulty: bool,
+    /// The cluster's worker holding the sector, when this store does not (the newest holder in
+    /// the cluster's location index: where it is proven from); `null` without a cluster.
+    #[serde(default)]
+    pub worker: Option<String>,
 }
 
 /// `provider_sectors`: the sector store beside the chain's view of the miner's sectors.
@@ -80,6 +84,9 @@ pub struct ProviderSectors {
     pub sectors: Vec<ProviderSector>,
     /// Why the node did not answer (then no sector has a chain record).
     pub node_error: Option<String>,
+    /// Why the cluster's location index could not be read (then no sector names its worker).
+    #[serde(default)]
+    pub cluster_error: Option<String>,
 }
 
 /// `provider_mining`: elections and blocks since the provider started.

@@ -82,6 +82,17 @@ impl TaskKind {
         })
     }
 
+    /// Whether a task of this kind, run on a cluster's worker, leaves its sector's files there (so
+    /// that finishing it records the worker in the sector location index): the sealing phases
+    /// that write into the sector and cache directories, and Finalize (which runs on a worker only
+    /// when the workers keep their sectors). Commit2 reads only Commit1's output.
+    pub fn leaves_files(self) -> bool {
+        matches!(
+            self,
+            TaskKind::PreCommit1 | TaskKind::PreCommit2 | TaskKind::Commit1 | TaskKind::Finalize
+        )
+    }
+
     /// Whether a deadline hangs on it: admitted before any sealing task, never held back by one.
     pub fn is_time_sensitive(self) -> bool {
         matches!(self, TaskKind::WindowPost | TaskKind::WinningPost)

@@ -392,6 +392,67 @@ async fn cancelling<E: TaskEngine>(e: &E) {
     e.release(&a).await.unwrap();
 }
 
+/// Claims `kind` for `subject` of miner 30 as `worker` and ends it with `outcome`.
+async fn run_task<E: TaskEngine>(
+    e: &E,
+    worker: &str,
+    kind: TaskKind,
+    subject: u64,
+    outcome: Outcome,
+) {
+    let mut s = spec(30, kind, subject, 1);
+    s.at = Some(worker.to_string());
+    e.enqueue(&s).await.unwrap();
+    let c = e.claim(worker, &[kind], &room(8)).await.unwrap().unwrap();
+    e.finish(&c, &outcome).await.unwrap();
+}
+
+/// Which workers `locations` lists for miner 30's `sector`, newest first.
+async fn holders<E: TaskEngine>(e: &E, sector: u64) -> Vec<String> {
+    e.locations(30, Some(&[sector]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.worker)
+        .collect()
+}
+
+/// The sector location index: a phase that leaves files on its worker, finished successfully,
+/// makes that worker the sector's newest holder (again, when it held a copy already); Commit2 and
+/// failures leave the index alone; a deleted copy is forgotten, one worker's or all.
+async fn locating<E: TaskEngine>(e: &E) {
+    let a = worker(e, "loc-a").await;
+    let b = worker(e, "loc-b").await;
+    let done = || Outcome::Done("{}".into());
+    run_task(e, &a, TaskKind::PreCommit1, 1, done()).await;
+    assert_eq!(holders(e, 1).await, [a.as_str()]);
+    run_task(e, &b, TaskKind::PreCommit2, 1, done()).await;
+    assert_eq!(holders(e, 1).await, [b.as_str(), a.as_str()]);
+    run_task(e, &a, TaskKind::Commit2, 1, done()).await;
+    run_task(e, &a, TaskKind::Commit1, 1, Outcome::Failed("no".into())).await;
+    assert_eq!(holders(e, 1).await, [b.as_str(), a.as_str()]);
+    run_task(e, &a, TaskKind::Commit1, 1, done()).await;
+    assert_eq!(holders(e, 1).await, [a.as_str(), b.as_str()]);
+    run_task(e, &b, TaskKind::PreCommit1, 2, done()).await;
+    let all = e.locations(30, None).await.unwrap();
+    let listed: Vec<(u64, &str)> = all.iter().map(|l| (l.sector, l.worker.as_str())).collect();
+    assert_eq!(listed, [(1, "loc-a"), (1, "loc-b"), (2, "loc-b")]);
+    assert!(all.iter().all(|l| l.miner == 30));
+    assert!(all[0].placed > all[1].placed);
+    assert_eq!(holders(e, 2).await, [b.as_str()]);
+    let both = e.locations(30, Some(&[2, 1, 2])).await.unwrap();
+    assert_eq!(both.len(), 3, "{both:?}");
+    assert!(e.locations(31, None).await.unwrap().is_empty());
+    assert_eq!(e.forget_location(30, 1, Some(&b)).await.unwrap(), 1);
+    assert_eq!(e.forget_location(30, 1, Some(&b)).await.unwrap(), 0);
+    assert_eq!(holders(e, 1).await, [a.as_str()]);
+    assert_eq!(e.forget_location(30, 2, None).await.unwrap(), 1);
+    assert!(holders(e, 2).await.is_empty());
+    assert_eq!(holders(e, 1).await, [a.as_str()]);
+    e.release(&a).await.unwrap();
+    e.release(&b).await.unwrap();
+}
+
 async fn suite<E: TaskEngine + Clone + 'static>(e: &E) {
     claim_order_and_room(e).await;
     binding_payloads_and_storage(e).await;
@@ -400,6 +461,7 @@ async fn suite<E: TaskEngine + Clone + 'static>(e: &E) {
     wakeups(e).await;
     leases(e).await;
     cancelling(e).await;
+    locating(e).await;
 }
 
 fn sled_engine(dir: &std::path::Path) -> SledEngine {
@@ -447,12 +509,37 @@ async fn the_engine_suite_on_postgres() {
             "CREATE TABLE lode_schema (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());
              INSERT INTO lode_schema (version) VALUES (1);
              INSERT INTO lode_tasks (miner, kind, subject, cores, memory, gpus, scratch, time_sensitive)
-             VALUES (7, 'PreCommit1', 3, 1, 0, 0, 0, false);",
+             VALUES (7, 'PreCommit1', 3, 1, 0, 0, 0, false);
+             INSERT INTO lode_task_history (id, miner, kind, subject, cores, memory, gpus, scratch,
+                 attempts, worker, ok, created_at)
+             VALUES (100, 7, 'PreCommit1', 4, 1, 0, 0, 0, 1, 'wa', true, now()),
+                    (101, 7, 'PreCommit2', 4, 1, 0, 0, 0, 1, 'wb', true, now()),
+                    (102, 7, 'Commit1', 4, 1, 0, 0, 0, 1, 'wa', true, now()),
+                    (103, 7, 'Commit1', 4, 1, 0, 0, 0, 1, 'wc', false, now()),
+                    (104, 7, 'Commit2', 4, 1, 0, 0, 0, 1, 'wd', true, now()),
+                    (105, 7, 'PreCommit1', 5, 1, 0, 0, 0, 1, 'wb', true, now());",
         )
         .await
         .unwrap();
     let upgraded = PgEngine::connect(&old).await.unwrap();
-    assert_eq!(upgraded.schema_version().await.unwrap(), 4);
+    assert_eq!(upgraded.schema_version().await.unwrap(), 5);
+    // The location index is built from the history: each leaving kind's newest task, when it
+    // succeeded (sector 4's newest Commit1 failed; Commit2 leaves nothing), newest first.
+    let built: Vec<(u64, String)> = upgraded
+        .locations(7, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.sector, l.worker))
+        .collect();
+    assert_eq!(
+        built,
+        [
+            (4, "wb".to_string()),
+            (4, "wa".to_string()),
+            (5, "wb".to_string())
+        ]
+    );
     let w = worker(&upgraded, "upgrade").await;
     let c = upgraded
         .claim(&w, TaskKind::ALL, &room(8))
@@ -466,7 +553,7 @@ async fn the_engine_suite_on_postgres() {
 
     let url = pg.create_database("suite");
     let e = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(e.schema_version().await.unwrap(), 4);
+    assert_eq!(e.schema_version().await.unwrap(), 5);
     suite(&e).await;
 
     // Workers on separate connections (as separate machines would be) racing for the claims.
@@ -480,7 +567,7 @@ async fn the_engine_suite_on_postgres() {
 
     // A second start migrates nothing; a database newer than this build is refused.
     let again = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 4);
+    assert_eq!(again.schema_version().await.unwrap(), 5);
 
     // PostgreSQL restarted under a running worker: calls fail while it is down, then reconnect;
     // the listener reconnects too and wakes its waiters.
@@ -530,7 +617,7 @@ async fn the_engine_suite_on_postgres() {
             newer,
             Err(EngineError::SchemaTooNew {
                 found: 99,
-                known: 4
+                known: 5
             })
         ),
         "{:?}",
