@@ -16,6 +16,9 @@ use lode_testkit::harness::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use lode_chain::actors::compute::{
+    self, ComputeMethod, JobId, JobInput, JobLimits, JobTerms, Verification,
+};
 use lode_chain::actors::market::{ClientDealProposal, DealProposal, MarketMethod};
 use lode_chain::actors::miner::{
     MinerMethod, PostPartition, PreCommit, PreCommitInfo, ProveCommitInfo, SectorLocation,
@@ -1539,6 +1542,23 @@ enum Op {
     /// Two different blocks signed by the worker at one epoch, reported by "other" (`twice`:
     /// the same block twice, which is no fault).
     ConsensusFault { twice: bool },
+    /// DataCap: the root makes "verifier" a verifier with `allowance` (step 0), "verifier" grants
+    /// it to the client (1), "other" tries either without the right (2), or expired allocations
+    /// are removed (3).
+    DataCap { step: u8, allowance: u128 },
+    /// One message of a compute job's life, on the job `pick` selects (or on one that does not
+    /// exist): submitted over a published deal's piece with its deadline `deadline_in` epochs on
+    /// (step 0), accepted by the miner with that deal (1), its result committed (2) or revealed
+    /// (3) — the right one when `honest` — settled (4), or cancelled by the client (5).
+    Job {
+        step: u8,
+        pick: u8,
+        deadline_in: u64,
+        honest: bool,
+    },
+    /// A compute job's whole valid path over the deal `pick` selects: submitted, accepted,
+    /// committed, revealed once its deadline passed, and settled.
+    JobFlow { pick: u8, deadline_in: u64 },
 }
 
 fn amount() -> impl Strategy<Value = u128> {
@@ -1611,7 +1631,21 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(mask, epochs)| Op::Extend { mask, epochs }),
         2 => (0..3u8, amount()).prop_map(|(from, amount)| Op::Withdraw { from, amount }),
         2 => (0..6u8, 0..7u8, amount()).prop_map(|(from, to, atto)| Op::Transfer { from, to, atto }),
+        1 => (0..4u8, prop_oneof![4 => 256..=1u128 << 24, 1 => 0..256u128, 1 => any::<u128>()])
+            .prop_map(|(step, allowance)| Op::DataCap { step, allowance }),
+        2 => (0..6u8, any::<u8>(), prop_oneof![3 => 5..=200u64, 1 => 0..=5000u64], prop::bool::weighted(0.8))
+            .prop_map(|(step, pick, deadline_in, honest)| Op::Job { step, pick, deadline_in, honest }),
     ]
+}
+
+/// A compute job's result: the right one, or another.
+fn job_result(job: JobId, right: bool) -> [u8; 32] {
+    *blake3::hash(format!("job {job} {right}").as_bytes()).as_bytes()
+}
+
+/// The salt of the miner's commitments.
+fn job_salt(m: ActorId) -> [u8; 32] {
+    *blake3::hash(&m.0.to_le_bytes()).as_bytes()
 }
 
 /// Devnet with sectors, deals and faults that live days rather than months (so that expirations,
@@ -1631,7 +1665,6 @@ fn harness_with(policy: lode_chain::Policy, balance: TokenAmount) -> Harness {
     let genesis = lode_chain::Genesis {
         accounts: ACCOUNTS
             .iter()
-            .filter(|n| **n != "root")
             .map(|n| (key(n).public_key(), balance))
             .collect(),
         verifreg_root: key("root").public_key(),
@@ -1664,6 +1697,8 @@ struct World {
     m: ActorId,
     /// Published deals: id, piece, size, end epoch.
     deals: Vec<(DealId, [u8; 32], u64, Epoch)>,
+    /// Submitted compute jobs: id, the deal its input was taken from, its terms.
+    jobs: Vec<(JobId, DealId, JobTerms)>,
     /// Failed messages checked against a twin.
     checked: usize,
     /// Outcomes by operation.
@@ -1683,6 +1718,7 @@ impl World {
             h,
             m,
             deals: Vec::new(),
+            jobs: Vec::new(),
             checked: 0,
             stats: BTreeMap::new(),
             current: "",
@@ -1852,6 +1888,64 @@ impl World {
         }
     }
 
+    /// Whether deal `id` is on chain and active (in a proven sector).
+    fn deal_active(&self, id: DealId) -> bool {
+        self.h
+            .chain
+            .store()
+            .get_raw(&keys::deal(id))
+            .and_then(lode_chain::codec::decode::<lode_chain::actors::market::Deal>)
+            .is_some_and(|d| d.state.activation_epoch.is_some())
+    }
+
+    /// The client submits a one-replica job over `deal`'s piece, due `deadline_in` epochs on;
+    /// the job and its terms when the chain took it.
+    fn submit_job(
+        &mut self,
+        deal: &(DealId, [u8; 32], u64, Epoch),
+        pick: u8,
+        deadline_in: u64,
+    ) -> Option<(JobId, JobTerms)> {
+        let (id, piece_cid, size, _) = *deal;
+        let terms = JobTerms {
+            module: *blake3::hash(b"module").as_bytes(),
+            entrypoint: "_start".into(),
+            args: vec![format!("--pick={pick}")],
+            env: Vec::new(),
+            inputs: vec![JobInput {
+                piece_cid,
+                piece_size: size,
+                payload_size: (size / 2).max(1),
+                mount: "input".into(),
+            }],
+            limits: JobLimits {
+                fuel: 1 << 30,
+                memory_pages: 1024,
+                timeout_ms: 60_000,
+                output_bytes: 1 << 20,
+                output_entries: 100,
+            },
+            payment: TokenAmount(10u128.pow(15) + u128::from(pick)),
+            provider_collateral: TokenAmount(2 * 10u128.pow(15)),
+            providers: Vec::new(),
+            verification: Verification::Replicated { k: 1 },
+            deadline: self.h.epoch() + 1 + deadline_in,
+        };
+        let value = terms.escrow().unwrap_or(TokenAmount::ZERO);
+        let r = self.send(
+            "client",
+            COMPUTE,
+            Method::Compute(ComputeMethod::SubmitJob(terms.clone())),
+            value,
+        );
+        if r.exit_code != ExitCode::Ok {
+            return None;
+        }
+        let job: JobId = decode(&r.return_data);
+        self.jobs.push((job, id, terms.clone()));
+        Some((job, terms))
+    }
+
     fn miner(&mut self, from: &str, method: MinerMethod) -> Receipt {
         let m = self.m;
         self.send(from, m, Method::Miner(method), TokenAmount::ZERO)
@@ -1877,6 +1971,9 @@ impl World {
             Op::DealSector { .. } => "deal-sector",
             Op::Mine { .. } => "mine",
             Op::ConsensusFault { .. } => "consensus-fault",
+            Op::DataCap { .. } => "datacap",
+            Op::Job { .. } => "job",
+            Op::JobFlow { .. } => "job-flow",
         };
         match *op {
             Op::Advance(n) => {
@@ -2132,6 +2229,187 @@ impl World {
                     self.mine(bad);
                 }
             }
+            Op::DataCap { step, allowance } => {
+                let (from, method) = match step {
+                    0 => (
+                        "root",
+                        VerifRegMethod::AddVerifier {
+                            verifier: self.h.id("verifier").into(),
+                            allowance,
+                        },
+                    ),
+                    1 => (
+                        "verifier",
+                        VerifRegMethod::AddVerifiedClient {
+                            client: self.h.id("client").into(),
+                            allowance,
+                        },
+                    ),
+                    2 if allowance % 2 == 0 => (
+                        "other",
+                        VerifRegMethod::AddVerifier {
+                            verifier: self.h.id("other").into(),
+                            allowance,
+                        },
+                    ),
+                    2 => (
+                        "other",
+                        VerifRegMethod::AddVerifiedClient {
+                            client: self.h.id("other").into(),
+                            allowance,
+                        },
+                    ),
+                    _ => (
+                        "other",
+                        VerifRegMethod::RemoveExpiredAllocations { ids: Vec::new() },
+                    ),
+                };
+                self.send(from, VERIFREG, Method::VerifReg(method), TokenAmount::ZERO);
+            }
+            Op::Job {
+                step,
+                pick,
+                deadline_in,
+                honest,
+            } => {
+                let known = self
+                    .jobs
+                    .get(pick as usize % self.jobs.len().max(1))
+                    .cloned();
+                let (job, deal) = known
+                    .as_ref()
+                    .map_or((u64::from(pick) + 1000, u64::from(pick)), |(j, d, _)| {
+                        (*j, *d)
+                    });
+                let provider: Address = m.into();
+                let right = job_result(job, true);
+                let result = job_result(job, honest);
+                match step {
+                    0 => {
+                        if self.deals.is_empty() {
+                            return self.h.advance_to(self.h.epoch() + 1);
+                        }
+                        let deal = self.deals[pick as usize % self.deals.len()];
+                        self.submit_job(&deal, pick, deadline_in);
+                    }
+                    1 => {
+                        let collateral = known
+                            .as_ref()
+                            .map_or(TokenAmount::ZERO, |(_, _, t)| t.provider_collateral);
+                        let method = ComputeMethod::AcceptJob {
+                            job,
+                            provider,
+                            deals: vec![deal],
+                        };
+                        self.send("worker", COMPUTE, Method::Compute(method), collateral);
+                    }
+                    2 => {
+                        let method = ComputeMethod::CommitResult {
+                            job,
+                            provider,
+                            commitment: compute::commitment(&result, m, &job_salt(m)),
+                        };
+                        self.send(
+                            "worker",
+                            COMPUTE,
+                            Method::Compute(method),
+                            TokenAmount::ZERO,
+                        );
+                    }
+                    3 => {
+                        let method = ComputeMethod::RevealResult {
+                            job,
+                            provider,
+                            result: if honest { right } else { result },
+                            salt: job_salt(m),
+                        };
+                        self.send(
+                            "worker",
+                            COMPUTE,
+                            Method::Compute(method),
+                            TokenAmount::ZERO,
+                        );
+                    }
+                    4 => {
+                        let method = ComputeMethod::SettleJob { job };
+                        self.send("other", COMPUTE, Method::Compute(method), TokenAmount::ZERO);
+                    }
+                    _ => {
+                        let method = ComputeMethod::CancelJob { job };
+                        self.send(
+                            "client",
+                            COMPUTE,
+                            Method::Compute(method),
+                            TokenAmount::ZERO,
+                        );
+                    }
+                }
+            }
+            Op::JobFlow { pick, deadline_in } => {
+                // An active deal when there is one (the valid path), else any (a refusal).
+                let active: Vec<_> = self
+                    .deals
+                    .iter()
+                    .filter(|d| self.deal_active(d.0))
+                    .copied()
+                    .collect();
+                let from = if active.is_empty() {
+                    &self.deals
+                } else {
+                    &active
+                };
+                let Some(&deal) = from.get(pick as usize % from.len().max(1)) else {
+                    return self.h.advance_to(self.h.epoch() + 1);
+                };
+                let Some((job, terms)) = self.submit_job(&deal, pick, deadline_in) else {
+                    return;
+                };
+                let provider: Address = m.into();
+                let accept = ComputeMethod::AcceptJob {
+                    job,
+                    provider,
+                    deals: vec![deal.0],
+                };
+                let r = self.send(
+                    "worker",
+                    COMPUTE,
+                    Method::Compute(accept),
+                    terms.provider_collateral,
+                );
+                if r.exit_code == ExitCode::Ok {
+                    let right = job_result(job, true);
+                    let commit = ComputeMethod::CommitResult {
+                        job,
+                        provider,
+                        commitment: compute::commitment(&right, m, &job_salt(m)),
+                    };
+                    self.send(
+                        "worker",
+                        COMPUTE,
+                        Method::Compute(commit),
+                        TokenAmount::ZERO,
+                    );
+                    let deadline = terms.deadline.max(self.h.epoch());
+                    self.h.advance_to(deadline);
+                    let reveal = ComputeMethod::RevealResult {
+                        job,
+                        provider,
+                        result: right,
+                        salt: job_salt(m),
+                    };
+                    self.send(
+                        "worker",
+                        COMPUTE,
+                        Method::Compute(reveal),
+                        TokenAmount::ZERO,
+                    );
+                }
+                let settle = ComputeMethod::SettleJob { job };
+                let r = self.send("other", COMPUTE, Method::Compute(settle), TokenAmount::ZERO);
+                if r.exit_code == ExitCode::Ok {
+                    *self.stats.entry("job-flow settled".into()).or_default() += 1;
+                }
+            }
             Op::ConsensusFault { twice } => {
                 let Some(first) = self.h.try_block(m, fake_winning_proof) else {
                     self.h.step(Vec::new(), Vec::new());
@@ -2278,6 +2556,9 @@ fn long_op() -> impl Strategy<Value = Op> {
             wait: true,
         }),
         1 => (1..=30u64).prop_map(|epochs| Op::Mine { epochs, bad: 0 }),
+        1 => (0..2u8, 1u128 << 16..=1u128 << 30)
+            .prop_map(|(step, allowance)| Op::DataCap { step, allowance }),
+        1 => (any::<u8>(), 5..=100u64).prop_map(|(pick, deadline_in)| Op::JobFlow { pick, deadline_in }),
     ]
 }
 
@@ -2293,7 +2574,9 @@ proptest! {
 
     /// The long run: one random sequence of operations — sectors pre-committed and proven (or
     /// not), Window PoSts good, bad, late or skipped, faults and recoveries declared, deals
-    /// published (verified or not, valid or not) and settled, sectors extended and terminated,
+    /// published (verified or not, valid or not) and settled, DataCap granted and refused,
+    /// compute jobs submitted, accepted, committed, revealed, settled or cancelled (their whole
+    /// valid path, and each step on its own), sectors extended and terminated,
     /// blocks mined and invalid ones refused, consensus faults reported, funds moved — through
     /// more than 10,000 epochs, topped up with mining and null rounds where the sequence ends
     /// early. The invariants are checked after every epoch (by the harness), every failed message
@@ -2341,5 +2624,9 @@ proptest! {
             w.stats
         );
         prop_assert!(w.h.epoch() >= LONG_RUN_EPOCHS);
+        // The valid paths the run is made to take were taken: DataCap granted, and compute jobs
+        // run to their settlement.
+        prop_assert!(w.stats.get("datacap Ok").is_some_and(|n| *n > 0), "{:?}", w.stats);
+        prop_assert!(w.stats.get("job-flow settled").is_some_and(|n| *n > 0), "{:?}", w.stats);
     }
 }
