@@ -75,6 +75,23 @@ pub trait RemoteSectors: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// Machines that make PoSt SNARKs for this provider (a cluster's `wdpost` workers): the seam
+/// between the prover and the cluster ([`crate::pipeline::remote::ClusterSnarks`]). The vanilla
+/// proofs are gathered here (from this store and through [`RemoteSectors`]); the machine only
+/// runs the circuit, and its proof is verified here before it is used.
+pub trait RemoteSnarks: Send + Sync + std::fmt::Debug {
+    /// The Window PoSt SNARK of one partition's vanilla proofs (`vanilla`, padded as the circuit
+    /// takes them) made on another machine: `None` when no machine takes such work (prove here),
+    /// else the proof or why it could not be had (then it is proven here). `subject` names the
+    /// partition's proof among the miner's (its task). Called on a blocking thread.
+    fn window_snark(
+        &self,
+        subject: u64,
+        size: SectorSize,
+        vanilla: &[SectorProof],
+    ) -> Option<Result<Vec<u8>, String>>;
+}
+
 /// This miner's sealed sectors on disk (and, with [`SectorStore::with_remote`], on the machines of
 /// its cluster).
 #[derive(Clone, Debug)]
@@ -380,7 +397,13 @@ pub struct Prover {
     size: SectorSize,
     winning: Arc<Parameters<Bls12>>,
     window: Arc<Parameters<Bls12>>,
+    /// Where Window PoSt SNARKs are made when not here, and the key their proofs are checked
+    /// with.
+    snarks: Option<(Arc<dyn RemoteSnarks>, WindowKey)>,
 }
+
+/// The Window PoSt circuit's prepared verifying key.
+type WindowKey = Arc<groth16::PreparedVerifyingKey<Bls12>>;
 
 impl std::fmt::Debug for Prover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -397,6 +420,75 @@ pub struct PartitionProof {
     pub proof: Vec<u8>,
     /// Sectors that could not be proven (they are skipped and become faulty).
     pub skipped: Vec<u64>,
+}
+
+impl Prover {
+    /// A partition's Window PoSt SNARK from the remote machines, verified here: `None` (prove
+    /// here) when there are none, or when theirs failed or does not verify (said in the log).
+    fn remote_window_snark(
+        &self,
+        randomness: [u8; 32],
+        sectors: &[SectorRef],
+        vanilla: &[SectorProof],
+    ) -> Option<Vec<u8>> {
+        let (remote, pvk) = self.snarks.as_ref()?;
+        let subject = window_subject(&randomness, vanilla);
+        let proof = match remote.window_snark(subject, self.size, vanilla)? {
+            Ok(proof) => proof,
+            Err(why) => {
+                tracing::warn!(%why, "the cluster did not prove the Window PoSt partition: proving it here");
+                return None;
+            }
+        };
+        let comm_r: BTreeMap<u64, [u8; 32]> = sectors
+            .iter()
+            .map(|s| (s.sector_number, s.comm_r))
+            .collect();
+        let public: Option<Vec<lode_proofs::post::PublicSector>> = vanilla
+            .iter()
+            .map(|v| {
+                comm_r
+                    .get(&v.sector_number)
+                    .map(|c| lode_proofs::post::PublicSector {
+                        sector_number: v.sector_number,
+                        comm_r: Node(*c),
+                    })
+            })
+            .collect();
+        let verified = public
+            .ok_or_else(|| "a sector the partition does not name".to_string())
+            .and_then(|public| {
+                post_circuit::verify(
+                    pvk,
+                    PostKind::Window,
+                    self.size,
+                    &randomness_node(randomness),
+                    &public,
+                    &proof,
+                )
+                .map_err(|e| e.to_string())
+            });
+        match verified {
+            Ok(()) => Some(proof),
+            Err(why) => {
+                tracing::warn!(%why, "the cluster's Window PoSt proof does not verify: proving the partition here");
+                None
+            }
+        }
+    }
+}
+
+/// The task subject naming a partition's Window PoSt SNARK: 48 bits of a hash of the randomness
+/// and the sectors proven (unique among a miner's partitions in flight).
+pub fn window_subject(randomness: &[u8; 32], vanilla: &[SectorProof]) -> u64 {
+    let mut h = blake3::Hasher::new_derive_key("lode/provider/window-post-subject");
+    h.update(randomness);
+    for v in vanilla {
+        h.update(&v.sector_number.to_le_bytes());
+    }
+    let mut top = [0u8; 8];
+    top[2..].copy_from_slice(&h.finalize().as_bytes()[..6]);
+    u64::from_be_bytes(top)
 }
 
 pub(crate) fn os_rng() -> ProviderResult<ChaCha20Rng> {
@@ -431,7 +523,17 @@ impl Prover {
             size,
             winning,
             window,
+            snarks: None,
         }
+    }
+
+    /// The same prover, its Window PoSt SNARKs made by `remote` when it takes them (a cluster's
+    /// `wdpost` workers); a proof from there is verified here first, and a partition it does not
+    /// prove, or proves wrongly, is proven here.
+    pub fn with_remote_snarks(mut self, remote: Arc<dyn RemoteSnarks>) -> Self {
+        let pvk = Arc::new(groth16::prepare_verifying_key(&self.window.vk));
+        self.snarks = Some((remote, pvk));
+        self
     }
 
     /// The sector store.
@@ -512,15 +614,20 @@ impl Prover {
                 self.size.window_post_sectors_per_partition()
             )));
         };
-        let mut rng = os_rng()?;
-        let proof = post_circuit::prove(
-            &self.window,
-            PostKind::Window,
-            self.size,
-            &vanilla,
-            &mut rng,
-        )
-        .map_err(|e| ProviderError::Snark(e.to_string()))?;
+        let proof = match self.remote_window_snark(randomness, sectors, &vanilla) {
+            Some(proof) => proof,
+            None => {
+                let mut rng = os_rng()?;
+                post_circuit::prove(
+                    &self.window,
+                    PostKind::Window,
+                    self.size,
+                    &vanilla,
+                    &mut rng,
+                )
+                .map_err(|e| ProviderError::Snark(e.to_string()))?
+            }
+        };
         Ok(PartitionProof { proof, skipped })
     }
 }

@@ -565,9 +565,23 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         )));
     }
     let params = ParamStore::new(resolve(dir, &settings.params_dir));
-    let prover = Arc::new(tokio::task::block_in_place(|| {
-        Prover::load(&params, size, store)
-    })?);
+    let mut prover = tokio::task::block_in_place(|| Prover::load(&params, size, store))?;
+    if let Some(link) = &link {
+        // Window PoSt SNARKs go to the cluster's `wdpost` workers while one is registered, each
+        // waited for a third of the challenge window at most before it is proven here.
+        let window = genesis
+            .policy
+            .wpost_challenge_window
+            .saturating_mul(genesis.policy.epoch_duration_seconds);
+        let within = std::time::Duration::from_secs_f64((window as f64 / 3.0).max(1.0));
+        prover = prover.with_remote_snarks(Arc::new(crate::pipeline::remote::ClusterSnarks::new(
+            Arc::clone(link),
+            actor.0,
+            tokio::runtime::Handle::current(),
+            within,
+        )));
+    }
+    let prover = Arc::new(prover);
     let mut registry = Registry::default();
     let metrics = ProviderMetrics::register(&mut registry);
     metrics

@@ -16,6 +16,9 @@
 //! - A failed phase is retried after [`RETRY_AFTER`] up to [`MAX_ATTEMPTS`] claims, then fails
 //!   for good with its reason.
 //! - Stopping (the future passed to [`run_worker`] completes) releases its tasks at once.
+//! - A `wdpost` worker makes Window PoSt SNARKs ([`PostInput`]: a partition's vanilla proofs,
+//!   gathered by the provider, which verifies the proof before it submits it); a failed one is
+//!   not retried (the provider proves the partition itself).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -127,12 +130,91 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Runs one sealing phase of `claim` in `config.dir`; its output as JSON.
-fn run_phase(
+/// The input of a Window PoSt task (JSON in the task's `input`): the partition's vanilla proofs,
+/// gathered by the provider, padded as the circuit takes them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PostInput {
+    /// The sectors' size.
+    pub size: String,
+    /// Each sector's vanilla proof (`SectorProof::to_bytes`), hex.
+    pub vanilla: Vec<String>,
+}
+
+/// The Groth16 parameters a worker loaded, by task kind and sector size (loaded on first use,
+/// kept while the worker runs).
+type ParamSlots = Mutex<std::collections::HashMap<(TaskKind, u64), Arc<PorepParams>>>;
+
+/// The parameters of `kind` (Commit2 or Window PoSt) at `size`, loaded once.
+fn params_for(
     config: &WorkerConfig,
-    params: &Mutex<Option<Arc<PorepParams>>>,
+    params: &ParamSlots,
+    kind: TaskKind,
+    size: SectorSize,
+) -> ProviderResult<Arc<groth16::Parameters<bls12_381::Bls12>>> {
+    let id = match kind {
+        TaskKind::WindowPost => lode_proofs::circuit::post::PostKind::Window.params_id(size),
+        _ => lode_proofs::circuit::porep::params_id(size),
+    };
+    let slot = {
+        let mut slots = params.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(slots.entry((kind, size.bytes())).or_insert_with(|| {
+            Arc::new(PorepParams::lazy(ParamStore::new(&config.params_dir), id))
+        }))
+    };
+    slot.get()
+}
+
+/// A Window PoSt task: the SNARK of the partition's vanilla proofs (each decoded strictly: a
+/// malformed one fails the task). The provider verifies the proof before using it.
+fn run_window_post(
+    config: &WorkerConfig,
+    params: &ParamSlots,
     claim: &Claimed,
 ) -> ProviderResult<String> {
+    let input: PostInput = serde_json::from_str(&claim.spec.input)
+        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
+    let size: SectorSize = input
+        .size
+        .parse()
+        .map_err(|e| task_err(format!("task {} size: {e}", claim.id)))?;
+    let vanilla = input
+        .vanilla
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let bytes = hex::decode(v)
+                .map_err(|e| task_err(format!("task {} vanilla proof {i}: {e}", claim.id)))?;
+            lode_proofs::post::SectorProof::from_bytes(&bytes)
+                .map_err(|e| task_err(format!("task {} vanilla proof {i}: {e}", claim.id)))
+        })
+        .collect::<ProviderResult<Vec<_>>>()?;
+    let window = params_for(config, params, TaskKind::WindowPost, size)?;
+    let mut rng = crate::prover::os_rng()?;
+    let proof = lode_proofs::circuit::post::prove(
+        &window,
+        lode_proofs::circuit::post::PostKind::Window,
+        size,
+        &vanilla,
+        &mut rng,
+    )
+    .map_err(|e| task_err(format!("task {}: {e}", claim.id)))?;
+    let out = SectorOutput {
+        proof: Some(hex::encode(proof)),
+        ..SectorOutput::default()
+    };
+    serde_json::to_string(&out).map_err(|e| task_err(e.to_string()))
+}
+
+/// Runs one task of `claim` (a sealing phase in `config.dir`, or a Window PoSt SNARK); its
+/// output as JSON.
+fn run_phase(
+    config: &WorkerConfig,
+    params: &ParamSlots,
+    claim: &Claimed,
+) -> ProviderResult<String> {
+    if claim.spec.kind == TaskKind::WindowPost {
+        return run_window_post(config, params, claim);
+    }
     let input: SectorInput = serde_json::from_str(&claim.spec.input)
         .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
     let size: SectorSize = input
@@ -176,16 +258,7 @@ fn run_phase(
         TaskKind::Commit2 => {
             let dir = SectorDir::open(&path)?;
             let _lock = dir.lock()?;
-            let porep = {
-                let mut slot = params.lock().unwrap_or_else(|p| p.into_inner());
-                Arc::clone(slot.get_or_insert_with(|| {
-                    Arc::new(PorepParams::lazy(
-                        ParamStore::new(&config.params_dir),
-                        lode_proofs::circuit::porep::params_id(size),
-                    ))
-                }))
-            };
-            let loaded = porep.get()?;
+            let loaded = params_for(config, params, TaskKind::Commit2, size)?;
             let mut rng = crate::prover::os_rng()?;
             let (_, proofs) = seal::commit2(&dir, &id, &loaded, &mut rng, &mut no_progress)?;
             out.proof = Some(hex::encode(proofs.concat()));
@@ -448,7 +521,7 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
         .map(Arc::new)
         .map_err(|e| task_err(format!("cannot start the worker's {threads} threads: {e}")))?;
     let config = Arc::new(config);
-    let params = Arc::new(Mutex::new(None));
+    let params: Arc<ParamSlots> = Arc::new(Mutex::new(std::collections::HashMap::new()));
     let running = Arc::new(Mutex::new(Resources::ZERO));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
 
@@ -529,10 +602,16 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
                 };
                 let outcome = match result {
                     Ok(output) => Outcome::Done(output),
-                    Err(e) if claim.attempts < MAX_ATTEMPTS => Outcome::Retry {
-                        reason: e.to_string(),
-                        after: RETRY_AFTER,
-                    },
+                    // A PoSt is not retried: the provider waiting for it proves it itself.
+                    Err(e)
+                        if claim.attempts < MAX_ATTEMPTS
+                            && !claim.spec.kind.is_time_sensitive() =>
+                    {
+                        Outcome::Retry {
+                            reason: e.to_string(),
+                            after: RETRY_AFTER,
+                        }
+                    }
                     Err(e) => Outcome::Failed(e.to_string()),
                 };
                 // A phase run on fetched inputs: a Commit2 leaves nothing here whatever its

@@ -1,8 +1,8 @@
 //! A devnet whose provider seals through a cluster: `lode devnet --cluster-db` against a real
 //! PostgreSQL server (started by the test), three `lode worker run` processes, and sectors pledged
 //! with `lode sectors pledge` — each phase a task of the cluster, PreCommit1s spread over the
-//! workers, each sector finalized and kept on its worker — reaching `Proving` through everything
-//! a cluster must survive:
+//! workers (which also make Window PoSt SNARKs), each sector finalized and kept on its worker —
+//! reaching `Proving` through everything a cluster must survive:
 //!
 //! - the provider leader killed with SIGKILL: a standby `lode provider run` of the same miner,
 //!   waiting on the leader lease, takes over and the sectors go on from their records;
@@ -40,7 +40,7 @@ fn start_worker(dir: &Path, db: &str, secret: &Path, name: &str) -> Child {
         .args(["worker", "run", "--db", db, "--name", name, "--cores", "1"])
         .args([
             "--tasks",
-            "pc1,pc2,c1,c2,finalize",
+            "pc1,pc2,c1,c2,finalize,wdpost",
             "--listen",
             "127.0.0.1:0",
         ])
@@ -379,4 +379,15 @@ fn a_cluster_seals_pledged_sectors_through_kills_and_a_database_restart() {
         html.contains("<span id=\"cluster-workers\">3</span> workers"),
         "{html}"
     );
+    // The workers also run `wdpost`: once they are idle, a deadline's Window PoSt SNARK is made
+    // by one of them (the provider gathers the vanilla proofs and verifies the proof).
+    wait(120, "a Window PoSt proven by a worker", &mut || {
+        cluster_status(&db).is_some_and(|s| {
+            tasks(&s).iter().any(|t| {
+                t["spec"]["kind"] == "WindowPost"
+                    && t["phase"] == "Done"
+                    && t["worker"].as_str().is_some_and(|w| names.contains(&w))
+            })
+        })
+    });
 }

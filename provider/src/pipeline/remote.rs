@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use lode_proofs::node::Node;
 use lode_proofs::post::SectorProof;
+use lode_proofs::sector::SectorSize;
 use lode_sealing::sector_dir::SectorDir;
 
 use super::runner::{Pipeline, Step};
@@ -33,7 +34,7 @@ use super::store::{SectorChain, SectorKind, SectorRecord};
 use crate::api::NodeApi;
 use crate::engine::{AnyEngine, TaskEngine, TaskKind, TaskPhase, TaskRow, TaskSpec, WorkerRow};
 use crate::error::{ProviderError, ProviderResult};
-use crate::prover::RemoteSectors;
+use crate::prover::{RemoteSectors, RemoteSnarks};
 use crate::worker::{SectorInput, SectorOutput};
 
 /// The files of a sealed sector that Finalize brings from the worker into the sector store (its
@@ -244,6 +245,126 @@ impl RemoteSectors for ClusterSectors {
             .collect()
             .await
         })
+    }
+}
+
+/// A cluster's `wdpost` workers, making the prover's Window PoSt SNARKs ([`RemoteSnarks`]): a
+/// partition's vanilla proofs go into a time-sensitive `WindowPost` task, which a worker running
+/// that kind claims, proves, and finishes with the proof. Used only while such a worker is
+/// registered; a task nobody finished within `within` is withdrawn (when still queued) and the
+/// provider proves the partition itself.
+#[derive(Debug)]
+pub struct ClusterSnarks {
+    link: Arc<ClusterLink>,
+    miner: u64,
+    handle: tokio::runtime::Handle,
+    within: Duration,
+}
+
+impl ClusterSnarks {
+    /// `miner`'s SNARKs on `link`'s cluster, waited for at most `within` each, from blocking
+    /// threads of `handle`'s runtime.
+    pub fn new(
+        link: Arc<ClusterLink>,
+        miner: u64,
+        handle: tokio::runtime::Handle,
+        within: Duration,
+    ) -> Self {
+        ClusterSnarks {
+            link,
+            miner,
+            handle,
+            within,
+        }
+    }
+
+    async fn window_task(
+        &self,
+        subject: u64,
+        size: SectorSize,
+        vanilla: &[SectorProof],
+    ) -> Option<Result<Vec<u8>, String>> {
+        let engine = &self.link.engine;
+        let workers = match engine.workers().await {
+            Ok(w) => w,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        if !workers
+            .iter()
+            .any(|w| w.info.kinds.contains(&TaskKind::WindowPost))
+        {
+            return None;
+        }
+        let input = crate::worker::PostInput {
+            size: size.to_string(),
+            vanilla: vanilla.iter().map(|v| hex::encode(v.to_bytes())).collect(),
+        };
+        let kind = TaskKind::WindowPost;
+        let mut spec = TaskSpec::new(
+            self.miner,
+            kind,
+            subject,
+            kind.details(size, super::RetryPolicy::default()).resources,
+        );
+        spec.input = match serde_json::to_string(&input) {
+            Ok(i) => i,
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let id = match engine.enqueue(&spec).await {
+            Ok(q) => q.id(),
+            Err(e) => return Some(Err(e.to_string())),
+        };
+        let started = Instant::now();
+        loop {
+            match engine.task(id).await {
+                Ok(Some(row)) if row.phase == TaskPhase::Done => {
+                    let out: SectorOutput =
+                        match serde_json::from_str(row.output.as_deref().unwrap_or("{}")) {
+                            Ok(o) => o,
+                            Err(e) => return Some(Err(format!("cluster task {id}'s output: {e}"))),
+                        };
+                    return Some(
+                        hex::decode(out.proof.unwrap_or_default())
+                            .map_err(|e| format!("cluster task {id}'s proof: {e}")),
+                    );
+                }
+                Ok(Some(row)) if row.phase == TaskPhase::Failed => {
+                    return Some(Err(format!(
+                        "cluster task {id} failed on {}: {}",
+                        row.worker.as_deref().unwrap_or("no worker"),
+                        row.error.unwrap_or_default()
+                    )));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return Some(Err(format!("cluster task {id} is gone"))),
+                Err(e) => return Some(Err(e.to_string())),
+            }
+            if started.elapsed() >= self.within {
+                let why = format!(
+                    "no worker proved it within {:.1} s: the provider proved it",
+                    self.within.as_secs_f64()
+                );
+                // Withdrawn when still queued; a worker running it finishes into the history.
+                let _ = engine.cancel(id, &why).await;
+                return Some(Err(format!("cluster task {id}: {why}")));
+            }
+            tokio::time::sleep(POST_POLL).await;
+        }
+    }
+}
+
+/// How often the provider looks at a Window PoSt task it waits for.
+const POST_POLL: Duration = Duration::from_millis(100);
+
+impl RemoteSnarks for ClusterSnarks {
+    fn window_snark(
+        &self,
+        subject: u64,
+        size: SectorSize,
+        vanilla: &[SectorProof],
+    ) -> Option<Result<Vec<u8>, String>> {
+        self.handle
+            .block_on(self.window_task(subject, size, vanilla))
     }
 }
 

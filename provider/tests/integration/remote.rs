@@ -185,6 +185,7 @@ async fn suite(engine: AnyEngine) {
     // Before Finalize the sector is only on its worker: its proving check and its PoSts are
     // proven there and verified here against the chain's CommR.
     prove_on_the_cluster(&engine, &root, n, r.chain.comm_r.unwrap()).await;
+    window_snarks_on_the_cluster(&engine, &root, n, r.chain.comm_r.unwrap()).await;
 
     // Finalize here: the files come from the holder, which then deletes its copy.
     move_to(&s, n, SectorState::Finalize, None);
@@ -228,6 +229,154 @@ async fn suite(engine: AnyEngine) {
     for w in workers {
         w.await.unwrap();
     }
+}
+
+/// Window PoSt SNARKs made by a `wdpost` worker: the prover gathers the partition's vanilla
+/// proofs (here through the worker holding sector `n`) and a worker running only `wdpost` makes
+/// the SNARK, which verifies with the chain's verifier. A worker answering garbage has its proof
+/// refused (the partition is proven here, and still verifies); with no `wdpost` worker
+/// registered the partition is proven here without a task.
+async fn window_snarks_on_the_cluster(engine: &AnyEngine, root: &Path, n: u64, comm_r: [u8; 32]) {
+    use lode_node::core::SectorRef;
+    use lode_proofs::verifier::{ProofVerifier, SnarkVerifier, WindowPostStatement};
+    use lode_provider::engine::{Outcome, WorkerInfo};
+    use lode_provider::pipeline::remote::{ClusterSectors, ClusterSnarks};
+    use lode_provider::prover::{Prover, SectorStore};
+    use std::sync::Arc;
+
+    let link = Arc::new(ClusterLink::new(engine.clone(), SECRET.into()));
+    let handle = tokio::runtime::Handle::current();
+    let store = SectorStore::new(root.join("empty-store"), MINER.0, SectorSize::S2KiB).with_remote(
+        Arc::new(ClusterSectors::new(
+            Arc::clone(&link),
+            MINER.0,
+            handle.clone(),
+        )),
+    );
+    let params = lode_testkit::harness::shared_params();
+    let prover = Arc::new(
+        Prover::with_params(
+            store,
+            SectorSize::S2KiB,
+            Arc::new(params.winning.clone()),
+            Arc::new(params.window.clone()),
+        )
+        .with_remote_snarks(Arc::new(ClusterSnarks::new(
+            link,
+            MINER.0,
+            handle,
+            Duration::from_secs(60),
+        ))),
+    );
+    let sector = SectorRef {
+        sector_number: n,
+        comm_r,
+    };
+    let verifier = SnarkVerifier::new(lode_testkit::harness::test_params());
+    let verify = |randomness: [u8; 32], proof: &[u8]| {
+        verifier.verify_window_post(
+            &WindowPostStatement {
+                size: SectorSize::S2KiB,
+                randomness,
+                sectors: vec![sector.public()],
+            },
+            proof,
+        )
+    };
+    let post = |randomness: [u8; 32]| {
+        let prover = Arc::clone(&prover);
+        async move {
+            tokio::task::spawn_blocking(move || prover.window_post(randomness, &[sector]))
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let window_tasks = || async {
+        engine
+            .tasks(10_000)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.spec.kind == TaskKind::WindowPost && t.spec.miner == MINER.0)
+            .collect::<Vec<_>>()
+    };
+
+    // A worker running only `wdpost` makes the SNARK.
+    let mut config = worker_config(root, "wdpost", &root.join("cache"));
+    config.kinds = vec![TaskKind::WindowPost];
+    config.listen = None;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(run_worker(engine.clone(), config, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !engine
+        .workers()
+        .await
+        .unwrap()
+        .iter()
+        .any(|w| w.info.name == "wdpost")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the wdpost worker never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let proven = post([5; 32]).await;
+    assert!(proven.skipped.is_empty(), "{proven:?}");
+    verify([5; 32], &proven.proof).unwrap();
+    let tasks = window_tasks().await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].phase, TaskPhase::Done, "{tasks:?}");
+    assert_eq!(tasks[0].worker.as_deref(), Some("wdpost"));
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap().unwrap();
+
+    // A worker answering a proof that does not verify: the partition is proven here instead.
+    engine
+        .register(&WorkerInfo {
+            name: "rogue".into(),
+            resources: Resources::UNLIMITED,
+            kinds: vec![TaskKind::WindowPost],
+            url: None,
+        })
+        .await
+        .unwrap();
+    let rogue = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Some(c) = engine
+                    .claim("rogue", &[TaskKind::WindowPost], &Resources::UNLIMITED)
+                    .await
+                    .unwrap()
+                {
+                    let garbage = format!(r#"{{"proof":"{}"}}"#, "ab".repeat(192));
+                    engine.finish(&c, &Outcome::Done(garbage)).await.unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let proven = post([6; 32]).await;
+    verify([6; 32], &proven.proof).unwrap();
+    let tasks = window_tasks().await;
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(
+        tasks
+            .iter()
+            .any(|t| t.worker.as_deref() == Some("rogue") && t.phase == TaskPhase::Done),
+        "{tasks:?}"
+    );
+    rogue.abort();
+    engine.release("rogue").await.unwrap();
+
+    // No `wdpost` worker: proven here, no task queued.
+    let proven = post([7; 32]).await;
+    verify([7; 32], &proven.proof).unwrap();
+    assert_eq!(window_tasks().await.len(), 2);
 }
 
 /// A store holding nothing itself proves sector `n` (CommR `comm_r`) through the worker holding
