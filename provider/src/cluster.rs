@@ -58,6 +58,16 @@ pub struct ClusterStatus {
     pub tasks: Vec<TaskRow>,
     /// The workers' storage paths.
     pub storage: Vec<StoragePath>,
+    /// How many sector copies each worker holds (the sector location index), by name.
+    #[serde(default)]
+    pub held: std::collections::BTreeMap<String, u64>,
+}
+
+impl ClusterStatus {
+    /// The sector copies worker `name` holds.
+    pub fn held_by(&self, name: &str) -> u64 {
+        self.held.get(name).copied().unwrap_or(0)
+    }
 }
 
 /// Reads the cluster's status (`history` finished tasks at most).
@@ -66,6 +76,7 @@ pub async fn status<E: TaskEngine>(engine: &E, history: usize) -> ProviderResult
         workers: engine.workers().await?,
         tasks: engine.tasks(history).await?,
         storage: engine.storage().await?,
+        held: engine.held().await?.into_iter().collect(),
     })
 }
 

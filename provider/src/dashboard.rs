@@ -917,6 +917,7 @@ fn render_cluster(o: &mut String, c: &crate::cluster::ClusterStatus, now: u64) {
                 e(approx_bytes(r.memory)),
                 e(r.gpus),
                 opt(w.info.url.as_deref()),
+                e(c.held_by(&w.info.name)),
                 if busy.is_empty() { "-".into() } else { e(busy) },
                 e(ago(now, now.saturating_sub(w.silent_ms / 1000))),
             ]
@@ -932,6 +933,7 @@ fn render_cluster(o: &mut String, c: &crate::cluster::ClusterStatus, now: u64) {
             "Memory",
             "GPUs",
             "Files at",
+            "Sectors",
             "Running",
             "Heartbeat",
         ],
@@ -1295,6 +1297,7 @@ mod tests {
                 path: "/srv/lode".into(),
                 available: Some(1_610_612_736),
             }],
+            held: [("pc1-<box>".to_string(), 4321)].into_iter().collect(),
         });
         let html = render(&d);
         assert!(html.contains("<h2>Cluster</h2>"));
@@ -1308,6 +1311,7 @@ mod tests {
         assert!(html.contains("fetch: &quot;refused&quot;"));
         assert!(html.contains("1.5 GiB"), "free space");
         assert!(html.contains("1 s ago"));
+        assert!(html.contains("<td>4321</td>"), "the sectors it holds");
         let json = serde_json::to_string(&d).unwrap();
         let back: Dashboard = serde_json::from_str(&json).unwrap();
         assert_eq!(back.cluster, d.cluster);

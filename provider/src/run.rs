@@ -148,6 +148,12 @@ pub struct ClusterSettings {
     /// storage; Finalize runs there) rather than bringing them into this provider's store; they
     /// are proven through those workers, which must then be up at every deadline.
     pub store_on_workers: bool,
+    /// Window PoSt SNARKs on the cluster's `wdpost` workers: how long this provider waits for a
+    /// worker's proof of a partition before proving the partition itself (at most a third of the
+    /// challenge window). 0, the default, proves every partition here. The wait comes out of the
+    /// window, which must still hold a proof made here and its message landing: set it only where
+    /// the window is long beside those (e.g. 300 s for 30-minute windows), not on a devnet's.
+    pub window_post_wait_secs: u64,
 }
 
 impl Default for ClusterSettings {
@@ -158,6 +164,7 @@ impl Default for ClusterSettings {
             lease_secs: 30,
             lost_after_secs: crate::pipeline::remote::DEFAULT_LOST_AFTER.as_secs(),
             store_on_workers: false,
+            window_post_wait_secs: 0,
         }
     }
 }
@@ -566,14 +573,26 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     }
     let params = ParamStore::new(resolve(dir, &settings.params_dir));
     let mut prover = tokio::task::block_in_place(|| Prover::load(&params, size, store))?;
-    if let Some(link) = &link {
+    if let Some(link) = &link
+        && settings.cluster.window_post_wait_secs > 0
+    {
         // Window PoSt SNARKs go to the cluster's `wdpost` workers while one is registered, each
-        // waited for a third of the challenge window at most before it is proven here.
+        // waited for `window_post_wait_secs`, at most a third of the challenge window, before it
+        // is proven here.
         let window = genesis
             .policy
             .wpost_challenge_window
             .saturating_mul(genesis.policy.epoch_duration_seconds);
-        let within = std::time::Duration::from_secs_f64((window as f64 / 3.0).max(1.0));
+        let asked = settings.cluster.window_post_wait_secs;
+        let cap = (window / 3).max(1);
+        if asked > cap {
+            tracing::warn!(
+                asked,
+                cap,
+                "[cluster] window_post_wait_secs is more than a third of the challenge window: waiting {cap} s"
+            );
+        }
+        let within = std::time::Duration::from_secs(asked.min(cap));
         prover = prover.with_remote_snarks(Arc::new(crate::pipeline::remote::ClusterSnarks::new(
             Arc::clone(link),
             actor.0,

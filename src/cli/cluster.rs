@@ -102,8 +102,9 @@ pub(crate) struct WorkerRunArgs {
 /// `lode cluster`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum ClusterCommand {
-    /// The cluster: its workers (resources, last heartbeat), its tasks (queued, running and on
-    /// which worker, recently finished) and the workers' storage paths with their free space.
+    /// The cluster: its workers (resources, sectors held, last heartbeat), its tasks (queued,
+    /// running and on which worker, recently finished) and the workers' storage paths with their
+    /// free space.
     #[command(after_help = "Examples:
   lode cluster status --db postgres://lode@db-host/lode
   lode cluster status --db postgres://lode@db-host/lode --json --history 100")]
@@ -273,6 +274,7 @@ pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
                             .map(|k| k.name())
                             .collect::<Vec<_>>()
                             .join(","),
+                        s.held_by(&w.info.name).to_string(),
                         format!("{:.1} s ago", w.silent_ms as f64 / 1000.0),
                     ]
                 })
@@ -281,7 +283,15 @@ pub(crate) fn run(cmd: ClusterCommand) -> anyhow::Result<()> {
             outln!(
                 "{}",
                 table(
-                    &["name", "cores", "memory", "gpus", "tasks", "heartbeat"],
+                    &[
+                        "name",
+                        "cores",
+                        "memory",
+                        "gpus",
+                        "tasks",
+                        "sectors",
+                        "heartbeat"
+                    ],
                     &workers
                 )
             );

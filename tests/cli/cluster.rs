@@ -136,10 +136,11 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
     let names = ["w1", "w2", "p1", "p2"];
     // w2 labels only: a sector whose PreCommit1 it ran has its layers fetched by w1 for
     // PreCommit2, and lives on w1 from then on.
+    // The proving workers also take `wdpost` (Window PoSt SNARKs), as a GPU machine would.
     let tasks = |n: &str| match n {
         "w1" => "pc1,pc2,c1",
         "w2" => "pc1",
-        _ => "c2",
+        _ => "c2,wdpost",
     };
     let mut workers = Workers(
         names
@@ -166,6 +167,17 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
 
     let status = ok(&lode(&["cluster", "status", "--db", &db, "--json"]));
     assert_eq!(status["workers"].as_array().unwrap().len(), 4);
+    let p1 = status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["info"]["name"] == "p1")
+        .unwrap();
+    assert_eq!(
+        p1["info"]["kinds"],
+        serde_json::json!(["Commit2", "WindowPost"]),
+        "{p1}"
+    );
     assert_eq!(status["storage"].as_array().unwrap().len(), 4);
     let done = status["tasks"]
         .as_array()

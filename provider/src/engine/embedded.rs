@@ -622,6 +622,18 @@ impl TaskEngine for SledEngine {
         Ok(out)
     }
 
+    async fn held(&self) -> EngineResult<Vec<(String, u64)>> {
+        let _g = self.guard();
+        let mut by = std::collections::BTreeMap::<String, u64>::new();
+        for kv in self.inner.tree.scan_prefix(LOCATION) {
+            let (k, v) = kv?;
+            let l = location_of(&k, &v)?;
+            let n = by.entry(l.worker).or_default();
+            *n = n.saturating_add(1);
+        }
+        Ok(by.into_iter().collect())
+    }
+
     async fn forget_location(
         &self,
         miner: u64,

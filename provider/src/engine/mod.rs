@@ -329,6 +329,10 @@ pub trait TaskEngine: Send + Sync {
         sectors: Option<&[u64]>,
     ) -> impl Future<Output = EngineResult<Vec<SectorLocation>>> + Send;
 
+    /// How many sector copies each worker holds, by the location index (every miner's), by
+    /// worker name.
+    fn held(&self) -> impl Future<Output = EngineResult<Vec<(String, u64)>>> + Send;
+
     /// Forgets that `worker` (every worker, when `None`) holds a copy of `miner`'s sector `sector`
     /// (the copy was deleted, or is lost). Returns the entries removed.
     fn forget_location(
@@ -476,6 +480,9 @@ impl TaskEngine for AnyEngine {
         sectors: Option<&[u64]>,
     ) -> EngineResult<Vec<SectorLocation>> {
         either!(self, e => e.locations(miner, sectors).await)
+    }
+    async fn held(&self) -> EngineResult<Vec<(String, u64)>> {
+        either!(self, e => e.held().await)
     }
     async fn forget_location(
         &self,

@@ -662,6 +662,21 @@ impl TaskEngine for PgEngine {
             .collect()
     }
 
+    async fn held(&self) -> EngineResult<Vec<(String, u64)>> {
+        let rows = self
+            .client()
+            .await?
+            .query(
+                "SELECT worker, count(*) AS n FROM lode_sector_locations
+                 GROUP BY worker ORDER BY worker",
+                &[],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("worker")?, to_u64(r.try_get("n")?))))
+            .collect()
+    }
+
     async fn forget_location(
         &self,
         miner: u64,

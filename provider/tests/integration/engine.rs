@@ -440,6 +440,9 @@ async fn locating<E: TaskEngine>(e: &E) {
     assert!(all.iter().all(|l| l.miner == 30));
     assert!(all[0].placed > all[1].placed);
     assert_eq!(holders(e, 2).await, [b.as_str()]);
+    let held = e.held().await.unwrap();
+    let count = |w: &str| held.iter().find(|(n, _)| n == w).map_or(0, |(_, c)| *c);
+    assert_eq!((count("loc-a"), count("loc-b")), (1, 2), "{held:?}");
     let both = e.locations(30, Some(&[2, 1, 2])).await.unwrap();
     assert_eq!(both.len(), 3, "{both:?}");
     assert!(e.locations(31, None).await.unwrap().is_empty());
