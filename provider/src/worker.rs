@@ -171,12 +171,7 @@ fn run_window_post(
     params: &ParamSlots,
     claim: &Claimed,
 ) -> ProviderResult<String> {
-    let input: PostInput = serde_json::from_str(&claim.spec.input)
-        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
-    let size: SectorSize = input
-        .size
-        .parse()
-        .map_err(|e| task_err(format!("task {} size: {e}", claim.id)))?;
+    let (input, size) = task_input(claim, |i: &PostInput| &i.size)?;
     let vanilla = input
         .vanilla
         .iter()
@@ -205,6 +200,19 @@ fn run_window_post(
     serde_json::to_string(&out).map_err(|e| task_err(e.to_string()))
 }
 
+/// A claimed task's input (JSON of the kind's own format) and the sector size it names.
+fn task_input<T: serde::de::DeserializeOwned>(
+    claim: &Claimed,
+    size_of: impl Fn(&T) -> &str,
+) -> ProviderResult<(T, SectorSize)> {
+    let input: T = serde_json::from_str(&claim.spec.input)
+        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
+    let size = size_of(&input)
+        .parse()
+        .map_err(|e| task_err(format!("task {} size: {e}", claim.id)))?;
+    Ok((input, size))
+}
+
 /// Runs one task of `claim` (a sealing phase in `config.dir`, or a Window PoSt SNARK); its
 /// output as JSON.
 fn run_phase(
@@ -215,12 +223,7 @@ fn run_phase(
     if claim.spec.kind == TaskKind::WindowPost {
         return run_window_post(config, params, claim);
     }
-    let input: SectorInput = serde_json::from_str(&claim.spec.input)
-        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
-    let size: SectorSize = input
-        .size
-        .parse()
-        .map_err(|e| task_err(format!("task {} size: {e}", claim.id)))?;
+    let (input, size) = task_input(claim, |i: &SectorInput| &i.size)?;
     let id = SectorId {
         size,
         miner_id: claim.spec.miner,
@@ -345,12 +348,7 @@ async fn fetch_inputs<E: TaskEngine>(
     let Some(from) = fetched_from(config, claim) else {
         return Ok(());
     };
-    let input: SectorInput = serde_json::from_str(&claim.spec.input)
-        .map_err(|e| task_err(format!("task {} input: {e}", claim.id)))?;
-    let size: SectorSize = input
-        .size
-        .parse()
-        .map_err(|e| task_err(format!("task {} size: {e}", claim.id)))?;
+    let (_, size) = task_input(claim, |i: &SectorInput| &i.size)?;
     let files = fetched_inputs(claim.spec.kind, size).unwrap_or_default();
     let url = engine
         .workers()

@@ -1643,6 +1643,25 @@ fn job_result(job: JobId, right: bool) -> [u8; 32] {
     *blake3::hash(format!("job {job} {right}").as_bytes()).as_bytes()
 }
 
+/// Miner `m`'s commitment of `result` to `job` (salted with [`job_salt`]).
+fn job_commit(job: JobId, m: ActorId, result: [u8; 32]) -> ComputeMethod {
+    ComputeMethod::CommitResult {
+        job,
+        provider: m.into(),
+        commitment: compute::commitment(&result, m, &job_salt(m)),
+    }
+}
+
+/// Miner `m`'s reveal of `result` for `job`.
+fn job_reveal(job: JobId, m: ActorId, result: [u8; 32]) -> ComputeMethod {
+    ComputeMethod::RevealResult {
+        job,
+        provider: m.into(),
+        result,
+        salt: job_salt(m),
+    }
+}
+
 /// The salt of the miner's commitments.
 fn job_salt(m: ActorId) -> [u8; 32] {
     *blake3::hash(&m.0.to_le_bytes()).as_bytes()
@@ -2304,11 +2323,7 @@ impl World {
                         self.send("worker", COMPUTE, Method::Compute(method), collateral);
                     }
                     2 => {
-                        let method = ComputeMethod::CommitResult {
-                            job,
-                            provider,
-                            commitment: compute::commitment(&result, m, &job_salt(m)),
-                        };
+                        let method = job_commit(job, m, result);
                         self.send(
                             "worker",
                             COMPUTE,
@@ -2317,12 +2332,7 @@ impl World {
                         );
                     }
                     3 => {
-                        let method = ComputeMethod::RevealResult {
-                            job,
-                            provider,
-                            result: if honest { right } else { result },
-                            salt: job_salt(m),
-                        };
+                        let method = job_reveal(job, m, if honest { right } else { result });
                         self.send(
                             "worker",
                             COMPUTE,
@@ -2378,11 +2388,7 @@ impl World {
                 );
                 if r.exit_code == ExitCode::Ok {
                     let right = job_result(job, true);
-                    let commit = ComputeMethod::CommitResult {
-                        job,
-                        provider,
-                        commitment: compute::commitment(&right, m, &job_salt(m)),
-                    };
+                    let commit = job_commit(job, m, right);
                     self.send(
                         "worker",
                         COMPUTE,
@@ -2391,12 +2397,7 @@ impl World {
                     );
                     let deadline = terms.deadline.max(self.h.epoch());
                     self.h.advance_to(deadline);
-                    let reveal = ComputeMethod::RevealResult {
-                        job,
-                        provider,
-                        result: right,
-                        salt: job_salt(m),
-                    };
+                    let reveal = job_reveal(job, m, right);
                     self.send(
                         "worker",
                         COMPUTE,
