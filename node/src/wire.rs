@@ -101,8 +101,11 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     lode_chain::codec::encode(value)
 }
 
-/// Decodes `bytes` as exactly one `T` (no trailing bytes).
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> NodeResult<T> {
+/// Decodes `bytes` as exactly one `T` in its canonical encoding: no trailing bytes, and the bytes
+/// [`encode`] writes for the value (postcard also reads over-long varints, so without this one
+/// message or block would have many encodings, each passing as new to gossip and to anything
+/// keyed by the bytes).
+pub fn decode<T: Serialize + DeserializeOwned>(bytes: &[u8], what: &'static str) -> NodeResult<T> {
     let (value, rest) = postcard::take_from_bytes::<T>(bytes).map_err(|e| NodeError::Decode {
         what,
         why: e.to_string(),
@@ -111,6 +114,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> NodeResu
         return Err(NodeError::Decode {
             what,
             why: format!("{} trailing bytes", rest.len()),
+        });
+    }
+    if encode(&value) != bytes {
+        return Err(NodeError::Decode {
+            what,
+            why: "not in canonical form (an integer is encoded longer than it needs)".into(),
         });
     }
     Ok(value)
@@ -171,7 +180,42 @@ mod tests {
             .clone()
     }
 
+    #[test]
+    fn over_long_integers_are_refused() {
+        // Postcard writes 5 in one varint byte and also reads it from two (0x85 0x00): only the
+        // first is the encoding, or one value would travel under many byte strings.
+        let req = SyncRequest::Range { from: 5, count: 5 };
+        assert_eq!(encode(&req), [2, 5, 5]);
+        assert_eq!(
+            decode::<SyncRequest>(&[2, 5, 5], "sync request").unwrap(),
+            req
+        );
+        let err = decode::<SyncRequest>(&[2, 0x85, 0x00, 5], "sync request").unwrap_err();
+        assert!(err.to_string().contains("canonical"), "{err}");
+        // What the fuzzer found (fuzz/fuzz/corpus/signed_message/regression-overlong-varint): a
+        // signed message's sender id, 104, in two bytes.
+        let block = sample_block();
+        let msg = SignedMessage {
+            message: block.messages[0].clone(),
+            signature: block.header.signature,
+        };
+        let bytes = encode(&msg);
+        assert_eq!(bytes[..2], [0, 100]);
+        let longer = [&[0, 0xe4, 0x00][..], &bytes[2..]].concat();
+        assert!(decode::<SignedMessage>(&longer, "message").is_err());
+    }
+
     proptest! {
+        #[test]
+        fn whatever_decodes_is_its_own_canonical_encoding(flip in 0usize..4096, bit in 0u8..8) {
+            let bytes = encode(&sample_block());
+            let mut flipped = bytes.clone();
+            flipped[flip % bytes.len()] ^= 1 << bit;
+            if let Ok(b) = decode::<FullBlock>(&flipped, "block") {
+                prop_assert_eq!(encode(&b), flipped);
+            }
+        }
+
         #[test]
         fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
             let _ = decode::<FullBlock>(&bytes, "block");

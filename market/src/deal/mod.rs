@@ -334,15 +334,24 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_allocvec(value).unwrap_or_default()
 }
 
-/// Decodes a protocol message strictly: the whole input must be one value, nothing after it.
+/// Decodes a protocol message strictly: the whole input must be one value, nothing after it, in
+/// the canonical encoding [`encode`] writes (postcard also reads over-long varints).
 ///
 /// # Errors
 /// [`MarketError::Malformed`] naming `what`.
-pub fn decode<'a, T: Deserialize<'a>>(what: &'static str, bytes: &'a [u8]) -> MarketResult<T> {
+pub fn decode<'a, T: Serialize + Deserialize<'a>>(
+    what: &'static str,
+    bytes: &'a [u8],
+) -> MarketResult<T> {
     let malformed = |why: String| MarketError::Malformed { what, why };
     let (value, rest) = postcard::take_from_bytes(bytes).map_err(|e| malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(malformed(format!("{} bytes after the message", rest.len())));
+    }
+    if encode(&value) != bytes {
+        return Err(malformed(
+            "not in canonical form (an integer is encoded longer than it needs)".into(),
+        ));
     }
     Ok(value)
 }
@@ -495,6 +504,11 @@ pub(crate) mod tests {
         bytes.pop();
         bytes.pop();
         assert!(decode::<DealRequest>("deal request", &bytes).is_err());
+        // An over-long varint (miner 5 in two bytes) is not the message's encoding.
+        let ask = AskRequest { miner: ActorId(5) };
+        assert_eq!(encode(&ask), [5]);
+        assert_eq!(decode::<AskRequest>("ask request", &[5]).unwrap(), ask);
+        assert!(decode::<AskRequest>("ask request", &[0x85, 0x00]).is_err());
     }
 
     #[test]

@@ -387,7 +387,7 @@ fn peer_param(params: &Params<'_>) -> RpcResult<libp2p::PeerId> {
 }
 
 /// Decodes hex of a postcard encoding on the blocking pool (signature checks in decoding cost).
-async fn decode_hex<T: serde::de::DeserializeOwned + Send + 'static>(
+async fn decode_hex<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>(
     hex_text: String,
     what: &'static str,
 ) -> RpcResult<T> {

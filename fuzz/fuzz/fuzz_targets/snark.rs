@@ -1,0 +1,3 @@
+//! libFuzzer driver of `lode_fuzz::targets::snark`.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| lode_fuzz::targets::snark(data));
