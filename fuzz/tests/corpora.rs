@@ -123,6 +123,11 @@ fn seeds_reach_the_verifiers() {
                     .raw_json_request(std::str::from_utf8(&call).unwrap(), 1),
             )
             .unwrap();
-        assert!(answer.get().contains("\"result\""), "{answer}");
+        // The other test may have pushed the seed message first: then the pool has it already.
+        let answer = answer.get();
+        assert!(
+            answer.contains("\"result\"") || answer.contains("already pending"),
+            "{answer}"
+        );
     }
 }
