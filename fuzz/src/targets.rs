@@ -207,18 +207,17 @@ pub fn param_file(data: &[u8]) {
     };
     let id = lode_proofs::params::ParamsId::new("fuzz", &[]);
     let mut bytes = rest.to_vec();
+    // The header: magic and version and origin (16 bytes), identifier digest (32), body hash (32),
+    // identifier length (4), identifier; then the body (`proofs/src/params.rs`).
     if mode & 1 == 1 && bytes.len() >= 84 {
         let canonical = id.canonical().as_bytes();
-        let mut fixed = bytes[..16].to_vec();
-        fixed.extend_from_slice(&id.digest());
-        let body_at = 84 + canonical.len();
-        let body = bytes.get(84..).unwrap_or_default().to_vec();
-        fixed.extend_from_slice(blake3::hash(&body).as_bytes());
-        fixed.extend_from_slice(&(canonical.len() as u32).to_le_bytes());
-        fixed.extend_from_slice(canonical);
-        fixed.extend_from_slice(&body);
-        debug_assert_eq!(fixed.len(), body_at + body.len());
-        bytes = fixed;
+        let body = bytes.split_off(84);
+        bytes.truncate(16);
+        bytes.extend_from_slice(&id.digest());
+        bytes.extend_from_slice(blake3::hash(&body).as_bytes());
+        bytes.extend_from_slice(&(canonical.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(canonical);
+        bytes.extend_from_slice(&body);
     }
     let path = scratch("vk", &bytes);
     let _ = lode_proofs::params::ParamStore::load_vk(&path, &id);
