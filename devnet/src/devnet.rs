@@ -546,9 +546,10 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
                 lease_secs: DEVNET_LEASE_SECS,
                 lost_after_secs: DEVNET_LOST_AFTER_SECS,
                 store_on_workers,
-                // A devnet's challenge windows are seconds long: its partitions are proven by
-                // the provider itself.
+                // A devnet's challenge windows and epochs are seconds long: its partitions and
+                // elections are proven by the provider itself.
                 window_post_wait_secs: 0,
+                winning_post_wait_ms: 0,
             }
         }
         None => lode_provider::run::ClusterSettings::default(),

@@ -75,17 +75,19 @@ pub trait RemoteSectors: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// Machines that make PoSt SNARKs for this provider (a cluster's `wdpost` workers): the seam
-/// between the prover and the cluster ([`crate::pipeline::remote::ClusterSnarks`]). The vanilla
-/// proofs are gathered here (from this store and through [`RemoteSectors`]); the machine only
-/// runs the circuit, and its proof is verified here before it is used.
+/// Machines that make PoSt SNARKs for this provider (a cluster's `wdpost` and `wnpost` workers):
+/// the seam between the prover and the cluster ([`crate::pipeline::remote::ClusterSnarks`]). The
+/// vanilla proofs are gathered here (from this store and through [`RemoteSectors`]); the machine
+/// only runs the circuit, and its proof is verified here before it is used.
 pub trait RemoteSnarks: Send + Sync + std::fmt::Debug {
-    /// The Window PoSt SNARK of one partition's vanilla proofs (`vanilla`, padded as the circuit
-    /// takes them) made on another machine: `None` when no machine takes such work (prove here),
-    /// else the proof or why it could not be had (then it is proven here). `subject` names the
-    /// partition's proof among the miner's (its task). Called on a blocking thread.
-    fn window_snark(
+    /// The `kind` PoSt SNARK of `vanilla` (a Window PoSt partition's vanilla proofs, padded as the
+    /// circuit takes them, or a Winning PoSt's one) made on another machine: `None` when no
+    /// machine takes such work (prove here), else the proof or why it could not be had (then it
+    /// is proven here). `subject` names the proof among the miner's ([`post_subject`]: its
+    /// task). Called on a blocking thread.
+    fn post_snark(
         &self,
+        kind: PostKind,
         subject: u64,
         size: SectorSize,
         vanilla: &[SectorProof],
@@ -397,13 +399,15 @@ pub struct Prover {
     size: SectorSize,
     winning: Arc<Parameters<Bls12>>,
     window: Arc<Parameters<Bls12>>,
-    /// Where Window PoSt SNARKs are made when not here, and the key their proofs are checked
-    /// with.
-    snarks: Option<(Arc<dyn RemoteSnarks>, WindowKey)>,
+    /// Where PoSt SNARKs are made when not here, and the keys their proofs are checked with.
+    snarks: Option<(Arc<dyn RemoteSnarks>, PostKeys)>,
 }
 
-/// The Window PoSt circuit's prepared verifying key.
-type WindowKey = Arc<groth16::PreparedVerifyingKey<Bls12>>;
+/// The PoSt circuits' prepared verifying keys, which check a proof made elsewhere.
+struct PostKeys {
+    winning: groth16::PreparedVerifyingKey<Bls12>,
+    window: groth16::PreparedVerifyingKey<Bls12>,
+}
 
 impl std::fmt::Debug for Prover {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -423,20 +427,26 @@ pub struct PartitionProof {
 }
 
 impl Prover {
-    /// A partition's Window PoSt SNARK from the remote machines, verified here: `None` (prove
-    /// here) when there are none, or when theirs failed or does not verify (said in the log).
-    fn remote_window_snark(
+    /// A `kind` PoSt SNARK of `vanilla` (over `sectors`) from the remote machines, verified
+    /// here: `None` (prove here) when there are none, or when theirs failed or does not verify
+    /// (said in the log).
+    fn remote_snark(
         &self,
+        kind: PostKind,
         randomness: [u8; 32],
         sectors: &[SectorRef],
         vanilla: &[SectorProof],
     ) -> Option<Vec<u8>> {
-        let (remote, pvk) = self.snarks.as_ref()?;
-        let subject = window_subject(&randomness, vanilla);
-        let proof = match remote.window_snark(subject, self.size, vanilla)? {
+        let (remote, keys) = self.snarks.as_ref()?;
+        let (pvk, what) = match kind {
+            PostKind::Winning => (&keys.winning, "Winning PoSt"),
+            PostKind::Window => (&keys.window, "Window PoSt partition"),
+        };
+        let subject = post_subject(kind, &randomness, vanilla);
+        let proof = match remote.post_snark(kind, subject, self.size, vanilla)? {
             Ok(proof) => proof,
             Err(why) => {
-                tracing::warn!(%why, "the cluster did not prove the Window PoSt partition: proving it here");
+                tracing::warn!(%why, "the cluster did not prove the {what}: proving it here");
                 return None;
             }
         };
@@ -456,11 +466,11 @@ impl Prover {
             })
             .collect();
         let verified = public
-            .ok_or_else(|| "a sector the partition does not name".to_string())
+            .ok_or_else(|| format!("a sector the {what} does not name"))
             .and_then(|public| {
                 post_circuit::verify(
                     pvk,
-                    PostKind::Window,
+                    kind,
                     self.size,
                     &randomness_node(randomness),
                     &public,
@@ -471,17 +481,21 @@ impl Prover {
         match verified {
             Ok(()) => Some(proof),
             Err(why) => {
-                tracing::warn!(%why, "the cluster's Window PoSt proof does not verify: proving the partition here");
+                tracing::warn!(%why, "the cluster's proof of the {what} does not verify: proving it here");
                 None
             }
         }
     }
 }
 
-/// The task subject naming a partition's Window PoSt SNARK: 48 bits of a hash of the randomness
-/// and the sectors proven (unique among a miner's partitions in flight).
-pub fn window_subject(randomness: &[u8; 32], vanilla: &[SectorProof]) -> u64 {
+/// The task subject naming a PoSt SNARK of `kind`: 48 bits of a hash of the kind, the randomness
+/// and the sectors proven (unique among a miner's proofs in flight).
+pub fn post_subject(kind: PostKind, randomness: &[u8; 32], vanilla: &[SectorProof]) -> u64 {
     let mut h = blake3::Hasher::new_derive_key("lode/provider/window-post-subject");
+    // The Window PoSt subject hashes no kind byte (as before Winning PoSts were made remotely).
+    if kind == PostKind::Winning {
+        h.update(b"winning");
+    }
     h.update(randomness);
     for v in vanilla {
         h.update(&v.sector_number.to_le_bytes());
@@ -527,12 +541,15 @@ impl Prover {
         }
     }
 
-    /// The same prover, its Window PoSt SNARKs made by `remote` when it takes them (a cluster's
-    /// `wdpost` workers); a proof from there is verified here first, and a partition it does not
-    /// prove, or proves wrongly, is proven here.
+    /// The same prover, its PoSt SNARKs made by `remote` when it takes them (a cluster's
+    /// `wdpost` and `wnpost` workers); a proof from there is verified here first, and a proof it
+    /// does not make, or makes wrongly, is made here.
     pub fn with_remote_snarks(mut self, remote: Arc<dyn RemoteSnarks>) -> Self {
-        let pvk = Arc::new(groth16::prepare_verifying_key(&self.window.vk));
-        self.snarks = Some((remote, pvk));
+        let keys = PostKeys {
+            winning: groth16::prepare_verifying_key(&self.winning.vk),
+            window: groth16::prepare_verifying_key(&self.window.vk),
+        };
+        self.snarks = Some((remote, keys));
         self
     }
 
@@ -563,12 +580,17 @@ impl Prover {
                 tracing::warn!(sector = chosen.sector_number, %why, "the elected sector cannot be proven");
                 ProviderError::MissingSector(chosen.sector_number)
             })?;
+        let vanilla = [vanilla];
+        if let Some(proof) = self.remote_snark(PostKind::Winning, randomness, &[*chosen], &vanilla)
+        {
+            return Ok(proof);
+        }
         let mut rng = os_rng()?;
         post_circuit::prove(
             &self.winning,
             PostKind::Winning,
             self.size,
-            &[vanilla],
+            &vanilla,
             &mut rng,
         )
         .map_err(|e| ProviderError::Snark(e.to_string()))
@@ -614,7 +636,7 @@ impl Prover {
                 self.size.window_post_sectors_per_partition()
             )));
         };
-        let proof = match self.remote_window_snark(randomness, sectors, &vanilla) {
+        let proof = match self.remote_snark(PostKind::Window, randomness, sectors, &vanilla) {
             Some(proof) => proof,
             None => {
                 let mut rng = os_rng()?;

@@ -154,6 +154,12 @@ pub struct ClusterSettings {
     /// window, which must still hold a proof made here and its message landing: set it only where
     /// the window is long beside those (e.g. 300 s for 30-minute windows), not on a devnet's.
     pub window_post_wait_secs: u64,
+    /// Winning PoSt SNARKs on the cluster's `wnpost` workers: how long this provider waits for a
+    /// worker's proof of an election it won before proving it itself, in milliseconds (at most
+    /// half an epoch). 0, the default, proves every election here. The block waits for the proof
+    /// and must still be made in its epoch, so a worker must prove faster than this machine for
+    /// the wait to pay (a GPU machine beside a provider without one).
+    pub winning_post_wait_ms: u64,
 }
 
 impl Default for ClusterSettings {
@@ -165,6 +171,7 @@ impl Default for ClusterSettings {
             lost_after_secs: crate::pipeline::remote::DEFAULT_LOST_AFTER.as_secs(),
             store_on_workers: false,
             window_post_wait_secs: 0,
+            winning_post_wait_ms: 0,
         }
     }
 }
@@ -172,6 +179,57 @@ impl Default for ClusterSettings {
 impl ClusterSettings {
     fn is_default(&self) -> bool {
         *self == ClusterSettings::default()
+    }
+}
+
+/// How long the provider waits for the cluster's PoSt SNARKs (`[cluster] window_post_wait_secs`
+/// and `winning_post_wait_ms`; 0 proves that kind here): a Window PoSt partition's at most a third
+/// of the challenge window, a Winning PoSt's at most half an epoch (a larger setting is capped,
+/// with a warning).
+pub fn post_waits(
+    cluster: &ClusterSettings,
+    policy: &lode_chain::Policy,
+) -> crate::pipeline::remote::PostWaits {
+    use std::time::Duration;
+    let epoch_ms = policy.epoch_duration_seconds.saturating_mul(1000);
+    let window_cap = policy
+        .wpost_challenge_window
+        .saturating_mul(policy.epoch_duration_seconds)
+        .saturating_div(3)
+        .max(1);
+    let winning_cap = (epoch_ms / 2).max(1);
+    let capped = |asked: u64, cap: u64, name: &str, unit: &str| {
+        if asked > cap {
+            tracing::warn!(
+                asked,
+                cap,
+                "[cluster] {name} is more than {}: waiting {cap} {unit}",
+                if unit == "s" {
+                    "a third of the challenge window"
+                } else {
+                    "half an epoch"
+                }
+            );
+        }
+        asked.min(cap)
+    };
+    crate::pipeline::remote::PostWaits {
+        window: (cluster.window_post_wait_secs > 0).then(|| {
+            Duration::from_secs(capped(
+                cluster.window_post_wait_secs,
+                window_cap,
+                "window_post_wait_secs",
+                "s",
+            ))
+        }),
+        winning: (cluster.winning_post_wait_ms > 0).then(|| {
+            Duration::from_millis(capped(
+                cluster.winning_post_wait_ms,
+                winning_cap,
+                "winning_post_wait_ms",
+                "ms",
+            ))
+        }),
     }
 }
 
@@ -573,32 +631,17 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     }
     let params = ParamStore::new(resolve(dir, &settings.params_dir));
     let mut prover = tokio::task::block_in_place(|| Prover::load(&params, size, store))?;
-    if let Some(link) = &link
-        && settings.cluster.window_post_wait_secs > 0
-    {
-        // Window PoSt SNARKs go to the cluster's `wdpost` workers while one is registered, each
-        // waited for `window_post_wait_secs`, at most a third of the challenge window, before it
-        // is proven here.
-        let window = genesis
-            .policy
-            .wpost_challenge_window
-            .saturating_mul(genesis.policy.epoch_duration_seconds);
-        let asked = settings.cluster.window_post_wait_secs;
-        let cap = (window / 3).max(1);
-        if asked > cap {
-            tracing::warn!(
-                asked,
-                cap,
-                "[cluster] window_post_wait_secs is more than a third of the challenge window: waiting {cap} s"
-            );
+    if let Some(link) = &link {
+        let waits = post_waits(&settings.cluster, &genesis.policy);
+        if waits != crate::pipeline::remote::PostWaits::default() {
+            prover =
+                prover.with_remote_snarks(Arc::new(crate::pipeline::remote::ClusterSnarks::new(
+                    Arc::clone(link),
+                    actor.0,
+                    tokio::runtime::Handle::current(),
+                    waits,
+                )));
         }
-        let within = std::time::Duration::from_secs(asked.min(cap));
-        prover = prover.with_remote_snarks(Arc::new(crate::pipeline::remote::ClusterSnarks::new(
-            Arc::clone(link),
-            actor.0,
-            tokio::runtime::Handle::current(),
-            within,
-        )));
     }
     let prover = Arc::new(prover);
     let mut registry = Registry::default();
@@ -833,6 +876,36 @@ async fn join_cluster(
 #[allow(clippy::unwrap_used, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn post_waits_are_off_by_default_and_capped_by_the_window_and_the_epoch() {
+        use std::time::Duration;
+        let policy = lode_chain::Policy::devnet();
+        let mut cluster = ClusterSettings::default();
+        assert_eq!(
+            post_waits(&cluster, &policy),
+            crate::pipeline::remote::PostWaits::default()
+        );
+        cluster.winning_post_wait_ms = 300;
+        let waits = post_waits(&cluster, &policy);
+        assert_eq!(waits.window, None);
+        assert_eq!(waits.winning, Some(Duration::from_millis(300)));
+        // Past half an epoch, or a third of the challenge window, the wait is cut to that.
+        cluster.winning_post_wait_ms = u64::MAX;
+        cluster.window_post_wait_secs = u64::MAX;
+        let waits = post_waits(&cluster, &policy);
+        let epoch = Duration::from_secs(policy.epoch_duration_seconds);
+        let window = policy.wpost_challenge_window * policy.epoch_duration_seconds;
+        assert_eq!(waits.winning, Some(epoch / 2));
+        assert_eq!(waits.window, Some(Duration::from_secs(window / 3)));
+        // The TOML names.
+        let parsed: ClusterSettings =
+            toml::from_str("winning_post_wait_ms = 500\nwindow_post_wait_secs = 30").unwrap();
+        assert_eq!(
+            (parsed.winning_post_wait_ms, parsed.window_post_wait_secs),
+            (500, 30)
+        );
+    }
 
     #[test]
     fn a_second_provider_on_one_directory_is_refused_until_the_first_is_gone() {

@@ -16,9 +16,10 @@
 //! - A failed phase is retried after [`RETRY_AFTER`] up to [`MAX_ATTEMPTS`] claims, then fails
 //!   for good with its reason.
 //! - Stopping (the future passed to [`run_worker`] completes) releases its tasks at once.
-//! - A `wdpost` worker makes Window PoSt SNARKs ([`PostInput`]: a partition's vanilla proofs,
-//!   gathered by the provider, which verifies the proof before it submits it); a failed one is
-//!   not retried (the provider proves the partition itself).
+//! - A `wdpost` worker makes Window PoSt SNARKs and a `wnpost` worker Winning PoSt SNARKs
+//!   ([`PostInput`]: a partition's or an election's vanilla proofs, gathered by the provider,
+//!   which verifies the proof before it uses it); a failed one is not retried (the provider
+//!   proves it itself).
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -130,8 +131,9 @@ pub fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// The input of a Window PoSt task (JSON in the task's `input`): the partition's vanilla proofs,
-/// gathered by the provider, padded as the circuit takes them.
+/// The input of a Window PoSt or Winning PoSt task (JSON in the task's `input`): a partition's
+/// vanilla proofs, padded as the circuit takes them, or the elected sector's; gathered by the
+/// provider.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PostInput {
     /// The sectors' size.
@@ -144,7 +146,7 @@ pub struct PostInput {
 /// kept while the worker runs).
 type ParamSlots = Mutex<std::collections::HashMap<(TaskKind, u64), Arc<PorepParams>>>;
 
-/// The parameters of `kind` (Commit2 or Window PoSt) at `size`, loaded once.
+/// The parameters of `kind` (Commit2, Window PoSt or Winning PoSt) at `size`, loaded once.
 fn params_for(
     config: &WorkerConfig,
     params: &ParamSlots,
@@ -153,6 +155,7 @@ fn params_for(
 ) -> ProviderResult<Arc<groth16::Parameters<bls12_381::Bls12>>> {
     let id = match kind {
         TaskKind::WindowPost => lode_proofs::circuit::post::PostKind::Window.params_id(size),
+        TaskKind::WinningPost => lode_proofs::circuit::post::PostKind::Winning.params_id(size),
         _ => lode_proofs::circuit::porep::params_id(size),
     };
     let slot = {
@@ -164,12 +167,14 @@ fn params_for(
     slot.get()
 }
 
-/// A Window PoSt task: the SNARK of the partition's vanilla proofs (each decoded strictly: a
-/// malformed one fails the task). The provider verifies the proof before using it.
-fn run_window_post(
+/// A Window PoSt or Winning PoSt task (`kind`): the SNARK of its vanilla proofs (each decoded
+/// strictly: a malformed one, or a count the circuit does not take, fails the task). The provider
+/// verifies the proof before using it.
+fn run_post(
     config: &WorkerConfig,
     params: &ParamSlots,
     claim: &Claimed,
+    kind: lode_proofs::circuit::post::PostKind,
 ) -> ProviderResult<String> {
     let (input, size) = task_input(claim, |i: &PostInput| &i.size)?;
     let vanilla = input
@@ -183,16 +188,10 @@ fn run_window_post(
                 .map_err(|e| task_err(format!("task {} vanilla proof {i}: {e}", claim.id)))
         })
         .collect::<ProviderResult<Vec<_>>>()?;
-    let window = params_for(config, params, TaskKind::WindowPost, size)?;
+    let loaded = params_for(config, params, claim.spec.kind, size)?;
     let mut rng = crate::prover::os_rng()?;
-    let proof = lode_proofs::circuit::post::prove(
-        &window,
-        lode_proofs::circuit::post::PostKind::Window,
-        size,
-        &vanilla,
-        &mut rng,
-    )
-    .map_err(|e| task_err(format!("task {}: {e}", claim.id)))?;
+    let proof = lode_proofs::circuit::post::prove(&loaded, kind, size, &vanilla, &mut rng)
+        .map_err(|e| task_err(format!("task {}: {e}", claim.id)))?;
     let out = SectorOutput {
         proof: Some(hex::encode(proof)),
         ..SectorOutput::default()
@@ -213,15 +212,31 @@ fn task_input<T: serde::de::DeserializeOwned>(
     Ok((input, size))
 }
 
-/// Runs one task of `claim` (a sealing phase in `config.dir`, or a Window PoSt SNARK); its
-/// output as JSON.
+/// Runs one task of `claim` (a sealing phase in `config.dir`, or a PoSt SNARK); its output as
+/// JSON.
 fn run_phase(
     config: &WorkerConfig,
     params: &ParamSlots,
     claim: &Claimed,
 ) -> ProviderResult<String> {
-    if claim.spec.kind == TaskKind::WindowPost {
-        return run_window_post(config, params, claim);
+    match claim.spec.kind {
+        TaskKind::WindowPost => {
+            return run_post(
+                config,
+                params,
+                claim,
+                lode_proofs::circuit::post::PostKind::Window,
+            );
+        }
+        TaskKind::WinningPost => {
+            return run_post(
+                config,
+                params,
+                claim,
+                lode_proofs::circuit::post::PostKind::Winning,
+            );
+        }
+        _ => {}
     }
     let (input, size) = task_input(claim, |i: &SectorInput| &i.size)?;
     let id = SectorId {

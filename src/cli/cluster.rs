@@ -45,7 +45,7 @@ pub(crate) enum WorkerCommand {
   lode worker run --db postgres://lode@db-host/lode --dir /srv/lode/sealing --secret-file secret
   lode worker run --db \"host=/run/postgresql dbname=lode\" --dir /mnt/nvme --tasks pc1,pc2,c1 \\
       --name nvme-box --listen 0.0.0.0:7001 --url http://nvme-box:7001 --secret-file secret
-  LODE_DB=postgres://lode@db-host/lode lode worker run --dir /srv/lode/c2 --tasks c2,wdpost --gpus 1 --secret-file secret")]
+  LODE_DB=postgres://lode@db-host/lode lode worker run --dir /srv/lode/c2 --tasks c2,wdpost,wnpost --gpus 1 --secret-file secret")]
     Run(WorkerRunArgs),
 }
 
@@ -60,9 +60,10 @@ pub(crate) struct WorkerRunArgs {
     /// Default: `<hostname>:<dir>`.
     #[arg(long)]
     name: Option<String>,
-    /// The tasks it claims: pc1, pc2, c1, c2, finalize, and wdpost (Window PoSt SNARKs over the
-    /// vanilla proofs the provider gathers; the provider verifies each proof, and proves a
-    /// partition itself when no worker does in time).
+    /// The tasks it claims: pc1, pc2, c1, c2, finalize, wdpost and wnpost (Window PoSt and Winning
+    /// PoSt SNARKs over the vanilla proofs the provider gathers, when the provider's `[cluster]
+    /// window_post_wait_secs` and `winning_post_wait_ms` ask for them; the provider verifies each
+    /// proof, and proves itself what no worker proves in time).
     #[arg(long, value_delimiter = ',', default_value = "pc1,pc2,c1,c2,finalize")]
     tasks: Vec<String>,
     /// Cores it offers: what it claims tasks for, and the threads its phases compute on (default:
@@ -161,12 +162,9 @@ fn parse_hex32(s: &str) -> Result<[u8; 32], String> {
 
 fn task_kind(name: &str) -> anyhow::Result<TaskKind> {
     match TaskKind::from_flag(name.trim()) {
-        Some(TaskKind::WinningPost) => anyhow::bail!(
-            "{name}: workers do not make Winning PoSts yet; the provider proves its elections itself"
-        ),
         Some(kind) => Ok(kind),
         None => {
-            anyhow::bail!("unknown task {name:?}: use pc1, pc2, c1, c2, finalize or wdpost")
+            anyhow::bail!("unknown task {name:?}: use pc1, pc2, c1, c2, finalize, wdpost or wnpost")
         }
     }
 }

@@ -136,11 +136,11 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
     let names = ["w1", "w2", "p1", "p2"];
     // w2 labels only: a sector whose PreCommit1 it ran has its layers fetched by w1 for
     // PreCommit2, and lives on w1 from then on.
-    // The proving workers also take `wdpost` (Window PoSt SNARKs), as a GPU machine would.
+    // The proving workers also take `wdpost` and `wnpost` (PoSt SNARKs), as a GPU machine would.
     let tasks = |n: &str| match n {
         "w1" => "pc1,pc2,c1",
         "w2" => "pc1",
-        _ => "c2,wdpost",
+        _ => "c2,wdpost,wnpost",
     };
     let mut workers = Workers(
         names

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lode_proofs::circuit::post::PostKind;
 use lode_proofs::node::Node;
 use lode_proofs::post::SectorProof;
 use lode_proofs::sector::SectorSize;
@@ -248,58 +249,70 @@ impl RemoteSectors for ClusterSectors {
     }
 }
 
-/// A cluster's `wdpost` workers, making the prover's Window PoSt SNARKs ([`RemoteSnarks`]): a
-/// partition's vanilla proofs go into a time-sensitive `WindowPost` task, which a worker running
-/// that kind claims, proves, and finishes with the proof. Used only while such a worker is
-/// registered; a task nobody finished within `within` is withdrawn (when still queued) and the
-/// provider proves the partition itself.
+/// How long the provider waits for each kind of PoSt SNARK made by the cluster's workers; a kind
+/// without a wait is always proven by the provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PostWaits {
+    /// A Window PoSt partition's (`wdpost` workers).
+    pub window: Option<Duration>,
+    /// A Winning PoSt's (`wnpost` workers).
+    pub winning: Option<Duration>,
+}
+
+/// A cluster's `wdpost` and `wnpost` workers, making the prover's PoSt SNARKs
+/// ([`RemoteSnarks`]): the vanilla proofs go into a time-sensitive `WindowPost` or `WinningPost`
+/// task, which a worker running that kind claims, proves, and finishes with the proof. Used only
+/// for a kind with a wait ([`PostWaits`]) and while a worker running it is registered; a task
+/// nobody finished within the wait is withdrawn (when still queued) and the provider proves it
+/// itself.
 #[derive(Debug)]
 pub struct ClusterSnarks {
     link: Arc<ClusterLink>,
     miner: u64,
     handle: tokio::runtime::Handle,
-    within: Duration,
+    waits: PostWaits,
 }
 
 impl ClusterSnarks {
-    /// `miner`'s SNARKs on `link`'s cluster, waited for at most `within` each, from blocking
+    /// `miner`'s SNARKs on `link`'s cluster, each waited for as `waits` says, from blocking
     /// threads of `handle`'s runtime.
     pub fn new(
         link: Arc<ClusterLink>,
         miner: u64,
         handle: tokio::runtime::Handle,
-        within: Duration,
+        waits: PostWaits,
     ) -> Self {
         ClusterSnarks {
             link,
             miner,
             handle,
-            within,
+            waits,
         }
     }
 
-    async fn window_task(
+    async fn post_task(
         &self,
+        kind: PostKind,
         subject: u64,
         size: SectorSize,
         vanilla: &[SectorProof],
     ) -> Option<Result<Vec<u8>, String>> {
+        let (kind, within, poll) = match kind {
+            PostKind::Window => (TaskKind::WindowPost, self.waits.window?, WINDOW_POLL),
+            PostKind::Winning => (TaskKind::WinningPost, self.waits.winning?, WINNING_POLL),
+        };
         let engine = &self.link.engine;
         let workers = match engine.workers().await {
             Ok(w) => w,
             Err(e) => return Some(Err(e.to_string())),
         };
-        if !workers
-            .iter()
-            .any(|w| w.info.kinds.contains(&TaskKind::WindowPost))
-        {
+        if !workers.iter().any(|w| w.info.kinds.contains(&kind)) {
             return None;
         }
         let input = crate::worker::PostInput {
             size: size.to_string(),
             vanilla: vanilla.iter().map(|v| hex::encode(v.to_bytes())).collect(),
         };
-        let kind = TaskKind::WindowPost;
         let mut spec = TaskSpec::new(
             self.miner,
             kind,
@@ -339,32 +352,35 @@ impl ClusterSnarks {
                 Ok(None) => return Some(Err(format!("cluster task {id} is gone"))),
                 Err(e) => return Some(Err(e.to_string())),
             }
-            if started.elapsed() >= self.within {
+            if started.elapsed() >= within {
                 let why = format!(
                     "no worker proved it within {:.1} s: the provider proved it",
-                    self.within.as_secs_f64()
+                    within.as_secs_f64()
                 );
                 // Withdrawn when still queued; a worker running it finishes into the history.
                 let _ = engine.cancel(id, &why).await;
                 return Some(Err(format!("cluster task {id}: {why}")));
             }
-            tokio::time::sleep(POST_POLL).await;
+            tokio::time::sleep(poll).await;
         }
     }
 }
 
 /// How often the provider looks at a Window PoSt task it waits for.
-const POST_POLL: Duration = Duration::from_millis(100);
+const WINDOW_POLL: Duration = Duration::from_millis(100);
+/// How often it looks at a Winning PoSt task: the block waits for it, within its epoch.
+const WINNING_POLL: Duration = Duration::from_millis(20);
 
 impl RemoteSnarks for ClusterSnarks {
-    fn window_snark(
+    fn post_snark(
         &self,
+        kind: PostKind,
         subject: u64,
         size: SectorSize,
         vanilla: &[SectorProof],
     ) -> Option<Result<Vec<u8>, String>> {
         self.handle
-            .block_on(self.window_task(subject, size, vanilla))
+            .block_on(self.post_task(kind, subject, size, vanilla))
     }
 }
 

@@ -185,7 +185,7 @@ async fn suite(engine: AnyEngine) {
     // Before Finalize the sector is only on its worker: its proving check and its PoSts are
     // proven there and verified here against the chain's CommR.
     prove_on_the_cluster(&engine, &root, n, r.chain.comm_r.unwrap()).await;
-    window_snarks_on_the_cluster(&engine, &root, n, r.chain.comm_r.unwrap()).await;
+    post_snarks_on_the_cluster(&engine, &root, n, r.chain.comm_r.unwrap()).await;
 
     // Finalize here: the files come from the holder, which then deletes its copy.
     move_to(&s, n, SectorState::Finalize, None);
@@ -231,16 +231,18 @@ async fn suite(engine: AnyEngine) {
     }
 }
 
-/// Window PoSt SNARKs made by a `wdpost` worker: the prover gathers the partition's vanilla
-/// proofs (here through the worker holding sector `n`) and a worker running only `wdpost` makes
-/// the SNARK, which verifies with the chain's verifier. A worker answering garbage has its proof
-/// refused (the partition is proven here, and still verifies); with no `wdpost` worker
-/// registered the partition is proven here without a task.
-async fn window_snarks_on_the_cluster(engine: &AnyEngine, root: &Path, n: u64, comm_r: [u8; 32]) {
+/// PoSt SNARKs made by `wdpost` and `wnpost` workers, each kind in turn: the prover gathers the
+/// vanilla proofs (here through the worker holding sector `n`) and a worker running only that kind
+/// makes the SNARK, which verifies with the chain's verifier. A worker answering garbage has its
+/// proof refused (the proof is made here, and still verifies); with no worker of the kind
+/// registered the proof is made here without a task.
+async fn post_snarks_on_the_cluster(engine: &AnyEngine, root: &Path, n: u64, comm_r: [u8; 32]) {
     use lode_node::core::SectorRef;
-    use lode_proofs::verifier::{ProofVerifier, SnarkVerifier, WindowPostStatement};
+    use lode_proofs::verifier::{
+        ProofVerifier, SnarkVerifier, WindowPostStatement, WinningPostStatement,
+    };
     use lode_provider::engine::{Outcome, WorkerInfo};
-    use lode_provider::pipeline::remote::{ClusterSectors, ClusterSnarks};
+    use lode_provider::pipeline::remote::{ClusterSectors, ClusterSnarks, PostWaits};
     use lode_provider::prover::{Prover, SectorStore};
     use std::sync::Arc;
 
@@ -265,7 +267,10 @@ async fn window_snarks_on_the_cluster(engine: &AnyEngine, root: &Path, n: u64, c
             link,
             MINER.0,
             handle,
-            Duration::from_secs(60),
+            PostWaits {
+                window: Some(Duration::from_secs(60)),
+                winning: Some(Duration::from_secs(60)),
+            },
         ))),
     );
     let sector = SectorRef {
@@ -273,110 +278,132 @@ async fn window_snarks_on_the_cluster(engine: &AnyEngine, root: &Path, n: u64, c
         comm_r,
     };
     let verifier = SnarkVerifier::new(lode_testkit::harness::test_params());
-    let verify = |randomness: [u8; 32], proof: &[u8]| {
-        verifier.verify_window_post(
-            &WindowPostStatement {
-                size: SectorSize::S2KiB,
-                randomness,
-                sectors: vec![sector.public()],
-            },
-            proof,
-        )
-    };
-    let post = |randomness: [u8; 32]| {
-        let prover = Arc::clone(&prover);
-        async move {
-            tokio::task::spawn_blocking(move || prover.window_post(randomness, &[sector]))
+
+    for kind in [TaskKind::WindowPost, TaskKind::WinningPost] {
+        let name = kind.flag();
+        // One PoSt of `kind` with `randomness`, made by the prover (on a blocking thread, as the
+        // daemon does) and checked with the chain's verifier.
+        let post = |randomness: [u8; 32]| {
+            let prover = Arc::clone(&prover);
+            let verifier = &verifier;
+            async move {
+                let proof = tokio::task::spawn_blocking(move || match kind {
+                    TaskKind::WindowPost => {
+                        let p = prover.window_post(randomness, &[sector]).unwrap();
+                        assert!(p.skipped.is_empty(), "{p:?}");
+                        p.proof
+                    }
+                    _ => prover.winning_post(MINER.0, randomness, &[sector]).unwrap(),
+                })
+                .await
+                .unwrap();
+                match kind {
+                    TaskKind::WindowPost => verifier.verify_window_post(
+                        &WindowPostStatement {
+                            size: SectorSize::S2KiB,
+                            randomness,
+                            sectors: vec![sector.public()],
+                        },
+                        &proof,
+                    ),
+                    _ => verifier.verify_winning_post(
+                        &WinningPostStatement {
+                            size: SectorSize::S2KiB,
+                            miner_id: MINER.0,
+                            randomness,
+                            sectors: vec![sector.public()],
+                        },
+                        &proof,
+                    ),
+                }
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            }
+        };
+        let kind_tasks = || async {
+            engine
+                .tasks(10_000)
                 .await
                 .unwrap()
-                .unwrap()
-        }
-    };
-    let window_tasks = || async {
-        engine
-            .tasks(10_000)
+                .into_iter()
+                .filter(|t| t.spec.kind == kind && t.spec.miner == MINER.0)
+                .collect::<Vec<_>>()
+        };
+
+        // A worker running only this kind makes the SNARK.
+        let mut config = worker_config(root, name, &root.join("cache"));
+        config.kinds = vec![kind];
+        config.listen = None;
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let worker = tokio::spawn(run_worker(engine.clone(), config, async move {
+            let _ = stop_rx.wait_for(|s| *s).await;
+        }));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !engine
+            .workers()
             .await
             .unwrap()
-            .into_iter()
-            .filter(|t| t.spec.kind == TaskKind::WindowPost && t.spec.miner == MINER.0)
-            .collect::<Vec<_>>()
-    };
-
-    // A worker running only `wdpost` makes the SNARK.
-    let mut config = worker_config(root, "wdpost", &root.join("cache"));
-    config.kinds = vec![TaskKind::WindowPost];
-    config.listen = None;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(run_worker(engine.clone(), config, async move {
-        let _ = stop_rx.wait_for(|s| *s).await;
-    }));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !engine
-        .workers()
-        .await
-        .unwrap()
-        .iter()
-        .any(|w| w.info.name == "wdpost")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the wdpost worker never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let proven = post([5; 32]).await;
-    assert!(proven.skipped.is_empty(), "{proven:?}");
-    verify([5; 32], &proven.proof).unwrap();
-    let tasks = window_tasks().await;
-    assert_eq!(tasks.len(), 1, "{tasks:?}");
-    assert_eq!(tasks[0].phase, TaskPhase::Done, "{tasks:?}");
-    assert_eq!(tasks[0].worker.as_deref(), Some("wdpost"));
-    stop_tx.send(true).unwrap();
-    worker.await.unwrap().unwrap();
-
-    // A worker answering a proof that does not verify: the partition is proven here instead.
-    engine
-        .register(&WorkerInfo {
-            name: "rogue".into(),
-            resources: Resources::UNLIMITED,
-            kinds: vec![TaskKind::WindowPost],
-            url: None,
-        })
-        .await
-        .unwrap();
-    let rogue = {
-        let engine = engine.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Some(c) = engine
-                    .claim("rogue", &[TaskKind::WindowPost], &Resources::UNLIMITED)
-                    .await
-                    .unwrap()
-                {
-                    let garbage = format!(r#"{{"proof":"{}"}}"#, "ab".repeat(192));
-                    engine.finish(&c, &Outcome::Done(garbage)).await.unwrap();
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        })
-    };
-    let proven = post([6; 32]).await;
-    verify([6; 32], &proven.proof).unwrap();
-    let tasks = window_tasks().await;
-    assert_eq!(tasks.len(), 2, "{tasks:?}");
-    assert!(
-        tasks
             .iter()
-            .any(|t| t.worker.as_deref() == Some("rogue") && t.phase == TaskPhase::Done),
-        "{tasks:?}"
-    );
-    rogue.abort();
-    engine.release("rogue").await.unwrap();
+            .any(|w| w.info.name == name)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the {name} worker never registered"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        post([5; 32]).await;
+        let tasks = kind_tasks().await;
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+        assert_eq!(tasks[0].phase, TaskPhase::Done, "{tasks:?}");
+        assert_eq!(tasks[0].worker.as_deref(), Some(name));
+        stop_tx.send(true).unwrap();
+        worker.await.unwrap().unwrap();
 
-    // No `wdpost` worker: proven here, no task queued.
-    let proven = post([7; 32]).await;
-    verify([7; 32], &proven.proof).unwrap();
-    assert_eq!(window_tasks().await.len(), 2);
+        // A worker answering a proof that does not verify: the proof is made here instead.
+        let rogue_name = format!("rogue-{name}");
+        engine
+            .register(&WorkerInfo {
+                name: rogue_name.clone(),
+                resources: Resources::UNLIMITED,
+                kinds: vec![kind],
+                url: None,
+            })
+            .await
+            .unwrap();
+        let rogue = {
+            let engine = engine.clone();
+            let rogue_name = rogue_name.clone();
+            tokio::spawn(async move {
+                loop {
+                    if let Some(c) = engine
+                        .claim(&rogue_name, &[kind], &Resources::UNLIMITED)
+                        .await
+                        .unwrap()
+                    {
+                        let garbage = format!(r#"{{"proof":"{}"}}"#, "ab".repeat(192));
+                        engine.finish(&c, &Outcome::Done(garbage)).await.unwrap();
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        post([6; 32]).await;
+        let tasks = kind_tasks().await;
+        assert_eq!(tasks.len(), 2, "{tasks:?}");
+        assert!(
+            tasks
+                .iter()
+                .any(|t| t.worker.as_deref() == Some(rogue_name.as_str())
+                    && t.phase == TaskPhase::Done),
+            "{tasks:?}"
+        );
+        rogue.abort();
+        engine.release(&rogue_name).await.unwrap();
+
+        // No worker of this kind: proven here, no task queued.
+        post([7; 32]).await;
+        assert_eq!(kind_tasks().await.len(), 2);
+    }
 }
 
 /// A store holding nothing itself proves sector `n` (CommR `comm_r`) through the worker holding
