@@ -4,12 +4,14 @@
 //! [`NodeCore::receive_block`] and are forwarded only once accepted; gossiped messages go to the
 //! mempool and are forwarded only once accepted; sync requests are answered from the core. A block
 //! whose parents are unknown, and a peer that reports a heavier head (every peer is asked for its
-//! [`Status`] when it connects and every `status_interval`), start a sync job: a second task fetches
-//! the missing tipsets from that peer, newest first, 64 at a time, until it reaches a tipset the node
+//! [`Status`] when it connects and every `status_interval`), start a sync job: it fetches the
+//! missing tipsets from that peer, newest first, 64 at a time, until it reaches a tipset the node
 //! knows, stores them after the checks that need no state, and lets fork choice decide — which
-//! validates every block of the branch as it applies it. A peer whose sync response is malformed or
-//! does not chain is reported to the net layer (and banned); one whose branch turns out invalid
-//! too.
+//! validates every block of the branch as it applies it. Up to four jobs run at once, never two
+//! with one peer, so a peer that announces a head and then stalls holds up only its own job
+//! (one more waits per peer; a newer one replaces it). A peer whose sync response is malformed or
+//! does not chain, is larger than any node sends, or whose branch turns out invalid, is reported
+//! to the net layer (and banned); one that lets a request time out loses a little score.
 //!
 //! Work on the core (validation with proof checks, reorganisations) runs on tokio's blocking pool.
 
@@ -69,6 +71,13 @@ struct SyncJob {
     target: TipsetKey,
     block: Option<FullBlock>,
 }
+
+/// At most this many sync jobs run at once, each with a different peer: a peer that stalls (never
+/// answers, or answers slowly) holds up only its own job, never another peer's.
+const SYNC_LANES: usize = 4;
+/// At most this many jobs wait for a lane, one per peer (a peer's newer job replaces its older
+/// one); more are dropped (the next status check asks again).
+const SYNC_WAITING: usize = 64;
 
 struct Inner {
     core: Mutex<NodeCore>,
@@ -450,17 +459,57 @@ impl NodeService {
         }
     }
 
+    /// Runs the sync jobs: up to [`SYNC_LANES`] at once, never two with one peer, the others
+    /// waiting (at most [`SYNC_WAITING`], one per peer).
     async fn sync_worker(self, mut jobs: mpsc::Receiver<SyncJob>) {
-        while let Some(job) = jobs.recv().await {
-            match self.sync_from(job.peer, &job.target).await {
-                Ok(()) => {
-                    if let Some(block) = job.block {
-                        let _ = self.receive(block, "gossip").await;
+        let mut waiting: std::collections::VecDeque<SyncJob> = std::collections::VecDeque::new();
+        let mut running: tokio::task::JoinSet<()> = tokio::task::JoinSet::new();
+        // The peer of each running job, by task.
+        let mut busy: std::collections::HashMap<tokio::task::Id, PeerId> =
+            std::collections::HashMap::new();
+        loop {
+            while running.len() < SYNC_LANES {
+                let Some(i) = waiting
+                    .iter()
+                    .position(|j| !busy.values().any(|p| *p == j.peer))
+                else {
+                    break;
+                };
+                let Some(job) = waiting.remove(i) else { break };
+                let peer = job.peer;
+                let svc = self.clone();
+                let task = running.spawn(async move { svc.sync_job(job).await });
+                busy.insert(task.id(), peer);
+            }
+            tokio::select! {
+                job = jobs.recv() => {
+                    let Some(job) = job else { break };
+                    if let Some(older) = waiting.iter_mut().find(|j| j.peer == job.peer) {
+                        *older = job;
+                    } else if waiting.len() < SYNC_WAITING {
+                        waiting.push_back(job);
                     }
                 }
-                Err(e) => {
-                    tracing::warn!(peer = %job.peer, error = %e, "sync failed");
+                Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => e.id(),
+                    };
+                    busy.remove(&id);
                 }
+            }
+        }
+    }
+
+    async fn sync_job(&self, job: SyncJob) {
+        match self.sync_from(job.peer, &job.target).await {
+            Ok(()) => {
+                if let Some(block) = job.block {
+                    let _ = self.receive(block, "gossip").await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(peer = %job.peer, error = %e, "sync failed");
             }
         }
     }
@@ -482,12 +531,24 @@ impl NodeService {
                 head: key.clone(),
                 count: MAX_SYNC_TIPSETS,
             };
-            let bytes = self
-                .inner
-                .net
-                .request(peer, wire::encode(&req))
-                .await
-                .map_err(|e| NodeError::Net(e.to_string()))?;
+            let bytes = match self.inner.net.request(peer, wire::encode(&req)).await {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    // A response over the bound every node keeps is one no honest node sends;
+                    // one that never came costs the peer a little.
+                    let fault = match e {
+                        net::NetError::ResponseTooLarge { .. } => {
+                            Some(Misbehaviour::BadSyncResponse)
+                        }
+                        net::NetError::Timeout { .. } => Some(Misbehaviour::Unresponsive),
+                        _ => None,
+                    };
+                    if let Some(fault) = fault {
+                        let _ = self.inner.net.report(peer, fault).await;
+                    }
+                    return Err(NodeError::Net(e.to_string()));
+                }
+            };
             let tipsets = match wire::decode::<SyncResponse>(&bytes, "sync response") {
                 Ok(SyncResponse::Tipsets(t)) if !t.is_empty() => t,
                 Ok(SyncResponse::Tipsets(_)) | Ok(SyncResponse::Error(_)) => {

@@ -11,6 +11,7 @@
     clippy::arithmetic_side_effects
 )]
 
+mod adversary;
 mod consensus;
 mod net;
 mod rpc;
