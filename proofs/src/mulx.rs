@@ -397,3 +397,74 @@ pub(crate) unsafe fn mont_mul_256(a: &[u64; 4], b: &[u64; 4], r: &Modulus<4>) ->
     }
     [r0, r1, r2, r3]
 }
+
+/// `acc += a · b`: the full 512-bit product of `a` and `b` added into the nine-word accumulator
+/// `acc` (Poseidon's linear layers sum such products and reduce once, `poseidon::field::Wide`).
+/// The caller keeps `acc` from overflowing (its sums are far below `2^576`).
+///
+/// # Safety
+/// The processor must have BMI2 and ADX: [`available`] says so.
+#[inline(always)]
+pub(crate) unsafe fn wide_mac_256(acc: &mut [u64; 9], a: &[u64; 4], b: &[u64; 4]) {
+    // SAFETY: the caller guarantees BMI2 and ADX. The code reads four words at `rsi` and `rdi`,
+    // and reads and writes the nine words at `rcx`, all within the references' arrays; it
+    // changes only the registers it declares.
+    unsafe {
+        asm!(
+            // The product p = (r8, r9, r10, r11, r12, r13, r14, rdi), row by row.
+            "mov rdx, qword ptr [rdi]",
+            "mulx r9, r8, qword ptr [rsi]",
+            "mulx r10, rax, qword ptr [rsi + 8]",
+            "add r9, rax",
+            "mulx r11, rax, qword ptr [rsi + 16]",
+            "adc r10, rax",
+            "mulx r12, rax, qword ptr [rsi + 24]",
+            "adc r11, rax",
+            "adc r12, 0",
+            "xor r13d, r13d",
+            row4!("8", "r9", "r10", "r11", "r12", "r13"),
+            "xor r14d, r14d",
+            row4!("16", "r10", "r11", "r12", "r13", "r14"),
+            // The last row: `b`'s pointer becomes the top word once its word is loaded.
+            "mov rdx, qword ptr [rdi + 24]",
+            "xor edi, edi",
+            "mulx r15, rax, qword ptr [rsi]",
+            "adcx r11, rax",
+            "adox r12, r15",
+            "mulx r15, rax, qword ptr [rsi + 8]",
+            "adcx r12, rax",
+            "adox r13, r15",
+            "mulx r15, rax, qword ptr [rsi + 16]",
+            "adcx r13, rax",
+            "adox r14, r15",
+            "mulx r15, rax, qword ptr [rsi + 24]",
+            "adcx r14, rax",
+            "adox rdi, r15",
+            "adc rdi, 0",
+            // acc += p.
+            "add qword ptr [rcx], r8",
+            "adc qword ptr [rcx + 8], r9",
+            "adc qword ptr [rcx + 16], r10",
+            "adc qword ptr [rcx + 24], r11",
+            "adc qword ptr [rcx + 32], r12",
+            "adc qword ptr [rcx + 40], r13",
+            "adc qword ptr [rcx + 48], r14",
+            "adc qword ptr [rcx + 56], rdi",
+            "adc qword ptr [rcx + 64], 0",
+            inout("rsi") a.as_ptr() => _,
+            inout("rdi") b.as_ptr() => _,
+            in("rcx") acc.as_mut_ptr(),
+            out("rax") _,
+            out("rdx") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("r13") _,
+            out("r14") _,
+            out("r15") _,
+            options(nostack),
+        );
+    }
+}

@@ -312,6 +312,27 @@ impl FastConstants {
     /// domain tag in cell 0, returning cell 1 of the permuted state.
     #[inline]
     pub(super) fn hash<const T: usize>(&self, inputs: &[Scalar]) -> Scalar {
+        #[cfg(target_arch = "x86_64")]
+        if crate::mulx::available() {
+            // SAFETY: the processor has BMI2 and ADX, all `hash_mulx` is compiled for.
+            return unsafe { self.hash_mulx::<T>(inputs) };
+        }
+        self.hash_body::<T>(inputs)
+    }
+
+    /// [`Self::hash_body`] compiled for processors with BMI2 and ADX: the same code, in which
+    /// the compiler makes the linear layers' 128-bit products with MULX.
+    ///
+    /// # Safety
+    /// The processor must have BMI2 and ADX ([`crate::mulx::available`]).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "bmi2,adx")]
+    unsafe fn hash_mulx<const T: usize>(&self, inputs: &[Scalar]) -> Scalar {
+        self.hash_body::<T>(inputs)
+    }
+
+    #[inline(always)]
+    fn hash_body<const T: usize>(&self, inputs: &[Scalar]) -> Scalar {
         let mut s = [self.tag; T];
         for (x, input) in s[1..].iter_mut().zip(inputs) {
             *x = Fe::from_scalar(input);
