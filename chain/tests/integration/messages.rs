@@ -7,8 +7,9 @@
 //! balance − fee) and the burnt-funds actor (+ fee); running out of gas is included the same way
 //! although its code (`SysOutOfGas`) is below 16. After an included failure the twin is replaced by
 //! a copy of the chain that included it. A property test then drives random sequences of
-//! operations, valid and invalid (messages, blocks, consensus faults), through a miner's life with
-//! the invariants checked after every epoch and the same twin comparison for every failed message.
+//! operations, valid and invalid (messages, blocks, consensus faults), through the lives of several
+//! miners (each operation done by the first miner or, [`Op::As`], another), with the invariants
+//! checked after every epoch and the same twin comparison for every failed message.
 
 #![allow(clippy::unwrap_used)]
 
@@ -1559,6 +1560,9 @@ enum Op {
     /// A compute job's whole valid path over the deal `pick` selects: submitted, accepted,
     /// committed, revealed once its deadline passed, and settled.
     JobFlow { pick: u8, deadline_in: u64 },
+    /// `op` done by the miner `who` picks among the world's miners (its sectors, its deals, its
+    /// blocks) rather than the first one.
+    As { who: u8, op: Box<Op> },
 }
 
 fn amount() -> impl Strategy<Value = u128> {
@@ -1638,6 +1642,15 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// [`op`]'s mix, a quarter of it done by a miner other than the first (when the world has
+/// several).
+fn acting_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => op(),
+        1 => (any::<u8>(), op()).prop_map(|(who, op)| Op::As { who, op: Box::new(op) }),
+    ]
+}
+
 /// A compute job's result: the right one, or another.
 fn job_result(job: JobId, right: bool) -> [u8; 32] {
     *blake3::hash(format!("job {job} {right}").as_bytes()).as_bytes()
@@ -1710,10 +1723,14 @@ fn harness_with(policy: lode_chain::Policy, balance: TokenAmount) -> Harness {
     h
 }
 
-/// The scenario the property drives: one miner, its client, and what was published.
+/// The scenario the property drives: miners (owned by "owner", worked by "worker"), their
+/// client, and what was published.
 struct World {
     h: Harness,
+    /// The miner acting now: the first one, or the one an [`Op::As`] picked.
     m: ActorId,
+    /// Every miner, the first one first.
+    miners: Vec<ActorId>,
     /// Published deals: id, piece, size, end epoch.
     deals: Vec<(DealId, [u8; 32], u64, Epoch)>,
     /// Submitted compute jobs: id, the deal its input was taken from, its terms.
@@ -1726,16 +1743,17 @@ struct World {
 }
 
 impl World {
-    /// One miner created by "owner" with `funds`, on a chain whose accounts start with
-    /// `balance` each (see [`World::genesis`]).
-    fn new(short_lived: bool, balance: TokenAmount, funds: TokenAmount) -> Self {
+    /// `miners` miners created by "owner" with `funds` each, on a chain whose accounts start
+    /// with `balance` each (see [`World::genesis`]).
+    fn new(short_lived: bool, balance: TokenAmount, funds: TokenAmount, miners: usize) -> Self {
         let mut h = Self::genesis(short_lived, balance);
         // Every input is kept, so that a run can be replayed from genesis.
         h.journal = Some(Vec::new());
-        let m = h.create_miner(funds);
+        let miners: Vec<ActorId> = (0..miners.max(1)).map(|_| h.create_miner(funds)).collect();
         World {
             h,
-            m,
+            m: miners[0],
+            miners,
             deals: Vec::new(),
             jobs: Vec::new(),
             checked: 0,
@@ -1765,9 +1783,14 @@ impl World {
     }
 
     fn sectors(&self) -> Vec<SectorOnChain> {
+        self.sectors_of(self.m)
+    }
+
+    /// Miner `m`'s sectors.
+    fn sectors_of(&self, m: ActorId) -> Vec<SectorOnChain> {
         self.h
             .chain
-            .view(|rt| rt.state.scan::<SectorOnChain>(&keys::sector_prefix(self.m)))
+            .view(|rt| rt.state.scan::<SectorOnChain>(&keys::sector_prefix(m)))
             .unwrap()
             .into_iter()
             .map(|(_, s)| s)
@@ -1971,6 +1994,13 @@ impl World {
     }
 
     fn run(&mut self, op: &Op) {
+        if let Op::As { who, op } = op {
+            let first = self.m;
+            self.m = self.miners[usize::from(*who) % self.miners.len()];
+            self.run(op);
+            self.m = first;
+            return;
+        }
         let m = self.m;
         let p = self.h.policy.clone();
         self.current = match op {
@@ -1993,6 +2023,8 @@ impl World {
             Op::DataCap { .. } => "datacap",
             Op::Job { .. } => "job",
             Op::JobFlow { .. } => "job-flow",
+            // Done above, by the miner it picks.
+            Op::As { .. } => return,
         };
         match *op {
             Op::Advance(n) => {
@@ -2355,6 +2387,7 @@ impl World {
                     }
                 }
             }
+            Op::As { .. } => {}
             Op::JobFlow { pick, deadline_in } => {
                 // An active deal when there is one (the valid path), else any (a refusal).
                 let active: Vec<_> = self
@@ -2519,9 +2552,9 @@ proptest! {
     #[test]
     fn random_operation_sequences_keep_the_invariants(
         short_lived in any::<bool>(),
-        ops in prop::collection::vec(op(), 40..80),
+        ops in prop::collection::vec(acting_op(), 40..80),
     ) {
-        let mut w = World::new(short_lived, START_BALANCE, TokenAmount::tokens(200));
+        let mut w = World::new(short_lived, START_BALANCE, TokenAmount::tokens(200), 2);
         for op in &ops {
             w.run(op);
         }
@@ -2539,12 +2572,21 @@ proptest! {
     }
 }
 
-/// The long run's operations: [`op`]'s mix, with more of the valid paths — deal sectors and
-/// Window PoSts on time — and blocks, so that sectors live through the run, and sector numbers
-/// from a wider range.
+/// The long run's operations: [`acting_op`]'s mix, with more of the valid paths — deal sectors
+/// and Window PoSts on time — and blocks, so that sectors live through the run, and sector numbers
+/// from a wider range; the valid paths are walked by every miner.
 fn long_op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => op(),
+        6 => acting_op(),
+        10 => long_valid_op(),
+        // The other miners' lives: their own sectors, proofs, deals, jobs and blocks.
+        6 => (any::<u8>(), long_valid_op()).prop_map(|(who, op)| Op::As { who, op: Box::new(op) }),
+    ]
+}
+
+/// The valid paths the long run walks often.
+fn long_valid_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
         2 => (0..400u64, 20..=200u64, 0..=1000u64)
             .prop_map(|(n, start_in, extra)| Op::DealSector { n, start_in, extra }),
         1 => (0..400u64, 0..8u8).prop_map(|(n, exp)| Op::PreCommit { n, exp, deal: None }),
@@ -2595,11 +2637,17 @@ proptest! {
         // expected reward, and so its deposit and its fault fee, is a large share of the whole
         // network's reward (millions of tokens over a run).
         let balance = TokenAmount::tokens(150_000_000);
-        let mut w = World::new(short_lived, balance, TokenAmount::tokens(100_000_000));
+        // Three miners of 45 M tokens each, all created by "owner".
+        let mut w = World::new(short_lived, balance, TokenAmount::tokens(45_000_000), 3);
         let mut most = 0;
+        // The most sectors each miner had live at once.
+        let mut most_each = vec![0; w.miners.len()];
         for op in &ops {
             w.run(op);
             most = most.max(w.sectors().len());
+            for (most, m) in most_each.iter_mut().zip(w.miners.clone()) {
+                *most = (*most).max(w.sectors_of(m).len());
+            }
         }
         let ran = w.h.epoch();
         while w.h.epoch() < LONG_RUN_EPOCHS {
@@ -2613,7 +2661,7 @@ proptest! {
         w.assert_replays(short_lived, balance);
         eprintln!(
             "long run: {} operations to epoch {ran}, {} epochs in all, {inputs} inputs, at most \
-             {most} sectors live, {} at the end, fee debt {debt:?}, {} deals, {} failures checked against a twin, {:.1} s; replayed in {:.1} s: \
+             {most} sectors live ({most_each:?} for each miner), {} at the end, fee debt {debt:?}, {} deals, {} failures checked against a twin, {:.1} s; replayed in {:.1} s: \
              {:?}",
             ops.len(),
             w.h.epoch(),
@@ -2625,6 +2673,8 @@ proptest! {
             w.stats
         );
         prop_assert!(w.h.epoch() >= LONG_RUN_EPOCHS);
+        // Every miner lived its own life: each had sectors live at some point.
+        prop_assert!(most_each.iter().all(|n| *n > 0), "{most_each:?}");
         // The valid paths the run is made to take were taken: DataCap granted, and compute jobs
         // run to their settlement.
         prop_assert!(w.stats.get("datacap Ok").is_some_and(|n| *n > 0), "{:?}", w.stats);
