@@ -175,7 +175,7 @@ fn sectors_seal_across_workers_and_a_killed_worker_takes_its_task_back() {
         .unwrap();
     assert_eq!(
         p1["info"]["kinds"],
-        serde_json::json!(["Commit2", "WindowPost"]),
+        serde_json::json!(["Commit2", "WindowPost", "WinningPost"]),
         "{p1}"
     );
     assert_eq!(status["storage"].as_array().unwrap().len(), 4);
