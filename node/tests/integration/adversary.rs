@@ -36,6 +36,8 @@ use lode_testkit::harness::FakeVerifier;
 use lode_testkit::mining::{make_block, push_window_posts};
 use tokio::sync::mpsc::Receiver;
 
+use crate::net::eventually;
+
 /// The bound on the whole test.
 const TEST_LIMIT: Duration = Duration::from_secs(240);
 /// How long an honest node may take to reach the head the miner made.
@@ -175,22 +177,6 @@ async fn tcp_addr(handle: &NetHandle) -> Multiaddr {
         .find(|a| a.iter().any(|p| matches!(p, Protocol::Tcp(_))))
         .expect("a TCP listen address")
         .with(Protocol::P2p(handle.local_peer_id()))
-}
-
-/// Polls `check` every 100 ms until it holds; false after `within`.
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 /// Whether `node` reaches (or passes) `a`'s head within [`FOLLOW`].

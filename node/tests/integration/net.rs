@@ -121,7 +121,7 @@ impl Node {
 }
 
 /// Polls `check` every 50 ms until it holds; false after `within`.
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+pub(crate) async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
