@@ -172,8 +172,33 @@ fn sealing_goes_on_while_the_node_is_away_and_the_sector_lands_when_it_is_back()
     assert_eq!(s.state, SectorState::SubmitPreCommit, "{s:?}");
     never_failed(&s);
     assert!(alive(provider_pid), "the provider exited with its node");
-    let h1 = rt.block_on(a.chain_head()).unwrap().epoch;
-    assert!(h1 > h0, "node 0 stopped at {h0}");
+    // Node 0's head moves on. An epoch may be null (its miner lost the election, or its first
+    // Winning PoSt loaded the parameters past the epoch's end), so this waits for a block with a
+    // bound of many epochs rather than sampling the head once.
+    let on = Instant::now();
+    let h1 = rt.block_on(async {
+        loop {
+            let h = a.chain_head().await.unwrap().epoch;
+            if h > h0 {
+                break h;
+            }
+            assert!(
+                on.elapsed() < Duration::from_secs(90),
+                "node 0 made no block after epoch {h0} in {:.0?} while node 1 was away",
+                away.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    eprintln!(
+        "node 0 went on from epoch {h0} to {h1} ({:.1?} after the node went away)",
+        away.elapsed()
+    );
+    let s = rt
+        .block_on(sector(&p, n))
+        .expect("the provider's API answers");
+    assert_eq!(s.state, SectorState::SubmitPreCommit, "{s:?}");
+    never_failed(&s);
 
     // The node comes back.
     let _node = Reaped(restart(&dir, Role::Node(1)));
