@@ -550,6 +550,12 @@ pub fn prepare(opts: &DevnetOptions, progress: &mut dyn FnMut(Stage)) -> DevnetR
                 // elections are proven by the provider itself.
                 window_post_wait_secs: 0,
                 winning_post_wait_ms: 0,
+                // Deal sectors too are sealed on the workers, from the data each provider
+                // packed and serves them on loopback (not with store_on_workers: a deal
+                // sector's unsealed copy ends at its provider).
+                files_listen: (!store_on_workers)
+                    .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                files_url: None,
             }
         }
         None => lode_provider::run::ClusterSettings::default(),

@@ -169,6 +169,7 @@ pub async fn seal_sector<E: TaskEngine>(
         from: None,
         version: None,
         keep_unsealed: false,
+        data: None,
     };
     let mut tasks = Vec::new();
     let (pc1, t) = run_task(

@@ -64,6 +64,44 @@ struct Served {
     secret: String,
 }
 
+/// The read-only routes (a file, its BLAKE3) serving the sector directories under `dir` to
+/// holders of `secret`: what a provider serves of its sealing scratch, so that workers seal its
+/// deal sectors from the data it packed (`[cluster] files_listen`).
+pub fn read_only_router(dir: PathBuf, secret: String) -> Router {
+    Router::new()
+        .route("/sectors/{miner}/{number}/{file}", get(serve_file))
+        .route("/sectors/{miner}/{number}/{file}/blake3", get(serve_hash))
+        .with_state(Arc::new(Served { dir, secret }))
+}
+
+/// Serves `app` on `addr` in the background; returns the URL others reach it at: `url` when
+/// given, else `http://` and the bound address (this machine's host name for an unspecified
+/// one, such as `0.0.0.0:0`).
+///
+/// # Errors
+/// [`ProviderError::Task`] when the address cannot be bound.
+pub async fn serve(
+    addr: std::net::SocketAddr,
+    app: Router,
+    url: Option<String>,
+) -> ProviderResult<String> {
+    let cannot = |e: std::io::Error| ProviderError::Task(format!("cannot listen on {addr}: {e}"));
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(cannot)?;
+    let bound = listener.local_addr().map_err(cannot)?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "the sector file server stopped");
+        }
+    });
+    Ok(url.unwrap_or_else(|| {
+        if bound.ip().is_unspecified() {
+            format!("http://{}:{}", crate::worker::hostname(), bound.port())
+        } else {
+            format!("http://{bound}")
+        }
+    }))
+}
+
 /// The routes serving the sector directories under `dir` to holders of `secret`.
 pub fn router(dir: PathBuf, secret: String) -> Router {
     Router::new()

@@ -160,6 +160,16 @@ pub struct ClusterSettings {
     /// and must still be made in its epoch, so a worker must prove faster than this machine for
     /// the wait to pay (a GPU machine beside a provider without one).
     pub winning_post_wait_ms: u64,
+    /// Where this provider serves its sealing scratch to the workers (read-only, with the
+    /// cluster secret), e.g. `"0.0.0.0:2347"`: then deal sectors are sealed on the cluster too,
+    /// their PreCommit1 workers fetching the data packed here. None, the default: deal sectors
+    /// are sealed here. Ignored with `store_on_workers`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_listen: Option<std::net::SocketAddr>,
+    /// The URL the workers reach that server at (default: `http://` and the bound address, the
+    /// host name for an unspecified one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_url: Option<String>,
 }
 
 impl Default for ClusterSettings {
@@ -172,6 +182,8 @@ impl Default for ClusterSettings {
             store_on_workers: false,
             window_post_wait_secs: 0,
             winning_post_wait_ms: 0,
+            files_listen: None,
+            files_url: None,
         }
     }
 }
@@ -611,15 +623,39 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     let size = info.sector_size;
     // Sectors on chain and not moved out of the sealing scratch yet are proven from there; in a
     // cluster, sectors on a worker (sealed and not finalized yet) are proven by that worker.
-    let link = cluster.as_ref().map(|(engine, _, secret)| {
-        Arc::new(
-            crate::pipeline::remote::ClusterLink::new(engine.clone(), secret.clone())
-                .with_lost_after(std::time::Duration::from_secs(
-                    settings.cluster.lost_after_secs,
-                ))
-                .with_store_on_workers(settings.cluster.store_on_workers),
-        )
-    });
+    let link = match &cluster {
+        Some((engine, _, secret)) => {
+            // Deal sectors' data, served to the workers that seal them.
+            let data_url = match settings.cluster.files_listen {
+                Some(addr) if !settings.cluster.store_on_workers => {
+                    let app = crate::files::read_only_router(
+                        resolve(dir, &settings.sealing.scratch),
+                        secret.clone(),
+                    );
+                    let url =
+                        crate::files::serve(addr, app, settings.cluster.files_url.clone()).await?;
+                    tracing::info!(%url, "serving the sealing scratch to the cluster: deal sectors are sealed on its workers");
+                    Some(url)
+                }
+                Some(_) => {
+                    tracing::warn!(
+                        "[cluster] files_listen is ignored with store_on_workers: deal sectors are sealed here"
+                    );
+                    None
+                }
+                None => None,
+            };
+            Some(Arc::new(
+                crate::pipeline::remote::ClusterLink::new(engine.clone(), secret.clone())
+                    .with_lost_after(std::time::Duration::from_secs(
+                        settings.cluster.lost_after_secs,
+                    ))
+                    .with_store_on_workers(settings.cluster.store_on_workers)
+                    .with_data_url(data_url),
+            ))
+        }
+        None => None,
+    };
     let mut store = SectorStore::new(resolve(dir, &settings.sectors), actor.0, size)
         .with_sealing(resolve(dir, &settings.sealing.scratch));
     if let Some(link) = &link {

@@ -68,6 +68,12 @@ pub struct SectorInput {
     /// Finalize: keep the sector's unsealed copy (the provider's `keep_unsealed` for its kind).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keep_unsealed: bool,
+    /// PreCommit1 of a deal sector: the URL of the provider's file server (`[cluster]
+    /// files_listen`), where the data it packed waits (`sector.json`, the pieces' layout, and
+    /// `unsealed`); the worker fetches both before labelling. A committed-capacity sector has
+    /// none: PreCommit1 seals zeros.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
 }
 
 /// The output of a sealing task (JSON in the history's `output`).
@@ -300,9 +306,10 @@ const COMMIT2_INPUTS: &[&str] = &[
     "commit1.bin",
 ];
 
-/// The files `kind` reads from its sector's directory when it runs away from the worker holding
-/// them (`None` for a kind that never does): PreCommit2 the layers and PreCommit1's records,
-/// Commit1 those and PreCommit2's trees and replica, Commit2 Commit1's proofs.
+/// The files `kind` reads from its sector's directory when it runs away from the machine holding
+/// them (`None` for a kind that never does): PreCommit1 a deal sector's packed data (from the
+/// provider), PreCommit2 the layers and PreCommit1's records, Commit1 those and PreCommit2's
+/// trees and replica, Commit2 Commit1's proofs.
 pub fn fetched_inputs(kind: TaskKind, size: SectorSize) -> Option<Vec<String>> {
     let pc2: Vec<String> = ["sector.json", "pc1.json", "unsealed", "tree-d"]
         .iter()
@@ -310,6 +317,7 @@ pub fn fetched_inputs(kind: TaskKind, size: SectorSize) -> Option<Vec<String>> {
         .chain((1..=size.layers()).map(|l| format!("layer-{l}")))
         .collect();
     match kind {
+        TaskKind::PreCommit1 => Some(DEAL_DATA.iter().map(|f| (*f).to_string()).collect()),
         TaskKind::PreCommit2 => Some(pc2),
         TaskKind::Commit1 => Some(
             pc2.into_iter()
@@ -325,26 +333,50 @@ pub fn fetched_inputs(kind: TaskKind, size: SectorSize) -> Option<Vec<String>> {
     }
 }
 
-/// Whether a phase run here on fetched inputs leaves the sector here (PreCommit2 and Commit1
-/// write its trees and replica: this worker holds its files from then on), rather than only
-/// borrowing them (Commit2: the copy goes once the proof is out).
+/// A deal sector's packed data, which its PreCommit1 fetches from the provider.
+const DEAL_DATA: &[&str] = &["sector.json", "unsealed"];
+
+/// Whether a phase run here on fetched inputs leaves the sector here (PreCommit1 labels its
+/// layers, PreCommit2 and Commit1 write its trees and replica: this worker holds its files from
+/// then on), rather than only borrowing them (Commit2: the copy goes once the proof is out).
 fn keeps_fetched(kind: TaskKind) -> bool {
-    matches!(kind, TaskKind::PreCommit2 | TaskKind::Commit1)
+    matches!(
+        kind,
+        TaskKind::PreCommit1 | TaskKind::PreCommit2 | TaskKind::Commit1
+    )
 }
 
-/// The worker a claimed task fetches its inputs from: the input's `from`, unless that is this
-/// worker (the files are here).
-fn fetched_from(config: &WorkerConfig, claim: &Claimed) -> Option<String> {
-    if !matches!(
-        claim.spec.kind,
-        TaskKind::PreCommit2 | TaskKind::Commit1 | TaskKind::Commit2
-    ) {
-        return None;
+/// Where a claimed task's inputs come from when they are not here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    /// The worker of that name (its URL from the engine's registry).
+    Worker(String),
+    /// The provider's file server at that URL (a deal sector's packed data).
+    Provider(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Worker(name) => f.write_str(name),
+            Source::Provider(url) => f.write_str(url),
+        }
     }
-    serde_json::from_str::<SectorInput>(&claim.spec.input)
-        .ok()
-        .and_then(|i| i.from)
-        .filter(|f| *f != config.name)
+}
+
+/// Where a claimed task fetches its inputs from: a deal sector's PreCommit1 from the provider's
+/// `data`; a later phase from the input's `from`, unless that is this worker (the files are
+/// here).
+fn fetched_from(config: &WorkerConfig, claim: &Claimed) -> Option<Source> {
+    let input = || serde_json::from_str::<SectorInput>(&claim.spec.input).ok();
+    match claim.spec.kind {
+        TaskKind::PreCommit1 => input()?.data.map(Source::Provider),
+        TaskKind::PreCommit2 | TaskKind::Commit1 | TaskKind::Commit2 => input()?
+            .from
+            .filter(|f| *f != config.name)
+            .map(Source::Worker),
+        _ => None,
+    }
 }
 
 /// Before a phase that runs away from its sector's files: fetches them from the worker holding
@@ -365,18 +397,21 @@ async fn fetch_inputs<E: TaskEngine>(
     };
     let (_, size) = task_input(claim, |i: &SectorInput| &i.size)?;
     let files = fetched_inputs(claim.spec.kind, size).unwrap_or_default();
-    let url = engine
-        .workers()
-        .await?
-        .into_iter()
-        .find(|w| w.info.name == from)
-        .and_then(|w| w.info.url)
-        .ok_or_else(|| {
-            task_err(format!(
-                "worker {from} holding sector {}'s files is not registered or serves no files",
-                claim.spec.subject
-            ))
-        })?;
+    let url = match &from {
+        Source::Provider(url) => url.clone(),
+        Source::Worker(name) => engine
+            .workers()
+            .await?
+            .into_iter()
+            .find(|w| w.info.name == *name)
+            .and_then(|w| w.info.url)
+            .ok_or_else(|| {
+                task_err(format!(
+                    "worker {name} holding sector {}'s files is not registered or serves no files",
+                    claim.spec.subject
+                ))
+            })?,
+    };
     let dir = sector_path(&config.dir, ActorId(claim.spec.miner), claim.spec.subject);
     let mark = format!("{from} {}", claim.id);
     let ours = std::fs::read_to_string(dir.join(FETCHED_MARK)).is_ok_and(|m| m == mark);
@@ -498,25 +533,8 @@ pub async fn run_worker<E: TaskEngine + Clone + 'static>(
     drop_stale_copies(&config.dir);
     let url = match config.listen {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| task_err(format!("cannot listen on {addr}: {e}")))?;
-            let bound = listener
-                .local_addr()
-                .map_err(|e| task_err(format!("cannot listen on {addr}: {e}")))?;
             let app = crate::files::router(config.dir.clone(), config.secret.clone());
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::warn!(error = %e, "the sector file server stopped");
-                }
-            });
-            let url = config.url.clone().unwrap_or_else(|| {
-                if bound.ip().is_unspecified() {
-                    format!("http://{}:{}", hostname(), bound.port())
-                } else {
-                    format!("http://{bound}")
-                }
-            });
+            let url = crate::files::serve(addr, app, config.url.clone()).await?;
             tracing::info!(%url, "serving sector files");
             Some(url)
         }

@@ -56,6 +56,8 @@ config.toml:
   store_on_workers = false       # keep sealed sectors on the workers (proven through them), not here
   window_post_wait_secs = 0      # >0: Window PoSt SNARKs on `wdpost` workers, waited this long each
   winning_post_wait_ms = 0       # >0: Winning PoSt SNARKs on `wnpost` workers, waited this long each
+  files_listen = \"0.0.0.0:2347\" # optional: serve the sealing scratch to the workers, which then
+                                 # seal deal sectors too (from the data packed here)
 
 New sectors are sealed in `scratch` and moved by Finalize into `sectors` (the long-term store the
 prover reads); a sector starts only once both have room for it (`lode sectors status N` says why

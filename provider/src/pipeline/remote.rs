@@ -16,8 +16,16 @@
 //!   phases' records) from the worker, with resume and BLAKE3 checks, moves them into the
 //!   sector store like a local Finalize, then asks the worker to delete its copy.
 //!
-//! Deal sectors, and sectors whose PreCommit1 began here (before the cluster was configured),
-//! are sealed here.
+//! A deal sector is sealed on the cluster too when this provider serves its sealing scratch to
+//! the workers (`[cluster] files_listen`, [`ClusterLink::with_data_url`]) and keeps its sealed
+//! sectors itself (not `store_on_workers`: retrievals read the unsealed copy here). Packing
+//! writes the sector's data here as for a local seal; its PreCommit1 task names this provider's
+//! file server ([`SectorInput::data`]), from which the worker fetches the data (resumed and
+//! checked by BLAKE3) before labelling; the CommD it returns is checked against the deals' before
+//! the pre-commit, as a local one is. Finalize keeps this provider's own unsealed copy.
+//!
+//! Deal sectors without such a file server, and sectors whose PreCommit1 began here (before the
+//! cluster was configured), are sealed here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -53,6 +61,9 @@ pub struct ClusterLink {
     http: reqwest::Client,
     lost_after: Duration,
     store_on_workers: bool,
+    /// This provider's file server, serving its sealing scratch to the workers (deal sectors'
+    /// data): `None` seals deal sectors here.
+    data_url: Option<String>,
     /// Since when each worker holding a sector's files has been seen unregistered.
     missing: Mutex<HashMap<String, Instant>>,
 }
@@ -70,6 +81,7 @@ impl ClusterLink {
             http: reqwest::Client::new(),
             lost_after: DEFAULT_LOST_AFTER,
             store_on_workers: false,
+            data_url: None,
             missing: Mutex::new(HashMap::new()),
         }
     }
@@ -87,6 +99,20 @@ impl ClusterLink {
     pub fn with_store_on_workers(mut self, on_workers: bool) -> ClusterLink {
         self.store_on_workers = on_workers;
         self
+    }
+
+    /// The same link, deal sectors sealed on the cluster too: `url` is this provider's file
+    /// server ([`crate::files::read_only_router`] over its sealing scratch), from which their
+    /// PreCommit1 workers fetch the data packed here. Ignored with `store_on_workers` (a deal
+    /// sector's unsealed copy must end here, where retrievals read it).
+    pub fn with_data_url(mut self, url: Option<String>) -> ClusterLink {
+        self.data_url = url;
+        self
+    }
+
+    /// Whether deal sectors are sealed on the cluster ([`Self::with_data_url`]).
+    pub fn seals_deals(&self) -> bool {
+        self.data_url.is_some() && !self.store_on_workers
     }
 
     /// The engine.
@@ -518,10 +544,14 @@ impl<A: NodeApi> Pipeline<A> {
         self.cluster.as_deref()
     }
 
-    /// Whether sector `n` is sealed on the cluster: there is one, it holds no deals, and no
+    /// Whether sector `n` is sealed on the cluster: there is one, it takes the sector's kind
+    /// (deal sectors only with a file server here: [`ClusterLink::seals_deals`]), and no
     /// PreCommit1 began here.
     pub(super) fn sealed_remotely(&self, record: &SectorRecord) -> bool {
-        if self.cluster.is_none() || record.kind != SectorKind::CommittedCapacity {
+        let Some(link) = self.cluster.as_deref() else {
+            return false;
+        };
+        if record.kind == SectorKind::Deals && !link.seals_deals() {
             return false;
         }
         let scratch = self.scratch_path(record.number);
@@ -688,6 +718,9 @@ impl<A: NodeApi> Pipeline<A> {
             from,
             version: Some(record.version),
             keep_unsealed: kind == TaskKind::Finalize && self.config.keeps_unsealed(record.kind),
+            data: (kind == TaskKind::PreCommit1 && record.kind == SectorKind::Deals)
+                .then(|| link.data_url.clone())
+                .flatten(),
         };
         if kind == TaskKind::PreCommit1 && input.ticket.is_none() {
             return Ok(Step::Wait("no seal ticket drawn yet".into()));

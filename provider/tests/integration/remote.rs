@@ -4,7 +4,9 @@
 //! bound to the worker holding the layers, Commit2's inputs fetched over HTTP — and their outputs
 //! are the same commitments and a proof that verifies against a local seal of the same sector;
 //! a result queued for an older version of the record is never applied; Finalize brings the
-//! sector's files from the worker into the store and the worker deletes its copy.
+//! sector's files from the worker into the store and the worker deletes its copy. A deal sector
+//! is sealed on a worker from the data the provider packed and serves it (`[cluster]
+//! files_listen`), and here without that server.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -14,14 +16,16 @@ use lode_provider::engine::embedded::SledEngine;
 use lode_provider::engine::postgres::PgEngine;
 use lode_provider::engine::{AnyEngine, TaskEngine, TaskKind, TaskPhase};
 use lode_provider::pipeline::remote::ClusterLink;
-use lode_provider::pipeline::{Event, RetryPolicy, SectorChain, SectorRecord, SectorState};
+use lode_provider::pipeline::{
+    Event, RetryPolicy, SectorChain, SectorKind, SectorRecord, SectorState,
+};
 use lode_provider::tasks::Resources;
 use lode_provider::worker::{WorkerConfig, run_worker};
 use lode_sealing::seal::{self, SectorId, no_progress};
 use lode_sealing::sector_dir::SectorDir;
 use lode_testkit::postgres::Postgres;
 
-use crate::common::{MINER, Setup, plain_sectors, setup, setup_with};
+use crate::common::{MINER, Setup, deal_piece, plain_sectors, setup, setup_with};
 
 const SECRET: &str = "remote-suite-secret";
 
@@ -809,4 +813,185 @@ async fn split_phases_fetch_their_inputs_and_lost_layers_are_sealed_again_postgr
         .await
         .unwrap();
     split_suite(AnyEngine::Postgres(engine)).await;
+}
+
+/// A deal sector on a cluster whose provider serves its sealing scratch (`[cluster]
+/// files_listen`): Packing writes the deals' data here; its PreCommit1 runs on a worker, which
+/// fetches that data from the provider's file server (a request without the cluster secret is
+/// refused); the CommD is the deals' and the CommR that of a local seal of the same data;
+/// Finalize brings the sealed files here and keeps the provider's own unsealed copy, and the
+/// worker deletes its copy. Without the file server the same kind of sector is sealed here.
+async fn deal_suite(engine: AnyEngine) {
+    let Setup { _dir, chain, p } = setup();
+    let root = _dir.path().to_path_buf();
+    let scratch = p.config().scratch_dir.clone();
+    let app = lode_provider::files::read_only_router(scratch.clone(), SECRET.into());
+    let url = lode_provider::files::serve("127.0.0.1:0".parse().unwrap(), app, None)
+        .await
+        .unwrap();
+    let link = ClusterLink::new(engine.clone(), SECRET.into()).with_data_url(Some(url.clone()));
+    assert!(link.seals_deals());
+    let p = p.with_cluster(link);
+    let s = Setup { _dir, chain, p };
+    *s.chain.head.lock().unwrap() = Some(50);
+    let cache = root.join("cache");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker = spawn_worker(
+        &engine,
+        &root,
+        &cache,
+        "a",
+        &[
+            TaskKind::PreCommit1,
+            TaskKind::PreCommit2,
+            TaskKind::Commit1,
+            TaskKind::Commit2,
+        ],
+        stop_rx,
+    );
+
+    let a = deal_piece(&root, 1, 700, 1024, 1000);
+    let b = deal_piece(&root, 2, 200, 256, 1000);
+    for piece in [&a, &b] {
+        s.p.add_piece(piece.clone()).await.unwrap();
+    }
+    let n = s.p.store().deal_piece(1).unwrap().unwrap().sector.unwrap();
+    assert_eq!(s.p.store().get(n).unwrap().unwrap().kind, SectorKind::Deals);
+    move_to(&s, n, SectorState::Packing, None);
+    let r = tick_until(&s, n, SectorState::SubmitPreCommit).await;
+
+    // PreCommit1 ran on the worker, on the data it fetched from the provider.
+    let pc1 = engine
+        .latest(MINER.0, TaskKind::PreCommit1, n)
+        .await
+        .unwrap()
+        .expect("the deal sector's PreCommit1 ran on the cluster");
+    assert_eq!(pc1.phase, TaskPhase::Done);
+    assert_eq!(pc1.worker.as_deref(), Some("a"));
+    let input: lode_provider::worker::SectorInput = serde_json::from_str(&pc1.spec.input).unwrap();
+    assert_eq!(input.data.as_deref(), Some(url.as_str()));
+    let here = s.p.scratch_path(n);
+    let copy = lode_provider::preseal::sector_path(&root.join("a"), MINER, n);
+    let packed = std::fs::read(here.join("unsealed")).unwrap();
+    // Packing writes the pieces; the sector's tail is zeros, which PreCommit1 writes out.
+    let full = |mut data: Vec<u8>| {
+        data.resize(2048, 0);
+        data
+    };
+    let fetched = std::fs::read(copy.join("unsealed")).unwrap();
+    assert!(
+        full(fetched.clone()) == full(packed.clone()),
+        "the worker's data ({} bytes) is not what the provider packed ({} bytes)",
+        fetched.len(),
+        packed.len()
+    );
+    assert!(
+        !copy.join("fetched-inputs").exists(),
+        "the worker still marks its sector a disposable copy"
+    );
+    assert!(
+        copy.join("pc1.json").is_file(),
+        "no layers' record on the worker"
+    );
+    assert!(!here.join("pc1.json").exists(), "PreCommit1 ran here");
+
+    // The CommD is the deals' (in piece order: the larger piece first), the CommR a local
+    // seal's of the same data.
+    let infos: Vec<lode_proofs::piece::PieceInfo> = [&a, &b]
+        .iter()
+        .map(|p| lode_proofs::piece::PieceInfo {
+            comm_p: lode_proofs::node::Node(p.proposal.piece_cid),
+            size: lode_proofs::piece::PaddedPieceSize::new(p.proposal.piece_size).unwrap(),
+        })
+        .collect();
+    let deals_comm_d = lode_proofs::piece::comm_d(
+        lode_proofs::piece::PaddedPieceSize::new(2048).unwrap(),
+        &infos,
+    )
+    .unwrap();
+    assert_eq!(r.chain.comm_d, Some(deals_comm_d.0));
+    let local = root.join("local-deal");
+    std::fs::create_dir_all(&local).unwrap();
+    for f in ["sector.json", "unsealed"] {
+        std::fs::copy(here.join(f), local.join(f)).unwrap();
+    }
+    let id = SectorId {
+        size: SectorSize::S2KiB,
+        miner_id: MINER.0,
+        sector_number: n,
+    };
+    let dir = SectorDir::open(&local).unwrap();
+    let ticket = randomness_node(r.chain.ticket.unwrap());
+    let lpc1 = seal::pre_commit1(&dir, &id, ticket, &cache, None, &mut no_progress).unwrap();
+    let lpc2 = seal::pre_commit2(&dir, &id, &mut no_progress).unwrap();
+    assert_eq!(lpc1.comm_d.0, deals_comm_d);
+    assert_eq!(r.chain.comm_r, Some(lpc2.comm_r.0.0));
+
+    // The file server wants the cluster secret.
+    let refused = reqwest::Client::new()
+        .get(format!("{url}/sectors/{}/{n}/unsealed", MINER.0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), reqwest::StatusCode::UNAUTHORIZED);
+
+    // Finalize here: the sealed files come from the worker, the unsealed copy is this
+    // provider's own, and the worker deletes its copy.
+    move_to(&s, n, SectorState::Finalize, None);
+    let start = Instant::now();
+    while s.p.store().get(n).unwrap().unwrap().state() == SectorState::Finalize {
+        s.p.tick().await.unwrap();
+        s.p.wait_tasks().await;
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            s.p.waiting(n)
+        );
+    }
+    let r = s.p.store().get(n).unwrap().unwrap();
+    assert_eq!(r.state(), SectorState::Proving, "{:?}", r.progress);
+    let stored = s.p.store_path(n);
+    assert!(
+        full(std::fs::read(stored.join("unsealed")).unwrap()) == full(packed),
+        "the stored unsealed copy is not the packed data"
+    );
+    assert!(
+        std::fs::read(stored.join("sealed")).unwrap() == std::fs::read(dir.sealed()).unwrap(),
+        "the stored replica differs from the local seal's"
+    );
+    assert!(!copy.exists(), "the worker kept its copy");
+
+    stop_tx.send(true).unwrap();
+    worker.await.unwrap();
+
+    // Without a file server here, a deal sector is sealed here: no PreCommit1 task.
+    let Setup { _dir, chain, p } = setup();
+    let p = p.with_cluster(ClusterLink::new(engine.clone(), SECRET.into()));
+    let s = Setup { _dir, chain, p };
+    *s.chain.head.lock().unwrap() = Some(50);
+    let c = deal_piece(s._dir.path(), 3, 100, 128, 1000);
+    s.p.add_piece(c).await.unwrap();
+    let m = s.p.store().deal_piece(3).unwrap().unwrap().sector.unwrap();
+    move_to(&s, m, SectorState::Packing, None);
+    tick_until(&s, m, SectorState::SubmitPreCommit).await;
+    assert!(
+        s.p.scratch_path(m).join("pc1.json").is_file(),
+        "not sealed here"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deal_sectors_are_sealed_on_the_cluster_from_the_providers_data_embedded() {
+    let db = tempfile::tempdir().unwrap();
+    let engine = SledEngine::open(&sled::open(db.path()).unwrap()).unwrap();
+    deal_suite(AnyEngine::Sled(engine)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deal_sectors_are_sealed_on_the_cluster_from_the_providers_data_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    let engine = PgEngine::connect(&pg.create_database("remote_deals"))
+        .await
+        .unwrap();
+    deal_suite(AnyEngine::Postgres(engine)).await;
 }
