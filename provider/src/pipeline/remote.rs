@@ -801,16 +801,13 @@ impl<A: NodeApi> Pipeline<A> {
         tracing::info!(sector = n, worker = ?holders.first(), "sector finalized on its worker, where it stays");
     }
 
-    /// Before a committed-capacity sector is removed (`Removing`): every worker of the cluster
-    /// holding a copy deletes it. Failures are logged (an unreachable worker keeps an unused copy)
+    /// Before a sector is removed (`Removing`), or its files dropped once it is terminated:
+    /// every worker of the cluster holding a copy deletes it. Failures are logged (an unreachable worker keeps an unused copy)
     /// and never hold the removal up.
     pub(super) async fn remove_remote_copies(&self, record: &SectorRecord) {
         let Some(link) = self.cluster.as_deref() else {
             return;
         };
-        if record.kind != SectorKind::CommittedCapacity {
-            return;
-        }
         let (miner, n) = (self.config.miner.0, record.number);
         let holders = match holders(&link.engine, miner, n).await {
             Ok(h) => h,

@@ -252,6 +252,9 @@ pub struct Pipeline<A: NodeApi> {
     pub(super) placing: tokio::sync::Mutex<()>,
     /// The cluster committed-capacity sectors are sealed on ([`Pipeline::with_cluster`]).
     pub(super) cluster: Option<Arc<super::remote::ClusterLink>>,
+    /// Terminated sectors whose files this process deleted ([`Pipeline::drop_terminated`]), not
+    /// looked at again until a restart.
+    dropped: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// [`Pipeline::last_head`] before the node first answered.
@@ -436,6 +439,7 @@ impl<A: NodeApi> Pipeline<A> {
             waiting: Mutex::new(HashMap::new()),
             placing: tokio::sync::Mutex::new(()),
             cluster: None,
+            dropped: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -1308,6 +1312,63 @@ impl<A: NodeApi> Pipeline<A> {
             .await
     }
 
+    /// A `Terminated` sector's files — its scratch and store directories, and the copies the
+    /// cluster's workers hold — deleted once the chain cannot bring it back: `chain_finality`
+    /// epochs after the termination message executed (its receipt's epoch), or, for a sector
+    /// that left the chain without one (it expired, or an earlier message ended it), once it is
+    /// not on chain at the head and that many epochs' time has passed since the sector became
+    /// `Terminated`. Returns whether they are gone (each sector is then not looked at again by
+    /// this process).
+    ///
+    /// # Errors
+    /// [`ProviderError::Node`] when the chain cannot be asked; [`ProviderError::Pipeline`] when
+    /// a directory cannot be deleted (tried again next tick).
+    pub async fn drop_terminated(
+        &self,
+        record: &SectorRecord,
+        head: Epoch,
+    ) -> ProviderResult<bool> {
+        let n = record.number;
+        if self.dropped_lock().contains(&n) {
+            return Ok(true);
+        }
+        let finality = self.policy.chain_finality;
+        let settled = match &record.chain.terminate {
+            Some(sent) => match self.api.search_message(sent.id).await? {
+                Some(info) if info.receipt.ok() => head >= info.epoch.saturating_add(finality),
+                // Not found (yet, or any more): the chain is asked again next tick.
+                _ => false,
+            },
+            None => {
+                let live = self
+                    .api
+                    .miner_sectors(self.config.miner)
+                    .await?
+                    .iter()
+                    .any(|s| s.sector_number == n);
+                let wait = finality.saturating_mul(self.policy.epoch_duration_seconds);
+                !live && unix_now() >= record.state_since().saturating_add(wait)
+            }
+        };
+        if !settled {
+            return Ok(false);
+        }
+        self.remove_remote_copies(record).await;
+        let (scratch, store) = (self.scratch_path(n), self.store_path(n));
+        let had = scratch.exists() || store.exists();
+        storage::remove_sector(&scratch, &store)
+            .map_err(|e| ProviderError::Pipeline(e.to_string()))?;
+        if had {
+            tracing::info!(sector = n, "the terminated sector's files are deleted");
+        }
+        self.dropped_lock().insert(n);
+        Ok(true)
+    }
+
+    fn dropped_lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.dropped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A prove-commit the chain executed and refused: a retryable failure. When the chain refused
     /// the proof itself (`ExitCode::InvalidProof`: decided on the receipt's code, not its text),
     /// the stale Commit1 and Commit2 outputs are deleted first, so the retry finds no proof to
@@ -1413,6 +1474,17 @@ impl<A: NodeApi> Pipeline<A> {
             }) {
                 if let Err(e) = self.release_pieces(r, head).await {
                     tracing::warn!(sector = r.number, error = %e, "cannot release the sector's deal pieces; trying again next tick");
+                }
+            }
+        }
+        // Terminated sectors' files go once the chain cannot bring the sectors back.
+        if !node_away {
+            for r in records
+                .iter()
+                .filter(|r| r.state() == SectorState::Terminated)
+            {
+                if let Err(e) = self.drop_terminated(r, head).await {
+                    tracing::warn!(sector = r.number, error = %e, "cannot delete the terminated sector's files; trying again next tick");
                 }
             }
         }

@@ -17,7 +17,9 @@ use lode_chain::actors::miner::MinerMethod;
 use lode_chain::message::Method;
 use lode_proofs::sector::SectorSize;
 use lode_provider::pipeline::runner::{PipelineConfig, RESEND_AFTER, Step};
-use lode_provider::pipeline::{Event, RetryPolicy, SectorKind, SectorRecord, SectorState};
+use lode_provider::pipeline::{
+    Event, RetryPolicy, SectorChain, SectorKind, SectorRecord, SectorState, SentMessage,
+};
 use lode_provider::tasks::config::Reserve;
 use lode_provider::tasks::{SchedulerConfig, TaskKind, TaskState};
 
@@ -579,4 +581,88 @@ async fn a_phase_out_of_retries_fails_its_task_and_its_sector_together() {
     // Nothing more is queued for it.
     assert!(s.p.tick().await.unwrap().is_empty());
     assert_eq!(s.p.scheduler().counts().unwrap(), (0, 0));
+}
+
+/// `r` (on chain) terminated: `Terminate` then `Done`, with `sent` recorded as its termination.
+fn terminated(s: &Setup, r: &SectorRecord, sent: Option<SentMessage>) -> SectorRecord {
+    let store = s.p.store();
+    let policy = RetryPolicy::default();
+    let r = store
+        .apply(r.number, r.version, &Event::Terminate, 0, &policy)
+        .unwrap();
+    let chain = SectorChain {
+        terminate: sent,
+        ..r.chain.clone()
+    };
+    let r = store.record_chain(r.number, r.version, chain, 0).unwrap();
+    let r = store
+        .apply(r.number, r.version, &Event::Done, 0, &policy)
+        .unwrap();
+    assert_eq!(r.state(), SectorState::Terminated);
+    r
+}
+
+#[tokio::test]
+async fn a_terminated_sectors_files_are_deleted_once_the_chain_cannot_bring_it_back() {
+    let s = setup();
+    let finality = Policy::devnet().chain_finality;
+    let files = |n: u64| {
+        for dir in [s.p.scratch_path(n), s.p.store_path(n)] {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("sealed"), b"replica").unwrap();
+        }
+    };
+    let kept = |n: u64| s.p.store_path(n).join("sealed").is_file() && s.p.scratch_path(n).is_dir();
+    let gone = |n: u64| !s.p.store_path(n).exists() && !s.p.scratch_path(n).exists();
+
+    // Ended by its own message, executed at epoch 21 (`receipt`): the files stay until the
+    // chain is final past it.
+    let a = sector_in(&s, SectorState::Proving);
+    files(a.number);
+    let sent = SentMessage {
+        id: [9; 32],
+        sent_at: 20,
+        signed: Vec::new(),
+    };
+    let a = terminated(&s, &a, Some(sent.clone()));
+    // Not found on chain yet: kept.
+    assert!(!s.p.drop_terminated(&a, 500).await.unwrap());
+    assert!(kept(a.number));
+    s.chain
+        .receipts
+        .lock()
+        .unwrap()
+        .insert(sent.id, receipt(0, ""));
+    assert!(!s.p.drop_terminated(&a, 21 + finality - 1).await.unwrap());
+    assert!(kept(a.number));
+    assert!(s.p.drop_terminated(&a, 21 + finality).await.unwrap());
+    assert!(gone(a.number));
+
+    // Gone from the chain without a message of ours (it expired): its files stay while the
+    // chain still lists it, then go (the sector became Terminated long enough ago).
+    let b = sector_in(&s, SectorState::Proving);
+    files(b.number);
+    let b = terminated(&s, &b, None);
+    s.chain.sectors.lock().unwrap().push(sector(b.number));
+    assert!(!s.p.drop_terminated(&b, 30).await.unwrap());
+    assert!(kept(b.number));
+    s.chain.sectors.lock().unwrap().clear();
+    // The pipeline's tick does it.
+    *s.chain.head.lock().unwrap() = Some(31);
+    s.p.tick().await.unwrap();
+    assert!(gone(b.number));
+    // A sector terminated just now waits that many epochs' time.
+    let c = sector_in(&s, SectorState::Proving);
+    files(c.number);
+    let store = s.p.store();
+    let policy = RetryPolicy::default();
+    let now = lode_node::genesis::unix_now();
+    let c = store
+        .apply(c.number, c.version, &Event::Terminate, now, &policy)
+        .unwrap();
+    let c = store
+        .apply(c.number, c.version, &Event::Done, now, &policy)
+        .unwrap();
+    assert!(!s.p.drop_terminated(&c, 31).await.unwrap());
+    assert!(kept(c.number));
 }
