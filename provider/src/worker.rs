@@ -6,7 +6,11 @@
 //!   ([`crate::engine::TaskSpec::at`]) when it runs those kinds, so they run where the files
 //!   are; otherwise unbound, naming the holder in [`SectorInput::from`]: the worker claiming it
 //!   fetches the inputs first ([`fetched_inputs`]) and, once the phase succeeded, holds the
-//!   sector itself. Commit2 runs anywhere on fetched inputs and keeps nothing.
+//!   sector itself. Commit2 runs anywhere on fetched inputs and keeps nothing. A deal sector's
+//!   PreCommit1 names the provider's file server in [`SectorInput::data`]: the worker fetches
+//!   the data the provider packed (`sector.json`, `unsealed`) before labelling; a PreCommit1
+//!   interrupted there starts again from that fetch (the copy is disposable until the phase
+//!   succeeded), where a committed-capacity one resumes from its last layer.
 //! - A worker heartbeats every [`WorkerConfig::heartbeat`] and, at the same time, declares dead
 //!   the workers silent for [`WorkerConfig::dead_after`] (any live worker frees a dead one's
 //!   tasks). Told it was declared dead, it registers again; its stale results are refused.
