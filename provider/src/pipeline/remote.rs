@@ -802,8 +802,8 @@ impl<A: NodeApi> Pipeline<A> {
     }
 
     /// Before a sector is removed (`Removing`), or its files dropped once it is terminated:
-    /// every worker of the cluster holding a copy deletes it. Failures are logged (an unreachable worker keeps an unused copy)
-    /// and never hold the removal up.
+    /// every worker of the cluster holding a copy deletes it. Failures are logged (an unreachable
+    /// worker keeps an unused copy) and never hold the removal up.
     pub(super) async fn remove_remote_copies(&self, record: &SectorRecord) {
         let Some(link) = self.cluster.as_deref() else {
             return;
