@@ -522,20 +522,33 @@ async fn prove_on_the_cluster(engine: &AnyEngine, root: &Path, n: u64, comm_r: [
     assert!(err.to_string().contains("secrets differ"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pipeline_seals_on_the_cluster_embedded() {
+/// The embedded engine in a temporary directory (kept while the directory lives).
+fn embedded() -> (tempfile::TempDir, AnyEngine) {
     let db = tempfile::tempdir().unwrap();
     let engine = SledEngine::open(&sled::open(db.path()).unwrap()).unwrap();
-    suite(AnyEngine::Sled(engine)).await;
+    (db, AnyEngine::Sled(engine))
+}
+
+/// The PostgreSQL engine on database `name` of a server started for the test (kept while the
+/// server lives); `None` where PostgreSQL is missing (and not required).
+async fn postgres(name: &str) -> Option<(Postgres, AnyEngine)> {
+    let pg = Postgres::start()?;
+    let engine = PgEngine::connect(&pg.create_database(name)).await.unwrap();
+    Some((pg, AnyEngine::Postgres(engine)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_seals_on_the_cluster_embedded() {
+    let (_db, engine) = embedded();
+    suite(engine).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_seals_on_the_cluster_postgres() {
-    let Some(pg) = Postgres::start() else { return };
-    let engine = PgEngine::connect(&pg.create_database("remote"))
-        .await
-        .unwrap();
-    suite(AnyEngine::Postgres(engine)).await;
+    let Some((_pg, engine)) = postgres("remote").await else {
+        return;
+    };
+    suite(engine).await;
 }
 
 /// Starts worker `name` of `kinds`, stopped when `stop` turns true.
@@ -801,18 +814,16 @@ async fn split_suite(engine: AnyEngine) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_phases_fetch_their_inputs_and_lost_layers_are_sealed_again_embedded() {
-    let db = tempfile::tempdir().unwrap();
-    let engine = SledEngine::open(&sled::open(db.path()).unwrap()).unwrap();
-    split_suite(AnyEngine::Sled(engine)).await;
+    let (_db, engine) = embedded();
+    split_suite(engine).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_phases_fetch_their_inputs_and_lost_layers_are_sealed_again_postgres() {
-    let Some(pg) = Postgres::start() else { return };
-    let engine = PgEngine::connect(&pg.create_database("split"))
-        .await
-        .unwrap();
-    split_suite(AnyEngine::Postgres(engine)).await;
+    let Some((_pg, engine)) = postgres("split").await else {
+        return;
+    };
+    split_suite(engine).await;
 }
 
 /// A deal sector on a cluster whose provider serves its sealing scratch (`[cluster]
@@ -982,16 +993,14 @@ async fn deal_suite(engine: AnyEngine) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deal_sectors_are_sealed_on_the_cluster_from_the_providers_data_embedded() {
-    let db = tempfile::tempdir().unwrap();
-    let engine = SledEngine::open(&sled::open(db.path()).unwrap()).unwrap();
-    deal_suite(AnyEngine::Sled(engine)).await;
+    let (_db, engine) = embedded();
+    deal_suite(engine).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deal_sectors_are_sealed_on_the_cluster_from_the_providers_data_postgres() {
-    let Some(pg) = Postgres::start() else { return };
-    let engine = PgEngine::connect(&pg.create_database("remote_deals"))
-        .await
-        .unwrap();
-    deal_suite(AnyEngine::Postgres(engine)).await;
+    let Some((_pg, engine)) = postgres("remote_deals").await else {
+        return;
+    };
+    deal_suite(engine).await;
 }
