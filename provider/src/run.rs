@@ -511,13 +511,17 @@ fn resolve(dir: &Path, p: &Path) -> PathBuf {
     }
 }
 
-/// Opens the sealing pipeline of a provider: its database, and the PoRep parameters found (they
-/// are loaded by the first Commit2, see [`crate::pipeline::params`]). `Err` says
-/// why it does not run (disabled, parameters missing, database locked or damaged); the provider
-/// then proves and mines without it.
+/// Opens the sealing pipeline of a provider: its records, and the PoRep parameters found (they
+/// are loaded by the first Commit2, see [`crate::pipeline::params`]). The records are in the
+/// embedded database, or, in a cluster (`shared`: the database's address and the leader lease
+/// held), in the cluster's database. `Err` says why it does not run (disabled, parameters
+/// missing, database locked, damaged or unreachable); the provider then proves and mines without
+/// it.
+#[allow(clippy::too_many_arguments)]
 fn start_pipeline<A: NodeApi>(
     dir: &Path,
     settings: &ProviderSettings,
+    shared: Option<(&str, crate::pipeline::kv::Fence)>,
     api: &Arc<A>,
     messenger: Arc<Messenger>,
     genesis: &GenesisFile,
@@ -540,8 +544,14 @@ fn start_pipeline<A: NodeApi>(
     }
     let porep = PorepParams::lazy(params, id);
     let db = resolve(dir, &s.db);
-    let store = PipelineStore::open(&db)
-        .map_err(|e| format!("the pipeline database {}: {e}", db.display()))?;
+    let store = match shared {
+        None => PipelineStore::open(&db)
+            .map_err(|e| format!("the pipeline database {}: {e}", db.display()))?,
+        Some((url, fence)) => PipelineStore::new(
+            tokio::task::block_in_place(|| shared_records(url, actor, fence, &db))
+                .map_err(|e| format!("the pipeline's records in the cluster database: {e}"))?,
+        ),
+    };
     let mut config = PipelineConfig::new(
         actor,
         size,
@@ -705,9 +715,20 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
         metrics.clone(),
     )
     .with_settings(settings.proving.clone());
+    let shared = match (&settings.cluster.db, &cluster) {
+        (Some(url), Some((_, leader, _))) => Some((
+            url.as_str(),
+            crate::pipeline::kv::Fence {
+                lease: crate::leader::lease_name(actor),
+                epoch: leader.epoch(),
+            },
+        )),
+        _ => None,
+    };
     let pipeline = start_pipeline(
         dir,
         settings,
+        shared,
         &api,
         poster.messenger(),
         &genesis,
@@ -893,6 +914,32 @@ fn link_secret(dir: &Path, cluster: &ClusterSettings) -> ProviderResult<String> 
 
 /// Reads the cluster secret, connects to the cluster's database and waits to lead miner `actor`
 /// there.
+/// The pipeline's records of miner `actor` in the cluster's database at `url`, fenced by the
+/// leader lease held. The first time, when the database has none of this miner's records and the
+/// embedded database at `local` has some (a provider that ran alone joins a cluster), they are
+/// copied over; the embedded copy is not used again.
+fn shared_records(
+    url: &str,
+    actor: ActorId,
+    fence: crate::pipeline::kv::Fence,
+    local: &Path,
+) -> Result<crate::pipeline::kv::Records, crate::pipeline::kv::KvError> {
+    use crate::pipeline::kv::Records;
+    let records = Records::postgres(url, actor.0, Some(fence))?;
+    if local.exists() && records.is_empty()? {
+        let embedded = Records::open(local)?;
+        if !embedded.is_empty()? {
+            let copied = records.import(&embedded)?;
+            tracing::info!(
+                entries = copied,
+                from = %local.display(),
+                "the pipeline's records were copied into the cluster database, where they are kept from now on"
+            );
+        }
+    }
+    Ok(records)
+}
+
 async fn join_cluster(
     dir: &Path,
     cluster: &ClusterSettings,

@@ -11,7 +11,7 @@
 //! piece in a deal sector waiting in `WaitDeals` (a new one when none has room), at the offset
 //! [`place_piece`] gives.
 //!
-//! **Invariants:** a deal's piece is recorded once (keyed by deal id, in one sled transaction
+//! **Invariants:** a deal's piece is recorded once (keyed by deal id, in one transaction
 //! with its sector's version bump, or with the new sector and the sector counter), so a repeated
 //! or concurrent call, or one after a crash, finds it and returns its assignment; a piece is
 //! recorded only once its payload copy is complete under its final name, so a recorded piece
@@ -35,8 +35,8 @@ use lode_chain::types::{DealId, Epoch};
 use lode_proofs::node::Node;
 use lode_proofs::piece::{CommPHasher, PaddedPieceSize};
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use super::kv::{Abort, Tree, Tx, abort};
 
 use super::state::{RetryPolicy, SectorProgress, SectorState};
 use super::store::{
@@ -64,7 +64,7 @@ pub struct DealPiece {
     pub payload_size: u64,
 }
 
-/// What the pipeline keeps of a deal's piece (sled tree `deals`, keyed by deal id).
+/// What the pipeline keeps of a deal's piece (tree `deals`, keyed by deal id).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DealPieceRecord {
     /// The deal.
@@ -448,63 +448,48 @@ fn decode_piece(id: DealId, bytes: &[u8]) -> PipelineResult<DealPieceRecord> {
     }
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<PipelineError>>;
+type TxResult<T> = Result<T, Abort<PipelineError>>;
 
 /// Writes `new` over deal `new.deal_id`'s record, keeping the two indexes in step: the old
 /// sector's entry removed, the new one's added while the piece is live, the CID entry kept.
-fn write_piece_tx(
-    deals: &TransactionalTree,
-    by_sector: &TransactionalTree,
-    by_cid: &TransactionalTree,
-    new: &DealPieceRecord,
-) -> TxResult<()> {
+fn write_piece_tx(tx: &mut dyn Tx, new: &DealPieceRecord) -> TxResult<()> {
     let id = new.deal_id;
-    if let Some(old) = deals.get(deal_key(id).as_slice())? {
-        let old = decode_piece(id, &old).map_err(ConflictableTransactionError::Abort)?;
+    if let Some(old) = tx.get(Tree::Deals, &deal_key(id))? {
+        let old = decode_piece(id, &old).map_err(Abort::With)?;
         if let Some(s) = old.sector {
-            by_sector.remove(sector_key(s, id).as_slice())?;
+            tx.remove(Tree::DealSectors, &sector_key(s, id))?;
         }
     }
-    deals.insert(deal_key(id).as_slice(), encode(new))?;
+    tx.insert(Tree::Deals, &deal_key(id), &encode(new))?;
     if let (Some(s), true) = (new.sector, new.is_live()) {
-        by_sector.insert(sector_key(s, id).as_slice(), sled::IVec::default())?;
+        tx.insert(Tree::DealSectors, &sector_key(s, id), &[])?;
     }
-    by_cid.insert(cid_key(new.comm_p(), id).as_slice(), sled::IVec::default())?;
+    tx.insert(Tree::PieceCids, &cid_key(new.comm_p(), id), &[])?;
     Ok(())
-}
-
-fn tx_error(e: TransactionError<PipelineError>) -> PipelineError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => PipelineError::Db(e),
-    }
 }
 
 impl PipelineStore {
     /// Deal `id`'s piece, if the pipeline has it.
     pub fn deal_piece(&self, id: DealId) -> PipelineResult<Option<DealPieceRecord>> {
-        self.deals
-            .get(deal_key(id))?
+        self.records()
+            .get(Tree::Deals, &deal_key(id))?
             .map(|b| decode_piece(id, &b))
             .transpose()
     }
 
     /// Every deal piece, by deal id.
     pub fn deal_pieces(&self) -> PipelineResult<Vec<DealPieceRecord>> {
-        self.deals
-            .iter()
-            .map(|r| {
-                let (k, v) = r?;
-                decode_piece(number_from(&k), &v)
-            })
+        self.records()
+            .scan(Tree::Deals, &[])?
+            .into_iter()
+            .map(|(k, v)| decode_piece(number_from(&k), &v))
             .collect()
     }
 
     /// Sector `n`'s live pieces, in offset order (the order of its deals on chain).
     pub fn sector_pieces(&self, n: u64) -> PipelineResult<Vec<DealPieceRecord>> {
         let mut out = Vec::new();
-        for r in self.deal_sectors.scan_prefix(n.to_be_bytes()) {
-            let (k, _) = r?;
+        for (k, _) in self.records().scan(Tree::DealSectors, &n.to_be_bytes())? {
             let id = number_from(k.get(8..).unwrap_or_default());
             if let Some(p) = self.deal_piece(id)?
                 && p.sector == Some(n)
@@ -520,8 +505,7 @@ impl PipelineStore {
     /// The pieces whose commitment is `comm_p` (several deals may store one piece), by deal id.
     pub fn pieces_with_comm_p(&self, comm_p: [u8; 32]) -> PipelineResult<Vec<DealPieceRecord>> {
         let mut out = Vec::new();
-        for r in self.piece_cids.scan_prefix(comm_p) {
-            let (k, _) = r?;
+        for (k, _) in self.records().scan(Tree::PieceCids, &comm_p)? {
             let id = number_from(k.get(32..).unwrap_or_default());
             if let Some(p) = self.deal_piece(id)? {
                 out.push(p);
@@ -533,16 +517,12 @@ impl PipelineStore {
     /// Writes pieces' records (a failure, a release), the indexes in step, in one transaction,
     /// durable before it returns.
     pub fn put_pieces(&self, pieces: &[DealPieceRecord]) -> PipelineResult<()> {
-        (&self.deals, &self.deal_sectors, &self.piece_cids)
-            .transaction(|(deals, by_sector, by_cid)| {
-                for p in pieces {
-                    write_piece_tx(deals, by_sector, by_cid, p)?;
-                }
-                Ok(())
-            })
-            .map_err(tx_error)?;
-        self.db().flush()?;
-        Ok(())
+        self.records().transaction(|tx| {
+            for p in pieces {
+                write_piece_tx(tx, p)?;
+            }
+            Ok(())
+        })
     }
 
     /// Places `piece` (its `sector` and `offset` set by the caller for `Target::Sector`; the
@@ -558,85 +538,70 @@ impl PipelineStore {
         fresh: bool,
         now: u64,
     ) -> PipelineResult<Placed> {
-        let result = (
-            &self.sectors,
-            &self.meta,
-            &self.deals,
-            &self.deal_sectors,
-            &self.piece_cids,
-        )
-            .transaction(|(sectors, meta, deals, by_sector, by_cid)| {
-                let id = piece.deal_id;
-                if fresh && deals.get(deal_key(id).as_slice())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(
-                        PipelineError::DealExists(id),
-                    ));
+        self.records().transaction(|tx| {
+            let id = piece.deal_id;
+            if fresh && tx.get(Tree::Deals, &deal_key(id))?.is_some() {
+                return abort(PipelineError::DealExists(id));
+            }
+            let mut piece = piece.clone();
+            let (sector, created) = match target {
+                Target::Sector { number, version } => {
+                    let key = number.to_be_bytes();
+                    let Some(old) = tx.get(Tree::Sectors, &key)? else {
+                        return abort(PipelineError::Unknown(number));
+                    };
+                    let old = decode_record(number, &old).map_err(Abort::With)?;
+                    if old.kind != SectorKind::Deals || old.state() != SectorState::WaitDeals {
+                        return abort(PipelineError::NotWaiting {
+                            number,
+                            state: old.state(),
+                        });
+                    }
+                    let new = changed(&old, version, None, None, now, &RetryPolicy::default())
+                        .map_err(Abort::With)?;
+                    tx.insert(Tree::Sectors, &key, &encode(&new))?;
+                    piece.sector = Some(number);
+                    (new, false)
                 }
-                let mut piece = piece.clone();
-                let (sector, created) = match target {
-                    Target::Sector { number, version } => {
-                        let key = number.to_be_bytes();
-                        let Some(old) = sectors.get(key)? else {
-                            return Err(ConflictableTransactionError::Abort(
-                                PipelineError::Unknown(number),
-                            ));
-                        };
-                        let old = decode_record(number, &old)
-                            .map_err(ConflictableTransactionError::Abort)?;
-                        if old.kind != SectorKind::Deals || old.state() != SectorState::WaitDeals {
-                            return Err(ConflictableTransactionError::Abort(
-                                PipelineError::NotWaiting {
-                                    number,
-                                    state: old.state(),
-                                },
-                            ));
-                        }
-                        let new = changed(&old, version, None, None, now, &RetryPolicy::default())
-                            .map_err(ConflictableTransactionError::Abort)?;
-                        sectors.insert(&key, encode(&new))?;
-                        piece.sector = Some(number);
-                        (new, false)
-                    }
-                    Target::New { min_number } => {
-                        let next = meta
-                            .get(NEXT_NUMBER)?
-                            .map(|b| number_from(b.as_ref()))
-                            .unwrap_or(0)
-                            .max(min_number);
-                        if sectors.get(next.to_be_bytes())?.is_some() {
-                            return Err(ConflictableTransactionError::Abort(
-                                PipelineError::Conflict {
-                                    number: next,
-                                    expected: 0,
-                                    found: 1,
-                                },
-                            ));
-                        }
-                        let record = SectorRecord {
+                Target::New { min_number } => {
+                    let next = tx
+                        .get(Tree::Meta, NEXT_NUMBER)?
+                        .map(|b| number_from(&b))
+                        .unwrap_or(0)
+                        .max(min_number);
+                    if tx.get(Tree::Sectors, &next.to_be_bytes())?.is_some() {
+                        return abort(PipelineError::Conflict {
                             number: next,
-                            kind: SectorKind::Deals,
-                            created_at: now,
-                            version: 1,
-                            progress: SectorProgress::new(now),
-                            chain: SectorChain::default(),
-                        };
-                        sectors.insert(&next.to_be_bytes(), encode(&record))?;
-                        meta.insert(NEXT_NUMBER, &next.saturating_add(1).to_be_bytes())?;
-                        piece.sector = Some(next);
-                        piece.offset = 0;
-                        (record, true)
+                            expected: 0,
+                            found: 1,
+                        });
                     }
-                };
-                write_piece_tx(deals, by_sector, by_cid, &piece)?;
-                Ok(Placed {
-                    piece,
-                    sector,
-                    created,
-                })
+                    let record = SectorRecord {
+                        number: next,
+                        kind: SectorKind::Deals,
+                        created_at: now,
+                        version: 1,
+                        progress: SectorProgress::new(now),
+                        chain: SectorChain::default(),
+                    };
+                    tx.insert(Tree::Sectors, &next.to_be_bytes(), &encode(&record))?;
+                    tx.insert(
+                        Tree::Meta,
+                        NEXT_NUMBER,
+                        &next.saturating_add(1).to_be_bytes(),
+                    )?;
+                    piece.sector = Some(next);
+                    piece.offset = 0;
+                    (record, true)
+                }
+            };
+            write_piece_tx(tx, &piece)?;
+            Ok(Placed {
+                piece,
+                sector,
+                created,
             })
-            .map_err(tx_error)?;
-        self.db().flush()?;
-        Ok(result)
+        })
     }
 }
 
@@ -842,7 +807,9 @@ mod tests {
     fn a_corrupt_piece_record_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         let s = PipelineStore::open(d.path()).unwrap();
-        s.deals.insert(3u64.to_be_bytes(), &[0xff][..]).unwrap();
+        s.records()
+            .put(super::super::kv::Tree::Deals, &3u64.to_be_bytes(), &[0xff])
+            .unwrap();
         assert!(matches!(
             s.deal_piece(3).unwrap_err(),
             PipelineError::CorruptPiece(3)

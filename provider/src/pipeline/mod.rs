@@ -3,8 +3,9 @@
 //!
 //! - [`state`]: the states, the events that move a sector between them, bounded retries with
 //!   back-off, and the one pure function that applies an event ([`state::transition`]);
-//! - [`store`]: the records in the provider's sled database, changed by compare-and-swap on a
-//!   version that fences stale workers, durable before a change is reported;
+//! - [`store`]: the sector records, changed by compare-and-swap on a version that fences stale
+//!   workers, durable before a change is reported; [`kv`]: where the records live (the
+//!   provider's sled database, or the cluster's PostgreSQL database);
 //! - [`storage`]: where a sector's files live (sealing scratch, then long-term storage), the
 //!   crash-safe move between them at Finalize, and the room a new sector needs before it starts;
 //! - [`params`]: the PoRep parameters, loaded by the first Commit2 rather than at start;
@@ -18,6 +19,7 @@
 
 pub mod deals;
 mod intake;
+pub mod kv;
 pub mod params;
 pub mod reader;
 pub mod remote;

@@ -1,5 +1,6 @@
-//! The pipeline's records in the provider's embedded database (sled): one record per sector,
-//! changed only by compare-and-swap on its version, and flushed before a change is reported done.
+//! The pipeline's sector records ([`super::kv`]: in the provider's embedded database, or in the
+//! cluster's PostgreSQL database): one record per sector, changed only by compare-and-swap on its
+//! version, and durable before a change is reported done.
 //!
 //! **Invariants:** a sector number is allocated once (the counter and the new record are written
 //! in one transaction, so a crash never hands the same number out twice); a change names the
@@ -10,8 +11,8 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use super::kv::{Abort, KvError, Records, Tree, abort};
 
 use super::state::{Event, RetryPolicy, SectorProgress, SectorState, TransitionError, transition};
 
@@ -150,7 +151,7 @@ impl SectorRecord {
 pub enum PipelineError {
     /// The database failed.
     #[error("pipeline database: {0}")]
-    Db(#[from] sled::Error),
+    Db(#[from] KvError),
     /// A record does not decode.
     #[error("pipeline database: the record of sector {0} is corrupt")]
     Corrupt(u64),
@@ -202,17 +203,7 @@ pub(super) const NEXT_NUMBER: &[u8] = b"next_sector_number";
 /// The pipeline's records.
 #[derive(Debug, Clone)]
 pub struct PipelineStore {
-    db: sled::Db,
-    pub(super) sectors: sled::Tree,
-    pub(super) meta: sled::Tree,
-    tasks: sled::Tree,
-    task_meta: sled::Tree,
-    /// Deal pieces by deal id ([`super::deals`]).
-    pub(super) deals: sled::Tree,
-    /// `sector ‖ deal id` → nothing: the live pieces of each sector.
-    pub(super) deal_sectors: sled::Tree,
-    /// `CommP ‖ deal id` → nothing: the pieces by piece CID (retrieval's index).
-    pub(super) piece_cids: sled::Tree,
+    records: Records,
 }
 
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -237,30 +228,20 @@ pub(super) fn number_from(bytes: &[u8]) -> u64 {
 }
 
 impl PipelineStore {
-    /// Opens (or creates) the database in `dir`.
+    /// Opens (or creates) the embedded database in `dir`.
     pub fn open(dir: &Path) -> PipelineResult<Self> {
-        let db = sled::open(dir)?;
-        Ok(PipelineStore {
-            sectors: db.open_tree("sectors")?,
-            meta: db.open_tree("meta")?,
-            tasks: db.open_tree("tasks")?,
-            task_meta: db.open_tree("task_meta")?,
-            deals: db.open_tree("deals")?,
-            deal_sectors: db.open_tree("deal_sectors")?,
-            piece_cids: db.open_tree("piece_cids")?,
-            db,
-        })
+        Ok(Self::new(Records::open(dir)?))
     }
 
-    /// The database (the task scheduler's records live in it too: [`crate::tasks::TaskStore`]).
-    pub fn db(&self) -> &sled::Db {
-        &self.db
+    /// The store over `records` (embedded, or in the cluster's database).
+    pub fn new(records: Records) -> Self {
+        PipelineStore { records }
     }
 
-    /// The sectors' tree, the tasks' tree and the tasks' counters, for the scheduler's
-    /// transactions across sectors and tasks.
-    pub(crate) fn trees(&self) -> (&sled::Tree, &sled::Tree, &sled::Tree) {
-        (&self.sectors, &self.tasks, &self.task_meta)
+    /// Where the records are (the task scheduler's and the deal pieces' records live there too,
+    /// so that a task's result and its sector's change are one transaction).
+    pub fn records(&self) -> &Records {
+        &self.records
     }
 
     /// Creates a sector with the next free number, at least `min_number` (the chain's numbers
@@ -271,10 +252,10 @@ impl PipelineStore {
         min_number: u64,
         now: u64,
     ) -> PipelineResult<SectorRecord> {
-        let result = (&self.sectors, &self.meta).transaction(|(sectors, meta)| {
-            let next = meta
-                .get(NEXT_NUMBER)?
-                .map(|b| number_from(b.as_ref()))
+        self.records.transaction(|tx| {
+            let next = tx
+                .get(Tree::Meta, NEXT_NUMBER)?
+                .map(|b| number_from(&b))
                 .unwrap_or(0)
                 .max(min_number);
             let record = SectorRecord {
@@ -285,43 +266,37 @@ impl PipelineStore {
                 progress: SectorProgress::new(now),
                 chain: SectorChain::default(),
             };
-            if sectors.get(next.to_be_bytes())?.is_some() {
-                return Err(ConflictableTransactionError::Abort(
-                    PipelineError::Conflict {
-                        number: next,
-                        expected: 0,
-                        found: 1,
-                    },
-                ));
+            if tx.get(Tree::Sectors, &next.to_be_bytes())?.is_some() {
+                return abort(PipelineError::Conflict {
+                    number: next,
+                    expected: 0,
+                    found: 1,
+                });
             }
-            sectors.insert(&next.to_be_bytes(), encode(&record))?;
-            meta.insert(NEXT_NUMBER, &next.saturating_add(1).to_be_bytes())?;
+            tx.insert(Tree::Sectors, &next.to_be_bytes(), &encode(&record))?;
+            tx.insert(
+                Tree::Meta,
+                NEXT_NUMBER,
+                &next.saturating_add(1).to_be_bytes(),
+            )?;
             Ok(record)
-        });
-        let record = result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => PipelineError::Db(e),
-        })?;
-        self.db.flush()?;
-        Ok(record)
+        })
     }
 
     /// A sector's record.
     pub fn get(&self, number: u64) -> PipelineResult<Option<SectorRecord>> {
-        self.sectors
-            .get(number.to_be_bytes())?
+        self.records
+            .get(Tree::Sectors, &number.to_be_bytes())?
             .map(|b| decode_record(number, &b))
             .transpose()
     }
 
     /// Every sector, by number.
     pub fn list(&self) -> PipelineResult<Vec<SectorRecord>> {
-        self.sectors
-            .iter()
-            .map(|r| {
-                let (k, v) = r?;
-                decode_record(number_from(&k), &v)
-            })
+        self.records
+            .scan(Tree::Sectors, &[])?
+            .into_iter()
+            .map(|(k, v)| decode_record(number_from(&k), &v))
             .collect()
     }
 
@@ -370,17 +345,14 @@ impl PipelineStore {
         changes: &[(u64, u64, SectorChain)],
         now: u64,
     ) -> PipelineResult<Vec<SectorRecord>> {
-        let result = self.sectors.transaction(|tx| {
+        self.records.transaction(|tx| {
             let mut out = Vec::with_capacity(changes.len());
             for (number, version, chain) in changes {
                 let key = number.to_be_bytes();
-                let Some(old) = tx.get(key)? else {
-                    return Err(ConflictableTransactionError::Abort(PipelineError::Unknown(
-                        *number,
-                    )));
+                let Some(old) = tx.get(Tree::Sectors, &key)? else {
+                    return abort(PipelineError::Unknown(*number));
                 };
-                let old =
-                    decode_record(*number, &old).map_err(ConflictableTransactionError::Abort)?;
+                let old = decode_record(*number, &old).map_err(Abort::With)?;
                 let new = changed(
                     &old,
                     *version,
@@ -389,18 +361,12 @@ impl PipelineStore {
                     now,
                     &RetryPolicy::default(),
                 )
-                .map_err(ConflictableTransactionError::Abort)?;
-                tx.insert(&key, encode(&new))?;
+                .map_err(Abort::With)?;
+                tx.insert(Tree::Sectors, &key, &encode(&new))?;
                 out.push(new);
             }
             Ok(out)
-        });
-        let out = result.map_err(|e| match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => PipelineError::Db(e),
-        })?;
-        self.db.flush()?;
-        Ok(out)
+        })
     }
 
     /// The one change of a record: `event` (if any) applied to its state and `chain` (if any)
@@ -417,32 +383,16 @@ impl PipelineStore {
         policy: &RetryPolicy,
     ) -> PipelineResult<SectorRecord> {
         let key = number.to_be_bytes();
-        let old_bytes = self
-            .sectors
-            .get(key)?
-            .ok_or(PipelineError::Unknown(number))?;
-        let old = decode_record(number, &old_bytes)?;
-        let new = changed(&old, version, event, chain, now, policy)?;
-        match self
-            .sectors
-            .compare_and_swap(key, Some(old_bytes), Some(encode(&new)))?
-        {
-            Ok(()) => {}
-            Err(cas) => {
-                let found = cas
-                    .current
-                    .map(|b| decode_record(number, &b).map(|r| r.version))
-                    .transpose()?
-                    .unwrap_or(0);
-                return Err(PipelineError::Conflict {
-                    number,
-                    expected: version,
-                    found,
-                });
-            }
-        }
-        self.db.flush()?;
-        Ok(new)
+        self.records.transaction(|tx| {
+            let Some(old) = tx.get(Tree::Sectors, &key)? else {
+                return abort(PipelineError::Unknown(number));
+            };
+            let old = decode_record(number, &old).map_err(Abort::With)?;
+            let new =
+                changed(&old, version, event, chain.clone(), now, policy).map_err(Abort::With)?;
+            tx.insert(Tree::Sectors, &key, &encode(&new))?;
+            Ok(new)
+        })
     }
 }
 
@@ -648,7 +598,9 @@ mod tests {
         };
         let d = tempfile::tempdir().unwrap();
         let s = PipelineStore::open(d.path()).unwrap();
-        s.sectors.insert(7u64.to_be_bytes(), encode(&old)).unwrap();
+        s.records()
+            .put(Tree::Sectors, &7u64.to_be_bytes(), &encode(&old))
+            .unwrap();
         let r = s.get(7).unwrap().unwrap();
         assert_eq!((r.number, r.version, r.created_at), (7, 12, 3));
         assert_eq!(r.chain.prove_commit, Some(sent.clone()));
@@ -676,8 +628,8 @@ mod tests {
     fn a_corrupt_record_is_an_error_not_a_panic() {
         let d = tempfile::tempdir().unwrap();
         let s = PipelineStore::open(d.path()).unwrap();
-        s.sectors
-            .insert(7u64.to_be_bytes(), &[0xff, 0x01][..])
+        s.records()
+            .put(Tree::Sectors, &7u64.to_be_bytes(), &[0xff, 0x01])
             .unwrap();
         assert!(matches!(s.get(7).unwrap_err(), PipelineError::Corrupt(7)));
         assert!(s.list().is_err());

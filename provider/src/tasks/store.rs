@@ -1,5 +1,5 @@
-//! The task records, in the pipeline's sled database (trees `tasks` and `task_meta` of the same
-//! [`sled::Db`] as the sectors, so that a task's result and its sector's change are one
+//! The task records, in the pipeline's records (trees `tasks` and `task_meta` beside the sectors'
+//! in [`crate::pipeline::kv::Records`], so that a task's result and its sector's change are one
 //! transaction).
 //!
 //! **Fencing:** every claim of a task draws a new token from a counter that only grows (kept in
@@ -7,15 +7,13 @@
 //! task's current token, while it runs — a stale claim (the task re-queued by a restart, or
 //! finished by someone else) is refused with [`TaskError::Stale`] and changes nothing.
 //!
-//! **Durability:** a task's result is flushed before it is reported (with its sector's change:
-//! the pipeline's rule); queueing and claiming are not (a queued task lost to a crash is queued
-//! again by the next tick; a claim lost to one is a task re-queued, with a new token).
+//! **Durability:** every change is durable before it returns (a task's result with its sector's
+//! change: the pipeline's rule).
 
 use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use super::kind::{Resources, TaskKind};
+use crate::pipeline::kv::{Abort, KvError, Records, Tree};
 use crate::pipeline::store::{changed, decode_record, encode};
 use crate::pipeline::{
     Event, PipelineError, PipelineStore, RetryPolicy, SectorChain, SectorRecord,
@@ -128,7 +126,7 @@ impl TaskRecord {
 pub enum TaskError {
     /// The database failed.
     #[error("task database: {0}")]
-    Db(#[from] sled::Error),
+    Db(#[from] KvError),
     /// A record does not decode.
     #[error("task database: the record of task {0} is corrupt")]
     Corrupt(u64),
@@ -173,7 +171,7 @@ fn decode_task(id: u64, bytes: &[u8]) -> TaskResult<TaskRecord> {
     postcard::from_bytes(bytes).map_err(|_| TaskError::Corrupt(id))
 }
 
-fn counter(bytes: Option<sled::IVec>) -> u64 {
+fn counter(bytes: Option<Vec<u8>>) -> u64 {
     bytes
         .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
         .map_or(1, u64::from_be_bytes)
@@ -184,15 +182,8 @@ fn key_id(bytes: &[u8]) -> u64 {
     <[u8; 8]>::try_from(bytes).map_or(u64::MAX, u64::from_be_bytes)
 }
 
-fn abort<T>(e: TaskError) -> Result<T, ConflictableTransactionError<TaskError>> {
-    Err(ConflictableTransactionError::Abort(e))
-}
-
-fn flatten<T>(r: Result<T, TransactionError<TaskError>>) -> TaskResult<T> {
-    r.map_err(|e| match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => TaskError::Db(e),
-    })
+fn abort<T>(e: TaskError) -> Result<T, Abort<TaskError>> {
+    Err(Abort::With(e))
 }
 
 /// How a sector task ended, for [`TaskStore::finish_sector`].
@@ -220,26 +211,24 @@ impl TaskStore {
         }
     }
 
-    fn tasks(&self) -> &sled::Tree {
-        self.pipeline.trees().1
+    fn records(&self) -> &Records {
+        self.pipeline.records()
     }
 
     /// A task.
     pub fn get(&self, id: u64) -> TaskResult<Option<TaskRecord>> {
-        self.tasks()
-            .get(id.to_be_bytes())?
+        self.records()
+            .get(Tree::Tasks, &id.to_be_bytes())?
             .map(|b| decode_task(id, &b))
             .transpose()
     }
 
     /// Every task, by id.
     pub fn list(&self) -> TaskResult<Vec<TaskRecord>> {
-        self.tasks()
-            .iter()
-            .map(|r| {
-                let (k, v) = r?;
-                decode_task(key_id(&k), &v)
-            })
+        self.records()
+            .scan(Tree::Tasks, &[])?
+            .into_iter()
+            .map(|(k, v)| decode_task(key_id(&k), &v))
             .collect()
     }
 
@@ -251,9 +240,8 @@ impl TaskStore {
         resources: Resources,
         now: u64,
     ) -> TaskResult<TaskRecord> {
-        let (_, tasks, meta) = self.pipeline.trees();
-        flatten((tasks, meta).transaction(|(tasks, meta)| {
-            let id = counter(meta.get(NEXT_ID)?);
+        self.records().transaction(|tx| {
+            let id = counter(tx.get(Tree::TaskMeta, NEXT_ID)?);
             let record = TaskRecord {
                 id,
                 kind,
@@ -268,10 +256,10 @@ impl TaskStore {
                 finished_at: None,
                 error: None,
             };
-            tasks.insert(&id.to_be_bytes(), encode(&record))?;
-            meta.insert(NEXT_ID, &id.saturating_add(1).to_be_bytes())?;
+            tx.insert(Tree::Tasks, &id.to_be_bytes(), &encode(&record))?;
+            tx.insert(Tree::TaskMeta, NEXT_ID, &id.saturating_add(1).to_be_bytes())?;
             Ok(record)
-        }))
+        })
     }
 
     /// Claims a queued task: it runs under a new token from now on.
@@ -281,9 +269,8 @@ impl TaskStore {
 
     /// Moves task `id` (queued, or running for a re-queue) to `state` under a new token.
     fn restart(&self, id: u64, now: u64, state: TaskState) -> TaskResult<TaskRecord> {
-        let (_, tasks, meta) = self.pipeline.trees();
-        flatten((tasks, meta).transaction(|(tasks, meta)| {
-            let Some(bytes) = tasks.get(id.to_be_bytes())? else {
+        self.records().transaction(|tx| {
+            let Some(bytes) = tx.get(Tree::Tasks, &id.to_be_bytes())? else {
                 return abort(TaskError::Unknown(id));
             };
             let mut r = decode_task(id, &bytes).or_else(abort)?;
@@ -297,17 +284,21 @@ impl TaskStore {
                     state: r.state.name(),
                 });
             }
-            let token = counter(meta.get(NEXT_TOKEN)?).max(r.token.saturating_add(1));
+            let token = counter(tx.get(Tree::TaskMeta, NEXT_TOKEN)?).max(r.token.saturating_add(1));
             r.token = token;
             r.state = state;
             if state == TaskState::Running {
                 r.attempts = r.attempts.saturating_add(1);
                 r.started_at = Some(now);
             }
-            tasks.insert(&id.to_be_bytes(), encode(&r))?;
-            meta.insert(NEXT_TOKEN, &token.saturating_add(1).to_be_bytes())?;
+            tx.insert(Tree::Tasks, &id.to_be_bytes(), &encode(&r))?;
+            tx.insert(
+                Tree::TaskMeta,
+                NEXT_TOKEN,
+                &token.saturating_add(1).to_be_bytes(),
+            )?;
             Ok(r)
-        }))
+        })
     }
 
     /// Checks that `token` is `r`'s current claim of a running task.
@@ -332,9 +323,8 @@ impl TaskStore {
         error: Option<String>,
         now: u64,
     ) -> TaskResult<TaskRecord> {
-        let tasks = self.tasks();
-        let record = flatten(tasks.transaction(|tasks| {
-            let Some(bytes) = tasks.get(id.to_be_bytes())? else {
+        self.records().transaction(|tx| {
+            let Some(bytes) = tx.get(Tree::Tasks, &id.to_be_bytes())? else {
                 return abort(TaskError::Unknown(id));
             };
             let mut r = decode_task(id, &bytes).or_else(abort)?;
@@ -346,11 +336,9 @@ impl TaskStore {
             };
             r.error = error.clone();
             r.finished_at = Some(now);
-            tasks.insert(&id.to_be_bytes(), encode(&r))?;
+            tx.insert(Tree::Tasks, &id.to_be_bytes(), &encode(&r))?;
             Ok(r)
-        }))?;
-        self.pipeline.db().flush()?;
-        Ok(record)
+        })
     }
 
     /// Finishes a sector task and applies its outcome to the sector **in one transaction**
@@ -366,9 +354,8 @@ impl TaskStore {
         outcome: &SectorOutcome,
         now: u64,
     ) -> TaskResult<(TaskRecord, SectorRecord)> {
-        let (sectors, tasks, _) = self.pipeline.trees();
-        let done = flatten((sectors, tasks).transaction(|(sectors, tasks)| {
-            let Some(bytes) = tasks.get(id.to_be_bytes())? else {
+        self.records().transaction(|tx| {
+            let Some(bytes) = tx.get(Tree::Tasks, &id.to_be_bytes())? else {
                 return abort(TaskError::Unknown(id));
             };
             let mut task = decode_task(id, &bytes).or_else(abort)?;
@@ -376,7 +363,7 @@ impl TaskStore {
             let (Some(number), Some(version)) = (task.sector, task.sector_version) else {
                 return abort(TaskError::NoSector(id));
             };
-            let Some(old) = sectors.get(number.to_be_bytes())? else {
+            let Some(old) = tx.get(Tree::Sectors, &number.to_be_bytes())? else {
                 return abort(PipelineError::Unknown(number).into());
             };
             let old = decode_record(number, &old)
@@ -403,12 +390,10 @@ impl TaskStore {
                 }
             }
             task.finished_at = Some(now);
-            tasks.insert(&id.to_be_bytes(), encode(&task))?;
-            sectors.insert(&number.to_be_bytes(), encode(&new))?;
+            tx.insert(Tree::Tasks, &id.to_be_bytes(), &encode(&task))?;
+            tx.insert(Tree::Sectors, &number.to_be_bytes(), &encode(&new))?;
             Ok((task, new))
-        }))?;
-        self.pipeline.db().flush()?;
-        Ok(done)
+        })
     }
 
     /// What a restart finds: every task running at the crash is queued again under a new token
@@ -431,7 +416,6 @@ impl TaskStore {
                 TaskState::Done | TaskState::Failed => {}
             }
         }
-        self.pipeline.db().flush()?;
         Ok(out)
     }
 
@@ -448,14 +432,23 @@ impl TaskStore {
         let cutoff = now.saturating_sub(max_age);
         let keep = usize::try_from(max_entries).unwrap_or(usize::MAX);
         let extra = finished.len().saturating_sub(keep);
-        let mut removed = 0usize;
-        for (i, (at, id)) in finished.iter().enumerate() {
-            if i < extra || *at < cutoff {
-                self.tasks().remove(id.to_be_bytes())?;
-                removed = removed.saturating_add(1);
-            }
+        let gone: Vec<u64> = finished
+            .iter()
+            .enumerate()
+            .filter(|(i, (at, _))| *i < extra || *at < cutoff)
+            .map(|(_, (_, id))| *id)
+            .collect();
+        if gone.is_empty() {
+            return Ok(0);
         }
-        Ok(removed)
+        self.records()
+            .transaction(|tx| -> Result<(), Abort<TaskError>> {
+                for id in &gone {
+                    tx.remove(Tree::Tasks, &id.to_be_bytes())?;
+                }
+                Ok(())
+            })?;
+        Ok(gone.len())
     }
 }
 
@@ -679,7 +672,9 @@ mod tests {
             .enqueue(TaskKind::Commit2, None, Resources::ZERO, 3)
             .unwrap();
         assert!(c.id > b.id);
-        t.tasks().insert(99u64.to_be_bytes(), &[0xff][..]).unwrap();
+        t.records()
+            .put(Tree::Tasks, &99u64.to_be_bytes(), &[0xff])
+            .unwrap();
         assert!(matches!(t.get(99).unwrap_err(), TaskError::Corrupt(99)));
     }
 }

@@ -15,6 +15,7 @@ use lode_proofs::sector::{SectorSize, randomness_node};
 use lode_provider::engine::embedded::SledEngine;
 use lode_provider::engine::postgres::PgEngine;
 use lode_provider::engine::{AnyEngine, TaskEngine, TaskKind, TaskPhase};
+use lode_provider::pipeline::kv::Records;
 use lode_provider::pipeline::remote::ClusterLink;
 use lode_provider::pipeline::{
     Event, RetryPolicy, SectorChain, SectorKind, SectorRecord, SectorState,
@@ -25,7 +26,7 @@ use lode_sealing::seal::{self, SectorId, no_progress};
 use lode_sealing::sector_dir::SectorDir;
 use lode_testkit::postgres::Postgres;
 
-use crate::common::{MINER, Setup, deal_piece, plain_sectors, setup, setup_with};
+use crate::common::{MINER, Setup, deal_piece, plain_sectors, setup, setup_over, setup_with};
 
 const SECRET: &str = "remote-suite-secret";
 
@@ -87,8 +88,8 @@ fn move_to(s: &Setup, n: u64, state: SectorState, chain: Option<SectorChain>) ->
     r
 }
 
-async fn suite(engine: AnyEngine) {
-    let Setup { _dir, chain, p } = setup();
+async fn suite(engine: AnyEngine, records: Option<String>) {
+    let Setup { _dir, chain, p } = setup_for(records.as_deref(), RetryPolicy::default());
     let root = _dir.path().to_path_buf();
     let p = p.with_cluster(ClusterLink::new(engine.clone(), SECRET.into()));
     let s = Setup { _dir, chain, p };
@@ -530,25 +531,36 @@ fn embedded() -> (tempfile::TempDir, AnyEngine) {
 }
 
 /// The PostgreSQL engine on database `name` of a server started for the test (kept while the
-/// server lives); `None` where PostgreSQL is missing (and not required).
-async fn postgres(name: &str) -> Option<(Postgres, AnyEngine)> {
+/// server lives), and the database's address (where the pipeline keeps its records too);
+/// `None` where PostgreSQL is missing (and not required).
+async fn postgres(name: &str) -> Option<(Postgres, AnyEngine, String)> {
     let pg = Postgres::start()?;
-    let engine = PgEngine::connect(&pg.create_database(name)).await.unwrap();
-    Some((pg, AnyEngine::Postgres(engine)))
+    let url = pg.create_database(name);
+    let engine = PgEngine::connect(&url).await.unwrap();
+    Some((pg, AnyEngine::Postgres(engine), url))
+}
+
+/// A suite's pipeline, its records in the embedded database (`None`) or in the PostgreSQL
+/// database at the address (as a provider in a cluster keeps them).
+fn setup_for(records: Option<&str>, retry: RetryPolicy) -> Setup {
+    match records {
+        None => setup_with(retry, None),
+        Some(url) => setup_over(Records::postgres(url, MINER.0, None).unwrap(), retry),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_seals_on_the_cluster_embedded() {
     let (_db, engine) = embedded();
-    suite(engine).await;
+    suite(engine, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_seals_on_the_cluster_postgres() {
-    let Some((_pg, engine)) = postgres("remote").await else {
+    let Some((_pg, engine, url)) = postgres("remote").await else {
         return;
     };
-    suite(engine).await;
+    suite(engine, Some(url)).await;
 }
 
 /// Starts worker `name` of `kinds`, stopped when `stop` turns true.
@@ -607,13 +619,13 @@ fn local_comm_r(root: &Path, cache: &Path, n: u64, ticket: [u8; 32], name: &str)
 /// holding a sector's layers goes away for good: once it has been gone for the link's
 /// `lost_after`, the queued PreCommit2 is withdrawn and the sector sealed again from PreCommit1
 /// on a third worker, to the same CommR.
-async fn split_suite(engine: AnyEngine) {
+async fn split_suite(engine: AnyEngine, records: Option<String>) {
     let fast = RetryPolicy {
         max_retries: 5,
         base_seconds: 1,
         max_seconds: 2,
     };
-    let Setup { _dir, chain, p } = setup_with(fast, None);
+    let Setup { _dir, chain, p } = setup_for(records.as_deref(), fast);
     let root = _dir.path().to_path_buf();
     let link = ClusterLink::new(engine.clone(), SECRET.into())
         .with_lost_after(Duration::from_secs(1))
@@ -815,15 +827,15 @@ async fn split_suite(engine: AnyEngine) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_phases_fetch_their_inputs_and_lost_layers_are_sealed_again_embedded() {
     let (_db, engine) = embedded();
-    split_suite(engine).await;
+    split_suite(engine, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_phases_fetch_their_inputs_and_lost_layers_are_sealed_again_postgres() {
-    let Some((_pg, engine)) = postgres("split").await else {
+    let Some((_pg, engine, url)) = postgres("split").await else {
         return;
     };
-    split_suite(engine).await;
+    split_suite(engine, Some(url)).await;
 }
 
 /// A deal sector on a cluster whose provider serves its sealing scratch (`[cluster]
@@ -832,8 +844,8 @@ async fn split_phases_fetch_their_inputs_and_lost_layers_are_sealed_again_postgr
 /// refused); the CommD is the deals' and the CommR that of a local seal of the same data;
 /// Finalize brings the sealed files here and keeps the provider's own unsealed copy, and the
 /// worker deletes its copy. Without the file server the same kind of sector is sealed here.
-async fn deal_suite(engine: AnyEngine) {
-    let Setup { _dir, chain, p } = setup();
+async fn deal_suite(engine: AnyEngine, records: Option<String>) {
+    let Setup { _dir, chain, p } = setup_for(records.as_deref(), RetryPolicy::default());
     let root = _dir.path().to_path_buf();
     let scratch = p.config().scratch_dir.clone();
     let app = lode_provider::files::read_only_router(scratch.clone(), SECRET.into());
@@ -994,13 +1006,13 @@ async fn deal_suite(engine: AnyEngine) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deal_sectors_are_sealed_on_the_cluster_from_the_providers_data_embedded() {
     let (_db, engine) = embedded();
-    deal_suite(engine).await;
+    deal_suite(engine, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deal_sectors_are_sealed_on_the_cluster_from_the_providers_data_postgres() {
-    let Some((_pg, engine)) = postgres("remote_deals").await else {
+    let Some((_pg, engine, url)) = postgres("remote_deals").await else {
         return;
     };
-    deal_suite(engine).await;
+    deal_suite(engine, Some(url)).await;
 }

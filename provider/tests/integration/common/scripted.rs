@@ -21,6 +21,7 @@ use lode_node::core::{BlockVerdict, MinerBase, ProvingView};
 use lode_node::rpc::types::{HeadInfo, MessageLookupInfo, PreCommitView, ReceiptInfo, SectorInfo};
 use lode_node::wire::FullBlock;
 use lode_proofs::sector::SectorSize;
+use lode_provider::pipeline::kv::Records;
 use lode_provider::pipeline::runner::{Pipeline, PipelineConfig, Step};
 use lode_provider::pipeline::{
     Event, PipelineStore, RetryPolicy, SectorChain, SectorKind, SectorRecord, SectorState,
@@ -205,10 +206,37 @@ pub fn pipeline_in(
     tasks: Option<SchedulerConfig>,
     batch_wait_epochs: Epoch,
 ) -> Pipeline<Chain> {
+    let store = PipelineStore::open(&dir.join("db")).unwrap();
+    pipeline_over(store, dir, chain, retry, tasks, batch_wait_epochs)
+}
+
+/// [`setup_with`] with the pipeline's records in `records` (the cluster's database) rather than
+/// in an embedded database.
+pub fn setup_over(records: Records, retry: RetryPolicy) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = Arc::new(Chain::default());
+    let store = PipelineStore::new(records);
+    let p = pipeline_over(store, dir.path(), chain.clone(), retry, None, 0);
+    Setup {
+        _dir: dir,
+        chain,
+        p,
+    }
+}
+
+/// [`pipeline_in`] over `store`.
+pub fn pipeline_over(
+    store: PipelineStore,
+    dir: &std::path::Path,
+    chain: Arc<Chain>,
+    retry: RetryPolicy,
+    tasks: Option<SchedulerConfig>,
+    batch_wait_epochs: Epoch,
+) -> Pipeline<Chain> {
     let policy = Policy::devnet();
     let p = Pipeline::new(
         chain,
-        PipelineStore::open(&dir.join("db")).unwrap(),
+        store,
         Arc::new(Messenger::new(
             MINER,
             SecretKey::from_seed(&[20; 32]),
