@@ -278,21 +278,17 @@ impl Records {
 
     /// Whether no tree holds anything.
     pub fn is_empty(&self) -> KvResult<bool> {
-        for t in Tree::ALL {
-            match &*self.inner {
-                Backend::Sled { trees, .. } => {
+        match &*self.inner {
+            Backend::Sled { trees, .. } => {
+                for t in Tree::ALL {
                     if !sled_tree(trees, t)?.is_empty() {
                         return Ok(false);
                     }
                 }
-                Backend::Postgres(_) => {
-                    if !self.scan(t, &[])?.is_empty() {
-                        return Ok(false);
-                    }
-                }
+                Ok(true)
             }
+            Backend::Postgres(pg) => pg.call(|reply| Request::Any { reply }).map(|any| !any),
         }
-        Ok(true)
     }
 
     /// Runs `f` as one transaction over every tree: its writes are all made, durably, or none
@@ -403,6 +399,10 @@ impl Tx for SledTx<'_> {
 enum Request {
     Ping {
         reply: SyncSender<KvResult<()>>,
+    },
+    /// Whether the miner has any record.
+    Any {
+        reply: SyncSender<KvResult<bool>>,
     },
     Get {
         tree: i16,
@@ -530,6 +530,7 @@ const SCAN: &str = "SELECT key, value FROM lode_pipeline
 const INSERT: &str = "INSERT INTO lode_pipeline (miner, tree, key, value) VALUES ($1, $2, $3, $4)
      ON CONFLICT (miner, tree, key) DO UPDATE SET value = EXCLUDED.value";
 const REMOVE: &str = "DELETE FROM lode_pipeline WHERE miner = $1 AND tree = $2 AND key = $3";
+const ANY: &str = "SELECT EXISTS (SELECT 1 FROM lode_pipeline WHERE miner = $1)";
 const FENCE: &str = "SELECT epoch FROM lode_leases WHERE name = $1 FOR SHARE";
 
 /// The smallest key above every key that starts with `prefix` (`None`: no bound).
@@ -603,6 +604,9 @@ fn answer_plain(c: &mut Conn, miner: i64, request: Request) {
                     .map_err(Into::into),
             );
         }
+        Request::Any { reply } => {
+            let _ = reply.send(any(&mut c.client, miner));
+        }
         Request::Get { tree, key, reply } => {
             let _ = reply.send(get(&mut c.client, &c.get, miner, tree, &key));
         }
@@ -630,6 +634,11 @@ fn answer_plain(c: &mut Conn, miner: i64, request: Request) {
             let _ = reply.send(Ok(()));
         }
     }
+}
+
+fn any(client: &mut impl postgres::GenericClient, miner: i64) -> KvResult<bool> {
+    let row = client.query_one(ANY, &[&miner])?;
+    Ok(row.try_get(0)?)
 }
 
 fn get(
@@ -731,6 +740,9 @@ fn run_transaction(
                 let _ = reply.send(r.map_err(Into::into));
                 return;
             }
+            Request::Any { reply } => {
+                let _ = reply.send(any(&mut tx, miner));
+            }
             Request::Ping { reply } | Request::Begin { reply } => {
                 let _ = reply.send(Ok(()));
             }
@@ -749,6 +761,9 @@ fn fail(request: Request, e: KvError) {
             let _ = reply.send(Err(e));
         }
         Request::Get { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+        Request::Any { reply } => {
             let _ = reply.send(Err(e));
         }
         Request::Scan { reply, .. } => {

@@ -325,6 +325,7 @@ async fn embedded_records_are_brought_into_the_cluster_database_once() {
     let copied = shared.import(local.records()).unwrap();
     assert!(copied > 0);
     let store = PipelineStore::new(shared);
+    assert!(!store.records().is_empty().unwrap());
     assert_eq!(
         (
             store.list().unwrap(),
