@@ -38,10 +38,10 @@ use serde::{Deserialize, Serialize};
 
 use super::kv::{Abort, Tree, Tx, abort};
 
-use super::state::{RetryPolicy, SectorProgress, SectorState};
+use super::state::{RetryPolicy, SectorState};
 use super::store::{
-    NEXT_NUMBER, PipelineError, PipelineResult, PipelineStore, SectorChain, SectorKind,
-    SectorRecord, changed, decode_record, encode, number_from,
+    PipelineError, PipelineResult, PipelineStore, SectorKind, SectorRecord, changed, create_tx,
+    decode_record, encode, number_from,
 };
 use crate::error::{ProviderError, ProviderResult};
 
@@ -564,32 +564,8 @@ impl PipelineStore {
                     (new, false)
                 }
                 Target::New { min_number } => {
-                    let next = tx
-                        .get(Tree::Meta, NEXT_NUMBER)?
-                        .map(|b| number_from(&b))
-                        .unwrap_or(0)
-                        .max(min_number);
-                    if tx.get(Tree::Sectors, &next.to_be_bytes())?.is_some() {
-                        return abort(PipelineError::Conflict {
-                            number: next,
-                            expected: 0,
-                            found: 1,
-                        });
-                    }
-                    let record = SectorRecord {
-                        number: next,
-                        kind: SectorKind::Deals,
-                        created_at: now,
-                        version: 1,
-                        progress: SectorProgress::new(now),
-                        chain: SectorChain::default(),
-                    };
-                    tx.insert(Tree::Sectors, &next.to_be_bytes(), &encode(&record))?;
-                    tx.insert(
-                        Tree::Meta,
-                        NEXT_NUMBER,
-                        &next.saturating_add(1).to_be_bytes(),
-                    )?;
+                    let record = create_tx(tx, SectorKind::Deals, min_number, now)?;
+                    let next = record.number;
                     piece.sector = Some(next);
                     piece.offset = 0;
                     (record, true)

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::kv::{Abort, KvError, Records, Tree, abort};
+use super::kv::{Abort, KvError, Records, Tree, Tx, abort};
 
 use super::state::{Event, RetryPolicy, SectorProgress, SectorState, TransitionError, transition};
 
@@ -252,35 +252,8 @@ impl PipelineStore {
         min_number: u64,
         now: u64,
     ) -> PipelineResult<SectorRecord> {
-        self.records.transaction(|tx| {
-            let next = tx
-                .get(Tree::Meta, NEXT_NUMBER)?
-                .map(|b| number_from(&b))
-                .unwrap_or(0)
-                .max(min_number);
-            let record = SectorRecord {
-                number: next,
-                kind,
-                created_at: now,
-                version: 1,
-                progress: SectorProgress::new(now),
-                chain: SectorChain::default(),
-            };
-            if tx.get(Tree::Sectors, &next.to_be_bytes())?.is_some() {
-                return abort(PipelineError::Conflict {
-                    number: next,
-                    expected: 0,
-                    found: 1,
-                });
-            }
-            tx.insert(Tree::Sectors, &next.to_be_bytes(), &encode(&record))?;
-            tx.insert(
-                Tree::Meta,
-                NEXT_NUMBER,
-                &next.saturating_add(1).to_be_bytes(),
-            )?;
-            Ok(record)
-        })
+        self.records
+            .transaction(|tx| create_tx(tx, kind, min_number, now))
     }
 
     /// A sector's record.
@@ -394,6 +367,44 @@ impl PipelineStore {
             Ok(new)
         })
     }
+}
+
+/// Creates a sector of `kind` in transaction `tx`, numbered from the counter (at least
+/// `min_number`), the counter moved past it: what [`PipelineStore::create`] and a deal piece
+/// placed in a new sector both do.
+pub(super) fn create_tx(
+    tx: &mut dyn Tx,
+    kind: SectorKind,
+    min_number: u64,
+    now: u64,
+) -> Result<SectorRecord, Abort<PipelineError>> {
+    let next = tx
+        .get(Tree::Meta, NEXT_NUMBER)?
+        .map(|b| number_from(&b))
+        .unwrap_or(0)
+        .max(min_number);
+    if tx.get(Tree::Sectors, &next.to_be_bytes())?.is_some() {
+        return abort(PipelineError::Conflict {
+            number: next,
+            expected: 0,
+            found: 1,
+        });
+    }
+    let record = SectorRecord {
+        number: next,
+        kind,
+        created_at: now,
+        version: 1,
+        progress: SectorProgress::new(now),
+        chain: SectorChain::default(),
+    };
+    tx.insert(Tree::Sectors, &next.to_be_bytes(), &encode(&record))?;
+    tx.insert(
+        Tree::Meta,
+        NEXT_NUMBER,
+        &next.saturating_add(1).to_be_bytes(),
+    )?;
+    Ok(record)
 }
 
 /// `old` after `event` (if any) and with `chain` (if any) as its bookkeeping, the version bumped;
