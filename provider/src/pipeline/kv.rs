@@ -548,6 +548,11 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
 /// A connection and its prepared statements.
 struct Conn {
     client: postgres::Client,
+    st: Statements,
+}
+
+/// The data operations' statements, prepared once per connection.
+struct Statements {
     get: postgres::Statement,
     scan: postgres::Statement,
     insert: postgres::Statement,
@@ -557,17 +562,13 @@ struct Conn {
 impl Conn {
     fn open(config: &postgres::Config) -> KvResult<Conn> {
         let mut client = config.connect(postgres::NoTls)?;
-        let get = client.prepare(GET)?;
-        let scan = client.prepare(SCAN)?;
-        let insert = client.prepare(INSERT)?;
-        let remove = client.prepare(REMOVE)?;
-        Ok(Conn {
-            client,
-            get,
-            scan,
-            insert,
-            remove,
-        })
+        let st = Statements {
+            get: client.prepare(GET)?,
+            scan: client.prepare(SCAN)?,
+            insert: client.prepare(INSERT)?,
+            remove: client.prepare(REMOVE)?,
+        };
+        Ok(Conn { client, st })
     }
 }
 
@@ -595,8 +596,8 @@ fn serve(config: &postgres::Config, miner: i64, fence: Option<&Fence>, rx: &Rece
 
 /// Answers a request outside a transaction (an operation arriving out of one runs alone).
 fn answer_plain(c: &mut Conn, miner: i64, request: Request) {
-    match request {
-        Request::Ping { reply } => {
+    match answer_op(&mut c.client, &c.st, miner, request) {
+        Some(Request::Ping { reply }) => {
             let _ = reply.send(
                 c.client
                     .simple_query("SELECT 1")
@@ -604,18 +605,34 @@ fn answer_plain(c: &mut Conn, miner: i64, request: Request) {
                     .map_err(Into::into),
             );
         }
+        Some(Request::End { reply, .. } | Request::Begin { reply }) => {
+            let _ = reply.send(Ok(()));
+        }
+        _ => {}
+    }
+}
+
+/// Answers a data operation (`Any`, `Get`, `Scan`, `Insert`, `Remove`) on `client`: the
+/// connection itself, or the transaction open on it. Any other request is handed back.
+fn answer_op(
+    client: &mut impl postgres::GenericClient,
+    st: &Statements,
+    miner: i64,
+    request: Request,
+) -> Option<Request> {
+    match request {
         Request::Any { reply } => {
-            let _ = reply.send(any(&mut c.client, miner));
+            let _ = reply.send(any(client, miner));
         }
         Request::Get { tree, key, reply } => {
-            let _ = reply.send(get(&mut c.client, &c.get, miner, tree, &key));
+            let _ = reply.send(get(client, &st.get, miner, tree, &key));
         }
         Request::Scan {
             tree,
             prefix,
             reply,
         } => {
-            let _ = reply.send(scan(&mut c.client, &c.scan, miner, tree, &prefix));
+            let _ = reply.send(scan(client, &st.scan, miner, tree, &prefix));
         }
         Request::Insert {
             tree,
@@ -623,17 +640,16 @@ fn answer_plain(c: &mut Conn, miner: i64, request: Request) {
             value,
             reply,
         } => {
-            let r = c.client.execute(&c.insert, &[&miner, &tree, &key, &value]);
+            let r = client.execute(&st.insert, &[&miner, &tree, &key, &value]);
             let _ = reply.send(r.map(|_| ()).map_err(Into::into));
         }
         Request::Remove { tree, key, reply } => {
-            let r = c.client.execute(&c.remove, &[&miner, &tree, &key]);
+            let r = client.execute(&st.remove, &[&miner, &tree, &key]);
             let _ = reply.send(r.map(|_| ()).map_err(Into::into));
         }
-        Request::End { reply, .. } | Request::Begin { reply } => {
-            let _ = reply.send(Ok(()));
-        }
+        other => return Some(other),
     }
+    None
 }
 
 fn any(client: &mut impl postgres::GenericClient, miner: i64) -> KvResult<bool> {
@@ -711,41 +727,16 @@ fn run_transaction(
         return;
     }
     while let Ok(request) = rx.recv() {
-        match request {
-            Request::Get { tree, key, reply } => {
-                let _ = reply.send(get(&mut tx, &c.get, miner, tree, &key));
-            }
-            Request::Scan {
-                tree,
-                prefix,
-                reply,
-            } => {
-                let _ = reply.send(scan(&mut tx, &c.scan, miner, tree, &prefix));
-            }
-            Request::Insert {
-                tree,
-                key,
-                value,
-                reply,
-            } => {
-                let r = tx.execute(&c.insert, &[&miner, &tree, &key, &value]);
-                let _ = reply.send(r.map(|_| ()).map_err(Into::into));
-            }
-            Request::Remove { tree, key, reply } => {
-                let r = tx.execute(&c.remove, &[&miner, &tree, &key]);
-                let _ = reply.send(r.map(|_| ()).map_err(Into::into));
-            }
-            Request::End { commit, reply } => {
+        match answer_op(&mut tx, &c.st, miner, request) {
+            Some(Request::End { commit, reply }) => {
                 let r = if commit { tx.commit() } else { tx.rollback() };
                 let _ = reply.send(r.map_err(Into::into));
                 return;
             }
-            Request::Any { reply } => {
-                let _ = reply.send(any(&mut tx, miner));
-            }
-            Request::Ping { reply } | Request::Begin { reply } => {
+            Some(Request::Ping { reply } | Request::Begin { reply }) => {
                 let _ = reply.send(Ok(()));
             }
+            _ => {}
         }
     }
 }
