@@ -33,11 +33,11 @@ pub enum MarketError {
     /// The node's RPC failed.
     #[error("node: {0}")]
     Node(#[from] lode_node::rpc::client::ClientError),
-    /// The deal records could not be read or written.
-    #[error("deal records at {path}: {why}")]
+    /// The market's records (deals, jobs, block index) could not be read or written.
+    #[error("the market's records in {at}: {why}")]
     Records {
-        /// The database directory.
-        path: PathBuf,
+        /// Where they are: the embedded database's directory, or the cluster database.
+        at: String,
         /// What failed.
         why: String,
     },

@@ -700,6 +700,9 @@ pub struct MarketParts<A: NodeApi, V: ChainView> {
     pub epoch: Duration,
     /// The chain's longest deal, for an ask without `max_duration`.
     pub max_deal_duration: u64,
+    /// The market's records in the cluster's database (a provider in a cluster); `None`: in the
+    /// embedded database, `[market] db` of the provider's directory.
+    pub records: Option<lode_market::provider::records::MarketRecords>,
 }
 
 /// Starts the market: opens the deal records, starts the retrieval server and the market host
@@ -715,7 +718,10 @@ pub async fn start<A: NodeApi, V: ChainView>(
 ) -> ProviderResult<RunningMarket> {
     let dir = &parts.dir;
     let size = parts.pipeline.config().size.bytes();
-    let records = DealRecords::open(resolve(dir, &settings.db)).map_err(market_err)?;
+    let records = match parts.records {
+        Some(shared) => DealRecords::new(shared),
+        None => DealRecords::open(resolve(dir, &settings.db)).map_err(market_err)?,
+    };
     let scratch = Scratch::open(resolve(dir, &settings.scratch)).map_err(market_err)?;
     let keypair = lode_node::net::load_or_create_keypair(&resolve(dir, &settings.key))
         .map_err(|e| ProviderError::Market(e.to_string()))?;
@@ -760,7 +766,7 @@ pub async fn start<A: NodeApi, V: ChainView>(
         seq_no: lode_node::genesis::unix_now(),
     });
     let pieces: Arc<dyn PieceSource> = Arc::new(PipelinePieces::new(parts.pipeline.piece_reader()));
-    let index = records.block_index().map_err(market_err)?;
+    let index = records.block_index();
     let jobs_dir = resolve(dir, &settings.compute.dir);
     let modules = ModuleStore::open(jobs_dir.join("modules"), settings.compute.max_module_bytes)
         .map_err(market_err)?;
@@ -772,7 +778,7 @@ pub async fn start<A: NodeApi, V: ChainView>(
         Arc::new(ExecutorRunner::new().map_err(market_err)?),
         pieces.clone(),
         modules.clone(),
-        records.job_records().map_err(market_err)?,
+        records.job_records(),
     ));
     let routes = lode_market::jobs::http::routes(JobFiles {
         modules,

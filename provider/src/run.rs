@@ -521,7 +521,7 @@ fn resolve(dir: &Path, p: &Path) -> PathBuf {
 fn start_pipeline<A: NodeApi>(
     dir: &Path,
     settings: &ProviderSettings,
-    shared: Option<(&str, crate::pipeline::kv::Fence)>,
+    shared: Option<(&str, lode_records::Fence)>,
     api: &Arc<A>,
     messenger: Arc<Messenger>,
     genesis: &GenesisFile,
@@ -548,8 +548,17 @@ fn start_pipeline<A: NodeApi>(
         None => PipelineStore::open(&db)
             .map_err(|e| format!("the pipeline database {}: {e}", db.display()))?,
         Some((url, fence)) => PipelineStore::new(
-            tokio::task::block_in_place(|| shared_records(url, actor, fence, &db))
-                .map_err(|e| format!("the pipeline's records in the cluster database: {e}"))?,
+            tokio::task::block_in_place(|| {
+                shared_records(
+                    url,
+                    actor,
+                    fence,
+                    &db,
+                    "pipeline",
+                    crate::pipeline::kv::CACHED,
+                )
+            })
+            .map_err(|e| format!("the pipeline's records in the cluster database: {e}"))?,
         ),
     };
     let mut config = PipelineConfig::new(
@@ -718,7 +727,7 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     let shared = match (&settings.cluster.db, &cluster) {
         (Some(url), Some((_, leader, _))) => Some((
             url.as_str(),
-            crate::pipeline::kv::Fence {
+            lode_records::Fence {
                 lease: crate::leader::lease_name(actor),
                 epoch: leader.epoch(),
             },
@@ -728,7 +737,7 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
     let pipeline = start_pipeline(
         dir,
         settings,
-        shared,
+        shared.clone(),
         &api,
         poster.messenger(),
         &genesis,
@@ -761,29 +770,34 @@ pub async fn start(dir: &Path, settings: &ProviderSettings) -> ProviderResult<Ru
             Err("disabled by `[market] enabled = false` in config.toml".to_string())
         }
         Err(why) => Err(format!("the sealing pipeline does not run: {why}")),
-        Ok(p) => {
-            let view_client = NodeClient::new(ApiInfo {
-                url: settings.node_api.clone(),
-                token: None,
-            })
-            .map_err(|e| ProviderError::Node(e.to_string()))?;
-            let parts = crate::market::MarketParts {
-                dir: dir.to_path_buf(),
-                actor,
-                worker: info.worker,
-                worker_key: read_key_file(&resolve(dir, &settings.worker_key))?,
-                network: genesis.policy.network.clone(),
-                api: api.clone(),
-                view: lode_market::deal::chain::RpcChainView::new(view_client),
-                messenger: poster.messenger(),
-                pipeline: p.clone(),
-                epoch: std::time::Duration::from_secs(genesis.policy.epoch_duration_seconds),
-                max_deal_duration: genesis.policy.deal_max_duration,
-            };
-            crate::market::start(&settings.market, parts, stopped.clone())
-                .await
-                .map_err(|e| e.to_string())
-        }
+        // In a cluster, the market's records are in the cluster's database too.
+        Ok(p) => match market_records(dir, settings, shared.as_ref(), actor) {
+            Err(why) => Err(why),
+            Ok(records) => {
+                let view_client = NodeClient::new(ApiInfo {
+                    url: settings.node_api.clone(),
+                    token: None,
+                })
+                .map_err(|e| ProviderError::Node(e.to_string()))?;
+                let parts = crate::market::MarketParts {
+                    dir: dir.to_path_buf(),
+                    actor,
+                    worker: info.worker,
+                    worker_key: read_key_file(&resolve(dir, &settings.worker_key))?,
+                    network: genesis.policy.network.clone(),
+                    api: api.clone(),
+                    view: lode_market::deal::chain::RpcChainView::new(view_client),
+                    messenger: poster.messenger(),
+                    pipeline: p.clone(),
+                    epoch: std::time::Duration::from_secs(genesis.policy.epoch_duration_seconds),
+                    max_deal_duration: genesis.policy.deal_max_duration,
+                    records,
+                };
+                crate::market::start(&settings.market, parts, stopped.clone())
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        },
     };
     if let Err(why) = &market {
         tracing::warn!(%why, "the deal market does not run: deals are refused");
@@ -912,34 +926,63 @@ fn link_secret(dir: &Path, cluster: &ClusterSettings) -> ProviderResult<String> 
     Ok(secret)
 }
 
-/// Reads the cluster secret, connects to the cluster's database and waits to lead miner `actor`
-/// there.
-/// The pipeline's records of miner `actor` in the cluster's database at `url`, fenced by the
-/// leader lease held. The first time, when the database has none of this miner's records and the
-/// embedded database at `local` has some (a provider that ran alone joins a cluster), they are
-/// copied over; the embedded copy is not used again.
-fn shared_records(
+/// Records of miner `actor` (the pipeline's or the market's: `what`) in the cluster's database at
+/// `url`, fenced by the leader lease held, the trees read whole every tick kept in memory
+/// (`cached`: this leader is their only writer). The first time, when the database has none of this
+/// miner's records of that set and the embedded database at `local` has some (a provider that ran
+/// alone joins a cluster), they are copied over; the embedded copy is not used again.
+fn shared_records<T: lode_records::Trees>(
     url: &str,
     actor: ActorId,
-    fence: crate::pipeline::kv::Fence,
+    fence: lode_records::Fence,
     local: &Path,
-) -> Result<crate::pipeline::kv::Records, crate::pipeline::kv::KvError> {
-    use crate::pipeline::kv::Records;
-    let records = Records::postgres(url, actor.0, Some(fence))?;
+    what: &str,
+    cached: &[T],
+) -> Result<lode_records::Records<T>, lode_records::KvError> {
+    use lode_records::Records;
+    let records = Records::<T>::postgres_cached(url, actor.0, Some(fence), cached)?;
     if local.exists() && records.is_empty()? {
-        let embedded = Records::open(local)?;
+        let embedded = Records::<T>::open(local)?;
         if !embedded.is_empty()? {
             let copied = records.import(&embedded)?;
             tracing::info!(
                 entries = copied,
                 from = %local.display(),
-                "the pipeline's records were copied into the cluster database, where they are kept from now on"
+                "the {what}'s records were copied into the cluster database, where they are kept from now on"
             );
         }
     }
     Ok(records)
 }
 
+/// The market's records in the cluster's database (`shared`: its address and the lease held), or
+/// `None` outside a cluster (the market opens its embedded database). `Err` says why not.
+fn market_records(
+    dir: &Path,
+    settings: &ProviderSettings,
+    shared: Option<&(&str, lode_records::Fence)>,
+    actor: ActorId,
+) -> Result<Option<lode_market::provider::records::MarketRecords>, String> {
+    let Some((url, fence)) = shared else {
+        return Ok(None);
+    };
+    let local = resolve(dir, &settings.market.db);
+    tokio::task::block_in_place(|| {
+        shared_records(
+            url,
+            actor,
+            fence.clone(),
+            &local,
+            "market",
+            lode_market::provider::records::CACHED,
+        )
+    })
+    .map(Some)
+    .map_err(|e| format!("the market's records in the cluster database: {e}"))
+}
+
+/// Reads the cluster secret, connects to the cluster's database and waits to lead miner `actor`
+/// there.
 async fn join_cluster(
     dir: &Path,
     cluster: &ClusterSettings,

@@ -6,7 +6,7 @@
 //!
 //! - the provider leader killed with SIGKILL: a standby `lode provider run` of the same miner,
 //!   waiting on the leader lease, takes over and the sectors go on from their records, which are
-//!   in the cluster's database (the leader wrote no embedded pipeline database);
+//!   in the cluster's database (the leader wrote no embedded pipeline or market database);
 //! - a worker killed with SIGKILL in the middle of a Commit2 and started again under its name:
 //!   the task is claimed again and the sector goes on (the phases bound to that worker's files
 //!   run there again); that another worker takes over a dead one's task once its heartbeats stop
@@ -187,14 +187,16 @@ fn a_cluster_seals_pledged_sectors_through_kills_and_a_database_restart() {
     });
     kill_9(leader_pid, None);
     let failover = Instant::now();
-    // The pipeline's records are in the cluster's database, not in the leader's directory: the
-    // standby goes on from what the leader wrote there.
-    let local = dir.join(miner["dir"].as_str().unwrap()).join("pipeline");
-    assert!(
-        !local.exists(),
-        "a provider in a cluster wrote an embedded pipeline database at {}",
-        local.display()
-    );
+    // The pipeline's and the market's records are in the cluster's database, not in the
+    // leader's directory: the standby goes on from what the leader wrote there.
+    for db in ["pipeline", "market"] {
+        let local = dir.join(miner["dir"].as_str().unwrap()).join(db);
+        assert!(
+            !local.exists(),
+            "a provider in a cluster wrote an embedded {db} database at {}",
+            local.display()
+        );
+    }
     wait(60, "the standby to lead the miner", &mut || {
         std::fs::read_to_string(&provider_log)
             .is_ok_and(|l| l.matches("this provider leads its miner").count() >= 2)
@@ -203,6 +205,19 @@ fn a_cluster_seals_pledged_sectors_through_kills_and_a_database_restart() {
     eprintln!(
         "the standby leads {:.1} s after the leader's SIGKILL",
         failover.elapsed().as_secs_f64()
+    );
+    // Both ran the market, on its records in the database.
+    let log = std::fs::read_to_string(&provider_log).unwrap();
+    assert_eq!(
+        log.matches("market started").count(),
+        2,
+        "{}",
+        log_tail(&provider_log, 40)
+    );
+    assert!(
+        !log.contains("the deal market does not run"),
+        "{}",
+        log_tail(&provider_log, 40)
     );
 
     // A worker dies in the middle of a Commit2 and is started again under its name: the task is

@@ -1,12 +1,12 @@
-//! The provider's records of the compute jobs it took, in the market's database (tree `jobs`).
-
-use std::path::PathBuf;
+//! The provider's records of the compute jobs it took, in the market's records (tree `jobs` of
+//! [`MarketTree`]).
 
 use lode_chain::message::SignedMessage;
 use lode_chain::types::Epoch;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MarketError, MarketResult};
+use crate::provider::records::{MarketRecords, MarketTree};
 
 /// Where a job is, from the provider's side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,30 +84,21 @@ pub struct JobRecord {
     pub note: Option<String>,
 }
 
-/// The job records.
+/// The job records. Cheap to clone: clones share the records.
 #[derive(Clone, Debug)]
 pub struct JobRecords {
-    path: PathBuf,
-    db: sled::Db,
-    jobs: sled::Tree,
+    records: MarketRecords,
 }
 
 impl JobRecords {
-    /// The records in `db` (the market's database at `path`).
-    ///
-    /// # Errors
-    /// [`MarketError::Records`] when the tree cannot be opened.
-    pub fn in_db(db: sled::Db, path: PathBuf) -> MarketResult<JobRecords> {
-        let jobs = db.open_tree("jobs").map_err(|e| MarketError::Records {
-            path: path.clone(),
-            why: e.to_string(),
-        })?;
-        Ok(JobRecords { path, db, jobs })
+    /// The job records in the market's `records` (tree `jobs`).
+    pub fn new(records: MarketRecords) -> JobRecords {
+        JobRecords { records }
     }
 
     fn error(&self, why: impl std::fmt::Display) -> MarketError {
         MarketError::Records {
-            path: self.path.clone(),
+            at: self.records.location(),
             why: why.to_string(),
         }
     }
@@ -118,11 +109,9 @@ impl JobRecords {
     /// [`MarketError::Records`].
     pub fn put(&self, r: &JobRecord) -> MarketResult<()> {
         let bytes = serde_json::to_vec(r).map_err(|e| self.error(e))?;
-        self.jobs
-            .insert(r.job_id.to_be_bytes(), bytes)
-            .map_err(|e| self.error(e))?;
-        self.db.flush().map_err(|e| self.error(e))?;
-        Ok(())
+        self.records
+            .put(MarketTree::Jobs, &r.job_id.to_be_bytes(), &bytes)
+            .map_err(|e| self.error(e))
     }
 
     /// A record.
@@ -131,8 +120,8 @@ impl JobRecords {
     /// [`MarketError::Records`].
     pub fn get(&self, job: u64) -> MarketResult<Option<JobRecord>> {
         match self
-            .jobs
-            .get(job.to_be_bytes())
+            .records
+            .get(MarketTree::Jobs, &job.to_be_bytes())
             .map_err(|e| self.error(e))?
         {
             Some(b) => Ok(Some(serde_json::from_slice(&b).map_err(|e| {
@@ -147,14 +136,14 @@ impl JobRecords {
     /// # Errors
     /// [`MarketError::Records`].
     pub fn list(&self) -> MarketResult<Vec<JobRecord>> {
-        let mut out = Vec::new();
-        for entry in self.jobs.iter() {
-            let (_, b) = entry.map_err(|e| self.error(e))?;
-            out.push(
-                serde_json::from_slice(&b)
-                    .map_err(|e| self.error(format!("a job record does not decode: {e}")))?,
-            );
-        }
-        Ok(out)
+        self.records
+            .scan(MarketTree::Jobs, &[])
+            .map_err(|e| self.error(e))?
+            .iter()
+            .map(|(_, b)| {
+                serde_json::from_slice(b)
+                    .map_err(|e| self.error(format!("a job record does not decode: {e}")))
+            })
+            .collect()
     }
 }

@@ -1,6 +1,7 @@
-//! The provider's deal records: one per accepted deal, keyed by its UUID, in sled (tree
-//! `deals`), JSON-encoded, every write flushed (fsync) before it returns, so a record read after
-//! a `kill -9` is one that was written whole.
+//! The provider's deal records: one per accepted deal, keyed by its UUID, in the market's records
+//! (tree `deals` of [`MarketTree`]: the provider's embedded database, or the cluster's PostgreSQL
+//! database), JSON-encoded, every write durable (flushed or committed) before it returns, so a
+//! record read after a `kill -9` is one that was written whole.
 //!
 //! A deal moves through [`DealStatus`]:
 //! `accepted → transferring → transferred (CommP checked) → publishing (the message recorded
@@ -10,7 +11,9 @@
 //! back to `transferred`.
 //! `proposed` is the state of a request under evaluation: a rejected proposal is never written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
+use lode_records::{Abort, KvError};
 
 use lode_chain::actors::market::ClientDealProposal;
 use lode_chain::message::SignedMessage;
@@ -164,84 +167,149 @@ pub(crate) fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// The records' database.
+/// The trees of the market's records: its deals, its compute jobs and its block index, in one
+/// database ([`lode_records`]: the provider's embedded `market` database, or the cluster's
+/// PostgreSQL database, rows `market/<tree>`, fenced by the leader lease).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MarketTree {
+    /// Deal records by UUID ([`DealRecords`]).
+    Deals,
+    /// Compute-job records by job id ([`crate::jobs::records::JobRecords`]).
+    Jobs,
+    /// Block locations ([`BlockIndex`]).
+    BlockIndex,
+    /// CAR roots by piece ([`BlockIndex`]).
+    BlockRoots,
+    /// The pieces indexed completely ([`BlockIndex`]).
+    BlockPieces,
+}
+
+impl lode_records::Trees for MarketTree {
+    const ALL: &'static [MarketTree] = &[
+        MarketTree::Deals,
+        MarketTree::Jobs,
+        MarketTree::BlockIndex,
+        MarketTree::BlockRoots,
+        MarketTree::BlockPieces,
+    ];
+
+    /// The sled tree's name (what the embedded database has always called it).
+    fn name(self) -> &'static str {
+        match self {
+            MarketTree::Deals => "deals",
+            MarketTree::Jobs => "jobs",
+            MarketTree::BlockIndex => "block_index",
+            MarketTree::BlockRoots => "block_roots",
+            MarketTree::BlockPieces => "block_pieces",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            MarketTree::Deals => "market/deals",
+            MarketTree::Jobs => "market/jobs",
+            MarketTree::BlockIndex => "market/block_index",
+            MarketTree::BlockRoots => "market/block_roots",
+            MarketTree::BlockPieces => "market/block_pieces",
+        }
+    }
+}
+
+/// The market's records.
+pub type MarketRecords = lode_records::Records<MarketTree>;
+
+/// The trees a provider in a cluster keeps in memory (`Records::postgres_cached`): those the
+/// market's ticks read whole (the deals, the jobs); not the block index, which is read by key.
+pub const CACHED: &[MarketTree] = &[MarketTree::Deals, MarketTree::Jobs];
+
+/// A records error, said with where the records are.
+pub(crate) fn records_error(
+    records: &MarketRecords,
+) -> impl Fn(lode_records::KvError) -> MarketError + '_ {
+    move |e| MarketError::Records {
+        at: records.location(),
+        why: e.to_string(),
+    }
+}
+
+/// The deal records (tree `deals`). Cheap to clone: clones share the records.
 #[derive(Clone, Debug)]
 pub struct DealRecords {
-    path: PathBuf,
-    db: sled::Db,
-    deals: sled::Tree,
+    records: MarketRecords,
 }
 
 impl DealRecords {
-    /// Opens (or creates) the records at `path` (a sled directory).
+    /// Opens (or creates) the records at `path` (the provider's embedded market database, a
+    /// sled directory).
     ///
     /// # Errors
     /// [`MarketError::Records`] when it cannot be opened (another process holds it, …).
     pub fn open(path: impl AsRef<Path>) -> MarketResult<DealRecords> {
-        let path = path.as_ref().to_path_buf();
-        let db = sled::open(&path).map_err(records_error(&path))?;
-        let deals = db.open_tree("deals").map_err(records_error(&path))?;
-        Ok(DealRecords { path, db, deals })
+        let path = path.as_ref();
+        let records = MarketRecords::open(path).map_err(|e| MarketError::Records {
+            at: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        Ok(DealRecords::new(records))
     }
 
-    fn error(&self) -> impl Fn(sled::Error) -> MarketError + '_ {
-        records_error(&self.path)
+    /// The deal records in `records` (the cluster's database, or an embedded one).
+    pub fn new(records: MarketRecords) -> DealRecords {
+        DealRecords { records }
     }
 
-    /// The block index of the provider's CAR payloads, in this database's trees (what the
-    /// retrieval server's trustless gateway reads: [`crate::retrieval::serve_with_index`]).
-    ///
-    /// # Errors
-    /// [`MarketError::Records`] when its trees cannot be opened.
-    pub fn block_index(&self) -> MarketResult<BlockIndex> {
-        BlockIndex::in_db(self.db.clone(), self.path.clone())
+    /// The market's records these deal records are in.
+    pub fn records(&self) -> &MarketRecords {
+        &self.records
     }
 
-    /// The provider's compute-job records, in this database's `jobs` tree.
-    ///
-    /// # Errors
-    /// [`MarketError::Records`] when the tree cannot be opened.
-    pub fn job_records(&self) -> MarketResult<crate::jobs::records::JobRecords> {
-        crate::jobs::records::JobRecords::in_db(self.db.clone(), self.path.clone())
+    /// The block index of the provider's CAR payloads, in the same records (what the retrieval
+    /// server's trustless gateway reads: [`crate::retrieval::serve_with_index`]).
+    pub fn block_index(&self) -> BlockIndex {
+        BlockIndex::new(self.records.clone())
+    }
+
+    /// The provider's compute-job records, in the same records.
+    pub fn job_records(&self) -> crate::jobs::records::JobRecords {
+        crate::jobs::records::JobRecords::new(self.records.clone())
+    }
+
+    fn error(&self, why: impl std::fmt::Display) -> MarketError {
+        MarketError::Records {
+            at: self.records.location(),
+            why: why.to_string(),
+        }
     }
 
     fn encode(&self, deal: &ProviderDeal) -> MarketResult<Vec<u8>> {
-        serde_json::to_vec(deal).map_err(|e| MarketError::Records {
-            path: self.path.clone(),
-            why: format!("cannot encode deal {}: {e}", deal.uuid),
-        })
+        serde_json::to_vec(deal)
+            .map_err(|e| self.error(format!("cannot encode deal {}: {e}", deal.uuid)))
     }
 
     fn decode(&self, bytes: &[u8]) -> MarketResult<ProviderDeal> {
-        serde_json::from_slice(bytes).map_err(|e| MarketError::Records {
-            path: self.path.clone(),
-            why: format!("a deal record does not decode: {e}"),
-        })
+        serde_json::from_slice(bytes)
+            .map_err(|e| self.error(format!("a deal record does not decode: {e}")))
     }
 
-    fn flush(&self) -> MarketResult<()> {
-        self.db.flush().map_err(self.error())?;
-        Ok(())
-    }
-
-    /// Writes a new record; `false` (nothing written) when one with its UUID exists.
+    /// Writes a new record, durably; `false` (nothing written) when one with its UUID exists.
     ///
     /// # Errors
     /// [`MarketError::Records`].
     pub fn insert_new(&self, deal: &ProviderDeal) -> MarketResult<bool> {
         let bytes = self.encode(deal)?;
-        let swapped = self
-            .deals
-            .compare_and_swap(deal.uuid.as_bytes(), None::<&[u8]>, Some(bytes))
-            .map_err(self.error())?;
-        if swapped.is_err() {
-            return Ok(false);
-        }
-        self.flush()?;
-        Ok(true)
+        let key = deal.uuid.as_bytes();
+        self.records
+            .transaction(|tx| -> Result<bool, Abort<KvError>> {
+                if tx.get(MarketTree::Deals, key)?.is_some() {
+                    return Ok(false);
+                }
+                tx.insert(MarketTree::Deals, key, &bytes)?;
+                Ok(true)
+            })
+            .map_err(records_error(&self.records))
     }
 
-    /// Writes (replaces) a record.
+    /// Writes (replaces) a record, durably.
     ///
     /// # Errors
     /// [`MarketError::Records`].
@@ -249,17 +317,23 @@ impl DealRecords {
         self.put_all(std::slice::from_ref(deal))
     }
 
-    /// Writes several records in one atomic batch.
+    /// Writes several records, all or none, durably.
     ///
     /// # Errors
     /// [`MarketError::Records`].
     pub fn put_all(&self, deals: &[ProviderDeal]) -> MarketResult<()> {
-        let mut batch = sled::Batch::default();
-        for deal in deals {
-            batch.insert(deal.uuid.as_bytes().to_vec(), self.encode(deal)?);
-        }
-        self.deals.apply_batch(batch).map_err(self.error())?;
-        self.flush()
+        let encoded = deals
+            .iter()
+            .map(|d| Ok((d.uuid.as_bytes(), self.encode(d)?)))
+            .collect::<MarketResult<Vec<_>>>()?;
+        self.records
+            .transaction(|tx| -> Result<(), Abort<KvError>> {
+                for (key, bytes) in &encoded {
+                    tx.insert(MarketTree::Deals, key.as_slice(), bytes)?;
+                }
+                Ok(())
+            })
+            .map_err(records_error(&self.records))
     }
 
     /// A record.
@@ -267,7 +341,11 @@ impl DealRecords {
     /// # Errors
     /// [`MarketError::Records`].
     pub fn get(&self, uuid: &DealUuid) -> MarketResult<Option<ProviderDeal>> {
-        match self.deals.get(uuid.as_bytes()).map_err(self.error())? {
+        match self
+            .records
+            .get(MarketTree::Deals, uuid.as_bytes())
+            .map_err(records_error(&self.records))?
+        {
             Some(bytes) => Ok(Some(self.decode(&bytes)?)),
             None => Ok(None),
         }
@@ -278,19 +356,12 @@ impl DealRecords {
     /// # Errors
     /// [`MarketError::Records`].
     pub fn list(&self) -> MarketResult<Vec<ProviderDeal>> {
-        let mut out = Vec::new();
-        for entry in self.deals.iter() {
-            let (_, bytes) = entry.map_err(self.error())?;
-            out.push(self.decode(&bytes)?);
-        }
-        Ok(out)
-    }
-}
-
-fn records_error(path: &Path) -> impl Fn(sled::Error) -> MarketError + '_ {
-    move |e| MarketError::Records {
-        path: path.to_path_buf(),
-        why: e.to_string(),
+        self.records
+            .scan(MarketTree::Deals, &[])
+            .map_err(records_error(&self.records))?
+            .iter()
+            .map(|(_, bytes)| self.decode(bytes))
+            .collect()
     }
 }
 

@@ -104,8 +104,8 @@ pub struct DealProvider<V, P, S> {
     publisher: P,
     sealing: S,
     records: DealRecords,
-    /// The block index of handed-off CAR payloads (in the records' database).
-    blocks: Option<BlockIndex>,
+    /// The block index of handed-off CAR payloads (in the deal records' records).
+    blocks: BlockIndex,
     scratch: Scratch,
     ask: StdMutex<Option<StorageAsk>>,
     /// Held while records are read and changed, so that two steps never change one record.
@@ -136,13 +136,7 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
         records: DealRecords,
         scratch: Scratch,
     ) -> DealProvider<V, P, S> {
-        let blocks = match records.block_index() {
-            Ok(b) => Some(b),
-            Err(e) => {
-                tracing::warn!(error = %e, "the block index cannot be opened: payload blocks will not be indexed for /ipfs/ retrieval");
-                None
-            }
-        };
+        let blocks = records.block_index();
         DealProvider {
             config,
             worker,
@@ -166,10 +160,9 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
     }
 
     /// The block index of the CAR payloads handed to sealing (what
-    /// [`crate::retrieval::serve_with_index`] serves `/ipfs/<cid>` from); `None` when its trees
-    /// could not be opened.
-    pub fn block_index(&self) -> Option<&BlockIndex> {
-        self.blocks.as_ref()
+    /// [`crate::retrieval::serve_with_index`] serves `/ipfs/<cid>` from).
+    pub fn block_index(&self) -> &BlockIndex {
+        &self.blocks
     }
 
     /// The scratch directory.
@@ -764,9 +757,7 @@ impl<V: ChainView, P: DealPublisher, S: SealingApi> DealProvider<V, P, S> {
     /// index; a failure is logged and does not hold the deal back (its piece is still
     /// retrievable whole through `/piece/`).
     async fn index_blocks(&self, deal: &ProviderDeal, payload: &std::path::Path) {
-        let Some(index) = self.blocks.clone() else {
-            return;
-        };
+        let index = self.blocks.clone();
         let Some(piece) = lode_proofs::cid::PieceCid::new(lode_proofs::node::Node(
             deal.proposal.proposal.piece_cid,
         )) else {

@@ -9,31 +9,36 @@
 //! a CAR, or a malformed one, gets no index (it is still retrievable whole
 //! through `/piece/<piece CID>`).
 //!
-//! It lives in sled trees beside the deal records (in the same database, [`BlockIndex::in_db`]),
-//! or in a database of its own ([`BlockIndex::open`]):
+//! It lives in the market's records beside the deal records (trees of
+//! [`crate::provider::records::MarketTree`]: the provider's embedded database or the cluster's
+//! PostgreSQL database, [`BlockIndex::new`]), or in an embedded database of its own
+//! ([`BlockIndex::open`]):
 //!
 //! - `block_index`: `len(cid) ‖ cid ‖ piece CID` → `offset (u64 BE) ‖ length (u64 BE)`;
 //! - `block_roots`: `len(root) ‖ root ‖ piece CID` → empty;
-//! - `block_pieces`: `piece CID` → JSON [`IndexedPayload`], written last and flushed.
+//! - `block_pieces`: `piece CID` → JSON [`IndexedPayload`], written last.
 //!
 //! **Invariants.** A location is answered only for a piece whose `block_pieces` entry exists,
-//! which is written (and flushed) after all of its locations: a crash half-way through indexing
+//! which is written (durably, as every write is) after all of its locations: a crash half-way through indexing
 //! leaves locations no lookup answers, and indexing the payload again (which the deal service does
 //! when it hands the deal off again after a restart) writes the same keys with the same values
 //! (indexing is idempotent; a piece already indexed is not read again). Locations are hints: the
 //! gateway checks every block it reads against its CID, so an index that disagrees with the piece
 //! (a corrupted or replaced copy) makes an error, never wrong bytes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cid::Cid;
 use lode_proofs::cid::PieceCid;
 use serde::{Deserialize, Serialize};
 
 use crate::car::{looks_like_car, scan_car};
-use crate::error::{MarketError, MarketResult};
+use lode_records::{Abort, KvError};
 
-/// Locations written per sled batch while indexing.
+use crate::error::{MarketError, MarketResult};
+use crate::provider::records::{MarketRecords, MarketTree, records_error};
+
+/// Locations written per transaction while indexing.
 const BATCH: usize = 8192;
 /// The most locations one lookup returns (a block stored in many pieces).
 pub const MAX_LOCATIONS: usize = 16;
@@ -63,14 +68,10 @@ pub struct IndexedPayload {
     pub car_version: u8,
 }
 
-/// The block index (see the module docs). Cheap to clone: clones share the trees.
+/// The block index (see the module docs). Cheap to clone: clones share the records.
 #[derive(Clone, Debug)]
 pub struct BlockIndex {
-    path: PathBuf,
-    db: sled::Db,
-    blocks: sled::Tree,
-    roots: sled::Tree,
-    pieces: sled::Tree,
+    records: MarketRecords,
 }
 
 /// `len(cid) ‖ cid`: a prefix no other CID's key starts with.
@@ -104,36 +105,41 @@ fn parse_value(v: &[u8]) -> Option<(u64, u64)> {
 }
 
 impl BlockIndex {
-    /// Opens (or creates) a block index in a sled database of its own at `path`.
+    /// Opens (or creates) a block index in an embedded database of its own at `path`.
     ///
     /// # Errors
     /// [`MarketError::Records`] when it cannot be opened (another process holds it, …).
     pub fn open(path: impl AsRef<Path>) -> MarketResult<BlockIndex> {
-        let path = path.as_ref().to_path_buf();
-        let db = sled::open(&path).map_err(db_error(&path))?;
-        BlockIndex::in_db(db, path)
+        let path = path.as_ref();
+        let records = MarketRecords::open(path).map_err(|e| MarketError::Records {
+            at: path.display().to_string(),
+            why: format!("block index: {e}"),
+        })?;
+        Ok(BlockIndex::new(records))
     }
 
-    /// The block index in the trees of an open database (the provider's deal database, whose
-    /// directory is `path`).
-    ///
-    /// # Errors
-    /// [`MarketError::Records`] when the trees cannot be opened.
-    pub fn in_db(db: sled::Db, path: PathBuf) -> MarketResult<BlockIndex> {
-        let blocks = db.open_tree("block_index").map_err(db_error(&path))?;
-        let roots = db.open_tree("block_roots").map_err(db_error(&path))?;
-        let pieces = db.open_tree("block_pieces").map_err(db_error(&path))?;
-        Ok(BlockIndex {
-            path,
-            db,
-            blocks,
-            roots,
-            pieces,
-        })
+    /// The block index in the market's `records` (the provider's deal records').
+    pub fn new(records: MarketRecords) -> BlockIndex {
+        BlockIndex { records }
     }
 
-    fn error(&self) -> impl Fn(sled::Error) -> MarketError + '_ {
-        db_error(&self.path)
+    fn error(&self) -> impl Fn(KvError) -> MarketError + '_ {
+        records_error(&self.records)
+    }
+
+    /// Writes `entries` into `tree`, all or none, durably.
+    fn write(&self, tree: MarketTree, entries: &[(Vec<u8>, Vec<u8>)]) -> MarketResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.records
+            .transaction(|tx| -> Result<(), Abort<KvError>> {
+                for (k, v) in entries {
+                    tx.insert(tree, k, v)?;
+                }
+                Ok(())
+            })
+            .map_err(self.error())
     }
 
     /// Indexes `piece`'s payload at `payload` if it is a CAR. `Ok(None)`: it is not a CAR, or a
@@ -156,33 +162,30 @@ impl BlockIndex {
             return Ok(None);
         }
         let piece_bytes = piece.to_bytes();
-        let mut batch = sled::Batch::default();
-        let mut in_batch = 0usize;
+        let mut batch = Vec::new();
         let mut roots_written = false;
         let scanned = scan_car(
             std::fs::File::open(payload).map_err(MarketError::io(payload))?,
             payload,
             |roots, at, _| {
                 if !roots_written {
-                    let mut rb = sled::Batch::default();
-                    for root in roots {
-                        let mut key = cid_prefix(root);
-                        key.extend_from_slice(&piece_bytes);
-                        rb.insert(key, Vec::new());
-                    }
-                    self.roots.apply_batch(rb).map_err(self.error())?;
+                    let keys: Vec<_> = roots
+                        .iter()
+                        .map(|root| {
+                            let mut key = cid_prefix(root);
+                            key.extend_from_slice(&piece_bytes);
+                            (key, Vec::new())
+                        })
+                        .collect();
+                    self.write(MarketTree::BlockRoots, &keys)?;
                     roots_written = true;
                 }
-                batch.insert(
+                batch.push((
                     location_key(&at.cid, piece),
                     location_value(at.offset, at.length).to_vec(),
-                );
-                in_batch = in_batch.saturating_add(1);
-                if in_batch >= BATCH {
-                    self.blocks
-                        .apply_batch(std::mem::take(&mut batch))
-                        .map_err(self.error())?;
-                    in_batch = 0;
+                ));
+                if batch.len() >= BATCH {
+                    self.write(MarketTree::BlockIndex, &std::mem::take(&mut batch))?;
                 }
                 Ok(())
             },
@@ -195,7 +198,7 @@ impl BlockIndex {
             }
             Err(e) => return Err(e),
         };
-        self.blocks.apply_batch(batch).map_err(self.error())?;
+        self.write(MarketTree::BlockIndex, &batch)?;
         let done = IndexedPayload {
             roots: summary.roots.iter().map(Cid::to_string).collect(),
             blocks: summary.blocks,
@@ -205,15 +208,13 @@ impl BlockIndex {
             car_version: summary.version,
         };
         let encoded = serde_json::to_vec(&done).map_err(|e| MarketError::Records {
-            path: self.path.clone(),
+            at: self.records.location(),
             why: format!("cannot encode the index summary of piece {piece}: {e}"),
         })?;
-        // Everything above reaches the disk before the piece is marked indexed.
-        self.db.flush().map_err(self.error())?;
-        self.pieces
-            .insert(piece_bytes, encoded)
+        // Everything above is durable before the piece is marked indexed.
+        self.records
+            .put(MarketTree::BlockPieces, &piece_bytes, &encoded)
             .map_err(self.error())?;
-        self.db.flush().map_err(self.error())?;
         tracing::info!(%piece, blocks = done.blocks, roots = ?done.roots, "payload blocks indexed");
         Ok(Some(done))
     }
@@ -223,17 +224,29 @@ impl BlockIndex {
     /// # Errors
     /// [`MarketError::Records`].
     pub fn indexed(&self, piece: &PieceCid) -> MarketResult<Option<IndexedPayload>> {
-        match self.pieces.get(piece.to_bytes()).map_err(self.error())? {
+        match self
+            .records
+            .get(MarketTree::BlockPieces, &piece.to_bytes())
+            .map_err(self.error())?
+        {
             None => Ok(None),
             Some(bytes) => {
                 serde_json::from_slice(&bytes)
                     .map(Some)
                     .map_err(|e| MarketError::Records {
-                        path: self.path.clone(),
+                        at: self.records.location(),
                         why: format!("the index summary of piece {piece} does not decode: {e}"),
                     })
             }
         }
+    }
+
+    fn is_indexed(&self, piece: &PieceCid) -> MarketResult<bool> {
+        Ok(self
+            .records
+            .get(MarketTree::BlockPieces, &piece.to_bytes())
+            .map_err(self.error())?
+            .is_some())
     }
 
     /// Where the block `cid` lies, in completely indexed pieces (at most [`MAX_LOCATIONS`]).
@@ -243,8 +256,11 @@ impl BlockIndex {
     pub fn locate(&self, cid: &Cid) -> MarketResult<Vec<BlockLocation>> {
         let prefix = cid_prefix(cid);
         let mut out = Vec::new();
-        for entry in self.blocks.scan_prefix(&prefix) {
-            let (key, value) = entry.map_err(self.error())?;
+        let entries = self
+            .records
+            .scan(MarketTree::BlockIndex, &prefix)
+            .map_err(self.error())?;
+        for (key, value) in entries {
             let Some(piece) = key
                 .get(prefix.len()..)
                 .and_then(|b| PieceCid::from_bytes(b).ok())
@@ -254,11 +270,7 @@ impl BlockIndex {
             let Some((offset, length)) = parse_value(&value) else {
                 continue;
             };
-            if !self
-                .pieces
-                .contains_key(piece.to_bytes())
-                .map_err(self.error())?
-            {
+            if !self.is_indexed(&piece)? {
                 continue;
             }
             out.push(BlockLocation {
@@ -280,19 +292,18 @@ impl BlockIndex {
     pub fn pieces_with_root(&self, root: &Cid) -> MarketResult<Vec<PieceCid>> {
         let prefix = cid_prefix(root);
         let mut out = Vec::new();
-        for entry in self.roots.scan_prefix(&prefix) {
-            let (key, _) = entry.map_err(self.error())?;
+        let entries = self
+            .records
+            .scan(MarketTree::BlockRoots, &prefix)
+            .map_err(self.error())?;
+        for (key, _) in entries {
             let Some(piece) = key
                 .get(prefix.len()..)
                 .and_then(|b| PieceCid::from_bytes(b).ok())
             else {
                 continue;
             };
-            if self
-                .pieces
-                .contains_key(piece.to_bytes())
-                .map_err(self.error())?
-            {
+            if self.is_indexed(&piece)? {
                 out.push(piece);
             }
         }
@@ -307,35 +318,38 @@ impl BlockIndex {
     /// [`MarketError::Records`].
     pub fn remove_piece(&self, piece: &PieceCid) -> MarketResult<u64> {
         let piece_bytes = piece.to_bytes();
-        self.pieces.remove(&piece_bytes).map_err(self.error())?;
-        self.db.flush().map_err(self.error())?;
+        let unmark = |tx: &mut dyn lode_records::Tx<MarketTree>| -> Result<(), Abort<KvError>> {
+            tx.remove(MarketTree::BlockPieces, &piece_bytes)?;
+            Ok(())
+        };
+        self.records.transaction(unmark).map_err(self.error())?;
         let mut removed = 0u64;
-        for tree in [&self.blocks, &self.roots] {
-            let mut batch = sled::Batch::default();
-            for entry in tree.iter() {
-                let (key, _) = entry.map_err(self.error())?;
-                let Some(&len) = key.first() else { continue };
-                let Some(rest) = key.get(usize::from(len).saturating_add(1)..) else {
-                    continue;
-                };
-                if rest == piece_bytes.as_slice() {
-                    batch.remove(key);
-                    if std::ptr::eq(tree, &self.blocks) {
-                        removed = removed.saturating_add(1);
+        for tree in [MarketTree::BlockIndex, MarketTree::BlockRoots] {
+            let keys: Vec<Vec<u8>> = self
+                .records
+                .scan(tree, &[])
+                .map_err(self.error())?
+                .into_iter()
+                .map(|(key, _)| key)
+                .filter(|key| {
+                    key.first()
+                        .and_then(|&len| key.get(usize::from(len).saturating_add(1)..))
+                        .is_some_and(|rest| rest == piece_bytes.as_slice())
+                })
+                .collect();
+            self.records
+                .transaction(|tx| -> Result<(), Abort<KvError>> {
+                    for key in &keys {
+                        tx.remove(tree, key)?;
                     }
-                }
+                    Ok(())
+                })
+                .map_err(self.error())?;
+            if tree == MarketTree::BlockIndex {
+                removed = u64::try_from(keys.len()).unwrap_or(u64::MAX);
             }
-            tree.apply_batch(batch).map_err(self.error())?;
         }
-        self.db.flush().map_err(self.error())?;
         Ok(removed)
-    }
-}
-
-fn db_error(path: &Path) -> impl Fn(sled::Error) -> MarketError + '_ {
-    move |e| MarketError::Records {
-        path: path.to_path_buf(),
-        why: format!("block index: {e}"),
     }
 }
 

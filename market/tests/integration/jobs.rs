@@ -238,16 +238,17 @@ impl World {
         let hash = *blake3::hash(&self.module).as_bytes();
         modules.put(&hash, &self.module).unwrap();
         // A restarted provider reopens its database once the old handle lets go of its lock.
-        let db = (0..100)
+        let records = (0..100)
             .find_map(|_| {
-                sled::open(root.join("market")).ok().or_else(|| {
-                    std::thread::sleep(Duration::from_millis(100));
-                    None
-                })
+                lode_market::provider::records::MarketRecords::open(&root.join("market"))
+                    .ok()
+                    .or_else(|| {
+                        std::thread::sleep(Duration::from_millis(100));
+                        None
+                    })
             })
             .unwrap();
-        let records =
-            lode_market::jobs::records::JobRecords::in_db(db, root.join("market")).unwrap();
+        let records = lode_market::jobs::records::JobRecords::new(records);
         let mut service = JobService::new(
             self.miners[i],
             JobSettings::default(),

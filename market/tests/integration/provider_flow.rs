@@ -601,7 +601,7 @@ async fn a_car_payload_is_block_indexed_when_handed_off_and_again_after_a_crash(
         world.chain.advance(1);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let index = service.block_index().unwrap().clone();
+    let index = service.block_index().clone();
     assert_eq!(index.indexed(&piece).unwrap(), None);
     crash(service).await;
     drop(index);
@@ -612,7 +612,7 @@ async fn a_car_payload_is_block_indexed_when_handed_off_and_again_after_a_crash(
     tick_until(&service, &req.uuid, DealStatus::HandedOff).await;
     tick_until(&service, &plain_req.uuid, DealStatus::HandedOff).await;
     assert!(!service.scratch().payload(&req.uuid).exists());
-    let index = service.block_index().unwrap();
+    let index = service.block_index();
     let done = index
         .indexed(&piece)
         .unwrap()
@@ -634,12 +634,5 @@ async fn a_car_payload_is_block_indexed_when_handed_off_and_again_after_a_crash(
     // The index lives in the deal database: a restart keeps it.
     crash(service).await;
     let service = world.provider(dir.path());
-    assert!(
-        service
-            .block_index()
-            .unwrap()
-            .indexed(&piece)
-            .unwrap()
-            .is_some()
-    );
+    assert!(service.block_index().indexed(&piece).unwrap().is_some());
 }

@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0004_task_subjects.sql"),
     include_str!("migrations/0005_sector_locations.sql"),
     include_str!("migrations/0006_pipeline_records.sql"),
+    include_str!("migrations/0007_records.sql"),
 ];
 
 /// The channel `LISTEN`ed to for claimable tasks.

@@ -452,7 +452,7 @@ type TxResult<T> = Result<T, Abort<PipelineError>>;
 
 /// Writes `new` over deal `new.deal_id`'s record, keeping the two indexes in step: the old
 /// sector's entry removed, the new one's added while the piece is live, the CID entry kept.
-fn write_piece_tx(tx: &mut dyn Tx, new: &DealPieceRecord) -> TxResult<()> {
+fn write_piece_tx(tx: &mut dyn Tx<Tree>, new: &DealPieceRecord) -> TxResult<()> {
     let id = new.deal_id;
     if let Some(old) = tx.get(Tree::Deals, &deal_key(id))? {
         let old = decode_piece(id, &old).map_err(Abort::With)?;

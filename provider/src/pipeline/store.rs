@@ -373,7 +373,7 @@ impl PipelineStore {
 /// `min_number`), the counter moved past it: what [`PipelineStore::create`] and a deal piece
 /// placed in a new sector both do.
 pub(super) fn create_tx(
-    tx: &mut dyn Tx,
+    tx: &mut dyn Tx<Tree>,
     kind: SectorKind,
     min_number: u64,
     now: u64,

@@ -525,7 +525,7 @@ async fn the_engine_suite_on_postgres() {
         .await
         .unwrap();
     let upgraded = PgEngine::connect(&old).await.unwrap();
-    assert_eq!(upgraded.schema_version().await.unwrap(), 6);
+    assert_eq!(upgraded.schema_version().await.unwrap(), 7);
     // The location index is built from the history: each leaving kind's newest task, when it
     // succeeded (sector 4's newest Commit1 failed; Commit2 leaves nothing), newest first.
     let built: Vec<(u64, String)> = upgraded
@@ -556,7 +556,7 @@ async fn the_engine_suite_on_postgres() {
 
     let url = pg.create_database("suite");
     let e = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(e.schema_version().await.unwrap(), 6);
+    assert_eq!(e.schema_version().await.unwrap(), 7);
     suite(&e).await;
 
     // Workers on separate connections (as separate machines would be) racing for the claims.
@@ -570,7 +570,7 @@ async fn the_engine_suite_on_postgres() {
 
     // A second start migrates nothing; a database newer than this build is refused.
     let again = PgEngine::connect(&url).await.unwrap();
-    assert_eq!(again.schema_version().await.unwrap(), 6);
+    assert_eq!(again.schema_version().await.unwrap(), 7);
 
     // PostgreSQL restarted under a running worker: calls fail while it is down, then reconnect;
     // the listener reconnects too and wakes its waiters.
@@ -620,7 +620,7 @@ async fn the_engine_suite_on_postgres() {
             newer,
             Err(EngineError::SchemaTooNew {
                 found: 99,
-                known: 6
+                known: 7
             })
         ),
         "{:?}",

@@ -1,17 +1,26 @@
-//! The pipeline's records, one suite run against both places they live: the embedded sled
-//! database and a real PostgreSQL server started by the test (`lode_testkit::postgres`), as a
-//! provider in a cluster keeps them. Then what only the shared database has: writes fenced by the
-//! leader lease, a provider's embedded records brought into the cluster's database, and the
-//! connection opened again after the server restarted.
+//! The pipeline's records and the market's (deals, compute jobs, the block index), one suite each
+//! run against both places they live: the embedded sled database and a real PostgreSQL server
+//! started by the test (`lode_testkit::postgres`), as a provider in a cluster keeps them. Then what
+//! only the shared database has: writes fenced by the leader lease, a provider's embedded records
+//! brought into the cluster's database, the connection opened again after the server restarted,
+//! and the pipeline's rows of schema 6 renamed by migration 7.
 
 use std::time::Duration;
 
+use lode_chain::actors::market::ClientDealProposal;
 use lode_chain::actors::market::DealProposal;
 use lode_chain::types::{ActorId, TokenAmount};
+use lode_market::MarketError;
+use lode_market::car::{CarFileWriter, index_car};
+use lode_market::deal::{DealUuid, TransferSpec};
+use lode_market::jobs::records::{JobPhase, JobRecord};
+use lode_market::provider::records::{DealRecords, DealStatus, MarketRecords, ProviderDeal};
+use lode_market::unixfs::{DagParams, pack_path};
+use lode_proofs::cid::PieceCid;
 use lode_provider::engine::TaskEngine;
 use lode_provider::engine::postgres::PgEngine;
 use lode_provider::pipeline::deals::Target;
-use lode_provider::pipeline::kv::{Fence, KvError, Records};
+use lode_provider::pipeline::kv::{Fence, KvError, Records, Tree};
 use lode_provider::pipeline::{
     DealPieceRecord, Event, PipelineError, PipelineStore, RetryPolicy, SectorChain, SectorKind,
     SectorState,
@@ -374,4 +383,306 @@ async fn the_records_connection_comes_back_after_the_server_restarted() {
     let next = next.expect("the records are written again once the server is back");
     assert_eq!(next.number, s.number + 1, "the failed write took no number");
     assert_eq!(store.list().unwrap().len(), 2);
+}
+
+/// A deal record of the market (never checked by the records: the signature is any).
+fn deal(tag: u8) -> ProviderDeal {
+    let key = lode_chain::crypto::SecretKey::from_seed(&[tag; 32]);
+    ProviderDeal {
+        uuid: DealUuid::new_random(),
+        client_peer: format!("peer-{tag}"),
+        proposal: ClientDealProposal {
+            proposal: piece(u64::from(tag), 2048).proposal,
+            client_signature: key.sign(b"proposal"),
+        },
+        transfer: TransferSpec::Http {
+            url: "http://127.0.0.1:1/p.car".into(),
+            payload_size: 100,
+        },
+        status: DealStatus::Accepted,
+        accepted_epoch: u64::from(tag),
+        transferred_epoch: None,
+        publish: None,
+        deal_id: None,
+        sector: None,
+        error: None,
+        updated_at: 1,
+    }
+}
+
+fn job(id: u64, phase: JobPhase) -> JobRecord {
+    JobRecord {
+        job_id: id,
+        phase,
+        replicated: true,
+        deadline: 90,
+        salt: [7; 32],
+        result: Some([id as u8; 32]),
+        summary: None,
+        message: None,
+        sent_at: None,
+        note: None,
+    }
+}
+
+/// A small directory packed into a CAR at `dir/p.car`; its root and every block's CID.
+fn packed_car(dir: &std::path::Path) -> (std::path::PathBuf, cid::Cid, Vec<cid::Cid>) {
+    let src = dir.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let bytes: Vec<u8> = (0..9000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(src.join("a.bin"), &bytes).unwrap();
+    std::fs::write(src.join("b.txt"), b"hello").unwrap();
+    let car = dir.join("p.car");
+    let mut w = CarFileWriter::new(std::fs::File::create(&car).unwrap(), &car).unwrap();
+    let params = DagParams {
+        chunk_size: 1000,
+        max_links: 3,
+    };
+    let packed = pack_path(&src, &mut w, &params, &mut |_| {}).unwrap();
+    w.finish(&packed.root.cid).unwrap();
+    let blocks = index_car(&car).unwrap().blocks;
+    (
+        car,
+        packed.root.cid,
+        blocks.into_iter().map(|b| b.cid).collect(),
+    )
+}
+
+/// The market's records: deals inserted once and replaced all or none, job records, and a CAR
+/// payload's blocks located, then forgotten.
+fn market_suite(records: &MarketRecords) {
+    let deals = DealRecords::new(records.clone());
+    let mut a = deal(1);
+    assert!(deals.insert_new(&a).unwrap());
+    let mut twin = a.clone();
+    twin.client_peer = "someone else".into();
+    assert!(!deals.insert_new(&twin).unwrap(), "a UUID is taken once");
+    a.set_status(DealStatus::Transferring);
+    let mut b = deal(2);
+    deals.insert_new(&b).unwrap();
+    b.set_status(DealStatus::Published);
+    b.deal_id = Some(44);
+    deals.put_all(&[a.clone(), b.clone()]).unwrap();
+    assert_eq!(deals.get(&a.uuid).unwrap(), Some(a.clone()));
+    assert_eq!(deals.get(&DealUuid::new_random()).unwrap(), None);
+    let mut want = vec![a, b];
+    want.sort_by_key(|d| *d.uuid.as_bytes());
+    assert_eq!(deals.list().unwrap(), want);
+
+    let jobs = deals.job_records();
+    jobs.put(&job(300, JobPhase::Accepted)).unwrap();
+    jobs.put(&job(2, JobPhase::Ran)).unwrap();
+    jobs.put(&job(300, JobPhase::Submitted)).unwrap();
+    assert_eq!(jobs.get(300).unwrap(), Some(job(300, JobPhase::Submitted)));
+    assert_eq!(jobs.get(3).unwrap(), None);
+    let ids: Vec<u64> = jobs.list().unwrap().iter().map(|j| j.job_id).collect();
+    assert_eq!(ids, [2, 300], "in job id order");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (car, root, cids) = packed_car(dir.path());
+    let index = deals.block_index();
+    let p = PieceCid::new(lode_proofs::node::trunc254([9; 32])).unwrap();
+    assert_eq!(index.indexed(&p).unwrap(), None);
+    let done = index.index_payload(&p, &car).unwrap().unwrap();
+    assert_eq!(done.roots, [root.to_string()]);
+    assert_eq!(index.indexed(&p).unwrap(), Some(done));
+    for cid in &cids {
+        let at = index.locate(cid).unwrap();
+        assert_eq!(at.len(), 1, "{cid}");
+        assert_eq!(at[0].piece, p);
+    }
+    assert_eq!(index.pieces_with_root(&root).unwrap(), [p]);
+    let removed = index.remove_piece(&p).unwrap();
+    assert!(removed > 0 && removed <= cids.len() as u64);
+    assert!(index.locate(&root).unwrap().is_empty());
+    assert!(index.pieces_with_root(&root).unwrap().is_empty());
+    assert_eq!(index.indexed(&p).unwrap(), None);
+}
+
+#[test]
+fn the_market_records_suite_passes_on_the_embedded_database() {
+    let d = tempfile::tempdir().unwrap();
+    market_suite(&MarketRecords::open(d.path()).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_market_records_suite_passes_on_postgres_beside_the_pipeline() {
+    let Some((_pg, engine, url)) = database("market").await else {
+        return;
+    };
+    let market = MarketRecords::postgres(&url, 1000, None).unwrap();
+    let pipeline = Records::postgres(&url, 1000, None).unwrap();
+    assert!(market.is_empty().unwrap());
+    PipelineStore::new(pipeline.clone())
+        .create(SectorKind::CommittedCapacity, 0, 1)
+        .unwrap();
+    // The pipeline's rows are not the market's: each set is empty or not on its own.
+    assert!(market.is_empty().unwrap());
+    market_suite(&market);
+    assert!(!market.is_empty().unwrap());
+    assert_eq!(PipelineStore::new(pipeline).list().unwrap().len(), 1);
+    // Another miner's market records in the same database are its own.
+    let other = MarketRecords::postgres(&url, 1001, None).unwrap();
+    assert!(other.is_empty().unwrap());
+    assert!(DealRecords::new(other).list().unwrap().is_empty());
+
+    // An embedded market database is brought over once, whole.
+    let d = tempfile::tempdir().unwrap();
+    let local = MarketRecords::open(d.path()).unwrap();
+    let kept = DealRecords::new(local.clone());
+    let a = deal(5);
+    kept.insert_new(&a).unwrap();
+    kept.job_records().put(&job(8, JobPhase::Accepted)).unwrap();
+    let shared = MarketRecords::postgres(&url, 1002, None).unwrap();
+    assert_eq!(shared.import(&local).unwrap(), 2);
+    let moved = DealRecords::new(shared);
+    assert_eq!(moved.list().unwrap(), [a]);
+    assert_eq!(
+        moved.job_records().get(8).unwrap(),
+        Some(job(8, JobPhase::Accepted))
+    );
+
+    // Fenced by the lease like the pipeline's: a deposed provider's deal write is refused.
+    let lease = "provider/f1003";
+    let ttl = Duration::from_millis(300);
+    let first = engine
+        .acquire_lease(lease, "a", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let fenced = |epoch| {
+        DealRecords::new(
+            MarketRecords::postgres(
+                &url,
+                1003,
+                Some(Fence {
+                    lease: lease.into(),
+                    epoch,
+                }),
+            )
+            .unwrap(),
+        )
+    };
+    let old = fenced(first);
+    let d1 = deal(6);
+    assert!(old.insert_new(&d1).unwrap());
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let second = engine
+        .acquire_lease(lease, "b", ttl)
+        .await
+        .unwrap()
+        .unwrap();
+    let err = old.put(&deal(7)).unwrap_err();
+    assert!(
+        matches!(&err, MarketError::Records { why, .. } if why.contains("another provider leads")),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("the cluster database (miner 1003)"),
+        "{err}"
+    );
+    let new = fenced(second);
+    new.put(&deal(7)).unwrap();
+    assert_eq!(new.list().unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_7_names_the_pipeline_rows_of_schema_6() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.create_database("schema6");
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut sql = String::from(
+        "CREATE TABLE lode_schema (version BIGINT PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+    );
+    for m in [
+        include_str!("../../src/engine/migrations/0001_tasks.sql"),
+        include_str!("../../src/engine/migrations/0002_payloads_storage.sql"),
+        include_str!("../../src/engine/migrations/0003_worker_urls.sql"),
+        include_str!("../../src/engine/migrations/0004_task_subjects.sql"),
+        include_str!("../../src/engine/migrations/0005_sector_locations.sql"),
+        include_str!("../../src/engine/migrations/0006_pipeline_records.sql"),
+    ] {
+        sql.push_str(m);
+    }
+    sql.push_str("INSERT INTO lode_schema (version) VALUES (1), (2), (3), (4), (5), (6);");
+    client.batch_execute(&sql).await.unwrap();
+    // What schema 6 held: a sector counter (tree 1) and one deal piece's index (tree 6) of
+    // miner 1000.
+    client
+        .batch_execute(
+            "INSERT INTO lode_pipeline (miner, tree, key, value) VALUES
+                 (1000, 1, 'n'::bytea, '\\x07'::bytea),
+                 (1000, 6, '\\x0102'::bytea, ''::bytea);",
+        )
+        .await
+        .unwrap();
+    let engine = PgEngine::connect(&url).await.unwrap();
+    assert_eq!(engine.schema_version().await.unwrap(), 7);
+    let records = Records::postgres(&url, 1000, None).unwrap();
+    assert_eq!(records.get(Tree::Meta, b"n").unwrap(), Some(vec![7]));
+    assert_eq!(
+        records.scan(Tree::PieceCids, &[]).unwrap(),
+        [(vec![1, 2], Vec::new())]
+    );
+    assert!(records.scan(Tree::Sectors, &[]).unwrap().is_empty());
+    let names: Vec<String> = client
+        .query("SELECT tree FROM lode_records ORDER BY tree", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(names, ["pipeline/meta", "pipeline/piece_cids"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_trees_answer_what_the_database_holds() {
+    let Some((_pg, _engine, url)) = database("cache").await else {
+        return;
+    };
+    let cached = PipelineStore::new(
+        Records::postgres_cached(&url, 1000, None, lode_provider::pipeline::kv::CACHED).unwrap(),
+    );
+    // The whole suite through the cache: every read after a write sees it.
+    suite(&cached);
+    let plain = PipelineStore::new(Records::postgres(&url, 1000, None).unwrap());
+    let same = |a: &PipelineStore, b: &PipelineStore| {
+        assert_eq!(a.list().unwrap(), b.list().unwrap());
+        assert_eq!(
+            TaskStore::new(a).list().unwrap(),
+            TaskStore::new(b).list().unwrap()
+        );
+        assert_eq!(a.deal_pieces().unwrap(), b.deal_pieces().unwrap());
+        assert_eq!(a.get(10).unwrap(), b.get(10).unwrap());
+    };
+    same(&cached, &plain);
+    // A refused change leaves the cache as the database (nothing was written).
+    let s = cached.get(10).unwrap().unwrap();
+    assert!(
+        cached
+            .apply(10, s.version + 1, &Event::Done, 60, &RetryPolicy::default())
+            .is_err()
+    );
+    same(&cached, &plain);
+
+    // What a tick reads, 1,000 sector records from the cache and from the database.
+    for i in 0..1000 {
+        cached
+            .create(SectorKind::CommittedCapacity, 0, 100 + i)
+            .unwrap();
+    }
+    same(&cached, &plain);
+    let time = |store: &PipelineStore| {
+        let t = std::time::Instant::now();
+        for _ in 0..5 {
+            assert_eq!(store.list().unwrap().len(), 1004);
+        }
+        t.elapsed() / 5
+    };
+    let (from_memory, from_db) = (time(&cached), time(&plain));
+    eprintln!("1,004 sector records: {from_memory:?} from the cache, {from_db:?} from PostgreSQL");
 }

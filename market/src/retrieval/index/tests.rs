@@ -2,6 +2,7 @@
 //! and payloads that are not CARs or are damaged ones (no index, no panic).
 
 use std::fs::{self, File};
+use std::path::PathBuf;
 
 use lode_proofs::node::trunc254;
 use proptest::prelude::*;
@@ -117,7 +118,13 @@ fn a_block_in_two_pieces_has_two_locations_and_a_half_index_has_none() {
     assert_eq!(pieces, want);
 
     // A crash after the locations and before the summary: the piece is not answered.
-    index.pieces.remove(piece(2).to_bytes()).unwrap();
+    index
+        .records
+        .transaction(|tx| -> Result<(), Abort<KvError>> {
+            tx.remove(MarketTree::BlockPieces, &piece(2).to_bytes())?;
+            Ok(())
+        })
+        .unwrap();
     assert_eq!(index.locate(&root).unwrap().len(), 1);
     assert_eq!(index.pieces_with_root(&root).unwrap(), vec![piece(1)]);
     // ...until it is indexed again.
