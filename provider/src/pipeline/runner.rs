@@ -1318,7 +1318,8 @@ impl<A: NodeApi> Pipeline<A> {
     /// that left the chain without one (it expired, or an earlier message ended it), once it is
     /// not on chain at the head and that many epochs' time has passed since the sector became
     /// `Terminated`. Returns whether they are gone (each sector is then not looked at again by
-    /// this process).
+    /// this process). `on_chain` is the tick's view of the miner's sectors, asked of the node
+    /// once, by the first sector that needs it.
     ///
     /// # Errors
     /// [`ProviderError::Node`] when the chain cannot be asked; [`ProviderError::Pipeline`] when
@@ -1327,6 +1328,7 @@ impl<A: NodeApi> Pipeline<A> {
         &self,
         record: &SectorRecord,
         head: Epoch,
+        on_chain: &mut OnChain,
     ) -> ProviderResult<bool> {
         let n = record.number;
         if self.dropped_lock().contains(&n) {
@@ -1340,14 +1342,11 @@ impl<A: NodeApi> Pipeline<A> {
                 _ => false,
             },
             None => {
-                let live = self
-                    .api
-                    .miner_sectors(self.config.miner)
-                    .await?
-                    .iter()
-                    .any(|s| s.sector_number == n);
                 let wait = finality.saturating_mul(self.policy.epoch_duration_seconds);
-                !live && unix_now() >= record.state_since().saturating_add(wait)
+                unix_now() >= record.state_since().saturating_add(wait)
+                    && !on_chain
+                        .contains(self.api.as_ref(), self.config.miner, n)
+                        .await?
             }
         };
         if !settled {
@@ -1479,11 +1478,12 @@ impl<A: NodeApi> Pipeline<A> {
         }
         // Terminated sectors' files go once the chain cannot bring the sectors back.
         if !node_away {
+            let mut on_chain = OnChain::default();
             for r in records
                 .iter()
                 .filter(|r| r.state() == SectorState::Terminated)
             {
-                if let Err(e) = self.drop_terminated(r, head).await {
+                if let Err(e) = self.drop_terminated(r, head, &mut on_chain).await {
                     tracing::warn!(sector = r.number, error = %e, "cannot delete the terminated sector's files; trying again next tick");
                 }
             }
@@ -2019,5 +2019,31 @@ pub async fn run_pipeline<A: NodeApi>(
                 return Ok(());
             }
         }
+    }
+}
+
+/// The miner's sector numbers on chain at the head, asked of the node at most once per tick, by
+/// the first terminated sector that needs them ([`Pipeline::drop_terminated`]).
+#[derive(Debug, Default)]
+pub struct OnChain(Option<std::collections::HashSet<u64>>);
+
+impl OnChain {
+    /// Whether sector `n` of `miner` is on chain (asking the node the first time).
+    async fn contains<A: NodeApi>(
+        &mut self,
+        api: &A,
+        miner: ActorId,
+        n: u64,
+    ) -> ProviderResult<bool> {
+        if self.0.is_none() {
+            let numbers = api
+                .miner_sectors(miner)
+                .await?
+                .iter()
+                .map(|s| s.sector_number)
+                .collect();
+            self.0 = Some(numbers);
+        }
+        Ok(self.0.as_ref().is_some_and(|s| s.contains(&n)))
     }
 }

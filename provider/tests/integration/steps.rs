@@ -16,12 +16,13 @@ use lode_chain::Policy;
 use lode_chain::actors::miner::MinerMethod;
 use lode_chain::message::Method;
 use lode_proofs::sector::SectorSize;
-use lode_provider::pipeline::runner::{PipelineConfig, RESEND_AFTER, Step};
+use lode_provider::pipeline::runner::{OnChain, PipelineConfig, RESEND_AFTER, Step};
 use lode_provider::pipeline::{
     Event, RetryPolicy, SectorChain, SectorKind, SectorRecord, SectorState, SentMessage,
 };
 use lode_provider::tasks::config::Reserve;
 use lode_provider::tasks::{SchedulerConfig, TaskKind, TaskState};
+use std::sync::atomic::Ordering;
 
 #[tokio::test]
 async fn a_pre_commit_already_on_chain_is_done_without_a_message() {
@@ -626,16 +627,28 @@ async fn a_terminated_sectors_files_are_deleted_once_the_chain_cannot_bring_it_b
     };
     let a = terminated(&s, &a, Some(sent.clone()));
     // Not found on chain yet: kept.
-    assert!(!s.p.drop_terminated(&a, 500).await.unwrap());
+    assert!(
+        !s.p.drop_terminated(&a, 500, &mut OnChain::default())
+            .await
+            .unwrap()
+    );
     assert!(kept(a.number));
     s.chain
         .receipts
         .lock()
         .unwrap()
         .insert(sent.id, receipt(0, ""));
-    assert!(!s.p.drop_terminated(&a, 21 + finality - 1).await.unwrap());
+    assert!(
+        !s.p.drop_terminated(&a, 21 + finality - 1, &mut OnChain::default())
+            .await
+            .unwrap()
+    );
     assert!(kept(a.number));
-    assert!(s.p.drop_terminated(&a, 21 + finality).await.unwrap());
+    assert!(
+        s.p.drop_terminated(&a, 21 + finality, &mut OnChain::default())
+            .await
+            .unwrap()
+    );
     assert!(gone(a.number));
 
     // Gone from the chain without a message of ours (it expired): its files stay while the
@@ -644,8 +657,19 @@ async fn a_terminated_sectors_files_are_deleted_once_the_chain_cannot_bring_it_b
     files(b.number);
     let b = terminated(&s, &b, None);
     s.chain.sectors.lock().unwrap().push(sector(b.number));
-    assert!(!s.p.drop_terminated(&b, 30).await.unwrap());
+    assert!(
+        !s.p.drop_terminated(&b, 30, &mut OnChain::default())
+            .await
+            .unwrap()
+    );
     assert!(kept(b.number));
+    // One tick asks the node for the miner's sectors once, however many sectors it looks at.
+    let asked = s.chain.sector_queries.load(Ordering::Relaxed);
+    let mut tick = OnChain::default();
+    for _ in 0..3 {
+        assert!(!s.p.drop_terminated(&b, 30, &mut tick).await.unwrap());
+    }
+    assert_eq!(s.chain.sector_queries.load(Ordering::Relaxed), asked + 1);
     s.chain.sectors.lock().unwrap().clear();
     // The pipeline's tick does it.
     *s.chain.head.lock().unwrap() = Some(31);
@@ -663,6 +687,10 @@ async fn a_terminated_sectors_files_are_deleted_once_the_chain_cannot_bring_it_b
     let c = store
         .apply(c.number, c.version, &Event::Done, now, &policy)
         .unwrap();
-    assert!(!s.p.drop_terminated(&c, 31).await.unwrap());
+    assert!(
+        !s.p.drop_terminated(&c, 31, &mut OnChain::default())
+            .await
+            .unwrap()
+    );
     assert!(kept(c.number));
 }

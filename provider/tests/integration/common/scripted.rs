@@ -51,6 +51,8 @@ pub struct Chain {
     /// The market's deals, when the test makes the node answer deal queries (`None`: it does
     /// not, as a node API without them).
     pub deals: Mutex<Option<HashMap<u64, lode_chain::actors::market::Deal>>>,
+    /// How many times the miner's sectors were asked for.
+    pub sector_queries: std::sync::atomic::AtomicUsize,
 }
 
 impl Chain {
@@ -98,6 +100,8 @@ impl NodeApi for Chain {
         }
     }
     async fn miner_sectors(&self, _: ActorId) -> ProviderResult<Vec<SectorInfo>> {
+        self.sector_queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.sectors.lock().unwrap().clone())
     }
     async fn miner_precommits(&self, _: ActorId) -> ProviderResult<Vec<PreCommitView>> {
