@@ -25,6 +25,12 @@
 //! Writers of one handle are serialised by its connection's lock, so its transactions never race
 //! each other at `READ COMMITTED`.
 //!
+//! **Cached trees** (PostgreSQL, [`Records::postgres_cached`]): a handle that is its records'
+//! only writer (a leader, fenced) keeps the trees it reads whole in memory, read once and then
+//! changed by its own transactions once they commit, in commit order (the connection's lock is
+//! held from the first statement to the cache's update); a commit whose outcome is unknown (the
+//! connection broke during it) drops them, so they are read again.
+//!
 //! **The PostgreSQL connection** is a synchronous client on a thread of its own (the stores above
 //! are synchronous, like sled, and are called from async tasks and from threads alike): a call
 //! sends its statement to that thread and waits for the answer. A connection that broke is dropped
