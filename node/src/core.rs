@@ -46,6 +46,11 @@
 //! it behind null rounds (two miners that both end a long stall fork there, and that fork must
 //! resolve). If a tipset of the branch fails, it and its block at fault are marked invalid and
 //! the old branch is restored.
+//!
+//! **Gossiped blocks** are checked before they are stored whenever their parent state can be had
+//! (a parent on the canonical chain): a header nobody signed costs one check, no disk, and no
+//! attempt at a branch that claims more wins than it has. Blocks on a fork whose state is not at
+//! hand are stored unchecked, at most `MAX_UNCHECKED_SLOT_BLOCKS` (64) in one slot.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
@@ -80,6 +85,11 @@ const BLOCKS_DIR: &str = "blocks";
 const MAX_BAD_BLOCKS: usize = 10_000;
 /// How many ids of headers known to pass the header checks are remembered.
 const MAX_VALID_HEADERS: usize = 10_000;
+/// How many blocks a slot (an epoch on given parents) may hold before a gossiped block whose
+/// header cannot be checked yet is refused: far more than the winners of an epoch (five expected),
+/// so honest blocks fit, while forged headers on a fork cannot pile up without bound (each block
+/// received in a slot reads every header the slot holds).
+const MAX_UNCHECKED_SLOT_BLOCKS: usize = 64;
 /// The most null rounds a mining base may follow the head by: a bound on the work one request
 /// can cause (each null round runs cron, about a tenth of a millisecond on a small devnet, more
 /// with more miners), not a consensus rule — a received block is bounded by the clock instead.
@@ -848,6 +858,34 @@ impl NodeCore {
             )));
         }
         let slot_key = (block.header.epoch, parent_hash);
+        // A header whose parent state can be had now (a parent on the canonical chain) is checked
+        // in full before anything is stored: signature by the worker key, election, ticket, win
+        // count, Winning PoSt. So a forged header costs the node one check and no disk, and never
+        // makes it revert its state to try a branch that claims more wins than it has. A header
+        // on a fork whose state is not at hand is stored unchecked (checked when its tipset is
+        // applied), and a slot holds at most `MAX_UNCHECKED_SLOT_BLOCKS` of those.
+        if !self.valid_headers.contains(&id) {
+            match self.state_for_slot(parent_hash, &parent, block.header.epoch)? {
+                Some(state) => {
+                    if let Err(why) = self.check_header(&block.header, &parent, &state)? {
+                        self.remember_bad(id, why.clone());
+                        return Ok(BlockVerdict::Rejected(why));
+                    }
+                    self.remember_valid(id);
+                }
+                None => {
+                    let held = self.slots.get(&slot_key).map_or(0, BTreeSet::len);
+                    if held >= MAX_UNCHECKED_SLOT_BLOCKS {
+                        // An error, not a rejection: nothing proves the block bad, and a peer
+                        // relaying an honest fork block must not be penalised for it.
+                        return Err(NodeError::SlotFull {
+                            epoch: block.header.epoch,
+                            held,
+                        });
+                    }
+                }
+            }
+        }
         // Equivocation: another block by this miner in the same slot. Blocks already found
         // invalid do not count, and neither does one whose header has not passed the checks:
         // both headers are checked before a fault is recorded (a forged or unchecked header

@@ -80,6 +80,18 @@ pub enum NodeError {
         /// The policy's finality.
         finality: u64,
     },
+    /// A block whose header cannot be checked yet (its parent is off the canonical chain) came to
+    /// a slot already holding as many blocks as the node keeps unchecked: not stored, and not held
+    /// against whoever sent it.
+    #[error(
+        "epoch {epoch} on these parents already holds {held} blocks and the parent state is not at hand to check another: not stored (sync fetches the branch if it becomes the heaviest)"
+    )]
+    SlotFull {
+        /// The block's epoch.
+        epoch: Epoch,
+        /// How many blocks the slot holds.
+        held: usize,
+    },
     /// A tipset the node needs is not stored.
     #[error("unknown tipset {0}")]
     UnknownTipset(String),

@@ -345,9 +345,10 @@ fn node_error(e: NodeError) -> ErrorObjectOwned {
     let code = match &e {
         NodeError::Actor(a) if a.code == ExitCode::NotFound => codes::NOT_FOUND,
         NodeError::UnknownTipset(_) => codes::NOT_FOUND,
-        NodeError::Mempool(_) | NodeError::InvalidBlock { .. } | NodeError::Net(_) => {
-            codes::REFUSED
-        }
+        NodeError::Mempool(_)
+        | NodeError::InvalidBlock { .. }
+        | NodeError::SlotFull { .. }
+        | NodeError::Net(_) => codes::REFUSED,
         NodeError::Decode { .. } => codes::INVALID_PARAMS,
         _ => codes::INTERNAL,
     };

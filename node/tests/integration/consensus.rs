@@ -20,6 +20,7 @@ use lode_chain::message::{Message, Method, SignedMessage};
 use lode_chain::types::{ActorId, Address, TokenAmount};
 use lode_chain::{Genesis, Policy};
 use lode_node::core::{BlockVerdict, CoreConfig, NodeCore};
+use lode_node::error::NodeError;
 use lode_node::genesis::GenesisFile;
 use lode_node::wire::{FullBlock, FullTipset, MAX_SYNC_TIPSETS, SyncRequest, SyncResponse};
 use lode_proofs::sector::SectorSize;
@@ -1037,6 +1038,83 @@ fn a_forged_second_header_received_after_the_honest_block_makes_no_consensus_fau
         assert!(a.consensus_faults().is_empty(), "{what}");
     }
     // The chain goes on from the honest block.
+    let ms: Vec<&Miner> = miners.iter().collect();
+    let e = a.head_epoch();
+    run(&mut a, &ms, e + 1, e + 3);
+    assert!(a.consensus_faults().is_empty());
+}
+
+/// Headers anyone can make (no key: the fields changed after signing) gossiped on the head are
+/// refused before anything is stored, so they neither fill the block store nor make the node
+/// revert its state to try a branch claiming more wins. On a fork whose state is not at hand a
+/// slot takes at most 64 unchecked blocks: forged headers cannot pile up there either.
+#[test]
+fn forged_headers_are_refused_unstored_and_cannot_pile_up_in_a_slot() {
+    let (g, miners) = genesis_file(2);
+    let d = tempfile::tempdir().unwrap();
+    let (mut a, good, _, now) = node_with_a_block_to_receive(&g, &miners, d.path());
+    let head = a.head_hash();
+    let root = a.chain().head().root;
+    for i in 0..200u64 {
+        let mut b = good.clone();
+        // A branch that claims far more wins than the head: worth a reorganisation, if believed.
+        b.header.win_count = 1_000 + i;
+        let id = b.id();
+        let v = a.receive_block(b, now).unwrap();
+        assert!(matches!(v, BlockVerdict::Rejected(_)), "{v:?}");
+        assert!(
+            a.block(&id).unwrap().is_none(),
+            "forged header {i} was stored"
+        );
+        assert_eq!(a.head_hash(), head);
+        assert_eq!(a.chain().head().root, root);
+    }
+    assert_eq!(
+        a.receive_block(good.clone(), now).unwrap(),
+        BlockVerdict::Accepted
+    );
+    // A fork at the honest block's epoch, stored by sync without being applied (its header is
+    // forged): blocks on it cannot be checked until it is, and only 64 are taken per slot.
+    let mut fork = good.clone();
+    fork.header.ticket = key(98).sign(b"another ticket");
+    a.import(
+        vec![FullTipset {
+            blocks: vec![fork.clone()],
+        }],
+        now,
+    )
+    .unwrap();
+    let fork_meta = a
+        .tipset(&TipsetKey::new(vec![fork.id()]).hash())
+        .unwrap()
+        .clone();
+    assert!(fork_meta.weight.is_none(), "the fork was applied");
+    let epoch = good.header.epoch + 1;
+    let later = g.slot_time(epoch);
+    let child = |n: u64| {
+        let mut b = good.clone();
+        b.header.epoch = epoch;
+        b.header.parents = fork_meta.key.0.clone();
+        b.header.timestamp = later;
+        b.header.beacon = TicketBeacon.beacon(&fork_meta.min_ticket, epoch);
+        b.header.win_count = 0;
+        b.header.parent_weight = u128::from(n);
+        b
+    };
+    for n in 0..64 {
+        let v = a.receive_block(child(n), later).unwrap();
+        assert_eq!(v, BlockVerdict::Stored, "block {n} on the fork");
+    }
+    // Refused with an error, not a rejection (which would cost the sender its score): nothing
+    // shows the block bad, and an honest peer may be relaying a fork block.
+    match a.receive_block(child(64), later) {
+        Err(e @ NodeError::SlotFull { held: 64, .. }) => {
+            assert!(e.to_string().contains("already holds 64 blocks"), "{e}")
+        }
+        other => panic!("the 65th unchecked block in a slot: {other:?}"),
+    }
+    assert!(a.block(&child(64).id()).unwrap().is_none());
+    // The honest chain goes on.
     let ms: Vec<&Miner> = miners.iter().collect();
     let e = a.head_epoch();
     run(&mut a, &ms, e + 1, e + 3);
