@@ -352,7 +352,10 @@ fn start(a: DevnetRunArgs) -> anyhow::Result<()> {
         miners: a.miners,
         sectors_per_miner: a.sectors,
         sector_size: a.sector_size,
-        params_dir: a.params.store().dir().to_path_buf(),
+        // Absolute: each provider runs in its own directory, where a relative path would name
+        // another place than the one the user meant.
+        params_dir: std::path::absolute(a.params.store().dir())
+            .context("cannot resolve --params-dir")?,
         cache_dir: default_cache_dir().join("parents"),
         start_delay_secs: 6,
         resume: a.resume,
