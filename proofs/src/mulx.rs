@@ -36,6 +36,12 @@ pub(crate) fn available() -> bool {
     }
 }
 
+/// From now on [`available`] says no, whatever the processor has
+/// ([`crate::prover::limit_arithmetic`]).
+pub(crate) fn disable() {
+    STATE.store(NO, Ordering::Relaxed);
+}
+
 #[cold]
 fn detect() -> bool {
     let yes =

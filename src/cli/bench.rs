@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use lode_benches::run::plot::{References, plot};
 use lode_benches::run::{BenchRun, Kind, RunOptions, run};
 use lode_proofs::sector::SectorSize;
@@ -22,7 +22,8 @@ pub(crate) enum BenchCommand {
     #[command(after_help = "Examples:
   lode bench seal --size 8MiB --sectors 16
   lode bench labels --size 8MiB --sectors 8 --gpu opencl
-  lode bench seal --size 512MiB --sectors 4 --repeat 3 --work /fast/scratch --out pc-512")]
+  lode bench seal --size 512MiB --sectors 4 --repeat 3 --work /fast/scratch --out pc-512
+  lode bench seal --size 512MiB --arithmetic mulx-adx --out pc-512-mulx")]
     Seal(RunArgs),
     /// SDR labelling alone, layers 1 and 2 in memory (the multi-sector labeller when
     /// --sectors > 1).
@@ -87,6 +88,11 @@ pub(crate) struct RunArgs {
     /// batch. Recorded as the run's `gpu`.
     #[arg(long, env = "LODE_GPU", default_value_t = GpuChoice::Off)]
     gpu: GpuChoice,
+    /// The CPU's field arithmetic (Poseidon, the proofs' sums and transforms): auto (the fastest
+    /// this processor has), or a slower one to compare on the same machine: mulx-adx (no AVX-512
+    /// IFMA lanes) or portable. Recorded in the run's machine description.
+    #[arg(long, env = "LODE_ARITHMETIC", value_enum, default_value_t = ArithmeticChoice::Auto)]
+    arithmetic: ArithmeticChoice,
     /// Where to write the results: `<OUT>.json` and `<OUT>.csv` [default:
     /// bench-<kind>-<size>-x<sectors>].
     #[arg(long, value_name = "OUT")]
@@ -94,6 +100,42 @@ pub(crate) struct RunArgs {
     /// Print the run as JSON too.
     #[arg(long)]
     json: bool,
+}
+
+/// `--arithmetic`: the fastest the processor has, or a cap below it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ArithmeticChoice {
+    /// The fastest this processor runs.
+    Auto,
+    /// AVX-512 IFMA lanes (fails where the processor lacks them).
+    #[value(name = "avx512-ifma")]
+    Avx512Ifma,
+    /// MULX/ADX products, no IFMA lanes.
+    #[value(name = "mulx-adx")]
+    MulxAdx,
+    /// 64-bit Rust arithmetic only.
+    Portable,
+}
+
+impl ArithmeticChoice {
+    /// Applies the choice to this process, or says why the processor cannot run it.
+    fn apply(self) -> anyhow::Result<()> {
+        use lode_proofs::prover::{Arithmetic, arithmetic, limit_arithmetic};
+        let wanted = match self {
+            ArithmeticChoice::Auto => return Ok(()),
+            ArithmeticChoice::Avx512Ifma => Arithmetic::Vector,
+            ArithmeticChoice::MulxAdx => Arithmetic::Mulx,
+            ArithmeticChoice::Portable => Arithmetic::Portable,
+        };
+        limit_arithmetic(wanted);
+        let got = arithmetic();
+        anyhow::ensure!(
+            got == wanted,
+            "this processor cannot run the {wanted} arithmetic; the fastest it has is {got} \
+             (run with --arithmetic auto or a slower one)"
+        );
+        Ok(())
+    }
 }
 
 /// Arguments of `lode bench plot`.
@@ -128,6 +170,7 @@ pub(crate) fn run_cmd(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Post(a) => (Kind::Post, a),
         BenchCommand::Plot(p) => return plot_cmd(&p),
     };
+    a.arithmetic.apply()?;
     let tmp;
     let work = match &a.work {
         Some(w) => w.clone(),

@@ -336,6 +336,51 @@ fn bench_runs_are_recorded_and_charted() {
     let o = lode(&["bench", "seal", "--size", "2KiB", "--sectors", "65"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("outside 1..=64"), "{}", stderr(&o));
+    // --arithmetic caps the CPU's field arithmetic for the run, and the record says which ran;
+    // a faster one than the processor has is refused.
+    let trees = |arithmetic: &str| {
+        lode(&[
+            "bench",
+            "trees",
+            "--size",
+            "2KiB",
+            "--arithmetic",
+            arithmetic,
+            "--work",
+            tmp.path().join("work").to_str().unwrap(),
+            "--out",
+            tmp.path().join("trees").to_str().unwrap(),
+            "--json",
+        ])
+    };
+    for capped in ["portable", "mulx-adx"] {
+        let o = trees(capped);
+        if capped == "mulx-adx" && arithmetic == "portable" {
+            assert!(
+                stderr(&o).contains("cannot run the mulx-adx"),
+                "{}",
+                stderr(&o)
+            );
+            continue;
+        }
+        assert!(o.status.success(), "{}", stderr(&o));
+        let run: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(run["machine"]["arithmetic"], capped);
+    }
+    let o = trees("avx512-ifma");
+    assert_eq!(
+        o.status.success(),
+        arithmetic == "avx512-ifma",
+        "{}",
+        stderr(&o)
+    );
+    if arithmetic != "avx512-ifma" {
+        assert!(
+            stderr(&o).contains("the fastest it has is"),
+            "{}",
+            stderr(&o)
+        );
+    }
     // A CSV is not a result file for plotting.
     let csv_path = out.with_extension("csv");
     let o = lode(&[

@@ -42,9 +42,11 @@ const R2: [u64; 5] = kr(2);
 pub(crate) struct Ifma(());
 
 impl Ifma {
-    /// The token, if the processor has the features.
+    /// The token, if the processor has the features (and [`super::limit_arithmetic`] allows
+    /// them).
     pub(crate) fn new() -> Option<Self> {
-        (is_x86_feature_detected!("avx512f")
+        (super::vector_allowed()
+            && is_x86_feature_detected!("avx512f")
             && is_x86_feature_detected!("avx512ifma")
             && is_x86_feature_detected!("avx2"))
         .then_some(Ifma(()))

@@ -308,9 +308,10 @@ pub(crate) struct PointG2 {
     y: [H; 2],
 }
 
-/// Whether the processor has AVX-512 F and IFMA.
+/// Whether the processor has AVX-512 F and IFMA (and [`super::limit_arithmetic`] allows them).
 fn available() -> bool {
-    is_x86_feature_detected!("avx512f")
+    super::vector_allowed()
+        && is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512ifma")
         && is_x86_feature_detected!("avx2")
 }

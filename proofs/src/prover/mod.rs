@@ -748,7 +748,38 @@ impl std::fmt::Display for Arithmetic {
     }
 }
 
-/// The fastest [`Arithmetic`] this processor runs (the one the prover uses).
+/// How far [`limit_arithmetic`] has capped this process: 0 not at all, 1 at
+/// [`Arithmetic::Mulx`], 2 at [`Arithmetic::Portable`].
+static CEILING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Caps the field arithmetic of this process at `ceiling`: with [`Arithmetic::Mulx`] the AVX-512
+/// IFMA lanes are no longer used, with [`Arithmetic::Portable`] neither are MULX/ADX products. The
+/// proofs, trees and digests are the same, only slower (every path is tested equal to the portable
+/// one); this is for measuring the paths side by side on one machine (`lode bench --arithmetic`).
+/// A cap only ever lowers: a later call with a higher `ceiling` changes nothing. Call it before any
+/// work starts, since a computation already running keeps the arithmetic it chose.
+pub fn limit_arithmetic(ceiling: Arithmetic) {
+    let level = match ceiling {
+        Arithmetic::Vector => 0,
+        Arithmetic::Mulx => 1,
+        Arithmetic::Portable => 2,
+    };
+    CEILING.fetch_max(level, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(target_arch = "x86_64")]
+    if level >= 2 {
+        crate::mulx::disable();
+    }
+}
+
+/// Whether [`limit_arithmetic`] leaves the vector arithmetic allowed (the processor may still
+/// lack it).
+#[inline]
+pub(crate) fn vector_allowed() -> bool {
+    CEILING.load(std::sync::atomic::Ordering::Relaxed) == 0
+}
+
+/// The fastest [`Arithmetic`] this processor runs (the one the prover uses), within the cap of
+/// [`limit_arithmetic`] if one was set.
 pub fn arithmetic() -> Arithmetic {
     #[cfg(target_arch = "x86_64")]
     {
