@@ -63,6 +63,65 @@ impl LayerBuf {
     pub fn nodes_mut(&mut self) -> &mut [Node] {
         lode_proofs::node::nodes_from_bytes_mut(&mut self.map).unwrap_or_default()
     }
+
+    /// A handle with which another thread faults this buffer's pages in while it is in use
+    /// ([`Prefault`]).
+    pub fn prefault(&self) -> Prefault {
+        Prefault {
+            addr: self.map.as_ptr() as usize,
+            len: self.map.len(),
+        }
+    }
+}
+
+/// Faults a [`LayerBuf`]'s pages in ahead of the labeller, from another thread.
+///
+/// The first write to each page of a fresh anonymous map faults, and the kernel zeroes the page
+/// then. On a virtual machine whose host backs guest memory lazily this costs seconds per GiB,
+/// paid by the labelling thread: a sixth of a 512 MiB PreCommit1 on a 2-core cloud machine
+/// (BENCHMARKS.md). [`Prefault::run`] asks the kernel to populate the pages in order
+/// (`MADV_POPULATE_WRITE`, Linux 5.14 and later), which moves that cost to the thread that
+/// calls it; the labeller, walking the same pages in the same order behind it, finds them ready.
+#[derive(Clone, Copy, Debug)]
+pub struct Prefault {
+    addr: usize,
+    len: usize,
+}
+
+impl Prefault {
+    /// Bytes populated per request, between two looks at the stop flag.
+    const STEP: usize = 16 << 20;
+
+    /// Populates the buffer from its start to its end, stopping early when `stop` is set or the
+    /// kernel cannot (an older kernel, another system); returns the bytes populated. The buffer's
+    /// contents do not change.
+    pub fn run(&self, stop: &std::sync::atomic::AtomicBool) -> usize {
+        let mut done = 0usize;
+        #[cfg(target_os = "linux")]
+        while done < self.len && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let len = Self::STEP.min(self.len - done);
+            // SAFETY: MADV_POPULATE_WRITE only faults pages in as a write would, without writing:
+            // it never changes what the memory holds, so it cannot race with the labeller's
+            // writes to the same pages. `addr + done` is page-aligned (the map's start plus a
+            // multiple of STEP). A range that is no longer mapped makes the call fail (ENOMEM),
+            // which ends the loop; the callers keep the buffer alive until this returns anyway.
+            let r = unsafe {
+                rustix::mm::madvise(
+                    (self.addr + done) as *mut std::ffi::c_void,
+                    len,
+                    rustix::mm::Advice::LinuxPopulateWrite,
+                )
+            };
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "the kernel does not populate the layer buffer ahead");
+                break;
+            }
+            done += len;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = stop;
+        done
+    }
 }
 
 /// How far ahead of the node being hashed parents are prefetched.
@@ -706,6 +765,43 @@ mod tests {
 
     fn replica(i: u8) -> Node {
         lode_proofs::node::trunc254([i.wrapping_mul(37).wrapping_add(1); 32])
+    }
+
+    /// Populating a buffer ahead (from another thread, while it is written) leaves what it holds
+    /// as it was, covers the whole buffer on Linux, and does nothing once told to stop.
+    #[test]
+    fn prefaulting_covers_the_buffer_and_changes_nothing() {
+        use std::sync::atomic::AtomicBool;
+        let n = (40 << 20) / NODE_SIZE + 3; // three steps, the last one short and not page-sized
+        let mut buf = LayerBuf::new(n).unwrap();
+        let prefault = buf.prefault();
+        let go = AtomicBool::new(false);
+        let mut written = 0;
+        let done = std::thread::scope(|s| {
+            let ahead = s.spawn(|| prefault.run(&go));
+            for (i, node) in buf.nodes_mut().iter_mut().enumerate().step_by(1021) {
+                *node = replica(i as u8);
+                written += 1;
+            }
+            ahead.join().unwrap()
+        });
+        assert!(written > 1_000);
+        if cfg!(target_os = "linux") {
+            assert_eq!(done, n * NODE_SIZE);
+        }
+        for (i, node) in buf.nodes().iter().enumerate() {
+            let want = if i % 1021 == 0 {
+                replica(i as u8)
+            } else {
+                Node::default()
+            };
+            assert_eq!(*node, want, "node {i}");
+        }
+        // Populated again, pages already present: still the same contents.
+        assert_eq!(buf.prefault().run(&go), done);
+        assert_eq!(buf.nodes()[1021], replica((1021 % 256) as u8));
+        let stop = AtomicBool::new(true);
+        assert_eq!(LayerBuf::new(n).unwrap().prefault().run(&stop), 0);
     }
 
     /// Every sector of a batch gets exactly the single-sector labeller's layers, for batch sizes

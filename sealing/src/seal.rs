@@ -551,6 +551,15 @@ fn complete_unsealed(dir: &SectorDir, id: &SectorId, meta: &SectorMeta) -> SealR
     Ok(())
 }
 
+/// Sets its flag when dropped: tells a helper thread of a scope to stop however the scope ends.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Buffers of streamed labels in flight to the layer writer (2 MiB each).
 const STREAM_DEPTH: usize = 8;
 
@@ -757,6 +766,7 @@ pub fn pre_commit1(
     let layers = id.size.layers();
     let n = id.size.nodes() as usize;
 
+    let stop_prefault = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| -> SealResult<()> {
         // Tree D and the unsealed file's checksum need only the data: computed on the other core
         // while the layers are labelled.
@@ -775,6 +785,12 @@ pub fn pre_commit1(
 
         let mut prev = LayerBuf::new(n)?;
         let mut cur = LayerBuf::new(n)?;
+        // Both buffers' pages are faulted in on another core ahead of the labeller, in the order
+        // it fills them (`Prefault`); stopped when this scope ends early.
+        let (first_buf, second_buf) = (cur.prefault(), prev.prefault());
+        let _stop_prefault = StopOnDrop(&stop_prefault);
+        let stop = &stop_prefault;
+        s.spawn(move || first_buf.run(stop) + second_buf.run(stop));
         let mut first = 1;
         // Keep the complete layers whose files still match; the last of them seeds the next layer.
         let recorded = done.layer_checksums.clone();
