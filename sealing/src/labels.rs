@@ -470,6 +470,11 @@ impl BatchLayer {
         self.buf.nodes()
     }
 
+    /// [`LayerBuf::prefault`] of the whole batch layer.
+    pub fn prefault(&self) -> Prefault {
+        self.buf.prefault()
+    }
+
     /// Every label, interleaved, mutably.
     pub fn labels_mut(&mut self) -> &mut [Node] {
         self.buf.nodes_mut()

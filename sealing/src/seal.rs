@@ -1044,7 +1044,14 @@ pub fn pre_commit1_batch(
         }
     }
 
+    let stop_prefault = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| -> SealResult<()> {
+        // The layer buffers' pages are faulted in ahead of the labeller, in the order it fills
+        // them (as in `pre_commit1`).
+        let (first_buf, second_buf) = (cur.prefault(), prev.prefault());
+        let _stop_prefault = StopOnDrop(&stop_prefault);
+        let stop = &stop_prefault;
+        scope.spawn(move || first_buf.run(stop) + second_buf.run(stop));
         // Tree D of each sector and its unsealed file's checksum, on another core meanwhile.
         let indices: Vec<usize> = todo.iter().map(|(i, _)| *i).collect();
         let tree_d = scope.spawn(move || -> SealResult<Vec<(Node, Node)>> {
