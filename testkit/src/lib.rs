@@ -20,3 +20,26 @@ pub mod metrics;
 pub mod mining;
 pub mod postgres;
 pub mod scenarios;
+
+/// Opens a sled-backed store again, as a restarted daemon would, with `open`. Sled releases its
+/// file lock from a background thread after the last handle is dropped, so a store reopened at
+/// once in the same process can still find the lock held for a moment: this retries (for up to
+/// ten seconds) while that is the error, and panics with any other.
+pub fn reopen_sled<T, E: std::fmt::Display>(
+    path: &std::path::Path,
+    mut open: impl FnMut() -> Result<T, E>,
+) -> T {
+    for _ in 0..400 {
+        match open() {
+            Ok(store) => return store,
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            Err(e) => panic!("reopening {}: {e}", path.display()),
+        }
+    }
+    match open() {
+        Ok(store) => store,
+        Err(e) => panic!("reopening {}: {e}", path.display()),
+    }
+}

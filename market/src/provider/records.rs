@@ -389,22 +389,6 @@ mod tests {
         }
     }
 
-    /// Opens the records again, as a restarted provider would. Sled releases its file lock from a
-    /// background thread after the last handle is dropped, so records reopened at once in the
-    /// same process can still find the lock held for a moment: retry while that is the error.
-    fn reopen(path: &std::path::Path) -> DealRecords {
-        for _ in 0..400 {
-            match DealRecords::open(path) {
-                Ok(r) => return r,
-                Err(e) if e.to_string().contains("could not acquire lock") => {
-                    std::thread::sleep(std::time::Duration::from_millis(25));
-                }
-                Err(e) => panic!("reopening {}: {e}", path.display()),
-            }
-        }
-        DealRecords::open(path).unwrap()
-    }
-
     #[test]
     fn records_persist_and_insert_only_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -419,7 +403,7 @@ mod tests {
             deal.set_status(DealStatus::Transferring);
             records.put(&deal).unwrap();
         }
-        let records = reopen(&path);
+        let records = lode_testkit::reopen_sled(&path, || DealRecords::open(&path));
         assert_eq!(records.get(&deal.uuid).unwrap(), Some(deal.clone()));
         assert_eq!(records.list().unwrap(), vec![deal.clone()]);
         assert_eq!(records.get(&DealUuid::new_random()).unwrap(), None);

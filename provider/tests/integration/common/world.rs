@@ -392,14 +392,5 @@ pub(crate) async fn bounded<F: std::future::Future<Output = ()>>(f: F) {
 /// a background thread after the last handle is dropped, so a store reopened at once in the same
 /// process can still find the lock held for a moment: retry while that is the error.
 pub(crate) fn open_store(db: &Path) -> PipelineStore {
-    for _ in 0..400 {
-        match PipelineStore::open(db) {
-            Ok(s) => return s,
-            Err(e) if e.to_string().contains("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            Err(e) => panic!("opening {}: {e}", db.display()),
-        }
-    }
-    PipelineStore::open(db).unwrap()
+    lode_testkit::reopen_sled(db, || PipelineStore::open(db))
 }
